@@ -1,0 +1,208 @@
+/**
+ * Command-line flags in the Prometheus style (`--web.listen-address=:8080`),
+ * declared once in a table that drives both parsing and `--help`.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { parseDuration } from "./duration.ts";
+
+/** One flag's declaration. */
+export interface FlagSpec {
+  /** The flag's name without dashes, e.g. "web.listen-address". */
+  name: string;
+  /** How the value is read. Durations become milliseconds. */
+  type: "string" | "duration" | "boolean" | "integer";
+  /** One line of help. */
+  help: string;
+  /** The default, as a user would type it; omitted means none. */
+  default?: string;
+  /** The flag may be given several times; the value is a list. */
+  repeatable?: boolean;
+  /** Accepted values, checked after parsing. */
+  choices?: readonly string[];
+}
+
+/** Parsed values keyed by flag name. */
+export type FlagValues = Record<
+  string,
+  string | number | boolean | string[] | undefined
+>;
+
+/** Thrown for bad command lines; the message is meant for the user. */
+export class FlagError extends Error {
+  /** Creates a FlagError. */
+  constructor(message: string) {
+    super(message);
+    this.name = "FlagError";
+  }
+}
+
+/**
+ * Parses `args` against `specs`. `--help`/`-h` and `--version` are always
+ * accepted and reported as booleans under "help" and "version".
+ *
+ * @param specs The flag table.
+ * @param args The command line, without the program name.
+ * @returns The values, defaults filled in.
+ * @throws {FlagError} On unknown flags or bad values.
+ */
+export function parseFlags(
+  specs: readonly FlagSpec[],
+  args: readonly string[],
+): FlagValues {
+  const options: Record<
+    string,
+    { type: "string" | "boolean"; multiple?: boolean; short?: string }
+  > = {
+    help: { type: "boolean", short: "h" },
+    version: { type: "boolean" },
+  };
+  for (const spec of specs) {
+    options[spec.name] = {
+      type: spec.type === "boolean" ? "boolean" : "string",
+      ...(spec.repeatable ? { multiple: true } : {}),
+    };
+  }
+  const normalized = normalizeBooleans(specs, args);
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: normalized.args,
+      options,
+      strict: true,
+      allowPositionals: false,
+    });
+  } catch (error) {
+    throw new FlagError(error instanceof Error ? error.message : String(error));
+  }
+  const raw = parsed.values as Record<
+    string,
+    string | boolean | string[] | undefined
+  >;
+  const values: FlagValues = {
+    help: raw.help === true,
+    version: raw.version === true,
+  };
+  for (const spec of specs) {
+    const given = raw[spec.name];
+    if (spec.repeatable) {
+      const list = (given as string[] | undefined) ??
+        (spec.default !== undefined && spec.default !== ""
+          ? [spec.default]
+          : []);
+      list.forEach((v) => checkChoice(spec, v));
+      values[spec.name] = list;
+      continue;
+    }
+    const text = normalized.negated.has(spec.name)
+      ? false
+      : (given as string | boolean | undefined) ?? spec.default;
+    if (text === undefined) {
+      values[spec.name] = spec.type === "boolean" ? false : undefined;
+      continue;
+    }
+    values[spec.name] = convert(spec, text);
+  }
+  return values;
+}
+
+/** `--flag=false` and `--no-flag` for booleans, as kingpin accepts. */
+function normalizeBooleans(
+  specs: readonly FlagSpec[],
+  args: readonly string[],
+): { args: string[]; negated: Set<string> } {
+  const booleans = new Set(
+    specs.filter((s) => s.type === "boolean").map((s) => s.name),
+  );
+  const out: string[] = [];
+  const negated = new Set<string>();
+  for (const arg of args) {
+    const match = /^--(?:no-)?([^=]+)(?:=(true|false))?$/.exec(arg);
+    if (match && booleans.has(match[1]!)) {
+      const off = arg.startsWith("--no-") || match[2] === "false";
+      if (off) negated.add(match[1]!);
+      else {
+        negated.delete(match[1]!);
+        out.push(`--${match[1]}`);
+      }
+      continue;
+    }
+    out.push(arg);
+  }
+  return { args: out, negated };
+}
+
+function convert(
+  spec: FlagSpec,
+  text: string | boolean,
+): string | number | boolean {
+  if (spec.type === "boolean") return text === true || text === "true";
+  const value = String(text);
+  checkChoice(spec, value);
+  if (spec.type === "duration") {
+    try {
+      return parseDuration(value);
+    } catch (error) {
+      throw new FlagError(`--${spec.name}: ${(error as Error).message}`);
+    }
+  }
+  if (spec.type === "integer") {
+    if (!/^\d+$/.test(value)) {
+      throw new FlagError(
+        `--${spec.name}: expected a non-negative integer, got "${value}"`,
+      );
+    }
+    return Number(value);
+  }
+  return value;
+}
+
+function checkChoice(spec: FlagSpec, value: string): void {
+  if (spec.choices && !spec.choices.includes(value)) {
+    throw new FlagError(
+      `--${spec.name}: "${value}" is not one of ${spec.choices.join(", ")}`,
+    );
+  }
+}
+
+/**
+ * Renders `--help` text listing every flag and its default.
+ *
+ * @param usage The first line, e.g. "usage: pushprox-proxy [<flags>]".
+ * @param specs The flag table.
+ * @returns The help text.
+ */
+export function formatHelp(usage: string, specs: readonly FlagSpec[]): string {
+  const rows = [
+    ...specs.map((s) => {
+      const left = s.type === "boolean"
+        ? `--[no-]${s.name}`
+        : `--${s.name}=${placeholder(s)}`;
+      const extra = [
+        s.repeatable ? "repeatable" : "",
+        s.default !== undefined && s.default !== ""
+          ? `default: ${s.default}`
+          : "",
+      ].filter(Boolean).join("; ");
+      return [left, extra ? `${s.help} (${extra})` : s.help];
+    }),
+    ["-h, --help", "Show this help and exit."],
+    ["--version", "Show the version and exit."],
+  ];
+  const width = Math.max(...rows.map(([l]) => l!.length));
+  return [
+    usage,
+    "",
+    "Flags:",
+    ...rows.map(([l, r]) => `  ${l!.padEnd(width)}  ${r}`),
+  ].join("\n");
+}
+
+function placeholder(spec: FlagSpec): string {
+  if (spec.choices) return spec.choices.join("|");
+  if (spec.type === "duration") return "DURATION";
+  if (spec.type === "integer") return "N";
+  return spec.name.split(/[.-]/).pop()!.toUpperCase();
+}

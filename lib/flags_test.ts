@@ -1,0 +1,80 @@
+import assert from "node:assert/strict";
+import { FlagError, type FlagSpec, formatHelp, parseFlags } from "./flags.ts";
+
+const SPECS: FlagSpec[] = [
+  {
+    name: "web.listen-address",
+    type: "string",
+    help: "Listen here.",
+    default: ":8080",
+  },
+  {
+    name: "scrape.max-timeout",
+    type: "duration",
+    help: "Clamp.",
+    default: "5m",
+  },
+  { name: "label", type: "string", help: "A label.", repeatable: true },
+  {
+    name: "log.format",
+    type: "string",
+    help: "Format.",
+    default: "logfmt",
+    choices: ["logfmt", "json"],
+  },
+  { name: "legacy", type: "boolean", help: "Old protocol.", default: "true" },
+  { name: "limit", type: "integer", help: "A limit." },
+];
+
+Deno.test("parseFlags() fills defaults and converts types", () => {
+  const v = parseFlags(SPECS, []);
+  assert.equal(v["web.listen-address"], ":8080");
+  assert.equal(v["scrape.max-timeout"], 300_000);
+  assert.deepEqual(v["label"], []);
+  assert.equal(v["legacy"], true);
+  assert.equal(v["limit"], undefined);
+  assert.equal(v.help, false);
+});
+
+Deno.test("parseFlags() reads given values, repeats and negated booleans", () => {
+  const v = parseFlags(SPECS, [
+    "--web.listen-address=127.0.0.1:0",
+    "--scrape.max-timeout",
+    "30s",
+    "--label=a=b",
+    "--label=c=d",
+    "--no-legacy",
+    "--limit=7",
+  ]);
+  assert.equal(v["web.listen-address"], "127.0.0.1:0");
+  assert.equal(v["scrape.max-timeout"], 30_000);
+  assert.deepEqual(v["label"], ["a=b", "c=d"]);
+  assert.equal(v["legacy"], false);
+  assert.equal(v["limit"], 7);
+  assert.equal(parseFlags(SPECS, ["--legacy=false"])["legacy"], false);
+});
+
+Deno.test("parseFlags() names the flag that is wrong", () => {
+  assert.throws(() => parseFlags(SPECS, ["--nope"]), FlagError);
+  assert.throws(
+    () => parseFlags(SPECS, ["--scrape.max-timeout=soon"]),
+    /--scrape.max-timeout/,
+  );
+  assert.throws(
+    () => parseFlags(SPECS, ["--log.format=xml"]),
+    /not one of logfmt, json/,
+  );
+  assert.throws(() => parseFlags(SPECS, ["--limit=-1"]), /--limit/);
+});
+
+Deno.test("formatHelp() lists every flag with its default", () => {
+  const help = formatHelp("usage: x", SPECS);
+  for (const spec of SPECS) {
+    assert.match(
+      help,
+      new RegExp(`--(\\[no-\\])?${spec.name.replace(".", "\\.")}`),
+    );
+  }
+  assert.match(help, /default: 5m/);
+  assert.match(help, /--help/);
+});

@@ -1,0 +1,66 @@
+/**
+ * Which HTTP header fields cross the proxy, shared by both directions.
+ *
+ * @module
+ */
+
+/**
+ * Hop-by-hop fields (RFC 9110 §7.6.1) plus fields that describe one
+ * connection's framing; none of them may be forwarded. `proxy-authorization`
+ * is meant for the proxy itself and is consumed there.
+ */
+const NOT_FORWARDED: ReadonlySet<string> = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-authenticate",
+  "proxy-authorization",
+  "proxy-connection",
+  "te",
+  "trailer",
+  "transfer-encoding",
+  "upgrade",
+  "content-length",
+  "host",
+]);
+
+/** A header field as it travels in the protocol. */
+export interface HeaderField {
+  name: string;
+  value: string;
+}
+
+/**
+ * Keeps the fields that may be forwarded, lower-casing names. Fields named in
+ * a `Connection` header are dropped too, as RFC 9110 requires.
+ *
+ * @param fields Name/value pairs in arrival order (duplicates allowed).
+ * @returns The forwardable fields, in order.
+ */
+export function forwardableHeaders(
+  fields: Iterable<readonly [string, string]>,
+): HeaderField[] {
+  const list: HeaderField[] = [];
+  const named = new Set<string>();
+  for (const [rawName, value] of fields) {
+    const name = rawName.toLowerCase();
+    if (name === "connection") {
+      for (const token of value.split(",")) {
+        named.add(token.trim().toLowerCase());
+      }
+    }
+    list.push({ name, value });
+  }
+  return list.filter((f) => !NOT_FORWARDED.has(f.name) && !named.has(f.name));
+}
+
+/**
+ * Pairs of a node:http `rawHeaders` array ([name, value, name, value, …]).
+ *
+ * @param raw The flat array.
+ * @returns Name/value pairs.
+ */
+export function* rawHeaderPairs(
+  raw: readonly string[],
+): Generator<[string, string]> {
+  for (let i = 0; i + 1 < raw.length; i += 2) yield [raw[i]!, raw[i + 1]!];
+}

@@ -1,0 +1,120 @@
+/**
+ * A small structured logger that writes logfmt or JSON lines, like
+ * Prometheus' own `--log.level` and `--log.format` flags.
+ *
+ * @module
+ */
+
+/** Severity, lowest first. */
+export type LogLevel = "debug" | "info" | "warn" | "error";
+/** Output encoding of each record. */
+export type LogFormat = "logfmt" | "json";
+/** Key/value pairs attached to a record. */
+export type LogFields = Record<string, unknown>;
+
+/** A structured logger. `with` returns a child carrying extra fields. */
+export interface Logger {
+  debug(msg: string, fields?: LogFields): void;
+  info(msg: string, fields?: LogFields): void;
+  warn(msg: string, fields?: LogFields): void;
+  error(msg: string, fields?: LogFields): void;
+  with(fields: LogFields): Logger;
+}
+
+/** Options for {@linkcode createLogger}. */
+export interface LoggerOptions {
+  /** Records below this level are dropped. @default {"info"} */
+  level?: LogLevel;
+  /** @default {"logfmt"} */
+  format?: LogFormat;
+  /** Where lines go. @default {writes to stderr} */
+  write?: (line: string) => void;
+  /** Clock for the `ts` field. @default {Date.now} */
+  now?: () => number;
+}
+
+const LEVELS: readonly LogLevel[] = ["debug", "info", "warn", "error"];
+/** Valid values of `--log.level`. */
+export const LOG_LEVELS: readonly string[] = LEVELS;
+/** Valid values of `--log.format`. */
+export const LOG_FORMATS: readonly string[] = ["logfmt", "json"];
+
+const encoder = new TextEncoder();
+function writeStderr(line: string): void {
+  Deno.stderr.writeSync(encoder.encode(line + "\n"));
+}
+
+/**
+ * Creates a logger.
+ *
+ * @param options Level, format, sink and clock.
+ * @returns The logger.
+ */
+export function createLogger(options: LoggerOptions = {}): Logger {
+  const minimum = LEVELS.indexOf(options.level ?? "info");
+  const format = options.format ?? "logfmt";
+  const write = options.write ?? writeStderr;
+  const now = options.now ?? Date.now;
+
+  function make(base: LogFields): Logger {
+    function log(level: LogLevel, msg: string, fields?: LogFields): void {
+      if (LEVELS.indexOf(level) < minimum) return;
+      const record: LogFields = {
+        ts: new Date(now()).toISOString(),
+        level,
+        msg,
+        ...base,
+        ...fields,
+      };
+      write(
+        format === "json" ? JSON.stringify(record, jsonValue) : logfmt(record),
+      );
+    }
+    return {
+      debug: (msg, fields) => log("debug", msg, fields),
+      info: (msg, fields) => log("info", msg, fields),
+      warn: (msg, fields) => log("warn", msg, fields),
+      error: (msg, fields) => log("error", msg, fields),
+      with: (fields) => make({ ...base, ...fields }),
+    };
+  }
+  return make({});
+}
+
+/** A logger that drops everything, for tests and libraries. */
+export function createNullLogger(): Logger {
+  const logger: Logger = {
+    debug() {},
+    info() {},
+    warn() {},
+    error() {},
+    with: () => logger,
+  };
+  return logger;
+}
+
+function jsonValue(_key: string, value: unknown): unknown {
+  return value instanceof Error ? value.message : value;
+}
+
+function logfmt(record: LogFields): string {
+  const parts: string[] = [];
+  for (const [key, value] of Object.entries(record)) {
+    if (value === undefined) continue;
+    parts.push(`${key}=${logfmtValue(value)}`);
+  }
+  return parts.join(" ");
+}
+
+function logfmtValue(value: unknown): string {
+  const text = value instanceof Error
+    ? value.message
+    : typeof value === "string"
+    ? value
+    : typeof value === "object" && value !== null
+    ? JSON.stringify(value)
+    : String(value);
+  return text === "" || /[\s"=\\]/.test(text) || /[\x00-\x1f]/.test(text)
+    ? JSON.stringify(text)
+    : text;
+}

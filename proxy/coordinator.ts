@@ -1,0 +1,491 @@
+/**
+ * The proxy's core: which clients are registered, which scrapes wait for
+ * which client, and the hand-off of a client's answer to the waiting scrape.
+ * It does no I/O and starts no timers; the HTTP and Connect adapters drive it.
+ *
+ * @module
+ */
+
+import type { HeaderField } from "../lib/headers.ts";
+
+/** Who a client says it is when it registers. */
+export interface ClientIdentity {
+  /** The host name Prometheus scrapes; the routing key. */
+  fqdn: string;
+  labels: Record<string, string>;
+  version: string;
+  modules: string[];
+  /** The wire protocol the client speaks, e.g. "connect". */
+  protocol: string;
+}
+
+/** A scrape handed to a client. */
+export interface ScrapeTask {
+  id: string;
+  method: string;
+  url: string;
+  headers: HeaderField[];
+  /** Time left when the task is taken from the queue, in milliseconds. */
+  timeoutMs: number;
+}
+
+/** What the client answered: status, headers and a body to relay. */
+export interface ScrapeReply {
+  status: number;
+  headers: HeaderField[];
+  /** Non-empty when the client could not scrape; no body follows then. */
+  error: string;
+  /** The body, pulled by the relaying side as fast as it can write. */
+  body: AsyncIterable<Uint8Array>;
+  /**
+   * The relaying side calls this once when it is done with the body: without
+   * an argument on success, with the reason otherwise. It ends the push.
+   */
+  settle(error?: Error): void;
+}
+
+/** The head of a client's push. */
+export interface PushHead {
+  scrapeId: string;
+  sessionId: string;
+  status: number;
+  headers: HeaderField[];
+  error: string;
+}
+
+/** A registered client as listed by `/clients` and `ListClients`. */
+export interface ClientInfo extends ClientIdentity {
+  connected: boolean;
+  connectedSince: number;
+  /** 0 when it was never scraped. */
+  lastScrape: number;
+  inFlight: number;
+}
+
+/** Base class of the errors the coordinator reports to its adapters. */
+export class CoordinatorError extends Error {
+  /** Creates the error with a machine-readable kind. */
+  constructor(
+    message: string,
+    readonly kind:
+      | "unknown_client"
+      | "client_disconnected"
+      | "unknown_scrape"
+      | "foreign_scrape"
+      | "duplicate_push"
+      | "replaced"
+      | "invalid",
+  ) {
+    super(message);
+    this.name = "CoordinatorError";
+  }
+}
+
+/** A client's open Poll stream. */
+export interface Session {
+  readonly id: string;
+  readonly fqdn: string;
+  /**
+   * Waits for the next scrape for this client. Resolves null when `signal`
+   * aborts first (the caller sends a heartbeat or ends), and rejects with a
+   * CoordinatorError of kind "replaced" when a newer stream for the same
+   * fqdn took over.
+   */
+  next(signal: AbortSignal): Promise<ScrapeTask | null>;
+  /** Ends the session: the stream closed. Idempotent. */
+  close(): void;
+}
+
+/** Options for {@linkcode createCoordinator}. */
+export interface CoordinatorOptions {
+  /** How long a client stays listed after its stream ends. */
+  registrationTimeoutMs: number;
+  /** @default {Date.now} */
+  now?: () => number;
+  /** Makes scrape and session ids. @default {crypto.randomUUID} */
+  newId?: () => string;
+}
+
+/** Arguments of {@linkcode Coordinator.requestScrape}. */
+export interface ScrapeRequestInput {
+  /** The host the scrape is for, as in the request URL. */
+  host: string;
+  method: string;
+  url: string;
+  headers: HeaderField[];
+  /** The scrape's deadline on the coordinator's clock. */
+  deadline: number;
+}
+
+/** The proxy's registry and scrape hand-off. */
+export interface Coordinator {
+  /** Registers a client, replacing any open stream for the same fqdn. */
+  register(identity: ClientIdentity): Session;
+  /**
+   * Sends a scrape to the client registered for `input.host` and waits for
+   * its answer. Fails at once when no client is connected for that host.
+   * Aborting `signal` withdraws the scrape and rejects with its reason.
+   */
+  requestScrape(
+    input: ScrapeRequestInput,
+    signal: AbortSignal,
+  ): Promise<ScrapeReply>;
+  /**
+   * Hands a client's answer to the scrape waiting for it. Resolves when the
+   * body has been relayed, rejects when it could not be.
+   */
+  acceptPush(head: PushHead, body: AsyncIterable<Uint8Array>): Promise<void>;
+  /** Clients listed now, sorted by fqdn. */
+  listClients(): ClientInfo[];
+  /** Forgets clients disconnected longer than the registration timeout. */
+  expire(): number;
+  /** Number of clients listed. */
+  readonly clientCount: number;
+  /** Number of scrapes waiting for an answer or relaying one. */
+  readonly scrapesInFlight: number;
+}
+
+interface ClientRecord {
+  identity: ClientIdentity;
+  session: SessionImpl | null;
+  connectedSince: number;
+  disconnectedAt: number;
+  lastScrape: number;
+  inFlight: number;
+}
+
+interface PendingScrape {
+  id: string;
+  sessionId: string;
+  record: ClientRecord;
+  answered: boolean;
+  resolve(reply: ScrapeReply): void;
+  reject(error: Error): void;
+}
+
+interface SessionImpl extends Session {
+  closed: boolean;
+  replaced: boolean;
+  queue: { task: ScrapeTask; deadline: number }[];
+  waiter: ((task: ScrapeTask | null, error?: Error) => void) | null;
+  offer(task: ScrapeTask, deadline: number): void;
+}
+
+/**
+ * Normalizes a host for use as a routing key: lower case, no trailing dot,
+ * no IPv6 brackets.
+ *
+ * @param host A host name or address.
+ * @returns The key.
+ */
+export function hostKey(host: string): string {
+  let key = host.toLowerCase();
+  if (key.startsWith("[") && key.endsWith("]")) key = key.slice(1, -1);
+  if (key.endsWith(".")) key = key.slice(0, -1);
+  return key;
+}
+
+/**
+ * Creates a coordinator.
+ *
+ * @param options Registration timeout, clock and id source.
+ * @returns The coordinator.
+ */
+export function createCoordinator(options: CoordinatorOptions): Coordinator {
+  const now = options.now ?? Date.now;
+  const newId = options.newId ?? (() => crypto.randomUUID());
+  const clients = new Map<string, ClientRecord>();
+  const pending = new Map<string, PendingScrape>();
+
+  function isListed(record: ClientRecord, at: number): boolean {
+    return record.session !== null ||
+      at - record.disconnectedAt < options.registrationTimeoutMs;
+  }
+
+  function createSession(
+    identity: ClientIdentity,
+    record: ClientRecord,
+  ): SessionImpl {
+    const session: SessionImpl = {
+      id: newId(),
+      fqdn: identity.fqdn,
+      closed: false,
+      replaced: false,
+      queue: [],
+      waiter: null,
+      offer(task, deadline) {
+        if (session.waiter) {
+          const waiter = session.waiter;
+          session.waiter = null;
+          waiter({ ...task, timeoutMs: Math.max(1, deadline - now()) });
+        } else {
+          session.queue.push({ task, deadline });
+        }
+      },
+      next(signal) {
+        if (session.replaced) {
+          return Promise.reject(
+            new CoordinatorError(
+              `Stream for "${session.fqdn}" was replaced by a newer one`,
+              "replaced",
+            ),
+          );
+        }
+        if (session.closed || signal.aborted) return Promise.resolve(null);
+        while (session.queue.length > 0) {
+          const { task, deadline } = session.queue.shift()!;
+          // A scrape withdrawn while queued is skipped, not sent.
+          if (pending.has(task.id)) {
+            return Promise.resolve({
+              ...task,
+              timeoutMs: Math.max(1, deadline - now()),
+            });
+          }
+        }
+        if (session.waiter) {
+          return Promise.reject(
+            new CoordinatorError("Session is already being polled", "invalid"),
+          );
+        }
+        return new Promise((resolve, reject) => {
+          const onAbort = () => {
+            session.waiter = null;
+            resolve(null);
+          };
+          signal.addEventListener("abort", onAbort, { once: true });
+          session.waiter = (task, error) => {
+            signal.removeEventListener("abort", onAbort);
+            if (error) reject(error);
+            else resolve(task);
+          };
+        });
+      },
+      close() {
+        if (session.closed) return;
+        session.closed = true;
+        const waiter = session.waiter;
+        session.waiter = null;
+        waiter?.(null);
+        session.queue.length = 0;
+        if (record.session === session) {
+          record.session = null;
+          record.disconnectedAt = now();
+        }
+        // Scrapes sent on this stream and not yet answered can no longer be:
+        // fail them now instead of at their deadline.
+        for (const scrape of pending.values()) {
+          if (scrape.sessionId === session.id && !scrape.answered) {
+            scrape.reject(
+              new CoordinatorError(
+                `Client "${session.fqdn}" disconnected before answering`,
+                "client_disconnected",
+              ),
+            );
+          }
+        }
+      },
+    };
+    return session;
+  }
+
+  function finishScrape(scrape: PendingScrape): void {
+    if (pending.delete(scrape.id)) scrape.record.inFlight--;
+  }
+
+  return {
+    register(identity) {
+      const key = hostKey(identity.fqdn);
+      const at = now();
+      let record = clients.get(key);
+      if (record === undefined) {
+        record = {
+          identity,
+          session: null,
+          connectedSince: at,
+          disconnectedAt: at,
+          lastScrape: 0,
+          inFlight: 0,
+        };
+        clients.set(key, record);
+      }
+      const previous = record.session;
+      if (previous) {
+        // The previous stream is told to end; scrapes it already received may
+        // still be answered until its adapter closes it.
+        previous.replaced = true;
+        const waiter = previous.waiter;
+        previous.waiter = null;
+        waiter?.(
+          null,
+          new CoordinatorError(
+            `Stream for "${identity.fqdn}" was replaced by a newer one`,
+            "replaced",
+          ),
+        );
+      }
+      record.identity = identity;
+      record.connectedSince = at;
+      const session = createSession(identity, record);
+      record.session = session;
+      if (previous) {
+        // Queued scrapes that were not sent yet move to the new stream.
+        for (const { task, deadline } of previous.queue) {
+          const scrape = pending.get(task.id);
+          if (scrape) {
+            scrape.sessionId = session.id;
+            session.queue.push({ task, deadline });
+          }
+        }
+        previous.queue.length = 0;
+      }
+      return session;
+    },
+
+    requestScrape(input, signal) {
+      if (signal.aborted) return Promise.reject(signal.reason);
+      const record = clients.get(hostKey(input.host));
+      const at = now();
+      if (record === undefined || !isListed(record, at)) {
+        return Promise.reject(
+          new CoordinatorError(
+            `No client is registered as "${input.host}"`,
+            "unknown_client",
+          ),
+        );
+      }
+      const session = record.session;
+      if (session === null) {
+        const ago = Math.round((at - record.disconnectedAt) / 1000);
+        return Promise.reject(
+          new CoordinatorError(
+            `Client "${input.host}" is not connected (disconnected ${ago}s ago)`,
+            "client_disconnected",
+          ),
+        );
+      }
+      const id = newId();
+      record.inFlight++;
+      record.lastScrape = at;
+      return new Promise<ScrapeReply>((resolve, reject) => {
+        const onAbort = () => {
+          if (scrape.answered) return; // the relaying side owns it now
+          finishScrape(scrape);
+          reject(signal.reason);
+        };
+        const scrape: PendingScrape = {
+          id,
+          sessionId: session.id,
+          record,
+          answered: false,
+          resolve(reply) {
+            signal.removeEventListener("abort", onAbort);
+            resolve(reply);
+          },
+          reject(error) {
+            signal.removeEventListener("abort", onAbort);
+            finishScrape(scrape);
+            reject(error);
+          },
+        };
+        pending.set(id, scrape);
+        signal.addEventListener("abort", onAbort, { once: true });
+        session.offer(
+          {
+            id,
+            method: input.method,
+            url: input.url,
+            headers: input.headers,
+            timeoutMs: 0,
+          },
+          input.deadline,
+        );
+      });
+    },
+
+    acceptPush(head, body) {
+      const scrape = pending.get(head.scrapeId);
+      if (scrape === undefined) {
+        return Promise.reject(
+          new CoordinatorError(
+            `No scrape "${head.scrapeId}" is waiting (unknown, finished or timed out)`,
+            "unknown_scrape",
+          ),
+        );
+      }
+      if (scrape.sessionId !== head.sessionId) {
+        return Promise.reject(
+          new CoordinatorError(
+            `Scrape "${head.scrapeId}" was not sent to this stream`,
+            "foreign_scrape",
+          ),
+        );
+      }
+      if (scrape.answered) {
+        return Promise.reject(
+          new CoordinatorError(
+            `Scrape "${head.scrapeId}" was already answered`,
+            "duplicate_push",
+          ),
+        );
+      }
+      scrape.answered = true;
+      return new Promise<void>((resolve, reject) => {
+        let settled = false;
+        scrape.resolve({
+          status: head.status,
+          headers: head.headers,
+          error: head.error,
+          body,
+          settle(error) {
+            if (settled) return;
+            settled = true;
+            finishScrape(scrape);
+            if (error) reject(error);
+            else resolve();
+          },
+        });
+      });
+    },
+
+    listClients() {
+      const at = now();
+      const list: ClientInfo[] = [];
+      for (const record of clients.values()) {
+        if (!isListed(record, at)) continue;
+        list.push({
+          ...record.identity,
+          connected: record.session !== null,
+          connectedSince: record.connectedSince,
+          lastScrape: record.lastScrape,
+          inFlight: record.inFlight,
+        });
+      }
+      return list.sort((a, b) =>
+        a.fqdn < b.fqdn ? -1 : a.fqdn > b.fqdn ? 1 : 0
+      );
+    },
+
+    expire() {
+      const at = now();
+      let removed = 0;
+      for (const [key, record] of clients) {
+        if (!isListed(record, at) && record.inFlight === 0) {
+          clients.delete(key);
+          removed++;
+        }
+      }
+      return removed;
+    },
+
+    get clientCount() {
+      let count = 0;
+      const at = now();
+      for (const record of clients.values()) if (isListed(record, at)) count++;
+      return count;
+    },
+
+    get scrapesInFlight() {
+      return pending.size;
+    },
+  };
+}

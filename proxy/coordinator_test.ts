@@ -1,0 +1,315 @@
+import assert from "node:assert/strict";
+import {
+  type ClientIdentity,
+  type Coordinator,
+  CoordinatorError,
+  createCoordinator,
+  type ScrapeReply,
+} from "./coordinator.ts";
+
+function identity(
+  fqdn: string,
+  labels: Record<string, string> = {},
+): ClientIdentity {
+  return { fqdn, labels, version: "test", modules: [], protocol: "connect" };
+}
+
+function setup(): { coordinator: Coordinator; clock: { t: number } } {
+  const clock = { t: 1_000_000 };
+  let n = 0;
+  const coordinator = createCoordinator({
+    registrationTimeoutMs: 60_000,
+    now: () => clock.t,
+    newId: () => `id-${++n}`,
+  });
+  return { coordinator, clock };
+}
+
+function scrapeInput(host: string, deadline = 1_010_000) {
+  return {
+    host,
+    method: "GET",
+    url: `http://${host}:9100/metrics`,
+    headers: [],
+    deadline,
+  };
+}
+
+async function* chunks(...parts: string[]): AsyncGenerator<Uint8Array> {
+  for (const part of parts) yield new TextEncoder().encode(part);
+}
+
+async function readAll(reply: ScrapeReply): Promise<string> {
+  let text = "";
+  for await (const chunk of reply.body) text += new TextDecoder().decode(chunk);
+  return text;
+}
+
+function kindOf(error: unknown): string {
+  assert.ok(
+    error instanceof CoordinatorError,
+    `expected CoordinatorError, got ${error}`,
+  );
+  return error.kind;
+}
+
+Deno.test("requestScrape() fails at once for an unknown client and keeps no state", async () => {
+  const { coordinator } = setup();
+  const error = await coordinator.requestScrape(
+    scrapeInput("nobody"),
+    new AbortController().signal,
+  )
+    .catch((e) => e);
+  assert.equal(kindOf(error), "unknown_client");
+  assert.match(error.message, /"nobody"/);
+  assert.equal(coordinator.scrapesInFlight, 0);
+  assert.equal(coordinator.clientCount, 0);
+});
+
+Deno.test("a scrape travels to the client and its pushed body back", async () => {
+  const { coordinator, clock } = setup();
+  const session = coordinator.register(identity("Node1.Example.com"));
+  const replyPromise = coordinator.requestScrape(
+    scrapeInput("node1.example.com"),
+    new AbortController().signal,
+  );
+  clock.t += 2_000;
+  const task = await session.next(new AbortController().signal);
+  assert.ok(task);
+  assert.equal(task.url, "http://node1.example.com:9100/metrics");
+  assert.equal(
+    task.timeoutMs,
+    8_000,
+    "time left is computed when the task is taken",
+  );
+  assert.equal(coordinator.scrapesInFlight, 1);
+  assert.equal(coordinator.listClients()[0]!.inFlight, 1);
+
+  const pushed = coordinator.acceptPush(
+    {
+      scrapeId: task.id,
+      sessionId: session.id,
+      status: 200,
+      headers: [],
+      error: "",
+    },
+    chunks("a 1\n", "b 2\n"),
+  );
+  const reply = await replyPromise;
+  assert.equal(reply.status, 200);
+  assert.equal(await readAll(reply), "a 1\nb 2\n");
+  reply.settle();
+  await pushed;
+  assert.equal(coordinator.scrapesInFlight, 0);
+  assert.equal(coordinator.listClients()[0]!.inFlight, 0);
+  assert.equal(coordinator.listClients()[0]!.lastScrape, 1_000_000);
+});
+
+Deno.test("several scrapes to one client are handed out concurrently", async () => {
+  const { coordinator } = setup();
+  const session = coordinator.register(identity("h"));
+  const signal = new AbortController().signal;
+  const replies = [1, 2, 3].map(() =>
+    coordinator.requestScrape(scrapeInput("h"), signal)
+  );
+  const tasks = [
+    await session.next(signal),
+    await session.next(signal),
+    await session.next(signal),
+  ];
+  assert.deepEqual(tasks.map((t) => t?.id), ["id-2", "id-3", "id-4"]);
+  // Answer in reverse order: each reply reaches its own scrape.
+  const pushes = tasks.reverse().map((t, i) =>
+    coordinator.acceptPush(
+      {
+        scrapeId: t!.id,
+        sessionId: session.id,
+        status: 200 + i,
+        headers: [],
+        error: "",
+      },
+      chunks(),
+    )
+  );
+  const statuses = [];
+  for (const reply of await Promise.all(replies)) {
+    statuses.push(reply.status);
+    reply.settle();
+  }
+  await Promise.all(pushes);
+  assert.deepEqual(statuses, [202, 201, 200]);
+});
+
+Deno.test("acceptPush() refuses unknown, foreign and duplicate pushes", async () => {
+  const { coordinator } = setup();
+  const a = coordinator.register(identity("a"));
+  const b = coordinator.register(identity("b"));
+  const signal = new AbortController().signal;
+  const reply = coordinator.requestScrape(scrapeInput("a"), signal);
+  const task = (await a.next(signal))!;
+  const head = {
+    scrapeId: task.id,
+    sessionId: a.id,
+    status: 200,
+    headers: [],
+    error: "",
+  };
+
+  assert.equal(
+    kindOf(
+      await coordinator.acceptPush({ ...head, scrapeId: "guess" }, chunks())
+        .catch((e) => e),
+    ),
+    "unknown_scrape",
+  );
+  assert.equal(
+    kindOf(
+      await coordinator.acceptPush({ ...head, sessionId: b.id }, chunks())
+        .catch((e) => e),
+    ),
+    "foreign_scrape",
+  );
+  // The foreign attempt did not disturb the real scrape.
+  const pushed = coordinator.acceptPush(head, chunks("ok"));
+  assert.equal(
+    kindOf(await coordinator.acceptPush(head, chunks()).catch((e) => e)),
+    "duplicate_push",
+  );
+  const r = await reply;
+  assert.equal(await readAll(r), "ok");
+  r.settle();
+  await pushed;
+});
+
+Deno.test("aborting a scrape withdraws it and frees its state", async () => {
+  const { coordinator } = setup();
+  const session = coordinator.register(identity("h"));
+  const controller = new AbortController();
+  const reply = coordinator.requestScrape(scrapeInput("h"), controller.signal);
+  controller.abort(new Error("prometheus went away"));
+  await assert.rejects(reply, /prometheus went away/);
+  assert.equal(coordinator.scrapesInFlight, 0);
+  // The withdrawn scrape is not sent to the client.
+  const next = new AbortController();
+  setTimeout(() => next.abort(), 10);
+  assert.equal(await session.next(next.signal), null);
+});
+
+Deno.test("settle(error) fails the push with the relaying side's reason", async () => {
+  const { coordinator } = setup();
+  const session = coordinator.register(identity("h"));
+  const signal = new AbortController().signal;
+  const reply = coordinator.requestScrape(scrapeInput("h"), signal);
+  const task = (await session.next(signal))!;
+  const pushed = coordinator.acceptPush(
+    {
+      scrapeId: task.id,
+      sessionId: session.id,
+      status: 200,
+      headers: [],
+      error: "",
+    },
+    chunks("x"),
+  );
+  (await reply).settle(new Error("prometheus closed the connection"));
+  await assert.rejects(pushed, /prometheus closed/);
+  assert.equal(coordinator.scrapesInFlight, 0);
+});
+
+Deno.test("a closed stream fails its unanswered scrapes at once", async () => {
+  const { coordinator } = setup();
+  const session = coordinator.register(identity("h"));
+  const signal = new AbortController().signal;
+  const reply = coordinator.requestScrape(scrapeInput("h"), signal);
+  await session.next(signal);
+  session.close();
+  const error = await reply.catch((e) => e);
+  assert.equal(kindOf(error), "client_disconnected");
+  assert.equal(coordinator.scrapesInFlight, 0);
+  // Still listed, as disconnected; new scrapes fail fast.
+  assert.equal(coordinator.listClients()[0]!.connected, false);
+  assert.equal(
+    kindOf(
+      await coordinator.requestScrape(scrapeInput("h"), signal).catch((e) => e),
+    ),
+    "client_disconnected",
+  );
+});
+
+Deno.test("a disconnected client is listed until the registration timeout", () => {
+  const { coordinator, clock } = setup();
+  const session = coordinator.register(identity("h"));
+  clock.t += 3_600_000; // an idle but connected client never expires
+  assert.equal(coordinator.expire(), 0);
+  assert.equal(coordinator.clientCount, 1);
+  session.close();
+  clock.t += 59_000;
+  assert.equal(coordinator.clientCount, 1);
+  clock.t += 2_000;
+  assert.equal(coordinator.clientCount, 0);
+  assert.deepEqual(coordinator.listClients(), []);
+  assert.equal(coordinator.expire(), 1);
+});
+
+Deno.test("a new stream for the same fqdn replaces the old one cleanly", async () => {
+  const { coordinator } = setup();
+  const old = coordinator.register(identity("h", { v: "1" }));
+  const signal = new AbortController().signal;
+  const waiting = old.next(signal);
+  const replacement = coordinator.register(identity("H", { v: "2" }));
+  assert.equal(kindOf(await waiting.catch((e) => e)), "replaced");
+  old.close(); // the old stream's adapter cleans up; the new one is unaffected
+  const list = coordinator.listClients();
+  assert.equal(list.length, 1);
+  assert.equal(list[0]!.connected, true);
+  assert.deepEqual(list[0]!.labels, { v: "2" });
+
+  const reply = coordinator.requestScrape(scrapeInput("h"), signal);
+  const task = (await replacement.next(signal))!;
+  const pushed = coordinator.acceptPush(
+    {
+      scrapeId: task.id,
+      sessionId: replacement.id,
+      status: 204,
+      headers: [],
+      error: "",
+    },
+    chunks(),
+  );
+  const r = await reply;
+  assert.equal(r.status, 204);
+  r.settle();
+  await pushed;
+});
+
+Deno.test("scrapes queued on a replaced stream move to the new one", async () => {
+  const { coordinator } = setup();
+  coordinator.register(identity("h"));
+  const signal = new AbortController().signal;
+  const reply = coordinator.requestScrape(scrapeInput("h"), signal);
+  const replacement = coordinator.register(identity("h"));
+  const task = (await replacement.next(signal))!;
+  const pushed = coordinator.acceptPush(
+    {
+      scrapeId: task.id,
+      sessionId: replacement.id,
+      status: 200,
+      headers: [],
+      error: "",
+    },
+    chunks(),
+  );
+  (await reply).settle();
+  await pushed;
+});
+
+Deno.test("listClients() is sorted and carries identity fields", () => {
+  const { coordinator } = setup();
+  coordinator.register(identity("b", { zone: "eu" }));
+  coordinator.register(identity("a"));
+  const list = coordinator.listClients();
+  assert.deepEqual(list.map((c) => c.fqdn), ["a", "b"]);
+  assert.deepEqual(list[1]!.labels, { zone: "eu" });
+  assert.equal(list[1]!.protocol, "connect");
+  assert.equal(list[1]!.connected, true);
+});
