@@ -7,6 +7,7 @@
  */
 
 import type { HeaderField } from "../lib/headers.ts";
+import { hostKey } from "../lib/host.ts";
 
 /** Who a client says it is when it registers. */
 export interface ClientIdentity {
@@ -169,20 +170,6 @@ interface SessionImpl extends Session {
   queue: { task: ScrapeTask; deadline: number }[];
   waiter: ((task: ScrapeTask | null, error?: Error) => void) | null;
   offer(task: ScrapeTask, deadline: number): void;
-}
-
-/**
- * Normalizes a host for use as a routing key: lower case, no trailing dot,
- * no IPv6 brackets.
- *
- * @param host A host name or address.
- * @returns The key.
- */
-export function hostKey(host: string): string {
-  let key = host.toLowerCase();
-  if (key.startsWith("[") && key.endsWith("]")) key = key.slice(1, -1);
-  if (key.endsWith(".")) key = key.slice(0, -1);
-  return key;
 }
 
 /**

@@ -1,0 +1,42 @@
+/**
+ * Listen addresses in Go's form: ":8080", "127.0.0.1:9369", "[::1]:0".
+ *
+ * @module
+ */
+
+/** A host and port to listen on; an empty hostname means all interfaces. */
+export interface ListenAddress {
+  hostname: string;
+  port: number;
+}
+
+/**
+ * Parses a listen address.
+ *
+ * @param text The address, e.g. ":8080".
+ * @returns Host and port.
+ * @throws {SyntaxError} When there is no valid port.
+ */
+export function parseListenAddress(text: string): ListenAddress {
+  const match = /^(?:\[([^\]]*)\]|([^:\[\]]*)):(\d{1,5})$/.exec(text.trim());
+  const port = match ? Number(match[3]) : NaN;
+  if (!match || port > 65535) {
+    throw new SyntaxError(
+      `Cannot parse listen address "${text}": expected host:port, e.g. ":8080"`,
+    );
+  }
+  return { hostname: match[1] ?? match[2] ?? "", port };
+}
+
+/**
+ * Formats an address for logs and URLs ("[::1]:8080", "127.0.0.1:8080").
+ *
+ * @param address Host and port.
+ * @returns The text.
+ */
+export function formatAddress(address: ListenAddress): string {
+  const host = address.hostname.includes(":")
+    ? `[${address.hostname}]`
+    : address.hostname;
+  return `${host}:${address.port}`;
+}

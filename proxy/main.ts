@@ -1,0 +1,160 @@
+/**
+ * `deno task proxy`: the PushProx proxy's command line.
+ *
+ * @module
+ */
+
+import { formatAddress, parseListenAddress } from "../lib/address.ts";
+import { formatDuration } from "../lib/duration.ts";
+import {
+  FlagError,
+  type FlagSpec,
+  type FlagValues,
+  formatHelp,
+  parseFlags,
+} from "../lib/flags.ts";
+import {
+  createLogger,
+  LOG_FORMATS,
+  LOG_LEVELS,
+  type LogFormat,
+  type LogLevel,
+} from "../lib/logger.ts";
+import { VERSION } from "../lib/version.ts";
+import { createProxy, serveProxy } from "./server.ts";
+
+/** Every flag of the proxy, with its default. */
+export const PROXY_FLAGS: readonly FlagSpec[] = [
+  {
+    name: "web.listen-address",
+    type: "string",
+    default: ":8080",
+    help: "Address to listen on for proxy and client requests.",
+  },
+  {
+    name: "scrape.max-timeout",
+    type: "duration",
+    default: "5m",
+    help:
+      "Any scrape with a timeout higher than this will have to be clamped to this.",
+  },
+  {
+    name: "scrape.default-timeout",
+    type: "duration",
+    default: "15s",
+    help: "If a scrape lacks a timeout, use this value.",
+  },
+  {
+    name: "registration.timeout",
+    type: "duration",
+    default: "5m",
+    help:
+      "How long a client stays listed after its stream ends (connected clients never expire).",
+  },
+  {
+    name: "poll.heartbeat-interval",
+    type: "duration",
+    default: "15s",
+    help:
+      "Heartbeat interval on idle client streams; keep it below load balancers' idle timeouts.",
+  },
+  {
+    name: "web.max-message-bytes",
+    type: "integer",
+    default: "1048576",
+    help: "Largest Connect message accepted from a client, in bytes.",
+  },
+  {
+    name: "log.level",
+    type: "string",
+    default: "info",
+    choices: LOG_LEVELS,
+    help: "Only log messages with the given severity or above.",
+  },
+  {
+    name: "log.format",
+    type: "string",
+    default: "logfmt",
+    choices: LOG_FORMATS,
+    help: "Output format of log messages.",
+  },
+];
+
+/**
+ * Runs the proxy until SIGINT or SIGTERM.
+ *
+ * @param args The command line.
+ * @returns The exit code.
+ */
+export async function main(args: readonly string[]): Promise<number> {
+  let flags: FlagValues;
+  let listen;
+  try {
+    flags = parseFlags(PROXY_FLAGS, args);
+    listen = parseListenAddress(flags["web.listen-address"] as string);
+  } catch (error) {
+    if (!(error instanceof FlagError || error instanceof SyntaxError)) {
+      throw error;
+    }
+    console.error(`pushprox-proxy: ${error.message}; see --help`);
+    return 2;
+  }
+  if (flags.help) {
+    console.log(
+      formatHelp(
+        "usage: pushprox-proxy [<flags>]\n\nThe PushProx proxy.",
+        PROXY_FLAGS,
+      ),
+    );
+    return 0;
+  }
+  if (flags.version) {
+    console.log(`pushprox-proxy ${VERSION} (deno ${Deno.version.deno})`);
+    return 0;
+  }
+  const logger = createLogger({
+    level: flags["log.level"] as LogLevel,
+    format: flags["log.format"] as LogFormat,
+  });
+  const proxy = createProxy({
+    logger,
+    defaultScrapeTimeoutMs: flags["scrape.default-timeout"] as number,
+    maxScrapeTimeoutMs: flags["scrape.max-timeout"] as number,
+    registrationTimeoutMs: flags["registration.timeout"] as number,
+    heartbeatIntervalMs: flags["poll.heartbeat-interval"] as number,
+    maxMessageBytes: flags["web.max-message-bytes"] as number,
+  });
+  const stop = new AbortController();
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    Deno.addSignalListener(signal, () => {
+      logger.info("Shutting down", { signal });
+      stop.abort();
+    });
+  }
+  let serving;
+  try {
+    serving = await serveProxy(proxy, {
+      ...listen,
+      signal: stop.signal,
+      requestTimeoutMs: (flags["scrape.max-timeout"] as number) + 30_000,
+    });
+  } catch (error) {
+    logger.error("Cannot listen", {
+      address: flags["web.listen-address"],
+      err: error,
+    });
+    return 1;
+  }
+  logger.info("Starting pushprox-proxy", {
+    version: VERSION,
+    scrape_default_timeout: formatDuration(
+      flags["scrape.default-timeout"] as number,
+    ),
+    scrape_max_timeout: formatDuration(flags["scrape.max-timeout"] as number),
+  });
+  logger.info("Listening on", { address: formatAddress(serving.address) });
+  await serving.finished;
+  return 0;
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -1,0 +1,160 @@
+/**
+ * The proxy's metrics, defined in one place. Names follow upstream PushProx
+ * where it had them, including its `pushproxy_proxied_requests_total`
+ * spelling, so existing dashboards keep working.
+ *
+ * @module
+ */
+
+import {
+  collectDefaultMetrics,
+  Counter,
+  Gauge,
+  Histogram,
+  Registry,
+} from "prom-client";
+import { VERSION } from "../lib/version.ts";
+
+/** The metrics the proxy's adapters update. */
+export interface ProxyMetrics {
+  readonly registry: Registry;
+  /** API requests (`/clients`, `/metrics`, RPCs) by path and status code. */
+  httpRequests: Counter<"code" | "path">;
+  /** Duration of API requests by path. */
+  httpDuration: Histogram<"path">;
+  /** Scrapes answered to Prometheus, by status code. */
+  proxiedRequests: Counter<"code">;
+  /** Duration of scrapes through the proxy, by status code. */
+  scrapeDuration: Histogram<"code">;
+  /** Body bytes relayed to Prometheus. */
+  relayedBytes: Counter;
+  /** Poll streams opened. */
+  registrations: Counter;
+  /** Pushes refused or failed, by reason. */
+  pushErrors: Counter<"reason">;
+}
+
+/** Options for {@linkcode createProxyMetrics}. */
+export interface ProxyMetricsOptions {
+  /** Read when the clients gauge is collected. */
+  clientCount: () => number;
+  /** Read when the in-flight gauge is collected. */
+  scrapesInFlight: () => number;
+  /** Also export process_* and nodejs_* metrics. @default {true} */
+  defaultMetrics?: boolean;
+}
+
+/** Status codes pre-created so their series exist from start-up. */
+const COMMON_CODES = ["200", "400", "404", "500", "502", "503", "504"];
+
+/**
+ * Creates the proxy's registry and metrics.
+ *
+ * @param options Readers for the gauges.
+ * @returns The metrics.
+ */
+export function createProxyMetrics(options: ProxyMetricsOptions): ProxyMetrics {
+  const registry = new Registry();
+  const registers = [registry];
+  if (options.defaultMetrics ?? true) {
+    collectDefaultMetrics({ register: registry });
+  }
+
+  new Gauge({
+    name: "pushprox_build_info",
+    help: "A metric with a constant '1' value labeled by version and runtime.",
+    labelNames: ["version", "runtime"],
+    registers,
+  }).set({ version: VERSION, runtime: `deno ${Deno.version.deno}` }, 1);
+  new Gauge({
+    name: "pushprox_proxy_clients",
+    help: "Number of known pushprox clients.",
+    registers,
+    collect() {
+      this.set(options.clientCount());
+    },
+  });
+  new Gauge({
+    name: "pushprox_proxy_scrapes_in_flight",
+    help: "Scrapes waiting for a client's answer or relaying it.",
+    registers,
+    collect() {
+      this.set(options.scrapesInFlight());
+    },
+  });
+
+  const metrics: ProxyMetrics = {
+    registry,
+    httpRequests: new Counter({
+      name: "pushprox_http_requests_total",
+      help: "Number of http api requests.",
+      labelNames: ["code", "path"],
+      registers,
+    }),
+    httpDuration: new Histogram({
+      name: "pushprox_http_duration_seconds",
+      help: "Time taken by path",
+      labelNames: ["path"],
+      registers,
+    }),
+    proxiedRequests: new Counter({
+      name: "pushproxy_proxied_requests_total",
+      help: "Number of http requests proxied to clients (upstream's spelling).",
+      labelNames: ["code"],
+      registers,
+    }),
+    scrapeDuration: new Histogram({
+      name: "pushprox_proxy_scrape_duration_seconds",
+      help:
+        "Duration of scrapes through the proxy, from request to last body byte.",
+      labelNames: ["code"],
+      buckets: [
+        0.005,
+        0.01,
+        0.025,
+        0.05,
+        0.1,
+        0.25,
+        0.5,
+        1,
+        2.5,
+        5,
+        10,
+        30,
+        60,
+      ],
+      registers,
+    }),
+    relayedBytes: new Counter({
+      name: "pushprox_proxy_relayed_bytes_total",
+      help: "Scrape body bytes relayed from clients to Prometheus.",
+      registers,
+    }),
+    registrations: new Counter({
+      name: "pushprox_proxy_registrations_total",
+      help: "Poll streams opened by clients.",
+      registers,
+    }),
+    pushErrors: new Counter({
+      name: "pushprox_proxy_push_errors_total",
+      help: "Pushes refused or failed, by reason.",
+      labelNames: ["reason"],
+      registers,
+    }),
+  };
+  for (const code of COMMON_CODES) metrics.proxiedRequests.inc({ code }, 0);
+  for (const path of ["/clients", "/metrics"]) {
+    metrics.httpRequests.inc({ code: "200", path }, 0);
+  }
+  for (
+    const reason of [
+      "unknown_scrape",
+      "foreign_scrape",
+      "relay_failed",
+      "invalid",
+    ]
+  ) {
+    metrics.pushErrors.inc({ reason }, 0);
+  }
+  return metrics;
+}

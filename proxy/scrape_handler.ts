@@ -1,0 +1,262 @@
+/**
+ * The forward-proxy adapter: Prometheus' absolute-form requests
+ * (`GET http://fqdn:port/path`, sent because of `proxy_url`) become scrapes
+ * for the client registered as `fqdn`, and the client's answer is streamed
+ * back as it arrives.
+ *
+ * @module
+ */
+
+import type { IncomingMessage, ServerResponse } from "node:http";
+import {
+  forwardableHeaders,
+  type HeaderField,
+  rawHeaderPairs,
+} from "../lib/headers.ts";
+import type { Logger } from "../lib/logger.ts";
+import {
+  type Coordinator,
+  CoordinatorError,
+  type ScrapeReply,
+} from "./coordinator.ts";
+import type { ProxyMetrics } from "./metrics.ts";
+import {
+  InvalidTimeoutError,
+  SCRAPE_TIMEOUT_HEADER,
+  scrapeTimeoutMs,
+} from "./timeout.ts";
+import { formatDuration } from "../lib/duration.ts";
+
+/** Options for {@linkcode createScrapeHandler}. */
+export interface ScrapeHandlerOptions {
+  coordinator: Coordinator;
+  logger: Logger;
+  metrics: ProxyMetrics;
+  /** Timeout when Prometheus sends no timeout header. */
+  defaultTimeoutMs: number;
+  /** Longer timeouts are clamped to this. */
+  maxTimeoutMs: number;
+  /** The coordinator's clock. @default {Date.now} */
+  now?: () => number;
+}
+
+/** Handles one absolute-form request. */
+export type ScrapeHandler = (
+  req: IncomingMessage,
+  res: ServerResponse,
+) => Promise<void>;
+
+/** The scrape's deadline passed before the client answered. */
+class ScrapeTimeoutError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ScrapeTimeoutError";
+  }
+}
+
+/**
+ * Creates the handler for Prometheus' scrapes through the proxy.
+ *
+ * @param options Coordinator, logger, metrics and timeouts.
+ * @returns The handler.
+ */
+export function createScrapeHandler(
+  options: ScrapeHandlerOptions,
+): ScrapeHandler {
+  const { coordinator, logger, metrics } = options;
+  const now = options.now ?? Date.now;
+
+  return async function handleScrape(req, res) {
+    const started = performance.now();
+    const finish = (code: number) => {
+      metrics.proxiedRequests.inc({ code: String(code) });
+      metrics.scrapeDuration.observe(
+        { code: String(code) },
+        (performance.now() - started) / 1000,
+      );
+    };
+    const fail = (code: number, message: string) => {
+      if (!res.headersSent && !res.destroyed) {
+        res.writeHead(code, { "content-type": "text/plain; charset=utf-8" });
+        res.end(message + "\n");
+      } else {
+        res.destroy();
+      }
+      finish(code);
+    };
+
+    if (req.method === "CONNECT") {
+      return fail(
+        501,
+        "CONNECT is not supported: scrape with scheme http through the proxy and add params _scheme=[https] for https targets",
+      );
+    }
+    if (req.method !== "GET" && req.method !== "HEAD") {
+      return fail(
+        405,
+        `Method ${req.method} cannot be proxied: only GET and HEAD scrapes are supported`,
+      );
+    }
+    let url: URL;
+    try {
+      url = new URL(req.url ?? "");
+    } catch {
+      return fail(
+        400,
+        `Malformed request target ${
+          JSON.stringify(req.url)
+        }: expected an absolute http URL`,
+      );
+    }
+    if (url.protocol !== "http:" || url.hostname === "") {
+      return fail(
+        400,
+        `Cannot proxy ${
+          JSON.stringify(req.url)
+        }: only absolute http:// URLs with a host are proxied`,
+      );
+    }
+    if (url.username !== "" || url.password !== "") {
+      return fail(400, "Cannot proxy a URL with credentials in it");
+    }
+
+    let timeoutMs: number;
+    try {
+      const header = req.headers[SCRAPE_TIMEOUT_HEADER];
+      timeoutMs = scrapeTimeoutMs(typeof header === "string" ? header : null, {
+        defaultMs: options.defaultTimeoutMs,
+        maxMs: options.maxTimeoutMs,
+      });
+    } catch (error) {
+      if (error instanceof InvalidTimeoutError) return fail(400, error.message);
+      throw error;
+    }
+
+    // The one deadline for this scrape, set here at the edge and passed down.
+    const gone = new AbortController();
+    res.on("close", () => {
+      if (!res.writableFinished) {
+        gone.abort(new Error("Prometheus closed the connection"));
+      }
+    });
+    const deadline = AbortSignal.timeout(timeoutMs);
+    const signal = AbortSignal.any([gone.signal, deadline]);
+    const target = url.toString();
+    const log = logger.with({ target });
+
+    let reply: ScrapeReply;
+    try {
+      reply = await coordinator.requestScrape(
+        {
+          host: url.hostname,
+          method: req.method,
+          url: target,
+          headers: forwardableHeaders(rawHeaderPairs(req.rawHeaders)),
+          deadline: now() + timeoutMs,
+        },
+        signal,
+      );
+    } catch (error) {
+      if (error instanceof CoordinatorError) {
+        const code = error.kind === "unknown_client" ? 404 : 503;
+        log.debug("Scrape refused", { err: error.message });
+        return fail(code, `Cannot scrape ${target}: ${error.message}`);
+      }
+      if (deadline.aborted) {
+        log.warn("Scrape timed out waiting for the client", {
+          timeout: formatDuration(timeoutMs),
+        });
+        return fail(
+          504,
+          `Cannot scrape ${target}: the client did not answer within ${
+            formatDuration(timeoutMs)
+          }`,
+        );
+      }
+      log.debug("Scrape abandoned by Prometheus");
+      return finish(499);
+    }
+
+    if (reply.error !== "") {
+      reply.settle();
+      log.debug("Client reported a scrape error", {
+        status: reply.status,
+        err: reply.error,
+      });
+      return fail(reply.status, `Cannot scrape ${target}: ${reply.error}`);
+    }
+
+    try {
+      writeHead(res, reply.status, reply.headers);
+      const bytes = await relayBody(reply.body, res, signal);
+      res.end();
+      metrics.relayedBytes.inc(bytes);
+      reply.settle();
+      finish(reply.status);
+    } catch (error) {
+      const reason = deadline.aborted
+        ? new ScrapeTimeoutError(
+          `Scrape deadline of ${
+            formatDuration(timeoutMs)
+          } passed while relaying the body`,
+        )
+        : error instanceof Error
+        ? error
+        : new Error(String(error));
+      reply.settle(reason);
+      log.warn("Scrape failed while relaying the body", {
+        err: reason.message,
+      });
+      res.destroy();
+      finish(deadline.aborted ? 504 : 502);
+    }
+  };
+}
+
+function writeHead(
+  res: ServerResponse,
+  status: number,
+  headers: readonly HeaderField[],
+): void {
+  const grouped = new Map<string, string[]>();
+  for (
+    const { name, value } of forwardableHeaders(
+      headers.map((h) => [h.name, h.value]),
+    )
+  ) {
+    const list = grouped.get(name);
+    if (list) list.push(value);
+    else grouped.set(name, [value]);
+  }
+  for (const [name, values] of grouped) {
+    res.setHeader(name, values.length === 1 ? values[0]! : values);
+  }
+  res.writeHead(status);
+}
+
+/** Copies the body with back-pressure; stops when `signal` aborts. */
+async function relayBody(
+  body: AsyncIterable<Uint8Array>,
+  res: ServerResponse,
+  signal: AbortSignal,
+): Promise<number> {
+  const iterator = body[Symbol.asyncIterator]();
+  let bytes = 0;
+  const aborted = new Promise<never>((_, reject) => {
+    const onAbort = () => reject(signal.reason);
+    if (signal.aborted) onAbort();
+    else signal.addEventListener("abort", onAbort, { once: true });
+  });
+  aborted.catch(() => {});
+  for (;;) {
+    const next = await Promise.race([iterator.next(), aborted]);
+    if (next.done) return bytes;
+    bytes += next.value.byteLength;
+    if (!res.write(next.value)) {
+      await Promise.race([
+        new Promise((resolve) => res.once("drain", resolve)),
+        aborted,
+      ]);
+    }
+  }
+}
