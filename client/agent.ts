@@ -1,0 +1,136 @@
+/**
+ * Assembles a running client from its parts: the Connect client of the proxy,
+ * the scraper, the poll loop and the metrics listener.
+ *
+ * @module
+ */
+
+import { createClient } from "@connectrpc/connect";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { ClientService } from "../gen/pushprox/v1/pushprox_pb.ts";
+import type { ListenAddress } from "../lib/address.ts";
+import type { Logger } from "../lib/logger.ts";
+import { VERSION } from "../lib/version.ts";
+import { type ClientMetrics, createClientMetrics } from "./metrics.ts";
+import { runPoller } from "./poller.ts";
+import {
+  createProxyTransport,
+  type ProxyTlsOptions,
+} from "./proxy_transport.ts";
+import { createScraper } from "./scraper.ts";
+import {
+  createScrapeTransport,
+  type ScrapeTransport,
+} from "./scrape_transport.ts";
+
+/** Options for {@linkcode startAgent}. */
+export interface AgentOptions {
+  proxyUrl: string;
+  fqdn: string;
+  labels?: Record<string, string>;
+  logger: Logger;
+  /** TLS for the connection to the proxy. */
+  proxyTls?: ProxyTlsOptions;
+  /** Where to serve /metrics; null disables it. */
+  metricsAddress?: ListenAddress | null;
+  retryInitialMs?: number;
+  retryMaxMs?: number;
+  /** Replaces the node:http transport to targets (tests). */
+  scrapeTransport?: ScrapeTransport;
+  /** Export process_* metrics. @default {true} */
+  defaultMetrics?: boolean;
+}
+
+/** A running client. */
+export interface Agent {
+  readonly metrics: ClientMetrics;
+  /** The metrics listener's address, when enabled. */
+  readonly metricsAddress: ListenAddress | null;
+  /** Stops polling, lets in-flight scrapes finish, closes the listener. */
+  stop(): Promise<void>;
+  /** Resolves when the agent has stopped. */
+  readonly finished: Promise<void>;
+}
+
+/**
+ * Starts a client.
+ *
+ * @param options Proxy URL, identity, TLS, metrics address and logger.
+ * @returns The running agent.
+ */
+export async function startAgent(options: AgentOptions): Promise<Agent> {
+  const { logger } = options;
+  const metrics = createClientMetrics({
+    defaultMetrics: options.defaultMetrics ?? true,
+  });
+  const transport = createProxyTransport({
+    proxyUrl: options.proxyUrl,
+    ...(options.proxyTls ? { tls: options.proxyTls } : {}),
+  });
+  const scraper = createScraper({
+    fqdn: options.fqdn,
+    transport: options.scrapeTransport ?? createScrapeTransport(),
+  });
+
+  let server: Server | null = null;
+  let metricsAddress: ListenAddress | null = null;
+  if (options.metricsAddress) {
+    server = createServer(
+      { headersTimeout: 10_000, requestTimeout: 30_000 },
+      (req, res) => {
+        const path = (req.url ?? "/").split("?", 1)[0];
+        if (path === "/-/healthy") {
+          res.writeHead(200, { "content-type": "text/plain" }).end("Healthy\n");
+          return;
+        }
+        metrics.registry.metrics().then((body) => {
+          res.writeHead(200, { "content-type": metrics.registry.contentType })
+            .end(body);
+        }, () => res.writeHead(500).end("Cannot collect metrics\n"));
+      },
+    );
+    const { hostname, port } = options.metricsAddress;
+    await new Promise<void>((resolve, reject) => {
+      server!.once("error", reject);
+      server!.listen(port, hostname || undefined, () => resolve());
+    });
+    const info = server.address() as AddressInfo;
+    metricsAddress = { hostname: info.address, port: info.port };
+  }
+
+  const stopController = new AbortController();
+  const finished = runPoller({
+    client: createClient(ClientService, transport),
+    identity: {
+      fqdn: options.fqdn,
+      labels: options.labels ?? {},
+      version: VERSION,
+      modules: [],
+    },
+    scraper,
+    logger,
+    metrics,
+    ...(options.retryInitialMs !== undefined
+      ? { retryInitialMs: options.retryInitialMs }
+      : {}),
+    ...(options.retryMaxMs !== undefined
+      ? { retryMaxMs: options.retryMaxMs }
+      : {}),
+  }, stopController.signal).finally(async () => {
+    if (server) {
+      server.closeAllConnections();
+      await new Promise((resolve) => server!.close(resolve));
+    }
+  });
+
+  return {
+    metrics,
+    metricsAddress,
+    async stop() {
+      stopController.abort();
+      await finished;
+    },
+    finished,
+  };
+}

@@ -1,0 +1,223 @@
+/**
+ * `deno task client` (and the compiled `pushprox-client`): the client's
+ * command line.
+ *
+ * @module
+ */
+
+import {
+  formatAddress,
+  type ListenAddress,
+  parseListenAddress,
+} from "../lib/address.ts";
+import {
+  FlagError,
+  type FlagSpec,
+  type FlagValues,
+  formatHelp,
+  parseFlags,
+} from "../lib/flags.ts";
+import {
+  createLogger,
+  LOG_FORMATS,
+  LOG_LEVELS,
+  type LogFormat,
+  type LogLevel,
+} from "../lib/logger.ts";
+import { VERSION } from "../lib/version.ts";
+import { startAgent } from "./agent.ts";
+import { detectFqdn } from "./fqdn.ts";
+import { parseProxyUrl } from "./proxy_transport.ts";
+
+/** Every flag of the client, with its default. */
+export const CLIENT_FLAGS: readonly FlagSpec[] = [
+  {
+    name: "proxy-url",
+    type: "string",
+    help: "Push proxy to talk to (required), e.g. http://proxy:8080/.",
+  },
+  {
+    name: "fqdn",
+    type: "string",
+    help:
+      "FQDN to register with; scrapes must name this host (default: this host's FQDN).",
+  },
+  {
+    name: "label",
+    type: "string",
+    repeatable: true,
+    help: "A label NAME=VALUE published with this target in /clients.",
+  },
+  {
+    name: "tls.cacert",
+    type: "string",
+    help: "CA certificate file to verify the proxy against.",
+  },
+  {
+    name: "tls.cert",
+    type: "string",
+    help: "Client certificate file for the connection to the proxy.",
+  },
+  { name: "tls.key", type: "string", help: "Private key file for --tls.cert." },
+  {
+    name: "metrics-addr",
+    type: "string",
+    default: ":9369",
+    help: "Serve Prometheus metrics at this address; empty disables.",
+  },
+  {
+    name: "proxy.retry.initial-wait",
+    type: "duration",
+    default: "1s",
+    help: "Amount of time to wait after proxy failure.",
+  },
+  {
+    name: "proxy.retry.max-wait",
+    type: "duration",
+    default: "5s",
+    help: "Maximum amount of time to wait between proxy poll retries.",
+  },
+  {
+    name: "log.level",
+    type: "string",
+    default: "info",
+    choices: LOG_LEVELS,
+    help: "Only log messages with the given severity or above.",
+  },
+  {
+    name: "log.format",
+    type: "string",
+    default: "logfmt",
+    choices: LOG_FORMATS,
+    help: "Output format of log messages.",
+  },
+];
+
+function parseLabels(list: readonly string[]): Record<string, string> {
+  const labels: Record<string, string> = {};
+  for (const item of list) {
+    const eq = item.indexOf("=");
+    if (eq <= 0) throw new FlagError(`--label "${item}": expected NAME=VALUE`);
+    labels[item.slice(0, eq)] = item.slice(eq + 1);
+  }
+  return labels;
+}
+
+async function readOptional(
+  path: string | undefined,
+  flag: string,
+): Promise<string | undefined> {
+  if (!path) return undefined;
+  try {
+    return await Deno.readTextFile(path);
+  } catch (error) {
+    throw new FlagError(
+      `--${flag}: cannot read ${path}: ${(error as Error).message}`,
+    );
+  }
+}
+
+/**
+ * Runs the client until SIGINT or SIGTERM.
+ *
+ * @param args The command line.
+ * @returns The exit code.
+ */
+export async function main(args: readonly string[]): Promise<number> {
+  let flags: FlagValues;
+  let labels: Record<string, string>;
+  let metricsAddress: ListenAddress | null = null;
+  let tls: { ca?: string; cert?: string; key?: string };
+  try {
+    flags = parseFlags(CLIENT_FLAGS, args);
+    if (flags.help) {
+      console.log(
+        formatHelp(
+          "usage: pushprox-client --proxy-url=URL [<flags>]\n\nThe PushProx client.",
+          CLIENT_FLAGS,
+        ),
+      );
+      return 0;
+    }
+    if (flags.version) {
+      console.log(`pushprox-client ${VERSION} (deno ${Deno.version.deno})`);
+      return 0;
+    }
+    const proxyUrl = flags["proxy-url"] as string | undefined;
+    if (!proxyUrl) throw new FlagError("--proxy-url is required");
+    parseProxyUrl(proxyUrl);
+    labels = parseLabels(flags["label"] as string[]);
+    const metricsText = flags["metrics-addr"] as string;
+    if (metricsText !== "") metricsAddress = parseListenAddress(metricsText);
+    if (Boolean(flags["tls.cert"]) !== Boolean(flags["tls.key"])) {
+      throw new FlagError("--tls.cert and --tls.key go together");
+    }
+    const ca = await readOptional(
+      flags["tls.cacert"] as string | undefined,
+      "tls.cacert",
+    );
+    const cert = await readOptional(
+      flags["tls.cert"] as string | undefined,
+      "tls.cert",
+    );
+    const key = await readOptional(
+      flags["tls.key"] as string | undefined,
+      "tls.key",
+    );
+    tls = {
+      ...(ca ? { ca } : {}),
+      ...(cert ? { cert } : {}),
+      ...(key ? { key } : {}),
+    };
+  } catch (error) {
+    if (
+      !(error instanceof FlagError || error instanceof SyntaxError ||
+        error instanceof TypeError)
+    ) throw error;
+    console.error(`pushprox-client: ${error.message}; see --help`);
+    return 2;
+  }
+
+  const logger = createLogger({
+    level: flags["log.level"] as LogLevel,
+    format: flags["log.format"] as LogFormat,
+  });
+  const fqdn = (flags["fqdn"] as string | undefined) || await detectFqdn();
+  let agent;
+  try {
+    agent = await startAgent({
+      proxyUrl: flags["proxy-url"] as string,
+      fqdn,
+      labels,
+      logger,
+      proxyTls: tls,
+      metricsAddress,
+      retryInitialMs: flags["proxy.retry.initial-wait"] as number,
+      retryMaxMs: flags["proxy.retry.max-wait"] as number,
+    });
+  } catch (error) {
+    logger.error("Cannot start", { err: error });
+    return 1;
+  }
+  logger.info("Starting pushprox-client", {
+    version: VERSION,
+    fqdn,
+    proxy_url: parseProxyUrl(flags["proxy-url"] as string).baseUrl,
+  });
+  if (agent.metricsAddress) {
+    logger.info("Listening on", {
+      address: formatAddress(agent.metricsAddress),
+      listener: "metrics",
+    });
+  }
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    Deno.addSignalListener(signal, () => {
+      logger.info("Shutting down; finishing in-flight scrapes", { signal });
+      agent.stop();
+    });
+  }
+  await agent.finished;
+  return 0;
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -1,0 +1,203 @@
+/**
+ * The client's poll loop: keeps a Poll stream to the proxy open, reconnects
+ * with back-off, watches heartbeats, and runs each scrape it receives
+ * concurrently, pushing the result back in chunks.
+ *
+ * @module
+ */
+
+import type { Client } from "@connectrpc/connect";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import type {
+  ClientService,
+  PushRequestSchema,
+  ScrapeRequest,
+} from "../gen/pushprox/v1/pushprox_pb.ts";
+import type { Logger } from "../lib/logger.ts";
+import { createBackoff } from "./backoff.ts";
+import type { ClientMetrics } from "./metrics.ts";
+import type { ScrapeOutcome, Scraper } from "./scraper.ts";
+
+/** What the client announces when it registers. */
+export interface PollIdentity {
+  fqdn: string;
+  labels: Record<string, string>;
+  version: string;
+  modules: string[];
+}
+
+/** Options for {@linkcode runPoller}. */
+export interface PollerOptions {
+  /** A Connect client of the proxy's ClientService. */
+  client: Client<typeof ClientService>;
+  identity: PollIdentity;
+  scraper: Scraper;
+  logger: Logger;
+  metrics: ClientMetrics;
+  /** First wait after a failure. @default {1000} */
+  retryInitialMs?: number;
+  /** Longest wait between attempts. @default {5000} */
+  retryMaxMs?: number;
+  /** How long to wait for the proxy's first message. @default {30000} */
+  connectTimeoutMs?: number;
+  /** Called when registration succeeds and when the stream ends. */
+  onState?: (connected: boolean) => void;
+}
+
+/** Heartbeats missed before the stream counts as dead. */
+const MISSED_HEARTBEATS = 3;
+
+/**
+ * Polls until `signal` aborts, then waits for in-flight scrapes to finish.
+ *
+ * @param options Connect client, identity, scraper, logger and metrics.
+ * @param signal Stops the loop.
+ * @returns Resolves when the loop and its scrapes are done.
+ */
+export async function runPoller(
+  options: PollerOptions,
+  signal: AbortSignal,
+): Promise<void> {
+  const { client, identity, logger, metrics } = options;
+  const retryInitialMs = options.retryInitialMs ?? 1000;
+  const backoff = createBackoff({
+    initialMs: retryInitialMs,
+    maxMs: options.retryMaxMs ?? 5000,
+  });
+  const inFlight = new Set<Promise<void>>();
+
+  while (!signal.aborted) {
+    const stream = new AbortController();
+    const stopStream = () => stream.abort(signal.reason);
+    signal.addEventListener("abort", stopStream, { once: true });
+    let watchdog: ReturnType<typeof setTimeout> | undefined;
+    const arm = (ms: number, reason: string) => {
+      clearTimeout(watchdog);
+      watchdog = setTimeout(() => stream.abort(new Error(reason)), ms);
+    };
+    let registeredAt = 0;
+    let sessionId = "";
+    try {
+      arm(options.connectTimeoutMs ?? 30_000, "no answer from the proxy");
+      let heartbeatMs = 0;
+      for await (
+        const message of client.poll(identity, { signal: stream.signal })
+      ) {
+        if (heartbeatMs > 0) {
+          arm(
+            heartbeatMs * MISSED_HEARTBEATS,
+            `no heartbeat for ${MISSED_HEARTBEATS} intervals`,
+          );
+        }
+        const { case: kind, value } = message.message;
+        if (kind === "registered") {
+          registeredAt = Date.now();
+          sessionId = value.sessionId;
+          heartbeatMs = value.heartbeatIntervalMs;
+          if (heartbeatMs > 0) {
+            arm(heartbeatMs * MISSED_HEARTBEATS, "no heartbeat");
+          } else clearTimeout(watchdog);
+          backoff.reset();
+          metrics.connected.set(1);
+          options.onState?.(true);
+          logger.info("Registered with the proxy", { fqdn: identity.fqdn });
+        } else if (kind === "scrape" && registeredAt > 0) {
+          const job = runScrape(value, sessionId);
+          inFlight.add(job);
+          job.finally(() => inFlight.delete(job));
+        }
+      }
+      if (!signal.aborted) {
+        logger.info("The proxy ended the stream; reconnecting");
+      }
+    } catch (error) {
+      if (signal.aborted) break;
+      metrics.pollErrors.inc();
+      const reason = stream.signal.aborted ? stream.signal.reason : error;
+      logger.warn("Poll stream failed", { err: describe(reason) });
+    } finally {
+      clearTimeout(watchdog);
+      signal.removeEventListener("abort", stopStream);
+      if (registeredAt > 0) {
+        metrics.connected.set(0);
+        options.onState?.(false);
+      }
+    }
+    // A stream that worked for a while is re-opened at once; repeated
+    // failures back off.
+    const healthy = registeredAt > 0 &&
+      Date.now() - registeredAt >= retryInitialMs;
+    if (!healthy) await sleep(backoff.next(), signal);
+  }
+  await Promise.allSettled([...inFlight]);
+
+  async function runScrape(
+    request: ScrapeRequest,
+    sessionId: string,
+  ): Promise<void> {
+    const started = performance.now();
+    const log = logger.with({ scrape_id: request.id });
+    const deadline = AbortSignal.timeout(Math.max(1, request.timeoutMs));
+    log.debug("Scraping", { url: request.url, timeout_ms: request.timeoutMs });
+    const outcome = await options.scraper.scrape(request, deadline);
+    if (outcome.error !== "") {
+      metrics.scrapeErrors.inc();
+      log.warn("Scrape failed", {
+        url: request.url,
+        status: outcome.status,
+        err: outcome.error,
+      });
+    }
+    try {
+      await client.push(pushMessages(request.id, sessionId, outcome), {
+        signal: deadline,
+      });
+      metrics.scrapes.inc({ code: String(outcome.status) });
+    } catch (error) {
+      metrics.pushErrors.inc();
+      log.warn("Push failed", { url: request.url, err: describe(error) });
+    } finally {
+      metrics.scrapeDuration.observe((performance.now() - started) / 1000);
+    }
+  }
+}
+
+async function* pushMessages(
+  scrapeId: string,
+  sessionId: string,
+  outcome: ScrapeOutcome,
+): AsyncGenerator<MessageInitShape<typeof PushRequestSchema>> {
+  yield {
+    message: {
+      case: "head",
+      value: {
+        scrapeId,
+        sessionId,
+        status: outcome.status,
+        headers: outcome.headers,
+        error: outcome.error,
+      },
+    },
+  };
+  if (outcome.body === null) return;
+  for await (const chunk of outcome.body) {
+    yield { message: { case: "bodyChunk", value: chunk } };
+  }
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+  });
+}
