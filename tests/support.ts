@@ -1,0 +1,314 @@
+/**
+ * Helpers for tests that start real processes and servers: free ports,
+ * processes stopped by PID, waiting for log lines and for conditions.
+ *
+ * @module
+ */
+
+import { createServer } from "node:net";
+
+/** The repository root. */
+export const ROOT: string = new URL("..", import.meta.url).pathname;
+
+/**
+ * Returns a port that was free a moment ago on 127.0.0.1 (for programs that
+ * cannot listen on port 0 and report it).
+ */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** A process started by a test. */
+export interface TestProcess {
+  readonly pid: number;
+  /** Everything written to stderr and stdout so far. */
+  output(): string;
+  /** Waits until the output matches, or fails after `timeoutMs`. */
+  waitFor(pattern: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
+  /** Sends a signal to this process (by PID). */
+  kill(signal?: Deno.Signal): void;
+  /** SIGTERM, then SIGKILL after a grace period; waits for the exit. */
+  stop(graceMs?: number): Promise<Deno.CommandStatus>;
+  readonly status: Promise<Deno.CommandStatus>;
+}
+
+/** Options for {@linkcode spawn}. */
+export interface SpawnOptions {
+  cwd?: string;
+  env?: Record<string, string>;
+  /** Echo output to the test's stderr as it arrives. @default {false} */
+  echo?: boolean;
+}
+
+/**
+ * Starts a program with piped output.
+ *
+ * @param command The executable.
+ * @param args Its arguments.
+ * @param options Working directory and environment.
+ * @returns The process handle.
+ */
+export function spawn(
+  command: string,
+  args: string[],
+  options: SpawnOptions = {},
+): TestProcess {
+  const child = new Deno.Command(command, {
+    args,
+    cwd: options.cwd ?? ROOT,
+    env: options.env ?? {},
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let text = "";
+  const listeners = new Set<() => void>();
+  const decoder = new TextDecoder();
+  async function pump(stream: ReadableStream<Uint8Array>) {
+    for await (const chunk of stream) {
+      const piece = decoder.decode(chunk, { stream: true });
+      text += piece;
+      if (options.echo) Deno.stderr.writeSync(chunk);
+      for (const listener of listeners) listener();
+    }
+  }
+  const pumps = Promise.all([pump(child.stdout), pump(child.stderr)]);
+  const status = child.status.then(async (s) => {
+    await pumps;
+    for (const listener of listeners) listener();
+    return s;
+  });
+  let exited = false;
+  status.then(() => exited = true);
+
+  const handle: TestProcess = {
+    pid: child.pid,
+    output: () => text,
+    waitFor(pattern, timeoutMs = 15_000) {
+      return new Promise((resolve, reject) => {
+        const check = () => {
+          const match = text.match(pattern);
+          if (match) return finish(() => resolve(match));
+          if (exited) {
+            finish(() =>
+              reject(
+                new Error(
+                  `Process ${command} exited before printing ${pattern}:\n${text}`,
+                ),
+              )
+            );
+          }
+        };
+        const timer = setTimeout(
+          () =>
+            finish(() =>
+              reject(
+                new Error(
+                  `Timed out waiting for ${pattern} from ${command}:\n${text}`,
+                ),
+              )
+            ),
+          timeoutMs,
+        );
+        const finish = (then: () => void) => {
+          clearTimeout(timer);
+          listeners.delete(check);
+          then();
+        };
+        listeners.add(check);
+        check();
+      });
+    },
+    kill(signal = "SIGTERM") {
+      if (!exited) {
+        try {
+          Deno.kill(child.pid, signal);
+        } catch { /* already gone */ }
+      }
+    },
+    async stop(graceMs = 5_000) {
+      handle.kill("SIGTERM");
+      const timer = setTimeout(() => handle.kill("SIGKILL"), graceMs);
+      try {
+        return await status;
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+    status,
+  };
+  return handle;
+}
+
+/** The deno binary running the tests; tests start servers with it, not npx. */
+export const DENO: string = Deno.execPath();
+
+/** Environment for child deno processes: no colour, same caches. */
+export function denoEnv(): Record<string, string> {
+  const env: Record<string, string> = { NO_COLOR: "1" };
+  for (
+    const name of [
+      "HOME",
+      "PATH",
+      "DENO_DIR",
+      "NPM_CONFIG_REGISTRY",
+      "XDG_CACHE_HOME",
+    ]
+  ) {
+    const value = Deno.env.get(name);
+    if (value !== undefined) env[name] = value;
+  }
+  return env;
+}
+
+/**
+ * Starts the proxy (`proxy/main.ts`) on an ephemeral loopback port.
+ *
+ * @param args Extra flags.
+ * @returns The process and its base URL.
+ */
+export async function startProxyProcess(
+  args: string[] = [],
+  options: SpawnOptions = {},
+): Promise<{ process: TestProcess; url: string; port: number }> {
+  const process = spawn(DENO, [
+    "run",
+    "--allow-all",
+    "proxy/main.ts",
+    "--web.listen-address=127.0.0.1:0",
+    ...args,
+  ], { env: denoEnv(), ...options });
+  const match = await process.waitFor(
+    /msg="Listening on" address=127\.0\.0\.1:(\d+)/,
+  );
+  const port = Number(match[1]);
+  return { process, url: `http://127.0.0.1:${port}`, port };
+}
+
+/**
+ * Starts the client (`client/main.ts`).
+ *
+ * @param args Flags, --proxy-url and --fqdn among them.
+ * @returns The process.
+ */
+export function startClientProcess(
+  args: string[],
+  options: SpawnOptions = {},
+): TestProcess {
+  return spawn(DENO, [
+    "run",
+    "--allow-all",
+    "client/main.ts",
+    "--metrics-addr=127.0.0.1:0",
+    ...args,
+  ], {
+    env: denoEnv(),
+    ...options,
+  });
+}
+
+/**
+ * Polls `check` until it returns a value other than undefined.
+ *
+ * @param check The condition; may throw, which counts as not yet.
+ * @param timeoutMs How long to try.
+ * @param what Described in the failure message.
+ * @returns The value.
+ */
+export async function waitUntil<T>(
+  check: () => Promise<T | undefined> | T | undefined,
+  timeoutMs: number,
+  what: string,
+): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < until) {
+    try {
+      const value = await check();
+      if (value !== undefined) return value;
+    } catch (error) {
+      last = error;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(
+    `Timed out after ${timeoutMs}ms waiting for ${what}${
+      last ? `: ${last}` : ""
+    }`,
+  );
+}
+
+/**
+ * Sends one request through an HTTP forward proxy, as Prometheus does with
+ * proxy_url: absolute-form request target over a plain connection.
+ *
+ * @param proxyPort The proxy's port on 127.0.0.1.
+ * @param url The absolute target URL.
+ * @param headers Request headers.
+ * @returns Status, headers and body bytes.
+ */
+export async function proxiedGet(
+  proxyPort: number,
+  url: string,
+  headers: Record<string, string> = {},
+): Promise<
+  {
+    status: number;
+    headers: Record<string, string | string[] | undefined>;
+    body: Uint8Array;
+  }
+> {
+  const http = await import("node:http");
+  return await new Promise((resolve, reject) => {
+    const request = http.request({
+      host: "127.0.0.1",
+      port: proxyPort,
+      method: "GET",
+      path: url,
+      headers: { host: new URL(url).host, ...headers },
+      agent: false,
+    }, (response) => {
+      const chunks: Uint8Array[] = [];
+      response.on("data", (chunk: Uint8Array) => chunks.push(chunk));
+      response.on("error", reject);
+      response.on("end", () => {
+        const body = new Uint8Array(
+          chunks.reduce((n, c) => n + c.byteLength, 0),
+        );
+        let offset = 0;
+        for (const c of chunks) {
+          body.set(c, offset);
+          offset += c.byteLength;
+        }
+        resolve({
+          status: response.statusCode ?? 0,
+          headers: response.headers,
+          body,
+        });
+      });
+    });
+    request.on("error", reject);
+    request.end();
+  });
+}
+
+/**
+ * Says whether an executable exists, for tests that need system binaries.
+ *
+ * @param path The executable's absolute path.
+ * @returns True when it can be run.
+ */
+export function hasExecutable(path: string): boolean {
+  try {
+    return Deno.statSync(path).isFile;
+  } catch {
+    return false;
+  }
+}
