@@ -14,15 +14,9 @@ import type { Logger } from "../lib/logger.ts";
 import { VERSION } from "../lib/version.ts";
 import { type ClientMetrics, createClientMetrics } from "./metrics.ts";
 import { runPoller } from "./poller.ts";
-import {
-  createProxyTransport,
-  type ProxyTlsOptions,
-} from "./proxy_transport.ts";
+import { createProxyTransport, type ProxyTlsOptions } from "./proxy_transport.ts";
 import { createScraper } from "./scraper.ts";
-import {
-  createScrapeTransport,
-  type ScrapeTransport,
-} from "./scrape_transport.ts";
+import { createScrapeTransport, type ScrapeTransport } from "./scrape_transport.ts";
 
 /** Options for {@linkcode startAgent}. */
 export interface AgentOptions {
@@ -111,12 +105,8 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     scraper,
     logger,
     metrics,
-    ...(options.retryInitialMs !== undefined
-      ? { retryInitialMs: options.retryInitialMs }
-      : {}),
-    ...(options.retryMaxMs !== undefined
-      ? { retryMaxMs: options.retryMaxMs }
-      : {}),
+    ...(options.retryInitialMs !== undefined ? { retryInitialMs: options.retryInitialMs } : {}),
+    ...(options.retryMaxMs !== undefined ? { retryMaxMs: options.retryMaxMs } : {}),
   }, stopController.signal).finally(async () => {
     if (server) {
       server.closeAllConnections();

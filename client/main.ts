@@ -5,18 +5,8 @@
  * @module
  */
 
-import {
-  formatAddress,
-  type ListenAddress,
-  parseListenAddress,
-} from "../lib/address.ts";
-import {
-  FlagError,
-  type FlagSpec,
-  type FlagValues,
-  formatHelp,
-  parseFlags,
-} from "../lib/flags.ts";
+import { formatAddress, type ListenAddress, parseListenAddress } from "../lib/address.ts";
+import { FlagError, type FlagSpec, type FlagValues, formatHelp, parseFlags } from "../lib/flags.ts";
 import {
   createLogger,
   LOG_FORMATS,
@@ -39,8 +29,7 @@ export const CLIENT_FLAGS: readonly FlagSpec[] = [
   {
     name: "fqdn",
     type: "string",
-    help:
-      "FQDN to register with; scrapes must name this host (default: this host's FQDN).",
+    help: "FQDN to register with; scrapes must name this host (default: this host's FQDN).",
   },
   {
     name: "label",

@@ -4,13 +4,7 @@
  * @module
  */
 
-import {
-  collectDefaultMetrics,
-  Counter,
-  Gauge,
-  Histogram,
-  Registry,
-} from "prom-client";
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import { VERSION } from "../lib/version.ts";
 
 /** The metrics the client updates. */

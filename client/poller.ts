@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { Client } from "@connectrpc/connect";
+import { type Client, Code, ConnectError } from "@connectrpc/connect";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type {
   ClientService,
@@ -77,6 +77,7 @@ export async function runPoller(
     };
     let registeredAt = 0;
     let sessionId = "";
+    let replaced = false;
     try {
       arm(options.connectTimeoutMs ?? 30_000, "no answer from the proxy");
       let heartbeatMs = 0;
@@ -114,7 +115,15 @@ export async function runPoller(
       if (signal.aborted) break;
       metrics.pollErrors.inc();
       const reason = stream.signal.aborted ? stream.signal.reason : error;
-      logger.warn("Poll stream failed", { err: describe(reason) });
+      replaced = error instanceof ConnectError && error.code === Code.AlreadyExists;
+      if (replaced) {
+        logger.error("Another client registered with the same fqdn; backing off", {
+          fqdn: identity.fqdn,
+          err: describe(reason),
+        });
+      } else {
+        logger.warn("Poll stream failed", { err: describe(reason) });
+      }
     } finally {
       clearTimeout(watchdog);
       signal.removeEventListener("abort", stopStream);
@@ -125,7 +134,7 @@ export async function runPoller(
     }
     // A stream that worked for a while is re-opened at once; repeated
     // failures back off.
-    const healthy = registeredAt > 0 &&
+    const healthy = !replaced && registeredAt > 0 &&
       Date.now() - registeredAt >= retryInitialMs;
     if (!healthy) await sleep(backoff.next(), signal);
   }

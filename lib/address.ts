@@ -35,8 +35,6 @@ export function parseListenAddress(text: string): ListenAddress {
  * @returns The text.
  */
 export function formatAddress(address: ListenAddress): string {
-  const host = address.hostname.includes(":")
-    ? `[${address.hostname}]`
-    : address.hostname;
+  const host = address.hostname.includes(":") ? `[${address.hostname}]` : address.hostname;
   return `${host}:${address.port}`;
 }

@@ -89,9 +89,7 @@ export function parseFlags(
     const given = raw[spec.name];
     if (spec.repeatable) {
       const list = (given as string[] | undefined) ??
-        (spec.default !== undefined && spec.default !== ""
-          ? [spec.default]
-          : []);
+        (spec.default !== undefined && spec.default !== "" ? [spec.default] : []);
       list.forEach((v) => checkChoice(spec, v));
       values[spec.name] = list;
       continue;
@@ -177,14 +175,10 @@ function checkChoice(spec: FlagSpec, value: string): void {
 export function formatHelp(usage: string, specs: readonly FlagSpec[]): string {
   const rows = [
     ...specs.map((s) => {
-      const left = s.type === "boolean"
-        ? `--[no-]${s.name}`
-        : `--${s.name}=${placeholder(s)}`;
+      const left = s.type === "boolean" ? `--[no-]${s.name}` : `--${s.name}=${placeholder(s)}`;
       const extra = [
         s.repeatable ? "repeatable" : "",
-        s.default !== undefined && s.default !== ""
-          ? `default: ${s.default}`
-          : "",
+        s.default !== undefined && s.default !== "" ? `default: ${s.default}` : "",
       ].filter(Boolean).join("; ");
       return [left, extra ? `${s.help} (${extra})` : s.help];
     }),

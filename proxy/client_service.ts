@@ -5,12 +5,7 @@
  * @module
  */
 
-import {
-  Code,
-  ConnectError,
-  type HandlerContext,
-  type ServiceImpl,
-} from "@connectrpc/connect";
+import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import {
   ClientService,
@@ -86,11 +81,14 @@ export function createClientService(
           try {
             task = await session.next(beat);
           } catch (error) {
-            if (
-              error instanceof CoordinatorError && error.kind === "replaced"
-            ) {
+            if (error instanceof CoordinatorError && error.kind === "replaced") {
               log.info("Client stream replaced by a newer one");
-              return;
+              // A typed error, so that a second live client with the same
+              // fqdn backs off instead of taking the name back at once.
+              throw new ConnectError(
+                `Another stream registered as "${request.fqdn}" replaced this one`,
+                Code.AlreadyExists,
+              );
             }
             throw error;
           }
@@ -193,9 +191,7 @@ function pushError(
       ? Code.PermissionDenied
       : Code.FailedPrecondition;
     metrics.pushErrors.inc({
-      reason: error.kind === "foreign_scrape"
-        ? "foreign_scrape"
-        : "unknown_scrape",
+      reason: error.kind === "foreign_scrape" ? "foreign_scrape" : "unknown_scrape",
     });
     logger.warn("Push refused", { err: error.message });
     return new ConnectError(error.message, code);

@@ -447,9 +447,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
           inFlight: record.inFlight,
         });
       }
-      return list.sort((a, b) =>
-        a.fqdn < b.fqdn ? -1 : a.fqdn > b.fqdn ? 1 : 0
-      );
+      return list.sort((a, b) => a.fqdn < b.fqdn ? -1 : a.fqdn > b.fqdn ? 1 : 0);
     },
 
     expire() {

@@ -109,9 +109,7 @@ Deno.test("several scrapes to one client are handed out concurrently", async () 
   const { coordinator } = setup();
   const session = coordinator.register(identity("h"));
   const signal = new AbortController().signal;
-  const replies = [1, 2, 3].map(() =>
-    coordinator.requestScrape(scrapeInput("h"), signal)
-  );
+  const replies = [1, 2, 3].map(() => coordinator.requestScrape(scrapeInput("h"), signal));
   const tasks = [
     await session.next(signal),
     await session.next(signal),

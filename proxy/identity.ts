@@ -37,9 +37,7 @@ export function labelsProblem(labels: Record<string, string>): string | null {
   if (names.length > 64) return "more than 64 labels";
   for (const name of names) {
     if (!LABEL_NAME_REGEXP.test(name) || name.startsWith("__")) {
-      return `label name ${
-        JSON.stringify(name)
-      } is not a valid Prometheus label name`;
+      return `label name ${JSON.stringify(name)} is not a valid Prometheus label name`;
     }
     if (labels[name]!.length > 1024) {
       return `label ${name} is longer than 1024 characters`;

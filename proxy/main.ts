@@ -6,13 +6,7 @@
 
 import { formatAddress, parseListenAddress } from "../lib/address.ts";
 import { formatDuration } from "../lib/duration.ts";
-import {
-  FlagError,
-  type FlagSpec,
-  type FlagValues,
-  formatHelp,
-  parseFlags,
-} from "../lib/flags.ts";
+import { FlagError, type FlagSpec, type FlagValues, formatHelp, parseFlags } from "../lib/flags.ts";
 import {
   createLogger,
   LOG_FORMATS,
@@ -35,8 +29,7 @@ export const PROXY_FLAGS: readonly FlagSpec[] = [
     name: "scrape.max-timeout",
     type: "duration",
     default: "5m",
-    help:
-      "Any scrape with a timeout higher than this will have to be clamped to this.",
+    help: "Any scrape with a timeout higher than this will have to be clamped to this.",
   },
   {
     name: "scrape.default-timeout",
@@ -48,15 +41,13 @@ export const PROXY_FLAGS: readonly FlagSpec[] = [
     name: "registration.timeout",
     type: "duration",
     default: "5m",
-    help:
-      "How long a client stays listed after its stream ends (connected clients never expire).",
+    help: "How long a client stays listed after its stream ends (connected clients never expire).",
   },
   {
     name: "poll.heartbeat-interval",
     type: "duration",
     default: "15s",
-    help:
-      "Heartbeat interval on idle client streams; keep it below load balancers' idle timeouts.",
+    help: "Heartbeat interval on idle client streams; keep it below load balancers' idle timeouts.",
   },
   {
     name: "web.max-message-bytes",

@@ -6,13 +6,7 @@
  * @module
  */
 
-import {
-  collectDefaultMetrics,
-  Counter,
-  Gauge,
-  Histogram,
-  Registry,
-} from "prom-client";
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import { VERSION } from "../lib/version.ts";
 
 /** The metrics the proxy's adapters update. */
@@ -105,8 +99,7 @@ export function createProxyMetrics(options: ProxyMetricsOptions): ProxyMetrics {
     }),
     scrapeDuration: new Histogram({
       name: "pushprox_proxy_scrape_duration_seconds",
-      help:
-        "Duration of scrapes through the proxy, from request to last body byte.",
+      help: "Duration of scrapes through the proxy, from request to last body byte.",
       labelNames: ["code"],
       buckets: [
         0.005,

@@ -27,9 +27,7 @@ export function createRegistryService(
           version: client.version,
           modules: client.modules,
           connectedSince: timestampFromMs(client.connectedSince),
-          ...(client.lastScrape > 0
-            ? { lastScrape: timestampFromMs(client.lastScrape) }
-            : {}),
+          ...(client.lastScrape > 0 ? { lastScrape: timestampFromMs(client.lastScrape) } : {}),
           inFlight: client.inFlight,
           connected: client.connected,
           protocol: client.protocol,

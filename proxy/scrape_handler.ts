@@ -8,23 +8,11 @@
  */
 
 import type { IncomingMessage, ServerResponse } from "node:http";
-import {
-  forwardableHeaders,
-  type HeaderField,
-  rawHeaderPairs,
-} from "../lib/headers.ts";
+import { forwardableHeaders, type HeaderField, rawHeaderPairs } from "../lib/headers.ts";
 import type { Logger } from "../lib/logger.ts";
-import {
-  type Coordinator,
-  CoordinatorError,
-  type ScrapeReply,
-} from "./coordinator.ts";
+import { type Coordinator, CoordinatorError, type ScrapeReply } from "./coordinator.ts";
 import type { ProxyMetrics } from "./metrics.ts";
-import {
-  InvalidTimeoutError,
-  SCRAPE_TIMEOUT_HEADER,
-  scrapeTimeoutMs,
-} from "./timeout.ts";
+import { InvalidTimeoutError, SCRAPE_TIMEOUT_HEADER, scrapeTimeoutMs } from "./timeout.ts";
 import { formatDuration } from "../lib/duration.ts";
 
 /** Options for {@linkcode createScrapeHandler}. */
@@ -103,9 +91,7 @@ export function createScrapeHandler(
     } catch {
       return fail(
         400,
-        `Malformed request target ${
-          JSON.stringify(req.url)
-        }: expected an absolute http URL`,
+        `Malformed request target ${JSON.stringify(req.url)}: expected an absolute http URL`,
       );
     }
     if (url.protocol !== "http:" || url.hostname === "") {
@@ -168,9 +154,7 @@ export function createScrapeHandler(
         });
         return fail(
           504,
-          `Cannot scrape ${target}: the client did not answer within ${
-            formatDuration(timeoutMs)
-          }`,
+          `Cannot scrape ${target}: the client did not answer within ${formatDuration(timeoutMs)}`,
         );
       }
       log.debug("Scrape abandoned by Prometheus");
@@ -196,9 +180,7 @@ export function createScrapeHandler(
     } catch (error) {
       const reason = deadline.aborted
         ? new ScrapeTimeoutError(
-          `Scrape deadline of ${
-            formatDuration(timeoutMs)
-          } passed while relaying the body`,
+          `Scrape deadline of ${formatDuration(timeoutMs)} passed while relaying the body`,
         )
         : error instanceof Error
         ? error

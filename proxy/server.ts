@@ -6,18 +6,10 @@
  * @module
  */
 
-import {
-  createServer,
-  type IncomingMessage,
-  type Server,
-  type ServerResponse,
-} from "node:http";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
-import {
-  ClientService,
-  RegistryService,
-} from "../gen/pushprox/v1/pushprox_pb.ts";
+import { ClientService, RegistryService } from "../gen/pushprox/v1/pushprox_pb.ts";
 import type { Logger } from "../lib/logger.ts";
 import { createClientService } from "./client_service.ts";
 import { type Coordinator, createCoordinator } from "./coordinator.ts";
@@ -149,8 +141,7 @@ export function createProxy(options: ProxyOptions): Proxy {
           return api(path, res, 200, "application/json", body, started);
         }
         metrics.registry.metrics().then(
-          (body) =>
-            api(path, res, 200, metrics.registry.contentType, body, started),
+          (body) => api(path, res, 200, metrics.registry.contentType, body, started),
           (error) => {
             logger.error("Cannot collect metrics", { err: error });
             api(

@@ -41,9 +41,7 @@ export function scrapeTimeoutMs(
 ): number {
   if (header === null) return Math.min(options.defaultMs, options.maxMs);
   const text = header.trim();
-  const seconds = /^(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$/.test(text)
-    ? Number(text)
-    : NaN;
+  const seconds = /^(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$/.test(text) ? Number(text) : NaN;
   if (!Number.isFinite(seconds) || seconds <= 0) {
     throw new InvalidTimeoutError(header);
   }

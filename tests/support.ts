@@ -239,9 +239,7 @@ export async function waitUntil<T>(
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
   throw new Error(
-    `Timed out after ${timeoutMs}ms waiting for ${what}${
-      last ? `: ${last}` : ""
-    }`,
+    `Timed out after ${timeoutMs}ms waiting for ${what}${last ? `: ${last}` : ""}`,
   );
 }
 
@@ -262,7 +260,7 @@ export async function proxiedGet(
   {
     status: number;
     headers: Record<string, string | string[] | undefined>;
-    body: Uint8Array;
+    body: Uint8Array<ArrayBuffer>;
   }
 > {
   const http = await import("node:http");
