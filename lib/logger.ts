@@ -114,6 +114,7 @@ function logfmtValue(value: unknown): string {
     : typeof value === "object" && value !== null
     ? JSON.stringify(value)
     : String(value);
+  // deno-lint-ignore no-control-regex
   return text === "" || /[\s"=\\]/.test(text) || /[\x00-\x1f]/.test(text)
     ? JSON.stringify(text)
     : text;

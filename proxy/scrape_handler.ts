@@ -73,12 +73,6 @@ export function createScrapeHandler(
       finish(code);
     };
 
-    if (req.method === "CONNECT") {
-      return fail(
-        501,
-        "CONNECT is not supported: scrape with scheme http through the proxy and add params _scheme=[https] for https targets",
-      );
-    }
     if (req.method !== "GET" && req.method !== "HEAD") {
       return fail(
         405,

@@ -110,7 +110,7 @@ export function createProxy(options: ProxyOptions): Proxy {
     metrics,
     handle(req, res) {
       const target = req.url ?? "";
-      if (req.method === "CONNECT" || !target.startsWith("/")) {
+      if (!target.startsWith("/")) {
         handleScrape(req, res).catch((error) => {
           logger.error("Scrape handler failed", { err: error });
           res.destroy();
@@ -208,6 +208,18 @@ export async function serveProxy(
     headersTimeout: options.headersTimeoutMs ?? 10_000,
     keepAliveTimeout: 65_000,
   }, proxy.handle);
+  // node:http hands CONNECT (what Prometheus sends for scheme: https through
+  // a proxy) to this event instead of the request handler.
+  server.on("connect", (_req, socket) => {
+    const body =
+      "CONNECT is not supported: scrape with scheme http through the proxy and add params _scheme=[https] for https targets\n";
+    socket.end(
+      `HTTP/1.1 501 Not Implemented\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${
+        new TextEncoder().encode(body).length
+      }\r\nConnection: close\r\n\r\n${body}`,
+    );
+    proxy.metrics.proxiedRequests.inc({ code: "501" });
+  });
   const expire = setInterval(
     () => proxy.coordinator.expire(),
     options.expireIntervalMs ?? 60_000,

@@ -1,0 +1,146 @@
+/**
+ * End to end with real parts: Debian's Prometheus scrapes Debian's
+ * node_exporter through the proxy (proxy_url), both with a static target and
+ * with targets discovered from /clients (http_sd_configs), and directly for
+ * comparison. The proxy and client run as separate processes, as in
+ * production.
+ */
+
+import assert from "node:assert/strict";
+import {
+  freePort,
+  hasExecutable,
+  spawn,
+  startClientProcess,
+  startProxyProcess,
+  type TestProcess,
+  waitUntil,
+} from "./support.ts";
+
+const PROMETHEUS = "/usr/bin/prometheus";
+const NODE_EXPORTER = "/usr/bin/prometheus-node-exporter";
+const missing = [PROMETHEUS, NODE_EXPORTER].filter((p) => !hasExecutable(p));
+if (missing.length > 0) {
+  console.warn(
+    `SKIPPED e2e: ${
+      missing.join(", ")
+    } not installed (apt-get install prometheus prometheus-node-exporter)`,
+  );
+}
+
+interface PromSample {
+  metric: Record<string, string>;
+  value: [number, string];
+}
+
+async function query(promPort: number, expr: string): Promise<PromSample[]> {
+  const url = `http://127.0.0.1:${promPort}/api/v1/query?query=${encodeURIComponent(expr)}`;
+  const body = await (await fetch(url)).json();
+  if (body.status !== "success") throw new Error(`query ${expr} failed: ${JSON.stringify(body)}`);
+  return body.data.result as PromSample[];
+}
+
+Deno.test({
+  name: "real Prometheus scrapes real node_exporter through the proxy (static and http_sd)",
+  ignore: missing.length > 0,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const processes: TestProcess[] = [];
+    const dir = await Deno.makeTempDir({ prefix: "pushprox-e2e-" });
+    try {
+      const nodePort = await freePort();
+      const nodeExporter = spawn(NODE_EXPORTER, [
+        `--web.listen-address=127.0.0.1:${nodePort}`,
+        "--collector.disable-defaults",
+        "--collector.cpu",
+        "--collector.meminfo",
+        "--collector.loadavg",
+        "--collector.filesystem",
+        "--collector.netdev",
+      ]);
+      processes.push(nodeExporter);
+      await nodeExporter.waitFor(/Listening on/);
+
+      const proxy = await startProxyProcess(["--log.level=debug"]);
+      processes.push(proxy.process);
+      const client = startClientProcess([
+        `--proxy-url=${proxy.url}/`,
+        "--fqdn=localhost",
+        "--label=site=e2e",
+      ]);
+      processes.push(client);
+      await client.waitFor(/Registered with the proxy/);
+      const sd = await (await fetch(`${proxy.url}/clients`)).json();
+      assert.deepEqual(sd, [{ targets: ["localhost"], labels: { site: "e2e" } }]);
+
+      const promPort = await freePort();
+      await Deno.writeTextFile(
+        `${dir}/prometheus.yml`,
+        `
+global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+scrape_configs:
+  - job_name: direct
+    static_configs:
+      - targets: ["127.0.0.1:${nodePort}"]
+  - job_name: pushprox
+    proxy_url: ${proxy.url}
+    static_configs:
+      - targets: ["localhost:${nodePort}"]
+  - job_name: pushprox_sd
+    proxy_url: ${proxy.url}
+    http_sd_configs:
+      - url: ${proxy.url}/clients
+        refresh_interval: 1s
+    relabel_configs:
+      - source_labels: [__address__]
+        target_label: __address__
+        replacement: "$1:${nodePort}"
+`,
+      );
+      const prometheus = spawn(PROMETHEUS, [
+        `--config.file=${dir}/prometheus.yml`,
+        `--storage.tsdb.path=${dir}/data`,
+        `--web.listen-address=127.0.0.1:${promPort}`,
+      ]);
+      processes.push(prometheus);
+      await prometheus.waitFor(/Server is ready to receive web requests/, 30_000);
+
+      for (const job of ["direct", "pushprox", "pushprox_sd"]) {
+        await waitUntil(
+          async () => {
+            const result = await query(promPort, `up{job="${job}"}`);
+            return result.length === 1 && result[0]!.value[1] === "1" ? true : undefined;
+          },
+          30_000,
+          `up{job="${job}"} == 1`,
+        );
+      }
+      // The SD job carries the client's label.
+      const sdUp = await query(promPort, `up{job="pushprox_sd"}`);
+      assert.equal(sdUp[0]!.metric["site"], "e2e");
+
+      // The same series arrive through the proxy as directly.
+      const names = async (job: string) =>
+        (await query(promPort, `count by (__name__) ({job="${job}"})`))
+          .map((s) => s.metric["__name__"]!).sort();
+      const direct = await names("direct");
+      assert.ok(direct.includes("node_load1"), "node_exporter metrics were scraped");
+      assert.deepEqual(await names("pushprox"), direct);
+      assert.deepEqual(await names("pushprox_sd"), direct);
+
+      const proxied = await query(promPort, `pushproxy_proxied_requests_total{code="200"}`);
+      assert.equal(proxied.length, 0, "the proxy's own metrics are not scraped by this config");
+      const metrics = await (await fetch(`${proxy.url}/metrics`)).text();
+      const count = Number(
+        /^pushproxy_proxied_requests_total\{code="200"\} (\d+)/m.exec(metrics)?.[1],
+      );
+      assert.ok(count >= 2, `proxy counted ${count} successful scrapes`);
+    } finally {
+      await Promise.all(processes.reverse().map((p) => p.stop()));
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
