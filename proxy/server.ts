@@ -13,6 +13,7 @@ import { ClientService, RegistryService } from "../gen/pushprox/v1/pushprox_pb.t
 import type { Logger } from "../lib/logger.ts";
 import { createClientService } from "./client_service.ts";
 import { type Coordinator, createCoordinator } from "./coordinator.ts";
+import { createLegacyHandler } from "./legacy.ts";
 import { createProxyMetrics, type ProxyMetrics } from "./metrics.ts";
 import { createRegistryService } from "./registry_service.ts";
 import { createScrapeHandler } from "./scrape_handler.ts";
@@ -33,6 +34,8 @@ export interface ProxyOptions {
   maxMessageBytes?: number;
   /** Export process_* metrics. @default {true} */
   defaultMetrics?: boolean;
+  /** Serve upstream PushProx clients on `/poll` and `/push`. @default {true} */
+  legacyProtocol?: boolean;
   /** @default {Date.now} */
   now?: () => number;
 }
@@ -43,6 +46,8 @@ export interface Proxy {
   readonly metrics: ProxyMetrics;
   /** Serves one request on the proxy's port. */
   handle(req: IncomingMessage, res: ServerResponse): void;
+  /** Ends state that outlives requests (legacy sessions and their timers). */
+  close(): void;
 }
 
 /**
@@ -71,6 +76,9 @@ export function createProxy(options: ProxyOptions): Proxy {
     maxTimeoutMs: options.maxScrapeTimeoutMs ?? 300_000,
     now,
   });
+  const legacy = (options.legacyProtocol ?? true)
+    ? createLegacyHandler({ coordinator, logger, metrics, now })
+    : null;
   const maxMessageBytes = options.maxMessageBytes ?? 1 << 20;
   const handleConnect = connectNodeAdapter({
     routes(router) {
@@ -108,6 +116,9 @@ export function createProxy(options: ProxyOptions): Proxy {
   return {
     coordinator,
     metrics,
+    close() {
+      legacy?.close();
+    },
     handle(req, res) {
       const target = req.url ?? "";
       if (!target.startsWith("/")) {
@@ -121,6 +132,13 @@ export function createProxy(options: ProxyOptions): Proxy {
       const path = target.split("?", 1)[0]!;
       if (path.startsWith("/pushprox.v1.")) {
         handleConnect(req, res);
+        return;
+      }
+      if (legacy !== null && (path === "/poll" || path === "/push")) {
+        (path === "/poll" ? legacy.poll(req, res) : legacy.push(req, res)).catch((error) => {
+          logger.error("Legacy handler failed", { path, err: error });
+          res.destroy();
+        });
         return;
       }
       if (path === "/clients" || path === "/metrics") {
@@ -236,6 +254,7 @@ export async function serveProxy(
     });
   });
   const close = () => {
+    proxy.close();
     server.close();
     server.closeAllConnections();
   };
