@@ -56,6 +56,12 @@ export const PROXY_FLAGS: readonly FlagSpec[] = [
     help: "Largest Connect message accepted from a client, in bytes.",
   },
   {
+    name: "legacy.enabled",
+    type: "boolean",
+    default: "true",
+    help: "Serve unmodified upstream pushprox-client binaries on /poll and /push.",
+  },
+  {
     name: "log.level",
     type: "string",
     default: "info",
@@ -114,6 +120,7 @@ export async function main(args: readonly string[]): Promise<number> {
     registrationTimeoutMs: flags["registration.timeout"] as number,
     heartbeatIntervalMs: flags["poll.heartbeat-interval"] as number,
     maxMessageBytes: flags["web.max-message-bytes"] as number,
+    legacyProtocol: flags["legacy.enabled"] as boolean,
   });
   const stop = new AbortController();
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
