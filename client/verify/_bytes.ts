@@ -136,9 +136,7 @@ export function checkFloat(
       : "not a number";
   }
   if (c === 0x6e /* n */) {
-    return !signed && equalsIgnoreCase(b, i, end, "nan")
-      ? undefined
-      : "not a number";
+    return !signed && equalsIgnoreCase(b, i, end, "nan") ? undefined : "not a number";
   }
   let digits = 0;
   while (i < end && b[i]! >= 0x30 && b[i]! <= 0x39) {
@@ -176,14 +174,9 @@ export function checkFloat(
  *
  * @param b The buffer.
  * @param start First byte of the token.
- * @param end One past the last byte of the token.
  * @returns True for NaN and ±Inf spellings.
  */
-export function isNonFiniteFloat(
-  b: Uint8Array,
-  start: number,
-  end: number,
-): boolean {
+export function isNonFiniteFloat(b: Uint8Array, start: number): boolean {
   let i = start;
   if (b[i] === 0x2b || b[i] === 0x2d) i++;
   const c = lower(b[i] ?? 0);

@@ -350,9 +350,7 @@ export class TextChecker {
     while (i < e && isBlank(b[i])) i++;
     if (i >= e) {
       this.#fail(
-        `missing metric type in # TYPE line for ${
-          quoteBytes(b, nameStart, nameEnd)
-        }`,
+        `missing metric type in # TYPE line for ${quoteBytes(b, nameStart, nameEnd)}`,
       );
     }
     const typeStart = i;
@@ -480,9 +478,7 @@ export class TextChecker {
     }
     if ((family.flags & SAMPLED) && (kw === KW_TYPE || this.#om)) {
       this.#fail(
-        `${what} line for metric family ${
-          JSON.stringify(name)
-        } must come before its samples`,
+        `${what} line for metric family ${JSON.stringify(name)} must come before its samples`,
       );
     }
     if (kw === KW_TYPE) {
@@ -494,9 +490,7 @@ export class TextChecker {
             this.#fail(
               `${what} line for metric family ${
                 JSON.stringify(name)
-              } must come before its samples (saw ${
-                JSON.stringify(name + suffix)
-              } earlier)`,
+              } must come before its samples (saw ${JSON.stringify(name + suffix)} earlier)`,
             );
           }
         }
@@ -567,9 +561,9 @@ export class TextChecker {
     if (om) {
       if (i < e && b[i] !== SP) {
         this.#fail(
-          `expected a single space before the value of ${
-            quoteBytes(b, nameStart, nameEnd)
-          }, got ${quoteBytes(b, i, i + 1)}`,
+          `expected a single space before the value of ${quoteBytes(b, nameStart, nameEnd)}, got ${
+            quoteBytes(b, i, i + 1)
+          }`,
         );
       }
       i++;
@@ -585,7 +579,8 @@ export class TextChecker {
     while (i < e && b[i] !== SP && (om || b[i] !== TAB)) i++;
     const bad = checkFloat(b, valueStart, i);
     if (bad !== undefined) {
-      this.#failToken("value", b, valueStart, i, bad);
+      const subject = ` for metric ${quoteBytes(b, nameStart, nameEnd)}`;
+      this.#failToken("value", b, valueStart, i, bad, subject);
     }
     this.#onSample(b, nameStart, nameEnd);
     if (i === e) return;
@@ -659,7 +654,7 @@ export class TextChecker {
 
   #checkOmTimestamp(b: Uint8Array, s: number, e: number, what: string): void {
     const bad = checkFloat(b, s, e) ??
-      (isNonFiniteFloat(b, s, e) ? "must be finite" : undefined);
+      (isNonFiniteFloat(b, s) ? "must be finite" : undefined);
     if (bad !== undefined) this.#failToken(what, b, s, e, bad);
   }
 
@@ -687,9 +682,7 @@ export class TextChecker {
         while (labelEnd < e && CLASS[b[labelEnd]!]! & LABEL_CHAR) labelEnd++;
       } else {
         this.#fail(
-          `expected label name, got ${
-            quoteBytes(b, i, this.#labelTokenEnd(b, i, e))
-          }`,
+          `expected label name, got ${quoteBytes(b, i, this.#labelTokenEnd(b, i, e))}`,
         );
       }
       i = labelEnd;
@@ -708,7 +701,11 @@ export class TextChecker {
           this.#fail("empty label name");
         }
         if (i >= e || b[i] !== EQ) {
-          if (!quoted && i === labelEnd && i < e) {
+          const next = b[i];
+          if (
+            !quoted && i === labelEnd && i < e && !isBlank(next) &&
+            next !== QUOTE
+          ) {
             this.#fail(
               `invalid label name ${
                 quoteBytes(b, labelStart, this.#labelTokenEnd(b, labelStart, e))
@@ -716,8 +713,8 @@ export class TextChecker {
             );
           }
           this.#fail(
-            `expected "=" after label name ${
-              quoteBytes(b, labelStart, labelEnd)
+            `expected "=" after label name ${quoteBytes(b, labelStart, labelEnd)}, got ${
+              quoteBytes(b, i, Math.min(i + 1, e))
             }`,
           );
         }
@@ -725,9 +722,7 @@ export class TextChecker {
         if (!om) { while (i < e && isBlank(b[i])) i++; }
         if (i >= e || b[i] !== QUOTE) {
           this.#fail(
-            `expected a quoted value for label ${
-              quoteBytes(b, labelStart, labelEnd)
-            }`,
+            `expected a quoted value for label ${quoteBytes(b, labelStart, labelEnd)}`,
           );
         }
         i = this.#quoted(b, i, e, "label value");
@@ -798,9 +793,10 @@ export class TextChecker {
     s: number,
     e: number,
     reason: string,
+    subject = "",
   ): never {
     if (b.subarray(s, e).includes(CR)) this.#failCarriageReturn();
-    this.#fail(`invalid ${what} ${quoteBytes(b, s, e)}: ${reason}`);
+    this.#fail(`invalid ${what} ${quoteBytes(b, s, e)}${subject}: ${reason}`);
   }
 
   #failCarriageReturn(): never {

@@ -64,7 +64,5 @@ export function detectExpositionFormat(
     if (key === "proto") proto = value;
     else if (key === "encoding") encoding = value.toLowerCase();
   }
-  return proto === METRIC_FAMILY_PROTO && encoding === "delimited"
-    ? "protobuf"
-    : "text";
+  return proto === METRIC_FAMILY_PROTO && encoding === "delimited" ? "protobuf" : "text";
 }
