@@ -199,8 +199,11 @@ export async function main(args: readonly string[]): Promise<number> {
       listener: "metrics",
     });
   }
+  let stopping = false;
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     Deno.addSignalListener(signal, () => {
+      if (stopping) return;
+      stopping = true;
       logger.info("Shutting down; finishing in-flight scrapes", { signal });
       agent.stop();
     });
