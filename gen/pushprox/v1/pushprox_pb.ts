@@ -22,7 +22,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file pushprox/v1/pushprox.proto.
  */
 export const file_pushprox_v1_pushprox: GenFile = /*@__PURE__*/
-  fileDesc("ChpwdXNocHJveC92MS9wdXNocHJveC5wcm90bxILcHVzaHByb3gudjEiogEKC1BvbGxSZXF1ZXN0EgwKBGZxZG4YASABKAkSNAoGbGFiZWxzGAIgAygLMiQucHVzaHByb3gudjEuUG9sbFJlcXVlc3QuTGFiZWxzRW50cnkSDwoHdmVyc2lvbhgDIAEoCRIPCgdtb2R1bGVzGAQgAygJGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiowEKDFBvbGxSZXNwb25zZRItCgpyZWdpc3RlcmVkGAEgASgLMhcucHVzaHByb3gudjEuUmVnaXN0ZXJlZEgAEiwKBnNjcmFwZRgCIAEoCzIaLnB1c2hwcm94LnYxLlNjcmFwZVJlcXVlc3RIABIrCgloZWFydGJlYXQYAyABKAsyFi5wdXNocHJveC52MS5IZWFydGJlYXRIAEIJCgdtZXNzYWdlIj8KClJlZ2lzdGVyZWQSEgoKc2Vzc2lvbl9pZBgBIAEoCRIdChVoZWFydGJlYXRfaW50ZXJ2YWxfbXMYAiABKA0iCwoJSGVhcnRiZWF0IiUKBkhlYWRlchIMCgRuYW1lGAEgASgJEg0KBXZhbHVlGAIgASgJInIKDVNjcmFwZVJlcXVlc3QSCgoCaWQYASABKAkSDgoGbWV0aG9kGAIgASgJEgsKA3VybBgDIAEoCRIkCgdoZWFkZXJzGAQgAygLMhMucHVzaHByb3gudjEuSGVhZGVyEhIKCnRpbWVvdXRfbXMYBSABKA0iXwoLUHVzaFJlcXVlc3QSLwoEaGVhZBgBIAEoCzIfLnB1c2hwcm94LnYxLlNjcmFwZVJlc3BvbnNlSGVhZEgAEhQKCmJvZHlfY2h1bmsYAiABKAxIAEIJCgdtZXNzYWdlIoABChJTY3JhcGVSZXNwb25zZUhlYWQSEQoJc2NyYXBlX2lkGAEgASgJEhIKCnNlc3Npb25faWQYAiABKAkSDgoGc3RhdHVzGAMgASgNEiQKB2hlYWRlcnMYBCADKAsyEy5wdXNocHJveC52MS5IZWFkZXISDQoFZXJyb3IYBSABKAkiJQoMUHVzaFJlc3BvbnNlEhUKDWJ5dGVzX3JlbGF5ZWQYASABKAQiFAoSTGlzdENsaWVudHNSZXF1ZXN0IjsKE0xpc3RDbGllbnRzUmVzcG9uc2USJAoHY2xpZW50cxgBIAMoCzITLnB1c2hwcm94LnYxLkNsaWVudCK2AgoGQ2xpZW50EgwKBGZxZG4YASABKAkSLwoGbGFiZWxzGAIgAygLMh8ucHVzaHByb3gudjEuQ2xpZW50LkxhYmVsc0VudHJ5Eg8KB3ZlcnNpb24YAyABKAkSDwoHbW9kdWxlcxgEIAMoCRIzCg9jb25uZWN0ZWRfc2luY2UYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2xhc3Rfc2NyYXBlGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCglpbl9mbGlnaHQYByABKA0SEQoJY29ubmVjdGVkGAggASgIEhAKCHByb3RvY29sGAkgASgJGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEyjQEKDUNsaWVudFNlcnZpY2USPQoEUG9sbBIYLnB1c2hwcm94LnYxLlBvbGxSZXF1ZXN0GhkucHVzaHByb3gudjEuUG9sbFJlc3BvbnNlMAESPQoEUHVzaBIYLnB1c2hwcm94LnYxLlB1c2hSZXF1ZXN0GhkucHVzaHByb3gudjEuUHVzaFJlc3BvbnNlKAEyYwoPUmVnaXN0cnlTZXJ2aWNlElAKC0xpc3RDbGllbnRzEh8ucHVzaHByb3gudjEuTGlzdENsaWVudHNSZXF1ZXN0GiAucHVzaHByb3gudjEuTGlzdENsaWVudHNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("ChpwdXNocHJveC92MS9wdXNocHJveC5wcm90bxILcHVzaHByb3gudjEiswEKC1BvbGxSZXF1ZXN0EgwKBGZxZG4YASABKAkSNAoGbGFiZWxzGAIgAygLMiQucHVzaHByb3gudjEuUG9sbFJlcXVlc3QuTGFiZWxzRW50cnkSDwoHdmVyc2lvbhgDIAEoCRIPCgdtb2R1bGVzGAQgAygJEg8KB3Byb3hpZXMYBSADKAkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASLLAQoMUG9sbFJlc3BvbnNlEi0KCnJlZ2lzdGVyZWQYASABKAsyFy5wdXNocHJveC52MS5SZWdpc3RlcmVkSAASLAoGc2NyYXBlGAIgASgLMhoucHVzaHByb3gudjEuU2NyYXBlUmVxdWVzdEgAEisKCWhlYXJ0YmVhdBgDIAEoCzIWLnB1c2hwcm94LnYxLkhlYXJ0YmVhdEgAEiYKB2dvX2F3YXkYBCABKAsyEy5wdXNocHJveC52MS5Hb0F3YXlIAEIJCgdtZXNzYWdlIj8KClJlZ2lzdGVyZWQSEgoKc2Vzc2lvbl9pZBgBIAEoCRIdChVoZWFydGJlYXRfaW50ZXJ2YWxfbXMYAiABKA0iCwoJSGVhcnRiZWF0IhgKBkdvQXdheRIOCgZyZWFzb24YASABKAkiJQoGSGVhZGVyEgwKBG5hbWUYASABKAkSDQoFdmFsdWUYAiABKAkicgoNU2NyYXBlUmVxdWVzdBIKCgJpZBgBIAEoCRIOCgZtZXRob2QYAiABKAkSCwoDdXJsGAMgASgJEiQKB2hlYWRlcnMYBCADKAsyEy5wdXNocHJveC52MS5IZWFkZXISEgoKdGltZW91dF9tcxgFIAEoDSJfCgtQdXNoUmVxdWVzdBIvCgRoZWFkGAEgASgLMh8ucHVzaHByb3gudjEuU2NyYXBlUmVzcG9uc2VIZWFkSAASFAoKYm9keV9jaHVuaxgCIAEoDEgAQgkKB21lc3NhZ2UigAEKElNjcmFwZVJlc3BvbnNlSGVhZBIRCglzY3JhcGVfaWQYASABKAkSEgoKc2Vzc2lvbl9pZBgCIAEoCRIOCgZzdGF0dXMYAyABKA0SJAoHaGVhZGVycxgEIAMoCzITLnB1c2hwcm94LnYxLkhlYWRlchINCgVlcnJvchgFIAEoCSIlCgxQdXNoUmVzcG9uc2USFQoNYnl0ZXNfcmVsYXllZBgBIAEoBCIUChJMaXN0Q2xpZW50c1JlcXVlc3QiOwoTTGlzdENsaWVudHNSZXNwb25zZRIkCgdjbGllbnRzGAEgAygLMhMucHVzaHByb3gudjEuQ2xpZW50Ip8DCgZDbGllbnQSDAoEZnFkbhgBIAEoCRIvCgZsYWJlbHMYAiADKAsyHy5wdXNocHJveC52MS5DbGllbnQuTGFiZWxzRW50cnkSDwoHdmVyc2lvbhgDIAEoCRIPCgdtb2R1bGVzGAQgAygJEjMKD2Nvbm5lY3RlZF9zaW5jZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLbGFzdF9zY3JhcGUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCWluX2ZsaWdodBgHIAEoDRIRCgljb25uZWN0ZWQYCCABKAgSEAoIcHJvdG9jb2wYCSABKAkSDwoHcHJveGllcxgKIAMoCRIaChJsYXN0X3NjcmFwZV9zdGF0dXMYCyABKA0SGQoRbGFzdF9zY3JhcGVfZXJyb3IYDCABKAkSHwoXbGFzdF9zY3JhcGVfZHVyYXRpb25fbXMYDSABKA0aLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ATKNAQoNQ2xpZW50U2VydmljZRI9CgRQb2xsEhgucHVzaHByb3gudjEuUG9sbFJlcXVlc3QaGS5wdXNocHJveC52MS5Qb2xsUmVzcG9uc2UwARI9CgRQdXNoEhgucHVzaHByb3gudjEuUHVzaFJlcXVlc3QaGS5wdXNocHJveC52MS5QdXNoUmVzcG9uc2UoATJjCg9SZWdpc3RyeVNlcnZpY2USUAoLTGlzdENsaWVudHMSHy5wdXNocHJveC52MS5MaXN0Q2xpZW50c1JlcXVlc3QaIC5wdXNocHJveC52MS5MaXN0Q2xpZW50c1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * A client's identity, sent once when it opens the Poll stream.
@@ -61,6 +61,16 @@ export type PollRequest = Message<"pushprox.v1.PollRequest"> & {
    * @generated from field: repeated string modules = 4;
    */
   modules: string[];
+
+  /**
+   * The proxies this client keeps a Poll stream to, from its own view, when
+   * this stream opened: one entry per proxy URL, or per address when a URL's
+   * host resolves to several (e.g. "http://pushprox:8080 (10.0.0.5)"). For
+   * inventories only; the proxy does not act on it.
+   *
+   * @generated from field: repeated string proxies = 5;
+   */
+  proxies: string[];
 };
 
 /**
@@ -104,6 +114,17 @@ export type PollResponse = Message<"pushprox.v1.PollResponse"> & {
      */
     value: Heartbeat;
     case: "heartbeat";
+  } | {
+    /**
+     * The proxy is shutting down: no more scrapes come on this stream. The
+     * client reconnects at once (to another replica behind the same address,
+     * or later to this one), without back-off. Scrapes already sent may still
+     * be pushed. The last message of the stream.
+     *
+     * @generated from field: pushprox.v1.GoAway go_away = 4;
+     */
+    value: GoAway;
+    case: "goAway";
   } | { case: undefined; value?: undefined };
 };
 
@@ -161,6 +182,27 @@ export const HeartbeatSchema: GenMessage<Heartbeat> = /*@__PURE__*/
   messageDesc(file_pushprox_v1_pushprox, 3);
 
 /**
+ * Tells a client to leave this proxy.
+ *
+ * @generated from message pushprox.v1.GoAway
+ */
+export type GoAway = Message<"pushprox.v1.GoAway"> & {
+  /**
+   * Why, for the client's log, e.g. "shutting down".
+   *
+   * @generated from field: string reason = 1;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message pushprox.v1.GoAway.
+ * Use `create(GoAwaySchema)` to create a new message.
+ */
+export const GoAwaySchema: GenMessage<GoAway> = /*@__PURE__*/
+  messageDesc(file_pushprox_v1_pushprox, 4);
+
+/**
  * One HTTP header field. Repeated fields keep order and duplicates.
  *
  * @generated from message pushprox.v1.Header
@@ -186,7 +228,7 @@ export type Header = Message<"pushprox.v1.Header"> & {
  * Use `create(HeaderSchema)` to create a new message.
  */
 export const HeaderSchema: GenMessage<Header> = /*@__PURE__*/
-  messageDesc(file_pushprox_v1_pushprox, 4);
+  messageDesc(file_pushprox_v1_pushprox, 5);
 
 /**
  * A scrape Prometheus asked for.
@@ -241,7 +283,7 @@ export type ScrapeRequest = Message<"pushprox.v1.ScrapeRequest"> & {
  * Use `create(ScrapeRequestSchema)` to create a new message.
  */
 export const ScrapeRequestSchema: GenMessage<ScrapeRequest> = /*@__PURE__*/
-  messageDesc(file_pushprox_v1_pushprox, 5);
+  messageDesc(file_pushprox_v1_pushprox, 6);
 
 /**
  * One message of a Push call.
@@ -276,7 +318,7 @@ export type PushRequest = Message<"pushprox.v1.PushRequest"> & {
  * Use `create(PushRequestSchema)` to create a new message.
  */
 export const PushRequestSchema: GenMessage<PushRequest> = /*@__PURE__*/
-  messageDesc(file_pushprox_v1_pushprox, 6);
+  messageDesc(file_pushprox_v1_pushprox, 7);
 
 /**
  * The status line and headers of a scrape result.
@@ -329,7 +371,7 @@ export type ScrapeResponseHead = Message<"pushprox.v1.ScrapeResponseHead"> & {
  * Use `create(ScrapeResponseHeadSchema)` to create a new message.
  */
 export const ScrapeResponseHeadSchema: GenMessage<ScrapeResponseHead> = /*@__PURE__*/
-  messageDesc(file_pushprox_v1_pushprox, 7);
+  messageDesc(file_pushprox_v1_pushprox, 8);
 
 /**
  * The proxy's answer to a Push call.
@@ -350,7 +392,7 @@ export type PushResponse = Message<"pushprox.v1.PushResponse"> & {
  * Use `create(PushResponseSchema)` to create a new message.
  */
 export const PushResponseSchema: GenMessage<PushResponse> = /*@__PURE__*/
-  messageDesc(file_pushprox_v1_pushprox, 8);
+  messageDesc(file_pushprox_v1_pushprox, 9);
 
 /**
  * Asks for the list of clients.
@@ -365,7 +407,7 @@ export type ListClientsRequest = Message<"pushprox.v1.ListClientsRequest"> & {
  * Use `create(ListClientsRequestSchema)` to create a new message.
  */
 export const ListClientsRequestSchema: GenMessage<ListClientsRequest> = /*@__PURE__*/
-  messageDesc(file_pushprox_v1_pushprox, 9);
+  messageDesc(file_pushprox_v1_pushprox, 10);
 
 /**
  * The clients the proxy knows.
@@ -386,7 +428,7 @@ export type ListClientsResponse = Message<"pushprox.v1.ListClientsResponse"> & {
  * Use `create(ListClientsResponseSchema)` to create a new message.
  */
 export const ListClientsResponseSchema: GenMessage<ListClientsResponse> = /*@__PURE__*/
-  messageDesc(file_pushprox_v1_pushprox, 10);
+  messageDesc(file_pushprox_v1_pushprox, 11);
 
 /**
  * A registered client as the proxy sees it.
@@ -457,6 +499,35 @@ export type Client = Message<"pushprox.v1.Client"> & {
    * @generated from field: string protocol = 9;
    */
   protocol: string;
+
+  /**
+   * The proxies the client said it keeps streams to (PollRequest.proxies).
+   *
+   * @generated from field: repeated string proxies = 10;
+   */
+  proxies: string[];
+
+  /**
+   * The HTTP status this proxy answered Prometheus for the last finished
+   * scrape of this client; 0 if none finished yet.
+   *
+   * @generated from field: uint32 last_scrape_status = 11;
+   */
+  lastScrapeStatus: number;
+
+  /**
+   * Why the last finished scrape failed; empty when it succeeded.
+   *
+   * @generated from field: string last_scrape_error = 12;
+   */
+  lastScrapeError: string;
+
+  /**
+   * How long the last finished scrape took, in milliseconds.
+   *
+   * @generated from field: uint32 last_scrape_duration_ms = 13;
+   */
+  lastScrapeDurationMs: number;
 };
 
 /**
@@ -464,7 +535,7 @@ export type Client = Message<"pushprox.v1.Client"> & {
  * Use `create(ClientSchema)` to create a new message.
  */
 export const ClientSchema: GenMessage<Client> = /*@__PURE__*/
-  messageDesc(file_pushprox_v1_pushprox, 11);
+  messageDesc(file_pushprox_v1_pushprox, 12);
 
 /**
  * The service clients use. Kept apart from RegistryService so that clients
