@@ -18,6 +18,8 @@ export interface ClientIdentity {
   modules: string[];
   /** The wire protocol the client speaks, e.g. "connect". */
   protocol: string;
+  /** The proxies the client says it streams to, from its own view. */
+  proxies?: string[];
 }
 
 /** A scrape handed to a client. */
@@ -54,6 +56,15 @@ export interface PushHead {
   error: string;
 }
 
+/** How a finished scrape went, as the proxy answered Prometheus. */
+export interface ScrapeResult {
+  /** The HTTP status sent to Prometheus. */
+  status: number;
+  /** Why it failed; empty on success. */
+  error: string;
+  durationMs: number;
+}
+
 /** A registered client as listed by `/clients` and `ListClients`. */
 export interface ClientInfo extends ClientIdentity {
   connected: boolean;
@@ -61,6 +72,8 @@ export interface ClientInfo extends ClientIdentity {
   /** 0 when it was never scraped. */
   lastScrape: number;
   inFlight: number;
+  /** The last finished scrape; null if none finished yet. */
+  lastResult: ScrapeResult | null;
 }
 
 /** Base class of the errors the coordinator reports to its adapters. */
@@ -75,6 +88,7 @@ export class CoordinatorError extends Error {
       | "foreign_scrape"
       | "duplicate_push"
       | "replaced"
+      | "draining"
       | "invalid",
   ) {
     super(message);
@@ -90,7 +104,7 @@ export interface Session {
    * Waits for the next scrape for this client. Resolves null when `signal`
    * aborts first (the caller sends a heartbeat or ends), and rejects with a
    * CoordinatorError of kind "replaced" when a newer stream for the same
-   * fqdn took over.
+   * fqdn took over, or of kind "draining" when the proxy is shutting down.
    */
   next(signal: AbortSignal): Promise<ScrapeTask | null>;
   /** Ends the session: the stream closed. Idempotent. */
@@ -120,7 +134,10 @@ export interface ScrapeRequestInput {
 
 /** The proxy's registry and scrape hand-off. */
 export interface Coordinator {
-  /** Registers a client, replacing any open stream for the same fqdn. */
+  /**
+   * Registers a client, replacing any open stream for the same fqdn.
+   * Throws a CoordinatorError of kind "draining" after {@linkcode drain}.
+   */
   register(identity: ClientIdentity): Session;
   /**
    * Sends a scrape to the client registered for `input.host` and waits for
@@ -138,6 +155,20 @@ export interface Coordinator {
   acceptPush(head: PushHead, body: AsyncIterable<Uint8Array>): Promise<void>;
   /** Clients listed now, sorted by fqdn. */
   listClients(): ClientInfo[];
+  /**
+   * Remembers how the last scrape of `host` ended, for listings. Ignored
+   * for hosts no client is registered as.
+   */
+  recordScrapeResult(host: string, result: ScrapeResult): void;
+  /**
+   * Starts shutting down: new scrapes and registrations fail with kind
+   * "draining", waiting sessions are told so at once. Scrapes already sent
+   * to a client may still be answered, even after its stream ends.
+   * Idempotent.
+   */
+  drain(): void;
+  /** True after {@linkcode drain}. */
+  readonly draining: boolean;
   /** Forgets clients disconnected longer than the registration timeout. */
   expire(): number;
   /** Number of clients listed. */
@@ -153,12 +184,15 @@ interface ClientRecord {
   disconnectedAt: number;
   lastScrape: number;
   inFlight: number;
+  lastResult: ScrapeResult | null;
 }
 
 interface PendingScrape {
   id: string;
   sessionId: string;
   record: ClientRecord;
+  /** Handed to the client (not only queued). */
+  sent: boolean;
   answered: boolean;
   resolve(reply: ScrapeReply): void;
   reject(error: Error): void;
@@ -183,6 +217,11 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
   const newId = options.newId ?? (() => crypto.randomUUID());
   const clients = new Map<string, ClientRecord>();
   const pending = new Map<string, PendingScrape>();
+  let draining = false;
+
+  function drainingError(): CoordinatorError {
+    return new CoordinatorError("The proxy is shutting down", "draining");
+  }
 
   function isListed(record: ClientRecord, at: number): boolean {
     return record.session !== null ||
@@ -204,6 +243,8 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
         if (session.waiter) {
           const waiter = session.waiter;
           session.waiter = null;
+          const scrape = pending.get(task.id);
+          if (scrape) scrape.sent = true;
           waiter({ ...task, timeoutMs: Math.max(1, deadline - now()) });
         } else {
           session.queue.push({ task, deadline });
@@ -218,11 +259,14 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
             ),
           );
         }
+        if (draining) return Promise.reject(drainingError());
         if (session.closed || signal.aborted) return Promise.resolve(null);
         while (session.queue.length > 0) {
           const { task, deadline } = session.queue.shift()!;
           // A scrape withdrawn while queued is skipped, not sent.
-          if (pending.has(task.id)) {
+          const scrape = pending.get(task.id);
+          if (scrape) {
+            scrape.sent = true;
             return Promise.resolve({
               ...task,
               timeoutMs: Math.max(1, deadline - now()),
@@ -259,9 +303,10 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
           record.disconnectedAt = now();
         }
         // Scrapes sent on this stream and not yet answered can no longer be:
-        // fail them now instead of at their deadline.
+        // fail them now instead of at their deadline. While draining, the
+        // client was told to leave and may still push what it received.
         for (const scrape of pending.values()) {
-          if (scrape.sessionId === session.id && !scrape.answered) {
+          if (scrape.sessionId === session.id && !scrape.answered && !(draining && scrape.sent)) {
             scrape.reject(
               new CoordinatorError(
                 `Client "${session.fqdn}" disconnected before answering`,
@@ -281,6 +326,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
 
   return {
     register(identity) {
+      if (draining) throw drainingError();
       const key = hostKey(identity.fqdn);
       const at = now();
       let record = clients.get(key);
@@ -292,6 +338,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
           disconnectedAt: at,
           lastScrape: 0,
           inFlight: 0,
+          lastResult: null,
         };
         clients.set(key, record);
       }
@@ -330,6 +377,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
 
     requestScrape(input, signal) {
       if (signal.aborted) return Promise.reject(signal.reason);
+      if (draining) return Promise.reject(drainingError());
       const record = clients.get(hostKey(input.host));
       const at = now();
       if (record === undefined || !isListed(record, at)) {
@@ -363,6 +411,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
           id,
           sessionId: session.id,
           record,
+          sent: false,
           answered: false,
           resolve(reply) {
             signal.removeEventListener("abort", onAbort);
@@ -445,9 +494,33 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
           connectedSince: record.connectedSince,
           lastScrape: record.lastScrape,
           inFlight: record.inFlight,
+          proxies: record.identity.proxies ?? [],
+          lastResult: record.lastResult,
         });
       }
       return list.sort((a, b) => a.fqdn < b.fqdn ? -1 : a.fqdn > b.fqdn ? 1 : 0);
+    },
+
+    recordScrapeResult(host, result) {
+      const record = clients.get(hostKey(host));
+      if (record !== undefined) record.lastResult = { ...result };
+    },
+
+    drain() {
+      if (draining) return;
+      draining = true;
+      for (const record of clients.values()) {
+        const session = record.session;
+        const waiter = session?.waiter;
+        if (session && waiter) {
+          session.waiter = null;
+          waiter(null, drainingError());
+        }
+      }
+    },
+
+    get draining() {
+      return draining;
     },
 
     expire() {

@@ -311,3 +311,67 @@ Deno.test("listClients() is sorted and carries identity fields", () => {
   assert.equal(list[1]!.protocol, "connect");
   assert.equal(list[1]!.connected, true);
 });
+
+Deno.test("drain() tells waiting sessions, refuses new scrapes and registrations", async () => {
+  const { coordinator } = setup();
+  const session = coordinator.register(identity("a"));
+  const waiting = session.next(new AbortController().signal).catch((e) => e);
+  assert.equal(coordinator.draining, false);
+  coordinator.drain();
+  coordinator.drain(); // idempotent
+  assert.equal(coordinator.draining, true);
+  assert.equal(kindOf(await waiting), "draining");
+  assert.equal(
+    kindOf(await session.next(new AbortController().signal).catch((e) => e)),
+    "draining",
+  );
+  const refused = await coordinator.requestScrape(scrapeInput("a"), new AbortController().signal)
+    .catch((e) => e);
+  assert.equal(kindOf(refused), "draining");
+  assert.match(refused.message, /shutting down/);
+  assert.throws(() => coordinator.register(identity("b")), /shutting down/);
+  assert.equal(coordinator.scrapesInFlight, 0);
+});
+
+Deno.test("while draining, a scrape sent before the stream ended can still be pushed", async () => {
+  const { coordinator } = setup();
+  const session = coordinator.register(identity("a"));
+  const scrape = coordinator.requestScrape(scrapeInput("a"), new AbortController().signal);
+  const task = await session.next(new AbortController().signal);
+  assert.ok(task);
+  coordinator.drain();
+  session.close(); // the client left after GoAway
+  assert.equal(coordinator.scrapesInFlight, 1);
+  const pushed = coordinator.acceptPush(
+    { scrapeId: task.id, sessionId: session.id, status: 200, headers: [], error: "" },
+    chunks("up 1\n"),
+  );
+  const reply = await scrape;
+  assert.equal(await readAll(reply), "up 1\n");
+  reply.settle();
+  await pushed;
+  assert.equal(coordinator.scrapesInFlight, 0);
+});
+
+Deno.test("while draining, a scrape only queued fails when its stream ends", async () => {
+  const { coordinator } = setup();
+  const session = coordinator.register(identity("a"));
+  const scrape = coordinator.requestScrape(scrapeInput("a"), new AbortController().signal)
+    .catch((e) => e);
+  coordinator.drain();
+  session.close();
+  assert.equal(kindOf(await scrape), "client_disconnected");
+  assert.equal(coordinator.scrapesInFlight, 0);
+});
+
+Deno.test("recordScrapeResult() and the client's proxies show in listClients()", () => {
+  const { coordinator } = setup();
+  coordinator.register({ ...identity("a"), proxies: ["http://p1:8080", "http://p2:8080"] });
+  assert.equal(coordinator.listClients()[0]!.lastResult, null);
+  coordinator.recordScrapeResult("A", { status: 504, error: "too slow", durationMs: 1500 });
+  coordinator.recordScrapeResult("nobody", { status: 200, error: "", durationMs: 1 });
+  const [client] = coordinator.listClients();
+  assert.deepEqual(client!.proxies, ["http://p1:8080", "http://p2:8080"]);
+  assert.deepEqual(client!.lastResult, { status: 504, error: "too slow", durationMs: 1500 });
+  assert.equal(coordinator.clientCount, 1);
+});
