@@ -54,6 +54,11 @@ export interface PushHead {
   status: number;
   headers: HeaderField[];
   error: string;
+  /**
+   * The credential the push was made with (see {@linkcode RegisterOptions});
+   * when given, it must be the one the scrape's stream registered with.
+   */
+  credential?: string;
 }
 
 /** How a finished scrape went, as the proxy answered Prometheus. */
@@ -89,6 +94,10 @@ export class CoordinatorError extends Error {
       | "duplicate_push"
       | "replaced"
       | "draining"
+      | "credential_mismatch"
+      | "too_many_clients"
+      | "client_busy"
+      | "proxy_busy"
       | "invalid",
   ) {
     super(message);
@@ -119,6 +128,22 @@ export interface CoordinatorOptions {
   now?: () => number;
   /** Makes scrape and session ids. @default {crypto.randomUUID} */
   newId?: () => string;
+  /** Most clients listed at once; more registrations fail ("too_many_clients"). 0: no limit. @default {0} */
+  maxClients?: number;
+  /** Most scrapes in flight for one client ("client_busy"). 0: no limit. @default {0} */
+  maxScrapesPerClient?: number;
+  /** Most scrapes in flight in all ("proxy_busy"). 0: no limit. @default {0} */
+  maxScrapes?: number;
+}
+
+/** Options of {@linkcode Coordinator.register}. */
+export interface RegisterOptions {
+  /**
+   * Names the credential the client authenticated with ("" when none). A
+   * connected fqdn can only be taken over by a stream with the same
+   * credential; pushes must come with it too.
+   */
+  credential?: string;
 }
 
 /** Arguments of {@linkcode Coordinator.requestScrape}. */
@@ -138,7 +163,7 @@ export interface Coordinator {
    * Registers a client, replacing any open stream for the same fqdn.
    * Throws a CoordinatorError of kind "draining" after {@linkcode drain}.
    */
-  register(identity: ClientIdentity): Session;
+  register(identity: ClientIdentity, options?: RegisterOptions): Session;
   /**
    * Sends a scrape to the client registered for `input.host` and waits for
    * its answer. Fails at once when no client is connected for that host.
@@ -185,11 +210,15 @@ interface ClientRecord {
   lastScrape: number;
   inFlight: number;
   lastResult: ScrapeResult | null;
+  /** The credential of the current (or last) stream. */
+  credential: string;
 }
 
 interface PendingScrape {
   id: string;
   sessionId: string;
+  /** The credential of the stream the scrape was sent on. */
+  credential: string;
   record: ClientRecord;
   /** Handed to the client (not only queued). */
   sent: boolean;
@@ -325,12 +354,32 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
   }
 
   return {
-    register(identity) {
+    register(identity, registerOptions = {}) {
       if (draining) throw drainingError();
+      const credential = registerOptions.credential ?? "";
       const key = hostKey(identity.fqdn);
       const at = now();
       let record = clients.get(key);
+      if (record?.session && record.credential !== credential) {
+        throw new CoordinatorError(
+          `"${identity.fqdn}" is connected with another credential; it cannot be taken over`,
+          "credential_mismatch",
+        );
+      }
       if (record === undefined) {
+        const limit = options.maxClients ?? 0;
+        if (limit > 0 && clients.size >= limit) {
+          // Forgotten clients make room first.
+          for (const [k, r] of clients) {
+            if (!isListed(r, at) && r.inFlight === 0) clients.delete(k);
+          }
+          if (clients.size >= limit) {
+            throw new CoordinatorError(
+              `Cannot register "${identity.fqdn}": the proxy already has ${clients.size} clients (--clients.max)`,
+              "too_many_clients",
+            );
+          }
+        }
         record = {
           identity,
           session: null,
@@ -339,6 +388,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
           lastScrape: 0,
           inFlight: 0,
           lastResult: null,
+          credential,
         };
         clients.set(key, record);
       }
@@ -358,6 +408,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
         );
       }
       record.identity = identity;
+      record.credential = credential;
       record.connectedSince = at;
       const session = createSession(identity, record);
       record.session = session;
@@ -398,6 +449,24 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
           ),
         );
       }
+      const perClient = options.maxScrapesPerClient ?? 0;
+      if (perClient > 0 && record.inFlight >= perClient) {
+        return Promise.reject(
+          new CoordinatorError(
+            `Client "${input.host}" already has ${record.inFlight} scrapes in flight (--scrape.max-concurrent-per-client)`,
+            "client_busy",
+          ),
+        );
+      }
+      const total = options.maxScrapes ?? 0;
+      if (total > 0 && pending.size >= total) {
+        return Promise.reject(
+          new CoordinatorError(
+            `The proxy already has ${pending.size} scrapes in flight (--scrape.max-concurrent)`,
+            "proxy_busy",
+          ),
+        );
+      }
       const id = newId();
       record.inFlight++;
       record.lastScrape = at;
@@ -410,6 +479,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
         const scrape: PendingScrape = {
           id,
           sessionId: session.id,
+          credential: record.credential,
           record,
           sent: false,
           answered: false,
@@ -452,6 +522,14 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
         return Promise.reject(
           new CoordinatorError(
             `Scrape "${head.scrapeId}" was not sent to this stream`,
+            "foreign_scrape",
+          ),
+        );
+      }
+      if (head.credential !== undefined && head.credential !== scrape.credential) {
+        return Promise.reject(
+          new CoordinatorError(
+            `Scrape "${head.scrapeId}" was sent to a stream with another credential`,
             "foreign_scrape",
           ),
         );
