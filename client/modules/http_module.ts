@@ -1,0 +1,272 @@
+/**
+ * The `http` method: reverse-proxies a local exporter, verifying 200 bodies
+ * while they stream. Built on node:http(s), not fetch: fetch would
+ * decompress gzip bodies, and the bytes must reach Prometheus unchanged.
+ *
+ * @module
+ */
+
+import { Buffer } from "node:buffer";
+import http from "node:http";
+import https from "node:https";
+import tls from "node:tls";
+import { forwardableHeaders, type HeaderField, rawHeaderPairs } from "../../lib/headers.ts";
+import { verifyStream } from "../verify/mod.ts";
+import type { HttpModuleConfig } from "./config.ts";
+import { errorResponse, type ModuleResponse, prefetch } from "./response.ts";
+import { SCRAPE_TIMEOUT_HEADER } from "./request.ts";
+
+/** TLS material for an https backend, read when the configuration loads. */
+export interface BackendTlsMaterial {
+  /** Trusted CAs: the system roots plus the configured CA files, or undefined for the defaults. */
+  readonly ca: string[] | undefined;
+  /** Client certificate (PEM). */
+  readonly cert: string | undefined;
+  /** Client key (PEM). */
+  readonly key: string | undefined;
+  /** False with `tls_insecure_skip_verify`. */
+  readonly rejectUnauthorized: boolean;
+  /** `server_name`. */
+  readonly servername: string | undefined;
+}
+
+/**
+ * Reads the files an https module names. Called on every (re)load so that
+ * a missing or unreadable file fails the load, not every scrape.
+ *
+ * @param module The module.
+ * @param readTextFile File access.
+ * @returns The material, or undefined for plain http modules.
+ * @throws {Error} Naming the module and file when a file cannot be read.
+ */
+export async function loadBackendTls(
+  module: HttpModuleConfig,
+  readTextFile: (path: string) => Promise<string> = (path) => Deno.readTextFile(path),
+): Promise<BackendTlsMaterial | undefined> {
+  if (module.http.scheme !== "https") return undefined;
+  const config = module.http.tls;
+  const read = async (path: string, key: string) => {
+    try {
+      return await readTextFile(path);
+    } catch (error) {
+      throw new Error(
+        `${module.source.file}:${module.source.line}: modules.${module.name}.http.${key}: cannot read ${path}: ${
+          (error as Error).message
+        }`,
+      );
+    }
+  };
+  const extra: string[] = [];
+  for (const file of config.trustedCaFiles) {
+    const key = file === config.rootCaFile ? "tls_root_ca_file" : "tls_ca_cert_file";
+    extra.push(await read(file, key));
+  }
+  const client = config.clientCertificate;
+  return {
+    ca: extra.length > 0 ? [...tls.rootCertificates, ...extra] : undefined,
+    cert: client ? await read(client.certFile, "tls_cert_file") : undefined,
+    key: client ? await read(client.keyFile, "tls_key_file") : undefined,
+    rejectUnauthorized: !config.insecureSkipVerify,
+    servername: config.serverName,
+  };
+}
+
+/** One request to an http module. */
+export interface HttpModuleRequest {
+  /** The module. */
+  readonly module: HttpModuleConfig;
+  /** TLS material from {@linkcode loadBackendTls}. */
+  readonly tls: BackendTlsMaterial | undefined;
+  /** The query for the backend (without the first `module`). */
+  readonly backendQuery: ReadonlyArray<readonly [string, string]>;
+  /** The incoming request's header fields. */
+  readonly headers: readonly HeaderField[];
+  /** The deadline in milliseconds, if any (sent on as the scrape timeout header). */
+  readonly timeoutMs: number | undefined;
+  /** Most decoded bytes to verify (`--verify.max-bytes`). */
+  readonly verifyMaxBytes: number;
+  /** How much of a verified body to read before answering. */
+  readonly windowBytes: number;
+  /** Largest response header block. */
+  readonly maxHeaderBytes: number;
+}
+
+/** Incoming fields never sent to a backend, besides the hop-by-hop ones. */
+const DROPPED_HEADERS: ReadonlySet<string> = new Set([
+  "authorization", // the front door's credential is not the backend's
+  "cookie",
+  SCRAPE_TIMEOUT_HEADER, // replaced by the effective timeout
+]);
+
+/**
+ * Builds the backend URL: the module's scheme, address, port and path, the
+ * incoming parameters, then the parameters from the module's `path`.
+ *
+ * @param module The module.
+ * @param backendQuery The incoming parameters without the first `module`.
+ * @returns The URL.
+ */
+export function backendUrl(
+  module: HttpModuleConfig,
+  backendQuery: ReadonlyArray<readonly [string, string]>,
+): URL {
+  const url = new URL(module.http.url);
+  const query = new URLSearchParams();
+  for (const [key, value] of backendQuery) query.append(key, value);
+  for (const [key, value] of module.http.query) query.append(key, value);
+  url.search = query.toString();
+  return url;
+}
+
+/**
+ * Builds the backend request's header fields.
+ *
+ * @param module The module.
+ * @param incoming The incoming fields.
+ * @param timeoutMs The effective deadline.
+ * @returns Lower-cased names with their values (several per name allowed).
+ */
+export function backendHeaders(
+  module: HttpModuleConfig,
+  incoming: readonly HeaderField[],
+  timeoutMs: number | undefined,
+): Record<string, string[]> {
+  const headers: Record<string, string[]> = {};
+  for (const { name, value } of forwardableHeaders(incoming.map((h) => [h.name, h.value]))) {
+    if (DROPPED_HEADERS.has(name)) continue;
+    (headers[name] ??= []).push(value);
+  }
+  const configured: Record<string, string[]> = {};
+  for (const [name, value] of module.http.headers) {
+    (configured[name.toLowerCase()] ??= []).push(value);
+  }
+  Object.assign(headers, configured);
+  if (module.http.host !== undefined) headers["host"] = [module.http.host];
+  const auth = module.http.basicAuth;
+  if (auth !== undefined) {
+    headers["authorization"] = [
+      `Basic ${Buffer.from(`${auth.username}:${auth.password}`).toString("base64")}`,
+    ];
+  }
+  if (timeoutMs !== undefined) {
+    headers[SCRAPE_TIMEOUT_HEADER] = [(timeoutMs / 1000).toFixed(3).replace(/\.?0+$/, "")];
+  }
+  return headers;
+}
+
+/** The backend's connection ended before the body did. */
+export class BackendClosedError extends Error {
+  /** @param message What happened. */
+  constructor(message: string) {
+    super(message);
+    this.name = "BackendClosedError";
+  }
+}
+
+/**
+ * Sends the request and answers with the backend's response; a 200 body is
+ * verified unless `verify: false`. Throws when the backend cannot be
+ * reached or the signal aborts before the answer.
+ *
+ * @param request The module, query, headers and limits.
+ * @param signal The request's deadline.
+ * @returns The response.
+ */
+export async function serveHttpModule(
+  request: HttpModuleRequest,
+  signal: AbortSignal,
+): Promise<ModuleResponse> {
+  const { module } = request;
+  const url = backendUrl(module, request.backendQuery);
+  const response = await send(url, request, signal);
+  const headers = forwardableHeaders(rawHeaderPairs(response.rawHeaders));
+  const status = response.statusCode ?? 502;
+  const source = asStream(response, module.name);
+  if (status !== 200 || !module.http.verify) {
+    return { status, headers, error: "", body: source };
+  }
+  const header = (name: string) => headers.find((h) => h.name === name)?.value;
+  const verified = verifyStream(source, {
+    contentType: header("content-type"),
+    contentEncoding: header("content-encoding"),
+    maxBytes: request.verifyMaxBytes,
+  });
+  const body = await prefetch(verified, request.windowBytes);
+  return { status, headers, error: "", body: body.body };
+}
+
+function send(
+  url: URL,
+  request: HttpModuleRequest,
+  signal: AbortSignal,
+): Promise<http.IncomingMessage> {
+  return new Promise((resolve, reject) => {
+    signal.throwIfAborted();
+    const secure = url.protocol === "https:";
+    const material = request.tls;
+    const headers: Record<string, string | string[]> = {};
+    for (
+      const [name, values] of Object.entries(
+        backendHeaders(request.module, request.headers, request.timeoutMs),
+      )
+    ) headers[name] = values.length === 1 ? values[0]! : values;
+    const options: https.RequestOptions = {
+      method: "GET",
+      headers,
+      agent: false,
+      signal,
+      maxHeaderSize: request.maxHeaderBytes,
+      ...(secure && material
+        ? {
+          ...(material.ca ? { ca: material.ca } : {}),
+          ...(material.cert ? { cert: material.cert, key: material.key } : {}),
+          rejectUnauthorized: material.rejectUnauthorized,
+          ...(material.servername ? { servername: material.servername } : {}),
+        }
+        : {}),
+    };
+    const req = (secure ? https : http).request(url, options, resolve);
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+/** The node response as a web stream, naming truncation clearly. */
+function asStream(response: http.IncomingMessage, name: string): ReadableStream<Uint8Array> {
+  const iterator = (response as AsyncIterable<Uint8Array>)[Symbol.asyncIterator]();
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const next = await iterator.next();
+        if (next.done) controller.close();
+        else controller.enqueue(next.value);
+      } catch (error) {
+        const message = (error as Error)?.message ?? String(error);
+        controller.error(
+          message === "aborted"
+            ? new BackendClosedError(`module ${name}: the backend closed the connection mid-body`)
+            : error,
+        );
+      }
+    },
+    async cancel() {
+      await iterator.return?.();
+      response.destroy();
+    },
+  }, { highWaterMark: 0 });
+}
+
+/**
+ * The error answer for a backend that could not be reached.
+ *
+ * @param module The module.
+ * @param error What the request threw.
+ * @returns A 502 naming the backend.
+ */
+export function unreachable(module: HttpModuleConfig, error: unknown): ModuleResponse {
+  const reason = (error as Error)?.message ?? String(error);
+  return errorResponse(
+    502,
+    `module ${module.name}: backend ${module.http.url} did not answer: ${reason}`,
+  );
+}

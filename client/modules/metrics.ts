@@ -1,0 +1,81 @@
+/**
+ * Metrics of the module engine. The names are exporter_exporter's
+ * (`expexp_*`), so dashboards and alerts written for it keep working; the
+ * reload gauges follow Prometheus' own `…_config_last_reload_*` pair.
+ *
+ * @module
+ */
+
+import { Counter, Gauge, type Registry, Summary } from "prom-client";
+
+/** The metrics the module engine updates. */
+export interface ModuleMetrics {
+  /** Time to serve a module request, body included. */
+  duration: Summary<"module">;
+  /**
+   * Module requests the client answered with an error of its own (unknown
+   * module under `module="unknown"`, unreachable backend, failed command,
+   * verification failure, timeout).
+   */
+  errors: Counter<"module">;
+  /** Module requests that hit their deadline. */
+  timeouts: Counter<"module">;
+  /** Bodies that failed verification. */
+  malformed: Counter<"module">;
+  /** Commands started by exec modules. */
+  commandStarts: Counter<"module">;
+  /** Commands that failed: non-zero exit, killed, too much output, not startable. */
+  commandFails: Counter<"module">;
+  /** File modules whose file could not be read. */
+  fileFails: Counter<"module">;
+  /** 1 when the last configuration reload succeeded. */
+  reloadSuccessful: Gauge;
+  /** Time of the last successful configuration (re)load. */
+  reloadSuccessTimestamp: Gauge;
+}
+
+/**
+ * Registers the module metrics in `registry`.
+ *
+ * @param registry The client's registry.
+ * @returns The metrics.
+ */
+export function createModuleMetrics(registry: Registry): ModuleMetrics {
+  const registers = [registry];
+  const counter = (name: string, help: string) =>
+    new Counter({ name, help, labelNames: ["module"] as const, registers });
+  return {
+    duration: new Summary({
+      name: "expexp_proxy_duration_seconds",
+      help: "Duration of proxying requests to configured exporters",
+      labelNames: ["module"] as const,
+      percentiles: [],
+      registers,
+    }),
+    errors: counter("expexp_proxy_errors_total", "Counts of errors"),
+    timeouts: counter(
+      "expexp_proxy_timeout_errors_total",
+      "Counts of the number of times a proxy timeout occurred",
+    ),
+    malformed: counter(
+      "expexp_malformed_content_errors_total",
+      "Counts of unparsable scrape content errors",
+    ),
+    commandStarts: counter("expexp_command_starts_total", "Counts of command starts"),
+    commandFails: counter(
+      "expexp_command_fails_total",
+      "Count of commands that failed (non-zero exit, killed, too much output)",
+    ),
+    fileFails: counter("expexp_file_fails_total", "Count of file modules that could not be read"),
+    reloadSuccessful: new Gauge({
+      name: "pushprox_client_config_last_reload_successful",
+      help: "Whether the last module configuration reload attempt was successful.",
+      registers,
+    }),
+    reloadSuccessTimestamp: new Gauge({
+      name: "pushprox_client_config_last_reload_success_timestamp_seconds",
+      help: "Timestamp of the last successful module configuration reload.",
+      registers,
+    }),
+  };
+}

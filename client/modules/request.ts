@@ -1,0 +1,152 @@
+/**
+ * The pure part of a module request: which module a `/proxy?module=…` query
+ * names, what goes on to the backend, and how long it may take.
+ *
+ * @module
+ */
+
+import type { ModuleConfig } from "./config.ts";
+import { moduleNameProblem } from "./config.ts";
+
+/** A request that names a configured module. */
+export interface ResolvedModuleRequest {
+  /** Always true. */
+  readonly ok: true;
+  /** The module to serve. */
+  readonly module: ModuleConfig;
+  /**
+   * The query for the backend: every incoming parameter in order, except
+   * the first `module` value (exporter_exporter #23, #61), so that
+   * `?module=blackbox&module=icmp&target=…` reaches blackbox_exporter as
+   * `?module=icmp&target=…`.
+   */
+  readonly backendQuery: ReadonlyArray<readonly [string, string]>;
+  /** The `args` values, in order: appended to an exec module's command line. */
+  readonly args: readonly string[];
+}
+
+/** A request that cannot be served, with the status to answer. */
+export interface RejectedModuleRequest {
+  /** Always false. */
+  readonly ok: false;
+  /** 400 for a missing or malformed name, 404 for an unknown module. */
+  readonly status: 400 | 404;
+  /** What was wrong, naming the module. */
+  readonly message: string;
+}
+
+/** The result of {@linkcode resolveModuleRequest}. */
+export type ModuleRequestResolution =
+  | ResolvedModuleRequest
+  | RejectedModuleRequest;
+
+/** Longest accepted module name. */
+const MAX_NAME_LENGTH = 256;
+
+function reject(status: 400 | 404, message: string): RejectedModuleRequest {
+  return { ok: false, status, message };
+}
+
+/**
+ * Finds the module a `/proxy` query names.
+ *
+ * The first `module` value names the module; every other parameter,
+ * further `module` values included, is passed on to the backend. Without a
+ * `module` parameter the `defaultModule` is used when configured (as
+ * exporter_exporter does), otherwise the answer is 400.
+ *
+ * @param query The incoming query.
+ * @param modules The configured modules.
+ * @param defaultModule `defaultModule` from the configuration.
+ * @returns The module and the backend query, or a status and message.
+ *
+ * @example Blackbox-style double `module`
+ * ```ts
+ * import { resolveModuleRequest } from "./request.ts";
+ * import { parseConfig } from "./config.ts";
+ *
+ * const { modules } = parseConfig(
+ *   "modules:\n  blackbox:\n    method: http\n    http:\n      port: 9115\n      path: /probe\n",
+ *   "expexp.yaml",
+ * );
+ * const resolved = resolveModuleRequest(
+ *   new URLSearchParams("module=blackbox&module=icmp&target=example.com"),
+ *   modules,
+ * );
+ * console.assert(resolved.ok && resolved.backendQuery.length === 2);
+ * ```
+ */
+export function resolveModuleRequest(
+  query: URLSearchParams,
+  modules: ReadonlyMap<string, ModuleConfig>,
+  defaultModule?: string,
+): ModuleRequestResolution {
+  const pairs = [...query];
+  const first = pairs.findIndex(([key]) => key === "module");
+  let name: string;
+  if (first < 0) {
+    if (defaultModule === undefined) {
+      const known = [...modules.keys()];
+      return reject(
+        400,
+        `missing module parameter: use /proxy?module=NAME${
+          known.length > 0 ? ` (modules: ${known.join(", ")})` : ""
+        }`,
+      );
+    }
+    name = defaultModule;
+  } else {
+    name = pairs[first]![1];
+    if (name.length > MAX_NAME_LENGTH) {
+      return reject(400, `module name is longer than ${MAX_NAME_LENGTH} characters`);
+    }
+    const problem = moduleNameProblem(name);
+    if (problem !== undefined) return reject(400, problem);
+  }
+  const module = modules.get(name);
+  if (module === undefined) {
+    return reject(404, `unknown module ${JSON.stringify(name)}`);
+  }
+  const backendQuery = pairs.filter((_, index) => index !== first);
+  const args = backendQuery.filter(([key]) => key === "args").map(([, value]) => value);
+  return { ok: true, module, backendQuery, args };
+}
+
+/** Prometheus' header carrying the scrape timeout in seconds. */
+export const SCRAPE_TIMEOUT_HEADER = "x-prometheus-scrape-timeout-seconds";
+
+/**
+ * Reads `X-Prometheus-Scrape-Timeout-Seconds`.
+ *
+ * @param value The header value, or null when absent.
+ * @returns The timeout in milliseconds, or undefined when absent.
+ * @throws {RangeError} When the value is not a positive number of seconds.
+ */
+export function parseScrapeTimeout(value: string | null | undefined): number | undefined {
+  if (value === null || value === undefined) return undefined;
+  const text = value.trim();
+  const seconds = /^\d+(\.\d+)?$/.test(text) ? Number(text) : NaN;
+  if (!Number.isFinite(seconds) || seconds <= 0) {
+    throw new RangeError(
+      `Cannot use ${SCRAPE_TIMEOUT_HEADER}: ${JSON.stringify(value)} is not a positive number`,
+    );
+  }
+  return seconds * 1000;
+}
+
+/**
+ * The deadline a module request gets: the lower of the module `timeout` and
+ * Prometheus' scrape timeout; undefined when neither is set.
+ *
+ * @param moduleTimeoutMs The module's `timeout`, if any.
+ * @param scrapeTimeoutMs Prometheus' scrape timeout, if known.
+ * @returns Milliseconds, or undefined.
+ */
+export function effectiveTimeoutMs(
+  moduleTimeoutMs: number | undefined,
+  scrapeTimeoutMs: number | undefined,
+): number | undefined {
+  if (moduleTimeoutMs === undefined) return scrapeTimeoutMs;
+  if (scrapeTimeoutMs === undefined) return moduleTimeoutMs;
+  return Math.min(moduleTimeoutMs, scrapeTimeoutMs);
+}
