@@ -1,0 +1,424 @@
+/**
+ * `deno task bench`: the PushProx benchmark harness.
+ *
+ * Starts on loopback a target serving fixed Prometheus text payloads, the
+ * proxy and the client (each its own process, started from the deno binary
+ * so that `/proc` figures are theirs), and a load generator process that
+ * scrapes like Prometheus; prints Markdown tables and writes a JSON file.
+ *
+ * Profiles (`--profile=`):
+ * - `default`: 57 KiB, 1 MiB (plain and gzip) and 20 MiB payloads at
+ *   concurrency 1 and 8, direct and through the proxy.
+ * - `smoke`: a tiny version of everything, for CI.
+ * - `clients`: N idle Poll streams (`--clients=1000,10000`) held by one
+ *   holder process; proxy RSS and fds per client, scrapes still answered.
+ * - `churn`: `--churn.cycles=20000` connects and disconnects; RSS and fds
+ *   against the baseline.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { machineInfo } from "./proc.ts";
+import {
+  type CaseResult,
+  type ChurnResult,
+  type ChurnSpec,
+  type ClientsResult,
+  type ClientsSpec,
+  type PayloadSpec,
+  runChurn,
+  runClients,
+  runThroughput,
+  startServices,
+  stopServices,
+  type ThroughputSpec,
+  type TimingSpec,
+} from "./profiles.ts";
+import { stopAll } from "./process.ts";
+import {
+  churnTable,
+  clientsTable,
+  costTable,
+  goalsTable,
+  judgeGoals,
+  latencyTable,
+} from "./report.ts";
+import { REPO_ROOT, type ServiceOptions, startTarget } from "./stack.ts";
+import { countFds, readMemory } from "./proc.ts";
+
+const KIB = 1024;
+const MIB = 1024 * 1024;
+const PROFILES = ["default", "smoke", "clients", "churn"] as const;
+type Profile = typeof PROFILES[number];
+
+const USAGE = `usage: deno task bench [--profile=default|smoke|clients|churn] [flags]
+
+  --profile=NAME          default (throughput matrix), smoke (tiny, for CI),
+                          clients (idle streams), churn (connect/disconnect)
+  --out=FILE              JSON result file (default bench/results/PROFILE-TIME.json)
+  --clients=N,N           idle client counts for --profile=clients (1000,10000)
+  --clients.hold-ms=MS    how long streams sit idle before measuring (20000)
+  --churn.cycles=N        connect/disconnect cycles for --profile=churn (20000)
+  --churn.pool=N          distinct fqdns the churning clients use (1000)
+  --only=REGEXP           run only matrix cases whose name matches, e.g. "1MiB.*c8"
+  --scale=X               multiply matrix durations by X (1)
+  --timeout-seconds=S     X-Prometheus-Scrape-Timeout-Seconds (10,
+                          Prometheus' default scrape_timeout)
+  --cpu-prof              CPU-profile proxy and client in proxied cases
+                          (via --inspect); writes .cpuprofile files next to the JSON
+  --repo=DIR              run proxy/ and client/ of another checkout (this one)
+  --label=TEXT            a note stored with the results, e.g. what DIR holds
+  --proxy.deno-args=ARGS  extra deno flags for the proxy, space-separated
+  --client.deno-args=ARGS extra deno flags for the client
+  --proxy.args=ARGS       extra proxy flags
+  --client.args=ARGS      extra client flags`;
+
+function log(message: string): void {
+  // deno-lint-ignore no-console
+  console.error(message);
+}
+
+function print(message: string): void {
+  // deno-lint-ignore no-console
+  console.log(message);
+}
+
+function split(text: string | undefined): string[] {
+  return (text ?? "").split(/\s+/).filter((s) => s !== "");
+}
+
+const DEFAULT_PAYLOADS: PayloadSpec[] = [
+  { label: "57KiB", bytes: 57 * KIB, encoding: "identity" },
+  { label: "57KiB", bytes: 57 * KIB, encoding: "gzip" },
+  { label: "1MiB", bytes: MIB, encoding: "identity" },
+  { label: "1MiB", bytes: MIB, encoding: "gzip" },
+  { label: "20MiB", bytes: 20 * MIB, encoding: "identity" },
+];
+
+function defaultTiming(scale: number) {
+  return (payload: PayloadSpec): TimingSpec =>
+    payload.bytes >= 10 * MIB
+      ? {
+        warmupMs: 1000 * scale,
+        durationMs: 5000 * scale,
+        minRequests: 16,
+        maxMs: 20_000 * scale,
+      }
+      : {
+        warmupMs: 1500 * scale,
+        durationMs: 4000 * scale,
+        minRequests: 0,
+        maxMs: 4000 * scale,
+      };
+}
+
+interface Plan {
+  throughput: ThroughputSpec | null;
+  clients: ClientsSpec | null;
+  churn: ChurnSpec | null;
+}
+
+function plan(
+  profile: Profile,
+  values: Record<string, string | boolean | undefined>,
+): Plan {
+  const scale = Number(values.scale ?? 1);
+  const timeoutSeconds = Number(values["timeout-seconds"] ?? 10);
+  const only = typeof values.only === "string" ? new RegExp(values.only) : null;
+  const smallScrape = { payloadBytes: 57 * KIB, timeoutSeconds };
+  switch (profile) {
+    case "default":
+      return {
+        throughput: {
+          payloads: DEFAULT_PAYLOADS,
+          concurrency: [1, 8],
+          timing: defaultTiming(scale),
+          timeoutSeconds,
+          only,
+          cpuProfileDir: null,
+        },
+        clients: null,
+        churn: null,
+      };
+    case "smoke":
+      return {
+        throughput: {
+          payloads: DEFAULT_PAYLOADS.slice(0, 3),
+          concurrency: [1, 2],
+          timing: () => ({
+            warmupMs: 200,
+            durationMs: 500,
+            minRequests: 0,
+            maxMs: 5000,
+          }),
+          timeoutSeconds,
+          only,
+          cpuProfileDir: null,
+        },
+        clients: {
+          counts: [50],
+          holdMs: 500,
+          scrapeMs: 500,
+          connectConcurrency: 50,
+          warmupScrapeMs: 500,
+          settleMs: 500,
+          ...smallScrape,
+        },
+        churn: {
+          cycles: 300,
+          warmupCycles: 100,
+          fqdnPool: 50,
+          concurrency: 16,
+          scrapeMs: 500,
+          settleMs: 500,
+          ...smallScrape,
+        },
+      };
+    case "clients":
+      return {
+        throughput: null,
+        clients: {
+          counts: String(values.clients ?? "1000,10000").split(",").map(
+            Number,
+          ),
+          holdMs: Number(values["clients.hold-ms"] ?? 20_000),
+          scrapeMs: 5000,
+          connectConcurrency: 200,
+          warmupScrapeMs: 2000,
+          settleMs: 3000,
+          ...smallScrape,
+        },
+        churn: null,
+      };
+    case "churn":
+      return {
+        throughput: null,
+        clients: null,
+        churn: {
+          cycles: Number(values["churn.cycles"] ?? 20_000),
+          warmupCycles: 1000,
+          fqdnPool: Number(values["churn.pool"] ?? 1000),
+          concurrency: 32,
+          scrapeMs: 2000,
+          settleMs: 5000,
+          ...smallScrape,
+        },
+      };
+  }
+}
+
+async function gitCommit(repo: string): Promise<string | null> {
+  try {
+    const out = await new Deno.Command("git", {
+      args: ["-C", repo, "rev-parse", "--short", "HEAD"],
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    return out.success ? new TextDecoder().decode(out.stdout).trim() : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Runs the benchmark.
+ *
+ * @param args The command line.
+ * @returns The exit code.
+ */
+export async function main(args: readonly string[]): Promise<number> {
+  let values;
+  try {
+    values = parseArgs({
+      args: [...args],
+      options: {
+        profile: { type: "string", default: "default" },
+        out: { type: "string" },
+        clients: { type: "string" },
+        "clients.hold-ms": { type: "string" },
+        "churn.cycles": { type: "string" },
+        "churn.pool": { type: "string" },
+        only: { type: "string" },
+        scale: { type: "string" },
+        "timeout-seconds": { type: "string" },
+        "cpu-prof": { type: "boolean", default: false },
+        repo: { type: "string", default: REPO_ROOT },
+        label: { type: "string" },
+        "proxy.deno-args": { type: "string" },
+        "client.deno-args": { type: "string" },
+        "proxy.args": { type: "string" },
+        "client.args": { type: "string" },
+        help: { type: "boolean", default: false },
+      },
+    }).values;
+  } catch (error) {
+    log(`bench: ${(error as Error).message}\n${USAGE}`);
+    return 2;
+  }
+  if (values.help) {
+    print(USAGE);
+    return 0;
+  }
+  const profile = values.profile as Profile;
+  if (!PROFILES.includes(profile)) {
+    log(`bench: unknown profile "${values.profile}"\n${USAGE}`);
+    return 2;
+  }
+
+  const startedAt = new Date();
+  const stamp = startedAt.toISOString().replace(/[:.]/g, "-");
+  const out = values.out ??
+    `${REPO_ROOT}bench/results/${profile}-${stamp}.json`;
+  const outDir = out.replace(/\/[^/]*$/, "") || ".";
+  const steps = plan(profile, values);
+  if (steps.throughput && values["cpu-prof"]) {
+    steps.throughput.cpuProfileDir = `${outDir}/profiles-${stamp}`;
+  }
+  const inspect = values["cpu-prof"] ? ["--inspect=127.0.0.1:0"] : [];
+  const proxyOptions: ServiceOptions = {
+    repo: values.repo,
+    denoArgs: [...split(values["proxy.deno-args"]), ...inspect],
+    args: split(values["proxy.args"]),
+  };
+  const clientOptions: ServiceOptions = {
+    repo: values.repo,
+    denoArgs: [...split(values["client.deno-args"]), ...inspect],
+    args: split(values["client.args"]),
+  };
+  const machine = machineInfo();
+  log(
+    `bench: profile ${profile} on ${machine.nproc} × ${machine.cpuModel}, deno ${machine.deno}`,
+  );
+
+  let interrupted = false;
+  const onSignal = () => {
+    interrupted = true;
+    log("bench: interrupted; stopping every process it started");
+    stopAll(1000).finally(() => Deno.exit(130));
+  };
+  Deno.addSignalListener("SIGINT", onSignal);
+  Deno.addSignalListener("SIGTERM", onSignal);
+
+  const began = performance.now();
+  const elapsed = () => `${((performance.now() - began) / 1000).toFixed(0)}s`;
+  let cases: CaseResult[] = [];
+  let clients: ClientsResult[] = [];
+  let churn: ChurnResult | null = null;
+  let idle: Record<string, { rssKiB: number; fds: number }> | null = null;
+  try {
+    const sizes = new Set<number>([57 * KIB]);
+    for (const p of steps.throughput?.payloads ?? []) sizes.add(p.bytes);
+    const target = await startTarget([...sizes]);
+    const start = () => startServices(proxyOptions, clientOptions);
+
+    if (steps.throughput) {
+      const services = await start();
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      idle = {
+        proxy: {
+          rssKiB: readMemory(services.proxy.child.pid).rssKiB,
+          fds: countFds(services.proxy.child.pid),
+        },
+        client: {
+          rssKiB: readMemory(services.client.child.pid).rssKiB,
+          fds: countFds(services.client.child.pid),
+        },
+      };
+      try {
+        cases = await runThroughput(
+          steps.throughput,
+          target,
+          services,
+          (c) =>
+            log(
+              `[${elapsed()}] ${c.name}: ${c.rps} rps, p50 ${c.latencyMs.p50} ms, p99 ${c.latencyMs.p99} ms, ` +
+                `CPU proxy+client ${c.cpu.proxyAndClient.perMiBMs} ms/MiB, peak RSS ${c.peakRssMiB.proxyAndClient} MiB, ` +
+                `${c.requests} scrapes, ${c.errors} errors`,
+            ),
+        );
+      } finally {
+        await stopServices(services);
+      }
+    }
+    if (steps.clients) {
+      clients = await runClients(
+        steps.clients,
+        target,
+        start,
+        (r) =>
+          log(
+            `[${elapsed()}] ${r.clients} idle clients: ${r.proxy.rssPerClientKiB} KiB and ${r.proxy.fdsPerClient} fds per client, ` +
+              `scrapes p99 ${r.scrapes.latencyMs.p99} ms, ${r.scrapes.errors} errors`,
+          ),
+      );
+    }
+    if (steps.churn) {
+      churn = await runChurn(steps.churn, target, start);
+      log(
+        `[${elapsed()}] churn: ${churn.cycles} cycles, fds Δ ${churn.proxy.fdsChange}, RSS Δ ${churn.proxy.rssChangePct}%`,
+      );
+    }
+    await target.child.stop();
+  } catch (error) {
+    log(`bench: ${(error as Error).stack ?? error}`);
+    await stopAll();
+    return 1;
+  } finally {
+    Deno.removeSignalListener("SIGINT", onSignal);
+    Deno.removeSignalListener("SIGTERM", onSignal);
+  }
+  if (interrupted) return 130;
+
+  const goals = judgeGoals(cases, clients, churn);
+  const result = {
+    profile,
+    startedAt: startedAt.toISOString(),
+    durationSeconds: Math.round((performance.now() - began) / 1000),
+    machine,
+    repo: values.repo,
+    commit: await gitCommit(values.repo),
+    label: values.label ?? null,
+    settings: {
+      proxyDenoArgs: proxyOptions.denoArgs,
+      clientDenoArgs: clientOptions.denoArgs,
+      proxyArgs: proxyOptions.args,
+      clientArgs: clientOptions.args,
+      timeoutSeconds: steps.throughput?.timeoutSeconds ??
+        steps.clients?.timeoutSeconds ?? steps.churn?.timeoutSeconds,
+      only: values.only ?? null,
+      scale: Number(values.scale ?? 1),
+    },
+    idle,
+    cases,
+    clients,
+    churn,
+    goals,
+  };
+  await Deno.mkdir(outDir, { recursive: true });
+  await Deno.writeTextFile(out, JSON.stringify(result, null, 2) + "\n");
+
+  const sections = [
+    `## PushProx benchmark: profile ${profile}`,
+    `${machine.nproc} CPUs (${machine.cpuModel}), ${machine.memTotalMiB} MiB RAM, Linux ${machine.kernel}, deno ${machine.deno} (V8 ${machine.v8}); commit ${
+      result.commit ?? "?"
+    }${result.label ? ` (${result.label})` : ""}; ${result.durationSeconds} s`,
+  ];
+  if (cases.length > 0) {
+    sections.push(
+      "### Throughput and latency (direct vs through the proxy)",
+      latencyTable(cases),
+      "### Cost of the proxied scrapes (proxy and client processes)",
+      costTable(cases),
+    );
+  }
+  if (clients.length > 0) {
+    sections.push("### Idle clients", clientsTable(clients));
+  }
+  if (churn) sections.push("### Client churn", churnTable(churn));
+  sections.push("### Goals (issue 5 §2)", goalsTable(goals), `JSON: ${out}`);
+  print(sections.join("\n\n"));
+  return 0;
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -1,0 +1,614 @@
+/**
+ * The benchmark's profiles: the throughput matrix (payload × concurrency,
+ * direct and through the proxy), many idle clients, and client churn.
+ *
+ * @module
+ */
+
+import {
+  connectInspector,
+  type CpuProfile,
+  type Inspector,
+  type ProfileSummary,
+  summarizeProfile,
+} from "./cpu_profile.ts";
+import type { Latency, LoadResult } from "./load.ts";
+import { countFds, openFileLimit, readCpu, readMemory } from "./proc.ts";
+import {
+  type ClientProcess,
+  type ProxyProcess,
+  runLoadProcess,
+  type ServiceOptions,
+  startClient,
+  startHolder,
+  startProxy,
+  type Target,
+} from "./stack.ts";
+
+const MIB = 1024 * 1024;
+/** The fqdn of the one real client; the target is scraped as this host. */
+export const CLIENT_FQDN = "localhost";
+
+/** A payload the target serves. */
+export interface PayloadSpec {
+  /** Short name, e.g. "57KiB". */
+  label: string;
+  /** Uncompressed size in bytes. */
+  bytes: number;
+  /** "gzip" asks the target for its gzip variant. */
+  encoding: "identity" | "gzip";
+}
+
+/** How long one case runs. */
+export interface TimingSpec {
+  warmupMs: number;
+  durationMs: number;
+  minRequests: number;
+  maxMs: number;
+}
+
+/** The throughput matrix. */
+export interface ThroughputSpec {
+  payloads: PayloadSpec[];
+  concurrency: number[];
+  timing(payload: PayloadSpec): TimingSpec;
+  /** X-Prometheus-Scrape-Timeout-Seconds. */
+  timeoutSeconds: number;
+  /** Only cases whose name matches run. */
+  only: RegExp | null;
+  /** Profile the proxy and client during proxied cases; write here. */
+  cpuProfileDir: string | null;
+}
+
+/** CPU of one process (or two together) in a case. */
+export interface CpuFigure {
+  /** CPU seconds in the measured window. */
+  seconds: number;
+  /** Per completed scrape, ms. */
+  perScrapeMs: number;
+  /** Per MiB of body delivered to the load generator, ms. */
+  perMiBMs: number;
+  /** CPU seconds per wall second (1.0 = one core busy). */
+  cores: number;
+}
+
+/** One case of the matrix. */
+export interface CaseResult {
+  name: string;
+  payload: string;
+  encoding: "identity" | "gzip";
+  /** Body bytes per scrape as sent (compressed for gzip). */
+  bodyBytes: number;
+  concurrency: number;
+  mode: "direct" | "proxied";
+  requests: number;
+  errors: number;
+  errorSamples: string[];
+  seconds: number;
+  rps: number;
+  mibPerSecond: number;
+  latencyMs: Latency;
+  cpu: {
+    proxy: CpuFigure;
+    client: CpuFigure;
+    proxyAndClient: CpuFigure;
+    target: CpuFigure;
+    load: CpuFigure;
+    /** Every other process on the machine: noise. */
+    other: CpuFigure;
+  };
+  /** Peak RSS in the window (VmHWM), MiB; proxyAndClient is the sum. */
+  peakRssMiB: { proxy: number; client: number; proxyAndClient: number };
+  /** VmRSS at the start and end of the window, MiB (growth across cases). */
+  rssMiB: {
+    proxyStart: number;
+    proxyEnd: number;
+    clientStart: number;
+    clientEnd: number;
+  };
+  /** CPU seconds by thread name, proxied cases. */
+  threads?: { proxy: Record<string, number>; client: Record<string, number> };
+  profile?: { proxy: ProfileSummary; client: ProfileSummary; files: string[] };
+}
+
+/** Resident memory and descriptors of a process at one moment. */
+export interface ProcessSnapshot {
+  rssKiB: number;
+  fds: number;
+}
+
+function round(value: number, digits = 3): number {
+  const scale = 10 ** digits;
+  return Math.round(value * scale) / scale;
+}
+
+function cpuFigure(seconds: number, load: LoadResult): CpuFigure {
+  const mib = load.bytes / MIB;
+  return {
+    seconds: round(seconds),
+    perScrapeMs: round((seconds * 1000) / Math.max(1, load.requests)),
+    perMiBMs: round(mib > 0 ? (seconds * 1000) / mib : 0),
+    cores: round(seconds / load.seconds),
+  };
+}
+
+function snapshot(pid: number): ProcessSnapshot {
+  return { rssKiB: readMemory(pid).rssKiB, fds: countFds(pid) };
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** A proxy and its one real client. */
+export interface Services {
+  proxy: ProxyProcess;
+  client: ClientProcess;
+}
+
+/**
+ * Starts a proxy and a client registered as {@linkcode CLIENT_FQDN}.
+ *
+ * @param proxyOptions Checkout and flags of the proxy.
+ * @param clientOptions Checkout and flags of the client.
+ * @returns Both, ready.
+ */
+export async function startServices(
+  proxyOptions: ServiceOptions,
+  clientOptions: ServiceOptions,
+): Promise<Services> {
+  const proxy = await startProxy(proxyOptions);
+  const client = await startClient(clientOptions, proxy.port, CLIENT_FQDN);
+  return { proxy, client };
+}
+
+/** Stops a proxy and its client by PID. */
+export async function stopServices(services: Services): Promise<void> {
+  await services.client.child.stop();
+  await services.proxy.child.stop();
+}
+
+/**
+ * Runs the throughput matrix: for each payload and concurrency, direct to
+ * the target and then through the proxy, back to back.
+ *
+ * @param spec The matrix.
+ * @param target The running target.
+ * @param services The running proxy and client.
+ * @param onCase Called with each finished case.
+ * @returns The cases.
+ */
+export async function runThroughput(
+  spec: ThroughputSpec,
+  target: Target,
+  services: Services,
+  onCase: (result: CaseResult) => void,
+): Promise<CaseResult[]> {
+  const results: CaseResult[] = [];
+  const { proxy, client } = services;
+  let inspectors: { proxy: Inspector; client: Inspector } | null = null;
+  if (spec.cpuProfileDir !== null) {
+    if (!proxy.inspector || !client.inspector) {
+      throw new Error("Cannot profile: proxy and client need --inspect");
+    }
+    inspectors = {
+      proxy: await connectInspector(proxy.inspector),
+      client: await connectInspector(client.inspector),
+    };
+  }
+  try {
+    for (const payload of spec.payloads) {
+      const sizes = target.bodies[String(payload.bytes)];
+      if (!sizes) throw new Error(`The target has no ${payload.bytes}-byte body`);
+      const bodyBytes = payload.encoding === "gzip" ? sizes.gzip : sizes.plain;
+      const path = `/${payload.encoding === "gzip" ? "gzip" : "plain"}/${payload.bytes}`;
+      const url = `http://${CLIENT_FQDN}:${target.port}${path}`;
+      for (const concurrency of spec.concurrency) {
+        for (const mode of ["direct", "proxied"] as const) {
+          const name = `${mode} ${payload.label} ${payload.encoding} c${concurrency}`;
+          if (spec.only && !spec.only.test(name)) continue;
+          const timing = spec.timing(payload);
+          const profiling = inspectors !== null && mode === "proxied";
+          if (profiling) {
+            await inspectors!.proxy.start();
+            await inspectors!.client.start();
+          }
+          const load = await runLoadProcess({
+            port: mode === "direct" ? target.port : proxy.port,
+            url,
+            proxied: mode === "proxied",
+            concurrency,
+            ...timing,
+            expectBytes: bodyBytes,
+            timeoutSeconds: spec.timeoutSeconds,
+            watch: {
+              proxy: proxy.child.pid,
+              client: client.child.pid,
+              target: target.child.pid,
+            },
+          });
+          const result = caseResult(name, payload, bodyBytes, mode, load);
+          if (profiling) {
+            const profiles = {
+              proxy: await inspectors!.proxy.stop(),
+              client: await inspectors!.client.stop(),
+            };
+            result.profile = {
+              proxy: summarizeProfile(profiles.proxy),
+              client: summarizeProfile(profiles.client),
+              files: await writeProfiles(spec.cpuProfileDir!, name, profiles),
+            };
+          }
+          results.push(result);
+          onCase(result);
+        }
+      }
+    }
+  } finally {
+    inspectors?.proxy.close();
+    inspectors?.client.close();
+  }
+  return results;
+}
+
+async function writeProfiles(
+  dir: string,
+  name: string,
+  profiles: Record<string, CpuProfile>,
+): Promise<string[]> {
+  await Deno.mkdir(dir, { recursive: true });
+  const files = [];
+  for (const [process, profile] of Object.entries(profiles)) {
+    const file = `${dir}/${name.replace(/\s+/g, "-")}-${process}.cpuprofile`;
+    await Deno.writeTextFile(file, JSON.stringify(profile));
+    files.push(file);
+  }
+  return files;
+}
+
+function caseResult(
+  name: string,
+  payload: PayloadSpec,
+  bodyBytes: number,
+  mode: "direct" | "proxied",
+  load: LoadResult,
+): CaseResult {
+  const w = load.watched;
+  const proxyCpu = w.proxy?.cpu.total ?? 0;
+  const clientCpu = w.client?.cpu.total ?? 0;
+  const proxyPeak = (w.proxy?.peakRssKiB ?? 0) / 1024;
+  const clientPeak = (w.client?.peakRssKiB ?? 0) / 1024;
+  const result: CaseResult = {
+    name,
+    payload: payload.label,
+    encoding: payload.encoding,
+    bodyBytes,
+    concurrency: load.concurrency,
+    mode,
+    requests: load.requests,
+    errors: load.errors,
+    errorSamples: load.errorSamples,
+    seconds: load.seconds,
+    rps: load.rps,
+    mibPerSecond: round(load.bytes / MIB / load.seconds, 1),
+    latencyMs: load.latencyMs,
+    cpu: {
+      proxy: cpuFigure(proxyCpu, load),
+      client: cpuFigure(clientCpu, load),
+      proxyAndClient: cpuFigure(proxyCpu + clientCpu, load),
+      target: cpuFigure(w.target?.cpu.total ?? 0, load),
+      load: cpuFigure(load.loadCpu.total, load),
+      other: cpuFigure(load.otherCpu, load),
+    },
+    peakRssMiB: {
+      proxy: round(proxyPeak, 1),
+      client: round(clientPeak, 1),
+      proxyAndClient: round(proxyPeak + clientPeak, 1),
+    },
+    rssMiB: {
+      proxyStart: round((w.proxy?.rssStartKiB ?? 0) / 1024, 1),
+      proxyEnd: round((w.proxy?.rssEndKiB ?? 0) / 1024, 1),
+      clientStart: round((w.client?.rssStartKiB ?? 0) / 1024, 1),
+      clientEnd: round((w.client?.rssEndKiB ?? 0) / 1024, 1),
+    },
+  };
+  if (mode === "proxied" && w.proxy && w.client) {
+    result.threads = { proxy: w.proxy.threads, client: w.client.threads };
+  }
+  return result;
+}
+
+/** The idle-clients profile for one N. */
+export interface ClientsResult {
+  clients: number;
+  registered: number;
+  failed: number;
+  failureSamples: string[];
+  /** Streams the proxy ended while they were held. */
+  dropped: number;
+  connectSeconds: number;
+  holdSeconds: number;
+  proxy: {
+    /** With only the real client connected, after warm-up scrapes. */
+    baseline: ProcessSnapshot;
+    held: ProcessSnapshot;
+    /** After the holder closed its streams and a short pause. */
+    released: ProcessSnapshot;
+    rssPerClientKiB: number;
+    fdsPerClient: number;
+    /** Proxy CPU per wall second while the streams sat idle. */
+    idleCores: number;
+    peakRssKiB: number;
+  };
+  holderRssKiB: number;
+  /** Real scrapes (57 KiB, c1) through the proxy while the streams were held. */
+  scrapes: {
+    requests: number;
+    errors: number;
+    errorSamples: string[];
+    rps: number;
+    latencyMs: Latency;
+  };
+}
+
+/** Settings of the idle-clients profile. */
+export interface ClientsSpec {
+  counts: number[];
+  /** How long the streams sit idle before measuring (≥ one heartbeat). */
+  holdMs: number;
+  scrapeMs: number;
+  /** Streams registering at once. */
+  connectConcurrency: number;
+  /** Warm-up scrapes before the baseline. */
+  warmupScrapeMs: number;
+  /** Pauses before the baseline and after releasing the streams. */
+  settleMs: number;
+  payloadBytes: number;
+  timeoutSeconds: number;
+}
+
+/**
+ * Holds N idle Poll streams open against a fresh proxy and measures what
+ * they cost it, with real scrapes still going through.
+ *
+ * @param spec Counts and timings.
+ * @param target The running target.
+ * @param start Starts a fresh proxy and client.
+ * @param onResult Called with each N's result.
+ * @returns One result per N.
+ */
+export async function runClients(
+  spec: ClientsSpec,
+  target: Target,
+  start: () => Promise<Services>,
+  onResult: (result: ClientsResult) => void,
+): Promise<ClientsResult[]> {
+  const results: ClientsResult[] = [];
+  const limit = openFileLimit("self");
+  for (const count of spec.counts) {
+    if (count + 256 > limit) {
+      throw new Error(
+        `Cannot hold ${count} clients: the open-file limit is ${limit} (raise it with ulimit -n)`,
+      );
+    }
+    const services = await start();
+    const { proxy, client } = services;
+    try {
+      const url = `http://${CLIENT_FQDN}:${target.port}/plain/${spec.payloadBytes}`;
+      const scrape = (durationMs: number) =>
+        runLoadProcess({
+          port: proxy.port,
+          url,
+          proxied: true,
+          concurrency: 1,
+          warmupMs: 500,
+          durationMs,
+          minRequests: 0,
+          maxMs: durationMs + 30_000,
+          expectBytes: spec.payloadBytes,
+          timeoutSeconds: spec.timeoutSeconds,
+          watch: { proxy: proxy.child.pid, client: client.child.pid },
+        });
+      await scrape(spec.warmupScrapeMs);
+      await sleep(spec.settleMs);
+      const baseline = snapshot(proxy.child.pid);
+
+      const started = performance.now();
+      const holder = startHolder([
+        `--port=${proxy.port}`,
+        "--mode=hold",
+        `--count=${count}`,
+        `--concurrency=${spec.connectConcurrency}`,
+      ]);
+      try {
+        const ready = await holder.waitEvent("ready", 600_000);
+        const connectSeconds = (performance.now() - started) / 1000;
+        const cpu0 = readCpu(proxy.child.pid).total;
+        const hold0 = performance.now();
+        await sleep(spec.holdMs);
+        const idleCores = (readCpu(proxy.child.pid).total - cpu0) /
+          ((performance.now() - hold0) / 1000);
+        const held = snapshot(proxy.child.pid);
+        const holderRssKiB = readMemory(holder.child.pid).rssKiB;
+        const load = await scrape(spec.scrapeMs);
+        const peakRssKiB = readMemory(proxy.child.pid).hwmKiB;
+        await holder.child.stop(10_000);
+        const closed = holder.last();
+        await sleep(spec.settleMs);
+        const released = snapshot(proxy.child.pid);
+        const registered = Number(ready.registered);
+        const result: ClientsResult = {
+          clients: count,
+          registered,
+          failed: Number(ready.failed),
+          failureSamples: (ready.failures as string[] | undefined) ?? [],
+          dropped: closed.event === "closed"
+            ? Number(closed.dropped)
+            : Number(closed.dropped ?? -1),
+          connectSeconds: round(connectSeconds, 1),
+          holdSeconds: round(spec.holdMs / 1000, 1),
+          proxy: {
+            baseline,
+            held,
+            released,
+            rssPerClientKiB: round(
+              (held.rssKiB - baseline.rssKiB) / Math.max(1, registered),
+              2,
+            ),
+            fdsPerClient: round(
+              (held.fds - baseline.fds) / Math.max(1, registered),
+              3,
+            ),
+            idleCores: round(idleCores),
+            peakRssKiB,
+          },
+          holderRssKiB,
+          scrapes: {
+            requests: load.requests,
+            errors: load.errors,
+            errorSamples: load.errorSamples,
+            rps: load.rps,
+            latencyMs: load.latencyMs,
+          },
+        };
+        results.push(result);
+        onResult(result);
+      } finally {
+        await holder.child.stop(5000);
+      }
+    } finally {
+      await stopServices(services);
+    }
+  }
+  return results;
+}
+
+/** The churn profile's result. */
+export interface ChurnResult {
+  cycles: number;
+  failed: number;
+  failureSamples: string[];
+  fqdnPool: number;
+  seconds: number;
+  cyclesPerSecond: number;
+  /** Proxy CPU per connect/register/disconnect cycle, ms. */
+  proxyCpuPerCycleMs: number;
+  proxy: {
+    /** After start-up, the client's registration and warm-up scrapes. */
+    cold: ProcessSnapshot;
+    /** After a warm-up churn over the same fqdn pool. */
+    baseline: ProcessSnapshot;
+    after: ProcessSnapshot;
+    rssChangePct: number;
+    rssChangeVsColdPct: number;
+    fdsChange: number;
+  };
+  /** Scrapes through the proxy after the churn. */
+  scrapes: { requests: number; errors: number; latencyMs: Latency };
+}
+
+/** Settings of the churn profile. */
+export interface ChurnSpec {
+  cycles: number;
+  warmupCycles: number;
+  fqdnPool: number;
+  concurrency: number;
+  /** Warm-up scrapes before the cold snapshot, and scrapes after. */
+  scrapeMs: number;
+  settleMs: number;
+  payloadBytes: number;
+  timeoutSeconds: number;
+}
+
+/**
+ * Connects and disconnects clients many times and compares the proxy's RSS
+ * and descriptors with the baseline.
+ *
+ * @param spec Cycles, pool and timings.
+ * @param target The running target.
+ * @param start Starts a fresh proxy and client.
+ * @returns The result.
+ */
+export async function runChurn(
+  spec: ChurnSpec,
+  target: Target,
+  start: () => Promise<Services>,
+): Promise<ChurnResult> {
+  const services = await start();
+  const { proxy, client } = services;
+  try {
+    const url = `http://${CLIENT_FQDN}:${target.port}/plain/${spec.payloadBytes}`;
+    const scrape = (durationMs: number) =>
+      runLoadProcess({
+        port: proxy.port,
+        url,
+        proxied: true,
+        concurrency: 1,
+        warmupMs: 500,
+        durationMs,
+        minRequests: 0,
+        maxMs: durationMs + 30_000,
+        expectBytes: spec.payloadBytes,
+        timeoutSeconds: spec.timeoutSeconds,
+        watch: { proxy: proxy.child.pid, client: client.child.pid },
+      });
+    const churn = async (cycles: number) => {
+      const holder = startHolder([
+        `--port=${proxy.port}`,
+        "--mode=churn",
+        `--count=${cycles}`,
+        `--concurrency=${spec.concurrency}`,
+        `--fqdn-pool=${spec.fqdnPool}`,
+        "--fqdn-prefix=churn",
+      ]);
+      try {
+        return await holder.waitEvent("done", 900_000);
+      } finally {
+        await holder.child.stop(5000);
+      }
+    };
+    await scrape(spec.scrapeMs);
+    await sleep(spec.settleMs);
+    const cold = snapshot(proxy.child.pid);
+    await churn(spec.warmupCycles);
+    await sleep(spec.settleMs);
+    const baseline = snapshot(proxy.child.pid);
+    const cpu0 = readCpu(proxy.child.pid).total;
+    const done = await churn(spec.cycles);
+    const cpu = readCpu(proxy.child.pid).total - cpu0;
+    await sleep(spec.settleMs);
+    const after = snapshot(proxy.child.pid);
+    const load = await scrape(spec.scrapeMs);
+    const cycles = Number(done.cycles);
+    return {
+      cycles,
+      failed: Number(done.failed),
+      failureSamples: (done.failures as string[] | undefined) ?? [],
+      fqdnPool: spec.fqdnPool,
+      seconds: round(Number(done.elapsedMs) / 1000, 1),
+      cyclesPerSecond: Number(done.cyclesPerSecond),
+      proxyCpuPerCycleMs: round((cpu * 1000) / Math.max(1, cycles)),
+      proxy: {
+        cold,
+        baseline,
+        after,
+        rssChangePct: round(
+          ((after.rssKiB - baseline.rssKiB) / baseline.rssKiB) * 100,
+          1,
+        ),
+        rssChangeVsColdPct: round(
+          ((after.rssKiB - cold.rssKiB) / cold.rssKiB) * 100,
+          1,
+        ),
+        fdsChange: after.fds - baseline.fds,
+      },
+      scrapes: {
+        requests: load.requests,
+        errors: load.errors,
+        latencyMs: load.latencyMs,
+      },
+    };
+  } finally {
+    await stopServices(services);
+  }
+}
