@@ -7,6 +7,7 @@
 
 import { forwardableHeaders, type HeaderField } from "../lib/headers.ts";
 import { hostKey } from "../lib/host.ts";
+import type { ModuleScrapeHandler } from "./modules/scrape_route.ts";
 import type { ScrapeTransport } from "./scrape_transport.ts";
 
 /** A scrape to perform, as the proxy sent it. */
@@ -40,6 +41,12 @@ export interface ScraperOptions {
   /** The client's fqdn: the only host it scrapes. */
   fqdn: string;
   transport: ScrapeTransport;
+  /**
+   * With modules configured: decides `/proxy?module=` scrapes (and refuses
+   * raw ones) before any port is dialled; null from it means "scrape the
+   * port as usual". See client/modules/scrape_route.ts.
+   */
+  moduleHandler?: ModuleScrapeHandler;
 }
 
 /**
@@ -87,6 +94,10 @@ export function createScraper(options: ScraperOptions): Scraper {
     async scrape(job, signal) {
       const url = resolveTargetUrl(job.url, options.fqdn);
       if (typeof url === "string") return failure(403, url);
+      if (options.moduleHandler) {
+        const handled = await options.moduleHandler(url, job, signal);
+        if (handled !== null) return handled;
+      }
       try {
         const response = await options.transport(url, {
           method: job.method || "GET",

@@ -1,0 +1,326 @@
+import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
+import http from "node:http";
+import https from "node:https";
+import bcrypt from "bcryptjs";
+import { Registry } from "prom-client";
+import { createAllowList, parseCidr } from "../lib/cidr.ts";
+import { createNullLogger } from "../lib/logger.ts";
+import { parseWebConfig } from "../lib/web_config.ts";
+import { createTestCa, OPENSSL_MISSING, type TestCa } from "../tests/certs.ts";
+import {
+  type ExporterServer,
+  type ExporterServerOptions,
+  startExporterServer,
+} from "./exporter_server.ts";
+import { parseConfig } from "./modules/config.ts";
+import { createModuleEngine, type ModuleEngine, prepareConfig } from "./modules/engine.ts";
+import { createModuleMetrics } from "./modules/metrics.ts";
+
+interface Reply {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  text: string;
+}
+
+function get(
+  port: number,
+  path: string,
+  options: { headers?: Record<string, string>; method?: string; tls?: https.RequestOptions } = {},
+): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const request = (options.tls ? https : http).request({
+      host: "127.0.0.1",
+      port,
+      path,
+      method: options.method ?? "GET",
+      headers: options.headers ?? {},
+      agent: false,
+      ...(options.tls ?? {}),
+    }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.on("error", reject);
+      res.on("end", () =>
+        resolve({
+          status: res.statusCode ?? 0,
+          headers: res.headers,
+          text: Buffer.concat(chunks).toString(),
+        }));
+    });
+    request.on("error", reject);
+    request.end();
+  });
+}
+
+interface Fixture {
+  dir: string;
+  engine: ModuleEngine;
+  registry: Registry;
+}
+
+async function fixture(): Promise<Fixture> {
+  const dir = await Deno.makeTempDir({ prefix: "expexp-server-" });
+  await Deno.writeTextFile(`${dir}/up.prom`, "# TYPE up gauge\nup 1\n");
+  const config = parseConfig(
+    `
+modules:
+  cron:
+    method: file
+    file:
+      path: ${dir}/up.prom
+  node:
+    method: http
+    http:
+      port: 9100
+      headers:
+        x-api-key: header-secret
+      basic_auth_username: admin
+      basic_auth_password: password-secret
+      path: /metrics?token=query-secret
+  script:
+    method: exec
+    exec:
+      command: /bin/echo
+      args: ["--password=arg-secret"]
+      env:
+        API_TOKEN: env-secret
+`,
+    "expexp.yaml",
+  );
+  const registry = new Registry();
+  const engine = createModuleEngine({
+    config: await prepareConfig(config),
+    metrics: createModuleMetrics(registry),
+    logger: createNullLogger(),
+  });
+  return { dir, engine, registry };
+}
+
+async function withServer(
+  options: Partial<ExporterServerOptions>,
+  fn: (server: ExporterServer, fixture: Fixture) => Promise<void>,
+): Promise<void> {
+  const f = await fixture();
+  const server = await startExporterServer({
+    engine: f.engine,
+    metrics: async () => ({
+      contentType: f.registry.contentType,
+      body: await f.registry.metrics(),
+    }),
+    logger: createNullLogger(),
+    address: { hostname: "127.0.0.1", port: 0 },
+    ...options,
+  });
+  try {
+    await fn(server, f);
+  } finally {
+    await server.close();
+    await Deno.remove(f.dir, { recursive: true });
+  }
+}
+
+Deno.test("exporter server: /, /proxy, /metrics, /-/healthy and bad requests", async () => {
+  await withServer({}, async (server) => {
+    const port = server.address!.port;
+    const html = await get(port, "/");
+    assert.equal(html.status, 200);
+    assert.match(html.headers["content-type"]!, /text\/html/);
+    assert.match(html.text, /<a href="\/proxy\?module=cron">cron<\/a>/);
+
+    const json = await get(port, "/", { headers: { accept: "application/json" } });
+    assert.equal(json.headers["content-type"], "application/json");
+    const listing = JSON.parse(json.text);
+    assert.deepEqual(Object.keys(listing), ["cron", "node", "script"]);
+    assert.equal(listing.node.http.port, 9100);
+    assert.deepEqual(listing.node.http.header_names, ["x-api-key"]);
+    assert.deepEqual(listing.script.exec.env_names, ["API_TOKEN"]);
+    for (
+      const secret of [
+        "header-secret",
+        "password-secret",
+        "query-secret",
+        "arg-secret",
+        "env-secret",
+      ]
+    ) {
+      assert.ok(!json.text.includes(secret), `the JSON listing shows ${secret}`);
+      assert.ok(!html.text.includes(secret), `the HTML listing shows ${secret}`);
+    }
+    // A browser's Accept gets HTML.
+    const browser = await get(port, "/", {
+      headers: { accept: "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8" },
+    });
+    assert.match(browser.headers["content-type"]!, /text\/html/);
+
+    const cron = await get(port, "/proxy?module=cron");
+    assert.equal(cron.status, 200);
+    assert.match(cron.text, /^# TYPE up gauge\nup 1\n/);
+
+    const unknown = await get(port, "/proxy?module=mysql");
+    assert.equal(unknown.status, 404);
+    assert.equal(unknown.text, 'unknown module "mysql"\n');
+    assert.equal((await get(port, "/proxy")).status, 400);
+    assert.equal((await get(port, "/proxy?module=..%2Fetc")).status, 400);
+    assert.equal((await get(port, "/proxy?module=cron", { method: "POST" })).status, 405);
+    assert.equal((await get(port, "/nothing")).status, 404);
+
+    const metrics = await get(port, "/metrics");
+    assert.equal(metrics.status, 200);
+    assert.match(metrics.text, /expexp_proxy_duration_seconds_count\{module="cron"\} 1/);
+    assert.match(metrics.text, /expexp_proxy_errors_total\{module="unknown"\} 1/);
+    assert.equal((await get(port, "/-/healthy")).status, 200);
+    const reload = await get(port, "/-/reload", { method: "POST" });
+    assert.equal(reload.status, 403);
+    assert.match(reload.text, /--web\.enable-lifecycle/);
+  });
+});
+
+Deno.test("exporter server: --allow.net refuses other peers with 403", async () => {
+  await withServer({ allowList: createAllowList([parseCidr("10.0.0.0/8")]) }, async (server) => {
+    const reply = await get(server.address!.port, "/proxy?module=cron");
+    assert.equal(reply.status, 403);
+    assert.match(reply.text, /127\.0\.0\.1 is not in --allow\.net/);
+    // /metrics and / are behind the same chain, as upstream.
+    assert.equal((await get(server.address!.port, "/metrics")).status, 403);
+  });
+  await withServer({ allowList: createAllowList([parseCidr("127.0.0.1/32")]) }, async (server) => {
+    assert.equal((await get(server.address!.port, "/proxy?module=cron")).status, 200);
+  });
+});
+
+Deno.test("exporter server: a bearer token is required when configured", async () => {
+  await withServer({ bearerToken: "s3cret" }, async (server) => {
+    const port = server.address!.port;
+    let reply = await get(port, "/proxy?module=cron");
+    assert.equal(reply.status, 401);
+    assert.match(reply.text, /Authorization header is missing/);
+    reply = await get(port, "/", { headers: { authorization: "Bearer wrong" } });
+    assert.equal(reply.status, 401);
+    assert.match(reply.text, /Invalid Bearer Token/);
+    reply = await get(port, "/", { headers: { authorization: "Basic eDp5" } });
+    assert.equal(reply.status, 401);
+    reply = await get(port, "/proxy?module=cron", { headers: { authorization: "Bearer s3cret" } });
+    assert.equal(reply.status, 200);
+  });
+});
+
+Deno.test("exporter server: POST /-/reload with --web.enable-lifecycle", async () => {
+  let calls = 0;
+  await withServer({
+    reload: () => {
+      calls++;
+      return Promise.resolve(
+        calls === 1 ? { ok: true, modules: ["a", "b"] } : { ok: false, error: "x.yaml:3: bad" },
+      );
+    },
+  }, async (server) => {
+    const port = server.address!.port;
+    assert.equal((await get(port, "/-/reload")).status, 405);
+    const ok = await get(port, "/-/reload", { method: "POST" });
+    assert.equal(ok.status, 200);
+    assert.match(ok.text, /Reloaded: 2 modules/);
+    const bad = await get(port, "/-/reload", { method: "POST" });
+    assert.equal(bad.status, 500);
+    assert.match(bad.text, /the old configuration stays: x\.yaml:3: bad/);
+  });
+});
+
+let ca: TestCa | null = null;
+let certDir = "";
+async function certificates(): Promise<TestCa> {
+  if (ca) return ca;
+  certDir = await Deno.makeTempDir({ prefix: "expexp-certs-" });
+  ca = await createTestCa(certDir);
+  return ca;
+}
+
+Deno.test({
+  name: "exporter server: TLS listener with client certificates and --web.tls.certmatch",
+  ignore: OPENSSL_MISSING !== null,
+  async fn() {
+    const authority = await certificates();
+    const server = await authority.issue("server", {
+      cn: "localhost",
+      sans: ["DNS:localhost", "IP:127.0.0.1"],
+      usage: "server",
+    });
+    const prometheus = await authority.issue("prometheus", {
+      cn: "prometheus",
+      sans: ["DNS:prometheus.example"],
+      usage: "client",
+    });
+    const intruder = await authority.issue("intruder", { cn: "intruder", usage: "client" });
+    const foreignCa = await createTestCa(certDir, "foreign");
+    const foreign = await foreignCa.issue("foreign-client", { cn: "prometheus", usage: "client" });
+    const tlsFlags = {
+      certFile: server.certFile,
+      keyFile: server.keyFile,
+      caFile: authority.certFile,
+      verify: true,
+      certMatch: /^prometheus(\.example)?$/,
+    };
+    await withServer(
+      { address: null, tlsAddress: { hostname: "127.0.0.1", port: 0 }, tls: tlsFlags },
+      async (listener) => {
+        const port = listener.tlsAddress!.port;
+        const as = (pair: { cert: string; key: string } | null): https.RequestOptions => ({
+          ca: authority.cert,
+          servername: "localhost",
+          ...(pair ? { cert: pair.cert, key: pair.key } : {}),
+        });
+        const ok = await get(port, "/proxy?module=cron", { tls: as(prometheus) });
+        assert.equal(ok.status, 200);
+        assert.match(ok.text, /up 1/);
+
+        const wrongName = await get(port, "/proxy?module=cron", { tls: as(intruder) });
+        assert.equal(wrongName.status, 403);
+        assert.match(
+          wrongName.text,
+          /client certificate \(intruder\) does not match --web\.tls\.certmatch/,
+        );
+
+        await assert.rejects(get(port, "/proxy?module=cron", { tls: as(null) }));
+        await assert.rejects(get(port, "/proxy?module=cron", { tls: as(foreign) }));
+      },
+    );
+  },
+});
+
+Deno.test({
+  name: "exporter server: --web.config.file TLS and basic_auth_users on --web.listen-address",
+  ignore: OPENSSL_MISSING !== null,
+  async fn() {
+    const authority = await certificates();
+    const server = await authority.issue("server-web", {
+      cn: "localhost",
+      sans: ["DNS:localhost", "IP:127.0.0.1"],
+      usage: "server",
+    });
+    const web = parseWebConfig(
+      `tls_server_config:\n  cert_file: ${server.certFile}\n  key_file: ${server.keyFile}\nbasic_auth_users:\n  prometheus: ${
+        bcrypt.hashSync("pw", 4)
+      }\n`,
+      `${certDir}/web.yml`,
+    );
+    await withServer({ webConfig: web }, async (listener) => {
+      const port = listener.address!.port;
+      const tls = { ca: authority.cert, servername: "localhost" };
+      const anonymous = await get(port, "/proxy?module=cron", { tls });
+      assert.equal(anonymous.status, 401);
+      assert.match(String(anonymous.headers["www-authenticate"]), /^Basic/);
+      const auth = `Basic ${Buffer.from("prometheus:pw").toString("base64")}`;
+      const ok = await get(port, "/proxy?module=cron", { tls, headers: { authorization: auth } });
+      assert.equal(ok.status, 200);
+      await assert.rejects(get(port, "/")); // plain HTTP to a TLS port
+    });
+  },
+});
+
+Deno.test({
+  name: "exporter server: certificate cleanup",
+  ignore: OPENSSL_MISSING !== null,
+  async fn() {
+    if (certDir) await Deno.remove(certDir, { recursive: true });
+  },
+});

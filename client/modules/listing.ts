@@ -1,0 +1,138 @@
+/**
+ * The module list served at `/` of the direct listener: HTML for people,
+ * JSON when the Accept header prefers `application/json`. Unlike
+ * exporter_exporter's JSON (which marshals whole module structs), it never
+ * shows passwords, header values, environment values, command arguments or
+ * the query part of backend paths: those often carry secrets.
+ *
+ * @module
+ */
+
+import type { LoadedConfig, ModuleConfig } from "./config.ts";
+
+/** What the listing shows of one module. */
+export interface ModuleSummary {
+  /** `http`, `exec` or `file`. */
+  method: string;
+  /** The module timeout in milliseconds, when set. */
+  timeout_ms?: number;
+  /** http modules: where the backend is (no query, headers or credentials). */
+  http?: {
+    scheme: string;
+    address: string;
+    port: number;
+    path: string;
+    verify: boolean;
+    /** Names of the configured headers (values are hidden). */
+    header_names: string[];
+    basic_auth: boolean;
+  };
+  /** exec modules: the command (arguments and environment values are hidden). */
+  exec?: { command: string; env_names: string[] | null };
+  /** file modules: the file. */
+  file?: { path: string };
+}
+
+/**
+ * Summarises a module without its secrets.
+ *
+ * @param module The module.
+ * @returns The summary.
+ */
+export function summarizeModule(module: ModuleConfig): ModuleSummary {
+  const summary: ModuleSummary = { method: module.method };
+  if (module.timeoutMs !== undefined) summary.timeout_ms = module.timeoutMs;
+  if (module.method === "http") {
+    const { http } = module;
+    summary.http = {
+      scheme: http.scheme,
+      address: http.address,
+      port: http.port,
+      path: http.path,
+      verify: http.verify,
+      header_names: [
+        ...http.headers.map(([name]) => name),
+        ...(http.host !== undefined ? ["host"] : []),
+      ],
+      basic_auth: http.basicAuth !== undefined,
+    };
+  } else if (module.method === "exec") {
+    summary.exec = {
+      command: module.exec.command,
+      env_names: module.exec.env === undefined ? null : Object.keys(module.exec.env),
+    };
+  } else {
+    summary.file = { path: module.file.path };
+  }
+  return summary;
+}
+
+function qualityOf(accept: string, matches: (type: string) => boolean): number {
+  let best = 0;
+  for (const part of accept.split(",")) {
+    const [type, ...params] = part.trim().toLowerCase().split(";").map((s) => s.trim());
+    if (type === undefined || !matches(type)) continue;
+    const q = params.find((p) => p.startsWith("q="));
+    const value = q === undefined ? 1 : Number(q.slice(2));
+    if (Number.isFinite(value) && value > best) best = value;
+  }
+  return best;
+}
+
+/**
+ * Says whether an Accept header prefers JSON over HTML. exporter_exporter
+ * compares the header with `application/json` exactly; this also reads
+ * lists and q-values, and an exact `application/json` still gets JSON.
+ *
+ * @param accept The Accept header, if any.
+ * @returns True for JSON.
+ */
+export function prefersJson(accept: string | null | undefined): boolean {
+  if (!accept) return false;
+  const json = qualityOf(accept, (t) => t === "application/json");
+  const html = qualityOf(accept, (t) => t === "text/html" || t === "text/*" || t === "*/*");
+  return json > 0 && json > html;
+}
+
+/**
+ * The JSON listing: module name → summary.
+ *
+ * @param config The configuration.
+ * @returns The JSON text.
+ */
+export function modulesJson(config: LoadedConfig): string {
+  const out: Record<string, ModuleSummary> = {};
+  for (const [name, module] of config.modules) out[name] = summarizeModule(module);
+  return JSON.stringify(out) + "\n";
+}
+
+function escapeHtml(text: string): string {
+  return text.replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;")
+    .replaceAll('"', "&quot;").replaceAll("'", "&#39;");
+}
+
+/**
+ * The HTML listing: links to `proxy?module=NAME`.
+ *
+ * @param config The configuration.
+ * @param proxyPath The path of the proxy endpoint.
+ * @returns The page.
+ */
+export function modulesHtml(config: LoadedConfig, proxyPath = "/proxy"): string {
+  const items = [...config.modules.values()].map((module) => {
+    const href = `${proxyPath}?module=${encodeURIComponent(module.name)}`;
+    return `<li><a href="${escapeHtml(href)}">${
+      escapeHtml(module.name)
+    }</a> (${module.method})</li>`;
+  });
+  return `<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>pushprox-client modules</title></head>
+<body>
+<h2>Exporters:</h2>
+<ul>
+${items.join("\n")}
+</ul>
+<p><a href="/metrics">Client metrics</a></p>
+</body></html>
+`;
+}
