@@ -15,6 +15,7 @@ import { VERSION } from "../lib/version.ts";
 import { type ClientMetrics, createClientMetrics } from "./metrics.ts";
 import { runPoller } from "./poller.ts";
 import { createProxyTransport, type ProxyTlsOptions } from "./proxy_transport.ts";
+import type { ModuleScrapeHandler } from "./modules/scrape_route.ts";
 import { createScraper } from "./scraper.ts";
 import { createScrapeTransport, type ScrapeTransport } from "./scrape_transport.ts";
 
@@ -34,6 +35,15 @@ export interface AgentOptions {
   scrapeTransport?: ScrapeTransport;
   /** Export process_* metrics. @default {true} */
   defaultMetrics?: boolean;
+  /** Metrics created by the caller (to share the registry); replaces `defaultMetrics`. */
+  metrics?: ClientMetrics;
+  /** Serves `/proxy?module=` scrapes (see client/modules/scrape_route.ts). */
+  moduleHandler?: ModuleScrapeHandler;
+  /**
+   * Module names announced when registering; read at each (re)registration,
+   * so changing the array in place takes effect at the next one.
+   */
+  modules?: string[];
 }
 
 /** A running client. */
@@ -55,7 +65,7 @@ export interface Agent {
  */
 export async function startAgent(options: AgentOptions): Promise<Agent> {
   const { logger } = options;
-  const metrics = createClientMetrics({
+  const metrics = options.metrics ?? createClientMetrics({
     defaultMetrics: options.defaultMetrics ?? true,
   });
   const transport = createProxyTransport({
@@ -65,6 +75,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   const scraper = createScraper({
     fqdn: options.fqdn,
     transport: options.scrapeTransport ?? createScrapeTransport(),
+    ...(options.moduleHandler ? { moduleHandler: options.moduleHandler } : {}),
   });
 
   let server: Server | null = null;
@@ -100,7 +111,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       fqdn: options.fqdn,
       labels: options.labels ?? {},
       version: VERSION,
-      modules: [],
+      modules: options.modules ?? [],
     },
     scraper,
     logger,

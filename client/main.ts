@@ -15,8 +15,19 @@ import {
   type LogLevel,
 } from "../lib/logger.ts";
 import { VERSION } from "../lib/version.ts";
-import { startAgent } from "./agent.ts";
+import { ConfigError as WebConfigError } from "../lib/web_config.ts";
+import { type Agent, startAgent } from "./agent.ts";
 import { detectFqdn } from "./fqdn.ts";
+import { createClientMetrics } from "./metrics.ts";
+import { ConfigError as ModuleConfigError } from "./modules/config.ts";
+import {
+  MODULE_FLAGS,
+  type Modules,
+  type ModuleSettings,
+  readModuleSettings,
+  startModules,
+  wantsDirectListener,
+} from "./modules/cli.ts";
 import { parseProxyUrl } from "./proxy_transport.ts";
 
 /** Every flag of the client, with its default. */
@@ -80,6 +91,7 @@ export const CLIENT_FLAGS: readonly FlagSpec[] = [
     choices: LOG_FORMATS,
     help: "Output format of log messages.",
   },
+  ...MODULE_FLAGS,
 ];
 
 function parseLabels(list: readonly string[]): Record<string, string> {
@@ -117,6 +129,7 @@ export async function main(args: readonly string[]): Promise<number> {
   let labels: Record<string, string>;
   let metricsAddress: ListenAddress | null = null;
   let tls: { ca?: string; cert?: string; key?: string };
+  let moduleSettings: ModuleSettings;
   try {
     flags = parseFlags(CLIENT_FLAGS, args);
     if (flags.help) {
@@ -133,8 +146,12 @@ export async function main(args: readonly string[]): Promise<number> {
       return 0;
     }
     const proxyUrl = flags["proxy-url"] as string | undefined;
-    if (!proxyUrl) throw new FlagError("--proxy-url is required");
-    parseProxyUrl(proxyUrl);
+    if (!proxyUrl && !wantsDirectListener(flags)) {
+      throw new FlagError(
+        "--proxy-url is required (or --web.listen-address to serve modules only directly)",
+      );
+    }
+    if (proxyUrl) parseProxyUrl(proxyUrl);
     labels = parseLabels(flags["label"] as string[]);
     const metricsText = flags["metrics-addr"] as string;
     if (metricsText !== "") metricsAddress = parseListenAddress(metricsText);
@@ -158,10 +175,12 @@ export async function main(args: readonly string[]): Promise<number> {
       ...(cert ? { cert } : {}),
       ...(key ? { key } : {}),
     };
+    moduleSettings = await readModuleSettings(flags);
   } catch (error) {
     if (
       !(error instanceof FlagError || error instanceof SyntaxError ||
-        error instanceof TypeError)
+        error instanceof TypeError || error instanceof ModuleConfigError ||
+        error instanceof WebConfigError)
     ) throw error;
     console.error(`pushprox-client: ${error.message}; see --help`);
     return 2;
@@ -172,43 +191,63 @@ export async function main(args: readonly string[]): Promise<number> {
     format: flags["log.format"] as LogFormat,
   });
   const fqdn = (flags["fqdn"] as string | undefined) || await detectFqdn();
-  let agent;
+  const proxyUrl = (flags["proxy-url"] as string | undefined) || undefined;
+  const metrics = createClientMetrics({ defaultMetrics: true });
+  let agent: Agent | undefined;
+  let modules: Modules;
   try {
-    agent = await startAgent({
-      proxyUrl: flags["proxy-url"] as string,
-      fqdn,
-      labels,
-      logger,
-      proxyTls: tls,
-      metricsAddress,
-      retryInitialMs: flags["proxy.retry.initial-wait"] as number,
-      retryMaxMs: flags["proxy.retry.max-wait"] as number,
-    });
+    modules = await startModules(moduleSettings, { registry: metrics.registry, logger });
   } catch (error) {
-    logger.error("Cannot start", { err: error });
+    logger.error("Cannot start the module listeners", { err: error });
     return 1;
+  }
+  if (proxyUrl) {
+    try {
+      agent = await startAgent({
+        proxyUrl,
+        fqdn,
+        labels,
+        logger,
+        proxyTls: tls,
+        metricsAddress,
+        retryInitialMs: flags["proxy.retry.initial-wait"] as number,
+        retryMaxMs: flags["proxy.retry.max-wait"] as number,
+        metrics,
+        modules: modules.announced,
+        ...(modules.scrapeHandler ? { moduleHandler: modules.scrapeHandler } : {}),
+      });
+    } catch (error) {
+      logger.error("Cannot start", { err: error });
+      await modules.close();
+      return 1;
+    }
   }
   logger.info("Starting pushprox-client", {
     version: VERSION,
     fqdn,
-    proxy_url: parseProxyUrl(flags["proxy-url"] as string).baseUrl,
+    proxy_url: proxyUrl ? parseProxyUrl(proxyUrl).baseUrl : "none (direct listener only)",
   });
-  if (agent.metricsAddress) {
+  if (agent?.metricsAddress) {
     logger.info("Listening on", {
       address: formatAddress(agent.metricsAddress),
       listener: "metrics",
     });
   }
   let stopping = false;
+  const stopped = Promise.withResolvers<void>();
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     Deno.addSignalListener(signal, () => {
       if (stopping) return;
       stopping = true;
       logger.info("Shutting down; finishing in-flight scrapes", { signal });
-      agent.stop();
+      Promise.all([agent?.stop(), modules.close()]).finally(() => stopped.resolve());
     });
   }
-  await agent.finished;
+  Deno.addSignalListener("SIGHUP", () => {
+    logger.info("Reloading the module configuration", { signal: "SIGHUP" });
+    modules.reload();
+  });
+  await stopped.promise;
   return 0;
 }
 

@@ -1,0 +1,392 @@
+/**
+ * The client's module flags (exporter_exporter's names where it has them)
+ * and the start-up that follows from them: load the configuration, build
+ * the engine, the route through the proxy, the direct listener and reload.
+ * Kept out of main.ts so that the command line stays a thin shell.
+ *
+ * @module
+ */
+
+import type { Registry } from "prom-client";
+import { formatAddress, type ListenAddress, parseListenAddress } from "../../lib/address.ts";
+import { createAllowList, parseCidr } from "../../lib/cidr.ts";
+import { FlagError, type FlagSpec, type FlagValues } from "../../lib/flags.ts";
+import type { Logger } from "../../lib/logger.ts";
+import { loadWebConfig, type WebConfig } from "../../lib/web_config.ts";
+import {
+  type ExporterServer,
+  type ExporterTlsFlags,
+  startExporterServer,
+} from "../exporter_server.ts";
+import { loadConfig, type LoadedConfig } from "./config.ts";
+import {
+  createModuleEngine,
+  type ModuleEngine,
+  prepareConfig,
+  type PreparedConfig,
+} from "./engine.ts";
+import { createModuleMetrics } from "./metrics.ts";
+import { type ConfigReloader, createConfigReloader } from "./reloader.ts";
+import { createModuleScrapeHandler, type ModuleScrapeHandler } from "./scrape_route.ts";
+
+/** The module flags, appended to the client's flag table. */
+export const MODULE_FLAGS: readonly FlagSpec[] = [
+  {
+    name: "config.file",
+    type: "string",
+    help:
+      "exporter_exporter module configuration (expexp.yaml format); modules are off unless this or --config.dirs is given.",
+  },
+  {
+    name: "config.dirs",
+    type: "string",
+    repeatable: true,
+    help: "Directory of one-module *.yml/*.yaml files, each named after its file.",
+  },
+  {
+    name: "config.skip-dirs",
+    type: "boolean",
+    help: "Skip --config.dirs entries that do not exist instead of failing.",
+  },
+  {
+    name: "allow.raw-scrapes",
+    type: "boolean",
+    help:
+      "With modules configured, also let the proxy scrape ports on this host directly (refused by default).",
+  },
+  {
+    name: "verify.max-bytes",
+    type: "integer",
+    default: "268435456",
+    help: "Most (decompressed) bytes of a body that verification reads; longer bodies fail.",
+  },
+  {
+    name: "exec.max-output-bytes",
+    type: "integer",
+    default: "16777216",
+    help: "Most output bytes an exec module's command may print; more is a 502.",
+  },
+  {
+    name: "web.listen-address",
+    type: "string",
+    help:
+      "Serve modules directly (as exporter_exporter) at this address, e.g. :9999; off unless set.",
+  },
+  {
+    name: "web.config.file",
+    type: "string",
+    help: "exporter-toolkit web configuration (TLS, basic auth) for --web.listen-address.",
+  },
+  {
+    name: "web.tls.listen-address",
+    type: "string",
+    help: "Serve modules directly over TLS (--web.tls.cert/key) at this address; off unless set.",
+  },
+  {
+    name: "web.tls.cert",
+    type: "string",
+    default: "cert.pem",
+    help: "Certificate for --web.tls.listen-address.",
+  },
+  {
+    name: "web.tls.key",
+    type: "string",
+    default: "key.pem",
+    help: "Private key for --web.tls.listen-address.",
+  },
+  {
+    name: "web.tls.ca",
+    type: "string",
+    default: "ca.pem",
+    help: "CA that client certificates must chain to (with --web.tls.verify).",
+  },
+  {
+    name: "web.tls.verify",
+    type: "boolean",
+    help: "Require and verify client certificates on --web.tls.listen-address.",
+  },
+  {
+    name: "web.tls.certmatch",
+    type: "string",
+    help:
+      "Regexp a verified client certificate's CN, DNS or email SAN must match (needs --web.tls.verify).",
+  },
+  {
+    name: "web.bearer.token",
+    type: "string",
+    help:
+      "Require this bearer token on the direct listeners (visible in ps: prefer --web.bearer.token-file).",
+  },
+  {
+    name: "web.bearer.token-file",
+    type: "string",
+    help: "File holding the bearer token required on the direct listeners.",
+  },
+  {
+    name: "allow.net",
+    type: "string",
+    repeatable: true,
+    help: "Only accept direct requests from this network (CIDR), e.g. 10.0.0.0/8.",
+  },
+  {
+    name: "web.enable-lifecycle",
+    type: "boolean",
+    help: "Enable POST /-/reload on the direct listeners (SIGHUP always reloads).",
+  },
+];
+
+/** What the module flags ask for, checked. */
+export interface ModuleSettings {
+  /** True when --config.file or --config.dirs was given. */
+  readonly configured: boolean;
+  /** Loads the configuration with the flags applied. */
+  readonly load: () => Promise<LoadedConfig>;
+  /** The configuration at start-up. */
+  readonly initial: PreparedConfig;
+  readonly allowRawScrapes: boolean;
+  readonly verifyMaxBytes: number;
+  readonly execMaxOutputBytes: number;
+  readonly address: ListenAddress | null;
+  readonly tlsAddress: ListenAddress | null;
+  readonly tls: ExporterTlsFlags | null;
+  readonly webConfig: WebConfig | null;
+  readonly bearerToken: string | null;
+  readonly allowNets: readonly string[];
+  readonly lifecycle: boolean;
+}
+
+/** True when the flags ask for a direct listener. */
+export function wantsDirectListener(flags: FlagValues): boolean {
+  return Boolean(flags["web.listen-address"]) || Boolean(flags["web.tls.listen-address"]);
+}
+
+/**
+ * Checks the module flags and loads the configuration once.
+ *
+ * @param flags The parsed command line.
+ * @returns The settings.
+ * @throws {FlagError} For inconsistent flags.
+ * @throws {import("./config.ts").ConfigError} For an invalid configuration (file:line: key: reason).
+ * @throws {import("../../lib/web_config.ts").ConfigError} For an invalid web configuration.
+ */
+export async function readModuleSettings(flags: FlagValues): Promise<ModuleSettings> {
+  const file = (flags["config.file"] as string | undefined) || undefined;
+  const dirs = flags["config.dirs"] as string[];
+  const skipDirs = flags["config.skip-dirs"] as boolean;
+  const configured = file !== undefined || dirs.length > 0;
+  const load = () => loadConfig({ file, dirs, skipDirs });
+
+  const address = flags["web.listen-address"]
+    ? parseListenAddress(flags["web.listen-address"] as string)
+    : null;
+  const tlsAddress = flags["web.tls.listen-address"]
+    ? parseListenAddress(flags["web.tls.listen-address"] as string)
+    : null;
+  const verify = flags["web.tls.verify"] as boolean;
+  const certMatchText = flags["web.tls.certmatch"] as string | undefined;
+  if (certMatchText && !verify) {
+    throw new FlagError("--web.tls.certmatch needs --web.tls.verify");
+  }
+  let certMatch: RegExp | null = null;
+  if (certMatchText) {
+    try {
+      certMatch = new RegExp(certMatchText);
+    } catch (error) {
+      throw new FlagError(`--web.tls.certmatch: ${(error as Error).message}`);
+    }
+  }
+  const tls: ExporterTlsFlags | null = tlsAddress === null ? null : {
+    certFile: flags["web.tls.cert"] as string,
+    keyFile: flags["web.tls.key"] as string,
+    caFile: flags["web.tls.ca"] as string,
+    verify,
+    certMatch,
+  };
+  if (tlsAddress === null && (verify || certMatchText)) {
+    throw new FlagError("--web.tls.verify and --web.tls.certmatch need --web.tls.listen-address");
+  }
+  const webConfigFile = flags["web.config.file"] as string | undefined;
+  if (webConfigFile && address === null) {
+    throw new FlagError("--web.config.file applies to --web.listen-address, which is not set");
+  }
+  const webConfig = webConfigFile ? await loadWebConfig(webConfigFile) : null;
+
+  const token = flags["web.bearer.token"] as string | undefined;
+  const tokenFile = flags["web.bearer.token-file"] as string | undefined;
+  if (token && tokenFile) {
+    throw new FlagError("--web.bearer.token and --web.bearer.token-file are mutually exclusive");
+  }
+  let bearerToken: string | null = token || null;
+  if (tokenFile) {
+    try {
+      bearerToken = (await Deno.readTextFile(tokenFile)).trim();
+    } catch (error) {
+      throw new FlagError(
+        `--web.bearer.token-file: cannot read ${tokenFile}: ${(error as Error).message}`,
+      );
+    }
+    if (bearerToken === "") throw new FlagError(`--web.bearer.token-file: ${tokenFile} is empty`);
+  }
+  const allowNets = flags["allow.net"] as string[];
+  for (const net of allowNets) {
+    try {
+      parseCidr(net);
+    } catch (error) {
+      throw new FlagError(`--allow.net: ${(error as Error).message}`);
+    }
+  }
+  const verifyMaxBytes = flags["verify.max-bytes"] as number;
+  const execMaxOutputBytes = flags["exec.max-output-bytes"] as number;
+  if (verifyMaxBytes < 1) throw new FlagError("--verify.max-bytes must be at least 1");
+  if (execMaxOutputBytes < 1) throw new FlagError("--exec.max-output-bytes must be at least 1");
+
+  const initial = await prepareConfig(
+    configured ? await load() : { modules: new Map(), defaultModule: undefined, warnings: [] },
+  );
+  return {
+    configured,
+    load,
+    initial,
+    allowRawScrapes: flags["allow.raw-scrapes"] as boolean,
+    verifyMaxBytes,
+    execMaxOutputBytes,
+    address,
+    tlsAddress,
+    tls,
+    webConfig,
+    bearerToken,
+    allowNets,
+    lifecycle: flags["web.enable-lifecycle"] as boolean,
+  };
+}
+
+/** Module names the proxy accepts in a registration (see proxy/identity.ts). */
+const ANNOUNCEABLE_REGEXP = /^[a-zA-Z0-9_][a-zA-Z0-9_.-]{0,127}$/;
+
+/**
+ * The module names to announce in the Poll registration: the ones the
+ * proxy accepts (at most 1024); others are still served.
+ *
+ * @param config The configuration.
+ * @returns The names.
+ */
+export function announcedModules(config: LoadedConfig): string[] {
+  return [...config.modules.keys()].filter((n) => ANNOUNCEABLE_REGEXP.test(n)).slice(0, 1024);
+}
+
+/** The running module machinery. */
+export interface Modules {
+  readonly engine: ModuleEngine;
+  readonly reloader: ConfigReloader;
+  /** For the scraper; undefined without a configuration (raw scrapes as before). */
+  readonly scrapeHandler: ModuleScrapeHandler | undefined;
+  /**
+   * The names announced to the proxy; updated in place on reload, so the
+   * next registration (reconnect) announces the new list.
+   */
+  readonly announced: string[];
+  /** The direct listeners, when configured. */
+  readonly server: ExporterServer | null;
+  /** SIGHUP: reload modules and TLS files. */
+  reload(): Promise<void>;
+  /** Stops the direct listeners. */
+  close(): Promise<void>;
+}
+
+/**
+ * Builds the engine and starts the direct listeners.
+ *
+ * @param settings From {@linkcode readModuleSettings}.
+ * @param options The client's registry (module metrics join it) and logger.
+ * @returns The running modules.
+ */
+export async function startModules(
+  settings: ModuleSettings,
+  options: { registry: Registry; logger: Logger },
+): Promise<Modules> {
+  const { logger, registry } = options;
+  const log = logger.with({ component: "modules" });
+  const metrics = createModuleMetrics(registry);
+  for (const warning of settings.initial.config.warnings) {
+    log.warn("Module configuration", { warning });
+  }
+  const engine = createModuleEngine({
+    config: settings.initial,
+    metrics,
+    logger: log,
+    verifyMaxBytes: settings.verifyMaxBytes,
+    execMaxOutputBytes: settings.execMaxOutputBytes,
+  });
+  const announced = announcedModules(settings.initial.config);
+  const reloader = createConfigReloader({
+    load: settings.load,
+    engine,
+    metrics,
+    logger: log,
+    onReload(config) {
+      announced.splice(0, announced.length, ...announcedModules(config));
+    },
+  });
+  reloader.markLoaded();
+  const ownMetrics = async () => ({
+    contentType: registry.contentType,
+    body: await registry.metrics(),
+  });
+  const scrapeHandler = settings.configured
+    ? createModuleScrapeHandler({
+      engine,
+      ownMetrics,
+      allowRawScrapes: settings.allowRawScrapes,
+    })
+    : undefined;
+  const reloadModules = () =>
+    settings.configured
+      ? reloader.reload()
+      : Promise.resolve({ ok: true as const, modules: [] as string[] });
+
+  let server: ExporterServer | null = null;
+  if (settings.address !== null || settings.tlsAddress !== null) {
+    server = await startExporterServer({
+      engine,
+      metrics: ownMetrics,
+      logger: log,
+      address: settings.address,
+      webConfig: settings.webConfig,
+      tlsAddress: settings.tlsAddress,
+      tls: settings.tls,
+      bearerToken: settings.bearerToken,
+      allowList: settings.allowNets.length > 0
+        ? createAllowList(settings.allowNets.map((n) => parseCidr(n)))
+        : null,
+      reload: settings.lifecycle ? reloadModules : null,
+    });
+    for (const [listener, address] of [["http", server.address], ["https", server.tlsAddress]]) {
+      if (address) {
+        log.info("Listening on", {
+          address: formatAddress(address as ListenAddress),
+          listener: `modules ${listener}`,
+        });
+      }
+    }
+  }
+  log.info("Modules loaded", {
+    modules: [...settings.initial.config.modules.keys()].join(","),
+    through_proxy: settings.configured,
+    raw_scrapes: !settings.configured || settings.allowRawScrapes,
+  });
+
+  return {
+    engine,
+    reloader,
+    scrapeHandler,
+    announced,
+    server,
+    async reload() {
+      await reloadModules();
+      await server?.reloadTls();
+    },
+    async close() {
+      await server?.close();
+    },
+  };
+}
