@@ -21,6 +21,7 @@ import { detectFqdn } from "./fqdn.ts";
 import { createClientMetrics } from "./metrics.ts";
 import { ConfigError as ModuleConfigError } from "./modules/config.ts";
 import {
+  goStyleFlags,
   MODULE_FLAGS,
   type Modules,
   type ModuleSettings,
@@ -131,7 +132,7 @@ export async function main(args: readonly string[]): Promise<number> {
   let tls: { ca?: string; cert?: string; key?: string };
   let moduleSettings: ModuleSettings;
   try {
-    flags = parseFlags(CLIENT_FLAGS, args);
+    flags = parseFlags(CLIENT_FLAGS, goStyleFlags(args));
     if (flags.help) {
       console.log(
         formatHelp(

@@ -135,6 +135,18 @@ export const MODULE_FLAGS: readonly FlagSpec[] = [
   },
 ];
 
+/**
+ * Accepts Go-style single-dash long flags (`-web.listen-address=:9999`, as
+ * in exporter_exporter's `/etc/default` files) by adding the second dash.
+ * Short flags (`-h`) and values are left alone.
+ *
+ * @param args The command line.
+ * @returns The command line with `--` long flags.
+ */
+export function goStyleFlags(args: readonly string[]): string[] {
+  return args.map((arg) => /^-[a-z][a-z0-9]*[.-][a-z0-9.-]*(=|$)/.test(arg) ? `-${arg}` : arg);
+}
+
 /** What the module flags ask for, checked. */
 export interface ModuleSettings {
   /** True when --config.file or --config.dirs was given. */
