@@ -52,13 +52,28 @@ export function createClientService(
         );
       }
 
-      const session = coordinator.register({
-        fqdn: request.fqdn,
-        labels: request.labels,
-        version: request.version,
-        modules: request.modules,
-        protocol: "connect",
-      });
+      if (request.proxies.length > 64 || request.proxies.some((p) => p.length > 512)) {
+        throw new ConnectError(
+          "Cannot register: more than 64 proxies, or one longer than 512 characters",
+          Code.InvalidArgument,
+        );
+      }
+      let session;
+      try {
+        session = coordinator.register({
+          fqdn: request.fqdn,
+          labels: request.labels,
+          version: request.version,
+          modules: request.modules,
+          protocol: "connect",
+          proxies: request.proxies,
+        });
+      } catch (error) {
+        if (error instanceof CoordinatorError && error.kind === "draining") {
+          throw new ConnectError(`Cannot register: ${error.message}`, Code.Unavailable);
+        }
+        throw error;
+      }
       metrics.registrations.inc();
       const log = logger.with({
         fqdn: request.fqdn,
@@ -89,6 +104,11 @@ export function createClientService(
                 `Another stream registered as "${request.fqdn}" replaced this one`,
                 Code.AlreadyExists,
               );
+            }
+            if (error instanceof CoordinatorError && error.kind === "draining") {
+              log.info("Telling the client to go away: shutting down");
+              yield { message: { case: "goAway", value: { reason: "shutting down" } } };
+              return;
             }
             throw error;
           }

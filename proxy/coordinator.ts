@@ -78,7 +78,7 @@ export interface ClientInfo extends ClientIdentity {
   lastScrape: number;
   inFlight: number;
   /** The last finished scrape; null if none finished yet. */
-  lastResult: ScrapeResult | null;
+  lastResult?: ScrapeResult | null;
 }
 
 /** Base class of the errors the coordinator reports to its adapters. */

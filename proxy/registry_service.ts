@@ -31,6 +31,14 @@ export function createRegistryService(
           inFlight: client.inFlight,
           connected: client.connected,
           protocol: client.protocol,
+          proxies: client.proxies ?? [],
+          ...(client.lastResult
+            ? {
+              lastScrapeStatus: client.lastResult.status,
+              lastScrapeError: client.lastResult.error,
+              lastScrapeDurationMs: Math.min(Math.round(client.lastResult.durationMs), 0xffffffff),
+            }
+            : {}),
         })),
       };
     },
