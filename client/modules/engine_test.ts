@@ -579,6 +579,35 @@ Deno.test("file module: serves the file and its mtime gauge; a vanished file get
   }
 });
 
+Deno.test({
+  name: "file module: a FIFO nobody writes to gets 504 at the deadline",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const dir = await Deno.makeTempDir();
+    const path = `${dir}/pipe`;
+    try {
+      const made = await new Deno.Command("mkfifo", { args: [path] }).output();
+      assert.ok(made.success);
+      const { engine, metrics } = await engineFor(
+        `modules:\n  pipe:\n    method: file\n    timeout: 300ms\n    file:\n      path: ${path}\n`,
+      );
+      const started = Date.now();
+      const served = await serve(engine, "module=pipe");
+      assert.equal(served.status, 504);
+      assert.match(served.error, /module pipe: no complete answer within 300ms/);
+      assert.ok(Date.now() - started < 3000);
+      assert.equal(await count(metrics.timeouts, "pipe"), 1);
+    } finally {
+      // Unblock the open still waiting for a writer.
+      const writer = await Deno.open(path, { write: true });
+      writer.close();
+      await new Promise((r) => setTimeout(r, 100));
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
 // ---- reload -----------------------------------------------------------------------
 
 Deno.test("replace() serves new requests from the new configuration", async () => {

@@ -54,12 +54,55 @@ export function mtimeFamily(module: string, path: string, mtimeMs: number): stri
 }
 
 /**
+ * Waits for `promise` unless `signal` aborts first; a value that arrives
+ * after the abort is handed to `discard`.
+ */
+function unlessAborted<T>(
+  promise: Promise<T>,
+  signal: AbortSignal,
+  discard: (value: T) => void,
+): Promise<T> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) {
+      promise.then(discard, () => {});
+      return reject(signal.reason);
+    }
+    const onAbort = () => {
+      promise.then(discard, () => {});
+      reject(signal.reason);
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener("abort", onAbort);
+        if (signal.aborted) discard(value);
+        else resolve(value);
+      },
+      (error) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(error);
+      },
+    );
+  });
+}
+
+function closeQuietly(file: Deno.FsFile): void {
+  try {
+    file.close();
+  } catch {
+    // already closed (the readable closes it at its end)
+  }
+}
+
+/**
  * Opens the file and answers with its contents. A file that cannot be
  * opened (vanished, unreadable) is a 502 naming the path.
  *
  * @param request The module and limits.
- * @param signal The request's deadline; aborting it stops reading.
+ * @param signal The request's deadline; aborting it stops waiting (a FIFO
+ *   without a writer blocks in open and read) and closes the file.
  * @returns The response.
+ * @throws The signal's reason when it aborts first.
  */
 export async function serveFileModule(
   request: FileModuleRequest,
@@ -71,8 +114,9 @@ export async function serveFileModule(
   let file: Deno.FsFile;
   let mtime: Date | null = null;
   try {
-    file = await Deno.open(path, { read: true });
+    file = await unlessAborted(Deno.open(path, { read: true }), signal, closeQuietly);
   } catch (error) {
+    if (signal.aborted) throw error;
     metrics.fileFails.inc({ module: module.name });
     return errorResponse(
       502,
@@ -93,7 +137,8 @@ export async function serveFileModule(
   }
 
   const source = file.readable;
-  const onAbort = () => source.cancel(signal.reason).catch(() => {});
+  const opened = file;
+  const onAbort = () => closeQuietly(opened);
   signal.addEventListener("abort", onAbort, { once: true });
   const verified = verifyStream(source, {
     contentType: TEXT_CONTENT_TYPE,
@@ -101,7 +146,7 @@ export async function serveFileModule(
   });
   let body;
   try {
-    body = await prefetch(verified, request.windowBytes);
+    body = await unlessAborted(prefetch(verified, request.windowBytes), signal, () => {});
   } catch (error) {
     signal.removeEventListener("abort", onAbort);
     throw error;
