@@ -14,6 +14,7 @@ import type { Logger } from "../lib/logger.ts";
 import { createClientService } from "./client_service.ts";
 import { type Coordinator, createCoordinator } from "./coordinator.ts";
 import { createLegacyHandler } from "./legacy.ts";
+import { createOperationsHandler } from "./operations.ts";
 import { createProxyMetrics, type ProxyMetrics } from "./metrics.ts";
 import { createRegistryService } from "./registry_service.ts";
 import { createScrapeHandler } from "./scrape_handler.ts";
@@ -80,6 +81,11 @@ export function createProxy(options: ProxyOptions): Proxy {
     ? createLegacyHandler({ coordinator, logger, metrics, now })
     : null;
   const maxMessageBytes = options.maxMessageBytes ?? 1 << 20;
+  // `/`, `/-/healthy`, `/-/ready`.
+  const serveOperations = createOperationsHandler({
+    draining: () => coordinator.draining,
+    observe: (path, code) => metrics.httpRequests.inc({ code: String(code), path }),
+  });
   const handleConnect = connectNodeAdapter({
     routes(router) {
       router.service(
@@ -174,6 +180,7 @@ export function createProxy(options: ProxyOptions): Proxy {
         );
         return;
       }
+      if (serveOperations(req, res, path)) return;
       res.writeHead(404, { "content-type": "text/plain; charset=utf-8" });
       res.end(
         `No such endpoint: ${path}. Scrape targets through this proxy with proxy_url; see /clients and /metrics\n`,
