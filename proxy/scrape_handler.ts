@@ -56,14 +56,23 @@ export function createScrapeHandler(
 
   return async function handleScrape(req, res) {
     const started = performance.now();
+    // For the status page: the host scraped and why it failed, if it did.
+    let host: string | null = null;
+    let failure = "";
     const finish = (code: number) => {
+      const seconds = (performance.now() - started) / 1000;
       metrics.proxiedRequests.inc({ code: String(code) });
-      metrics.scrapeDuration.observe(
-        { code: String(code) },
-        (performance.now() - started) / 1000,
-      );
+      metrics.scrapeDuration.observe({ code: String(code) }, seconds);
+      if (host !== null) {
+        coordinator.recordScrapeResult(host, {
+          status: code,
+          error: failure,
+          durationMs: seconds * 1000,
+        });
+      }
     };
     const fail = (code: number, message: string) => {
+      failure = message;
       if (!res.headersSent && !res.destroyed) {
         res.writeHead(code, { "content-type": "text/plain; charset=utf-8" });
         res.end(message + "\n");
@@ -99,6 +108,7 @@ export function createScrapeHandler(
     if (url.username !== "" || url.password !== "") {
       return fail(400, "Cannot proxy a URL with credentials in it");
     }
+    host = url.hostname;
 
     let timeoutMs: number;
     try {
@@ -152,6 +162,7 @@ export function createScrapeHandler(
         );
       }
       log.debug("Scrape abandoned by Prometheus");
+      failure = "Prometheus closed the connection before the client answered";
       return finish(499);
     }
 
@@ -183,6 +194,7 @@ export function createScrapeHandler(
       log.warn("Scrape failed while relaying the body", {
         err: reason.message,
       });
+      failure = reason.message;
       res.destroy();
       finish(deadline.aborted ? 504 : 502);
     }

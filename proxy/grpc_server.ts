@@ -1,0 +1,89 @@
+/**
+ * The optional second listener (`--grpc.listen-address`): the same Connect
+ * services as the main port, over HTTP/2 with prior knowledge (h2c), so that
+ * plain gRPC clients (grpc-go, grpcurl, `buf curl --protocol grpc`) can call
+ * them. Connect and gRPC-Web over HTTP/2 work there too. Scrapes, `/clients`
+ * and the rest stay on the main port.
+ *
+ * @module
+ */
+
+import { createServer, type Http2Server } from "node:http2";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+
+/** Options for {@linkcode serveGrpc}. */
+export interface GrpcServeOptions {
+  /** Address to bind; "" for all. */
+  hostname: string;
+  /** Port; 0 picks a free one. */
+  port: number;
+  /** Stops the listener when aborted. */
+  signal?: AbortSignal;
+  /** Close connections idle this long. @default {65000} */
+  idleTimeoutMs?: number;
+  /** Largest request header block. @default {16384} */
+  maxHeaderBytes?: number;
+  /** Most concurrent streams per connection. @default {1000} */
+  maxConcurrentStreams?: number;
+}
+
+/** A listening gRPC port. */
+export interface ServingGrpc {
+  readonly address: { hostname: string; port: number };
+  readonly server: Http2Server;
+  /** Resolves when the listener has closed. */
+  readonly finished: Promise<void>;
+}
+
+/**
+ * Listens for HTTP/2 and hands `/pushprox.v1.*` calls to the proxy's handler
+ * (which authenticates and routes them as on the main port).
+ *
+ * @param proxy The proxy's request handler.
+ * @param options Address, limits and stop signal.
+ * @returns The listening server.
+ */
+export async function serveGrpc(
+  proxy: { handle(req: IncomingMessage, res: ServerResponse): void },
+  options: GrpcServeOptions,
+): Promise<ServingGrpc> {
+  const server = createServer({
+    maxHeaderListPairs: 128,
+    settings: {
+      maxConcurrentStreams: options.maxConcurrentStreams ?? 1000,
+      maxHeaderListSize: options.maxHeaderBytes ?? 16384,
+    },
+  }, (req, res) => {
+    const path = (req.url ?? "").split("?", 1)[0]!;
+    if (!path.startsWith("/pushprox.v1.")) {
+      res.writeHead(404, { "content-type": "text/plain; charset=utf-8" });
+      res.end(`No such endpoint on the gRPC port: ${path}. Only /pushprox.v1.* services\n`);
+      return;
+    }
+    // The compatibility API of node:http2 has what the handler uses.
+    proxy.handle(req as unknown as IncomingMessage, res as unknown as ServerResponse);
+  });
+  server.setTimeout(options.idleTimeoutMs ?? 65_000, () => {});
+  const sessions = new Set<import("node:http2").ServerHttp2Session>();
+  server.on("session", (session) => {
+    sessions.add(session);
+    session.once("close", () => sessions.delete(session));
+  });
+  const finished = new Promise<void>((resolve) => server.once("close", () => resolve()));
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(options.port, options.hostname || undefined, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const close = () => {
+    server.close();
+    for (const session of sessions) session.destroy();
+  };
+  if (options.signal?.aborted) close();
+  options.signal?.addEventListener("abort", close, { once: true });
+  const info = server.address() as AddressInfo;
+  return { address: { hostname: info.address, port: info.port }, server, finished };
+}
