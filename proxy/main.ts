@@ -15,6 +15,8 @@ import {
   type LogLevel,
 } from "../lib/logger.ts";
 import { VERSION } from "../lib/version.ts";
+import { drainProxy } from "./drain.ts";
+import { serveGrpc, type ServingGrpc } from "./grpc_server.ts";
 import { createProxy, serveProxy } from "./server.ts";
 
 /** Every flag of the proxy, with its default. */
@@ -62,6 +64,19 @@ export const PROXY_FLAGS: readonly FlagSpec[] = [
     help: "Serve unmodified upstream pushprox-client binaries on /poll and /push.",
   },
   {
+    name: "web.drain-timeout",
+    type: "duration",
+    default: "30s",
+    help:
+      "On SIGTERM, how long to finish scrapes in flight (new ones get 503, clients are told to go away).",
+  },
+  {
+    name: "grpc.listen-address",
+    type: "string",
+    default: "",
+    help: "Also serve the API over HTTP/2 (h2c) for plain gRPC clients on this address; empty disables.",
+  },
+  {
     name: "log.level",
     type: "string",
     default: "info",
@@ -86,9 +101,13 @@ export const PROXY_FLAGS: readonly FlagSpec[] = [
 export async function main(args: readonly string[]): Promise<number> {
   let flags: FlagValues;
   let listen;
+  let grpcListen = null;
   try {
     flags = parseFlags(PROXY_FLAGS, args);
     listen = parseListenAddress(flags["web.listen-address"] as string);
+    if (flags["grpc.listen-address"] !== "") {
+      grpcListen = parseListenAddress(flags["grpc.listen-address"] as string);
+    }
   } catch (error) {
     if (!(error instanceof FlagError || error instanceof SyntaxError)) {
       throw error;
@@ -123,10 +142,22 @@ export async function main(args: readonly string[]): Promise<number> {
     legacyProtocol: flags["legacy.enabled"] as boolean,
   });
   const stop = new AbortController();
+  // The first signal drains (scrapes in flight finish, clients go away), a
+  // second one stops at once.
+  const hurry = new AbortController();
+  const drainTimeoutMs = flags["web.drain-timeout"] as number;
+  let draining = false;
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     Deno.addSignalListener(signal, () => {
-      logger.info("Shutting down", { signal });
-      stop.abort();
+      if (draining) {
+        logger.info("Second signal: stopping now", { signal });
+        hurry.abort();
+        return;
+      }
+      draining = true;
+      logger.info("Shutting down", { signal, drain_timeout: formatDuration(drainTimeoutMs) });
+      drainProxy(proxy, { timeoutMs: drainTimeoutMs, logger, signal: hurry.signal })
+        .finally(() => stop.abort());
     });
   }
   let serving;
@@ -151,7 +182,23 @@ export async function main(args: readonly string[]): Promise<number> {
     scrape_max_timeout: formatDuration(flags["scrape.max-timeout"] as number),
   });
   logger.info("Listening on", { address: formatAddress(serving.address) });
-  await serving.finished;
+  let grpc: ServingGrpc | null = null;
+  if (grpcListen !== null) {
+    try {
+      grpc = await serveGrpc(proxy, { ...grpcListen, signal: stop.signal });
+    } catch (error) {
+      logger.error("Cannot listen", {
+        address: flags["grpc.listen-address"],
+        listener: "grpc",
+        err: error,
+      });
+      stop.abort();
+      await serving.finished;
+      return 1;
+    }
+    logger.info("Listening on", { address: formatAddress(grpc.address), listener: "grpc" });
+  }
+  await Promise.all([serving.finished, grpc?.finished]);
   return 0;
 }
 
