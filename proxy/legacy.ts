@@ -263,7 +263,8 @@ export function createLegacyHandler(options: LegacyHandlerOptions): LegacyHandle
     if (options.authorize && !await options.authorize(req, fqdn)) {
       return finish(403, `Error polling: not allowed to poll for ${fqdn}\n`);
     }
-    if (closed) return finish(503, "The proxy is shutting down\n");
+    // While draining, old clients are told to come back (they retry).
+    if (closed || coordinator.draining) return finish(503, "The proxy is shutting down\n");
     if (res.destroyed) return finish(499, null);
 
     const legacy = open(fqdn);
@@ -277,14 +278,17 @@ export function createLegacyHandler(options: LegacyHandlerOptions): LegacyHandle
 
     let taken = takeUndelivered(legacy);
     let replaced = false;
+    let draining = false;
     if (taken === null) {
       const timer = setTimeout(() => wake(legacy, held, { kind: "expired" }), pollHoldMs);
       try {
         const task = await legacy.session.next(held.controller.signal);
         if (task !== null) taken = { task, takenAt: now() };
       } catch (error) {
-        if (!(error instanceof CoordinatorError && error.kind === "replaced")) throw error;
-        replaced = true;
+        if (!(error instanceof CoordinatorError)) throw error;
+        if (error.kind === "replaced") replaced = true;
+        else if (error.kind === "draining") draining = true;
+        else throw error;
       } finally {
         clearTimeout(timer);
       }
@@ -322,6 +326,7 @@ export function createLegacyHandler(options: LegacyHandlerOptions): LegacyHandle
     if (replaced) {
       return finish(408, `Error WaitForScrapeInstruction: another client registered as ${fqdn}\n`);
     }
+    if (draining) return finish(503, "The proxy is shutting down\n");
     switch (why?.kind) {
       case "displaced":
         return finish(408, DISPLACED_TEXT);

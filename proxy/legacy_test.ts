@@ -426,3 +426,27 @@ Deno.test("close() answers held polls and closes the sessions", async () => {
     await h.close();
   }
 });
+
+Deno.test("while the proxy drains, polls are answered 503 and sent scrapes can still be pushed", async () => {
+  const h = await harness();
+  try {
+    const first = poll(h, "node-a");
+    await waitFor(() => connected(h, "node-a") || undefined, "registration");
+    const replyPromise = scrape(h, "node-a");
+    const id = idOf((await first).text);
+    const held = poll(h, "node-a");
+    await new Promise((resolve) => setTimeout(resolve, 50)); // let the poll be held
+    h.coordinator.drain();
+    assert.deepEqual(await held, { status: 503, text: "The proxy is shutting down\n" });
+    assert.equal((await poll(h, "node-b")).status, 503, "no new registrations");
+    const { body, pushed } = await relay(
+      h,
+      replyPromise,
+      `HTTP/1.1 200 OK\r\nId: ${id}\r\nContent-Length: 3\r\n\r\nup\n`,
+    );
+    assert.equal(body, "up\n");
+    assert.equal(pushed.status, 200);
+  } finally {
+    await h.close();
+  }
+});
