@@ -24,6 +24,17 @@ export interface ClientServiceOptions {
   metrics: ProxyMetrics;
   /** Interval of heartbeats on idle Poll streams. */
   heartbeatIntervalMs: number;
+  /**
+   * Decides whether the caller may register `fqdn`: returns its credential
+   * (bound to the fqdn while the stream is open) or throws a ConnectError.
+   * @default {everyone may register anything; no credential}
+   */
+  authorizeRegistration?: (
+    context: HandlerContext,
+    fqdn: string,
+  ) => { credential: string; name: string };
+  /** The credential a push was made with, checked against the scrape's stream. */
+  pushCredential?: (context: HandlerContext) => string | null;
 }
 
 /**
@@ -58,6 +69,7 @@ export function createClientService(
           Code.InvalidArgument,
         );
       }
+      const grant = options.authorizeRegistration?.(context, request.fqdn) ?? null;
       let session;
       try {
         session = coordinator.register({
@@ -67,10 +79,23 @@ export function createClientService(
           modules: request.modules,
           protocol: "connect",
           proxies: request.proxies,
-        });
+        }, grant === null ? {} : { credential: grant.credential });
       } catch (error) {
         if (error instanceof CoordinatorError && error.kind === "draining") {
           throw new ConnectError(`Cannot register: ${error.message}`, Code.Unavailable);
+        }
+        if (error instanceof CoordinatorError && error.kind === "credential_mismatch") {
+          metrics.authFailures.inc({ role: "client", reason: "forbidden" });
+          logger.warn("Registration refused: fqdn held by another credential", {
+            fqdn: request.fqdn,
+            credential: grant?.name,
+          });
+          throw new ConnectError(`Cannot register: ${error.message}`, Code.PermissionDenied);
+        }
+        if (error instanceof CoordinatorError && error.kind === "too_many_clients") {
+          metrics.limitHits.inc({ limit: "clients" });
+          logger.warn("Registration refused", { fqdn: request.fqdn, err: error.message });
+          throw new ConnectError(error.message, Code.ResourceExhausted);
         }
         throw error;
       }
@@ -164,6 +189,7 @@ export function createClientService(
         Code.InvalidArgument,
       );
     }
+    const credential = options.pushCredential?.(context) ?? null;
     let bytes = 0;
     async function* body(): AsyncGenerator<Uint8Array> {
       for (;;) {
@@ -187,6 +213,7 @@ export function createClientService(
           status: head.status,
           headers: head.headers,
           error: head.error,
+          ...(credential === null ? {} : { credential }),
         },
         body(),
       );

@@ -15,6 +15,8 @@ import {
   type LogLevel,
 } from "../lib/logger.ts";
 import { VERSION } from "../lib/version.ts";
+import { ConfigError } from "../lib/web_config.ts";
+import { loadSecurity, type Security } from "./security_config.ts";
 import { drainProxy } from "./drain.ts";
 import { serveGrpc, type ServingGrpc } from "./grpc_server.ts";
 import { createProxy, serveProxy } from "./server.ts";
@@ -74,7 +76,69 @@ export const PROXY_FLAGS: readonly FlagSpec[] = [
     name: "grpc.listen-address",
     type: "string",
     default: "",
-    help: "Also serve the API over HTTP/2 (h2c) for plain gRPC clients on this address; empty disables.",
+    help:
+      "Also serve the API over HTTP/2 (h2c) for plain gRPC clients on this address; empty disables.",
+  },
+  {
+    name: "web.config.file",
+    type: "string",
+    default: "",
+    help: "exporter-toolkit web configuration: TLS (tls_server_config), headers, basic_auth_users.",
+  },
+  {
+    name: "auth.config.file",
+    type: "string",
+    default: "",
+    help:
+      "Who may act as client, scraper and reader (see README Security); without it all roles are open.",
+  },
+  {
+    name: "web.config.reload-interval",
+    type: "duration",
+    default: "5s",
+    help: "How often the web and auth configuration and the TLS files are checked for changes.",
+  },
+  {
+    name: "web.max-header-bytes",
+    type: "integer",
+    default: "16384",
+    help: "Largest request header block; larger requests get 431.",
+  },
+  {
+    name: "web.read-header-timeout",
+    type: "duration",
+    default: "10s",
+    help: "Time a connection has to complete its TLS handshake and request headers.",
+  },
+  {
+    name: "web.idle-timeout",
+    type: "duration",
+    default: "65s",
+    help: "How long an idle keep-alive connection is kept open.",
+  },
+  {
+    name: "clients.max",
+    type: "integer",
+    default: "10000",
+    help: "Most clients registered at once; more registrations are refused (0: no limit).",
+  },
+  {
+    name: "scrape.max-concurrent",
+    type: "integer",
+    default: "1000",
+    help: "Most scrapes in flight through the proxy; more get 503 (0: no limit).",
+  },
+  {
+    name: "scrape.max-concurrent-per-client",
+    type: "integer",
+    default: "32",
+    help: "Most scrapes in flight for one client; more get 429 (0: no limit).",
+  },
+  {
+    name: "scrape.max-body-bytes",
+    type: "integer",
+    default: "268435456",
+    help: "Largest scrape body relayed; larger ones are aborted (0: no limit).",
   },
   {
     name: "log.level",
@@ -132,7 +196,28 @@ export async function main(args: readonly string[]): Promise<number> {
     level: flags["log.level"] as LogLevel,
     format: flags["log.format"] as LogFormat,
   });
+  let security: Security;
+  try {
+    security = await loadSecurity({
+      webConfigFile: flags["web.config.file"] as string,
+      authConfigFile: flags["auth.config.file"] as string,
+      logger,
+      reloadIntervalMs: flags["web.config.reload-interval"] as number,
+    });
+  } catch (error) {
+    if (!(error instanceof ConfigError)) {
+      logger.error("Cannot load the TLS configuration", { err: (error as Error).message });
+      return 1;
+    }
+    console.error(`pushprox-proxy: ${error.message}`);
+    return 2;
+  }
   const proxy = createProxy({
+    auth: security.auth,
+    maxClients: flags["clients.max"] as number,
+    maxScrapes: flags["scrape.max-concurrent"] as number,
+    maxScrapesPerClient: flags["scrape.max-concurrent-per-client"] as number,
+    maxScrapeBodyBytes: flags["scrape.max-body-bytes"] as number,
     logger,
     defaultScrapeTimeoutMs: flags["scrape.default-timeout"] as number,
     maxScrapeTimeoutMs: flags["scrape.max-timeout"] as number,
@@ -166,6 +251,12 @@ export async function main(args: readonly string[]): Promise<number> {
       ...listen,
       signal: stop.signal,
       requestTimeoutMs: (flags["scrape.max-timeout"] as number) + 30_000,
+      headersTimeoutMs: flags["web.read-header-timeout"] as number,
+      idleTimeoutMs: flags["web.idle-timeout"] as number,
+      maxHeaderBytes: flags["web.max-header-bytes"] as number,
+      headers: security.web.headers,
+      logger,
+      ...(security.tls ? { tls: security.tls } : {}),
     });
   } catch (error) {
     logger.error("Cannot listen", {
@@ -181,7 +272,13 @@ export async function main(args: readonly string[]): Promise<number> {
     ),
     scrape_max_timeout: formatDuration(flags["scrape.max-timeout"] as number),
   });
-  logger.info("Listening on", { address: formatAddress(serving.address) });
+  for (const warning of security.warnings()) logger.warn(warning);
+  security.watch(stop.signal);
+  logger.info("Listening on", {
+    address: formatAddress(serving.address),
+    tls: security.tls !== null,
+    auth: security.auth.config.source,
+  });
   let grpc: ServingGrpc | null = null;
   if (grpcListen !== null) {
     try {

@@ -26,6 +26,10 @@ export interface ProxyMetrics {
   registrations: Counter;
   /** Pushes refused or failed, by reason. */
   pushErrors: Counter<"reason">;
+  /** Requests refused for missing or wrong credentials, by role and reason. */
+  authFailures: Counter<"role" | "reason">;
+  /** Requests and registrations refused because a limit was reached, by limit. */
+  limitHits: Counter<"limit">;
 }
 
 /** Options for {@linkcode createProxyMetrics}. */
@@ -134,7 +138,36 @@ export function createProxyMetrics(options: ProxyMetricsOptions): ProxyMetrics {
       labelNames: ["reason"],
       registers,
     }),
+    authFailures: new Counter({
+      name: "pushprox_proxy_auth_failures_total",
+      help: "Requests refused for missing, wrong, expired or insufficient credentials.",
+      labelNames: ["role", "reason"],
+      registers,
+    }),
+    limitHits: new Counter({
+      name: "pushprox_proxy_limit_hits_total",
+      help: "Requests and registrations refused because a limit was reached.",
+      labelNames: ["limit"],
+      registers,
+    }),
   };
+  for (const role of ["client", "scraper", "reader", "tls"]) {
+    for (const reason of ["missing", "invalid", "expired", "forbidden"]) {
+      metrics.authFailures.inc({ role, reason }, 0);
+    }
+  }
+  for (
+    const limit of [
+      "clients",
+      "scrapes_per_client",
+      "scrapes",
+      "scrape_body_bytes",
+      "header_bytes",
+      "header_timeout",
+    ]
+  ) {
+    metrics.limitHits.inc({ limit }, 0);
+  }
   for (const code of COMMON_CODES) metrics.proxiedRequests.inc({ code }, 0);
   for (const path of ["/clients", "/metrics"]) {
     metrics.httpRequests.inc({ code: "200", path }, 0);

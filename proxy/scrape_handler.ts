@@ -26,6 +26,8 @@ export interface ScrapeHandlerOptions {
   maxTimeoutMs: number;
   /** The coordinator's clock. @default {Date.now} */
   now?: () => number;
+  /** Largest scrape body relayed, in bytes; 0 for no limit. @default {0} */
+  maxBodyBytes?: number;
 }
 
 /** Handles one absolute-form request. */
@@ -148,8 +150,19 @@ export function createScrapeHandler(
       );
     } catch (error) {
       if (error instanceof CoordinatorError) {
-        const code = error.kind === "unknown_client" ? 404 : 503;
-        log.debug("Scrape refused", { err: error.message });
+        const code = error.kind === "unknown_client"
+          ? 404
+          : error.kind === "client_busy"
+          ? 429
+          : 503;
+        if (error.kind === "client_busy" || error.kind === "proxy_busy") {
+          metrics.limitHits.inc({
+            limit: error.kind === "client_busy" ? "scrapes_per_client" : "scrapes",
+          });
+          log.warn("Scrape refused", { err: error.message });
+        } else {
+          log.debug("Scrape refused", { err: error.message });
+        }
         return fail(code, `Cannot scrape ${target}: ${error.message}`);
       }
       if (deadline.aborted) {
@@ -175,9 +188,22 @@ export function createScrapeHandler(
       return fail(reply.status, `Cannot scrape ${target}: ${reply.error}`);
     }
 
+    const maxBodyBytes = options.maxBodyBytes ?? 0;
+    const declared = Number(
+      reply.headers.find((h) => h.name.toLowerCase() === "content-length")?.value ?? NaN,
+    );
+    if (maxBodyBytes > 0 && declared > maxBodyBytes) {
+      const reason = new BodyTooLargeError(
+        `Scrape body of ${declared} bytes exceeds --scrape.max-body-bytes=${maxBodyBytes}`,
+      );
+      reply.settle(reason);
+      metrics.limitHits.inc({ limit: "scrape_body_bytes" });
+      log.warn("Scrape refused", { err: reason.message });
+      return fail(502, `Cannot scrape ${target}: ${reason.message}`);
+    }
     try {
       writeHead(res, reply.status, reply.headers);
-      const bytes = await relayBody(reply.body, res, signal);
+      const bytes = await relayBody(reply.body, res, signal, maxBodyBytes);
       res.end();
       metrics.relayedBytes.inc(bytes);
       reply.settle();
@@ -191,6 +217,9 @@ export function createScrapeHandler(
         ? error
         : new Error(String(error));
       reply.settle(reason);
+      if (reason instanceof BodyTooLargeError) {
+        metrics.limitHits.inc({ limit: "scrape_body_bytes" });
+      }
       log.warn("Scrape failed while relaying the body", {
         err: reason.message,
       });
@@ -222,11 +251,23 @@ function writeHead(
   res.writeHead(status);
 }
 
-/** Copies the body with back-pressure; stops when `signal` aborts. */
+/** A client's answer is larger than --scrape.max-body-bytes. */
+class BodyTooLargeError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "BodyTooLargeError";
+  }
+}
+
+/**
+ * Copies the body with back-pressure; stops when `signal` aborts or when more
+ * than `maxBytes` (0: no limit) arrive.
+ */
 async function relayBody(
   body: AsyncIterable<Uint8Array>,
   res: ServerResponse,
   signal: AbortSignal,
+  maxBytes: number,
 ): Promise<number> {
   const iterator = body[Symbol.asyncIterator]();
   let bytes = 0;
@@ -240,6 +281,11 @@ async function relayBody(
     const next = await Promise.race([iterator.next(), aborted]);
     if (next.done) return bytes;
     bytes += next.value.byteLength;
+    if (maxBytes > 0 && bytes > maxBytes) {
+      throw new BodyTooLargeError(
+        `Scrape body exceeds --scrape.max-body-bytes=${maxBytes}; the relay was aborted`,
+      );
+    }
     if (!res.write(next.value)) {
       await Promise.race([
         new Promise((resolve) => res.once("drain", resolve)),

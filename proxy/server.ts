@@ -7,10 +7,29 @@
  */
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import { createServer as createHttpsServer } from "node:https";
+import type { AddressInfo, Socket } from "node:net";
+import type { TLSSocket } from "node:tls";
+import {
+  Code,
+  ConnectError,
+  createContextKey,
+  createContextValues,
+  type HandlerContext,
+  type Interceptor,
+} from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { ClientService, RegistryService } from "../gen/pushprox/v1/pushprox_pb.ts";
 import type { Logger } from "../lib/logger.ts";
+import { peerIdentity, type TlsListener } from "../lib/tls_server.ts";
+import {
+  type Authenticator,
+  type AuthResult,
+  createAuthenticator,
+  defaultAuthConfig,
+  registrationProblem,
+  type Role,
+} from "./auth.ts";
 import { createClientService } from "./client_service.ts";
 import { type Coordinator, createCoordinator } from "./coordinator.ts";
 import { createLegacyHandler } from "./legacy.ts";
@@ -39,6 +58,42 @@ export interface ProxyOptions {
   legacyProtocol?: boolean;
   /** @default {Date.now} */
   now?: () => number;
+  /** Who may act as client, scraper and reader. @default {everyone: all roles open} */
+  auth?: Authenticator;
+  /** Most clients listed at once; 0 for no limit. @default {0} */
+  maxClients?: number;
+  /** Most scrapes in flight per client; 0 for no limit. @default {0} */
+  maxScrapesPerClient?: number;
+  /** Most scrapes in flight in all; 0 for no limit. @default {0} */
+  maxScrapes?: number;
+  /** Largest scrape body relayed, in bytes; 0 for no limit. @default {0} */
+  maxScrapeBodyBytes?: number;
+}
+
+/** The authentication outcome of a Connect request, set by the proxy's router. */
+export const AUTH_RESULT: ReturnType<typeof createContextKey<AuthResult | null>> = createContextKey<
+  AuthResult | null
+>(null, { description: "pushprox auth result" });
+
+/** The Connect code for a failed authentication. */
+function authCode(result: AuthResult & { ok: false }): Code {
+  return result.kind === "forbidden"
+    ? Code.PermissionDenied
+    : result.kind === "busy"
+    ? Code.Unavailable
+    : Code.Unauthenticated;
+}
+
+/** The role a request acts in, from its target; null for endpoints open to all. */
+function roleOf(target: string, path: string): Role | null {
+  if (!target.startsWith("/")) return "scraper";
+  if (path.startsWith("/pushprox.v1.ClientService/") || path === "/poll" || path === "/push") {
+    return "client";
+  }
+  if (path.startsWith("/pushprox.v1.") || path === "/clients" || path === "/metrics") {
+    return "reader";
+  }
+  return null;
 }
 
 /** The proxy, not yet listening. */
@@ -63,7 +118,49 @@ export function createProxy(options: ProxyOptions): Proxy {
   const coordinator = createCoordinator({
     registrationTimeoutMs: options.registrationTimeoutMs ?? 300_000,
     now,
+    maxClients: options.maxClients ?? 0,
+    maxScrapesPerClient: options.maxScrapesPerClient ?? 0,
+    maxScrapes: options.maxScrapes ?? 0,
   });
+  const auth = options.auth ??
+    createAuthenticator(defaultAuthConfig(new Map()), { users: new Map() });
+  /** Authentication results of Connect requests, read by the router's context. */
+  const authResults = new WeakMap<object, AuthResult>();
+  function authenticate(role: Role, req: IncomingMessage): Promise<AuthResult> {
+    const header = (name: string) => {
+      const value = req.headers[name];
+      return Array.isArray(value) ? value[0] : value;
+    };
+    return auth.authenticate(role, {
+      authorization: header("authorization"),
+      proxyAuthorization: header("proxy-authorization"),
+      peer: peerIdentity(req.socket),
+    });
+  }
+  function refused(role: Role, req: IncomingMessage, result: AuthResult & { ok: false }): void {
+    metrics.authFailures.inc({ role, reason: result.kind });
+    logger.warn("Request refused", {
+      role,
+      remote: req.socket.remoteAddress,
+      target: req.url?.slice(0, 200),
+      reason: result.kind,
+      err: result.reason,
+    });
+  }
+  /** Fails Connect calls whose authentication failed (see AUTH_RESULT). */
+  const authInterceptor: Interceptor = (next) => (request) => {
+    const result = request.contextValues.get(AUTH_RESULT);
+    if (result === null) {
+      throw new ConnectError("Cannot authenticate the request", Code.Unauthenticated);
+    }
+    if (!result.ok) throw new ConnectError(result.reason, authCode(result));
+    return next(request);
+  };
+  /** The authenticated principal of a Connect call, or null. */
+  function principalOf(context: HandlerContext) {
+    const result = context.values.get(AUTH_RESULT);
+    return result?.ok ? result.principal : null;
+  }
   const metrics = createProxyMetrics({
     clientCount: () => coordinator.clientCount,
     scrapesInFlight: () => coordinator.scrapesInFlight,
@@ -76,9 +173,28 @@ export function createProxy(options: ProxyOptions): Proxy {
     defaultTimeoutMs: options.defaultScrapeTimeoutMs ?? 15_000,
     maxTimeoutMs: options.maxScrapeTimeoutMs ?? 300_000,
     now,
+    maxBodyBytes: options.maxScrapeBodyBytes ?? 0,
   });
   const legacy = (options.legacyProtocol ?? true)
-    ? createLegacyHandler({ coordinator, logger, metrics, now })
+    ? createLegacyHandler({
+      coordinator,
+      logger,
+      metrics,
+      now,
+      async authorize(req, fqdn) {
+        const result = await authenticate("client", req);
+        if (!result.ok) {
+          refused("client", req, result);
+          return false;
+        }
+        const problem = registrationProblem(result.principal, fqdn);
+        if (problem !== null) {
+          refused("client", req, { ok: false, kind: "forbidden", reason: problem });
+          return false;
+        }
+        return { credential: result.principal.credential };
+      },
+    })
     : null;
   const maxMessageBytes = options.maxMessageBytes ?? 1 << 20;
   // `/`, `/-/healthy`, `/-/ready`.
@@ -95,11 +211,35 @@ export function createProxy(options: ProxyOptions): Proxy {
           logger,
           metrics,
           heartbeatIntervalMs: options.heartbeatIntervalMs ?? 15_000,
+          authorizeRegistration(context, fqdn) {
+            const principal = principalOf(context);
+            if (principal === null) {
+              throw new ConnectError("Cannot register: not authenticated", Code.Unauthenticated);
+            }
+            const problem = registrationProblem(principal, fqdn);
+            if (problem !== null) {
+              metrics.authFailures.inc({ role: "client", reason: "forbidden" });
+              logger.warn("Registration refused", {
+                fqdn,
+                credential: principal.name,
+                err: problem,
+              });
+              throw new ConnectError(`Cannot register: ${problem}`, Code.PermissionDenied);
+            }
+            return { credential: principal.credential, name: principal.name };
+          },
+          pushCredential(context) {
+            return principalOf(context)?.credential ?? null;
+          },
         }),
       );
       router.service(RegistryService, createRegistryService(coordinator));
     },
     readMaxBytes: maxMessageBytes,
+    interceptors: [authInterceptor],
+    contextValues(req) {
+      return createContextValues().set(AUTH_RESULT, authResults.get(req) ?? null);
+    },
   });
 
   function api(
@@ -127,6 +267,49 @@ export function createProxy(options: ProxyOptions): Proxy {
     },
     handle(req, res) {
       const target = req.url ?? "";
+      const path = target.split("?", 1)[0]!;
+      const role = roleOf(target, path);
+      if (role === null || (legacy !== null && (path === "/poll" || path === "/push"))) {
+        // Open endpoints; the legacy handler authorizes per fqdn itself.
+        route(req, res, target, path);
+        return;
+      }
+      authenticate(role, req).then((result) => {
+        if (path.startsWith("/pushprox.v1.")) {
+          // Connect answers failures in its own protocol (see authInterceptor).
+          authResults.set(req, result);
+          if (!result.ok) refused(role, req, result);
+          route(req, res, target, path);
+          return;
+        }
+        if (!result.ok) {
+          refused(role, req, result);
+          const status = result.kind === "busy"
+            ? 503
+            : result.kind === "forbidden"
+            ? 403
+            : role === "scraper"
+            ? 407
+            : 401;
+          const headers: Record<string, string> = { "content-type": "text/plain; charset=utf-8" };
+          if (status === 407) headers["proxy-authenticate"] = 'Basic realm="pushprox"';
+          if (status === 401) headers["www-authenticate"] = 'Basic realm="pushprox"';
+          res.writeHead(status, headers);
+          res.end(`Cannot serve ${role === "scraper" ? "scrape" : path}: ${result.reason}\n`);
+          if (role === "scraper") metrics.proxiedRequests.inc({ code: String(status) });
+          else metrics.httpRequests.inc({ code: String(status), path });
+          return;
+        }
+        route(req, res, target, path);
+      }, (error) => {
+        logger.error("Authentication failed", { err: error });
+        res.destroy();
+      });
+    },
+  };
+
+  function route(req: IncomingMessage, res: ServerResponse, target: string, path: string): void {
+    {
       if (!target.startsWith("/")) {
         handleScrape(req, res).catch((error) => {
           logger.error("Scrape handler failed", { err: error });
@@ -135,7 +318,6 @@ export function createProxy(options: ProxyOptions): Proxy {
         return;
       }
       const started = performance.now();
-      const path = target.split("?", 1)[0]!;
       if (path.startsWith("/pushprox.v1.")) {
         handleConnect(req, res);
         return;
@@ -185,8 +367,8 @@ export function createProxy(options: ProxyOptions): Proxy {
       res.end(
         `No such endpoint: ${path}. Scrape targets through this proxy with proxy_url; see /clients and /metrics\n`,
       );
-    },
-  };
+    }
+  }
 }
 
 /** Options for {@linkcode serveProxy}. */
@@ -205,6 +387,14 @@ export interface ServeOptions {
   maxHeaderBytes?: number;
   /** How often forgotten clients are swept. @default {60000} */
   expireIntervalMs?: number;
+  /** How long an idle keep-alive connection is kept. @default {65000} */
+  idleTimeoutMs?: number;
+  /** Serve HTTPS with these settings (from `--web.config.file`). @default {plain HTTP} */
+  tls?: TlsListener;
+  /** Headers added to the proxy's own responses (`http_server_config.headers`). */
+  headers?: Record<string, string>;
+  /** Logs refused connections. */
+  logger?: Logger;
 }
 
 /** A listening proxy. */
@@ -227,12 +417,66 @@ export async function serveProxy(
   proxy: Proxy,
   options: ServeOptions,
 ): Promise<ServingProxy> {
-  const server = createServer({
+  const headersTimeout = options.headersTimeoutMs ?? 10_000;
+  const httpOptions = {
     maxHeaderSize: options.maxHeaderBytes ?? 16384,
     requestTimeout: options.requestTimeoutMs ?? 330_000,
-    headersTimeout: options.headersTimeoutMs ?? 10_000,
-    keepAliveTimeout: 65_000,
-  }, proxy.handle);
+    headersTimeout,
+    keepAliveTimeout: options.idleTimeoutMs ?? 65_000,
+    // How often the timeouts above are checked: the bound on a slow client.
+    connectionsCheckingInterval: Math.min(1_000, headersTimeout),
+  };
+  const extra = Object.entries(options.headers ?? {});
+  const handle = extra.length === 0
+    ? proxy.handle
+    : (req: IncomingMessage, res: ServerResponse) => {
+      // The proxy's own answers; relayed scrapes carry the target's headers.
+      if ((req.url ?? "").startsWith("/")) {
+        for (const [name, value] of extra) {
+          res.setHeader(name, value);
+        }
+      }
+      proxy.handle(req, res);
+    };
+  const tls = options.tls;
+  const server: Server = tls
+    ? createHttpsServer(
+      { ...tls.serverOptions, ...httpOptions, handshakeTimeout: headersTimeout },
+      handle,
+    )
+    : createServer(httpOptions, handle);
+  const log = options.logger;
+  if (tls) {
+    server.on("secureConnection", (socket: TLSSocket) => {
+      const reason = tls.admit(socket);
+      if (reason !== null) {
+        proxy.metrics.authFailures.inc({ role: "tls", reason: "forbidden" });
+        log?.warn("TLS connection refused", { remote: socket.remoteAddress, err: reason });
+        socket.destroy();
+      }
+    });
+    server.on("tlsClientError", (error: Error, socket: Socket) => {
+      proxy.metrics.authFailures.inc({ role: "tls", reason: "invalid" });
+      log?.debug("TLS handshake failed", { remote: socket.remoteAddress, err: error.message });
+    });
+  }
+  server.on("clientError", (error: Error & { code?: string }, socket: Socket) => {
+    const [status, text, limit] = error.code === "HPE_HEADER_OVERFLOW"
+      ? [431, "Request Header Fields Too Large", "header_bytes"]
+      : error.code === "ERR_HTTP_REQUEST_TIMEOUT" || error.code === "ERR_HTTP_HEADERS_TIMEOUT"
+      ? [408, "Request Timeout", "header_timeout"]
+      : [400, "Bad Request", null];
+    if (limit !== null) proxy.metrics.limitHits.inc({ limit });
+    log?.debug("Bad request refused", { remote: socket.remoteAddress, status, err: error.message });
+    if (socket.writable) {
+      const body = `${text}: ${error.code ?? error.message}\n`;
+      socket.end(
+        `HTTP/1.1 ${status} ${text}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
+      );
+    } else {
+      socket.destroy();
+    }
+  });
   // node:http hands CONNECT (what Prometheus sends for scheme: https through
   // a proxy) to this event instead of the request handler.
   server.on("connect", (_req, socket) => {
@@ -260,7 +504,10 @@ export async function serveProxy(
       resolve();
     });
   });
+  const stopWatching = new AbortController();
+  tls?.watch(server as unknown as import("node:tls").Server, stopWatching.signal);
   const close = () => {
+    stopWatching.abort();
     proxy.close();
     server.close();
     server.closeAllConnections();
