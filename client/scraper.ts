@@ -47,7 +47,73 @@ export interface ScraperOptions {
    * port as usual". See client/modules/scrape_route.ts.
    */
   moduleHandler?: ModuleScrapeHandler;
+  /**
+   * What raw (port) scrapes may fetch besides the fqdn check; module scrapes
+   * are governed by their module. @default {any port and path on the fqdn}
+   */
+  policy?: Partial<ScrapePolicy>;
+  /**
+   * Reads the bearer token sent to targets (`--token-path`), on every scrape
+   * so that rotated tokens are picked up. @default {no token}
+   */
+  readToken?: () => Promise<string>;
 }
+
+/** Limits on what a client fetches for the proxy, beyond its fqdn. */
+export interface ScrapePolicy {
+  /** Ports that may be scraped; null for any. A URL without a port means the scheme's default. */
+  allowPorts: readonly number[] | null;
+  /**
+   * Paths that may be scraped; null for any. An entry ending in `*` is a
+   * prefix ("/federate*"); any other entry must equal the path.
+   */
+  allowPaths: readonly string[] | null;
+  /** Dial 127.0.0.1 instead of the fqdn (the Host header keeps the fqdn). */
+  useLocalhost: boolean;
+}
+
+/** Where and how a scrape is sent after the policy. */
+export interface PolicyTarget {
+  /** The URL to request (host rewritten by useLocalhost). */
+  url: URL;
+  /** The Host header to send; null for the URL's own. */
+  hostHeader: string | null;
+}
+
+/**
+ * Applies the scrape policy to a resolved URL. Pure.
+ *
+ * @param url The URL from {@linkcode resolveTargetUrl}.
+ * @param policy The policy.
+ * @returns Where to send the scrape, or why it is refused.
+ */
+export function applyScrapePolicy(url: URL, policy: ScrapePolicy): PolicyTarget | string {
+  // Unlike the Rancher fork, a URL without a port is checked too: its port is
+  // the scheme's default.
+  const port = url.port !== "" ? Number(url.port) : url.protocol === "https:" ? 443 : 80;
+  if (policy.allowPorts !== null && !policy.allowPorts.includes(port)) {
+    return `client does not have permissions to scrape port ${port}${
+      url.port === "" ? ` (the default port of ${url.protocol.slice(0, -1)})` : ""
+    }; allowed: ${policy.allowPorts.join(", ") || "none"}`;
+  }
+  if (policy.allowPaths !== null) {
+    const path = url.pathname;
+    const allowed = policy.allowPaths.some((entry) =>
+      entry.endsWith("*") ? path.startsWith(entry.slice(0, -1)) : path === entry
+    );
+    if (!allowed) {
+      return `client does not have permissions to scrape path ${JSON.stringify(path)}; allowed: ${
+        policy.allowPaths.join(", ")
+      }`;
+    }
+  }
+  if (!policy.useLocalhost) return { url, hostHeader: null };
+  const local = new URL(url);
+  local.hostname = "127.0.0.1";
+  return { url: local, hostHeader: url.host };
+}
+
+const OPEN_POLICY: ScrapePolicy = { allowPorts: null, allowPaths: null, useLocalhost: false };
 
 /**
  * Resolves the URL the client really requests: checks the host, applies the
@@ -90,20 +156,43 @@ function failure(status: number, error: string): ScrapeOutcome {
  * @returns The scraper.
  */
 export function createScraper(options: ScraperOptions): Scraper {
+  const policy: ScrapePolicy = { ...OPEN_POLICY, ...options.policy };
   return {
     async scrape(job, signal) {
-      const url = resolveTargetUrl(job.url, options.fqdn);
-      if (typeof url === "string") return failure(403, url);
+      const resolved = resolveTargetUrl(job.url, options.fqdn);
+      if (typeof resolved === "string") return failure(403, resolved);
       if (options.moduleHandler) {
-        const handled = await options.moduleHandler(url, job, signal);
+        const handled = await options.moduleHandler(resolved, job, signal);
         if (handled !== null) return handled;
+      }
+      const target = applyScrapePolicy(resolved, policy);
+      if (typeof target === "string") return failure(403, target);
+      const url = target.url;
+      let headers = forwardableHeaders(job.headers.map((h) => [h.name, h.value]));
+      if (target.hostHeader !== null) headers.push({ name: "host", value: target.hostHeader });
+      if (options.readToken) {
+        // Rancher's fork silently switches to https when --token-path is set;
+        // here the scheme stays as asked, and a token never crosses the
+        // network in clear.
+        if (url.protocol !== "https:" && url.hostname !== "127.0.0.1") {
+          return failure(
+            403,
+            `refusing to send the --token-path token over plain http to ${url.host}; scrape with params _scheme=[https]`,
+          );
+        }
+        let token: string;
+        try {
+          token = (await options.readToken()).trim();
+        } catch (error) {
+          return failure(500, `cannot read token from token-path: ${(error as Error).message}`);
+        }
+        headers = headers.filter((h) => h.name !== "authorization");
+        headers.push({ name: "authorization", value: `Bearer ${token}` });
       }
       try {
         const response = await options.transport(url, {
           method: job.method || "GET",
-          headers: forwardableHeaders(
-            job.headers.map((h) => [h.name, h.value]),
-          ),
+          headers,
           signal,
         });
         return {
