@@ -436,7 +436,9 @@ Deno.test("while the proxy drains, polls are answered 503 and sent scrapes can s
     const id = idOf((await first).text);
     const held = poll(h, "node-a");
     await new Promise((resolve) => setTimeout(resolve, 50)); // let the poll be held
+    // As drainProxy does: drain the coordinator, then close the proxy's state.
     h.coordinator.drain();
+    h.handler.close();
     assert.deepEqual(await held, { status: 503, text: "The proxy is shutting down\n" });
     assert.equal((await poll(h, "node-b")).status, 503, "no new registrations");
     const { body, pushed } = await relay(
