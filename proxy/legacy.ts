@@ -41,7 +41,15 @@ import type { ProxyMetrics } from "./metrics.ts";
 export type LegacyAuthorizer = (
   req: IncomingMessage,
   fqdn: string,
-) => boolean | Promise<boolean>;
+) => boolean | LegacyGrant | Promise<boolean | LegacyGrant>;
+
+/**
+ * An authorizer's yes, naming the credential used: an fqdn's session accepts
+ * polls and pushes only with the credential it was opened with.
+ */
+export interface LegacyGrant {
+  credential: string;
+}
 
 /** Options for {@linkcode createLegacyHandler}. */
 export interface LegacyHandlerOptions {
@@ -105,6 +113,8 @@ interface HeldPoll {
 interface LegacySession {
   key: string;
   fqdn: string;
+  /** The credential it was opened with ("" without authorization). */
+  credential: string;
   session: Session;
   log: Logger;
   /** The poll waiting for a scrape, if any. */
@@ -145,21 +155,36 @@ export function createLegacyHandler(options: LegacyHandlerOptions): LegacyHandle
     for (const code of codes) metrics.httpRequests.inc({ code, path }, 0);
   }
 
-  function open(fqdn: string): LegacySession {
+  /** The fqdn's session; a string says why it cannot be had. */
+  function open(fqdn: string, credential: string): LegacySession | string {
     const key = hostKey(fqdn);
     const existing = sessions.get(key);
-    if (existing !== undefined) return existing;
-    const session = coordinator.register({
-      fqdn,
-      labels: {},
-      version: "",
-      modules: [],
-      protocol: "legacy",
-    });
+    if (existing !== undefined) {
+      return existing.credential === credential
+        ? existing
+        : `${fqdn} is polled with another credential`;
+    }
+    let session: Session;
+    try {
+      session = coordinator.register({
+        fqdn,
+        labels: {},
+        version: "",
+        modules: [],
+        protocol: "legacy",
+      }, { credential });
+    } catch (error) {
+      if (error instanceof CoordinatorError && error.kind === "too_many_clients") {
+        metrics.limitHits.inc({ limit: "clients" });
+      }
+      if (error instanceof CoordinatorError) return error.message;
+      throw error;
+    }
     metrics.registrations.inc();
     const legacy: LegacySession = {
       key,
       fqdn,
+      credential,
       session,
       log: logger.with({ fqdn, session: session.id.slice(0, 8), protocol: "legacy" }),
       poll: null,
@@ -265,14 +290,20 @@ export function createLegacyHandler(options: LegacyHandlerOptions): LegacyHandle
     const fqdn = text.trim();
     const problem = fqdnProblem(fqdn);
     if (problem !== null) return finish(400, `Error polling: ${problem}\n`);
-    if (options.authorize && !await options.authorize(req, fqdn)) {
+    const grant = options.authorize ? await options.authorize(req, fqdn) : true;
+    if (grant === false) {
       return finish(403, `Error polling: not allowed to poll for ${fqdn}\n`);
     }
     // While draining, old clients are told to come back (they retry).
     if (closed || coordinator.draining) return finish(503, "The proxy is shutting down\n");
     if (res.destroyed) return finish(499, null);
 
-    const legacy = open(fqdn);
+    const opened = open(fqdn, typeof grant === "object" ? grant.credential : "");
+    if (typeof opened === "string") {
+      logger.warn("Poll refused", { protocol: "legacy", fqdn, err: opened });
+      return finish(403, `Error polling: ${opened}\n`);
+    }
+    const legacy = opened;
     if (legacy.poll) wake(legacy, legacy.poll, { kind: "displaced" });
     clearTimeout(legacy.grace);
     const held: HeldPoll = { controller: new AbortController() };
@@ -386,8 +417,15 @@ export function createLegacyHandler(options: LegacyHandlerOptions): LegacyHandle
         `no scrape ${JSON.stringify(id)} is waiting (unknown, finished or timed out)`,
       );
     }
-    if (options.authorize && !await options.authorize(req, entry.legacy.fqdn)) {
+    const grant = options.authorize ? await options.authorize(req, entry.legacy.fqdn) : true;
+    const credential = typeof grant === "object" ? grant.credential : "";
+    if (grant === false || credential !== entry.legacy.credential) {
       metrics.pushErrors.inc({ reason: "foreign_scrape" });
+      logger.warn("Push refused", {
+        protocol: "legacy",
+        err: "wrong credential",
+        fqdn: entry.legacy.fqdn,
+      });
       return finish(403, `Error pushing: not allowed to answer for ${entry.legacy.fqdn}\n`);
     }
     if (sent.get(id) !== entry) {
