@@ -16,8 +16,13 @@ import { type ClientMetrics, createClientMetrics } from "./metrics.ts";
 import { runPoller } from "./poller.ts";
 import { createProxyTransport, type ProxyTlsOptions } from "./proxy_transport.ts";
 import type { ModuleScrapeHandler } from "./modules/scrape_route.ts";
-import { createScraper } from "./scraper.ts";
-import { createScrapeTransport, type ScrapeTransport } from "./scrape_transport.ts";
+import { createScraper, type ScrapePolicy } from "./scraper.ts";
+import {
+  createScrapeTransport,
+  type ScrapeTransport,
+  type TargetTlsOptions,
+} from "./scrape_transport.ts";
+import { withAuthorization } from "./security_flags.ts";
 
 /** Options for {@linkcode startAgent}. */
 export interface AgentOptions {
@@ -39,6 +44,14 @@ export interface AgentOptions {
   metrics?: ClientMetrics;
   /** Serves `/proxy?module=` scrapes (see client/modules/scrape_route.ts). */
   moduleHandler?: ModuleScrapeHandler;
+  /** What raw scrapes may fetch (`--allow-port`, `--allow-path`, `--use-localhost`). */
+  scrapePolicy?: Partial<ScrapePolicy>;
+  /** Reads the token sent to targets (`--token-path`). */
+  readTargetToken?: (() => Promise<string>) | null;
+  /** TLS for https targets, apart from the proxy's (`--target.tls.*`). */
+  targetTls?: TargetTlsOptions;
+  /** The Authorization header for the proxy, per call (`--auth.token-file`). */
+  proxyAuthorization?: (() => string) | null;
   /**
    * Module names announced when registering; read at each (re)registration,
    * so changing the array in place takes effect at the next one.
@@ -74,7 +87,10 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   });
   const scraper = createScraper({
     fqdn: options.fqdn,
-    transport: options.scrapeTransport ?? createScrapeTransport(),
+    transport: options.scrapeTransport ??
+      createScrapeTransport(options.targetTls ? { tls: options.targetTls } : {}),
+    ...(options.scrapePolicy ? { policy: options.scrapePolicy } : {}),
+    ...(options.readTargetToken ? { readToken: options.readTargetToken } : {}),
     ...(options.moduleHandler ? { moduleHandler: options.moduleHandler } : {}),
   });
 
@@ -82,7 +98,14 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   let metricsAddress: ListenAddress | null = null;
   if (options.metricsAddress) {
     server = createServer(
-      { headersTimeout: 10_000, requestTimeout: 30_000 },
+      {
+        headersTimeout: 10_000,
+        requestTimeout: 30_000,
+        keepAliveTimeout: 65_000,
+        maxHeaderSize: 16384,
+        // How often the timeouts are checked: bounds how long a slow client lingers.
+        connectionsCheckingInterval: 1_000,
+      },
       (req, res) => {
         const path = (req.url ?? "/").split("?", 1)[0];
         if (path === "/-/healthy") {
@@ -106,7 +129,12 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
 
   const stopController = new AbortController();
   const finished = runPoller({
-    client: createClient(ClientService, transport),
+    client: createClient(
+      ClientService,
+      options.proxyAuthorization
+        ? withAuthorization(transport, options.proxyAuthorization)
+        : transport,
+    ),
     identity: {
       fqdn: options.fqdn,
       labels: options.labels ?? {},

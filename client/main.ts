@@ -30,13 +30,16 @@ import {
   wantsDirectListener,
 } from "./modules/cli.ts";
 import { parseProxyUrl } from "./proxy_transport.ts";
+import { readSecuritySettings, SECURITY_FLAGS, type SecuritySettings } from "./security_flags.ts";
 
 /** Every flag of the client, with its default. */
 export const CLIENT_FLAGS: readonly FlagSpec[] = [
   {
     name: "proxy-url",
     type: "string",
-    help: "Push proxy to talk to (required), e.g. http://proxy:8080/.",
+    repeatable: true,
+    help:
+      "Push proxy to talk to (required), e.g. http://proxy:8080/; repeat it to keep a stream to each of several proxies.",
   },
   {
     name: "fqdn",
@@ -79,6 +82,13 @@ export const CLIENT_FLAGS: readonly FlagSpec[] = [
     help: "Maximum amount of time to wait between proxy poll retries.",
   },
   {
+    name: "proxy.resolve-interval",
+    type: "duration",
+    default: "30s",
+    help:
+      "How often proxy host names are resolved again; a name with several addresses (headless Service) gets a stream per address. 0: connect by name only.",
+  },
+  {
     name: "log.level",
     type: "string",
     default: "info",
@@ -93,6 +103,7 @@ export const CLIENT_FLAGS: readonly FlagSpec[] = [
     help: "Output format of log messages.",
   },
   ...MODULE_FLAGS,
+  ...SECURITY_FLAGS,
 ];
 
 function parseLabels(list: readonly string[]): Record<string, string> {
@@ -131,6 +142,7 @@ export async function main(args: readonly string[]): Promise<number> {
   let metricsAddress: ListenAddress | null = null;
   let tls: { ca?: string; cert?: string; key?: string };
   let moduleSettings: ModuleSettings;
+  let security: SecuritySettings;
   try {
     flags = parseFlags(CLIENT_FLAGS, goStyleFlags(args));
     if (flags.help) {
@@ -146,13 +158,13 @@ export async function main(args: readonly string[]): Promise<number> {
       console.log(`pushprox-client ${VERSION} (deno ${Deno.version.deno})`);
       return 0;
     }
-    const proxyUrl = flags["proxy-url"] as string | undefined;
-    if (!proxyUrl && !wantsDirectListener(flags)) {
+    const proxyUrls = flags["proxy-url"] as string[];
+    if (proxyUrls.length === 0 && !wantsDirectListener(flags)) {
       throw new FlagError(
         "--proxy-url is required (or --web.listen-address to serve modules only directly)",
       );
     }
-    if (proxyUrl) parseProxyUrl(proxyUrl);
+    for (const url of proxyUrls) parseProxyUrl(url);
     labels = parseLabels(flags["label"] as string[]);
     const metricsText = flags["metrics-addr"] as string;
     if (metricsText !== "") metricsAddress = parseListenAddress(metricsText);
@@ -177,6 +189,7 @@ export async function main(args: readonly string[]): Promise<number> {
       ...(key ? { key } : {}),
     };
     moduleSettings = await readModuleSettings(flags);
+    security = readSecuritySettings(flags);
   } catch (error) {
     if (
       !(error instanceof FlagError || error instanceof SyntaxError ||
@@ -192,7 +205,7 @@ export async function main(args: readonly string[]): Promise<number> {
     format: flags["log.format"] as LogFormat,
   });
   const fqdn = (flags["fqdn"] as string | undefined) || await detectFqdn();
-  const proxyUrl = (flags["proxy-url"] as string | undefined) || undefined;
+  const proxyUrls = (flags["proxy-url"] as string[]).filter((url) => url !== "");
   const metrics = createClientMetrics({ defaultMetrics: true });
   let agent: Agent | undefined;
   let modules: Modules;
@@ -202,10 +215,11 @@ export async function main(args: readonly string[]): Promise<number> {
     logger.error("Cannot start the module listeners", { err: error });
     return 1;
   }
-  if (proxyUrl) {
+  if (proxyUrls.length > 0) {
     try {
       agent = await startAgent({
-        proxyUrl,
+        proxyUrls,
+        resolveIntervalMs: flags["proxy.resolve-interval"] as number,
         fqdn,
         labels,
         logger,
@@ -215,6 +229,10 @@ export async function main(args: readonly string[]): Promise<number> {
         retryMaxMs: flags["proxy.retry.max-wait"] as number,
         metrics,
         modules: modules.announced,
+        scrapePolicy: security.scrapePolicy,
+        readTargetToken: security.readTargetToken,
+        targetTls: security.targetTls,
+        proxyAuthorization: security.proxyAuthorization,
         ...(modules.scrapeHandler ? { moduleHandler: modules.scrapeHandler } : {}),
       });
     } catch (error) {
@@ -226,7 +244,9 @@ export async function main(args: readonly string[]): Promise<number> {
   logger.info("Starting pushprox-client", {
     version: VERSION,
     fqdn,
-    proxy_url: proxyUrl ? parseProxyUrl(proxyUrl).baseUrl : "none (direct listener only)",
+    proxy_url: proxyUrls.length > 0
+      ? proxyUrls.map((url) => parseProxyUrl(url).baseUrl).join(",")
+      : "none (direct listener only)",
   });
   if (agent?.metricsAddress) {
     logger.info("Listening on", {
