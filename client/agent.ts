@@ -1,11 +1,15 @@
 /**
- * Assembles a running client from its parts: the Connect client of the proxy,
- * the scraper, the poll loop and the metrics listener.
+ * Assembles a running client from its parts: the Connect clients of the
+ * proxies, the scraper, one poll loop per proxy endpoint and the metrics
+ * listener. With several `--proxy-url`s, or a URL whose host resolves to
+ * several addresses, the client keeps a stream to each, so that every
+ * replica can serve every scrape.
  *
  * @module
  */
 
 import { createClient } from "@connectrpc/connect";
+import { lookup } from "node:dns/promises";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { ClientService } from "../gen/pushprox/v1/pushprox_pb.ts";
@@ -13,6 +17,15 @@ import type { ListenAddress } from "../lib/address.ts";
 import type { Logger } from "../lib/logger.ts";
 import { VERSION } from "../lib/version.ts";
 import { type ClientMetrics, createClientMetrics } from "./metrics.ts";
+import {
+  desiredEndpoints,
+  type Endpoint,
+  isIpLiteral,
+  reconcileEndpoints,
+  redact,
+  type Resolution,
+} from "./endpoints.ts";
+import { type ProxyEnv, proxyForUrl } from "./env_proxy.ts";
 import { runPoller } from "./poller.ts";
 import { createProxyTransport, type ProxyTlsOptions } from "./proxy_transport.ts";
 import type { ModuleScrapeHandler } from "./modules/scrape_route.ts";
@@ -26,7 +39,20 @@ import { withAuthorization } from "./security_flags.ts";
 
 /** Options for {@linkcode startAgent}. */
 export interface AgentOptions {
-  proxyUrl: string;
+  /** The proxy's URL (one `--proxy-url`). */
+  proxyUrl?: string;
+  /** More proxies (repeated `--proxy-url`); a stream is kept to each. */
+  proxyUrls?: string[];
+  /**
+   * How often proxy host names are resolved again; a name with several
+   * addresses gets one stream per address. 0 connects by name only.
+   * @default {30000}
+   */
+  resolveIntervalMs?: number;
+  /** Resolves a host name to its addresses (tests). @default {node:dns lookup, all} */
+  resolve?: (hostname: string) => Promise<string[]>;
+  /** Where HTTPS_PROXY, HTTP_PROXY and NO_PROXY are read. @default {Deno.env} */
+  env?: ProxyEnv;
   fqdn: string;
   labels?: Record<string, string>;
   logger: Logger;
@@ -64,6 +90,10 @@ export interface Agent {
   readonly metrics: ClientMetrics;
   /** The metrics listener's address, when enabled. */
   readonly metricsAddress: ListenAddress | null;
+  /** Proxy streams registered now. */
+  readonly connectedProxies: number;
+  /** The endpoints streamed to now, as announced in PollRequest.proxies. */
+  endpoints(): string[];
   /** Stops polling, lets in-flight scrapes finish, closes the listener. */
   stop(): Promise<void>;
   /** Resolves when the agent has stopped. */
@@ -81,10 +111,28 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   const metrics = options.metrics ?? createClientMetrics({
     defaultMetrics: options.defaultMetrics ?? true,
   });
-  const transport = createProxyTransport({
-    proxyUrl: options.proxyUrl,
-    ...(options.proxyTls ? { tls: options.proxyTls } : {}),
-  });
+  const urls = [
+    ...(options.proxyUrl !== undefined ? [options.proxyUrl] : []),
+    ...(options.proxyUrls ?? []),
+  ];
+  if (urls.length === 0) throw new TypeError("Cannot start: no proxy URL");
+  const env = options.env ?? Deno.env.toObject();
+  // Which URLs go through an HTTP proxy; decided once, the environment is fixed.
+  const httpProxies = new Map<string, URL | null>();
+  for (const url of urls) {
+    const via = proxyForUrl(new URL(url), env);
+    httpProxies.set(url, via);
+    if (via !== null) {
+      logger.info("Connecting through an HTTP proxy (CONNECT)", {
+        proxy_url: redact(url),
+        http_proxy: redact(via.toString()),
+      });
+    }
+  }
+  const resolveIntervalMs = options.resolveIntervalMs ?? 30_000;
+  const resolve = options.resolve ??
+    (async (hostname: string) => (await lookup(hostname, { all: true })).map((a) => a.address));
+  let connectedCount = 0;
   const scraper = createScraper({
     fqdn: options.fqdn,
     transport: options.scrapeTransport ??
@@ -112,6 +160,19 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
           res.writeHead(200, { "content-type": "text/plain" }).end("Healthy\n");
           return;
         }
+        if (path === "/-/ready") {
+          // Ready once registered with at least one proxy.
+          if (connectedCount > 0) {
+            res.writeHead(200, { "content-type": "text/plain" }).end(
+              `Ready: registered with ${connectedCount} of ${pollers.size} proxies\n`,
+            );
+          } else {
+            res.writeHead(503, { "content-type": "text/plain" }).end(
+              "Not ready: not registered with any proxy\n",
+            );
+          }
+          return;
+        }
         metrics.registry.metrics().then((body) => {
           res.writeHead(200, { "content-type": metrics.registry.contentType })
             .end(body);
@@ -128,25 +189,110 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   }
 
   const stopController = new AbortController();
-  const finished = runPoller({
-    client: createClient(
-      ClientService,
-      options.proxyAuthorization
-        ? withAuthorization(transport, options.proxyAuthorization)
-        : transport,
-    ),
-    identity: {
-      fqdn: options.fqdn,
-      labels: options.labels ?? {},
-      version: VERSION,
-      modules: options.modules ?? [],
-    },
-    scraper,
-    logger,
-    metrics,
-    ...(options.retryInitialMs !== undefined ? { retryInitialMs: options.retryInitialMs } : {}),
-    ...(options.retryMaxMs !== undefined ? { retryMaxMs: options.retryMaxMs } : {}),
-  }, stopController.signal).finally(async () => {
+  const stopping = stopController.signal;
+  const identity = {
+    fqdn: options.fqdn,
+    labels: options.labels ?? {},
+    version: VERSION,
+    modules: options.modules ?? [],
+  };
+  /** Running pollers by endpoint key. */
+  const pollers = new Map<string, { stop: AbortController; done: Promise<void> }>();
+  /** Pollers told to stop that may still finish scrapes. */
+  const retiring = new Set<Promise<void>>();
+  let announced: string[] = [];
+
+  function startPoller(endpoint: Endpoint): void {
+    const connection = createProxyTransport({
+      proxyUrl: endpoint.url,
+      ...(options.proxyTls ? { tls: options.proxyTls } : {}),
+      address: endpoint.address,
+      httpProxy: httpProxies.get(endpoint.url) ?? null,
+    });
+    const stop = new AbortController();
+    let connected = false;
+    const setConnected = (now: boolean) => {
+      if (now === connected) return;
+      connected = now;
+      connectedCount += now ? 1 : -1;
+      metrics.connected.set(connectedCount);
+    };
+    const done = runPoller({
+      client: createClient(
+        ClientService,
+        options.proxyAuthorization
+          ? withAuthorization(connection.transport, options.proxyAuthorization)
+          : connection.transport,
+      ),
+      identity,
+      scraper,
+      logger: logger.with({ proxy: endpoint.label }),
+      metrics,
+      onState: setConnected,
+      proxies: () => announced,
+      ...(options.retryInitialMs !== undefined ? { retryInitialMs: options.retryInitialMs } : {}),
+      ...(options.retryMaxMs !== undefined ? { retryMaxMs: options.retryMaxMs } : {}),
+    }, AbortSignal.any([stop.signal, stopping])).finally(() => {
+      setConnected(false);
+      connection.close();
+    });
+    pollers.set(endpoint.key, { stop, done });
+  }
+
+  /** Re-resolves the proxies' names; keeps the last answer when a lookup fails. */
+  const resolutions = new Map<string, Resolution>();
+  async function resolveAll(): Promise<void> {
+    await Promise.all(urls.map(async (url) => {
+      const host = new URL(url).hostname;
+      const pin = resolveIntervalMs > 0 && !isIpLiteral(host) && httpProxies.get(url) === null;
+      if (!pin) return void resolutions.set(url, { addresses: [], pin: false });
+      try {
+        resolutions.set(url, { addresses: await resolve(host), pin: true });
+      } catch (error) {
+        logger.warn("Cannot resolve the proxy's host name; keeping the last answer", {
+          proxy_url: redact(url),
+          err: (error as Error).message ?? String(error),
+        });
+      }
+    }));
+  }
+
+  function apply(): void {
+    const desired = desiredEndpoints(urls, resolutions);
+    const { start, stop } = reconcileEndpoints(pollers.keys(), desired);
+    announced = desired.map((e) => e.label);
+    for (const key of stop) {
+      const poller = pollers.get(key)!;
+      pollers.delete(key);
+      poller.stop.abort();
+      retiring.add(poller.done);
+      poller.done.finally(() => retiring.delete(poller.done));
+      logger.info("Proxy endpoint gone; stream stopped", {
+        endpoint: key.replace(/\/\/[^@/]*@/, "//"),
+      });
+    }
+    for (const endpoint of start) {
+      if (pollers.size > 0 || stop.length > 0) {
+        logger.info("Proxy endpoint added", { proxy: endpoint.label });
+      }
+      startPoller(endpoint);
+    }
+  }
+
+  const needsResolving = resolveIntervalMs > 0 &&
+    urls.some((url) => !isIpLiteral(new URL(url).hostname) && httpProxies.get(url) === null);
+  const loop = (async () => {
+    while (!stopping.aborted) {
+      if (needsResolving) await resolveAll();
+      if (stopping.aborted) break;
+      apply();
+      await sleep(needsResolving ? resolveIntervalMs : 0, stopping);
+    }
+  })();
+
+  const finished = loop.then(async () => {
+    await Promise.allSettled([...[...pollers.values()].map((p) => p.done), ...retiring]);
+  }).finally(async () => {
     if (server) {
       server.closeAllConnections();
       await new Promise((resolve) => server!.close(resolve));
@@ -156,10 +302,30 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   return {
     metrics,
     metricsAddress,
+    get connectedProxies() {
+      return connectedCount;
+    },
+    endpoints() {
+      return [...announced];
+    },
     async stop() {
       stopController.abort();
       await finished;
     },
     finished,
   };
+}
+
+/** Waits `ms` (forever when 0) or until `signal` aborts. */
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const timer = ms > 0 ? setTimeout(done, ms) : undefined;
+    signal.addEventListener("abort", done, { once: true });
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+  });
 }

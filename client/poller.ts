@@ -15,6 +15,7 @@ import type {
 } from "../gen/pushprox/v1/pushprox_pb.ts";
 import type { Logger } from "../lib/logger.ts";
 import { createBackoff } from "./backoff.ts";
+import { describePollError } from "./poll_error.ts";
 import type { ClientMetrics } from "./metrics.ts";
 import type { ScrapeOutcome, Scraper } from "./scraper.ts";
 
@@ -42,6 +43,8 @@ export interface PollerOptions {
   connectTimeoutMs?: number;
   /** Called when registration succeeds and when the stream ends. */
   onState?: (connected: boolean) => void;
+  /** The proxies announced in PollRequest.proxies, read at each connect. */
+  proxies?: () => string[];
 }
 
 /** Heartbeats missed before the stream counts as dead. */
@@ -78,11 +81,13 @@ export async function runPoller(
     let registeredAt = 0;
     let sessionId = "";
     let replaced = false;
+    let goAway = false;
     try {
       arm(options.connectTimeoutMs ?? 30_000, "no answer from the proxy");
       let heartbeatMs = 0;
+      const request = { ...identity, proxies: options.proxies?.() ?? [] };
       for await (
-        const message of client.poll(identity, { signal: stream.signal })
+        const message of client.poll(request, { signal: stream.signal })
       ) {
         if (heartbeatMs > 0) {
           arm(
@@ -99,16 +104,23 @@ export async function runPoller(
             arm(heartbeatMs * MISSED_HEARTBEATS, "no heartbeat");
           } else clearTimeout(watchdog);
           backoff.reset();
-          metrics.connected.set(1);
           options.onState?.(true);
           logger.info("Registered with the proxy", { fqdn: identity.fqdn });
         } else if (kind === "scrape" && registeredAt > 0) {
           const job = runScrape(value, sessionId);
           inFlight.add(job);
           job.finally(() => inFlight.delete(job));
+        } else if (kind === "goAway") {
+          // Scrapes already received still run and push their answers.
+          goAway = true;
+          logger.info("The proxy is going away; reconnecting at once", {
+            reason: value.reason,
+            scrapes_in_flight: inFlight.size,
+          });
+          break;
         }
       }
-      if (!signal.aborted) {
+      if (!signal.aborted && !goAway) {
         logger.info("The proxy ended the stream; reconnecting");
       }
     } catch (error) {
@@ -122,20 +134,19 @@ export async function runPoller(
           err: describe(reason),
         });
       } else {
-        logger.warn("Poll stream failed", { err: describe(reason) });
+        logger.warn("Poll stream failed", { err: describePollError(reason) });
       }
     } finally {
       clearTimeout(watchdog);
       signal.removeEventListener("abort", stopStream);
       if (registeredAt > 0) {
-        metrics.connected.set(0);
         options.onState?.(false);
       }
     }
-    // A stream that worked for a while is re-opened at once; repeated
-    // failures back off.
-    const healthy = !replaced && registeredAt > 0 &&
-      Date.now() - registeredAt >= retryInitialMs;
+    // A stream that worked for a while, or that the proxy asked to leave, is
+    // re-opened at once; repeated failures back off.
+    const healthy = goAway || (!replaced && registeredAt > 0 &&
+      Date.now() - registeredAt >= retryInitialMs);
     if (!healthy) await sleep(backoff.next(), signal);
   }
   await Promise.allSettled([...inFlight]);

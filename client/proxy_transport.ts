@@ -6,8 +6,13 @@
  * @module
  */
 
+import type { LookupAddress } from "node:dns";
+import { Agent as HttpAgent } from "node:http";
+import { Agent as HttpsAgent } from "node:https";
+import { isIP } from "node:net";
 import type { Interceptor, Transport } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
+import { HttpsProxyAgent } from "https-proxy-agent";
 
 /** TLS settings for the connection to the proxy. */
 export interface ProxyTlsOptions {
@@ -26,6 +31,13 @@ export interface ProxyTransportOptions {
   tls?: ProxyTlsOptions;
   /** Largest message accepted from the proxy. @default {1048576} */
   readMaxBytes?: number;
+  /**
+   * Connect to this IP address instead of resolving the URL's host. The host
+   * name still goes into the Host header, TLS SNI and certificate checks.
+   */
+  address?: string | null;
+  /** Tunnel through this HTTP proxy with CONNECT (from HTTPS_PROXY etc.). */
+  httpProxy?: URL | null;
 }
 
 /**
@@ -64,15 +76,23 @@ export function parseProxyUrl(
   return authorization === undefined ? { baseUrl } : { baseUrl, authorization };
 }
 
+/** A transport with its own connection pool. */
+export interface ProxyConnection {
+  readonly transport: Transport;
+  /** Closes the pooled connections. */
+  close(): void;
+}
+
 /**
- * Creates the transport.
+ * Creates the transport. Each one has its own connection pool, so that
+ * pushes travel to the same proxy (address) as the stream they answer.
  *
- * @param options URL, TLS and limits.
- * @returns The Connect transport.
+ * @param options URL, TLS, address, HTTP proxy and limits.
+ * @returns The Connect transport and a way to close its connections.
  */
 export function createProxyTransport(
   options: ProxyTransportOptions,
-): Transport {
+): ProxyConnection {
   const { baseUrl, authorization } = parseProxyUrl(options.proxyUrl);
   const interceptors: Interceptor[] = [];
   if (authorization !== undefined) {
@@ -82,7 +102,12 @@ export function createProxyTransport(
     });
   }
   const tls = options.tls ?? {};
-  return createConnectTransport({
+  const agent = options.httpProxy
+    ? new HttpsProxyAgent(options.httpProxy, { keepAlive: true })
+    : baseUrl.startsWith("https:")
+    ? new HttpsAgent({ keepAlive: true })
+    : new HttpAgent({ keepAlive: true });
+  const transport = createConnectTransport({
     baseUrl,
     httpVersion: "1.1",
     useBinaryFormat: true,
@@ -92,6 +117,29 @@ export function createProxyTransport(
       ...(tls.ca ? { ca: tls.ca } : {}),
       ...(tls.cert ? { cert: tls.cert } : {}),
       ...(tls.key ? { key: tls.key } : {}),
+      ...(options.address ? { lookup: pinnedLookup(options.address) } : {}),
+      agent,
     },
   });
+  return { transport, close: () => agent.destroy() };
+}
+
+type LookupCallback = (
+  error: Error | null,
+  address: string | LookupAddress[],
+  family?: number,
+) => void;
+
+/** A `lookup` for node:net that answers every name with one address. */
+function pinnedLookup(
+  address: string,
+): (hostname: string, options: unknown, callback: LookupCallback) => void {
+  const family = isIP(address) || 4;
+  return (_hostname, options, callback) => {
+    if (typeof options === "object" && options !== null && (options as { all?: boolean }).all) {
+      callback(null, [{ address, family }]);
+    } else {
+      callback(null, address, family);
+    }
+  };
 }
