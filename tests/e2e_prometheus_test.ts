@@ -3,11 +3,14 @@
  * node_exporter through the proxy (proxy_url), both with a static target and
  * with targets discovered from /clients (http_sd_configs), and directly for
  * comparison. The proxy and client run as separate processes, as in
- * production.
+ * production, and a client speaking upstream PushProx's HTTP protocol (a test
+ * double written from its wire format) is scraped through the same proxy.
  */
 
 import assert from "node:assert/strict";
 import {
+  DENO,
+  denoEnv,
   freePort,
   hasExecutable,
   spawn,
@@ -71,8 +74,27 @@ Deno.test({
       ]);
       processes.push(client);
       await client.waitFor(/Registered with the proxy/);
-      const sd = await (await fetch(`${proxy.url}/clients`)).json();
-      assert.deepEqual(sd, [{ targets: ["localhost"], labels: { site: "e2e" } }]);
+      // An upstream-protocol client, registered as 127.0.0.1 next to it.
+      const legacy = spawn(DENO, [
+        "run",
+        "--allow-all",
+        "tests/legacy_client_double.ts",
+        "--fqdn=127.0.0.1",
+        `--proxy-url=${proxy.url}/`,
+      ], { env: denoEnv() });
+      processes.push(legacy);
+      const sd = await waitUntil(
+        async () => {
+          const groups = await (await fetch(`${proxy.url}/clients`)).json();
+          return groups.length === 2 ? groups : undefined;
+        },
+        10_000,
+        "both clients in /clients",
+      );
+      assert.deepEqual(sd, [
+        { targets: ["127.0.0.1"], labels: {} },
+        { targets: ["localhost"], labels: { site: "e2e" } },
+      ]);
 
       const promPort = await freePort();
       await Deno.writeTextFile(
@@ -89,6 +111,10 @@ scrape_configs:
     proxy_url: ${proxy.url}
     static_configs:
       - targets: ["localhost:${nodePort}"]
+  - job_name: legacy
+    proxy_url: ${proxy.url}
+    static_configs:
+      - targets: ["127.0.0.1:${nodePort}"]
   - job_name: pushprox_sd
     proxy_url: ${proxy.url}
     http_sd_configs:
@@ -108,18 +134,21 @@ scrape_configs:
       processes.push(prometheus);
       await prometheus.waitFor(/Server is ready to receive web requests/, 30_000);
 
-      for (const job of ["direct", "pushprox", "pushprox_sd"]) {
+      const targets: Record<string, number> = { direct: 1, pushprox: 1, legacy: 1, pushprox_sd: 2 };
+      for (const [job, count] of Object.entries(targets)) {
         await waitUntil(
           async () => {
             const result = await query(promPort, `up{job="${job}"}`);
-            return result.length === 1 && result[0]!.value[1] === "1" ? true : undefined;
+            return result.length === count && result.every((r) => r.value[1] === "1")
+              ? true
+              : undefined;
           },
           30_000,
-          `up{job="${job}"} == 1`,
+          `up{job="${job}"} == 1 for ${count} target(s)`,
         );
       }
       // The SD job carries the client's label.
-      const sdUp = await query(promPort, `up{job="pushprox_sd"}`);
+      const sdUp = await query(promPort, `up{job="pushprox_sd",instance="localhost:${nodePort}"}`);
       assert.equal(sdUp[0]!.metric["site"], "e2e");
 
       // The same series arrive through the proxy as directly.
@@ -129,6 +158,7 @@ scrape_configs:
       const direct = await names("direct");
       assert.ok(direct.includes("node_load1"), "node_exporter metrics were scraped");
       assert.deepEqual(await names("pushprox"), direct);
+      assert.deepEqual(await names("legacy"), direct);
       assert.deepEqual(await names("pushprox_sd"), direct);
 
       const proxied = await query(promPort, `pushproxy_proxied_requests_total{code="200"}`);
