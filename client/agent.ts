@@ -130,8 +130,13 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     }
   }
   const resolveIntervalMs = options.resolveIntervalMs ?? 30_000;
-  const resolve = options.resolve ??
-    (async (hostname: string) => (await lookup(hostname, { all: true })).map((a) => a.address));
+  // One address family only: a dual-stack host (or pod) has an A and an AAAA
+  // record for the same proxy, and two streams to one proxy displace each other.
+  const resolve = options.resolve ?? (async (hostname: string) => {
+    const found = await lookup(hostname, { all: true });
+    const v4 = found.filter((a) => a.family === 4);
+    return (v4.length > 0 ? v4 : found).map((a) => a.address);
+  });
   let connectedCount = 0;
   const scraper = createScraper({
     fqdn: options.fqdn,

@@ -28,9 +28,10 @@ export interface Resolution {
 }
 
 /**
- * The endpoints to stream to: a URL whose host has several addresses gets
- * one endpoint per address; one address, or none known, means one endpoint
- * that connects by name.
+ * The endpoints to stream to: a URL whose host resolved gets one endpoint
+ * per address (pinned, so that a changing answer moves only the streams
+ * whose address changed); a URL not resolved (yet), or not to be pinned,
+ * gets one endpoint that connects by name.
  *
  * @param urls The `--proxy-url` values, in order.
  * @param resolutions What the resolver found, by URL; missing means unknown.
@@ -45,7 +46,7 @@ export function desiredEndpoints(
     const label = redact(url);
     const resolution = resolutions.get(url);
     const addresses = [...new Set(resolution?.addresses ?? [])].sort();
-    if (resolution?.pin && addresses.length > 1) {
+    if (resolution?.pin && addresses.length > 0) {
       for (const address of addresses) {
         const key = `${url}#${address}`;
         endpoints.set(key, { key, url, address, label: `${label} (${address})` });

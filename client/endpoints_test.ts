@@ -26,8 +26,13 @@ Deno.test("desiredEndpoints() gives one endpoint per URL, and one per address wh
   assert.deepEqual(split.map((e) => [e.key, e.address, e.label]), [
     [`${A}#10.0.0.5`, "10.0.0.5", "http://pushprox.monitoring:8080 (10.0.0.5)"],
     [`${A}#10.0.0.6`, "10.0.0.6", "http://pushprox.monitoring:8080 (10.0.0.6)"],
-    [B, null, "https://other.example"],
+    [`${B}#192.0.2.1`, "192.0.2.1", "https://other.example (192.0.2.1)"],
   ]);
+  // Not resolved (yet): by name.
+  assert.deepEqual(
+    desiredEndpoints([A], resolved([[A, []]])).map((e) => e.key),
+    [A],
+  );
   // Not pinned (HTTP proxy in use, or disabled): by name, however many addresses.
   assert.deepEqual(
     desiredEndpoints([A], resolved([[A, ["10.0.0.5", "10.0.0.6"], false]])).map((e) => e.key),
@@ -44,11 +49,11 @@ Deno.test("reconcileEndpoints() starts new endpoints and stops vanished ones", (
   assert.deepEqual(start.map((e) => e.address), ["10.0.0.7"]);
   assert.deepEqual(stop, [`${A}#10.0.0.5`]);
   assert.deepEqual(reconcileEndpoints(after.map((e) => e.key), after), { start: [], stop: [] });
-  // Shrinking to one address goes back to one stream by name.
+  // Shrinking to one address stops only the stream whose address went.
   const single = desiredEndpoints([A], resolved([[A, ["10.0.0.6"]]]));
   const change = reconcileEndpoints(after.map((e) => e.key), single);
-  assert.deepEqual(change.start.map((e) => e.key), [A]);
-  assert.equal(change.stop.length, 2);
+  assert.deepEqual(change.start, []);
+  assert.deepEqual(change.stop, [`${A}#10.0.0.7`]);
 });
 
 Deno.test("redact() drops credentials; isIpLiteral() spots addresses", () => {
