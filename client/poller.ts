@@ -71,7 +71,13 @@ export async function runPoller(
 
   while (!signal.aborted) {
     const stream = new AbortController();
-    const stopStream = () => stream.abort(signal.reason);
+    // On stop, the stream stays open until the scrapes received on it are
+    // answered: the proxy fails a scrape whose stream ends before its push.
+    const stopStream = () => {
+      const end = () => stream.abort(signal.reason);
+      if (inFlight.size === 0) end();
+      else Promise.allSettled([...inFlight]).then(end);
+    };
     signal.addEventListener("abort", stopStream, { once: true });
     let watchdog: ReturnType<typeof setTimeout> | undefined;
     const arm = (ms: number, reason: string) => {
@@ -107,7 +113,8 @@ export async function runPoller(
           options.onState?.(true);
           logger.info("Registered with the proxy", { fqdn: identity.fqdn });
         } else if (kind === "scrape" && registeredAt > 0) {
-          const job = runScrape(value, sessionId);
+          // While stopping, scrapes still arriving are refused at once.
+          const job = runScrape(value, sessionId, signal.aborted);
           inFlight.add(job);
           job.finally(() => inFlight.delete(job));
         } else if (kind === "goAway") {
@@ -154,12 +161,15 @@ export async function runPoller(
   async function runScrape(
     request: ScrapeRequest,
     sessionId: string,
+    refuse = false,
   ): Promise<void> {
     const started = performance.now();
     const log = logger.with({ scrape_id: request.id });
     const deadline = AbortSignal.timeout(Math.max(1, request.timeoutMs));
     log.debug("Scraping", { url: request.url, timeout_ms: request.timeoutMs });
-    const outcome = await options.scraper.scrape(request, deadline);
+    const outcome: ScrapeOutcome = refuse
+      ? { status: 503, headers: [], error: "the client is shutting down", body: null }
+      : await options.scraper.scrape(request, deadline);
     if (outcome.error !== "") {
       metrics.scrapeErrors.inc();
       log.warn("Scrape failed", {
