@@ -1,6 +1,7 @@
 /**
  * The optional second listener (`--grpc.listen-address`): the same Connect
- * services as the main port, over HTTP/2 with prior knowledge (h2c), so that
+ * services as the main port, over HTTP/2 (h2c with prior knowledge, or TLS
+ * with ALPN h2 when the web configuration has `tls_server_config`), so that
  * plain gRPC clients (grpc-go, grpcurl, `buf curl --protocol grpc`) can call
  * them. Connect and gRPC-Web over HTTP/2 work there too. Scrapes, `/clients`
  * and the rest stay on the main port.
@@ -8,9 +9,19 @@
  * @module
  */
 
-import { createServer, type Http2Server } from "node:http2";
+import {
+  createSecureServer,
+  createServer,
+  type Http2Server,
+  type Http2ServerRequest,
+  type Http2ServerResponse,
+  type ServerHttp2Session,
+} from "node:http2";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import type { Server as TlsServer, TLSSocket } from "node:tls";
+import type { Logger } from "../lib/logger.ts";
+import type { TlsListener } from "../lib/tls_server.ts";
 
 /** Options for {@linkcode serveGrpc}. */
 export interface GrpcServeOptions {
@@ -26,6 +37,10 @@ export interface GrpcServeOptions {
   maxHeaderBytes?: number;
   /** Most concurrent streams per connection. @default {1000} */
   maxConcurrentStreams?: number;
+  /** Serve TLS (the main port's `tls_server_config`). @default {h2c} */
+  tls?: TlsListener;
+  /** Logs refused TLS connections. */
+  logger?: Logger;
 }
 
 /** A listening gRPC port. */
@@ -48,13 +63,14 @@ export async function serveGrpc(
   proxy: { handle(req: IncomingMessage, res: ServerResponse): void },
   options: GrpcServeOptions,
 ): Promise<ServingGrpc> {
-  const server = createServer({
+  const settings = {
     maxHeaderListPairs: 128,
     settings: {
       maxConcurrentStreams: options.maxConcurrentStreams ?? 1000,
       maxHeaderListSize: options.maxHeaderBytes ?? 16384,
     },
-  }, (req, res) => {
+  };
+  const handle = (req: Http2ServerRequest, res: Http2ServerResponse) => {
     const path = (req.url ?? "").split("?", 1)[0]!;
     if (!path.startsWith("/pushprox.v1.")) {
       res.writeHead(404, { "content-type": "text/plain; charset=utf-8" });
@@ -63,9 +79,26 @@ export async function serveGrpc(
     }
     // The compatibility API of node:http2 has what the handler uses.
     proxy.handle(req as unknown as IncomingMessage, res as unknown as ServerResponse);
-  });
+  };
+  const tls = options.tls;
+  const server: Http2Server = tls
+    ? createSecureServer({ ...tls.serverOptions, ...settings, ALPNProtocols: ["h2"] }, handle)
+    : createServer(settings, handle);
+  if (tls) {
+    server.on("secureConnection", (socket: TLSSocket) => {
+      const reason = tls.admit(socket);
+      if (reason !== null) {
+        options.logger?.warn("TLS connection refused", {
+          listener: "grpc",
+          remote: socket.remoteAddress,
+          err: reason,
+        });
+        socket.destroy();
+      }
+    });
+  }
   server.setTimeout(options.idleTimeoutMs ?? 65_000, () => {});
-  const sessions = new Set<import("node:http2").ServerHttp2Session>();
+  const sessions = new Set<ServerHttp2Session>();
   server.on("session", (session) => {
     sessions.add(session);
     session.once("close", () => sessions.delete(session));
@@ -78,7 +111,10 @@ export async function serveGrpc(
       resolve();
     });
   });
+  const stopWatching = new AbortController();
+  tls?.watch(server as unknown as TlsServer, stopWatching.signal);
   const close = () => {
+    stopWatching.abort();
     server.close();
     for (const session of sessions) session.destroy();
   };

@@ -282,7 +282,12 @@ export async function main(args: readonly string[]): Promise<number> {
   let grpc: ServingGrpc | null = null;
   if (grpcListen !== null) {
     try {
-      grpc = await serveGrpc(proxy, { ...grpcListen, signal: stop.signal });
+      grpc = await serveGrpc(proxy, {
+        ...grpcListen,
+        signal: stop.signal,
+        logger,
+        ...(security.tls ? { tls: security.tls } : {}),
+      });
     } catch (error) {
       logger.error("Cannot listen", {
         address: flags["grpc.listen-address"],
@@ -293,7 +298,11 @@ export async function main(args: readonly string[]): Promise<number> {
       await serving.finished;
       return 1;
     }
-    logger.info("Listening on", { address: formatAddress(grpc.address), listener: "grpc" });
+    logger.info("Listening on", {
+      address: formatAddress(grpc.address),
+      listener: "grpc",
+      tls: security.tls !== null,
+    });
   }
   await Promise.all([serving.finished, grpc?.finished]);
   return 0;

@@ -11,6 +11,9 @@ import { type AddressInfo, connect } from "node:net";
 import { startAgent } from "../client/agent.ts";
 import { createProxy, type Proxy, serveProxy } from "../proxy/server.ts";
 import { serveGrpc } from "../proxy/grpc_server.ts";
+import { parseWebConfig } from "../lib/web_config.ts";
+import { createTlsListener } from "../lib/tls_server.ts";
+import { createTestCa, OPENSSL_MISSING } from "./certs.ts";
 import { DENO, denoEnv, proxiedGet, ROOT, waitUntil } from "./support.ts";
 import { testLogger } from "./stack.ts";
 
@@ -229,6 +232,66 @@ Deno.test({
       stop.abort();
       await grpc.finished;
       await proxy.stop();
+    }
+  },
+});
+
+Deno.test({
+  name: "--grpc.listen-address serves TLS (h2 via ALPN) when the web config has tls_server_config",
+  ignore: OPENSSL_MISSING !== null,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "pushprox-grpc-tls-" });
+    const proxy = await startProxy("127.0.0.1");
+    const stop = new AbortController();
+    try {
+      const ca = await createTestCa(dir);
+      const server = await ca.issue("server", {
+        cn: "localhost",
+        sans: ["DNS:localhost", "IP:127.0.0.1"],
+        usage: "server",
+      });
+      const web = parseWebConfig(
+        `tls_server_config:\n  cert_file: ${server.certFile}\n  key_file: ${server.keyFile}\n`,
+        `${dir}/web.yml`,
+      );
+      const tls = await createTlsListener(web.tls!, { reloadIntervalMs: 60_000 });
+      const grpc = await serveGrpc(proxy.proxy, {
+        hostname: "127.0.0.1",
+        port: 0,
+        signal: stop.signal,
+        tls,
+      });
+      const output = await new Deno.Command(DENO, {
+        args: [
+          "run",
+          "-A",
+          "npm:@bufbuild/buf@1.74.0",
+          "curl",
+          "--schema",
+          "proto",
+          "--protocol",
+          "grpc",
+          "--cacert",
+          ca.certFile,
+          "--data",
+          "{}",
+          `https://localhost:${grpc.address.port}/pushprox.v1.RegistryService/ListClients`,
+        ],
+        cwd: ROOT,
+        env: denoEnv(),
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      assert.equal(output.code, 0, new TextDecoder().decode(output.stderr));
+      assert.deepEqual(JSON.parse(new TextDecoder().decode(output.stdout)), {});
+      stop.abort();
+      await grpc.finished;
+    } finally {
+      stop.abort();
+      await proxy.stop();
+      await Deno.remove(dir, { recursive: true });
     }
   },
 });
