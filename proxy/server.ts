@@ -446,6 +446,21 @@ export async function serveProxy(
     )
     : createServer(httpOptions, handle);
   const log = options.logger;
+  /** Raw connections, so that closing ends those still in a TLS handshake too. */
+  const sockets = new Set<Socket>();
+  server.on("connection", (socket: Socket) => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+    if (!tls) return;
+    // A connection that sends nothing never reaches the HTTP timeouts.
+    const timer = setTimeout(() => {
+      if (socket.bytesRead === 0) {
+        proxy.metrics.limitHits.inc({ limit: "header_timeout" });
+        socket.destroy();
+      }
+    }, headersTimeout);
+    socket.once("close", () => clearTimeout(timer));
+  });
   if (tls) {
     server.on("secureConnection", (socket: TLSSocket) => {
       const reason = tls.admit(socket);
@@ -511,6 +526,7 @@ export async function serveProxy(
     proxy.close();
     server.close();
     server.closeAllConnections();
+    for (const socket of sockets) socket.destroy();
   };
   if (options.signal?.aborted) close();
   options.signal?.addEventListener("abort", close, { once: true });
