@@ -74,9 +74,11 @@ export function createScrapeTransport(
     return new Promise((resolve, reject) => {
       init.signal.throwIfAborted();
       const secure = url.protocol === "https:";
-      const headers: Record<string, string[]> = {};
+      const headers: Record<string, string | string[]> = {};
       for (const { name, value } of init.headers) {
-        (headers[name] ??= []).push(value);
+        // Host (set by --use-localhost) must be a single string for node:http.
+        if (name === "host") headers[name] = value;
+        else ((headers[name] ??= []) as string[]).push(value);
       }
       const request = (secure ? https : http).request(url, {
         method: init.method,

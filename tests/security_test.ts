@@ -726,3 +726,97 @@ Deno.test("upstream (legacy) clients authenticate with the token as basic-auth p
     await proxy.close();
   }
 });
+
+Deno.test({
+  name:
+    "client: --target.tls.* verifies targets apart from the proxy's TLS; --allow-port and --use-localhost apply through the proxy",
+  ignore: OPENSSL_MISSING !== null,
+  async fn() {
+    const dir = await Deno.makeTempDir();
+    try {
+      const proxyCa = await createTestCa(dir, "proxyca");
+      const targetCa = await createTestCa(dir, "targetca");
+      await proxyCa.issue("proxy", {
+        cn: "localhost",
+        sans: ["DNS:localhost", "IP:127.0.0.1"],
+        usage: "server",
+      });
+      const targetCert = await targetCa.issue("target", {
+        cn: "localhost",
+        sans: ["DNS:localhost", "IP:127.0.0.1"],
+        usage: "server",
+      });
+      const proxy = await startSecureProxy({
+        dir,
+        web: "tls_server_config:\n  cert_file: proxy.pem\n  key_file: proxy.key\n",
+      });
+      const { createServer: createHttpsServer } = await import("node:https");
+      const hosts: string[] = [];
+      const target = createHttpsServer(
+        { cert: targetCert.cert, key: targetCert.key },
+        (req, res) => {
+          hosts.push(req.headers.host ?? "");
+          res.end("secure 1\n");
+        },
+      );
+      await new Promise<void>((resolve) => target.listen(0, "127.0.0.1", resolve));
+      const targetPort = (target.address() as AddressInfo).port;
+      const start = (targetTls: { ca?: string }, proxyTls: { ca?: string }) =>
+        startAgent({
+          proxyUrl: proxy.url,
+          fqdn: "localhost",
+          logger: testLogger(),
+          metricsAddress: null,
+          defaultMetrics: false,
+          retryInitialMs: 50,
+          retryMaxMs: 200,
+          proxyTls,
+          targetTls,
+          scrapePolicy: { allowPorts: [targetPort], allowPaths: null, useLocalhost: true },
+        });
+      try {
+        // The target's CA is not the proxy's: with only --tls.cacert the client cannot even connect.
+        const wrong = await start({ ca: proxyCa.cert }, { ca: targetCa.cert });
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        assert.equal(
+          proxy.proxy.coordinator.clientCount,
+          0,
+          "the proxy's CA is --tls.cacert, not --target.tls.ca",
+        );
+        await wrong.stop();
+        const agent = await start({ ca: targetCa.cert }, { ca: proxyCa.cert });
+        try {
+          await waitUntil(
+            () => proxy.proxy.coordinator.clientCount === 1 || undefined,
+            5_000,
+            "agent",
+          );
+          const ok = await send(proxy, `http://localhost:${targetPort}/metrics?_scheme=https`, {
+            tls: { ca: proxyCa.cert },
+          });
+          assert.equal(ok.status, 200, ok.body);
+          assert.equal(ok.body, "secure 1\n");
+          assert.deepEqual(hosts, [`localhost:${targetPort}`], "use-localhost keeps the Host");
+          const otherPort = await send(proxy, "http://localhost:22/metrics", {
+            tls: { ca: proxyCa.cert },
+          });
+          assert.equal(otherPort.status, 403);
+          assert.match(otherPort.body, /permissions to scrape port 22/);
+          const noPort = await send(proxy, "http://localhost/metrics", {
+            tls: { ca: proxyCa.cert },
+          });
+          assert.equal(noPort.status, 403);
+          assert.match(noPort.body, /port 80 \(the default port of http\)/);
+        } finally {
+          await agent.stop();
+        }
+      } finally {
+        target.closeAllConnections();
+        await new Promise((resolve) => target.close(resolve));
+        await proxy.close();
+      }
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
