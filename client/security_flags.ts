@@ -192,24 +192,45 @@ export function readSecuritySettings(flags: FlagValues): SecuritySettings {
 }
 
 /**
- * Wraps a Connect transport so that every call carries an Authorization header.
+ * Wraps a Connect transport so that every call carries an Authorization
+ * header; one transport serves one Poll stream at a time.
  *
  * @param transport The transport to the proxy.
  * @param authorization Returns the header value; called per call.
  * @returns The wrapped transport.
  */
 export function withAuthorization(transport: Transport, authorization: () => string): Transport {
-  const headers = (init: HeadersInit | undefined) => {
+  // The proxy binds a stream to the credential it was opened with and accepts
+  // pushes only with that credential: the header is read again when a Poll
+  // stream opens (a rotated token takes effect at the next reconnection) and
+  // reused for the pushes that follow.
+  let current: string | null = null;
+  const headers = (init: HeadersInit | undefined, method: { name: string }) => {
+    if (current === null || method.name === "Poll") current = authorization();
     const h = new Headers(init);
-    h.set("authorization", authorization());
+    h.set("authorization", current);
     return h;
   };
   return {
     unary(method, signal, timeoutMs, header, input, contextValues) {
-      return transport.unary(method, signal, timeoutMs, headers(header), input, contextValues);
+      return transport.unary(
+        method,
+        signal,
+        timeoutMs,
+        headers(header, method),
+        input,
+        contextValues,
+      );
     },
     stream(method, signal, timeoutMs, header, input, contextValues) {
-      return transport.stream(method, signal, timeoutMs, headers(header), input, contextValues);
+      return transport.stream(
+        method,
+        signal,
+        timeoutMs,
+        headers(header, method),
+        input,
+        contextValues,
+      );
     },
   };
 }

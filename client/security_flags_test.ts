@@ -71,7 +71,7 @@ Deno.test("--auth.token-file: short tokens are refused, the file is re-read per 
   }
 });
 
-Deno.test("withAuthorization() sets the header on every call", async () => {
+Deno.test("withAuthorization() reads the header when a Poll opens and keeps it for its pushes", async () => {
   const seen: string[] = [];
   const inner = {
     unary(_m: unknown, _s: unknown, _t: unknown, header: HeadersInit | undefined) {
@@ -87,7 +87,12 @@ Deno.test("withAuthorization() sets the header on every call", async () => {
   const wrapped = withAuthorization(inner, () => `Bearer t${++n}`);
   // deno-lint-ignore no-explicit-any
   const any = wrapped as any;
-  await any.unary(null, undefined, undefined, { "x-a": "1" }, {}, undefined);
-  await any.stream(null, undefined, undefined, undefined, [], undefined);
-  assert.deepEqual(seen, ["Bearer t1", "Bearer t2"]);
+  const poll = { name: "Poll" };
+  const push = { name: "Push" };
+  await any.stream(poll, undefined, undefined, undefined, [], undefined);
+  await any.stream(push, undefined, undefined, { "x-a": "1" }, [], undefined);
+  // A new stream reads the (rotated) token again; its pushes use that one.
+  await any.stream(poll, undefined, undefined, undefined, [], undefined);
+  await any.stream(push, undefined, undefined, undefined, [], undefined);
+  assert.deepEqual(seen, ["Bearer t1", "Bearer t1", "Bearer t2", "Bearer t2"]);
 });

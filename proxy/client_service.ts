@@ -35,6 +35,12 @@ export interface ClientServiceOptions {
   ) => { credential: string; name: string };
   /** The credential a push was made with, checked against the scrape's stream. */
   pushCredential?: (context: HandlerContext) => string | null;
+  /**
+   * Checks, at every heartbeat, that the stream's credential still allows
+   * `fqdn`; a reason ends the stream with PermissionDenied (revoked or
+   * expired tokens, a narrowed auth configuration).
+   */
+  revalidate?: (context: HandlerContext, fqdn: string) => Promise<string | null>;
 }
 
 /**
@@ -139,6 +145,12 @@ export function createClientService(
           }
           if (context.signal.aborted) break;
           if (task === null) {
+            const revoked = await options.revalidate?.(context, request.fqdn) ?? null;
+            if (revoked !== null) {
+              metrics.authFailures.inc({ role: "client", reason: "forbidden" });
+              log.warn("Ending the stream: its credential no longer allows it", { err: revoked });
+              throw new ConnectError(`Registration revoked: ${revoked}`, Code.PermissionDenied);
+            }
             yield { message: { case: "heartbeat", value: {} } };
             continue;
           }

@@ -75,6 +75,10 @@ export const AUTH_RESULT: ReturnType<typeof createContextKey<AuthResult | null>>
   AuthResult | null
 >(null, { description: "pushprox auth result" });
 
+/** Authenticates a Connect request again, with the credentials it came with. */
+const AUTH_RECHECK: ReturnType<typeof createContextKey<(() => Promise<AuthResult>) | null>> =
+  createContextKey<(() => Promise<AuthResult>) | null>(null, { description: "pushprox re-auth" });
+
 /** The Connect code for a failed authentication. */
 function authCode(result: AuthResult & { ok: false }): Code {
   return result.kind === "forbidden"
@@ -100,6 +104,8 @@ function roleOf(target: string, path: string): Role | null {
 export interface Proxy {
   readonly coordinator: Coordinator;
   readonly metrics: ProxyMetrics;
+  /** Who may act in which role; `update` it to reload. */
+  readonly auth: Authenticator;
   /** Serves one request on the proxy's port. */
   handle(req: IncomingMessage, res: ServerResponse): void;
   /** Ends state that outlives requests (legacy sessions and their timers). */
@@ -126,6 +132,7 @@ export function createProxy(options: ProxyOptions): Proxy {
     createAuthenticator(defaultAuthConfig(new Map()), { users: new Map() });
   /** Authentication results of Connect requests, read by the router's context. */
   const authResults = new WeakMap<object, AuthResult>();
+  const authRechecks = new WeakMap<object, () => Promise<AuthResult>>();
   function authenticate(role: Role, req: IncomingMessage): Promise<AuthResult> {
     const header = (name: string) => {
       const value = req.headers[name];
@@ -231,6 +238,16 @@ export function createProxy(options: ProxyOptions): Proxy {
           pushCredential(context) {
             return principalOf(context)?.credential ?? null;
           },
+          async revalidate(context, fqdn) {
+            // A revoked, expired or re-scoped credential ends its stream.
+            const recheck = context.values.get(AUTH_RECHECK);
+            const before = principalOf(context);
+            if (recheck === null || before === null) return null;
+            const result = await recheck();
+            if (!result.ok) return result.reason;
+            if (result.principal.credential !== before.credential) return "the credential changed";
+            return registrationProblem(result.principal, fqdn);
+          },
         }),
       );
       router.service(RegistryService, createRegistryService(coordinator));
@@ -238,7 +255,9 @@ export function createProxy(options: ProxyOptions): Proxy {
     readMaxBytes: maxMessageBytes,
     interceptors: [authInterceptor],
     contextValues(req) {
-      return createContextValues().set(AUTH_RESULT, authResults.get(req) ?? null);
+      return createContextValues()
+        .set(AUTH_RESULT, authResults.get(req) ?? null)
+        .set(AUTH_RECHECK, authRechecks.get(req) ?? null);
     },
   });
 
@@ -262,6 +281,7 @@ export function createProxy(options: ProxyOptions): Proxy {
   return {
     coordinator,
     metrics,
+    auth,
     close() {
       legacy?.close();
     },
@@ -278,6 +298,7 @@ export function createProxy(options: ProxyOptions): Proxy {
         if (path.startsWith("/pushprox.v1.")) {
           // Connect answers failures in its own protocol (see authInterceptor).
           authResults.set(req, result);
+          authRechecks.set(req, () => authenticate(role, req));
           if (!result.ok) refused(role, req, result);
           route(req, res, target, path);
           return;

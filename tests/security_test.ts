@@ -820,3 +820,35 @@ Deno.test({
     }
   },
 });
+
+Deno.test("a revoked token ends its stream at the next heartbeat; a new token takes over", async () => {
+  const proxy = await startSecureProxy({
+    web: USERS,
+    auth: AUTH,
+    proxy: { heartbeatIntervalMs: 100 },
+  });
+  try {
+    const stream = fakeClient(connectClient(proxy.url, { token: TOKEN_A }), "node-a");
+    await stream.registered;
+    const { parseAuthConfig } = await import("../proxy/auth.ts");
+    const { parseWebConfig } = await import("../lib/web_config.ts");
+    const users = parseWebConfig(USERS, "web.yml").basicAuthUsers;
+    // Rotation: the new token is added, the old one removed (a reload does this).
+    const rotated = AUTH.replace(sha256Hex(TOKEN_A), sha256Hex("token-a2-0123456789abcdef"));
+    proxy.proxy.auth.update(parseAuthConfig(rotated, "auth.yml", users), users);
+    assert.equal(await codeOf(stream.done), Code.PermissionDenied);
+    await waitUntil(
+      () => proxy.proxy.coordinator.listClients().every((c) => !c.connected) || undefined,
+      2_000,
+      "stream closed",
+    );
+    const renewed = fakeClient(
+      connectClient(proxy.url, { token: "token-a2-0123456789abcdef" }),
+      "node-a",
+    );
+    await renewed.registered;
+    renewed.stop();
+  } finally {
+    await proxy.close();
+  }
+});
