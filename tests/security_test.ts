@@ -852,3 +852,28 @@ Deno.test("a revoked token ends its stream at the next heartbeat; a new token ta
     await proxy.close();
   }
 });
+
+Deno.test("idle keep-alive connections are closed after the idle timeout", async () => {
+  const { createProxy, serveProxy } = await import("../proxy/server.ts");
+  const proxy = createProxy({ logger: testLogger(), defaultMetrics: false });
+  const stop = new AbortController();
+  const serving = await serveProxy(proxy, {
+    hostname: "127.0.0.1",
+    port: 0,
+    signal: stop.signal,
+    idleTimeoutMs: 500,
+  });
+  try {
+    const started = Date.now();
+    const answer = await rawExchange(
+      serving.address.port,
+      "GET /clients HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n",
+    );
+    assert.match(answer, /^HTTP\/1\.1 200/);
+    const idle = Date.now() - started;
+    assert.ok(idle >= 400 && idle < 2_900, `idle connection closed after ${idle}ms`);
+  } finally {
+    stop.abort();
+    await serving.finished;
+  }
+});
