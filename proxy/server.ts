@@ -94,7 +94,11 @@ function roleOf(target: string, path: string): Role | null {
   if (path.startsWith("/pushprox.v1.ClientService/") || path === "/poll" || path === "/push") {
     return "client";
   }
-  if (path.startsWith("/pushprox.v1.") || path === "/clients" || path === "/metrics") {
+  // The status page on "/" shows what ListClients does: same role, so that a
+  // browser asks for the reader's credentials once and its fetches reuse them.
+  if (
+    path.startsWith("/pushprox.v1.") || path === "/clients" || path === "/metrics" || path === "/"
+  ) {
     return "reader";
   }
   return null;

@@ -128,3 +128,44 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "status page with reader credentials: the browser is asked once, its fetches reuse them",
+  ignore: missing,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const { chromium } = await import("playwright-core");
+    const bcrypt = (await import("bcryptjs")).default;
+    const { startSecureProxy } = await import("./secure_stack.ts");
+    const proxy = await startSecureProxy({
+      web: `basic_auth_users:\n  grafana: "${bcrypt.hashSync("grafana-secret", 4)}"\n`,
+      auth:
+        "clients:\n  open: true\nscrapers:\n  open: true\nreaders:\n  basic_auth_users: [grafana]\n",
+    });
+    const profile = await Deno.makeTempDir({ prefix: "pushprox-chromium-" });
+    let context;
+    try {
+      const anonymous = await fetch(`${proxy.url}/`);
+      await anonymous.body?.cancel();
+      assert.equal(anonymous.status, 401);
+      assert.match(anonymous.headers.get("www-authenticate") ?? "", /^Basic /);
+
+      context = await chromium.launchPersistentContext(profile, {
+        executablePath: CHROMIUM,
+        headless: true,
+        args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"],
+        httpCredentials: { username: "grafana", password: "grafana-secret" },
+      });
+      const page = await context.newPage();
+      const response = await page.goto(`${proxy.url}/`);
+      assert.equal(response?.status(), 200);
+      await page.locator("#summary").getByText("0 clients").waitFor({ timeout: 10_000 });
+      assert.equal(await page.locator("#error").isVisible(), false);
+    } finally {
+      await context?.close();
+      await proxy.close();
+      await Deno.remove(profile, { recursive: true }).catch(() => {});
+    }
+  },
+});
