@@ -26,12 +26,12 @@ import {
   type ChurnSpec,
   type ClientsResult,
   type ClientsSpec,
+  type IdleFigures,
   type PayloadSpec,
   runChurn,
   runClients,
   runThroughput,
   startServices,
-  stopServices,
   type ThroughputSpec,
   type TimingSpec,
 } from "./profiles.ts";
@@ -45,7 +45,6 @@ import {
   latencyTable,
 } from "./report.ts";
 import { REPO_ROOT, type ServiceOptions, startTarget } from "./stack.ts";
-import { countFds, readMemory } from "./proc.ts";
 
 const KIB = 1024;
 const MIB = 1024 * 1024;
@@ -65,6 +64,8 @@ const USAGE = `usage: deno task bench [--profile=default|smoke|clients|churn] [f
   --scale=X               multiply matrix durations by X (1)
   --timeout-seconds=S     X-Prometheus-Scrape-Timeout-Seconds (10,
                           Prometheus' default scrape_timeout)
+  --quiet-wait=S          before each matrix case, wait up to S seconds for
+                          the machine to be idle (0: don't wait)
   --cpu-prof              CPU-profile proxy and client in proxied cases
                           (via --inspect); writes .cpuprofile files next to the JSON
   --repo=DIR              run proxy/ and client/ of another checkout (this one)
@@ -127,6 +128,7 @@ function plan(
   const timeoutSeconds = Number(values["timeout-seconds"] ?? 10);
   const only = typeof values.only === "string" ? new RegExp(values.only) : null;
   const smallScrape = { payloadBytes: 57 * KIB, timeoutSeconds };
+  const quietWaitMs = Number(values["quiet-wait"] ?? 0) * 1000;
   switch (profile) {
     case "default":
       return {
@@ -137,6 +139,7 @@ function plan(
           timeoutSeconds,
           only,
           cpuProfileDir: null,
+          quietWaitMs,
         },
         clients: null,
         churn: null,
@@ -155,6 +158,7 @@ function plan(
           timeoutSeconds,
           only,
           cpuProfileDir: null,
+          quietWaitMs,
         },
         clients: {
           counts: [50],
@@ -186,7 +190,7 @@ function plan(
           scrapeMs: 5000,
           connectConcurrency: 200,
           warmupScrapeMs: 2000,
-          settleMs: 3000,
+          settleMs: (timeoutSeconds + 2) * 1000,
           ...smallScrape,
         },
         churn: null,
@@ -201,7 +205,7 @@ function plan(
           fqdnPool: Number(values["churn.pool"] ?? 1000),
           concurrency: 32,
           scrapeMs: 2000,
-          settleMs: 5000,
+          settleMs: (timeoutSeconds + 2) * 1000,
           ...smallScrape,
         },
       };
@@ -243,6 +247,7 @@ export async function main(args: readonly string[]): Promise<number> {
         scale: { type: "string" },
         "timeout-seconds": { type: "string" },
         "cpu-prof": { type: "boolean", default: false },
+        "quiet-wait": { type: "string" },
         repo: { type: "string", default: REPO_ROOT },
         label: { type: "string" },
         "proxy.deno-args": { type: "string" },
@@ -305,7 +310,7 @@ export async function main(args: readonly string[]): Promise<number> {
   let cases: CaseResult[] = [];
   let clients: ClientsResult[] = [];
   let churn: ChurnResult | null = null;
-  let idle: Record<string, { rssKiB: number; fds: number }> | null = null;
+  let idle: IdleFigures | null = null;
   try {
     const sizes = new Set<number>([57 * KIB]);
     for (const p of steps.throughput?.payloads ?? []) sizes.add(p.bytes);
@@ -313,33 +318,19 @@ export async function main(args: readonly string[]): Promise<number> {
     const start = () => startServices(proxyOptions, clientOptions);
 
     if (steps.throughput) {
-      const services = await start();
-      await new Promise((resolve) => setTimeout(resolve, 1000));
-      idle = {
-        proxy: {
-          rssKiB: readMemory(services.proxy.child.pid).rssKiB,
-          fds: countFds(services.proxy.child.pid),
-        },
-        client: {
-          rssKiB: readMemory(services.client.child.pid).rssKiB,
-          fds: countFds(services.client.child.pid),
-        },
-      };
-      try {
-        cases = await runThroughput(
-          steps.throughput,
-          target,
-          services,
-          (c) =>
-            log(
-              `[${elapsed()}] ${c.name}: ${c.rps} rps, p50 ${c.latencyMs.p50} ms, p99 ${c.latencyMs.p99} ms, ` +
-                `CPU proxy+client ${c.cpu.proxyAndClient.perMiBMs} ms/MiB, peak RSS ${c.peakRssMiB.proxyAndClient} MiB, ` +
-                `${c.requests} scrapes, ${c.errors} errors`,
-            ),
-        );
-      } finally {
-        await stopServices(services);
-      }
+      const run = await runThroughput(
+        steps.throughput,
+        target,
+        start,
+        (c) =>
+          log(
+            `[${elapsed()}] ${c.name}: ${c.rps} rps, p50 ${c.latencyMs.p50} ms, p99 ${c.latencyMs.p99} ms, ` +
+              `CPU proxy+client ${c.cpu.proxyAndClient.perMiBMs} ms/MiB, peak RSS ${c.peakRssMiB.proxyAndClient} MiB, ` +
+              `${c.requests} scrapes, ${c.errors} errors`,
+          ),
+      );
+      cases = run.cases;
+      idle = run.idle;
     }
     if (steps.clients) {
       clients = await runClients(
@@ -387,6 +378,7 @@ export async function main(args: readonly string[]): Promise<number> {
       timeoutSeconds: steps.throughput?.timeoutSeconds ??
         steps.clients?.timeoutSeconds ?? steps.churn?.timeoutSeconds,
       only: values.only ?? null,
+      quietWaitSeconds: Number(values["quiet-wait"] ?? 0),
       scale: Number(values.scale ?? 1),
     },
     idle,
@@ -404,6 +396,14 @@ export async function main(args: readonly string[]): Promise<number> {
       result.commit ?? "?"
     }${result.label ? ` (${result.label})` : ""}; ${result.durationSeconds} s`,
   ];
+  if (idle) {
+    const mib = (kib: number) => (kib / 1024).toFixed(1);
+    sections.push(
+      `Idle, just started: proxy ${mib(idle.proxy.rssKiB)} MiB RSS, ${idle.proxy.fds} fds; client ${
+        mib(idle.client.rssKiB)
+      } MiB RSS, ${idle.client.fds} fds. Each payload × concurrency pair runs on a fresh proxy and client.`,
+    );
+  }
   if (cases.length > 0) {
     sections.push(
       "### Throughput and latency (direct vs through the proxy)",

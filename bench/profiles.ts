@@ -13,7 +13,7 @@ import {
   summarizeProfile,
 } from "./cpu_profile.ts";
 import type { Latency, LoadResult } from "./load.ts";
-import { countFds, openFileLimit, readCpu, readMemory } from "./proc.ts";
+import { countFds, openFileLimit, readCpu, readMachineBusy, readMemory } from "./proc.ts";
 import {
   type ClientProcess,
   type ProxyProcess,
@@ -58,6 +58,8 @@ export interface ThroughputSpec {
   only: RegExp | null;
   /** Profile the proxy and client during proxied cases; write here. */
   cpuProfileDir: string | null;
+  /** Before each case, wait up to this long for a quiet machine. */
+  quietWaitMs: number;
 }
 
 /** CPU of one process (or two together) in a case. */
@@ -136,6 +138,34 @@ function snapshot(pid: number): ProcessSnapshot {
   return { rssKiB: readMemory(pid).rssKiB, fds: countFds(pid) };
 }
 
+/**
+ * Waits until the machine has been nearly idle (under 0.15 CPUs busy) for a
+ * second, or gives up after `maxMs`: on a shared machine, other work would
+ * disturb the figures.
+ *
+ * @param maxMs Longest wait.
+ * @returns Whether it became quiet.
+ */
+export async function waitQuiet(maxMs: number): Promise<boolean> {
+  const until = performance.now() + maxMs;
+  for (;;) {
+    const before = readMachineBusy();
+    await sleep(1000);
+    if (readMachineBusy() - before < 0.15) return true;
+    if (performance.now() >= until) return false;
+  }
+}
+
+/** Waits until a process has at most `fds` descriptors open, or gives up. */
+async function waitForFds(
+  pid: number,
+  fds: number,
+  timeoutMs: number,
+): Promise<void> {
+  const until = performance.now() + timeoutMs;
+  while (countFds(pid) > fds && performance.now() < until) await sleep(100);
+}
+
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
@@ -168,46 +198,65 @@ export async function stopServices(services: Services): Promise<void> {
   await services.proxy.child.stop();
 }
 
+/** What the proxy and client look like right after start, idle. */
+export interface IdleFigures {
+  proxy: ProcessSnapshot;
+  client: ProcessSnapshot;
+}
+
 /**
  * Runs the throughput matrix: for each payload and concurrency, direct to
- * the target and then through the proxy, back to back.
+ * the target and then through the proxy, back to back. Each pair gets a
+ * fresh proxy and client so that its peak RSS is its own.
  *
  * @param spec The matrix.
  * @param target The running target.
- * @param services The running proxy and client.
+ * @param start Starts a fresh proxy and client.
  * @param onCase Called with each finished case.
- * @returns The cases.
+ * @returns The cases, and the idle figures of the first fresh pair.
  */
 export async function runThroughput(
   spec: ThroughputSpec,
   target: Target,
-  services: Services,
+  start: () => Promise<Services>,
   onCase: (result: CaseResult) => void,
-): Promise<CaseResult[]> {
+): Promise<{ cases: CaseResult[]; idle: IdleFigures | null }> {
   const results: CaseResult[] = [];
-  const { proxy, client } = services;
-  let inspectors: { proxy: Inspector; client: Inspector } | null = null;
-  if (spec.cpuProfileDir !== null) {
-    if (!proxy.inspector || !client.inspector) {
-      throw new Error("Cannot profile: proxy and client need --inspect");
-    }
-    inspectors = {
-      proxy: await connectInspector(proxy.inspector),
-      client: await connectInspector(client.inspector),
-    };
-  }
-  try {
-    for (const payload of spec.payloads) {
-      const sizes = target.bodies[String(payload.bytes)];
-      if (!sizes) throw new Error(`The target has no ${payload.bytes}-byte body`);
-      const bodyBytes = payload.encoding === "gzip" ? sizes.gzip : sizes.plain;
-      const path = `/${payload.encoding === "gzip" ? "gzip" : "plain"}/${payload.bytes}`;
-      const url = `http://${CLIENT_FQDN}:${target.port}${path}`;
-      for (const concurrency of spec.concurrency) {
-        for (const mode of ["direct", "proxied"] as const) {
-          const name = `${mode} ${payload.label} ${payload.encoding} c${concurrency}`;
-          if (spec.only && !spec.only.test(name)) continue;
-          const timing = spec.timing(payload);
+  let idle: IdleFigures | null = null;
+  for (const payload of spec.payloads) {
+    const sizes = target.bodies[String(payload.bytes)];
+    if (!sizes) throw new Error(`The target has no ${payload.bytes}-byte body`);
+    const bodyBytes = payload.encoding === "gzip" ? sizes.gzip : sizes.plain;
+    const path = `/${payload.encoding === "gzip" ? "gzip" : "plain"}/${payload.bytes}`;
+    const url = `http://${CLIENT_FQDN}:${target.port}${path}`;
+    for (const concurrency of spec.concurrency) {
+      const names = (["direct", "proxied"] as const).map((mode) => ({
+        mode,
+        name: `${mode} ${payload.label} ${payload.encoding} c${concurrency}`,
+      })).filter(({ name }) => !spec.only || spec.only.test(name));
+      if (names.length === 0) continue;
+      const services = await start();
+      const { proxy, client } = services;
+      let inspectors: { proxy: Inspector; client: Inspector } | null = null;
+      try {
+        if (idle === null) {
+          await sleep(1000);
+          idle = {
+            proxy: snapshot(proxy.child.pid),
+            client: snapshot(client.child.pid),
+          };
+        }
+        if (spec.cpuProfileDir !== null) {
+          if (!proxy.inspector || !client.inspector) {
+            throw new Error("Cannot profile: proxy and client need --inspect");
+          }
+          inspectors = {
+            proxy: await connectInspector(proxy.inspector),
+            client: await connectInspector(client.inspector),
+          };
+        }
+        for (const { mode, name } of names) {
+          if (spec.quietWaitMs > 0) await waitQuiet(spec.quietWaitMs);
           const profiling = inspectors !== null && mode === "proxied";
           if (profiling) {
             await inspectors!.proxy.start();
@@ -218,7 +267,7 @@ export async function runThroughput(
             url,
             proxied: mode === "proxied",
             concurrency,
-            ...timing,
+            ...spec.timing(payload),
             expectBytes: bodyBytes,
             timeoutSeconds: spec.timeoutSeconds,
             watch: {
@@ -242,13 +291,14 @@ export async function runThroughput(
           results.push(result);
           onCase(result);
         }
+      } finally {
+        inspectors?.proxy.close();
+        inspectors?.client.close();
+        await stopServices(services);
       }
     }
-  } finally {
-    inspectors?.proxy.close();
-    inspectors?.client.close();
   }
-  return results;
+  return { cases: results, idle };
 }
 
 async function writeProfiles(
@@ -327,6 +377,8 @@ export interface ClientsResult {
   /** Streams the proxy ended while they were held. */
   dropped: number;
   connectSeconds: number;
+  /** Time until the proxy's fds were back to baseline after the holder left. */
+  releaseSeconds: number;
   holdSeconds: number;
   proxy: {
     /** With only the real client connected, after warm-up scrapes. */
@@ -361,7 +413,11 @@ export interface ClientsSpec {
   connectConcurrency: number;
   /** Warm-up scrapes before the baseline. */
   warmupScrapeMs: number;
-  /** Pauses before the baseline and after releasing the streams. */
+  /**
+   * Pause before the baseline and after releasing the streams. Longer than
+   * the scrape timeout, so that memory a scrape holds until its deadline
+   * is not in the baseline.
+   */
   settleMs: number;
   payloadBytes: number;
   timeoutSeconds: number;
@@ -434,6 +490,9 @@ export async function runClients(
         const peakRssKiB = readMemory(proxy.child.pid).hwmKiB;
         await holder.child.stop(10_000);
         const closed = holder.last();
+        const releaseStarted = performance.now();
+        await waitForFds(proxy.child.pid, baseline.fds, 60_000);
+        const releaseSeconds = (performance.now() - releaseStarted) / 1000;
         await sleep(spec.settleMs);
         const released = snapshot(proxy.child.pid);
         const registered = Number(ready.registered);
@@ -442,10 +501,9 @@ export async function runClients(
           registered,
           failed: Number(ready.failed),
           failureSamples: (ready.failures as string[] | undefined) ?? [],
-          dropped: closed.event === "closed"
-            ? Number(closed.dropped)
-            : Number(closed.dropped ?? -1),
+          dropped: Number(closed.dropped ?? -1),
           connectSeconds: round(connectSeconds, 1),
+          releaseSeconds: round(releaseSeconds, 1),
           holdSeconds: round(spec.holdMs / 1000, 1),
           proxy: {
             baseline,

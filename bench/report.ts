@@ -151,7 +151,7 @@ export function clientsTable(results: readonly ClientsResult[]): string {
   const rows = results.map((r) => [
     r.clients,
     `${r.registered}/${r.failed}/${r.dropped}`,
-    fixed(r.connectSeconds, 1),
+    `${fixed(r.connectSeconds, 1)}/${fixed(r.releaseSeconds, 1)}`,
     fixed(r.proxy.baseline.rssKiB / 1024, 1),
     fixed(r.proxy.held.rssKiB / 1024, 1),
     fixed(r.proxy.rssPerClientKiB, 2),
@@ -167,7 +167,7 @@ export function clientsTable(results: readonly ClientsResult[]): string {
   return markdownTable([
     "clients",
     "reg/fail/drop",
-    "connect s",
+    "connect/release s",
     "proxy RSS base MiB",
     "held MiB",
     "KiB/client",
