@@ -236,11 +236,17 @@ ${tls}
       const errors = await targetErrors(promPort);
       assert.match(errors, /"no_credentials","down","[^"]*407/);
       assert.match(errors, /"raw_port","down","[^"]*403/);
-      const failures = await query(
-        promPort,
-        `pushprox_proxy_auth_failures_total{role="scraper",reason="missing"}`,
+      await waitUntil(
+        async () => {
+          const failures = await query(
+            promPort,
+            `pushprox_proxy_auth_failures_total{role="scraper",reason="missing"}`,
+          );
+          return Number(failures[0]?.value[1]) >= 1 ? true : undefined;
+        },
+        15_000,
+        "the proxy's count of refused scrapes, scraped by Prometheus",
       );
-      assert.ok(Number(failures[0]?.value[1]) >= 1, "the proxy counted the refused scrapes");
     } finally {
       await Promise.all(processes.reverse().map((p) => p.stop()));
       await Deno.remove(dir, { recursive: true });

@@ -398,7 +398,13 @@ Deno.test("limits: clients, scrapes per client and in all, body and header size,
       "body limit metric",
     );
 
-    // A client that never answers holds its scrapes.
+    // A client that never answers holds its scrapes; b makes room for it.
+    b.stop();
+    await waitUntil(
+      () => proxy.proxy.coordinator.listClients().length === 1 || undefined,
+      3_000,
+      "b gone",
+    );
     const silent = connectClient(proxy.url);
     const controller = new AbortController();
     (async () => {
@@ -406,7 +412,6 @@ Deno.test("limits: clients, scrapes per client and in all, body and header size,
         const _ of silent.poll({ fqdn: "slow" }, { signal: controller.signal })
       ) { /* hold */ }
     })().catch(() => {});
-    b.stop();
     await waitUntil(
       () => proxy.proxy.coordinator.listClients().some((c) => c.fqdn === "slow") || undefined,
       3_000,
