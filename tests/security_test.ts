@@ -20,6 +20,8 @@ import { connectClient, counter, fakeClient, send, startSecureProxy } from "./se
 import { startProxyProcess, waitUntil } from "./support.ts";
 import { testLogger } from "./stack.ts";
 
+if (OPENSSL_MISSING !== null) console.warn(`SKIPPED TLS security tests: ${OPENSSL_MISSING}`);
+
 const TOKEN_A = "token-a-0123456789abcdef";
 const TOKEN_B = "token-b-0123456789abcdef";
 const TOKEN_OLD = "token-old-0123456789abcdef";
