@@ -295,3 +295,46 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "a pinned https endpoint keeps the proxy's name for SNI and certificate checks",
+  ignore: OPENSSL_MISSING !== null,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "pushprox-pinned-tls-" });
+    const ca = await createTestCa(dir);
+    // Valid for the name only: connecting by address and checking the
+    // certificate against 127.0.0.1 would fail.
+    await ca.issue("server", { cn: "proxies.test", sans: ["DNS:proxies.test"], usage: "server" });
+    const { startSecureProxy } = await import("./secure_stack.ts");
+    const proxy = await startSecureProxy({
+      dir,
+      web: "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n",
+    });
+    const agent = await startAgent({
+      proxyUrl: `https://proxies.test:${proxy.port}/`,
+      fqdn: "localhost",
+      logger: testLogger(),
+      metricsAddress: null,
+      defaultMetrics: false,
+      retryInitialMs: 50,
+      retryMaxMs: 200,
+      proxyTls: { ca: ca.cert },
+      resolve: () => Promise.resolve(["127.0.0.1"]),
+      env: {},
+    });
+    try {
+      await waitUntil(
+        () => connectedAt(proxy.proxy, "localhost") || undefined,
+        5_000,
+        "the client to register over TLS",
+      );
+      assert.deepEqual(agent.endpoints(), [`https://proxies.test:${proxy.port} (127.0.0.1)`]);
+    } finally {
+      await agent.stop();
+      await proxy.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
