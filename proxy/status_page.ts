@@ -86,7 +86,8 @@ function render() {
     tr.dataset.fqdn = c.fqdn;
     const fqdn = el("td");
     fqdn.append(el("strong", c.fqdn));
-    if (c.version) fqdn.append(el("div", c.version + (c.protocol ? " · " + c.protocol : ""), "muted small"));
+    const about = [c.version, c.protocol].filter(Boolean).join(" · ");
+    if (about) fqdn.append(el("div", about, "muted small"));
     tr.append(fqdn);
     const labels = el("td");
     for (const [k, v] of Object.entries(c.labels || {}).sort()) labels.append(el("span", k + "=" + v, "tag"));
