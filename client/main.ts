@@ -7,13 +7,7 @@
 
 import { formatAddress, type ListenAddress, parseListenAddress } from "../lib/address.ts";
 import { FlagError, type FlagSpec, type FlagValues, formatHelp, parseFlags } from "../lib/flags.ts";
-import {
-  createLogger,
-  LOG_FORMATS,
-  LOG_LEVELS,
-  type LogFormat,
-  type LogLevel,
-} from "../lib/logger.ts";
+import { createLogger, LOG_FLAGS, type LogFormat, type LogLevel } from "../lib/logger.ts";
 import { VERSION } from "../lib/version.ts";
 import { ConfigError as WebConfigError } from "../lib/web_config.ts";
 import { type Agent, startAgent } from "./agent.ts";
@@ -88,20 +82,7 @@ export const CLIENT_FLAGS: readonly FlagSpec[] = [
     help:
       "How often proxy host names are resolved again; a name with several addresses (headless Service) gets a stream per address. 0: connect by name only.",
   },
-  {
-    name: "log.level",
-    type: "string",
-    default: "info",
-    choices: LOG_LEVELS,
-    help: "Only log messages with the given severity or above.",
-  },
-  {
-    name: "log.format",
-    type: "string",
-    default: "logfmt",
-    choices: LOG_FORMATS,
-    help: "Output format of log messages.",
-  },
+  ...LOG_FLAGS,
   ...MODULE_FLAGS,
   ...SECURITY_FLAGS,
 ];

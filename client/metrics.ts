@@ -5,7 +5,7 @@
  */
 
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
-import { VERSION } from "../lib/version.ts";
+import { registerBuildInfo, SCRAPE_DURATION_BUCKETS } from "../lib/metrics.ts";
 
 /** The metrics the client updates. */
 export interface ClientMetrics {
@@ -38,12 +38,7 @@ export function createClientMetrics(
   if (options.defaultMetrics ?? true) {
     collectDefaultMetrics({ register: registry });
   }
-  new Gauge({
-    name: "pushprox_build_info",
-    help: "A metric with a constant '1' value labeled by version and runtime.",
-    labelNames: ["version", "runtime"],
-    registers,
-  }).set({ version: VERSION, runtime: `deno ${Deno.version.deno}` }, 1);
+  registerBuildInfo(registry);
   const metrics: ClientMetrics = {
     registry,
     scrapeErrors: new Counter({
@@ -70,21 +65,7 @@ export function createClientMetrics(
     scrapeDuration: new Histogram({
       name: "pushprox_client_scrape_duration_seconds",
       help: "Time from receiving a scrape request to the end of its push.",
-      buckets: [
-        0.005,
-        0.01,
-        0.025,
-        0.05,
-        0.1,
-        0.25,
-        0.5,
-        1,
-        2.5,
-        5,
-        10,
-        30,
-        60,
-      ],
+      buckets: [...SCRAPE_DURATION_BUCKETS],
       registers,
     }),
     connected: new Gauge({

@@ -5,6 +5,8 @@
  * @module
  */
 
+import type { FlagSpec } from "./flags.ts";
+
 /** Severity, lowest first. */
 export type LogLevel = "debug" | "info" | "warn" | "error";
 /** Output encoding of each record. */
@@ -38,6 +40,24 @@ const LEVELS: readonly LogLevel[] = ["debug", "info", "warn", "error"];
 export const LOG_LEVELS: readonly string[] = LEVELS;
 /** Valid values of `--log.format`. */
 export const LOG_FORMATS: readonly string[] = ["logfmt", "json"];
+
+/** `--log.level` and `--log.format`, as every Prometheus component has them. */
+export const LOG_FLAGS: readonly FlagSpec[] = [
+  {
+    name: "log.level",
+    type: "string",
+    default: "info",
+    choices: LOG_LEVELS,
+    help: "Only log messages with the given severity or above.",
+  },
+  {
+    name: "log.format",
+    type: "string",
+    default: "logfmt",
+    choices: LOG_FORMATS,
+    help: "Output format of log messages.",
+  },
+];
 
 const encoder = new TextEncoder();
 function writeStderr(line: string): void {

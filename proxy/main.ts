@@ -7,13 +7,7 @@
 import { formatAddress, parseListenAddress } from "../lib/address.ts";
 import { formatDuration } from "../lib/duration.ts";
 import { FlagError, type FlagSpec, type FlagValues, formatHelp, parseFlags } from "../lib/flags.ts";
-import {
-  createLogger,
-  LOG_FORMATS,
-  LOG_LEVELS,
-  type LogFormat,
-  type LogLevel,
-} from "../lib/logger.ts";
+import { createLogger, LOG_FLAGS, type LogFormat, type LogLevel } from "../lib/logger.ts";
 import { VERSION } from "../lib/version.ts";
 import { ConfigError } from "../lib/web_config.ts";
 import { loadSecurity, type Security } from "./security_config.ts";
@@ -140,20 +134,7 @@ export const PROXY_FLAGS: readonly FlagSpec[] = [
     default: "268435456",
     help: "Largest scrape body relayed; larger ones are aborted (0: no limit).",
   },
-  {
-    name: "log.level",
-    type: "string",
-    default: "info",
-    choices: LOG_LEVELS,
-    help: "Only log messages with the given severity or above.",
-  },
-  {
-    name: "log.format",
-    type: "string",
-    default: "logfmt",
-    choices: LOG_FORMATS,
-    help: "Output format of log messages.",
-  },
+  ...LOG_FLAGS,
 ];
 
 /**

@@ -7,7 +7,7 @@
  */
 
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
-import { VERSION } from "../lib/version.ts";
+import { registerBuildInfo, SCRAPE_DURATION_BUCKETS } from "../lib/metrics.ts";
 
 /** The metrics the proxy's adapters update. */
 export interface ProxyMetrics {
@@ -58,12 +58,7 @@ export function createProxyMetrics(options: ProxyMetricsOptions): ProxyMetrics {
     collectDefaultMetrics({ register: registry });
   }
 
-  new Gauge({
-    name: "pushprox_build_info",
-    help: "A metric with a constant '1' value labeled by version and runtime.",
-    labelNames: ["version", "runtime"],
-    registers,
-  }).set({ version: VERSION, runtime: `deno ${Deno.version.deno}` }, 1);
+  registerBuildInfo(registry);
   new Gauge({
     name: "pushprox_proxy_clients",
     help: "Number of known pushprox clients.",
@@ -105,21 +100,7 @@ export function createProxyMetrics(options: ProxyMetricsOptions): ProxyMetrics {
       name: "pushprox_proxy_scrape_duration_seconds",
       help: "Duration of scrapes through the proxy, from request to last body byte.",
       labelNames: ["code"],
-      buckets: [
-        0.005,
-        0.01,
-        0.025,
-        0.05,
-        0.1,
-        0.25,
-        0.5,
-        1,
-        2.5,
-        5,
-        10,
-        30,
-        60,
-      ],
+      buckets: [...SCRAPE_DURATION_BUCKETS],
       registers,
     }),
     relayedBytes: new Counter({

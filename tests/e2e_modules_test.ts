@@ -7,58 +7,30 @@
  */
 
 import assert from "node:assert/strict";
+import { startClientProcess, startProxyProcess, type TestProcess, waitUntil } from "./support.ts";
 import {
-  freePort,
-  hasExecutable,
-  spawn,
-  startClientProcess,
-  startProxyProcess,
-  type TestProcess,
-  waitUntil,
-} from "./support.ts";
+  NODE_EXPORTER,
+  PROMETHEUS,
+  queryPrometheus as query,
+  skipReason,
+  startNodeExporter,
+  startPrometheus,
+} from "./prometheus.ts";
 
-const PROMETHEUS = "/usr/bin/prometheus";
-const NODE_EXPORTER = "/usr/bin/prometheus-node-exporter";
-const missing = [PROMETHEUS, NODE_EXPORTER].filter((p) => !hasExecutable(p));
-if (missing.length > 0) {
-  console.warn(
-    `SKIPPED e2e modules: ${
-      missing.join(", ")
-    } not installed (apt-get install prometheus prometheus-node-exporter)`,
-  );
-}
-
-interface PromSample {
-  metric: Record<string, string>;
-  value: [number, string];
-}
-
-async function query(promPort: number, expr: string): Promise<PromSample[]> {
-  const url = `http://127.0.0.1:${promPort}/api/v1/query?query=${encodeURIComponent(expr)}`;
-  const body = await (await fetch(url)).json();
-  if (body.status !== "success") throw new Error(`query ${expr} failed: ${JSON.stringify(body)}`);
-  return body.data.result as PromSample[];
-}
+const skip = skipReason("e2e modules", [PROMETHEUS, NODE_EXPORTER]);
 
 Deno.test({
   name: "real Prometheus scrapes a node_exporter module through the proxy and directly",
-  ignore: missing.length > 0,
+  ignore: skip !== "",
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
     const processes: TestProcess[] = [];
     const dir = await Deno.makeTempDir({ prefix: "pushprox-e2e-modules-" });
     try {
-      const nodePort = await freePort();
-      const nodeExporter = spawn(NODE_EXPORTER, [
-        `--web.listen-address=127.0.0.1:${nodePort}`,
-        "--collector.disable-defaults",
-        "--collector.cpu",
-        "--collector.meminfo",
-        "--collector.loadavg",
-      ]);
-      processes.push(nodeExporter);
-      await nodeExporter.waitFor(/Listening on/);
+      const nodeExporter = await startNodeExporter(["cpu", "meminfo", "loadavg"]);
+      processes.push(nodeExporter.process);
+      const nodePort = nodeExporter.port;
 
       await Deno.writeTextFile(
         `${dir}/expexp.yaml`,
@@ -79,9 +51,8 @@ Deno.test({
       const directPort = Number(match[1]);
       await client.waitFor(/Registered with the proxy/);
 
-      const promPort = await freePort();
-      await Deno.writeTextFile(
-        `${dir}/prometheus.yml`,
+      const prometheus = await startPrometheus(
+        dir,
         `
 global:
   scrape_interval: 1s
@@ -111,13 +82,8 @@ scrape_configs:
       - targets: ["localhost:${nodePort}"]
 `,
       );
-      const prometheus = spawn(PROMETHEUS, [
-        `--config.file=${dir}/prometheus.yml`,
-        `--storage.tsdb.path=${dir}/data`,
-        `--web.listen-address=127.0.0.1:${promPort}`,
-      ]);
-      processes.push(prometheus);
-      await prometheus.waitFor(/Server is ready to receive web requests/, 30_000);
+      processes.push(prometheus.process);
+      const promPort = prometheus.port;
 
       for (const job of ["node_via_proxy", "node_direct", "client_via_proxy"]) {
         await waitUntil(

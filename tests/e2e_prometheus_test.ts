@@ -11,59 +11,41 @@ import assert from "node:assert/strict";
 import {
   DENO,
   denoEnv,
-  freePort,
-  hasExecutable,
   spawn,
   startClientProcess,
   startProxyProcess,
   type TestProcess,
   waitUntil,
 } from "./support.ts";
+import {
+  NODE_EXPORTER,
+  PROMETHEUS,
+  queryPrometheus as query,
+  skipReason,
+  startNodeExporter,
+  startPrometheus,
+} from "./prometheus.ts";
 
-const PROMETHEUS = "/usr/bin/prometheus";
-const NODE_EXPORTER = "/usr/bin/prometheus-node-exporter";
-const missing = [PROMETHEUS, NODE_EXPORTER].filter((p) => !hasExecutable(p));
-if (missing.length > 0) {
-  console.warn(
-    `SKIPPED e2e: ${
-      missing.join(", ")
-    } not installed (apt-get install prometheus prometheus-node-exporter)`,
-  );
-}
-
-interface PromSample {
-  metric: Record<string, string>;
-  value: [number, string];
-}
-
-async function query(promPort: number, expr: string): Promise<PromSample[]> {
-  const url = `http://127.0.0.1:${promPort}/api/v1/query?query=${encodeURIComponent(expr)}`;
-  const body = await (await fetch(url)).json();
-  if (body.status !== "success") throw new Error(`query ${expr} failed: ${JSON.stringify(body)}`);
-  return body.data.result as PromSample[];
-}
+const skip = skipReason("e2e", [PROMETHEUS, NODE_EXPORTER]);
 
 Deno.test({
   name: "real Prometheus scrapes real node_exporter through the proxy (static and http_sd)",
-  ignore: missing.length > 0,
+  ignore: skip !== "",
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
     const processes: TestProcess[] = [];
     const dir = await Deno.makeTempDir({ prefix: "pushprox-e2e-" });
     try {
-      const nodePort = await freePort();
-      const nodeExporter = spawn(NODE_EXPORTER, [
-        `--web.listen-address=127.0.0.1:${nodePort}`,
-        "--collector.disable-defaults",
-        "--collector.cpu",
-        "--collector.meminfo",
-        "--collector.loadavg",
-        "--collector.filesystem",
-        "--collector.netdev",
+      const nodeExporter = await startNodeExporter([
+        "cpu",
+        "meminfo",
+        "loadavg",
+        "filesystem",
+        "netdev",
       ]);
-      processes.push(nodeExporter);
-      await nodeExporter.waitFor(/Listening on/);
+      processes.push(nodeExporter.process);
+      const nodePort = nodeExporter.port;
 
       const proxy = await startProxyProcess(["--log.level=debug"]);
       processes.push(proxy.process);
@@ -96,9 +78,8 @@ Deno.test({
         { targets: ["localhost"], labels: { site: "e2e" } },
       ]);
 
-      const promPort = await freePort();
-      await Deno.writeTextFile(
-        `${dir}/prometheus.yml`,
+      const prometheus = await startPrometheus(
+        dir,
         `
 global:
   scrape_interval: 1s
@@ -126,13 +107,8 @@ scrape_configs:
         replacement: "$1:${nodePort}"
 `,
       );
-      const prometheus = spawn(PROMETHEUS, [
-        `--config.file=${dir}/prometheus.yml`,
-        `--storage.tsdb.path=${dir}/data`,
-        `--web.listen-address=127.0.0.1:${promPort}`,
-      ]);
-      processes.push(prometheus);
-      await prometheus.waitFor(/Server is ready to receive web requests/, 30_000);
+      processes.push(prometheus.process);
+      const promPort = prometheus.port;
 
       const targets: Record<string, number> = { direct: 1, pushprox: 1, legacy: 1, pushprox_sd: 2 };
       for (const [job, count] of Object.entries(targets)) {

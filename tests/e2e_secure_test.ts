@@ -12,33 +12,16 @@ import bcrypt from "bcryptjs";
 import { createTestCa, OPENSSL_MISSING } from "./certs.ts";
 import {
   freePort,
-  hasExecutable,
   spawn,
   startClientProcess,
   startProxyProcess,
   type TestProcess,
   waitUntil,
 } from "./support.ts";
+import { NODE_EXPORTER, PROMETHEUS, queryPrometheus as query, skipReason } from "./prometheus.ts";
 
-const PROMETHEUS = "/usr/bin/prometheus";
-const NODE_EXPORTER = "/usr/bin/prometheus-node-exporter";
-const missing = [PROMETHEUS, NODE_EXPORTER].filter((p) => !hasExecutable(p));
-const skip = missing.length > 0
-  ? `${missing.join(", ")} not installed (apt-get install prometheus prometheus-node-exporter)`
-  : OPENSSL_MISSING;
-if (skip !== null) console.warn(`SKIPPED e2e secure: ${skip}`);
-
-interface PromSample {
-  metric: Record<string, string>;
-  value: [number, string];
-}
-
-async function query(promPort: number, expr: string): Promise<PromSample[]> {
-  const url = `http://127.0.0.1:${promPort}/api/v1/query?query=${encodeURIComponent(expr)}`;
-  const body = await (await fetch(url)).json();
-  if (body.status !== "success") throw new Error(`query ${expr} failed: ${JSON.stringify(body)}`);
-  return body.data.result as PromSample[];
-}
+const skip = skipReason("e2e secure", [PROMETHEUS, NODE_EXPORTER]) || OPENSSL_MISSING;
+if (skip !== null && skip === OPENSSL_MISSING) console.warn(`SKIPPED e2e secure: ${skip}`);
 
 async function targetErrors(promPort: number): Promise<string> {
   const body = await (await fetch(`http://127.0.0.1:${promPort}/api/v1/targets`)).json();

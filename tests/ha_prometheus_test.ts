@@ -10,31 +10,15 @@ import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import {
   freePort,
-  hasExecutable,
   spawn,
   startClientProcess,
   startProxyProcess,
   type TestProcess,
   waitUntil,
 } from "./support.ts";
+import { PROMETHEUS, queryPrometheus as query, skipReason } from "./prometheus.ts";
 
-const PROMETHEUS = "/usr/bin/prometheus";
-const missing = !hasExecutable(PROMETHEUS);
-if (missing) {
-  console.warn(`SKIPPED HA test: ${PROMETHEUS} not installed (apt-get install prometheus)`);
-}
-
-interface PromSample {
-  metric: Record<string, string>;
-  value: [number, string];
-}
-
-async function query(promPort: number, expr: string): Promise<PromSample[]> {
-  const url = `http://127.0.0.1:${promPort}/api/v1/query?query=${encodeURIComponent(expr)}`;
-  const body = await (await fetch(url)).json();
-  if (body.status !== "success") throw new Error(`query ${expr} failed: ${JSON.stringify(body)}`);
-  return body.data.result as PromSample[];
-}
+const skip = skipReason("HA test", [PROMETHEUS]);
 
 /** Resolves when every target of `job` is up on that Prometheus. */
 function allUp(promPort: number, targets: number, what: string): Promise<true> {
@@ -50,7 +34,7 @@ function allUp(promPort: number, targets: number, what: string): Promise<true> {
 
 Deno.test({
   name: "two proxies, two Prometheus: one proxy dies, the other scrapes on without a gap",
-  ignore: missing,
+  ignore: skip !== "",
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
