@@ -30,11 +30,14 @@ export interface CpuProfile {
 export interface Inspector {
   start(): Promise<void>;
   stop(): Promise<CpuProfile>;
+  /** Runs a full garbage collection; resolves with the used JS heap, bytes. */
+  collectGarbage(): Promise<number>;
   close(): void;
 }
 
 /**
- * Connects to a process's inspector.
+ * Connects to a process's inspector (CPU profiles, forced garbage
+ * collection).
  *
  * @param url The `ws://…` URL the process printed.
  * @param samplingMicros Sampling interval.
@@ -81,6 +84,11 @@ export async function connectInspector(
     async stop() {
       const result = await call("Profiler.stop");
       return result.profile as CpuProfile;
+    },
+    async collectGarbage() {
+      await call("HeapProfiler.collectGarbage");
+      const usage = await call("Runtime.getHeapUsage");
+      return Number(usage.usedSize);
     },
     close() {
       socket.close();

@@ -66,6 +66,8 @@ const USAGE = `usage: deno task bench [--profile=default|smoke|clients|churn] [f
                           Prometheus' default scrape_timeout)
   --quiet-wait=S          before each matrix case, wait up to S seconds for
                           the machine to be idle (0: don't wait)
+  --gc                    clients and churn: also measure right after a forced
+                          full GC in the proxy (started with --inspect)
   --cpu-prof              CPU-profile proxy and client in proxied cases
                           (via --inspect); writes .cpuprofile files next to the JSON
   --repo=DIR              run proxy/ and client/ of another checkout (this one)
@@ -248,6 +250,7 @@ export async function main(args: readonly string[]): Promise<number> {
         "timeout-seconds": { type: "string" },
         "cpu-prof": { type: "boolean", default: false },
         "quiet-wait": { type: "string" },
+        gc: { type: "boolean", default: false },
         repo: { type: "string", default: REPO_ROOT },
         label: { type: "string" },
         "proxy.deno-args": { type: "string" },
@@ -316,6 +319,13 @@ export async function main(args: readonly string[]): Promise<number> {
     for (const p of steps.throughput?.payloads ?? []) sizes.add(p.bytes);
     const target = await startTarget([...sizes]);
     const start = () => startServices(proxyOptions, clientOptions);
+    const gcProxyOptions: ServiceOptions = {
+      ...proxyOptions,
+      denoArgs: values.gc && !values["cpu-prof"]
+        ? [...proxyOptions.denoArgs, "--inspect=127.0.0.1:0"]
+        : proxyOptions.denoArgs,
+    };
+    const startForMemory = () => startServices(gcProxyOptions, clientOptions);
 
     if (steps.throughput) {
       const run = await runThroughput(
@@ -336,7 +346,7 @@ export async function main(args: readonly string[]): Promise<number> {
       clients = await runClients(
         steps.clients,
         target,
-        start,
+        startForMemory,
         (r) =>
           log(
             `[${elapsed()}] ${r.clients} idle clients: ${r.proxy.rssPerClientKiB} KiB and ${r.proxy.fdsPerClient} fds per client, ` +
@@ -345,7 +355,7 @@ export async function main(args: readonly string[]): Promise<number> {
       );
     }
     if (steps.churn) {
-      churn = await runChurn(steps.churn, target, start);
+      churn = await runChurn(steps.churn, target, startForMemory);
       log(
         `[${elapsed()}] churn: ${churn.cycles} cycles, fds Δ ${churn.proxy.fdsChange}, RSS Δ ${churn.proxy.rssChangePct}%`,
       );
@@ -380,6 +390,7 @@ export async function main(args: readonly string[]): Promise<number> {
       only: values.only ?? null,
       quietWaitSeconds: Number(values["quiet-wait"] ?? 0),
       scale: Number(values.scale ?? 1),
+      gc: values.gc,
     },
     idle,
     cases,

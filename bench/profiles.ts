@@ -117,6 +117,12 @@ export interface CaseResult {
 export interface ProcessSnapshot {
   rssKiB: number;
   fds: number;
+  /**
+   * With `--gc`: right after a forced full garbage collection, RSS and the
+   * used JS heap. Separates live memory from garbage V8 has not collected
+   * yet and from memory the allocator keeps.
+   */
+  afterGc?: { rssKiB: number; heapKiB: number };
 }
 
 function round(value: number, digits = 3): number {
@@ -136,6 +142,27 @@ function cpuFigure(seconds: number, load: LoadResult): CpuFigure {
 
 function snapshot(pid: number): ProcessSnapshot {
   return { rssKiB: readMemory(pid).rssKiB, fds: countFds(pid) };
+}
+
+/** A snapshot, plus figures after a forced GC when an inspector is given. */
+async function gcSnapshot(
+  pid: number,
+  inspector: Inspector | null,
+): Promise<ProcessSnapshot> {
+  const raw = snapshot(pid);
+  if (inspector === null) return raw;
+  const heap = await inspector.collectGarbage();
+  return {
+    ...raw,
+    afterGc: {
+      rssKiB: readMemory(pid).rssKiB,
+      heapKiB: Math.round(heap / 1024),
+    },
+  };
+}
+
+async function proxyInspector(proxy: ProxyProcess): Promise<Inspector | null> {
+  return proxy.inspector === null ? null : await connectInspector(proxy.inspector);
 }
 
 /**
@@ -387,6 +414,10 @@ export interface ClientsResult {
     /** After the holder closed its streams and a short pause. */
     released: ProcessSnapshot;
     rssPerClientKiB: number;
+    /** With `--gc`: the same after forced garbage collections. */
+    rssPerClientAfterGcKiB?: number;
+    /** With `--gc`: live JS heap per client. */
+    heapPerClientKiB?: number;
     fdsPerClient: number;
     /** Proxy CPU per wall second while the streams sat idle. */
     idleCores: number;
@@ -449,6 +480,7 @@ export async function runClients(
     }
     const services = await start();
     const { proxy, client } = services;
+    const inspector = await proxyInspector(proxy);
     try {
       const url = `http://${CLIENT_FQDN}:${target.port}/plain/${spec.payloadBytes}`;
       const scrape = (durationMs: number) =>
@@ -467,7 +499,7 @@ export async function runClients(
         });
       await scrape(spec.warmupScrapeMs);
       await sleep(spec.settleMs);
-      const baseline = snapshot(proxy.child.pid);
+      const baseline = await gcSnapshot(proxy.child.pid, inspector);
 
       const started = performance.now();
       const holder = startHolder([
@@ -484,7 +516,7 @@ export async function runClients(
         await sleep(spec.holdMs);
         const idleCores = (readCpu(proxy.child.pid).total - cpu0) /
           ((performance.now() - hold0) / 1000);
-        const held = snapshot(proxy.child.pid);
+        const held = await gcSnapshot(proxy.child.pid, inspector);
         const holderRssKiB = readMemory(holder.child.pid).rssKiB;
         const load = await scrape(spec.scrapeMs);
         const peakRssKiB = readMemory(proxy.child.pid).hwmKiB;
@@ -494,7 +526,7 @@ export async function runClients(
         await waitForFds(proxy.child.pid, baseline.fds, 60_000);
         const releaseSeconds = (performance.now() - releaseStarted) / 1000;
         await sleep(spec.settleMs);
-        const released = snapshot(proxy.child.pid);
+        const released = await gcSnapshot(proxy.child.pid, inspector);
         const registered = Number(ready.registered);
         const result: ClientsResult = {
           clients: count,
@@ -517,6 +549,20 @@ export async function runClients(
               (held.fds - baseline.fds) / Math.max(1, registered),
               3,
             ),
+            ...(held.afterGc && baseline.afterGc
+              ? {
+                rssPerClientAfterGcKiB: round(
+                  (held.afterGc.rssKiB - baseline.afterGc.rssKiB) /
+                    Math.max(1, registered),
+                  2,
+                ),
+                heapPerClientKiB: round(
+                  (held.afterGc.heapKiB - baseline.afterGc.heapKiB) /
+                    Math.max(1, registered),
+                  2,
+                ),
+              }
+              : {}),
             idleCores: round(idleCores),
             peakRssKiB,
           },
@@ -535,6 +581,7 @@ export async function runClients(
         await holder.child.stop(5000);
       }
     } finally {
+      inspector?.close();
       await stopServices(services);
     }
   }
@@ -560,6 +607,8 @@ export interface ChurnResult {
     rssChangePct: number;
     rssChangeVsColdPct: number;
     fdsChange: number;
+    /** With `--gc`: live JS heap after the churn vs baseline, percent. */
+    heapChangeAfterGcPct?: number;
   };
   /** Scrapes through the proxy after the churn. */
   scrapes: { requests: number; errors: number; latencyMs: Latency };
@@ -594,6 +643,7 @@ export async function runChurn(
 ): Promise<ChurnResult> {
   const services = await start();
   const { proxy, client } = services;
+  const inspector = await proxyInspector(proxy);
   try {
     const url = `http://${CLIENT_FQDN}:${target.port}/plain/${spec.payloadBytes}`;
     const scrape = (durationMs: number) =>
@@ -627,15 +677,15 @@ export async function runChurn(
     };
     await scrape(spec.scrapeMs);
     await sleep(spec.settleMs);
-    const cold = snapshot(proxy.child.pid);
+    const cold = await gcSnapshot(proxy.child.pid, inspector);
     await churn(spec.warmupCycles);
     await sleep(spec.settleMs);
-    const baseline = snapshot(proxy.child.pid);
+    const baseline = await gcSnapshot(proxy.child.pid, inspector);
     const cpu0 = readCpu(proxy.child.pid).total;
     const done = await churn(spec.cycles);
     const cpu = readCpu(proxy.child.pid).total - cpu0;
     await sleep(spec.settleMs);
-    const after = snapshot(proxy.child.pid);
+    const after = await gcSnapshot(proxy.child.pid, inspector);
     const load = await scrape(spec.scrapeMs);
     const cycles = Number(done.cycles);
     return {
@@ -659,6 +709,15 @@ export async function runChurn(
           1,
         ),
         fdsChange: after.fds - baseline.fds,
+        ...(after.afterGc && baseline.afterGc
+          ? {
+            heapChangeAfterGcPct: round(
+              ((after.afterGc.heapKiB - baseline.afterGc.heapKiB) /
+                baseline.afterGc.heapKiB) * 100,
+              1,
+            ),
+          }
+          : {}),
       },
       scrapes: {
         requests: load.requests,
@@ -667,6 +726,7 @@ export async function runChurn(
       },
     };
   } finally {
+    inspector?.close();
     await stopServices(services);
   }
 }
