@@ -271,26 +271,36 @@ async function relayBody(
 ): Promise<number> {
   const iterator = body[Symbol.asyncIterator]();
   let bytes = 0;
-  const aborted = new Promise<never>((_, reject) => {
-    const onAbort = () => reject(signal.reason);
-    if (signal.aborted) onAbort();
-    else signal.addEventListener("abort", onAbort, { once: true });
-  });
-  aborted.catch(() => {});
-  for (;;) {
-    const next = await Promise.race([iterator.next(), aborted]);
-    if (next.done) return bytes;
-    bytes += next.value.byteLength;
-    if (maxBytes > 0 && bytes > maxBytes) {
-      throw new BodyTooLargeError(
-        `Scrape body exceeds --scrape.max-body-bytes=${maxBytes}; the relay was aborted`,
-      );
+  // One abort listener for the whole relay, rejecting whatever is awaited
+  // now. (Racing each chunk against one long-lived promise would keep every
+  // chunk reachable from that promise until the scrape ends.)
+  let rejectWaiting: ((reason: unknown) => void) | null = null;
+  const onAbort = () => rejectWaiting?.(signal.reason);
+  signal.addEventListener("abort", onAbort, { once: true });
+  const orAbort = <T>(promise: Promise<T>): Promise<T> => {
+    if (signal.aborted) return Promise.reject(signal.reason);
+    return new Promise<T>((resolve, reject) => {
+      rejectWaiting = reject;
+      promise.then(resolve, reject);
+    });
+  };
+  try {
+    for (;;) {
+      const next = await orAbort(iterator.next());
+      rejectWaiting = null;
+      if (next.done) return bytes;
+      bytes += next.value.byteLength;
+      if (maxBytes > 0 && bytes > maxBytes) {
+        throw new BodyTooLargeError(
+          `Scrape body exceeds --scrape.max-body-bytes=${maxBytes}; the relay was aborted`,
+        );
+      }
+      if (!res.write(next.value)) {
+        await orAbort(new Promise((resolve) => res.once("drain", resolve)));
+        rejectWaiting = null;
+      }
     }
-    if (!res.write(next.value)) {
-      await Promise.race([
-        new Promise((resolve) => res.once("drain", resolve)),
-        aborted,
-      ]);
-    }
+  } finally {
+    signal.removeEventListener("abort", onAbort);
   }
 }
