@@ -31,6 +31,7 @@ import {
   type Role,
 } from "./auth.ts";
 import { createClientService } from "./client_service.ts";
+import { createFastClientHandler, isFastClientCall } from "./fast_client_service.ts";
 import { type Coordinator, createCoordinator } from "./coordinator.ts";
 import { createLegacyHandler } from "./legacy.ts";
 import { createOperationsHandler } from "./operations.ts";
@@ -68,6 +69,11 @@ export interface ProxyOptions {
   maxScrapes?: number;
   /** Largest scrape body relayed, in bytes; 0 for no limit. @default {0} */
   maxScrapeBodyBytes?: number;
+  /**
+   * Serve Poll and Push in the binary Connect protocol on the fast path
+   * (proxy/fast_client_service.ts) instead of connect-es. @default {true}
+   */
+  connectFastPath?: boolean;
 }
 
 /** The authentication outcome of a Connect request, set by the proxy's router. */
@@ -86,6 +92,14 @@ function authCode(result: AuthResult & { ok: false }): Code {
     : result.kind === "busy"
     ? Code.Unavailable
     : Code.Unauthenticated;
+}
+
+/** The error a Connect call fails with for its authentication result, or null. */
+function authError(result: AuthResult | null): ConnectError | null {
+  if (result === null) {
+    return new ConnectError("Cannot authenticate the request", Code.Unauthenticated);
+  }
+  return result.ok ? null : new ConnectError(result.reason, authCode(result));
 }
 
 /** The role a request acts in, from its target; null for endpoints open to all. */
@@ -160,11 +174,8 @@ export function createProxy(options: ProxyOptions): Proxy {
   }
   /** Fails Connect calls whose authentication failed (see AUTH_RESULT). */
   const authInterceptor: Interceptor = (next) => (request) => {
-    const result = request.contextValues.get(AUTH_RESULT);
-    if (result === null) {
-      throw new ConnectError("Cannot authenticate the request", Code.Unauthenticated);
-    }
-    if (!result.ok) throw new ConnectError(result.reason, authCode(result));
+    const error = authError(request.contextValues.get(AUTH_RESULT));
+    if (error !== null) throw error;
     return next(request);
   };
   /** The authenticated principal of a Connect call, or null. */
@@ -213,47 +224,48 @@ export function createProxy(options: ProxyOptions): Proxy {
     draining: () => coordinator.draining,
     observe: (path, code) => metrics.httpRequests.inc({ code: String(code), path }),
   });
+  const clientService = createClientService({
+    coordinator,
+    logger,
+    metrics,
+    heartbeatIntervalMs: options.heartbeatIntervalMs ?? 15_000,
+    authorizeRegistration(context, fqdn) {
+      const principal = principalOf(context);
+      if (principal === null) {
+        throw new ConnectError("Cannot register: not authenticated", Code.Unauthenticated);
+      }
+      const problem = registrationProblem(principal, fqdn);
+      if (problem !== null) {
+        metrics.authFailures.inc({ role: "client", reason: "forbidden" });
+        logger.warn("Registration refused", {
+          fqdn,
+          credential: principal.name,
+          err: problem,
+        });
+        throw new ConnectError(`Cannot register: ${problem}`, Code.PermissionDenied);
+      }
+      return { credential: principal.credential, name: principal.name };
+    },
+    pushCredential(context) {
+      return principalOf(context)?.credential ?? null;
+    },
+    async revalidate(context, fqdn) {
+      // A revoked, expired or re-scoped credential ends its stream.
+      const recheck = context.values.get(AUTH_RECHECK);
+      const before = principalOf(context);
+      if (recheck === null || before === null) return null;
+      const result = await recheck();
+      if (!result.ok) return result.reason;
+      if (result.principal.credential !== before.credential) return "the credential changed";
+      return registrationProblem(result.principal, fqdn);
+    },
+  });
+  const handleFast = (options.connectFastPath ?? true)
+    ? createFastClientHandler({ service: clientService, maxMessageBytes, logger })
+    : null;
   const handleConnect = connectNodeAdapter({
     routes(router) {
-      router.service(
-        ClientService,
-        createClientService({
-          coordinator,
-          logger,
-          metrics,
-          heartbeatIntervalMs: options.heartbeatIntervalMs ?? 15_000,
-          authorizeRegistration(context, fqdn) {
-            const principal = principalOf(context);
-            if (principal === null) {
-              throw new ConnectError("Cannot register: not authenticated", Code.Unauthenticated);
-            }
-            const problem = registrationProblem(principal, fqdn);
-            if (problem !== null) {
-              metrics.authFailures.inc({ role: "client", reason: "forbidden" });
-              logger.warn("Registration refused", {
-                fqdn,
-                credential: principal.name,
-                err: problem,
-              });
-              throw new ConnectError(`Cannot register: ${problem}`, Code.PermissionDenied);
-            }
-            return { credential: principal.credential, name: principal.name };
-          },
-          pushCredential(context) {
-            return principalOf(context)?.credential ?? null;
-          },
-          async revalidate(context, fqdn) {
-            // A revoked, expired or re-scoped credential ends its stream.
-            const recheck = context.values.get(AUTH_RECHECK);
-            const before = principalOf(context);
-            if (recheck === null || before === null) return null;
-            const result = await recheck();
-            if (!result.ok) return result.reason;
-            if (result.principal.credential !== before.credential) return "the credential changed";
-            return registrationProblem(result.principal, fqdn);
-          },
-        }),
-      );
+      router.service(ClientService, clientService);
       router.service(RegistryService, createRegistryService(coordinator));
     },
     readMaxBytes: maxMessageBytes,
@@ -299,6 +311,18 @@ export function createProxy(options: ProxyOptions): Proxy {
         return;
       }
       authenticate(role, req).then((result) => {
+        if (handleFast !== null && isFastClientCall(req, path)) {
+          if (!result.ok) refused(role, req, result);
+          handleFast(
+            req,
+            res,
+            createContextValues()
+              .set(AUTH_RESULT, result)
+              .set(AUTH_RECHECK, () => authenticate(role, req)),
+            authError(result),
+          );
+          return;
+        }
         if (path.startsWith("/pushprox.v1.")) {
           // Connect answers failures in its own protocol (see authInterceptor).
           authResults.set(req, result);

@@ -1,0 +1,257 @@
+/**
+ * A fast path for `ClientService.Poll` and `Push` over the Connect protocol
+ * with binary protobuf (what our client speaks), written on node:http:
+ * envelopes go straight to and from the socket instead of through
+ * connect-es' per-call pipeline of generators, promises and signals, and
+ * pushed body bytes reach the coordinator as views of the received buffers.
+ * It calls the very service implementation the Connect router serves (same
+ * validation, authorization, heartbeats, relay) with a handler context made
+ * by connect-es; other protocols and codecs keep going through connect-es.
+ *
+ * @module
+ */
+
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import {
+  Code,
+  ConnectError,
+  type ContextValues,
+  createHandlerContext,
+  type HandlerContext,
+  type ServiceImpl,
+} from "@connectrpc/connect";
+import { parseTimeout } from "@connectrpc/connect/protocol-connect";
+import {
+  ClientService,
+  PollRequestSchema,
+  PollResponseSchema,
+  PushResponseSchema,
+} from "../gen/pushprox/v1/pushprox_pb.ts";
+import type { Logger } from "../lib/logger.ts";
+import {
+  encodeEndStream,
+  encodeEnvelope,
+  EnvelopeReader,
+  readPushRequests,
+} from "./connect_stream.ts";
+
+const CONTENT_TYPE = "application/connect+proto";
+const POLL_PATH = "/pushprox.v1.ClientService/Poll";
+const PUSH_PATH = "/pushprox.v1.ClientService/Push";
+
+/**
+ * Whether the fast path serves this request: a POST to Poll or Push with
+ * the binary Connect streaming content type and uncompressed messages.
+ *
+ * @param req The request.
+ * @param path Its path, without the query.
+ * @returns True for the fast path; false for connect-es.
+ */
+export function isFastClientCall(req: IncomingMessage, path: string): boolean {
+  if (path !== POLL_PATH && path !== PUSH_PATH) return false;
+  if (req.method !== "POST" || req.headers["content-type"] !== CONTENT_TYPE) return false;
+  const encoding = req.headers["connect-content-encoding"];
+  return encoding === undefined || encoding === "identity";
+}
+
+/** Options for {@linkcode createFastClientHandler}. */
+export interface FastClientHandlerOptions {
+  /** The implementation the Connect router serves. */
+  service: ServiceImpl<typeof ClientService>;
+  /** Largest message accepted, in bytes (`readMaxBytes` of the Connect router). */
+  maxMessageBytes: number;
+  logger: Logger;
+}
+
+/**
+ * Serves one fast-path call (see {@linkcode isFastClientCall}).
+ *
+ * @param req The request.
+ * @param res Its response.
+ * @param values Context values for the handler (authentication).
+ * @param refusal An error to end the call with before it starts (what the
+ *   Connect router's interceptors would throw), or null.
+ */
+export type FastClientHandler = (
+  req: IncomingMessage,
+  res: ServerResponse,
+  values: ContextValues,
+  refusal: ConnectError | null,
+) => void;
+
+/**
+ * Creates the fast-path handler.
+ *
+ * @param options The service implementation, message size limit and logger.
+ * @returns The handler.
+ */
+export function createFastClientHandler(options: FastClientHandlerOptions): FastClientHandler {
+  const { service, maxMessageBytes, logger } = options;
+
+  return (req, res, values, refusal) => {
+    const poll = (req.url ?? "").startsWith(POLL_PATH);
+    const timeout = parseTimeout(firstHeader(req, "connect-timeout-ms"), Number.MAX_SAFE_INTEGER);
+    const timeoutMs = timeout.error ? undefined : timeout.timeoutMs;
+    const { context, gone } = startCall(req, res, poll, values, timeoutMs);
+    const call = new Call(res, context);
+    const reader = new EnvelopeReader(req, maxMessageBytes);
+    const run = async (): Promise<void> => {
+      if (timeout.error) throw timeout.error;
+      if (poll) {
+        const input = await reader.message();
+        if (input === null) {
+          throw new ConnectError(
+            "protocol error: missing input message for server-streaming method",
+            Code.Unimplemented,
+          );
+        }
+        if ((await reader.message()) !== null) {
+          throw new ConnectError(
+            "protocol error: received extra input message for server-streaming method",
+            Code.Unimplemented,
+          );
+        }
+        let request;
+        try {
+          request = fromBinary(PollRequestSchema, input);
+        } catch (error) {
+          throw new ConnectError(`parse binary: ${(error as Error).message}`, Code.Internal);
+        }
+        if (refusal !== null) throw refusal;
+        const messages = service.poll(request, context)[Symbol.asyncIterator]();
+        try {
+          for (;;) {
+            const next = await messages.next();
+            if (next.done || gone.aborted) break;
+            await call.send(
+              encodeEnvelope(
+                0,
+                toBinary(PollResponseSchema, create(PollResponseSchema, next.value)),
+              ),
+            );
+          }
+        } finally {
+          await messages.return?.(undefined);
+        }
+        return;
+      }
+      if (refusal !== null) {
+        req.resume();
+        throw refusal;
+      }
+      const result = await service.push(readPushRequests(reader), context);
+      await call.send(
+        encodeEnvelope(0, toBinary(PushResponseSchema, create(PushResponseSchema, result))),
+      );
+    };
+    void (async () => {
+      let error: ConnectError | undefined;
+      try {
+        await run();
+      } catch (caught) {
+        error = caught instanceof ConnectError
+          ? caught
+          : new ConnectError("internal error", Code.Internal, undefined, undefined, caught);
+        if (!(caught instanceof ConnectError)) {
+          logger.error("Fast-path call failed", { path: req.url, err: caught });
+        }
+        // Unread request bytes are read and dropped, so that the connection stays usable.
+        if (!req.readableEnded) req.resume();
+      }
+      context.abort(error);
+      call.end(encodeEndStream(error, context.responseTrailer));
+    })();
+  };
+}
+
+/** A handler context with its controller's `abort`. */
+type CallContext = ReturnType<typeof createHandlerContext>;
+
+/** The handler context of a call, aborted when the client goes away. */
+function startCall(
+  req: IncomingMessage,
+  res: ServerResponse,
+  poll: boolean,
+  values: ContextValues,
+  timeoutMs: number | undefined,
+): { context: CallContext; gone: AbortSignal } {
+  const controller = new AbortController();
+  const onClose = () => {
+    if (!res.writableFinished) {
+      controller.abort(new ConnectError("client went away", Code.Canceled));
+    }
+  };
+  res.once("close", onClose);
+  const method = poll ? ClientService.method.poll : ClientService.method.push;
+  const context = createHandlerContext({
+    service: ClientService,
+    method,
+    protocolName: "connect",
+    requestMethod: "POST",
+    url: req.url ?? "",
+    requestSignal: controller.signal,
+    requestHeader: nodeHeaders(req),
+    responseHeader: { "content-type": CONTENT_TYPE },
+    contextValues: values,
+    ...(timeoutMs === undefined ? {} : { timeoutMs }),
+  });
+  return { context, gone: controller.signal };
+}
+
+function firstHeader(req: IncomingMessage, name: string): string | null {
+  const value = req.headers[name];
+  return (Array.isArray(value) ? value[0] : value) ?? null;
+}
+
+function nodeHeaders(req: IncomingMessage): [string, string][] {
+  const out: [string, string][] = [];
+  const raw = req.rawHeaders;
+  for (let i = 0; i + 1 < raw.length; i += 2) out.push([raw[i]!, raw[i + 1]!]);
+  return out;
+}
+
+/** Writes one call's response: headers with the first bytes, back-pressure per write. */
+class Call {
+  readonly #res: ServerResponse;
+  readonly #context: HandlerContext;
+  constructor(res: ServerResponse, context: HandlerContext) {
+    this.#res = res;
+    this.#context = context;
+  }
+
+  #head(): void {
+    if (this.#res.headersSent) return;
+    const headers: Record<string, string> = {};
+    this.#context.responseHeader.forEach((value, name) => headers[name] = value);
+    this.#res.writeHead(200, headers);
+  }
+
+  /** Writes bytes; resolves when the socket takes more (or the call ends). */
+  send(bytes: Uint8Array): Promise<void> {
+    const res = this.#res;
+    if (res.destroyed || res.writableEnded) return Promise.resolve();
+    this.#head();
+    if (res.write(bytes)) return Promise.resolve();
+    const signal = this.#context.signal;
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        res.off("drain", done);
+        res.off("close", done);
+        signal.removeEventListener("abort", done);
+        resolve();
+      };
+      res.on("drain", done);
+      res.on("close", done);
+      signal.addEventListener("abort", done);
+    });
+  }
+
+  /** Ends the response with `bytes`. */
+  end(bytes: Uint8Array): void {
+    const res = this.#res;
+    if (res.destroyed || res.writableEnded) return;
+    this.#head();
+    res.end(bytes);
+  }
+}
