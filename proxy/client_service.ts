@@ -119,13 +119,15 @@ export function createClientService(
           },
         };
         while (!context.signal.aborted) {
-          const beat = AbortSignal.any([
-            context.signal,
-            AbortSignal.timeout(heartbeatIntervalMs),
-          ]);
+          // One timer per beat, cleared when a scrape comes first (cheaper
+          // than AbortSignal.any with AbortSignal.timeout at 10,000 streams).
+          const beat = new AbortController();
+          const endBeat = () => beat.abort();
+          const timer = setTimeout(endBeat, heartbeatIntervalMs);
+          context.signal.addEventListener("abort", endBeat, { once: true });
           let task;
           try {
-            task = await session.next(beat);
+            task = await session.next(beat.signal);
           } catch (error) {
             if (error instanceof CoordinatorError && error.kind === "replaced") {
               log.info("Client stream replaced by a newer one");
@@ -142,6 +144,9 @@ export function createClientService(
               return;
             }
             throw error;
+          } finally {
+            clearTimeout(timer);
+            context.signal.removeEventListener("abort", endBeat);
           }
           if (context.signal.aborted) break;
           if (task === null) {
