@@ -8,7 +8,7 @@ import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { ClientService, RegistryService } from "../gen/pushprox/v1/pushprox_pb.ts";
-import { DENO, denoEnv, proxiedGet, ROOT } from "./support.ts";
+import { bufCurlListClients, proxiedGet } from "./support.ts";
 import { startStack } from "./stack.ts";
 
 Deno.test("ListClients returns typed client records", async () => {
@@ -49,32 +49,11 @@ Deno.test({
     try {
       await stack.startClient({ fqdn: "localhost", labels: { zone: "eu" } });
       for (const protocol of ["connect", "grpcweb"]) {
-        const output = await new Deno.Command(DENO, {
-          args: [
-            "run",
-            "-A",
-            "npm:@bufbuild/buf@1.74.0",
-            "curl",
-            "--schema",
-            "proto",
-            "--protocol",
-            protocol,
-            "--data",
-            "{}",
-            `${stack.proxyUrl}/pushprox.v1.RegistryService/ListClients`,
-          ],
-          cwd: ROOT,
-          env: denoEnv(),
-          stdout: "piped",
-          stderr: "piped",
-        }).output();
-        const stderr = new TextDecoder().decode(output.stderr);
-        assert.equal(output.code, 0, stderr);
-        const body = JSON.parse(new TextDecoder().decode(output.stdout));
-        assert.equal(body.clients.length, 1, protocol);
-        assert.equal(body.clients[0].fqdn, "localhost");
-        assert.deepEqual(body.clients[0].labels, { zone: "eu" });
-        assert.equal(body.clients[0].connected, true);
+        const body = await bufCurlListClients(stack.proxyUrl, ["--protocol", protocol]);
+        assert.equal(body.clients?.length, 1, protocol);
+        assert.equal(body.clients![0]!.fqdn, "localhost");
+        assert.deepEqual(body.clients![0]!.labels, { zone: "eu" });
+        assert.equal(body.clients![0]!.connected, true);
       }
     } finally {
       await stack.close();

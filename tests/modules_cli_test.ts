@@ -144,43 +144,9 @@ Deno.test({
 // ---- the seed README's example, unchanged ------------------------------------------
 
 /** exporter_exporter's README "Configuration" example, verbatim. */
-const README_CONFIG = `modules:
-  node:
-    method: http
-    http:
-       port: 9100
-
-  mtail:
-    method: http
-    http:
-       port: 3903
-       headers:
-          foo: bar
-
-  cadvisor:
-    verify: false
-    method: http
-    http:
-       port: 4194
-  
-  netdata:
-    method: http
-    http:
-       port: 19999
-       path: '/api/v1/allmetrics?format=prometheus'
-
-  somescript:
-    method: exec
-    timeout: 1s
-    exec:
-      command: /tmp/myscript.sh
-      args:
-        - "myarg1"
-        - "myarg2"
-      env:
-        THING: "1"
-        THING2: "2"
-`;
+const README_CONFIG = Deno.readTextFileSync(
+  new URL("../client/modules/testdata/expexp_readme.yaml", import.meta.url),
+);
 
 const README_PORTS = [9100, 3903, 4194, 19999];
 const SCRIPT = "/tmp/myscript.sh";

@@ -14,7 +14,7 @@ import { serveGrpc } from "../proxy/grpc_server.ts";
 import { parseWebConfig } from "../lib/web_config.ts";
 import { createTlsListener } from "../lib/tls_server.ts";
 import { createTestCa, OPENSSL_MISSING } from "./certs.ts";
-import { DENO, denoEnv, proxiedGet, ROOT, waitUntil } from "./support.ts";
+import { bufCurlListClients, proxiedGet, waitUntil } from "./support.ts";
 import { testLogger } from "./stack.ts";
 
 async function listen(server: Server, host = "127.0.0.1", port = 0): Promise<number> {
@@ -198,31 +198,13 @@ Deno.test({
     });
     try {
       await waitUntil(() => connectedAt(proxy.proxy, "localhost") || undefined, 5_000, "register");
-      const output = await new Deno.Command(DENO, {
-        args: [
-          "run",
-          "-A",
-          "npm:@bufbuild/buf@1.74.0",
-          "curl",
-          "--schema",
-          "proto",
-          "--protocol",
-          "grpc",
-          "--http2-prior-knowledge",
-          "--data",
-          "{}",
-          `http://127.0.0.1:${grpc.address.port}/pushprox.v1.RegistryService/ListClients`,
-        ],
-        cwd: ROOT,
-        env: denoEnv(),
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      const stderr = new TextDecoder().decode(output.stderr);
-      assert.equal(output.code, 0, stderr);
-      const body = JSON.parse(new TextDecoder().decode(output.stdout));
-      assert.equal(body.clients[0].fqdn, "localhost");
-      assert.deepEqual(body.clients[0].labels, { zone: "eu" });
+      const body = await bufCurlListClients(`http://127.0.0.1:${grpc.address.port}`, [
+        "--protocol",
+        "grpc",
+        "--http2-prior-knowledge",
+      ]);
+      assert.equal(body.clients![0]!.fqdn, "localhost");
+      assert.deepEqual(body.clients![0]!.labels, { zone: "eu" });
       // Anything else on that port is a clear 404.
       const other = await fetch(`http://127.0.0.1:${grpc.address.port}/clients`).catch((e) => e);
       assert.ok(other instanceof Error || other.status === 404);
@@ -263,29 +245,13 @@ Deno.test({
         signal: stop.signal,
         tls,
       });
-      const output = await new Deno.Command(DENO, {
-        args: [
-          "run",
-          "-A",
-          "npm:@bufbuild/buf@1.74.0",
-          "curl",
-          "--schema",
-          "proto",
-          "--protocol",
-          "grpc",
-          "--cacert",
-          ca.certFile,
-          "--data",
-          "{}",
-          `https://localhost:${grpc.address.port}/pushprox.v1.RegistryService/ListClients`,
-        ],
-        cwd: ROOT,
-        env: denoEnv(),
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      assert.equal(output.code, 0, new TextDecoder().decode(output.stderr));
-      assert.deepEqual(JSON.parse(new TextDecoder().decode(output.stdout)), {});
+      const body = await bufCurlListClients(`https://localhost:${grpc.address.port}`, [
+        "--protocol",
+        "grpc",
+        "--cacert",
+        ca.certFile,
+      ]);
+      assert.deepEqual(body, {});
       stop.abort();
       await grpc.finished;
     } finally {

@@ -310,3 +310,40 @@ export function hasExecutable(path: string): boolean {
     return false;
   }
 }
+
+/**
+ * Calls `ListClients` with `buf curl` (a foreign Connect/gRPC client) and
+ * returns the decoded JSON answer; fails with buf's stderr when it exits
+ * non-zero.
+ *
+ * @param baseUrl The server, e.g. "http://127.0.0.1:8080".
+ * @param flags buf curl flags such as `--protocol grpc`.
+ * @returns The response message as JSON.
+ */
+export async function bufCurlListClients(
+  baseUrl: string,
+  flags: string[],
+): Promise<{ clients?: Record<string, unknown>[] }> {
+  const output = await new Deno.Command(DENO, {
+    args: [
+      "run",
+      "-A",
+      "npm:@bufbuild/buf@1.74.0",
+      "curl",
+      "--schema",
+      "proto",
+      ...flags,
+      "--data",
+      "{}",
+      `${baseUrl}/pushprox.v1.RegistryService/ListClients`,
+    ],
+    cwd: ROOT,
+    env: denoEnv(),
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (output.code !== 0) {
+    throw new Error(`buf curl failed (${output.code}): ${new TextDecoder().decode(output.stderr)}`);
+  }
+  return JSON.parse(new TextDecoder().decode(output.stdout));
+}

@@ -16,43 +16,9 @@ import {
  * The example configuration of the exporter_exporter README, verbatim
  * (including the whitespace-only line after cadvisor).
  */
-const README_EXAMPLE = `modules:
-  node:
-    method: http
-    http:
-       port: 9100
-
-  mtail:
-    method: http
-    http:
-       port: 3903
-       headers:
-          foo: bar
-
-  cadvisor:
-    verify: false
-    method: http
-    http:
-       port: 4194
-  
-  netdata:
-    method: http
-    http:
-       port: 19999
-       path: '/api/v1/allmetrics?format=prometheus'
-
-  somescript:
-    method: exec
-    timeout: 1s
-    exec:
-      command: /tmp/myscript.sh
-      args:
-        - "myarg1"
-        - "myarg2"
-      env:
-        THING: "1"
-        THING2: "2"
-`;
+const README_EXAMPLE = Deno.readTextFileSync(
+  new URL("./testdata/expexp_readme.yaml", import.meta.url),
+);
 
 function http(module: ModuleConfig | undefined): HttpModuleConfig {
   assert.ok(module !== undefined && module.method === "http");
