@@ -1,0 +1,28 @@
+import assert from "node:assert/strict";
+import { createScraper, resolveTargetUrl } from "./scraper.ts";
+
+Deno.test("createScraper() refuses hosts other than its fqdn without dialling", async () => {
+  let dialled = false;
+  const scraper = createScraper({
+    fqdn: "node1.example",
+    transport: () => {
+      dialled = true;
+      return Promise.reject(new Error("must not be called"));
+    },
+  });
+  const outcome = await scraper.scrape(
+    { id: "x", method: "GET", url: "http://evil.example:22/", headers: [] },
+    new AbortController().signal,
+  );
+  assert.equal(outcome.status, 403);
+  assert.match(outcome.error, /does not match the client's fqdn "node1.example"/);
+  assert.equal(dialled, false);
+});
+
+Deno.test("resolveTargetUrl() compares hosts as routing keys and applies _scheme", () => {
+  assert.equal(
+    String(resolveTargetUrl("http://NODE1.example.:9100/m?_scheme=https&a=1", "node1.example")),
+    "https://node1.example.:9100/m?a=1",
+  );
+  assert.match(String(resolveTargetUrl("http://other:9100/", "node1.example")), /does not match/);
+});
