@@ -22,7 +22,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file pushprox/v1/pushprox.proto.
  */
 export const file_pushprox_v1_pushprox: GenFile = /*@__PURE__*/
-  fileDesc("ChpwdXNocHJveC92MS9wdXNocHJveC5wcm90bxILcHVzaHByb3gudjEiswEKC1BvbGxSZXF1ZXN0EgwKBGZxZG4YASABKAkSNAoGbGFiZWxzGAIgAygLMiQucHVzaHByb3gudjEuUG9sbFJlcXVlc3QuTGFiZWxzRW50cnkSDwoHdmVyc2lvbhgDIAEoCRIPCgdtb2R1bGVzGAQgAygJEg8KB3Byb3hpZXMYBSADKAkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASLLAQoMUG9sbFJlc3BvbnNlEi0KCnJlZ2lzdGVyZWQYASABKAsyFy5wdXNocHJveC52MS5SZWdpc3RlcmVkSAASLAoGc2NyYXBlGAIgASgLMhoucHVzaHByb3gudjEuU2NyYXBlUmVxdWVzdEgAEisKCWhlYXJ0YmVhdBgDIAEoCzIWLnB1c2hwcm94LnYxLkhlYXJ0YmVhdEgAEiYKB2dvX2F3YXkYBCABKAsyEy5wdXNocHJveC52MS5Hb0F3YXlIAEIJCgdtZXNzYWdlIj8KClJlZ2lzdGVyZWQSEgoKc2Vzc2lvbl9pZBgBIAEoCRIdChVoZWFydGJlYXRfaW50ZXJ2YWxfbXMYAiABKA0iCwoJSGVhcnRiZWF0IhgKBkdvQXdheRIOCgZyZWFzb24YASABKAkiJQoGSGVhZGVyEgwKBG5hbWUYASABKAkSDQoFdmFsdWUYAiABKAkicgoNU2NyYXBlUmVxdWVzdBIKCgJpZBgBIAEoCRIOCgZtZXRob2QYAiABKAkSCwoDdXJsGAMgASgJEiQKB2hlYWRlcnMYBCADKAsyEy5wdXNocHJveC52MS5IZWFkZXISEgoKdGltZW91dF9tcxgFIAEoDSJfCgtQdXNoUmVxdWVzdBIvCgRoZWFkGAEgASgLMh8ucHVzaHByb3gudjEuU2NyYXBlUmVzcG9uc2VIZWFkSAASFAoKYm9keV9jaHVuaxgCIAEoDEgAQgkKB21lc3NhZ2UigAEKElNjcmFwZVJlc3BvbnNlSGVhZBIRCglzY3JhcGVfaWQYASABKAkSEgoKc2Vzc2lvbl9pZBgCIAEoCRIOCgZzdGF0dXMYAyABKA0SJAoHaGVhZGVycxgEIAMoCzITLnB1c2hwcm94LnYxLkhlYWRlchINCgVlcnJvchgFIAEoCSIlCgxQdXNoUmVzcG9uc2USFQoNYnl0ZXNfcmVsYXllZBgBIAEoBCIUChJMaXN0Q2xpZW50c1JlcXVlc3QiOwoTTGlzdENsaWVudHNSZXNwb25zZRIkCgdjbGllbnRzGAEgAygLMhMucHVzaHByb3gudjEuQ2xpZW50Ip8DCgZDbGllbnQSDAoEZnFkbhgBIAEoCRIvCgZsYWJlbHMYAiADKAsyHy5wdXNocHJveC52MS5DbGllbnQuTGFiZWxzRW50cnkSDwoHdmVyc2lvbhgDIAEoCRIPCgdtb2R1bGVzGAQgAygJEjMKD2Nvbm5lY3RlZF9zaW5jZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLbGFzdF9zY3JhcGUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCWluX2ZsaWdodBgHIAEoDRIRCgljb25uZWN0ZWQYCCABKAgSEAoIcHJvdG9jb2wYCSABKAkSDwoHcHJveGllcxgKIAMoCRIaChJsYXN0X3NjcmFwZV9zdGF0dXMYCyABKA0SGQoRbGFzdF9zY3JhcGVfZXJyb3IYDCABKAkSHwoXbGFzdF9zY3JhcGVfZHVyYXRpb25fbXMYDSABKA0aLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ATKNAQoNQ2xpZW50U2VydmljZRI9CgRQb2xsEhgucHVzaHByb3gudjEuUG9sbFJlcXVlc3QaGS5wdXNocHJveC52MS5Qb2xsUmVzcG9uc2UwARI9CgRQdXNoEhgucHVzaHByb3gudjEuUHVzaFJlcXVlc3QaGS5wdXNocHJveC52MS5QdXNoUmVzcG9uc2UoATJjCg9SZWdpc3RyeVNlcnZpY2USUAoLTGlzdENsaWVudHMSHy5wdXNocHJveC52MS5MaXN0Q2xpZW50c1JlcXVlc3QaIC5wdXNocHJveC52MS5MaXN0Q2xpZW50c1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("ChpwdXNocHJveC92MS9wdXNocHJveC5wcm90bxILcHVzaHByb3gudjEiswEKC1BvbGxSZXF1ZXN0EgwKBGZxZG4YASABKAkSNAoGbGFiZWxzGAIgAygLMiQucHVzaHByb3gudjEuUG9sbFJlcXVlc3QuTGFiZWxzRW50cnkSDwoHdmVyc2lvbhgDIAEoCRIPCgdtb2R1bGVzGAQgAygJEg8KB3Byb3hpZXMYBSADKAkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASLLAQoMUG9sbFJlc3BvbnNlEi0KCnJlZ2lzdGVyZWQYASABKAsyFy5wdXNocHJveC52MS5SZWdpc3RlcmVkSAASLAoGc2NyYXBlGAIgASgLMhoucHVzaHByb3gudjEuU2NyYXBlUmVxdWVzdEgAEisKCWhlYXJ0YmVhdBgDIAEoCzIWLnB1c2hwcm94LnYxLkhlYXJ0YmVhdEgAEiYKB2dvX2F3YXkYBCABKAsyEy5wdXNocHJveC52MS5Hb0F3YXlIAEIJCgdtZXNzYWdlIj8KClJlZ2lzdGVyZWQSEgoKc2Vzc2lvbl9pZBgBIAEoCRIdChVoZWFydGJlYXRfaW50ZXJ2YWxfbXMYAiABKA0iCwoJSGVhcnRiZWF0IhgKBkdvQXdheRIOCgZyZWFzb24YASABKAkiJQoGSGVhZGVyEgwKBG5hbWUYASABKAkSDQoFdmFsdWUYAiABKAkicgoNU2NyYXBlUmVxdWVzdBIKCgJpZBgBIAEoCRIOCgZtZXRob2QYAiABKAkSCwoDdXJsGAMgASgJEiQKB2hlYWRlcnMYBCADKAsyEy5wdXNocHJveC52MS5IZWFkZXISEgoKdGltZW91dF9tcxgFIAEoDSJfCgtQdXNoUmVxdWVzdBIvCgRoZWFkGAEgASgLMh8ucHVzaHByb3gudjEuU2NyYXBlUmVzcG9uc2VIZWFkSAASFAoKYm9keV9jaHVuaxgCIAEoDEgAQgkKB21lc3NhZ2UigAEKElNjcmFwZVJlc3BvbnNlSGVhZBIRCglzY3JhcGVfaWQYASABKAkSEgoKc2Vzc2lvbl9pZBgCIAEoCRIOCgZzdGF0dXMYAyABKA0SJAoHaGVhZGVycxgEIAMoCzITLnB1c2hwcm94LnYxLkhlYWRlchINCgVlcnJvchgFIAEoCSIlCgxQdXNoUmVzcG9uc2USFQoNYnl0ZXNfcmVsYXllZBgBIAEoBCIUChJMaXN0Q2xpZW50c1JlcXVlc3QiYwoTTGlzdENsaWVudHNSZXNwb25zZRIkCgdjbGllbnRzGAEgAygLMhMucHVzaHByb3gudjEuQ2xpZW50EiYKBXN0YXRzGAIgASgLMhcucHVzaHByb3gudjEuUHJveHlTdGF0cyIVChNXYXRjaENsaWVudHNSZXF1ZXN0IsQCChRXYXRjaENsaWVudHNSZXNwb25zZRI0CghzbmFwc2hvdBgBIAEoCzIgLnB1c2hwcm94LnYxLkxpc3RDbGllbnRzUmVzcG9uc2VIABIoCgljb25uZWN0ZWQYAiABKAsyEy5wdXNocHJveC52MS5DbGllbnRIABI3CgxkaXNjb25uZWN0ZWQYAyABKAsyHy5wdXNocHJveC52MS5DbGllbnREaXNjb25uZWN0ZWRIABItCgdzY3JhcGVkGAQgASgLMhoucHVzaHByb3gudjEuQ2xpZW50U2NyYXBlZEgAEjEKCWZvcmdvdHRlbhgFIAEoCzIcLnB1c2hwcm94LnYxLkNsaWVudEZvcmdvdHRlbkgAEigKBXN0YXRzGAYgASgLMhcucHVzaHByb3gudjEuUHJveHlTdGF0c0gAQgcKBWV2ZW50IlcKEkNsaWVudERpc2Nvbm5lY3RlZBIMCgRmcWRuGAEgASgJEjMKD2Rpc2Nvbm5lY3RlZF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiXQoNQ2xpZW50U2NyYXBlZBIMCgRmcWRuGAEgASgJEisKB291dGNvbWUYAiABKAsyGi5wdXNocHJveC52MS5TY3JhcGVPdXRjb21lEhEKCWluX2ZsaWdodBgDIAEoDSIfCg9DbGllbnRGb3Jnb3R0ZW4SDAoEZnFkbhgBIAEoCSJ8Cg1TY3JhcGVPdXRjb21lEigKBHRpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBnN0YXR1cxgCIAEoDRITCgtkdXJhdGlvbl9tcxgDIAEoDRINCgVieXRlcxgEIAEoBBINCgVlcnJvchgFIAEoCSJiCgpQcm94eVN0YXRzEhYKDmJ1Y2tldF9zZWNvbmRzGAEgASgNEikKB2J1Y2tldHMYAiADKAsyGC5wdXNocHJveC52MS5TdGF0c0J1Y2tldBIRCglpbl9mbGlnaHQYAyABKA0icAoLU3RhdHNCdWNrZXQSKQoFc3RhcnQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3NjcmFwZXMYAiABKA0SDgoGZXJyb3JzGAMgASgNEhUKDW1heF9pbl9mbGlnaHQYBCABKA0ingQKBkNsaWVudBIMCgRmcWRuGAEgASgJEi8KBmxhYmVscxgCIAMoCzIfLnB1c2hwcm94LnYxLkNsaWVudC5MYWJlbHNFbnRyeRIPCgd2ZXJzaW9uGAMgASgJEg8KB21vZHVsZXMYBCADKAkSMwoPY29ubmVjdGVkX3NpbmNlGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtsYXN0X3NjcmFwZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJaW5fZmxpZ2h0GAcgASgNEhEKCWNvbm5lY3RlZBgIIAEoCBIQCghwcm90b2NvbBgJIAEoCRIPCgdwcm94aWVzGAogAygJEhoKEmxhc3Rfc2NyYXBlX3N0YXR1cxgLIAEoDRIZChFsYXN0X3NjcmFwZV9lcnJvchgMIAEoCRIfChdsYXN0X3NjcmFwZV9kdXJhdGlvbl9tcxgNIAEoDRIzCg9kaXNjb25uZWN0ZWRfYXQYDiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDHBlZXJfYWRkcmVzcxgPIAEoCRIyCg5yZWNlbnRfc2NyYXBlcxgQIAMoCzIaLnB1c2hwcm94LnYxLlNjcmFwZU91dGNvbWUaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ATKNAQoNQ2xpZW50U2VydmljZRI9CgRQb2xsEhgucHVzaHByb3gudjEuUG9sbFJlcXVlc3QaGS5wdXNocHJveC52MS5Qb2xsUmVzcG9uc2UwARI9CgRQdXNoEhgucHVzaHByb3gudjEuUHVzaFJlcXVlc3QaGS5wdXNocHJveC52MS5QdXNoUmVzcG9uc2UoATK6AQoPUmVnaXN0cnlTZXJ2aWNlElAKC0xpc3RDbGllbnRzEh8ucHVzaHByb3gudjEuTGlzdENsaWVudHNSZXF1ZXN0GiAucHVzaHByb3gudjEuTGlzdENsaWVudHNSZXNwb25zZRJVCgxXYXRjaENsaWVudHMSIC5wdXNocHJveC52MS5XYXRjaENsaWVudHNSZXF1ZXN0GiEucHVzaHByb3gudjEuV2F0Y2hDbGllbnRzUmVzcG9uc2UwAWIGcHJvdG8z", [file_google_protobuf_timestamp]);
 
 /**
  * A client's identity, sent once when it opens the Poll stream.
@@ -421,6 +421,14 @@ export type ListClientsResponse = Message<"pushprox.v1.ListClientsResponse"> & {
    * @generated from field: repeated pushprox.v1.Client clients = 1;
    */
   clients: Client[];
+
+  /**
+   * The proxy's scrape rate, errors and scrapes in flight over the last
+   * minutes.
+   *
+   * @generated from field: pushprox.v1.ProxyStats stats = 2;
+   */
+  stats?: ProxyStats | undefined;
 };
 
 /**
@@ -429,6 +437,300 @@ export type ListClientsResponse = Message<"pushprox.v1.ListClientsResponse"> & {
  */
 export const ListClientsResponseSchema: GenMessage<ListClientsResponse> = /*@__PURE__*/
   messageDesc(file_pushprox_v1_pushprox, 11);
+
+/**
+ * Asks to follow the registry.
+ *
+ * @generated from message pushprox.v1.WatchClientsRequest
+ */
+export type WatchClientsRequest = Message<"pushprox.v1.WatchClientsRequest"> & {
+};
+
+/**
+ * Describes the message pushprox.v1.WatchClientsRequest.
+ * Use `create(WatchClientsRequestSchema)` to create a new message.
+ */
+export const WatchClientsRequestSchema: GenMessage<WatchClientsRequest> = /*@__PURE__*/
+  messageDesc(file_pushprox_v1_pushprox, 12);
+
+/**
+ * One message of the WatchClients stream.
+ *
+ * @generated from message pushprox.v1.WatchClientsResponse
+ */
+export type WatchClientsResponse = Message<"pushprox.v1.WatchClientsResponse"> & {
+  /**
+   * @generated from oneof pushprox.v1.WatchClientsResponse.event
+   */
+  event: {
+    /**
+     * Always the first message: every client listed now, and the stats.
+     *
+     * @generated from field: pushprox.v1.ListClientsResponse snapshot = 1;
+     */
+    value: ListClientsResponse;
+    case: "snapshot";
+  } | {
+    /**
+     * A client opened a stream (new, reconnected or replacing its previous
+     * stream): its whole record, which replaces any earlier one.
+     *
+     * @generated from field: pushprox.v1.Client connected = 2;
+     */
+    value: Client;
+    case: "connected";
+  } | {
+    /**
+     * A client's stream ended; it stays listed for --registration.timeout.
+     *
+     * @generated from field: pushprox.v1.ClientDisconnected disconnected = 3;
+     */
+    value: ClientDisconnected;
+    case: "disconnected";
+  } | {
+    /**
+     * A scrape of a client finished (successfully or not).
+     *
+     * @generated from field: pushprox.v1.ClientScraped scraped = 4;
+     */
+    value: ClientScraped;
+    case: "scraped";
+  } | {
+    /**
+     * A client is no longer listed (disconnected longer than
+     * --registration.timeout).
+     *
+     * @generated from field: pushprox.v1.ClientForgotten forgotten = 5;
+     */
+    value: ClientForgotten;
+    case: "forgotten";
+  } | {
+    /**
+     * The proxy-wide statistics, sent every ProxyStats.bucket_seconds.
+     *
+     * @generated from field: pushprox.v1.ProxyStats stats = 6;
+     */
+    value: ProxyStats;
+    case: "stats";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message pushprox.v1.WatchClientsResponse.
+ * Use `create(WatchClientsResponseSchema)` to create a new message.
+ */
+export const WatchClientsResponseSchema: GenMessage<WatchClientsResponse> = /*@__PURE__*/
+  messageDesc(file_pushprox_v1_pushprox, 13);
+
+/**
+ * A client's stream ended.
+ *
+ * @generated from message pushprox.v1.ClientDisconnected
+ */
+export type ClientDisconnected = Message<"pushprox.v1.ClientDisconnected"> & {
+  /**
+   * The client's fqdn.
+   *
+   * @generated from field: string fqdn = 1;
+   */
+  fqdn: string;
+
+  /**
+   * When its stream ended (for legacy clients: when they last polled).
+   *
+   * @generated from field: google.protobuf.Timestamp disconnected_at = 2;
+   */
+  disconnectedAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message pushprox.v1.ClientDisconnected.
+ * Use `create(ClientDisconnectedSchema)` to create a new message.
+ */
+export const ClientDisconnectedSchema: GenMessage<ClientDisconnected> = /*@__PURE__*/
+  messageDesc(file_pushprox_v1_pushprox, 14);
+
+/**
+ * A scrape of a client finished.
+ *
+ * @generated from message pushprox.v1.ClientScraped
+ */
+export type ClientScraped = Message<"pushprox.v1.ClientScraped"> & {
+  /**
+   * The client's fqdn.
+   *
+   * @generated from field: string fqdn = 1;
+   */
+  fqdn: string;
+
+  /**
+   * How it went.
+   *
+   * @generated from field: pushprox.v1.ScrapeOutcome outcome = 2;
+   */
+  outcome?: ScrapeOutcome | undefined;
+
+  /**
+   * Scrapes of this client still in flight after this one.
+   *
+   * @generated from field: uint32 in_flight = 3;
+   */
+  inFlight: number;
+};
+
+/**
+ * Describes the message pushprox.v1.ClientScraped.
+ * Use `create(ClientScrapedSchema)` to create a new message.
+ */
+export const ClientScrapedSchema: GenMessage<ClientScraped> = /*@__PURE__*/
+  messageDesc(file_pushprox_v1_pushprox, 15);
+
+/**
+ * A client is no longer listed.
+ *
+ * @generated from message pushprox.v1.ClientForgotten
+ */
+export type ClientForgotten = Message<"pushprox.v1.ClientForgotten"> & {
+  /**
+   * The client's fqdn.
+   *
+   * @generated from field: string fqdn = 1;
+   */
+  fqdn: string;
+};
+
+/**
+ * Describes the message pushprox.v1.ClientForgotten.
+ * Use `create(ClientForgottenSchema)` to create a new message.
+ */
+export const ClientForgottenSchema: GenMessage<ClientForgotten> = /*@__PURE__*/
+  messageDesc(file_pushprox_v1_pushprox, 16);
+
+/**
+ * How one finished scrape went, as the proxy answered Prometheus.
+ *
+ * @generated from message pushprox.v1.ScrapeOutcome
+ */
+export type ScrapeOutcome = Message<"pushprox.v1.ScrapeOutcome"> & {
+  /**
+   * When it finished.
+   *
+   * @generated from field: google.protobuf.Timestamp time = 1;
+   */
+  time?: Timestamp | undefined;
+
+  /**
+   * The HTTP status the proxy answered Prometheus.
+   *
+   * @generated from field: uint32 status = 2;
+   */
+  status: number;
+
+  /**
+   * How long it took, in milliseconds.
+   *
+   * @generated from field: uint32 duration_ms = 3;
+   */
+  durationMs: number;
+
+  /**
+   * Body bytes relayed to Prometheus.
+   *
+   * @generated from field: uint64 bytes = 4;
+   */
+  bytes: bigint;
+
+  /**
+   * Why it failed; empty when it succeeded.
+   *
+   * @generated from field: string error = 5;
+   */
+  error: string;
+};
+
+/**
+ * Describes the message pushprox.v1.ScrapeOutcome.
+ * Use `create(ScrapeOutcomeSchema)` to create a new message.
+ */
+export const ScrapeOutcomeSchema: GenMessage<ScrapeOutcome> = /*@__PURE__*/
+  messageDesc(file_pushprox_v1_pushprox, 17);
+
+/**
+ * The proxy's scrapes over the last minutes, in fixed time buckets.
+ *
+ * @generated from message pushprox.v1.ProxyStats
+ */
+export type ProxyStats = Message<"pushprox.v1.ProxyStats"> & {
+  /**
+   * The length of each bucket in seconds.
+   *
+   * @generated from field: uint32 bucket_seconds = 1;
+   */
+  bucketSeconds: number;
+
+  /**
+   * Oldest first; the last one is the current, still filling bucket.
+   *
+   * @generated from field: repeated pushprox.v1.StatsBucket buckets = 2;
+   */
+  buckets: StatsBucket[];
+
+  /**
+   * Scrapes in flight now.
+   *
+   * @generated from field: uint32 in_flight = 3;
+   */
+  inFlight: number;
+};
+
+/**
+ * Describes the message pushprox.v1.ProxyStats.
+ * Use `create(ProxyStatsSchema)` to create a new message.
+ */
+export const ProxyStatsSchema: GenMessage<ProxyStats> = /*@__PURE__*/
+  messageDesc(file_pushprox_v1_pushprox, 18);
+
+/**
+ * The scrapes of one time bucket.
+ *
+ * @generated from message pushprox.v1.StatsBucket
+ */
+export type StatsBucket = Message<"pushprox.v1.StatsBucket"> & {
+  /**
+   * When the bucket starts.
+   *
+   * @generated from field: google.protobuf.Timestamp start = 1;
+   */
+  start?: Timestamp | undefined;
+
+  /**
+   * Scrapes that finished in it.
+   *
+   * @generated from field: uint32 scrapes = 2;
+   */
+  scrapes: number;
+
+  /**
+   * Of those, how many failed (status >= 400 or an error).
+   *
+   * @generated from field: uint32 errors = 3;
+   */
+  errors: number;
+
+  /**
+   * The most scrapes in flight at once during the bucket.
+   *
+   * @generated from field: uint32 max_in_flight = 4;
+   */
+  maxInFlight: number;
+};
+
+/**
+ * Describes the message pushprox.v1.StatsBucket.
+ * Use `create(StatsBucketSchema)` to create a new message.
+ */
+export const StatsBucketSchema: GenMessage<StatsBucket> = /*@__PURE__*/
+  messageDesc(file_pushprox_v1_pushprox, 19);
 
 /**
  * A registered client as the proxy sees it.
@@ -528,6 +830,29 @@ export type Client = Message<"pushprox.v1.Client"> & {
    * @generated from field: uint32 last_scrape_duration_ms = 13;
    */
   lastScrapeDurationMs: number;
+
+  /**
+   * When the last Poll stream ended (for legacy clients: when they last
+   * polled); unset while connected.
+   *
+   * @generated from field: google.protobuf.Timestamp disconnected_at = 14;
+   */
+  disconnectedAt?: Timestamp | undefined;
+
+  /**
+   * The network address the current (or last) stream came from, e.g.
+   * "10.0.0.5:51234" or "[2001:db8::5]:51234".
+   *
+   * @generated from field: string peer_address = 15;
+   */
+  peerAddress: string;
+
+  /**
+   * The last finished scrapes, oldest first (at most 30).
+   *
+   * @generated from field: repeated pushprox.v1.ScrapeOutcome recent_scrapes = 16;
+   */
+  recentScrapes: ScrapeOutcome[];
 };
 
 /**
@@ -535,7 +860,7 @@ export type Client = Message<"pushprox.v1.Client"> & {
  * Use `create(ClientSchema)` to create a new message.
  */
 export const ClientSchema: GenMessage<Client> = /*@__PURE__*/
-  messageDesc(file_pushprox_v1_pushprox, 12);
+  messageDesc(file_pushprox_v1_pushprox, 20);
 
 /**
  * The service clients use. Kept apart from RegistryService so that clients
@@ -587,6 +912,21 @@ export const RegistryService: GenService<{
     methodKind: "unary";
     input: typeof ListClientsRequestSchema;
     output: typeof ListClientsResponseSchema;
+  },
+  /**
+   * Follows the registry: the first message is a snapshot (what ListClients
+   * returns), then one message per change: a client connected, disconnected,
+   * was scraped (with the outcome) or was forgotten, and the proxy-wide
+   * statistics every ProxyStats.bucket_seconds. A watcher that reads too
+   * slowly to keep up is dropped with RESOURCE_EXHAUSTED instead of being
+   * buffered without bound; it reconnects and gets a fresh snapshot.
+   *
+   * @generated from rpc pushprox.v1.RegistryService.WatchClients
+   */
+  watchClients: {
+    methodKind: "server_streaming";
+    input: typeof WatchClientsRequestSchema;
+    output: typeof WatchClientsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_pushprox_v1_pushprox, 1);
