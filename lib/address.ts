@@ -38,3 +38,20 @@ export function formatAddress(address: ListenAddress): string {
   const host = address.hostname.includes(":") ? `[${address.hostname}]` : address.hostname;
   return `${host}:${address.port}`;
 }
+
+/**
+ * Formats a connection's remote end for listings ("10.0.0.5:51234",
+ * "[2001:db8::5]:51234"); IPv4-mapped IPv6 addresses are shown as IPv4.
+ *
+ * @param socket The connection's remote address and port.
+ * @returns The text; empty when the address is unknown (a closed socket).
+ */
+export function peerAddress(
+  socket: { remoteAddress?: string | undefined; remotePort?: number | undefined },
+): string {
+  const host = socket.remoteAddress?.replace(/^::ffff:(\d+\.\d+\.\d+\.\d+)$/, "$1");
+  if (!host) return "";
+  return socket.remotePort === undefined
+    ? host
+    : formatAddress({ hostname: host, port: socket.remotePort });
+}

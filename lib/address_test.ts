@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { formatAddress, parseListenAddress } from "./address.ts";
+import { formatAddress, parseListenAddress, peerAddress } from "./address.ts";
 
 Deno.test("parseListenAddress() reads Go-style addresses", () => {
   assert.deepEqual(parseListenAddress(":8080"), { hostname: "", port: 8080 });
@@ -22,4 +22,11 @@ Deno.test("formatAddress() brackets IPv6", () => {
     formatAddress({ hostname: "127.0.0.1", port: 2 }),
     "127.0.0.1:2",
   );
+});
+
+Deno.test("peerAddress() formats IPv4, IPv6 and IPv4-mapped peers", () => {
+  assert.equal(peerAddress({ remoteAddress: "10.0.0.5", remotePort: 51234 }), "10.0.0.5:51234");
+  assert.equal(peerAddress({ remoteAddress: "2001:db8::5", remotePort: 1 }), "[2001:db8::5]:1");
+  assert.equal(peerAddress({ remoteAddress: "::ffff:127.0.0.1", remotePort: 80 }), "127.0.0.1:80");
+  assert.equal(peerAddress({}), "");
 });

@@ -41,6 +41,8 @@ export interface ClientServiceOptions {
    * expired tokens, a narrowed auth configuration).
    */
   revalidate?: (context: HandlerContext, fqdn: string) => Promise<string | null>;
+  /** The network address a call came from, for listings. @default {unknown} */
+  peerAddress?: (context: HandlerContext) => string;
 }
 
 /**
@@ -85,6 +87,7 @@ export function createClientService(
           modules: request.modules,
           protocol: "connect",
           proxies: request.proxies,
+          peerAddress: options.peerAddress?.(context) ?? "",
         }, grant === null ? {} : { credential: grant.credential });
       } catch (error) {
         if (error instanceof CoordinatorError && error.kind === "draining") {

@@ -8,6 +8,7 @@
 
 import type { HeaderField } from "../lib/headers.ts";
 import { hostKey } from "../lib/host.ts";
+import { createScrapeStats, type StatsSnapshot } from "./scrape_stats.ts";
 
 /** Who a client says it is when it registers. */
 export interface ClientIdentity {
@@ -20,6 +21,8 @@ export interface ClientIdentity {
   protocol: string;
   /** The proxies the client says it streams to, from its own view. */
   proxies?: string[];
+  /** The network address the stream came from, e.g. "10.0.0.5:51234". */
+  peerAddress?: string;
 }
 
 /** A scrape handed to a client. */
@@ -68,7 +71,26 @@ export interface ScrapeResult {
   /** Why it failed; empty on success. */
   error: string;
   durationMs: number;
+  /** Body bytes relayed to Prometheus. @default {0} */
+  bytes?: number;
 }
+
+/** A finished scrape as kept in a client's recent history. */
+export interface ScrapeOutcome extends ScrapeResult {
+  /** When it finished, on the coordinator's clock. */
+  at: number;
+  bytes: number;
+}
+
+/** A change in the registry, for watchers (see {@linkcode Coordinator.subscribe}). */
+export type RegistryEvent =
+  | { kind: "connected"; client: ClientInfo }
+  | { kind: "disconnected"; fqdn: string; at: number }
+  | { kind: "scraped"; fqdn: string; outcome: ScrapeOutcome; inFlight: number }
+  | { kind: "forgotten"; fqdn: string };
+
+/** Receives registry changes synchronously; must not throw (errors are ignored). */
+export type RegistryListener = (event: RegistryEvent) => void;
 
 /** A registered client as listed by `/clients` and `ListClients`. */
 export interface ClientInfo extends ClientIdentity {
@@ -79,6 +101,10 @@ export interface ClientInfo extends ClientIdentity {
   inFlight: number;
   /** The last finished scrape; null if none finished yet. */
   lastResult?: ScrapeResult | null;
+  /** When the last stream ended; 0 while connected. */
+  disconnectedAt?: number;
+  /** The last finished scrapes, oldest first. */
+  recentScrapes?: ScrapeOutcome[];
 }
 
 /** Base class of the errors the coordinator reports to its adapters. */
@@ -116,8 +142,12 @@ export interface Session {
    * fqdn took over, or of kind "draining" when the proxy is shutting down.
    */
   next(signal: AbortSignal): Promise<ScrapeTask | null>;
-  /** Ends the session: the stream closed. Idempotent. */
-  close(): void;
+  /**
+   * Ends the session: the stream closed. Idempotent. `at` says when the
+   * client was last there, when that was before now (a legacy client's
+   * last poll). @default {now}
+   */
+  close(at?: number): void;
 }
 
 /** Options for {@linkcode createCoordinator}. */
@@ -134,6 +164,12 @@ export interface CoordinatorOptions {
   maxScrapesPerClient?: number;
   /** Most scrapes in flight in all ("proxy_busy"). 0: no limit. @default {0} */
   maxScrapes?: number;
+  /** Finished scrapes kept per client for listings. @default {30} */
+  recentScrapes?: number;
+  /** Length of a proxy-wide statistics bucket, in ms. @default {10000} */
+  statsBucketMs?: number;
+  /** Proxy-wide statistics buckets kept. @default {90} */
+  statsBuckets?: number;
 }
 
 /** Options of {@linkcode Coordinator.register}. */
@@ -180,6 +216,14 @@ export interface Coordinator {
   acceptPush(head: PushHead, body: AsyncIterable<Uint8Array>): Promise<void>;
   /** Clients listed now, sorted by fqdn. */
   listClients(): ClientInfo[];
+  /** Proxy-wide scrape statistics over the last minutes. */
+  stats(): StatsSnapshot;
+  /**
+   * Calls `listener` on every registry change from now on, synchronously.
+   *
+   * @returns A function that stops the calls.
+   */
+  subscribe(listener: RegistryListener): () => void;
   /**
    * Remembers how the last scrape of `host` ended, for listings. Ignored
    * for hosts no client is registered as.
@@ -210,6 +254,8 @@ interface ClientRecord {
   lastScrape: number;
   inFlight: number;
   lastResult: ScrapeResult | null;
+  /** The last finished scrapes, oldest first, at most `recentScrapes`. */
+  recent: ScrapeOutcome[];
   /** The credential of the current (or last) stream. */
   credential: string;
 }
@@ -246,7 +292,37 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
   const newId = options.newId ?? (() => crypto.randomUUID());
   const clients = new Map<string, ClientRecord>();
   const pending = new Map<string, PendingScrape>();
+  const listeners = new Set<RegistryListener>();
+  const recentLimit = options.recentScrapes ?? 30;
+  const stats = createScrapeStats({
+    ...(options.statsBucketMs ? { bucketMs: options.statsBucketMs } : {}),
+    ...(options.statsBuckets ? { buckets: options.statsBuckets } : {}),
+  });
   let draining = false;
+
+  function emit(event: RegistryEvent): void {
+    for (const listener of [...listeners]) {
+      try {
+        listener(event);
+      } catch {
+        // A listener's failure is its own; the registry goes on.
+      }
+    }
+  }
+
+  function info(record: ClientRecord): ClientInfo {
+    return {
+      ...record.identity,
+      connected: record.session !== null,
+      connectedSince: record.connectedSince,
+      lastScrape: record.lastScrape,
+      inFlight: record.inFlight,
+      proxies: record.identity.proxies ?? [],
+      lastResult: record.lastResult,
+      disconnectedAt: record.session === null ? record.disconnectedAt : 0,
+      recentScrapes: record.recent.map((outcome) => ({ ...outcome })),
+    };
+  }
 
   function drainingError(): CoordinatorError {
     return new CoordinatorError("The proxy is shutting down", "draining");
@@ -320,7 +396,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
           };
         });
       },
-      close() {
+      close(lastSeen) {
         if (session.closed) return;
         session.closed = true;
         const waiter = session.waiter;
@@ -328,8 +404,10 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
         waiter?.(null);
         session.queue.length = 0;
         if (record.session === session) {
+          const at = now();
           record.session = null;
-          record.disconnectedAt = now();
+          record.disconnectedAt = lastSeen !== undefined && lastSeen < at ? lastSeen : at;
+          emit({ kind: "disconnected", fqdn: record.identity.fqdn, at: record.disconnectedAt });
         }
         // Scrapes sent on this stream and not yet answered can no longer be:
         // fail them now instead of at their deadline. While draining, the
@@ -350,7 +428,10 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
   }
 
   function finishScrape(scrape: PendingScrape): void {
-    if (pending.delete(scrape.id)) scrape.record.inFlight--;
+    if (pending.delete(scrape.id)) {
+      scrape.record.inFlight--;
+      stats.setInFlight(pending.size, now());
+    }
   }
 
   return {
@@ -371,7 +452,10 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
         if (limit > 0 && clients.size >= limit) {
           // Forgotten clients make room first.
           for (const [k, r] of clients) {
-            if (!isListed(r, at) && r.inFlight === 0) clients.delete(k);
+            if (!isListed(r, at) && r.inFlight === 0) {
+              clients.delete(k);
+              emit({ kind: "forgotten", fqdn: r.identity.fqdn });
+            }
           }
           if (clients.size >= limit) {
             throw new CoordinatorError(
@@ -388,6 +472,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
           lastScrape: 0,
           inFlight: 0,
           lastResult: null,
+          recent: [],
           credential,
         };
         clients.set(key, record);
@@ -423,6 +508,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
         }
         previous.queue.length = 0;
       }
+      emit({ kind: "connected", client: info(record) });
       return session;
     },
 
@@ -494,6 +580,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
           },
         };
         pending.set(id, scrape);
+        stats.setInFlight(pending.size, at);
         signal.addEventListener("abort", onAbort, { once: true });
         session.offer(
           {
@@ -565,23 +652,36 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
       const at = now();
       const list: ClientInfo[] = [];
       for (const record of clients.values()) {
-        if (!isListed(record, at)) continue;
-        list.push({
-          ...record.identity,
-          connected: record.session !== null,
-          connectedSince: record.connectedSince,
-          lastScrape: record.lastScrape,
-          inFlight: record.inFlight,
-          proxies: record.identity.proxies ?? [],
-          lastResult: record.lastResult,
-        });
+        if (isListed(record, at)) list.push(info(record));
       }
       return list.sort((a, b) => a.fqdn < b.fqdn ? -1 : a.fqdn > b.fqdn ? 1 : 0);
     },
 
+    stats() {
+      return stats.snapshot(now());
+    },
+
+    subscribe(listener) {
+      const own = (event: RegistryEvent) => listener(event);
+      listeners.add(own);
+      return () => listeners.delete(own);
+    },
+
     recordScrapeResult(host, result) {
+      const at = now();
+      stats.record(at, result.status >= 400 || result.error !== "");
       const record = clients.get(hostKey(host));
-      if (record !== undefined) record.lastResult = { ...result };
+      if (record === undefined) return;
+      record.lastResult = { ...result };
+      const outcome: ScrapeOutcome = { ...result, at, bytes: result.bytes ?? 0 };
+      record.recent.push(outcome);
+      if (record.recent.length > recentLimit) record.recent.shift();
+      emit({
+        kind: "scraped",
+        fqdn: record.identity.fqdn,
+        outcome: { ...outcome },
+        inFlight: record.inFlight,
+      });
     },
 
     drain() {
@@ -608,6 +708,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
         if (!isListed(record, at) && record.inFlight === 0) {
           clients.delete(key);
           removed++;
+          emit({ kind: "forgotten", fqdn: record.identity.fqdn });
         }
       }
       return removed;

@@ -375,3 +375,64 @@ Deno.test("recordScrapeResult() and the client's proxies show in listClients()",
   assert.deepEqual(client!.lastResult, { status: 504, error: "too slow", durationMs: 1500 });
   assert.equal(coordinator.clientCount, 1);
 });
+
+Deno.test("coordinator.subscribe() reports connect, scrape, disconnect and forget", () => {
+  const { coordinator, clock } = setup();
+  const events: string[] = [];
+  const stop = coordinator.subscribe((event) => {
+    events.push(
+      event.kind === "connected"
+        ? `connected ${event.client.fqdn} ${event.client.peerAddress}`
+        : event.kind === "disconnected"
+        ? `disconnected ${event.fqdn} at ${event.at}`
+        : event.kind === "scraped"
+        ? `scraped ${event.fqdn} ${event.outcome.status} ${event.outcome.bytes}B`
+        : `forgotten ${event.fqdn}`,
+    );
+  });
+  const session = coordinator.register({ ...identity("a"), peerAddress: "10.0.0.5:1234" });
+  clock.t += 1000;
+  coordinator.recordScrapeResult("a", { status: 200, error: "", durationMs: 12, bytes: 345 });
+  coordinator.recordScrapeResult("unknown", { status: 404, error: "no", durationMs: 1 });
+  clock.t += 1000;
+  session.close();
+  clock.t += 60_000;
+  coordinator.expire();
+  stop();
+  coordinator.register(identity("b"));
+  assert.deepEqual(events, [
+    "connected a 10.0.0.5:1234",
+    "scraped a 200 345B",
+    "disconnected a at 1002000",
+    "forgotten a",
+  ]);
+});
+
+Deno.test("coordinator lists the disconnect time, peer and the last 30 scrapes", () => {
+  const { coordinator, clock } = setup();
+  const session = coordinator.register({ ...identity("a"), peerAddress: "[::1]:5" });
+  for (let i = 0; i < 35; i++) {
+    clock.t += 1000;
+    coordinator.recordScrapeResult("a", {
+      status: i % 5 === 0 ? 503 : 200,
+      error: i % 5 === 0 ? "down" : "",
+      durationMs: i,
+    });
+  }
+  let [client] = coordinator.listClients();
+  assert.equal(client!.disconnectedAt, 0);
+  assert.equal(client!.peerAddress, "[::1]:5");
+  assert.equal(client!.recentScrapes!.length, 30);
+  assert.deepEqual(client!.recentScrapes!.map((s) => s.durationMs).slice(0, 3), [5, 6, 7]);
+  assert.equal(client!.recentScrapes![0]!.status, 503);
+  // A client last seen before now (a legacy client's last poll) counts from then.
+  const seen = clock.t - 9000;
+  clock.t += 1000;
+  session.close(seen);
+  [client] = coordinator.listClients();
+  assert.equal(client!.connected, false);
+  assert.equal(client!.disconnectedAt, seen);
+  const stats = coordinator.stats();
+  assert.equal(stats.buckets.reduce((n, b) => n + b.scrapes, 0), 35);
+  assert.equal(stats.buckets.reduce((n, b) => n + b.errors, 0), 7);
+});

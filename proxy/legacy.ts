@@ -17,6 +17,7 @@
 
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { formatDuration } from "../lib/duration.ts";
+import { peerAddress } from "../lib/address.ts";
 import { forwardableHeaders, type HeaderField } from "../lib/headers.ts";
 import { hostKey } from "../lib/host.ts";
 import type { Logger } from "../lib/logger.ts";
@@ -122,6 +123,8 @@ interface LegacySession {
   /** Scrapes taken from the coordinator that no poll could carry yet. */
   undelivered: Taken[];
   grace: ReturnType<typeof setTimeout> | undefined;
+  /** When its last poll ended, while no poll is held. */
+  goneAt: number | undefined;
   closed: boolean;
 }
 
@@ -156,7 +159,7 @@ export function createLegacyHandler(options: LegacyHandlerOptions): LegacyHandle
   }
 
   /** The fqdn's session; a string says why it cannot be had. */
-  function open(fqdn: string, credential: string): LegacySession | string {
+  function open(fqdn: string, credential: string, peer: string): LegacySession | string {
     const key = hostKey(fqdn);
     const existing = sessions.get(key);
     if (existing !== undefined) {
@@ -172,6 +175,7 @@ export function createLegacyHandler(options: LegacyHandlerOptions): LegacyHandle
         version: "",
         modules: [],
         protocol: "legacy",
+        peerAddress: peer,
       }, { credential });
     } catch (error) {
       if (error instanceof CoordinatorError && error.kind === "too_many_clients") {
@@ -190,6 +194,7 @@ export function createLegacyHandler(options: LegacyHandlerOptions): LegacyHandle
       poll: null,
       undelivered: [],
       grace: undefined,
+      goneAt: undefined,
       closed: false,
     };
     sessions.set(key, legacy);
@@ -207,6 +212,7 @@ export function createLegacyHandler(options: LegacyHandlerOptions): LegacyHandle
   function startGrace(legacy: LegacySession): void {
     if (legacy.closed || closed) return;
     clearTimeout(legacy.grace);
+    legacy.goneAt ??= now();
     legacy.grace = setTimeout(() => shut(legacy, "no poll within the grace period"), graceMs);
   }
 
@@ -214,12 +220,14 @@ export function createLegacyHandler(options: LegacyHandlerOptions): LegacyHandle
     if (legacy.closed) return;
     legacy.closed = true;
     clearTimeout(legacy.grace);
+    // Disconnected since its last poll ended, not since the grace period did.
+    const lastSeen = legacy.poll === null ? legacy.goneAt : undefined;
     live.delete(legacy);
     if (sessions.get(legacy.key) === legacy) sessions.delete(legacy.key);
     if (legacy.poll) wake(legacy, legacy.poll, { kind: "shutdown" });
     legacy.undelivered.length = 0;
     // Unanswered scrapes sent to this client fail now (503), not at their deadline.
-    legacy.session.close();
+    legacy.session.close(lastSeen);
     // Its entries in `sent` stay until they expire: while the proxy drains,
     // scrapes sent before may still be answered.
     legacy.log.info("Client session closed", { reason });
@@ -298,7 +306,11 @@ export function createLegacyHandler(options: LegacyHandlerOptions): LegacyHandle
     if (closed || coordinator.draining) return finish(503, "The proxy is shutting down\n");
     if (res.destroyed) return finish(499, null);
 
-    const opened = open(fqdn, typeof grant === "object" ? grant.credential : "");
+    const opened = open(
+      fqdn,
+      typeof grant === "object" ? grant.credential : "",
+      peerAddress(req.socket),
+    );
     if (typeof opened === "string") {
       logger.warn("Poll refused", { protocol: "legacy", fqdn, err: opened });
       return finish(403, `Error polling: ${opened}\n`);
@@ -306,6 +318,7 @@ export function createLegacyHandler(options: LegacyHandlerOptions): LegacyHandle
     const legacy = opened;
     if (legacy.poll) wake(legacy, legacy.poll, { kind: "displaced" });
     clearTimeout(legacy.grace);
+    legacy.goneAt = undefined;
     const held: HeldPoll = { controller: new AbortController() };
     legacy.poll = held;
     res.on("close", () => {

@@ -61,6 +61,7 @@ export function createScrapeHandler(
     // For the status page: the host scraped and why it failed, if it did.
     let host: string | null = null;
     let failure = "";
+    let relayed = 0;
     const finish = (code: number) => {
       const seconds = (performance.now() - started) / 1000;
       metrics.proxiedRequests.inc({ code: String(code) });
@@ -70,6 +71,7 @@ export function createScrapeHandler(
           status: code,
           error: failure,
           durationMs: seconds * 1000,
+          bytes: relayed,
         });
       }
     };
@@ -203,7 +205,7 @@ export function createScrapeHandler(
     }
     try {
       writeHead(res, reply.status, reply.headers);
-      const bytes = await relayBody(reply.body, res, signal, maxBodyBytes);
+      const bytes = await relayBody(reply.body, res, signal, maxBodyBytes, (n) => relayed += n);
       res.end();
       metrics.relayedBytes.inc(bytes);
       reply.settle();
@@ -268,6 +270,7 @@ async function relayBody(
   res: ServerResponse,
   signal: AbortSignal,
   maxBytes: number,
+  onBytes: (count: number) => void,
 ): Promise<number> {
   const iterator = body[Symbol.asyncIterator]();
   let bytes = 0;
@@ -290,6 +293,7 @@ async function relayBody(
       rejectWaiting = null;
       if (next.done) return bytes;
       bytes += next.value.byteLength;
+      onBytes(next.value.byteLength);
       if (maxBytes > 0 && bytes > maxBytes) {
         throw new BodyTooLargeError(
           `Scrape body exceeds --scrape.max-body-bytes=${maxBytes}; the relay was aborted`,

@@ -20,6 +20,7 @@ import {
 } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { ClientService, RegistryService } from "../gen/pushprox/v1/pushprox_pb.ts";
+import { peerAddress } from "../lib/address.ts";
 import type { Logger } from "../lib/logger.ts";
 import { peerIdentity, type TlsListener } from "../lib/tls_server.ts";
 import {
@@ -84,6 +85,11 @@ export const AUTH_RESULT: ReturnType<typeof createContextKey<AuthResult | null>>
 /** Authenticates a Connect request again, with the credentials it came with. */
 const AUTH_RECHECK: ReturnType<typeof createContextKey<(() => Promise<AuthResult>) | null>> =
   createContextKey<(() => Promise<AuthResult>) | null>(null, { description: "pushprox re-auth" });
+
+/** The network address a Connect request came from ("" when unknown). */
+const PEER_ADDRESS: ReturnType<typeof createContextKey<string>> = createContextKey<string>("", {
+  description: "pushprox peer address",
+});
 
 /** The Connect code for a failed authentication. */
 function authCode(result: AuthResult & { ok: false }): Code {
@@ -246,6 +252,7 @@ export function createProxy(options: ProxyOptions): Proxy {
       }
       return { credential: principal.credential, name: principal.name };
     },
+    peerAddress: (context) => context.values.get(PEER_ADDRESS),
     pushCredential(context) {
       return principalOf(context)?.credential ?? null;
     },
@@ -273,7 +280,8 @@ export function createProxy(options: ProxyOptions): Proxy {
     contextValues(req) {
       return createContextValues()
         .set(AUTH_RESULT, authResults.get(req) ?? null)
-        .set(AUTH_RECHECK, authRechecks.get(req) ?? null);
+        .set(AUTH_RECHECK, authRechecks.get(req) ?? null)
+        .set(PEER_ADDRESS, peerAddress(req.socket));
     },
   });
 
@@ -318,7 +326,8 @@ export function createProxy(options: ProxyOptions): Proxy {
             res,
             createContextValues()
               .set(AUTH_RESULT, result)
-              .set(AUTH_RECHECK, () => authenticate(role, req)),
+              .set(AUTH_RECHECK, () => authenticate(role, req))
+              .set(PEER_ADDRESS, peerAddress(req.socket)),
             authError(result),
           );
           return;
