@@ -452,3 +452,26 @@ Deno.test("while the proxy drains, polls are answered 503 and sent scrapes can s
     await h.close();
   }
 });
+
+Deno.test("a killed legacy client counts as disconnected from its last poll, not from the grace period's end", async () => {
+  const h = await harness({ sessionGraceMs: 1_000 });
+  try {
+    const socket = connect(h.port, "127.0.0.1");
+    socket.on("error", () => {});
+    socket.write("POST /poll HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\nnode-a");
+    await waitFor(() => connected(h, "node-a") || undefined, "registration");
+    assert.match(h.coordinator.listClients()[0]!.peerAddress ?? "", /^127\.0\.0\.1:\d+$/);
+    const killed = Date.now();
+    socket.destroy();
+    await waitFor(() => connected(h, "node-a") ? undefined : true, "disconnection");
+    const closed = Date.now();
+    assert.ok(closed - killed >= 900, "the session lasts through the grace period");
+    const [client] = h.coordinator.listClients();
+    assert.ok(
+      client!.disconnectedAt! - killed < 500,
+      `disconnected ${client!.disconnectedAt! - killed} ms after the kill`,
+    );
+  } finally {
+    await h.close();
+  }
+});
