@@ -34,6 +34,7 @@ import {
 import type { AllowList } from "../lib/cidr.ts";
 import { forwardableHeaders, rawHeaderPairs } from "../lib/headers.ts";
 import type { Logger } from "../lib/logger.ts";
+import { pageHeaders } from "../lib/page_style.ts";
 import { createTlsListener, peerIdentity, type TlsListener } from "../lib/tls_server.ts";
 import type { TlsServerConfig, WebConfig } from "../lib/web_config.ts";
 import type { ModuleEngine } from "./modules/engine.ts";
@@ -287,7 +288,7 @@ export async function startExporterServer(
         res.writeHead(200, { "content-type": "application/json" });
         res.end(method === "HEAD" ? undefined : modulesJson(engine.config));
       } else {
-        res.writeHead(200, { "content-type": "text/html; charset=utf-8" });
+        res.writeHead(200, pageHeaders());
         res.end(method === "HEAD" ? undefined : modulesHtml(engine.config, MODULE_PATH));
       }
       return;

@@ -124,7 +124,7 @@ function sparkline(outcomes) {
 }
 
 /** One proxy-wide chart: a bar per bucket. */
-function chart(id, values, labels, classOf, unit, digits) {
+function chart(id, values, labels, classOf, unit, digits, note) {
   const width = 360, height = 56;
   const svg = $(id);
   svg.replaceChildren();
@@ -141,7 +141,7 @@ function chart(id, values, labels, classOf, unit, digits) {
     const bar = svgEl("rect", { class: "bar " + classOf(v), x, y: height - h,
       width: Math.max(w - 0.6, 0.6), height: h });
     const title = svgEl("title");
-    title.textContent = labels[i] + ": " + v.toFixed(digits) + unit;
+    title.textContent = labels[i] + ": " + v.toFixed(digits) + unit + note;
     bar.append(title);
     svg.append(bar);
   });
@@ -155,19 +155,17 @@ function renderStats() {
   const rate = buckets.map((b) => (b.scrapes || 0) / seconds);
   const errors = buckets.map((b) => (b.errors || 0) / seconds);
   const busy = buckets.map((b) => b.maxInFlight || 0);
-  chart("chart-rate", rate, labels, () => "", "/s", 2);
-  chart("chart-errors", errors, labels, (v) => v > 0 ? "fail" : "", "/s", 2);
-  chart("chart-inflight", busy, labels, () => "busy", "", 0);
-  // The figures: the last full minute (or less, just after start-up).
-  let recent = buckets.slice(-Math.max(1, Math.round(60 / seconds)) - 1, -1);
-  if (recent.length === 0) recent = buckets.slice(-1);
+  chart("chart-rate", rate, labels, () => "", "/s", 2, "");
+  chart("chart-errors", errors, labels, (v) => v > 0 ? "fail" : "", "/s", 2, "");
+  chart("chart-inflight", busy, labels, () => "busy", "", 0, " at most");
+  // The figures: counts over the last minute, the current bucket included.
+  const recent = buckets.slice(-Math.max(1, Math.round(60 / seconds)));
   const scrapes = recent.reduce((n, b) => n + (b.scrapes || 0), 0);
   const errs = recent.reduce((n, b) => n + (b.errors || 0), 0);
-  const covered = Math.max(1, recent.length) * seconds;
-  $("rate").textContent = (scrapes / covered).toFixed(2) + " /s";
-  $("errors").textContent = (errs / covered).toFixed(2) + " /s" +
+  $("rate").textContent = scrapes + " in the last minute";
+  $("errors").textContent = errs + " in the last minute" +
     (scrapes > 0 ? " (" + Math.round(errs / scrapes * 100) + "%)" : "");
-  $("inflight").textContent = String(stats.inFlight || 0);
+  $("inflight").textContent = (stats.inFlight || 0) + " now";
   const minutes = Math.round(Math.max(buckets.length, WINDOW_BUCKETS) * seconds / 60);
   for (const node of document.querySelectorAll(".axis .from")) node.textContent = "-" + minutes + " min";
 }
@@ -426,9 +424,9 @@ export function statusPage(version: string): string {
   <span class="muted"><span id="mode-dot" class="dot"></span><span id="updated"></span></span>`,
     main: `  <div id="error" class="alert" role="alert" style="display:none"></div>
   <section class="cards" id="charts" aria-label="The proxy's scrapes">
-    ${chartCard("chart-rate", "Scrapes per second", "rate")}
-    ${chartCard("chart-errors", "Failed scrapes per second", "errors")}
-    ${chartCard("chart-inflight", "Scrapes in flight (most at once)", "inflight")}
+    ${chartCard("chart-rate", "Scrape rate", "rate")}
+    ${chartCard("chart-errors", "Error rate", "errors")}
+    ${chartCard("chart-inflight", "Scrapes in flight", "inflight")}
   </section>
   <table class="stack">
     <thead><tr>

@@ -84,6 +84,11 @@ Deno.test({
       });
       const response = await page.goto(`${stack.proxyUrl}/?refresh=1`);
       assert.equal(response?.status(), 200);
+      // The policy stays strict: only the page's own script (by hash), same-origin fetches.
+      assert.match(
+        response?.headers()["content-security-policy"] ?? "",
+        /^default-src 'none'; script-src 'sha256-[A-Za-z0-9+/]+=*'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'$/,
+      );
       await page.waitForSelector("#rows tr[data-fqdn='evil.example']", { timeout: 10_000 });
       assert.equal(await page.locator("#rows tr").count(), 2);
 
@@ -165,6 +170,135 @@ Deno.test({
     } finally {
       await context?.close();
       await proxy.close();
+      await Deno.remove(profile, { recursive: true }).catch(() => {});
+    }
+  },
+});
+
+/** Statuses the target answers, in order: the known sequence the charts must show. */
+const SEQUENCE = [200, 200, 500, 200, 200, 200, 500, 200, 200, 200];
+
+async function launch(profile: string, width: number) {
+  const { chromium } = await import("playwright-core");
+  return await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"],
+    viewport: { width, height: 640 },
+  });
+}
+
+/** Where screenshots are kept: $PUSHPROX_TEST_ARTIFACTS, or a new temporary folder. */
+async function artifactDir(): Promise<string> {
+  const dir = Deno.env.get("PUSHPROX_TEST_ARTIFACTS");
+  if (!dir) return await Deno.makeTempDir({ prefix: "pushprox-status-page-" });
+  await Deno.mkdir(dir, { recursive: true });
+  return dir;
+}
+
+Deno.test({
+  name: "status page: charts from a known sequence of scrapes, live events, 800 px layout",
+  ignore: missing,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    let served = 0;
+    const stack = await startStack((_req, res) => {
+      const status = SEQUENCE[served++ % SEQUENCE.length]!;
+      res.writeHead(status, { "content-type": "text/plain" });
+      res.end(status === 200 ? "up 1\n" : "broken\n");
+    });
+    const profile = await Deno.makeTempDir({ prefix: "pushprox-chromium-" });
+    const shots = await artifactDir();
+    let context;
+    try {
+      await stack.startClient({ fqdn: "localhost", labels: { zone: "eu" } });
+      for (const status of SEQUENCE) {
+        assert.equal((await proxiedGet(stack.proxyPort, stack.targetUrl())).status, status);
+      }
+      // A scrape for a host no client serves: a proxy-wide error only.
+      assert.equal((await proxiedGet(stack.proxyPort, stack.targetUrl("/", "nosuch"))).status, 404);
+
+      context = await launch(profile, 1280);
+      const page = await context.newPage();
+      // Polling every 60 s: whatever changes within seconds came through WatchClients.
+      await page.goto(`${stack.proxyUrl}/?refresh=60`);
+      const row = page.locator("#rows tr[data-fqdn='localhost']");
+      await row.waitFor({ timeout: 10_000 });
+      await page.locator("#updated").getByText("live").waitFor({ timeout: 10_000 });
+
+      // One bar per scrape, oldest first, red where the target failed.
+      const bars = await row.locator("svg.spark rect.bar").evaluateAll((nodes) =>
+        nodes.map((n) => n.getAttribute("class"))
+      );
+      assert.deepEqual(bars, SEQUENCE.map((s) => s === 200 ? "bar ok" : "bar fail"));
+      assert.match(await row.innerText(), /HTTP 200 in \d+\.\d{3}s/);
+      assert.match(await row.innerText(), /v\d+\.\d+\.\d+, Connect protocol/);
+      assert.match(await row.innerText(), /from 127\.0\.0\.1:\d+/);
+
+      // The proxy-wide charts add up to the scrapes made: 11, of which 3 failed.
+      const total = async (id: string) => {
+        const titles = await page.locator(`#${id} rect.bar title`).allTextContents();
+        return Math.round(
+          titles.reduce((n, t) => n + Number(/: ([\d.]+)\/s$/.exec(t)?.[1] ?? NaN), 0) * 10,
+        );
+      };
+      assert.equal(await total("chart-rate"), SEQUENCE.length + 1);
+      assert.equal(await total("chart-errors"), 3);
+      assert.ok(await page.locator("#chart-errors rect.bar.fail").count() >= 1);
+      assert.ok(await page.locator("#chart-inflight rect.bar").count() >= 1);
+      assert.match(await page.locator("#errors").innerText(), /^3 in the last minute \(27%\)$/);
+      await page.screenshot({ path: `${shots}/status_page_charts.png`, fullPage: true });
+
+      // Live: a new client, its failed scrape and its leaving show without polling.
+      const other = await stack.startClient({ fqdn: "127.0.0.2" });
+      const otherRow = page.locator("#rows tr[data-fqdn='127.0.0.2']");
+      await otherRow.waitFor({ timeout: 10_000 });
+      const failed = await proxiedGet(stack.proxyPort, stack.targetUrl("/metrics", "127.0.0.2"));
+      assert.ok(failed.status >= 500, String(failed.status));
+      await otherRow.locator("svg.spark rect.bar.fail").waitFor({ timeout: 10_000 });
+      await other.stop();
+      await otherRow.getByText("disconnected", { exact: true }).waitFor({ timeout: 10_000 });
+      // Counted from the disconnect, not from when the client connected.
+      assert.match(await otherRow.innerText(), /\b[0-5]s ago/);
+
+      // 800 px: the table stacks; nothing is cut off or scrolls sideways.
+      await page.setViewportSize({ width: 800, height: 900 });
+      const widths = await page.evaluate(
+        `({ page: document.documentElement.scrollWidth, right: Math.max(...[...document
+          .querySelectorAll("#rows td")].map((td) => td.getBoundingClientRect().right)) })`,
+      ) as { page: number; right: number };
+      assert.ok(widths.page <= 800 && widths.right <= 800, JSON.stringify(widths));
+      await page.screenshot({ path: `${shots}/status_page_800px.png`, fullPage: true });
+      console.log(`status page screenshots: ${shots}`);
+    } finally {
+      await context?.close();
+      await stack.close();
+      await Deno.remove(profile, { recursive: true }).catch(() => {});
+    }
+  },
+});
+
+Deno.test({
+  name: "status page polls ListClients when asked not to watch (?watch=0)",
+  ignore: missing,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const stack = await startStack((_req, res) => res.end("up 1\n"));
+    const profile = await Deno.makeTempDir({ prefix: "pushprox-chromium-" });
+    let context;
+    try {
+      context = await launch(profile, 1280);
+      const page = await context.newPage();
+      await page.goto(`${stack.proxyUrl}/?watch=0&refresh=1`);
+      await page.locator("#summary").getByText("0 clients").waitFor({ timeout: 10_000 });
+      assert.match(await page.locator("#updated").innerText(), /polling every 1s/);
+      await stack.startClient({ fqdn: "localhost" });
+      await page.locator("#rows tr[data-fqdn='localhost']").waitFor({ timeout: 10_000 });
+    } finally {
+      await context?.close();
+      await stack.close();
       await Deno.remove(profile, { recursive: true }).catch(() => {});
     }
   },

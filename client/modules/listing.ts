@@ -8,6 +8,7 @@
  * @module
  */
 
+import { escapeHtml, pageDocument } from "../../lib/page_style.ts";
 import type { LoadedConfig, ModuleConfig } from "./config.ts";
 
 /** What the listing shows of one module. */
@@ -106,33 +107,56 @@ export function modulesJson(config: LoadedConfig): string {
   return JSON.stringify(out) + "\n";
 }
 
-function escapeHtml(text: string): string {
-  return text.replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;")
-    .replaceAll('"', "&quot;").replaceAll("'", "&#39;");
+/** Where a module's metrics come from, for people (no secrets: see summarizeModule). */
+function moduleSource(summary: ModuleSummary): string {
+  if (summary.http) {
+    const { scheme, address, port, path } = summary.http;
+    return `${scheme}://${address}:${port}${path}`;
+  }
+  return summary.exec?.command ?? summary.file?.path ?? "";
 }
 
 /**
- * The HTML listing: links to `proxy?module=NAME`.
+ * The HTML listing: links to `proxy?module=NAME`, in the look of the proxy's
+ * status page (lib/page_style.ts). No script; serve it with `pageHeaders()`.
  *
  * @param config The configuration.
  * @param proxyPath The path of the proxy endpoint.
  * @returns The page.
  */
 export function modulesHtml(config: LoadedConfig, proxyPath = "/proxy"): string {
-  const items = [...config.modules.values()].map((module) => {
+  const rows = [...config.modules.values()].map((module) => {
     const href = `${proxyPath}?module=${encodeURIComponent(module.name)}`;
-    return `<li><a href="${escapeHtml(href)}">${
+    const summary = summarizeModule(module);
+    const timeout = summary.timeout_ms === undefined
+      ? '<span class="muted">default</span>'
+      : `${summary.timeout_ms / 1000}s`;
+    return `<tr><td data-label="Module" class="wide"><a href="${escapeHtml(href)}">${
       escapeHtml(module.name)
-    }</a> (${module.method})</li>`;
+    }</a></td><td data-label="Method"><span class="tag">${
+      escapeHtml(module.method)
+    }</span></td><td data-label="Source" class="anywhere small">${
+      escapeHtml(moduleSource(summary))
+    }</td><td data-label="Timeout" class="num">${timeout}</td></tr>`;
   });
-  return `<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>pushprox-client modules</title></head>
-<body>
-<h2>Exporters:</h2>
-<ul>
-${items.join("\n")}
-</ul>
-<p><a href="/metrics">Client metrics</a></p>
-</body></html>
-`;
+  const count = rows.length === 1 ? "1 module" : `${rows.length} modules`;
+  return pageDocument({
+    title: "PushProx client modules",
+    header: `  <h1>PushProx client</h1>
+  <span class="muted">${count}</span>`,
+    main: `  <h2>Exporters</h2>
+${
+      rows.length === 0
+        ? '  <div class="empty">No modules are configured (--config.file).</div>'
+        : `  <table class="stack">
+    <thead><tr><th>Module</th><th>Method</th><th>Source</th><th>Timeout</th></tr></thead>
+    <tbody>
+${rows.join("\n")}
+    </tbody>
+  </table>`
+    }
+  <p class="muted small">Scrape a module: <code>${
+      escapeHtml(proxyPath)
+    }?module=NAME</code> · <a href="/metrics">Client metrics</a></p>`,
+  });
 }
