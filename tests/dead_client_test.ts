@@ -8,6 +8,7 @@ import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
+import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { RegistryService } from "../gen/pushprox/v1/pushprox_pb.ts";
 import {
   proxiedGet,
@@ -39,18 +40,25 @@ Deno.test({
         RegistryService,
         createConnectTransport({ baseUrl: proxy.url, httpVersion: "1.1" }),
       );
+      const killedAt = Date.now();
       client.kill("SIGKILL");
       await client.status;
       const noticedWithin = performance.now();
-      await waitUntil(
+      const dead = await waitUntil(
         async () => {
           const { clients } = await registry.listClients({});
-          return clients.length === 1 && !clients[0]!.connected ? true : undefined;
+          return clients.length === 1 && !clients[0]!.connected ? clients[0] : undefined;
         },
         3000,
         "the proxy to notice the dead stream",
       );
       assert.ok(performance.now() - noticedWithin < 2000);
+      // Listed as disconnected since the kill (the status page counts from it).
+      const disconnectedAt = timestampMs(dead.disconnectedAt!);
+      assert.ok(
+        disconnectedAt >= killedAt - 100 && disconnectedAt - killedAt < 2000,
+        `disconnected ${disconnectedAt - killedAt} ms after the kill`,
+      );
 
       const started = performance.now();
       const response = await proxiedGet(proxy.port, url, {
