@@ -320,7 +320,8 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
       proxies: record.identity.proxies ?? [],
       lastResult: record.lastResult,
       disconnectedAt: record.session === null ? record.disconnectedAt : 0,
-      recentScrapes: record.recent.map((outcome) => ({ ...outcome })),
+      // Outcomes are never changed once recorded: a copy of the list is enough.
+      recentScrapes: record.recent.slice(),
     };
   }
 

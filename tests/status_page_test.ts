@@ -167,6 +167,10 @@ Deno.test({
       assert.equal(response?.status(), 200);
       await page.locator("#summary").getByText("0 clients").waitFor({ timeout: 10_000 });
       assert.equal(await page.locator("#error").isVisible(), false);
+      // The WatchClients stream goes with the same credentials.
+      await page.locator("#updated").getByText("live", { exact: true }).waitFor({
+        timeout: 10_000,
+      });
     } finally {
       await context?.close();
       await proxy.close();
