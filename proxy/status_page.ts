@@ -162,10 +162,13 @@ function renderStats() {
   const recent = buckets.slice(-Math.max(1, Math.round(60 / seconds)));
   const scrapes = recent.reduce((n, b) => n + (b.scrapes || 0), 0);
   const errs = recent.reduce((n, b) => n + (b.errors || 0), 0);
-  $("rate").textContent = scrapes + " in the last minute";
-  $("errors").textContent = errs + " in the last minute" +
-    (scrapes > 0 ? " (" + Math.round(errs / scrapes * 100) + "%)" : "");
-  $("inflight").textContent = (stats.inFlight || 0) + " now";
+  const figure = (id, value, note) => {
+    $(id).replaceChildren(el("span", value), " ", el("span", note, "muted small"));
+  };
+  figure("rate", String(scrapes), "in the last minute");
+  figure("errors", String(errs) + (scrapes > 0 ? " (" + Math.round(errs / scrapes * 100) + "%)" : ""),
+    "in the last minute");
+  figure("inflight", String(stats.inFlight || 0), "now");
   const minutes = Math.round(Math.max(buckets.length, WINDOW_BUCKETS) * seconds / 60);
   for (const node of document.querySelectorAll(".axis .from")) node.textContent = "-" + minutes + " min";
 }
