@@ -21,7 +21,7 @@ import {
   type ServerResponse,
 } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
 import { type ListenAddress } from "../lib/address.ts";
 import {
@@ -38,7 +38,7 @@ import { pageHeaders } from "../lib/page_style.ts";
 import { createTlsListener, peerIdentity, type TlsListener } from "../lib/tls_server.ts";
 import type { TlsServerConfig, WebConfig } from "../lib/web_config.ts";
 import type { ModuleEngine } from "./modules/engine.ts";
-import { modulesHtml, modulesJson, prefersJson } from "./modules/listing.ts";
+import { expexpModulesJson, modulesHtml, prefersJson } from "./modules/listing.ts";
 import type { ReloadResult } from "./modules/reloader.ts";
 import { MODULE_PATH } from "./modules/scrape_route.ts";
 
@@ -84,8 +84,19 @@ export interface ExporterServerOptions {
   requestTimeoutMs?: number;
   /** Largest request header block. @default {16384} */
   maxHeaderBytes?: number;
-  /** Connections at once per listener. @default {1024} */
+  /**
+   * Connections at once per listener. At the cap a new connection closes the
+   * one idle the longest (a keep-alive connection between requests), so idle
+   * scrapers never lock out a new one; only when every connection has a
+   * request in flight is the new one refused. @default {1024}
+   */
   maxConnections?: number;
+  /** How long an idle keep-alive connection is kept. @default {30000} */
+  idleTimeoutMs?: number;
+  /** `--web.proxy-path`: the module endpoint. @default {"/proxy"} */
+  proxyPath?: string;
+  /** `--web.telemetry-path`: the client's own metrics. @default {"/metrics"} */
+  telemetryPath?: string;
   /** Stops the listeners. */
   signal?: AbortSignal;
 }
@@ -150,6 +161,10 @@ export async function startExporterServer(
   options: ExporterServerOptions,
 ): Promise<ExporterServer> {
   const { engine, logger } = options;
+  const proxyPath = options.proxyPath ?? MODULE_PATH;
+  const telemetryPath = options.telemetryPath ?? "/metrics";
+  const headersTimeout = options.headersTimeoutMs ?? 10_000;
+  const maxConnections = options.maxConnections ?? 1024;
   const basicAuth: BasicAuthVerifier = createBasicAuthVerifier();
   const servers: Server[] = [];
   const tlsListeners: [TlsListener, Server][] = [];
@@ -277,7 +292,7 @@ export async function startExporterServer(
       });
     }
     if (path === "/-/healthy") return plain(res, 200, "Healthy");
-    if (path === "/metrics") {
+    if (path === telemetryPath) {
       const { contentType, body } = await options.metrics();
       res.writeHead(200, { "content-type": contentType });
       res.end(method === "HEAD" ? undefined : body);
@@ -286,15 +301,19 @@ export async function startExporterServer(
     if (path === "/") {
       if (prefersJson(req.headers.accept)) {
         res.writeHead(200, { "content-type": "application/json" });
-        res.end(method === "HEAD" ? undefined : modulesJson(engine.config));
+        res.end(method === "HEAD" ? undefined : expexpModulesJson(engine.config));
       } else {
         res.writeHead(200, pageHeaders());
-        res.end(method === "HEAD" ? undefined : modulesHtml(engine.config, MODULE_PATH));
+        res.end(method === "HEAD" ? undefined : modulesHtml(engine.config, proxyPath));
       }
       return;
     }
-    if (path !== MODULE_PATH) {
-      return plain(res, 404, `Not found: ${path} (try /, ${MODULE_PATH}?module=NAME or /metrics)`);
+    if (path !== proxyPath) {
+      return plain(
+        res,
+        404,
+        `Not found: ${path} (try /, ${proxyPath}?module=NAME or ${telemetryPath})`,
+      );
     }
     await serveModule(req, res, url, method);
   }
@@ -337,11 +356,88 @@ export async function startExporterServer(
     }
   }
 
-  function configure(server: Server): void {
-    server.headersTimeout = options.headersTimeoutMs ?? 10_000;
-    server.requestTimeout = options.requestTimeoutMs ?? 30_000;
-    server.maxConnections = options.maxConnections ?? 1024;
-    server.keepAliveTimeout = 30_000;
+  /** node:http's limits; the check interval bounds how late a timeout fires. */
+  const httpOptions = {
+    maxHeaderSize: options.maxHeaderBytes ?? 16384,
+    headersTimeout,
+    requestTimeout: options.requestTimeoutMs ?? 30_000,
+    keepAliveTimeout: options.idleTimeoutMs ?? 30_000,
+    // node:http checks the two timeouts above only this often (30 s by
+    // default, which made the 10 s header timeout fire at about 30 s).
+    connectionsCheckingInterval: Math.min(1_000, headersTimeout),
+  };
+
+  /** Per connection: requests in flight and since when it is idle. */
+  interface ConnectionState {
+    busy: number;
+    idleSince: number;
+  }
+
+  /**
+   * The connection cap, the error answers node:http gives itself, and the
+   * bookkeeping behind both.
+   */
+  function configure(server: Server, connectionEvent: string): void {
+    const connections = new Map<Socket, ConnectionState>();
+    server.on(connectionEvent, (socket: Socket) => {
+      if (connections.size >= maxConnections) {
+        let oldest: [Socket, ConnectionState] | null = null;
+        for (const entry of connections) {
+          if (
+            entry[1].busy === 0 && (oldest === null || entry[1].idleSince < oldest[1].idleSince)
+          ) {
+            oldest = entry;
+          }
+        }
+        if (oldest === null) {
+          logger.warn("Connection refused: every connection has a request in flight", {
+            peer: socket.remoteAddress,
+            max_connections: maxConnections,
+          });
+          socket.destroy();
+          return;
+        }
+        logger.debug("Closed the longest idle connection to admit a new one", {
+          peer: oldest[0].remoteAddress,
+          max_connections: maxConnections,
+        });
+        connections.delete(oldest[0]);
+        oldest[0].destroy();
+      }
+      connections.set(socket, { busy: 0, idleSince: performance.now() });
+      socket.once("close", () => connections.delete(socket));
+    });
+    server.on("request", (req: IncomingMessage, res: ServerResponse) => {
+      const socket = req.socket as Socket & { _parent?: Socket };
+      const state = connections.get(socket) ??
+        (socket._parent ? connections.get(socket._parent) : undefined);
+      if (state === undefined) return;
+      state.busy++;
+      res.once("close", () => {
+        state.busy--;
+        state.idleSince = performance.now();
+      });
+    });
+    server.on("clientError", (error: Error & { code?: string }, socket: Socket) => {
+      const [status, text] = error.code === "HPE_HEADER_OVERFLOW"
+        ? [431, "Request Header Fields Too Large"]
+        : error.code === "ERR_HTTP_REQUEST_TIMEOUT" || error.code === "ERR_HTTP_HEADERS_TIMEOUT"
+        ? [408, "Request Timeout"]
+        : [400, "Bad Request"];
+      logger.debug("Bad request refused", {
+        peer: socket.remoteAddress,
+        status,
+        err: error.message,
+      });
+      if (!socket.writable) {
+        socket.destroy();
+        return;
+      }
+      const body = `${text}: ${error.code ?? error.message}\n`;
+      socket.end(
+        `HTTP/1.1 ${status} ${text}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
+      );
+    });
   }
 
   async function listen(server: Server, address: ListenAddress): Promise<ListenAddress> {
@@ -357,22 +453,37 @@ export async function startExporterServer(
     return { hostname: info.address, port: info.port };
   }
 
+  /**
+   * The one error boundary: whatever a request throws or rejects with is
+   * logged and answered 500 on a connection that is then closed; the
+   * process and the other connections keep going.
+   */
   function requestHandler(listener: Listener) {
     return (req: IncomingMessage, res: ServerResponse) => {
-      handle(req, res, listener).catch((error) => {
+      const fail = (error: unknown) => {
         logger.error("Request failed", {
           path: req.url,
           err: (error as Error)?.message ?? String(error),
         });
-        plain(res, 500, "Internal error");
-      });
+        if (res.headersSent || res.destroyed) {
+          res.destroy();
+          return;
+        }
+        plain(res, 500, "Internal error; see the client's log", { connection: "close" });
+        res.once("finish", () => req.socket.destroySoon?.() ?? req.socket.end());
+      };
+      try {
+        handle(req, res, listener).catch(fail);
+      } catch (error) {
+        fail(error);
+      }
     };
   }
 
   async function tlsServer(config: TlsServerConfig, listener: Listener): Promise<Server> {
     const tls = await createTlsListener(config, { logger });
     const server = createHttpsServer(
-      { ...tls.serverOptions, maxHeaderSize: options.maxHeaderBytes ?? 16384 },
+      { ...tls.serverOptions, ...httpOptions, handshakeTimeout: headersTimeout },
       requestHandler(listener),
     );
     server.on("secureConnection", (socket: TLSSocket) => {
@@ -393,11 +504,10 @@ export async function startExporterServer(
     if (options.address) {
       const web = options.webConfig ?? null;
       const listener: Listener = { kind: web?.tls ? "https" : "http", web, certMatch: null };
-      const server = web?.tls ? await tlsServer(web.tls, listener) : createHttpServer(
-        { maxHeaderSize: options.maxHeaderBytes ?? 16384 },
-        requestHandler(listener),
-      );
-      configure(server);
+      const server = web?.tls
+        ? await tlsServer(web.tls, listener)
+        : createHttpServer(httpOptions, requestHandler(listener));
+      configure(server, web?.tls ? "secureConnection" : "connection");
       address = await listen(server, options.address);
     }
     if (options.tlsAddress) {
@@ -406,7 +516,7 @@ export async function startExporterServer(
       }
       const listener: Listener = { kind: "https", web: null, certMatch: options.tls.certMatch };
       const server = await tlsServer(tlsServerConfigOf(options.tls), listener);
-      configure(server);
+      configure(server, "secureConnection");
       tlsAddress = await listen(server, options.tlsAddress);
     }
   } catch (error) {

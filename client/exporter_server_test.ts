@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import http from "node:http";
 import https from "node:https";
+import { connect } from "node:net";
 import bcrypt from "bcryptjs";
 import { Registry } from "prom-client";
 import { createAllowList, parseCidr } from "../lib/cidr.ts";
@@ -132,9 +133,9 @@ Deno.test("exporter server: /, /proxy, /metrics, /-/healthy and bad requests", a
     assert.equal(json.headers["content-type"], "application/json");
     const listing = JSON.parse(json.text);
     assert.deepEqual(Object.keys(listing), ["cron", "node", "script"]);
-    assert.equal(listing.node.http.port, 9100);
-    assert.deepEqual(listing.node.http.header_names, ["x-api-key"]);
-    assert.deepEqual(listing.script.exec.env_names, ["API_TOKEN"]);
+    assert.equal(listing.node.HTTP.Port, 9100);
+    assert.deepEqual(listing.node.HTTP.Headers, { "x-api-key": "<secret>" });
+    assert.deepEqual(listing.script.Exec.Env, { API_TOKEN: "<secret>" });
     for (
       const secret of [
         "header-secret",
@@ -323,4 +324,85 @@ Deno.test({
   async fn() {
     if (certDir) await Deno.remove(certDir, { recursive: true });
   },
+});
+
+/** Opens a raw connection; resolves with what the server sent until it closed. */
+function rawExchange(
+  port: number,
+  send: string,
+): { socket: import("node:net").Socket; closed: Promise<{ text: string; ms: number }> } {
+  const started = performance.now();
+  const socket = connect(port, "127.0.0.1");
+  socket.on("error", () => {});
+  let text = "";
+  socket.on("data", (chunk: Buffer) => text += chunk.toString("latin1"));
+  socket.write(send);
+  const closed = new Promise<{ text: string; ms: number }>((resolve) =>
+    socket.once("close", () => resolve({ text, ms: performance.now() - started }))
+  );
+  return { socket, closed };
+}
+
+Deno.test("exporter server: the header timeout fires when set, not at node's 30 s check", async () => {
+  await withServer({ headersTimeoutMs: 1_000 }, async (server) => {
+    const { closed } = rawExchange(server.address!.port, "GET /metrics HTTP/1.1\r\nHost: x\r\n");
+    const { text, ms } = await closed;
+    assert.match(text, /^HTTP\/1\.1 408 Request Timeout\r\n/);
+    assert.ok(ms >= 900 && ms < 10_000, `answered after ${Math.round(ms)} ms`);
+  });
+});
+
+Deno.test("exporter server: idle keep-alive connections at the cap do not lock out a new scraper", async () => {
+  await withServer({ maxConnections: 8 }, async (server) => {
+    const port = server.address!.port;
+    const idle: import("node:net").Socket[] = [];
+    try {
+      for (let i = 0; i < 8; i++) {
+        // Each makes one request and stays open (keep-alive), as idle scrapers do.
+        const { socket } = rawExchange(port, "GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n");
+        await new Promise((resolve) => socket.once("data", resolve));
+        idle.push(socket);
+      }
+      const started = performance.now();
+      const fresh = await get(port, "/proxy?module=cron");
+      assert.equal(fresh.status, 200);
+      assert.ok(performance.now() - started < 5_000);
+      const alive = idle.filter((socket) => !socket.destroyed && socket.readyState === "open");
+      assert.ok(alive.length <= 7, "the longest idle connection made room");
+    } finally {
+      for (const socket of idle) socket.destroy();
+    }
+  });
+});
+
+Deno.test("exporter server: a request that throws gets 500 and a closed connection; others go on", async () => {
+  let calls = 0;
+  await withServer({
+    metrics: () => {
+      calls++;
+      if (calls === 1) throw new Error("boom");
+      return Promise.reject(new Error("rejected"));
+    },
+  }, async (server) => {
+    const port = server.address!.port;
+    for (let i = 0; i < 2; i++) {
+      const { text } = await rawExchange(
+        port,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n",
+      ).closed;
+      assert.match(text, /^HTTP\/1\.1 500 /);
+      assert.match(text, /\r\nconnection: close\r\n/i);
+    }
+    assert.equal((await get(port, "/proxy?module=cron")).status, 200);
+  });
+});
+
+Deno.test("exporter server: --web.proxy-path and --web.telemetry-path move the endpoints", async () => {
+  await withServer({ proxyPath: "/p", telemetryPath: "/m" }, async (server) => {
+    const port = server.address!.port;
+    assert.equal((await get(port, "/p?module=cron")).status, 200);
+    assert.match((await get(port, "/m")).text, /expexp_proxy_duration_seconds/);
+    assert.equal((await get(port, "/proxy?module=cron")).status, 404);
+    assert.match((await get(port, "/")).text, /href="\/p\?module=cron"/);
+  });
 });

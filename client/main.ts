@@ -8,14 +8,14 @@
 import { formatAddress, type ListenAddress, parseListenAddress } from "../lib/address.ts";
 import { FlagError, type FlagSpec, type FlagValues, formatHelp, parseFlags } from "../lib/flags.ts";
 import { createLogger, LOG_FLAGS, type LogFormat, type LogLevel } from "../lib/logger.ts";
-import { VERSION } from "../lib/version.ts";
+import { VERSION, versionText } from "../lib/version.ts";
 import { ConfigError as WebConfigError } from "../lib/web_config.ts";
 import { type Agent, startAgent } from "./agent.ts";
+import { clientMode, COMPAT_FLAGS, flagsFor, startedAs, usageFor } from "./compat.ts";
 import { detectFqdn } from "./fqdn.ts";
 import { createClientMetrics } from "./metrics.ts";
 import { ConfigError as ModuleConfigError } from "./modules/config.ts";
 import {
-  goStyleFlags,
   MODULE_FLAGS,
   type Modules,
   type ModuleSettings,
@@ -83,6 +83,7 @@ export const CLIENT_FLAGS: readonly FlagSpec[] = [
       "How often proxy host names are resolved again; a name with several addresses (headless Service) gets a stream per address. 0: connect by name only.",
   },
   ...LOG_FLAGS,
+  ...COMPAT_FLAGS,
   ...MODULE_FLAGS,
   ...SECURITY_FLAGS,
 ];
@@ -115,9 +116,16 @@ async function readOptional(
  * Runs the client until SIGINT or SIGTERM.
  *
  * @param args The command line.
+ * @param names The paths the program was started by; the name
+ *   `exporter_exporter` selects exporter_exporter's defaults (client/compat.ts).
  * @returns The exit code.
  */
-export async function main(args: readonly string[]): Promise<number> {
+export async function main(
+  args: readonly string[],
+  names: readonly string[] = startedAs(),
+): Promise<number> {
+  const mode = clientMode(args, names);
+  const program = mode === "exporter_exporter" ? "exporter_exporter" : "pushprox-client";
   let flags: FlagValues;
   let labels: Record<string, string>;
   let metricsAddress: ListenAddress | null = null;
@@ -125,18 +133,14 @@ export async function main(args: readonly string[]): Promise<number> {
   let moduleSettings: ModuleSettings;
   let security: SecuritySettings;
   try {
-    flags = parseFlags(CLIENT_FLAGS, goStyleFlags(args));
+    const specs = flagsFor(mode, CLIENT_FLAGS);
+    flags = parseFlags(specs, args);
     if (flags.help) {
-      console.log(
-        formatHelp(
-          "usage: pushprox-client --proxy-url=URL [<flags>]\n\nThe PushProx client.",
-          CLIENT_FLAGS,
-        ),
-      );
+      console.log(formatHelp(usageFor(mode), specs));
       return 0;
     }
     if (flags.version) {
-      console.log(`pushprox-client ${VERSION} (deno ${Deno.version.deno})`);
+      console.log(versionText(program));
       return 0;
     }
     const proxyUrls = flags["proxy-url"] as string[];
@@ -177,13 +181,13 @@ export async function main(args: readonly string[]): Promise<number> {
         error instanceof TypeError || error instanceof ModuleConfigError ||
         error instanceof WebConfigError)
     ) throw error;
-    console.error(`pushprox-client: ${error.message}; see --help`);
+    console.error(`${program}: ${error.message}; see --help`);
     return 2;
   }
 
   const logger = createLogger({
     level: flags["log.level"] as LogLevel,
-    format: flags["log.format"] as LogFormat,
+    format: flags["log.json"] ? "json" : flags["log.format"] as LogFormat,
   });
   const fqdn = (flags["fqdn"] as string | undefined) || await detectFqdn();
   const proxyUrls = (flags["proxy-url"] as string[]).filter((url) => url !== "");
@@ -224,6 +228,7 @@ export async function main(args: readonly string[]): Promise<number> {
   }
   logger.info("Starting pushprox-client", {
     version: VERSION,
+    ...(mode === "exporter_exporter" ? { compat: mode } : {}),
     fqdn,
     proxy_url: proxyUrls.length > 0
       ? proxyUrls.map((url) => parseProxyUrl(url).baseUrl).join(",")

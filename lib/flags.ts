@@ -22,6 +22,11 @@ export interface FlagSpec {
   repeatable?: boolean;
   /** Accepted values, checked after parsing. */
   choices?: readonly string[];
+  /**
+   * Other accepted spellings of values and the value each stands for, e.g.
+   * `{ warning: "warn" }` (logrus' level names); listed in `--help`.
+   */
+  valueAliases?: Readonly<Record<string, string>>;
 }
 
 /** Parsed values keyed by flag name. */
@@ -40,8 +45,10 @@ export class FlagError extends Error {
 }
 
 /**
- * Parses `args` against `specs`. `--help`/`-h` and `--version` are always
- * accepted and reported as booleans under "help" and "version".
+ * Parses `args` against `specs`. `--help`/`-help`/`-h` and
+ * `--version`/`-version` are always accepted and reported as booleans under
+ * "help" and "version". Long flags take one dash or two alike (kingpin and
+ * Go's flag package): `-web.listen-address=:9999` is `--web.listen-address=:9999`.
  *
  * @param specs The flag table.
  * @param args The command line, without the program name.
@@ -65,7 +72,7 @@ export function parseFlags(
       ...(spec.repeatable ? { multiple: true } : {}),
     };
   }
-  const normalized = normalizeBooleans(specs, args);
+  const normalized = normalizeBooleans(specs, singleDashFlags(specs, args));
   let parsed;
   try {
     parsed = parseArgs({
@@ -106,6 +113,44 @@ export function parseFlags(
   return values;
 }
 
+/**
+ * Adds the second dash to single-dash long flags that name a known flag
+ * (`-web.listen-address=:9999`, `-version`, `-no-legacy.enabled`), as Go's
+ * flag package spells them. Short flags (`-h`), values of the flag before
+ * and everything after `--` are left alone.
+ *
+ * @param specs The flag table.
+ * @param args The command line.
+ * @returns The command line with `--` long flags.
+ */
+export function singleDashFlags(specs: readonly FlagSpec[], args: readonly string[]): string[] {
+  const valued = new Set(specs.filter((s) => s.type !== "boolean").map((s) => s.name));
+  const known = new Set([...specs.map((s) => s.name), "help", "version"]);
+  for (const spec of specs) if (spec.type === "boolean") known.add(`no-${spec.name}`);
+  const out: string[] = [];
+  let valueNext = false;
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    if (arg === "--") {
+      out.push(...args.slice(i));
+      break;
+    }
+    if (valueNext) {
+      valueNext = false;
+      out.push(arg);
+      continue;
+    }
+    const match = /^--?([^-=][^=]*)(=.*)?$/.exec(arg);
+    if (match === null || !known.has(match[1]!)) {
+      out.push(arg);
+      continue;
+    }
+    valueNext = valued.has(match[1]!) && match[2] === undefined;
+    out.push(arg.startsWith("--") ? arg : `-${arg}`);
+  }
+  return out;
+}
+
 /** `--flag=false` and `--no-flag` for booleans, as kingpin accepts. */
 function normalizeBooleans(
   specs: readonly FlagSpec[],
@@ -137,7 +182,8 @@ function convert(
   text: string | boolean,
 ): string | number | boolean {
   if (spec.type === "boolean") return text === true || text === "true";
-  const value = String(text);
+  const given = String(text);
+  const value = spec.valueAliases?.[given] ?? given;
   checkChoice(spec, value);
   if (spec.type === "duration") {
     try {
@@ -159,14 +205,16 @@ function convert(
 
 function checkChoice(spec: FlagSpec, value: string): void {
   if (spec.choices && !spec.choices.includes(value)) {
+    const names = [...spec.choices, ...Object.keys(spec.valueAliases ?? {})];
     throw new FlagError(
-      `--${spec.name}: "${value}" is not one of ${spec.choices.join(", ")}`,
+      `--${spec.name}: "${value}" is not one of ${names.join(", ")}`,
     );
   }
 }
 
 /**
- * Renders `--help` text listing every flag and its default.
+ * Renders `--help` text listing every flag and its default. Every long flag
+ * also takes a single dash (`-web.listen-address`).
  *
  * @param usage The first line, e.g. "usage: pushprox-proxy [<flags>]".
  * @param specs The flag table.
@@ -176,14 +224,18 @@ export function formatHelp(usage: string, specs: readonly FlagSpec[]): string {
   const rows = [
     ...specs.map((s) => {
       const left = s.type === "boolean" ? `--[no-]${s.name}` : `--${s.name}=${placeholder(s)}`;
+      const aliases = Object.entries(s.valueAliases ?? {});
       const extra = [
         s.repeatable ? "repeatable" : "",
+        aliases.length > 0
+          ? `aliases: ${aliases.map(([from, to]) => `${from}=${to}`).join(", ")}`
+          : "",
         s.default !== undefined && s.default !== "" ? `default: ${s.default}` : "",
       ].filter(Boolean).join("; ");
       return [left, extra ? `${s.help} (${extra})` : s.help];
     }),
-    ["-h, --help", "Show this help and exit."],
-    ["--version", "Show the version and exit."],
+    ["-h, --help", "Show this help and exit (-help too)."],
+    ["--version", "Show the version and build information and exit (-version too)."],
   ];
   const width = Math.max(...rows.map(([l]) => l!.length));
   return [

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { FlagError, type FlagSpec, formatHelp, parseFlags } from "./flags.ts";
+import { FlagError, type FlagSpec, formatHelp, parseFlags, singleDashFlags } from "./flags.ts";
 
 const SPECS: FlagSpec[] = [
   {
@@ -77,4 +77,53 @@ Deno.test("formatHelp() lists every flag with its default", () => {
   }
   assert.match(help, /default: 5m/);
   assert.match(help, /--help/);
+});
+
+Deno.test("parseFlags() takes single-dash long flags like double-dash ones", () => {
+  const v = parseFlags(SPECS, [
+    "-web.listen-address=127.0.0.1:0",
+    "-scrape.max-timeout",
+    "30s",
+    "-label",
+    "a=b",
+    "-no-legacy",
+    "-limit=7",
+  ]);
+  assert.equal(v["web.listen-address"], "127.0.0.1:0");
+  assert.equal(v["scrape.max-timeout"], 30_000);
+  assert.deepEqual(v["label"], ["a=b"]);
+  assert.equal(v["legacy"], false);
+  assert.equal(v["limit"], 7);
+  for (const args of [["-h"], ["-help"], ["--help"]]) {
+    assert.equal(parseFlags(SPECS, args).help, true);
+  }
+  for (const args of [["-version"], ["--version"]]) {
+    assert.equal(parseFlags(SPECS, args).version, true);
+  }
+  assert.throws(() => parseFlags(SPECS, ["-nope"]), FlagError);
+});
+
+Deno.test("singleDashFlags() leaves short flags, unknown names and what follows -- alone", () => {
+  assert.deepEqual(
+    singleDashFlags(SPECS, ["-h", "-legacy=false", "-zzz", "--", "-limit=1"]),
+    ["-h", "--legacy=false", "-zzz", "--", "-limit=1"],
+  );
+});
+
+Deno.test("parseFlags() maps value aliases and lists them in --help", () => {
+  const specs: FlagSpec[] = [{
+    name: "log.level",
+    type: "string",
+    help: "Level.",
+    default: "info",
+    choices: ["debug", "info", "warn", "error"],
+    valueAliases: { warning: "warn", fatal: "error" },
+  }];
+  assert.equal(parseFlags(specs, ["-log.level=warning"])["log.level"], "warn");
+  assert.equal(parseFlags(specs, ["--log.level", "fatal"])["log.level"], "error");
+  assert.throws(
+    () => parseFlags(specs, ["--log.level=loud"]),
+    /one of debug, info, warn, error, warning, fatal/,
+  );
+  assert.match(formatHelp("usage: x", specs), /aliases: warning=warn, fatal=error/);
 });

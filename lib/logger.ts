@@ -48,6 +48,8 @@ export const LOG_FLAGS: readonly FlagSpec[] = [
     type: "string",
     default: "info",
     choices: LOG_LEVELS,
+    // logrus' names, as exporter_exporter takes them.
+    valueAliases: { warning: "warn", fatal: "error", panic: "error", trace: "debug" },
     help: "Only log messages with the given severity or above.",
   },
   {

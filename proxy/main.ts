@@ -8,7 +8,7 @@ import { formatAddress, parseListenAddress } from "../lib/address.ts";
 import { formatDuration } from "../lib/duration.ts";
 import { FlagError, type FlagSpec, type FlagValues, formatHelp, parseFlags } from "../lib/flags.ts";
 import { createLogger, LOG_FLAGS, type LogFormat, type LogLevel } from "../lib/logger.ts";
-import { VERSION } from "../lib/version.ts";
+import { VERSION, versionText } from "../lib/version.ts";
 import { ConfigError } from "../lib/web_config.ts";
 import { loadSecurity, type Security } from "./security_config.ts";
 import { drainProxy } from "./drain.ts";
@@ -170,7 +170,7 @@ export async function main(args: readonly string[]): Promise<number> {
     return 0;
   }
   if (flags.version) {
-    console.log(`pushprox-proxy ${VERSION} (deno ${Deno.version.deno})`);
+    console.log(versionText("pushprox-proxy"));
     return 0;
   }
   const logger = createLogger({

@@ -49,13 +49,34 @@ for (
     assert.match(result.stderr, /no-such-flag/);
     result = await run(program, ["--log.level=loud"]);
     assert.equal(result.code, 2);
-    assert.match(result.stderr, /--log\.level: "loud" is not one of debug, info, warn, error/);
+    assert.match(
+      result.stderr,
+      /--log\.level: "loud" is not one of debug, info, warn, error, warning/,
+    );
   });
 
   Deno.test(`${program} --version prints the version`, async () => {
     const { code, stdout } = await run(program, ["--version"]);
     assert.equal(code, 0);
-    assert.match(stdout, /^pushprox-(proxy|client) \d+\.\d+\.\d+ \(deno /);
+    assert.match(stdout, /^pushprox-(proxy|client), version \d+\.\d+\.\d+ \(branch: /);
+    assert.match(stdout, /^ {2}deno version: +\d/m);
+    assert.match(stdout, /^ {2}v8 version: +\d/m);
+    assert.match(stdout, /^ {2}platform: +\w+\/\w+$/m);
+  });
+
+  Deno.test(`${program} takes -h, -help, -version and single-dash long flags`, async () => {
+    for (const args of [["-h"], ["-help"], ["--help"]]) {
+      const { code, stdout } = await run(program, args);
+      assert.equal(code, 0, args[0]);
+      assert.match(stdout, /^usage: /, args[0]);
+    }
+    const { code, stdout } = await run(program, ["-version"]);
+    assert.equal(code, 0);
+    assert.match(stdout, /, version \d/);
+    // A single-dash long flag is read: its bad value is named.
+    const bad = await run(program, ["-log.level=loud"]);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /--log\.level: "loud" is not one of/);
   });
 }
 

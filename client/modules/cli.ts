@@ -129,23 +129,23 @@ export const MODULE_FLAGS: readonly FlagSpec[] = [
     help: "Only accept direct requests from this network (CIDR), e.g. 10.0.0.0/8.",
   },
   {
+    name: "web.proxy-path",
+    type: "string",
+    default: "/proxy",
+    help: "Path of the module endpoint on the direct listeners (?module=NAME).",
+  },
+  {
+    name: "web.telemetry-path",
+    type: "string",
+    default: "/metrics",
+    help: "Path of the client's own metrics on the direct listeners.",
+  },
+  {
     name: "web.enable-lifecycle",
     type: "boolean",
     help: "Enable POST /-/reload on the direct listeners (SIGHUP always reloads).",
   },
 ];
-
-/**
- * Accepts Go-style single-dash long flags (`-web.listen-address=:9999`, as
- * in exporter_exporter's `/etc/default` files) by adding the second dash.
- * Short flags (`-h`) and values are left alone.
- *
- * @param args The command line.
- * @returns The command line with `--` long flags.
- */
-export function goStyleFlags(args: readonly string[]): string[] {
-  return args.map((arg) => /^-[a-z][a-z0-9]*[.-][a-z0-9.-]*(=|$)/.test(arg) ? `-${arg}` : arg);
-}
 
 /** What the module flags ask for, checked. */
 export interface ModuleSettings {
@@ -165,6 +165,10 @@ export interface ModuleSettings {
   readonly bearerToken: string | null;
   readonly allowNets: readonly string[];
   readonly lifecycle: boolean;
+  /** `--web.proxy-path`. */
+  readonly proxyPath: string;
+  /** `--web.telemetry-path`. */
+  readonly telemetryPath: string;
 }
 
 /** True when the flags ask for a direct listener. */
@@ -252,6 +256,25 @@ export async function readModuleSettings(flags: FlagValues): Promise<ModuleSetti
   if (verifyMaxBytes < 1) throw new FlagError("--verify.max-bytes must be at least 1");
   if (execMaxOutputBytes < 1) throw new FlagError("--exec.max-output-bytes must be at least 1");
 
+  const proxyPath = flags["web.proxy-path"] as string;
+  const telemetryPath = flags["web.telemetry-path"] as string;
+  const paths: [string, string][] = [
+    ["web.proxy-path", proxyPath],
+    ["web.telemetry-path", telemetryPath],
+  ];
+  for (const [name, path] of paths) {
+    if (!path.startsWith("/")) throw new FlagError(`--${name}: "${path}" must start with /`);
+  }
+  if (proxyPath === telemetryPath) {
+    throw new FlagError("--web.proxy-path and --web.telemetry-path must differ");
+  }
+  const reserved = ["/", "/-/healthy", "/-/reload"];
+  for (const [name, path] of paths) {
+    if (reserved.includes(path)) {
+      throw new FlagError(`--${name}: ${path} is taken (${reserved.join(", ")})`);
+    }
+  }
+
   const initial = await prepareConfig(
     configured ? await load() : { modules: new Map(), defaultModule: undefined, warnings: [] },
   );
@@ -269,6 +292,8 @@ export async function readModuleSettings(flags: FlagValues): Promise<ModuleSetti
     bearerToken,
     allowNets,
     lifecycle: flags["web.enable-lifecycle"] as boolean,
+    proxyPath,
+    telemetryPath,
   };
 }
 
@@ -371,6 +396,8 @@ export async function startModules(
         ? createAllowList(settings.allowNets.map((n) => parseCidr(n)))
         : null,
       reload: settings.lifecycle ? reloadModules : null,
+      proxyPath: settings.proxyPath,
+      telemetryPath: settings.telemetryPath,
     });
     for (const [listener, address] of [["http", server.address], ["https", server.tlsAddress]]) {
       if (address) {

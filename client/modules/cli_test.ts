@@ -1,30 +1,7 @@
 import assert from "node:assert/strict";
 import { parseFlags } from "../../lib/flags.ts";
 import { parseConfig } from "./config.ts";
-import { announcedModules, goStyleFlags, MODULE_FLAGS, readModuleSettings } from "./cli.ts";
-
-Deno.test("goStyleFlags() turns exporter_exporter's single-dash flags into double-dash ones", () => {
-  assert.deepEqual(
-    goStyleFlags([
-      "-web.listen-address=:9999",
-      "-web.tls.verify",
-      "-config.skip-dirs",
-      "-h",
-      "--log.level=debug",
-      "-allow.net",
-      "10.0.0.0/8",
-    ]),
-    [
-      "--web.listen-address=:9999",
-      "--web.tls.verify",
-      "--config.skip-dirs",
-      "-h",
-      "--log.level=debug",
-      "--allow.net",
-      "10.0.0.0/8",
-    ],
-  );
-});
+import { announcedModules, MODULE_FLAGS, readModuleSettings } from "./cli.ts";
 
 Deno.test("announcedModules() leaves out names the proxy would refuse", () => {
   const config = parseConfig(
@@ -48,8 +25,14 @@ Deno.test("readModuleSettings() checks flag combinations", async () => {
     read(["--web.tls.certmatch=(", "--web.tls.verify", "--web.tls.listen-address=:0"]),
     /--web\.tls\.certmatch:/,
   );
+  await assert.rejects(read(["-web.proxy-path=/metrics"]), /must differ/);
+  await assert.rejects(read(["-web.telemetry-path=metrics"]), /must start with \//);
+  await assert.rejects(read(["-web.proxy-path=/"]), /is taken/);
+  const paths = await read(["-web.proxy-path=/p", "-web.telemetry-path=/m"]);
+  assert.deepEqual([paths.proxyPath, paths.telemetryPath], ["/p", "/m"]);
   const settings = await read([]);
   assert.equal(settings.configured, false);
   assert.equal(settings.initial.config.modules.size, 0);
   assert.equal(settings.verifyMaxBytes, 268435456);
+  assert.deepEqual([settings.proxyPath, settings.telemetryPath], ["/proxy", "/metrics"]);
 });

@@ -1,72 +1,16 @@
 /**
  * The module list served at `/` of the direct listener: HTML for people,
- * JSON when the Accept header prefers `application/json`. Unlike
- * exporter_exporter's JSON (which marshals whole module structs), it never
- * shows passwords, header values, environment values, command arguments or
- * the query part of backend paths: those often carry secrets.
+ * JSON when the Accept header prefers `application/json`. The JSON keeps
+ * exporter_exporter's field names and structure (it marshals its module
+ * structs), so tools that parse it keep working, but secrets are replaced by
+ * {@linkcode REDACTED}: header values, environment values, command
+ * arguments, query values of backend paths and passwords.
  *
  * @module
  */
 
 import { escapeHtml, pageDocument } from "../../lib/page_style.ts";
 import type { LoadedConfig, ModuleConfig } from "./config.ts";
-
-/** What the listing shows of one module. */
-export interface ModuleSummary {
-  /** `http`, `exec` or `file`. */
-  method: string;
-  /** The module timeout in milliseconds, when set. */
-  timeout_ms?: number;
-  /** http modules: where the backend is (no query, headers or credentials). */
-  http?: {
-    scheme: string;
-    address: string;
-    port: number;
-    path: string;
-    verify: boolean;
-    /** Names of the configured headers (values are hidden). */
-    header_names: string[];
-    basic_auth: boolean;
-  };
-  /** exec modules: the command (arguments and environment values are hidden). */
-  exec?: { command: string; env_names: string[] | null };
-  /** file modules: the file. */
-  file?: { path: string };
-}
-
-/**
- * Summarises a module without its secrets.
- *
- * @param module The module.
- * @returns The summary.
- */
-export function summarizeModule(module: ModuleConfig): ModuleSummary {
-  const summary: ModuleSummary = { method: module.method };
-  if (module.timeoutMs !== undefined) summary.timeout_ms = module.timeoutMs;
-  if (module.method === "http") {
-    const { http } = module;
-    summary.http = {
-      scheme: http.scheme,
-      address: http.address,
-      port: http.port,
-      path: http.path,
-      verify: http.verify,
-      header_names: [
-        ...http.headers.map(([name]) => name),
-        ...(http.host !== undefined ? ["host"] : []),
-      ],
-      basic_auth: http.basicAuth !== undefined,
-    };
-  } else if (module.method === "exec") {
-    summary.exec = {
-      command: module.exec.command,
-      env_names: module.exec.env === undefined ? null : Object.keys(module.exec.env),
-    };
-  } else {
-    summary.file = { path: module.file.path };
-  }
-  return summary;
-}
 
 function qualityOf(accept: string, matches: (type: string) => boolean): number {
   let best = 0;
@@ -95,15 +39,114 @@ export function prefersJson(accept: string | null | undefined): boolean {
   return json > 0 && json > html;
 }
 
+/** What the JSON listing shows in place of a secret (Prometheus' marker). */
+export const REDACTED = "<secret>";
+
+/** One module in exporter_exporter's JSON (its Go structs marshalled, 0.4). */
+export interface ExpexpModuleJson {
+  Method: string;
+  /** A Go time.Duration: nanoseconds; 0 when not set. */
+  Timeout: number;
+  XXX: null;
+  Exec: {
+    Command: string;
+    Args: string[] | null;
+    Env: Record<string, string> | null;
+    XXX: null;
+  };
+  HTTP: {
+    Verify: boolean | null;
+    TLSInsecureSkipVerify: boolean;
+    TLSCertFile: string | null;
+    TLSKeyFile: string | null;
+    TLSCACertFile: string | null;
+    Port: number;
+    Path: string;
+    Scheme: string;
+    Address: string;
+    Headers: Record<string, string> | null;
+    XXX: null;
+  };
+  /** Only for file modules (newer exporter_exporter; 0.4 has none). */
+  File?: { Path: string };
+}
+
+function redactedPath(path: string, query: ReadonlyArray<readonly [string, string]>): string {
+  if (query.length === 0) return path;
+  return `${path}?${
+    query.map(([name]) => `${encodeURIComponent(name)}=${encodeURIComponent(REDACTED)}`).join("&")
+  }`;
+}
+
 /**
- * The JSON listing: module name → summary.
+ * One module as exporter_exporter's JSON shows it, secrets redacted.
+ *
+ * @param module The module.
+ * @returns The JSON value.
+ */
+export function expexpModule(module: ModuleConfig): ExpexpModuleJson {
+  const out: ExpexpModuleJson = {
+    Method: module.method,
+    Timeout: Math.round((module.timeoutMs ?? 0) * 1e6),
+    XXX: null,
+    Exec: { Command: "", Args: null, Env: null, XXX: null },
+    HTTP: {
+      Verify: null,
+      TLSInsecureSkipVerify: false,
+      TLSCertFile: null,
+      TLSKeyFile: null,
+      TLSCACertFile: null,
+      Port: 0,
+      Path: "",
+      Scheme: "",
+      Address: "",
+      Headers: null,
+      XXX: null,
+    },
+  };
+  if (module.method === "http") {
+    const { http } = module;
+    const headers: Record<string, string> = {};
+    for (const [name] of http.headers) headers[name] = REDACTED;
+    if (http.host !== undefined) headers["host"] = http.host;
+    out.HTTP = {
+      Verify: http.verify,
+      TLSInsecureSkipVerify: http.tls.insecureSkipVerify,
+      TLSCertFile: http.tls.clientCertificate?.certFile ?? null,
+      TLSKeyFile: http.tls.clientCertificate?.keyFile ?? null,
+      TLSCACertFile: http.tls.caCertFile ?? null,
+      Port: http.port,
+      Path: redactedPath(http.path, http.query),
+      Scheme: http.scheme,
+      Address: http.address,
+      Headers: Object.keys(headers).length > 0 ? headers : null,
+      XXX: null,
+    };
+  } else if (module.method === "exec") {
+    const { exec } = module;
+    out.Exec = {
+      Command: exec.command,
+      Args: exec.args.length > 0 ? exec.args.map(() => REDACTED) : null,
+      Env: exec.env === undefined
+        ? null
+        : Object.fromEntries(Object.keys(exec.env).map((name) => [name, REDACTED])),
+      XXX: null,
+    };
+  } else {
+    out.File = { Path: module.file.path };
+  }
+  return out;
+}
+
+/**
+ * The JSON listing in exporter_exporter's shape: module name → module.
  *
  * @param config The configuration.
  * @returns The JSON text.
  */
-export function modulesJson(config: LoadedConfig): string {
-  const out: Record<string, ModuleSummary> = {};
-  for (const [name, module] of config.modules) out[name] = summarizeModule(module);
+export function expexpModulesJson(config: LoadedConfig): string {
+  const out: Record<string, ExpexpModuleJson> = {};
+  for (const [name, module] of config.modules) out[name] = expexpModule(module);
   return JSON.stringify(out) + "\n";
 }
 

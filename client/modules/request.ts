@@ -97,6 +97,8 @@ export function resolveModuleRequest(
     name = defaultModule;
   } else {
     name = pairs[first]![1];
+    // An empty name names no module: 404, as exporter_exporter answers.
+    if (name === "") return reject(404, 'unknown module ""');
     if (name.length > MAX_NAME_LENGTH) {
       return reject(400, `module name is longer than ${MAX_NAME_LENGTH} characters`);
     }
