@@ -7,16 +7,20 @@
  * a poll is answered, so its registration spans successive polls: the first
  * poll for an fqdn registers a session with the coordinator, later polls
  * reuse it, and it is closed when no poll has been held for
- * `sessionGraceMs`. A poll with nothing to do is held until a scrape comes,
- * the client disconnects, a newer poll for the same fqdn displaces it (408,
- * as upstream), or `pollHoldMs` passes (408 too, which old clients treat like
- * a displaced poll: they poll again after about a second).
+ * `sessionGraceMs`. A poll with nothing to do is held, as upstream holds it,
+ * until a scrape comes, the client disconnects, or a newer poll for the same
+ * fqdn displaces it (408, as upstream). It is never ended for lack of a
+ * scrape: whatever the proxy answered then, the Go client would parse it as
+ * a request and log an error (`Error reading request: malformed HTTP
+ * version …`) and count a poll error, every time, on every idle client. A
+ * dead poll connection is found by TCP keep-alive (turned on for held
+ * polls), by the close event and by a check of the socket every
+ * `pollHoldMs`.
  *
  * @module
  */
 
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { formatDuration } from "../lib/duration.ts";
 import { peerAddress } from "../lib/address.ts";
 import { forwardableHeaders, type HeaderField } from "../lib/headers.ts";
 import { hostKey } from "../lib/host.ts";
@@ -57,8 +61,13 @@ export interface LegacyHandlerOptions {
   coordinator: Coordinator;
   logger: Logger;
   metrics: ProxyMetrics;
-  /** Longest time a poll is held without a scrape; then it is answered 408. @default {300000} */
+  /**
+   * How often a held poll's connection is checked (a poll is never answered
+   * for lack of a scrape); tests shorten it. @default {60000}
+   */
   pollHoldMs?: number;
+  /** TCP keep-alive probes on held polls start after this much silence. @default {60000} */
+  keepAliveMs?: number;
   /** How long a session outlives its last poll before it is closed. @default {10000} */
   sessionGraceMs?: number;
   /** Largest status line and header block of a push. @default {1048576} */
@@ -104,7 +113,7 @@ interface Taken {
 }
 
 type Wake =
-  | { kind: "displaced" | "expired" | "gone" | "shutdown" }
+  | { kind: "displaced" | "gone" | "shutdown" }
   | { kind: "deliver"; taken: Taken };
 
 interface HeldPoll {
@@ -143,7 +152,8 @@ interface SentScrape {
 export function createLegacyHandler(options: LegacyHandlerOptions): LegacyHandler {
   const { coordinator, logger, metrics } = options;
   const now = options.now ?? Date.now;
-  const pollHoldMs = options.pollHoldMs ?? 300_000;
+  const pollHoldMs = options.pollHoldMs ?? 60_000;
+  const keepAliveMs = options.keepAliveMs ?? 60_000;
   const graceMs = options.sessionGraceMs ?? 10_000;
   /** Open sessions by host key. */
   const sessions = new Map<string, LegacySession>();
@@ -329,7 +339,18 @@ export function createLegacyHandler(options: LegacyHandlerOptions): LegacyHandle
     let replaced = false;
     let draining = false;
     if (taken === null) {
-      const timer = setTimeout(() => wake(legacy, held, { kind: "expired" }), pollHoldMs);
+      try {
+        // Finds a peer that vanished without a FIN (a host that died, a NAT
+        // that forgot the flow) while the poll is held.
+        req.socket.setKeepAlive(true, keepAliveMs);
+      } catch {
+        // Not a TCP socket (tests): the checks below still run.
+      }
+      const timer = setInterval(() => {
+        if (res.destroyed || req.socket.destroyed || !req.socket.writable) {
+          wake(legacy, held, { kind: "gone" });
+        }
+      }, pollHoldMs);
       try {
         const task = await legacy.session.next(held.controller.signal);
         if (task !== null) taken = { task, takenAt: now() };
@@ -339,7 +360,7 @@ export function createLegacyHandler(options: LegacyHandlerOptions): LegacyHandle
         else if (error.kind === "draining") draining = true;
         else throw error;
       } finally {
-        clearTimeout(timer);
+        clearInterval(timer);
       }
     }
     if (legacy.poll === held) legacy.poll = null;
@@ -379,11 +400,6 @@ export function createLegacyHandler(options: LegacyHandlerOptions): LegacyHandle
     switch (why?.kind) {
       case "displaced":
         return finish(408, DISPLACED_TEXT);
-      case "expired":
-        return finish(
-          408,
-          `Error WaitForScrapeInstruction: no scrape within ${formatDuration(pollHoldMs)}\n`,
-        );
       case "shutdown":
         return finish(503, "The proxy is shutting down\n");
       default:

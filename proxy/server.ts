@@ -75,6 +75,11 @@ export interface ProxyOptions {
    * (proxy/fast_client_service.ts) instead of connect-es. @default {true}
    */
   connectFastPath?: boolean;
+  /**
+   * Test-only: how often a held legacy poll's connection is checked (see
+   * proxy/legacy.ts; polls are held until a scrape comes). @default {60000}
+   */
+  legacyPollHoldMs?: number;
 }
 
 /** The authentication outcome of a Connect request, set by the proxy's router. */
@@ -209,6 +214,7 @@ export function createProxy(options: ProxyOptions): Proxy {
       logger,
       metrics,
       now,
+      ...(options.legacyPollHoldMs === undefined ? {} : { pollHoldMs: options.legacyPollHoldMs }),
       async authorize(req, fqdn) {
         const result = await authenticate("client", req);
         if (!result.ok) {

@@ -146,6 +146,32 @@ Deno.test("an upstream client is scraped through the proxy and listed with proto
   }
 });
 
+Deno.test("an idle upstream client's poll is held past the hold checks without an error-shaped answer", async () => {
+  const stack = await startStack((_req, res) => {
+    res.writeHead(200, { "content-type": "text/plain; version=0.0.4" });
+    res.end(TEXT);
+  }, { legacyPollHoldMs: 100 });
+  const doubles: LegacyClient[] = [];
+  try {
+    const client = await startDouble(stack, doubles, { fqdn: "idle.test" });
+    // 20 hold checks with no scrape; upstream's proxy would hold the poll too.
+    await new Promise((resolve) => setTimeout(resolve, 2_000));
+    const errors = client.events.filter((e) => e.type === "poll_error");
+    assert.deepEqual(errors, [], "the Go client would log these as level=error");
+    assert.equal(client.counters.pollErrors, 0);
+    assert.equal(client.events.filter((e) => e.type === "poll_sent").length, 1, "one poll, held");
+    const response = await proxiedGet(
+      stack.proxyPort,
+      stack.targetUrl("/metrics", "idle.test"),
+      { "x-prometheus-scrape-timeout-seconds": "5" },
+    );
+    assert.equal(response.status, 200);
+    assert.equal(text(response.body), TEXT);
+  } finally {
+    await stopAll(stack, doubles);
+  }
+});
+
 Deno.test("a legacy client and a Connect client are served side by side", async () => {
   const stack = await startStack((_req, res) => res.end(TEXT));
   const doubles: LegacyClient[] = [];
