@@ -89,6 +89,14 @@ export interface ModuleEngineOptions {
   windowBytes?: number;
   /** Largest backend response header block. @default {16384} */
   maxHeaderBytes?: number;
+  /**
+   * What a successful exec command writes to stderr is logged (exporter_exporter
+   * passes it to its own stderr), at most once per module per this interval;
+   * lines in between are counted in the next one. @default {10000}
+   */
+  stderrLogIntervalMs?: number;
+  /** Clock for the stderr rate limit. @default {performance.now} */
+  now?: () => number;
 }
 
 /** Serves module requests. */
@@ -121,6 +129,25 @@ export function createModuleEngine(options: ModuleEngineOptions): ModuleEngine {
   const windowBytes = options.windowBytes ?? 1024 * 1024;
   const maxHeaderBytes = options.maxHeaderBytes ?? 16384;
   let current = options.config;
+  const stderrIntervalMs = options.stderrLogIntervalMs ?? 10_000;
+  const now = options.now ?? (() => performance.now());
+  /** Per module: when its stderr was last logged, and how many were skipped since. */
+  const stderrLog = new Map<string, { at: number; skipped: number }>();
+
+  function logStderr(module: ModuleConfig, stderr: string): void {
+    const at = now();
+    const last = stderrLog.get(module.name);
+    if (last !== undefined && at - last.at < stderrIntervalMs) {
+      last.skipped++;
+      return;
+    }
+    logger.warn("Command wrote to stderr", {
+      module: module.name,
+      stderr,
+      ...(last !== undefined && last.skipped > 0 ? { skipped: last.skipped } : {}),
+    });
+    stderrLog.set(module.name, { at, skipped: 0 });
+  }
 
   function classify(
     module: ModuleConfig,
@@ -218,6 +245,7 @@ export function createModuleEngine(options: ModuleEngineOptions): ModuleEngine {
               maxOutputBytes: execMaxOutputBytes,
               verifyMaxBytes,
               metrics,
+              onStderr: (stderr) => logStderr(module, stderr),
             }, combined);
             break;
           case "file":

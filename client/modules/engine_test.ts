@@ -4,7 +4,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import { gunzipSync, gzipSync } from "node:zlib";
 import { Registry } from "prom-client";
-import { createNullLogger } from "../../lib/logger.ts";
+import { createLogger, createNullLogger } from "../../lib/logger.ts";
 import { parseConfig } from "./config.ts";
 import { createModuleEngine, type ModuleEngine, prepareConfig } from "./engine.ts";
 import { createModuleMetrics, type ModuleMetrics } from "./metrics.ts";
@@ -427,6 +427,43 @@ modules:
     const zipped = await serve(engine, "module=script", { "Accept-Encoding": "gzip" });
     assert.equal(zipped.headers.get("content-encoding"), "gzip");
     assert.match(gunzipSync(zipped.bytes).toString(), /args\{n="1",v="one"\}/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("exec module: a successful command's stderr is logged, bounded and rate-limited", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = await script(
+      dir,
+      "noisy.sh",
+      'echo "deprecated option used" >&2; head -c 5000 /dev/zero | tr "\\0" x >&2; echo "# TYPE ok gauge"; echo "ok 1"',
+    );
+    const lines: string[] = [];
+    let clock = 0;
+    const engine = createModuleEngine({
+      config: await prepareConfig(parseConfig(
+        `modules:\n  noisy:\n    method: exec\n    exec:\n      command: ${path}\n`,
+        "expexp.yaml",
+      )),
+      metrics: createModuleMetrics(new Registry()),
+      logger: createLogger({ level: "warn", format: "json", write: (line) => lines.push(line) }),
+      stderrLogIntervalMs: 10_000,
+      now: () => clock,
+    });
+    for (const at of [0, 1_000, 2_000, 12_000]) {
+      clock = at;
+      const served = await serve(engine, "module=noisy");
+      assert.equal(served.status, 200, served.error);
+    }
+    const records = lines.map((line) => JSON.parse(line));
+    assert.equal(records.length, 2, "one line per 10 s per module");
+    assert.equal(records[0].msg, "Command wrote to stderr");
+    assert.equal(records[0].module, "noisy");
+    assert.match(records[0].stderr, /x{100}$/);
+    assert.ok(records[0].stderr.length <= 2048, "bounded");
+    assert.equal(records[1].skipped, 2);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -35,6 +35,11 @@ export interface ExecModuleRequest {
   readonly verifyMaxBytes: number;
   /** Starts and failures are counted here. */
   readonly metrics: ModuleMetrics;
+  /**
+   * Gets what a command that exited 0 wrote to stderr (its last 2 KiB,
+   * trimmed), when it wrote anything; failed commands carry it in their 502.
+   */
+  readonly onStderr?: (stderr: string) => void;
 }
 
 /** How much of stderr is kept for the error message. */
@@ -127,6 +132,8 @@ export async function serveExecModule(
       : `exited with status ${result.code}`;
     return errorResponse(502, `module ${module.name}: command ${how}${stderr}`);
   }
+  const stderrText = result.stderr.trim();
+  if (stderrText !== "") request.onStderr?.(stderrText);
   const output = Buffer.concat(result.stdout);
   try {
     const verifier = createVerifier({
