@@ -322,7 +322,11 @@ export async function startExporterServer(
     const gone = new AbortController();
     res.on("close", () => gone.abort(new Error("the scraper closed the connection")));
     const response = await engine.serve(
-      { query: url.searchParams, headers: forwardableHeaders(rawHeaderPairs(req.rawHeaders)) },
+      {
+        query: url.searchParams,
+        headers: forwardableHeaders(rawHeaderPairs(req.rawHeaders)),
+        peer: req.socket.remoteAddress,
+      },
       AbortSignal.any([gone.signal, stop.signal]),
     );
     if (response.error !== "" || response.body === null) {

@@ -426,6 +426,7 @@ export async function startModules(
     },
     async close() {
       await server?.close();
+      engine.close();
     },
   };
 }

@@ -16,8 +16,10 @@ import type { LoadedConfig, ModuleConfig } from "./config.ts";
 import { serveExecModule } from "./exec_module.ts";
 import { serveFileModule } from "./file_module.ts";
 import {
+  type BackendAgents,
   BackendClosedError,
   type BackendTlsMaterial,
+  createBackendAgents,
   loadBackendTls,
   serveHttpModule,
   unreachable,
@@ -67,6 +69,11 @@ export interface ModuleRequest {
   readonly query: URLSearchParams;
   /** The incoming header fields. */
   readonly headers: readonly HeaderField[];
+  /**
+   * The scraper's address, when it is known (the direct listener): http
+   * modules add it to `X-Forwarded-For`, as exporter_exporter does.
+   */
+  readonly peer?: string | undefined;
 }
 
 /** Options for {@linkcode createModuleEngine}. */
@@ -97,6 +104,11 @@ export interface ModuleEngineOptions {
   stderrLogIntervalMs?: number;
   /** Clock for the stderr rate limit. @default {performance.now} */
   now?: () => number;
+  /**
+   * Keep connections to http backends open between requests (idle ones
+   * close after 5 s); call `close` to end them. @default {true}
+   */
+  backendKeepAlive?: boolean;
 }
 
 /** Serves module requests. */
@@ -114,6 +126,8 @@ export interface ModuleEngine {
    * content, 504 deadline) and a message naming the module.
    */
   serve(request: ModuleRequest, signal: AbortSignal): Promise<ModuleResponse>;
+  /** Closes kept-alive backend connections; later requests open new ones. */
+  close(): void;
 }
 
 /**
@@ -129,6 +143,8 @@ export function createModuleEngine(options: ModuleEngineOptions): ModuleEngine {
   const windowBytes = options.windowBytes ?? 1024 * 1024;
   const maxHeaderBytes = options.maxHeaderBytes ?? 16384;
   let current = options.config;
+  let agents: BackendAgents | undefined;
+  const keepAlive = options.backendKeepAlive ?? true;
   const stderrIntervalMs = options.stderrLogIntervalMs ?? 10_000;
   const now = options.now ?? (() => performance.now());
   /** Per module: when its stderr was last logged, and how many were skipped since. */
@@ -180,6 +196,10 @@ export function createModuleEngine(options: ModuleEngineOptions): ModuleEngine {
     },
     replace(config) {
       current = config;
+    },
+    close() {
+      agents?.close();
+      agents = undefined;
     },
     async serve(request, signal) {
       const started = performance.now();
@@ -235,6 +255,8 @@ export function createModuleEngine(options: ModuleEngineOptions): ModuleEngine {
               verifyMaxBytes,
               windowBytes,
               maxHeaderBytes,
+              agents: keepAlive ? (agents ??= createBackendAgents()) : undefined,
+              peer: request.peer,
             }, combined);
             break;
           case "exec":

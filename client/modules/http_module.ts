@@ -89,6 +89,55 @@ export interface HttpModuleRequest {
   readonly windowBytes: number;
   /** Largest response header block. */
   readonly maxHeaderBytes: number;
+  /** Keep-alive connection pools; without them every request has its own connection. */
+  readonly agents?: BackendAgents | undefined;
+  /** The scraper's address, added to `X-Forwarded-For` (direct listener only). */
+  readonly peer?: string | undefined;
+}
+
+/**
+ * Keep-alive connection pools to backends: one for plain http, one per set
+ * of TLS material (so that a module's client certificate and CAs never serve
+ * another module's connection).
+ */
+export interface BackendAgents {
+  /** The pool for a request. */
+  agentFor(material: BackendTlsMaterial | undefined, secure: boolean): http.Agent;
+  /** Closes every pooled connection. */
+  close(): void;
+}
+
+/**
+ * Creates the pools.
+ *
+ * @param options How long an idle connection is kept (short: backends close
+ *   idle connections too, and a request sent on a connection the backend is
+ *   closing is retried once on a new one).
+ * @returns The pools.
+ */
+export function createBackendAgents(options: { idleTimeoutMs?: number } = {}): BackendAgents {
+  const settings = { keepAlive: true, timeout: options.idleTimeoutMs ?? 5_000, maxFreeSockets: 4 };
+  const plain = new http.Agent(settings);
+  const secure = new WeakMap<BackendTlsMaterial, https.Agent>();
+  const all = new Set<http.Agent>([plain]);
+  const defaultSecure = new https.Agent(settings);
+  all.add(defaultSecure);
+  return {
+    agentFor(material, isSecure) {
+      if (!isSecure) return plain;
+      if (material === undefined) return defaultSecure;
+      let agent = secure.get(material);
+      if (agent === undefined) {
+        agent = new https.Agent(settings);
+        secure.set(material, agent);
+        all.add(agent);
+      }
+      return agent;
+    },
+    close() {
+      for (const agent of all) agent.destroy();
+    },
+  };
 }
 
 /** Incoming fields never sent to a backend, besides the hop-by-hop ones. */
@@ -124,12 +173,15 @@ export function backendUrl(
  * @param module The module.
  * @param incoming The incoming fields.
  * @param timeoutMs The effective deadline.
+ * @param peer The scraper's address, appended to `X-Forwarded-For` as Go's
+ *   ReverseProxy (and so exporter_exporter) does.
  * @returns Lower-cased names with their values (several per name allowed).
  */
 export function backendHeaders(
   module: HttpModuleConfig,
   incoming: readonly HeaderField[],
   timeoutMs: number | undefined,
+  peer?: string,
 ): Record<string, string[]> {
   const headers: Record<string, string[]> = {};
   for (const { name, value } of forwardableHeaders(incoming.map((h) => [h.name, h.value]))) {
@@ -147,6 +199,10 @@ export function backendHeaders(
     headers["authorization"] = [
       `Basic ${Buffer.from(`${auth.username}:${auth.password}`).toString("base64")}`,
     ];
+  }
+  if (peer !== undefined && peer !== "") {
+    const before = headers["x-forwarded-for"];
+    headers["x-forwarded-for"] = [[...(before ?? []), peer].join(", ")];
   }
   if (timeoutMs !== undefined) {
     headers[SCRAPE_TIMEOUT_HEADER] = [(timeoutMs / 1000).toFixed(3).replace(/\.?0+$/, "")];
@@ -195,7 +251,28 @@ export async function serveHttpModule(
   return { status, headers, error: "", body: body.body };
 }
 
-function send(
+/** Errors of a request sent on a pooled connection the backend had closed. */
+const STALE_CONNECTION = new Set(["ECONNRESET", "EPIPE", "ECONNABORTED"]);
+
+async function send(
+  url: URL,
+  request: HttpModuleRequest,
+  signal: AbortSignal,
+): Promise<http.IncomingMessage> {
+  try {
+    return await sendOnce(url, request, signal);
+  } catch (error) {
+    const stale = (error as { reusedSocket?: boolean }).reusedSocket === true &&
+      (STALE_CONNECTION.has((error as { code?: string }).code ?? "") ||
+        (error as Error)?.message === "socket hang up");
+    // As Go's Transport: a GET that failed on a reused connection before any
+    // answer is sent again, once, on a new one.
+    if (!stale || signal.aborted) throw error;
+    return await sendOnce(url, request, signal);
+  }
+}
+
+function sendOnce(
   url: URL,
   request: HttpModuleRequest,
   signal: AbortSignal,
@@ -207,13 +284,13 @@ function send(
     const headers: Record<string, string | string[]> = {};
     for (
       const [name, values] of Object.entries(
-        backendHeaders(request.module, request.headers, request.timeoutMs),
+        backendHeaders(request.module, request.headers, request.timeoutMs, request.peer),
       )
     ) headers[name] = values.length === 1 ? values[0]! : values;
     const options: https.RequestOptions = {
       method: "GET",
       headers,
-      agent: false,
+      agent: request.agents?.agentFor(material, secure) ?? false,
       signal,
       maxHeaderSize: request.maxHeaderBytes,
       ...(secure && material
@@ -226,7 +303,10 @@ function send(
         : {}),
     };
     const req = (secure ? https : http).request(url, options, resolve);
-    req.on("error", reject);
+    req.on("error", (error: Error & { reusedSocket?: boolean }) => {
+      error.reusedSocket = req.reusedSocket;
+      reject(error);
+    });
     req.end();
   });
 }

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import http from "node:http";
 import { createServer, type Server } from "node:https";
 import type { AddressInfo } from "node:net";
 import type { TLSSocket } from "node:tls";
@@ -95,4 +96,43 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
     }
   },
+});
+
+Deno.test("http module: backend requests keep their connection open, name the backend as Host, and add X-Forwarded-For", async () => {
+  const seen: http.IncomingHttpHeaders[] = [];
+  let connections = 0;
+  const server = http.createServer((req, res) => {
+    seen.push(req.headers);
+    res.writeHead(200, { "content-type": "text/plain; version=0.0.4" }).end("up 1\n");
+  });
+  server.on("connection", () => connections++);
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as AddressInfo).port;
+  const engine = createModuleEngine({
+    config: await prepareConfig(parseConfig(
+      `modules:\n  node:\n    method: http\n    http:\n      address: 127.0.0.1\n      port: ${port}\n`,
+      "expexp.yaml",
+    )),
+    metrics: createModuleMetrics(new Registry()),
+    logger: createNullLogger(),
+  });
+  try {
+    for (let i = 0; i < 3; i++) {
+      const response = await engine.serve({
+        query: new URLSearchParams("module=node"),
+        headers: [{ name: "x-forwarded-for", value: "10.0.0.1" }],
+        peer: "192.0.2.7",
+      }, AbortSignal.timeout(5_000));
+      assert.equal(response.status, 200);
+      for await (const _ of response.body!) { /* drain */ }
+    }
+    assert.equal(connections, 1, "one kept-alive connection for three requests");
+    assert.equal(seen[0]!.connection, "keep-alive");
+    assert.equal(seen[0]!.host, `127.0.0.1:${port}`);
+    assert.equal(seen[0]!["x-forwarded-for"], "10.0.0.1, 192.0.2.7");
+  } finally {
+    engine.close();
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  }
 });
