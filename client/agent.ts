@@ -16,6 +16,7 @@ import { ClientService } from "../gen/pushprox/v1/pushprox_pb.ts";
 import type { ListenAddress } from "../lib/address.ts";
 import type { Logger } from "../lib/logger.ts";
 import { VERSION } from "../lib/version.ts";
+import { guardHandler, guardServer } from "./listener_guard.ts";
 import { type ClientMetrics, createClientMetrics } from "./metrics.ts";
 import {
   desiredEndpoints,
@@ -159,7 +160,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
         // How often the timeouts are checked: bounds how long a slow client lingers.
         connectionsCheckingInterval: 1_000,
       },
-      (req, res) => {
+      guardHandler((req, res) => {
         const path = (req.url ?? "/").split("?", 1)[0];
         if (path === "/-/healthy") {
           res.writeHead(200, { "content-type": "text/plain" }).end("Healthy\n");
@@ -178,12 +179,13 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
           }
           return;
         }
-        metrics.registry.metrics().then((body) => {
+        return metrics.registry.metrics().then((body) => {
           res.writeHead(200, { "content-type": metrics.registry.contentType })
             .end(body);
-        }, () => res.writeHead(500).end("Cannot collect metrics\n"));
-      },
+        });
+      }, options.logger),
     );
+    guardServer(server, { logger: options.logger });
     const { hostname, port } = options.metricsAddress;
     await new Promise<void>((resolve, reject) => {
       server!.once("error", reject);

@@ -21,7 +21,7 @@ import {
   type ServerResponse,
 } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
-import type { AddressInfo, Socket } from "node:net";
+import type { AddressInfo } from "node:net";
 import type { TLSSocket } from "node:tls";
 import { type ListenAddress } from "../lib/address.ts";
 import {
@@ -39,6 +39,7 @@ import { createTlsListener, peerIdentity, type TlsListener } from "../lib/tls_se
 import type { TlsServerConfig, WebConfig } from "../lib/web_config.ts";
 import type { ModuleEngine } from "./modules/engine.ts";
 import { expexpModulesJson, modulesHtml, prefersJson } from "./modules/listing.ts";
+import { guardHandler, guardServer } from "./listener_guard.ts";
 import type { ReloadResult } from "./modules/reloader.ts";
 import { MODULE_PATH } from "./modules/scrape_route.ts";
 
@@ -371,77 +372,8 @@ export async function startExporterServer(
     connectionsCheckingInterval: Math.min(1_000, headersTimeout),
   };
 
-  /** Per connection: requests in flight and since when it is idle. */
-  interface ConnectionState {
-    busy: number;
-    idleSince: number;
-  }
-
-  /**
-   * The connection cap, the error answers node:http gives itself, and the
-   * bookkeeping behind both.
-   */
-  function configure(server: Server, connectionEvent: string): void {
-    const connections = new Map<Socket, ConnectionState>();
-    server.on(connectionEvent, (socket: Socket) => {
-      if (connections.size >= maxConnections) {
-        let oldest: [Socket, ConnectionState] | null = null;
-        for (const entry of connections) {
-          if (
-            entry[1].busy === 0 && (oldest === null || entry[1].idleSince < oldest[1].idleSince)
-          ) {
-            oldest = entry;
-          }
-        }
-        if (oldest === null) {
-          logger.warn("Connection refused: every connection has a request in flight", {
-            peer: socket.remoteAddress,
-            max_connections: maxConnections,
-          });
-          socket.destroy();
-          return;
-        }
-        logger.debug("Closed the longest idle connection to admit a new one", {
-          peer: oldest[0].remoteAddress,
-          max_connections: maxConnections,
-        });
-        connections.delete(oldest[0]);
-        oldest[0].destroy();
-      }
-      connections.set(socket, { busy: 0, idleSince: performance.now() });
-      socket.once("close", () => connections.delete(socket));
-    });
-    server.on("request", (req: IncomingMessage, res: ServerResponse) => {
-      const socket = req.socket as Socket & { _parent?: Socket };
-      const state = connections.get(socket) ??
-        (socket._parent ? connections.get(socket._parent) : undefined);
-      if (state === undefined) return;
-      state.busy++;
-      res.once("close", () => {
-        state.busy--;
-        state.idleSince = performance.now();
-      });
-    });
-    server.on("clientError", (error: Error & { code?: string }, socket: Socket) => {
-      const [status, text] = error.code === "HPE_HEADER_OVERFLOW"
-        ? [431, "Request Header Fields Too Large"]
-        : error.code === "ERR_HTTP_REQUEST_TIMEOUT" || error.code === "ERR_HTTP_HEADERS_TIMEOUT"
-        ? [408, "Request Timeout"]
-        : [400, "Bad Request"];
-      logger.debug("Bad request refused", {
-        peer: socket.remoteAddress,
-        status,
-        err: error.message,
-      });
-      if (!socket.writable) {
-        socket.destroy();
-        return;
-      }
-      const body = `${text}: ${error.code ?? error.message}\n`;
-      socket.end(
-        `HTTP/1.1 ${status} ${text}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
-      );
-    });
+  function configure(server: Server, connectionEvent: "connection" | "secureConnection"): void {
+    guardServer(server, { logger, maxConnections, connectionEvent });
   }
 
   async function listen(server: Server, address: ListenAddress): Promise<ListenAddress> {
@@ -457,31 +389,8 @@ export async function startExporterServer(
     return { hostname: info.address, port: info.port };
   }
 
-  /**
-   * The one error boundary: whatever a request throws or rejects with is
-   * logged and answered 500 on a connection that is then closed; the
-   * process and the other connections keep going.
-   */
   function requestHandler(listener: Listener) {
-    return (req: IncomingMessage, res: ServerResponse) => {
-      const fail = (error: unknown) => {
-        logger.error("Request failed", {
-          path: req.url,
-          err: (error as Error)?.message ?? String(error),
-        });
-        if (res.headersSent || res.destroyed) {
-          res.destroy();
-          return;
-        }
-        plain(res, 500, "Internal error; see the client's log", { connection: "close" });
-        res.once("finish", () => req.socket.destroySoon?.() ?? req.socket.end());
-      };
-      try {
-        handle(req, res, listener).catch(fail);
-      } catch (error) {
-        fail(error);
-      }
-    };
+    return guardHandler((req, res) => handle(req, res, listener), logger);
   }
 
   async function tlsServer(config: TlsServerConfig, listener: Listener): Promise<Server> {
