@@ -35,7 +35,13 @@ import type { AllowList } from "../lib/cidr.ts";
 import { forwardableHeaders, rawHeaderPairs } from "../lib/headers.ts";
 import type { Logger } from "../lib/logger.ts";
 import { pageHeaders } from "../lib/page_style.ts";
-import { createTlsListener, peerIdentity, type TlsListener } from "../lib/tls_server.ts";
+import {
+  createTlsListener,
+  listenTlsFront,
+  peerIdentity,
+  type TlsFront,
+  type TlsListener,
+} from "../lib/tls_server.ts";
 import type { TlsServerConfig, WebConfig } from "../lib/web_config.ts";
 import type { ModuleEngine } from "./modules/engine.ts";
 import { expexpModulesJson, modulesHtml, prefersJson } from "./modules/listing.ts";
@@ -376,7 +382,24 @@ export async function startExporterServer(
     guardServer(server, { logger, maxConnections, connectionEvent });
   }
 
-  async function listen(server: Server, address: ListenAddress): Promise<ListenAddress> {
+  /** Front doors of the TLS listeners (plain HTTP gets a readable 400). */
+  const fronts: TlsFront[] = [];
+
+  async function listen(
+    server: Server,
+    address: ListenAddress,
+    tls: boolean,
+  ): Promise<ListenAddress> {
+    servers.push(server);
+    if (tls) {
+      const front = await listenTlsFront(server as never, {
+        ...address,
+        firstByteTimeoutMs: headersTimeout,
+        logger,
+      });
+      fronts.push(front);
+      return front.address;
+    }
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
       server.listen(address.port, address.hostname || undefined, () => {
@@ -384,7 +407,6 @@ export async function startExporterServer(
         resolve();
       });
     });
-    servers.push(server);
     const info = server.address() as AddressInfo;
     return { hostname: info.address, port: info.port };
   }
@@ -421,7 +443,7 @@ export async function startExporterServer(
         ? await tlsServer(web.tls, listener)
         : createHttpServer(httpOptions, requestHandler(listener));
       configure(server, web?.tls ? "secureConnection" : "connection");
-      address = await listen(server, options.address);
+      address = await listen(server, options.address, Boolean(web?.tls));
     }
     if (options.tlsAddress) {
       if (!options.tls) {
@@ -430,7 +452,7 @@ export async function startExporterServer(
       const listener: Listener = { kind: "https", web: null, certMatch: options.tls.certMatch };
       const server = await tlsServer(tlsServerConfigOf(options.tls), listener);
       configure(server, "secureConnection");
-      tlsAddress = await listen(server, options.tlsAddress);
+      tlsAddress = await listen(server, options.tlsAddress, true);
     }
   } catch (error) {
     stop.abort();
@@ -439,6 +461,7 @@ export async function startExporterServer(
   }
 
   async function closeServer(server: Server): Promise<void> {
+    for (const front of fronts) front.close();
     server.closeAllConnections();
     await new Promise((resolve) => server.close(resolve));
   }

@@ -313,7 +313,20 @@ Deno.test({
       const auth = `Basic ${Buffer.from("prometheus:pw").toString("base64")}`;
       const ok = await get(port, "/proxy?module=cron", { tls, headers: { authorization: auth } });
       assert.equal(ok.status, 200);
-      await assert.rejects(get(port, "/")); // plain HTTP to a TLS port
+      // Plain HTTP to a TLS port: Go's readable 400, not TLS alert bytes.
+      const plain = await get(port, "/");
+      assert.equal(plain.status, 400);
+      assert.equal(plain.text, "Client sent an HTTP request to an HTTPS server.\n");
+      // The TLS connections carry the scraper's address, not the loopback hop's.
+      const allowList = createAllowList([parseCidr("10.0.0.0/8")]);
+      await withServer({ webConfig: web, allowList }, async (fenced) => {
+        const refused = await get(fenced.address!.port, "/", {
+          tls,
+          headers: { authorization: auth },
+        });
+        assert.equal(refused.status, 403);
+        assert.match(refused.text, /127\.0\.0\.1 is not in --allow\.net/);
+      });
     });
   },
 });

@@ -9,7 +9,7 @@
  * @module
  */
 
-import { isIP } from "node:net";
+import { type AddressInfo, isIP, type Socket } from "node:net";
 import type { SecureContextOptions, Server as TlsServer, TlsOptions, TLSSocket } from "node:tls";
 import type { Logger } from "./logger.ts";
 import type { TlsServerConfig } from "./web_config.ts";
@@ -270,4 +270,138 @@ export function canonicalIp(text: string): string {
     }
   }
   return bare.toLowerCase();
+}
+
+/** Go's answer to plain HTTP on a TLS port (net/http), kept verbatim. */
+export const PLAIN_HTTP_ANSWER =
+  "HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
+
+/** A server that {@linkcode listenTlsFront} can put a front door before. */
+export interface TlsFrontServer {
+  listen(port: number, hostname: string, callback: () => void): unknown;
+  address(): unknown;
+  once(event: "error", listener: (error: Error) => void): unknown;
+  off(event: "error", listener: (error: Error) => void): unknown;
+  prependListener(event: string, listener: (socket: Socket) => void): unknown;
+}
+
+/** Options for {@linkcode listenTlsFront}. */
+export interface TlsFrontOptions {
+  /** Where to listen; "" for all addresses. */
+  hostname: string;
+  /** Port; 0 picks one. */
+  port: number;
+  /** A connection that sends nothing for this long is closed. @default {10000} */
+  firstByteTimeoutMs?: number;
+  /** Logs plain-HTTP attempts (debug). */
+  logger?: Logger;
+  /** Called for every plain-HTTP request answered 400 (for metrics). */
+  onPlainHttp?: () => void;
+}
+
+/** The listening front door. */
+export interface TlsFront {
+  /** Where it listens. */
+  readonly address: { hostname: string; port: number };
+  /** Stops listening and closes its connections. Idempotent. */
+  close(): void;
+}
+
+const PEER_FIELDS = ["remoteAddress", "remotePort", "remoteFamily"] as const;
+
+/**
+ * Listens for a TLS server behind a front door that looks at the first byte
+ * of each connection: a TLS handshake (0x16) is passed on to `server`, which
+ * listens on a loopback port of its own; anything else is answered with Go's
+ * readable 400 ("Client sent an HTTP request to an HTTPS server.") instead of
+ * a TLS alert. node:tls in Deno cannot be handed bytes already read, hence
+ * the loopback hop; the connections `server` sees carry the real peer's
+ * `remoteAddress`, `remotePort` and `remoteFamily`, so logs, `--allow.net`
+ * and the rest see the scraper, not 127.0.0.1.
+ *
+ * @param server The TLS (https, http2 secure) server, not yet listening.
+ * @param options Address, first-byte timeout, logger.
+ * @returns The front door; `close` it with the server.
+ * @throws {Error} When the address cannot be listened on.
+ */
+export async function listenTlsFront(
+  server: TlsFrontServer,
+  options: TlsFrontOptions,
+): Promise<TlsFront> {
+  const peers = new Map<number, Pick<Socket, typeof PEER_FIELDS[number]>>();
+  const adopt = (socket: Socket) => {
+    const parent = (socket as Socket & { _parent?: Socket })._parent;
+    const peer = peers.get(socket.remotePort ?? -1) ?? peers.get(parent?.remotePort ?? -1);
+    if (peer === undefined) return;
+    for (const field of PEER_FIELDS) {
+      Object.defineProperty(socket, field, { value: peer[field], configurable: true });
+    }
+  };
+  server.prependListener("connection", adopt);
+  server.prependListener("secureConnection", adopt);
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const inner = (server.address() as AddressInfo).port;
+  const { createServer, connect } = await import("node:net");
+  const open = new Set<Socket>();
+  const timeoutMs = options.firstByteTimeoutMs ?? 10_000;
+  const front = createServer((socket: Socket) => {
+    open.add(socket);
+    socket.on("error", () => {});
+    socket.once("close", () => open.delete(socket));
+    const timer = setTimeout(() => socket.destroy(), timeoutMs);
+    socket.once("close", () => clearTimeout(timer));
+    socket.once("data", (chunk: Uint8Array) => {
+      clearTimeout(timer);
+      socket.pause();
+      if (chunk[0] !== 0x16) {
+        options.logger?.debug("Plain HTTP on a TLS port answered 400", {
+          peer: socket.remoteAddress,
+        });
+        options.onPlainHttp?.();
+        socket.end(PLAIN_HTTP_ANSWER);
+        return;
+      }
+      const upstream = connect(inner, "127.0.0.1");
+      upstream.on("error", () => socket.destroy());
+      upstream.once("connect", () => {
+        const key = upstream.localPort ?? -1;
+        peers.set(key, {
+          remoteAddress: socket.remoteAddress,
+          remotePort: socket.remotePort,
+          remoteFamily: socket.remoteFamily,
+        });
+        upstream.once("close", () => peers.delete(key));
+        upstream.write(chunk);
+        socket.pipe(upstream);
+        upstream.pipe(socket);
+        socket.resume();
+      });
+      upstream.once("close", () => socket.destroy());
+      socket.once("close", () => upstream.destroy());
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    front.once("error", reject);
+    front.listen(options.port, options.hostname || undefined, () => {
+      front.off("error", reject);
+      resolve();
+    });
+  });
+  const info = front.address() as AddressInfo;
+  let closed = false;
+  return {
+    address: { hostname: info.address, port: info.port },
+    close() {
+      if (closed) return;
+      closed = true;
+      front.close();
+      for (const socket of open) socket.destroy();
+    },
+  };
 }
