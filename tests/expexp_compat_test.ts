@@ -201,7 +201,7 @@ async function startAsDebianUnit(dir: string, args: string): Promise<TestProcess
   return spawn(DENO, [
     "run",
     "--allow-all",
-    `--config=${ROOT}/deno.json`,
+    `--config=${ROOT}deno.json`,
     launcher,
     ...args.split(/\s+/).filter((arg) => arg !== ""),
   ], { env: denoEnv() });
@@ -250,8 +250,18 @@ Deno.test({
     let process: TestProcess | undefined;
     try {
       const port = await freePort();
-      // ARGS="" in /etc/default/prometheus-exporter-exporter; only the address is added.
-      process = await startAsDebianUnit(dir, `-web.listen-address=127.0.0.1:${port}`);
+      // deploy/'s stand-in for /usr/bin/prometheus-exporter-exporter, run as the
+      // unit runs it: ARGS="" in /etc/default/prometheus-exporter-exporter;
+      // only a loopback address is added.
+      process = spawn(`${ROOT}deploy/exporter_exporter/prometheus-exporter-exporter`, [
+        `-web.listen-address=127.0.0.1:${port}`,
+      ], {
+        env: {
+          ...denoEnv(),
+          PUSHPROX_DENO: DENO,
+          PUSHPROX_CLIENT: `${ROOT}client/main.ts`,
+        },
+      });
       await waitForHttp(`http://127.0.0.1:${port}/-/healthy`, process);
       const listing = await fetch(`http://127.0.0.1:${port}/`, {
         headers: { accept: "application/json" },
