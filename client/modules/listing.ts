@@ -12,6 +12,63 @@
 import { escapeHtml, pageDocument } from "../../lib/page_style.ts";
 import type { LoadedConfig, ModuleConfig } from "./config.ts";
 
+/** What the HTML listing shows of one module (no secrets). */
+export interface ModuleSummary {
+  /** `http`, `exec` or `file`. */
+  method: string;
+  /** The module timeout in milliseconds, when set. */
+  timeout_ms?: number;
+  /** http modules: where the backend is (no query, headers or credentials). */
+  http?: {
+    scheme: string;
+    address: string;
+    port: number;
+    path: string;
+    verify: boolean;
+    /** Names of the configured headers (values are hidden). */
+    header_names: string[];
+    basic_auth: boolean;
+  };
+  /** exec modules: the command (arguments and environment values are hidden). */
+  exec?: { command: string; env_names: string[] | null };
+  /** file modules: the file. */
+  file?: { path: string };
+}
+
+/**
+ * Summarises a module without its secrets.
+ *
+ * @param module The module.
+ * @returns The summary.
+ */
+export function summarizeModule(module: ModuleConfig): ModuleSummary {
+  const summary: ModuleSummary = { method: module.method };
+  if (module.timeoutMs !== undefined) summary.timeout_ms = module.timeoutMs;
+  if (module.method === "http") {
+    const { http } = module;
+    summary.http = {
+      scheme: http.scheme,
+      address: http.address,
+      port: http.port,
+      path: http.path,
+      verify: http.verify,
+      header_names: [
+        ...http.headers.map(([name]) => name),
+        ...(http.host !== undefined ? ["host"] : []),
+      ],
+      basic_auth: http.basicAuth !== undefined,
+    };
+  } else if (module.method === "exec") {
+    summary.exec = {
+      command: module.exec.command,
+      env_names: module.exec.env === undefined ? null : Object.keys(module.exec.env),
+    };
+  } else {
+    summary.file = { path: module.file.path };
+  }
+  return summary;
+}
+
 function qualityOf(accept: string, matches: (type: string) => boolean): number {
   let best = 0;
   for (const part of accept.split(",")) {

@@ -37,6 +37,7 @@ Deno.test("modulesHtml() uses the shared page look and shows each module's sourc
   assert.match(html, /\/var\/lib\/cron\.prom/);
   assert.match(html, /class="num">5s</);
   assert.doesNotMatch(html, /<script/);
+});
 
 Deno.test("expexpModulesJson() has exporter_exporter 0.4's fields and structure, secrets redacted", async () => {
   const dir = new URL("./testdata/", import.meta.url);
