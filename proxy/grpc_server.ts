@@ -21,7 +21,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Server as TlsServer, TLSSocket } from "node:tls";
 import type { Logger } from "../lib/logger.ts";
-import { listenTlsFront, type TlsListener } from "../lib/tls_server.ts";
+import type { TlsListener } from "../lib/tls_server.ts";
 
 /** Options for {@linkcode serveGrpc}. */
 export interface GrpcServeOptions {
@@ -104,37 +104,22 @@ export async function serveGrpc(
     session.once("close", () => sessions.delete(session));
   });
   const finished = new Promise<void>((resolve) => server.once("close", () => resolve()));
-  // TLS: a front door answers plain HTTP with Go's readable 400.
-  const front = tls
-    ? await listenTlsFront(server, {
-      hostname: options.hostname,
-      port: options.port,
-      ...(options.logger ? { logger: options.logger } : {}),
-    })
-    : null;
-  if (front === null) {
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(options.port, options.hostname || undefined, () => {
-        server.off("error", reject);
-        resolve();
-      });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(options.port, options.hostname || undefined, () => {
+      server.off("error", reject);
+      resolve();
     });
-  }
+  });
   const stopWatching = new AbortController();
   tls?.watch(server as unknown as TlsServer, stopWatching.signal);
   const close = () => {
     stopWatching.abort();
-    front?.close();
     server.close();
     for (const session of sessions) session.destroy();
   };
   if (options.signal?.aborted) close();
   options.signal?.addEventListener("abort", close, { once: true });
   const info = server.address() as AddressInfo;
-  return {
-    address: front?.address ?? { hostname: info.address, port: info.port },
-    server,
-    finished,
-  };
+  return { address: { hostname: info.address, port: info.port }, server, finished };
 }

@@ -22,7 +22,7 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { ClientService, RegistryService } from "../gen/pushprox/v1/pushprox_pb.ts";
 import { peerAddress } from "../lib/address.ts";
 import type { Logger } from "../lib/logger.ts";
-import { listenTlsFront, peerIdentity, type TlsListener } from "../lib/tls_server.ts";
+import { peerIdentity, type TlsListener } from "../lib/tls_server.ts";
 import {
   type Authenticator,
   type AuthResult,
@@ -576,30 +576,17 @@ export async function serveProxy(
     .finally(() => {
       clearInterval(expire);
     });
-  // TLS: a front door answers plain HTTP with Go's readable 400.
-  const front = tls
-    ? await listenTlsFront(server, {
-      hostname: options.hostname,
-      port: options.port,
-      firstByteTimeoutMs: headersTimeout,
-      ...(log ? { logger: log } : {}),
-      onPlainHttp: () => proxy.metrics.authFailures.inc({ role: "tls", reason: "invalid" }),
-    })
-    : null;
-  if (front === null) {
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(options.port, options.hostname || undefined, () => {
-        server.off("error", reject);
-        resolve();
-      });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(options.port, options.hostname || undefined, () => {
+      server.off("error", reject);
+      resolve();
     });
-  }
+  });
   const stopWatching = new AbortController();
   tls?.watch(server as unknown as import("node:tls").Server, stopWatching.signal);
   const close = () => {
     stopWatching.abort();
-    front?.close();
     proxy.close();
     server.close();
     server.closeAllConnections();
@@ -609,7 +596,7 @@ export async function serveProxy(
   options.signal?.addEventListener("abort", close, { once: true });
   const info = server.address() as AddressInfo;
   return {
-    address: front?.address ?? { hostname: info.address, port: info.port },
+    address: { hostname: info.address, port: info.port },
     server,
     finished,
   };
