@@ -71,7 +71,7 @@ export const PROXY_FLAGS: readonly FlagSpec[] = [
     type: "string",
     default: "",
     help:
-      "Also serve the API over HTTP/2 (h2c) for plain gRPC clients on this address; empty disables.",
+      "Also serve the API over HTTP/2 for plain gRPC clients on this address (h2c, or TLS with tls_server_config); empty disables.",
   },
   {
     name: "web.config.file",
