@@ -53,7 +53,12 @@ interface RawResponse {
 }
 
 /** One scrape as Prometheus sends it, over a raw socket; `Connection: close`. */
-function rawScrape(port: number, url: string, timeoutSeconds = 5): Promise<RawResponse> {
+function rawScrape(
+  port: number,
+  url: string,
+  timeoutSeconds = 5,
+  method = "GET",
+): Promise<RawResponse> {
   const host = new URL(url).host;
   const started = performance.now();
   return new Promise((resolve, reject) => {
@@ -65,7 +70,7 @@ function rawScrape(port: number, url: string, timeoutSeconds = 5): Promise<RawRe
     }, 10_000);
     socket.on("connect", () => {
       socket.write(
-        `GET ${url} HTTP/1.1\r\nHost: ${host}\r\nAccept-Encoding: gzip\r\n` +
+        `${method} ${url} HTTP/1.1\r\nHost: ${host}\r\nAccept-Encoding: gzip\r\n` +
           `X-Prometheus-Scrape-Timeout-Seconds: ${timeoutSeconds}\r\nConnection: close\r\n\r\n`,
       );
     });
@@ -135,7 +140,7 @@ async function metric(stack: Stack, pattern: RegExp): Promise<number> {
 }
 
 /** Asserts the Content-Length behaviour against a stack whose client is registered as localhost. */
-async function checkLengths(stack: Stack, port: number): Promise<void> {
+async function checkLengths(stack: Stack, port: number, checkHead = true): Promise<void> {
   const refused = await rawScrape(port, stack.targetUrl("/big"));
   assert.equal(refused.statusLine, "HTTP/1.1 502 Bad Gateway");
   const text = new TextDecoder().decode(refused.body);
@@ -145,6 +150,14 @@ async function checkLengths(stack: Stack, port: number): Promise<void> {
     await metric(stack, /pushprox_proxy_limit_hits_total\{limit="scrape_body_bytes"\} (\d+)/),
     1,
   );
+
+  if (checkHead) {
+    // HEAD: the length describes the body a GET would get; nothing is refused or relayed.
+    const head = await rawScrape(port, stack.targetUrl("/big"), 5, "HEAD");
+    assert.equal(head.statusLine, "HTTP/1.1 200 OK");
+    assert.equal(header(head, "content-length"), String(BIG));
+    assert.equal(head.body.byteLength, 0);
+  }
 
   const small = await rawScrape(port, stack.targetUrl("/small"));
   assert.equal(small.statusLine, "HTTP/1.1 200 OK");
@@ -187,7 +200,8 @@ Deno.test("legacy protocol: Content-Length reaches Prometheus; a too-large decla
       5_000,
       "the legacy client to register",
     );
-    await checkLengths(stack, stack.proxyPort);
+    // (HEAD is left out: the legacy double frames its answer to HEAD its own way.)
+    await checkLengths(stack, stack.proxyPort, false);
   } finally {
     await client.stop();
     await stack.close();
