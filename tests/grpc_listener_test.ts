@@ -51,6 +51,7 @@ function grpcListClients(
     stream.on("data", () => {});
     stream.on("error", fail);
     stream.on("end", () => {
+      if (status === 0) return fail(new Error(`${url} ended the stream without a response`));
       clearTimeout(timer);
       const socket = session.socket as unknown as { alpnProtocol?: string | false } | undefined;
       const alpn = typeof socket?.alpnProtocol === "string" ? socket.alpnProtocol : null;
