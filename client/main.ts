@@ -10,6 +10,7 @@ import { FlagError, type FlagSpec, type FlagValues, formatHelp, parseFlags } fro
 import { createLogger, LOG_FLAGS, type LogFormat, type LogLevel } from "../lib/logger.ts";
 import { VERSION, versionText } from "../lib/version.ts";
 import { ConfigError as WebConfigError } from "../lib/web_config.ts";
+import { createShutdownSignals } from "../lib/signals.ts";
 import { type Agent, startAgent } from "./agent.ts";
 import { clientMode, COMPAT_FLAGS, flagsFor, startedAs, usageFor } from "./compat.ts";
 import { detectFqdn } from "./fqdn.ts";
@@ -240,12 +241,19 @@ export async function main(
       listener: "metrics",
     });
   }
-  let stopping = false;
+  // Repeats within 2 s are the same signal (one Ctrl-C under `deno task`
+  // or npx arrives two or three times); one sent again later stops at once.
+  const shutdownSignals = createShutdownSignals();
   const stopped = Promise.withResolvers<void>();
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     Deno.addSignalListener(signal, () => {
-      if (stopping) return;
-      stopping = true;
+      const step = shutdownSignals.next();
+      if (step === "repeat") return;
+      if (step === "again") {
+        logger.info("Second signal: stopping now", { signal });
+        stopped.resolve();
+        return;
+      }
       logger.info("Shutting down; finishing in-flight scrapes", { signal });
       Promise.all([agent?.stop(), modules.close()]).finally(() => stopped.resolve());
     });

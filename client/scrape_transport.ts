@@ -16,7 +16,11 @@ export interface TargetResponse {
   status: number;
   /** Header fields in arrival order. */
   headers: [string, string][];
-  /** The body as it arrives; stops with an error when the signal aborts. */
+  /**
+   * The body as it arrives, bytes as the target sent them (not decoded, so
+   * that Content-Length and Content-Encoding stay true); stops with an error
+   * when the signal aborts.
+   */
   body: AsyncIterable<Uint8Array>;
 }
 

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { forwardableHeaders, type HeaderField } from "../lib/headers.ts";
+import { declaredLength, forwardableHeaders, type HeaderField } from "../lib/headers.ts";
 import { hostKey } from "../lib/host.ts";
 import type { ModuleScrapeHandler } from "./modules/scrape_route.ts";
 import type { ScrapeTransport } from "./scrape_transport.ts";
@@ -145,6 +145,23 @@ export function resolveTargetUrl(rawUrl: string, fqdn: string): URL | string {
   return url;
 }
 
+/**
+ * The target's header fields as pushed: the forwardable ones plus its
+ * Content-Length, so that the proxy can refuse a body larger than
+ * `--scrape.max-body-bytes` before relaying a byte and tell Prometheus the
+ * length. The transport passes the body as the target sent it (gzip stays
+ * compressed), so the length stays true; a chunked body has none.
+ */
+export function pushedHeaders(fields: readonly [string, string][]): HeaderField[] {
+  const headers = forwardableHeaders(fields);
+  const chunked = fields.some(([name]) => name.toLowerCase() === "transfer-encoding");
+  const length = declaredLength(fields);
+  if (!chunked && "length" in length && length.length !== null) {
+    headers.push({ name: "content-length", value: String(length.length) });
+  }
+  return headers;
+}
+
 function failure(status: number, error: string): ScrapeOutcome {
   return { status, headers: [], error, body: null };
 }
@@ -197,7 +214,7 @@ export function createScraper(options: ScraperOptions): Scraper {
         });
         return {
           status: response.status,
-          headers: forwardableHeaders(response.headers),
+          headers: pushedHeaders(response.headers),
           error: "",
           body: response.body,
         };

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { createScraper, resolveTargetUrl } from "./scraper.ts";
+import { createScraper, pushedHeaders, resolveTargetUrl } from "./scraper.ts";
 
 Deno.test("createScraper() refuses hosts other than its fqdn without dialling", async () => {
   let dialled = false;
@@ -25,4 +25,30 @@ Deno.test("resolveTargetUrl() compares hosts as routing keys and applies _scheme
     "https://node1.example.:9100/m?a=1",
   );
   assert.match(String(resolveTargetUrl("http://other:9100/", "node1.example")), /does not match/);
+});
+
+Deno.test("pushedHeaders() keeps the target's Content-Length, not its framing fields", () => {
+  assert.deepEqual(
+    pushedHeaders([
+      ["Content-Type", "text/plain"],
+      ["Content-Encoding", "gzip"],
+      ["Content-Length", "44"],
+      ["Connection", "keep-alive"],
+    ]),
+    [
+      { name: "content-type", value: "text/plain" },
+      { name: "content-encoding", value: "gzip" },
+      { name: "content-length", value: "44" },
+    ],
+  );
+  assert.deepEqual(
+    pushedHeaders([["Transfer-Encoding", "chunked"], ["Content-Type", "text/plain"]]),
+    [{ name: "content-type", value: "text/plain" }],
+    "a chunked body has no length",
+  );
+  assert.deepEqual(
+    pushedHeaders([["Content-Length", "1, 2"]]),
+    [],
+    "an unusable length is left out",
+  );
 });

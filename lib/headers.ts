@@ -64,3 +64,34 @@ export function* rawHeaderPairs(
 ): Generator<[string, string]> {
   for (let i = 0; i + 1 < raw.length; i += 2) yield [raw[i]!, raw[i + 1]!];
 }
+
+/** The body length that Content-Length fields declare, or why they are unusable. */
+export type DeclaredLength = { length: number | null } | { problem: string };
+
+/**
+ * Reads the Content-Length fields of a header block (RFC 9110 §8.6): the
+ * same decimal value, possibly repeated or listed ("5, 5"), or none.
+ *
+ * @param fields Name/value pairs (any case).
+ * @returns The length (null when none is declared), or why it is invalid.
+ */
+export function declaredLength(
+  fields: Iterable<readonly [string, string]>,
+): DeclaredLength {
+  let length: number | null = null;
+  for (const [name, value] of fields) {
+    if (name.toLowerCase() !== "content-length") continue;
+    for (const item of value.split(",")) {
+      const text = item.trim();
+      if (!/^\d{1,15}$/.test(text)) {
+        return { problem: `Content-Length ${JSON.stringify(value)} is not a decimal byte count` };
+      }
+      const n = Number(text);
+      if (length !== null && n !== length) {
+        return { problem: `conflicting Content-Length values ${length} and ${n}` };
+      }
+      length = n;
+    }
+  }
+  return { length };
+}

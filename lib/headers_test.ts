@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { forwardableHeaders, rawHeaderPairs } from "./headers.ts";
+import { declaredLength, forwardableHeaders, rawHeaderPairs } from "./headers.ts";
 
 Deno.test("forwardableHeaders() drops hop-by-hop and proxy credentials", () => {
   const got = forwardableHeaders(rawHeaderPairs([
@@ -26,4 +26,20 @@ Deno.test("forwardableHeaders() drops hop-by-hop and proxy credentials", () => {
     { name: "x-dup", value: "a" },
     { name: "x-dup", value: "b" },
   ]);
+});
+
+Deno.test("declaredLength() reads one length, repeated or listed, and refuses conflicts", () => {
+  assert.deepEqual(declaredLength([["Content-Type", "text/plain"]]), { length: null });
+  assert.deepEqual(declaredLength([["Content-Length", "42"]]), { length: 42 });
+  assert.deepEqual(declaredLength([["content-length", "7, 7"], ["CONTENT-LENGTH", "7"]]), {
+    length: 7,
+  });
+  assert.match(
+    (declaredLength([["content-length", "7"], ["content-length", "8"]]) as { problem: string })
+      .problem,
+    /conflicting Content-Length values 7 and 8/,
+  );
+  for (const bad of ["", "-1", "1e3", "0x10", "12 34", "9999999999999999"]) {
+    assert.ok("problem" in declaredLength([["content-length", bad]]), bad);
+  }
 });

@@ -263,7 +263,7 @@ function parseTokens(raw: unknown, role: string, needsFqdns: boolean, at: Locato
       throw new ConfigError(
         `${
           at([role, "tokens", String(index), "sha256"])
-        }: expected the token's SHA-256 as 64 hex digits (sha256sum < token-file)`,
+        }: expected the token's SHA-256 as 64 hex digits, without its newline (tr -d '\\n' < token-file | sha256sum)`,
       );
     }
     if (seen.has(hash)) {

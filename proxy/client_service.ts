@@ -15,7 +15,7 @@ import {
 import type { Logger } from "../lib/logger.ts";
 import { type Coordinator, CoordinatorError } from "./coordinator.ts";
 import { fqdnProblem, labelsProblem, modulesProblem } from "./identity.ts";
-import type { ProxyMetrics } from "./metrics.ts";
+import { type ProxyMetrics, pushErrorReason } from "./metrics.ts";
 
 /** Options for {@linkcode createClientService}. */
 export interface ClientServiceOptions {
@@ -201,14 +201,9 @@ export function createClientService(
         Code.InvalidArgument,
       );
     }
+    // The head (status, Content-Length) is checked by the coordinator, once
+    // it knows the push answers a scrape, so that the scrape fails at once.
     const head = first.value.message.value;
-    if (head.status < 100 || head.status > 599) {
-      metrics.pushErrors.inc({ reason: "invalid" });
-      throw new ConnectError(
-        `Status ${head.status} is not an HTTP status`,
-        Code.InvalidArgument,
-      );
-    }
     const credential = options.pushCredential?.(context) ?? null;
     let bytes = 0;
     async function* body(): AsyncGenerator<Uint8Array> {
@@ -256,10 +251,10 @@ function pushError(
       ? Code.NotFound
       : error.kind === "foreign_scrape"
       ? Code.PermissionDenied
+      : error.kind === "invalid_status" || error.kind === "invalid"
+      ? Code.InvalidArgument
       : Code.FailedPrecondition;
-    metrics.pushErrors.inc({
-      reason: error.kind === "foreign_scrape" ? "foreign_scrape" : "unknown_scrape",
-    });
+    metrics.pushErrors.inc({ reason: pushErrorReason(error) });
     logger.warn("Push refused", { err: error.message });
     return new ConnectError(error.message, code);
   }

@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { HeaderField } from "../lib/headers.ts";
+import { declaredLength, type HeaderField } from "../lib/headers.ts";
 import { hostKey } from "../lib/host.ts";
 import { createScrapeStats, type StatsSnapshot } from "./scrape_stats.ts";
 
@@ -38,7 +38,13 @@ export interface ScrapeTask {
 /** What the client answered: status, headers and a body to relay. */
 export interface ScrapeReply {
   status: number;
+  /** The target's header fields, without Content-Length (see `contentLength`). */
   headers: HeaderField[];
+  /**
+   * The body length the client declared (the target's Content-Length),
+   * checked to be one valid number; null when none was declared.
+   */
+  contentLength: number | null;
   /** Non-empty when the client could not scrape; no body follows then. */
   error: string;
   /** The body, pulled by the relaying side as fast as it can write. */
@@ -124,6 +130,7 @@ export class CoordinatorError extends Error {
       | "too_many_clients"
       | "client_busy"
       | "proxy_busy"
+      | "invalid_status"
       | "invalid",
   ) {
     super(message);
@@ -631,11 +638,31 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
         );
       }
       scrape.answered = true;
+      const problem = pushHeadProblem(head);
+      if (problem !== null) {
+        // Refused, never relayed: the scrape fails at once with 502 and the
+        // reason, instead of waiting for its deadline.
+        scrape.resolve({
+          status: 502,
+          headers: [],
+          contentLength: null,
+          error: `the client's answer is invalid: ${problem.message}`,
+          body: noBody(),
+          settle() {
+            finishScrape(scrape);
+          },
+        });
+        return Promise.reject(
+          new CoordinatorError(`Cannot accept the push: ${problem.message}`, problem.kind),
+        );
+      }
+      const length = declaredLength(head.headers.map((h) => [h.name, h.value]));
       return new Promise<void>((resolve, reject) => {
         let settled = false;
         scrape.resolve({
           status: head.status,
-          headers: head.headers,
+          headers: head.headers.filter((h) => h.name.toLowerCase() !== "content-length"),
+          contentLength: "length" in length ? length.length : null,
           error: head.error,
           body,
           settle(error) {
@@ -727,3 +754,24 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
     },
   };
 }
+
+/**
+ * Why a push head cannot be relayed to Prometheus, or null. Only final
+ * statuses (200–599) are relayed: a 1xx (101 included) would be taken as
+ * interim or as a protocol switch and break the scraper's connection.
+ */
+function pushHeadProblem(
+  head: PushHead,
+): { kind: "invalid_status" | "invalid"; message: string } | null {
+  if (!Number.isInteger(head.status) || head.status < 200 || head.status > 599) {
+    return {
+      kind: "invalid_status",
+      message: `status ${head.status} is not a final HTTP status (200-599)`,
+    };
+  }
+  const length = declaredLength(head.headers.map((h) => [h.name, h.value]));
+  if ("problem" in length) return { kind: "invalid", message: length.problem };
+  return null;
+}
+
+async function* noBody(): AsyncGenerator<Uint8Array> {}

@@ -436,3 +436,60 @@ Deno.test("coordinator lists the disconnect time, peer and the last 30 scrapes",
   assert.equal(stats.buckets.reduce((n, b) => n + b.scrapes, 0), 35);
   assert.equal(stats.buckets.reduce((n, b) => n + b.errors, 0), 7);
 });
+
+Deno.test("acceptPush() refuses a non-final status: the scrape gets 502 at once, never the status", async () => {
+  for (const status of [100, 101, 199, 600, 0, 200.5]) {
+    const { coordinator } = setup();
+    const session = coordinator.register(identity("node-a"));
+    const replyPromise = coordinator.requestScrape(
+      scrapeInput("node-a"),
+      new AbortController().signal,
+    );
+    const task = (await session.next(new AbortController().signal))!;
+    const pushed = coordinator.acceptPush(
+      { scrapeId: task.id, sessionId: session.id, status, headers: [], error: "" },
+      chunks("x"),
+    );
+    assert.equal(kindOf(await pushed.catch((e) => e)), "invalid_status", String(status));
+    const reply = await replyPromise;
+    assert.equal(reply.status, 502);
+    assert.match(reply.error, new RegExp(`status ${status} is not a final HTTP status`));
+    reply.settle();
+    assert.equal(coordinator.scrapesInFlight, 0);
+  }
+});
+
+Deno.test("acceptPush() checks Content-Length and hands it over apart from the headers", async () => {
+  const { coordinator } = setup();
+  const session = coordinator.register(identity("node-a"));
+  const run = async (headers: { name: string; value: string }[]) => {
+    const replyPromise = coordinator.requestScrape(
+      scrapeInput("node-a"),
+      new AbortController().signal,
+    );
+    const task = (await session.next(new AbortController().signal))!;
+    const pushed = coordinator.acceptPush(
+      { scrapeId: task.id, sessionId: session.id, status: 200, headers, error: "" },
+      chunks("abc"),
+    );
+    pushed.catch(() => {});
+    return { reply: await replyPromise, pushed };
+  };
+
+  const good = await run([{ name: "Content-Length", value: "3" }, { name: "x-a", value: "1" }]);
+  assert.equal(good.reply.contentLength, 3);
+  assert.deepEqual(good.reply.headers, [{ name: "x-a", value: "1" }]);
+  assert.equal(await readAll(good.reply), "abc");
+  good.reply.settle();
+  await good.pushed;
+
+  const bad = await run([{ name: "content-length", value: "3" }, {
+    name: "content-length",
+    value: "4",
+  }]);
+  assert.equal(bad.reply.status, 502);
+  assert.match(bad.reply.error, /conflicting Content-Length/);
+  assert.equal(kindOf(await bad.pushed.catch((e) => e)), "invalid");
+  bad.reply.settle();
+  assert.equal(coordinator.scrapesInFlight, 0);
+});

@@ -34,7 +34,7 @@ import {
 import { fqdnProblem } from "./identity.ts";
 import { formatLegacyScrape } from "./legacy_request.ts";
 import { type LegacyResponse, readLegacyResponse } from "./legacy_response.ts";
-import type { ProxyMetrics } from "./metrics.ts";
+import { type ProxyMetrics, pushErrorReason } from "./metrics.ts";
 
 /**
  * Decides whether a legacy client may poll for, or push an answer for,
@@ -435,9 +435,6 @@ export function createLegacyHandler(options: LegacyHandlerOptions): LegacyHandle
     }
     const id = response.headers.find(([name]) => name.toLowerCase() === "id")?.[1] ?? "";
     if (id === "") return refuse("invalid", "the pushed response has no Id header");
-    if (response.status < 100 || response.status > 599) {
-      return refuse("invalid", `status ${response.status} is not an HTTP status`);
-    }
     sweepSent();
     const entry = sent.get(id);
     if (entry === undefined) {
@@ -464,6 +461,15 @@ export function createLegacyHandler(options: LegacyHandlerOptions): LegacyHandle
 
     const headers: HeaderField[] = forwardableHeaders(response.headers)
       .filter((field) => !PUSH_ONLY.has(field.name));
+    if (response.major !== 0 && !framedByTransferEncoding(response)) {
+      // The body is framed by its Content-Length: the coordinator checks it
+      // and the scrape handler relays it (and refuses what is too large).
+      for (const [name, value] of response.headers) {
+        if (name.toLowerCase() === "content-length") {
+          headers.push({ name: "content-length", value });
+        }
+      }
+    }
     let body = response.body(entry.method);
     let error = "";
     if (response.major === 0) {
@@ -486,10 +492,7 @@ export function createLegacyHandler(options: LegacyHandlerOptions): LegacyHandle
       );
     } catch (failure) {
       if (failure instanceof CoordinatorError) {
-        return refuse(
-          failure.kind === "foreign_scrape" ? "foreign_scrape" : "unknown_scrape",
-          failure.message,
-        );
+        return refuse(pushErrorReason(failure), failure.message);
       }
       return refuse("relay_failed", `cannot relay the scrape: ${(failure as Error)?.message}`);
     }
@@ -511,6 +514,12 @@ export function createLegacyHandler(options: LegacyHandlerOptions): LegacyHandle
 }
 
 async function* noBody(): AsyncGenerator<Uint8Array> {}
+
+/** True when a pushed response's body is framed by Transfer-Encoding, as Go reads it. */
+function framedByTransferEncoding(response: LegacyResponse): boolean {
+  const http11 = response.major > 1 || (response.major === 1 && response.minor >= 1);
+  return http11 && response.headers.some(([name]) => name.toLowerCase() === "transfer-encoding");
+}
 
 /**
  * Reads a small body as Latin-1 text. Null when it is longer than `limit`,

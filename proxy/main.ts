@@ -10,6 +10,7 @@ import { FlagError, type FlagSpec, type FlagValues, formatHelp, parseFlags } fro
 import { createLogger, LOG_FLAGS, type LogFormat, type LogLevel } from "../lib/logger.ts";
 import { VERSION, versionText } from "../lib/version.ts";
 import { ConfigError } from "../lib/web_config.ts";
+import { createShutdownSignals } from "../lib/signals.ts";
 import { loadSecurity, type Security } from "./security_config.ts";
 import { drainProxy } from "./drain.ts";
 import { serveGrpc, type ServingGrpc } from "./grpc_server.ts";
@@ -71,7 +72,7 @@ export const PROXY_FLAGS: readonly FlagSpec[] = [
     type: "string",
     default: "",
     help:
-      "Also serve the API over HTTP/2 (h2c) for plain gRPC clients on this address; empty disables.",
+      "Also serve the API over HTTP/2 for plain gRPC clients on this address (h2c, or TLS with tls_server_config); empty disables.",
   },
   {
     name: "web.config.file",
@@ -209,18 +210,23 @@ export async function main(args: readonly string[]): Promise<number> {
   });
   const stop = new AbortController();
   // The first signal drains (scrapes in flight finish, clients go away), a
-  // second one stops at once.
+  // second one stops at once. Repeats within 2 s are the same signal (one
+  // Ctrl-C under `deno task` or npx arrives two or three times).
   const hurry = new AbortController();
   const drainTimeoutMs = flags["web.drain-timeout"] as number;
-  let draining = false;
+  const shutdownSignals = createShutdownSignals();
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     Deno.addSignalListener(signal, () => {
-      if (draining) {
+      const step = shutdownSignals.next();
+      if (step === "repeat") {
+        logger.debug("Repeated signal within 2s; still draining", { signal });
+        return;
+      }
+      if (step === "again") {
         logger.info("Second signal: stopping now", { signal });
         hurry.abort();
         return;
       }
-      draining = true;
       logger.info("Shutting down", { signal, drain_timeout: formatDuration(drainTimeoutMs) });
       drainProxy(proxy, { timeoutMs: drainTimeoutMs, logger, signal: hurry.signal })
         .finally(() => stop.abort());

@@ -8,6 +8,7 @@
 
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import { registerBuildInfo, SCRAPE_DURATION_BUCKETS } from "../lib/metrics.ts";
+import type { CoordinatorError } from "./coordinator.ts";
 
 /** The metrics the proxy's adapters update. */
 export interface ProxyMetrics {
@@ -159,9 +160,22 @@ export function createProxyMetrics(options: ProxyMetricsOptions): ProxyMetrics {
       "foreign_scrape",
       "relay_failed",
       "invalid",
+      "invalid_status",
     ]
   ) {
     metrics.pushErrors.inc({ reason }, 0);
   }
   return metrics;
+}
+
+/** The `reason` label of pushprox_proxy_push_errors_total for a refused push. */
+export function pushErrorReason(error: CoordinatorError): string {
+  switch (error.kind) {
+    case "foreign_scrape":
+    case "invalid_status":
+    case "invalid":
+      return error.kind;
+    default:
+      return "unknown_scrape";
+  }
 }

@@ -191,10 +191,11 @@ export function createScrapeHandler(
     }
 
     const maxBodyBytes = options.maxBodyBytes ?? 0;
-    const declared = Number(
-      reply.headers.find((h) => h.name.toLowerCase() === "content-length")?.value ?? NaN,
-    );
-    if (maxBodyBytes > 0 && declared > maxBodyBytes) {
+    // A body follows unless the request was HEAD or the status has none; its
+    // declared length is then known before any byte is relayed.
+    const hasBody = req.method !== "HEAD" && reply.status !== 204 && reply.status !== 304;
+    const declared = reply.contentLength;
+    if (maxBodyBytes > 0 && hasBody && declared !== null && declared > maxBodyBytes) {
       const reason = new BodyTooLargeError(
         `Scrape body of ${declared} bytes exceeds --scrape.max-body-bytes=${maxBodyBytes}`,
       );
@@ -204,8 +205,15 @@ export function createScrapeHandler(
       return fail(502, `Cannot scrape ${target}: ${reason.message}`);
     }
     try {
-      writeHead(res, reply.status, reply.headers);
-      const bytes = await relayBody(reply.body, res, signal, maxBodyBytes, (n) => relayed += n);
+      writeHead(res, reply.status, reply.headers, reply.status === 204 ? null : declared);
+      const bytes = await relayBody(
+        reply.body,
+        res,
+        signal,
+        maxBodyBytes,
+        hasBody ? declared : null,
+        (n) => relayed += n,
+      );
       res.end();
       metrics.relayedBytes.inc(bytes);
       reply.settle();
@@ -236,6 +244,7 @@ function writeHead(
   res: ServerResponse,
   status: number,
   headers: readonly HeaderField[],
+  contentLength: number | null,
 ): void {
   const grouped = new Map<string, string[]>();
   for (
@@ -250,6 +259,7 @@ function writeHead(
   for (const [name, values] of grouped) {
     res.setHeader(name, values.length === 1 ? values[0]! : values);
   }
+  if (contentLength !== null) res.setHeader("content-length", String(contentLength));
   res.writeHead(status);
 }
 
@@ -263,13 +273,16 @@ class BodyTooLargeError extends Error {
 
 /**
  * Copies the body with back-pressure; stops when `signal` aborts or when more
- * than `maxBytes` (0: no limit) arrive.
+ * than `maxBytes` (0: no limit) arrive. With a declared `length`, a body
+ * longer or shorter than it is an error (the response was sent with that
+ * Content-Length and cannot be framed otherwise).
  */
 async function relayBody(
   body: AsyncIterable<Uint8Array>,
   res: ServerResponse,
   signal: AbortSignal,
   maxBytes: number,
+  length: number | null,
   onBytes: (count: number) => void,
 ): Promise<number> {
   const iterator = body[Symbol.asyncIterator]();
@@ -291,9 +304,21 @@ async function relayBody(
     for (;;) {
       const next = await orAbort(iterator.next());
       rejectWaiting = null;
-      if (next.done) return bytes;
+      if (next.done) {
+        if (length !== null && bytes < length) {
+          throw new Error(
+            `The client's body ended after ${bytes} of its declared ${length} bytes (Content-Length)`,
+          );
+        }
+        return bytes;
+      }
       bytes += next.value.byteLength;
       onBytes(next.value.byteLength);
+      if (length !== null && bytes > length) {
+        throw new Error(
+          `The client's body is longer than its declared ${length} bytes (Content-Length)`,
+        );
+      }
       if (maxBytes > 0 && bytes > maxBytes) {
         throw new BodyTooLargeError(
           `Scrape body exceeds --scrape.max-body-bytes=${maxBytes}; the relay was aborted`,
