@@ -26,7 +26,9 @@ import {
   type ScrapeTask,
   type Session,
 } from "./coordinator.ts";
+import { REGISTRATION_LIMITS } from "./client_service.ts";
 import { fqdnProblem } from "./identity.ts";
+import { sourceKey } from "./rate_limit.ts";
 import { formatLegacyScrape } from "./legacy_request.ts";
 import { type LegacyResponse, readLegacyResponse } from "./legacy_response.ts";
 import type { ProxyMetrics } from "./metrics.ts";
@@ -156,13 +158,17 @@ export function createLegacyHandler(options: LegacyHandlerOptions): LegacyHandle
   }
 
   /** The fqdn's session; a string says why it cannot be had. */
-  function open(fqdn: string, credential: string): LegacySession | string {
+  function open(
+    fqdn: string,
+    credential: string,
+    source: string,
+  ): LegacySession | { status: number; message: string; retryAfterMs: number } {
     const key = hostKey(fqdn);
     const existing = sessions.get(key);
     if (existing !== undefined) {
       return existing.credential === credential
         ? existing
-        : `${fqdn} is polled with another credential`;
+        : { status: 403, message: `${fqdn} is polled with another credential`, retryAfterMs: 0 };
     }
     let session: Session;
     try {
@@ -172,13 +178,13 @@ export function createLegacyHandler(options: LegacyHandlerOptions): LegacyHandle
         version: "",
         modules: [],
         protocol: "legacy",
-      }, { credential });
+      }, { credential, source });
     } catch (error) {
-      if (error instanceof CoordinatorError && error.kind === "too_many_clients") {
-        metrics.limitHits.inc({ limit: "clients" });
-      }
-      if (error instanceof CoordinatorError) return error.message;
-      throw error;
+      if (!(error instanceof CoordinatorError)) throw error;
+      const limit = REGISTRATION_LIMITS[error.kind];
+      if (limit !== undefined) metrics.limitHits.inc({ limit });
+      const status = limit === undefined ? 403 : limit === "poll_request_fields" ? 400 : 429;
+      return { status, message: error.message, retryAfterMs: error.retryAfterMs };
     }
     metrics.registrations.inc();
     const legacy: LegacySession = {
@@ -298,10 +304,17 @@ export function createLegacyHandler(options: LegacyHandlerOptions): LegacyHandle
     if (closed || coordinator.draining) return finish(503, "The proxy is shutting down\n");
     if (res.destroyed) return finish(499, null);
 
-    const opened = open(fqdn, typeof grant === "object" ? grant.credential : "");
-    if (typeof opened === "string") {
-      logger.warn("Poll refused", { protocol: "legacy", fqdn, err: opened });
-      return finish(403, `Error polling: ${opened}\n`);
+    const opened = open(
+      fqdn,
+      typeof grant === "object" ? grant.credential : "",
+      sourceKey(req.socket.remoteAddress),
+    );
+    if (!("session" in opened)) {
+      logger.warn("Poll refused", { protocol: "legacy", fqdn, err: opened.message });
+      if (opened.retryAfterMs > 0) {
+        res.setHeader("retry-after", String(Math.ceil(opened.retryAfterMs / 1000)));
+      }
+      return finish(opened.status, `Error polling: ${opened.message}\n`);
     }
     const legacy = opened;
     if (legacy.poll) wake(legacy, legacy.poll, { kind: "displaced" });

@@ -27,6 +27,10 @@ export interface SecurityOptions {
   logger: Logger;
   /** How often files are checked for changes. @default {5000} */
   reloadIntervalMs?: number;
+  /** Failed password checks per source and window (see AuthenticatorOptions). @default {no limit} */
+  maxFailuresPerSource?: number;
+  /** @default {60000} */
+  failureWindowMs?: number;
 }
 
 /** The loaded configuration. */
@@ -72,7 +76,11 @@ export async function loadSecurity(options: SecurityOptions): Promise<Security> 
   const interval = options.reloadIntervalMs ?? 5_000;
   const web = options.webConfigFile === "" ? EMPTY_WEB : await loadWebConfig(options.webConfigFile);
   const authConfig = await loadAuth(options.authConfigFile, web);
-  const auth = createAuthenticator(authConfig, { users: web.basicAuthUsers });
+  const auth = createAuthenticator(authConfig, {
+    users: web.basicAuthUsers,
+    maxFailuresPerSource: options.maxFailuresPerSource ?? 0,
+    failureWindowMs: options.failureWindowMs ?? 60_000,
+  });
   const tls = web.tls === null
     ? null
     : await createTlsListener(web.tls, { logger, reloadIntervalMs: interval });
