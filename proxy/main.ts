@@ -133,7 +133,7 @@ export const PROXY_FLAGS: readonly FlagSpec[] = [
   {
     name: "registration.max-identity-bytes",
     type: "integer",
-    default: "32768",
+    default: "16384",
     help:
       "Largest registration (fqdn, version, labels, modules, proxies, estimated); larger ones get InvalidArgument (0: no limit).",
   },

@@ -230,10 +230,20 @@ Deno.test("scrapers need Proxy-Authorization; it never reaches the client or the
         headers: { "proxy-authorization": basic("prometheus", "nope") },
       });
       assert.equal(wrong.status, 407);
+      // Issue 10: one answer for every refused scraper credential (a
+      // reader's valid password, an unknown user), so that it does not tell
+      // which users exist or what role they have.
       const otherRole = await send(proxy, url, {
         headers: { "proxy-authorization": basic("grafana", "grafana-secret") },
       });
-      assert.equal(otherRole.status, 403);
+      assert.equal(otherRole.status, 407);
+      const unknown = await send(proxy, url, {
+        headers: { "proxy-authorization": basic("nobody", "nope") },
+      });
+      assert.equal(unknown.status, 407);
+      assert.equal(otherRole.body, wrong.body);
+      assert.equal(unknown.body, wrong.body);
+      assert.equal(missing.body, wrong.body);
       // The target's own Authorization is not the proxy's credential.
       const targetAuth = await send(proxy, url, {
         headers: { authorization: basic("prometheus", "prom-secret") },
@@ -675,7 +685,7 @@ readers: {certificates: [prometheus]}
         const asClient = await send(proxy, "http://node1.example.com:9100/metrics", {
           tls: { ca: ca.cert, cert: node1.cert, key: node1.key },
         });
-        assert.equal(asClient.status, 403);
+        assert.equal(asClient.status, 407, "one answer for every refused scraper credential");
         const list = await send(proxy, "/clients", {
           tls: { ca: ca.cert, cert: prom.cert, key: prom.key },
         });
