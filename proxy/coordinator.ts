@@ -548,6 +548,8 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
       record.bytes = bytes;
       idle.delete(key);
       const previous = record.session;
+      const keepAfter = options.keepAfterMs ?? 0;
+      if (previous && at - record.connectedSince >= keepAfter) record.useful = true;
       if (previous) {
         // The previous stream is told to end; scrapes it already received may
         // still be answered until its adapter closes it.

@@ -173,6 +173,13 @@ Deno.test("issue 10: registrations dropped at once do not hold --clients.max pla
   waiting.catch(() => {});
   scraped.close();
   assert.deepEqual(coordinator.listClients().map((x) => x.fqdn), ["keeper", "scraped"]);
+  // A long-lived stream replaced by one that ends at once: the record stays.
+  const old = coordinator.register(identity("restarted"));
+  t += 20_000;
+  const replacement = coordinator.register(identity("restarted"));
+  old.close();
+  replacement.close();
+  assert.ok(coordinator.listClients().some((x) => x.fqdn === "restarted"));
 });
 
 Deno.test("register() limits registrations per source with a token bucket", () => {

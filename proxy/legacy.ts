@@ -43,7 +43,17 @@ import type { ProxyMetrics } from "./metrics.ts";
 export type LegacyAuthorizer = (
   req: IncomingMessage,
   fqdn: string,
-) => boolean | LegacyGrant | Promise<boolean | LegacyGrant>;
+) => LegacyDecision | Promise<LegacyDecision>;
+
+/**
+ * What a {@linkcode LegacyAuthorizer} decides: allowed (true or a grant),
+ * refused (false: 403), or refused with another status, e.g. 429 with
+ * `retryAfterMs` for a source past its budget of failed password checks.
+ */
+export type LegacyDecision =
+  | boolean
+  | LegacyGrant
+  | { status: number; message: string; retryAfterMs?: number };
 
 /**
  * An authorizer's yes, naming the credential used: an fqdn's session accepts
@@ -300,13 +310,19 @@ export function createLegacyHandler(options: LegacyHandlerOptions): LegacyHandle
     if (grant === false) {
       return finish(403, `Error polling: not allowed to poll for ${fqdn}\n`);
     }
+    if (typeof grant === "object" && "status" in grant) {
+      if (grant.retryAfterMs) {
+        res.setHeader("retry-after", String(Math.max(1, Math.ceil(grant.retryAfterMs / 1000))));
+      }
+      return finish(grant.status, `Error polling: ${grant.message}\n`);
+    }
     // While draining, old clients are told to come back (they retry).
     if (closed || coordinator.draining) return finish(503, "The proxy is shutting down\n");
     if (res.destroyed) return finish(499, null);
 
     const opened = open(
       fqdn,
-      typeof grant === "object" ? grant.credential : "",
+      typeof grant === "object" && "credential" in grant ? grant.credential : "",
       sourceKey(req.socket.remoteAddress),
     );
     if (!("session" in opened)) {
@@ -431,7 +447,7 @@ export function createLegacyHandler(options: LegacyHandlerOptions): LegacyHandle
       );
     }
     const grant = options.authorize ? await options.authorize(req, entry.legacy.fqdn) : true;
-    const credential = typeof grant === "object" ? grant.credential : "";
+    const credential = typeof grant === "object" && "credential" in grant ? grant.credential : "";
     if (grant === false || credential !== entry.legacy.credential) {
       metrics.pushErrors.inc({ reason: "foreign_scrape" });
       logger.warn("Push refused", {

@@ -252,6 +252,13 @@ export function createProxy(options: ProxyOptions): Proxy {
         const result = await authenticate("client", req);
         if (!result.ok) {
           refused("client", req, result);
+          if (result.kind === "throttled" || result.kind === "busy") {
+            return {
+              status: result.kind === "busy" ? 503 : 429,
+              message: result.reason,
+              ...(result.retryAfterMs === undefined ? {} : { retryAfterMs: result.retryAfterMs }),
+            };
+          }
           return false;
         }
         const problem = registrationProblem(result.principal, fqdn);
