@@ -10,10 +10,17 @@
 import assert from "node:assert/strict";
 import { request as httpRequest } from "node:http";
 import bcrypt from "bcryptjs";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
+import {
+  createConnectTransport,
+  createGrpcTransport,
+  createGrpcWebTransport,
+} from "@connectrpc/connect-node";
+import { ClientService } from "../gen/pushprox/v1/pushprox_pb.ts";
+import { serveGrpc } from "../proxy/grpc_server.ts";
 import { sha256Hex } from "../lib/basic_auth.ts";
 import { IDENTITY_LIMITS } from "../proxy/identity.ts";
-import { connectClient, fakeClient } from "./secure_stack.ts";
+import { connectClient, fakeClient, startSecureProxy } from "./secure_stack.ts";
 import { startProxyProcess, type TestProcess } from "./support.ts";
 
 const TOKEN = "wildcard-token-0123456789abcdef";
@@ -343,6 +350,69 @@ readers: { open: true }
       target.stop();
       await proxy.process.stop();
       await Deno.remove(proxy.dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "oversized PollRequest fields are refused with InvalidArgument on every path: fast path, Connect JSON, gRPC-Web, gRPC, legacy",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const proxy = await startSecureProxy({ proxy: { maxIdentityBytes: 16384 } });
+    const stop = new AbortController();
+    const grpc = await serveGrpc(proxy.proxy, {
+      hostname: "127.0.0.1",
+      port: 0,
+      signal: stop.signal,
+    });
+    const grpcUrl = `http://127.0.0.1:${grpc.address.port}`;
+    const transports: [string, Transport][] = [
+      [
+        "fast path",
+        createConnectTransport({ baseUrl: proxy.url, httpVersion: "1.1", useBinaryFormat: true }),
+      ],
+      ["Connect JSON", createConnectTransport({ baseUrl: proxy.url, httpVersion: "1.1" })],
+      ["gRPC-Web", createGrpcWebTransport({ baseUrl: proxy.url, httpVersion: "1.1" })],
+      ["gRPC", createGrpcTransport({ baseUrl: grpcUrl })],
+    ];
+    const cases: [Record<string, unknown>, RegExp][] = [
+      [{ version: "v".repeat(129) }, /version is 129 bytes, more than the limit of 128/],
+      [{ labels: { zone: "x".repeat(1025) } }, /label zone's value is 1025 bytes/],
+      [{ modules: ["m".repeat(129)] }, /module name is 129 bytes/],
+      [{ proxies: ["p".repeat(513)] }, /proxy entry is 513 bytes/],
+    ];
+    try {
+      for (const [name, transport] of transports) {
+        const client = createClient(ClientService, transport);
+        for (const [extra, message] of cases) {
+          const controller = new AbortController();
+          const error = await (async () => {
+            for await (
+              const _ of client.poll({ fqdn: "node1", ...extra }, { signal: controller.signal })
+            ) {
+              return "registered";
+            }
+            return "ended";
+          })().catch((e) => e).finally(() => controller.abort());
+          assert.ok(error instanceof ConnectError, `${name}: ${error}`);
+          assert.equal(error.code, Code.InvalidArgument, name);
+          assert.match(error.rawMessage, message, name);
+        }
+      }
+      assert.equal(proxy.proxy.coordinator.clientCount, 0);
+      // Legacy clients announce only their fqdn: its size is checked there.
+      const legacy = await request(proxy.port, "/poll", {
+        method: "POST",
+        body: "x".repeat(254),
+      });
+      assert.equal(legacy.status, 400);
+      assert.match(legacy.body, /fqdn is 254 bytes, more than the limit of 253/);
+    } finally {
+      stop.abort();
+      await grpc.finished;
+      await proxy.close();
     }
   },
 });
