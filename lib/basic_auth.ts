@@ -94,6 +94,11 @@ export interface BasicAuthVerifierOptions {
    * @default {half of maxConcurrent, at least 1}
    */
   maxConcurrentPerSource?: number;
+  /**
+   * Compares a password with a bcrypt hash, e.g. on worker threads (see
+   * bcrypt_pool.ts). @default {bcryptjs in the main thread}
+   */
+  compare?: (password: string, hash: string) => Promise<boolean>;
 }
 
 /** Compared against when the user is unknown, so both cases cost the same. */
@@ -111,6 +116,8 @@ export function createBasicAuthVerifier(
   const cacheSize = options.cacheSize ?? 1024;
   const maxConcurrent = options.maxConcurrent ?? 4;
   const maxPerSource = options.maxConcurrentPerSource ?? Math.max(1, Math.floor(maxConcurrent / 2));
+  const compare = options.compare ??
+    ((password: string, hash: string) => bcrypt.compare(password, hash));
   const cache = new Map<string, true>();
   /** Checks running, by key: the same credentials checked at once share one bcrypt run. */
   const running = new Map<string, Promise<BasicAuthFailure | null>>();
@@ -130,7 +137,7 @@ export function createBasicAuthVerifier(
     // bcrypt reads at most 72 bytes; longer passwords are checked whole
     // by refusing them rather than matching on a prefix.
     const tooLong = new TextEncoder().encode(credentials.password).length > 72;
-    const ok = await bcrypt.compare(credentials.password, hash ?? DUMMY_HASH);
+    const ok = await compare(credentials.password, hash ?? DUMMY_HASH);
     if (hash === undefined) return "unknown_user";
     if (!ok || tooLong) return "wrong_password";
     cache.set(key, true);
