@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { type ClientIdentity, CoordinatorError, createCoordinator } from "./coordinator.ts";
 import { IDENTITY_LIMITS, identityBytes } from "./identity.ts";
+import { PROXY_FLAGS } from "./main.ts";
 
 function identity(fqdn: string, extra: Partial<ClientIdentity> = {}): ClientIdentity {
   return { fqdn, labels: {}, version: "0.9.1", modules: [], protocol: "connect", ...extra };
@@ -218,4 +219,32 @@ Deno.test("register() caps connected streams per source; replacing one's own str
   const c = coordinator.register(identity("c"), { source: "s" });
   a2.close();
   c.close();
+});
+
+Deno.test("with the default flags, 1,000 clients behind one NAT restarting at once all register", () => {
+  const defaults = Object.fromEntries(PROXY_FLAGS.map((f) => [f.name, Number(f.default)]));
+  let t = 0;
+  const coordinator = createCoordinator({
+    registrationTimeoutMs: 300_000,
+    maxClients: defaults["clients.max"]!,
+    maxClientsPerSource: defaults["clients.max-per-source"]!,
+    maxRegistryBytes: defaults["registry.max-bytes"]!,
+    maxIdentityBytes: defaults["registration.max-identity-bytes"]!,
+    registrationRatePerSource: defaults["registration.rate-per-source"]!,
+    registrationBurstPerSource: defaults["registration.burst-per-source"]!,
+    keepAfterMs: 15_000,
+    now: () => t,
+  });
+  const fleet = (round: number) =>
+    Array.from({ length: 1000 }, (_, i) =>
+      coordinator.register(
+        identity(`node${i}.example.com`, { labels: { zone: "eu", round: String(round) } }),
+        { source: "203.0.113.7" },
+      ));
+  const first = fleet(1);
+  t += 60_000; // up for a minute, then every client restarts at once (new streams first)
+  const second = fleet(2);
+  for (const session of first) session.close();
+  assert.equal(coordinator.listClients().filter((c) => c.connected).length, 1000);
+  for (const session of second) session.close();
 });
