@@ -327,6 +327,65 @@ Deno.test("readers: /clients, /metrics and ListClients need reader credentials",
   }
 });
 
+// Issue 10 item 7: any non-scraper user name got 403 "may not act as
+// scraper" while the scraper with a wrong password got 407: user enumeration.
+Deno.test("issue 10: every refused scraper credential gets the same 407, every refused reader credential the same 401", async () => {
+  const proxy = await startSecureProxy({ web: USERS, auth: AUTH });
+  try {
+    const credentials = [
+      undefined,
+      basic("prometheus", "wrong"),
+      basic("grafana", "wrong"),
+      basic("nobody", "wrong"),
+      basic("grafana", "grafana-secret"), // valid, but a reader's
+      basic("prometheus", "prom-secret"), // valid, but for the other header or role
+      `Bearer ${TOKEN_A}`,
+      "Digest nonsense",
+    ];
+    const scraper = new Set<string>();
+    for (const value of credentials.filter((c) => c !== basic("prometheus", "prom-secret"))) {
+      const answer = await send(proxy, "http://node-a:9100/metrics", {
+        headers: value ? { "proxy-authorization": value } : {},
+      });
+      scraper.add(`${answer.status} ${answer.body}`);
+    }
+    assert.equal(scraper.size, 1, [...scraper].join(" | "));
+    assert.match([...scraper][0]!, /^407 /);
+    const reader = new Set<string>();
+    const connect = new Set<string>();
+    for (const value of credentials.filter((c) => c !== basic("grafana", "grafana-secret"))) {
+      const readerValue = value === basic("prometheus", "prom-secret")
+        ? basic("prometheus", "other")
+        : value;
+      const answer = await send(proxy, "/clients", {
+        headers: readerValue ? { authorization: readerValue } : {},
+      });
+      reader.add(`${answer.status} ${answer.body}`);
+      const client = createClient(
+        RegistryService,
+        createConnectTransport({
+          baseUrl: proxy.url,
+          httpVersion: "1.1",
+          interceptors: readerValue
+            ? [(next) => (req) => {
+              req.header.set("authorization", readerValue);
+              return next(req);
+            }]
+            : [],
+        }),
+      );
+      const error = await client.listClients({}).then(() => null, (e) => e);
+      connect.add(error instanceof ConnectError ? `${Code[error.code]} ${error.rawMessage}` : "ok");
+    }
+    assert.equal(reader.size, 1, [...reader].join(" | "));
+    assert.match([...reader][0]!, /^401 /);
+    assert.equal(connect.size, 1, [...connect].join(" | "));
+    assert.match([...connect][0]!, /^Unauthenticated /);
+  } finally {
+    await proxy.close();
+  }
+});
+
 Deno.test("without auth configuration the proxy is open and says so loudly at start-up", async () => {
   const { process, url } = await startProxyProcess();
   try {
