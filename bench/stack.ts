@@ -77,6 +77,7 @@ export async function startProxy(
     ...options.denoArgs,
     "proxy/main.ts",
     "--web.listen-address=127.0.0.1:0",
+    ...await unlimitedSources(options.repo),
     ...options.args,
   ], { cwd: options.repo });
   const match = await child.waitFor(
@@ -88,6 +89,18 @@ export async function startProxy(
     port: Number(match[1]),
     inspector: await inspectorUrl(child, options.denoArgs),
   };
+}
+
+/**
+ * Flags that lift the proxy's per-source budgets: every simulated client of
+ * the bench comes from 127.0.0.1, like a fleet behind one NAT. Empty for a
+ * checkout whose proxy has no such flags.
+ */
+async function unlimitedSources(repo: string): Promise<string[]> {
+  const main = await Deno.readTextFile(`${repo}/proxy/main.ts`).catch(() => "");
+  return main.includes('"clients.max-per-source"')
+    ? ["--clients.max-per-source=0", "--registration.rate-per-source=0"]
+    : [];
 }
 
 /** A running client. */

@@ -54,8 +54,17 @@ export function parseBearer(header: string | undefined | null): string | null {
   return match ? match[1]! : null;
 }
 
-/** Why a basic-auth check failed. */
-export type BasicAuthFailure = "unknown_user" | "wrong_password" | "busy";
+/**
+ * Why a basic-auth check failed: "busy" when too many checks run at once,
+ * "source_busy" when too many run for the caller's source.
+ */
+export type BasicAuthFailure = "unknown_user" | "wrong_password" | "busy" | "source_busy";
+
+/** Options of {@linkcode BasicAuthVerifier.verify}. */
+export interface VerifyOptions {
+  /** The caller's source key; its checks share a per-source concurrency limit. */
+  source?: string;
+}
 
 /** Checks passwords against bcrypt hashes. */
 export interface BasicAuthVerifier {
@@ -67,7 +76,10 @@ export interface BasicAuthVerifier {
   verify(
     users: ReadonlyMap<string, string>,
     credentials: BasicCredentials,
+    options?: VerifyOptions,
   ): Promise<BasicAuthFailure | null>;
+  /** Whether these credentials passed a check that is still cached (no bcrypt needed). */
+  isCached(users: ReadonlyMap<string, string>, credentials: BasicCredentials): boolean;
 }
 
 /** Options for {@linkcode createBasicAuthVerifier}. */
@@ -76,6 +88,17 @@ export interface BasicAuthVerifierOptions {
   cacheSize?: number;
   /** Checks that may run at once; more fail with "busy". @default {4} */
   maxConcurrent?: number;
+  /**
+   * Checks that may run at once for one source; more fail with
+   * "source_busy", so that one source cannot take every place.
+   * @default {half of maxConcurrent, at least 1}
+   */
+  maxConcurrentPerSource?: number;
+  /**
+   * Compares a password with a bcrypt hash, e.g. on worker threads (see
+   * bcrypt_pool.ts). @default {bcryptjs in the main thread}
+   */
+  compare?: (password: string, hash: string) => Promise<boolean>;
 }
 
 /** Compared against when the user is unknown, so both cases cost the same. */
@@ -92,35 +115,67 @@ export function createBasicAuthVerifier(
 ): BasicAuthVerifier {
   const cacheSize = options.cacheSize ?? 1024;
   const maxConcurrent = options.maxConcurrent ?? 4;
+  const maxPerSource = options.maxConcurrentPerSource ?? Math.max(1, Math.floor(maxConcurrent / 2));
+  const compare = options.compare ??
+    ((password: string, hash: string) => bcrypt.compare(password, hash));
   const cache = new Map<string, true>();
-  let running = 0;
+  /** Checks running, by key: the same credentials checked at once share one bcrypt run. */
+  const running = new Map<string, Promise<BasicAuthFailure | null>>();
+  const bySource = new Map<string, number>();
+
+  function keyOf(hash: string | undefined, credentials: BasicCredentials): string {
+    return createHash("sha256")
+      .update(`${credentials.user}\0${hash ?? ""}\0${credentials.password}`)
+      .digest("hex");
+  }
+
+  async function check(
+    key: string,
+    hash: string | undefined,
+    credentials: BasicCredentials,
+  ): Promise<BasicAuthFailure | null> {
+    // bcrypt reads at most 72 bytes; longer passwords are checked whole
+    // by refusing them rather than matching on a prefix.
+    const tooLong = new TextEncoder().encode(credentials.password).length > 72;
+    const ok = await compare(credentials.password, hash ?? DUMMY_HASH);
+    if (hash === undefined) return "unknown_user";
+    if (!ok || tooLong) return "wrong_password";
+    cache.set(key, true);
+    if (cache.size > cacheSize) cache.delete(cache.keys().next().value!);
+    return null;
+  }
 
   return {
-    async verify(users, credentials) {
+    isCached(users, credentials) {
       const hash = users.get(credentials.user);
-      const key = createHash("sha256")
-        .update(`${credentials.user}\0${hash ?? ""}\0${credentials.password}`)
-        .digest("hex");
+      return hash !== undefined && cache.has(keyOf(hash, credentials));
+    },
+    async verify(users, credentials, verifyOptions = {}) {
+      const hash = users.get(credentials.user);
+      const key = keyOf(hash, credentials);
+      // Cache hits never wait for, nor count against, running checks.
       if (hash !== undefined && cache.has(key)) {
         cache.delete(key);
         cache.set(key, true);
         return null;
       }
-      if (running >= maxConcurrent) return "busy";
-      running++;
+      const same = running.get(key);
+      if (same !== undefined) return await same;
+      if (running.size >= maxConcurrent) return "busy";
+      const source = verifyOptions.source ?? "";
+      const ofSource = bySource.get(source) ?? 0;
+      if (source !== "" && ofSource >= maxPerSource) return "source_busy";
+      bySource.set(source, ofSource + 1);
+      const result = check(key, hash, credentials);
+      running.set(key, result);
       try {
-        // bcrypt reads at most 72 bytes; longer passwords are checked whole
-        // by refusing them rather than matching on a prefix.
-        const tooLong = new TextEncoder().encode(credentials.password).length > 72;
-        const ok = await bcrypt.compare(credentials.password, hash ?? DUMMY_HASH);
-        if (hash === undefined) return "unknown_user";
-        if (!ok || tooLong) return "wrong_password";
+        return await result;
       } finally {
-        running--;
+        running.delete(key);
+        const left = (bySource.get(source) ?? 1) - 1;
+        if (left <= 0) bySource.delete(source);
+        else bySource.set(source, left);
       }
-      cache.set(key, true);
-      if (cache.size > cacheSize) cache.delete(cache.keys().next().value!);
-      return null;
     },
   };
 }

@@ -58,3 +58,50 @@ Deno.test("sha256Hex() matches sha256sum", () => {
     "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
   );
 });
+
+Deno.test("createBasicAuthVerifier(): cache hits never wait behind running checks", async () => {
+  const verifier = createBasicAuthVerifier({ maxConcurrent: 1 });
+  const slow = new Map([["alice", bcrypt.hashSync("wonderland", 10)]]);
+  assert.equal(await verifier.verify(slow, { user: "alice", password: "wonderland" }), null);
+  assert.ok(verifier.isCached(slow, { user: "alice", password: "wonderland" }));
+  assert.ok(!verifier.isCached(slow, { user: "alice", password: "wrong" }));
+  let slowDone = false;
+  const running = verifier.verify(slow, { user: "alice", password: "wrong" })
+    .finally(() => slowDone = true);
+  assert.equal(await verifier.verify(slow, { user: "alice", password: "other" }), "busy");
+  assert.equal(await verifier.verify(slow, { user: "alice", password: "wonderland" }), null);
+  assert.equal(slowDone, false, "the cached check did not wait for bcrypt");
+  assert.equal(await running, "wrong_password");
+});
+
+Deno.test("createBasicAuthVerifier(): the same credentials checked at once share one check", async () => {
+  const verifier = createBasicAuthVerifier({ maxConcurrent: 1 });
+  const slow = new Map([["alice", bcrypt.hashSync("wonderland", 8)]]);
+  // Prometheus' first scrapes with new credentials all arrive at once.
+  const results = await Promise.all(
+    Array.from(
+      { length: 20 },
+      () => verifier.verify(slow, { user: "alice", password: "wonderland" }),
+    ),
+  );
+  assert.deepEqual(new Set(results), new Set([null]));
+});
+
+Deno.test("createBasicAuthVerifier(): one source holds at most its share of the check slots", async () => {
+  const verifier = createBasicAuthVerifier({ maxConcurrent: 4 });
+  const slow = new Map([["alice", bcrypt.hashSync("wonderland", 8)]]);
+  const attacker = ["a", "b", "c"].map((password) =>
+    verifier.verify(slow, { user: "alice", password }, { source: "10.6.6.6" })
+  );
+  const legit = verifier.verify(
+    slow,
+    { user: "alice", password: "wonderland" },
+    { source: "10.0.0.1" },
+  );
+  assert.deepEqual(await Promise.all(attacker), [
+    "wrong_password",
+    "wrong_password",
+    "source_busy",
+  ]);
+  assert.equal(await legit, null);
+});

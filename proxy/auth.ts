@@ -27,6 +27,7 @@ import {
   sha256Hex,
 } from "../lib/basic_auth.ts";
 import { canonicalIp, type PeerIdentity } from "../lib/tls_server.ts";
+import { createTokenBuckets, type TokenBuckets } from "./rate_limit.ts";
 import {
   boolean,
   checkKeys,
@@ -84,6 +85,8 @@ export interface AuthRequest {
   proxyAuthorization?: string | undefined;
   /** The verified client certificate, if any. */
   peer: PeerIdentity | null;
+  /** The caller's source key (see sourceKey), for per-source budgets. */
+  source?: string;
 }
 
 /** Someone who authenticated. */
@@ -102,12 +105,47 @@ export interface Principal {
 }
 
 /** Why authentication failed. */
-export type AuthFailureKind = "missing" | "invalid" | "expired" | "forbidden" | "busy";
+export type AuthFailureKind =
+  | "missing"
+  | "invalid"
+  | "expired"
+  | "forbidden"
+  | "busy"
+  | "throttled";
 
 /** The outcome of {@linkcode Authenticator.authenticate}. */
 export type AuthResult =
   | { ok: true; principal: Principal }
-  | { ok: false; kind: AuthFailureKind; reason: string };
+  | {
+    ok: false;
+    kind: AuthFailureKind;
+    /** Why, for logs; see {@linkcode publicReason} for what the caller is told. */
+    reason: string;
+    /** For "throttled": when the source may try again. */
+    retryAfterMs?: number;
+  };
+
+/**
+ * What a refused caller is told. Scrapers and readers get one answer for
+ * every wrong, missing, unknown or out-of-role credential, so that answers
+ * do not tell which user names exist or which role they have; clients get
+ * the reason (their credentials name the fqdns they may register).
+ *
+ * @param role The role asked for.
+ * @param policy What the role accepts.
+ * @param result The failure.
+ * @returns The message.
+ */
+export function publicReason(
+  role: Role,
+  policy: RolePolicy,
+  result: AuthResult & { ok: false },
+): string {
+  if (result.kind === "busy" || result.kind === "throttled" || role === "client") {
+    return result.reason;
+  }
+  return `${role} credentials required (${describePolicy(role, policy)})`;
+}
 
 /** Checks requests against the current configuration. */
 export interface Authenticator {
@@ -372,6 +410,15 @@ export interface AuthenticatorOptions {
   now?: () => number;
   /** Checks passwords. @default {a new verifier} */
   verifier?: BasicAuthVerifier;
+  /**
+   * Failed password checks one source may cause per `failureWindowMs`
+   * (a token bucket: the budget refills evenly); beyond it, requests from
+   * that source are refused ("throttled") without a check, except those
+   * with cached credentials. 0: no limit. @default {0}
+   */
+  maxFailuresPerSource?: number;
+  /** @default {60000} */
+  failureWindowMs?: number;
 }
 
 /**
@@ -390,6 +437,14 @@ export function createAuthenticator(
   let tokenIndex = indexTokens(config);
   const now = options.now ?? Date.now;
   const verifier = options.verifier ?? createBasicAuthVerifier();
+  const maxFailures = options.maxFailuresPerSource ?? 0;
+  const failures: TokenBuckets | null = maxFailures > 0
+    ? createTokenBuckets({
+      ratePerSecond: maxFailures / ((options.failureWindowMs ?? 60_000) / 1000),
+      burst: maxFailures,
+      now,
+    })
+    : null;
 
   function indexTokens(c: AuthConfig): Record<Role, Map<string, TokenEntry>> {
     const index = (list: TokenEntry[]) => new Map(list.map((t) => [t.sha256, t]));
@@ -425,29 +480,55 @@ export function createAuthenticator(
     role: Role,
     policy: RolePolicy,
     header: string | undefined,
+    source: string,
   ): Promise<AuthResult> {
     const credentials = parseBasicAuth(header);
     if (credentials === null) {
       return { ok: false, kind: "invalid", reason: "malformed basic credentials" };
     }
-    if (policy.users !== "all" && !policy.users.has(credentials.user)) {
-      // Checked anyway, so that a user's role cannot be learnt from timing.
-      await verifier.verify(users, credentials);
-      return {
-        ok: false,
-        kind: "forbidden",
-        reason: `user "${credentials.user}" may not act as ${role}`,
-      };
+    const inRole = policy.users === "all" || policy.users.has(credentials.user);
+    const budgeted = failures !== null && source !== "";
+    if (budgeted && !verifier.isCached(users, credentials)) {
+      // A source past its budget of failures gets no more password checks.
+      const waitMs = failures.peek(source);
+      if (waitMs > 0) {
+        return {
+          ok: false,
+          kind: "throttled",
+          reason: `too many failed password checks from ${source}; retry in ${
+            Math.ceil(waitMs / 1000)
+          }s`,
+          retryAfterMs: waitMs,
+        };
+      }
     }
-    const failure = await verifier.verify(users, credentials);
+    // Checked even for users outside the role, so that a user's role cannot
+    // be learnt from timing.
+    const failure = await verifier.verify(users, credentials, { source });
     if (failure === "busy") {
       return { ok: false, kind: "busy", reason: "too many password checks at once" };
     }
+    if (failure === "source_busy") {
+      return {
+        ok: false,
+        kind: "throttled",
+        reason: `too many password checks at once from ${source}`,
+        retryAfterMs: 1000,
+      };
+    }
     if (failure !== null) {
+      if (budgeted) failures.take(source);
       return {
         ok: false,
         kind: "invalid",
         reason: `wrong user or password for "${credentials.user}"`,
+      };
+    }
+    if (!inRole) {
+      return {
+        ok: false,
+        kind: "forbidden",
+        reason: `user "${credentials.user}" may not act as ${role}`,
       };
     }
     return {
@@ -495,7 +576,9 @@ export function createAuthenticator(
           // Upstream clients can only send basic auth: the password is the token.
           return byToken(role, basic.password);
         }
-        if (basic !== null && acceptsUsers) return await byUser(role, policy, header);
+        if (basic !== null && acceptsUsers) {
+          return await byUser(role, policy, header, request.source ?? "");
+        }
         return {
           ok: false,
           kind: basic === null ? "invalid" : "forbidden",

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import bcrypt from "bcryptjs";
-import { sha256Hex } from "../lib/basic_auth.ts";
+import { type BasicAuthVerifier, createBasicAuthVerifier, sha256Hex } from "../lib/basic_auth.ts";
 import { ConfigError } from "../lib/web_config.ts";
 import type { PeerIdentity } from "../lib/tls_server.ts";
 import {
@@ -8,6 +8,7 @@ import {
   defaultAuthConfig,
   fqdnPatternRegExp,
   parseAuthConfig,
+  publicReason,
   registrationProblem,
 } from "./auth.ts";
 
@@ -223,5 +224,89 @@ Deno.test("parseAuthConfig() refuses incomplete or wrong files with the reason",
       assert.match(e.message, pattern);
       return true;
     }, text);
+  }
+});
+
+/** A real verifier that counts the checks it is asked for (cache hits included). */
+function countingVerifier(): BasicAuthVerifier & { checks: number } {
+  const inner = createBasicAuthVerifier();
+  const counting = {
+    checks: 0,
+    isCached: inner.isCached,
+    verify(...args: Parameters<BasicAuthVerifier["verify"]>) {
+      counting.checks++;
+      return inner.verify(...args);
+    },
+  };
+  return counting;
+}
+
+// Issue 10 item 6: about 90 wrong passwords a second from one source kept bcrypt busy.
+Deno.test("issue 10: a source past its budget of failed checks gets 'throttled' without a check; cached credentials still pass", async () => {
+  let t = 0;
+  const verifier = countingVerifier();
+  const auth = createAuthenticator(parseAuthConfig(CONFIG, "auth.yml", users), {
+    users,
+    verifier,
+    now: () => t,
+    maxFailuresPerSource: 3,
+    failureWindowMs: 60_000,
+  });
+  const scrape = (password: string, source: string) =>
+    auth.authenticate("scraper", {
+      proxyAuthorization: basic("prometheus", password),
+      peer: null,
+      source,
+    });
+  assert.ok((await scrape("scrape-pass", "10.6.6.6")).ok, "cached from now on");
+  for (let i = 0; i < 3; i++) {
+    const wrong = await scrape(`guess${i}`, "10.6.6.6");
+    assert.equal(wrong.ok ? null : wrong.kind, "invalid");
+  }
+  const checks = verifier.checks;
+  for (let i = 0; i < 90; i++) {
+    const throttled = await scrape(`guess-more${i}`, "10.6.6.6");
+    assert.ok(!throttled.ok && throttled.kind === "throttled");
+    assert.equal(throttled.retryAfterMs, 20_000);
+  }
+  assert.equal(verifier.checks, checks, "no password check ran for a throttled source");
+  // Cached credentials from the same source, and other sources, still pass.
+  assert.ok((await scrape("scrape-pass", "10.6.6.6")).ok);
+  assert.ok(
+    (await auth.authenticate("reader", {
+      authorization: basic("grafana", "read-pass"),
+      peer: null,
+      source: "10.0.0.1",
+    })).ok,
+  );
+  // The budget refills evenly over the window.
+  t += 20_000;
+  const later = await scrape("again", "10.6.6.6");
+  assert.equal(later.ok ? null : later.kind, "invalid");
+});
+
+// Issue 10 item 7: a non-scraper user name got 403 "may not act as scraper", the scraper with a wrong password 407.
+Deno.test("issue 10: publicReason() gives one answer for every refused scraper and reader credential", async () => {
+  const auth = createAuthenticator(parseAuthConfig(CONFIG, "auth.yml", users), { users });
+  for (const role of ["scraper", "reader"] as const) {
+    const header = role === "scraper" ? "proxyAuthorization" : "authorization";
+    const answers = new Set<string>();
+    for (
+      const value of [
+        undefined,
+        basic("prometheus", "nope"),
+        basic("grafana", "nope"),
+        basic("nobody", "nope"),
+        basic(role === "scraper" ? "grafana" : "nobody", "read-pass"),
+        `Bearer ${NODE1}`,
+        "Digest x",
+      ]
+    ) {
+      const result = await auth.authenticate(role, { [header]: value, peer: null });
+      assert.ok(!result.ok, `${role} ${value}`);
+      answers.add(publicReason(role, auth.config[role], result));
+    }
+    assert.equal(answers.size, 1, [...answers].join(" | "));
+    assert.match([...answers][0]!, new RegExp(`^${role} credentials required`));
   }
 });

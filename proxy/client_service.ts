@@ -14,8 +14,16 @@ import {
 } from "../gen/pushprox/v1/pushprox_pb.ts";
 import type { Logger } from "../lib/logger.ts";
 import { type Coordinator, CoordinatorError } from "./coordinator.ts";
-import { fqdnProblem, labelsProblem, modulesProblem } from "./identity.ts";
 import { type ProxyMetrics, pushErrorReason } from "./metrics.ts";
+
+/** The `limit` label of a registration refused by a coordinator budget, by error kind. */
+export const REGISTRATION_LIMITS: Readonly<Partial<Record<CoordinatorError["kind"], string>>> = {
+  invalid_identity: "poll_request_fields",
+  too_many_clients: "clients",
+  registry_full: "registry_bytes",
+  too_many_from_source: "clients_per_source",
+  rate_limited: "registrations_per_source",
+};
 
 /** Options for {@linkcode createClientService}. */
 export interface ClientServiceOptions {
@@ -43,6 +51,8 @@ export interface ClientServiceOptions {
   revalidate?: (context: HandlerContext, fqdn: string) => Promise<string | null>;
   /** The network address a call came from, for listings. @default {unknown} */
   peerAddress?: (context: HandlerContext) => string;
+  /** The caller's source key for per-source budgets (see sourceKey). @default {none} */
+  sourceOf?: (context: HandlerContext) => string;
 }
 
 /**
@@ -61,22 +71,8 @@ export function createClientService(
       request,
       context,
     ): AsyncGenerator<MessageInitShape<typeof PollResponseSchema>> {
-      const problem = fqdnProblem(request.fqdn) ??
-        labelsProblem(request.labels) ??
-        modulesProblem(request.modules);
-      if (problem !== null) {
-        throw new ConnectError(
-          `Cannot register: ${problem}`,
-          Code.InvalidArgument,
-        );
-      }
-
-      if (request.proxies.length > 64 || request.proxies.some((p) => p.length > 512)) {
-        throw new ConnectError(
-          "Cannot register: more than 64 proxies, or one longer than 512 characters",
-          Code.InvalidArgument,
-        );
-      }
+      // What the client announces is checked by the coordinator (one place
+      // for every adapter), after authorization.
       const grant = options.authorizeRegistration?.(context, request.fqdn) ?? null;
       let session;
       try {
@@ -88,7 +84,10 @@ export function createClientService(
           protocol: "connect",
           proxies: request.proxies,
           peerAddress: options.peerAddress?.(context) ?? "",
-        }, grant === null ? {} : { credential: grant.credential });
+        }, {
+          ...(grant === null ? {} : { credential: grant.credential }),
+          source: options.sourceOf?.(context) ?? "",
+        });
       } catch (error) {
         if (error instanceof CoordinatorError && error.kind === "draining") {
           throw new ConnectError(`Cannot register: ${error.message}`, Code.Unavailable);
@@ -101,10 +100,20 @@ export function createClientService(
           });
           throw new ConnectError(`Cannot register: ${error.message}`, Code.PermissionDenied);
         }
-        if (error instanceof CoordinatorError && error.kind === "too_many_clients") {
-          metrics.limitHits.inc({ limit: "clients" });
-          logger.warn("Registration refused", { fqdn: request.fqdn, err: error.message });
-          throw new ConnectError(error.message, Code.ResourceExhausted);
+        if (error instanceof CoordinatorError) {
+          const limit = REGISTRATION_LIMITS[error.kind];
+          if (limit !== undefined) {
+            metrics.limitHits.inc({ limit });
+            logger.warn("Registration refused", {
+              fqdn: request.fqdn.slice(0, 300),
+              source: options.sourceOf?.(context),
+              err: error.message,
+            });
+            throw new ConnectError(
+              error.message,
+              limit === "poll_request_fields" ? Code.InvalidArgument : Code.ResourceExhausted,
+            );
+          }
         }
         throw error;
       }

@@ -9,6 +9,8 @@
 import { declaredLength, type HeaderField } from "../lib/headers.ts";
 import { hostKey } from "../lib/host.ts";
 import { createScrapeStats, type StatsSnapshot } from "./scrape_stats.ts";
+import { identityBytes, identityProblem } from "./identity.ts";
+import { createTokenBuckets, type TokenBuckets } from "./rate_limit.ts";
 
 /** Who a client says it is when it registers. */
 export interface ClientIdentity {
@@ -131,7 +133,13 @@ export class CoordinatorError extends Error {
       | "client_busy"
       | "proxy_busy"
       | "invalid_status"
-      | "invalid",
+      | "invalid"
+      | "invalid_identity"
+      | "registry_full"
+      | "too_many_from_source"
+      | "rate_limited",
+    /** For "rate_limited": when a registration from this source would pass. */
+    readonly retryAfterMs: number = 0,
   ) {
     super(message);
     this.name = "CoordinatorError";
@@ -177,6 +185,35 @@ export interface CoordinatorOptions {
   statsBucketMs?: number;
   /** Proxy-wide statistics buckets kept. @default {90} */
   statsBuckets?: number;
+  /**
+   * Most bytes the registry may hold, estimated from each record's strings
+   * (see identityBytes in identity.ts); more registrations fail
+   * ("registry_full") once disconnected records cannot make room. 0: no
+   * limit. @default {0}
+   */
+  maxRegistryBytes?: number;
+  /** Largest estimated size of one registration ("invalid_identity"). 0: no limit. @default {0} */
+  maxIdentityBytes?: number;
+  /**
+   * Most connected streams from one source ("too_many_from_source"); see
+   * {@linkcode RegisterOptions.source}. 0: no limit. @default {0}
+   */
+  maxClientsPerSource?: number;
+  /**
+   * Registrations per second from one source, with
+   * {@linkcode registrationBurstPerSource} at once ("rate_limited"). 0: no
+   * limit. @default {0}
+   */
+  registrationRatePerSource?: number;
+  /** Registrations one source may make at once. @default {registrationRatePerSource} */
+  registrationBurstPerSource?: number;
+  /**
+   * A record whose streams all ended sooner than this after they registered,
+   * and that was never scraped, is forgotten when its stream ends instead of
+   * staying listed for `registrationTimeoutMs`: registrations dropped at
+   * once hold no place in the registry. 0: every record stays. @default {0}
+   */
+  keepAfterMs?: number;
 }
 
 /** Options of {@linkcode Coordinator.register}. */
@@ -187,6 +224,11 @@ export interface RegisterOptions {
    * credential; pushes must come with it too.
    */
   credential?: string;
+  /**
+   * Where the registration comes from (see sourceKey in rate_limit.ts), for
+   * the per-source budgets; "" or absent: no per-source budget applies.
+   */
+  source?: string;
 }
 
 /** Arguments of {@linkcode Coordinator.requestScrape}. */
@@ -251,6 +293,8 @@ export interface Coordinator {
   readonly clientCount: number;
   /** Number of scrapes waiting for an answer or relaying one. */
   readonly scrapesInFlight: number;
+  /** Estimated bytes held by the registry's records. */
+  readonly registryBytes: number;
 }
 
 interface ClientRecord {
@@ -265,6 +309,11 @@ interface ClientRecord {
   recent: ScrapeOutcome[];
   /** The credential of the current (or last) stream. */
   credential: string;
+  key: string;
+  /** Estimated size, counted in the registry's bytes. */
+  bytes: number;
+  /** Worth keeping after its stream ends: it lived past keepAfterMs, or was scraped. */
+  useful: boolean;
 }
 
 interface PendingScrape {
@@ -281,6 +330,8 @@ interface PendingScrape {
 }
 
 interface SessionImpl extends Session {
+  /** The per-source key it counts under; "" for none. */
+  source: string;
   closed: boolean;
   replaced: boolean;
   queue: { task: ScrapeTask; deadline: number }[];
@@ -299,6 +350,59 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
   const newId = options.newId ?? (() => crypto.randomUUID());
   const clients = new Map<string, ClientRecord>();
   const pending = new Map<string, PendingScrape>();
+  /** Records without a stream, oldest disconnection first: evicted first when full. */
+  const idle = new Map<string, ClientRecord>();
+  /** Connected streams by source. */
+  const perSource = new Map<string, number>();
+  const registrations: TokenBuckets | null = (options.registrationRatePerSource ?? 0) > 0
+    ? createTokenBuckets({
+      ratePerSecond: options.registrationRatePerSource!,
+      burst: Math.max(
+        1,
+        options.registrationBurstPerSource ?? options.registrationRatePerSource!,
+      ),
+      now,
+    })
+    : null;
+  let registryBytes = 0;
+
+  function countSource(source: string, delta: number): void {
+    if (source === "") return;
+    const count = (perSource.get(source) ?? 0) + delta;
+    if (count <= 0) perSource.delete(source);
+    else perSource.set(source, count);
+  }
+
+  function forget(record: ClientRecord): void {
+    if (clients.get(record.key) !== record) return;
+    clients.delete(record.key);
+    idle.delete(record.key);
+    registryBytes -= record.bytes;
+    emit({ kind: "forgotten", fqdn: record.identity.fqdn });
+  }
+
+  /**
+   * Evicts disconnected records, oldest first, until `count` more records
+   * and `bytes` more bytes fit; false when they cannot.
+   */
+  function makeRoom(count: number, bytes: number, at: number): boolean {
+    const maxClients = options.maxClients ?? 0;
+    const maxBytes = options.maxRegistryBytes ?? 0;
+    const fits = () =>
+      (maxClients <= 0 || clients.size + count <= maxClients) &&
+      (maxBytes <= 0 || registryBytes + bytes <= maxBytes);
+    if (fits()) return true;
+    // Forgotten clients go first, then the longest disconnected.
+    for (const record of [...idle.values()]) {
+      if (!isListed(record, at) && record.inFlight === 0) forget(record);
+    }
+    for (const record of [...idle.values()]) {
+      if (fits()) break;
+      if (record.inFlight === 0) forget(record);
+    }
+    return fits();
+  }
+
   const listeners = new Set<RegistryListener>();
   const recentLimit = options.recentScrapes ?? 30;
   const stats = createScrapeStats({
@@ -344,10 +448,12 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
   function createSession(
     identity: ClientIdentity,
     record: ClientRecord,
+    source: string,
   ): SessionImpl {
     const session: SessionImpl = {
       id: newId(),
       fqdn: identity.fqdn,
+      source,
       closed: false,
       replaced: false,
       queue: [],
@@ -416,6 +522,18 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
           record.session = null;
           record.disconnectedAt = lastSeen !== undefined && lastSeen < at ? lastSeen : at;
           emit({ kind: "disconnected", fqdn: record.identity.fqdn, at: record.disconnectedAt });
+          countSource(session.source, -1);
+          const keepAfter = options.keepAfterMs ?? 0;
+          if (keepAfter > 0 && !record.useful && at - record.connectedSince >= keepAfter) {
+            record.useful = true;
+          }
+          if (keepAfter > 0 && !record.useful && record.inFlight === 0) {
+            // Dropped at once: it holds no place for registrationTimeoutMs.
+            forget(record);
+          } else if (clients.get(record.key) === record) {
+            idle.delete(record.key);
+            idle.set(record.key, record);
+          }
         }
         // Scrapes sent on this stream and not yet answered can no longer be:
         // fail them now instead of at their deadline. While draining, the
@@ -445,7 +563,12 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
   return {
     register(identity, registerOptions = {}) {
       if (draining) throw drainingError();
+      const problem = identityProblem(identity, options.maxIdentityBytes ?? 0);
+      if (problem !== null) {
+        throw new CoordinatorError(`Cannot register: ${problem.message}`, "invalid_identity");
+      }
       const credential = registerOptions.credential ?? "";
+      const source = registerOptions.source ?? "";
       const key = hostKey(identity.fqdn);
       const at = now();
       let record = clients.get(key);
@@ -455,23 +578,47 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
           "credential_mismatch",
         );
       }
-      if (record === undefined) {
-        const limit = options.maxClients ?? 0;
-        if (limit > 0 && clients.size >= limit) {
-          // Forgotten clients make room first.
-          for (const [k, r] of clients) {
-            if (!isListed(r, at) && r.inFlight === 0) {
-              clients.delete(k);
-              emit({ kind: "forgotten", fqdn: r.identity.fqdn });
-            }
-          }
-          if (clients.size >= limit) {
-            throw new CoordinatorError(
-              `Cannot register "${identity.fqdn}": the proxy already has ${clients.size} clients (--clients.max)`,
-              "too_many_clients",
-            );
-          }
+      if (registrations !== null && source !== "") {
+        const waitMs = registrations.take(source);
+        if (waitMs > 0) {
+          throw new CoordinatorError(
+            `Cannot register "${identity.fqdn}": too many registrations from ${source} (--registration.rate-per-source ${options.registrationRatePerSource}/s); retry in ${
+              Math.ceil(waitMs / 1000)
+            }s`,
+            "rate_limited",
+            waitMs,
+          );
         }
+      }
+      const perSourceLimit = options.maxClientsPerSource ?? 0;
+      if (
+        perSourceLimit > 0 && source !== "" && record?.session?.source !== source &&
+        (perSource.get(source) ?? 0) >= perSourceLimit
+      ) {
+        throw new CoordinatorError(
+          `Cannot register "${identity.fqdn}": ${source} already has ${
+            perSource.get(source)
+          } connected clients (--clients.max-per-source)`,
+          "too_many_from_source",
+        );
+      }
+      const bytes = identityBytes(identity);
+      // A returning client's own record is not evicted to make room for it.
+      const wasIdle = record !== undefined && idle.delete(key);
+      if (!makeRoom(record === undefined ? 1 : 0, bytes - (record?.bytes ?? 0), at)) {
+        if (wasIdle) idle.set(key, record!);
+        const full = (options.maxClients ?? 0) > 0 && clients.size >= options.maxClients!;
+        throw full
+          ? new CoordinatorError(
+            `Cannot register "${identity.fqdn}": the proxy already has ${clients.size} clients (--clients.max)`,
+            "too_many_clients",
+          )
+          : new CoordinatorError(
+            `Cannot register "${identity.fqdn}": the registry holds about ${registryBytes} bytes (--registry.max-bytes ${options.maxRegistryBytes})`,
+            "registry_full",
+          );
+      }
+      if (record === undefined) {
         record = {
           identity,
           session: null,
@@ -482,10 +629,18 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
           lastResult: null,
           recent: [],
           credential,
+          key,
+          bytes: 0,
+          useful: false,
         };
         clients.set(key, record);
       }
+      registryBytes += bytes - record.bytes;
+      record.bytes = bytes;
+      idle.delete(key);
       const previous = record.session;
+      const keepAfter = options.keepAfterMs ?? 0;
+      if (previous && at - record.connectedSince >= keepAfter) record.useful = true;
       if (previous) {
         // The previous stream is told to end; scrapes it already received may
         // still be answered until its adapter closes it.
@@ -503,8 +658,10 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
       record.identity = identity;
       record.credential = credential;
       record.connectedSince = at;
-      const session = createSession(identity, record);
+      if (previous) countSource(previous.source, -1);
+      const session = createSession(identity, record, source);
       record.session = session;
+      countSource(source, 1);
       if (previous) {
         // Queued scrapes that were not sent yet move to the new stream.
         for (const { task, deadline } of previous.queue) {
@@ -564,6 +721,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
       const id = newId();
       record.inFlight++;
       record.lastScrape = at;
+      record.useful = true;
       return new Promise<ScrapeReply>((resolve, reject) => {
         const onAbort = () => {
           if (scrape.answered) return; // the relaying side owns it now
@@ -732,11 +890,10 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
     expire() {
       const at = now();
       let removed = 0;
-      for (const [key, record] of clients) {
+      for (const record of [...idle.values()]) {
         if (!isListed(record, at) && record.inFlight === 0) {
-          clients.delete(key);
+          forget(record);
           removed++;
-          emit({ kind: "forgotten", fqdn: record.identity.fqdn });
         }
       }
       return removed;
@@ -751,6 +908,10 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
 
     get scrapesInFlight() {
       return pending.size;
+    },
+
+    get registryBytes() {
+      return registryBytes;
     },
   };
 }

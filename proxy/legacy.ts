@@ -31,7 +31,9 @@ import {
   type ScrapeTask,
   type Session,
 } from "./coordinator.ts";
+import { REGISTRATION_LIMITS } from "./client_service.ts";
 import { fqdnProblem } from "./identity.ts";
+import { sourceKey } from "./rate_limit.ts";
 import { formatLegacyScrape } from "./legacy_request.ts";
 import { type LegacyResponse, readLegacyResponse } from "./legacy_response.ts";
 import { type ProxyMetrics, pushErrorReason } from "./metrics.ts";
@@ -46,7 +48,17 @@ import { type ProxyMetrics, pushErrorReason } from "./metrics.ts";
 export type LegacyAuthorizer = (
   req: IncomingMessage,
   fqdn: string,
-) => boolean | LegacyGrant | Promise<boolean | LegacyGrant>;
+) => LegacyDecision | Promise<LegacyDecision>;
+
+/**
+ * What a {@linkcode LegacyAuthorizer} decides: allowed (true or a grant),
+ * refused (false: 403), or refused with another status, e.g. 429 with
+ * `retryAfterMs` for a source past its budget of failed password checks.
+ */
+export type LegacyDecision =
+  | boolean
+  | LegacyGrant
+  | { status: number; message: string; retryAfterMs?: number };
 
 /**
  * An authorizer's yes, naming the credential used: an fqdn's session accepts
@@ -169,13 +181,18 @@ export function createLegacyHandler(options: LegacyHandlerOptions): LegacyHandle
   }
 
   /** The fqdn's session; a string says why it cannot be had. */
-  function open(fqdn: string, credential: string, peer: string): LegacySession | string {
+  function open(
+    fqdn: string,
+    credential: string,
+    source: string,
+    peer: string,
+  ): LegacySession | { status: number; message: string; retryAfterMs: number } {
     const key = hostKey(fqdn);
     const existing = sessions.get(key);
     if (existing !== undefined) {
       return existing.credential === credential
         ? existing
-        : `${fqdn} is polled with another credential`;
+        : { status: 403, message: `${fqdn} is polled with another credential`, retryAfterMs: 0 };
     }
     let session: Session;
     try {
@@ -186,13 +203,13 @@ export function createLegacyHandler(options: LegacyHandlerOptions): LegacyHandle
         modules: [],
         protocol: "legacy",
         peerAddress: peer,
-      }, { credential });
+      }, { credential, source });
     } catch (error) {
-      if (error instanceof CoordinatorError && error.kind === "too_many_clients") {
-        metrics.limitHits.inc({ limit: "clients" });
-      }
-      if (error instanceof CoordinatorError) return error.message;
-      throw error;
+      if (!(error instanceof CoordinatorError)) throw error;
+      const limit = REGISTRATION_LIMITS[error.kind];
+      if (limit !== undefined) metrics.limitHits.inc({ limit });
+      const status = limit === undefined ? 403 : limit === "poll_request_fields" ? 400 : 429;
+      return { status, message: error.message, retryAfterMs: error.retryAfterMs };
     }
     metrics.registrations.inc();
     const legacy: LegacySession = {
@@ -312,18 +329,28 @@ export function createLegacyHandler(options: LegacyHandlerOptions): LegacyHandle
     if (grant === false) {
       return finish(403, `Error polling: not allowed to poll for ${fqdn}\n`);
     }
+    if (typeof grant === "object" && "status" in grant) {
+      if (grant.retryAfterMs) {
+        res.setHeader("retry-after", String(Math.max(1, Math.ceil(grant.retryAfterMs / 1000))));
+      }
+      return finish(grant.status, `Error polling: ${grant.message}\n`);
+    }
     // While draining, old clients are told to come back (they retry).
     if (closed || coordinator.draining) return finish(503, "The proxy is shutting down\n");
     if (res.destroyed) return finish(499, null);
 
     const opened = open(
       fqdn,
-      typeof grant === "object" ? grant.credential : "",
+      typeof grant === "object" && "credential" in grant ? grant.credential : "",
+      sourceKey(req.socket.remoteAddress),
       peerAddress(req.socket),
     );
-    if (typeof opened === "string") {
-      logger.warn("Poll refused", { protocol: "legacy", fqdn, err: opened });
-      return finish(403, `Error polling: ${opened}\n`);
+    if (!("session" in opened)) {
+      logger.warn("Poll refused", { protocol: "legacy", fqdn, err: opened.message });
+      if (opened.retryAfterMs > 0) {
+        res.setHeader("retry-after", String(Math.ceil(opened.retryAfterMs / 1000)));
+      }
+      return finish(opened.status, `Error polling: ${opened.message}\n`);
     }
     const legacy = opened;
     if (legacy.poll) wake(legacy, legacy.poll, { kind: "displaced" });
@@ -444,7 +471,7 @@ export function createLegacyHandler(options: LegacyHandlerOptions): LegacyHandle
       );
     }
     const grant = options.authorize ? await options.authorize(req, entry.legacy.fqdn) : true;
-    const credential = typeof grant === "object" ? grant.credential : "";
+    const credential = typeof grant === "object" && "credential" in grant ? grant.credential : "";
     if (grant === false || credential !== entry.legacy.credential) {
       metrics.pushErrors.inc({ reason: "foreign_scrape" });
       logger.warn("Push refused", {

@@ -476,3 +476,25 @@ Deno.test("a killed legacy client counts as disconnected from its last poll, not
     await h.close();
   }
 });
+
+Deno.test("a poll refused for a source's failed-check budget gets 429 with Retry-After", async () => {
+  const h = await harness({
+    authorize: () => ({
+      status: 429,
+      message: "too many failed password checks",
+      retryAfterMs: 2500,
+    }),
+  });
+  try {
+    const response = await fetch(`${h.url}/poll`, {
+      method: "POST",
+      body: new TextEncoder().encode("node-a"),
+    });
+    assert.equal(response.status, 429);
+    assert.equal(response.headers.get("retry-after"), "3");
+    assert.match(await response.text(), /too many failed password checks/);
+    assert.equal(h.coordinator.clientCount, 0);
+  } finally {
+    await h.close();
+  }
+});

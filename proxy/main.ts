@@ -118,6 +118,54 @@ export const PROXY_FLAGS: readonly FlagSpec[] = [
     help: "Most clients registered at once; more registrations are refused (0: no limit).",
   },
   {
+    name: "clients.max-per-source",
+    type: "integer",
+    default: "5000",
+    help:
+      "Most clients connected from one source address (IPv6: one /64); raise it when more share a NAT or load balancer (0: no limit).",
+  },
+  {
+    name: "registry.max-bytes",
+    type: "integer",
+    default: "67108864",
+    help:
+      "Most bytes the registry holds (estimated from each client's strings); disconnected clients are evicted first, then registrations are refused (0: no limit).",
+  },
+  {
+    name: "registration.max-identity-bytes",
+    type: "integer",
+    default: "16384",
+    help:
+      "Largest registration (fqdn, version, labels, modules, proxies, estimated); larger ones get InvalidArgument (0: no limit).",
+  },
+  {
+    name: "registration.rate-per-source",
+    type: "integer",
+    default: "100",
+    help:
+      "Registrations per second from one source address after its burst; more get ResourceExhausted (0: no limit).",
+  },
+  {
+    name: "registration.burst-per-source",
+    type: "integer",
+    default: "2000",
+    help:
+      "Registrations one source address may make at once, e.g. a fleet behind one NAT restarting together.",
+  },
+  {
+    name: "auth.max-failures-per-source",
+    type: "integer",
+    default: "10",
+    help:
+      "Failed password checks one source address may cause per --auth.failure-window; then it gets 429 without a check (0: no limit).",
+  },
+  {
+    name: "auth.failure-window",
+    type: "duration",
+    default: "1m",
+    help: "The window of --auth.max-failures-per-source (the budget refills evenly over it).",
+  },
+  {
     name: "scrape.max-concurrent",
     type: "integer",
     default: "1000",
@@ -185,6 +233,8 @@ export async function main(args: readonly string[]): Promise<number> {
       authConfigFile: flags["auth.config.file"] as string,
       logger,
       reloadIntervalMs: flags["web.config.reload-interval"] as number,
+      maxFailuresPerSource: flags["auth.max-failures-per-source"] as number,
+      failureWindowMs: flags["auth.failure-window"] as number,
     });
   } catch (error) {
     if (!(error instanceof ConfigError)) {
@@ -197,6 +247,11 @@ export async function main(args: readonly string[]): Promise<number> {
   const proxy = createProxy({
     auth: security.auth,
     maxClients: flags["clients.max"] as number,
+    maxClientsPerSource: flags["clients.max-per-source"] as number,
+    maxRegistryBytes: flags["registry.max-bytes"] as number,
+    maxIdentityBytes: flags["registration.max-identity-bytes"] as number,
+    registrationRatePerSource: flags["registration.rate-per-source"] as number,
+    registrationBurstPerSource: flags["registration.burst-per-source"] as number,
     maxScrapes: flags["scrape.max-concurrent"] as number,
     maxScrapesPerClient: flags["scrape.max-concurrent-per-client"] as number,
     maxScrapeBodyBytes: flags["scrape.max-body-bytes"] as number,

@@ -146,6 +146,11 @@ export function createProxyMetrics(options: ProxyMetricsOptions): ProxyMetrics {
       "scrape_body_bytes",
       "header_bytes",
       "header_timeout",
+      "poll_request_fields",
+      "registry_bytes",
+      "clients_per_source",
+      "registrations_per_source",
+      "auth_failures_per_source",
     ]
   ) {
     metrics.limitHits.inc({ limit }, 0);

@@ -7,6 +7,8 @@
  * @module
  */
 
+import { createBasicAuthVerifier } from "../lib/basic_auth.ts";
+import { createBcryptPool } from "../lib/bcrypt_pool.ts";
 import type { Logger } from "../lib/logger.ts";
 import { createTlsListener, type TlsListener } from "../lib/tls_server.ts";
 import { loadWebConfig, type WebConfig } from "../lib/web_config.ts";
@@ -27,6 +29,16 @@ export interface SecurityOptions {
   logger: Logger;
   /** How often files are checked for changes. @default {5000} */
   reloadIntervalMs?: number;
+  /** Failed password checks per source and window (see AuthenticatorOptions). @default {no limit} */
+  maxFailuresPerSource?: number;
+  /** @default {60000} */
+  failureWindowMs?: number;
+  /**
+   * Worker threads for bcrypt checks, so that they never hold up the main
+   * thread; 0 runs them in the main thread. Stopped when `watch`'s signal
+   * aborts. @default {2}
+   */
+  bcryptWorkers?: number;
 }
 
 /** The loaded configuration. */
@@ -72,7 +84,14 @@ export async function loadSecurity(options: SecurityOptions): Promise<Security> 
   const interval = options.reloadIntervalMs ?? 5_000;
   const web = options.webConfigFile === "" ? EMPTY_WEB : await loadWebConfig(options.webConfigFile);
   const authConfig = await loadAuth(options.authConfigFile, web);
-  const auth = createAuthenticator(authConfig, { users: web.basicAuthUsers });
+  const workers = options.bcryptWorkers ?? 2;
+  const pool = workers > 0 ? createBcryptPool({ size: workers }) : null;
+  const auth = createAuthenticator(authConfig, {
+    users: web.basicAuthUsers,
+    ...(pool === null ? {} : { verifier: createBasicAuthVerifier({ compare: pool.compare }) }),
+    maxFailuresPerSource: options.maxFailuresPerSource ?? 0,
+    failureWindowMs: options.failureWindowMs ?? 60_000,
+  });
   const tls = web.tls === null
     ? null
     : await createTlsListener(web.tls, { logger, reloadIntervalMs: interval });
@@ -109,6 +128,10 @@ export async function loadSecurity(options: SecurityOptions): Promise<Security> 
       return warnings;
     },
     watch(signal) {
+      if (pool !== null) {
+        if (signal.aborted) pool.close();
+        else signal.addEventListener("abort", () => pool.close(), { once: true });
+      }
       if (signal.aborted) return;
       let stamps: Promise<[string, string]> = Promise.all([
         stamp(options.webConfigFile),

@@ -28,6 +28,7 @@ import {
   type AuthResult,
   createAuthenticator,
   defaultAuthConfig,
+  publicReason,
   registrationProblem,
   type Role,
 } from "./auth.ts";
@@ -37,6 +38,7 @@ import { type Coordinator, createCoordinator } from "./coordinator.ts";
 import { createLegacyHandler } from "./legacy.ts";
 import { createOperationsHandler } from "./operations.ts";
 import { createProxyMetrics, type ProxyMetrics } from "./metrics.ts";
+import { sourceKey } from "./rate_limit.ts";
 import { createRegistryService } from "./registry_service.ts";
 import { createScrapeHandler } from "./scrape_handler.ts";
 import { targetGroups } from "./service_discovery.ts";
@@ -70,6 +72,22 @@ export interface ProxyOptions {
   maxScrapes?: number;
   /** Largest scrape body relayed, in bytes; 0 for no limit. @default {0} */
   maxScrapeBodyBytes?: number;
+  /** Most bytes the registry holds (estimated); 0 for no limit. @default {0} */
+  maxRegistryBytes?: number;
+  /** Largest estimated size of one registration; 0 for no limit. @default {0} */
+  maxIdentityBytes?: number;
+  /** Most connected clients from one source address; 0 for no limit. @default {0} */
+  maxClientsPerSource?: number;
+  /** Registrations per second from one source address; 0 for no limit. @default {0} */
+  registrationRatePerSource?: number;
+  /** Registrations one source address may make at once. @default {registrationRatePerSource} */
+  registrationBurstPerSource?: number;
+  /**
+   * A registration whose stream ends sooner than this and that was never
+   * scraped is forgotten at once (it holds no `maxClients` place).
+   * @default {heartbeatIntervalMs}
+   */
+  keepRegistrationsAfterMs?: number;
   /**
    * Serve Poll and Push in the binary Connect protocol on the fast path
    * (proxy/fast_client_service.ts) instead of connect-es. @default {true}
@@ -87,6 +105,11 @@ export const AUTH_RESULT: ReturnType<typeof createContextKey<AuthResult | null>>
   AuthResult | null
 >(null, { description: "pushprox auth result" });
 
+/** The source key of a Connect request's peer (see sourceKey), set by the proxy's router. */
+const SOURCE: ReturnType<typeof createContextKey<string>> = createContextKey<string>("", {
+  description: "pushprox source",
+});
+
 /** Authenticates a Connect request again, with the credentials it came with. */
 const AUTH_RECHECK: ReturnType<typeof createContextKey<(() => Promise<AuthResult>) | null>> =
   createContextKey<(() => Promise<AuthResult>) | null>(null, { description: "pushprox re-auth" });
@@ -96,21 +119,32 @@ const PEER_ADDRESS: ReturnType<typeof createContextKey<string>> = createContextK
   description: "pushprox peer address",
 });
 
-/** The Connect code for a failed authentication. */
-function authCode(result: AuthResult & { ok: false }): Code {
-  return result.kind === "forbidden"
-    ? Code.PermissionDenied
-    : result.kind === "busy"
+/**
+ * The Connect code for a failed authentication. Readers get Unauthenticated
+ * for every refused credential (one answer: no user enumeration).
+ */
+function authCode(role: Role, result: AuthResult & { ok: false }): Code {
+  return result.kind === "busy"
     ? Code.Unavailable
+    : result.kind === "throttled"
+    ? Code.ResourceExhausted
+    : result.kind === "forbidden" && role === "client"
+    ? Code.PermissionDenied
     : Code.Unauthenticated;
 }
 
 /** The error a Connect call fails with for its authentication result, or null. */
-function authError(result: AuthResult | null): ConnectError | null {
+function authError(
+  auth: Authenticator,
+  role: Role,
+  result: AuthResult | null,
+): ConnectError | null {
   if (result === null) {
     return new ConnectError("Cannot authenticate the request", Code.Unauthenticated);
   }
-  return result.ok ? null : new ConnectError(result.reason, authCode(result));
+  return result.ok
+    ? null
+    : new ConnectError(publicReason(role, auth.config[role], result), authCode(role, result));
 }
 
 /** The role a request acts in, from its target; null for endpoints open to all. */
@@ -156,6 +190,14 @@ export function createProxy(options: ProxyOptions): Proxy {
     maxClients: options.maxClients ?? 0,
     maxScrapesPerClient: options.maxScrapesPerClient ?? 0,
     maxScrapes: options.maxScrapes ?? 0,
+    maxRegistryBytes: options.maxRegistryBytes ?? 0,
+    maxIdentityBytes: options.maxIdentityBytes ?? 0,
+    maxClientsPerSource: options.maxClientsPerSource ?? 0,
+    registrationRatePerSource: options.registrationRatePerSource ?? 0,
+    ...(options.registrationBurstPerSource === undefined
+      ? {}
+      : { registrationBurstPerSource: options.registrationBurstPerSource }),
+    keepAfterMs: options.keepRegistrationsAfterMs ?? options.heartbeatIntervalMs ?? 15_000,
   });
   const auth = options.auth ??
     createAuthenticator(defaultAuthConfig(new Map()), { users: new Map() });
@@ -171,10 +213,12 @@ export function createProxy(options: ProxyOptions): Proxy {
       authorization: header("authorization"),
       proxyAuthorization: header("proxy-authorization"),
       peer: peerIdentity(req.socket),
+      source: sourceKey(req.socket?.remoteAddress),
     });
   }
   function refused(role: Role, req: IncomingMessage, result: AuthResult & { ok: false }): void {
-    metrics.authFailures.inc({ role, reason: result.kind });
+    if (result.kind === "throttled") metrics.limitHits.inc({ limit: "auth_failures_per_source" });
+    else metrics.authFailures.inc({ role, reason: result.kind });
     logger.warn("Request refused", {
       role,
       remote: req.socket.remoteAddress,
@@ -185,7 +229,8 @@ export function createProxy(options: ProxyOptions): Proxy {
   }
   /** Fails Connect calls whose authentication failed (see AUTH_RESULT). */
   const authInterceptor: Interceptor = (next) => (request) => {
-    const error = authError(request.contextValues.get(AUTH_RESULT));
+    const role = request.service.typeName === ClientService.typeName ? "client" : "reader";
+    const error = authError(auth, role, request.contextValues.get(AUTH_RESULT));
     if (error !== null) throw error;
     return next(request);
   };
@@ -219,6 +264,13 @@ export function createProxy(options: ProxyOptions): Proxy {
         const result = await authenticate("client", req);
         if (!result.ok) {
           refused("client", req, result);
+          if (result.kind === "throttled" || result.kind === "busy") {
+            return {
+              status: result.kind === "busy" ? 503 : 429,
+              message: result.reason,
+              ...(result.retryAfterMs === undefined ? {} : { retryAfterMs: result.retryAfterMs }),
+            };
+          }
           return false;
         }
         const problem = registrationProblem(result.principal, fqdn);
@@ -259,6 +311,9 @@ export function createProxy(options: ProxyOptions): Proxy {
       return { credential: principal.credential, name: principal.name };
     },
     peerAddress: (context) => context.values.get(PEER_ADDRESS),
+    sourceOf(context) {
+      return context.values.get(SOURCE);
+    },
     pushCredential(context) {
       return principalOf(context)?.credential ?? null;
     },
@@ -287,6 +342,7 @@ export function createProxy(options: ProxyOptions): Proxy {
       return createContextValues()
         .set(AUTH_RESULT, authResults.get(req) ?? null)
         .set(AUTH_RECHECK, authRechecks.get(req) ?? null)
+        .set(SOURCE, sourceKey(req.socket?.remoteAddress))
         .set(PEER_ADDRESS, peerAddress(req.socket));
     },
   });
@@ -331,10 +387,11 @@ export function createProxy(options: ProxyOptions): Proxy {
             req,
             res,
             createContextValues()
+              .set(SOURCE, sourceKey(req.socket?.remoteAddress))
               .set(AUTH_RESULT, result)
               .set(AUTH_RECHECK, () => authenticate(role, req))
               .set(PEER_ADDRESS, peerAddress(req.socket)),
-            authError(result),
+            authError(auth, role, result),
           );
           return;
         }
@@ -348,18 +405,29 @@ export function createProxy(options: ProxyOptions): Proxy {
         }
         if (!result.ok) {
           refused(role, req, result);
+          // One answer for every refused scraper (407) or reader (401)
+          // credential, whatever was wrong with it: no user enumeration.
           const status = result.kind === "busy"
             ? 503
-            : result.kind === "forbidden"
-            ? 403
+            : result.kind === "throttled"
+            ? 429
             : role === "scraper"
             ? 407
             : 401;
           const headers: Record<string, string> = { "content-type": "text/plain; charset=utf-8" };
           if (status === 407) headers["proxy-authenticate"] = 'Basic realm="pushprox"';
           if (status === 401) headers["www-authenticate"] = 'Basic realm="pushprox"';
+          if (status === 429) {
+            headers["retry-after"] = String(
+              Math.max(1, Math.ceil((result.retryAfterMs ?? 0) / 1000)),
+            );
+          }
           res.writeHead(status, headers);
-          res.end(`Cannot serve ${role === "scraper" ? "scrape" : path}: ${result.reason}\n`);
+          res.end(
+            `Cannot serve ${role === "scraper" ? "scrape" : path}: ${
+              publicReason(role, auth.config[role], result)
+            }\n`,
+          );
           if (role === "scraper") metrics.proxiedRequests.inc({ code: String(status) });
           else metrics.httpRequests.inc({ code: String(status), path });
           return;

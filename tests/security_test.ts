@@ -230,10 +230,20 @@ Deno.test("scrapers need Proxy-Authorization; it never reaches the client or the
         headers: { "proxy-authorization": basic("prometheus", "nope") },
       });
       assert.equal(wrong.status, 407);
+      // Issue 10: one answer for every refused scraper credential (a
+      // reader's valid password, an unknown user), so that it does not tell
+      // which users exist or what role they have.
       const otherRole = await send(proxy, url, {
         headers: { "proxy-authorization": basic("grafana", "grafana-secret") },
       });
-      assert.equal(otherRole.status, 403);
+      assert.equal(otherRole.status, 407);
+      const unknown = await send(proxy, url, {
+        headers: { "proxy-authorization": basic("nobody", "nope") },
+      });
+      assert.equal(unknown.status, 407);
+      assert.equal(otherRole.body, wrong.body);
+      assert.equal(unknown.body, wrong.body);
+      assert.equal(missing.body, wrong.body);
       // The target's own Authorization is not the proxy's credential.
       const targetAuth = await send(proxy, url, {
         headers: { authorization: basic("prometheus", "prom-secret") },
@@ -312,6 +322,65 @@ Deno.test("readers: /clients, /metrics and ListClients need reader credentials",
     assert.equal(await codeOf(registry().listClients({})), Code.Unauthenticated);
     assert.equal(await codeOf(registry(`Bearer ${TOKEN_A}`).listClients({})), Code.Unauthenticated);
     assert.equal(await codeOf(registry(`Bearer ${READER_TOKEN}`).listClients({})), "ok");
+  } finally {
+    await proxy.close();
+  }
+});
+
+// Issue 10 item 7: any non-scraper user name got 403 "may not act as
+// scraper" while the scraper with a wrong password got 407: user enumeration.
+Deno.test("issue 10: every refused scraper credential gets the same 407, every refused reader credential the same 401", async () => {
+  const proxy = await startSecureProxy({ web: USERS, auth: AUTH });
+  try {
+    const credentials = [
+      undefined,
+      basic("prometheus", "wrong"),
+      basic("grafana", "wrong"),
+      basic("nobody", "wrong"),
+      basic("grafana", "grafana-secret"), // valid, but a reader's
+      basic("prometheus", "prom-secret"), // valid, but for the other header or role
+      `Bearer ${TOKEN_A}`,
+      "Digest nonsense",
+    ];
+    const scraper = new Set<string>();
+    for (const value of credentials.filter((c) => c !== basic("prometheus", "prom-secret"))) {
+      const answer = await send(proxy, "http://node-a:9100/metrics", {
+        headers: value ? { "proxy-authorization": value } : {},
+      });
+      scraper.add(`${answer.status} ${answer.body}`);
+    }
+    assert.equal(scraper.size, 1, [...scraper].join(" | "));
+    assert.match([...scraper][0]!, /^407 /);
+    const reader = new Set<string>();
+    const connect = new Set<string>();
+    for (const value of credentials.filter((c) => c !== basic("grafana", "grafana-secret"))) {
+      const readerValue = value === basic("prometheus", "prom-secret")
+        ? basic("prometheus", "other")
+        : value;
+      const answer = await send(proxy, "/clients", {
+        headers: readerValue ? { authorization: readerValue } : {},
+      });
+      reader.add(`${answer.status} ${answer.body}`);
+      const client = createClient(
+        RegistryService,
+        createConnectTransport({
+          baseUrl: proxy.url,
+          httpVersion: "1.1",
+          interceptors: readerValue
+            ? [(next) => (req) => {
+              req.header.set("authorization", readerValue);
+              return next(req);
+            }]
+            : [],
+        }),
+      );
+      const error = await client.listClients({}).then(() => null, (e) => e);
+      connect.add(error instanceof ConnectError ? `${Code[error.code]} ${error.rawMessage}` : "ok");
+    }
+    assert.equal(reader.size, 1, [...reader].join(" | "));
+    assert.match([...reader][0]!, /^401 /);
+    assert.equal(connect.size, 1, [...connect].join(" | "));
+    assert.match([...connect][0]!, /^Unauthenticated /);
   } finally {
     await proxy.close();
   }
@@ -675,7 +744,7 @@ readers: {certificates: [prometheus]}
         const asClient = await send(proxy, "http://node1.example.com:9100/metrics", {
           tls: { ca: ca.cert, cert: node1.cert, key: node1.key },
         });
-        assert.equal(asClient.status, 403);
+        assert.equal(asClient.status, 407, "one answer for every refused scraper credential");
         const list = await send(proxy, "/clients", {
           tls: { ca: ca.cert, cert: prom.cert, key: prom.key },
         });

@@ -29,7 +29,11 @@ Deno.test({
   sanitizeOps: false,
   async fn() {
     const { chromium } = await import("playwright-core");
-    const stack = await startStack((_req, res) => res.end("up 1\n"));
+    // Every record stays listed after its stream ends, also the hostile
+    // client's short, never scraped one (which the proxy would drop at once).
+    const stack = await startStack((_req, res) => res.end("up 1\n"), {
+      keepRegistrationsAfterMs: 0,
+    });
     const profile = await Deno.makeTempDir({ prefix: "pushprox-chromium-" });
     const shots = await Deno.makeTempDir({ prefix: "pushprox-status-page-" });
     const evil = new AbortController();

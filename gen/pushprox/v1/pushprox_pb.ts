@@ -25,7 +25,11 @@ export const file_pushprox_v1_pushprox: GenFile = /*@__PURE__*/
   fileDesc("ChpwdXNocHJveC92MS9wdXNocHJveC5wcm90bxILcHVzaHByb3gudjEiswEKC1BvbGxSZXF1ZXN0EgwKBGZxZG4YASABKAkSNAoGbGFiZWxzGAIgAygLMiQucHVzaHByb3gudjEuUG9sbFJlcXVlc3QuTGFiZWxzRW50cnkSDwoHdmVyc2lvbhgDIAEoCRIPCgdtb2R1bGVzGAQgAygJEg8KB3Byb3hpZXMYBSADKAkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASLLAQoMUG9sbFJlc3BvbnNlEi0KCnJlZ2lzdGVyZWQYASABKAsyFy5wdXNocHJveC52MS5SZWdpc3RlcmVkSAASLAoGc2NyYXBlGAIgASgLMhoucHVzaHByb3gudjEuU2NyYXBlUmVxdWVzdEgAEisKCWhlYXJ0YmVhdBgDIAEoCzIWLnB1c2hwcm94LnYxLkhlYXJ0YmVhdEgAEiYKB2dvX2F3YXkYBCABKAsyEy5wdXNocHJveC52MS5Hb0F3YXlIAEIJCgdtZXNzYWdlIj8KClJlZ2lzdGVyZWQSEgoKc2Vzc2lvbl9pZBgBIAEoCRIdChVoZWFydGJlYXRfaW50ZXJ2YWxfbXMYAiABKA0iCwoJSGVhcnRiZWF0IhgKBkdvQXdheRIOCgZyZWFzb24YASABKAkiJQoGSGVhZGVyEgwKBG5hbWUYASABKAkSDQoFdmFsdWUYAiABKAkicgoNU2NyYXBlUmVxdWVzdBIKCgJpZBgBIAEoCRIOCgZtZXRob2QYAiABKAkSCwoDdXJsGAMgASgJEiQKB2hlYWRlcnMYBCADKAsyEy5wdXNocHJveC52MS5IZWFkZXISEgoKdGltZW91dF9tcxgFIAEoDSJfCgtQdXNoUmVxdWVzdBIvCgRoZWFkGAEgASgLMh8ucHVzaHByb3gudjEuU2NyYXBlUmVzcG9uc2VIZWFkSAASFAoKYm9keV9jaHVuaxgCIAEoDEgAQgkKB21lc3NhZ2UigAEKElNjcmFwZVJlc3BvbnNlSGVhZBIRCglzY3JhcGVfaWQYASABKAkSEgoKc2Vzc2lvbl9pZBgCIAEoCRIOCgZzdGF0dXMYAyABKA0SJAoHaGVhZGVycxgEIAMoCzITLnB1c2hwcm94LnYxLkhlYWRlchINCgVlcnJvchgFIAEoCSIlCgxQdXNoUmVzcG9uc2USFQoNYnl0ZXNfcmVsYXllZBgBIAEoBCIUChJMaXN0Q2xpZW50c1JlcXVlc3QiYwoTTGlzdENsaWVudHNSZXNwb25zZRIkCgdjbGllbnRzGAEgAygLMhMucHVzaHByb3gudjEuQ2xpZW50EiYKBXN0YXRzGAIgASgLMhcucHVzaHByb3gudjEuUHJveHlTdGF0cyIVChNXYXRjaENsaWVudHNSZXF1ZXN0IsQCChRXYXRjaENsaWVudHNSZXNwb25zZRI0CghzbmFwc2hvdBgBIAEoCzIgLnB1c2hwcm94LnYxLkxpc3RDbGllbnRzUmVzcG9uc2VIABIoCgljb25uZWN0ZWQYAiABKAsyEy5wdXNocHJveC52MS5DbGllbnRIABI3CgxkaXNjb25uZWN0ZWQYAyABKAsyHy5wdXNocHJveC52MS5DbGllbnREaXNjb25uZWN0ZWRIABItCgdzY3JhcGVkGAQgASgLMhoucHVzaHByb3gudjEuQ2xpZW50U2NyYXBlZEgAEjEKCWZvcmdvdHRlbhgFIAEoCzIcLnB1c2hwcm94LnYxLkNsaWVudEZvcmdvdHRlbkgAEigKBXN0YXRzGAYgASgLMhcucHVzaHByb3gudjEuUHJveHlTdGF0c0gAQgcKBWV2ZW50IlcKEkNsaWVudERpc2Nvbm5lY3RlZBIMCgRmcWRuGAEgASgJEjMKD2Rpc2Nvbm5lY3RlZF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiXQoNQ2xpZW50U2NyYXBlZBIMCgRmcWRuGAEgASgJEisKB291dGNvbWUYAiABKAsyGi5wdXNocHJveC52MS5TY3JhcGVPdXRjb21lEhEKCWluX2ZsaWdodBgDIAEoDSIfCg9DbGllbnRGb3Jnb3R0ZW4SDAoEZnFkbhgBIAEoCSJ8Cg1TY3JhcGVPdXRjb21lEigKBHRpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBnN0YXR1cxgCIAEoDRITCgtkdXJhdGlvbl9tcxgDIAEoDRINCgVieXRlcxgEIAEoBBINCgVlcnJvchgFIAEoCSJiCgpQcm94eVN0YXRzEhYKDmJ1Y2tldF9zZWNvbmRzGAEgASgNEikKB2J1Y2tldHMYAiADKAsyGC5wdXNocHJveC52MS5TdGF0c0J1Y2tldBIRCglpbl9mbGlnaHQYAyABKA0icAoLU3RhdHNCdWNrZXQSKQoFc3RhcnQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3NjcmFwZXMYAiABKA0SDgoGZXJyb3JzGAMgASgNEhUKDW1heF9pbl9mbGlnaHQYBCABKA0ingQKBkNsaWVudBIMCgRmcWRuGAEgASgJEi8KBmxhYmVscxgCIAMoCzIfLnB1c2hwcm94LnYxLkNsaWVudC5MYWJlbHNFbnRyeRIPCgd2ZXJzaW9uGAMgASgJEg8KB21vZHVsZXMYBCADKAkSMwoPY29ubmVjdGVkX3NpbmNlGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtsYXN0X3NjcmFwZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJaW5fZmxpZ2h0GAcgASgNEhEKCWNvbm5lY3RlZBgIIAEoCBIQCghwcm90b2NvbBgJIAEoCRIPCgdwcm94aWVzGAogAygJEhoKEmxhc3Rfc2NyYXBlX3N0YXR1cxgLIAEoDRIZChFsYXN0X3NjcmFwZV9lcnJvchgMIAEoCRIfChdsYXN0X3NjcmFwZV9kdXJhdGlvbl9tcxgNIAEoDRIzCg9kaXNjb25uZWN0ZWRfYXQYDiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDHBlZXJfYWRkcmVzcxgPIAEoCRIyCg5yZWNlbnRfc2NyYXBlcxgQIAMoCzIaLnB1c2hwcm94LnYxLlNjcmFwZU91dGNvbWUaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ATKNAQoNQ2xpZW50U2VydmljZRI9CgRQb2xsEhgucHVzaHByb3gudjEuUG9sbFJlcXVlc3QaGS5wdXNocHJveC52MS5Qb2xsUmVzcG9uc2UwARI9CgRQdXNoEhgucHVzaHByb3gudjEuUHVzaFJlcXVlc3QaGS5wdXNocHJveC52MS5QdXNoUmVzcG9uc2UoATK6AQoPUmVnaXN0cnlTZXJ2aWNlElAKC0xpc3RDbGllbnRzEh8ucHVzaHByb3gudjEuTGlzdENsaWVudHNSZXF1ZXN0GiAucHVzaHByb3gudjEuTGlzdENsaWVudHNSZXNwb25zZRJVCgxXYXRjaENsaWVudHMSIC5wdXNocHJveC52MS5XYXRjaENsaWVudHNSZXF1ZXN0GiEucHVzaHByb3gudjEuV2F0Y2hDbGllbnRzUmVzcG9uc2UwAWIGcHJvdG8z", [file_google_protobuf_timestamp]);
 
 /**
- * A client's identity, sent once when it opens the Poll stream.
+ * A client's identity, sent once when it opens the Poll stream. The proxy
+ * refuses a registration with INVALID_ARGUMENT, naming the field, when a
+ * field exceeds its limit below or the whole is larger than the proxy's
+ * --registration.max-identity-bytes (16 KiB by default). Sizes are UTF-8
+ * bytes.
  *
  * @generated from message pushprox.v1.PollRequest
  */
@@ -33,7 +37,7 @@ export type PollRequest = Message<"pushprox.v1.PollRequest"> & {
   /**
    * The name Prometheus uses as the target host, e.g. "node1.example.com" or
    * "10.0.0.5". The proxy routes scrapes for this host to this stream.
-   * Compared case-insensitively.
+   * Compared case-insensitively. At most 253 bytes.
    *
    * @generated from field: string fqdn = 1;
    */
@@ -41,14 +45,15 @@ export type PollRequest = Message<"pushprox.v1.PollRequest"> & {
 
   /**
    * Labels published with the target in /clients (http_sd/file_sd) and
-   * ListClients. Names must be valid Prometheus label names.
+   * ListClients. Names must be valid Prometheus label names. At most 32
+   * labels; names at most 128 bytes, values at most 1024.
    *
    * @generated from field: map<string, string> labels = 2;
    */
   labels: { [key: string]: string };
 
   /**
-   * The client's version, for inventories.
+   * The client's version, for inventories. At most 128 bytes.
    *
    * @generated from field: string version = 3;
    */
@@ -56,7 +61,7 @@ export type PollRequest = Message<"pushprox.v1.PollRequest"> & {
 
   /**
    * Names of the modules the client serves (exporter_exporter style); empty
-   * when it serves none.
+   * when it serves none. At most 256 names of at most 128 bytes.
    *
    * @generated from field: repeated string modules = 4;
    */
@@ -66,7 +71,8 @@ export type PollRequest = Message<"pushprox.v1.PollRequest"> & {
    * The proxies this client keeps a Poll stream to, from its own view, when
    * this stream opened: one entry per proxy URL, or per address when a URL's
    * host resolves to several (e.g. "http://pushprox:8080 (10.0.0.5)"). For
-   * inventories only; the proxy does not act on it.
+   * inventories only; the proxy does not act on it. At most 32 entries of at
+   * most 512 bytes.
    *
    * @generated from field: repeated string proxies = 5;
    */
