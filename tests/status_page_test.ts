@@ -28,7 +28,7 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
-    const { chromium } = await import("playwright-core");
+    const { chromium } = await import("npm:playwright-core@1.65.1");
     const stack = await startStack((_req, res) => res.end("up 1\n"));
     const profile = await Deno.makeTempDir({ prefix: "pushprox-chromium-" });
     const shots = await Deno.makeTempDir({ prefix: "pushprox-status-page-" });
@@ -135,7 +135,7 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
-    const { chromium } = await import("playwright-core");
+    const { chromium } = await import("npm:playwright-core@1.65.1");
     const bcrypt = (await import("bcryptjs")).default;
     const { startSecureProxy } = await import("./secure_stack.ts");
     const proxy = await startSecureProxy({
