@@ -83,6 +83,8 @@ export interface AgentOptions {
    * so changing the array in place takes effect at the next one.
    */
   modules?: string[];
+  /** Refuses raw scrapes (modules only): told to the proxy for service discovery. @default {false} */
+  modulesOnly?: boolean;
 }
 
 /** A running client. */
@@ -200,6 +202,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     labels: options.labels ?? {},
     version: VERSION,
     modules: options.modules ?? [],
+    modulesOnly: options.modulesOnly ?? false,
   };
   /** Running pollers by endpoint key. */
   const pollers = new Map<string, { stop: AbortController; done: Promise<void> }>();

@@ -210,6 +210,7 @@ export async function main(args: readonly string[]): Promise<number> {
         retryMaxMs: flags["proxy.retry.max-wait"] as number,
         metrics,
         modules: modules.announced,
+        modulesOnly: moduleSettings.configured && !moduleSettings.allowRawScrapes,
         scrapePolicy: security.scrapePolicy,
         readTargetToken: security.readTargetToken,
         targetTls: security.targetTls,

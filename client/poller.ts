@@ -25,6 +25,8 @@ export interface PollIdentity {
   labels: Record<string, string>;
   version: string;
   modules: string[];
+  /** True when raw scrapes are refused (modules only). */
+  modulesOnly?: boolean;
 }
 
 /** Options for {@linkcode runPoller}. */

@@ -85,6 +85,7 @@ export function createClientService(
           modules: request.modules,
           protocol: "connect",
           proxies: request.proxies,
+          modulesOnly: request.modulesOnly,
         }, grant === null ? {} : { credential: grant.credential });
       } catch (error) {
         if (error instanceof CoordinatorError && error.kind === "draining") {

@@ -20,6 +20,8 @@ export interface ClientIdentity {
   protocol: string;
   /** The proxies the client says it streams to, from its own view. */
   proxies?: string[];
+  /** True when the client refuses raw scrapes (serves only its modules). */
+  modulesOnly?: boolean;
 }
 
 /** A scrape handed to a client. */

@@ -32,6 +32,7 @@ export function createRegistryService(
           connected: client.connected,
           protocol: client.protocol,
           proxies: client.proxies ?? [],
+          modulesOnly: client.modulesOnly ?? false,
           ...(client.lastResult
             ? {
               lastScrapeStatus: client.lastResult.status,

@@ -391,8 +391,10 @@ export function createProxy(options: ProxyOptions): Proxy {
           );
         }
         if (path === "/clients") {
-          const body = JSON.stringify(targetGroups(coordinator.listClients())) +
-            "\n";
+          const host = req.headers.host;
+          const body = JSON.stringify(
+            targetGroups(coordinator.listClients(), host ? { proxy: host.slice(0, 255) } : {}),
+          ) + "\n";
           return api(path, res, 200, "application/json", body, started);
         }
         metrics.registry.metrics().then(

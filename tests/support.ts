@@ -389,3 +389,25 @@ export function descendants(pid: number): number[] {
   for (const child of children) found.push(child, ...descendants(child));
   return found;
 }
+
+/** A `/clients` target group. */
+export interface SdGroup {
+  targets: string[];
+  labels: Record<string, string>;
+}
+
+/**
+ * `/clients` groups without the `__meta_*` labels (which Prometheus drops
+ * after relabelling), for comparing the published targets and labels.
+ *
+ * @param groups The parsed `/clients` document.
+ * @returns The groups with only the clients' own labels.
+ */
+export function withoutMeta(groups: SdGroup[]): SdGroup[] {
+  return groups.map((g) => ({
+    targets: g.targets,
+    labels: Object.fromEntries(
+      Object.entries(g.labels).filter(([name]) => !name.startsWith("__meta_")),
+    ),
+  }));
+}
