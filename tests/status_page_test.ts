@@ -28,6 +28,8 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
+    // Test-only: pinned in deno.dev.lock, kept out of the import map (and so out of deno.lock).
+    // deno-lint-ignore no-import-prefix
     const { chromium } = await import("npm:playwright-core@1.65.1");
     const stack = await startStack((_req, res) => res.end("up 1\n"));
     const profile = await Deno.makeTempDir({ prefix: "pushprox-chromium-" });
@@ -135,6 +137,8 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
+    // Test-only: pinned in deno.dev.lock, kept out of the import map (and so out of deno.lock).
+    // deno-lint-ignore no-import-prefix
     const { chromium } = await import("npm:playwright-core@1.65.1");
     const bcrypt = (await import("bcryptjs")).default;
     const { startSecureProxy } = await import("./secure_stack.ts");
