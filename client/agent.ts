@@ -85,6 +85,8 @@ export interface AgentOptions {
   modules?: string[];
   /** Refuses raw scrapes (modules only): told to the proxy for service discovery. @default {false} */
   modulesOnly?: boolean;
+  /** Called when a poller gives up because the proxy refuses this client for good. */
+  onFatal?: (reason: string) => void;
 }
 
 /** A running client. */
@@ -238,6 +240,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       metrics,
       onState: setConnected,
       proxies: () => announced,
+      ...(options.onFatal ? { onFatal: options.onFatal } : {}),
       ...(options.retryInitialMs !== undefined ? { retryInitialMs: options.retryInitialMs } : {}),
       ...(options.retryMaxMs !== undefined ? { retryMaxMs: options.retryMaxMs } : {}),
     }, AbortSignal.any([stop.signal, stopping])).finally(() => {

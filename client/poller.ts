@@ -41,6 +41,14 @@ export interface PollerOptions {
   retryInitialMs?: number;
   /** Longest wait between attempts. @default {5000} */
   retryMaxMs?: number;
+  /**
+   * Consecutive refusals (invalid_argument, permission_denied: the proxy will
+   * never accept this identity or credential) after which the poller gives up
+   * and calls {@linkcode PollerOptions.onFatal}. @default {3}
+   */
+  maxRefusals?: number;
+  /** Called once when the poller gives up; the poller then returns. */
+  onFatal?: (reason: string) => void;
   /** How long to wait for the proxy's first message. @default {30000} */
   connectTimeoutMs?: number;
   /** Called when registration succeeds and when the stream ends. */
@@ -70,6 +78,8 @@ export async function runPoller(
     maxMs: options.retryMaxMs ?? 5000,
   });
   const inFlight = new Set<Promise<void>>();
+  const maxRefusals = options.maxRefusals ?? 3;
+  let refusals = 0;
 
   while (!signal.aborted) {
     const stream = new AbortController();
@@ -106,6 +116,7 @@ export async function runPoller(
         const { case: kind, value } = message.message;
         if (kind === "registered") {
           registeredAt = Date.now();
+          refusals = 0;
           sessionId = value.sessionId;
           heartbeatMs = value.heartbeatIntervalMs;
           if (heartbeatMs > 0) {
@@ -137,6 +148,20 @@ export async function runPoller(
       metrics.pollErrors.inc();
       const reason = stream.signal.aborted ? stream.signal.reason : error;
       replaced = error instanceof ConnectError && error.code === Code.AlreadyExists;
+      const refused = error instanceof ConnectError &&
+        (error.code === Code.InvalidArgument || error.code === Code.PermissionDenied);
+      refusals = refused ? refusals + 1 : 0;
+      if (refused && refusals >= maxRefusals) {
+        const reason = `the proxy refused this client ${refusals} times in a row: ${
+          describe(error)
+        }`;
+        logger.error("Giving up: the proxy will not accept this client as configured", {
+          fqdn: identity.fqdn,
+          err: reason,
+        });
+        options.onFatal?.(reason);
+        break;
+      }
       if (replaced) {
         logger.error("Another client registered with the same fqdn; backing off", {
           fqdn: identity.fqdn,
