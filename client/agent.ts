@@ -190,7 +190,16 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     );
     const { hostname, port } = options.metricsAddress;
     await new Promise<void>((resolve, reject) => {
-      server!.once("error", reject);
+      server!.once("error", (error: Error & { code?: string }) => {
+        const why = error.code === "EADDRINUSE"
+          ? "the address is in use (another process, or another client, listens there)"
+          : error.message;
+        reject(
+          new Error(
+            `Cannot listen on --metrics-addr=${hostname}:${port}: ${why}; choose another address or --metrics-addr= to turn it off`,
+          ),
+        );
+      });
       server!.listen(port, hostname || undefined, () => resolve());
     });
     const info = server.address() as AddressInfo;
@@ -260,10 +269,13 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       try {
         resolutions.set(url, { addresses: await resolve(host), pin: true });
       } catch (error) {
-        logger.warn("Cannot resolve the proxy's host name; keeping the last answer", {
-          proxy_url: redact(url),
-          err: (error as Error).message ?? String(error),
-        });
+        const known = resolutions.has(url);
+        logger.warn(
+          known
+            ? "Cannot resolve the proxy's host name; keeping the last answer"
+            : "Cannot resolve the proxy's host name; connecting by name until it resolves",
+          { proxy_url: redact(url), err: (error as Error).message ?? String(error) },
+        );
       }
     }));
   }

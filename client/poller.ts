@@ -13,7 +13,8 @@ import type {
   PushRequestSchema,
   ScrapeRequest,
 } from "../gen/pushprox/v1/pushprox_pb.ts";
-import type { Logger } from "../lib/logger.ts";
+import { formatDuration } from "../lib/duration.ts";
+import { createRepeatFilter, type Logger } from "../lib/logger.ts";
 import { createBackoff } from "./backoff.ts";
 import { describePollError } from "./poll_error.ts";
 import type { ClientMetrics } from "./metrics.ts";
@@ -47,6 +48,11 @@ export interface PollerOptions {
    * and calls {@linkcode PollerOptions.onFatal}. @default {3}
    */
   maxRefusals?: number;
+  /**
+   * Lets a repeated failed-scrape warning through once a minute per URL and
+   * status (the rest go to debug). @default {createRepeatFilter()}
+   */
+  repeats?: (key: string) => number | null;
   /** Called once when the poller gives up; the poller then returns. */
   onFatal?: (reason: string) => void;
   /** How long to wait for the proxy's first message. @default {30000} */
@@ -79,6 +85,7 @@ export async function runPoller(
   });
   const inFlight = new Set<Promise<void>>();
   const maxRefusals = options.maxRefusals ?? 3;
+  const repeats = options.repeats ?? createRepeatFilter();
   let refusals = 0;
 
   while (!signal.aborted) {
@@ -167,6 +174,12 @@ export async function runPoller(
           fqdn: identity.fqdn,
           err: describe(reason),
         });
+      } else if (error instanceof ConnectError && error.code === Code.Aborted) {
+        // The proxy's connection ended under the stream: a proxy restart or
+        // shutdown without a goAway (e.g. killed), not a fault of this client.
+        logger.info("The proxy closed the connection (restarting or stopped?); reconnecting", {
+          err: describePollError(reason),
+        });
       } else {
         logger.warn("Poll stream failed", { err: describePollError(reason) });
       }
@@ -193,16 +206,20 @@ export async function runPoller(
     const started = performance.now();
     const log = logger.with({ scrape_id: request.id });
     const deadline = AbortSignal.timeout(Math.max(1, request.timeoutMs));
-    log.debug("Scraping", { url: request.url, timeout_ms: request.timeoutMs });
+    log.debug("Scraping", { url: request.url, timeout: formatDuration(request.timeoutMs) });
     const outcome: ScrapeOutcome = refuse
       ? { status: 503, headers: [], error: "the client is shutting down", body: null }
       : await options.scraper.scrape(request, deadline);
     if (outcome.error !== "") {
       metrics.scrapeErrors.inc();
-      log.warn("Scrape failed", {
+      // The same refusal every scrape interval is one problem: warn once a
+      // minute per URL and status, with how many were held back.
+      const held = repeats(`${outcome.status} ${request.url}`);
+      (held === null ? log.debug : log.warn)("Scrape failed", {
         url: request.url,
         status: outcome.status,
         err: outcome.error,
+        repeated: held ? `${held} more in the last minute` : undefined,
       });
     }
     try {
@@ -210,6 +227,11 @@ export async function runPoller(
         signal: deadline,
       });
       metrics.scrapes.inc({ code: String(outcome.status) });
+      log.debug("Scrape finished", {
+        url: request.url,
+        status: outcome.status,
+        duration: formatDuration(Math.round(performance.now() - started)),
+      });
     } catch (error) {
       metrics.pushErrors.inc();
       log.warn("Push failed", { url: request.url, err: describe(error) });

@@ -61,8 +61,17 @@ export function createScrapeHandler(
     // For the status page: the host scraped and why it failed, if it did.
     let host: string | null = null;
     let failure = "";
+    let target = "";
+    let bytes = 0;
     const finish = (code: number) => {
       const seconds = (performance.now() - started) / 1000;
+      logger.debug("Scrape finished", {
+        target: target || req.url?.slice(0, 200),
+        status: code,
+        bytes,
+        duration: formatDuration(Math.round(seconds * 1000)),
+        err: failure || undefined,
+      });
       metrics.proxiedRequests.inc({ code: String(code) });
       metrics.scrapeDuration.observe({ code: String(code) }, seconds);
       if (host !== null) {
@@ -133,7 +142,7 @@ export function createScrapeHandler(
     });
     const deadline = AbortSignal.timeout(timeoutMs);
     const signal = AbortSignal.any([gone.signal, deadline]);
-    const target = url.toString();
+    target = url.toString();
     const log = logger.with({ target });
 
     let reply: ScrapeReply;
@@ -203,7 +212,7 @@ export function createScrapeHandler(
     }
     try {
       writeHead(res, reply.status, reply.headers);
-      const bytes = await relayBody(reply.body, res, signal, maxBodyBytes);
+      bytes = await relayBody(reply.body, res, signal, maxBodyBytes);
       res.end();
       metrics.relayedBytes.inc(bytes);
       reply.settle();

@@ -30,7 +30,7 @@ import {
   registrationProblem,
   type Role,
 } from "./auth.ts";
-import { createClientService } from "./client_service.ts";
+import { createClientService, PEER_ADDRESS, peerAddress } from "./client_service.ts";
 import { createFastClientHandler, isFastClientCall } from "./fast_client_service.ts";
 import { type Coordinator, createCoordinator } from "./coordinator.ts";
 import { createLegacyHandler } from "./legacy.ts";
@@ -272,6 +272,7 @@ export function createProxy(options: ProxyOptions): Proxy {
     interceptors: [authInterceptor],
     contextValues(req) {
       return createContextValues()
+        .set(PEER_ADDRESS, peerAddress(req.socket))
         .set(AUTH_RESULT, authResults.get(req) ?? null)
         .set(AUTH_RECHECK, authRechecks.get(req) ?? null);
     },
@@ -317,6 +318,7 @@ export function createProxy(options: ProxyOptions): Proxy {
             req,
             res,
             createContextValues()
+              .set(PEER_ADDRESS, peerAddress(req.socket))
               .set(AUTH_RESULT, result)
               .set(AUTH_RECHECK, () => authenticate(role, req)),
             authError(result),
