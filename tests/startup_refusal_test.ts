@@ -83,3 +83,21 @@ Deno.test({
     }
   },
 });
+
+Deno.test("a YAML error in --config.file exits 2 naming the file, without pointing at --help", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "pushprox-yaml-" });
+  try {
+    await Deno.writeTextFile(`${dir}/bad.yaml`, "modules:\n  node: [unclosed\n");
+    const { code, text } = await clientExit([
+      "--proxy-url=http://127.0.0.1:9/",
+      "--fqdn=ok.example",
+      "--metrics-addr=",
+      `--config.file=${dir}/bad.yaml`,
+    ]);
+    assert.equal(code, 2, text);
+    assert.match(text, /bad\.yaml/);
+    assert.doesNotMatch(text, /see --help/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
