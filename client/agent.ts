@@ -84,6 +84,10 @@ export interface AgentOptions {
    * so changing the array in place takes effect at the next one.
    */
   modules?: string[];
+  /** Refuses raw scrapes (modules only): told to the proxy for service discovery. @default {false} */
+  modulesOnly?: boolean;
+  /** Called when a poller gives up because the proxy refuses this client for good. */
+  onFatal?: (reason: string) => void;
 }
 
 /** A running client. */
@@ -188,7 +192,16 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     guardServer(server, { logger: options.logger });
     const { hostname, port } = options.metricsAddress;
     await new Promise<void>((resolve, reject) => {
-      server!.once("error", reject);
+      server!.once("error", (error: Error & { code?: string }) => {
+        const why = error.code === "EADDRINUSE"
+          ? "the address is in use (another process, or another client, listens there)"
+          : error.message;
+        reject(
+          new Error(
+            `Cannot listen on --metrics-addr=${hostname}:${port}: ${why}; choose another address or --metrics-addr= to turn it off`,
+          ),
+        );
+      });
       server!.listen(port, hostname || undefined, () => resolve());
     });
     const info = server.address() as AddressInfo;
@@ -202,6 +215,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     labels: options.labels ?? {},
     version: VERSION,
     modules: options.modules ?? [],
+    modulesOnly: options.modulesOnly ?? false,
   };
   /** Running pollers by endpoint key. */
   const pollers = new Map<string, { stop: AbortController; done: Promise<void> }>();
@@ -237,6 +251,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       metrics,
       onState: setConnected,
       proxies: () => announced,
+      ...(options.onFatal ? { onFatal: options.onFatal } : {}),
       ...(options.retryInitialMs !== undefined ? { retryInitialMs: options.retryInitialMs } : {}),
       ...(options.retryMaxMs !== undefined ? { retryMaxMs: options.retryMaxMs } : {}),
     }, AbortSignal.any([stop.signal, stopping])).finally(() => {
@@ -256,10 +271,13 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       try {
         resolutions.set(url, { addresses: await resolve(host), pin: true });
       } catch (error) {
-        logger.warn("Cannot resolve the proxy's host name; keeping the last answer", {
-          proxy_url: redact(url),
-          err: (error as Error).message ?? String(error),
-        });
+        const known = resolutions.has(url);
+        logger.warn(
+          known
+            ? "Cannot resolve the proxy's host name; keeping the last answer"
+            : "Cannot resolve the proxy's host name; connecting by name until it resolves",
+          { proxy_url: redact(url), err: (error as Error).message ?? String(error) },
+        );
       }
     }));
   }

@@ -25,6 +25,7 @@ import {
   wantsDirectListener,
 } from "./modules/cli.ts";
 import { parseProxyUrl } from "./proxy_transport.ts";
+import { fqdnProblem, labelsProblem } from "../proxy/identity.ts";
 import { readSecuritySettings, SECURITY_FLAGS, type SecuritySettings } from "./security_flags.ts";
 
 /** Every flag of the client, with its default. */
@@ -96,6 +97,13 @@ function parseLabels(list: readonly string[]): Record<string, string> {
     if (eq <= 0) throw new FlagError(`--label "${item}": expected NAME=VALUE`);
     labels[item.slice(0, eq)] = item.slice(eq + 1);
   }
+  // The proxy would refuse them at every registration, forever.
+  const problem = labelsProblem(labels);
+  if (problem !== null) {
+    throw new FlagError(
+      `--label: ${problem} (letters, digits and _, not starting with a digit or __)`,
+    );
+  }
   return labels;
 }
 
@@ -152,6 +160,9 @@ export async function main(
     }
     for (const url of proxyUrls) parseProxyUrl(url);
     labels = parseLabels(flags["label"] as string[]);
+    const fqdnFlag = flags["fqdn"] as string | undefined;
+    const fqdnError = fqdnFlag ? fqdnProblem(fqdnFlag) : null;
+    if (fqdnError !== null) throw new FlagError(`--fqdn: ${fqdnError}`);
     const metricsText = flags["metrics-addr"] as string;
     if (metricsText !== "") metricsAddress = parseListenAddress(metricsText);
     if (Boolean(flags["tls.cert"]) !== Boolean(flags["tls.key"])) {
@@ -182,7 +193,10 @@ export async function main(
         error instanceof TypeError || error instanceof ModuleConfigError ||
         error instanceof WebConfigError)
     ) throw error;
-    console.error(`${program}: ${error.message}; see --help`);
+    // Only flag mistakes point at --help; a configuration file's error is about the file.
+    console.error(
+      `${program}: ${error.message}${error instanceof FlagError ? "; see --help" : ""}`,
+    );
     return 2;
   }
 
@@ -191,6 +205,11 @@ export async function main(
     format: flags["log.json"] ? "json" : flags["log.format"] as LogFormat,
   });
   const fqdn = (flags["fqdn"] as string | undefined) || await detectFqdn();
+  const detectedProblem = fqdnProblem(fqdn);
+  if (detectedProblem !== null) {
+    console.error(`${program}: the detected ${detectedProblem}; set --fqdn`);
+    return 2;
+  }
   const proxyUrls = (flags["proxy-url"] as string[]).filter((url) => url !== "");
   const metrics = createClientMetrics({ defaultMetrics: true });
   let agent: Agent | undefined;
@@ -200,6 +219,21 @@ export async function main(
   } catch (error) {
     logger.error("Cannot start the module listeners", { err: error });
     return 1;
+  }
+  let stopping = false;
+  let exitCode = 0;
+  const stopped = Promise.withResolvers<void>();
+  /** Stops once: on a signal, or (exit status 1) when the proxy refuses this client for good. */
+  function stop(cause: "SIGINT" | "SIGTERM" | "fatal"): void {
+    if (stopping) return;
+    stopping = true;
+    if (cause === "fatal") {
+      exitCode = 1;
+      logger.error("Stopping: the proxy refuses this client; fix the flags above and restart");
+    } else {
+      logger.info("Shutting down; finishing in-flight scrapes", { signal: cause });
+    }
+    Promise.all([agent?.stop(), modules.close()]).finally(() => stopped.resolve());
   }
   if (proxyUrls.length > 0) {
     try {
@@ -215,11 +249,13 @@ export async function main(
         retryMaxMs: flags["proxy.retry.max-wait"] as number,
         metrics,
         modules: modules.announced,
+        modulesOnly: moduleSettings.configured && !moduleSettings.allowRawScrapes,
         scrapePolicy: security.scrapePolicy,
         readTargetToken: security.readTargetToken,
         targetTls: security.targetTls,
         proxyAuthorization: security.proxyAuthorization,
         ...(modules.scrapeHandler ? { moduleHandler: modules.scrapeHandler } : {}),
+        onFatal: () => stop("fatal"),
       });
     } catch (error) {
       logger.error("Cannot start", { err: error });
@@ -244,7 +280,6 @@ export async function main(
   // Repeats within 2 s are the same signal (one Ctrl-C under `deno task`
   // or npx arrives two or three times); one sent again later stops at once.
   const shutdownSignals = createShutdownSignals();
-  const stopped = Promise.withResolvers<void>();
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     Deno.addSignalListener(signal, () => {
       const step = shutdownSignals.next();
@@ -254,8 +289,7 @@ export async function main(
         stopped.resolve();
         return;
       }
-      logger.info("Shutting down; finishing in-flight scrapes", { signal });
-      Promise.all([agent?.stop(), modules.close()]).finally(() => stopped.resolve());
+      stop(signal);
     });
   }
   Deno.addSignalListener("SIGHUP", () => {
@@ -263,7 +297,7 @@ export async function main(
     modules.reload();
   });
   await stopped.promise;
-  return 0;
+  return exitCode;
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -4,8 +4,12 @@
  * @module
  */
 
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
-import { registerBuildInfo, SCRAPE_DURATION_BUCKETS } from "../lib/metrics.ts";
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import {
+  registerBuildInfo,
+  registerDefaultMetrics,
+  SCRAPE_DURATION_BUCKETS,
+} from "../lib/metrics.ts";
 
 /** The metrics the client updates. */
 export interface ClientMetrics {
@@ -36,7 +40,7 @@ export function createClientMetrics(
   const registry = new Registry();
   const registers = [registry];
   if (options.defaultMetrics ?? true) {
-    collectDefaultMetrics({ register: registry });
+    registerDefaultMetrics(registry);
   }
   registerBuildInfo(registry);
   const metrics: ClientMetrics = {

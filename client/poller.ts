@@ -13,7 +13,8 @@ import type {
   PushRequestSchema,
   ScrapeRequest,
 } from "../gen/pushprox/v1/pushprox_pb.ts";
-import type { Logger } from "../lib/logger.ts";
+import { formatDuration } from "../lib/duration.ts";
+import { createRepeatFilter, type Logger } from "../lib/logger.ts";
 import { createBackoff } from "./backoff.ts";
 import { describePollError } from "./poll_error.ts";
 import type { ClientMetrics } from "./metrics.ts";
@@ -25,6 +26,8 @@ export interface PollIdentity {
   labels: Record<string, string>;
   version: string;
   modules: string[];
+  /** True when raw scrapes are refused (modules only). */
+  modulesOnly?: boolean;
 }
 
 /** Options for {@linkcode runPoller}. */
@@ -39,6 +42,19 @@ export interface PollerOptions {
   retryInitialMs?: number;
   /** Longest wait between attempts. @default {5000} */
   retryMaxMs?: number;
+  /**
+   * Consecutive refusals (invalid_argument, permission_denied: the proxy will
+   * never accept this identity or credential) after which the poller gives up
+   * and calls {@linkcode PollerOptions.onFatal}. @default {3}
+   */
+  maxRefusals?: number;
+  /**
+   * Lets a repeated failed-scrape warning through once a minute per URL and
+   * status (the rest go to debug). @default {createRepeatFilter()}
+   */
+  repeats?: (key: string) => number | null;
+  /** Called once when the poller gives up; the poller then returns. */
+  onFatal?: (reason: string) => void;
   /** How long to wait for the proxy's first message. @default {30000} */
   connectTimeoutMs?: number;
   /** Called when registration succeeds and when the stream ends. */
@@ -68,6 +84,9 @@ export async function runPoller(
     maxMs: options.retryMaxMs ?? 5000,
   });
   const inFlight = new Set<Promise<void>>();
+  const maxRefusals = options.maxRefusals ?? 3;
+  const repeats = options.repeats ?? createRepeatFilter();
+  let refusals = 0;
 
   while (!signal.aborted) {
     const stream = new AbortController();
@@ -104,6 +123,7 @@ export async function runPoller(
         const { case: kind, value } = message.message;
         if (kind === "registered") {
           registeredAt = Date.now();
+          refusals = 0;
           sessionId = value.sessionId;
           heartbeatMs = value.heartbeatIntervalMs;
           if (heartbeatMs > 0) {
@@ -135,10 +155,30 @@ export async function runPoller(
       metrics.pollErrors.inc();
       const reason = stream.signal.aborted ? stream.signal.reason : error;
       replaced = error instanceof ConnectError && error.code === Code.AlreadyExists;
+      const refused = error instanceof ConnectError &&
+        (error.code === Code.InvalidArgument || error.code === Code.PermissionDenied);
+      refusals = refused ? refusals + 1 : 0;
+      if (refused && refusals >= maxRefusals) {
+        const reason = `the proxy refused this client ${refusals} times in a row: ${
+          describe(error)
+        }`;
+        logger.error("Giving up: the proxy will not accept this client as configured", {
+          fqdn: identity.fqdn,
+          err: reason,
+        });
+        options.onFatal?.(reason);
+        break;
+      }
       if (replaced) {
         logger.error("Another client registered with the same fqdn; backing off", {
           fqdn: identity.fqdn,
           err: describe(reason),
+        });
+      } else if (error instanceof ConnectError && error.code === Code.Aborted) {
+        // The proxy's connection ended under the stream: a proxy restart or
+        // shutdown without a goAway (e.g. killed), not a fault of this client.
+        logger.info("The proxy closed the connection (restarting or stopped?); reconnecting", {
+          err: describePollError(reason),
         });
       } else {
         logger.warn("Poll stream failed", { err: describePollError(reason) });
@@ -166,16 +206,20 @@ export async function runPoller(
     const started = performance.now();
     const log = logger.with({ scrape_id: request.id });
     const deadline = AbortSignal.timeout(Math.max(1, request.timeoutMs));
-    log.debug("Scraping", { url: request.url, timeout_ms: request.timeoutMs });
+    log.debug("Scraping", { url: request.url, timeout: formatDuration(request.timeoutMs) });
     const outcome: ScrapeOutcome = refuse
       ? { status: 503, headers: [], error: "the client is shutting down", body: null }
       : await options.scraper.scrape(request, deadline);
     if (outcome.error !== "") {
       metrics.scrapeErrors.inc();
-      log.warn("Scrape failed", {
+      // The same refusal every scrape interval is one problem: warn once a
+      // minute per URL and status, with how many were held back.
+      const held = repeats(`${outcome.status} ${request.url}`);
+      (held === null ? log.debug : log.warn)("Scrape failed", {
         url: request.url,
         status: outcome.status,
         err: outcome.error,
+        repeated: held ? `${held} more in the last minute` : undefined,
       });
     }
     try {
@@ -183,6 +227,11 @@ export async function runPoller(
         signal: deadline,
       });
       metrics.scrapes.inc({ code: String(outcome.status) });
+      log.debug("Scrape finished", {
+        url: request.url,
+        status: outcome.status,
+        duration: formatDuration(Math.round(performance.now() - started)),
+      });
     } catch (error) {
       metrics.pushErrors.inc();
       log.warn("Push failed", { url: request.url, err: describe(error) });

@@ -141,3 +141,44 @@ function logfmtValue(value: unknown): string {
     ? JSON.stringify(text)
     : text;
 }
+
+/** Options for {@linkcode createRepeatFilter}. */
+export interface RepeatFilterOptions {
+  /** A key is let through at most once per interval. @default {60000} */
+  intervalMs?: number;
+  /** Keys remembered at most; the oldest are forgotten. @default {1000} */
+  maxKeys?: number;
+  /** @default {Date.now} */
+  now?: () => number;
+}
+
+/**
+ * Rate-limits repeated log lines: for a key (e.g. a URL and a status), the
+ * first call in each interval returns how many calls were held back since
+ * the last line (0 the first time); the others return null (log them at
+ * debug, or not at all).
+ *
+ * @param options Interval, memory bound and clock.
+ * @returns The filter.
+ */
+export function createRepeatFilter(
+  options: RepeatFilterOptions = {},
+): (key: string) => number | null {
+  const intervalMs = options.intervalMs ?? 60_000;
+  const maxKeys = options.maxKeys ?? 1000;
+  const now = options.now ?? Date.now;
+  const seen = new Map<string, { at: number; held: number }>();
+  return (key) => {
+    const at = now();
+    const entry = seen.get(key);
+    if (entry !== undefined && at - entry.at < intervalMs) {
+      entry.held++;
+      return null;
+    }
+    const held = entry?.held ?? 0;
+    seen.delete(key);
+    seen.set(key, { at, held: 0 });
+    if (seen.size > maxKeys) seen.delete(seen.keys().next().value!);
+    return held;
+  };
+}

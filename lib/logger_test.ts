@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { createLogger } from "./logger.ts";
+import { createLogger, createRepeatFilter } from "./logger.ts";
 
 Deno.test("createLogger() writes logfmt with quoting and child fields", () => {
   const lines: string[] = [];
@@ -32,4 +32,16 @@ Deno.test("createLogger() drops records below the level and writes JSON", () => 
     msg: "shown",
     k: "v",
   });
+});
+
+Deno.test("createRepeatFilter() lets a key through once per interval, counting the rest", () => {
+  let clock = 0;
+  const filter = createRepeatFilter({ intervalMs: 60_000, now: () => clock, maxKeys: 2 });
+  assert.equal(filter("403 a"), 0);
+  assert.equal(filter("403 a"), null);
+  assert.equal(filter("403 a"), null);
+  assert.equal(filter("403 b"), 0, "another key is independent");
+  clock = 60_000;
+  assert.equal(filter("403 a"), 2, "two held back since the last line");
+  assert.equal(filter("403 a"), null);
 });

@@ -4,7 +4,8 @@
  * @module
  */
 
-import { Gauge, type Registry } from "prom-client";
+import { collectDefaultMetrics, Gauge, type Registry } from "prom-client";
+import { registerProcessMetrics } from "./process_metrics.ts";
 import { VERSION } from "./version.ts";
 
 /** Histogram buckets for scrape durations, from 5 ms to a minute. */
@@ -36,4 +37,24 @@ export function registerBuildInfo(registry: Registry): void {
     labelNames: ["version", "runtime"],
     registers: [registry],
   }).set({ version: VERSION, runtime: `deno ${Deno.version.deno}` }, 1);
+}
+
+/**
+ * Registers prom-client's `nodejs_*` runtime metrics (event loop lag, V8 heap,
+ * GC) and this project's `process_*` collector, which stays true under Deno's
+ * permission flags where prom-client's reads 0. `nodejs_version_info` is left
+ * out: under Deno it reports the Node compatibility layer's version, not a
+ * Node.js; Deno's own version is in `pushprox_build_info`.
+ *
+ * @param registry Where to register them.
+ */
+export function registerDefaultMetrics(registry: Registry): void {
+  collectDefaultMetrics({ register: registry });
+  for (const metric of registry.getMetricsAsArray()) {
+    const name = (metric as unknown as { name: string }).name;
+    if (name.startsWith("process_") || name === "nodejs_version_info") {
+      registry.removeSingleMetric(name);
+    }
+  }
+  registerProcessMetrics(registry);
 }

@@ -5,13 +5,20 @@
  * @module
  */
 
-import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import {
+  Code,
+  ConnectError,
+  createContextKey,
+  type HandlerContext,
+  type ServiceImpl,
+} from "@connectrpc/connect";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import {
   ClientService,
   type PollResponseSchema,
   type PushRequest,
 } from "../gen/pushprox/v1/pushprox_pb.ts";
+import { formatDuration } from "../lib/duration.ts";
 import type { Logger } from "../lib/logger.ts";
 import { type Coordinator, CoordinatorError } from "./coordinator.ts";
 import { type ProxyMetrics, pushErrorReason } from "./metrics.ts";
@@ -24,6 +31,19 @@ export const REGISTRATION_LIMITS: Readonly<Partial<Record<CoordinatorError["kind
   too_many_from_source: "clients_per_source",
   rate_limited: "registrations_per_source",
 };
+
+/** The caller's address (`host:port`), set by the server adapter for log lines. */
+export const PEER_ADDRESS: ReturnType<typeof createContextKey<string>> = createContextKey<string>(
+  "",
+  { description: "pushprox peer address" },
+);
+
+/** Labels as Prometheus prints them: `{role="db", zone="eu"}`; "" for none. */
+function formatLabels(labels: Record<string, string>): string {
+  const names = Object.keys(labels).sort();
+  if (names.length === 0) return "";
+  return `{${names.map((n) => `${n}=${JSON.stringify(labels[n])}`).join(", ")}}`;
+}
 
 /** Options for {@linkcode createClientService}. */
 export interface ClientServiceOptions {
@@ -49,10 +69,10 @@ export interface ClientServiceOptions {
    * expired tokens, a narrowed auth configuration).
    */
   revalidate?: (context: HandlerContext, fqdn: string) => Promise<string | null>;
-  /** The network address a call came from, for listings. @default {unknown} */
-  peerAddress?: (context: HandlerContext) => string;
   /** The caller's source key for per-source budgets (see sourceKey). @default {none} */
   sourceOf?: (context: HandlerContext) => string;
+  /** Clock for stream lifetimes in logs. @default {Date.now} */
+  now?: () => number;
 }
 
 /**
@@ -65,6 +85,7 @@ export function createClientService(
   options: ClientServiceOptions,
 ): ServiceImpl<typeof ClientService> {
   const { coordinator, logger, metrics, heartbeatIntervalMs } = options;
+  const now = options.now ?? Date.now;
 
   return {
     async *poll(
@@ -83,7 +104,8 @@ export function createClientService(
           modules: request.modules,
           protocol: "connect",
           proxies: request.proxies,
-          peerAddress: options.peerAddress?.(context) ?? "",
+          peerAddress: context.values.get(PEER_ADDRESS),
+          modulesOnly: request.modulesOnly,
         }, {
           ...(grant === null ? {} : { credential: grant.credential }),
           source: options.sourceOf?.(context) ?? "",
@@ -122,7 +144,16 @@ export function createClientService(
         fqdn: request.fqdn,
         session: session.id.slice(0, 8),
       });
-      log.info("Client registered", { version: request.version || undefined });
+      const peer = context.values.get(PEER_ADDRESS);
+      log.info("Client registered", {
+        peer: peer || undefined,
+        labels: formatLabels(request.labels) || undefined,
+        modules: request.modules.length > 0 ? request.modules.join(",") : undefined,
+        raw_scrapes: request.modulesOnly ? false : undefined,
+        version: request.version || undefined,
+      });
+      const openedAt = now();
+      let closeReason = "";
       try {
         yield {
           message: {
@@ -142,7 +173,7 @@ export function createClientService(
             task = await session.next(beat.signal);
           } catch (error) {
             if (error instanceof CoordinatorError && error.kind === "replaced") {
-              log.info("Client stream replaced by a newer one");
+              closeReason = "replaced by a newer stream for the same fqdn";
               // A typed error, so that a second live client with the same
               // fqdn backs off instead of taking the name back at once.
               throw new ConnectError(
@@ -151,7 +182,7 @@ export function createClientService(
               );
             }
             if (error instanceof CoordinatorError && error.kind === "draining") {
-              log.info("Telling the client to go away: shutting down");
+              closeReason = "proxy shutting down (client told to go away)";
               yield { message: { case: "goAway", value: { reason: "shutting down" } } };
               return;
             }
@@ -166,6 +197,7 @@ export function createClientService(
             if (revoked !== null) {
               metrics.authFailures.inc({ role: "client", reason: "forbidden" });
               log.warn("Ending the stream: its credential no longer allows it", { err: revoked });
+              closeReason = `credential revoked: ${revoked}`;
               throw new ConnectError(`Registration revoked: ${revoked}`, Code.PermissionDenied);
             }
             yield { message: { case: "heartbeat", value: {} } };
@@ -185,9 +217,16 @@ export function createClientService(
             },
           };
         }
+      } catch (error) {
+        if (closeReason === "") closeReason = `error: ${(error as Error)?.message ?? error}`;
+        throw error;
       } finally {
         session.close();
-        log.info("Client stream closed");
+        log.info("Client stream closed", {
+          reason: closeReason || (context.signal.aborted ? "client went away" : "ended"),
+          lifetime: formatDuration(Math.round(now() - openedAt)),
+          peer: peer || undefined,
+        });
       }
     },
 

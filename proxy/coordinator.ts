@@ -25,6 +25,8 @@ export interface ClientIdentity {
   proxies?: string[];
   /** The network address the stream came from, e.g. "10.0.0.5:51234". */
   peerAddress?: string;
+  /** True when the client refuses raw scrapes (serves only its modules). */
+  modulesOnly?: boolean;
 }
 
 /** A scrape handed to a client. */

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { formatDuration } from "../lib/duration.ts";
 import type { Logger } from "../lib/logger.ts";
 import type { Coordinator } from "./coordinator.ts";
 
@@ -47,7 +48,7 @@ export async function drainProxy(
   const inFlight = coordinator.scrapesInFlight;
   logger.info("Draining: new scrapes are refused, clients were told to go away", {
     scrapes_in_flight: inFlight,
-    timeout_ms: options.timeoutMs,
+    timeout: formatDuration(options.timeoutMs),
   });
   const until = Date.now() + options.timeoutMs;
   const interval = options.pollIntervalMs ?? 50;
@@ -69,10 +70,10 @@ export async function drainProxy(
   if (abandoned > 0) {
     logger.warn("Drain ended with scrapes still in flight", {
       scrapes_in_flight: abandoned,
-      waited_ms: waitedMs,
+      waited: formatDuration(Math.round(waitedMs)),
     });
   } else {
-    logger.info("Drained", { waited_ms: waitedMs });
+    logger.info("Drained", { waited: formatDuration(Math.round(waitedMs)) });
   }
   return { abandoned, waitedMs };
 }

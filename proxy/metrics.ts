@@ -6,8 +6,12 @@
  * @module
  */
 
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
-import { registerBuildInfo, SCRAPE_DURATION_BUCKETS } from "../lib/metrics.ts";
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import {
+  registerBuildInfo,
+  registerDefaultMetrics,
+  SCRAPE_DURATION_BUCKETS,
+} from "../lib/metrics.ts";
 import type { CoordinatorError } from "./coordinator.ts";
 
 /** The metrics the proxy's adapters update. */
@@ -56,7 +60,7 @@ export function createProxyMetrics(options: ProxyMetricsOptions): ProxyMetrics {
   const registry = new Registry();
   const registers = [registry];
   if (options.defaultMetrics ?? true) {
-    collectDefaultMetrics({ register: registry });
+    registerDefaultMetrics(registry);
   }
 
   registerBuildInfo(registry);

@@ -59,6 +59,7 @@ function clientMessage(client: ClientInfo): ClientInit {
     connected: client.connected,
     protocol: client.protocol,
     proxies: client.proxies ?? [],
+    modulesOnly: client.modulesOnly ?? false,
     ...(client.lastResult
       ? {
         lastScrapeStatus: client.lastResult.status,

@@ -61,9 +61,17 @@ export function createScrapeHandler(
     // For the status page: the host scraped and why it failed, if it did.
     let host: string | null = null;
     let failure = "";
-    let relayed = 0;
+    let target = "";
+    let bytes = 0;
     const finish = (code: number) => {
       const seconds = (performance.now() - started) / 1000;
+      logger.debug("Scrape finished", {
+        target: target || req.url?.slice(0, 200),
+        status: code,
+        bytes,
+        duration: formatDuration(Math.round(seconds * 1000)),
+        err: failure || undefined,
+      });
       metrics.proxiedRequests.inc({ code: String(code) });
       metrics.scrapeDuration.observe({ code: String(code) }, seconds);
       if (host !== null) {
@@ -71,7 +79,7 @@ export function createScrapeHandler(
           status: code,
           error: failure,
           durationMs: seconds * 1000,
-          bytes: relayed,
+          bytes,
         });
       }
     };
@@ -135,7 +143,7 @@ export function createScrapeHandler(
     });
     const deadline = AbortSignal.timeout(timeoutMs);
     const signal = AbortSignal.any([gone.signal, deadline]);
-    const target = url.toString();
+    target = url.toString();
     const log = logger.with({ target });
 
     let reply: ScrapeReply;
@@ -206,13 +214,13 @@ export function createScrapeHandler(
     }
     try {
       writeHead(res, reply.status, reply.headers, reply.status === 204 ? null : declared);
-      const bytes = await relayBody(
+      await relayBody(
         reply.body,
         res,
         signal,
         maxBodyBytes,
         hasBody ? declared : null,
-        (n) => relayed += n,
+        (n) => bytes += n,
       );
       res.end();
       metrics.relayedBytes.inc(bytes);

@@ -32,7 +32,7 @@ import {
   registrationProblem,
   type Role,
 } from "./auth.ts";
-import { createClientService } from "./client_service.ts";
+import { createClientService, PEER_ADDRESS } from "./client_service.ts";
 import { createFastClientHandler, isFastClientCall } from "./fast_client_service.ts";
 import { type Coordinator, createCoordinator } from "./coordinator.ts";
 import { createLegacyHandler } from "./legacy.ts";
@@ -113,11 +113,6 @@ const SOURCE: ReturnType<typeof createContextKey<string>> = createContextKey<str
 /** Authenticates a Connect request again, with the credentials it came with. */
 const AUTH_RECHECK: ReturnType<typeof createContextKey<(() => Promise<AuthResult>) | null>> =
   createContextKey<(() => Promise<AuthResult>) | null>(null, { description: "pushprox re-auth" });
-
-/** The network address a Connect request came from ("" when unknown). */
-const PEER_ADDRESS: ReturnType<typeof createContextKey<string>> = createContextKey<string>("", {
-  description: "pushprox peer address",
-});
 
 /**
  * The Connect code for a failed authentication. Readers get Unauthenticated
@@ -310,7 +305,6 @@ export function createProxy(options: ProxyOptions): Proxy {
       }
       return { credential: principal.credential, name: principal.name };
     },
-    peerAddress: (context) => context.values.get(PEER_ADDRESS),
     sourceOf(context) {
       return context.values.get(SOURCE);
     },
@@ -474,8 +468,10 @@ export function createProxy(options: ProxyOptions): Proxy {
           );
         }
         if (path === "/clients") {
-          const body = JSON.stringify(targetGroups(coordinator.listClients())) +
-            "\n";
+          const host = req.headers.host;
+          const body = JSON.stringify(
+            targetGroups(coordinator.listClients(), host ? { proxy: host.slice(0, 255) } : {}),
+          ) + "\n";
           return api(path, res, 200, "application/json", body, started);
         }
         metrics.registry.metrics().then(

@@ -128,6 +128,98 @@ Deno.test("Kubernetes manifests: 2 proxy replicas, a headless Service, clients o
   }
 });
 
+/** Kubernetes' own models of its API objects, with the API's JSON schemas (test-only, deno.dev.lock). */
+async function apiModels(): Promise<Record<string, new (o: Any) => { validate(): void }>> {
+  // deno-lint-ignore no-import-prefix
+  const { Deployment } = await import("npm:kubernetes-models@5.1.0/apps/v1/Deployment");
+  // deno-lint-ignore no-import-prefix
+  const { DaemonSet } = await import("npm:kubernetes-models@5.1.0/apps/v1/DaemonSet");
+  // deno-lint-ignore no-import-prefix
+  const { Service } = await import("npm:kubernetes-models@5.1.0/v1/Service");
+  // deno-lint-ignore no-import-prefix
+  const { ConfigMap } = await import("npm:kubernetes-models@5.1.0/v1/ConfigMap");
+  return { Deployment, DaemonSet, Service, ConfigMap };
+}
+
+/** Kubernetes refuses a ConfigMap whose data (keys and values) exceeds 1 MiB. */
+const CONFIGMAP_MAX_BYTES = 1024 * 1024;
+
+Deno.test("Kubernetes manifests pass the API's schemas (kubernetes-models)", async () => {
+  const models = await apiModels();
+  const docs = await manifests() as Any[];
+  assert.ok(docs.length >= 4);
+  for (const doc of docs) {
+    const Model = models[doc.kind];
+    assert.ok(Model, `no schema for kind ${doc.kind}`);
+    assert.doesNotThrow(() => new Model(doc).validate(), `${doc.kind} ${doc.metadata?.name}`);
+  }
+  // The validator does catch mistakes.
+  const broken = structuredClone(docs.find((d) => d.kind === "Deployment"));
+  broken.spec.replicas = "two";
+  assert.throws(() => new models.Deployment!(broken).validate(), /replicas must be integer/);
+});
+
+Deno.test({
+  name: "deno task bundle output fits the deploy README's ConfigMaps, one per program",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "pushprox-configmap-" });
+    try {
+      // The bundle task's own commands, writing to a temporary dist/.
+      const config = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`));
+      const task = config.tasks.bundle;
+      const command: string = typeof task === "string" ? task : task.command;
+      for (const step of command.split("&&")) {
+        const words = step.trim().split(/\s+/).map((w) => w.replace(/^dist\//, `${dir}/`));
+        assert.equal(words[0], "deno");
+        const output = await new Deno.Command(DENO, {
+          args: words.slice(1),
+          cwd: ROOT,
+          env: denoEnv(),
+          stdout: "null",
+          stderr: "piped",
+        }).output();
+        assert.equal(output.code, 0, new TextDecoder().decode(output.stderr));
+      }
+      const readme = await Deno.readTextFile(`${DEPLOY}/README.md`);
+      const creates = [
+        ...readme.matchAll(/kubectl -n (\S+) create configmap (\S+) --from-file=dist\/(\S+)$/gm),
+      ];
+      assert.equal(creates.length, 2, "one ConfigMap per program in deploy/README.md");
+      const models = await apiModels();
+      const docs = await manifests() as Any[];
+      for (const [, namespace, name, file] of creates) {
+        const content = await Deno.readTextFile(`${dir}/${file}`);
+        const configMap = {
+          apiVersion: "v1",
+          kind: "ConfigMap",
+          metadata: { name, namespace },
+          data: { [file!]: content },
+        };
+        new models.ConfigMap!(configMap).validate();
+        const bytes = new TextEncoder().encode(file! + content).byteLength;
+        assert.ok(
+          bytes <= CONFIGMAP_MAX_BYTES * 0.75,
+          `ConfigMap ${name}: ${bytes} bytes; Kubernetes' limit is ${CONFIGMAP_MAX_BYTES} (keep a quarter free)`,
+        );
+        // The workload that mounts it runs the file it holds.
+        const workload = docs.find((d) =>
+          d.spec?.template?.spec?.volumes?.some((v: Any) => v.configMap?.name === name)
+        );
+        assert.ok(workload, `no workload mounts ConfigMap ${name}`);
+        assert.equal(workload.metadata.namespace, namespace);
+        assert.ok(
+          workload.spec.template.spec.containers[0].args.includes(`/app/${file}`),
+          `${workload.metadata.name} runs /app/${file}`,
+        );
+      }
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
 Deno.test("the Prometheus example scrapes through the proxy with http_sd (promtool agrees)", async () => {
   const path = `${DEPLOY}/kubernetes/prometheus.yml`;
   const config = parse(await Deno.readTextFile(path)) as Any;

@@ -16,6 +16,7 @@ import {
   startProxyProcess,
   type TestProcess,
   waitUntil,
+  withoutMeta,
 } from "./support.ts";
 import {
   NODE_EXPORTER,
@@ -73,7 +74,7 @@ Deno.test({
         10_000,
         "both clients in /clients",
       );
-      assert.deepEqual(sd, [
+      assert.deepEqual(withoutMeta(sd), [
         { targets: ["127.0.0.1"], labels: {} },
         { targets: ["localhost"], labels: { site: "e2e" } },
       ]);

@@ -119,3 +119,20 @@ Deno.test({
     assert.match(new TextDecoder().decode(output.stdout), /^pushprox-client \d+\.\d+\.\d+/);
   },
 });
+
+Deno.test("deno task compile builds both programs, each with its run task's permissions", () => {
+  const config = JSON.parse(Deno.readTextFileSync(`${ROOT}/deno.json`));
+  const compile: string = config.tasks.compile.command ?? config.tasks.compile;
+  const steps = compile.split("&&").map((s) => s.trim().split(/\s+/));
+  const built = new Map<string, string[]>();
+  for (const words of steps) {
+    assert.deepEqual(words.slice(0, 2), ["deno", "compile"], words.join(" "));
+    const output = words[words.indexOf("--output") + 1]!;
+    built.set(output, words.filter((w) => w.startsWith("--allow-")));
+  }
+  for (const name of ["proxy", "client"]) {
+    const run: string = config.tasks[name].command ?? config.tasks[name];
+    const permissions = run.split(/\s+/).filter((w) => w.startsWith("--allow-"));
+    assert.deepEqual(built.get(`dist/pushprox-${name}`), permissions, `dist/pushprox-${name}`);
+  }
+});

@@ -28,7 +28,9 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
-    const { chromium } = await import("playwright-core");
+    // Test-only: pinned in deno.dev.lock, kept out of the import map (and so out of deno.lock).
+    // deno-lint-ignore no-import-prefix
+    const { chromium } = await import("npm:playwright-core@1.65.1");
     // Every record stays listed after its stream ends, also the hostile
     // client's short, never scraped one (which the proxy would drop at once).
     const stack = await startStack((_req, res) => res.end("up 1\n"), {
@@ -144,7 +146,9 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
-    const { chromium } = await import("playwright-core");
+    // Test-only: pinned in deno.dev.lock, kept out of the import map (and so out of deno.lock).
+    // deno-lint-ignore no-import-prefix
+    const { chromium } = await import("npm:playwright-core@1.65.1");
     const bcrypt = (await import("bcryptjs")).default;
     const { startSecureProxy } = await import("./secure_stack.ts");
     const proxy = await startSecureProxy({
@@ -187,7 +191,9 @@ Deno.test({
 const SEQUENCE = [200, 200, 500, 200, 200, 200, 500, 200, 200, 200];
 
 async function launch(profile: string, width: number) {
-  const { chromium } = await import("playwright-core");
+  // Test-only: pinned in deno.dev.lock, kept out of the import map (and so out of deno.lock).
+  // deno-lint-ignore no-import-prefix
+  const { chromium } = await import("npm:playwright-core@1.65.1");
   return await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: true,

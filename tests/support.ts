@@ -327,6 +327,8 @@ export async function bufCurlListClients(
   const output = await new Deno.Command(DENO, {
     args: [
       "run",
+      "--lock=deno.dev.lock",
+      "--frozen",
       "-A",
       "npm:@bufbuild/buf@1.74.0",
       "curl",
@@ -346,4 +348,66 @@ export async function bufCurlListClients(
     throw new Error(`buf curl failed (${output.code}): ${new TextDecoder().decode(output.stderr)}`);
   }
   return JSON.parse(new TextDecoder().decode(output.stdout));
+}
+
+/**
+ * The `deno run` arguments of a deno.json task (`proxy`, `client`), with the
+ * task's own permission flags, for tests that must run a program exactly as
+ * `deno task` does.
+ *
+ * @param name The task's name.
+ * @returns The arguments after `deno`, e.g. `["run", "--allow-net", …, "proxy/main.ts"]`.
+ */
+export function taskArgs(name: string): string[] {
+  const config = JSON.parse(Deno.readTextFileSync(`${ROOT}/deno.json`));
+  const task: string | { command: string } = config.tasks[name];
+  const command = typeof task === "string" ? task : task.command;
+  const words = command.split(/\s+/).filter((w) => w !== "");
+  if (words[0] !== "deno" || words.includes("&&")) {
+    throw new Error(`Task ${name} is not a single deno command: ${command}`);
+  }
+  return words.slice(1);
+}
+
+/**
+ * The PIDs of a process's children and their children (Linux /proc), for
+ * tests that must stop a process tree by PID.
+ *
+ * @param pid The parent.
+ * @returns Descendant PIDs, deepest last.
+ */
+export function descendants(pid: number): number[] {
+  const found: number[] = [];
+  let children: number[] = [];
+  try {
+    for (const task of Deno.readDirSync(`/proc/${pid}/task`)) {
+      const text = Deno.readTextFileSync(`/proc/${pid}/task/${task.name}/children`);
+      children.push(...text.split(/\s+/).filter((w) => w !== "").map(Number));
+    }
+  } catch { /* gone */ }
+  children = [...new Set(children)];
+  for (const child of children) found.push(child, ...descendants(child));
+  return found;
+}
+
+/** A `/clients` target group. */
+export interface SdGroup {
+  targets: string[];
+  labels: Record<string, string>;
+}
+
+/**
+ * `/clients` groups without the `__meta_*` labels (which Prometheus drops
+ * after relabelling), for comparing the published targets and labels.
+ *
+ * @param groups The parsed `/clients` document.
+ * @returns The groups with only the clients' own labels.
+ */
+export function withoutMeta(groups: SdGroup[]): SdGroup[] {
+  return groups.map((g) => ({
+    targets: g.targets,
+    labels: Object.fromEntries(
+      Object.entries(g.labels).filter(([name]) => !name.startsWith("__meta_")),
+    ),
+  }));
 }

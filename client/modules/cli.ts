@@ -409,7 +409,8 @@ export async function startModules(
     }
   }
   log.info("Modules loaded", {
-    modules: [...settings.initial.config.modules.keys()].join(","),
+    modules: [...settings.initial.config.modules.keys()].join(",") || undefined,
+    count: settings.initial.config.modules.size,
     through_proxy: settings.configured,
     raw_scrapes: !settings.configured || settings.allowRawScrapes,
   });

@@ -79,7 +79,10 @@ export function createConfigReloader(options: ConfigReloaderOptions): ConfigRelo
     engine.replace(prepared);
     markLoaded();
     const modules = [...prepared.config.modules.keys()];
-    logger.info("Reloaded the module configuration", { modules: modules.join(",") });
+    logger.info("Reloaded the module configuration", {
+      modules: modules.join(",") || undefined,
+      count: modules.length,
+    });
     options.onReload?.(prepared.config);
     return { ok: true, modules };
   }
