@@ -91,7 +91,7 @@ const USAGE = `usage: deno task bench [--profile=default|smoke|clients|churn|mod
                           exporter. Split at whitespace, no shell; run in --repo.
   --rounds=N              rounds per case, order alternating (2 with a peer, else 1)
   --post-load-wait=S      read RSS S seconds after each case's load (default 60
-                          for 20 MiB cases, 5 for smaller; smoke 0.3)
+                          for 20 MiB cases, 5 for smaller; smoke 0.2)
   --out=FILE              JSON result file (default bench/results/PROFILE-TIME.json)
   --clients=N,N           idle client counts for --profile=clients (1000,10000)
   --clients.hold-ms=MS    how long streams sit idle before measuring (20000)
@@ -189,8 +189,8 @@ function plan(
   const smokeTiming = () => ({ warmupMs: 200, durationMs: 400, minRequests: 0, maxMs: 5000 });
   const smokeCommon = {
     ...common,
-    postLoadWaitMs: postLoadWait !== undefined ? postLoadWaitMs : () => 300,
-    idleSettleMs: 200,
+    postLoadWaitMs: postLoadWait !== undefined ? postLoadWaitMs : () => 200,
+    idleSettleMs: 100,
     timing: smokeTiming,
   };
   switch (profile) {
@@ -223,20 +223,20 @@ function plan(
         },
         clients: {
           counts: [50],
-          holdMs: 500,
-          scrapeMs: 500,
+          holdMs: 300,
+          scrapeMs: 300,
           connectConcurrency: 50,
-          warmupScrapeMs: 500,
-          settleMs: 500,
+          warmupScrapeMs: 300,
+          settleMs: 200,
           ...smallScrape,
         },
         churn: {
-          cycles: 300,
-          warmupCycles: 100,
+          cycles: 200,
+          warmupCycles: 50,
           fqdnPool: 50,
           concurrency: 16,
-          scrapeMs: 500,
-          settleMs: 500,
+          scrapeMs: 300,
+          settleMs: 200,
           ...smallScrape,
         },
       };

@@ -128,7 +128,13 @@ function spawnTemplate(
   cwd: string,
 ): Child {
   const [command, ...args] = expandCommand(template, values);
-  return spawnChild(name, command!, args, { cwd });
+  try {
+    return spawnChild(name, command!, args, { cwd });
+  } catch (error) {
+    throw new Error(`Cannot start the ${name} "${command}": ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
 }
 
 /**
