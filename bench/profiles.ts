@@ -244,6 +244,31 @@ export async function startServices(
   return { proxy, client };
 }
 
+/** Proxy and client VmRSS shortly after start (at most a second's pause). */
+async function idleRss(services: Services, settleMs: number): Promise<Record<string, number>> {
+  await sleep(Math.min(settleMs, 1000));
+  return {
+    proxy: readMemory(services.proxy.child.pid).rssKiB,
+    client: readMemory(services.client.child.pid).rssKiB,
+  };
+}
+
+/** Memory figures with the peak since start and the RSS now as post-load. */
+function postLoadRss(
+  services: Services,
+  idleKiB: Record<string, number>,
+  waitMs: number,
+): MemoryFigures {
+  const proxy = readMemory(services.proxy.child.pid);
+  const client = readMemory(services.client.child.pid);
+  return memoryFigures(
+    idleKiB,
+    { proxy: round(proxy.hwmKiB / 1024, 1), client: round(client.hwmKiB / 1024, 1) },
+    { proxy: proxy.rssKiB, client: client.rssKiB },
+    waitMs,
+  );
+}
+
 /** Stops a proxy and its client by PID. */
 export async function stopServices(services: Services): Promise<void> {
   await services.client.child.stop();
@@ -564,6 +589,11 @@ export interface ClientsResult {
     peakRssKiB: number;
   };
   holderRssKiB: number;
+  /**
+   * Proxy and client RSS: idle after start, peak since start (VmHWM), and
+   * post-load after the streams were released and `settleMs` passed.
+   */
+  memory: MemoryFigures;
   /** Real scrapes (57 KiB, c1) through the proxy while the streams were held. */
   scrapes: {
     requests: number;
@@ -621,6 +651,7 @@ export async function runClients(
     const services = await start();
     const { proxy, client } = services;
     const inspector = await proxyInspector(proxy);
+    const idle = await idleRss(services, spec.settleMs);
     try {
       const url = `http://${CLIENT_FQDN}:${target.port}/plain/${spec.payloadBytes}`;
       const scrape = (durationMs: number) =>
@@ -666,6 +697,7 @@ export async function runClients(
         await waitForFds(proxy.child.pid, baseline.fds, 60_000);
         const releaseSeconds = (performance.now() - releaseStarted) / 1000;
         await sleep(spec.settleMs);
+        const memory = postLoadRss(services, idle, spec.settleMs);
         const released = await gcSnapshot(proxy.child.pid, inspector);
         const registered = Number(ready.registered);
         const result: ClientsResult = {
@@ -707,6 +739,7 @@ export async function runClients(
             peakRssKiB,
           },
           holderRssKiB,
+          memory,
           scrapes: {
             requests: load.requests,
             errors: load.errors,
@@ -752,6 +785,11 @@ export interface ChurnResult {
   };
   /** Scrapes through the proxy after the churn. */
   scrapes: { requests: number; errors: number; latencyMs: Latency };
+  /**
+   * Proxy and client RSS: idle after start, peak since start (VmHWM), and
+   * post-load `settleMs` after the churn.
+   */
+  memory: MemoryFigures;
 }
 
 /** Settings of the churn profile. */
@@ -784,6 +822,7 @@ export async function runChurn(
   const services = await start();
   const { proxy, client } = services;
   const inspector = await proxyInspector(proxy);
+  const idle = await idleRss(services, spec.settleMs);
   try {
     const url = `http://${CLIENT_FQDN}:${target.port}/plain/${spec.payloadBytes}`;
     const scrape = (durationMs: number) =>
@@ -825,6 +864,7 @@ export async function runChurn(
     const done = await churn(spec.cycles);
     const cpu = readCpu(proxy.child.pid).total - cpu0;
     await sleep(spec.settleMs);
+    const memory = postLoadRss(services, idle, spec.settleMs);
     const after = await gcSnapshot(proxy.child.pid, inspector);
     const load = await scrape(spec.scrapeMs);
     const cycles = Number(done.cycles);
@@ -864,6 +904,7 @@ export async function runChurn(
         errors: load.errors,
         latencyMs: load.latencyMs,
       },
+      memory,
     };
   } finally {
     inspector?.close();

@@ -86,6 +86,10 @@ function ratio(self: readonly number[], peer: readonly number[]): string {
   return `${(mean(self) / mean(peer)).toFixed(2)}×`;
 }
 
+function memoryCell(m: ProcessMemory | undefined): string {
+  return m ? `${fixed(m.idle, 1)} / ${fixed(m.peak, 1)} / ${fixed(m.postLoad, 1)}` : "-";
+}
+
 /**
  * The latency and throughput table: direct and proxied side by side.
  *
@@ -198,6 +202,7 @@ export function clientsTable(results: readonly ClientsResult[]): string {
     fixed(r.scrapes.latencyMs.p99, 2),
     `${r.scrapes.requests}/${r.scrapes.errors}`,
     fixed(r.holderRssKiB / 1024, 1),
+    memoryCell(r.memory.processes.client),
   ]);
   return markdownTable([
     "clients",
@@ -215,6 +220,7 @@ export function clientsTable(results: readonly ClientsResult[]): string {
     "p99 ms",
     "scrapes/errors",
     "holder RSS MiB",
+    "client RSS MiB idle / peak / post-load",
   ], rows);
 }
 
@@ -239,6 +245,8 @@ export function churnTable(r: ChurnResult): string {
     "fds cold/base/after",
     "heap Δ after GC %",
     "scrapes after/errors",
+    "proxy RSS MiB idle / peak / post-load",
+    "client",
   ], [[
     r.cycles,
     r.failed,
@@ -252,6 +260,8 @@ export function churnTable(r: ChurnResult): string {
     `${r.proxy.cold.fds}/${r.proxy.baseline.fds}/${r.proxy.after.fds}`,
     r.proxy.heapChangeAfterGcPct === undefined ? "-" : fixed(r.proxy.heapChangeAfterGcPct, 1),
     `${r.scrapes.requests}/${r.scrapes.errors}`,
+    memoryCell(r.memory.processes.proxy),
+    memoryCell(r.memory.processes.client),
   ]]);
 }
 
@@ -303,10 +313,6 @@ export function peerTable(cases: readonly CaseResult[]): string {
     "RSS ×",
     "errors",
   ], rows);
-}
-
-function memoryCell(m: ProcessMemory | undefined): string {
-  return m ? `${fixed(m.idle, 1)} / ${fixed(m.peak, 1)} / ${fixed(m.postLoad, 1)}` : "-";
 }
 
 /**

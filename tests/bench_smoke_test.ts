@@ -64,12 +64,14 @@ interface SmokeResult {
       held: { rssKiB: number; fds: number };
     };
     scrapes: { requests: number; errors: number };
+    memory: { processes: Record<string, Memory> };
   }[];
   churn: {
     cycles: number;
     failed: number;
     proxy: { after: { rssKiB: number; fds: number } };
     scrapes: { requests: number; errors: number };
+    memory: { processes: Record<string, Memory> };
   };
   goals: { goal: string; measured: string; pass: boolean | null }[];
 }
@@ -112,7 +114,7 @@ Deno.test("bench --profile=smoke runs every part, side by side with peers, and r
       stdout: "piped",
       stderr: "piped",
       // bench/main.ts stops every process it started on SIGTERM.
-      signal: AbortSignal.timeout(60_000),
+      signal: AbortSignal.timeout(120_000),
     }).output();
     const stderr = new TextDecoder().decode(result.stderr);
     assert.equal(result.code, 0, `bench failed:\n${stderr.slice(-4000)}`);
@@ -179,11 +181,15 @@ Deno.test("bench --profile=smoke runs every part, side by side with peers, and r
     );
     assert.ok(held.scrapes.requests > 0);
     assert.equal(held.scrapes.errors, 0);
+    assertMemory(held.memory.processes.proxy, "idle clients: proxy");
+    assertMemory(held.memory.processes.client, "idle clients: client");
 
     assert.ok(report.churn.cycles > 0);
     assert.equal(report.churn.failed, 0);
     assert.ok(report.churn.proxy.after.fds > 0);
     assert.equal(report.churn.scrapes.errors, 0);
+    assertMemory(report.churn.memory.processes.proxy, "churn: proxy");
+    assertMemory(report.churn.memory.processes.client, "churn: client");
 
     assert.equal(report.goals.length, 19);
     const judged = (pattern: RegExp) => {
