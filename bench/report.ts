@@ -76,6 +76,11 @@ function span(values: readonly number[], digits: number): string {
     : `${min.toFixed(digits)}–${max.toFixed(digits)}`;
 }
 
+/** Whether any scrape of a case succeeded: latency and CPU per MiB exist only then. */
+function succeeded(c: { requests: number; errors: number }): boolean {
+  return c.requests > c.errors;
+}
+
 function mean(values: readonly number[]): number {
   return values.reduce((sum, v) => sum + v, 0) / Math.max(1, values.length);
 }
@@ -280,13 +285,14 @@ export function peerTable(cases: readonly CaseResult[]): string {
     const self = of("self");
     const peer = of("peer");
     const added = (impl: "self" | "peer", p: "p50" | "p99") =>
-      pair(cases, impl).filter(([d, x]) => caseKey(d) === key && x !== undefined)
-        .map(([d, x]) => x!.latencyMs[p] - d.latencyMs[p]);
+      pair(cases, impl).filter(([d, x]) =>
+        caseKey(d) === key && x !== undefined && succeeded(d) && succeeded(x)
+      ).map(([d, x]) => x!.latencyMs[p] - d.latencyMs[p]);
     const first = self[0] ?? peer[0]!;
     const both = (c: CaseResult) => c.cpu.proxyAndClient;
     const bulk = first.bodyBytes >= 1024 * 1024;
     const cpu = (list: CaseResult[]) =>
-      list.map((c) => bulk ? both(c).perMiBMs : both(c).perScrapeMs);
+      list.filter(succeeded).map((c) => bulk ? both(c).perMiBMs : both(c).perScrapeMs);
     const peak = (list: CaseResult[]) => list.map((c) => c.peakRssMiB.proxyAndClient);
     return [
       `${first.payload} ${first.encoding === "gzip" ? "gzip " : ""}c${first.concurrency}`,
@@ -358,7 +364,9 @@ export function modulesTable(cases: readonly ModuleCaseResult[]): string {
     const first = self[0] ?? peer[0]!;
     const bulk = first.bodyBytes >= 1024 * 1024;
     const cpu = (list: ModuleCaseResult[]) =>
-      list.map((c) => bulk ? c.cpu.exporter.perMiBMs : c.cpu.exporter.perScrapeMs);
+      list.filter(succeeded).map((c) =>
+        bulk ? c.cpu.exporter.perMiBMs : c.cpu.exporter.perScrapeMs
+      );
     const mem = (list: ModuleCaseResult[], f: keyof ProcessMemory) =>
       list.map((c) => c.memory.processes.exporter?.[f] ?? 0);
     const cell = (f: (list: ModuleCaseResult[]) => number[], digits: number) =>
@@ -368,8 +376,8 @@ export function modulesTable(cases: readonly ModuleCaseResult[]): string {
       first.verify ? "on" : "off",
       cell((l) => l.map((c) => c.rps), 0),
       ...(hasPeer ? [ratio(self.map((c) => c.rps), peer.map((c) => c.rps))] : []),
-      cell((l) => l.map((c) => c.latencyMs.p50), 2),
-      cell((l) => l.map((c) => c.latencyMs.p99), 2),
+      cell((l) => l.filter(succeeded).map((c) => c.latencyMs.p50), 2),
+      cell((l) => l.filter(succeeded).map((c) => c.latencyMs.p99), 2),
       `${cell(cpu, 2)} ${bulk ? "ms/MiB" : "ms/scrape"}`,
       ...(hasPeer ? [ratio(cpu(self), cpu(peer))] : []),
       cell((l) => mem(l, "idle"), 1),
@@ -432,12 +440,13 @@ export function judgeGoals(run: RunResults): GoalVerdict[] {
   const self = (payload: string, concurrency?: number) =>
     cases.filter((c) =>
       c.mode === "proxied" && c.impl === "self" && c.encoding === "identity" &&
-      c.payload === payload && (concurrency === undefined || c.concurrency === concurrency)
+      c.payload === payload && (concurrency === undefined || c.concurrency === concurrency) &&
+      succeeded(c)
     );
   const peer = (payload: string, concurrency: number) =>
     cases.filter((c) =>
       c.mode === "proxied" && c.impl === "peer" && c.encoding === "identity" &&
-      c.payload === payload && c.concurrency === concurrency
+      c.payload === payload && c.concurrency === concurrency && succeeded(c)
     );
   const both = (c: CaseResult) => c.cpu.proxyAndClient;
 
@@ -469,7 +478,8 @@ export function judgeGoals(run: RunResults): GoalVerdict[] {
   );
 
   const smallPairs = pair(cases).filter(([d, p]) =>
-    p !== undefined && d.encoding === "identity" && d.payload === "57KiB" && d.concurrency === 1
+    p !== undefined && succeeded(d) && succeeded(p) && d.encoding === "identity" &&
+    d.payload === "57KiB" && d.concurrency === 1
   ) as [CaseResult, CaseResult][];
   const addedP50 = smallPairs.map(([d, p]) => p.latencyMs.p50 - d.latencyMs.p50);
   goal(
@@ -546,7 +556,7 @@ export function judgeGoals(run: RunResults): GoalVerdict[] {
   const mod = (impl: "self" | "peer", payload: string, verify: boolean, concurrency?: number) =>
     modules.filter((c) =>
       c.impl === impl && c.payload === payload && c.verify === verify &&
-      (concurrency === undefined || c.concurrency === concurrency)
+      (concurrency === undefined || c.concurrency === concurrency) && succeeded(c)
     );
   const hasPeerExporter = modules.some((c) => c.impl === "peer");
   for (
