@@ -97,7 +97,9 @@ const USAGE = `usage: deno task bench [--profile=default|smoke|clients|churn|mod
   --clients.hold-ms=MS    how long streams sit idle before measuring (20000)
   --churn.cycles=N        connect/disconnect cycles for --profile=churn (20000)
   --churn.pool=N          distinct fqdns the churning clients use (1000)
-  --only=REGEXP           run only matrix cases whose name matches, e.g. "1MiB.*c8"
+  --only=REGEXP           run only cases whose name matches, e.g. "1MiB.*c8"; names:
+                          "direct|proxied 57KiB identity c1[ peer]",
+                          "module 1MiB verify|noverify c8[ peer]"
   --scale=X               multiply matrix durations by X (1)
   --timeout-seconds=S     X-Prometheus-Scrape-Timeout-Seconds (10,
                           Prometheus' default scrape_timeout)
@@ -176,8 +178,9 @@ function plan(
   const only = typeof values.only === "string" ? new RegExp(values.only) : null;
   const smallScrape = { payloadBytes: 57 * KIB, timeoutSeconds };
   const quietWaitMs = Number(values["quiet-wait"] ?? 0) * 1000;
-  const peer = values["peer.proxy"] !== undefined || values["peer.exporter"] !== undefined;
-  const rounds = Number(values.rounds ?? (peer ? 2 : 1));
+  // Two alternating rounds by default where a peer runs beside this project.
+  const rounds = Number(values.rounds ?? (values["peer.proxy"] !== undefined ? 2 : 1));
+  const moduleRounds = Number(values.rounds ?? (values["peer.exporter"] !== undefined ? 2 : 1));
   const postLoadWait = values["post-load-wait"];
   const postLoadWaitMs = (payload: PayloadSpec) =>
     postLoadWait !== undefined
@@ -219,6 +222,7 @@ function plan(
           cases: [{ payload: DEFAULT_PAYLOADS[2]!, concurrency: 2 }],
           verify: [false, true],
           ...smokeCommon,
+          // One round keeps the smoke test short; the throughput part alternates.
           rounds: Number(values.rounds ?? 1),
         },
         clients: {
@@ -282,6 +286,7 @@ function plan(
           verify: [false, true],
           timing: defaultTiming(scale),
           ...common,
+          rounds: moduleRounds,
         },
       };
   }
