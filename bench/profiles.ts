@@ -60,6 +60,12 @@ export interface ThroughputSpec {
   cpuProfileDir: string | null;
   /** Before each case, wait up to this long for a quiet machine. */
   quietWaitMs: number;
+  /** Rounds of each case; the implementations' order alternates. */
+  rounds: number;
+  /** How long after the load the post-load RSS is read. */
+  postLoadWaitMs(payload: PayloadSpec): number;
+  /** Pause after start-up before the idle RSS is read. */
+  idleSettleMs: number;
 }
 
 /** CPU of one process (or two together) in a case. */
@@ -83,6 +89,11 @@ export interface CaseResult {
   bodyBytes: number;
   concurrency: number;
   mode: "direct" | "proxied";
+  /** Whose proxy and client: this project's or the peer's (direct: "self"). */
+  impl: "self" | "peer";
+  implLabel: string;
+  /** 1, 2, …: the round of an interleaved run. */
+  round: number;
   requests: number;
   errors: number;
   errorSamples: string[];
@@ -111,6 +122,8 @@ export interface CaseResult {
   /** CPU seconds by thread name, proxied cases. */
   threads?: { proxy: Record<string, number>; client: Record<string, number> };
   profile?: { proxy: ProfileSummary; client: ProfileSummary; files: string[] };
+  /** Proxied cases: idle, peak and post-load RSS of proxy and client. */
+  memory?: MemoryFigures;
 }
 
 /** Resident memory and descriptors of a process at one moment. */
@@ -130,7 +143,14 @@ function round(value: number, digits = 3): number {
   return Math.round(value * scale) / scale;
 }
 
-function cpuFigure(seconds: number, load: LoadResult): CpuFigure {
+/**
+ * CPU seconds of a load window per scrape, per MiB and per wall second.
+ *
+ * @param seconds CPU seconds used in the window.
+ * @param load The load generator's report.
+ * @returns The figure.
+ */
+export function cpuFigure(seconds: number, load: LoadResult): CpuFigure {
   const mib = load.bytes / MIB;
   return {
     seconds: round(seconds),
@@ -193,7 +213,12 @@ async function waitForFds(
   while (countFds(pid) > fds && performance.now() < until) await sleep(100);
 }
 
-function sleep(ms: number): Promise<void> {
+/**
+ * Resolves after `ms` milliseconds.
+ *
+ * @param ms The wait.
+ */
+export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
@@ -219,6 +244,31 @@ export async function startServices(
   return { proxy, client };
 }
 
+/** Proxy and client VmRSS shortly after start (at most a second's pause). */
+async function idleRss(services: Services, settleMs: number): Promise<Record<string, number>> {
+  await sleep(Math.min(settleMs, 1000));
+  return {
+    proxy: readMemory(services.proxy.child.pid).rssKiB,
+    client: readMemory(services.client.child.pid).rssKiB,
+  };
+}
+
+/** Memory figures with the peak since start and the RSS now as post-load. */
+function postLoadRss(
+  services: Services,
+  idleKiB: Record<string, number>,
+  waitMs: number,
+): MemoryFigures {
+  const proxy = readMemory(services.proxy.child.pid);
+  const client = readMemory(services.client.child.pid);
+  return memoryFigures(
+    idleKiB,
+    { proxy: round(proxy.hwmKiB / 1024, 1), client: round(client.hwmKiB / 1024, 1) },
+    { proxy: proxy.rssKiB, client: client.rssKiB },
+    waitMs,
+  );
+}
+
 /** Stops a proxy and its client by PID. */
 export async function stopServices(services: Services): Promise<void> {
   await services.client.child.stop();
@@ -231,25 +281,39 @@ export interface IdleFigures {
   client: ProcessSnapshot;
 }
 
+/** One proxy and client under test: this project's, or a peer's. */
+export interface Implementation {
+  /** "self" for this project, "peer" for the program it is compared with. */
+  id: "self" | "peer";
+  /** Its name in tables, e.g. "this project" or "peer". */
+  label: string;
+  /** Starts a fresh proxy and client, the client registered. */
+  start(): Promise<Services>;
+}
+
 /**
  * Runs the throughput matrix: for each payload and concurrency, direct to
- * the target and then through the proxy, back to back. Each pair gets a
- * fresh proxy and client so that its peak RSS is its own.
+ * the target and then through each implementation's proxy, in `rounds`
+ * rounds whose order of implementations alternates (self, peer; then peer,
+ * self; …), so that a drift of the machine does not favour one of them.
+ * Each proxied case gets a fresh proxy and client: its idle RSS is read
+ * before the load and its post-load RSS `postLoadWaitMs` after it.
  *
  * @param spec The matrix.
  * @param target The running target.
- * @param start Starts a fresh proxy and client.
+ * @param impls This project, and optionally a peer.
  * @param onCase Called with each finished case.
- * @returns The cases, and the idle figures of the first fresh pair.
+ * @returns The cases, and the idle figures of the first fresh pair of each
+ * implementation.
  */
 export async function runThroughput(
   spec: ThroughputSpec,
   target: Target,
-  start: () => Promise<Services>,
+  impls: readonly Implementation[],
   onCase: (result: CaseResult) => void,
-): Promise<{ cases: CaseResult[]; idle: IdleFigures | null }> {
+): Promise<{ cases: CaseResult[]; idle: Record<string, IdleFigures> }> {
   const results: CaseResult[] = [];
-  let idle: IdleFigures | null = null;
+  const idle: Record<string, IdleFigures> = {};
   for (const payload of spec.payloads) {
     const sizes = target.bodies[String(payload.bytes)];
     if (!sizes) throw new Error(`The target has no ${payload.bytes}-byte body`);
@@ -257,75 +321,173 @@ export async function runThroughput(
     const path = `/${payload.encoding === "gzip" ? "gzip" : "plain"}/${payload.bytes}`;
     const url = `http://${CLIENT_FQDN}:${target.port}${path}`;
     for (const concurrency of spec.concurrency) {
-      const names = (["direct", "proxied"] as const).map((mode) => ({
-        mode,
-        name: `${mode} ${payload.label} ${payload.encoding} c${concurrency}`,
-      })).filter(({ name }) => !spec.only || spec.only.test(name));
-      if (names.length === 0) continue;
-      const services = await start();
-      const { proxy, client } = services;
-      let inspectors: { proxy: Inspector; client: Inspector } | null = null;
-      try {
-        if (idle === null) {
-          await sleep(1000);
-          idle = {
-            proxy: snapshot(proxy.child.pid),
-            client: snapshot(client.child.pid),
-          };
-        }
-        if (spec.cpuProfileDir !== null) {
-          if (!proxy.inspector || !client.inspector) {
-            throw new Error("Cannot profile: proxy and client need --inspect");
-          }
-          inspectors = {
-            proxy: await connectInspector(proxy.inspector),
-            client: await connectInspector(client.inspector),
-          };
-        }
-        for (const { mode, name } of names) {
+      const key = `${payload.label} ${payload.encoding} c${concurrency}`;
+      const selected = (name: string) => !spec.only || spec.only.test(name);
+      const directName = `direct ${key}`;
+      for (let round = 1; round <= spec.rounds; round++) {
+        const suffix = spec.rounds > 1 ? ` #${round}` : "";
+        if (selected(directName)) {
           if (spec.quietWaitMs > 0) await waitQuiet(spec.quietWaitMs);
-          const profiling = inspectors !== null && mode === "proxied";
-          if (profiling) {
-            await inspectors!.proxy.start();
-            await inspectors!.client.start();
-          }
           const load = await runLoadProcess({
-            port: mode === "direct" ? target.port : proxy.port,
+            port: target.port,
             url,
-            proxied: mode === "proxied",
+            proxied: false,
             concurrency,
             ...spec.timing(payload),
             expectBytes: bodyBytes,
             timeoutSeconds: spec.timeoutSeconds,
-            watch: {
-              proxy: proxy.child.pid,
-              client: client.child.pid,
-              target: target.child.pid,
-            },
+            watch: { target: target.child.pid },
           });
-          const result = caseResult(name, payload, bodyBytes, mode, load);
-          if (profiling) {
-            const profiles = {
-              proxy: await inspectors!.proxy.stop(),
-              client: await inspectors!.client.stop(),
-            };
-            result.profile = {
-              proxy: summarizeProfile(profiles.proxy),
-              client: summarizeProfile(profiles.client),
-              files: await writeProfiles(spec.cpuProfileDir!, name, profiles),
-            };
-          }
+          const result = caseResult(directName + suffix, payload, bodyBytes, "direct", load);
+          result.round = round;
           results.push(result);
           onCase(result);
         }
-      } finally {
-        inspectors?.proxy.close();
-        inspectors?.client.close();
-        await stopServices(services);
+        const order = round % 2 === 1 ? impls : [...impls].reverse();
+        for (const impl of order) {
+          const name = `proxied ${key}${impl.id === "peer" ? " peer" : ""}`;
+          if (!selected(name)) continue;
+          const result = await proxiedCase(spec, target, impl, {
+            name: name + suffix,
+            payload,
+            bodyBytes,
+            url,
+            concurrency,
+            onIdle: (figures) => idle[impl.id] ??= figures,
+          });
+          result.round = round;
+          results.push(result);
+          onCase(result);
+        }
       }
     }
   }
   return { cases: results, idle };
+}
+
+async function proxiedCase(
+  spec: ThroughputSpec,
+  target: Target,
+  impl: Implementation,
+  what: {
+    name: string;
+    payload: PayloadSpec;
+    bodyBytes: number;
+    url: string;
+    concurrency: number;
+    onIdle(figures: IdleFigures): void;
+  },
+): Promise<CaseResult> {
+  const services = await impl.start();
+  const { proxy, client } = services;
+  let inspectors: { proxy: Inspector; client: Inspector } | null = null;
+  try {
+    await sleep(spec.idleSettleMs);
+    const idle = {
+      proxy: snapshot(proxy.child.pid),
+      client: snapshot(client.child.pid),
+    };
+    what.onIdle(idle);
+    const profiling = spec.cpuProfileDir !== null && impl.id === "self";
+    if (profiling) {
+      if (!proxy.inspector || !client.inspector) {
+        throw new Error("Cannot profile: proxy and client need --inspect");
+      }
+      inspectors = {
+        proxy: await connectInspector(proxy.inspector),
+        client: await connectInspector(client.inspector),
+      };
+    }
+    if (spec.quietWaitMs > 0) await waitQuiet(spec.quietWaitMs);
+    if (inspectors) {
+      await inspectors.proxy.start();
+      await inspectors.client.start();
+    }
+    const load = await runLoadProcess({
+      port: proxy.port,
+      url: what.url,
+      proxied: true,
+      concurrency: what.concurrency,
+      ...spec.timing(what.payload),
+      expectBytes: what.bodyBytes,
+      timeoutSeconds: spec.timeoutSeconds,
+      watch: {
+        proxy: proxy.child.pid,
+        client: client.child.pid,
+        target: target.child.pid,
+      },
+    });
+    const result = caseResult(what.name, what.payload, what.bodyBytes, "proxied", load);
+    result.impl = impl.id;
+    result.implLabel = impl.label;
+    if (inspectors) {
+      const profiles = {
+        proxy: await inspectors.proxy.stop(),
+        client: await inspectors.client.stop(),
+      };
+      result.profile = {
+        proxy: summarizeProfile(profiles.proxy),
+        client: summarizeProfile(profiles.client),
+        files: await writeProfiles(spec.cpuProfileDir!, what.name, profiles),
+      };
+    }
+    const waitMs = spec.postLoadWaitMs(what.payload);
+    await sleep(waitMs);
+    result.memory = memoryFigures(
+      { proxy: idle.proxy.rssKiB, client: idle.client.rssKiB },
+      result.peakRssMiB,
+      { proxy: readMemory(proxy.child.pid).rssKiB, client: readMemory(client.child.pid).rssKiB },
+      waitMs,
+    );
+    return result;
+  } finally {
+    inspectors?.proxy.close();
+    inspectors?.client.close();
+    await stopServices(services);
+  }
+}
+
+/** RSS of one process around a case's load, MiB. */
+export interface ProcessMemory {
+  /** VmRSS before the load (fresh process, after start-up). */
+  idle: number;
+  /** VmHWM over the measured window. */
+  peak: number;
+  /** VmRSS `postLoadWaitSeconds` after the load ended. */
+  postLoad: number;
+}
+
+/** RSS of each watched process before, during and after a case's load. */
+export interface MemoryFigures {
+  /** Seconds between the end of the load and the post-load reading. */
+  postLoadWaitSeconds: number;
+  processes: Record<string, ProcessMemory>;
+}
+
+/**
+ * Builds a case's memory figures.
+ *
+ * @param idleKiB VmRSS of each process before the load, KiB.
+ * @param peakMiB VmHWM of each process over the load, MiB.
+ * @param postLoadKiB VmRSS of each process after the wait, KiB.
+ * @param waitMs The wait.
+ * @returns The figures in MiB.
+ */
+export function memoryFigures(
+  idleKiB: Record<string, number>,
+  peakMiB: Record<string, number>,
+  postLoadKiB: Record<string, number>,
+  waitMs: number,
+): MemoryFigures {
+  const processes: Record<string, ProcessMemory> = {};
+  for (const [name, kib] of Object.entries(idleKiB)) {
+    processes[name] = {
+      idle: round(kib / 1024, 1),
+      peak: peakMiB[name] ?? 0,
+      postLoad: round((postLoadKiB[name] ?? 0) / 1024, 1),
+    };
+  }
+  return { postLoadWaitSeconds: round(waitMs / 1000, 1), processes };
 }
 
 async function writeProfiles(
@@ -362,6 +524,9 @@ function caseResult(
     bodyBytes,
     concurrency: load.concurrency,
     mode,
+    impl: "self",
+    implLabel: "this project",
+    round: 1,
     requests: load.requests,
     errors: load.errors,
     errorSamples: load.errorSamples,
@@ -424,6 +589,11 @@ export interface ClientsResult {
     peakRssKiB: number;
   };
   holderRssKiB: number;
+  /**
+   * Proxy and client RSS: idle after start, peak since start (VmHWM), and
+   * post-load after the streams were released and `settleMs` passed.
+   */
+  memory: MemoryFigures;
   /** Real scrapes (57 KiB, c1) through the proxy while the streams were held. */
   scrapes: {
     requests: number;
@@ -481,6 +651,7 @@ export async function runClients(
     const services = await start();
     const { proxy, client } = services;
     const inspector = await proxyInspector(proxy);
+    const idle = await idleRss(services, spec.settleMs);
     try {
       const url = `http://${CLIENT_FQDN}:${target.port}/plain/${spec.payloadBytes}`;
       const scrape = (durationMs: number) =>
@@ -526,6 +697,7 @@ export async function runClients(
         await waitForFds(proxy.child.pid, baseline.fds, 60_000);
         const releaseSeconds = (performance.now() - releaseStarted) / 1000;
         await sleep(spec.settleMs);
+        const memory = postLoadRss(services, idle, spec.settleMs);
         const released = await gcSnapshot(proxy.child.pid, inspector);
         const registered = Number(ready.registered);
         const result: ClientsResult = {
@@ -567,6 +739,7 @@ export async function runClients(
             peakRssKiB,
           },
           holderRssKiB,
+          memory,
           scrapes: {
             requests: load.requests,
             errors: load.errors,
@@ -612,6 +785,11 @@ export interface ChurnResult {
   };
   /** Scrapes through the proxy after the churn. */
   scrapes: { requests: number; errors: number; latencyMs: Latency };
+  /**
+   * Proxy and client RSS: idle after start, peak since start (VmHWM), and
+   * post-load `settleMs` after the churn.
+   */
+  memory: MemoryFigures;
 }
 
 /** Settings of the churn profile. */
@@ -644,6 +822,7 @@ export async function runChurn(
   const services = await start();
   const { proxy, client } = services;
   const inspector = await proxyInspector(proxy);
+  const idle = await idleRss(services, spec.settleMs);
   try {
     const url = `http://${CLIENT_FQDN}:${target.port}/plain/${spec.payloadBytes}`;
     const scrape = (durationMs: number) =>
@@ -685,6 +864,7 @@ export async function runChurn(
     const done = await churn(spec.cycles);
     const cpu = readCpu(proxy.child.pid).total - cpu0;
     await sleep(spec.settleMs);
+    const memory = postLoadRss(services, idle, spec.settleMs);
     const after = await gcSnapshot(proxy.child.pid, inspector);
     const load = await scrape(spec.scrapeMs);
     const cycles = Number(done.cycles);
@@ -724,6 +904,7 @@ export async function runChurn(
         errors: load.errors,
         latencyMs: load.latencyMs,
       },
+      memory,
     };
   } finally {
     inspector?.close();

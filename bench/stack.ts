@@ -138,6 +138,46 @@ export async function startClient(
   return { child, inspector };
 }
 
+/** A running exporter_exporter: this client's direct listener, or a peer. */
+export interface ExporterProcess {
+  child: Child;
+  port: number;
+}
+
+/**
+ * Starts this project's client as an exporter_exporter only: its direct
+ * module listener (`--web.listen-address`) and no proxy.
+ *
+ * @param options Checkout and extra flags.
+ * @param config The modules configuration file.
+ * @returns The listening client.
+ */
+export async function startModulesClient(
+  options: ServiceOptions,
+  config: string,
+): Promise<ExporterProcess> {
+  const child = spawnChild("modules client", DENO, [
+    "run",
+    "--allow-all",
+    ...options.denoArgs,
+    "client/main.ts",
+    "--web.listen-address=127.0.0.1:0",
+    `--config.file=${config}`,
+    "--log.level=info",
+    ...options.args,
+  ], { cwd: options.repo });
+  try {
+    const match = await child.waitFor(
+      /address=127\.0\.0\.1:(\d+) listener="modules http"/,
+      60_000,
+    );
+    return { child, port: Number(match[1]) };
+  } catch (error) {
+    await child.stop(1000);
+    throw error;
+  }
+}
+
 async function inspectorUrl(
   child: Child,
   denoArgs: readonly string[],
