@@ -75,6 +75,8 @@ Deno.test({
       const child = new Deno.Command(DENO, {
         args: [
           "run",
+          "--lock=deno.dev.lock",
+          "--frozen",
           "-A",
           "npm:@bufbuild/buf@1.74.0",
           "curl",
