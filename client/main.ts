@@ -8,6 +8,8 @@
 import { formatAddress, type ListenAddress, parseListenAddress } from "../lib/address.ts";
 import { FlagError, type FlagSpec, type FlagValues, formatHelp, parseFlags } from "../lib/flags.ts";
 import { createLogger, LOG_FLAGS, type LogFormat, type LogLevel } from "../lib/logger.ts";
+import { installLastResort, raiseForTest } from "../lib/last_resort.ts";
+import { Counter } from "prom-client";
 import { VERSION } from "../lib/version.ts";
 import { ConfigError as WebConfigError } from "../lib/web_config.ts";
 import { type Agent, startAgent } from "./agent.ts";
@@ -188,6 +190,13 @@ export async function main(args: readonly string[]): Promise<number> {
   const fqdn = (flags["fqdn"] as string | undefined) || await detectFqdn();
   const proxyUrls = (flags["proxy-url"] as string[]).filter((url) => url !== "");
   const metrics = createClientMetrics({ defaultMetrics: true });
+  const uncaught = new Counter({
+    name: "pushprox_client_uncaught_errors_total",
+    help:
+      "Errors and promise rejections that no handler caught (logged; the client keeps serving).",
+    registers: [metrics.registry],
+  });
+  installLastResort({ logger, count: () => uncaught.inc() });
   let agent: Agent | undefined;
   let modules: Modules;
   try {
@@ -249,6 +258,7 @@ export async function main(args: readonly string[]): Promise<number> {
     logger.info("Reloading the module configuration", { signal: "SIGHUP" });
     modules.reload();
   });
+  raiseForTest();
   await stopped.promise;
   return 0;
 }

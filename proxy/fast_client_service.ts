@@ -72,13 +72,15 @@ export interface FastClientHandlerOptions {
  * @param values Context values for the handler (authentication).
  * @param refusal An error to end the call with before it starts (what the
  *   Connect router's interceptors would throw), or null.
+ * @returns Settles when the call has ended; rejects only on a fault of the
+ *   handler itself (the proxy's edge answers those).
  */
 export type FastClientHandler = (
   req: IncomingMessage,
   res: ServerResponse,
   values: ContextValues,
   refusal: ConnectError | null,
-) => void;
+) => Promise<void>;
 
 /**
  * Creates the fast-path handler.
@@ -145,7 +147,7 @@ export function createFastClientHandler(options: FastClientHandlerOptions): Fast
         encodeEnvelope(0, toBinary(PushResponseSchema, create(PushResponseSchema, result))),
       );
     };
-    void (async () => {
+    return (async () => {
       let error: ConnectError | undefined;
       try {
         await run();

@@ -7,6 +7,7 @@
 import { formatAddress, parseListenAddress } from "../lib/address.ts";
 import { formatDuration } from "../lib/duration.ts";
 import { FlagError, type FlagSpec, type FlagValues, formatHelp, parseFlags } from "../lib/flags.ts";
+import { installLastResort, raiseForTest } from "../lib/last_resort.ts";
 import { createLogger, LOG_FLAGS, type LogFormat, type LogLevel } from "../lib/logger.ts";
 import { VERSION } from "../lib/version.ts";
 import { ConfigError } from "../lib/web_config.ts";
@@ -103,6 +104,13 @@ export const PROXY_FLAGS: readonly FlagSpec[] = [
     type: "duration",
     default: "10s",
     help: "Time a connection has to complete its TLS handshake and request headers.",
+  },
+  {
+    name: "web.body-idle-timeout",
+    type: "duration",
+    default: "30s",
+    help:
+      "Longest a request body may take to arrive (a Push, once matched to a scrape, has the scrape's deadline instead); slower ones get 408 and are closed (0: no limit).",
   },
   {
     name: "web.idle-timeout",
@@ -206,7 +214,9 @@ export async function main(args: readonly string[]): Promise<number> {
     heartbeatIntervalMs: flags["poll.heartbeat-interval"] as number,
     maxMessageBytes: flags["web.max-message-bytes"] as number,
     legacyProtocol: flags["legacy.enabled"] as boolean,
+    bodyIdleTimeoutMs: flags["web.body-idle-timeout"] as number,
   });
+  installLastResort({ logger, count: () => proxy.metrics.uncaughtErrors.inc() });
   const stop = new AbortController();
   // The first signal drains (scrapes in flight finish, clients go away), a
   // second one stops at once.
@@ -285,6 +295,7 @@ export async function main(args: readonly string[]): Promise<number> {
       tls: security.tls !== null,
     });
   }
+  raiseForTest();
   await Promise.all([serving.finished, grpc?.finished]);
   return 0;
 }

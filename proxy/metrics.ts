@@ -30,6 +30,12 @@ export interface ProxyMetrics {
   authFailures: Counter<"role" | "reason">;
   /** Requests and registrations refused because a limit was reached, by limit. */
   limitHits: Counter<"limit">;
+  /** Requests refused with 400 before routing (no usable Host, ...), by reason. */
+  badRequests: Counter<"reason">;
+  /** Requests whose handler threw or rejected (answered 500 or closed). */
+  handlerErrors: Counter;
+  /** Errors and rejections no handler caught, logged by the last-resort handler. */
+  uncaughtErrors: Counter;
 }
 
 /** Options for {@linkcode createProxyMetrics}. */
@@ -131,6 +137,23 @@ export function createProxyMetrics(options: ProxyMetricsOptions): ProxyMetrics {
       labelNames: ["limit"],
       registers,
     }),
+    badRequests: new Counter({
+      name: "pushprox_proxy_bad_requests_total",
+      help: "Requests refused with 400 before routing, by reason.",
+      labelNames: ["reason"],
+      registers,
+    }),
+    handlerErrors: new Counter({
+      name: "pushprox_proxy_handler_errors_total",
+      help: "Requests whose handler failed unexpectedly; answered 500 or closed.",
+      registers,
+    }),
+    uncaughtErrors: new Counter({
+      name: "pushprox_proxy_uncaught_errors_total",
+      help:
+        "Errors and promise rejections that no handler caught (logged; the proxy keeps serving).",
+      registers,
+    }),
   };
   for (const role of ["client", "scraper", "reader", "tls"]) {
     for (const reason of ["missing", "invalid", "expired", "forbidden"]) {
@@ -145,10 +168,13 @@ export function createProxyMetrics(options: ProxyMetricsOptions): ProxyMetrics {
       "scrape_body_bytes",
       "header_bytes",
       "header_timeout",
+      "body_idle_timeout",
+      "body_drain",
     ]
   ) {
     metrics.limitHits.inc({ limit }, 0);
   }
+  metrics.badRequests.inc({ reason: "authority" }, 0);
   for (const code of COMMON_CODES) metrics.proxiedRequests.inc({ code }, 0);
   for (const path of ["/clients", "/metrics"]) {
     metrics.httpRequests.inc({ code: "200", path }, 0);
