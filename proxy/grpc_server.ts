@@ -18,8 +18,9 @@ import {
   type ServerHttp2Session,
 } from "node:http2";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import type { Server as TlsServer, TLSSocket } from "node:tls";
+import { type ConnectionBudget, keepAccepting } from "../lib/connection_budget.ts";
 import type { Logger } from "../lib/logger.ts";
 import type { TlsListener } from "../lib/tls_server.ts";
 
@@ -41,6 +42,10 @@ export interface GrpcServeOptions {
   tls?: TlsListener;
   /** Logs refused TLS connections. */
   logger?: Logger;
+  /** Caps open connections (shared with the main port). @default {no cap} */
+  connections?: ConnectionBudget;
+  /** How often a quiet listener checks that it still accepts (see keepAccepting). @default {5000} */
+  acceptCheckIntervalMs?: number;
 }
 
 /** A listening gRPC port. */
@@ -84,6 +89,22 @@ export async function serveGrpc(
   const server: Http2Server = tls
     ? createSecureServer({ ...tls.serverOptions, ...settings, ALPNProtocols: ["h2"] }, handle)
     : createServer(settings, handle);
+  // Restarts the listener if its accept loop stops (EMFILE); above the
+  // connection caps a connection is closed at once.
+  const stopAccepting = new AbortController();
+  const watchdog = keepAccepting(server as unknown as import("node:net").Server, {
+    signal: stopAccepting.signal,
+    intervalMs: options.acceptCheckIntervalMs ?? 5_000,
+    ...(options.logger ? { logger: options.logger } : {}),
+  });
+  const budget = options.connections;
+  server.on("connection", (socket: Socket) => {
+    if (watchdog.isProbe(socket) || !budget) return;
+    budget.admit(socket, (refused) => {
+      refused.on("error", () => {});
+      refused.destroy();
+    });
+  });
   if (tls) {
     server.on("secureConnection", (socket: TLSSocket) => {
       const reason = tls.admit(socket);
@@ -115,6 +136,7 @@ export async function serveGrpc(
   tls?.watch(server as unknown as TlsServer, stopWatching.signal);
   const close = () => {
     stopWatching.abort();
+    stopAccepting.abort();
     server.close();
     for (const session of sessions) session.destroy();
   };

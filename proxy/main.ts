@@ -6,6 +6,11 @@
 
 import { formatAddress, parseListenAddress } from "../lib/address.ts";
 import { formatDuration } from "../lib/duration.ts";
+import {
+  createConnectionBudget,
+  defaultMaxConnections,
+  softFdLimit,
+} from "../lib/connection_budget.ts";
 import { FlagError, type FlagSpec, type FlagValues, formatHelp, parseFlags } from "../lib/flags.ts";
 import { installLastResort, raiseForTest } from "../lib/last_resort.ts";
 import { createLogger, LOG_FLAGS, type LogFormat, type LogLevel } from "../lib/logger.ts";
@@ -117,6 +122,25 @@ export const PROXY_FLAGS: readonly FlagSpec[] = [
     type: "duration",
     default: "65s",
     help: "How long an idle keep-alive connection is kept open.",
+  },
+  {
+    name: "web.max-connections",
+    type: "integer",
+    help:
+      "Most connections open at once on all listeners; more are refused at once, idle keep-alive ones closed first (default: the soft open-files limit less max(64, 10%); 0: no limit).",
+  },
+  {
+    name: "web.max-connections-per-source",
+    type: "integer",
+    help:
+      "Most connections open at once from one IP address (default: half of --web.max-connections; 0: no limit).",
+  },
+  {
+    name: "web.accept-check-interval",
+    type: "duration",
+    default: "5s",
+    help:
+      "How often a quiet listener checks that it still accepts connections, and is restarted if it stopped (after running out of file descriptors).",
   },
   {
     name: "clients.max",
@@ -236,9 +260,28 @@ export async function main(args: readonly string[]): Promise<number> {
         .finally(() => stop.abort());
     });
   }
+  const fdLimit = softFdLimit();
+  const maxConnections = (flags["web.max-connections"] as number | undefined) ??
+    defaultMaxConnections(fdLimit);
+  const maxPerSource = (flags["web.max-connections-per-source"] as number | undefined) ??
+    Math.ceil(maxConnections / 2);
+  const connections = createConnectionBudget({
+    maxConnections,
+    maxPerSource,
+    onRefused(limit, remote) {
+      proxy.metrics.limitHits.inc({ limit });
+      logger.debug("Connection refused", { remote, limit });
+    },
+    onEvicted(remote) {
+      logger.debug("Idle connection closed to make room", { remote });
+    },
+  });
+  const acceptCheckIntervalMs = flags["web.accept-check-interval"] as number;
   let serving;
   try {
     serving = await serveProxy(proxy, {
+      connections,
+      acceptCheckIntervalMs,
       ...listen,
       signal: stop.signal,
       requestTimeoutMs: (flags["scrape.max-timeout"] as number) + 30_000,
@@ -269,12 +312,17 @@ export async function main(args: readonly string[]): Promise<number> {
     address: formatAddress(serving.address),
     tls: security.tls !== null,
     auth: security.auth.config.source,
+    max_connections: maxConnections,
+    max_connections_per_source: maxPerSource,
+    fd_limit: fdLimit ?? "unknown",
   });
   let grpc: ServingGrpc | null = null;
   if (grpcListen !== null) {
     try {
       grpc = await serveGrpc(proxy, {
         ...grpcListen,
+        connections,
+        acceptCheckIntervalMs,
         signal: stop.signal,
         logger,
         ...(security.tls ? { tls: security.tls } : {}),

@@ -22,6 +22,7 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { ClientService, RegistryService } from "../gen/pushprox/v1/pushprox_pb.ts";
 import { authorityProblem } from "../lib/authority.ts";
 import { formatDuration } from "../lib/duration.ts";
+import { type ConnectionBudget, keepAccepting } from "../lib/connection_budget.ts";
 import type { Logger } from "../lib/logger.ts";
 import { peerIdentity, type TlsListener } from "../lib/tls_server.ts";
 import {
@@ -619,6 +620,10 @@ export interface ServeOptions {
   headers?: Record<string, string>;
   /** Logs refused connections. */
   logger?: Logger;
+  /** Caps open connections (shared with the gRPC port). @default {no cap} */
+  connections?: ConnectionBudget;
+  /** How often a quiet listener checks that it still accepts (see keepAccepting). @default {5000} */
+  acceptCheckIntervalMs?: number;
 }
 
 /** A listening proxy. */
@@ -673,10 +678,38 @@ export async function serveProxy(
   /** A peer's reset or broken pipe ends its connection, never the process. */
   const onSocketError = (error: Error & { code?: string }) =>
     log?.debug("Connection error", { err: error.code ?? error.message });
+  // Restarts the listener if its accept loop stops (EMFILE), before counting.
+  const stopAccepting = new AbortController();
+  const watchdog = keepAccepting(server, {
+    signal: stopAccepting.signal,
+    intervalMs: options.acceptCheckIntervalMs ?? 5_000,
+    ...(log ? { logger: log } : {}),
+  });
+  const budget = options.connections;
+  /** Above the connection caps: a short 503 on plain HTTP, else closed at once. */
+  const refuse = (socket: Socket) => {
+    socket.on("error", onSocketError);
+    if (tls) return void socket.destroy();
+    socket.pause();
+    socket.write(
+      "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 22\r\nConnection: close\r\n\r\nToo many connections.\n",
+      () => socket.destroy(),
+    );
+    const timer = setTimeout(() => socket.destroy(), 1_000);
+    socket.once("close", () => clearTimeout(timer));
+  };
+  if (budget) {
+    // Idle keep-alive connections are the first closed when the cap is reached.
+    server.on("request", (req: IncomingMessage, res: ServerResponse) => {
+      budget.busy(req.socket);
+      res.once("close", () => budget.done(req.socket));
+    });
+  }
   /** Raw connections, so that closing ends those still in a TLS handshake too. */
   const sockets = new Set<Socket>();
   server.on("connection", (socket: Socket) => {
     socket.on("error", onSocketError);
+    if (watchdog.isProbe(socket) || (budget && !budget.admit(socket, refuse))) return;
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
     if (!tls) return;
@@ -699,6 +732,7 @@ export async function serveProxy(
       }
     });
     server.on("tlsClientError", (error: Error, socket: Socket) => {
+      if (watchdog.isProbe(socket)) return;
       proxy.metrics.authFailures.inc({ role: "tls", reason: "invalid" });
       log?.debug("TLS handshake failed", { remote: socket.remoteAddress, err: error.message });
     });
@@ -754,6 +788,7 @@ export async function serveProxy(
   tls?.watch(server as unknown as import("node:tls").Server, stopWatching.signal);
   const close = () => {
     stopWatching.abort();
+    stopAccepting.abort();
     proxy.close();
     server.close();
     server.closeAllConnections();
