@@ -32,8 +32,14 @@ export interface GrpcServeOptions {
   port: number;
   /** Stops the listener when aborted. */
   signal?: AbortSignal;
-  /** Close connections idle this long. @default {65000} */
+  /** Close connections without open streams for this long. @default {65000} */
   idleTimeoutMs?: number;
+  /** Longest time from connecting to the first stream's headers. @default {10000} */
+  headersTimeoutMs?: number;
+  /** Longest time a stream's request may take to arrive completely. @default {330000} */
+  requestTimeoutMs?: number;
+  /** Counts a connection or stream cut by a timeout (`header_timeout`, `request_timeout`). */
+  onLimit?: (limit: string) => void;
   /** Largest request header block. @default {16384} */
   maxHeaderBytes?: number;
   /** Most concurrent streams per connection. @default {1000} */
@@ -82,12 +88,28 @@ export async function serveGrpc(
       res.end(`No such endpoint on the gRPC port: ${path}. Only /pushprox.v1.* services\n`);
       return;
     }
+    // A request (body included) that is still arriving after the request
+    // timeout is cancelled, as on the main port.
+    const timer = setTimeout(() => {
+      if (req.complete || res.writableFinished) return;
+      options.onLimit?.("request_timeout");
+      req.stream.close(0x8); // NGHTTP2_CANCEL
+    }, requestTimeoutMs);
+    res.once("close", () => clearTimeout(timer));
     // The compatibility API of node:http2 has what the handler uses.
     proxy.handle(req as unknown as IncomingMessage, res as unknown as ServerResponse);
   };
+  const headersTimeoutMs = options.headersTimeoutMs ?? 10_000;
+  const idleTimeoutMs = options.idleTimeoutMs ?? 65_000;
+  const requestTimeoutMs = options.requestTimeoutMs ?? 330_000;
   const tls = options.tls;
   const server: Http2Server = tls
-    ? createSecureServer({ ...tls.serverOptions, ...settings, ALPNProtocols: ["h2"] }, handle)
+    ? createSecureServer({
+      ...tls.serverOptions,
+      ...settings,
+      ALPNProtocols: ["h2"],
+      handshakeTimeout: options.headersTimeoutMs ?? 10_000,
+    }, handle)
     : createServer(settings, handle);
   // Restarts the listener if its accept loop stops (EMFILE); above the
   // connection caps a connection is closed at once.
@@ -118,11 +140,32 @@ export async function serveGrpc(
       }
     });
   }
-  server.setTimeout(options.idleTimeoutMs ?? 65_000, () => {});
   const sessions = new Set<ServerHttp2Session>();
   server.on("session", (session) => {
     sessions.add(session);
-    session.once("close", () => sessions.delete(session));
+    // A session's error ends that session, never the process.
+    session.on("error", (error) => options.logger?.debug("HTTP/2 session error", { err: error }));
+    // Timeouts: the first stream must come within the header timeout, and a
+    // session without open streams is closed after the idle timeout.
+    let open = 0;
+    let timer = setTimeout(() => {
+      options.onLimit?.("header_timeout");
+      session.destroy();
+    }, headersTimeoutMs);
+    session.on("stream", (stream) => {
+      clearTimeout(timer);
+      open++;
+      stream.on("error", () => {});
+      stream.once("close", () => {
+        if (--open > 0 || session.destroyed) return;
+        // GOAWAY: streams already opened finish, then the session ends.
+        timer = setTimeout(() => session.close(), idleTimeoutMs);
+      });
+    });
+    session.once("close", () => {
+      clearTimeout(timer);
+      sessions.delete(session);
+    });
   });
   const finished = new Promise<void>((resolve) => server.once("close", () => resolve()));
   await new Promise<void>((resolve, reject) => {

@@ -325,6 +325,10 @@ export async function main(args: readonly string[]): Promise<number> {
         acceptCheckIntervalMs,
         signal: stop.signal,
         logger,
+        headersTimeoutMs: flags["web.read-header-timeout"] as number,
+        idleTimeoutMs: flags["web.idle-timeout"] as number,
+        requestTimeoutMs: (flags["scrape.max-timeout"] as number) + 30_000,
+        onLimit: (limit) => proxy.metrics.limitHits.inc({ limit }),
         ...(security.tls ? { tls: security.tls } : {}),
       });
     } catch (error) {

@@ -170,6 +170,7 @@ export function createProxyMetrics(options: ProxyMetricsOptions): ProxyMetrics {
       "header_timeout",
       "body_idle_timeout",
       "body_drain",
+      "request_timeout",
     ]
   ) {
     metrics.limitHits.inc({ limit }, 0);

@@ -373,3 +373,58 @@ Deno.test("an uncaught rejection in the client is logged and counted, and it kee
     await proxy.process.stop();
   }
 });
+
+Deno.test("gRPC port: silent connections, idle sessions and trickling streams are closed", async () => {
+  const grpcPort = await freePort();
+  await withProxy([
+    `--grpc.listen-address=127.0.0.1:${grpcPort}`,
+    "--web.read-header-timeout=1s",
+    "--web.idle-timeout=2s",
+    "--web.body-idle-timeout=2s",
+  ], async ({ url, port }) => {
+    await new Promise<void>((resolve) => setTimeout(resolve, 200));
+    // A connection that never sends a request.
+    const silent = await exchange(grpcPort, "", { limitMs: 15_000 });
+    assert.ok(silent.closedAfterMs !== null, "silent gRPC connection still open after 15 s");
+    // A session whose one call ended, then nothing.
+    const session = connectH2(`http://127.0.0.1:${grpcPort}`);
+    session.on("error", () => {});
+    const sessionClosed = new Promise<number>((resolve) => {
+      const started = performance.now();
+      session.once("close", () => resolve(performance.now() - started));
+    });
+    const call = (body: string | null) =>
+      new Promise<number>((resolve) => {
+        const stream = session.request({
+          ":method": "POST",
+          ":path": "/pushprox.v1.RegistryService/ListClients",
+          "content-type": "application/json",
+        });
+        let status = 0;
+        stream.on("response", (headers) => status = Number(headers[":status"]));
+        stream.on("error", () => {});
+        stream.on("close", () => resolve(status));
+        stream.resume();
+        if (body !== null) return void stream.end(body);
+        // A body trickling in, one byte at a time.
+        const ticker = setInterval(() => stream.write(" "), 300);
+        stream.once("close", () => clearInterval(ticker));
+      });
+    assert.equal(await call("{}"), 200);
+    const trickled = await Promise.race([
+      call(null),
+      new Promise<string>((resolve) => setTimeout(() => resolve("still open"), 15_000)),
+    ]);
+    assert.equal(trickled, 408);
+    const idleMs = await Promise.race([
+      sessionClosed,
+      new Promise<string>((resolve) => setTimeout(() => resolve("still open"), 15_000)),
+    ]);
+    assert.equal(typeof idleMs, "number", "idle gRPC session still open after 15 s");
+    session.destroy();
+    assert.ok(
+      (await metric(url, /^pushprox_proxy_limit_hits_total\{limit="header_timeout"\} (\d+)/m)) >= 1,
+    );
+    await stillServing(url, port);
+  });
+});
