@@ -482,3 +482,68 @@ Deno.test("gRPC port: silent connections, idle sessions and trickling streams ar
     await stillServing(url, port);
   });
 });
+
+Deno.test("long Poll streams and slow pushes matched to a scrape outlive --web.body-idle-timeout", async () => {
+  await withProxy([
+    "--web.body-idle-timeout=1s",
+    "--poll.heartbeat-interval=500ms",
+  ], async ({ url, port }) => {
+    const stop = new AbortController();
+    const polls = [true, false].map((binary) =>
+      createClient(
+        ClientService,
+        createConnectTransport({ baseUrl: url, httpVersion: "1.1", useBinaryFormat: binary }),
+      ).poll({ fqdn: binary ? "slow.example" : "json.example" }, { signal: stop.signal })[
+        Symbol.asyncIterator
+      ]()
+    );
+    try {
+      const [binary, json] = polls as [typeof polls[0], typeof polls[0]];
+      const registered = await binary.next();
+      assert.equal(registered.value?.message.case, "registered");
+      assert.equal((await json.next()).value?.message.case, "registered");
+      const sessionId = registered.value.message.value.sessionId;
+      const scrape = proxiedGet(port, "http://slow.example:9100/metrics", {
+        "x-prometheus-scrape-timeout-seconds": "20",
+      });
+      let task;
+      do task = await binary.next(); while (task.value?.message.case !== "scrape");
+      // The answer trickles in over 3 s, three times the body idle timeout.
+      const socket = connect(port, "127.0.0.1");
+      socket.on("error", () => {});
+      const body = new Uint8Array(6);
+      const message = new Uint8Array([
+        ...pushHead(task.value.message.value.id, sessionId),
+        ...pushChunk(body),
+      ]);
+      socket.write(
+        `POST /pushprox.v1.ClientService/Push HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/connect+proto\r\nContent-Length: ${
+          message.byteLength + 5 * pushChunk(body).byteLength
+        }\r\n\r\n`,
+      );
+      socket.write(message);
+      for (let i = 0; i < 5; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 600));
+        socket.write(pushChunk(body));
+      }
+      const result = await scrape;
+      socket.destroy();
+      assert.equal(result.status, 200);
+      assert.equal(result.body.byteLength, 36);
+      // Both Poll streams are still alive, 3 s later: heartbeats keep coming.
+      for (const poll of [binary, json]) {
+        let next;
+        do next = await poll.next(); while (next.value?.message.case === "scrape");
+        assert.equal(next.value?.message.case, "heartbeat");
+      }
+      assert.equal(
+        await metric(url, /^pushprox_proxy_limit_hits_total\{limit="body_idle_timeout"\} (\d+)/m),
+        0,
+      );
+    } finally {
+      stop.abort();
+      for (const poll of polls) await poll.return?.(undefined).catch(() => {});
+    }
+    await stillServing(url, port);
+  });
+});
