@@ -322,6 +322,16 @@ Deno.test("issue 10 item 5: a Push answered before its request body ends is clos
     assert.match(fast.answer, /^HTTP\/1\.1 200 /);
     assert.match(fast.answer, /not_found/);
     assert.ok(fast.closedAfterMs !== null, "fast-path Push still open after 20 s");
+    // The same through connect-es (JSON).
+    const json = '{"head":{"scrapeId":"no-such-scrape","sessionId":"x","status":200}}';
+    const viaConnectEs = await exchange(
+      port,
+      "POST /pushprox.v1.ClientService/Push HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/connect+json\r\nContent-Length: 10000000\r\n\r\n",
+      { limitMs: 20_000, then: encodeEnvelope(0, new TextEncoder().encode(json)) },
+    );
+    assert.match(viaConnectEs.answer, /^HTTP\/1\.1 200 /);
+    assert.match(viaConnectEs.answer, /not_found/);
+    assert.ok(viaConnectEs.closedAfterMs !== null, "connect-es Push still open after 20 s");
     const legacy = await exchange(
       port,
       "POST /push HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 10000000\r\n\r\nHTTP/1.1 200 OK\r\nId: nope\r\nContent-Length: 9000000\r\n\r\n",
@@ -330,7 +340,7 @@ Deno.test("issue 10 item 5: a Push answered before its request body ends is clos
     assert.match(legacy.answer, /^HTTP\/1\.1 500 /);
     assert.ok(legacy.closedAfterMs !== null, "legacy Push still open after 20 s");
     assert.ok(
-      (await metric(url, /^pushprox_proxy_limit_hits_total\{limit="body_drain"\} (\d+)/m)) >= 2,
+      (await metric(url, /^pushprox_proxy_limit_hits_total\{limit="body_drain"\} (\d+)/m)) >= 3,
     );
     await stillServing(url, port);
   });
