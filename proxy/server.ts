@@ -432,6 +432,8 @@ export function createProxy(options: ProxyOptions): Proxy {
     req.on("error", (error) => logger.debug("Request stream error", { err: error.message }));
     res.on("error", (error) => logger.debug("Response stream error", { err: error.message }));
     let timer: ReturnType<typeof setTimeout> | undefined;
+    /** Set when the body idle timeout answers and closes the request itself. */
+    let timedOut = false;
     if (bodyIdleTimeoutMs > 0) {
       timer = setTimeout(() => {
         if (req.complete || res.writableFinished || res.destroyed || bodyBound.has(req)) return;
@@ -441,6 +443,7 @@ export function createProxy(options: ProxyOptions): Proxy {
           target: req.url?.slice(0, 200),
           timeout: formatDuration(bodyIdleTimeoutMs),
         });
+        timedOut = true;
         if (res.headersSent) return cut(req);
         answerAndClose(
           req,
@@ -456,7 +459,7 @@ export function createProxy(options: ProxyOptions): Proxy {
     res.once("close", () => clearTimeout(timer));
     res.once("finish", () => {
       clearTimeout(timer);
-      if (req.complete || req.destroyed) return;
+      if (timedOut || req.complete || req.destroyed) return;
       // Answered before the body ended: drain a little, then close.
       let bytes = 0;
       const stop = () => {
