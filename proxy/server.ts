@@ -431,6 +431,14 @@ export function createProxy(options: ProxyOptions): Proxy {
     // Errors of a request or response end that request, never the process.
     req.on("error", (error) => logger.debug("Request stream error", { err: error.message }));
     res.on("error", (error) => logger.debug("Response stream error", { err: error.message }));
+    // HTTP/1 requests without Content-Length or Transfer-Encoding (scrapes) have no body.
+    const length = req.headers["content-length"];
+    if (
+      req.httpVersionMajor !== 2 && req.headers["transfer-encoding"] === undefined &&
+      (length === undefined || length === "0")
+    ) {
+      return;
+    }
     let timer: ReturnType<typeof setTimeout> | undefined;
     /** Set when the body idle timeout answers and closes the request itself. */
     let timedOut = false;
