@@ -42,6 +42,8 @@ export interface GrpcServeOptions {
   onLimit?: (limit: string) => void;
   /** Largest request header block. @default {16384} */
   maxHeaderBytes?: number;
+  /** Streams on one connection after which it is sent GOAWAY. @default {50} */
+  maxStreamsPerSession?: number;
   /** Most concurrent streams per connection. @default {1000} */
   maxConcurrentStreams?: number;
   /** Serve TLS (the main port's `tls_server_config`). @default {h2c} */
@@ -141,10 +143,20 @@ export async function serveGrpc(
     });
   }
   const sessions = new Set<ServerHttp2Session>();
+  const maxStreams = options.maxStreamsPerSession ?? 50;
   server.on("session", (session) => {
     sessions.add(session);
     // A session's error ends that session, never the process.
     session.on("error", (error) => options.logger?.debug("HTTP/2 session error", { err: error }));
+    // Under Deno 2.9.6 a peer dropping a session that carried about 100
+    // streams aborts the process in nghttp2 (find_stream_on_goaway_func:
+    // Assertion 'stream->closed_next == NULL'); a session the server already
+    // sent GOAWAY on does not. So a session gets GOAWAY after maxStreams
+    // streams: streams in flight finish, clients open a new session.
+    let streams = 0;
+    session.on("stream", () => {
+      if (++streams === maxStreams) session.close();
+    });
     // Timeouts: the first stream must come within the header timeout, and a
     // session without open streams is closed after the idle timeout.
     let open = 0;

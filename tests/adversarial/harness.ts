@@ -11,6 +11,7 @@
 
 import assert from "node:assert/strict";
 import { createServer, type Server } from "node:http";
+import { connect as connectHttp2 } from "node:http2";
 import { connect, type Socket } from "node:net";
 import type { AddressInfo } from "node:net";
 import {
@@ -210,6 +211,9 @@ export async function startAdversary(options: AdversaryOptions = {}): Promise<Ad
         await healthy.body?.cancel();
         assert.equal(healthy.status, 200, `${scenario}: /-/healthy`);
         assert.deepEqual(await scrape(), { status: 200, body: "up 1\n" }, `${scenario}: scrape`);
+        if (grpcPort !== 0) {
+          assert.equal(await grpcListClients(grpcPort), "200 0", `${scenario}: gRPC ListClients`);
+        }
         assert.equal(
           await metric("pushprox_proxy_uncaught_errors_total"),
           0,
@@ -379,4 +383,36 @@ export function endSocket(socket: Socket, ending: Ending): void {
 /** The status of every HTTP/1 answer in `text`. */
 export function statuses(text: string): number[] {
   return [...text.matchAll(/HTTP\/1\.[01] (\d{3}) /g)].map((m) => Number(m[1]));
+}
+
+/**
+ * Calls ListClients in the gRPC protocol on an h2c port.
+ *
+ * @returns The HTTP status and grpc-status, e.g. "200 0".
+ */
+export function grpcListClients(port: number): Promise<string> {
+  return withTimeout(
+    new Promise((resolve, reject) => {
+      const session = connectHttp2(`http://127.0.0.1:${port}`);
+      session.on("error", reject);
+      const stream = session.request({
+        ":method": "POST",
+        ":path": "/pushprox.v1.RegistryService/ListClients",
+        "content-type": "application/grpc",
+        te: "trailers",
+      });
+      let status = "";
+      stream.on("response", (headers) => status = String(headers[":status"]));
+      stream.on("trailers", (trailers) => status += ` ${trailers["grpc-status"]}`);
+      stream.on("data", () => {});
+      stream.on("error", reject);
+      stream.on("close", () => {
+        session.close();
+        resolve(status);
+      });
+      stream.end(envelope(0, new Uint8Array()));
+    }),
+    10_000,
+    "gRPC ListClients",
+  );
 }
