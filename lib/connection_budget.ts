@@ -163,7 +163,7 @@ export interface KeepAcceptingOptions {
   signal: AbortSignal;
   /** How often a quiet listener is probed. @default {5000} */
   intervalMs?: number;
-  /** How long a probe connection may wait to be accepted. @default {5000} */
+  /** How long a probe connection may wait to be accepted. @default {min(5000, 2 * intervalMs)} */
   acceptTimeoutMs?: number;
   logger?: Logger;
   /** Called when the listener was restarted. */
@@ -194,7 +194,7 @@ export interface AcceptWatchdog {
  */
 export function keepAccepting(server: Server, options: KeepAcceptingOptions): AcceptWatchdog {
   const intervalMs = options.intervalMs ?? 5_000;
-  const acceptTimeoutMs = options.acceptTimeoutMs ?? 5_000;
+  const acceptTimeoutMs = options.acceptTimeoutMs ?? Math.min(5_000, 2 * intervalMs);
   let accepted = 0;
   let checked = 0;
   /** Loopback connections accepted while a probe is out, by remote port. */

@@ -701,13 +701,13 @@ export async function serveProxy(
   const refuse = (socket: Socket) => {
     socket.on("error", onSocketError);
     if (tls) return void socket.destroy();
+    // Closed at once: a refused connection must not hold its descriptor, so
+    // the 503 is best effort (many peers see only the close or a reset).
     socket.pause();
     socket.write(
       "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 22\r\nConnection: close\r\n\r\nToo many connections.\n",
-      () => socket.destroy(),
     );
-    const timer = setTimeout(() => socket.destroy(), 1_000);
-    socket.once("close", () => clearTimeout(timer));
+    socket.destroy();
   };
   if (budget) {
     // Idle keep-alive connections are the first closed when the cap is reached.

@@ -10,7 +10,7 @@
  */
 
 import assert from "node:assert/strict";
-import { createServer, type Server } from "node:http";
+import { createServer, request as httpRequest, type Server } from "node:http";
 import { connect as connectHttp2 } from "node:http2";
 import { connect, type Socket } from "node:net";
 import type { AddressInfo } from "node:net";
@@ -171,9 +171,7 @@ export async function startAdversary(options: AdversaryOptions = {}): Promise<Ad
     const baseline = usageOf(proxy.pid, clientPid);
     const usage = () => usageOf(proxy.pid, clientPid);
     const metric = async (name: string, labels = "") => {
-      const text = await (await fetch(`http://127.0.0.1:${port}/metrics`, {
-        signal: AbortSignal.timeout(5_000),
-      })).text();
+      const { body: text } = await get(port, "/metrics");
       let sum = 0;
       for (const line of text.split("\n")) {
         if (line.startsWith(name) && line.includes(labels) && !line.startsWith("#")) {
@@ -205,11 +203,7 @@ export async function startAdversary(options: AdversaryOptions = {}): Promise<Ad
             throw new Error(`${error.message} (now ${JSON.stringify(usage())})`);
           },
         );
-        const healthy = await fetch(`http://127.0.0.1:${port}/-/healthy`, {
-          signal: AbortSignal.timeout(10_000),
-        });
-        await healthy.body?.cancel();
-        assert.equal(healthy.status, 200, `${scenario}: /-/healthy`);
+        assert.equal((await get(port, "/-/healthy")).status, 200, `${scenario}: /-/healthy`);
         assert.deepEqual(await scrape(), { status: 200, body: "up 1\n" }, `${scenario}: scrape`);
         if (grpcPort !== 0) {
           assert.equal(await grpcListClients(grpcPort), "200 0", `${scenario}: gRPC ListClients`);
@@ -415,4 +409,37 @@ export function grpcListClients(port: number): Promise<string> {
     10_000,
     "gRPC ListClients",
   );
+}
+
+/**
+ * GETs a path from the proxy on a connection of its own, closed after the
+ * answer (fetch would keep one open in its pool, which counts as a socket).
+ *
+ * @returns Status (0 when it failed or timed out) and body.
+ */
+export function get(
+  port: number,
+  path: string,
+  timeoutMs = 10_000,
+): Promise<{ status: number; body: string }> {
+  return new Promise((resolve) => {
+    const request = httpRequest({ host: "127.0.0.1", port, path, agent: false }, (response) => {
+      let body = "";
+      response.on("data", (chunk) => body += String(chunk));
+      response.on("end", () => {
+        clearTimeout(timer);
+        resolve({ status: response.statusCode ?? 0, body });
+      });
+      response.on("error", () => resolve({ status: 0, body }));
+    });
+    const timer = setTimeout(() => {
+      request.destroy();
+      resolve({ status: 0, body: "" });
+    }, timeoutMs);
+    request.on("error", () => {
+      clearTimeout(timer);
+      resolve({ status: 0, body: "" });
+    });
+    request.end();
+  });
 }
