@@ -314,6 +314,8 @@ export interface RawOptions {
   end?: boolean;
   /** Stop reading once this many bytes arrived. @default {65536} */
   maxBytes?: number;
+  /** Stop reading once this holds for what arrived. */
+  until?: (answer: string) => boolean;
 }
 
 /**
@@ -342,7 +344,7 @@ export function rawExchange(
     const timer = setTimeout(() => done(false), options.timeoutMs ?? 2_000);
     socket.on("data", (chunk) => {
       answer += String(chunk);
-      if (answer.length >= (options.maxBytes ?? 65_536)) done(false);
+      if (answer.length >= (options.maxBytes ?? 65_536) || options.until?.(answer)) done(false);
     });
     socket.on("error", (e: Error & { code?: string }) => {
       error = e.code ?? e.message;
