@@ -293,17 +293,20 @@ Deno.test({
       // Streams from a well-behaved HTTP/2 client with mangled requests.
       let sessions = 0;
       const session = async (count: number) => {
-        let client = connectHttp2(`http://127.0.0.1:${stack.grpcPort}`);
-        sessions++;
-        client.on("error", () => {});
+        /** A session; one the server sent GOAWAY (after 50 streams) takes no new streams. */
+        const open = () => {
+          const session = connectHttp2(`http://127.0.0.1:${stack.grpcPort}`);
+          sessions++;
+          session.on("error", () => {});
+          session.on("goaway", () => gone.add(session));
+          return session;
+        };
+        const gone = new WeakSet<object>();
+        let client = open();
         const one = () =>
           new Promise<void>((done) => {
             // A session the server ended (GOAWAY) is replaced.
-            if (client.closed || client.destroyed) {
-              client = connectHttp2(`http://127.0.0.1:${stack.grpcPort}`);
-              sessions++;
-              client.on("error", () => {});
-            }
+            if (client.closed || client.destroyed || gone.has(client)) client = open();
             let settled = false;
             const resolve = () => {
               if (settled) return;
