@@ -50,6 +50,10 @@ const PUSH_PATH = "/pushprox.v1.ClientService/Push";
  */
 export function isFastClientCall(req: IncomingMessage, path: string): boolean {
   if (path !== POLL_PATH && path !== PUSH_PATH) return false;
+  // HTTP/2 (the gRPC port) goes to connect-es: the fast path copies the
+  // request's headers, and HTTP/2 pseudo-headers (":method") are no header
+  // names (a binary Poll there failed with 500, and ended the process before).
+  if (req.httpVersionMajor !== 1) return false;
   if (req.method !== "POST" || req.headers["content-type"] !== CONTENT_TYPE) return false;
   const encoding = req.headers["connect-content-encoding"];
   return encoding === undefined || encoding === "identity";
