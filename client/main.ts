@@ -8,6 +8,8 @@
 import { formatAddress, type ListenAddress, parseListenAddress } from "../lib/address.ts";
 import { FlagError, type FlagSpec, type FlagValues, formatHelp, parseFlags } from "../lib/flags.ts";
 import { createLogger, LOG_FLAGS, type LogFormat, type LogLevel } from "../lib/logger.ts";
+import { installLastResort, raiseForTest } from "../lib/last_resort.ts";
+import { Counter } from "prom-client";
 import { VERSION, versionText } from "../lib/version.ts";
 import { ConfigError as WebConfigError } from "../lib/web_config.ts";
 import { createShutdownSignals } from "../lib/signals.ts";
@@ -212,6 +214,13 @@ export async function main(
   }
   const proxyUrls = (flags["proxy-url"] as string[]).filter((url) => url !== "");
   const metrics = createClientMetrics({ defaultMetrics: true });
+  const uncaught = new Counter({
+    name: "pushprox_client_uncaught_errors_total",
+    help:
+      "Errors and promise rejections that no handler caught (logged; the client keeps serving).",
+    registers: [metrics.registry],
+  });
+  installLastResort({ logger, count: () => uncaught.inc() });
   let agent: Agent | undefined;
   let modules: Modules;
   try {
@@ -296,6 +305,7 @@ export async function main(
     logger.info("Reloading the module configuration", { signal: "SIGHUP" });
     modules.reload();
   });
+  raiseForTest();
   await stopped.promise;
   return exitCode;
 }

@@ -61,6 +61,11 @@ export interface ClientServiceOptions {
     context: HandlerContext,
     fqdn: string,
   ) => { credential: string; name: string };
+  /**
+   * Told when a push's head matched a scrape and its body is being relayed:
+   * the scrape's deadline bounds it from then on.
+   */
+  bodyBound?: (context: HandlerContext) => void;
   /** The credential a push was made with, checked against the scrape's stream. */
   pushCredential?: (context: HandlerContext) => string | null;
   /**
@@ -255,6 +260,8 @@ export function createClientService(
     const credential = options.pushCredential?.(context) ?? null;
     let bytes = 0;
     async function* body(): AsyncGenerator<Uint8Array> {
+      // Pulled only by the relay of the scrape this push answers.
+      options.bodyBound?.(context);
       for (;;) {
         const next = await iterator.next();
         if (next.done) return;

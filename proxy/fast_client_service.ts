@@ -50,6 +50,10 @@ const PUSH_PATH = "/pushprox.v1.ClientService/Push";
  */
 export function isFastClientCall(req: IncomingMessage, path: string): boolean {
   if (path !== POLL_PATH && path !== PUSH_PATH) return false;
+  // HTTP/2 (the gRPC port) goes to connect-es: the fast path copies the
+  // request's headers, and HTTP/2 pseudo-headers (":method") are no header
+  // names (a binary Poll there failed with 500, and ended the process before).
+  if (req.httpVersionMajor !== 1) return false;
   if (req.method !== "POST" || req.headers["content-type"] !== CONTENT_TYPE) return false;
   const encoding = req.headers["connect-content-encoding"];
   return encoding === undefined || encoding === "identity";
@@ -72,13 +76,15 @@ export interface FastClientHandlerOptions {
  * @param values Context values for the handler (authentication).
  * @param refusal An error to end the call with before it starts (what the
  *   Connect router's interceptors would throw), or null.
+ * @returns Settles when the call has ended; rejects only on a fault of the
+ *   handler itself (the proxy's edge answers those).
  */
 export type FastClientHandler = (
   req: IncomingMessage,
   res: ServerResponse,
   values: ContextValues,
   refusal: ConnectError | null,
-) => void;
+) => Promise<void>;
 
 /**
  * Creates the fast-path handler.
@@ -145,7 +151,7 @@ export function createFastClientHandler(options: FastClientHandlerOptions): Fast
         encodeEnvelope(0, toBinary(PushResponseSchema, create(PushResponseSchema, result))),
       );
     };
-    void (async () => {
+    return (async () => {
       let error: ConnectError | undefined;
       try {
         await run();

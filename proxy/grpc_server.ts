@@ -18,8 +18,9 @@ import {
   type ServerHttp2Session,
 } from "node:http2";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import type { Server as TlsServer, TLSSocket } from "node:tls";
+import { type ConnectionBudget, keepAccepting } from "../lib/connection_budget.ts";
 import type { Logger } from "../lib/logger.ts";
 import type { TlsListener } from "../lib/tls_server.ts";
 
@@ -31,16 +32,28 @@ export interface GrpcServeOptions {
   port: number;
   /** Stops the listener when aborted. */
   signal?: AbortSignal;
-  /** Close connections idle this long. @default {65000} */
+  /** Close connections without open streams for this long. @default {65000} */
   idleTimeoutMs?: number;
+  /** Longest time from connecting to the first stream's headers. @default {10000} */
+  headersTimeoutMs?: number;
+  /** Longest time a stream's request may take to arrive completely. @default {330000} */
+  requestTimeoutMs?: number;
+  /** Counts a connection or stream cut by a timeout (`header_timeout`, `request_timeout`). */
+  onLimit?: (limit: string) => void;
   /** Largest request header block. @default {16384} */
   maxHeaderBytes?: number;
+  /** Streams on one connection after which it is sent GOAWAY. @default {50} */
+  maxStreamsPerSession?: number;
   /** Most concurrent streams per connection. @default {1000} */
   maxConcurrentStreams?: number;
   /** Serve TLS (the main port's `tls_server_config`). @default {h2c} */
   tls?: TlsListener;
   /** Logs refused TLS connections. */
   logger?: Logger;
+  /** Caps open connections (shared with the main port). @default {no cap} */
+  connections?: ConnectionBudget;
+  /** How often a quiet listener checks that it still accepts (see keepAccepting). @default {5000} */
+  acceptCheckIntervalMs?: number;
 }
 
 /** A listening gRPC port. */
@@ -77,13 +90,45 @@ export async function serveGrpc(
       res.end(`No such endpoint on the gRPC port: ${path}. Only /pushprox.v1.* services\n`);
       return;
     }
+    // A request (body included) that is still arriving after the request
+    // timeout is cancelled, as on the main port.
+    const timer = setTimeout(() => {
+      if (req.complete || res.writableFinished) return;
+      options.onLimit?.("request_timeout");
+      req.stream.close(0x8); // NGHTTP2_CANCEL
+    }, requestTimeoutMs);
+    res.once("close", () => clearTimeout(timer));
     // The compatibility API of node:http2 has what the handler uses.
     proxy.handle(req as unknown as IncomingMessage, res as unknown as ServerResponse);
   };
+  const headersTimeoutMs = options.headersTimeoutMs ?? 10_000;
+  const idleTimeoutMs = options.idleTimeoutMs ?? 65_000;
+  const requestTimeoutMs = options.requestTimeoutMs ?? 330_000;
   const tls = options.tls;
   const server: Http2Server = tls
-    ? createSecureServer({ ...tls.serverOptions, ...settings, ALPNProtocols: ["h2"] }, handle)
+    ? createSecureServer({
+      ...tls.serverOptions,
+      ...settings,
+      ALPNProtocols: ["h2"],
+      handshakeTimeout: options.headersTimeoutMs ?? 10_000,
+    }, handle)
     : createServer(settings, handle);
+  // Restarts the listener if its accept loop stops (EMFILE); above the
+  // connection caps a connection is closed at once.
+  const stopAccepting = new AbortController();
+  const watchdog = keepAccepting(server as unknown as import("node:net").Server, {
+    signal: stopAccepting.signal,
+    intervalMs: options.acceptCheckIntervalMs ?? 5_000,
+    ...(options.logger ? { logger: options.logger } : {}),
+  });
+  const budget = options.connections;
+  server.on("connection", (socket: Socket) => {
+    if (watchdog.isProbe(socket) || !budget) return;
+    budget.admit(socket, (refused) => {
+      refused.on("error", () => {});
+      refused.destroy();
+    });
+  });
   if (tls) {
     server.on("secureConnection", (socket: TLSSocket) => {
       const reason = tls.admit(socket);
@@ -97,11 +142,42 @@ export async function serveGrpc(
       }
     });
   }
-  server.setTimeout(options.idleTimeoutMs ?? 65_000, () => {});
   const sessions = new Set<ServerHttp2Session>();
+  const maxStreams = options.maxStreamsPerSession ?? 50;
   server.on("session", (session) => {
     sessions.add(session);
-    session.once("close", () => sessions.delete(session));
+    // A session's error ends that session, never the process.
+    session.on("error", (error) => options.logger?.debug("HTTP/2 session error", { err: error }));
+    // Under Deno 2.9.6 a peer dropping a session that carried about 100
+    // streams aborts the process in nghttp2 (find_stream_on_goaway_func:
+    // Assertion 'stream->closed_next == NULL'); a session the server already
+    // sent GOAWAY on does not. So a session gets GOAWAY after maxStreams
+    // streams: streams in flight finish, clients open a new session.
+    let streams = 0;
+    session.on("stream", () => {
+      if (++streams === maxStreams) session.close();
+    });
+    // Timeouts: the first stream must come within the header timeout, and a
+    // session without open streams is closed after the idle timeout.
+    let open = 0;
+    let timer = setTimeout(() => {
+      options.onLimit?.("header_timeout");
+      session.destroy();
+    }, headersTimeoutMs);
+    session.on("stream", (stream) => {
+      clearTimeout(timer);
+      open++;
+      stream.on("error", () => {});
+      stream.once("close", () => {
+        if (--open > 0 || session.destroyed) return;
+        // GOAWAY: streams already opened finish, then the session ends.
+        timer = setTimeout(() => session.close(), idleTimeoutMs);
+      });
+    });
+    session.once("close", () => {
+      clearTimeout(timer);
+      sessions.delete(session);
+    });
   });
   const finished = new Promise<void>((resolve) => server.once("close", () => resolve()));
   await new Promise<void>((resolve, reject) => {
@@ -115,6 +191,7 @@ export async function serveGrpc(
   tls?.watch(server as unknown as TlsServer, stopWatching.signal);
   const close = () => {
     stopWatching.abort();
+    stopAccepting.abort();
     server.close();
     for (const session of sessions) session.destroy();
   };

@@ -86,6 +86,8 @@ export interface LegacyHandlerOptions {
   maxPushHeaderBytes?: number;
   /** Refuses polls and pushes with 403 when it returns false. @default {allows all} */
   authorize?: LegacyAuthorizer;
+  /** Told when a push matched a scrape: the scrape's deadline bounds its body from then on. */
+  bodyBound?: (req: IncomingMessage) => void;
   /** The coordinator's clock. @default {Date.now} */
   now?: () => number;
 }
@@ -485,6 +487,7 @@ export function createLegacyHandler(options: LegacyHandlerOptions): LegacyHandle
       return refuse("unknown_scrape", `scrape ${JSON.stringify(id)} was already answered`);
     }
     sent.delete(id);
+    options.bodyBound?.(req);
 
     const headers: HeaderField[] = forwardableHeaders(response.headers)
       .filter((field) => !PUSH_ONLY.has(field.name));

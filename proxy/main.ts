@@ -6,8 +6,15 @@
 
 import { formatAddress, parseListenAddress } from "../lib/address.ts";
 import { formatDuration } from "../lib/duration.ts";
+import {
+  createConnectionBudget,
+  defaultMaxConnections,
+  softFdLimit,
+} from "../lib/connection_budget.ts";
 import { FlagError, type FlagSpec, type FlagValues, formatHelp, parseFlags } from "../lib/flags.ts";
+import { installLastResort, raiseForTest } from "../lib/last_resort.ts";
 import { createLogger, LOG_FLAGS, type LogFormat, type LogLevel } from "../lib/logger.ts";
+import { defaultProcReader } from "../lib/process_metrics.ts";
 import { VERSION, versionText } from "../lib/version.ts";
 import { ConfigError } from "../lib/web_config.ts";
 import { createShutdownSignals } from "../lib/signals.ts";
@@ -106,10 +113,36 @@ export const PROXY_FLAGS: readonly FlagSpec[] = [
     help: "Time a connection has to complete its TLS handshake and request headers.",
   },
   {
+    name: "web.body-idle-timeout",
+    type: "duration",
+    default: "30s",
+    help:
+      "Longest a request body may take to arrive (a Push, once matched to a scrape, has the scrape's deadline instead); slower ones get 408 and are closed (0: no limit).",
+  },
+  {
     name: "web.idle-timeout",
     type: "duration",
     default: "65s",
     help: "How long an idle keep-alive connection is kept open.",
+  },
+  {
+    name: "web.max-connections",
+    type: "integer",
+    help:
+      "Most connections open at once on all listeners; more are refused at once, idle keep-alive ones closed first (default: the soft open-files limit less max(64, 10%); 0: no limit).",
+  },
+  {
+    name: "web.max-connections-per-source",
+    type: "integer",
+    help:
+      "Most connections open at once from one IP address (default: half of --web.max-connections; 0: no limit).",
+  },
+  {
+    name: "web.accept-check-interval",
+    type: "duration",
+    default: "5s",
+    help:
+      "How often a quiet listener checks that it still accepts connections, and is restarted if it stopped (after running out of file descriptors).",
   },
   {
     name: "clients.max",
@@ -262,7 +295,9 @@ export async function main(args: readonly string[]): Promise<number> {
     heartbeatIntervalMs: flags["poll.heartbeat-interval"] as number,
     maxMessageBytes: flags["web.max-message-bytes"] as number,
     legacyProtocol: flags["legacy.enabled"] as boolean,
+    bodyIdleTimeoutMs: flags["web.body-idle-timeout"] as number,
   });
+  installLastResort({ logger, count: () => proxy.metrics.uncaughtErrors.inc() });
   const stop = new AbortController();
   // The first signal drains (scrapes in flight finish, clients go away), a
   // second one stops at once. Repeats within 2 s are the same signal (one
@@ -287,9 +322,30 @@ export async function main(args: readonly string[]): Promise<number> {
         .finally(() => stop.abort());
     });
   }
+  // Under the task's permissions /proc/self is closed to Deno's file APIs
+  // (it needs --allow-all); the process-metrics reader goes through `cat`.
+  const fdLimit = softFdLimit() ?? (await defaultProcReader()?.())?.maxFds ?? null;
+  const maxConnections = (flags["web.max-connections"] as number | undefined) ??
+    defaultMaxConnections(fdLimit);
+  const maxPerSource = (flags["web.max-connections-per-source"] as number | undefined) ??
+    Math.ceil(maxConnections / 2);
+  const connections = createConnectionBudget({
+    maxConnections,
+    maxPerSource,
+    onRefused(limit, remote) {
+      proxy.metrics.limitHits.inc({ limit });
+      logger.debug("Connection refused", { remote, limit });
+    },
+    onEvicted(remote) {
+      logger.debug("Idle connection closed to make room", { remote });
+    },
+  });
+  const acceptCheckIntervalMs = flags["web.accept-check-interval"] as number;
   let serving;
   try {
     serving = await serveProxy(proxy, {
+      connections,
+      acceptCheckIntervalMs,
       ...listen,
       signal: stop.signal,
       requestTimeoutMs: (flags["scrape.max-timeout"] as number) + 30_000,
@@ -320,14 +376,23 @@ export async function main(args: readonly string[]): Promise<number> {
     address: formatAddress(serving.address),
     tls: security.tls !== null,
     auth: security.auth.config.source,
+    max_connections: maxConnections,
+    max_connections_per_source: maxPerSource,
+    fd_limit: fdLimit ?? "unknown",
   });
   let grpc: ServingGrpc | null = null;
   if (grpcListen !== null) {
     try {
       grpc = await serveGrpc(proxy, {
         ...grpcListen,
+        connections,
+        acceptCheckIntervalMs,
         signal: stop.signal,
         logger,
+        headersTimeoutMs: flags["web.read-header-timeout"] as number,
+        idleTimeoutMs: flags["web.idle-timeout"] as number,
+        requestTimeoutMs: (flags["scrape.max-timeout"] as number) + 30_000,
+        onLimit: (limit) => proxy.metrics.limitHits.inc({ limit }),
         ...(security.tls ? { tls: security.tls } : {}),
       });
     } catch (error) {
@@ -346,6 +411,7 @@ export async function main(args: readonly string[]): Promise<number> {
       tls: security.tls !== null,
     });
   }
+  raiseForTest();
   await Promise.all([serving.finished, grpc?.finished]);
   return 0;
 }

@@ -35,6 +35,12 @@ export interface ProxyMetrics {
   authFailures: Counter<"role" | "reason">;
   /** Requests and registrations refused because a limit was reached, by limit. */
   limitHits: Counter<"limit">;
+  /** Requests refused with 400 before routing (no usable Host, ...), by reason. */
+  badRequests: Counter<"reason">;
+  /** Requests whose handler threw or rejected (answered 500 or closed). */
+  handlerErrors: Counter;
+  /** Errors and rejections no handler caught, logged by the last-resort handler. */
+  uncaughtErrors: Counter;
 }
 
 /** Options for {@linkcode createProxyMetrics}. */
@@ -136,6 +142,23 @@ export function createProxyMetrics(options: ProxyMetricsOptions): ProxyMetrics {
       labelNames: ["limit"],
       registers,
     }),
+    badRequests: new Counter({
+      name: "pushprox_proxy_bad_requests_total",
+      help: "Requests refused with 400 before routing, by reason.",
+      labelNames: ["reason"],
+      registers,
+    }),
+    handlerErrors: new Counter({
+      name: "pushprox_proxy_handler_errors_total",
+      help: "Requests whose handler failed unexpectedly; answered 500 or closed.",
+      registers,
+    }),
+    uncaughtErrors: new Counter({
+      name: "pushprox_proxy_uncaught_errors_total",
+      help:
+        "Errors and promise rejections that no handler caught (logged; the proxy keeps serving).",
+      registers,
+    }),
   };
   for (const role of ["client", "scraper", "reader", "tls"]) {
     for (const reason of ["missing", "invalid", "expired", "forbidden"]) {
@@ -155,10 +178,14 @@ export function createProxyMetrics(options: ProxyMetricsOptions): ProxyMetrics {
       "clients_per_source",
       "registrations_per_source",
       "auth_failures_per_source",
+      "body_idle_timeout",
+      "body_drain",
+      "request_timeout",
     ]
   ) {
     metrics.limitHits.inc({ limit }, 0);
   }
+  metrics.badRequests.inc({ reason: "authority" }, 0);
   for (const code of COMMON_CODES) metrics.proxiedRequests.inc({ code }, 0);
   for (const path of ["/clients", "/metrics"]) {
     metrics.httpRequests.inc({ code: "200", path }, 0);

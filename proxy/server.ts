@@ -21,6 +21,9 @@ import {
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { ClientService, RegistryService } from "../gen/pushprox/v1/pushprox_pb.ts";
 import { peerAddress } from "../lib/address.ts";
+import { authorityProblem } from "../lib/authority.ts";
+import { formatDuration } from "../lib/duration.ts";
+import { type ConnectionBudget, keepAccepting } from "../lib/connection_budget.ts";
 import type { Logger } from "../lib/logger.ts";
 import { peerIdentity, type TlsListener } from "../lib/tls_server.ts";
 import {
@@ -98,7 +101,19 @@ export interface ProxyOptions {
    * proxy/legacy.ts; polls are held until a scrape comes). @default {60000}
    */
   legacyPollHoldMs?: number;
+  /**
+   * Longest a request body may take to arrive, from its headers, unless it
+   * is a Push whose head matched a scrape (the scrape's deadline bounds
+   * those); slower bodies get 408 and their connection closed. 0 disables.
+   * @default {30000}
+   */
+  bodyIdleTimeoutMs?: number;
 }
+
+/** Most request body bytes read and dropped after the answer, before the connection is closed. */
+export const DRAIN_MAX_BYTES = 64 * 1024;
+/** Longest wait for the rest of a request body after the answer, before the connection is closed. */
+export const DRAIN_MAX_MS = 5_000;
 
 /** The authentication outcome of a Connect request, set by the proxy's router. */
 export const AUTH_RESULT: ReturnType<typeof createContextKey<AuthResult | null>> = createContextKey<
@@ -113,6 +128,13 @@ const SOURCE: ReturnType<typeof createContextKey<string>> = createContextKey<str
 /** Authenticates a Connect request again, with the credentials it came with. */
 const AUTH_RECHECK: ReturnType<typeof createContextKey<(() => Promise<AuthResult>) | null>> =
   createContextKey<(() => Promise<AuthResult>) | null>(null, { description: "pushprox re-auth" });
+
+/**
+ * Called by a Push once its head matched a scrape: from then on the
+ * scrape's deadline bounds its body instead of the body idle timeout.
+ */
+export const BODY_BOUND: ReturnType<typeof createContextKey<(() => void) | null>> =
+  createContextKey<(() => void) | null>(null, { description: "pushprox body bound" });
 
 /**
  * The Connect code for a failed authentication. Readers get Unauthenticated
@@ -199,6 +221,9 @@ export function createProxy(options: ProxyOptions): Proxy {
   /** Authentication results of Connect requests, read by the router's context. */
   const authResults = new WeakMap<object, AuthResult>();
   const authRechecks = new WeakMap<object, () => Promise<AuthResult>>();
+  /** Requests whose body the scrape's deadline bounds (see BODY_BOUND). */
+  const bodyBound = new WeakSet<object>();
+  const bodyIdleTimeoutMs = options.bodyIdleTimeoutMs ?? 30_000;
   function authenticate(role: Role, req: IncomingMessage): Promise<AuthResult> {
     const header = (name: string) => {
       const value = req.headers[name];
@@ -255,6 +280,7 @@ export function createProxy(options: ProxyOptions): Proxy {
       metrics,
       now,
       ...(options.legacyPollHoldMs === undefined ? {} : { pollHoldMs: options.legacyPollHoldMs }),
+      bodyBound: (req) => bodyBound.add(req),
       async authorize(req, fqdn) {
         const result = await authenticate("client", req);
         if (!result.ok) {
@@ -308,6 +334,9 @@ export function createProxy(options: ProxyOptions): Proxy {
     sourceOf(context) {
       return context.values.get(SOURCE);
     },
+    bodyBound(context) {
+      context.values.get(BODY_BOUND)?.();
+    },
     pushCredential(context) {
       return principalOf(context)?.credential ?? null;
     },
@@ -337,7 +366,8 @@ export function createProxy(options: ProxyOptions): Proxy {
         .set(AUTH_RESULT, authResults.get(req) ?? null)
         .set(AUTH_RECHECK, authRechecks.get(req) ?? null)
         .set(SOURCE, sourceKey(req.socket?.remoteAddress))
-        .set(PEER_ADDRESS, peerAddress(req.socket));
+        .set(PEER_ADDRESS, peerAddress(req.socket))
+        .set(BODY_BOUND, () => bodyBound.add(req));
     },
   });
 
@@ -366,137 +396,295 @@ export function createProxy(options: ProxyOptions): Proxy {
       legacy?.close();
     },
     handle(req, res) {
-      const target = req.url ?? "";
-      const path = target.split("?", 1)[0]!;
-      const role = roleOf(target, path);
-      if (role === null || (legacy !== null && (path === "/poll" || path === "/push"))) {
-        // Open endpoints; the legacy handler authorizes per fqdn itself.
-        route(req, res, target, path);
-        return;
+      // The edge: every request of every listener passes here once. Nothing
+      // a request does may end the process: errors become a 500 (or a
+      // closed connection) for that request, counted and logged.
+      try {
+        guardBody(req, res);
+        const target = req.url ?? "";
+        const problem = requestAuthorityProblem(req, target);
+        if (problem !== null) {
+          metrics.badRequests.inc({ reason: "authority" });
+          logger.debug("Bad request refused", {
+            remote: req.socket?.remoteAddress,
+            target: target.slice(0, 200),
+            err: problem,
+          });
+          answerAndClose(req, res, 400, `Bad Request: ${problem}\n`);
+          return;
+        }
+        dispatch(req, res, target).catch((error) => failed(req, res, error));
+      } catch (error) {
+        failed(req, res, error);
       }
-      authenticate(role, req).then((result) => {
-        if (handleFast !== null && isFastClientCall(req, path)) {
-          if (!result.ok) refused(role, req, result);
-          handleFast(
-            req,
-            res,
-            createContextValues()
-              .set(SOURCE, sourceKey(req.socket?.remoteAddress))
-              .set(AUTH_RESULT, result)
-              .set(AUTH_RECHECK, () => authenticate(role, req))
-              .set(PEER_ADDRESS, peerAddress(req.socket)),
-            authError(auth, role, result),
-          );
-          return;
-        }
-        if (path.startsWith("/pushprox.v1.")) {
-          // Connect answers failures in its own protocol (see authInterceptor).
-          authResults.set(req, result);
-          authRechecks.set(req, () => authenticate(role, req));
-          if (!result.ok) refused(role, req, result);
-          route(req, res, target, path);
-          return;
-        }
-        if (!result.ok) {
-          refused(role, req, result);
-          // One answer for every refused scraper (407) or reader (401)
-          // credential, whatever was wrong with it: no user enumeration.
-          const status = result.kind === "busy"
-            ? 503
-            : result.kind === "throttled"
-            ? 429
-            : role === "scraper"
-            ? 407
-            : 401;
-          const headers: Record<string, string> = { "content-type": "text/plain; charset=utf-8" };
-          if (status === 407) headers["proxy-authenticate"] = 'Basic realm="pushprox"';
-          if (status === 401) headers["www-authenticate"] = 'Basic realm="pushprox"';
-          if (status === 429) {
-            headers["retry-after"] = String(
-              Math.max(1, Math.ceil((result.retryAfterMs ?? 0) / 1000)),
-            );
-          }
-          res.writeHead(status, headers);
-          res.end(
-            `Cannot serve ${role === "scraper" ? "scrape" : path}: ${
-              publicReason(role, auth.config[role], result)
-            }\n`,
-          );
-          if (role === "scraper") metrics.proxiedRequests.inc({ code: String(status) });
-          else metrics.httpRequests.inc({ code: String(status), path });
-          return;
-        }
-        route(req, res, target, path);
-      }, (error) => {
-        logger.error("Authentication failed", { err: error });
-        res.destroy();
-      });
     },
   };
 
-  function route(req: IncomingMessage, res: ServerResponse, target: string, path: string): void {
-    {
-      if (!target.startsWith("/")) {
-        handleScrape(req, res).catch((error) => {
-          logger.error("Scrape handler failed", { err: error });
-          res.destroy();
-        });
-        return;
-      }
-      const started = performance.now();
-      if (path.startsWith("/pushprox.v1.")) {
-        handleConnect(req, res);
-        return;
-      }
-      if (legacy !== null && (path === "/poll" || path === "/push")) {
-        (path === "/poll" ? legacy.poll(req, res) : legacy.push(req, res)).catch((error) => {
-          logger.error("Legacy handler failed", { path, err: error });
-          res.destroy();
-        });
-        return;
-      }
-      if (path === "/clients" || path === "/metrics") {
-        if (req.method !== "GET" && req.method !== "HEAD") {
-          res.setHeader("allow", "GET, HEAD");
-          return api(
-            path,
-            res,
-            405,
-            "text/plain; charset=utf-8",
-            `Method ${req.method} is not allowed on ${path}\n`,
-            started,
-          );
-        }
-        if (path === "/clients") {
-          const host = req.headers.host;
-          const body = JSON.stringify(
-            targetGroups(coordinator.listClients(), host ? { proxy: host.slice(0, 255) } : {}),
-          ) + "\n";
-          return api(path, res, 200, "application/json", body, started);
-        }
-        metrics.registry.metrics().then(
-          (body) => api(path, res, 200, metrics.registry.contentType, body, started),
-          (error) => {
-            logger.error("Cannot collect metrics", { err: error });
-            api(
-              path,
-              res,
-              500,
-              "text/plain; charset=utf-8",
-              "Cannot collect metrics\n",
-              started,
-            );
-          },
-        );
-        return;
-      }
-      if (serveOperations(req, res, path)) return;
-      res.writeHead(404, { "content-type": "text/plain; charset=utf-8" });
-      res.end(
-        `No such endpoint: ${path}. Scrape targets through this proxy with proxy_url; see /clients and /metrics\n`,
+  /** Authenticates (unless open) and routes one request. */
+  async function dispatch(req: IncomingMessage, res: ServerResponse, target: string) {
+    const path = target.split("?", 1)[0]!;
+    const role = roleOf(target, path);
+    if (role === null || (legacy !== null && (path === "/poll" || path === "/push"))) {
+      // Open endpoints; the legacy handler authorizes per fqdn itself.
+      return await route(req, res, target, path);
+    }
+    const result = await authenticate(role, req);
+    if (handleFast !== null && isFastClientCall(req, path)) {
+      if (!result.ok) refused(role, req, result);
+      return await handleFast(
+        req,
+        res,
+        createContextValues()
+          .set(SOURCE, sourceKey(req.socket?.remoteAddress))
+          .set(AUTH_RESULT, result)
+          .set(AUTH_RECHECK, () => authenticate(role, req))
+          .set(PEER_ADDRESS, peerAddress(req.socket))
+          .set(BODY_BOUND, () => bodyBound.add(req)),
+        authError(auth, role, result),
       );
     }
+    if (path.startsWith("/pushprox.v1.")) {
+      // Connect answers failures in its own protocol (see authInterceptor).
+      authResults.set(req, result);
+      authRechecks.set(req, () => authenticate(role, req));
+      if (!result.ok) refused(role, req, result);
+      return await route(req, res, target, path);
+    }
+    if (!result.ok) {
+      refused(role, req, result);
+      // One answer for every refused scraper (407) or reader (401)
+      // credential, whatever was wrong with it: no user enumeration.
+      const status = result.kind === "busy"
+        ? 503
+        : result.kind === "throttled"
+        ? 429
+        : role === "scraper"
+        ? 407
+        : 401;
+      const headers: Record<string, string> = { "content-type": "text/plain; charset=utf-8" };
+      if (status === 407) headers["proxy-authenticate"] = 'Basic realm="pushprox"';
+      if (status === 401) headers["www-authenticate"] = 'Basic realm="pushprox"';
+      if (status === 429) {
+        headers["retry-after"] = String(
+          Math.max(1, Math.ceil((result.retryAfterMs ?? 0) / 1000)),
+        );
+      }
+      res.writeHead(status, headers);
+      res.end(
+        `Cannot serve ${role === "scraper" ? "scrape" : path}: ${
+          publicReason(role, auth.config[role], result)
+        }\n`,
+      );
+      if (role === "scraper") metrics.proxiedRequests.inc({ code: String(status) });
+      else metrics.httpRequests.inc({ code: String(status), path });
+      return;
+    }
+    return await route(req, res, target, path);
   }
+
+  /** The last word on a request whose handler failed: 500 if still possible, else a cut. */
+  function failed(req: IncomingMessage, res: ServerResponse, error: unknown): void {
+    metrics.handlerErrors.inc();
+    logger.error("Request handler failed", {
+      remote: req.socket?.remoteAddress,
+      target: req.url?.slice(0, 200),
+      err: error,
+    });
+    try {
+      answerAndClose(req, res, 500, "Internal error: the request failed; see the proxy's log\n");
+    } catch {
+      cut(req);
+    }
+  }
+
+  /**
+   * Bounds the lifetime of a request body: one that is still arriving after
+   * the body idle timeout (a Push bound to a scrape excepted) gets 408 and
+   * its connection closed; one still arriving when the answer has been sent
+   * is read and dropped up to {@linkcode DRAIN_MAX_BYTES} and
+   * {@linkcode DRAIN_MAX_MS}, then its connection is closed.
+   */
+  function guardBody(req: IncomingMessage, res: ServerResponse): void {
+    // Errors of a request or response end that request, never the process.
+    req.on("error", (error) => logger.debug("Request stream error", { err: error.message }));
+    res.on("error", (error) => logger.debug("Response stream error", { err: error.message }));
+    // HTTP/1 requests without Content-Length or Transfer-Encoding (scrapes) have no body.
+    const length = req.headers["content-length"];
+    if (
+      req.httpVersionMajor !== 2 && req.headers["transfer-encoding"] === undefined &&
+      (length === undefined || length === "0")
+    ) {
+      return;
+    }
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    /** Set when the body idle timeout answers and closes the request itself. */
+    let timedOut = false;
+    if (bodyIdleTimeoutMs > 0) {
+      timer = setTimeout(() => {
+        if (req.complete || res.writableFinished || res.destroyed || bodyBound.has(req)) return;
+        metrics.limitHits.inc({ limit: "body_idle_timeout" });
+        logger.warn("Request body too slow: closing the connection", {
+          remote: req.socket?.remoteAddress,
+          target: req.url?.slice(0, 200),
+          timeout: formatDuration(bodyIdleTimeoutMs),
+        });
+        timedOut = true;
+        if (res.headersSent) return cut(req);
+        answerAndClose(
+          req,
+          res,
+          408,
+          `Request Timeout: the request body did not arrive within --web.body-idle-timeout=${
+            formatDuration(bodyIdleTimeoutMs)
+          }\n`,
+          true,
+        );
+      }, bodyIdleTimeoutMs);
+    }
+    res.once("close", () => clearTimeout(timer));
+    res.once("finish", () => {
+      clearTimeout(timer);
+      if (timedOut || req.complete || req.destroyed) return;
+      // Answered before the body ended: drain a little, then close.
+      let bytes = 0;
+      const stop = () => {
+        clearTimeout(deadline);
+        req.off("data", count);
+      };
+      const over = () => {
+        stop();
+        metrics.limitHits.inc({ limit: "body_drain" });
+        logger.debug("Unread request body after the answer: closing the connection", {
+          remote: req.socket?.remoteAddress,
+          target: req.url?.slice(0, 200),
+        });
+        cut(req);
+      };
+      const count = (chunk: Uint8Array) => {
+        bytes += chunk.byteLength;
+        if (bytes > DRAIN_MAX_BYTES) over();
+      };
+      const deadline = setTimeout(over, DRAIN_MAX_MS);
+      req.on("data", count);
+      req.once("end", stop);
+      req.once("close", stop);
+      req.resume();
+    });
+  }
+
+  async function route(
+    req: IncomingMessage,
+    res: ServerResponse,
+    target: string,
+    path: string,
+  ): Promise<void> {
+    if (!target.startsWith("/")) return await handleScrape(req, res);
+    const started = performance.now();
+    if (path.startsWith("/pushprox.v1.")) return handleConnect(req, res);
+    if (legacy !== null && (path === "/poll" || path === "/push")) {
+      return await (path === "/poll" ? legacy.poll(req, res) : legacy.push(req, res));
+    }
+    if (path === "/clients" || path === "/metrics") {
+      if (req.method !== "GET" && req.method !== "HEAD") {
+        res.setHeader("allow", "GET, HEAD");
+        return api(
+          path,
+          res,
+          405,
+          "text/plain; charset=utf-8",
+          `Method ${req.method} is not allowed on ${path}\n`,
+          started,
+        );
+      }
+      if (path === "/clients") {
+        const host = req.headers.host;
+        const body = JSON.stringify(
+          targetGroups(coordinator.listClients(), host ? { proxy: host.slice(0, 255) } : {}),
+        ) + "\n";
+        return api(path, res, 200, "application/json", body, started);
+      }
+      let body: string;
+      try {
+        body = await metrics.registry.metrics();
+      } catch (error) {
+        logger.error("Cannot collect metrics", { err: error });
+        return api(
+          path,
+          res,
+          500,
+          "text/plain; charset=utf-8",
+          "Cannot collect metrics\n",
+          started,
+        );
+      }
+      return api(path, res, 200, metrics.registry.contentType, body, started);
+    }
+    if (serveOperations(req, res, path)) return;
+    res.writeHead(404, { "content-type": "text/plain; charset=utf-8" });
+    res.end(
+      `No such endpoint: ${path}. Scrape targets through this proxy with proxy_url; see /clients and /metrics\n`,
+    );
+  }
+}
+
+/**
+ * Why a request has no usable authority, or null: the authority of an
+ * absolute-form http target, else the Host header (HTTP/1) or `:authority`
+ * (HTTP/2), of which there must be exactly one.
+ */
+function requestAuthorityProblem(req: IncomingMessage, target: string): string | null {
+  if (!target.startsWith("/")) {
+    const absolute = /^http:\/\/([^/?#]*)/i.exec(target);
+    // Other schemes and forms get their answer from the scrape handler.
+    if (absolute === null) return null;
+    const authority = absolute[1]!;
+    // URLs with user info are refused by the scrape handler, with the reason.
+    if (authority.includes("@")) return null;
+    const problem = authorityProblem(authority);
+    return problem === null
+      ? null
+      : `Malformed request target ${JSON.stringify(target.slice(0, 200))}: ${
+        problem.replace("the Host", "its authority")
+      }`;
+  }
+  if (req.httpVersionMajor === 2) {
+    return authorityProblem((req as unknown as { authority?: string }).authority);
+  }
+  let hosts = 0;
+  for (let i = 0; i < req.rawHeaders.length; i += 2) {
+    if (req.rawHeaders[i]!.toLowerCase() === "host") hosts++;
+  }
+  if (hosts > 1) return "the request has more than one Host header";
+  return authorityProblem(req.headers.host);
+}
+
+/**
+ * Ends a response with a plain-text error and closes its connection (HTTP/1)
+ * or stream (HTTP/2). With `now`, closes right after the answer is written.
+ */
+function answerAndClose(
+  req: IncomingMessage,
+  res: ServerResponse,
+  status: number,
+  text: string,
+  now = false,
+): void {
+  if (res.headersSent || res.destroyed || res.writableEnded) return cut(req);
+  const headers: Record<string, string> = { "content-type": "text/plain; charset=utf-8" };
+  // HTTP/2 forbids connection headers; its stream ends with the response.
+  if (req.httpVersionMajor !== 2) headers["connection"] = "close";
+  res.writeHead(status, headers);
+  res.end(text, now ? () => cut(req) : undefined);
+}
+
+/** Closes a request's connection (HTTP/1) or cancels its stream (HTTP/2). */
+function cut(req: IncomingMessage): void {
+  if (req.httpVersionMajor === 2) {
+    const stream = (req as unknown as { stream?: { close(code?: number): void } }).stream;
+    stream?.close(0x8); // NGHTTP2_CANCEL
+    return;
+  }
+  req.socket?.destroy();
 }
 
 /** Options for {@linkcode serveProxy}. */
@@ -523,6 +711,10 @@ export interface ServeOptions {
   headers?: Record<string, string>;
   /** Logs refused connections. */
   logger?: Logger;
+  /** Caps open connections (shared with the gRPC port). @default {no cap} */
+  connections?: ConnectionBudget;
+  /** How often a quiet listener checks that it still accepts (see keepAccepting). @default {5000} */
+  acceptCheckIntervalMs?: number;
 }
 
 /** A listening proxy. */
@@ -574,9 +766,41 @@ export async function serveProxy(
     )
     : createServer(httpOptions, handle);
   const log = options.logger;
+  /** A peer's reset or broken pipe ends its connection, never the process. */
+  const onSocketError = (error: Error & { code?: string }) =>
+    log?.debug("Connection error", { err: error.code ?? error.message });
+  // Restarts the listener if its accept loop stops (EMFILE), before counting.
+  const stopAccepting = new AbortController();
+  const watchdog = keepAccepting(server, {
+    signal: stopAccepting.signal,
+    intervalMs: options.acceptCheckIntervalMs ?? 5_000,
+    ...(log ? { logger: log } : {}),
+  });
+  const budget = options.connections;
+  /** Above the connection caps: a short 503 on plain HTTP, else closed at once. */
+  const refuse = (socket: Socket) => {
+    socket.on("error", onSocketError);
+    if (tls) return void socket.destroy();
+    // Closed at once: a refused connection must not hold its descriptor, so
+    // the 503 is best effort (many peers see only the close or a reset).
+    socket.pause();
+    socket.write(
+      "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 22\r\nConnection: close\r\n\r\nToo many connections.\n",
+    );
+    socket.destroy();
+  };
+  if (budget) {
+    // Idle keep-alive connections are the first closed when the cap is reached.
+    server.on("request", (req: IncomingMessage, res: ServerResponse) => {
+      budget.busy(req.socket);
+      res.once("close", () => budget.done(req.socket));
+    });
+  }
   /** Raw connections, so that closing ends those still in a TLS handshake too. */
   const sockets = new Set<Socket>();
   server.on("connection", (socket: Socket) => {
+    socket.on("error", onSocketError);
+    if (watchdog.isProbe(socket) || (budget && !budget.admit(socket, refuse))) return;
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
     if (!tls) return;
@@ -599,11 +823,13 @@ export async function serveProxy(
       }
     });
     server.on("tlsClientError", (error: Error, socket: Socket) => {
+      if (watchdog.isProbe(socket)) return;
       proxy.metrics.authFailures.inc({ role: "tls", reason: "invalid" });
       log?.debug("TLS handshake failed", { remote: socket.remoteAddress, err: error.message });
     });
   }
   server.on("clientError", (error: Error & { code?: string }, socket: Socket) => {
+    socket.on("error", onSocketError);
     const [status, text, limit] = error.code === "HPE_HEADER_OVERFLOW"
       ? [431, "Request Header Fields Too Large", "header_bytes"]
       : error.code === "ERR_HTTP_REQUEST_TIMEOUT" || error.code === "ERR_HTTP_HEADERS_TIMEOUT"
@@ -622,7 +848,9 @@ export async function serveProxy(
   });
   // node:http hands CONNECT (what Prometheus sends for scheme: https through
   // a proxy) to this event instead of the request handler.
-  server.on("connect", (_req, socket) => {
+  server.on("connect", (_req, socket: Socket) => {
+    // The peer may reset or close without reading the answer (issue #10 item 2).
+    socket.on("error", onSocketError);
     const body =
       "CONNECT is not supported: scrape with scheme http through the proxy and add params _scheme=[https] for https targets\n";
     socket.end(
@@ -651,6 +879,7 @@ export async function serveProxy(
   tls?.watch(server as unknown as import("node:tls").Server, stopWatching.signal);
   const close = () => {
     stopWatching.abort();
+    stopAccepting.abort();
     proxy.close();
     server.close();
     server.closeAllConnections();
