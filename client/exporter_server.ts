@@ -340,6 +340,11 @@ export async function startExporterServer(
       return plain(res, response.status, response.error);
     }
     for (const { name, value } of response.headers) res.appendHeader(name, value);
+    // The backend's bytes pass unchanged, so its length holds (and spares
+    // the chunked framing); a body that fails part-way is cut short.
+    if (response.contentLength !== undefined) {
+      res.setHeader("content-length", response.contentLength);
+    }
     res.writeHead(response.status);
     if (method === "HEAD") {
       res.end();

@@ -24,6 +24,11 @@ export interface ModuleResponse {
    * status was already sent): the body was invalid, truncated or too late.
    */
   readonly body: AsyncIterable<Uint8Array> | null;
+  /**
+   * The body's length, when known before it streams (the backend's
+   * Content-Length of the bytes passed on unchanged).
+   */
+  readonly contentLength?: number;
 }
 
 /** The media type of the Prometheus text format the client generates. */
