@@ -165,7 +165,11 @@ export function requestHead(request: BackendRequest, keepAlive: boolean): Uint8A
   return bytes;
 }
 
-/** Reads a connection, keeping what was read past what was asked. */
+/**
+ * Reads a connection, keeping what was read past what was asked. Every view
+ * it hands out is the only reference to its buffer once handed out (the
+ * rest is copied off), so a consumer may free the buffer after use.
+ */
 class ConnReader {
   /** Bytes read and not yet consumed. */
   pending: Uint8Array = new Uint8Array(0);
@@ -173,29 +177,28 @@ class ConnReader {
   read = 0;
   constructor(readonly conn: Deno.TcpConn) {}
 
-  /** Reads more into `pending`; false at end of stream. */
+  /** Reads more after `pending` (in a new buffer); false at end of stream. */
   async more(): Promise<boolean> {
-    const buffer = new Uint8Array(READ_BYTES);
-    const n = await this.conn.read(buffer);
+    const keep = this.pending.byteLength;
+    const buffer = new Uint8Array(Math.max(READ_BYTES, keep * 2));
+    buffer.set(this.pending);
+    const n = await this.conn.read(buffer.subarray(keep));
     if (n === null) return false;
     this.read += n;
-    if (this.pending.byteLength === 0) {
-      this.pending = buffer.subarray(0, n);
-    } else {
-      const joined = new Uint8Array(this.pending.byteLength + n);
-      joined.set(this.pending);
-      joined.set(buffer.subarray(0, n), this.pending.byteLength);
-      this.pending = joined;
-    }
+    this.pending = buffer.subarray(0, keep + n);
     return true;
   }
 
   /** Up to `max` bytes: pending ones first, else one read of at most `max`. Null at end. */
   async chunk(max: number): Promise<Uint8Array | null> {
-    if (this.pending.byteLength > 0) {
-      const out = this.pending.subarray(0, Math.min(max, this.pending.byteLength));
-      this.pending = this.pending.subarray(out.byteLength);
-      return out;
+    const pending = this.pending;
+    if (pending.byteLength > 0) {
+      if (pending.byteLength <= max) {
+        this.pending = new Uint8Array(0);
+        return pending;
+      }
+      this.pending = pending.slice(max);
+      return pending.subarray(0, max);
     }
     const buffer = new Uint8Array(Math.min(max, READ_BYTES));
     const n = await this.conn.read(buffer);
@@ -467,8 +470,63 @@ async function exchange(
     new BackendClosedError(
       `module ${request.moduleName}: the backend closed the connection mid-body`,
     );
-  /** Chunked state: bytes left of the current chunk, or -1 before a size line. */
+  /**
+   * Chunked state: bytes left of the current chunk; -1 before a size line,
+   * -2 before the CRLF after data, -3 in the trailers.
+   */
   let chunkLeft = -1;
+  /**
+   * The data of the next read(s), with the chunk framing removed in place
+   * (data moved over the size lines), so that one read gives one chunk.
+   */
+  async function dechunk(): Promise<[Uint8Array, boolean]> {
+    let starved = reader.pending.byteLength === 0;
+    for (;;) {
+      if (starved && !await reader.more()) throw closedMidBody();
+      starved = true;
+      const buffer = reader.pending;
+      let r = 0;
+      let w = 0;
+      let ended = false;
+      while (r < buffer.byteLength) {
+        if (chunkLeft > 0) {
+          const n = Math.min(chunkLeft, buffer.byteLength - r);
+          if (w !== r) buffer.copyWithin(w, r, r + n);
+          w += n;
+          r += n;
+          chunkLeft -= n;
+          if (chunkLeft === 0) chunkLeft = -2;
+          continue;
+        }
+        const at = indexOfCrlf(buffer, r);
+        if (at < 0) break;
+        const line = latin1(buffer.subarray(r, at));
+        r = at + 2;
+        if (chunkLeft === -2) {
+          if (line !== "") throw new Error("the backend sent a malformed chunked body");
+          chunkLeft = -1;
+        } else if (chunkLeft === -3) {
+          // Trailers, up to the empty line that ends the body.
+          if (line === "") {
+            ended = true;
+            break;
+          }
+        } else {
+          const size = /^([0-9a-fA-F]{1,12})[\t ]*(?:;.*)?$/.exec(line);
+          if (size === null) throw new Error("the backend sent a malformed chunk size");
+          chunkLeft = parseInt(size[1]!, 16);
+          if (chunkLeft === 0) chunkLeft = -3;
+        }
+      }
+      const rest = buffer.subarray(r);
+      if (!ended && chunkLeft <= 0 && rest.byteLength > MAX_LINE_BYTES) {
+        throw new Error(`the backend sent a chunked-body line longer than ${MAX_LINE_BYTES} bytes`);
+      }
+      // The data view keeps the buffer to itself: what follows is copied off.
+      reader.pending = w > 0 ? rest.slice() : rest;
+      if (w > 0 || ended) return [buffer.subarray(0, w), ended];
+    }
+  }
   const body = new ReadableStream<Uint8Array>({
     async pull(controller) {
       try {
@@ -493,34 +551,13 @@ async function exchange(
             return;
           }
           case "chunked": {
-            for (;;) {
-              if (chunkLeft > 0) {
-                const chunk = await reader.chunk(chunkLeft);
-                if (chunk === null) throw closedMidBody();
-                chunkLeft -= chunk.byteLength;
-                if (chunkLeft === 0) chunkLeft = -2; // the CRLF after the data
-                controller.enqueue(chunk);
-                return;
-              }
-              const line = await reader.line(MAX_LINE_BYTES);
-              if (line === null) throw closedMidBody();
-              if (chunkLeft === -2) {
-                if (line !== "") throw new Error("the backend sent a malformed chunked body");
-                chunkLeft = -1;
-                continue;
-              }
-              if (chunkLeft === -3) {
-                // Trailers, up to the empty line that ends the body.
-                if (line !== "") continue;
-                release(keep && reader.pending.byteLength === 0);
-                controller.close();
-                return;
-              }
-              const size = /^([0-9a-fA-F]{1,12})[\t ]*(?:;.*)?$/.exec(line);
-              if (size === null) throw new Error("the backend sent a malformed chunk size");
-              chunkLeft = parseInt(size[1]!, 16);
-              if (chunkLeft === 0) chunkLeft = -3;
+            const [chunk, ended] = await dechunk();
+            if (chunk.byteLength > 0) controller.enqueue(chunk);
+            if (ended) {
+              release(keep && reader.pending.byteLength === 0);
+              controller.close();
             }
+            return;
           }
         }
       } catch (error) {

@@ -229,3 +229,25 @@ Deno.test("backendGet() closes the connection when the signal aborts mid-body", 
     await server.close();
   }
 });
+
+Deno.test("backendGet() removes chunk framing from large reads intact", async () => {
+  // Many chunks per socket read, and chunks spanning reads.
+  let expected = "";
+  let wire = "";
+  for (let i = 0; i < 3000; i++) {
+    const data = `metric_${i}{a="${"x".repeat(i % 97)}"} ${i}\n`.repeat(1 + (i % 5));
+    expected += data;
+    wire += `${data.length.toString(16)}\r\n${data}\r\n`;
+  }
+  wire += "0\r\n\r\n";
+  const server = rawServer(async (conn) => {
+    if (await readRequest(conn) === null) return;
+    await writeAll(conn, `HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n${wire}`);
+  });
+  try {
+    const response = await backendGet(request(server.port), AbortSignal.timeout(5_000));
+    assert.equal(await text(response.body), expected);
+  } finally {
+    await server.close();
+  }
+});

@@ -242,6 +242,7 @@ export async function serveHttpModule(
   let headers: HeaderField[];
   let source: ReadableStream<Uint8Array>;
   let contentLength: number | undefined;
+  let owned = false;
   if (url.protocol === "http:") {
     // Plain http on Deno's own sockets: see backend_http.ts for why.
     const response = await backendGet({
@@ -255,6 +256,7 @@ export async function serveHttpModule(
     headers = forwardableHeaders(response.headers);
     source = response.body;
     contentLength = response.contentLength;
+    owned = true;
   } else {
     const response = await send(url, request, signal);
     headers = forwardableHeaders(rawHeaderPairs(response.rawHeaders));
@@ -268,6 +270,8 @@ export async function serveHttpModule(
       error: "",
       body: source,
       ...(contentLength !== undefined ? { contentLength } : {}),
+      // Only here: a verifier may keep views of the chunks it checked.
+      ...(owned ? { ownedChunks: true } : {}),
     };
   }
   const header = (name: string) => headers.find((h) => h.name === name)?.value;

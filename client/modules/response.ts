@@ -29,6 +29,12 @@ export interface ModuleResponse {
    * Content-Length of the bytes passed on unchanged).
    */
   readonly contentLength?: number;
+  /**
+   * True when each chunk's buffer is referenced by nothing else once
+   * yielded: a consumer that has written a chunk may free its buffer at once
+   * (`chunk.buffer.transfer(0)`) instead of leaving it to the GC.
+   */
+  readonly ownedChunks?: boolean;
 }
 
 /** The media type of the Prometheus text format the client generates. */
