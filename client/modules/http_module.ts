@@ -270,7 +270,6 @@ export async function serveHttpModule(
       error: "",
       body: source,
       ...(contentLength !== undefined ? { contentLength } : {}),
-      // Only here: a verifier may keep views of the chunks it checked.
       ...(owned ? { ownedChunks: true } : {}),
     };
   }
@@ -287,6 +286,9 @@ export async function serveHttpModule(
     error: "",
     body: body.body,
     ...(contentLength !== undefined ? { contentLength } : {}),
+    // The verifiers copy what they keep (a partial line or message), and a
+    // chunk is passed on only once it has been checked.
+    ...(owned ? { ownedChunks: true } : {}),
   };
 }
 
