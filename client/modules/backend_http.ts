@@ -231,7 +231,13 @@ function indexOfCrlf(bytes: Uint8Array, from: number): number {
   return -1;
 }
 
+const UTF8 = new TextDecoder();
+
 function latin1(bytes: Uint8Array): string {
+  // Nearly always ASCII, where UTF-8 decoding (native) gives the same text:
+  // any other byte would shorten the text or show as U+FFFD.
+  const ascii = UTF8.decode(bytes);
+  if (ascii.length === bytes.byteLength && !ascii.includes("\uFFFD")) return ascii;
   let text = "";
   for (let i = 0; i < bytes.byteLength; i += 8192) {
     text += String.fromCharCode(...bytes.subarray(i, i + 8192));

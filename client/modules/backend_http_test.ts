@@ -251,3 +251,19 @@ Deno.test("backendGet() removes chunk framing from large reads intact", async ()
     await server.close();
   }
 });
+
+Deno.test("backendGet() reads header bytes as Latin-1, as node:http and Go do", async () => {
+  const server = rawServer(async (conn) => {
+    if (await readRequest(conn) === null) return;
+    await writeAll(conn, encoder.encode("HTTP/1.1 200 OK\r\nX-Name: caf"));
+    await writeAll(conn, new Uint8Array([0xe9, 0x80]));
+    await writeAll(conn, "\r\nContent-Length: 0\r\n\r\n");
+  });
+  try {
+    const response = await backendGet(request(server.port), AbortSignal.timeout(5_000));
+    assert.deepEqual(response.headers[0], ["X-Name", "caf\u00e9\u0080"]);
+    assert.equal(await text(response.body), "");
+  } finally {
+    await server.close();
+  }
+});
