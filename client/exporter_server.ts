@@ -340,15 +340,23 @@ export async function startExporterServer(
       return plain(res, response.status, response.error);
     }
     for (const { name, value } of response.headers) res.appendHeader(name, value);
+    // The backend's bytes pass unchanged, so its length holds (and spares
+    // the chunked framing); a body that fails part-way is cut short.
+    if (response.contentLength !== undefined) {
+      res.setHeader("content-length", response.contentLength);
+    }
     res.writeHead(response.status);
     if (method === "HEAD") {
       res.end();
       return;
     }
+    // Buffers nobody else holds are freed as soon as they are written: left
+    // to the GC, 8 scrapes of 20 MiB held 60+ MiB of written buffers.
+    const free = response.ownedChunks === true ? freeAfterWrite : undefined;
     try {
       for await (const chunk of response.body) {
         if (res.destroyed) break;
-        if (!res.write(chunk)) {
+        if (!res.write(chunk, free?.(chunk))) {
           await new Promise<void>((resolve) => {
             const done = () => {
               res.off("drain", done);
@@ -365,6 +373,15 @@ export async function startExporterServer(
       // The engine logged why; the scraper sees a truncated response.
       res.destroy();
     }
+  }
+
+  /** A write callback that frees the chunk's buffer. */
+  function freeAfterWrite(chunk: Uint8Array): () => void {
+    return () => {
+      try {
+        (chunk.buffer as ArrayBuffer).transfer(0);
+      } catch { /* already detached or not detachable */ }
+    };
   }
 
   /** node:http's limits; the check interval bounds how late a timeout fires. */

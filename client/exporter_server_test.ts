@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import http from "node:http";
 import https from "node:https";
-import { connect } from "node:net";
+import { type AddressInfo, connect } from "node:net";
 import bcrypt from "bcryptjs";
 import { Registry } from "prom-client";
 import { createAllowList, parseCidr } from "../lib/cidr.ts";
@@ -418,4 +418,93 @@ Deno.test("exporter server: --web.proxy-path and --web.telemetry-path move the e
     assert.equal((await get(port, "/proxy?module=cron")).status, 404);
     assert.match((await get(port, "/")).text, /href="\/p\?module=cron"/);
   });
+});
+
+Deno.test("exporter server: http module bodies pass intact (Content-Length, chunked, gzip), HEAD too", async () => {
+  const text = Array.from({ length: 40_000 }, (_, i) => `metric_${i}{a="b"} ${i}\n`).join("");
+  const gzip = new Uint8Array(
+    await new Response(
+      new Blob([text]).stream().pipeThrough(new CompressionStream("gzip")),
+    ).arrayBuffer(),
+  );
+  const backend = http.createServer((req, res) => {
+    if (req.url?.startsWith("/chunked")) {
+      res.writeHead(200, { "content-type": "text/plain; version=0.0.4" });
+      for (let at = 0; at < text.length; at += 7_777) res.write(text.slice(at, at + 7_777));
+      res.end();
+    } else if (req.url?.startsWith("/gzip")) {
+      res.writeHead(200, {
+        "content-type": "text/plain; version=0.0.4",
+        "content-encoding": "gzip",
+        "content-length": gzip.byteLength,
+      }).end(gzip);
+    } else {
+      res.writeHead(200, {
+        "content-type": "text/plain; version=0.0.4",
+        "content-length": Buffer.byteLength(text),
+      }).end(text);
+    }
+  });
+  await new Promise<void>((resolve) => backend.listen(0, "127.0.0.1", resolve));
+  const backendPort = (backend.address() as AddressInfo).port;
+  const modules = ["length", "chunked", "gzip"].flatMap((path) =>
+    [true, false].map((verify) =>
+      `  ${path}_${verify}:\n    method: http\n    http:\n      address: 127.0.0.1\n` +
+      `      port: ${backendPort}\n      path: /${path}\n      verify: ${verify}\n`
+    )
+  ).join("");
+  const engine = createModuleEngine({
+    config: await prepareConfig(parseConfig(`modules:\n${modules}`, "expexp.yaml")),
+    metrics: createModuleMetrics(new Registry()),
+    logger: createNullLogger(),
+  });
+  const server = await startExporterServer({
+    engine,
+    metrics: () => Promise.resolve({ contentType: "text/plain", body: "" }),
+    logger: createNullLogger(),
+    address: { hostname: "127.0.0.1", port: 0 },
+  });
+  try {
+    const port = server.address!.port;
+    for (const path of ["length", "chunked", "gzip"]) {
+      for (const verify of [true, false]) {
+        const name = `${path}_${verify}`;
+        const raw = await new Promise<{ headers: http.IncomingHttpHeaders; body: Buffer }>(
+          (resolve, reject) => {
+            http.get({
+              host: "127.0.0.1",
+              port,
+              path: `/proxy?module=${name}`,
+              headers: { "accept-encoding": "gzip" },
+              agent: false,
+            }, (res) => {
+              const chunks: Buffer[] = [];
+              res.on("data", (c: Buffer) => chunks.push(c));
+              res.on("end", () => resolve({ headers: res.headers, body: Buffer.concat(chunks) }));
+              res.on("error", reject);
+            }).on("error", reject);
+          },
+        );
+        if (path === "gzip") {
+          assert.equal(raw.headers["content-encoding"], "gzip", name);
+          assert.deepEqual(new Uint8Array(raw.body), gzip, name);
+        } else {
+          assert.equal(raw.body.toString(), text, name);
+        }
+        assert.equal(
+          raw.headers["content-length"],
+          path === "chunked" ? undefined : String(raw.body.byteLength),
+          name,
+        );
+        const head = await get(port, `/proxy?module=${name}`, { method: "HEAD" });
+        assert.equal(head.status, 200, name);
+        assert.equal(head.text, "", name);
+      }
+    }
+  } finally {
+    await server.close();
+    engine.close();
+    backend.closeAllConnections();
+    await new Promise((resolve) => backend.close(resolve));
+  }
 });

@@ -223,8 +223,21 @@ export function createModuleEngine(options: ModuleEngineOptions): ModuleEngine {
         return errorResponse(400, (error as Error).message);
       }
       const timeoutMs = effectiveTimeoutMs(module.timeoutMs, scrapeTimeoutMs);
-      const own = timeoutMs === undefined ? null : AbortSignal.timeout(Math.max(1, timeoutMs));
+      // A timer cleared when the answer ends: AbortSignal.timeout would keep
+      // each request's signal (and its timer) until the deadline, a minute's
+      // worth of requests at high rates.
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      let own: AbortSignal | null = null;
+      if (timeoutMs !== undefined) {
+        const controller = new AbortController();
+        own = controller.signal;
+        timer = setTimeout(
+          () => controller.abort(new DOMException("The module timeout passed", "TimeoutError")),
+          Math.max(1, timeoutMs),
+        );
+      }
       const combined = own === null ? signal : AbortSignal.any([signal, own]);
+      const done = () => clearTimeout(timer);
       const deadline = {
         signal: combined,
         describe: () =>
@@ -284,6 +297,7 @@ export function createModuleEngine(options: ModuleEngineOptions): ModuleEngine {
         response = classify(module, error, deadline);
       }
       if (response.error !== "" || response.body === null) {
+        done();
         observe();
         if (response.error !== "") {
           metrics.errors.inc(label);
@@ -292,6 +306,7 @@ export function createModuleEngine(options: ModuleEngineOptions): ModuleEngine {
         return response;
       }
       const body = observeBody(response.body, (error) => {
+        done();
         observe();
         if (error === undefined) return;
         metrics.errors.inc(label);

@@ -13,6 +13,12 @@ import tls from "node:tls";
 import { forwardableHeaders, type HeaderField, rawHeaderPairs } from "../../lib/headers.ts";
 import { verifyStream } from "../verify/mod.ts";
 import type { HttpModuleConfig } from "./config.ts";
+import {
+  BackendClosedError,
+  backendGet,
+  type BackendPool,
+  createBackendPool,
+} from "./backend_http.ts";
 import { errorResponse, type ModuleResponse, prefetch } from "./response.ts";
 import { SCRAPE_TIMEOUT_HEADER } from "./request.ts";
 
@@ -101,8 +107,10 @@ export interface HttpModuleRequest {
  * another module's connection).
  */
 export interface BackendAgents {
-  /** The pool for a request. */
+  /** The pool for an https request. */
   agentFor(material: BackendTlsMaterial | undefined, secure: boolean): http.Agent;
+  /** Kept-alive connections to plain-http backends. */
+  readonly plain: BackendPool;
   /** Closes every pooled connection. */
   close(): void;
 }
@@ -118,11 +126,13 @@ export interface BackendAgents {
 export function createBackendAgents(options: { idleTimeoutMs?: number } = {}): BackendAgents {
   const settings = { keepAlive: true, timeout: options.idleTimeoutMs ?? 5_000, maxFreeSockets: 4 };
   const plain = new http.Agent(settings);
+  const pool = createBackendPool({ idleTimeoutMs: settings.timeout });
   const secure = new WeakMap<BackendTlsMaterial, https.Agent>();
   const all = new Set<http.Agent>([plain]);
   const defaultSecure = new https.Agent(settings);
   all.add(defaultSecure);
   return {
+    plain: pool,
     agentFor(material, isSecure) {
       if (!isSecure) return plain;
       if (material === undefined) return defaultSecure;
@@ -135,6 +145,7 @@ export function createBackendAgents(options: { idleTimeoutMs?: number } = {}): B
       return agent;
     },
     close() {
+      pool.close();
       for (const agent of all) agent.destroy();
     },
   };
@@ -210,14 +221,7 @@ export function backendHeaders(
   return headers;
 }
 
-/** The backend's connection ended before the body did. */
-export class BackendClosedError extends Error {
-  /** @param message What happened. */
-  constructor(message: string) {
-    super(message);
-    this.name = "BackendClosedError";
-  }
-}
+export { BackendClosedError } from "./backend_http.ts";
 
 /**
  * Sends the request and answers with the backend's response; a 200 body is
@@ -234,12 +238,40 @@ export async function serveHttpModule(
 ): Promise<ModuleResponse> {
   const { module } = request;
   const url = backendUrl(module, request.backendQuery);
-  const response = await send(url, request, signal);
-  const headers = forwardableHeaders(rawHeaderPairs(response.rawHeaders));
-  const status = response.statusCode ?? 502;
-  const source = asStream(response, module.name);
+  let status: number;
+  let headers: HeaderField[];
+  let source: ReadableStream<Uint8Array>;
+  let contentLength: number | undefined;
+  let owned = false;
+  if (url.protocol === "http:") {
+    // Plain http on Deno's own sockets: see backend_http.ts for why.
+    const response = await backendGet({
+      url,
+      headers: backendHeaders(module, request.headers, request.timeoutMs, request.peer),
+      maxHeaderBytes: request.maxHeaderBytes,
+      moduleName: module.name,
+      pool: request.agents?.plain,
+    }, signal);
+    status = response.status;
+    headers = forwardableHeaders(response.headers);
+    source = response.body;
+    contentLength = response.contentLength;
+    owned = true;
+  } else {
+    const response = await send(url, request, signal);
+    headers = forwardableHeaders(rawHeaderPairs(response.rawHeaders));
+    status = response.statusCode ?? 502;
+    source = asStream(response, module.name);
+  }
   if (status !== 200 || !module.http.verify) {
-    return { status, headers, error: "", body: source };
+    return {
+      status,
+      headers,
+      error: "",
+      body: source,
+      ...(contentLength !== undefined ? { contentLength } : {}),
+      ...(owned ? { ownedChunks: true } : {}),
+    };
   }
   const header = (name: string) => headers.find((h) => h.name === name)?.value;
   const verified = verifyStream(source, {
@@ -248,7 +280,16 @@ export async function serveHttpModule(
     maxBytes: request.verifyMaxBytes,
   });
   const body = await prefetch(verified, request.windowBytes);
-  return { status, headers, error: "", body: body.body };
+  return {
+    status,
+    headers,
+    error: "",
+    body: body.body,
+    ...(contentLength !== undefined ? { contentLength } : {}),
+    // The verifiers copy what they keep (a partial line or message), and a
+    // chunk is passed on only once it has been checked.
+    ...(owned ? { ownedChunks: true } : {}),
+  };
 }
 
 /** Errors of a request sent on a pooled connection the backend had closed. */

@@ -24,6 +24,17 @@ export interface ModuleResponse {
    * status was already sent): the body was invalid, truncated or too late.
    */
   readonly body: AsyncIterable<Uint8Array> | null;
+  /**
+   * The body's length, when known before it streams (the backend's
+   * Content-Length of the bytes passed on unchanged).
+   */
+  readonly contentLength?: number;
+  /**
+   * True when each chunk's buffer is referenced by nothing else once
+   * yielded: a consumer that has written a chunk may free its buffer at once
+   * (`chunk.buffer.transfer(0)`) instead of leaving it to the GC.
+   */
+  readonly ownedChunks?: boolean;
 }
 
 /** The media type of the Prometheus text format the client generates. */

@@ -131,7 +131,12 @@ const KW_FLAGS = [0, HAS_HELP, HAS_TYPE, HAS_UNIT];
 
 interface Family {
   readonly name: string;
-  readonly bytes: Uint8Array;
+  /**
+   * The name's bytes, while the family is the current one (remembered
+   * families drop them: with many families they were most of the
+   * verifier's memory).
+   */
+  bytes: Uint8Array | null;
   type: number;
   flags: number;
 }
@@ -160,6 +165,7 @@ function matchesFamily(
   e: number,
 ): boolean {
   const fam = family.bytes;
+  if (fam === null) return false;
   const fl = fam.length;
   const len = e - s;
   if (len < fl) return false;
@@ -501,8 +507,12 @@ export class TextChecker {
   }
 
   #family(name: string, b: Uint8Array, s: number, e: number): Family {
+    const previous = this.#current;
+    if (previous !== undefined) previous.bytes = null;
     let family = this.#tracking ? this.#families.get(name) : undefined;
-    if (family === undefined) {
+    if (family !== undefined) {
+      family.bytes = b.slice(s, e);
+    } else {
       family = { name, bytes: b.slice(s, e), type: T_NONE, flags: 0 };
       if (this.#tracking) {
         if (this.#families.size >= this.#maxFamilies) {
