@@ -95,6 +95,8 @@ export interface AgentOptions {
    * client certificate); false pushes through connect-es. @default {true}
    */
   nativePush?: boolean;
+  /** Scrape plain-http targets on native I/O (else node:http). @default {true} */
+  nativeScrape?: boolean;
 }
 
 /** A running client. */
@@ -150,10 +152,13 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     return (v4.length > 0 ? v4 : found).map((a) => a.address);
   });
   let connectedCount = 0;
+  const ownTransport = options.scrapeTransport ? null : createScrapeTransport({
+    ...(options.targetTls ? { tls: options.targetTls } : {}),
+    ...(options.nativeScrape === false ? { native: false } : {}),
+  });
   const scraper = createScraper({
     fqdn: options.fqdn,
-    transport: options.scrapeTransport ??
-      createScrapeTransport(options.targetTls ? { tls: options.targetTls } : {}),
+    transport: options.scrapeTransport ?? ownTransport!,
     ...(options.scrapePolicy ? { policy: options.scrapePolicy } : {}),
     ...(options.readTargetToken ? { readToken: options.readTargetToken } : {}),
     ...(options.moduleHandler ? { moduleHandler: options.moduleHandler } : {}),
@@ -348,6 +353,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   const finished = loop.then(async () => {
     await Promise.allSettled([...[...pollers.values()].map((p) => p.done), ...retiring]);
   }).finally(async () => {
+    ownTransport?.close();
     if (server) {
       server.closeAllConnections();
       await new Promise((resolve) => server!.close(resolve));

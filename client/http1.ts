@@ -113,6 +113,28 @@ export class ByteReader {
     }
   }
 
+  /**
+   * Up to `max` bytes: the buffered ones first, else one read from the source
+   * straight into a fresh buffer (handed on without another copy).
+   *
+   * @param max Most bytes returned.
+   * @param readBytes Size of a fresh read. @default {65536}
+   * @returns The bytes, or null at the end of the stream.
+   */
+  async readSome(max: number, readBytes = 65536): Promise<Uint8Array | null> {
+    if (this.#data.byteLength === 0 && this.#pending !== null) await this.fill();
+    if (this.#data.byteLength > 0) return this.take(Math.min(max, this.#data.byteLength));
+    if (this.#ended) return null;
+    const buffer = new Uint8Array(Math.min(max, readBytes));
+    const n = await this.#read(buffer);
+    if (n === null) {
+      this.#ended = true;
+      return null;
+    }
+    // A short read would pin the whole buffer while it travels on.
+    return n * 4 < buffer.byteLength ? buffer.slice(0, n) : buffer.subarray(0, n);
+  }
+
   /** Reads exactly `n` bytes. */
   async exactly(n: number, what: string): Promise<Uint8Array> {
     while (this.#data.byteLength < n) {

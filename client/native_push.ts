@@ -101,6 +101,9 @@ export function createNativePush(options: NativePushOptions): NativePush {
     dead = false;
     constructor(conn: Deno.Conn) {
       this.conn = conn;
+      // A push ends with small writes (the last chunk): Nagle's algorithm
+      // would hold them for the peer's delayed ACK (40 ms per scrape).
+      if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
       this.reader = new ByteReader((b) => conn.read(b), 4096);
       open.add(this);
     }
@@ -148,7 +151,7 @@ export function createNativePush(options: NativePushOptions): NativePush {
   }
 
   const send: PushSender = async (head, body, signal) => {
-    signal.throwIfAborted();
+    if (signal.aborted) throw abortError(signal);
     if (closed) throw new ConnectError("push sender closed", Code.Canceled);
     const connection = await acquire();
     const abort = () => connection.destroy();
@@ -214,12 +217,7 @@ export function createNativePush(options: NativePushOptions): NativePush {
       }
       if (error !== null) throw error;
     } catch (error) {
-      if (signal.aborted) {
-        throw new ConnectError(
-          `push aborted: ${describe(signal.reason)}`,
-          isTimeout(signal.reason) ? Code.DeadlineExceeded : Code.Canceled,
-        );
-      }
+      if (signal.aborted) throw abortError(signal);
       if (error instanceof ConnectError) throw error;
       throw new ConnectError(`push failed: ${describe(error)}`, Code.Unavailable);
     } finally {
@@ -353,8 +351,9 @@ function describeBody(bytes: Uint8Array): string {
   return text === "" ? "" : `: ${text}`;
 }
 
-function isTimeout(reason: unknown): boolean {
-  return reason instanceof DOMException && reason.name === "TimeoutError";
+/** As connect-es reports an aborted call: canceled, with the reason's message. */
+function abortError(signal: AbortSignal): ConnectError {
+  return new ConnectError(describe(signal.reason), Code.Canceled);
 }
 
 function describe(error: unknown): string {
