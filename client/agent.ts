@@ -263,6 +263,9 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
           : () => null,
       })
       : null;
+    logger.debug(native ? "Pushing on native HTTP/1.1" : "Pushing through connect-es", {
+      proxy: endpoint.label,
+    });
     const stop = new AbortController();
     let connected = false;
     const setConnected = (now: boolean) => {

@@ -29,7 +29,7 @@ export type PushSender = (
 export interface NativePushOptions {
   /** The proxy's base URL without credentials (parseProxyUrl's baseUrl). */
   baseUrl: string;
-  /** Connect to this address instead of resolving the host (plain http only). */
+  /** Connect to this address instead of resolving the host (TLS still checks the host name). */
   address?: string | null;
   /** The Authorization header for each push; null for none. */
   authorization?: () => string | null;
@@ -64,11 +64,11 @@ export function nativePushSupported(options: {
   if (options.httpProxy) return false;
   const url = new URL(options.baseUrl);
   if (url.protocol === "http:") return true;
-  // Deno's TLS adds a CA to its roots rather than replacing them, and cannot
-  // present a client certificate after pinning an address: connect-es keeps
-  // those cases exactly as they were.
+  // Deno's TLS adds a CA to its roots (`caCerts`) where node:https replaces
+  // them (`ca`; measured with Deno 2.9.6), so a custom CA or client
+  // certificate keeps connect-es, exactly as before.
   const tls = options.tls ?? {};
-  return url.protocol === "https:" && !tls.ca && !tls.cert && !tls.key && !options.address;
+  return url.protocol === "https:" && !tls.ca && !tls.cert && !tls.key;
 }
 
 /**
@@ -86,11 +86,22 @@ export function createNativePush(options: NativePushOptions): NativePush {
   const maxHeaderBytes = options.maxHeaderBytes ?? 16384;
   const maxBodyBytes = options.maxBodyBytes ?? 1 << 20;
   const maxIdle = options.maxIdle ?? 4;
-  const dial = options.dial ??
-    ((_url: URL, address: string | null) =>
-      secure
-        ? Deno.connectTls({ hostname, port })
-        : Deno.connect({ hostname: address ?? hostname, port }));
+  const dial = options.dial ?? (async (_url: URL, address: string | null) => {
+    const tcp = await Deno.connect({ hostname: address ?? hostname, port });
+    // A push ends with small writes (the last chunk): Nagle's algorithm
+    // would hold them for the peer's delayed ACK (40 ms per scrape).
+    tcp.setNoDelay(true);
+    if (!secure) return tcp;
+    // TLS on the pinned address, verified and SNI'd with the URL's name.
+    const tls = await Deno.startTls(tcp, { hostname });
+    try {
+      await tls.handshake();
+    } catch (error) {
+      tls.close();
+      throw error;
+    }
+    return tls;
+  });
   const idle: Connection[] = [];
   const open = new Set<Connection>();
   let closed = false;
@@ -101,9 +112,6 @@ export function createNativePush(options: NativePushOptions): NativePush {
     dead = false;
     constructor(conn: Deno.Conn) {
       this.conn = conn;
-      // A push ends with small writes (the last chunk): Nagle's algorithm
-      // would hold them for the peer's delayed ACK (40 ms per scrape).
-      if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
       this.reader = new ByteReader((b) => conn.read(b), 4096);
       open.add(this);
     }
@@ -153,7 +161,7 @@ export function createNativePush(options: NativePushOptions): NativePush {
   const send: PushSender = async (head, body, signal) => {
     if (signal.aborted) throw abortError(signal);
     if (closed) throw new ConnectError("push sender closed", Code.Canceled);
-    const connection = await acquire();
+    const connection = await untilAborted(acquire(), signal);
     const abort = () => connection.destroy();
     signal.addEventListener("abort", abort, { once: true });
     let done = false;
@@ -233,6 +241,35 @@ export function createNativePush(options: NativePushOptions): NativePush {
       for (const connection of [...open]) connection.destroy();
     },
   };
+}
+
+/** The connection, or the abort's error first (a late connection is closed). */
+function untilAborted<T extends { destroy(): void }>(
+  dialing: Promise<T>,
+  signal: AbortSignal,
+): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const onAbort = () => {
+      dialing.then((c) => c.destroy(), () => {});
+      reject(abortError(signal));
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+    dialing.then(
+      (c) => {
+        signal.removeEventListener("abort", onAbort);
+        if (signal.aborted) c.destroy();
+        else resolve(c);
+      },
+      (error) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(
+          error instanceof ConnectError
+            ? error
+            : new ConnectError(`push failed: ${describe(error)}`, Code.Unavailable),
+        );
+      },
+    );
+  });
 }
 
 async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
