@@ -37,7 +37,7 @@ export interface NativePushOptions {
   maxHeaderBytes?: number;
   /** Largest response body. @default {1048576} */
   maxBodyBytes?: number;
-  /** Idle connections kept. @default {4} */
+  /** Idle connections kept. @default {16} */
   maxIdle?: number;
   /** Dials (tests). @default {Deno.connect / Deno.connectTls} */
   dial?: (url: URL, address: string | null) => Promise<Deno.Conn>;
@@ -85,7 +85,7 @@ export function createNativePush(options: NativePushOptions): NativePush {
   const hostname = base.hostname.replace(/^\[|\]$/g, "");
   const maxHeaderBytes = options.maxHeaderBytes ?? 16384;
   const maxBodyBytes = options.maxBodyBytes ?? 1 << 20;
-  const maxIdle = options.maxIdle ?? 4;
+  const maxIdle = options.maxIdle ?? 16;
   const dial = options.dial ?? (async (_url: URL, address: string | null) => {
     const tcp = await Deno.connect({ hostname: address ?? hostname, port });
     // A push ends with small writes (the last chunk): Nagle's algorithm

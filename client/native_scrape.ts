@@ -17,7 +17,7 @@ import type { ScrapeTransport, TargetResponse } from "./scrape_transport.ts";
 export interface NativeScrapeOptions {
   /** Largest response header block. @default {16384} */
   maxHeaderBytes?: number;
-  /** Idle connections kept per target. @default {4} */
+  /** Idle connections kept per target. @default {8} */
   maxIdlePerTarget?: number;
   /** Idle connections kept in all. @default {64} */
   maxIdle?: number;
@@ -42,7 +42,7 @@ export function createNativeScrapeTransport(
   options: NativeScrapeOptions = {},
 ): ClosableScrapeTransport {
   const maxHeaderBytes = options.maxHeaderBytes ?? 16384;
-  const maxIdlePerTarget = options.maxIdlePerTarget ?? 4;
+  const maxIdlePerTarget = options.maxIdlePerTarget ?? 8;
   const maxIdle = options.maxIdle ?? 64;
   const dial = options.dial ?? (async (hostname: string, port: number) => {
     const conn = await Deno.connect({ hostname, port });
