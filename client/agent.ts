@@ -28,7 +28,8 @@ import {
 } from "./endpoints.ts";
 import { type ProxyEnv, proxyForUrl } from "./env_proxy.ts";
 import { runPoller } from "./poller.ts";
-import { createProxyTransport, type ProxyTlsOptions } from "./proxy_transport.ts";
+import { createNativePush, nativePushSupported } from "./native_push.ts";
+import { createProxyTransport, parseProxyUrl, type ProxyTlsOptions } from "./proxy_transport.ts";
 import type { ModuleScrapeHandler } from "./modules/scrape_route.ts";
 import { createScraper, type ScrapePolicy } from "./scraper.ts";
 import {
@@ -88,6 +89,14 @@ export interface AgentOptions {
   modulesOnly?: boolean;
   /** Called when a poller gives up because the proxy refuses this client for good. */
   onFatal?: (reason: string) => void;
+  /**
+   * Push on native I/O (client/native_push.ts) where it covers the proxy
+   * connection (binary Connect over HTTP/1.1, no HTTP proxy, no custom CA or
+   * client certificate); false pushes through connect-es. @default {true}
+   */
+  nativePush?: boolean;
+  /** Scrape plain-http targets on native I/O (else node:http). @default {true} */
+  nativeScrape?: boolean;
 }
 
 /** A running client. */
@@ -143,10 +152,13 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     return (v4.length > 0 ? v4 : found).map((a) => a.address);
   });
   let connectedCount = 0;
+  const ownTransport = options.scrapeTransport ? null : createScrapeTransport({
+    ...(options.targetTls ? { tls: options.targetTls } : {}),
+    ...(options.nativeScrape === false ? { native: false } : {}),
+  });
   const scraper = createScraper({
     fqdn: options.fqdn,
-    transport: options.scrapeTransport ??
-      createScrapeTransport(options.targetTls ? { tls: options.targetTls } : {}),
+    transport: options.scrapeTransport ?? ownTransport!,
     ...(options.scrapePolicy ? { policy: options.scrapePolicy } : {}),
     ...(options.readTargetToken ? { readToken: options.readTargetToken } : {}),
     ...(options.moduleHandler ? { moduleHandler: options.moduleHandler } : {}),
@@ -230,6 +242,30 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       address: endpoint.address,
       httpProxy: httpProxies.get(endpoint.url) ?? null,
     });
+    const auth = { current: null as string | null };
+    const { baseUrl, authorization: basic } = parseProxyUrl(endpoint.url);
+    const httpProxy = httpProxies.get(endpoint.url) ?? null;
+    const native = (options.nativePush ?? true) &&
+        nativePushSupported({
+          baseUrl,
+          httpProxy,
+          ...(options.proxyTls ? { tls: options.proxyTls } : {}),
+          address: endpoint.address,
+        })
+      ? createNativePush({
+        baseUrl,
+        address: endpoint.address,
+        // As on the connect-es path, the URL's userinfo wins over --auth.token-file.
+        authorization: basic !== undefined
+          ? () => basic
+          : options.proxyAuthorization
+          ? () => auth.current ?? options.proxyAuthorization!()
+          : () => null,
+      })
+      : null;
+    logger.debug(native ? "Pushing on native HTTP/1.1" : "Pushing through connect-es", {
+      proxy: endpoint.label,
+    });
     const stop = new AbortController();
     let connected = false;
     const setConnected = (now: boolean) => {
@@ -242,9 +278,10 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       client: createClient(
         ClientService,
         options.proxyAuthorization
-          ? withAuthorization(connection.transport, options.proxyAuthorization)
+          ? withAuthorization(connection.transport, options.proxyAuthorization, auth)
           : connection.transport,
       ),
+      push: native?.send ?? null,
       identity,
       scraper,
       logger: logger.with({ proxy: endpoint.label }),
@@ -257,6 +294,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     }, AbortSignal.any([stop.signal, stopping])).finally(() => {
       setConnected(false);
       connection.close();
+      native?.close();
     });
     pollers.set(endpoint.key, { stop, done });
   }
@@ -318,6 +356,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   const finished = loop.then(async () => {
     await Promise.allSettled([...[...pollers.values()].map((p) => p.done), ...retiring]);
   }).finally(async () => {
+    ownTransport?.close();
     if (server) {
       server.closeAllConnections();
       await new Promise((resolve) => server!.close(resolve));

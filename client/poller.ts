@@ -12,12 +12,14 @@ import type {
   ClientService,
   PushRequestSchema,
   ScrapeRequest,
+  ScrapeResponseHeadSchema,
 } from "../gen/pushprox/v1/pushprox_pb.ts";
 import { formatDuration } from "../lib/duration.ts";
 import { createRepeatFilter, type Logger } from "../lib/logger.ts";
 import { createBackoff } from "./backoff.ts";
 import { describePollError } from "./poll_error.ts";
 import type { ClientMetrics } from "./metrics.ts";
+import type { PushSender } from "./native_push.ts";
 import type { ScrapeOutcome, Scraper } from "./scraper.ts";
 
 /** What the client announces when it registers. */
@@ -61,6 +63,11 @@ export interface PollerOptions {
   onState?: (connected: boolean) => void;
   /** The proxies announced in PollRequest.proxies, read at each connect. */
   proxies?: () => string[];
+  /**
+   * Pushes answers on the native path (client/native_push.ts) instead of
+   * `client.push`. @default {connect-es}
+   */
+  push?: PushSender | null;
 }
 
 /** Heartbeats missed before the stream counts as dead. */
@@ -223,9 +230,13 @@ export async function runPoller(
       });
     }
     try {
-      await client.push(pushMessages(request.id, sessionId, outcome), {
-        signal: deadline,
-      });
+      if (options.push) {
+        await options.push(pushHead(request.id, sessionId, outcome), outcome.body, deadline);
+      } else {
+        await client.push(pushMessages(request.id, sessionId, outcome), {
+          signal: deadline,
+        });
+      }
       metrics.scrapes.inc({ code: String(outcome.status) });
       log.debug("Scrape finished", {
         url: request.url,
@@ -241,23 +252,26 @@ export async function runPoller(
   }
 }
 
+function pushHead(
+  scrapeId: string,
+  sessionId: string,
+  outcome: ScrapeOutcome,
+): MessageInitShape<typeof ScrapeResponseHeadSchema> {
+  return {
+    scrapeId,
+    sessionId,
+    status: outcome.status,
+    headers: outcome.headers,
+    error: outcome.error,
+  };
+}
+
 async function* pushMessages(
   scrapeId: string,
   sessionId: string,
   outcome: ScrapeOutcome,
 ): AsyncGenerator<MessageInitShape<typeof PushRequestSchema>> {
-  yield {
-    message: {
-      case: "head",
-      value: {
-        scrapeId,
-        sessionId,
-        status: outcome.status,
-        headers: outcome.headers,
-        error: outcome.error,
-      },
-    },
-  };
+  yield { message: { case: "head", value: pushHead(scrapeId, sessionId, outcome) } };
   if (outcome.body === null) return;
   for await (const chunk of outcome.body) {
     yield { message: { case: "bodyChunk", value: chunk } };

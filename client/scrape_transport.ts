@@ -1,7 +1,8 @@
 /**
- * The client's HTTP request to a local target. Built on node:http rather than
- * fetch because fetch decompresses gzip bodies: the proxy must pass the
- * target's bytes and Content-Encoding through untouched.
+ * The client's HTTP request to a local target: native I/O for http targets
+ * (client/native_scrape.ts), node:http for https ones; not fetch, because
+ * fetch decompresses gzip bodies: the proxy must pass the target's bytes and
+ * Content-Encoding through untouched.
  *
  * @module
  */
@@ -10,6 +11,7 @@ import http from "node:http";
 import https from "node:https";
 import type { HeaderField } from "../lib/headers.ts";
 import { rawHeaderPairs } from "../lib/headers.ts";
+import { type ClosableScrapeTransport, createNativeScrapeTransport } from "./native_scrape.ts";
 
 /** A target's response, body not yet read. */
 export interface TargetResponse {
@@ -51,17 +53,37 @@ export interface ScrapeTransportOptions {
   tls?: TargetTlsOptions;
   /** Largest response header block. @default {16384} */
   maxHeaderBytes?: number;
+  /**
+   * Plain-http targets over native I/O (client/native_scrape.ts); https
+   * targets keep node:http (its CA, client certificate and verification
+   * options). False uses node:http for all. @default {true}
+   */
+  native?: boolean;
 }
 
 /**
- * Creates the node:http based transport, with keep-alive connection pools.
+ * Creates the transport to targets, with keep-alive connection pools:
+ * native I/O for http targets, node:http for https ones.
  *
  * @param options TLS settings for https targets.
- * @returns The transport.
+ * @returns The transport; `close()` ends its pooled native connections.
  */
 export function createScrapeTransport(
   options: ScrapeTransportOptions = {},
-): ScrapeTransport {
+): ClosableScrapeTransport {
+  const viaNode = createNodeScrapeTransport(options);
+  if (options.native === false) return Object.assign(viaNode, { close() {} });
+  const native = createNativeScrapeTransport(
+    options.maxHeaderBytes !== undefined ? { maxHeaderBytes: options.maxHeaderBytes } : {},
+  );
+  return Object.assign(
+    (url: URL, init: Parameters<ScrapeTransport>[1]) =>
+      url.protocol === "http:" ? native(url, init) : viaNode(url, init),
+    { close: () => native.close() },
+  );
+}
+
+function createNodeScrapeTransport(options: ScrapeTransportOptions): ScrapeTransport {
   const httpAgent = new http.Agent({ keepAlive: true, maxSockets: 64 });
   const tls = options.tls ?? {};
   const httpsAgent = new https.Agent({
@@ -91,13 +113,25 @@ export function createScrapeTransport(
         signal: init.signal,
         maxHeaderSize,
       }, (response) => {
+        response.once("close", () => init.signal.removeEventListener("abort", onAbort));
         resolve({
           status: response.statusCode ?? 502,
           headers: [...rawHeaderPairs(response.rawHeaders)],
           body: response,
         });
       });
-      request.on("error", reject);
+      // node:http's own `signal` does not end a request whose target never
+      // answers (seen with Deno 2.9.6): the deadline destroys it, and the
+      // body being read, explicitly.
+      const onAbort = () => {
+        request.destroy(init.signal.reason);
+        reject(init.signal.reason);
+      };
+      init.signal.addEventListener("abort", onAbort, { once: true });
+      request.on("error", (error) => {
+        init.signal.removeEventListener("abort", onAbort);
+        reject(error);
+      });
       request.end();
     });
   };

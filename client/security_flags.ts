@@ -197,18 +197,22 @@ export function readSecuritySettings(flags: FlagValues): SecuritySettings {
  *
  * @param transport The transport to the proxy.
  * @param authorization Returns the header value; called per call.
+ * @param state Holds the header value in use, shared with the native push path.
  * @returns The wrapped transport.
  */
-export function withAuthorization(transport: Transport, authorization: () => string): Transport {
+export function withAuthorization(
+  transport: Transport,
+  authorization: () => string,
+  state: { current: string | null } = { current: null },
+): Transport {
   // The proxy binds a stream to the credential it was opened with and accepts
   // pushes only with that credential: the header is read again when a Poll
   // stream opens (a rotated token takes effect at the next reconnection) and
-  // reused for the pushes that follow.
-  let current: string | null = null;
+  // reused for the pushes that follow (also the native ones, through `state`).
   const headers = (init: HeadersInit | undefined, method: { name: string }) => {
-    if (current === null || method.name === "Poll") current = authorization();
+    if (state.current === null || method.name === "Poll") state.current = authorization();
     const h = new Headers(init);
-    h.set("authorization", current);
+    h.set("authorization", state.current);
     return h;
   };
   return {
