@@ -568,6 +568,8 @@ export function createProxy(options: ProxyOptions): Proxy {
       req.on("data", count);
       req.once("end", stop);
       req.once("close", stop);
+      // A connection closed under the request (server shutdown) ends the drain too.
+      req.socket?.once("close", stop);
       req.resume();
     });
   }
