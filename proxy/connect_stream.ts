@@ -262,8 +262,10 @@ function decode(bytes: Uint8Array): PushRequest {
     return fromBinary(PushRequestSchema, bytes);
   } catch (error) {
     throw new ConnectError(
-      `parse binary: ${error instanceof Error ? error.message : String(error)}`,
-      Code.Internal,
+      `cannot decode message ${PushRequestSchema.typeName} from binary: ${
+        error instanceof Error ? error.message : String(error)
+      }`,
+      Code.InvalidArgument,
     );
   }
 }

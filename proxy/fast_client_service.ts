@@ -122,7 +122,12 @@ export function createFastClientHandler(options: FastClientHandlerOptions): Fast
         try {
           request = fromBinary(PollRequestSchema, input);
         } catch (error) {
-          throw new ConnectError(`parse binary: ${(error as Error).message}`, Code.Internal);
+          throw new ConnectError(
+            `cannot decode message ${PollRequestSchema.typeName} from binary: ${
+              (error as Error).message
+            }`,
+            Code.InvalidArgument,
+          );
         }
         if (refusal !== null) throw refusal;
         const messages = service.poll(request, context)[Symbol.asyncIterator]();

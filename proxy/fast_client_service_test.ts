@@ -281,6 +281,10 @@ Deno.test("fast path: truncated, oversized and compressed envelopes and timeouts
         out.truncated = await describe(rawCall(port, push, pollRequest.subarray(0, 3)));
         out.truncatedBody = await describe(rawCall(port, pollPath, pollRequest.subarray(0, 8)));
         out.empty = await describe(rawCall(port, pollPath, new Uint8Array(0)));
+        // Whole envelopes whose messages are not protobuf: the client's fault.
+        const garbage = encodeEnvelope(0, Uint8Array.from([0xff, 0xff, 0xff]));
+        out.garbagePoll = await describe(rawCall(port, pollPath, garbage));
+        out.garbagePush = await describe(rawCall(port, push, garbage));
         out.twice = await describe(
           rawCall(port, pollPath, Buffer.concat([pollRequest, pollRequest])),
         );
@@ -328,6 +332,16 @@ Deno.test("fast path: truncated, oversized and compressed envelopes and timeouts
   assert.deepEqual(fast.timeout, [200, true, "ok"]);
   assert.equal(fast.timeoutHonoured, true);
   assert.match(String((fast.empty as string[])[2]), /^Unimplemented: protocol error: missing/);
+  assert.deepEqual(fast.garbagePoll, [
+    200,
+    0,
+    "InvalidArgument: cannot decode message pushprox.v1.PollRequest from binary: premature EOF",
+  ]);
+  assert.deepEqual(fast.garbagePush, [
+    200,
+    0,
+    "InvalidArgument: cannot decode message pushprox.v1.PushRequest from binary: premature EOF",
+  ]);
   assert.match(
     String((fast.twice as string[])[2]),
     /^Unimplemented: protocol error: received extra/,

@@ -164,6 +164,40 @@ function authError(
     : new ConnectError(publicReason(role, auth.config[role], result), authCode(role, result));
 }
 
+/**
+ * Makes a request message that cannot be decoded fail with InvalidArgument
+ * (HTTP 400, grpc-status 3) naming the message type, as JSON already does,
+ * instead of connect-es' Internal "parse binary: …" (HTTP 500, grpc-status
+ * 13), which told clients the proxy was at fault.
+ *
+ * connect-es (2.2) parses a unary request before any interceptor runs, so
+ * no interceptor sees the error. Every protocol handler aborts the call's
+ * context with the error before it serializes it, and this request gate (run
+ * for every call, before its body is read) is handed that context: the
+ * abort listener rewrites the error in place. An upgrade that changes this
+ * order fails tests/adversarial/bad_message_test.ts, which covers each protocol.
+ */
+function reportParseErrorsAsInvalid(context: HandlerContext): void {
+  context.signal.addEventListener("abort", () => {
+    const error: unknown = context.signal.reason;
+    if (
+      !(error instanceof ConnectError) || error.code !== Code.Internal ||
+      !error.rawMessage.startsWith("parse binary: ")
+    ) {
+      return;
+    }
+    const rawMessage = `cannot decode message ${context.method.input.typeName} from binary: ${
+      error.rawMessage.slice("parse binary: ".length)
+    }`;
+    const mutable = error as {
+      -readonly [K in "code" | "rawMessage" | "message"]: ConnectError[K];
+    };
+    mutable.code = Code.InvalidArgument;
+    mutable.rawMessage = rawMessage;
+    mutable.message = `[invalid_argument] ${rawMessage}`;
+  }, { once: true });
+}
+
 /** The role a request acts in, from its target; null for endpoints open to all. */
 function roleOf(target: string, path: string): Role | null {
   if (!target.startsWith("/")) return "scraper";
@@ -361,6 +395,7 @@ export function createProxy(options: ProxyOptions): Proxy {
     },
     readMaxBytes: maxMessageBytes,
     interceptors: [authInterceptor],
+    requestGate: reportParseErrorsAsInvalid,
     contextValues(req) {
       return createContextValues()
         .set(AUTH_RESULT, authResults.get(req) ?? null)
