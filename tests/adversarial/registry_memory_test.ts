@@ -23,6 +23,20 @@ function poll(fqdn: string, version: string): Uint8Array {
   );
 }
 
+/**
+ * How the proxy answered a Poll: "registered" (a message first), the code
+ * of the error that ended the stream, or "no answer".
+ */
+function outcomeOf(answer: string): string {
+  // The body is chunked: a size line, then the first envelope's flags byte.
+  const first = /^HTTP\/1\.1 200 [^]*?\r\n\r\n[0-9a-f]+\r\n([^])/.exec(answer);
+  if (first === null) {
+    return answer.startsWith("HTTP/1.1 ") ? `HTTP ${answer.slice(9, 12)}` : "no answer";
+  }
+  if (first[1] === "\u0000") return "registered";
+  return /"code":"(\w+)"/.exec(answer)?.[1] ?? "ended";
+}
+
 Deno.test({
   name: `adversarial: hostile registrations grow the proxy's memory by less than ${BOUND_MIB} MiB`,
   sanitizeResources: false,
@@ -34,7 +48,7 @@ Deno.test({
       const before = stack.usage().rssKb;
       let peakKb = before;
       let sent = 0;
-      let registered = 0;
+      const outcomes = new Map<string, number>();
       let over = false;
       const until = performance.now() + 10_000;
       const worker = async (id: number) => {
@@ -46,7 +60,8 @@ Deno.test({
             // The head and the first message (Registered) of the stream.
             until: (text) => /\r\n\r\n[^]{5,}/.test(text),
           });
-          if (answer.startsWith("HTTP/1.1 200") && /\r\n\r\n[^]{5,}/.test(answer)) registered++;
+          const outcome = outcomeOf(answer);
+          outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
           const rssKb = stack.usage().rssKb;
           peakKb = Math.max(peakKb, rssKb);
           if (rssKb - before > BOUND_MIB * 1024) over = true;
@@ -57,11 +72,13 @@ Deno.test({
       const seconds = (performance.now() - started) / 1000;
       const growthMiB = Math.round((peakKb - before) / 1024);
       console.log(
-        `registry flood: ${sent} registrations of 900 KB sent, ${registered} accepted in ${
-          seconds.toFixed(1)
-        } s (${Math.round(sent / seconds)}/s); RSS ${Math.round(before / 1024)} -> peak ${
-          Math.round(peakKb / 1024)
-        } MiB (+${growthMiB} MiB)${over ? ", stopped at the bound" : ""}`,
+        `registry flood: ${sent} registrations of 900 KB in ${seconds.toFixed(1)} s (${
+          Math.round(sent / seconds)
+        }/s; ${[...outcomes].map(([outcome, n]) => `${n} ${outcome}`).join(", ")}); RSS ${
+          Math.round(before / 1024)
+        } -> peak ${Math.round(peakKb / 1024)} MiB (+${growthMiB} MiB)${
+          over ? ", stopped at the bound" : ""
+        }`,
       );
       await stack.checkAfter("registry flood");
       assert.ok(!over, `RSS grew by more than ${BOUND_MIB} MiB (+${growthMiB} MiB)`);
