@@ -1,9 +1,12 @@
 /**
- * A small, strict HTTP/1.1 response reader over a byte source (a Deno.Conn):
- * status line, header block with a size limit, and bodies framed by
- * Content-Length, chunked transfer coding or the end of the connection.
- * Used by the client's native push path (client/native_push.ts); pure apart
- * from the `read` function it is given.
+ * The client's one HTTP/1.1 client on `Deno.connect`: a strict response
+ * reader (status line, header block with a size limit, bodies framed by
+ * Content-Length, chunked transfer coding or the end of the connection;
+ * HEAD/204/304 have none), a body reader that removes chunked coding in
+ * place and reads only as fast as it is asked, and a bounded keep-alive
+ * pool. Used by native push (client/native_push.ts), native scrape
+ * (client/native_scrape.ts) and the modules' http backend
+ * (client/modules/backend_http.ts), so a parsing fix lands in one place.
  *
  * @module
  */
@@ -706,6 +709,7 @@ export class Http1Pool {
       const conn = connection;
       const abort = () => conn.destroy();
       signal.addEventListener("abort", abort, { once: true });
+      const receivedBefore = conn.reader.received;
       let head: ResponseHead;
       let framing: BodyFraming;
       try {
@@ -717,7 +721,7 @@ export class Http1Pool {
         signal.removeEventListener("abort", abort);
         conn.destroy();
         if (signal.aborted) throw signal.reason;
-        const noAnswer = conn.reader.received === 0 && isStale(error);
+        const noAnswer = conn.reader.received === receivedBefore && isStale(error);
         if (noAnswer && reused && (method === "GET" || method === "HEAD")) continue;
         if (noAnswer) {
           throw new Http1Error("connection closed without an answer", "ended", undefined, {
