@@ -723,10 +723,15 @@ export class Http1Pool {
         if (signal.aborted) throw signal.reason;
         const noAnswer = conn.reader.received === receivedBefore && isStale(error);
         if (noAnswer && reused && (method === "GET" || method === "HEAD")) continue;
-        if (noAnswer) {
-          throw new Http1Error("connection closed without an answer", "ended", undefined, {
-            cause: error,
-          });
+        if (noAnswer && error instanceof Http1Error) {
+          throw new Http1Error(
+            "status line: connection ended without an answer",
+            "ended",
+            undefined,
+            {
+              cause: error,
+            },
+          );
         }
         throw error;
       }

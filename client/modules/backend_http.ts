@@ -176,6 +176,12 @@ export async function backendGet(
 
 /** Words a head's failure as the module path always has. */
 function headError(error: unknown, maxHeaderBytes: number): unknown {
+  if (
+    error instanceof Deno.errors.ConnectionReset || error instanceof Deno.errors.BrokenPipe ||
+    error instanceof Deno.errors.ConnectionAborted || error instanceof Deno.errors.UnexpectedEof
+  ) {
+    return new Error("the backend closed the connection without answering", { cause: error });
+  }
   if (!(error instanceof Http1Error)) return error;
   switch (error.kind) {
     case "too-large":
