@@ -705,7 +705,15 @@ export class Http1Pool {
     for (let attempt = 0;; attempt++) {
       let connection = attempt === 0 ? this.#takeIdle(key) : undefined;
       const reused = connection !== undefined;
-      connection ??= new PooledConn(this, await this.#dial(hostname, port, signal), key);
+      if (connection === undefined) {
+        let dialled: Deno.Conn;
+        try {
+          dialled = await this.#dial(hostname, port, signal);
+        } catch (error) {
+          throw signal.aborted ? signal.reason : error;
+        }
+        connection = new PooledConn(this.#hooks, dialled, key);
+      }
       const conn = connection;
       const abort = () => conn.destroy();
       signal.addEventListener("abort", abort, { once: true });
@@ -724,14 +732,8 @@ export class Http1Pool {
         const noAnswer = conn.reader.received === receivedBefore && isStale(error);
         if (noAnswer && reused && (method === "GET" || method === "HEAD")) continue;
         if (noAnswer && error instanceof Http1Error) {
-          throw new Http1Error(
-            "status line: connection ended without an answer",
-            "ended",
-            undefined,
-            {
-              cause: error,
-            },
-          );
+          const message = "status line: connection ended without an answer";
+          throw new Http1Error(message, "ended", undefined, { cause: error });
         }
         throw error;
       }
@@ -789,13 +791,13 @@ export class Http1Pool {
     return connection;
   }
 
-  /** @internal */
-  opened(connection: PooledConn): void {
-    this.#open.add(connection);
-  }
+  readonly #hooks: PoolHooks = {
+    opened: (connection) => this.#open.add(connection),
+    destroyed: (connection) => this.#destroyed(connection),
+    give: (connection) => this.#give(connection),
+  };
 
-  /** @internal */
-  destroyed(connection: PooledConn): void {
+  #destroyed(connection: PooledConn): void {
     this.#open.delete(connection);
     const list = this.#idle.get(connection.key);
     const at = list?.indexOf(connection) ?? -1;
@@ -805,8 +807,8 @@ export class Http1Pool {
     if (list!.length === 0) this.#idle.delete(connection.key);
   }
 
-  /** @internal Keeps a connection whose answer was read to its end. */
-  give(connection: PooledConn): void {
+  /** Keeps a connection whose answer was read to its end. */
+  #give(connection: PooledConn): void {
     const list = this.#idle.get(connection.key) ?? [];
     if (
       this.#closed || connection.reader.buffered > 0 || list.length >= this.#maxIdlePerHost ||
@@ -827,13 +829,20 @@ export class Http1Pool {
   }
 }
 
+/** What a connection tells its pool. */
+interface PoolHooks {
+  opened(connection: PooledConn): void;
+  destroyed(connection: PooledConn): void;
+  give(connection: PooledConn): void;
+}
+
 /** A pool's connection. */
 class PooledConn {
   readonly reader: ByteReader;
   #dead = false;
   #timer: ReturnType<typeof setTimeout> | undefined;
 
-  constructor(readonly pool: Http1Pool, readonly conn: Deno.Conn, readonly key: string) {
+  constructor(readonly pool: PoolHooks, readonly conn: Deno.Conn, readonly key: string) {
     this.reader = new ByteReader((b) => conn.read(b));
     pool.opened(this);
   }
