@@ -79,13 +79,17 @@ function outcome(error: unknown): string {
   return `${Code[e.code]}: ${e.rawMessage}`;
 }
 
-/** The first `n` message cases of a Poll, then how it ended. */
+/**
+ * The first `n` message cases of a Poll, then how it ended. `onMessage` sees
+ * each case as it arrives (a test waits for "registered" with it).
+ */
 async function poll(
   port: number,
   fqdn: string,
   token: string,
   n: number,
   signal?: AbortSignal,
+  onMessage?: (messageCase: string) => void,
 ): Promise<string[]> {
   const seen: string[] = [];
   try {
@@ -96,6 +100,7 @@ async function poll(
       })
     ) {
       seen.push(message.message.case ?? "none");
+      onMessage?.(seen.at(-1)!);
       if (seen.length === n) return seen;
     }
     seen.push("end");
@@ -127,6 +132,28 @@ const chunk = (text: string): PushRequest =>
   create(PushRequestSchema, {
     message: { case: "bodyChunk", value: new TextEncoder().encode(text) },
   });
+
+/**
+ * Resolves `registered` when a poll given `onMessage` gets its "registered"
+ * message; rejects after 10 s so that a test waiting on it stays bounded.
+ */
+function registration(): {
+  registered: Promise<void>;
+  onMessage: (messageCase: string) => void;
+} {
+  let done!: () => void;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const registered = new Promise<void>((resolve, reject) => {
+    done = resolve;
+    timer = setTimeout(() => reject(new Error("no registered message within 10 s")), 10_000);
+  }).finally(() => clearTimeout(timer));
+  return {
+    registered,
+    onMessage: (messageCase) => {
+      if (messageCase === "registered") done();
+    },
+  };
+}
 
 /** The same calls, on the fast path or through connect-es. */
 async function scenario(fast: boolean): Promise<Record<string, unknown>> {
@@ -170,19 +197,21 @@ async function scenario(fast: boolean): Promise<Record<string, unknown>> {
     out.scrapeAnswer = [answer.status, body];
     out.pushAgain = (await push(port, [head(scrape.id, sessionId)])).replace(scrape.id, "ID");
 
-    // A second stream for the same fqdn replaces the first.
-    const replacedP = poll(port, "b.example.com", ANY, 99);
-    await new Promise((r) => setTimeout(r, 100));
+    // A second stream for the same fqdn replaces the first, once the first
+    // is registered (the client has its "registered" message).
+    const first = registration();
+    const replacedP = poll(port, "b.example.com", ANY, 99, undefined, first.onMessage);
+    await first.registered;
     const replacing = new AbortController();
     out.replacer = await poll(port, "b.example.com", ANY, 1, replacing.signal);
-    await new Promise((r) => setTimeout(r, 50));
     out.replaced = (await replacedP).filter((c) => c !== "heartbeat");
     out.tooMany = await poll(port, "c.example.com", ANY, 1);
     replacing.abort();
 
     // Draining: open streams are told to go away, new ones are refused.
-    const drained = poll(port, "b.example.com", ANY, 99);
-    await new Promise((r) => setTimeout(r, 100));
+    const open = registration();
+    const drained = poll(port, "b.example.com", ANY, 99, undefined, open.onMessage);
+    await open.registered;
     proxy.coordinator.drain();
     out.drained = (await drained).filter((c) => c !== "heartbeat");
     out.whileDraining = await poll(port, "e.example.com", ANY, 1);

@@ -80,11 +80,14 @@ Deno.test({
       env: {},
     });
     try {
+      // A proxy lists the client when it registers the stream, before the
+      // client has read the "registered" answer and counts it: wait for both.
       await waitUntil(
         () =>
-          connectedAt(one.proxy, "localhost") && connectedAt(two.proxy, "localhost") || undefined,
+          connectedAt(one.proxy, "localhost") && connectedAt(two.proxy, "localhost") &&
+            agent.connectedProxies === 2 || undefined,
         5_000,
-        "a stream to each address",
+        "a stream to each address, seen by both proxies and by the client",
       );
       assert.equal(lookups[0], "proxies.test");
       assert.equal(agent.connectedProxies, 2);
@@ -100,10 +103,12 @@ Deno.test({
       }
       // One address disappears: its stream stops, the other stays.
       addresses = ["127.0.0.1"];
+      // The proxy sees the stream end when the client cancels it; the client
+      // counts it gone when its poller has finished: wait for both.
       await waitUntil(
-        () => !connectedAt(two.proxy, "localhost") || undefined,
+        () => !connectedAt(two.proxy, "localhost") && agent.connectedProxies === 1 || undefined,
         5_000,
-        "the stream to the vanished address to stop",
+        "the stream to the vanished address to stop, at the proxy and in the client",
       );
       assert.ok(connectedAt(one.proxy, "localhost"));
       assert.equal(agent.connectedProxies, 1);
