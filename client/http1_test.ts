@@ -9,6 +9,7 @@ import {
   readWholeBody,
   reusable,
 } from "./http1.ts";
+import { rawServer, readRequest } from "./_testing.ts";
 
 /** A reader over fixed pieces, handed out one per read (split anywhere). */
 function readerOf(...pieces: (string | Uint8Array)[]): ByteReader {
@@ -237,53 +238,6 @@ Deno.test("http1: heads as the module path sees them (Latin-1, names as sent, no
     (e: unknown) => e instanceof Http1Error && e.kind === "too-large",
   );
 });
-
-/** A raw TCP server: each connection gets the handler. */
-function rawServer(handler: (conn: Deno.Conn, index: number) => Promise<void>) {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  let count = 0;
-  const open = new Set<Deno.Conn>();
-  const tasks: Promise<void>[] = [];
-  const loop = (async () => {
-    for await (const conn of listener) {
-      const index = count++;
-      open.add(conn);
-      tasks.push(
-        handler(conn, index).catch(() => {}).finally(() => {
-          open.delete(conn);
-          try {
-            conn.close();
-          } catch { /* closed */ }
-        }),
-      );
-    }
-  })();
-  return {
-    url: new URL(`http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}/m`),
-    connections: () => count,
-    async close() {
-      listener.close();
-      for (const conn of open) {
-        try {
-          conn.close();
-        } catch { /* closed */ }
-      }
-      await loop.catch(() => {});
-      await Promise.all(tasks);
-    },
-  };
-}
-
-async function readRequest(conn: Deno.Conn): Promise<string | null> {
-  let text = "";
-  const buffer = new Uint8Array(4096);
-  while (!text.includes("\r\n\r\n")) {
-    const n = await conn.read(buffer);
-    if (n === null) return null;
-    text += new TextDecoder().decode(buffer.subarray(0, n));
-  }
-  return text;
-}
 
 const encode = (text: string) => new TextEncoder().encode(text);
 

@@ -6,58 +6,10 @@ import {
   createBackendPool,
   requestHead,
 } from "./backend_http.ts";
-
-/** A raw TCP server: each connection gets the handler; returns its port. */
-function rawServer(
-  handler: (conn: Deno.Conn, index: number) => Promise<void>,
-): { port: number; connections: () => number; close: () => Promise<void> } {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  let count = 0;
-  const open = new Set<Deno.Conn>();
-  const tasks: Promise<void>[] = [];
-  const loop = (async () => {
-    for await (const conn of listener) {
-      const index = count++;
-      open.add(conn);
-      tasks.push(
-        handler(conn, index).catch(() => {}).finally(() => {
-          open.delete(conn);
-          try {
-            conn.close();
-          } catch { /* closed */ }
-        }),
-      );
-    }
-  })();
-  return {
-    port: (listener.addr as Deno.NetAddr).port,
-    connections: () => count,
-    async close() {
-      listener.close();
-      for (const conn of open) {
-        try {
-          conn.close();
-        } catch { /* closed */ }
-      }
-      await loop.catch(() => {});
-      await Promise.all(tasks);
-    },
-  };
-}
-
-/** Reads one request head from a connection. */
-async function readRequest(conn: Deno.Conn): Promise<string | null> {
-  let text = "";
-  const buffer = new Uint8Array(4096);
-  while (!text.includes("\r\n\r\n")) {
-    const n = await conn.read(buffer);
-    if (n === null) return null;
-    text += new TextDecoder().decode(buffer.subarray(0, n));
-  }
-  return text;
-}
+import { rawServer, readRequest } from "../_testing.ts";
 
 const encoder = new TextEncoder();
+
 async function writeAll(conn: Deno.Conn, data: string | Uint8Array): Promise<void> {
   const bytes = typeof data === "string" ? encoder.encode(data) : data;
   for (let at = 0; at < bytes.byteLength;) at += await conn.write(bytes.subarray(at));
