@@ -26,7 +26,7 @@ import {
   startModules,
   wantsDirectListener,
 } from "./modules/cli.ts";
-import { parseProxyUrl } from "./proxy_transport.ts";
+import { parseProxyUrl } from "./proxy_url.ts";
 import { fqdnProblem, labelsProblem } from "../proxy/identity.ts";
 import { readSecuritySettings, SECURITY_FLAGS, type SecuritySettings } from "./security_flags.ts";
 
