@@ -11,13 +11,13 @@ import { createLogger, LOG_FLAGS, type LogFormat, type LogLevel } from "../lib/l
 import { installLastResort, raiseForTest } from "../lib/last_resort.ts";
 import { Counter } from "prom-client";
 import { VERSION, versionText } from "../lib/version.ts";
-import { ConfigError as WebConfigError } from "../lib/web_config.ts";
+import { ConfigError as WebConfigError } from "../lib/web_config_error.ts";
 import { createShutdownSignals } from "../lib/signals.ts";
 import { type Agent, startAgent } from "./agent.ts";
 import { clientMode, COMPAT_FLAGS, flagsFor, startedAs, usageFor } from "./compat.ts";
 import { detectFqdn } from "./fqdn.ts";
 import { createClientMetrics } from "./metrics.ts";
-import { ConfigError as ModuleConfigError } from "./modules/config.ts";
+import { ConfigError as ModuleConfigError } from "./modules/config_error.ts";
 import {
   MODULE_FLAGS,
   type Modules,

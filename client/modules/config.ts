@@ -43,8 +43,11 @@ import {
   parseDocument,
   type Scalar,
 } from "yaml";
+import { ConfigError, formatPosition } from "./config_error.ts";
 
 // ---- public types -----------------------------------------------------------
+
+export { ConfigError, type ConfigErrorOptions } from "./config_error.ts";
 
 /** Where a module was defined. */
 export interface ConfigSource {
@@ -193,76 +196,7 @@ export interface ParsedModule {
   readonly warnings: readonly string[];
 }
 
-/** Options for {@linkcode ConfigError}. */
-export interface ConfigErrorOptions {
-  /** The file being read. */
-  file: string;
-  /** 1-based line, when known. */
-  line?: number | undefined;
-  /** Dotted key path such as `modules.node.http.port`, when known. */
-  keyPath?: string | undefined;
-  /** The underlying error. */
-  cause?: unknown;
-}
-
-/**
- * Configuration that cannot be loaded. The message reads
- * `file:line: key.path: reason`.
- *
- * @example Reporting a bad port
- * ```ts
- * import { ConfigError, parseConfig } from "./config.ts";
- *
- * try {
- *   parseConfig("modules:\n  node:\n    method: http\n    http:\n      port: abc\n", "expexp.yaml");
- * } catch (error) {
- *   if (error instanceof ConfigError) {
- *     console.assert(
- *       error.message ===
- *         'expexp.yaml:5: modules.node.http.port: expected an integer, got "abc"',
- *     );
- *   }
- * }
- * ```
- */
-export class ConfigError extends Error {
-  /** The file being read. */
-  readonly file: string;
-  /** 1-based line, when known. */
-  readonly line: number | undefined;
-  /** Dotted key path, when known. */
-  readonly keyPath: string | undefined;
-  /** The reason without the position prefix. */
-  readonly reason: string;
-
-  /**
-   * Creates a configuration error.
-   *
-   * @param reason What is wrong.
-   * @param options Where it is wrong.
-   */
-  constructor(reason: string, options: ConfigErrorOptions) {
-    super(
-      formatPosition(options.file, options.line, options.keyPath) + reason,
-      options.cause === undefined ? undefined : { cause: options.cause },
-    );
-    this.name = "ConfigError";
-    this.file = options.file;
-    this.line = options.line;
-    this.keyPath = options.keyPath;
-    this.reason = reason;
-  }
-}
-
 // ---- YAML reading -----------------------------------------------------------
-
-function formatPosition(
-  file: string,
-  line: number | undefined,
-  keyPath: string | undefined,
-): string {
-  return `${file}${line === undefined ? "" : `:${line}`}: ${keyPath ? `${keyPath}: ` : ""}`;
-}
 
 const SIMPLE_KEY_REGEXP = /^[A-Za-z0-9_-]+$/;
 
