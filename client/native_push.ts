@@ -19,6 +19,7 @@ import {
   type ScrapeResponseHeadSchema,
 } from "../gen/pushprox/v1/pushprox_pb.ts";
 import { bodyFraming, ByteReader, readResponseHead, readWholeBody, reusable } from "./http1.ts";
+import { releaseOwned } from "./owned_chunks.ts";
 
 /** Pushes one scrape's answer; rejects with a ConnectError when the push failed. */
 export type PushSender = (
@@ -211,10 +212,13 @@ export function createNativePush(options: NativePushOptions): NativePush {
             const joined = new Uint8Array(n + chunk.byteLength);
             joined.set(prefix.subarray(0, n));
             joined.set(chunk, n);
+            releaseOwned(chunk);
             await writeAll(conn, joined);
           } else {
             await writeAll(conn, prefix.subarray(0, n));
             await writeAll(conn, chunk);
+            // Written: a native scrape's piece is freed now, not at the next GC.
+            releaseOwned(chunk);
           }
         }
       }
