@@ -25,6 +25,7 @@ import { peerAddress } from "../lib/address.ts";
 import { forwardableHeaders, type HeaderField } from "../lib/headers.ts";
 import { hostKey } from "../lib/host.ts";
 import type { Logger } from "../lib/logger.ts";
+import { LEGACY_PUSH_TIMEOUT_HEADER, SCRAPE_TIMEOUT_HEADER } from "../lib/scrape_timeout.ts";
 import {
   type Coordinator,
   CoordinatorError,
@@ -113,8 +114,8 @@ const DISPLACED_TEXT = "Error WaitForScrapeInstruction: request is expired\n";
 /** Header fields of a push that never reach Prometheus. */
 const PUSH_ONLY: ReadonlySet<string> = new Set([
   "id",
-  "x-prometheus-scrape-timeout",
-  "x-prometheus-scrape-timeout-seconds",
+  LEGACY_PUSH_TIMEOUT_HEADER,
+  SCRAPE_TIMEOUT_HEADER,
 ]);
 const MAX_POLL_BODY = 1024;
 const MAX_ERROR_TEXT = 64 * 1024;

@@ -12,7 +12,11 @@ import { forwardableHeaders, type HeaderField, rawHeaderPairs } from "../lib/hea
 import type { Logger } from "../lib/logger.ts";
 import { type Coordinator, CoordinatorError, type ScrapeReply } from "./coordinator.ts";
 import type { ProxyMetrics } from "./metrics.ts";
-import { InvalidTimeoutError, SCRAPE_TIMEOUT_HEADER, scrapeTimeoutMs } from "./timeout.ts";
+import {
+  InvalidTimeoutError,
+  SCRAPE_TIMEOUT_HEADER,
+  scrapeTimeoutMs,
+} from "../lib/scrape_timeout.ts";
 import { formatDuration } from "../lib/duration.ts";
 
 /** Options for {@linkcode createScrapeHandler}. */

@@ -25,12 +25,8 @@ import {
   unreachable,
 } from "./http_module.ts";
 import type { ModuleMetrics } from "./metrics.ts";
-import {
-  effectiveTimeoutMs,
-  parseScrapeTimeout,
-  resolveModuleRequest,
-  SCRAPE_TIMEOUT_HEADER,
-} from "./request.ts";
+import { effectiveTimeoutMs, resolveModuleRequest } from "./request.ts";
+import { parseScrapeTimeout, SCRAPE_TIMEOUT_HEADER } from "../../lib/scrape_timeout.ts";
 import { errorResponse, type ModuleResponse, observeBody } from "./response.ts";
 
 /** A loaded configuration plus what was read for it (backend TLS files). */

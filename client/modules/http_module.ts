@@ -20,7 +20,7 @@ import {
   createBackendPool,
 } from "./backend_http.ts";
 import { errorResponse, type ModuleResponse, prefetch } from "./response.ts";
-import { SCRAPE_TIMEOUT_HEADER } from "./request.ts";
+import { formatScrapeTimeout, SCRAPE_TIMEOUT_HEADER } from "../../lib/scrape_timeout.ts";
 
 /** TLS material for an https backend, read when the configuration loads. */
 export interface BackendTlsMaterial {
@@ -216,7 +216,7 @@ export function backendHeaders(
     headers["x-forwarded-for"] = [[...(before ?? []), peer].join(", ")];
   }
   if (timeoutMs !== undefined) {
-    headers[SCRAPE_TIMEOUT_HEADER] = [(timeoutMs / 1000).toFixed(3).replace(/\.?0+$/, "")];
+    headers[SCRAPE_TIMEOUT_HEADER] = [formatScrapeTimeout(timeoutMs)];
   }
   return headers;
 }
