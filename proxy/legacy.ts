@@ -32,12 +32,12 @@ import {
   type ScrapeTask,
   type Session,
 } from "./coordinator.ts";
-import { REGISTRATION_LIMITS } from "./client_service.ts";
 import { fqdnProblem } from "./identity.ts";
 import { sourceKey } from "./rate_limit.ts";
 import { formatLegacyScrape } from "./legacy_request.ts";
 import { type LegacyResponse, readLegacyResponse } from "./legacy_response.ts";
-import { type ProxyMetrics, pushErrorReason } from "./metrics.ts";
+import type { ProxyMetrics } from "./metrics.ts";
+import { errorKind, pushErrorReason } from "./errors.ts";
 
 /**
  * Decides whether a legacy client may poll for, or push an answer for,
@@ -209,9 +209,11 @@ export function createLegacyHandler(options: LegacyHandlerOptions): LegacyHandle
       }, { credential, source });
     } catch (error) {
       if (!(error instanceof CoordinatorError)) throw error;
-      const limit = REGISTRATION_LIMITS[error.kind];
-      if (limit !== undefined) metrics.limitHits.inc({ limit });
-      const status = limit === undefined ? 403 : limit === "poll_request_fields" ? 400 : 429;
+      const entry = errorKind(error);
+      // Limits answer with their own status; anything else keeps the poll
+      // from registering, which upstream's clients take as 403.
+      if (entry.metric === "limit_hits") metrics.limitHits.inc({ limit: entry.label });
+      const status = entry.metric === "limit_hits" ? entry.status : 403;
       return { status, message: error.message, retryAfterMs: error.retryAfterMs };
     }
     metrics.registrations.inc();
@@ -485,7 +487,7 @@ export function createLegacyHandler(options: LegacyHandlerOptions): LegacyHandle
       return finish(403, `Error pushing: not allowed to answer for ${entry.legacy.fqdn}\n`);
     }
     if (sent.get(id) !== entry) {
-      return refuse("unknown_scrape", `scrape ${JSON.stringify(id)} was already answered`);
+      return refuse("duplicate_push", `scrape ${JSON.stringify(id)} was already answered`);
     }
     sent.delete(id);
     options.bodyBound?.(req);
