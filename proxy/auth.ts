@@ -38,6 +38,7 @@ import {
   parseYamlMapping,
   stringList,
 } from "../lib/web_config.ts";
+import { errorMessage } from "../lib/error_message.ts";
 
 /** The three kinds of callers. */
 export type Role = "client" | "scraper" | "reader";
@@ -204,7 +205,7 @@ export async function loadAuthConfig(
   try {
     text = await Deno.readTextFile(path);
   } catch (error) {
-    throw new ConfigError(`Cannot read auth config ${path}: ${(error as Error).message}`);
+    throw new ConfigError(`Cannot read auth config ${path}: ${errorMessage(error)}`);
   }
   return parseAuthConfig(text, path, users);
 }

@@ -23,6 +23,7 @@ import type { Logger } from "../lib/logger.ts";
 import { type Coordinator, CoordinatorError } from "./coordinator.ts";
 import type { ProxyMetrics } from "./metrics.ts";
 import { errorKind, pushErrorReason } from "./errors.ts";
+import { errorMessage } from "../lib/error_message.ts";
 
 /** The caller's address (`host:port`), set by the server adapter for log lines. */
 export const PEER_ADDRESS: ReturnType<typeof createContextKey<string>> = createContextKey<string>(
@@ -211,7 +212,7 @@ export function createClientService(
           };
         }
       } catch (error) {
-        if (closeReason === "") closeReason = `error: ${(error as Error)?.message ?? error}`;
+        if (closeReason === "") closeReason = `error: ${errorMessage(error)}`;
         throw error;
       } finally {
         session.close();
@@ -296,8 +297,6 @@ function pushError(
     return new ConnectError(error.message, entry.code);
   }
   metrics.pushErrors.inc({ reason: "relay_failed" });
-  const reason = context.signal.aborted
-    ? "client went away"
-    : String((error as Error)?.message ?? error);
+  const reason = context.signal.aborted ? "client went away" : errorMessage(error);
   return new ConnectError(`Cannot relay the scrape: ${reason}`, Code.Aborted);
 }

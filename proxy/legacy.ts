@@ -38,6 +38,7 @@ import { formatLegacyScrape } from "./legacy_request.ts";
 import { type LegacyResponse, readLegacyResponse } from "./legacy_response.ts";
 import type { ProxyMetrics } from "./metrics.ts";
 import { errorKind, pushErrorReason } from "./errors.ts";
+import { errorMessage } from "../lib/error_message.ts";
 
 /**
  * Decides whether a legacy client may poll for, or push an answer for,
@@ -463,7 +464,7 @@ export function createLegacyHandler(options: LegacyHandlerOptions): LegacyHandle
         },
       );
     } catch (error) {
-      return refuse("invalid", (error as Error).message);
+      return refuse("invalid", errorMessage(error));
     }
     const id = response.headers.find(([name]) => name.toLowerCase() === "id")?.[1] ?? "";
     if (id === "") return refuse("invalid", "the pushed response has no Id header");
@@ -527,7 +528,7 @@ export function createLegacyHandler(options: LegacyHandlerOptions): LegacyHandle
       if (failure instanceof CoordinatorError) {
         return refuse(pushErrorReason(failure), failure.message);
       }
-      return refuse("relay_failed", `cannot relay the scrape: ${(failure as Error)?.message}`);
+      return refuse("relay_failed", `cannot relay the scrape: ${errorMessage(failure)}`);
     }
     finish(200, "");
   }
