@@ -7,7 +7,7 @@
  */
 
 import { Code } from "@connectrpc/connect";
-import type { CoordinatorError } from "./coordinator.ts";
+import type { CoordinatorError } from "./coordinator_error.ts";
 
 /** A kind of {@linkcode CoordinatorError}. */
 export type CoordinatorErrorKind = CoordinatorError["kind"];
