@@ -65,6 +65,7 @@ import {
   peerTable,
 } from "./report.ts";
 import { REPO_ROOT, type ServiceOptions, startModulesClient, startTarget } from "./stack.ts";
+import { errorMessage } from "../lib/error_message.ts";
 
 const KIB = 1024;
 const MIB = 1024 * 1024;
@@ -345,7 +346,7 @@ export async function main(args: readonly string[]): Promise<number> {
       },
     }).values;
   } catch (error) {
-    log(`bench: ${(error as Error).message}\n${USAGE}`);
+    log(`bench: ${errorMessage(error)}\n${USAGE}`);
     return 2;
   }
   if (values.help) {
@@ -664,7 +665,7 @@ export function checkPeerFlags(
         Object.fromEntries(names.map((n) => [n, sample[n as keyof typeof sample]])),
       );
     } catch (error) {
-      return `--${flag}: ${(error as Error).message}`;
+      return `--${flag}: ${errorMessage(error)}`;
     }
   }
   const rounds = values.rounds;

@@ -9,6 +9,7 @@ import { declaredLength, forwardableHeaders, type HeaderField } from "../lib/hea
 import { hostKey } from "../lib/host.ts";
 import type { ModuleScrapeHandler } from "./modules/scrape_route.ts";
 import type { ScrapeTransport } from "./scrape_transport.ts";
+import { errorMessage } from "../lib/error_message.ts";
 
 /** A scrape to perform, as the proxy sent it. */
 export interface ScrapeJob {
@@ -201,7 +202,7 @@ export function createScraper(options: ScraperOptions): Scraper {
         try {
           token = (await options.readToken()).trim();
         } catch (error) {
-          return failure(500, `cannot read token from token-path: ${(error as Error).message}`);
+          return failure(500, `cannot read token from token-path: ${errorMessage(error)}`);
         }
         headers = headers.filter((h) => h.name !== "authorization");
         headers.push({ name: "authorization", value: `Bearer ${token}` });
@@ -227,7 +228,7 @@ export function createScraper(options: ScraperOptions): Scraper {
         }
         return failure(
           502,
-          `target did not answer: ${(error as Error)?.message ?? error}`,
+          `target did not answer: ${errorMessage(error)}`,
         );
       }
     },

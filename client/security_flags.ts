@@ -11,6 +11,7 @@ import type { Transport } from "@connectrpc/connect";
 import { FlagError, type FlagSpec, type FlagValues } from "../lib/flags.ts";
 import type { ScrapePolicy } from "./scraper.ts";
 import type { TargetTlsOptions } from "./scrape_transport.ts";
+import { errorMessage } from "../lib/error_message.ts";
 
 /** The flags, for the client's flag table. */
 export const SECURITY_FLAGS: readonly FlagSpec[] = [
@@ -99,7 +100,7 @@ export function readTokenFile(path: string, flag: string): string {
   try {
     token = Deno.readTextFileSync(path).trim();
   } catch (error) {
-    throw new FlagError(`--${flag}: cannot read ${path}: ${(error as Error).message}`);
+    throw new FlagError(`--${flag}: cannot read ${path}: ${errorMessage(error)}`);
   }
   if (token.length < MIN_TOKEN_LENGTH || /\s/.test(token)) {
     throw new FlagError(
@@ -113,7 +114,7 @@ function readPem(path: string, flag: string): string {
   try {
     return Deno.readTextFileSync(path);
   } catch (error) {
-    throw new FlagError(`--${flag}: cannot read ${path}: ${(error as Error).message}`);
+    throw new FlagError(`--${flag}: cannot read ${path}: ${errorMessage(error)}`);
   }
 }
 

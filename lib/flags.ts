@@ -7,6 +7,7 @@
 
 import { parseArgs } from "node:util";
 import { parseDuration } from "./duration.ts";
+import { errorMessage } from "./error_message.ts";
 
 /** One flag's declaration. */
 export interface FlagSpec {
@@ -82,7 +83,7 @@ export function parseFlags(
       allowPositionals: false,
     });
   } catch (error) {
-    throw new FlagError(error instanceof Error ? error.message : String(error));
+    throw new FlagError(errorMessage(error));
   }
   const raw = parsed.values as Record<
     string,
@@ -189,7 +190,7 @@ function convert(
     try {
       return parseDuration(value);
     } catch (error) {
-      throw new FlagError(`--${spec.name}: ${(error as Error).message}`);
+      throw new FlagError(`--${spec.name}: ${errorMessage(error)}`);
     }
   }
   if (spec.type === "integer") {

@@ -13,6 +13,7 @@ import { type AddressInfo, isIP, type Socket } from "node:net";
 import type { SecureContextOptions, Server as TlsServer, TlsOptions, TLSSocket } from "node:tls";
 import type { Logger } from "./logger.ts";
 import type { TlsServerConfig } from "./web_config.ts";
+import { errorMessage } from "./error_message.ts";
 
 /** What a verified client certificate says about its holder. */
 export interface PeerIdentity {
@@ -76,7 +77,7 @@ async function load(config: TlsServerConfig): Promise<Loaded> {
     try {
       return await Deno.readTextFile(path);
     } catch (error) {
-      throw new Error(`Cannot read TLS ${what} ${path}: ${(error as Error).message}`);
+      throw new Error(`Cannot read TLS ${what} ${path}: ${errorMessage(error)}`);
     }
   };
   const context: SecureContextOptions = {
@@ -91,7 +92,7 @@ async function load(config: TlsServerConfig): Promise<Loaded> {
   } catch (error) {
     throw new Error(
       `Cannot use TLS certificate ${config.certFile} with key ${config.keyFile}: ${
-        (error as Error).message
+        errorMessage(error)
       }`,
     );
   }
@@ -131,7 +132,7 @@ export async function createTlsListener(
       stamp = await stampOf(paths);
     } catch (error) {
       options.logger?.error("Cannot check TLS files; keeping the loaded ones", {
-        err: (error as Error).message,
+        err: errorMessage(error),
       });
       return false;
     }
@@ -141,7 +142,7 @@ export async function createTlsListener(
     } catch (error) {
       // A half-written pair (new cert, old key) fails here; the next check retries.
       options.logger?.error("Cannot reload TLS files; keeping the loaded ones", {
-        err: (error as Error).message,
+        err: errorMessage(error),
       });
       return false;
     }

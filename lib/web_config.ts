@@ -11,6 +11,7 @@
 
 import { dirname, isAbsolute, join } from "node:path";
 import { LineCounter, parseDocument } from "yaml";
+import { errorMessage } from "./error_message.ts";
 
 /** exporter-toolkit's `client_auth_type` values (Go's tls.ClientAuthType). */
 export const CLIENT_AUTH_TYPES = [
@@ -124,7 +125,7 @@ export async function loadWebConfig(path: string): Promise<WebConfig> {
   try {
     text = await Deno.readTextFile(path);
   } catch (error) {
-    throw new ConfigError(`Cannot read web config ${path}: ${(error as Error).message}`);
+    throw new ConfigError(`Cannot read web config ${path}: ${errorMessage(error)}`);
   }
   return parseWebConfig(text, path);
 }

@@ -7,27 +7,28 @@
  */
 
 import { declaredLength, type HeaderField } from "../lib/headers.ts";
-import { hostKey } from "../lib/host.ts";
 import { createScrapeStats, type StatsSnapshot } from "./scrape_stats.ts";
-import { identityBytes, identityProblem } from "./identity.ts";
-import { createTokenBuckets, type TokenBuckets } from "./rate_limit.ts";
+import { CoordinatorError } from "./coordinator_error.ts";
+import {
+  type ClientIdentity,
+  type ClientInfo,
+  type ClientRecord,
+  createSessionRegistry,
+  type RegistryEvent,
+  type RegistryListener,
+  type ScrapeOutcome,
+  type ScrapeResult,
+} from "./sessions.ts";
 
-/** Who a client says it is when it registers. */
-export interface ClientIdentity {
-  /** The host name Prometheus scrapes; the routing key. */
-  fqdn: string;
-  labels: Record<string, string>;
-  version: string;
-  modules: string[];
-  /** The wire protocol the client speaks, e.g. "connect". */
-  protocol: string;
-  /** The proxies the client says it streams to, from its own view. */
-  proxies?: string[];
-  /** The network address the stream came from, e.g. "10.0.0.5:51234". */
-  peerAddress?: string;
-  /** True when the client refuses raw scrapes (serves only its modules). */
-  modulesOnly?: boolean;
-}
+export { CoordinatorError } from "./coordinator_error.ts";
+export type {
+  ClientIdentity,
+  ClientInfo,
+  RegistryEvent,
+  RegistryListener,
+  ScrapeOutcome,
+  ScrapeResult,
+} from "./sessions.ts";
 
 /** A scrape handed to a client. */
 export interface ScrapeTask {
@@ -72,80 +73,6 @@ export interface PushHead {
    * when given, it must be the one the scrape's stream registered with.
    */
   credential?: string;
-}
-
-/** How a finished scrape went, as the proxy answered Prometheus. */
-export interface ScrapeResult {
-  /** The HTTP status sent to Prometheus. */
-  status: number;
-  /** Why it failed; empty on success. */
-  error: string;
-  durationMs: number;
-  /** Body bytes relayed to Prometheus. @default {0} */
-  bytes?: number;
-}
-
-/** A finished scrape as kept in a client's recent history. */
-export interface ScrapeOutcome extends ScrapeResult {
-  /** When it finished, on the coordinator's clock. */
-  at: number;
-  bytes: number;
-}
-
-/** A change in the registry, for watchers (see {@linkcode Coordinator.subscribe}). */
-export type RegistryEvent =
-  | { kind: "connected"; client: ClientInfo }
-  | { kind: "disconnected"; fqdn: string; at: number }
-  | { kind: "scraped"; fqdn: string; outcome: ScrapeOutcome; inFlight: number }
-  | { kind: "forgotten"; fqdn: string };
-
-/** Receives registry changes synchronously; must not throw (errors are ignored). */
-export type RegistryListener = (event: RegistryEvent) => void;
-
-/** A registered client as listed by `/clients` and `ListClients`. */
-export interface ClientInfo extends ClientIdentity {
-  connected: boolean;
-  connectedSince: number;
-  /** 0 when it was never scraped. */
-  lastScrape: number;
-  inFlight: number;
-  /** The last finished scrape; null if none finished yet. */
-  lastResult?: ScrapeResult | null;
-  /** When the last stream ended; 0 while connected. */
-  disconnectedAt?: number;
-  /** The last finished scrapes, oldest first. */
-  recentScrapes?: ScrapeOutcome[];
-}
-
-/** Base class of the errors the coordinator reports to its adapters. */
-export class CoordinatorError extends Error {
-  /** Creates the error with a machine-readable kind. */
-  constructor(
-    message: string,
-    readonly kind:
-      | "unknown_client"
-      | "client_disconnected"
-      | "unknown_scrape"
-      | "foreign_scrape"
-      | "duplicate_push"
-      | "replaced"
-      | "draining"
-      | "credential_mismatch"
-      | "too_many_clients"
-      | "client_busy"
-      | "proxy_busy"
-      | "invalid_status"
-      | "invalid"
-      | "invalid_identity"
-      | "registry_full"
-      | "too_many_from_source"
-      | "rate_limited",
-    /** For "rate_limited": when a registration from this source would pass. */
-    readonly retryAfterMs: number = 0,
-  ) {
-    super(message);
-    this.name = "CoordinatorError";
-  }
 }
 
 /** A client's open Poll stream. */
@@ -299,31 +226,12 @@ export interface Coordinator {
   readonly registryBytes: number;
 }
 
-interface ClientRecord {
-  identity: ClientIdentity;
-  session: SessionImpl | null;
-  connectedSince: number;
-  disconnectedAt: number;
-  lastScrape: number;
-  inFlight: number;
-  lastResult: ScrapeResult | null;
-  /** The last finished scrapes, oldest first, at most `recentScrapes`. */
-  recent: ScrapeOutcome[];
-  /** The credential of the current (or last) stream. */
-  credential: string;
-  key: string;
-  /** Estimated size, counted in the registry's bytes. */
-  bytes: number;
-  /** Worth keeping after its stream ends: it lived past keepAfterMs, or was scraped. */
-  useful: boolean;
-}
-
 interface PendingScrape {
   id: string;
   sessionId: string;
   /** The credential of the stream the scrape was sent on. */
   credential: string;
-  record: ClientRecord;
+  record: ClientRecord<SessionImpl>;
   /** Handed to the client (not only queued). */
   sent: boolean;
   answered: boolean;
@@ -350,60 +258,9 @@ interface SessionImpl extends Session {
 export function createCoordinator(options: CoordinatorOptions): Coordinator {
   const now = options.now ?? Date.now;
   const newId = options.newId ?? (() => crypto.randomUUID());
-  const clients = new Map<string, ClientRecord>();
   const pending = new Map<string, PendingScrape>();
-  /** Records without a stream, oldest disconnection first: evicted first when full. */
-  const idle = new Map<string, ClientRecord>();
-  /** Connected streams by source. */
-  const perSource = new Map<string, number>();
-  const registrations: TokenBuckets | null = (options.registrationRatePerSource ?? 0) > 0
-    ? createTokenBuckets({
-      ratePerSecond: options.registrationRatePerSource!,
-      burst: Math.max(
-        1,
-        options.registrationBurstPerSource ?? options.registrationRatePerSource!,
-      ),
-      now,
-    })
-    : null;
-  let registryBytes = 0;
-
-  function countSource(source: string, delta: number): void {
-    if (source === "") return;
-    const count = (perSource.get(source) ?? 0) + delta;
-    if (count <= 0) perSource.delete(source);
-    else perSource.set(source, count);
-  }
-
-  function forget(record: ClientRecord): void {
-    if (clients.get(record.key) !== record) return;
-    clients.delete(record.key);
-    idle.delete(record.key);
-    registryBytes -= record.bytes;
-    emit({ kind: "forgotten", fqdn: record.identity.fqdn });
-  }
-
-  /**
-   * Evicts disconnected records, oldest first, until `count` more records
-   * and `bytes` more bytes fit; false when they cannot.
-   */
-  function makeRoom(count: number, bytes: number, at: number): boolean {
-    const maxClients = options.maxClients ?? 0;
-    const maxBytes = options.maxRegistryBytes ?? 0;
-    const fits = () =>
-      (maxClients <= 0 || clients.size + count <= maxClients) &&
-      (maxBytes <= 0 || registryBytes + bytes <= maxBytes);
-    if (fits()) return true;
-    // Forgotten clients go first, then the longest disconnected.
-    for (const record of [...idle.values()]) {
-      if (!isListed(record, at) && record.inFlight === 0) forget(record);
-    }
-    for (const record of [...idle.values()]) {
-      if (fits()) break;
-      if (record.inFlight === 0) forget(record);
-    }
-    return fits();
-  }
+  // Registration and identity bookkeeping: records, budgets, listing.
+  const sessions = createSessionRegistry<SessionImpl>({ ...options, now, emit });
 
   const listeners = new Set<RegistryListener>();
   const recentLimit = options.recentScrapes ?? 30;
@@ -423,33 +280,13 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
     }
   }
 
-  function info(record: ClientRecord): ClientInfo {
-    return {
-      ...record.identity,
-      connected: record.session !== null,
-      connectedSince: record.connectedSince,
-      lastScrape: record.lastScrape,
-      inFlight: record.inFlight,
-      proxies: record.identity.proxies ?? [],
-      lastResult: record.lastResult,
-      disconnectedAt: record.session === null ? record.disconnectedAt : 0,
-      // Outcomes are never changed once recorded: a copy of the list is enough.
-      recentScrapes: record.recent.slice(),
-    };
-  }
-
   function drainingError(): CoordinatorError {
     return new CoordinatorError("The proxy is shutting down", "draining");
   }
 
-  function isListed(record: ClientRecord, at: number): boolean {
-    return record.session !== null ||
-      at - record.disconnectedAt < options.registrationTimeoutMs;
-  }
-
   function createSession(
     identity: ClientIdentity,
-    record: ClientRecord,
+    record: ClientRecord<SessionImpl>,
     source: string,
   ): SessionImpl {
     const session: SessionImpl = {
@@ -519,24 +356,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
         session.waiter = null;
         waiter?.(null);
         session.queue.length = 0;
-        if (record.session === session) {
-          const at = now();
-          record.session = null;
-          record.disconnectedAt = lastSeen !== undefined && lastSeen < at ? lastSeen : at;
-          emit({ kind: "disconnected", fqdn: record.identity.fqdn, at: record.disconnectedAt });
-          countSource(session.source, -1);
-          const keepAfter = options.keepAfterMs ?? 0;
-          if (keepAfter > 0 && !record.useful && at - record.connectedSince >= keepAfter) {
-            record.useful = true;
-          }
-          if (keepAfter > 0 && !record.useful && record.inFlight === 0) {
-            // Dropped at once: it holds no place for registrationTimeoutMs.
-            forget(record);
-          } else if (clients.get(record.key) === record) {
-            idle.delete(record.key);
-            idle.set(record.key, record);
-          }
-        }
+        sessions.detach(record, session, lastSeen);
         // Scrapes sent on this stream and not yet answered can no longer be:
         // fail them now instead of at their deadline. While draining, the
         // client was told to leave and may still push what it received.
@@ -565,84 +385,11 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
   return {
     register(identity, registerOptions = {}) {
       if (draining) throw drainingError();
-      const problem = identityProblem(identity, options.maxIdentityBytes ?? 0);
-      if (problem !== null) {
-        throw new CoordinatorError(`Cannot register: ${problem.message}`, "invalid_identity");
-      }
-      const credential = registerOptions.credential ?? "";
-      const source = registerOptions.source ?? "";
-      const key = hostKey(identity.fqdn);
-      const at = now();
-      let record = clients.get(key);
-      if (record?.session && record.credential !== credential) {
-        throw new CoordinatorError(
-          `"${identity.fqdn}" is connected with another credential; it cannot be taken over`,
-          "credential_mismatch",
-        );
-      }
-      if (registrations !== null && source !== "") {
-        const waitMs = registrations.take(source);
-        if (waitMs > 0) {
-          throw new CoordinatorError(
-            `Cannot register "${identity.fqdn}": too many registrations from ${source} (--registration.rate-per-source ${options.registrationRatePerSource}/s); retry in ${
-              Math.ceil(waitMs / 1000)
-            }s`,
-            "rate_limited",
-            waitMs,
-          );
-        }
-      }
-      const perSourceLimit = options.maxClientsPerSource ?? 0;
-      if (
-        perSourceLimit > 0 && source !== "" && record?.session?.source !== source &&
-        (perSource.get(source) ?? 0) >= perSourceLimit
-      ) {
-        throw new CoordinatorError(
-          `Cannot register "${identity.fqdn}": ${source} already has ${
-            perSource.get(source)
-          } connected clients (--clients.max-per-source)`,
-          "too_many_from_source",
-        );
-      }
-      const bytes = identityBytes(identity);
-      // A returning client's own record is not evicted to make room for it.
-      const wasIdle = record !== undefined && idle.delete(key);
-      if (!makeRoom(record === undefined ? 1 : 0, bytes - (record?.bytes ?? 0), at)) {
-        if (wasIdle) idle.set(key, record!);
-        const full = (options.maxClients ?? 0) > 0 && clients.size >= options.maxClients!;
-        throw full
-          ? new CoordinatorError(
-            `Cannot register "${identity.fqdn}": the proxy already has ${clients.size} clients (--clients.max)`,
-            "too_many_clients",
-          )
-          : new CoordinatorError(
-            `Cannot register "${identity.fqdn}": the registry holds about ${registryBytes} bytes (--registry.max-bytes ${options.maxRegistryBytes})`,
-            "registry_full",
-          );
-      }
-      if (record === undefined) {
-        record = {
-          identity,
-          session: null,
-          connectedSince: at,
-          disconnectedAt: at,
-          lastScrape: 0,
-          inFlight: 0,
-          lastResult: null,
-          recent: [],
-          credential,
-          key,
-          bytes: 0,
-          useful: false,
-        };
-        clients.set(key, record);
-      }
-      registryBytes += bytes - record.bytes;
-      record.bytes = bytes;
-      idle.delete(key);
-      const previous = record.session;
-      const keepAfter = options.keepAfterMs ?? 0;
-      if (previous && at - record.connectedSince >= keepAfter) record.useful = true;
+      const { record, previous } = sessions.admit(
+        identity,
+        registerOptions.credential ?? "",
+        registerOptions.source ?? "",
+      );
       if (previous) {
         // The previous stream is told to end; scrapes it already received may
         // still be answered until its adapter closes it.
@@ -657,13 +404,8 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
           ),
         );
       }
-      record.identity = identity;
-      record.credential = credential;
-      record.connectedSince = at;
-      if (previous) countSource(previous.source, -1);
-      const session = createSession(identity, record, source);
-      record.session = session;
-      countSource(source, 1);
+      const session = createSession(identity, record, registerOptions.source ?? "");
+      sessions.attach(record, session);
       if (previous) {
         // Queued scrapes that were not sent yet move to the new stream.
         for (const { task, deadline } of previous.queue) {
@@ -675,16 +417,16 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
         }
         previous.queue.length = 0;
       }
-      emit({ kind: "connected", client: info(record) });
+      emit({ kind: "connected", client: sessions.info(record) });
       return session;
     },
 
     requestScrape(input, signal) {
       if (signal.aborted) return Promise.reject(signal.reason);
       if (draining) return Promise.reject(drainingError());
-      const record = clients.get(hostKey(input.host));
+      const record = sessions.lookup(input.host);
       const at = now();
-      if (record === undefined || !isListed(record, at)) {
+      if (record === undefined || !sessions.isListed(record, at)) {
         return Promise.reject(
           new CoordinatorError(
             `No client is registered as "${input.host}"`,
@@ -837,12 +579,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
     },
 
     listClients() {
-      const at = now();
-      const list: ClientInfo[] = [];
-      for (const record of clients.values()) {
-        if (isListed(record, at)) list.push(info(record));
-      }
-      return list.sort((a, b) => a.fqdn < b.fqdn ? -1 : a.fqdn > b.fqdn ? 1 : 0);
+      return sessions.list();
     },
 
     stats() {
@@ -858,7 +595,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
     recordScrapeResult(host, result) {
       const at = now();
       stats.record(at, result.status >= 400 || result.error !== "");
-      const record = clients.get(hostKey(host));
+      const record = sessions.lookup(host);
       if (record === undefined) return;
       record.lastResult = { ...result };
       const outcome: ScrapeOutcome = { ...result, at, bytes: result.bytes ?? 0 };
@@ -875,7 +612,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
     drain() {
       if (draining) return;
       draining = true;
-      for (const record of clients.values()) {
+      for (const record of sessions.records()) {
         const session = record.session;
         const waiter = session?.waiter;
         if (session && waiter) {
@@ -890,22 +627,11 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
     },
 
     expire() {
-      const at = now();
-      let removed = 0;
-      for (const record of [...idle.values()]) {
-        if (!isListed(record, at) && record.inFlight === 0) {
-          forget(record);
-          removed++;
-        }
-      }
-      return removed;
+      return sessions.expire();
     },
 
     get clientCount() {
-      let count = 0;
-      const at = now();
-      for (const record of clients.values()) if (isListed(record, at)) count++;
-      return count;
+      return sessions.count;
     },
 
     get scrapesInFlight() {
@@ -913,7 +639,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
     },
 
     get registryBytes() {
-      return registryBytes;
+      return sessions.bytes;
     },
   };
 }

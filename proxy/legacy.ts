@@ -25,18 +25,20 @@ import { peerAddress } from "../lib/address.ts";
 import { forwardableHeaders, type HeaderField } from "../lib/headers.ts";
 import { hostKey } from "../lib/host.ts";
 import type { Logger } from "../lib/logger.ts";
+import { LEGACY_PUSH_TIMEOUT_HEADER, SCRAPE_TIMEOUT_HEADER } from "../lib/scrape_timeout.ts";
 import {
   type Coordinator,
   CoordinatorError,
   type ScrapeTask,
   type Session,
 } from "./coordinator.ts";
-import { REGISTRATION_LIMITS } from "./client_service.ts";
 import { fqdnProblem } from "./identity.ts";
 import { sourceKey } from "./rate_limit.ts";
 import { formatLegacyScrape } from "./legacy_request.ts";
 import { type LegacyResponse, readLegacyResponse } from "./legacy_response.ts";
-import { type ProxyMetrics, pushErrorReason } from "./metrics.ts";
+import type { ProxyMetrics } from "./metrics.ts";
+import { errorKind, pushErrorReason } from "./errors.ts";
+import { errorMessage } from "../lib/error_message.ts";
 
 /**
  * Decides whether a legacy client may poll for, or push an answer for,
@@ -113,8 +115,8 @@ const DISPLACED_TEXT = "Error WaitForScrapeInstruction: request is expired\n";
 /** Header fields of a push that never reach Prometheus. */
 const PUSH_ONLY: ReadonlySet<string> = new Set([
   "id",
-  "x-prometheus-scrape-timeout",
-  "x-prometheus-scrape-timeout-seconds",
+  LEGACY_PUSH_TIMEOUT_HEADER,
+  SCRAPE_TIMEOUT_HEADER,
 ]);
 const MAX_POLL_BODY = 1024;
 const MAX_ERROR_TEXT = 64 * 1024;
@@ -208,9 +210,11 @@ export function createLegacyHandler(options: LegacyHandlerOptions): LegacyHandle
       }, { credential, source });
     } catch (error) {
       if (!(error instanceof CoordinatorError)) throw error;
-      const limit = REGISTRATION_LIMITS[error.kind];
-      if (limit !== undefined) metrics.limitHits.inc({ limit });
-      const status = limit === undefined ? 403 : limit === "poll_request_fields" ? 400 : 429;
+      const entry = errorKind(error);
+      // Limits answer with their own status; anything else keeps the poll
+      // from registering, which upstream's clients take as 403.
+      if (entry.metric === "limit_hits") metrics.limitHits.inc({ limit: entry.label });
+      const status = entry.metric === "limit_hits" ? entry.status : 403;
       return { status, message: error.message, retryAfterMs: error.retryAfterMs };
     }
     metrics.registrations.inc();
@@ -460,7 +464,7 @@ export function createLegacyHandler(options: LegacyHandlerOptions): LegacyHandle
         },
       );
     } catch (error) {
-      return refuse("invalid", (error as Error).message);
+      return refuse("invalid", errorMessage(error));
     }
     const id = response.headers.find(([name]) => name.toLowerCase() === "id")?.[1] ?? "";
     if (id === "") return refuse("invalid", "the pushed response has no Id header");
@@ -484,7 +488,7 @@ export function createLegacyHandler(options: LegacyHandlerOptions): LegacyHandle
       return finish(403, `Error pushing: not allowed to answer for ${entry.legacy.fqdn}\n`);
     }
     if (sent.get(id) !== entry) {
-      return refuse("unknown_scrape", `scrape ${JSON.stringify(id)} was already answered`);
+      return refuse("duplicate_push", `scrape ${JSON.stringify(id)} was already answered`);
     }
     sent.delete(id);
     options.bodyBound?.(req);
@@ -524,7 +528,7 @@ export function createLegacyHandler(options: LegacyHandlerOptions): LegacyHandle
       if (failure instanceof CoordinatorError) {
         return refuse(pushErrorReason(failure), failure.message);
       }
-      return refuse("relay_failed", `cannot relay the scrape: ${(failure as Error)?.message}`);
+      return refuse("relay_failed", `cannot relay the scrape: ${errorMessage(failure)}`);
     }
     finish(200, "");
   }

@@ -48,6 +48,8 @@
 import http from "node:http";
 import https from "node:https";
 import { parseArgs } from "node:util";
+import { errorMessage } from "../lib/error_message.ts";
+import { sleep } from "../lib/sleep.ts";
 
 /** How the push frames the body. */
 export type PushFraming = "auto" | "content-length" | "chunked" | "close";
@@ -261,7 +263,7 @@ export function startLegacyClient(options: LegacyClientOptions): LegacyClient {
     try {
       request = parsePollRequest(body);
     } catch (error) {
-      throw Object.assign(new Error((error as Error).message), {
+      throw Object.assign(new Error(errorMessage(error)), {
         status: response.status,
         body: latin1(body),
       });
@@ -293,10 +295,10 @@ export function startLegacyClient(options: LegacyClientOptions): LegacyClient {
           type: "poll_error",
           at: Date.now(),
           status: status ?? null,
-          error: (error as Error).message,
+          error: errorMessage(error),
           body: body ?? "",
         });
-        await sleep(wait * (0.5 + Math.random()), stopping.signal);
+        await sleep(wait * (0.5 + Math.random()), { signal: stopping.signal }).catch(() => {});
         wait = Math.min(wait * 1.5, maxWait);
       }
     }
@@ -344,7 +346,7 @@ export function startLegacyClient(options: LegacyClientOptions): LegacyClient {
         false,
       );
     } catch (error) {
-      const message = (error as Error).message;
+      const message = errorMessage(error);
       counters.scrapeErrors++;
       emit({ type: "scrape_error", at: Date.now(), id, error: message });
       const bytes = concat([
@@ -382,7 +384,7 @@ export function startLegacyClient(options: LegacyClientOptions): LegacyClient {
       });
     } catch (failure) {
       counters.pushErrors++;
-      emit({ type: "push_error", at: Date.now(), id, error: (failure as Error).message });
+      emit({ type: "push_error", at: Date.now(), id, error: errorMessage(failure) });
     }
   }
 
@@ -498,18 +500,6 @@ function headerValue(headers: [string, string][], name: string): string {
 
 function canonical(name: string): string {
   return name.toLowerCase().replace(/(^|-)([a-z])/g, (_, dash, c) => dash + c.toUpperCase());
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-  });
 }
 
 function latin1(bytes: Uint8Array): string {

@@ -28,6 +28,7 @@ import {
 import { createModuleMetrics } from "./metrics.ts";
 import { type ConfigReloader, createConfigReloader } from "./reloader.ts";
 import { createModuleScrapeHandler, type ModuleScrapeHandler } from "./scrape_route.ts";
+import { errorMessage } from "../../lib/error_message.ts";
 
 /** The module flags, appended to the client's flag table. */
 export const MODULE_FLAGS: readonly FlagSpec[] = [
@@ -208,7 +209,7 @@ export async function readModuleSettings(flags: FlagValues): Promise<ModuleSetti
     try {
       certMatch = new RegExp(certMatchText);
     } catch (error) {
-      throw new FlagError(`--web.tls.certmatch: ${(error as Error).message}`);
+      throw new FlagError(`--web.tls.certmatch: ${errorMessage(error)}`);
     }
   }
   const tls: ExporterTlsFlags | null = tlsAddress === null ? null : {
@@ -238,7 +239,7 @@ export async function readModuleSettings(flags: FlagValues): Promise<ModuleSetti
       bearerToken = (await Deno.readTextFile(tokenFile)).trim();
     } catch (error) {
       throw new FlagError(
-        `--web.bearer.token-file: cannot read ${tokenFile}: ${(error as Error).message}`,
+        `--web.bearer.token-file: cannot read ${tokenFile}: ${errorMessage(error)}`,
       );
     }
     if (bearerToken === "") throw new FlagError(`--web.bearer.token-file: ${tokenFile} is empty`);
@@ -248,7 +249,7 @@ export async function readModuleSettings(flags: FlagValues): Promise<ModuleSetti
     try {
       parseCidr(net);
     } catch (error) {
-      throw new FlagError(`--allow.net: ${(error as Error).message}`);
+      throw new FlagError(`--allow.net: ${errorMessage(error)}`);
     }
   }
   const verifyMaxBytes = flags["verify.max-bytes"] as number;

@@ -11,6 +11,7 @@
 
 import type { ScrapeJob, ScrapeOutcome } from "../scraper.ts";
 import type { ModuleEngine } from "./engine.ts";
+import { errorMessage } from "../../lib/error_message.ts";
 
 /** The path that reaches modules, as on exporter_exporter. */
 export const MODULE_PATH = "/proxy";
@@ -68,7 +69,7 @@ export function createModuleScrapeHandler(
       try {
         metrics = await options.ownMetrics();
       } catch (error) {
-        return failure(500, `cannot collect the client's metrics: ${(error as Error)?.message}`);
+        return failure(500, `cannot collect the client's metrics: ${errorMessage(error)}`);
       }
       const { contentType, body } = metrics;
       const bytes = new TextEncoder().encode(body);
