@@ -37,12 +37,12 @@ export interface LoggerOptions {
 
 const LEVELS: readonly LogLevel[] = ["debug", "info", "warn", "error"];
 /** Valid values of `--log.level`. */
-export const LOG_LEVELS: readonly string[] = LEVELS;
+export const LOG_LEVELS: readonly LogLevel[] = LEVELS;
 /** Valid values of `--log.format`. */
-export const LOG_FORMATS: readonly string[] = ["logfmt", "json"];
+export const LOG_FORMATS: readonly LogFormat[] = ["logfmt", "json"];
 
 /** `--log.level` and `--log.format`, as every Prometheus component has them. */
-export const LOG_FLAGS: readonly FlagSpec[] = [
+export const LOG_FLAGS = [
   {
     name: "log.level",
     type: "string",
@@ -59,7 +59,7 @@ export const LOG_FLAGS: readonly FlagSpec[] = [
     choices: LOG_FORMATS,
     help: "Output format of log messages.",
   },
-];
+] as const satisfies readonly FlagSpec[];
 
 const encoder = new TextEncoder();
 function writeStderr(line: string): void {
