@@ -16,10 +16,15 @@ export type LogFields = Record<string, unknown>;
 
 /** A structured logger. `with` returns a child carrying extra fields. */
 export interface Logger {
+  /** Logs at level debug. */
   debug(msg: string, fields?: LogFields): void;
+  /** Logs at level info. */
   info(msg: string, fields?: LogFields): void;
+  /** Logs at level warn. */
   warn(msg: string, fields?: LogFields): void;
+  /** Logs at level error. */
   error(msg: string, fields?: LogFields): void;
+  /** A child logger that adds `fields` to every record. */
   with(fields: LogFields): Logger;
 }
 
@@ -27,7 +32,7 @@ export interface Logger {
 export interface LoggerOptions {
   /** Records below this level are dropped. @default {"info"} */
   level?: LogLevel;
-  /** @default {"logfmt"} */
+  /** How records are written. @default {"logfmt"} */
   format?: LogFormat;
   /** Where lines go. @default {writes to stderr} */
   write?: (line: string) => void;
@@ -148,7 +153,7 @@ export interface RepeatFilterOptions {
   intervalMs?: number;
   /** Keys remembered at most; the oldest are forgotten. @default {1000} */
   maxKeys?: number;
-  /** @default {Date.now} */
+  /** The clock. @default {Date.now} */
   now?: () => number;
 }
 
