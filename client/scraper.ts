@@ -7,26 +7,15 @@
 
 import { declaredLength, forwardableHeaders, type HeaderField } from "../lib/headers.ts";
 import { hostKey } from "../lib/host.ts";
-import type { ModuleScrapeHandler } from "./modules/scrape_route.ts";
-import type { ScrapeTransport } from "./scrape_transport.ts";
+import type {
+  ModuleScrapeHandler,
+  ScrapeJob,
+  ScrapeOutcome,
+  ScrapeTransport,
+} from "./scrape_types.ts";
 import { errorMessage } from "../lib/error_message.ts";
 
-/** A scrape to perform, as the proxy sent it. */
-export interface ScrapeJob {
-  id: string;
-  method: string;
-  url: string;
-  headers: readonly HeaderField[];
-}
-
-/** How a scrape went. */
-export interface ScrapeOutcome {
-  status: number;
-  headers: HeaderField[];
-  /** Empty on success; otherwise the reason, and `body` is null. */
-  error: string;
-  body: AsyncIterable<Uint8Array> | null;
-}
+export type { ScrapeJob, ScrapeOutcome } from "./scrape_types.ts";
 
 /** Performs scrapes for one client. */
 export interface Scraper {

@@ -27,6 +27,7 @@ export interface PeerIdentity {
   otherNames: string[];
   /** Subject and issuer as "CN=…,O=…" strings; together they name the credential. */
   subject: string;
+  /** The issuer, as the subject. */
   issuer: string;
 }
 
@@ -279,10 +280,15 @@ export const PLAIN_HTTP_ANSWER =
 
 /** A server that {@linkcode listenTlsFront} can put a front door before. */
 export interface TlsFrontServer {
+  /** Starts listening, as node:net's `Server.listen`. */
   listen(port: number, hostname: string, callback: () => void): unknown;
+  /** Where it listens. */
   address(): unknown;
+  /** Adds a one-time error listener. */
   once(event: "error", listener: (error: Error) => void): unknown;
+  /** Removes an error listener. */
   off(event: "error", listener: (error: Error) => void): unknown;
+  /** Adds a listener before the others (for "connection"). */
   prependListener(event: string, listener: (socket: Socket) => void): unknown;
 }
 

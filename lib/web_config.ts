@@ -29,14 +29,19 @@ export type TlsVersion = "TLSv1" | "TLSv1.1" | "TLSv1.2" | "TLSv1.3";
 
 /** `tls_server_config`, paths resolved against the config file's folder. */
 export interface TlsServerConfig {
+  /** `cert_file`: the server certificate (chain). */
   certFile: string;
+  /** `key_file`: its private key. */
   keyFile: string;
+  /** `client_auth_type`. */
   clientAuthType: ClientAuthType;
   /** CA bundle that client certificates must chain to; null when unset. */
   clientCaFile: string | null;
   /** When non-empty, a client certificate must carry one of these SANs. */
   clientAllowedSans: string[];
+  /** `min_version`. */
   minVersion: TlsVersion;
+  /** `max_version`. */
   maxVersion: TlsVersion;
 }
 

@@ -31,7 +31,7 @@ import { createModuleScrapeHandler, type ModuleScrapeHandler } from "./scrape_ro
 import { errorMessage } from "../../lib/error_message.ts";
 
 /** The module flags, appended to the client's flag table. */
-export const MODULE_FLAGS: readonly FlagSpec[] = [
+export const MODULE_FLAGS = [
   {
     name: "config.file",
     type: "string",
@@ -146,7 +146,10 @@ export const MODULE_FLAGS: readonly FlagSpec[] = [
     type: "boolean",
     help: "Enable POST /-/reload on the direct listeners (SIGHUP always reloads).",
   },
-];
+] as const satisfies readonly FlagSpec[];
+
+/** The parsed module flags. */
+export type ModuleFlagValues = FlagValues<typeof MODULE_FLAGS>;
 
 /** What the module flags ask for, checked. */
 export interface ModuleSettings {
@@ -173,7 +176,7 @@ export interface ModuleSettings {
 }
 
 /** True when the flags ask for a direct listener. */
-export function wantsDirectListener(flags: FlagValues): boolean {
+export function wantsDirectListener(flags: ModuleFlagValues): boolean {
   return Boolean(flags["web.listen-address"]) || Boolean(flags["web.tls.listen-address"]);
 }
 
@@ -186,21 +189,19 @@ export function wantsDirectListener(flags: FlagValues): boolean {
  * @throws {import("./config.ts").ConfigError} For an invalid configuration (file:line: key: reason).
  * @throws {import("../../lib/web_config.ts").ConfigError} For an invalid web configuration.
  */
-export async function readModuleSettings(flags: FlagValues): Promise<ModuleSettings> {
-  const file = (flags["config.file"] as string | undefined) || undefined;
-  const dirs = flags["config.dirs"] as string[];
-  const skipDirs = flags["config.skip-dirs"] as boolean;
+export async function readModuleSettings(flags: ModuleFlagValues): Promise<ModuleSettings> {
+  const file = flags["config.file"] || undefined;
+  const dirs = flags["config.dirs"];
+  const skipDirs = flags["config.skip-dirs"];
   const configured = file !== undefined || dirs.length > 0;
   const load = () => loadConfig({ file, dirs, skipDirs });
 
-  const address = flags["web.listen-address"]
-    ? parseListenAddress(flags["web.listen-address"] as string)
-    : null;
-  const tlsAddress = flags["web.tls.listen-address"]
-    ? parseListenAddress(flags["web.tls.listen-address"] as string)
-    : null;
-  const verify = flags["web.tls.verify"] as boolean;
-  const certMatchText = flags["web.tls.certmatch"] as string | undefined;
+  const listenText = flags["web.listen-address"];
+  const address = listenText ? parseListenAddress(listenText) : null;
+  const tlsListenText = flags["web.tls.listen-address"];
+  const tlsAddress = tlsListenText ? parseListenAddress(tlsListenText) : null;
+  const verify = flags["web.tls.verify"];
+  const certMatchText = flags["web.tls.certmatch"];
   if (certMatchText && !verify) {
     throw new FlagError("--web.tls.certmatch needs --web.tls.verify");
   }
@@ -213,23 +214,23 @@ export async function readModuleSettings(flags: FlagValues): Promise<ModuleSetti
     }
   }
   const tls: ExporterTlsFlags | null = tlsAddress === null ? null : {
-    certFile: flags["web.tls.cert"] as string,
-    keyFile: flags["web.tls.key"] as string,
-    caFile: flags["web.tls.ca"] as string,
+    certFile: flags["web.tls.cert"],
+    keyFile: flags["web.tls.key"],
+    caFile: flags["web.tls.ca"],
     verify,
     certMatch,
   };
   if (tlsAddress === null && (verify || certMatchText)) {
     throw new FlagError("--web.tls.verify and --web.tls.certmatch need --web.tls.listen-address");
   }
-  const webConfigFile = flags["web.config.file"] as string | undefined;
+  const webConfigFile = flags["web.config.file"];
   if (webConfigFile && address === null) {
     throw new FlagError("--web.config.file applies to --web.listen-address, which is not set");
   }
   const webConfig = webConfigFile ? await loadWebConfig(webConfigFile) : null;
 
-  const token = flags["web.bearer.token"] as string | undefined;
-  const tokenFile = flags["web.bearer.token-file"] as string | undefined;
+  const token = flags["web.bearer.token"];
+  const tokenFile = flags["web.bearer.token-file"];
   if (token && tokenFile) {
     throw new FlagError("--web.bearer.token and --web.bearer.token-file are mutually exclusive");
   }
@@ -244,7 +245,7 @@ export async function readModuleSettings(flags: FlagValues): Promise<ModuleSetti
     }
     if (bearerToken === "") throw new FlagError(`--web.bearer.token-file: ${tokenFile} is empty`);
   }
-  const allowNets = flags["allow.net"] as string[];
+  const allowNets = flags["allow.net"];
   for (const net of allowNets) {
     try {
       parseCidr(net);
@@ -252,13 +253,13 @@ export async function readModuleSettings(flags: FlagValues): Promise<ModuleSetti
       throw new FlagError(`--allow.net: ${errorMessage(error)}`);
     }
   }
-  const verifyMaxBytes = flags["verify.max-bytes"] as number;
-  const execMaxOutputBytes = flags["exec.max-output-bytes"] as number;
+  const verifyMaxBytes = flags["verify.max-bytes"];
+  const execMaxOutputBytes = flags["exec.max-output-bytes"];
   if (verifyMaxBytes < 1) throw new FlagError("--verify.max-bytes must be at least 1");
   if (execMaxOutputBytes < 1) throw new FlagError("--exec.max-output-bytes must be at least 1");
 
-  const proxyPath = flags["web.proxy-path"] as string;
-  const telemetryPath = flags["web.telemetry-path"] as string;
+  const proxyPath = flags["web.proxy-path"];
+  const telemetryPath = flags["web.telemetry-path"];
   const paths: [string, string][] = [
     ["web.proxy-path", proxyPath],
     ["web.telemetry-path", telemetryPath],
@@ -283,7 +284,7 @@ export async function readModuleSettings(flags: FlagValues): Promise<ModuleSetti
     configured,
     load,
     initial,
-    allowRawScrapes: flags["allow.raw-scrapes"] as boolean,
+    allowRawScrapes: flags["allow.raw-scrapes"],
     verifyMaxBytes,
     execMaxOutputBytes,
     address,
@@ -292,7 +293,7 @@ export async function readModuleSettings(flags: FlagValues): Promise<ModuleSetti
     webConfig,
     bearerToken,
     allowNets,
-    lifecycle: flags["web.enable-lifecycle"] as boolean,
+    lifecycle: flags["web.enable-lifecycle"],
     proxyPath,
     telemetryPath,
   };

@@ -9,7 +9,7 @@
  * @module
  */
 
-import type { ScrapeJob, ScrapeOutcome } from "../scraper.ts";
+import type { ModuleScrapeHandler, ScrapeOutcome } from "../scrape_types.ts";
 import type { ModuleEngine } from "./engine.ts";
 import { errorMessage } from "../../lib/error_message.ts";
 
@@ -18,15 +18,7 @@ export const MODULE_PATH = "/proxy";
 /** The path that reaches the client's own metrics through the proxy. */
 export const OWN_METRICS_PATH = "/-/metrics";
 
-/**
- * Decides a scrape before the scraper dials a port: returns the outcome, or
- * null to let the scraper perform a raw scrape.
- */
-export type ModuleScrapeHandler = (
-  url: URL,
-  job: ScrapeJob,
-  signal: AbortSignal,
-) => Promise<ScrapeOutcome | null>;
+export type { ModuleScrapeHandler } from "../scrape_types.ts";
 
 /** Options for {@linkcode createModuleScrapeHandler}. */
 export interface ModuleScrapeHandlerOptions {
