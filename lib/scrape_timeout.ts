@@ -100,6 +100,13 @@ export function scrapeTimeoutMs(
  * @returns The lower of the two, or undefined when neither is set.
  */
 export function clampTimeoutMs(timeoutMs: number, limitMs: number | undefined): number;
+/**
+ * The one clamp, for a timeout that may be absent.
+ *
+ * @param timeoutMs A timeout, if any.
+ * @param limitMs A limit, if any.
+ * @returns The lower of the two, or undefined when neither is set.
+ */
 export function clampTimeoutMs(
   timeoutMs: number | undefined,
   limitMs: number | undefined,
