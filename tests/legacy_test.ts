@@ -7,7 +7,6 @@
 
 import assert from "node:assert/strict";
 import { type IncomingHttpHeaders } from "node:http";
-
 import { type LegacyClient } from "./legacy_client_double.ts";
 import { freePort, proxiedGet, withoutMeta } from "./support.ts";
 import { startStack } from "./stack.ts";

@@ -13,8 +13,8 @@ import { type LegacyClient, parsePollRequest } from "./legacy_client_double.ts";
 import { proxiedGet, startProxyProcess, waitUntil } from "./support.ts";
 import { type Stack, startStack } from "./stack.ts";
 import { decoder, encoder, startDouble, stopAll, TEXT } from "./legacy_support.ts";
-
 import { closing } from "./fixture.ts";
+
 /**
  * A TCP relay that behaves like a load balancer with an idle timeout: a
  * request without an answer for `idleMs` gets an HTML 504, like nginx's.

@@ -26,7 +26,7 @@ import {
   TOKEN_OLD,
   USERS,
 } from "./security_support.ts";
-import { closing } from "./fixture.ts";
+import { closing, stopping } from "./fixture.ts";
 
 Deno.test("client tokens: wrong, missing and expired are refused; an fqdn outside the token's patterns too", async () => {
   await using proxy = closing(await startSecureProxy({ web: USERS, auth: AUTH }));
@@ -136,69 +136,67 @@ Deno.test("pushes with guessed ids, for another client's scrape, or with another
 Deno.test("scrapers need Proxy-Authorization; it never reaches the client or the target", async () => {
   await using proxy = closing(await startSecureProxy({ web: USERS, auth: AUTH }));
   await using target = closing(await recordingTarget());
-  const agent = await startAgent({
-    proxyUrl: proxy.url,
-    fqdn: "localhost",
-    logger: testLogger(),
-    metricsAddress: null,
-    defaultMetrics: false,
-    retryInitialMs: 50,
-    retryMaxMs: 200,
-    proxyAuthorization: () => `Bearer ${TOKEN_B}`,
+  await using _agent = stopping(
+    await startAgent({
+      proxyUrl: proxy.url,
+      fqdn: "localhost",
+      logger: testLogger(),
+      metricsAddress: null,
+      defaultMetrics: false,
+      retryInitialMs: 50,
+      retryMaxMs: 200,
+      proxyAuthorization: () => `Bearer ${TOKEN_B}`,
+    }),
+  );
+  await waitUntil(() => proxy.proxy.coordinator.clientCount === 1 || undefined, 5_000, "agent");
+  const url = `http://localhost:${target.port}/metrics`;
+  const missing = await send(proxy, url);
+  assert.equal(missing.status, 407);
+  assert.match(String(missing.headers["proxy-authenticate"]), /^Basic/);
+  assert.match(missing.body, /scraper credentials required/);
+  const wrong = await send(proxy, url, {
+    headers: { "proxy-authorization": basic("prometheus", "nope") },
   });
-  try {
-    await waitUntil(() => proxy.proxy.coordinator.clientCount === 1 || undefined, 5_000, "agent");
-    const url = `http://localhost:${target.port}/metrics`;
-    const missing = await send(proxy, url);
-    assert.equal(missing.status, 407);
-    assert.match(String(missing.headers["proxy-authenticate"]), /^Basic/);
-    assert.match(missing.body, /scraper credentials required/);
-    const wrong = await send(proxy, url, {
-      headers: { "proxy-authorization": basic("prometheus", "nope") },
-    });
-    assert.equal(wrong.status, 407);
-    // Issue 10: one answer for every refused scraper credential (a
-    // reader's valid password, an unknown user), so that it does not tell
-    // which users exist or what role they have.
-    const otherRole = await send(proxy, url, {
-      headers: { "proxy-authorization": basic("grafana", "grafana-secret") },
-    });
-    assert.equal(otherRole.status, 407);
-    const unknown = await send(proxy, url, {
-      headers: { "proxy-authorization": basic("nobody", "nope") },
-    });
-    assert.equal(unknown.status, 407);
-    assert.equal(otherRole.body, wrong.body);
-    assert.equal(unknown.body, wrong.body);
-    assert.equal(missing.body, wrong.body);
-    // The target's own Authorization is not the proxy's credential.
-    const targetAuth = await send(proxy, url, {
-      headers: { authorization: basic("prometheus", "prom-secret") },
-    });
-    assert.equal(targetAuth.status, 407);
-    assert.equal(target.seen.length, 0, "refused scrapes never reach the target");
+  assert.equal(wrong.status, 407);
+  // Issue 10: one answer for every refused scraper credential (a
+  // reader's valid password, an unknown user), so that it does not tell
+  // which users exist or what role they have.
+  const otherRole = await send(proxy, url, {
+    headers: { "proxy-authorization": basic("grafana", "grafana-secret") },
+  });
+  assert.equal(otherRole.status, 407);
+  const unknown = await send(proxy, url, {
+    headers: { "proxy-authorization": basic("nobody", "nope") },
+  });
+  assert.equal(unknown.status, 407);
+  assert.equal(otherRole.body, wrong.body);
+  assert.equal(unknown.body, wrong.body);
+  assert.equal(missing.body, wrong.body);
+  // The target's own Authorization is not the proxy's credential.
+  const targetAuth = await send(proxy, url, {
+    headers: { authorization: basic("prometheus", "prom-secret") },
+  });
+  assert.equal(targetAuth.status, 407);
+  assert.equal(target.seen.length, 0, "refused scrapes never reach the target");
 
-    const ok = await send(proxy, url, {
-      headers: {
-        "proxy-authorization": basic("prometheus", "prom-secret"),
-        authorization: "Bearer for-the-target",
-      },
-    });
-    assert.equal(ok.status, 200);
-    assert.equal(ok.body, "up 1\n");
-    assert.equal(target.seen.length, 1);
-    assert.equal(target.seen[0]!["proxy-authorization"], undefined, "consumed by the proxy");
-    assert.equal(target.seen[0]!["authorization"], "Bearer for-the-target");
-    assert.equal(
-      await counter(proxy.proxy, "pushprox_proxy_auth_failures_total", {
-        role: "scraper",
-        reason: "forbidden",
-      }),
-      1,
-    );
-  } finally {
-    await agent.stop();
-  }
+  const ok = await send(proxy, url, {
+    headers: {
+      "proxy-authorization": basic("prometheus", "prom-secret"),
+      authorization: "Bearer for-the-target",
+    },
+  });
+  assert.equal(ok.status, 200);
+  assert.equal(ok.body, "up 1\n");
+  assert.equal(target.seen.length, 1);
+  assert.equal(target.seen[0]!["proxy-authorization"], undefined, "consumed by the proxy");
+  assert.equal(target.seen[0]!["authorization"], "Bearer for-the-target");
+  assert.equal(
+    await counter(proxy.proxy, "pushprox_proxy_auth_failures_total", {
+      role: "scraper",
+      reason: "forbidden",
+    }),
+    1,
+  );
 });
 
 Deno.test("readers: /clients, /metrics and ListClients need reader credentials", async () => {

@@ -14,7 +14,7 @@ import { connectClient, fakeClient, send, startSecureProxy } from "./secure_stac
 import { waitUntil } from "./support.ts";
 import { testLogger } from "./stack.ts";
 import { codeOf } from "./security_support.ts";
-import { closing } from "./fixture.ts";
+import { closing, stopping } from "./fixture.ts";
 
 if (OPENSSL_MISSING !== null) console.warn(`SKIPPED TLS security tests: ${OPENSSL_MISSING}`);
 
@@ -234,32 +234,28 @@ Deno.test({
           "the proxy's CA is --tls.cacert, not --target.tls.ca",
         );
         await wrong.stop();
-        const agent = await start({ ca: targetCa.cert }, { ca: proxyCa.cert });
-        try {
-          await waitUntil(
-            () => proxy.proxy.coordinator.clientCount === 1 || undefined,
-            5_000,
-            "agent",
-          );
-          const ok = await send(proxy, `http://localhost:${targetPort}/metrics?_scheme=https`, {
-            tls: { ca: proxyCa.cert },
-          });
-          assert.equal(ok.status, 200, ok.body);
-          assert.equal(ok.body, "secure 1\n");
-          assert.deepEqual(hosts, [`localhost:${targetPort}`], "use-localhost keeps the Host");
-          const otherPort = await send(proxy, "http://localhost:22/metrics", {
-            tls: { ca: proxyCa.cert },
-          });
-          assert.equal(otherPort.status, 403);
-          assert.match(otherPort.body, /permissions to scrape port 22/);
-          const noPort = await send(proxy, "http://localhost/metrics", {
-            tls: { ca: proxyCa.cert },
-          });
-          assert.equal(noPort.status, 403);
-          assert.match(noPort.body, /port 80 \(the default port of http\)/);
-        } finally {
-          await agent.stop();
-        }
+        await using _agent = stopping(await start({ ca: targetCa.cert }, { ca: proxyCa.cert }));
+        await waitUntil(
+          () => proxy.proxy.coordinator.clientCount === 1 || undefined,
+          5_000,
+          "agent",
+        );
+        const ok = await send(proxy, `http://localhost:${targetPort}/metrics?_scheme=https`, {
+          tls: { ca: proxyCa.cert },
+        });
+        assert.equal(ok.status, 200, ok.body);
+        assert.equal(ok.body, "secure 1\n");
+        assert.deepEqual(hosts, [`localhost:${targetPort}`], "use-localhost keeps the Host");
+        const otherPort = await send(proxy, "http://localhost:22/metrics", {
+          tls: { ca: proxyCa.cert },
+        });
+        assert.equal(otherPort.status, 403);
+        assert.match(otherPort.body, /permissions to scrape port 22/);
+        const noPort = await send(proxy, "http://localhost/metrics", {
+          tls: { ca: proxyCa.cert },
+        });
+        assert.equal(noPort.status, 403);
+        assert.match(noPort.body, /port 80 \(the default port of http\)/);
       } finally {
         target.closeAllConnections();
         await new Promise((resolve) => target.close(resolve));
