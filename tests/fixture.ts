@@ -3,7 +3,10 @@
  * disposes of, so that a test stops what it started without try/finally:
  *
  * ```ts
+ * import { startSecureProxy } from "./secure_stack.ts";
+ *
  * await using proxy = closing(await startSecureProxy());
+ * // … requests to proxy.url; the proxy is closed when the scope ends.
  * ```
  *
  * @module
