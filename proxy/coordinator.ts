@@ -2,11 +2,13 @@
  * The proxy's core: which clients are registered, which scrapes wait for
  * which client, and the hand-off of a client's answer to the waiting scrape.
  * It does no I/O and starts no timers; the HTTP and Connect adapters drive it.
+ * Its parts: the session registry (sessions.ts), each stream's scrape queue
+ * (stream_queue.ts) and the push hand-off (scrape_handoff.ts).
  *
  * @module
  */
 
-import { declaredLength, type HeaderField } from "../lib/headers.ts";
+import type { HeaderField } from "../lib/headers.ts";
 import { createScrapeStats, type StatsSnapshot } from "./scrape_stats.ts";
 import { CoordinatorError } from "./coordinator_error.ts";
 import {
@@ -19,6 +21,8 @@ import {
   type ScrapeOutcome,
   type ScrapeResult,
 } from "./sessions.ts";
+import { type Handoff, handOff, type PushHead, type ScrapeReply } from "./scrape_handoff.ts";
+import { createStreamQueue, type ScrapeTask, type StreamQueue } from "./stream_queue.ts";
 
 export { CoordinatorError } from "./coordinator_error.ts";
 export type {
@@ -29,51 +33,8 @@ export type {
   ScrapeOutcome,
   ScrapeResult,
 } from "./sessions.ts";
-
-/** A scrape handed to a client. */
-export interface ScrapeTask {
-  id: string;
-  method: string;
-  url: string;
-  headers: HeaderField[];
-  /** Time left when the task is taken from the queue, in milliseconds. */
-  timeoutMs: number;
-}
-
-/** What the client answered: status, headers and a body to relay. */
-export interface ScrapeReply {
-  status: number;
-  /** The target's header fields, without Content-Length (see `contentLength`). */
-  headers: HeaderField[];
-  /**
-   * The body length the client declared (the target's Content-Length),
-   * checked to be one valid number; null when none was declared.
-   */
-  contentLength: number | null;
-  /** Non-empty when the client could not scrape; no body follows then. */
-  error: string;
-  /** The body, pulled by the relaying side as fast as it can write. */
-  body: AsyncIterable<Uint8Array>;
-  /**
-   * The relaying side calls this once when it is done with the body: without
-   * an argument on success, with the reason otherwise. It ends the push.
-   */
-  settle(error?: Error): void;
-}
-
-/** The head of a client's push. */
-export interface PushHead {
-  scrapeId: string;
-  sessionId: string;
-  status: number;
-  headers: HeaderField[];
-  error: string;
-  /**
-   * The credential the push was made with (see {@linkcode RegisterOptions});
-   * when given, it must be the one the scrape's stream registered with.
-   */
-  credential?: string;
-}
+export type { PushHead, ScrapeReply } from "./scrape_handoff.ts";
+export type { ScrapeTask } from "./stream_queue.ts";
 
 /** A client's open Poll stream. */
 export interface Session {
@@ -226,27 +187,15 @@ export interface Coordinator {
   readonly registryBytes: number;
 }
 
-interface PendingScrape {
-  id: string;
-  sessionId: string;
-  /** The credential of the stream the scrape was sent on. */
-  credential: string;
+interface PendingScrape extends Handoff {
   record: ClientRecord<SessionImpl>;
-  /** Handed to the client (not only queued). */
-  sent: boolean;
-  answered: boolean;
-  resolve(reply: ScrapeReply): void;
-  reject(error: Error): void;
 }
 
 interface SessionImpl extends Session {
   /** The per-source key it counts under; "" for none. */
   source: string;
-  closed: boolean;
   replaced: boolean;
-  queue: { task: ScrapeTask; deadline: number }[];
-  waiter: ((task: ScrapeTask | null, error?: Error) => void) | null;
-  offer(task: ScrapeTask, deadline: number): void;
+  queue: StreamQueue;
 }
 
 /**
@@ -284,6 +233,10 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
     return new CoordinatorError("The proxy is shutting down", "draining");
   }
 
+  function replacedError(fqdn: string): CoordinatorError {
+    return new CoordinatorError(`Stream for "${fqdn}" was replaced by a newer one`, "replaced");
+  }
+
   function createSession(
     identity: ClientIdentity,
     record: ClientRecord<SessionImpl>,
@@ -293,69 +246,25 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
       id: newId(),
       fqdn: identity.fqdn,
       source,
-      closed: false,
       replaced: false,
-      queue: [],
-      waiter: null,
-      offer(task, deadline) {
-        if (session.waiter) {
-          const waiter = session.waiter;
-          session.waiter = null;
-          const scrape = pending.get(task.id);
+      queue: createStreamQueue({
+        now,
+        markSent(id) {
+          const scrape = pending.get(id);
           if (scrape) scrape.sent = true;
-          waiter({ ...task, timeoutMs: Math.max(1, deadline - now()) });
-        } else {
-          session.queue.push({ task, deadline });
-        }
-      },
+          return scrape !== undefined;
+        },
+        refusal() {
+          if (session.replaced) return replacedError(session.fqdn);
+          return draining ? drainingError() : null;
+        },
+      }),
       next(signal) {
-        if (session.replaced) {
-          return Promise.reject(
-            new CoordinatorError(
-              `Stream for "${session.fqdn}" was replaced by a newer one`,
-              "replaced",
-            ),
-          );
-        }
-        if (draining) return Promise.reject(drainingError());
-        if (session.closed || signal.aborted) return Promise.resolve(null);
-        while (session.queue.length > 0) {
-          const { task, deadline } = session.queue.shift()!;
-          // A scrape withdrawn while queued is skipped, not sent.
-          const scrape = pending.get(task.id);
-          if (scrape) {
-            scrape.sent = true;
-            return Promise.resolve({
-              ...task,
-              timeoutMs: Math.max(1, deadline - now()),
-            });
-          }
-        }
-        if (session.waiter) {
-          return Promise.reject(
-            new CoordinatorError("Session is already being polled", "invalid"),
-          );
-        }
-        return new Promise((resolve, reject) => {
-          const onAbort = () => {
-            session.waiter = null;
-            resolve(null);
-          };
-          signal.addEventListener("abort", onAbort, { once: true });
-          session.waiter = (task, error) => {
-            signal.removeEventListener("abort", onAbort);
-            if (error) reject(error);
-            else resolve(task);
-          };
-        });
+        return session.queue.next(signal);
       },
       close(lastSeen) {
-        if (session.closed) return;
-        session.closed = true;
-        const waiter = session.waiter;
-        session.waiter = null;
-        waiter?.(null);
-        session.queue.length = 0;
+        if (session.queue.closed) return;
+        session.queue.close();
         sessions.detach(record, session, lastSeen);
         // Scrapes sent on this stream and not yet answered can no longer be:
         // fail them now instead of at their deadline. While draining, the
@@ -394,28 +303,19 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
         // The previous stream is told to end; scrapes it already received may
         // still be answered until its adapter closes it.
         previous.replaced = true;
-        const waiter = previous.waiter;
-        previous.waiter = null;
-        waiter?.(
-          null,
-          new CoordinatorError(
-            `Stream for "${identity.fqdn}" was replaced by a newer one`,
-            "replaced",
-          ),
-        );
+        previous.queue.fail(replacedError(identity.fqdn));
       }
       const session = createSession(identity, record, registerOptions.source ?? "");
       sessions.attach(record, session);
       if (previous) {
         // Queued scrapes that were not sent yet move to the new stream.
-        for (const { task, deadline } of previous.queue) {
+        for (const { task, deadline } of previous.queue.takeQueued()) {
           const scrape = pending.get(task.id);
           if (scrape) {
             scrape.sessionId = session.id;
-            session.queue.push({ task, deadline });
+            session.queue.offer(task, deadline);
           }
         }
-        previous.queue.length = 0;
       }
       emit({ kind: "connected", client: sessions.info(record) });
       return session;
@@ -492,7 +392,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
         pending.set(id, scrape);
         stats.setInFlight(pending.size, at);
         signal.addEventListener("abort", onAbort, { once: true });
-        session.offer(
+        session.queue.offer(
           {
             id,
             method: input.method,
@@ -506,76 +406,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
     },
 
     acceptPush(head, body) {
-      const scrape = pending.get(head.scrapeId);
-      if (scrape === undefined) {
-        return Promise.reject(
-          new CoordinatorError(
-            `No scrape "${head.scrapeId}" is waiting (unknown, finished or timed out)`,
-            "unknown_scrape",
-          ),
-        );
-      }
-      if (scrape.sessionId !== head.sessionId) {
-        return Promise.reject(
-          new CoordinatorError(
-            `Scrape "${head.scrapeId}" was not sent to this stream`,
-            "foreign_scrape",
-          ),
-        );
-      }
-      if (head.credential !== undefined && head.credential !== scrape.credential) {
-        return Promise.reject(
-          new CoordinatorError(
-            `Scrape "${head.scrapeId}" was sent to a stream with another credential`,
-            "foreign_scrape",
-          ),
-        );
-      }
-      if (scrape.answered) {
-        return Promise.reject(
-          new CoordinatorError(
-            `Scrape "${head.scrapeId}" was already answered`,
-            "duplicate_push",
-          ),
-        );
-      }
-      scrape.answered = true;
-      const problem = pushHeadProblem(head);
-      if (problem !== null) {
-        // Refused, never relayed: the scrape fails at once with 502 and the
-        // reason, instead of waiting for its deadline.
-        scrape.resolve({
-          status: 502,
-          headers: [],
-          contentLength: null,
-          error: `the client's answer is invalid: ${problem.message}`,
-          body: noBody(),
-          settle() {
-            finishScrape(scrape);
-          },
-        });
-        return Promise.reject(
-          new CoordinatorError(`Cannot accept the push: ${problem.message}`, problem.kind),
-        );
-      }
-      const length = declaredLength(head.headers.map((h) => [h.name, h.value]));
-      return new Promise<void>((resolve, reject) => {
-        let settled = false;
-        scrape.resolve({
-          status: head.status,
-          headers: head.headers.filter((h) => h.name.toLowerCase() !== "content-length"),
-          contentLength: "length" in length ? length.length : null,
-          error: head.error,
-          body,
-          settle(error) {
-            if (settled) return;
-            settled = true;
-            finishScrape(scrape);
-            if (error) reject(error);
-            else resolve();
-          },
-        });
-      });
+      return handOff(pending.get(head.scrapeId), head, body, finishScrape);
     },
 
     listClients() {
@@ -612,14 +443,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
     drain() {
       if (draining) return;
       draining = true;
-      for (const record of sessions.records()) {
-        const session = record.session;
-        const waiter = session?.waiter;
-        if (session && waiter) {
-          session.waiter = null;
-          waiter(null, drainingError());
-        }
-      }
+      for (const record of sessions.records()) record.session?.queue.fail(drainingError());
     },
 
     get draining() {
@@ -643,24 +467,3 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
     },
   };
 }
-
-/**
- * Why a push head cannot be relayed to Prometheus, or null. Only final
- * statuses (200–599) are relayed: a 1xx (101 included) would be taken as
- * interim or as a protocol switch and break the scraper's connection.
- */
-function pushHeadProblem(
-  head: PushHead,
-): { kind: "invalid_status" | "invalid"; message: string } | null {
-  if (!Number.isInteger(head.status) || head.status < 200 || head.status > 599) {
-    return {
-      kind: "invalid_status",
-      message: `status ${head.status} is not a final HTTP status (200-599)`,
-    };
-  }
-  const length = declaredLength(head.headers.map((h) => [h.name, h.value]));
-  if ("problem" in length) return { kind: "invalid", message: length.problem };
-  return null;
-}
-
-async function* noBody(): AsyncGenerator<Uint8Array> {}
