@@ -18,6 +18,7 @@
 import { parseArgs } from "node:util";
 import { openFileLimit } from "./proc.ts";
 import { exitWithParent } from "./process.ts";
+import { errorMessage } from "../lib/error_message.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -202,7 +203,7 @@ async function main(): Promise<void> {
   const failures: string[] = [];
   const fail = (error: unknown) => {
     failed++;
-    if (failures.length < 5) failures.push((error as Error)?.message ?? String(error));
+    if (failures.length < 5) failures.push(errorMessage(error));
   };
   const started = performance.now();
   const progress = setInterval(

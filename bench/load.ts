@@ -29,6 +29,7 @@ import {
   resetPeakRss,
 } from "./proc.ts";
 import { exitWithParent } from "./process.ts";
+import { errorMessage } from "../lib/error_message.ts";
 
 /** Prometheus 2.x's Accept header with its default scrape protocols. */
 export const PROMETHEUS_ACCEPT =
@@ -308,7 +309,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
         threads,
       };
     } catch (error) {
-      noteError(`cannot read /proc/${pid}: ${(error as Error).message}`);
+      noteError(`cannot read /proc/${pid}: ${errorMessage(error)}`);
     }
   }
   clearInterval(sampler);

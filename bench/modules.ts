@@ -12,16 +12,8 @@
 
 import type { Latency } from "./load.ts";
 import { readMemory } from "./proc.ts";
-import {
-  type CpuFigure,
-  cpuFigure,
-  type MemoryFigures,
-  memoryFigures,
-  type PayloadSpec,
-  sleep,
-  type TimingSpec,
-  waitQuiet,
-} from "./profiles.ts";
+import { type MemoryFigures, memoryFigures, sleep, waitQuiet } from "./services.ts";
+import { type CpuFigure, cpuFigure, type PayloadSpec, type TimingSpec } from "./throughput.ts";
 import { type ExporterProcess, runLoadProcess, type Target } from "./stack.ts";
 
 const MIB = 1024 * 1024;

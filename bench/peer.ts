@@ -29,6 +29,7 @@ import {
   type ProxyProcess,
   waitRegistered,
 } from "./stack.ts";
+import { errorMessage } from "../lib/error_message.ts";
 
 /** Placeholders a command template may use. */
 export const PLACEHOLDERS: readonly string[] = [
@@ -131,7 +132,7 @@ function spawnTemplate(
   try {
     return spawnChild(name, command!, args, { cwd });
   } catch (error) {
-    throw new Error(`Cannot start the ${name} "${command}": ${(error as Error).message}`, {
+    throw new Error(`Cannot start the ${name} "${command}": ${errorMessage(error)}`, {
       cause: error,
     });
   }

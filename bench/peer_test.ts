@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { checkPeerFlags } from "./main.ts";
+import { checkPeerFlags } from "./cli.ts";
 import { expandCommand, freePort, startPeerExporter, startPeerProxy } from "./peer.ts";
 
 Deno.test("expandCommand() fills placeholders and splits at whitespace", () => {

@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import type { ModuleCaseResult } from "./modules.ts";
-import { type CaseResult, type CpuFigure, memoryFigures } from "./profiles.ts";
-import { judgeGoals, memoryTable, modulesTable, peerTable } from "./report.ts";
+import { memoryFigures } from "./services.ts";
+import type { CaseResult, CpuFigure } from "./throughput.ts";
+import { judgeGoals } from "./goals.ts";
+import { memoryTable, modulesTable, peerTable } from "./report.ts";
 
 const MIB = 1024 * 1024;
 

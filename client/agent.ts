@@ -15,7 +15,7 @@ import type { ListenAddress } from "../lib/address.ts";
 import type { Logger } from "../lib/logger.ts";
 import { VERSION } from "../lib/version.ts";
 import { guardHandler, guardServer } from "./listener_guard.ts";
-import { type ClientMetrics, createClientMetrics } from "./metrics.ts";
+import { type ClientMetrics, createClientMetrics, createMetricsHandler } from "./metrics.ts";
 import {
   desiredEndpoints,
   type Endpoint,
@@ -180,30 +180,20 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
         // How often the timeouts are checked: bounds how long a slow client lingers.
         connectionsCheckingInterval: 1_000,
       },
-      guardHandler((req, res) => {
-        const path = (req.url ?? "/").split("?", 1)[0];
-        if (path === "/-/healthy") {
-          res.writeHead(200, { "content-type": "text/plain" }).end("Healthy\n");
-          return;
-        }
-        if (path === "/-/ready") {
+      guardHandler(
+        createMetricsHandler({
+          registry: metrics.registry,
           // Ready once registered with at least one proxy.
-          if (connectedCount > 0) {
-            res.writeHead(200, { "content-type": "text/plain" }).end(
-              `Ready: registered with ${connectedCount} of ${pollers.size} proxies\n`,
-            );
-          } else {
-            res.writeHead(503, { "content-type": "text/plain" }).end(
-              "Not ready: not registered with any proxy\n",
-            );
-          }
-          return;
-        }
-        return metrics.registry.metrics().then((body) => {
-          res.writeHead(200, { "content-type": metrics.registry.contentType })
-            .end(body);
-        });
-      }, options.logger),
+          ready: () =>
+            connectedCount > 0
+              ? {
+                ready: true,
+                message: `Ready: registered with ${connectedCount} of ${pollers.size} proxies\n`,
+              }
+              : { ready: false, message: "Not ready: not registered with any proxy\n" },
+        }),
+        options.logger,
+      ),
     );
     guardServer(server, { logger: options.logger });
     const { hostname, port } = options.metricsAddress;

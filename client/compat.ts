@@ -19,7 +19,7 @@ export type ClientMode = "pushprox-client" | "exporter_exporter";
 export const CLIENT_MODES: readonly ClientMode[] = ["pushprox-client", "exporter_exporter"];
 
 /** Flags that exist for exporter_exporter's command line. */
-export const COMPAT_FLAGS: readonly FlagSpec[] = [
+export const COMPAT_FLAGS = [
   {
     name: "compat",
     type: "string",
@@ -32,7 +32,7 @@ export const COMPAT_FLAGS: readonly FlagSpec[] = [
     type: "boolean",
     help: "Alias of --log.format=json (exporter_exporter's name).",
   },
-];
+] as const satisfies readonly FlagSpec[];
 
 /** exporter_exporter's defaults, as Debian's package runs it (`ARGS=""`). */
 export const EXPORTER_EXPORTER_DEFAULTS: Readonly<Record<string, string>> = {
@@ -94,13 +94,18 @@ export function startedAs(): string[] {
  * @param specs The client's flag table.
  * @returns The table to parse with.
  */
-export function flagsFor(mode: ClientMode, specs: readonly FlagSpec[]): FlagSpec[] {
-  if (mode === "pushprox-client") return [...specs];
+export function flagsFor<const Specs extends readonly FlagSpec[]>(
+  mode: ClientMode,
+  specs: Specs,
+): Specs {
+  if (mode === "pushprox-client") return specs;
+  // Only defaults change, and only to strings: every value keeps its type
+  // (a flag without a default may now have one, which narrows it).
   return specs.map((spec) =>
     spec.name in EXPORTER_EXPORTER_DEFAULTS
       ? { ...spec, default: EXPORTER_EXPORTER_DEFAULTS[spec.name]! }
       : spec
-  );
+  ) as readonly FlagSpec[] as Specs;
 }
 
 /**

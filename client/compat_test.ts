@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { parseFlags } from "../lib/flags.ts";
 import { clientMode, flagsFor } from "./compat.ts";
-import { CLIENT_FLAGS } from "./main.ts";
+import { CLIENT_FLAGS } from "./settings.ts";
 import { readModuleSettings, wantsDirectListener } from "./modules/cli.ts";
 
 Deno.test("clientMode() picks exporter_exporter from the program's name or --compat", () => {

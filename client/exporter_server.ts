@@ -33,6 +33,7 @@ import {
 } from "../lib/basic_auth.ts";
 import type { AllowList } from "../lib/cidr.ts";
 import { forwardableHeaders, rawHeaderPairs } from "../lib/headers.ts";
+import { type HealthOptions, serveHealth } from "../lib/health.ts";
 import type { Logger } from "../lib/logger.ts";
 import { pageHeaders } from "../lib/page_style.ts";
 import {
@@ -48,6 +49,9 @@ import { expexpModulesJson, modulesHtml, prefersJson } from "./modules/listing.t
 import { guardHandler, guardServer } from "./listener_guard.ts";
 import type { ReloadResult } from "./modules/reloader.ts";
 import { MODULE_PATH } from "./modules/scrape_route.ts";
+
+/** `/-/healthy`, as exporter_exporter answers it; there is no `/-/ready`. */
+const HEALTH: HealthOptions = { healthy: "Healthy\n" };
 
 /** exporter_exporter's `--web.tls.*` flags for the TLS listener. */
 export interface ExporterTlsFlags {
@@ -298,7 +302,7 @@ export async function startExporterServer(
         allow: "GET, HEAD",
       });
     }
-    if (path === "/-/healthy") return plain(res, 200, "Healthy");
+    if (serveHealth(HEALTH, req, res, path) !== null) return;
     if (path === telemetryPath) {
       const { contentType, body } = await options.metrics();
       res.writeHead(200, { "content-type": contentType });

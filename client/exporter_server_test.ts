@@ -1,125 +1,20 @@
+/**
+ * The client's exporter_exporter listener: its endpoints, access checks,
+ * reloads, timeouts and bodies. TLS: exporter_server_tls_test.ts.
+ */
+
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import http from "node:http";
-import https from "node:https";
 import { type AddressInfo, connect } from "node:net";
-import bcrypt from "bcryptjs";
 import { Registry } from "prom-client";
 import { createAllowList, parseCidr } from "../lib/cidr.ts";
 import { createNullLogger } from "../lib/logger.ts";
-import { parseWebConfig } from "../lib/web_config.ts";
-import { createTestCa, OPENSSL_MISSING, type TestCa } from "../tests/certs.ts";
-import {
-  type ExporterServer,
-  type ExporterServerOptions,
-  startExporterServer,
-} from "./exporter_server.ts";
+import { startExporterServer } from "./exporter_server.ts";
 import { parseConfig } from "./modules/config.ts";
-import { createModuleEngine, type ModuleEngine, prepareConfig } from "./modules/engine.ts";
+import { createModuleEngine, prepareConfig } from "./modules/engine.ts";
 import { createModuleMetrics } from "./modules/metrics.ts";
-
-interface Reply {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  text: string;
-}
-
-function get(
-  port: number,
-  path: string,
-  options: { headers?: Record<string, string>; method?: string; tls?: https.RequestOptions } = {},
-): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const request = (options.tls ? https : http).request({
-      host: "127.0.0.1",
-      port,
-      path,
-      method: options.method ?? "GET",
-      headers: options.headers ?? {},
-      agent: false,
-      ...(options.tls ?? {}),
-    }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on("data", (c: Buffer) => chunks.push(c));
-      res.on("error", reject);
-      res.on("end", () =>
-        resolve({
-          status: res.statusCode ?? 0,
-          headers: res.headers,
-          text: Buffer.concat(chunks).toString(),
-        }));
-    });
-    request.on("error", reject);
-    request.end();
-  });
-}
-
-interface Fixture {
-  dir: string;
-  engine: ModuleEngine;
-  registry: Registry;
-}
-
-async function fixture(): Promise<Fixture> {
-  const dir = await Deno.makeTempDir({ prefix: "expexp-server-" });
-  await Deno.writeTextFile(`${dir}/up.prom`, "# TYPE up gauge\nup 1\n");
-  const config = parseConfig(
-    `
-modules:
-  cron:
-    method: file
-    file:
-      path: ${dir}/up.prom
-  node:
-    method: http
-    http:
-      port: 9100
-      headers:
-        x-api-key: header-secret
-      basic_auth_username: admin
-      basic_auth_password: password-secret
-      path: /metrics?token=query-secret
-  script:
-    method: exec
-    exec:
-      command: /bin/echo
-      args: ["--password=arg-secret"]
-      env:
-        API_TOKEN: env-secret
-`,
-    "expexp.yaml",
-  );
-  const registry = new Registry();
-  const engine = createModuleEngine({
-    config: await prepareConfig(config),
-    metrics: createModuleMetrics(registry),
-    logger: createNullLogger(),
-  });
-  return { dir, engine, registry };
-}
-
-async function withServer(
-  options: Partial<ExporterServerOptions>,
-  fn: (server: ExporterServer, fixture: Fixture) => Promise<void>,
-): Promise<void> {
-  const f = await fixture();
-  const server = await startExporterServer({
-    engine: f.engine,
-    metrics: async () => ({
-      contentType: f.registry.contentType,
-      body: await f.registry.metrics(),
-    }),
-    logger: createNullLogger(),
-    address: { hostname: "127.0.0.1", port: 0 },
-    ...options,
-  });
-  try {
-    await fn(server, f);
-  } finally {
-    await server.close();
-    await Deno.remove(f.dir, { recursive: true });
-  }
-}
+import { get, withServer } from "./exporter_server_testing.ts";
 
 Deno.test("exporter server: /, /proxy, /metrics, /-/healthy and bad requests", async () => {
   await withServer({}, async (server) => {
@@ -225,118 +120,6 @@ Deno.test("exporter server: POST /-/reload with --web.enable-lifecycle", async (
     assert.equal(bad.status, 500);
     assert.match(bad.text, /the old configuration stays: x\.yaml:3: bad/);
   });
-});
-
-let ca: TestCa | null = null;
-let certDir = "";
-async function certificates(): Promise<TestCa> {
-  if (ca) return ca;
-  certDir = await Deno.makeTempDir({ prefix: "expexp-certs-" });
-  ca = await createTestCa(certDir);
-  return ca;
-}
-
-Deno.test({
-  name: "exporter server: TLS listener with client certificates and --web.tls.certmatch",
-  ignore: OPENSSL_MISSING !== null,
-  async fn() {
-    const authority = await certificates();
-    const server = await authority.issue("server", {
-      cn: "localhost",
-      sans: ["DNS:localhost", "IP:127.0.0.1"],
-      usage: "server",
-    });
-    const prometheus = await authority.issue("prometheus", {
-      cn: "prometheus",
-      sans: ["DNS:prometheus.example"],
-      usage: "client",
-    });
-    const intruder = await authority.issue("intruder", { cn: "intruder", usage: "client" });
-    const foreignCa = await createTestCa(certDir, "foreign");
-    const foreign = await foreignCa.issue("foreign-client", { cn: "prometheus", usage: "client" });
-    const tlsFlags = {
-      certFile: server.certFile,
-      keyFile: server.keyFile,
-      caFile: authority.certFile,
-      verify: true,
-      certMatch: /^prometheus(\.example)?$/,
-    };
-    await withServer(
-      { address: null, tlsAddress: { hostname: "127.0.0.1", port: 0 }, tls: tlsFlags },
-      async (listener) => {
-        const port = listener.tlsAddress!.port;
-        const as = (pair: { cert: string; key: string } | null): https.RequestOptions => ({
-          ca: authority.cert,
-          servername: "localhost",
-          ...(pair ? { cert: pair.cert, key: pair.key } : {}),
-        });
-        const ok = await get(port, "/proxy?module=cron", { tls: as(prometheus) });
-        assert.equal(ok.status, 200);
-        assert.match(ok.text, /up 1/);
-
-        const wrongName = await get(port, "/proxy?module=cron", { tls: as(intruder) });
-        assert.equal(wrongName.status, 403);
-        assert.match(
-          wrongName.text,
-          /client certificate \(intruder\) does not match --web\.tls\.certmatch/,
-        );
-
-        await assert.rejects(get(port, "/proxy?module=cron", { tls: as(null) }));
-        await assert.rejects(get(port, "/proxy?module=cron", { tls: as(foreign) }));
-      },
-    );
-  },
-});
-
-Deno.test({
-  name: "exporter server: --web.config.file TLS and basic_auth_users on --web.listen-address",
-  ignore: OPENSSL_MISSING !== null,
-  async fn() {
-    const authority = await certificates();
-    const server = await authority.issue("server-web", {
-      cn: "localhost",
-      sans: ["DNS:localhost", "IP:127.0.0.1"],
-      usage: "server",
-    });
-    const web = parseWebConfig(
-      `tls_server_config:\n  cert_file: ${server.certFile}\n  key_file: ${server.keyFile}\nbasic_auth_users:\n  prometheus: ${
-        bcrypt.hashSync("pw", 4)
-      }\n`,
-      `${certDir}/web.yml`,
-    );
-    await withServer({ webConfig: web }, async (listener) => {
-      const port = listener.address!.port;
-      const tls = { ca: authority.cert, servername: "localhost" };
-      const anonymous = await get(port, "/proxy?module=cron", { tls });
-      assert.equal(anonymous.status, 401);
-      assert.match(String(anonymous.headers["www-authenticate"]), /^Basic/);
-      const auth = `Basic ${Buffer.from("prometheus:pw").toString("base64")}`;
-      const ok = await get(port, "/proxy?module=cron", { tls, headers: { authorization: auth } });
-      assert.equal(ok.status, 200);
-      // Plain HTTP to a TLS port: Go's readable 400, not TLS alert bytes.
-      const plain = await get(port, "/");
-      assert.equal(plain.status, 400);
-      assert.equal(plain.text, "Client sent an HTTP request to an HTTPS server.\n");
-      // The TLS connections carry the scraper's address, not the loopback hop's.
-      const allowList = createAllowList([parseCidr("10.0.0.0/8")]);
-      await withServer({ webConfig: web, allowList }, async (fenced) => {
-        const refused = await get(fenced.address!.port, "/", {
-          tls,
-          headers: { authorization: auth },
-        });
-        assert.equal(refused.status, 403);
-        assert.match(refused.text, /127\.0\.0\.1 is not in --allow\.net/);
-      });
-    });
-  },
-});
-
-Deno.test({
-  name: "exporter server: certificate cleanup",
-  ignore: OPENSSL_MISSING !== null,
-  async fn() {
-    if (certDir) await Deno.remove(certDir, { recursive: true });
-  },
 });
 
 /** Opens a raw connection; resolves with what the server sent until it closed. */

@@ -10,6 +10,7 @@
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 import type { Logger } from "../lib/logger.ts";
+import { errorMessage } from "../lib/error_message.ts";
 
 /** A request handler that may throw or reject. */
 export type GuardedHandler = (req: IncomingMessage, res: ServerResponse) => unknown;
@@ -32,7 +33,7 @@ export function guardHandler(
     const fail = (error: unknown) => {
       logger.error("Request failed", {
         path: req.url,
-        err: (error as Error)?.message ?? String(error),
+        err: errorMessage(error),
       });
       if (res.headersSent || res.destroyed) {
         res.destroy();

@@ -5,123 +5,29 @@
  * @module
  */
 
-import { formatAddress, type ListenAddress, parseListenAddress } from "../lib/address.ts";
-import { FlagError, type FlagSpec, type FlagValues, formatHelp, parseFlags } from "../lib/flags.ts";
-import { createLogger, LOG_FLAGS, type LogFormat, type LogLevel } from "../lib/logger.ts";
+import { formatAddress } from "../lib/address.ts";
+import { FlagError, formatHelp, parseFlags } from "../lib/flags.ts";
+import { createLogger } from "../lib/logger.ts";
 import { installLastResort, raiseForTest } from "../lib/last_resort.ts";
 import { Counter } from "prom-client";
 import { VERSION, versionText } from "../lib/version.ts";
 import { ConfigError as WebConfigError } from "../lib/web_config_error.ts";
 import { createShutdownSignals } from "../lib/signals.ts";
 import { type Agent, startAgent } from "./agent.ts";
-import { clientMode, COMPAT_FLAGS, flagsFor, startedAs, usageFor } from "./compat.ts";
+import { clientMode, flagsFor, startedAs, usageFor } from "./compat.ts";
 import { detectFqdn } from "./fqdn.ts";
 import { createClientMetrics } from "./metrics.ts";
-import { ConfigError as ModuleConfigError } from "./modules/config_error.ts";
+import { ConfigError as ModuleConfigError } from "./modules/config/types.ts";
 import {
-  MODULE_FLAGS,
   type Modules,
   type ModuleSettings,
   readModuleSettings,
   startModules,
-  wantsDirectListener,
 } from "./modules/cli.ts";
 import { parseProxyUrl } from "./proxy_url.ts";
-import { fqdnProblem, labelsProblem } from "../proxy/identity.ts";
-import { readSecuritySettings, SECURITY_FLAGS, type SecuritySettings } from "./security_flags.ts";
-
-/** Every flag of the client, with its default. */
-export const CLIENT_FLAGS: readonly FlagSpec[] = [
-  {
-    name: "proxy-url",
-    type: "string",
-    repeatable: true,
-    help:
-      "Push proxy to talk to (required), e.g. http://proxy:8080/; repeat it to keep a stream to each of several proxies.",
-  },
-  {
-    name: "fqdn",
-    type: "string",
-    help: "FQDN to register with; scrapes must name this host (default: this host's FQDN).",
-  },
-  {
-    name: "label",
-    type: "string",
-    repeatable: true,
-    help: "A label NAME=VALUE published with this target in /clients.",
-  },
-  {
-    name: "tls.cacert",
-    type: "string",
-    help: "CA certificate file to verify the proxy against.",
-  },
-  {
-    name: "tls.cert",
-    type: "string",
-    help: "Client certificate file for the connection to the proxy.",
-  },
-  { name: "tls.key", type: "string", help: "Private key file for --tls.cert." },
-  {
-    name: "metrics-addr",
-    type: "string",
-    default: ":9369",
-    help: "Serve Prometheus metrics at this address; empty disables.",
-  },
-  {
-    name: "proxy.retry.initial-wait",
-    type: "duration",
-    default: "1s",
-    help: "Amount of time to wait after proxy failure.",
-  },
-  {
-    name: "proxy.retry.max-wait",
-    type: "duration",
-    default: "5s",
-    help: "Maximum amount of time to wait between proxy poll retries.",
-  },
-  {
-    name: "proxy.resolve-interval",
-    type: "duration",
-    default: "30s",
-    help:
-      "How often proxy host names are resolved again; a name with several addresses (headless Service) gets a stream per address. 0: connect by name only.",
-  },
-  ...LOG_FLAGS,
-  ...COMPAT_FLAGS,
-  ...MODULE_FLAGS,
-  ...SECURITY_FLAGS,
-];
-
-function parseLabels(list: readonly string[]): Record<string, string> {
-  const labels: Record<string, string> = {};
-  for (const item of list) {
-    const eq = item.indexOf("=");
-    if (eq <= 0) throw new FlagError(`--label "${item}": expected NAME=VALUE`);
-    labels[item.slice(0, eq)] = item.slice(eq + 1);
-  }
-  // The proxy would refuse them at every registration, forever.
-  const problem = labelsProblem(labels);
-  if (problem !== null) {
-    throw new FlagError(
-      `--label: ${problem} (letters, digits and _, not starting with a digit or __)`,
-    );
-  }
-  return labels;
-}
-
-async function readOptional(
-  path: string | undefined,
-  flag: string,
-): Promise<string | undefined> {
-  if (!path) return undefined;
-  try {
-    return await Deno.readTextFile(path);
-  } catch (error) {
-    throw new FlagError(
-      `--${flag}: cannot read ${path}: ${(error as Error).message}`,
-    );
-  }
-}
+import { fqdnProblem } from "../proxy/identity.ts";
+import { readSecuritySettings, type SecuritySettings } from "./security_flags.ts";
+import { type AgentSettings, CLIENT_FLAGS, readTlsFiles, toAgentOptions } from "./settings.ts";
 
 /**
  * Runs the client until SIGINT or SIGTERM.
@@ -137,15 +43,13 @@ export async function main(
 ): Promise<number> {
   const mode = clientMode(args, names);
   const program = mode === "exporter_exporter" ? "exporter_exporter" : "pushprox-client";
-  let flags: FlagValues;
-  let labels: Record<string, string>;
-  let metricsAddress: ListenAddress | null = null;
+  let settings: AgentSettings;
   let tls: { ca?: string; cert?: string; key?: string };
   let moduleSettings: ModuleSettings;
   let security: SecuritySettings;
   try {
     const specs = flagsFor(mode, CLIENT_FLAGS);
-    flags = parseFlags(specs, args);
+    const flags = parseFlags(specs, args);
     if (flags.help) {
       console.log(formatHelp(usageFor(mode), specs));
       return 0;
@@ -154,39 +58,8 @@ export async function main(
       console.log(versionText(program));
       return 0;
     }
-    const proxyUrls = flags["proxy-url"] as string[];
-    if (proxyUrls.length === 0 && !wantsDirectListener(flags)) {
-      throw new FlagError(
-        "--proxy-url is required (or --web.listen-address to serve modules only directly)",
-      );
-    }
-    for (const url of proxyUrls) parseProxyUrl(url);
-    labels = parseLabels(flags["label"] as string[]);
-    const fqdnFlag = flags["fqdn"] as string | undefined;
-    const fqdnError = fqdnFlag ? fqdnProblem(fqdnFlag) : null;
-    if (fqdnError !== null) throw new FlagError(`--fqdn: ${fqdnError}`);
-    const metricsText = flags["metrics-addr"] as string;
-    if (metricsText !== "") metricsAddress = parseListenAddress(metricsText);
-    if (Boolean(flags["tls.cert"]) !== Boolean(flags["tls.key"])) {
-      throw new FlagError("--tls.cert and --tls.key go together");
-    }
-    const ca = await readOptional(
-      flags["tls.cacert"] as string | undefined,
-      "tls.cacert",
-    );
-    const cert = await readOptional(
-      flags["tls.cert"] as string | undefined,
-      "tls.cert",
-    );
-    const key = await readOptional(
-      flags["tls.key"] as string | undefined,
-      "tls.key",
-    );
-    tls = {
-      ...(ca ? { ca } : {}),
-      ...(cert ? { cert } : {}),
-      ...(key ? { key } : {}),
-    };
+    settings = toAgentOptions(flags);
+    tls = await readTlsFiles(settings.tlsFiles);
     moduleSettings = await readModuleSettings(flags);
     security = readSecuritySettings(flags);
   } catch (error) {
@@ -202,17 +75,14 @@ export async function main(
     return 2;
   }
 
-  const logger = createLogger({
-    level: flags["log.level"] as LogLevel,
-    format: flags["log.json"] ? "json" : flags["log.format"] as LogFormat,
-  });
-  const fqdn = (flags["fqdn"] as string | undefined) || await detectFqdn();
+  const logger = createLogger(settings.log);
+  const fqdn = settings.fqdn ?? await detectFqdn();
   const detectedProblem = fqdnProblem(fqdn);
   if (detectedProblem !== null) {
     console.error(`${program}: the detected ${detectedProblem}; set --fqdn`);
     return 2;
   }
-  const proxyUrls = (flags["proxy-url"] as string[]).filter((url) => url !== "");
+  const proxyUrls = settings.proxyUrls;
   const metrics = createClientMetrics({ defaultMetrics: true });
   const uncaught = new Counter({
     name: "pushprox_client_uncaught_errors_total",
@@ -248,14 +118,14 @@ export async function main(
     try {
       agent = await startAgent({
         proxyUrls,
-        resolveIntervalMs: flags["proxy.resolve-interval"] as number,
+        resolveIntervalMs: settings.resolveIntervalMs,
         fqdn,
-        labels,
+        labels: settings.labels,
         logger,
         proxyTls: tls,
-        metricsAddress,
-        retryInitialMs: flags["proxy.retry.initial-wait"] as number,
-        retryMaxMs: flags["proxy.retry.max-wait"] as number,
+        metricsAddress: settings.metricsAddress,
+        retryInitialMs: settings.retryInitialMs,
+        retryMaxMs: settings.retryMaxMs,
         metrics,
         modules: modules.announced,
         modulesOnly: moduleSettings.configured && !moduleSettings.allowRawScrapes,

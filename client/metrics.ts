@@ -1,10 +1,13 @@
 /**
- * The client's metrics, with upstream PushProx's `pushprox_client_*` names.
+ * The client's metrics, with upstream PushProx's `pushprox_client_*` names,
+ * and the `--metrics-addr` listener's routes.
  *
  * @module
  */
 
+import type { IncomingMessage, ServerResponse } from "node:http";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { methodNotAllowed, type Readiness, serveHealth } from "../lib/health.ts";
 import {
   registerBuildInfo,
   registerDefaultMetrics,
@@ -79,4 +82,49 @@ export function createClientMetrics(
     }),
   };
   return metrics;
+}
+
+/** Options for {@linkcode createMetricsHandler}. */
+export interface MetricsHandlerOptions {
+  /** Served on `/metrics`. */
+  readonly registry: Registry;
+  /** Answers `/-/ready`. */
+  readonly ready: () => Readiness;
+}
+
+/** The paths of the `--metrics-addr` listener; others get 404. */
+export const METRICS_LISTENER_PATHS: readonly string[] = ["/metrics", "/-/healthy", "/-/ready"];
+
+/**
+ * The `--metrics-addr` listener's requests: `/metrics`, `/-/healthy` and
+ * `/-/ready` (lib/health.ts), GET and HEAD; 404 on other paths.
+ *
+ * @param options The registry and the readiness.
+ * @returns A node:http request handler.
+ */
+export function createMetricsHandler(
+  options: MetricsHandlerOptions,
+): (req: IncomingMessage, res: ServerResponse) => Promise<void> | void {
+  const health = { healthy: "Healthy\n", ready: options.ready };
+  return function serveMetricsListener(req, res) {
+    const path = (req.url ?? "/").split("?", 1)[0]!;
+    if (serveHealth(health, req, res, path) !== null) return;
+    const text = { "content-type": "text/plain; charset=utf-8" };
+    if (path !== "/metrics") {
+      res.writeHead(404, text).end(
+        `Not found: ${path} (try ${METRICS_LISTENER_PATHS.join(", ")})\n`,
+      );
+      return;
+    }
+    const method = req.method ?? "GET";
+    if (method !== "GET" && method !== "HEAD") {
+      const answer = methodNotAllowed(method, path);
+      res.writeHead(answer.status, answer.headers).end(answer.body);
+      return;
+    }
+    return options.registry.metrics().then((body) => {
+      res.writeHead(200, { "content-type": options.registry.contentType })
+        .end(method === "HEAD" ? undefined : body);
+    });
+  };
 }

@@ -12,7 +12,7 @@
 import type { HeaderField } from "../lib/headers.ts";
 import { Http1Pool, type Http1Response } from "./http1.ts";
 import { markOwned } from "./owned_chunks.ts";
-import type { ScrapeTransport, TargetResponse } from "./scrape_transport.ts";
+import type { ClosableScrapeTransport, TargetResponse } from "./scrape_types.ts";
 
 /** Options for {@linkcode createNativeScrapeTransport}. */
 export interface NativeScrapeOptions {
@@ -26,8 +26,7 @@ export interface NativeScrapeOptions {
   dial?: (hostname: string, port: number) => Promise<Deno.Conn>;
 }
 
-/** A transport with a connection pool to close. */
-export type ClosableScrapeTransport = ScrapeTransport & { close(): void };
+export type { ClosableScrapeTransport } from "./scrape_types.ts";
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;

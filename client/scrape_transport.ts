@@ -9,22 +9,11 @@
 
 import http from "node:http";
 import https from "node:https";
-import type { HeaderField } from "../lib/headers.ts";
 import { rawHeaderPairs } from "../lib/headers.ts";
-import { type ClosableScrapeTransport, createNativeScrapeTransport } from "./native_scrape.ts";
+import { createNativeScrapeTransport } from "./native_scrape.ts";
+import type { ClosableScrapeTransport, ScrapeTransport } from "./scrape_types.ts";
 
-/** A target's response, body not yet read. */
-export interface TargetResponse {
-  status: number;
-  /** Header fields in arrival order. */
-  headers: [string, string][];
-  /**
-   * The body as it arrives, bytes as the target sent them (not decoded, so
-   * that Content-Length and Content-Encoding stay true); stops with an error
-   * when the signal aborts.
-   */
-  body: AsyncIterable<Uint8Array>;
-}
+export type { ScrapeTransport, TargetResponse } from "./scrape_types.ts";
 
 /** TLS settings for https targets. */
 export interface TargetTlsOptions {
@@ -37,16 +26,6 @@ export interface TargetTlsOptions {
   /** Skip certificate verification. */
   insecureSkipVerify?: boolean;
 }
-
-/** Sends one request to a target. Injected so tests can replace it. */
-export type ScrapeTransport = (
-  url: URL,
-  init: {
-    method: string;
-    headers: readonly HeaderField[];
-    signal: AbortSignal;
-  },
-) => Promise<TargetResponse>;
 
 /** Options for {@linkcode createScrapeTransport}. */
 export interface ScrapeTransportOptions {

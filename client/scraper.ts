@@ -7,25 +7,15 @@
 
 import { declaredLength, forwardableHeaders, type HeaderField } from "../lib/headers.ts";
 import { hostKey } from "../lib/host.ts";
-import type { ModuleScrapeHandler } from "./modules/scrape_route.ts";
-import type { ScrapeTransport } from "./scrape_transport.ts";
+import type {
+  ModuleScrapeHandler,
+  ScrapeJob,
+  ScrapeOutcome,
+  ScrapeTransport,
+} from "./scrape_types.ts";
+import { errorMessage } from "../lib/error_message.ts";
 
-/** A scrape to perform, as the proxy sent it. */
-export interface ScrapeJob {
-  id: string;
-  method: string;
-  url: string;
-  headers: readonly HeaderField[];
-}
-
-/** How a scrape went. */
-export interface ScrapeOutcome {
-  status: number;
-  headers: HeaderField[];
-  /** Empty on success; otherwise the reason, and `body` is null. */
-  error: string;
-  body: AsyncIterable<Uint8Array> | null;
-}
+export type { ScrapeJob, ScrapeOutcome } from "./scrape_types.ts";
 
 /** Performs scrapes for one client. */
 export interface Scraper {
@@ -201,7 +191,7 @@ export function createScraper(options: ScraperOptions): Scraper {
         try {
           token = (await options.readToken()).trim();
         } catch (error) {
-          return failure(500, `cannot read token from token-path: ${(error as Error).message}`);
+          return failure(500, `cannot read token from token-path: ${errorMessage(error)}`);
         }
         headers = headers.filter((h) => h.name !== "authorization");
         headers.push({ name: "authorization", value: `Bearer ${token}` });
@@ -227,7 +217,7 @@ export function createScraper(options: ScraperOptions): Scraper {
         }
         return failure(
           502,
-          `target did not answer: ${(error as Error)?.message ?? error}`,
+          `target did not answer: ${errorMessage(error)}`,
         );
       }
     },

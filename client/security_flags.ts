@@ -11,9 +11,10 @@ import type { Transport } from "@connectrpc/connect";
 import { FlagError, type FlagSpec, type FlagValues } from "../lib/flags.ts";
 import type { ScrapePolicy } from "./scraper.ts";
 import type { TargetTlsOptions } from "./scrape_transport.ts";
+import { errorMessage } from "../lib/error_message.ts";
 
 /** The flags, for the client's flag table. */
-export const SECURITY_FLAGS: readonly FlagSpec[] = [
+export const SECURITY_FLAGS = [
   {
     name: "auth.token-file",
     type: "string",
@@ -71,7 +72,15 @@ export const SECURITY_FLAGS: readonly FlagSpec[] = [
     default: "false",
     help: "Do not verify https targets' certificates (never affects the connection to the proxy).",
   },
-];
+] as const satisfies readonly FlagSpec[];
+
+/**
+ * What {@linkcode readSecuritySettings} reads: the security flags, and
+ * `--proxy-url` from the client's table when there.
+ */
+export type SecurityFlagValues = FlagValues<typeof SECURITY_FLAGS> & {
+  readonly "proxy-url"?: readonly string[];
+};
 
 /** What the flags say. */
 export interface SecuritySettings {
@@ -99,7 +108,7 @@ export function readTokenFile(path: string, flag: string): string {
   try {
     token = Deno.readTextFileSync(path).trim();
   } catch (error) {
-    throw new FlagError(`--${flag}: cannot read ${path}: ${(error as Error).message}`);
+    throw new FlagError(`--${flag}: cannot read ${path}: ${errorMessage(error)}`);
   }
   if (token.length < MIN_TOKEN_LENGTH || /\s/.test(token)) {
     throw new FlagError(
@@ -113,7 +122,7 @@ function readPem(path: string, flag: string): string {
   try {
     return Deno.readTextFileSync(path);
   } catch (error) {
-    throw new FlagError(`--${flag}: cannot read ${path}: ${(error as Error).message}`);
+    throw new FlagError(`--${flag}: cannot read ${path}: ${errorMessage(error)}`);
   }
 }
 
@@ -124,8 +133,8 @@ function readPem(path: string, flag: string): string {
  * @returns The settings.
  * @throws {FlagError} Naming the flag that is wrong.
  */
-export function readSecuritySettings(flags: FlagValues): SecuritySettings {
-  const portTexts = (flags["allow-port"] as string[] | undefined) ?? [];
+export function readSecuritySettings(flags: SecurityFlagValues): SecuritySettings {
+  const portTexts = flags["allow-port"];
   let allowPorts: number[] | null = null;
   if (portTexts.length > 0 && !portTexts.includes("*")) {
     allowPorts = portTexts.map((text) => {
@@ -136,23 +145,23 @@ export function readSecuritySettings(flags: FlagValues): SecuritySettings {
       return port;
     });
   }
-  const pathTexts = (flags["allow-path"] as string[] | undefined) ?? [];
+  const pathTexts = flags["allow-path"];
   for (const path of pathTexts) {
     if (!path.startsWith("/")) throw new FlagError(`--allow-path: "${path}" must start with /`);
   }
-  const useLocalhost = flags["use-localhost"] === true;
+  const useLocalhost = flags["use-localhost"];
   if (useLocalhost && allowPorts === null) {
     throw new FlagError(
       "--use-localhost needs --allow-port: a client scraping 127.0.0.1 must restrict the ports",
     );
   }
 
-  const tokenPath = (flags["token-path"] as string | undefined) ?? "";
+  const tokenPath = flags["token-path"];
   const readTargetToken = tokenPath === "" ? null : async () => await Deno.readTextFile(tokenPath);
 
-  const ca = (flags["target.tls.ca"] as string | undefined) ?? "";
-  const cert = (flags["target.tls.cert"] as string | undefined) ?? "";
-  const key = (flags["target.tls.key"] as string | undefined) ?? "";
+  const ca = flags["target.tls.ca"];
+  const cert = flags["target.tls.cert"];
+  const key = flags["target.tls.key"];
   if ((cert === "") !== (key === "")) {
     throw new FlagError("--target.tls.cert and --target.tls.key go together");
   }
@@ -161,14 +170,14 @@ export function readSecuritySettings(flags: FlagValues): SecuritySettings {
     ...(cert
       ? { cert: readPem(cert, "target.tls.cert"), key: readPem(key, "target.tls.key") }
       : {}),
-    insecureSkipVerify: flags["target.insecure-skip-verify"] === true,
+    insecureSkipVerify: flags["target.insecure-skip-verify"],
   };
 
-  const tokenFile = (flags["auth.token-file"] as string | undefined) ?? "";
+  const tokenFile = flags["auth.token-file"];
   let proxyAuthorization: (() => string) | null = null;
   if (tokenFile !== "") {
-    const proxyUrl = (flags["proxy-url"] as string | undefined) ?? "";
-    if (/^[a-z]+:\/\/[^/]*@/i.test(proxyUrl)) {
+    const proxyUrls = flags["proxy-url"] ?? [];
+    if (proxyUrls.some((url) => /^[a-z]+:\/\/[^/]*@/i.test(url))) {
       throw new FlagError(
         "--auth.token-file and user:password in --proxy-url both set Authorization; use one",
       );

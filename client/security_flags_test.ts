@@ -62,7 +62,16 @@ Deno.test("--auth.token-file: short tokens are refused, the file is re-read per 
       () =>
         readSecuritySettings({
           ...flags(`--auth.token-file=${dir}/token`),
-          "proxy-url": "https://u:p@proxy/",
+          "proxy-url": ["https://u:p@proxy/"],
+        }),
+      /both set Authorization/,
+    );
+    // Any of several proxies.
+    assert.throws(
+      () =>
+        readSecuritySettings({
+          ...flags(`--auth.token-file=${dir}/token`),
+          "proxy-url": ["https://proxy-a/", "https://u:p@proxy-b/"],
         }),
       /both set Authorization/,
     );

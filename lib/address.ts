@@ -6,7 +6,9 @@
 
 /** A host and port to listen on; an empty hostname means all interfaces. */
 export interface ListenAddress {
+  /** Host name or IP address; "" for all interfaces. */
   hostname: string;
+  /** Port; 0 picks a free one. */
   port: number;
 }
 

@@ -14,7 +14,9 @@ import bcrypt from "bcryptjs";
 
 /** Credentials from an `Authorization` or `Proxy-Authorization` header. */
 export interface BasicCredentials {
+  /** The user name, before the first colon. */
   user: string;
+  /** The password, after it. */
   password: string;
 }
 

@@ -9,14 +9,19 @@ import bcrypt from "bcryptjs";
 
 /** A check asked for. */
 export interface BcryptJob {
+  /** Matches the answer to the job. */
   id: number;
+  /** The password given. */
   password: string;
+  /** The bcrypt hash to check it against. */
   hash: string;
 }
 
 /** Its answer. */
 export interface BcryptAnswer {
+  /** The job's id. */
   id: number;
+  /** True when the password matches the hash. */
   ok: boolean;
 }
 

@@ -165,6 +165,7 @@ export interface KeepAcceptingOptions {
   intervalMs?: number;
   /** How long a probe connection may wait to be accepted. @default {min(5000, 2 * intervalMs)} */
   acceptTimeoutMs?: number;
+  /** Logs restarts. */
   logger?: Logger;
   /** Called when the listener was restarted. */
   onRestart?: () => void;

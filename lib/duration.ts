@@ -5,42 +5,88 @@
  * @module
  */
 
-const UNIT_MS: Record<string, number> = {
-  ns: 1e-6,
-  us: 1e-3,
-  "µs": 1e-3,
-  ms: 1,
-  s: 1000,
-  m: 60_000,
-  h: 3_600_000,
+const PART_REGEXP = /(\d*)(?:\.(\d*))?(ns|us|\u00b5s|\u03bcs|ms|s|m|h)/y;
+const NS_PER_UNIT: Readonly<Record<string, number>> = {
+  ns: 1,
+  us: 1e3,
+  "\u00b5s": 1e3, // micro sign
+  "\u03bcs": 1e3, // Greek mu
+  ms: 1e6,
+  s: 1e9,
+  m: 60e9,
+  h: 3600e9,
 };
-
-const PART_REGEXP = /^(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)/;
+/** Go's time.Duration is an int64 of nanoseconds. */
+const MAX_DURATION_NS = 9223372036854775807;
 
 /**
- * Parses a Go duration string into milliseconds.
+ * Parses a duration exactly as Go's `time.ParseDuration` does: an optional
+ * sign, then one or more decimal numbers each with a unit (`ns`, `us`, `µs`,
+ * `μs`, `ms`, `s`, `m`, `h`), as in "300ms", "-1.5h", "2h45m", ".5s" or
+ * "5.s"; "0" alone needs no unit. No spaces anywhere, and nothing beyond
+ * Go's int64 nanoseconds (about 292 years).
+ *
+ * @example Reading Go durations
+ * ```ts
+ * import { parseGoDuration } from "./duration.ts";
+ * parseGoDuration("1m30s"); // 90000
+ * parseGoDuration("-250us"); // -0.25
+ * parseGoDuration("15"); // undefined: no unit
+ * ```
+ *
+ * @param text The duration.
+ * @returns Milliseconds (negative for a negative duration, fractional below
+ * 1 ms), or `undefined` when Go would refuse the text.
+ */
+export function parseGoDuration(text: string): number | undefined {
+  let rest = text;
+  let sign = 1;
+  if (rest.startsWith("-") || rest.startsWith("+")) {
+    if (rest[0] === "-") sign = -1;
+    rest = rest.slice(1);
+  }
+  if (rest === "0") return 0;
+  if (rest === "") return undefined;
+  let ns = 0;
+  let at = 0;
+  while (at < rest.length) {
+    PART_REGEXP.lastIndex = at;
+    const match = PART_REGEXP.exec(rest);
+    if (match === null) return undefined;
+    const whole = match[1] ?? "";
+    const fraction = match[2];
+    if (whole === "" && (fraction === undefined || fraction === "")) {
+      return undefined;
+    }
+    const number = Number(`${whole || "0"}.${fraction || "0"}`);
+    ns += number * NS_PER_UNIT[match[3]!]!;
+    at = PART_REGEXP.lastIndex;
+  }
+  if (ns > MAX_DURATION_NS) return undefined;
+  return ns === 0 ? 0 : (sign * ns) / 1e6;
+}
+
+/**
+ * Parses a Go duration that must not be negative, such as a flag's value,
+ * into milliseconds. The grammar is {@linkcode parseGoDuration}'s.
  *
  * @param text A duration such as "15s", "1m30s" or "0".
  * @returns The duration in milliseconds.
- * @throws {SyntaxError} When the text is not a duration.
+ * @throws {SyntaxError} When the text is not a Go duration.
+ * @throws {RangeError} When the duration is negative.
  */
 export function parseDuration(text: string): number {
-  const input = text.trim();
-  if (input === "0") return 0;
-  if (input === "") throw new SyntaxError("Cannot parse duration: empty");
-  let rest = input;
-  let total = 0;
-  while (rest.length > 0) {
-    const match = PART_REGEXP.exec(rest);
-    if (match === null) {
-      throw new SyntaxError(
-        `Cannot parse duration "${text}": expected a number and a unit (ms, s, m, h)`,
-      );
-    }
-    total += Number(match[1]) * UNIT_MS[match[2]!]!;
-    rest = rest.slice(match[0].length);
+  if (text === "") throw new SyntaxError("Cannot parse duration: empty");
+  const ms = parseGoDuration(text);
+  if (ms === undefined) {
+    throw new SyntaxError(
+      `Cannot parse duration "${text}": expected a number and a unit (ms, s, m, h)`,
+    );
   }
-  return total;
+  if (ms < 0) {
+    throw new RangeError(`Cannot use duration "${text}": must not be negative`);
+  }
+  return ms;
 }
 
 /**

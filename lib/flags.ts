@@ -7,33 +7,62 @@
 
 import { parseArgs } from "node:util";
 import { parseDuration } from "./duration.ts";
+import { errorMessage } from "./error_message.ts";
 
-/** One flag's declaration. */
+/** How a flag's value is read. */
+export type FlagType = "string" | "duration" | "boolean" | "integer";
+
+/**
+ * One flag's declaration. Declare a program's table `as const satisfies
+ * readonly FlagSpec[]` so that {@linkcode parseFlags} knows each flag's name
+ * and value type ({@linkcode FlagValues}).
+ */
 export interface FlagSpec {
   /** The flag's name without dashes, e.g. "web.listen-address". */
-  name: string;
+  readonly name: string;
   /** How the value is read. Durations become milliseconds. */
-  type: "string" | "duration" | "boolean" | "integer";
+  readonly type: FlagType;
   /** One line of help. */
-  help: string;
+  readonly help: string;
   /** The default, as a user would type it; omitted means none. */
-  default?: string;
+  readonly default?: string;
   /** The flag may be given several times; the value is a list. */
-  repeatable?: boolean;
+  readonly repeatable?: boolean;
   /** Accepted values, checked after parsing. */
-  choices?: readonly string[];
+  readonly choices?: readonly string[];
   /**
    * Other accepted spellings of values and the value each stands for, e.g.
    * `{ warning: "warn" }` (logrus' level names); listed in `--help`.
    */
-  valueAliases?: Readonly<Record<string, string>>;
+  readonly valueAliases?: Readonly<Record<string, string>>;
 }
 
-/** Parsed values keyed by flag name. */
-export type FlagValues = Record<
-  string,
-  string | number | boolean | string[] | undefined
->;
+/** The value of a flag without `repeatable`, before a default applies. */
+export type FlagScalarValue<S extends FlagSpec> = S["type"] extends "duration" | "integer" ? number
+  : S extends { readonly choices: readonly (infer C)[] } ? C
+  : string;
+
+/**
+ * The parsed value of one flag: a list when repeatable, a boolean for
+ * booleans, milliseconds for durations, a number for integers, one of the
+ * choices or a string otherwise; `undefined` when the flag has no default
+ * and was not given.
+ */
+export type FlagValue<S extends FlagSpec> =
+  // A table typed only as FlagSpec[] says nothing about its flags.
+  string extends S["name"] ? string | number | boolean | string[] | undefined
+    : S extends { readonly repeatable: true } ? string[]
+    : S["type"] extends "boolean" ? boolean
+    : S extends { readonly default: string } ? FlagScalarValue<S>
+    : FlagScalarValue<S> | undefined;
+
+/**
+ * Parsed values keyed by flag name, typed from the table: a flag that is not
+ * in the table is a type error. `help` and `version` are always there.
+ */
+export type FlagValues<Specs extends readonly FlagSpec[] = readonly FlagSpec[]> =
+  & { readonly [S in Specs[number] as S["name"]]: FlagValue<S> }
+  & { readonly help: boolean; readonly version: boolean };
 
 /** Thrown for bad command lines; the message is meant for the user. */
 export class FlagError extends Error {
@@ -50,15 +79,28 @@ export class FlagError extends Error {
  * "help" and "version". Long flags take one dash or two alike (kingpin and
  * Go's flag package): `-web.listen-address=:9999` is `--web.listen-address=:9999`.
  *
+ * @example Typed values from a table declared `as const`
+ * ```ts
+ * import { type FlagSpec, parseFlags } from "./flags.ts";
+ *
+ * const FLAGS = [
+ *   { name: "web.listen-address", type: "string", default: ":8080", help: "Listen here." },
+ *   { name: "scrape.max-timeout", type: "duration", default: "5m", help: "Clamp." },
+ * ] as const satisfies readonly FlagSpec[];
+ * const flags = parseFlags(FLAGS, ["-scrape.max-timeout=30s"]);
+ * const timeoutMs: number = flags["scrape.max-timeout"];
+ * console.assert(timeoutMs === 30_000 && flags["web.listen-address"] === ":8080");
+ * ```
+ *
  * @param specs The flag table.
  * @param args The command line, without the program name.
  * @returns The values, defaults filled in.
  * @throws {FlagError} On unknown flags or bad values.
  */
-export function parseFlags(
-  specs: readonly FlagSpec[],
+export function parseFlags<const Specs extends readonly FlagSpec[]>(
+  specs: Specs,
   args: readonly string[],
-): FlagValues {
+): FlagValues<Specs> {
   const options: Record<
     string,
     { type: "string" | "boolean"; multiple?: boolean; short?: string }
@@ -82,13 +124,13 @@ export function parseFlags(
       allowPositionals: false,
     });
   } catch (error) {
-    throw new FlagError(error instanceof Error ? error.message : String(error));
+    throw new FlagError(errorMessage(error));
   }
   const raw = parsed.values as Record<
     string,
     string | boolean | string[] | undefined
   >;
-  const values: FlagValues = {
+  const values: Record<string, string | number | boolean | string[] | undefined> = {
     help: raw.help === true,
     version: raw.version === true,
   };
@@ -110,7 +152,8 @@ export function parseFlags(
     }
     values[spec.name] = convert(spec, text);
   }
-  return values;
+  // Each value was converted by its spec's type above, as FlagValue<> says.
+  return values as FlagValues<Specs>;
 }
 
 /**
@@ -189,7 +232,7 @@ function convert(
     try {
       return parseDuration(value);
     } catch (error) {
-      throw new FlagError(`--${spec.name}: ${(error as Error).message}`);
+      throw new FlagError(`--${spec.name}: ${errorMessage(error)}`);
     }
   }
   if (spec.type === "integer") {

@@ -127,3 +127,35 @@ Deno.test("parseFlags() maps value aliases and lists them in --help", () => {
   );
   assert.match(formatHelp("usage: x", specs), /aliases: warning=warn, fatal=error/);
 });
+
+Deno.test("parseFlags() types each value from a table declared as const", () => {
+  const specs = [
+    { name: "address", type: "string", help: "A.", default: ":8080" },
+    { name: "timeout", type: "duration", help: "T.", default: "5s" },
+    { name: "limit", type: "integer", help: "L." },
+    { name: "on", type: "boolean", help: "O." },
+    { name: "tag", type: "string", help: "T.", repeatable: true },
+    { name: "format", type: "string", help: "F.", default: "a", choices: ["a", "b"] },
+  ] as const satisfies readonly FlagSpec[];
+  const v = parseFlags(specs, ["--limit=3", "--tag=x", "--format=b"]);
+  const address: string = v.address;
+  const timeout: number = v.timeout;
+  const limit: number | undefined = v.limit;
+  const on: boolean = v.on;
+  const tags: string[] = v.tag;
+  const format: "a" | "b" = v.format;
+  assert.deepEqual([address, timeout, limit, on, tags, format], [
+    ":8080",
+    5000,
+    3,
+    false,
+    ["x"],
+    "b",
+  ]);
+  // A flag that is not in the table (a renamed one) does not compile.
+  // @ts-expect-error: "adress" is not a flag
+  assert.equal(v.adress, undefined);
+  // @ts-expect-error: "limit" has no default, so it may be undefined
+  const sure: number = v.limit;
+  assert.equal(sure, 3);
+});

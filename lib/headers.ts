@@ -25,7 +25,9 @@ const NOT_FORWARDED: ReadonlySet<string> = new Set([
 
 /** A header field as it travels in the protocol. */
 export interface HeaderField {
+  /** The field name, as sent. */
   name: string;
+  /** The field value. */
   value: string;
 }
 

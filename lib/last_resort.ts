@@ -11,6 +11,7 @@ import type { Logger } from "./logger.ts";
 
 /** Options for {@linkcode installLastResort}. */
 export interface LastResortOptions {
+  /** Logs each uncaught error as `Uncaught …`. */
   logger: Logger;
   /** Counts one uncaught error (`pushprox_*_uncaught_errors_total`). */
   count: () => void;

@@ -16,10 +16,15 @@ export type LogFields = Record<string, unknown>;
 
 /** A structured logger. `with` returns a child carrying extra fields. */
 export interface Logger {
+  /** Logs at level debug. */
   debug(msg: string, fields?: LogFields): void;
+  /** Logs at level info. */
   info(msg: string, fields?: LogFields): void;
+  /** Logs at level warn. */
   warn(msg: string, fields?: LogFields): void;
+  /** Logs at level error. */
   error(msg: string, fields?: LogFields): void;
+  /** A child logger that adds `fields` to every record. */
   with(fields: LogFields): Logger;
 }
 
@@ -27,7 +32,7 @@ export interface Logger {
 export interface LoggerOptions {
   /** Records below this level are dropped. @default {"info"} */
   level?: LogLevel;
-  /** @default {"logfmt"} */
+  /** How records are written. @default {"logfmt"} */
   format?: LogFormat;
   /** Where lines go. @default {writes to stderr} */
   write?: (line: string) => void;
@@ -37,12 +42,12 @@ export interface LoggerOptions {
 
 const LEVELS: readonly LogLevel[] = ["debug", "info", "warn", "error"];
 /** Valid values of `--log.level`. */
-export const LOG_LEVELS: readonly string[] = LEVELS;
+export const LOG_LEVELS: readonly LogLevel[] = LEVELS;
 /** Valid values of `--log.format`. */
-export const LOG_FORMATS: readonly string[] = ["logfmt", "json"];
+export const LOG_FORMATS: readonly LogFormat[] = ["logfmt", "json"];
 
 /** `--log.level` and `--log.format`, as every Prometheus component has them. */
-export const LOG_FLAGS: readonly FlagSpec[] = [
+export const LOG_FLAGS = [
   {
     name: "log.level",
     type: "string",
@@ -59,7 +64,7 @@ export const LOG_FLAGS: readonly FlagSpec[] = [
     choices: LOG_FORMATS,
     help: "Output format of log messages.",
   },
-];
+] as const satisfies readonly FlagSpec[];
 
 const encoder = new TextEncoder();
 function writeStderr(line: string): void {
@@ -148,7 +153,7 @@ export interface RepeatFilterOptions {
   intervalMs?: number;
   /** Keys remembered at most; the oldest are forgotten. @default {1000} */
   maxKeys?: number;
-  /** @default {Date.now} */
+  /** The clock. @default {Date.now} */
   now?: () => number;
 }
 

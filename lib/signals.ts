@@ -21,7 +21,7 @@ export type ShutdownStep =
 export interface ShutdownSignalsOptions {
   /** Signals this soon after the last one that counted are repeats. @default {2000} */
   windowMs?: number;
-  /** @default {performance.now} */
+  /** The clock. @default {performance.now} */
   now?: () => number;
 }
 

@@ -13,6 +13,7 @@ import { type AddressInfo, isIP, type Socket } from "node:net";
 import type { SecureContextOptions, Server as TlsServer, TlsOptions, TLSSocket } from "node:tls";
 import type { Logger } from "./logger.ts";
 import type { TlsServerConfig } from "./web_config.ts";
+import { errorMessage } from "./error_message.ts";
 
 /** What a verified client certificate says about its holder. */
 export interface PeerIdentity {
@@ -26,6 +27,7 @@ export interface PeerIdentity {
   otherNames: string[];
   /** Subject and issuer as "CN=…,O=…" strings; together they name the credential. */
   subject: string;
+  /** The issuer, as the subject. */
   issuer: string;
 }
 
@@ -76,7 +78,7 @@ async function load(config: TlsServerConfig): Promise<Loaded> {
     try {
       return await Deno.readTextFile(path);
     } catch (error) {
-      throw new Error(`Cannot read TLS ${what} ${path}: ${(error as Error).message}`);
+      throw new Error(`Cannot read TLS ${what} ${path}: ${errorMessage(error)}`);
     }
   };
   const context: SecureContextOptions = {
@@ -91,7 +93,7 @@ async function load(config: TlsServerConfig): Promise<Loaded> {
   } catch (error) {
     throw new Error(
       `Cannot use TLS certificate ${config.certFile} with key ${config.keyFile}: ${
-        (error as Error).message
+        errorMessage(error)
       }`,
     );
   }
@@ -131,7 +133,7 @@ export async function createTlsListener(
       stamp = await stampOf(paths);
     } catch (error) {
       options.logger?.error("Cannot check TLS files; keeping the loaded ones", {
-        err: (error as Error).message,
+        err: errorMessage(error),
       });
       return false;
     }
@@ -141,7 +143,7 @@ export async function createTlsListener(
     } catch (error) {
       // A half-written pair (new cert, old key) fails here; the next check retries.
       options.logger?.error("Cannot reload TLS files; keeping the loaded ones", {
-        err: (error as Error).message,
+        err: errorMessage(error),
       });
       return false;
     }
@@ -278,10 +280,15 @@ export const PLAIN_HTTP_ANSWER =
 
 /** A server that {@linkcode listenTlsFront} can put a front door before. */
 export interface TlsFrontServer {
+  /** Starts listening, as node:net's `Server.listen`. */
   listen(port: number, hostname: string, callback: () => void): unknown;
+  /** Where it listens. */
   address(): unknown;
+  /** Adds a one-time error listener. */
   once(event: "error", listener: (error: Error) => void): unknown;
+  /** Removes an error listener. */
   off(event: "error", listener: (error: Error) => void): unknown;
+  /** Adds a listener before the others (for "connection"). */
   prependListener(event: string, listener: (socket: Socket) => void): unknown;
 }
 

@@ -11,6 +11,7 @@
 
 import { dirname, isAbsolute, join } from "node:path";
 import { LineCounter, parseDocument } from "yaml";
+import { errorMessage } from "./error_message.ts";
 import { ConfigError } from "./web_config_error.ts";
 
 export { ConfigError } from "./web_config_error.ts";
@@ -31,14 +32,19 @@ export type TlsVersion = "TLSv1" | "TLSv1.1" | "TLSv1.2" | "TLSv1.3";
 
 /** `tls_server_config`, paths resolved against the config file's folder. */
 export interface TlsServerConfig {
+  /** `cert_file`: the server certificate (chain). */
   certFile: string;
+  /** `key_file`: its private key. */
   keyFile: string;
+  /** `client_auth_type`. */
   clientAuthType: ClientAuthType;
   /** CA bundle that client certificates must chain to; null when unset. */
   clientCaFile: string | null;
   /** When non-empty, a client certificate must carry one of these SANs. */
   clientAllowedSans: string[];
+  /** `min_version`. */
   minVersion: TlsVersion;
+  /** `max_version`. */
   maxVersion: TlsVersion;
 }
 
@@ -118,7 +124,7 @@ export async function loadWebConfig(path: string): Promise<WebConfig> {
   try {
     text = await Deno.readTextFile(path);
   } catch (error) {
-    throw new ConfigError(`Cannot read web config ${path}: ${(error as Error).message}`);
+    throw new ConfigError(`Cannot read web config ${path}: ${errorMessage(error)}`);
   }
   return parseWebConfig(text, path);
 }

@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import bcrypt from "bcryptjs";
 import { type BasicAuthVerifier, createBasicAuthVerifier, sha256Hex } from "../lib/basic_auth.ts";
-import { ConfigError } from "../lib/web_config.ts";
 import type { PeerIdentity } from "../lib/tls_server.ts";
 import {
   createAuthenticator,
@@ -179,52 +178,6 @@ Deno.test("defaultAuthConfig(): open without users, every role needs a user with
   );
   const none = await closed.authenticate("reader", { peer: null });
   assert.match(none.ok ? "" : none.reason, /Authorization: Basic/);
-});
-
-Deno.test("parseAuthConfig() refuses incomplete or wrong files with the reason", () => {
-  const cases: [string, RegExp][] = [
-    ["clients: {open: true}\nscrapers: {open: true}\n", /"readers" is missing/],
-    ["clients: {}\nscrapers: {open: true}\nreaders: {open: true}\n", /nobody could act as clients/],
-    [
-      "clients: {open: true, certificates: true}\nscrapers: {open: true}\nreaders: {open: true}\n",
-      /an open role takes no credentials/,
-    ],
-    [
-      "clients: {open: true}\nscrapers: {basic_auth_users: [mallory]}\nreaders: {open: true}\n",
-      /user "mallory" is not in the web config/,
-    ],
-    [
-      "clients:\n  tokens:\n    - sha256: abc\n      fqdns: [a]\nscrapers: {open: true}\nreaders: {open: true}\n",
-      /auth\.yml:3 .*64 hex digits/,
-    ],
-    [
-      `clients:\n  tokens:\n    - sha256: ${
-        sha256Hex("x")
-      }\nscrapers: {open: true}\nreaders: {open: true}\n`,
-      /needs fqdns/,
-    ],
-    [
-      `clients:\n  tokens:\n    - sha256: ${
-        sha256Hex("x")
-      }\n      fqdns: [a]\n      expires: someday\nscrapers: {open: true}\nreaders: {open: true}\n`,
-      /expected a date/,
-    ],
-    [
-      "clients: {open: true}\nscrapers: {open: true}\nreaders: {open: true}\nwriters: {}\n",
-      /unknown key "writers"/,
-    ],
-    [
-      "clients: {open: true, tokenz: []}\nscrapers: {open: true}\nreaders: {open: true}\n",
-      /unknown key "tokenz" in clients/,
-    ],
-  ];
-  for (const [text, pattern] of cases) {
-    assert.throws(() => parseAuthConfig(text, "auth.yml", users), (e: Error) => {
-      assert.ok(e instanceof ConfigError, e.message);
-      assert.match(e.message, pattern);
-      return true;
-    }, text);
-  }
 });
 
 /** A real verifier that counts the checks it is asked for (cache hits included). */

@@ -21,16 +21,9 @@ import {
 import { formatDuration } from "../lib/duration.ts";
 import type { Logger } from "../lib/logger.ts";
 import { type Coordinator, CoordinatorError } from "./coordinator.ts";
-import { type ProxyMetrics, pushErrorReason } from "./metrics.ts";
-
-/** The `limit` label of a registration refused by a coordinator budget, by error kind. */
-export const REGISTRATION_LIMITS: Readonly<Partial<Record<CoordinatorError["kind"], string>>> = {
-  invalid_identity: "poll_request_fields",
-  too_many_clients: "clients",
-  registry_full: "registry_bytes",
-  too_many_from_source: "clients_per_source",
-  rate_limited: "registrations_per_source",
-};
+import type { ProxyMetrics } from "./metrics.ts";
+import { errorKind, pushErrorReason } from "./errors.ts";
+import { errorMessage } from "../lib/error_message.ts";
 
 /** The caller's address (`host:port`), set by the server adapter for log lines. */
 export const PEER_ADDRESS: ReturnType<typeof createContextKey<string>> = createContextKey<string>(
@@ -116,31 +109,27 @@ export function createClientService(
           source: options.sourceOf?.(context) ?? "",
         });
       } catch (error) {
-        if (error instanceof CoordinatorError && error.kind === "draining") {
-          throw new ConnectError(`Cannot register: ${error.message}`, Code.Unavailable);
-        }
-        if (error instanceof CoordinatorError && error.kind === "credential_mismatch") {
-          metrics.authFailures.inc({ role: "client", reason: "forbidden" });
+        if (!(error instanceof CoordinatorError)) throw error;
+        const entry = errorKind(error);
+        if (entry.metric === "auth_failures") {
+          metrics.authFailures.inc({ role: "client", reason: entry.label });
           logger.warn("Registration refused: fqdn held by another credential", {
             fqdn: request.fqdn,
             credential: grant?.name,
           });
-          throw new ConnectError(`Cannot register: ${error.message}`, Code.PermissionDenied);
+          throw new ConnectError(`Cannot register: ${error.message}`, entry.code);
         }
-        if (error instanceof CoordinatorError) {
-          const limit = REGISTRATION_LIMITS[error.kind];
-          if (limit !== undefined) {
-            metrics.limitHits.inc({ limit });
-            logger.warn("Registration refused", {
-              fqdn: request.fqdn.slice(0, 300),
-              source: options.sourceOf?.(context),
-              err: error.message,
-            });
-            throw new ConnectError(
-              error.message,
-              limit === "poll_request_fields" ? Code.InvalidArgument : Code.ResourceExhausted,
-            );
-          }
+        if (entry.metric === "limit_hits") {
+          metrics.limitHits.inc({ limit: entry.label });
+          logger.warn("Registration refused", {
+            fqdn: request.fqdn.slice(0, 300),
+            source: options.sourceOf?.(context),
+            err: error.message,
+          });
+          throw new ConnectError(error.message, entry.code);
+        }
+        if (error.kind === "draining") {
+          throw new ConnectError(`Cannot register: ${error.message}`, entry.code);
         }
         throw error;
       }
@@ -183,7 +172,7 @@ export function createClientService(
               // fqdn backs off instead of taking the name back at once.
               throw new ConnectError(
                 `Another stream registered as "${request.fqdn}" replaced this one`,
-                Code.AlreadyExists,
+                errorKind(error).code,
               );
             }
             if (error instanceof CoordinatorError && error.kind === "draining") {
@@ -223,7 +212,7 @@ export function createClientService(
           };
         }
       } catch (error) {
-        if (closeReason === "") closeReason = `error: ${(error as Error)?.message ?? error}`;
+        if (closeReason === "") closeReason = `error: ${errorMessage(error)}`;
         throw error;
       } finally {
         session.close();
@@ -302,20 +291,12 @@ function pushError(
 ): ConnectError {
   if (error instanceof ConnectError) return error;
   if (error instanceof CoordinatorError) {
-    const code = error.kind === "unknown_scrape"
-      ? Code.NotFound
-      : error.kind === "foreign_scrape"
-      ? Code.PermissionDenied
-      : error.kind === "invalid_status" || error.kind === "invalid"
-      ? Code.InvalidArgument
-      : Code.FailedPrecondition;
+    const entry = errorKind(error);
     metrics.pushErrors.inc({ reason: pushErrorReason(error) });
-    logger.warn("Push refused", { err: error.message });
-    return new ConnectError(error.message, code);
+    logger[entry.level]("Push refused", { err: error.message });
+    return new ConnectError(error.message, entry.code);
   }
   metrics.pushErrors.inc({ reason: "relay_failed" });
-  const reason = context.signal.aborted
-    ? "client went away"
-    : String((error as Error)?.message ?? error);
+  const reason = context.signal.aborted ? "client went away" : errorMessage(error);
   return new ConnectError(`Cannot relay the scrape: ${reason}`, Code.Aborted);
 }

@@ -12,6 +12,7 @@ import { fromBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { createEndStreamSerialization } from "@connectrpc/connect/protocol-connect";
 import { type PushRequest, PushRequestSchema } from "../gen/pushprox/v1/pushprox_pb.ts";
+import { errorMessage } from "../lib/error_message.ts";
 
 /** Envelope flag: the message is compressed. */
 export const FLAG_COMPRESSED = 0x01;
@@ -262,9 +263,7 @@ function decode(bytes: Uint8Array): PushRequest {
     return fromBinary(PushRequestSchema, bytes);
   } catch (error) {
     throw new ConnectError(
-      `cannot decode message ${PushRequestSchema.typeName} from binary: ${
-        error instanceof Error ? error.message : String(error)
-      }`,
+      `cannot decode message ${PushRequestSchema.typeName} from binary: ${errorMessage(error)}`,
       Code.InvalidArgument,
     );
   }

@@ -2,151 +2,39 @@
  * The proxy's core: which clients are registered, which scrapes wait for
  * which client, and the hand-off of a client's answer to the waiting scrape.
  * It does no I/O and starts no timers; the HTTP and Connect adapters drive it.
+ * Its parts: the session registry (sessions.ts), each stream's scrape queue
+ * (stream_queue.ts) and the push hand-off (scrape_handoff.ts).
  *
  * @module
  */
 
-import { declaredLength, type HeaderField } from "../lib/headers.ts";
-import { hostKey } from "../lib/host.ts";
+import type { HeaderField } from "../lib/headers.ts";
 import { createScrapeStats, type StatsSnapshot } from "./scrape_stats.ts";
-import { identityBytes, identityProblem } from "./identity.ts";
-import { createTokenBuckets, type TokenBuckets } from "./rate_limit.ts";
+import { CoordinatorError } from "./coordinator_error.ts";
+import {
+  type ClientIdentity,
+  type ClientInfo,
+  type ClientRecord,
+  createSessionRegistry,
+  type RegistryEvent,
+  type RegistryListener,
+  type ScrapeOutcome,
+  type ScrapeResult,
+} from "./sessions.ts";
+import { type Handoff, handOff, type PushHead, type ScrapeReply } from "./scrape_handoff.ts";
+import { createStreamQueue, type ScrapeTask, type StreamQueue } from "./stream_queue.ts";
 
-/** Who a client says it is when it registers. */
-export interface ClientIdentity {
-  /** The host name Prometheus scrapes; the routing key. */
-  fqdn: string;
-  labels: Record<string, string>;
-  version: string;
-  modules: string[];
-  /** The wire protocol the client speaks, e.g. "connect". */
-  protocol: string;
-  /** The proxies the client says it streams to, from its own view. */
-  proxies?: string[];
-  /** The network address the stream came from, e.g. "10.0.0.5:51234". */
-  peerAddress?: string;
-  /** True when the client refuses raw scrapes (serves only its modules). */
-  modulesOnly?: boolean;
-}
-
-/** A scrape handed to a client. */
-export interface ScrapeTask {
-  id: string;
-  method: string;
-  url: string;
-  headers: HeaderField[];
-  /** Time left when the task is taken from the queue, in milliseconds. */
-  timeoutMs: number;
-}
-
-/** What the client answered: status, headers and a body to relay. */
-export interface ScrapeReply {
-  status: number;
-  /** The target's header fields, without Content-Length (see `contentLength`). */
-  headers: HeaderField[];
-  /**
-   * The body length the client declared (the target's Content-Length),
-   * checked to be one valid number; null when none was declared.
-   */
-  contentLength: number | null;
-  /** Non-empty when the client could not scrape; no body follows then. */
-  error: string;
-  /** The body, pulled by the relaying side as fast as it can write. */
-  body: AsyncIterable<Uint8Array>;
-  /**
-   * The relaying side calls this once when it is done with the body: without
-   * an argument on success, with the reason otherwise. It ends the push.
-   */
-  settle(error?: Error): void;
-}
-
-/** The head of a client's push. */
-export interface PushHead {
-  scrapeId: string;
-  sessionId: string;
-  status: number;
-  headers: HeaderField[];
-  error: string;
-  /**
-   * The credential the push was made with (see {@linkcode RegisterOptions});
-   * when given, it must be the one the scrape's stream registered with.
-   */
-  credential?: string;
-}
-
-/** How a finished scrape went, as the proxy answered Prometheus. */
-export interface ScrapeResult {
-  /** The HTTP status sent to Prometheus. */
-  status: number;
-  /** Why it failed; empty on success. */
-  error: string;
-  durationMs: number;
-  /** Body bytes relayed to Prometheus. @default {0} */
-  bytes?: number;
-}
-
-/** A finished scrape as kept in a client's recent history. */
-export interface ScrapeOutcome extends ScrapeResult {
-  /** When it finished, on the coordinator's clock. */
-  at: number;
-  bytes: number;
-}
-
-/** A change in the registry, for watchers (see {@linkcode Coordinator.subscribe}). */
-export type RegistryEvent =
-  | { kind: "connected"; client: ClientInfo }
-  | { kind: "disconnected"; fqdn: string; at: number }
-  | { kind: "scraped"; fqdn: string; outcome: ScrapeOutcome; inFlight: number }
-  | { kind: "forgotten"; fqdn: string };
-
-/** Receives registry changes synchronously; must not throw (errors are ignored). */
-export type RegistryListener = (event: RegistryEvent) => void;
-
-/** A registered client as listed by `/clients` and `ListClients`. */
-export interface ClientInfo extends ClientIdentity {
-  connected: boolean;
-  connectedSince: number;
-  /** 0 when it was never scraped. */
-  lastScrape: number;
-  inFlight: number;
-  /** The last finished scrape; null if none finished yet. */
-  lastResult?: ScrapeResult | null;
-  /** When the last stream ended; 0 while connected. */
-  disconnectedAt?: number;
-  /** The last finished scrapes, oldest first. */
-  recentScrapes?: ScrapeOutcome[];
-}
-
-/** Base class of the errors the coordinator reports to its adapters. */
-export class CoordinatorError extends Error {
-  /** Creates the error with a machine-readable kind. */
-  constructor(
-    message: string,
-    readonly kind:
-      | "unknown_client"
-      | "client_disconnected"
-      | "unknown_scrape"
-      | "foreign_scrape"
-      | "duplicate_push"
-      | "replaced"
-      | "draining"
-      | "credential_mismatch"
-      | "too_many_clients"
-      | "client_busy"
-      | "proxy_busy"
-      | "invalid_status"
-      | "invalid"
-      | "invalid_identity"
-      | "registry_full"
-      | "too_many_from_source"
-      | "rate_limited",
-    /** For "rate_limited": when a registration from this source would pass. */
-    readonly retryAfterMs: number = 0,
-  ) {
-    super(message);
-    this.name = "CoordinatorError";
-  }
-}
+export { CoordinatorError } from "./coordinator_error.ts";
+export type {
+  ClientIdentity,
+  ClientInfo,
+  RegistryEvent,
+  RegistryListener,
+  ScrapeOutcome,
+  ScrapeResult,
+} from "./sessions.ts";
+export type { PushHead, ScrapeReply } from "./scrape_handoff.ts";
+export type { ScrapeTask } from "./stream_queue.ts";
 
 /** A client's open Poll stream. */
 export interface Session {
@@ -299,46 +187,15 @@ export interface Coordinator {
   readonly registryBytes: number;
 }
 
-interface ClientRecord {
-  identity: ClientIdentity;
-  session: SessionImpl | null;
-  connectedSince: number;
-  disconnectedAt: number;
-  lastScrape: number;
-  inFlight: number;
-  lastResult: ScrapeResult | null;
-  /** The last finished scrapes, oldest first, at most `recentScrapes`. */
-  recent: ScrapeOutcome[];
-  /** The credential of the current (or last) stream. */
-  credential: string;
-  key: string;
-  /** Estimated size, counted in the registry's bytes. */
-  bytes: number;
-  /** Worth keeping after its stream ends: it lived past keepAfterMs, or was scraped. */
-  useful: boolean;
-}
-
-interface PendingScrape {
-  id: string;
-  sessionId: string;
-  /** The credential of the stream the scrape was sent on. */
-  credential: string;
-  record: ClientRecord;
-  /** Handed to the client (not only queued). */
-  sent: boolean;
-  answered: boolean;
-  resolve(reply: ScrapeReply): void;
-  reject(error: Error): void;
+interface PendingScrape extends Handoff {
+  record: ClientRecord<SessionImpl>;
 }
 
 interface SessionImpl extends Session {
   /** The per-source key it counts under; "" for none. */
   source: string;
-  closed: boolean;
   replaced: boolean;
-  queue: { task: ScrapeTask; deadline: number }[];
-  waiter: ((task: ScrapeTask | null, error?: Error) => void) | null;
-  offer(task: ScrapeTask, deadline: number): void;
+  queue: StreamQueue;
 }
 
 /**
@@ -350,60 +207,9 @@ interface SessionImpl extends Session {
 export function createCoordinator(options: CoordinatorOptions): Coordinator {
   const now = options.now ?? Date.now;
   const newId = options.newId ?? (() => crypto.randomUUID());
-  const clients = new Map<string, ClientRecord>();
   const pending = new Map<string, PendingScrape>();
-  /** Records without a stream, oldest disconnection first: evicted first when full. */
-  const idle = new Map<string, ClientRecord>();
-  /** Connected streams by source. */
-  const perSource = new Map<string, number>();
-  const registrations: TokenBuckets | null = (options.registrationRatePerSource ?? 0) > 0
-    ? createTokenBuckets({
-      ratePerSecond: options.registrationRatePerSource!,
-      burst: Math.max(
-        1,
-        options.registrationBurstPerSource ?? options.registrationRatePerSource!,
-      ),
-      now,
-    })
-    : null;
-  let registryBytes = 0;
-
-  function countSource(source: string, delta: number): void {
-    if (source === "") return;
-    const count = (perSource.get(source) ?? 0) + delta;
-    if (count <= 0) perSource.delete(source);
-    else perSource.set(source, count);
-  }
-
-  function forget(record: ClientRecord): void {
-    if (clients.get(record.key) !== record) return;
-    clients.delete(record.key);
-    idle.delete(record.key);
-    registryBytes -= record.bytes;
-    emit({ kind: "forgotten", fqdn: record.identity.fqdn });
-  }
-
-  /**
-   * Evicts disconnected records, oldest first, until `count` more records
-   * and `bytes` more bytes fit; false when they cannot.
-   */
-  function makeRoom(count: number, bytes: number, at: number): boolean {
-    const maxClients = options.maxClients ?? 0;
-    const maxBytes = options.maxRegistryBytes ?? 0;
-    const fits = () =>
-      (maxClients <= 0 || clients.size + count <= maxClients) &&
-      (maxBytes <= 0 || registryBytes + bytes <= maxBytes);
-    if (fits()) return true;
-    // Forgotten clients go first, then the longest disconnected.
-    for (const record of [...idle.values()]) {
-      if (!isListed(record, at) && record.inFlight === 0) forget(record);
-    }
-    for (const record of [...idle.values()]) {
-      if (fits()) break;
-      if (record.inFlight === 0) forget(record);
-    }
-    return fits();
-  }
+  // Registration and identity bookkeeping: records, budgets, listing.
+  const sessions = createSessionRegistry<SessionImpl>({ ...options, now, emit });
 
   const listeners = new Set<RegistryListener>();
   const recentLimit = options.recentScrapes ?? 30;
@@ -423,120 +229,43 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
     }
   }
 
-  function info(record: ClientRecord): ClientInfo {
-    return {
-      ...record.identity,
-      connected: record.session !== null,
-      connectedSince: record.connectedSince,
-      lastScrape: record.lastScrape,
-      inFlight: record.inFlight,
-      proxies: record.identity.proxies ?? [],
-      lastResult: record.lastResult,
-      disconnectedAt: record.session === null ? record.disconnectedAt : 0,
-      // Outcomes are never changed once recorded: a copy of the list is enough.
-      recentScrapes: record.recent.slice(),
-    };
-  }
-
   function drainingError(): CoordinatorError {
     return new CoordinatorError("The proxy is shutting down", "draining");
   }
 
-  function isListed(record: ClientRecord, at: number): boolean {
-    return record.session !== null ||
-      at - record.disconnectedAt < options.registrationTimeoutMs;
+  function replacedError(fqdn: string): CoordinatorError {
+    return new CoordinatorError(`Stream for "${fqdn}" was replaced by a newer one`, "replaced");
   }
 
   function createSession(
     identity: ClientIdentity,
-    record: ClientRecord,
+    record: ClientRecord<SessionImpl>,
     source: string,
   ): SessionImpl {
     const session: SessionImpl = {
       id: newId(),
       fqdn: identity.fqdn,
       source,
-      closed: false,
       replaced: false,
-      queue: [],
-      waiter: null,
-      offer(task, deadline) {
-        if (session.waiter) {
-          const waiter = session.waiter;
-          session.waiter = null;
-          const scrape = pending.get(task.id);
+      queue: createStreamQueue({
+        now,
+        markSent(id) {
+          const scrape = pending.get(id);
           if (scrape) scrape.sent = true;
-          waiter({ ...task, timeoutMs: Math.max(1, deadline - now()) });
-        } else {
-          session.queue.push({ task, deadline });
-        }
-      },
+          return scrape !== undefined;
+        },
+        refusal() {
+          if (session.replaced) return replacedError(session.fqdn);
+          return draining ? drainingError() : null;
+        },
+      }),
       next(signal) {
-        if (session.replaced) {
-          return Promise.reject(
-            new CoordinatorError(
-              `Stream for "${session.fqdn}" was replaced by a newer one`,
-              "replaced",
-            ),
-          );
-        }
-        if (draining) return Promise.reject(drainingError());
-        if (session.closed || signal.aborted) return Promise.resolve(null);
-        while (session.queue.length > 0) {
-          const { task, deadline } = session.queue.shift()!;
-          // A scrape withdrawn while queued is skipped, not sent.
-          const scrape = pending.get(task.id);
-          if (scrape) {
-            scrape.sent = true;
-            return Promise.resolve({
-              ...task,
-              timeoutMs: Math.max(1, deadline - now()),
-            });
-          }
-        }
-        if (session.waiter) {
-          return Promise.reject(
-            new CoordinatorError("Session is already being polled", "invalid"),
-          );
-        }
-        return new Promise((resolve, reject) => {
-          const onAbort = () => {
-            session.waiter = null;
-            resolve(null);
-          };
-          signal.addEventListener("abort", onAbort, { once: true });
-          session.waiter = (task, error) => {
-            signal.removeEventListener("abort", onAbort);
-            if (error) reject(error);
-            else resolve(task);
-          };
-        });
+        return session.queue.next(signal);
       },
       close(lastSeen) {
-        if (session.closed) return;
-        session.closed = true;
-        const waiter = session.waiter;
-        session.waiter = null;
-        waiter?.(null);
-        session.queue.length = 0;
-        if (record.session === session) {
-          const at = now();
-          record.session = null;
-          record.disconnectedAt = lastSeen !== undefined && lastSeen < at ? lastSeen : at;
-          emit({ kind: "disconnected", fqdn: record.identity.fqdn, at: record.disconnectedAt });
-          countSource(session.source, -1);
-          const keepAfter = options.keepAfterMs ?? 0;
-          if (keepAfter > 0 && !record.useful && at - record.connectedSince >= keepAfter) {
-            record.useful = true;
-          }
-          if (keepAfter > 0 && !record.useful && record.inFlight === 0) {
-            // Dropped at once: it holds no place for registrationTimeoutMs.
-            forget(record);
-          } else if (clients.get(record.key) === record) {
-            idle.delete(record.key);
-            idle.set(record.key, record);
-          }
-        }
+        if (session.queue.closed) return;
+        session.queue.close();
+        sessions.detach(record, session, lastSeen);
         // Scrapes sent on this stream and not yet answered can no longer be:
         // fail them now instead of at their deadline. While draining, the
         // client was told to leave and may still push what it received.
@@ -565,126 +294,39 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
   return {
     register(identity, registerOptions = {}) {
       if (draining) throw drainingError();
-      const problem = identityProblem(identity, options.maxIdentityBytes ?? 0);
-      if (problem !== null) {
-        throw new CoordinatorError(`Cannot register: ${problem.message}`, "invalid_identity");
-      }
-      const credential = registerOptions.credential ?? "";
-      const source = registerOptions.source ?? "";
-      const key = hostKey(identity.fqdn);
-      const at = now();
-      let record = clients.get(key);
-      if (record?.session && record.credential !== credential) {
-        throw new CoordinatorError(
-          `"${identity.fqdn}" is connected with another credential; it cannot be taken over`,
-          "credential_mismatch",
-        );
-      }
-      if (registrations !== null && source !== "") {
-        const waitMs = registrations.take(source);
-        if (waitMs > 0) {
-          throw new CoordinatorError(
-            `Cannot register "${identity.fqdn}": too many registrations from ${source} (--registration.rate-per-source ${options.registrationRatePerSource}/s); retry in ${
-              Math.ceil(waitMs / 1000)
-            }s`,
-            "rate_limited",
-            waitMs,
-          );
-        }
-      }
-      const perSourceLimit = options.maxClientsPerSource ?? 0;
-      if (
-        perSourceLimit > 0 && source !== "" && record?.session?.source !== source &&
-        (perSource.get(source) ?? 0) >= perSourceLimit
-      ) {
-        throw new CoordinatorError(
-          `Cannot register "${identity.fqdn}": ${source} already has ${
-            perSource.get(source)
-          } connected clients (--clients.max-per-source)`,
-          "too_many_from_source",
-        );
-      }
-      const bytes = identityBytes(identity);
-      // A returning client's own record is not evicted to make room for it.
-      const wasIdle = record !== undefined && idle.delete(key);
-      if (!makeRoom(record === undefined ? 1 : 0, bytes - (record?.bytes ?? 0), at)) {
-        if (wasIdle) idle.set(key, record!);
-        const full = (options.maxClients ?? 0) > 0 && clients.size >= options.maxClients!;
-        throw full
-          ? new CoordinatorError(
-            `Cannot register "${identity.fqdn}": the proxy already has ${clients.size} clients (--clients.max)`,
-            "too_many_clients",
-          )
-          : new CoordinatorError(
-            `Cannot register "${identity.fqdn}": the registry holds about ${registryBytes} bytes (--registry.max-bytes ${options.maxRegistryBytes})`,
-            "registry_full",
-          );
-      }
-      if (record === undefined) {
-        record = {
-          identity,
-          session: null,
-          connectedSince: at,
-          disconnectedAt: at,
-          lastScrape: 0,
-          inFlight: 0,
-          lastResult: null,
-          recent: [],
-          credential,
-          key,
-          bytes: 0,
-          useful: false,
-        };
-        clients.set(key, record);
-      }
-      registryBytes += bytes - record.bytes;
-      record.bytes = bytes;
-      idle.delete(key);
-      const previous = record.session;
-      const keepAfter = options.keepAfterMs ?? 0;
-      if (previous && at - record.connectedSince >= keepAfter) record.useful = true;
+      const { record, previous } = sessions.admit(
+        identity,
+        registerOptions.credential ?? "",
+        registerOptions.source ?? "",
+      );
       if (previous) {
         // The previous stream is told to end; scrapes it already received may
         // still be answered until its adapter closes it.
         previous.replaced = true;
-        const waiter = previous.waiter;
-        previous.waiter = null;
-        waiter?.(
-          null,
-          new CoordinatorError(
-            `Stream for "${identity.fqdn}" was replaced by a newer one`,
-            "replaced",
-          ),
-        );
+        previous.queue.fail(replacedError(identity.fqdn));
       }
-      record.identity = identity;
-      record.credential = credential;
-      record.connectedSince = at;
-      if (previous) countSource(previous.source, -1);
-      const session = createSession(identity, record, source);
-      record.session = session;
-      countSource(source, 1);
+      const session = createSession(identity, record, registerOptions.source ?? "");
+      sessions.attach(record, session);
       if (previous) {
         // Queued scrapes that were not sent yet move to the new stream.
-        for (const { task, deadline } of previous.queue) {
+        for (const { task, deadline } of previous.queue.takeQueued()) {
           const scrape = pending.get(task.id);
           if (scrape) {
             scrape.sessionId = session.id;
-            session.queue.push({ task, deadline });
+            session.queue.offer(task, deadline);
           }
         }
-        previous.queue.length = 0;
       }
-      emit({ kind: "connected", client: info(record) });
+      emit({ kind: "connected", client: sessions.info(record) });
       return session;
     },
 
     requestScrape(input, signal) {
       if (signal.aborted) return Promise.reject(signal.reason);
       if (draining) return Promise.reject(drainingError());
-      const record = clients.get(hostKey(input.host));
+      const record = sessions.lookup(input.host);
       const at = now();
-      if (record === undefined || !isListed(record, at)) {
+      if (record === undefined || !sessions.isListed(record, at)) {
         return Promise.reject(
           new CoordinatorError(
             `No client is registered as "${input.host}"`,
@@ -750,7 +392,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
         pending.set(id, scrape);
         stats.setInFlight(pending.size, at);
         signal.addEventListener("abort", onAbort, { once: true });
-        session.offer(
+        session.queue.offer(
           {
             id,
             method: input.method,
@@ -764,85 +406,11 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
     },
 
     acceptPush(head, body) {
-      const scrape = pending.get(head.scrapeId);
-      if (scrape === undefined) {
-        return Promise.reject(
-          new CoordinatorError(
-            `No scrape "${head.scrapeId}" is waiting (unknown, finished or timed out)`,
-            "unknown_scrape",
-          ),
-        );
-      }
-      if (scrape.sessionId !== head.sessionId) {
-        return Promise.reject(
-          new CoordinatorError(
-            `Scrape "${head.scrapeId}" was not sent to this stream`,
-            "foreign_scrape",
-          ),
-        );
-      }
-      if (head.credential !== undefined && head.credential !== scrape.credential) {
-        return Promise.reject(
-          new CoordinatorError(
-            `Scrape "${head.scrapeId}" was sent to a stream with another credential`,
-            "foreign_scrape",
-          ),
-        );
-      }
-      if (scrape.answered) {
-        return Promise.reject(
-          new CoordinatorError(
-            `Scrape "${head.scrapeId}" was already answered`,
-            "duplicate_push",
-          ),
-        );
-      }
-      scrape.answered = true;
-      const problem = pushHeadProblem(head);
-      if (problem !== null) {
-        // Refused, never relayed: the scrape fails at once with 502 and the
-        // reason, instead of waiting for its deadline.
-        scrape.resolve({
-          status: 502,
-          headers: [],
-          contentLength: null,
-          error: `the client's answer is invalid: ${problem.message}`,
-          body: noBody(),
-          settle() {
-            finishScrape(scrape);
-          },
-        });
-        return Promise.reject(
-          new CoordinatorError(`Cannot accept the push: ${problem.message}`, problem.kind),
-        );
-      }
-      const length = declaredLength(head.headers.map((h) => [h.name, h.value]));
-      return new Promise<void>((resolve, reject) => {
-        let settled = false;
-        scrape.resolve({
-          status: head.status,
-          headers: head.headers.filter((h) => h.name.toLowerCase() !== "content-length"),
-          contentLength: "length" in length ? length.length : null,
-          error: head.error,
-          body,
-          settle(error) {
-            if (settled) return;
-            settled = true;
-            finishScrape(scrape);
-            if (error) reject(error);
-            else resolve();
-          },
-        });
-      });
+      return handOff(pending.get(head.scrapeId), head, body, finishScrape);
     },
 
     listClients() {
-      const at = now();
-      const list: ClientInfo[] = [];
-      for (const record of clients.values()) {
-        if (isListed(record, at)) list.push(info(record));
-      }
-      return list.sort((a, b) => a.fqdn < b.fqdn ? -1 : a.fqdn > b.fqdn ? 1 : 0);
+      return sessions.list();
     },
 
     stats() {
@@ -858,7 +426,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
     recordScrapeResult(host, result) {
       const at = now();
       stats.record(at, result.status >= 400 || result.error !== "");
-      const record = clients.get(hostKey(host));
+      const record = sessions.lookup(host);
       if (record === undefined) return;
       record.lastResult = { ...result };
       const outcome: ScrapeOutcome = { ...result, at, bytes: result.bytes ?? 0 };
@@ -875,14 +443,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
     drain() {
       if (draining) return;
       draining = true;
-      for (const record of clients.values()) {
-        const session = record.session;
-        const waiter = session?.waiter;
-        if (session && waiter) {
-          session.waiter = null;
-          waiter(null, drainingError());
-        }
-      }
+      for (const record of sessions.records()) record.session?.queue.fail(drainingError());
     },
 
     get draining() {
@@ -890,22 +451,11 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
     },
 
     expire() {
-      const at = now();
-      let removed = 0;
-      for (const record of [...idle.values()]) {
-        if (!isListed(record, at) && record.inFlight === 0) {
-          forget(record);
-          removed++;
-        }
-      }
-      return removed;
+      return sessions.expire();
     },
 
     get clientCount() {
-      let count = 0;
-      const at = now();
-      for (const record of clients.values()) if (isListed(record, at)) count++;
-      return count;
+      return sessions.count;
     },
 
     get scrapesInFlight() {
@@ -913,28 +463,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
     },
 
     get registryBytes() {
-      return registryBytes;
+      return sessions.bytes;
     },
   };
 }
-
-/**
- * Why a push head cannot be relayed to Prometheus, or null. Only final
- * statuses (200–599) are relayed: a 1xx (101 included) would be taken as
- * interim or as a protocol switch and break the scraper's connection.
- */
-function pushHeadProblem(
-  head: PushHead,
-): { kind: "invalid_status" | "invalid"; message: string } | null {
-  if (!Number.isInteger(head.status) || head.status < 200 || head.status > 599) {
-    return {
-      kind: "invalid_status",
-      message: `status ${head.status} is not a final HTTP status (200-599)`,
-    };
-  }
-  const length = declaredLength(head.headers.map((h) => [h.name, h.value]));
-  if ("problem" in length) return { kind: "invalid", message: length.problem };
-  return null;
-}
-
-async function* noBody(): AsyncGenerator<Uint8Array> {}

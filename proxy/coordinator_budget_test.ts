@@ -7,7 +7,8 @@
 import assert from "node:assert/strict";
 import { type ClientIdentity, CoordinatorError, createCoordinator } from "./coordinator.ts";
 import { IDENTITY_LIMITS, identityBytes } from "./identity.ts";
-import { PROXY_FLAGS } from "./main.ts";
+import { parseFlags } from "../lib/flags.ts";
+import { PROXY_FLAGS, toProxyOptions } from "./settings.ts";
 
 function identity(fqdn: string, extra: Partial<ClientIdentity> = {}): ClientIdentity {
   return { fqdn, labels: {}, version: "0.9.1", modules: [], protocol: "connect", ...extra };
@@ -222,16 +223,16 @@ Deno.test("register() caps connected streams per source; replacing one's own str
 });
 
 Deno.test("with the default flags, 1,000 clients behind one NAT restarting at once all register", () => {
-  const defaults = Object.fromEntries(PROXY_FLAGS.map((f) => [f.name, Number(f.default)]));
+  const defaults = toProxyOptions(parseFlags(PROXY_FLAGS, [])).proxy;
   let t = 0;
   const coordinator = createCoordinator({
     registrationTimeoutMs: 300_000,
-    maxClients: defaults["clients.max"]!,
-    maxClientsPerSource: defaults["clients.max-per-source"]!,
-    maxRegistryBytes: defaults["registry.max-bytes"]!,
-    maxIdentityBytes: defaults["registration.max-identity-bytes"]!,
-    registrationRatePerSource: defaults["registration.rate-per-source"]!,
-    registrationBurstPerSource: defaults["registration.burst-per-source"]!,
+    maxClients: defaults.maxClients,
+    maxClientsPerSource: defaults.maxClientsPerSource,
+    maxRegistryBytes: defaults.maxRegistryBytes,
+    maxIdentityBytes: defaults.maxIdentityBytes,
+    registrationRatePerSource: defaults.registrationRatePerSource,
+    registrationBurstPerSource: defaults.registrationBurstPerSource,
     keepAfterMs: 15_000,
     now: () => t,
   });

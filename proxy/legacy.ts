@@ -3,11 +3,9 @@
  * v0.2.x and the Rancher fork): `POST /poll` and `POST /push` in upstream's
  * wire format, joined to the same coordinator as Connect clients.
  *
- * An upstream client has at most one poll outstanding and re-polls as soon as
- * a poll is answered, so its registration spans successive polls: the first
- * poll for an fqdn registers a session with the coordinator, later polls
- * reuse it, and it is closed when no poll has been held for
- * `sessionGraceMs`. A poll with nothing to do is held, as upstream holds it,
+ * The sessions, held polls and their timers are the state machine in
+ * legacy_polls.ts; this file reads and answers the requests. A poll with
+ * nothing to do is held, as upstream holds it,
  * until a scrape comes, the client disconnects, or a newer poll for the same
  * fqdn displaces it (408, as upstream). It is never ended for lack of a
  * scrape: whatever the proxy answered then, the Go client would parse it as
@@ -23,20 +21,17 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { peerAddress } from "../lib/address.ts";
 import { forwardableHeaders, type HeaderField } from "../lib/headers.ts";
-import { hostKey } from "../lib/host.ts";
 import type { Logger } from "../lib/logger.ts";
-import {
-  type Coordinator,
-  CoordinatorError,
-  type ScrapeTask,
-  type Session,
-} from "./coordinator.ts";
-import { REGISTRATION_LIMITS } from "./client_service.ts";
+import { LEGACY_PUSH_TIMEOUT_HEADER, SCRAPE_TIMEOUT_HEADER } from "../lib/scrape_timeout.ts";
+import { type Coordinator, CoordinatorError } from "./coordinator.ts";
 import { fqdnProblem } from "./identity.ts";
 import { sourceKey } from "./rate_limit.ts";
 import { formatLegacyScrape } from "./legacy_request.ts";
 import { type LegacyResponse, readLegacyResponse } from "./legacy_response.ts";
-import { type ProxyMetrics, pushErrorReason } from "./metrics.ts";
+import type { ProxyMetrics } from "./metrics.ts";
+import { pushErrorReason } from "./errors.ts";
+import { createLegacyPolls, type PollOutcome } from "./legacy_polls.ts";
+import { errorMessage } from "../lib/error_message.ts";
 
 /**
  * Decides whether a legacy client may poll for, or push an answer for,
@@ -113,185 +108,34 @@ const DISPLACED_TEXT = "Error WaitForScrapeInstruction: request is expired\n";
 /** Header fields of a push that never reach Prometheus. */
 const PUSH_ONLY: ReadonlySet<string> = new Set([
   "id",
-  "x-prometheus-scrape-timeout",
-  "x-prometheus-scrape-timeout-seconds",
+  LEGACY_PUSH_TIMEOUT_HEADER,
+  SCRAPE_TIMEOUT_HEADER,
 ]);
 const MAX_POLL_BODY = 1024;
 const MAX_ERROR_TEXT = 64 * 1024;
-const SENT_SLACK_MS = 5_000;
-
-interface Taken {
-  task: ScrapeTask;
-  /** When it left the coordinator's queue; its timeout counts from here. */
-  takenAt: number;
-}
-
-type Wake =
-  | { kind: "displaced" | "gone" | "shutdown" }
-  | { kind: "deliver"; taken: Taken };
-
-interface HeldPoll {
-  controller: AbortController;
-}
-
-interface LegacySession {
-  key: string;
-  fqdn: string;
-  /** The credential it was opened with ("" without authorization). */
-  credential: string;
-  session: Session;
-  log: Logger;
-  /** The poll waiting for a scrape, if any. */
-  poll: HeldPoll | null;
-  /** Scrapes taken from the coordinator that no poll could carry yet. */
-  undelivered: Taken[];
-  grace: ReturnType<typeof setTimeout> | undefined;
-  /** When its last poll ended, while no poll is held. */
-  goneAt: number | undefined;
-  closed: boolean;
-}
-
-interface SentScrape {
-  legacy: LegacySession;
-  method: string;
-  expiresAt: number;
-}
+const SHUTTING_DOWN_TEXT = "The proxy is shutting down\n";
 
 /**
- * Creates the legacy protocol handler.
+ * Creates the legacy protocol handler: the HTTP adapter around the poll
+ * state machine in legacy_polls.ts.
  *
  * @param options Coordinator, logger, metrics, timing and the auth seam.
  * @returns The handler; call `close` when the server stops.
  */
 export function createLegacyHandler(options: LegacyHandlerOptions): LegacyHandler {
   const { coordinator, logger, metrics } = options;
-  const now = options.now ?? Date.now;
   const pollHoldMs = options.pollHoldMs ?? 60_000;
   const keepAliveMs = options.keepAliveMs ?? 60_000;
-  const graceMs = options.sessionGraceMs ?? 10_000;
-  /** Open sessions by host key. */
-  const sessions = new Map<string, LegacySession>();
-  /** Every session not closed yet, including ones a newer client replaced. */
-  const live = new Set<LegacySession>();
-  /** Scrapes written to a poll response, by scrape id, until pushed. */
-  const sent = new Map<string, SentScrape>();
-  let nextSweep = 0;
-  let closed = false;
+  const polls = createLegacyPolls({
+    coordinator,
+    logger,
+    metrics,
+    ...(options.sessionGraceMs === undefined ? {} : { sessionGraceMs: options.sessionGraceMs }),
+    ...(options.now === undefined ? {} : { now: options.now }),
+  });
 
   for (const [path, codes] of [["/poll", ["200", "408"]], ["/push", ["200", "500"]]] as const) {
     for (const code of codes) metrics.httpRequests.inc({ code, path }, 0);
-  }
-
-  /** The fqdn's session; a string says why it cannot be had. */
-  function open(
-    fqdn: string,
-    credential: string,
-    source: string,
-    peer: string,
-  ): LegacySession | { status: number; message: string; retryAfterMs: number } {
-    const key = hostKey(fqdn);
-    const existing = sessions.get(key);
-    if (existing !== undefined) {
-      return existing.credential === credential
-        ? existing
-        : { status: 403, message: `${fqdn} is polled with another credential`, retryAfterMs: 0 };
-    }
-    let session: Session;
-    try {
-      session = coordinator.register({
-        fqdn,
-        labels: {},
-        version: "",
-        modules: [],
-        protocol: "legacy",
-        peerAddress: peer,
-      }, { credential, source });
-    } catch (error) {
-      if (!(error instanceof CoordinatorError)) throw error;
-      const limit = REGISTRATION_LIMITS[error.kind];
-      if (limit !== undefined) metrics.limitHits.inc({ limit });
-      const status = limit === undefined ? 403 : limit === "poll_request_fields" ? 400 : 429;
-      return { status, message: error.message, retryAfterMs: error.retryAfterMs };
-    }
-    metrics.registrations.inc();
-    const legacy: LegacySession = {
-      key,
-      fqdn,
-      credential,
-      session,
-      log: logger.with({ fqdn, session: session.id.slice(0, 8), protocol: "legacy" }),
-      poll: null,
-      undelivered: [],
-      grace: undefined,
-      goneAt: undefined,
-      closed: false,
-    };
-    sessions.set(key, legacy);
-    live.add(legacy);
-    legacy.log.info("Client registered");
-    return legacy;
-  }
-
-  /** Stops offering `legacy` to new polls; closes it after the grace period. */
-  function retire(legacy: LegacySession): void {
-    if (sessions.get(legacy.key) === legacy) sessions.delete(legacy.key);
-    startGrace(legacy);
-  }
-
-  function startGrace(legacy: LegacySession): void {
-    if (legacy.closed || closed) return;
-    clearTimeout(legacy.grace);
-    legacy.goneAt ??= now();
-    legacy.grace = setTimeout(() => shut(legacy, "no poll within the grace period"), graceMs);
-  }
-
-  function shut(legacy: LegacySession, reason: string): void {
-    if (legacy.closed) return;
-    legacy.closed = true;
-    clearTimeout(legacy.grace);
-    // Disconnected since its last poll ended, not since the grace period did.
-    const lastSeen = legacy.poll === null ? legacy.goneAt : undefined;
-    live.delete(legacy);
-    if (sessions.get(legacy.key) === legacy) sessions.delete(legacy.key);
-    if (legacy.poll) wake(legacy, legacy.poll, { kind: "shutdown" });
-    legacy.undelivered.length = 0;
-    // Unanswered scrapes sent to this client fail now (503), not at their deadline.
-    legacy.session.close(lastSeen);
-    // Its entries in `sent` stay until they expire: while the proxy drains,
-    // scrapes sent before may still be answered.
-    legacy.log.info("Client session closed", { reason });
-  }
-
-  function wake(legacy: LegacySession, held: HeldPoll, why: Wake): void {
-    if (legacy.poll === held) legacy.poll = null;
-    held.controller.abort(why);
-  }
-
-  /** Gives a taken scrape to the waiting poll, or keeps it for the next one. */
-  function dispatch(legacy: LegacySession, taken: Taken, first = false): void {
-    if (legacy.closed) return;
-    if (legacy.poll) wake(legacy, legacy.poll, { kind: "deliver", taken });
-    else if (first) legacy.undelivered.unshift(taken);
-    else legacy.undelivered.push(taken);
-  }
-
-  function takeUndelivered(legacy: LegacySession): Taken | null {
-    for (;;) {
-      const taken = legacy.undelivered.shift();
-      if (taken === undefined) return null;
-      if (remainingMs(taken) > 0) return taken;
-    }
-  }
-
-  function remainingMs(taken: Taken): number {
-    return taken.task.timeoutMs - (now() - taken.takenAt);
-  }
-
-  function sweepSent(): void {
-    const at = now();
-    if (at < nextSweep) return;
-    nextSweep = at + 10_000;
-    for (const [id, entry] of sent) if (entry.expiresAt < at) sent.delete(id);
   }
 
   function observe(path: string, code: number, started: number): void {
@@ -315,7 +159,7 @@ export function createLegacyHandler(options: LegacyHandlerOptions): LegacyHandle
       if (body !== null) answer(res, code, body);
       observe("/poll", code, started);
     };
-    if (closed) return finish(503, "The proxy is shutting down\n");
+    if (polls.closed) return finish(503, SHUTTING_DOWN_TEXT);
     if (req.method !== "POST") {
       res.setHeader("allow", "POST");
       return finish(405, `Method ${req.method} is not allowed on /poll\n`);
@@ -338,36 +182,28 @@ export function createLegacyHandler(options: LegacyHandlerOptions): LegacyHandle
       return finish(grant.status, `Error polling: ${grant.message}\n`);
     }
     // While draining, old clients are told to come back (they retry).
-    if (closed || coordinator.draining) return finish(503, "The proxy is shutting down\n");
+    if (polls.closed || coordinator.draining) return finish(503, SHUTTING_DOWN_TEXT);
     if (res.destroyed) return finish(499, null);
 
-    const opened = open(
+    const legacy = polls.open(
       fqdn,
       typeof grant === "object" && "credential" in grant ? grant.credential : "",
       sourceKey(req.socket.remoteAddress),
       peerAddress(req.socket),
     );
-    if (!("session" in opened)) {
-      logger.warn("Poll refused", { protocol: "legacy", fqdn, err: opened.message });
-      if (opened.retryAfterMs > 0) {
-        res.setHeader("retry-after", String(Math.ceil(opened.retryAfterMs / 1000)));
+    if (!("session" in legacy)) {
+      logger.warn("Poll refused", { protocol: "legacy", fqdn, err: legacy.message });
+      if (legacy.retryAfterMs > 0) {
+        res.setHeader("retry-after", String(Math.ceil(legacy.retryAfterMs / 1000)));
       }
-      return finish(opened.status, `Error polling: ${opened.message}\n`);
+      return finish(legacy.status, `Error polling: ${legacy.message}\n`);
     }
-    const legacy = opened;
-    if (legacy.poll) wake(legacy, legacy.poll, { kind: "displaced" });
-    clearTimeout(legacy.grace);
-    legacy.goneAt = undefined;
-    const held: HeldPoll = { controller: new AbortController() };
-    legacy.poll = held;
+    const held = polls.hold(legacy);
     res.on("close", () => {
-      if (!res.writableFinished) wake(legacy, held, { kind: "gone" });
+      if (!res.writableFinished) held.gone();
     });
-
-    let taken = takeUndelivered(legacy);
-    let replaced = false;
-    let draining = false;
-    if (taken === null) {
+    let timer: ReturnType<typeof setInterval> | undefined;
+    if (!held.ready) {
       try {
         // Finds a peer that vanished without a FIN (a host that died, a NAT
         // that forgot the flow) while the poll is held.
@@ -375,63 +211,30 @@ export function createLegacyHandler(options: LegacyHandlerOptions): LegacyHandle
       } catch {
         // Not a TCP socket (tests): the checks below still run.
       }
-      const timer = setInterval(() => {
-        if (res.destroyed || req.socket.destroyed || !req.socket.writable) {
-          wake(legacy, held, { kind: "gone" });
-        }
+      timer = setInterval(() => {
+        if (res.destroyed || req.socket.destroyed || !req.socket.writable) held.gone();
       }, pollHoldMs);
-      try {
-        const task = await legacy.session.next(held.controller.signal);
-        if (task !== null) taken = { task, takenAt: now() };
-      } catch (error) {
-        if (!(error instanceof CoordinatorError)) throw error;
-        if (error.kind === "replaced") replaced = true;
-        else if (error.kind === "draining") draining = true;
-        else throw error;
-      } finally {
-        clearInterval(timer);
-      }
     }
-    if (legacy.poll === held) legacy.poll = null;
-    const why = held.controller.signal.aborted ? held.controller.signal.reason as Wake : null;
-    if (why?.kind === "deliver") {
-      if (taken === null) taken = why.taken;
-      else dispatch(legacy, why.taken, true);
+    let outcome: PollOutcome;
+    try {
+      outcome = await held.outcome(() => !res.destroyed);
+    } finally {
+      clearInterval(timer);
     }
-    if (replaced) {
-      legacy.log.info("Client replaced by a newer registration for its fqdn");
-      retire(legacy);
-    } else if (legacy.poll === null) {
-      startGrace(legacy);
-    }
-
-    if (taken !== null) {
-      const cannotCarry = res.destroyed || why?.kind === "gone" || why?.kind === "displaced";
-      if (cannotCarry) {
-        // Not lost: the next poll for this fqdn carries it.
-        dispatch(legacy, taken, true);
-        return why?.kind === "displaced" ? finish(408, DISPLACED_TEXT) : finish(499, null);
-      }
-      const timeoutMs = Math.max(1, remainingMs(taken));
-      sweepSent();
-      sent.set(taken.task.id, {
-        legacy,
-        method: taken.task.method,
-        expiresAt: now() + timeoutMs + SENT_SLACK_MS,
-      });
-      legacy.log.debug("Sending scrape", { scrape_id: taken.task.id, url: taken.task.url });
-      return finish(200, formatLegacyScrape({ ...taken.task, timeoutMs }));
-    }
-    if (replaced) {
-      return finish(408, `Error WaitForScrapeInstruction: another client registered as ${fqdn}\n`);
-    }
-    if (draining) return finish(503, "The proxy is shutting down\n");
-    switch (why?.kind) {
+    switch (outcome.kind) {
+      case "scrape":
+        return finish(200, formatLegacyScrape({ ...outcome.task, timeoutMs: outcome.timeoutMs }));
       case "displaced":
         return finish(408, DISPLACED_TEXT);
+      case "replaced":
+        return finish(
+          408,
+          `Error WaitForScrapeInstruction: another client registered as ${fqdn}\n`,
+        );
+      case "draining":
       case "shutdown":
-        return finish(503, "The proxy is shutting down\n");
-      default:
+        return finish(503, SHUTTING_DOWN_TEXT);
+      case "gone":
         return finish(499, null);
     }
   }
@@ -460,12 +263,11 @@ export function createLegacyHandler(options: LegacyHandlerOptions): LegacyHandle
         },
       );
     } catch (error) {
-      return refuse("invalid", (error as Error).message);
+      return refuse("invalid", errorMessage(error));
     }
     const id = response.headers.find(([name]) => name.toLowerCase() === "id")?.[1] ?? "";
     if (id === "") return refuse("invalid", "the pushed response has no Id header");
-    sweepSent();
-    const entry = sent.get(id);
+    const entry = polls.sent(id);
     if (entry === undefined) {
       return refuse(
         "unknown_scrape",
@@ -483,10 +285,9 @@ export function createLegacyHandler(options: LegacyHandlerOptions): LegacyHandle
       });
       return finish(403, `Error pushing: not allowed to answer for ${entry.legacy.fqdn}\n`);
     }
-    if (sent.get(id) !== entry) {
-      return refuse("unknown_scrape", `scrape ${JSON.stringify(id)} was already answered`);
+    if (!polls.claim(id, entry)) {
+      return refuse("duplicate_push", `scrape ${JSON.stringify(id)} was already answered`);
     }
-    sent.delete(id);
     options.bodyBound?.(req);
 
     const headers: HeaderField[] = forwardableHeaders(response.headers)
@@ -524,7 +325,7 @@ export function createLegacyHandler(options: LegacyHandlerOptions): LegacyHandle
       if (failure instanceof CoordinatorError) {
         return refuse(pushErrorReason(failure), failure.message);
       }
-      return refuse("relay_failed", `cannot relay the scrape: ${(failure as Error)?.message}`);
+      return refuse("relay_failed", `cannot relay the scrape: ${errorMessage(failure)}`);
     }
     finish(200, "");
   }
@@ -532,13 +333,9 @@ export function createLegacyHandler(options: LegacyHandlerOptions): LegacyHandle
   return {
     poll,
     push,
-    close() {
-      if (closed) return;
-      closed = true;
-      for (const legacy of [...live]) shut(legacy, "the proxy is shutting down");
-    },
+    close: () => polls.close(),
     get sessionCount() {
-      return sessions.size;
+      return polls.sessionCount;
     },
   };
 }

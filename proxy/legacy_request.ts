@@ -8,6 +8,11 @@
  */
 
 import type { ScrapeTask } from "./coordinator.ts";
+import {
+  formatScrapeTimeout,
+  SCRAPE_TIMEOUT_HEADER,
+  SCRAPE_TIMEOUT_HEADER_CANONICAL,
+} from "../lib/scrape_timeout.ts";
 
 /** The header carrying the scrape id in both directions. */
 export const LEGACY_ID_HEADER = "Id";
@@ -24,7 +29,7 @@ const EXCLUDED: ReadonlySet<string> = new Set([
 /** Fields the proxy replaces: the id and the remaining time. */
 const REPLACED: ReadonlySet<string> = new Set([
   "id",
-  "x-prometheus-scrape-timeout-seconds",
+  SCRAPE_TIMEOUT_HEADER,
 ]);
 const TOKEN_REGEXP = /^[!#$%&'*+\-.^_`|~0-9a-zA-Z]+$/;
 
@@ -39,17 +44,6 @@ const TOKEN_REGEXP = /^[!#$%&'*+\-.^_`|~0-9a-zA-Z]+$/;
 export function canonicalHeaderName(name: string): string {
   if (!TOKEN_REGEXP.test(name)) return name;
   return name.toLowerCase().replace(/(^|-)([a-z])/g, (_, dash, c) => dash + c.toUpperCase());
-}
-
-/**
- * Formats a duration in milliseconds as the seconds value of
- * `X-Prometheus-Scrape-Timeout-Seconds`, e.g. 9873 as "9.873".
- *
- * @param ms The duration; at least 1 ms is written.
- * @returns The decimal number of seconds.
- */
-export function formatTimeoutSeconds(ms: number): string {
-  return String(Math.max(1, Math.round(ms)) / 1000);
 }
 
 /**
@@ -92,7 +86,7 @@ export function formatLegacyScrape(task: ScrapeTask): string {
   const agent = task.headers.find((h) => h.name.toLowerCase() === "user-agent");
   const userAgent = agent === undefined ? GO_USER_AGENT : cleanValue(agent.value);
   fields.set(LEGACY_ID_HEADER, [task.id]);
-  fields.set("X-Prometheus-Scrape-Timeout-Seconds", [formatTimeoutSeconds(task.timeoutMs)]);
+  fields.set(SCRAPE_TIMEOUT_HEADER_CANONICAL, [formatScrapeTimeout(task.timeoutMs)]);
 
   let text = `${task.method || "GET"} ${target} HTTP/1.1\r\nHost: ${host}\r\n`;
   if (userAgent !== "") text += `User-Agent: ${userAgent}\r\n`;

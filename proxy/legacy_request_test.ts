@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { canonicalHeaderName, formatLegacyScrape, formatTimeoutSeconds } from "./legacy_request.ts";
+import { canonicalHeaderName, formatLegacyScrape } from "./legacy_request.ts";
 
 Deno.test("formatLegacyScrape() writes Go's WriteProxy form: request line, Host, User-Agent, sorted fields", () => {
   const text = formatLegacyScrape({
@@ -84,11 +84,4 @@ Deno.test("canonicalHeaderName() matches Go's CanonicalMIMEHeaderKey", () => {
   assert.equal(canonicalHeaderName("WWW-AUTHENTICATE"), "Www-Authenticate");
   assert.equal(canonicalHeaderName("id"), "Id");
   assert.equal(canonicalHeaderName("bad name"), "bad name");
-});
-
-Deno.test("formatTimeoutSeconds() writes a decimal number of seconds", () => {
-  assert.equal(formatTimeoutSeconds(10_000), "10");
-  assert.equal(formatTimeoutSeconds(9_873.4), "9.873");
-  assert.equal(formatTimeoutSeconds(0), "0.001");
-  assert.ok(Number.isFinite(parseFloat(formatTimeoutSeconds(300_000))));
 });

@@ -12,7 +12,7 @@ import {
   registerDefaultMetrics,
   SCRAPE_DURATION_BUCKETS,
 } from "../lib/metrics.ts";
-import type { CoordinatorError } from "./coordinator.ts";
+import { PUSH_ERROR_REASONS } from "./errors.ts";
 
 /** The metrics the proxy's adapters update. */
 export interface ProxyMetrics {
@@ -190,28 +190,8 @@ export function createProxyMetrics(options: ProxyMetricsOptions): ProxyMetrics {
   for (const path of ["/clients", "/metrics"]) {
     metrics.httpRequests.inc({ code: "200", path }, 0);
   }
-  for (
-    const reason of [
-      "unknown_scrape",
-      "foreign_scrape",
-      "relay_failed",
-      "invalid",
-      "invalid_status",
-    ]
-  ) {
+  for (const reason of [...PUSH_ERROR_REASONS, "relay_failed"]) {
     metrics.pushErrors.inc({ reason }, 0);
   }
   return metrics;
-}
-
-/** The `reason` label of pushprox_proxy_push_errors_total for a refused push. */
-export function pushErrorReason(error: CoordinatorError): string {
-  switch (error.kind) {
-    case "foreign_scrape":
-    case "invalid_status":
-    case "invalid":
-      return error.kind;
-    default:
-      return "unknown_scrape";
-  }
 }

@@ -1,12 +1,13 @@
 /**
  * The proxy's endpoints for operators: `/-/healthy` and `/-/ready` in
- * Prometheus' convention (load balancers and Kubernetes probes), and the
- * status page on `/`.
+ * Prometheus' convention (load balancers and Kubernetes probes; lib/health.ts),
+ * and the status page on `/`.
  *
  * @module
  */
 
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { type HealthOptions, methodNotAllowed, serveHealth } from "../lib/health.ts";
 import { VERSION } from "../lib/version.ts";
 import { STATUS_PAGE_HEADERS, statusPage } from "./status_page.ts";
 
@@ -40,33 +41,29 @@ export const OPERATIONS_PATHS: readonly string[] = ["/", "/-/healthy", "/-/ready
  */
 export function createOperationsHandler(options: OperationsOptions): OperationsHandler {
   const page = statusPage(VERSION);
+  const health: HealthOptions = {
+    healthy: "PushProx Proxy is Healthy.\n",
+    ready: () =>
+      options.draining()
+        ? { ready: false, message: "PushProx Proxy is shutting down.\n" }
+        : { ready: true, message: "PushProx Proxy is Ready.\n" },
+  };
   return function serveOperations(req, res, path) {
     if (!OPERATIONS_PATHS.includes(path)) return false;
-    const answer = (code: number, headers: Record<string, string>, body: string) => {
-      res.writeHead(code, headers);
-      res.end(req.method === "HEAD" ? undefined : body);
-      options.observe?.(path, code);
-    };
-    const text = { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" };
-    if (req.method !== "GET" && req.method !== "HEAD") {
-      answer(
-        405,
-        { ...text, allow: "GET, HEAD" },
-        `Method ${req.method} is not allowed on ${path}\n`,
-      );
-      return true;
-    }
-    if (path === "/-/healthy") {
-      answer(200, text, "PushProx Proxy is Healthy.\n");
-    } else if (path === "/-/ready") {
-      if (options.draining()) {
-        answer(503, text, "PushProx Proxy is shutting down.\n");
-      } else {
-        answer(200, text, "PushProx Proxy is Ready.\n");
-      }
-    } else {
-      answer(200, { ...STATUS_PAGE_HEADERS }, page);
-    }
+    const code = serveHealth(health, req, res, path) ?? servePage(req, res, path, page);
+    options.observe?.(path, code);
     return true;
   };
+}
+
+/** The status page on `/`. */
+function servePage(req: IncomingMessage, res: ServerResponse, path: string, page: string): number {
+  if (req.method !== "GET" && req.method !== "HEAD") {
+    const answer = methodNotAllowed(req.method ?? "", path);
+    res.writeHead(answer.status, answer.headers).end(answer.body);
+    return answer.status;
+  }
+  res.writeHead(200, { ...STATUS_PAGE_HEADERS });
+  res.end(req.method === "HEAD" ? undefined : page);
+  return 200;
 }

@@ -12,7 +12,12 @@ import { forwardableHeaders, type HeaderField, rawHeaderPairs } from "../lib/hea
 import type { Logger } from "../lib/logger.ts";
 import { type Coordinator, CoordinatorError, type ScrapeReply } from "./coordinator.ts";
 import type { ProxyMetrics } from "./metrics.ts";
-import { InvalidTimeoutError, SCRAPE_TIMEOUT_HEADER, scrapeTimeoutMs } from "./timeout.ts";
+import { errorKind } from "./errors.ts";
+import {
+  InvalidTimeoutError,
+  SCRAPE_TIMEOUT_HEADER,
+  scrapeTimeoutMs,
+} from "../lib/scrape_timeout.ts";
 import { formatDuration } from "../lib/duration.ts";
 
 /** Options for {@linkcode createScrapeHandler}. */
@@ -160,20 +165,10 @@ export function createScrapeHandler(
       );
     } catch (error) {
       if (error instanceof CoordinatorError) {
-        const code = error.kind === "unknown_client"
-          ? 404
-          : error.kind === "client_busy"
-          ? 429
-          : 503;
-        if (error.kind === "client_busy" || error.kind === "proxy_busy") {
-          metrics.limitHits.inc({
-            limit: error.kind === "client_busy" ? "scrapes_per_client" : "scrapes",
-          });
-          log.warn("Scrape refused", { err: error.message });
-        } else {
-          log.debug("Scrape refused", { err: error.message });
-        }
-        return fail(code, `Cannot scrape ${target}: ${error.message}`);
+        const entry = errorKind(error);
+        if (entry.metric === "limit_hits") metrics.limitHits.inc({ limit: entry.label });
+        log[entry.level]("Scrape refused", { err: error.message });
+        return fail(entry.status, `Cannot scrape ${target}: ${error.message}`);
       }
       if (deadline.aborted) {
         log.warn("Scrape timed out waiting for the client", {

@@ -19,6 +19,7 @@ import {
   defaultAuthConfig,
   loadAuthConfig,
 } from "./auth.ts";
+import { errorMessage } from "../lib/error_message.ts";
 
 /** Options for {@linkcode loadSecurity}. */
 export interface SecurityOptions {
@@ -166,7 +167,7 @@ export async function loadSecurity(options: SecurityOptions): Promise<Security> 
             }
           } catch (error) {
             logger.error("Cannot reload the auth configuration; keeping the previous one", {
-              err: (error as Error).message,
+              err: errorMessage(error),
             });
           }
         } finally {

@@ -164,6 +164,66 @@ Deno.test("pushes for unknown ids, foreign sessions or without a head are refuse
   }
 });
 
+Deno.test("a second push for a scrape being relayed is FailedPrecondition, counted as duplicate_push", async () => {
+  const stack = await startStack((_req, res) => res.end(TEXT));
+  const http = await import("node:http");
+  let release = () => {};
+  const stalled = new Promise<void>((resolve) => release = resolve);
+  try {
+    const client = connectClient(stack);
+    const session = stack.proxy.coordinator.register({
+      fqdn: "dup",
+      labels: {},
+      version: "",
+      modules: [],
+      protocol: "connect",
+    }, { credential: "anonymous" }); // what an open proxy's pushes carry
+    // Prometheus' side: resolves once the answer's head reached it.
+    let body = "";
+    let ended: Promise<void> = Promise.resolve();
+    const answered = new Promise<number>((resolve, reject) => {
+      http.request({
+        host: "127.0.0.1",
+        port: stack.proxyPort,
+        path: "http://dup:9100/metrics",
+        headers: { host: "dup:9100" },
+        agent: false,
+      }, (response) => {
+        response.setEncoding("utf8");
+        response.on("data", (chunk: string) => body += chunk);
+        ended = new Promise((done) => response.on("end", done));
+        resolve(response.statusCode ?? 0);
+      }).on("error", reject).end();
+    });
+    const task = await session.next(AbortSignal.timeout(5_000));
+    assert.ok(task !== null);
+    const head = { scrapeId: task.id, sessionId: session.id, status: 200 };
+    const first = client.push((async function* () {
+      yield { message: { case: "head" as const, value: { ...head, headers: [], error: "" } } };
+      yield { message: { case: "bodyChunk" as const, value: new TextEncoder().encode("up 1\n") } };
+      await stalled;
+    })());
+    assert.equal(await answered, 200);
+    const second = await client.push(pushOf(head)).catch((e) => e);
+    assert.ok(second instanceof ConnectError);
+    assert.equal(second.code, Code.FailedPrecondition);
+    assert.match(second.rawMessage, /already answered/);
+    release();
+    await first;
+    await ended;
+    assert.equal(body, "up 1\n", "the first push is relayed undisturbed");
+    const errors = await stack.proxy.metrics.pushErrors.get();
+    const count = (reason: string) =>
+      errors.values.find((v) => v.labels.reason === reason)?.value ?? 0;
+    assert.equal(count("duplicate_push"), 1);
+    assert.equal(count("unknown_scrape"), 0, "not counted as an unknown scrape");
+    session.close();
+  } finally {
+    release();
+    await stack.close();
+  }
+});
+
 Deno.test("invalid registrations are refused with InvalidArgument", async () => {
   const stack = await startStack((_req, res) => res.end(TEXT));
   try {

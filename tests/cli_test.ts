@@ -4,8 +4,9 @@
  */
 
 import assert from "node:assert/strict";
-import { CLIENT_FLAGS } from "../client/main.ts";
-import { PROXY_FLAGS } from "../proxy/main.ts";
+import { CLIENT_FLAGS } from "../client/settings.ts";
+import type { FlagSpec } from "../lib/flags.ts";
+import { PROXY_FLAGS } from "../proxy/settings.ts";
 import { DENO, denoEnv, ROOT } from "./support.ts";
 
 async function run(program: string, args: string[]) {
@@ -23,12 +24,11 @@ async function run(program: string, args: string[]) {
   };
 }
 
-for (
-  const [program, flags] of [["proxy/main.ts", PROXY_FLAGS], [
-    "client/main.ts",
-    CLIENT_FLAGS,
-  ]] as const
-) {
+const PROGRAMS: [string, readonly FlagSpec[]][] = [
+  ["proxy/main.ts", PROXY_FLAGS],
+  ["client/main.ts", CLIENT_FLAGS],
+];
+for (const [program, flags] of PROGRAMS) {
   Deno.test(`${program} --help lists every flag and its default`, async () => {
     const { code, stdout } = await run(program, ["--help"]);
     assert.equal(code, 0);

@@ -8,9 +8,9 @@
 
 import assert from "node:assert/strict";
 import { parse, parseAllDocuments } from "yaml";
-import { CLIENT_FLAGS } from "../client/main.ts";
+import { CLIENT_FLAGS } from "../client/settings.ts";
 import type { FlagSpec } from "../lib/flags.ts";
-import { PROXY_FLAGS } from "../proxy/main.ts";
+import { PROXY_FLAGS } from "../proxy/settings.ts";
 import {
   DENO,
   denoEnv,

@@ -6,6 +6,7 @@
  */
 
 import { createServer } from "node:net";
+import { childEnv, type ChildProcess, spawnProcess } from "../lib/testing/process.ts";
 
 /** The repository root. */
 export const ROOT: string = new URL("..", import.meta.url).pathname;
@@ -25,23 +26,14 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** A process started by a test. */
-export interface TestProcess {
-  readonly pid: number;
-  /** Everything written to stderr and stdout so far. */
-  output(): string;
-  /** Waits until the output matches, or fails after `timeoutMs`. */
-  waitFor(pattern: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
-  /** Sends a signal to this process (by PID). */
-  kill(signal?: Deno.Signal): void;
-  /** SIGTERM, then SIGKILL after a grace period; waits for the exit. */
-  stop(graceMs?: number): Promise<Deno.CommandStatus>;
-  readonly status: Promise<Deno.CommandStatus>;
-}
+/** A process started by a test (lib/testing/process.ts, which the benchmark uses too). */
+export type TestProcess = ChildProcess;
 
 /** Options for {@linkcode spawn}. */
 export interface SpawnOptions {
+  /** Working directory. @default {the repository root} */
   cwd?: string;
+  /** Environment variables added to the test's. @default {none} */
   env?: Record<string, string>;
   /** Echo output to the test's stderr as it arrives. @default {false} */
   echo?: boolean;
@@ -60,91 +52,11 @@ export function spawn(
   args: string[],
   options: SpawnOptions = {},
 ): TestProcess {
-  const child = new Deno.Command(command, {
-    args,
+  return spawnProcess(command, args, {
     cwd: options.cwd ?? ROOT,
     env: options.env ?? {},
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  let text = "";
-  const listeners = new Set<() => void>();
-  const decoder = new TextDecoder();
-  async function pump(stream: ReadableStream<Uint8Array>) {
-    for await (const chunk of stream) {
-      const piece = decoder.decode(chunk, { stream: true });
-      text += piece;
-      if (options.echo) Deno.stderr.writeSync(chunk);
-      for (const listener of listeners) listener();
-    }
-  }
-  const pumps = Promise.all([pump(child.stdout), pump(child.stderr)]);
-  const status = child.status.then(async (s) => {
-    await pumps;
-    for (const listener of listeners) listener();
-    return s;
+    ...(options.echo ? { echo: "all" as const } : {}),
   });
-  let exited = false;
-  status.then(() => exited = true);
-
-  const handle: TestProcess = {
-    pid: child.pid,
-    output: () => text,
-    waitFor(pattern, timeoutMs = 15_000) {
-      return new Promise((resolve, reject) => {
-        const check = () => {
-          const match = text.match(pattern);
-          if (match) return finish(() => resolve(match));
-          if (exited) {
-            finish(() =>
-              reject(
-                new Error(
-                  `Process ${command} exited before printing ${pattern}:\n${text}`,
-                ),
-              )
-            );
-          }
-        };
-        const timer = setTimeout(
-          () =>
-            finish(() =>
-              reject(
-                new Error(
-                  `Timed out waiting for ${pattern} from ${command}:\n${text}`,
-                ),
-              )
-            ),
-          timeoutMs,
-        );
-        const finish = (then: () => void) => {
-          clearTimeout(timer);
-          listeners.delete(check);
-          then();
-        };
-        listeners.add(check);
-        check();
-      });
-    },
-    kill(signal = "SIGTERM") {
-      if (!exited) {
-        try {
-          Deno.kill(child.pid, signal);
-        } catch { /* already gone */ }
-      }
-    },
-    async stop(graceMs = 5_000) {
-      handle.kill("SIGTERM");
-      const timer = setTimeout(() => handle.kill("SIGKILL"), graceMs);
-      try {
-        return await status;
-      } finally {
-        clearTimeout(timer);
-      }
-    },
-    status,
-  };
-  return handle;
 }
 
 /** The deno binary running the tests; tests start servers with it, not npx. */
@@ -152,20 +64,7 @@ export const DENO: string = Deno.execPath();
 
 /** Environment for child deno processes: no colour, same caches. */
 export function denoEnv(): Record<string, string> {
-  const env: Record<string, string> = { NO_COLOR: "1" };
-  for (
-    const name of [
-      "HOME",
-      "PATH",
-      "DENO_DIR",
-      "NPM_CONFIG_REGISTRY",
-      "XDG_CACHE_HOME",
-    ]
-  ) {
-    const value = Deno.env.get(name);
-    if (value !== undefined) env[name] = value;
-  }
-  return env;
+  return childEnv();
 }
 
 /**

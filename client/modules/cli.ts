@@ -11,19 +11,19 @@
  */
 
 import type { Registry } from "prom-client";
-import { type ListenAddress, parseListenAddress } from "../../lib/address.ts";
+import { parseListenAddress } from "../../lib/address.ts";
 import { FlagError, type FlagSpec, type FlagValues } from "../../lib/flags.ts";
 import type { Logger } from "../../lib/logger.ts";
-import type { WebConfig } from "../../lib/web_config.ts";
-import type { ExporterServer, ExporterTlsFlags } from "../exporter_server.ts";
-import type { LoadedConfig } from "./config.ts";
-import type { ModuleEngine, PreparedConfig } from "./engine.ts";
+import type { ExporterTlsFlags } from "../exporter_server.ts";
+import type { PreparedConfig } from "./engine.ts";
 import { createModuleMetrics } from "./metrics.ts";
-import type { ConfigReloader } from "./reloader.ts";
-import type { ModuleScrapeHandler } from "./scrape_route.ts";
+import { errorMessage } from "../../lib/error_message.ts";
+import type { Modules, ModuleSettings } from "./module_settings.ts";
+
+export { announcedModules, type Modules, type ModuleSettings } from "./module_settings.ts";
 
 /** The module flags, appended to the client's flag table. */
-export const MODULE_FLAGS: readonly FlagSpec[] = [
+export const MODULE_FLAGS = [
   {
     name: "config.file",
     type: "string",
@@ -138,34 +138,13 @@ export const MODULE_FLAGS: readonly FlagSpec[] = [
     type: "boolean",
     help: "Enable POST /-/reload on the direct listeners (SIGHUP always reloads).",
   },
-];
+] as const satisfies readonly FlagSpec[];
 
-/** What the module flags ask for, checked. */
-export interface ModuleSettings {
-  /** True when --config.file or --config.dirs was given. */
-  readonly configured: boolean;
-  /** Loads the configuration with the flags applied. */
-  readonly load: () => Promise<LoadedConfig>;
-  /** The configuration at start-up. */
-  readonly initial: PreparedConfig;
-  readonly allowRawScrapes: boolean;
-  readonly verifyMaxBytes: number;
-  readonly execMaxOutputBytes: number;
-  readonly address: ListenAddress | null;
-  readonly tlsAddress: ListenAddress | null;
-  readonly tls: ExporterTlsFlags | null;
-  readonly webConfig: WebConfig | null;
-  readonly bearerToken: string | null;
-  readonly allowNets: readonly string[];
-  readonly lifecycle: boolean;
-  /** `--web.proxy-path`. */
-  readonly proxyPath: string;
-  /** `--web.telemetry-path`. */
-  readonly telemetryPath: string;
-}
+/** The parsed module flags. */
+export type ModuleFlagValues = FlagValues<typeof MODULE_FLAGS>;
 
 /** True when the flags ask for a direct listener. */
-export function wantsDirectListener(flags: FlagValues): boolean {
+export function wantsDirectListener(flags: ModuleFlagValues): boolean {
   return Boolean(flags["web.listen-address"]) || Boolean(flags["web.tls.listen-address"]);
 }
 
@@ -178,21 +157,19 @@ export function wantsDirectListener(flags: FlagValues): boolean {
  * @throws {import("./config.ts").ConfigError} For an invalid configuration (file:line: key: reason).
  * @throws {import("../../lib/web_config.ts").ConfigError} For an invalid web configuration.
  */
-export async function readModuleSettings(flags: FlagValues): Promise<ModuleSettings> {
-  const file = (flags["config.file"] as string | undefined) || undefined;
-  const dirs = flags["config.dirs"] as string[];
-  const skipDirs = flags["config.skip-dirs"] as boolean;
+export async function readModuleSettings(flags: ModuleFlagValues): Promise<ModuleSettings> {
+  const file = flags["config.file"] || undefined;
+  const dirs = flags["config.dirs"];
+  const skipDirs = flags["config.skip-dirs"];
   const configured = file !== undefined || dirs.length > 0;
   const load = async () => (await import("./config.ts")).loadConfig({ file, dirs, skipDirs });
 
-  const address = flags["web.listen-address"]
-    ? parseListenAddress(flags["web.listen-address"] as string)
-    : null;
-  const tlsAddress = flags["web.tls.listen-address"]
-    ? parseListenAddress(flags["web.tls.listen-address"] as string)
-    : null;
-  const verify = flags["web.tls.verify"] as boolean;
-  const certMatchText = flags["web.tls.certmatch"] as string | undefined;
+  const listenText = flags["web.listen-address"];
+  const address = listenText ? parseListenAddress(listenText) : null;
+  const tlsListenText = flags["web.tls.listen-address"];
+  const tlsAddress = tlsListenText ? parseListenAddress(tlsListenText) : null;
+  const verify = flags["web.tls.verify"];
+  const certMatchText = flags["web.tls.certmatch"];
   if (certMatchText && !verify) {
     throw new FlagError("--web.tls.certmatch needs --web.tls.verify");
   }
@@ -201,20 +178,20 @@ export async function readModuleSettings(flags: FlagValues): Promise<ModuleSetti
     try {
       certMatch = new RegExp(certMatchText);
     } catch (error) {
-      throw new FlagError(`--web.tls.certmatch: ${(error as Error).message}`);
+      throw new FlagError(`--web.tls.certmatch: ${errorMessage(error)}`);
     }
   }
   const tls: ExporterTlsFlags | null = tlsAddress === null ? null : {
-    certFile: flags["web.tls.cert"] as string,
-    keyFile: flags["web.tls.key"] as string,
-    caFile: flags["web.tls.ca"] as string,
+    certFile: flags["web.tls.cert"],
+    keyFile: flags["web.tls.key"],
+    caFile: flags["web.tls.ca"],
     verify,
     certMatch,
   };
   if (tlsAddress === null && (verify || certMatchText)) {
     throw new FlagError("--web.tls.verify and --web.tls.certmatch need --web.tls.listen-address");
   }
-  const webConfigFile = flags["web.config.file"] as string | undefined;
+  const webConfigFile = flags["web.config.file"];
   if (webConfigFile && address === null) {
     throw new FlagError("--web.config.file applies to --web.listen-address, which is not set");
   }
@@ -222,8 +199,8 @@ export async function readModuleSettings(flags: FlagValues): Promise<ModuleSetti
     ? await (await import("../../lib/web_config.ts")).loadWebConfig(webConfigFile)
     : null;
 
-  const token = flags["web.bearer.token"] as string | undefined;
-  const tokenFile = flags["web.bearer.token-file"] as string | undefined;
+  const token = flags["web.bearer.token"];
+  const tokenFile = flags["web.bearer.token-file"];
   if (token && tokenFile) {
     throw new FlagError("--web.bearer.token and --web.bearer.token-file are mutually exclusive");
   }
@@ -233,12 +210,12 @@ export async function readModuleSettings(flags: FlagValues): Promise<ModuleSetti
       bearerToken = (await Deno.readTextFile(tokenFile)).trim();
     } catch (error) {
       throw new FlagError(
-        `--web.bearer.token-file: cannot read ${tokenFile}: ${(error as Error).message}`,
+        `--web.bearer.token-file: cannot read ${tokenFile}: ${errorMessage(error)}`,
       );
     }
     if (bearerToken === "") throw new FlagError(`--web.bearer.token-file: ${tokenFile} is empty`);
   }
-  const allowNets = flags["allow.net"] as string[];
+  const allowNets = flags["allow.net"];
   const { parseCidr } = allowNets.length > 0
     ? await import("../../lib/cidr.ts")
     : { parseCidr: null };
@@ -246,16 +223,16 @@ export async function readModuleSettings(flags: FlagValues): Promise<ModuleSetti
     try {
       parseCidr!(net);
     } catch (error) {
-      throw new FlagError(`--allow.net: ${(error as Error).message}`);
+      throw new FlagError(`--allow.net: ${errorMessage(error)}`);
     }
   }
-  const verifyMaxBytes = flags["verify.max-bytes"] as number;
-  const execMaxOutputBytes = flags["exec.max-output-bytes"] as number;
+  const verifyMaxBytes = flags["verify.max-bytes"];
+  const execMaxOutputBytes = flags["exec.max-output-bytes"];
   if (verifyMaxBytes < 1) throw new FlagError("--verify.max-bytes must be at least 1");
   if (execMaxOutputBytes < 1) throw new FlagError("--exec.max-output-bytes must be at least 1");
 
-  const proxyPath = flags["web.proxy-path"] as string;
-  const telemetryPath = flags["web.telemetry-path"] as string;
+  const proxyPath = flags["web.proxy-path"];
+  const telemetryPath = flags["web.telemetry-path"];
   const paths: [string, string][] = [
     ["web.proxy-path", proxyPath],
     ["web.telemetry-path", telemetryPath],
@@ -281,7 +258,7 @@ export async function readModuleSettings(flags: FlagValues): Promise<ModuleSetti
     configured,
     load,
     initial,
-    allowRawScrapes: flags["allow.raw-scrapes"] as boolean,
+    allowRawScrapes: flags["allow.raw-scrapes"],
     verifyMaxBytes,
     execMaxOutputBytes,
     address,
@@ -290,45 +267,10 @@ export async function readModuleSettings(flags: FlagValues): Promise<ModuleSetti
     webConfig,
     bearerToken,
     allowNets,
-    lifecycle: flags["web.enable-lifecycle"] as boolean,
+    lifecycle: flags["web.enable-lifecycle"],
     proxyPath,
     telemetryPath,
   };
-}
-
-/** Module names the proxy accepts in a registration (see proxy/identity.ts). */
-const ANNOUNCEABLE_REGEXP = /^[a-zA-Z0-9_][a-zA-Z0-9_.-]{0,127}$/;
-
-/**
- * The module names to announce in the Poll registration: the ones the
- * proxy accepts (at most 1024); others are still served.
- *
- * @param config The configuration.
- * @returns The names.
- */
-export function announcedModules(config: LoadedConfig): string[] {
-  return [...config.modules.keys()].filter((n) => ANNOUNCEABLE_REGEXP.test(n)).slice(0, 1024);
-}
-
-/** The running module machinery. */
-export interface Modules {
-  /** The engine; null when no modules and no direct listener are configured. */
-  readonly engine: ModuleEngine | null;
-  /** The reloader; null when no modules and no direct listener are configured. */
-  readonly reloader: ConfigReloader | null;
-  /** For the scraper; undefined without a configuration (raw scrapes as before). */
-  readonly scrapeHandler: ModuleScrapeHandler | undefined;
-  /**
-   * The names announced to the proxy; updated in place on reload, so the
-   * next registration (reconnect) announces the new list.
-   */
-  readonly announced: string[];
-  /** The direct listeners, when configured. */
-  readonly server: ExporterServer | null;
-  /** SIGHUP: reload modules and TLS files. */
-  reload(): Promise<void>;
-  /** Stops the direct listeners. */
-  close(): Promise<void>;
 }
 
 /**

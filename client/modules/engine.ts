@@ -25,13 +25,10 @@ import {
   unreachable,
 } from "./http_module.ts";
 import type { ModuleMetrics } from "./metrics.ts";
-import {
-  effectiveTimeoutMs,
-  parseScrapeTimeout,
-  resolveModuleRequest,
-  SCRAPE_TIMEOUT_HEADER,
-} from "./request.ts";
+import { effectiveTimeoutMs, resolveModuleRequest } from "./request.ts";
+import { parseScrapeTimeout, SCRAPE_TIMEOUT_HEADER } from "../../lib/scrape_timeout.ts";
 import { errorResponse, type ModuleResponse, observeBody } from "./response.ts";
+import { errorMessage } from "../../lib/error_message.ts";
 
 /** A loaded configuration plus what was read for it (backend TLS files). */
 export interface PreparedConfig {
@@ -186,7 +183,7 @@ export function createModuleEngine(options: ModuleEngineOptions): ModuleEngine {
     if (module.method === "http") return unreachable(module, error);
     return errorResponse(
       502,
-      `module ${module.name}: ${(error as Error)?.message ?? String(error)}`,
+      `module ${module.name}: ${errorMessage(error)}`,
     );
   }
 
@@ -220,7 +217,7 @@ export function createModuleEngine(options: ModuleEngineOptions): ModuleEngine {
           request.headers.find((h) => h.name.toLowerCase() === SCRAPE_TIMEOUT_HEADER)?.value,
         );
       } catch (error) {
-        return errorResponse(400, (error as Error).message);
+        return errorResponse(400, errorMessage(error));
       }
       const timeoutMs = effectiveTimeoutMs(module.timeoutMs, scrapeTimeoutMs);
       // A timer cleared when the answer ends: AbortSignal.timeout would keep
@@ -249,7 +246,7 @@ export function createModuleEngine(options: ModuleEngineOptions): ModuleEngine {
             } and the scrape timeout${
               scrapeTimeoutMs === undefined ? "" : ` ${formatDuration(scrapeTimeoutMs)}`
             })`
-            : `the request was cancelled: ${(signal.reason as Error)?.message ?? signal.reason}`,
+            : `the request was cancelled: ${errorMessage(signal.reason)}`,
       };
       const label = { module: module.name };
       const observe = () => metrics.duration.observe(label, (performance.now() - started) / 1000);

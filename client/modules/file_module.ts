@@ -18,6 +18,7 @@ import {
   prefetch,
   TEXT_CONTENT_TYPE,
 } from "./response.ts";
+import { errorMessage } from "../../lib/error_message.ts";
 
 /** One request to a file module. */
 export interface FileModuleRequest {
@@ -120,7 +121,7 @@ export async function serveFileModule(
     metrics.fileFails.inc({ module: module.name });
     return errorResponse(
       502,
-      `module ${module.name}: cannot read ${path}: ${(error as Error).message}`,
+      `module ${module.name}: cannot read ${path}: ${errorMessage(error)}`,
     );
   }
   try {
@@ -132,7 +133,7 @@ export async function serveFileModule(
     metrics.fileFails.inc({ module: module.name });
     return errorResponse(
       502,
-      `module ${module.name}: cannot read ${path}: ${(error as Error).message}`,
+      `module ${module.name}: cannot read ${path}: ${errorMessage(error)}`,
     );
   }
 

@@ -20,7 +20,8 @@ import {
   createBackendPool,
 } from "./backend_http.ts";
 import { errorResponse, type ModuleResponse, prefetch } from "./response.ts";
-import { SCRAPE_TIMEOUT_HEADER } from "./request.ts";
+import { formatScrapeTimeout, SCRAPE_TIMEOUT_HEADER } from "../../lib/scrape_timeout.ts";
+import { errorMessage } from "../../lib/error_message.ts";
 
 /** TLS material for an https backend, read when the configuration loads. */
 export interface BackendTlsMaterial {
@@ -57,7 +58,7 @@ export async function loadBackendTls(
     } catch (error) {
       throw new Error(
         `${module.source.file}:${module.source.line}: modules.${module.name}.http.${key}: cannot read ${path}: ${
-          (error as Error).message
+          errorMessage(error)
         }`,
       );
     }
@@ -216,7 +217,7 @@ export function backendHeaders(
     headers["x-forwarded-for"] = [[...(before ?? []), peer].join(", ")];
   }
   if (timeoutMs !== undefined) {
-    headers[SCRAPE_TIMEOUT_HEADER] = [(timeoutMs / 1000).toFixed(3).replace(/\.?0+$/, "")];
+    headers[SCRAPE_TIMEOUT_HEADER] = [formatScrapeTimeout(timeoutMs)];
   }
   return headers;
 }
@@ -305,7 +306,7 @@ async function send(
   } catch (error) {
     const stale = (error as { reusedSocket?: boolean }).reusedSocket === true &&
       (STALE_CONNECTION.has((error as { code?: string }).code ?? "") ||
-        (error as Error)?.message === "socket hang up");
+        errorMessage(error) === "socket hang up");
     // As Go's Transport: a GET that failed on a reused connection before any
     // answer is sent again, once, on a new one.
     if (!stale || signal.aborted) throw error;
@@ -362,7 +363,7 @@ function asStream(response: http.IncomingMessage, name: string): ReadableStream<
         if (next.done) controller.close();
         else controller.enqueue(next.value);
       } catch (error) {
-        const message = (error as Error)?.message ?? String(error);
+        const message = errorMessage(error);
         controller.error(
           message === "aborted"
             ? new BackendClosedError(`module ${name}: the backend closed the connection mid-body`)
@@ -385,7 +386,7 @@ function asStream(response: http.IncomingMessage, name: string): ReadableStream<
  * @returns A 502 naming the backend.
  */
 export function unreachable(module: HttpModuleConfig, error: unknown): ModuleResponse {
-  const reason = (error as Error)?.message ?? String(error);
+  const reason = errorMessage(error);
   return errorResponse(
     502,
     `module ${module.name}: backend ${module.http.url} did not answer: ${reason}`,

@@ -12,6 +12,7 @@ import type { Logger } from "../../lib/logger.ts";
 import type { LoadedConfig } from "./config.ts";
 import { type ModuleEngine, prepareConfig, type PreparedConfig } from "./engine.ts";
 import type { ModuleMetrics } from "./metrics.ts";
+import { errorMessage } from "../../lib/error_message.ts";
 
 /** How a reload went. */
 export type ReloadResult =
@@ -66,7 +67,7 @@ export function createConfigReloader(options: ConfigReloaderOptions): ConfigRelo
     try {
       prepared = await prepare(await options.load());
     } catch (error) {
-      const reason = (error as Error)?.message ?? String(error);
+      const reason = errorMessage(error);
       metrics.reloadSuccessful.set(0);
       logger.error("Cannot reload the module configuration; keeping the old one", {
         err: reason,

@@ -7,6 +7,7 @@
 
 import type { ModuleConfig } from "./config.ts";
 import { moduleNameProblem } from "./config.ts";
+import { clampTimeoutMs } from "../../lib/scrape_timeout.ts";
 
 /** A request that names a configured module. */
 export interface ResolvedModuleRequest {
@@ -114,28 +115,6 @@ export function resolveModuleRequest(
   return { ok: true, module, backendQuery, args };
 }
 
-/** Prometheus' header carrying the scrape timeout in seconds. */
-export const SCRAPE_TIMEOUT_HEADER = "x-prometheus-scrape-timeout-seconds";
-
-/**
- * Reads `X-Prometheus-Scrape-Timeout-Seconds`.
- *
- * @param value The header value, or null when absent.
- * @returns The timeout in milliseconds, or undefined when absent.
- * @throws {RangeError} When the value is not a positive number of seconds.
- */
-export function parseScrapeTimeout(value: string | null | undefined): number | undefined {
-  if (value === null || value === undefined) return undefined;
-  const text = value.trim();
-  const seconds = /^\d+(\.\d+)?$/.test(text) ? Number(text) : NaN;
-  if (!Number.isFinite(seconds) || seconds <= 0) {
-    throw new RangeError(
-      `Cannot use ${SCRAPE_TIMEOUT_HEADER}: ${JSON.stringify(value)} is not a positive number`,
-    );
-  }
-  return seconds * 1000;
-}
-
 /**
  * The deadline a module request gets: the lower of the module `timeout` and
  * Prometheus' scrape timeout; undefined when neither is set.
@@ -148,7 +127,5 @@ export function effectiveTimeoutMs(
   moduleTimeoutMs: number | undefined,
   scrapeTimeoutMs: number | undefined,
 ): number | undefined {
-  if (moduleTimeoutMs === undefined) return scrapeTimeoutMs;
-  if (scrapeTimeoutMs === undefined) return moduleTimeoutMs;
-  return Math.min(moduleTimeoutMs, scrapeTimeoutMs);
+  return clampTimeoutMs(moduleTimeoutMs, scrapeTimeoutMs);
 }

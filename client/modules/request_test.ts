@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { parseConfig } from "./config.ts";
-import { effectiveTimeoutMs, parseScrapeTimeout, resolveModuleRequest } from "./request.ts";
+import { effectiveTimeoutMs, resolveModuleRequest } from "./request.ts";
+import { parseScrapeTimeout } from "../../lib/scrape_timeout.ts";
 
 const { modules } = parseConfig(
   "modules:\n  node:\n    method: http\n    http:\n      port: 9100\n  script:\n    method: exec\n    exec:\n      command: /bin/true\n",
@@ -53,6 +54,10 @@ Deno.test("parseScrapeTimeout() and effectiveTimeoutMs()", () => {
   assert.equal(parseScrapeTimeout("9.5"), 9500);
   assert.throws(() => parseScrapeTimeout("-1"), RangeError);
   assert.throws(() => parseScrapeTimeout("10s"), RangeError);
+  // One grammar with the proxy (lib/scrape_timeout.ts): Go's decimal floats.
+  assert.equal(parseScrapeTimeout("1e1"), 10_000);
+  assert.equal(parseScrapeTimeout(".5"), 500);
+  assert.equal(parseScrapeTimeout("5."), 5_000);
   assert.equal(effectiveTimeoutMs(undefined, undefined), undefined);
   assert.equal(effectiveTimeoutMs(1000, undefined), 1000);
   assert.equal(effectiveTimeoutMs(undefined, 9500), 9500);

@@ -9,23 +9,16 @@
  * @module
  */
 
-import type { ScrapeJob, ScrapeOutcome } from "../scraper.ts";
+import type { ModuleScrapeHandler, ScrapeOutcome } from "../scrape_types.ts";
 import type { ModuleEngine } from "./engine.ts";
+import { errorMessage } from "../../lib/error_message.ts";
 
 /** The path that reaches modules, as on exporter_exporter. */
 export const MODULE_PATH = "/proxy";
 /** The path that reaches the client's own metrics through the proxy. */
 export const OWN_METRICS_PATH = "/-/metrics";
 
-/**
- * Decides a scrape before the scraper dials a port: returns the outcome, or
- * null to let the scraper perform a raw scrape.
- */
-export type ModuleScrapeHandler = (
-  url: URL,
-  job: ScrapeJob,
-  signal: AbortSignal,
-) => Promise<ScrapeOutcome | null>;
+export type { ModuleScrapeHandler } from "../scrape_types.ts";
 
 /** Options for {@linkcode createModuleScrapeHandler}. */
 export interface ModuleScrapeHandlerOptions {
@@ -68,7 +61,7 @@ export function createModuleScrapeHandler(
       try {
         metrics = await options.ownMetrics();
       } catch (error) {
-        return failure(500, `cannot collect the client's metrics: ${(error as Error)?.message}`);
+        return failure(500, `cannot collect the client's metrics: ${errorMessage(error)}`);
       }
       const { contentType, body } = metrics;
       const bytes = new TextEncoder().encode(body);

@@ -6,6 +6,7 @@
 
 import { VerificationError } from "./verification_error.ts";
 import { createVerifier, type VerifierOptions } from "./verifier.ts";
+import { errorMessage } from "../../lib/error_message.ts";
 
 /** Options for {@linkcode verifyStream}. */
 export interface VerifyStreamOptions extends VerifierOptions {
@@ -35,7 +36,7 @@ function decompressionFor(encoding: string | null | undefined): Decompression {
 
 function asEncodingError(error: unknown, format: string): unknown {
   if (error instanceof VerificationError) return error;
-  const reason = error instanceof Error ? error.message : String(error);
+  const reason = errorMessage(error);
   return new VerificationError(`invalid ${format} data: ${reason}`, {
     kind: "encoding",
     cause: error,
