@@ -8,11 +8,9 @@
  * @module
  */
 
-import { createClient } from "@connectrpc/connect";
 import { lookup } from "node:dns/promises";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { ClientService } from "../gen/pushprox/v1/pushprox_pb.ts";
 import type { ListenAddress } from "../lib/address.ts";
 import type { Logger } from "../lib/logger.ts";
 import { VERSION } from "../lib/version.ts";
@@ -28,8 +26,10 @@ import {
 } from "./endpoints.ts";
 import { type ProxyEnv, proxyForUrl } from "./env_proxy.ts";
 import { runPoller } from "./poller.ts";
-import { createNativePush, nativePushSupported } from "./native_push.ts";
-import { createProxyTransport, parseProxyUrl, type ProxyTlsOptions } from "./proxy_transport.ts";
+import { createNativePoll, type PollStream } from "./native_poll.ts";
+import { createNativePush, nativePushSupported, type PushSender } from "./native_push.ts";
+import type { ConnectPath } from "./proxy_transport.ts";
+import { parseProxyUrl, type ProxyTlsOptions } from "./proxy_url.ts";
 import type { ModuleScrapeHandler } from "./modules/scrape_route.ts";
 import { createScraper, type ScrapePolicy } from "./scraper.ts";
 import {
@@ -37,7 +37,6 @@ import {
   type ScrapeTransport,
   type TargetTlsOptions,
 } from "./scrape_transport.ts";
-import { withAuthorization } from "./security_flags.ts";
 
 /** Options for {@linkcode startAgent}. */
 export interface AgentOptions {
@@ -95,6 +94,11 @@ export interface AgentOptions {
    * client certificate); false pushes through connect-es. @default {true}
    */
   nativePush?: boolean;
+  /**
+   * Poll on native I/O (client/native_poll.ts) under the same rule as
+   * `nativePush`; false polls through connect-es. @default {true}
+   */
+  nativePoll?: boolean;
   /** Scrape plain-http targets on native I/O (else node:http). @default {true} */
   nativeScrape?: boolean;
 }
@@ -226,36 +230,65 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   let announced: string[] = [];
 
   function startPoller(endpoint: Endpoint): void {
-    const connection = createProxyTransport({
-      proxyUrl: endpoint.url,
-      ...(options.proxyTls ? { tls: options.proxyTls } : {}),
-      address: endpoint.address,
-      httpProxy: httpProxies.get(endpoint.url) ?? null,
-    });
     const auth = { current: null as string | null };
     const { baseUrl, authorization: basic } = parseProxyUrl(endpoint.url);
     const httpProxy = httpProxies.get(endpoint.url) ?? null;
-    const native = (options.nativePush ?? true) &&
-        nativePushSupported({
-          baseUrl,
-          httpProxy,
-          ...(options.proxyTls ? { tls: options.proxyTls } : {}),
-          address: endpoint.address,
-        })
+    const supported = nativePushSupported({
+      baseUrl,
+      httpProxy,
+      ...(options.proxyTls ? { tls: options.proxyTls } : {}),
+      address: endpoint.address,
+    });
+    // As on the connect-es path, the URL's userinfo wins over --auth.token-file;
+    // the token read when the Poll stream opens goes with the pushes that follow.
+    const tokenFile = options.proxyAuthorization ?? null;
+    const native = supported && (options.nativePush ?? true)
       ? createNativePush({
         baseUrl,
         address: endpoint.address,
-        // As on the connect-es path, the URL's userinfo wins over --auth.token-file.
         authorization: basic !== undefined
           ? () => basic
-          : options.proxyAuthorization
-          ? () => auth.current ?? options.proxyAuthorization!()
+          : tokenFile
+          ? () => auth.current ?? tokenFile()
           : () => null,
       })
       : null;
-    logger.debug(native ? "Pushing on native HTTP/1.1" : "Pushing through connect-es", {
-      proxy: endpoint.label,
-    });
+    const nativePoll = supported && (options.nativePoll ?? true)
+      ? createNativePoll({
+        baseUrl,
+        address: endpoint.address,
+        authorization: basic !== undefined
+          ? () => basic
+          : tokenFile
+          ? () => (auth.current = tokenFile())
+          : () => null,
+      })
+      : null;
+    // connect-es (and connect-node under it) only where the native path does
+    // not serve: imported on first use, so a plain client never loads it.
+    let fallback: Promise<ConnectPath> | null = null;
+    const connectPath = () =>
+      fallback ??= import("./proxy_transport.ts").then((m) =>
+        m.createConnectPath({
+          proxyUrl: endpoint.url,
+          ...(options.proxyTls ? { tls: options.proxyTls } : {}),
+          address: endpoint.address,
+          httpProxy,
+          authorization: tokenFile,
+          authState: auth,
+        })
+      );
+    const poll: PollStream = nativePoll ?? async function* (request, signal) {
+      yield* (await connectPath()).poll(request, signal);
+    };
+    const push: PushSender = native?.send ??
+      (async (head, body, signal) => await (await connectPath()).push(head, body, signal));
+    logger.debug(
+      `Polling ${nativePoll ? "on native HTTP/1.1" : "through connect-es"}, pushing ${
+        native ? "on native HTTP/1.1" : "through connect-es"
+      }`,
+      { proxy: endpoint.label },
+    );
     const stop = new AbortController();
     let connected = false;
     const setConnected = (now: boolean) => {
@@ -265,13 +298,8 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       metrics.connected.set(connectedCount);
     };
     const done = runPoller({
-      client: createClient(
-        ClientService,
-        options.proxyAuthorization
-          ? withAuthorization(connection.transport, options.proxyAuthorization, auth)
-          : connection.transport,
-      ),
-      push: native?.send ?? null,
+      poll,
+      push,
       identity,
       scraper,
       logger: logger.with({ proxy: endpoint.label }),
@@ -283,7 +311,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       ...(options.retryMaxMs !== undefined ? { retryMaxMs: options.retryMaxMs } : {}),
     }, AbortSignal.any([stop.signal, stopping])).finally(() => {
       setConnected(false);
-      connection.close();
+      fallback?.then((path) => path.close(), () => {});
       native?.close();
     });
     pollers.set(endpoint.key, { stop, done });

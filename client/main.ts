@@ -11,20 +11,20 @@ import { createLogger } from "../lib/logger.ts";
 import { installLastResort, raiseForTest } from "../lib/last_resort.ts";
 import { Counter } from "prom-client";
 import { VERSION, versionText } from "../lib/version.ts";
-import { ConfigError as WebConfigError } from "../lib/web_config.ts";
+import { ConfigError as WebConfigError } from "../lib/web_config_error.ts";
 import { createShutdownSignals } from "../lib/signals.ts";
 import { type Agent, startAgent } from "./agent.ts";
 import { clientMode, flagsFor, startedAs, usageFor } from "./compat.ts";
 import { detectFqdn } from "./fqdn.ts";
 import { createClientMetrics } from "./metrics.ts";
-import { ConfigError as ModuleConfigError } from "./modules/config.ts";
+import { ConfigError as ModuleConfigError } from "./modules/config/types.ts";
 import {
   type Modules,
   type ModuleSettings,
   readModuleSettings,
   startModules,
 } from "./modules/cli.ts";
-import { parseProxyUrl } from "./proxy_transport.ts";
+import { parseProxyUrl } from "./proxy_url.ts";
 import { fqdnProblem } from "../proxy/identity.ts";
 import { readSecuritySettings, type SecuritySettings } from "./security_flags.ts";
 import { type AgentSettings, CLIENT_FLAGS, readTlsFiles, toAgentOptions } from "./settings.ts";

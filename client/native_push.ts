@@ -4,8 +4,10 @@
  * small keep-alive pool per proxy endpoint. The head message is encoded with
  * protobuf-es once; each body chunk goes out as a 5-byte envelope prefix and
  * the `body_chunk` field header, then the chunk's own bytes, without
- * re-encoding or copying them. connect-es stays for Poll and for every case
- * this path does not cover (an HTTP proxy, a custom CA or client certificate).
+ * re-encoding or copying them. Poll runs on the same footing
+ * (client/native_poll.ts) under the same rule, {@linkcode nativePushSupported};
+ * connect-es stays for every case it does not cover (an HTTP proxy, a custom
+ * CA or client certificate).
  *
  * @module
  */
@@ -17,6 +19,7 @@ import {
   type ScrapeResponseHeadSchema,
 } from "../gen/pushprox/v1/pushprox_pb.ts";
 import { bodyFraming, ByteReader, readResponseHead, readWholeBody, reusable } from "./http1.ts";
+import { releaseOwned } from "./owned_chunks.ts";
 
 /** Pushes one scrape's answer; rejects with a ConnectError when the push failed. */
 export type PushSender = (
@@ -54,7 +57,10 @@ const CRLF = new Uint8Array([0x0d, 0x0a]);
 const LAST_CHUNK = new TextEncoder().encode("\r\n0\r\n\r\n");
 const encoder = new TextEncoder();
 
-/** Whether {@linkcode createNativePush} can serve a proxy connection so configured. */
+/**
+ * Whether the native path (Push here, Poll in client/native_poll.ts) can
+ * serve a proxy connection so configured: the one decision for both.
+ */
 export function nativePushSupported(options: {
   baseUrl: string;
   httpProxy?: URL | null;
@@ -72,6 +78,34 @@ export function nativePushSupported(options: {
 }
 
 /**
+ * Dials the proxy: TCP without Nagle's algorithm, TLS (verified against the
+ * system roots, SNI and checks with the URL's host name) for https.
+ *
+ * @param url The proxy's base URL.
+ * @param address Connect to this address instead of resolving the host.
+ * @returns The connection, its TLS handshake done.
+ */
+export async function dialProxy(url: URL, address: string | null): Promise<Deno.Conn> {
+  const secure = url.protocol === "https:";
+  const port = url.port !== "" ? Number(url.port) : secure ? 443 : 80;
+  const hostname = url.hostname.replace(/^\[|\]$/g, "");
+  const tcp = await Deno.connect({ hostname: address ?? hostname, port });
+  // A push ends with small writes (the last chunk): Nagle's algorithm
+  // would hold them for the peer's delayed ACK (40 ms per scrape).
+  tcp.setNoDelay(true);
+  if (!secure) return tcp;
+  // TLS on the pinned address, verified and SNI'd with the URL's name.
+  const tls = await Deno.startTls(tcp, { hostname });
+  try {
+    await tls.handshake();
+  } catch (error) {
+    tls.close();
+    throw error;
+  }
+  return tls;
+}
+
+/**
  * Creates a native push sender for one proxy endpoint.
  *
  * @param options Base URL, address, authorization and limits.
@@ -80,28 +114,10 @@ export function nativePushSupported(options: {
 export function createNativePush(options: NativePushOptions): NativePush {
   const base = new URL(options.baseUrl);
   const path = `${base.pathname.replace(/\/+$/, "")}/pushprox.v1.ClientService/Push`;
-  const secure = base.protocol === "https:";
-  const port = base.port !== "" ? Number(base.port) : secure ? 443 : 80;
-  const hostname = base.hostname.replace(/^\[|\]$/g, "");
   const maxHeaderBytes = options.maxHeaderBytes ?? 16384;
   const maxBodyBytes = options.maxBodyBytes ?? 1 << 20;
   const maxIdle = options.maxIdle ?? 16;
-  const dial = options.dial ?? (async (_url: URL, address: string | null) => {
-    const tcp = await Deno.connect({ hostname: address ?? hostname, port });
-    // A push ends with small writes (the last chunk): Nagle's algorithm
-    // would hold them for the peer's delayed ACK (40 ms per scrape).
-    tcp.setNoDelay(true);
-    if (!secure) return tcp;
-    // TLS on the pinned address, verified and SNI'd with the URL's name.
-    const tls = await Deno.startTls(tcp, { hostname });
-    try {
-      await tls.handshake();
-    } catch (error) {
-      tls.close();
-      throw error;
-    }
-    return tls;
-  });
+  const dial = options.dial ?? dialProxy;
   const idle: Connection[] = [];
   const open = new Set<Connection>();
   let closed = false;
@@ -196,10 +212,13 @@ export function createNativePush(options: NativePushOptions): NativePush {
             const joined = new Uint8Array(n + chunk.byteLength);
             joined.set(prefix.subarray(0, n));
             joined.set(chunk, n);
+            releaseOwned(chunk);
             await writeAll(conn, joined);
           } else {
             await writeAll(conn, prefix.subarray(0, n));
             await writeAll(conn, chunk);
+            // Written: a native scrape's piece is freed now, not at the next GC.
+            releaseOwned(chunk);
           }
         }
       }
@@ -357,12 +376,23 @@ const CODES: Record<string, Code> = Object.fromEntries(
   ]),
 );
 
-function codeFromString(text: string): Code {
+/**
+ * A Connect code from its wire name ("unavailable").
+ *
+ * @param text The name.
+ * @returns The code; Unknown for a name not known.
+ */
+export function codeFromString(text: string): Code {
   return CODES[text] ?? Code.Unknown;
 }
 
-/** As connect-es maps HTTP statuses of a failed call. */
-function codeFromHttpStatus(status: number): Code {
+/**
+ * As connect-es maps HTTP statuses of a failed call.
+ *
+ * @param status The HTTP status.
+ * @returns The Connect code.
+ */
+export function codeFromHttpStatus(status: number): Code {
   switch (status) {
     case 400:
       return Code.Internal;

@@ -3,6 +3,7 @@ import { fromBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { PushRequestSchema } from "../gen/pushprox/v1/pushprox_pb.ts";
 import { createNativePush, nativePushSupported } from "./native_push.ts";
+import { markOwned } from "./owned_chunks.ts";
 
 /** What a fake proxy saw of one push. */
 export interface SeenPush {
@@ -180,6 +181,34 @@ Deno.test("native push frames the head and raw body chunks; keep-alive; errors",
     // Exactly what protobuf-es would write for a lone body_chunk.
     assert.deepEqual(first!.rawChunks[1], new Uint8Array([0x12, 4, 0, 1, 2, 255]));
     assert.equal(second!.messages.length, 1);
+  } finally {
+    push.close();
+    listener.close();
+    await serving.catch(() => {});
+  }
+});
+
+Deno.test("native push frees the buffers of owned chunks once sent, and only those", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const seen: SeenPush[] = [];
+  const serving = serveFakeProxy(listener, seen, () => okResponse());
+  const push = createNativePush({
+    baseUrl: `http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`,
+  });
+  try {
+    const ownedBig = markOwned(new Uint8Array(100_000).fill(7));
+    const ownedSmall = markOwned(new Uint8Array([1, 2, 3]));
+    const lent = new Uint8Array(100_000).fill(9);
+    await push.send(HEAD, chunks(ownedBig, ownedSmall, lent), AbortSignal.timeout(5000));
+    // The proxy got every byte; the owned buffers are gone, the lent one is intact.
+    assert.deepEqual(
+      seen[0]!.messages.slice(1).map((m) => m.message.case === "bodyChunk" && m.message.value),
+      [new Uint8Array(100_000).fill(7), new Uint8Array([1, 2, 3]), new Uint8Array(100_000).fill(9)],
+    );
+    assert.equal((ownedBig.buffer as ArrayBuffer).detached, true);
+    assert.equal((ownedSmall.buffer as ArrayBuffer).detached, true);
+    assert.equal(lent.buffer.detached, false);
+    assert.equal(lent.byteLength, 100_000);
   } finally {
     push.close();
     listener.close();

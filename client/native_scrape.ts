@@ -11,6 +11,7 @@
 
 import type { HeaderField } from "../lib/headers.ts";
 import { Http1Pool, type Http1Response } from "./http1.ts";
+import { markOwned } from "./owned_chunks.ts";
 import type { ClosableScrapeTransport, TargetResponse } from "./scrape_types.ts";
 
 /** Options for {@linkcode createNativeScrapeTransport}. */
@@ -80,7 +81,8 @@ export function createNativeScrapeTransport(
 async function* readBody(response: Http1Response): AsyncGenerator<Uint8Array> {
   try {
     for (let piece = await response.next(); piece !== null; piece = await response.next()) {
-      yield piece;
+      // Each piece is the only view of its buffer: native push frees it once sent.
+      yield markOwned(piece);
     }
   } finally {
     response.close();

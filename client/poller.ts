@@ -14,6 +14,7 @@ import type {
   ScrapeRequest,
   ScrapeResponseHeadSchema,
 } from "../gen/pushprox/v1/pushprox_pb.ts";
+import type { PollStream } from "./native_poll.ts";
 import { formatDuration } from "../lib/duration.ts";
 import { createRepeatFilter, type Logger } from "../lib/logger.ts";
 import { createBackoff } from "./backoff.ts";
@@ -34,8 +35,13 @@ export interface PollIdentity {
 
 /** Options for {@linkcode runPoller}. */
 export interface PollerOptions {
-  /** A Connect client of the proxy's ClientService. */
-  client: Client<typeof ClientService>;
+  /**
+   * Opens a Poll stream (client/native_poll.ts, or connect-es through
+   * {@linkcode pollThrough}). One of `poll` and `client` is required.
+   */
+  poll?: PollStream;
+  /** A Connect client of the proxy's ClientService: Poll and Push where `poll`/`push` are not given. */
+  client?: Client<typeof ClientService>;
   identity: PollIdentity;
   scraper: Scraper;
   logger: Logger;
@@ -84,7 +90,10 @@ export async function runPoller(
   options: PollerOptions,
   signal: AbortSignal,
 ): Promise<void> {
-  const { client, identity, logger, metrics } = options;
+  const { identity, logger, metrics } = options;
+  if (!options.poll && !options.client) throw new TypeError("runPoller: no poll and no client");
+  const poll = options.poll ?? pollThrough(options.client!);
+  const push = options.push ?? pushThrough(options.client!);
   const retryInitialMs = options.retryInitialMs ?? 1000;
   const backoff = createBackoff({
     initialMs: retryInitialMs,
@@ -118,9 +127,7 @@ export async function runPoller(
       arm(options.connectTimeoutMs ?? 30_000, "no answer from the proxy");
       let heartbeatMs = 0;
       const request = { ...identity, proxies: options.proxies?.() ?? [] };
-      for await (
-        const message of client.poll(request, { signal: stream.signal })
-      ) {
+      for await (const message of poll(request, stream.signal)) {
         if (heartbeatMs > 0) {
           arm(
             heartbeatMs * MISSED_HEARTBEATS,
@@ -230,13 +237,7 @@ export async function runPoller(
       });
     }
     try {
-      if (options.push) {
-        await options.push(pushHead(request.id, sessionId, outcome), outcome.body, deadline);
-      } else {
-        await client.push(pushMessages(request.id, sessionId, outcome), {
-          signal: deadline,
-        });
-      }
+      await push(pushHead(request.id, sessionId, outcome), outcome.body, deadline);
       metrics.scrapes.inc({ code: String(outcome.status) });
       log.debug("Scrape finished", {
         url: request.url,
@@ -266,14 +267,35 @@ function pushHead(
   };
 }
 
+/**
+ * Poll through a connect-es client.
+ *
+ * @param client A Connect client of the proxy's ClientService.
+ * @returns The stream opener.
+ */
+export function pollThrough(client: Client<typeof ClientService>): PollStream {
+  return (request, signal) => client.poll(request, { signal });
+}
+
+/**
+ * Push through a connect-es client.
+ *
+ * @param client A Connect client of the proxy's ClientService.
+ * @returns The sender.
+ */
+export function pushThrough(client: Client<typeof ClientService>): PushSender {
+  return async (head, body, signal) => {
+    await client.push(pushMessages(head, body), { signal });
+  };
+}
+
 async function* pushMessages(
-  scrapeId: string,
-  sessionId: string,
-  outcome: ScrapeOutcome,
+  head: MessageInitShape<typeof ScrapeResponseHeadSchema>,
+  body: AsyncIterable<Uint8Array> | null,
 ): AsyncGenerator<MessageInitShape<typeof PushRequestSchema>> {
-  yield { message: { case: "head", value: pushHead(scrapeId, sessionId, outcome) } };
-  if (outcome.body === null) return;
-  for await (const chunk of outcome.body) {
+  yield { message: { case: "head", value: head } };
+  if (body === null) return;
+  for await (const chunk of body) {
     yield { message: { case: "bodyChunk", value: chunk } };
   }
 }

@@ -1,7 +1,10 @@
 /**
  * The Connect transport from the client to the proxy: HTTP/1.1 (through
  * load balancers and HTTP proxies alike), optional TLS, and basic auth taken
- * from the proxy URL's userinfo as upstream clients do it.
+ * from the proxy URL's userinfo as upstream clients do it. The fallback for
+ * what the native path (client/native_poll.ts, client/native_push.ts) does
+ * not cover (an HTTP proxy, a custom CA or client certificate): the agent
+ * imports this module only then, so a plain client never loads connect-node.
  *
  * @module
  */
@@ -10,19 +13,17 @@ import type { LookupAddress } from "node:dns";
 import { Agent as HttpAgent } from "node:http";
 import { Agent as HttpsAgent } from "node:https";
 import { isIP } from "node:net";
-import type { Interceptor, Transport } from "@connectrpc/connect";
+import { createClient, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { HttpsProxyAgent } from "https-proxy-agent";
+import { ClientService } from "../gen/pushprox/v1/pushprox_pb.ts";
+import type { PollStream } from "./native_poll.ts";
+import type { PushSender } from "./native_push.ts";
+import { pollThrough, pushThrough } from "./poller.ts";
+import { parseProxyUrl, type ProxyTlsOptions } from "./proxy_url.ts";
+import { withAuthorization } from "./security_flags.ts";
 
-/** TLS settings for the connection to the proxy. */
-export interface ProxyTlsOptions {
-  /** PEM CA bundle replacing the system roots. */
-  ca?: string;
-  /** PEM client certificate for mTLS. */
-  cert?: string;
-  /** PEM private key. */
-  key?: string;
-}
+export { parseProxyUrl, type ProxyTlsOptions } from "./proxy_url.ts";
 
 /** Options for {@linkcode createProxyTransport}. */
 export interface ProxyTransportOptions {
@@ -38,42 +39,6 @@ export interface ProxyTransportOptions {
   address?: string | null;
   /** Tunnel through this HTTP proxy with CONNECT (from HTTPS_PROXY etc.). */
   httpProxy?: URL | null;
-}
-
-/**
- * Parses and normalizes `--proxy-url`.
- *
- * @param text The URL.
- * @returns The base URL without credentials, and the credentials if any.
- * @throws {TypeError} When it is not an http(s) URL.
- */
-export function parseProxyUrl(
-  text: string,
-): { baseUrl: string; authorization?: string } {
-  let url: URL;
-  try {
-    url = new URL(text);
-  } catch {
-    throw new TypeError(`Cannot use --proxy-url "${text}": not a URL`);
-  }
-  if (url.protocol !== "http:" && url.protocol !== "https:") {
-    throw new TypeError(
-      `Cannot use --proxy-url "${text}": the scheme must be http or https`,
-    );
-  }
-  let authorization: string | undefined;
-  if (url.username !== "" || url.password !== "") {
-    const user = decodeURIComponent(url.username);
-    const pass = decodeURIComponent(url.password);
-    authorization = "Basic " +
-      btoa(String.fromCharCode(...new TextEncoder().encode(`${user}:${pass}`)));
-    url.username = "";
-    url.password = "";
-  }
-  url.search = "";
-  url.hash = "";
-  const baseUrl = url.toString().replace(/\/+$/, "");
-  return authorization === undefined ? { baseUrl } : { baseUrl, authorization };
 }
 
 /** A transport with its own connection pool. */
@@ -142,4 +107,37 @@ function pinnedLookup(
       callback(null, address, family);
     }
   };
+}
+
+/** Options for {@linkcode createConnectPath}. */
+export interface ConnectPathOptions extends ProxyTransportOptions {
+  /** The Authorization header per call (`--auth.token-file`); the URL's userinfo wins. */
+  authorization?: (() => string) | null;
+  /** Holds the credential the Poll stream was opened with, for the pushes that follow. */
+  authState?: { current: string | null };
+}
+
+/** Poll and Push through connect-es, on one connection pool. */
+export interface ConnectPath {
+  readonly poll: PollStream;
+  readonly push: PushSender;
+  /** Closes the pooled connections. */
+  close(): void;
+}
+
+/**
+ * Creates connect-es' Poll and Push for one proxy endpoint.
+ *
+ * @param options The transport's options and the per-call authorization.
+ * @returns Poll, Push and a way to close the connections.
+ */
+export function createConnectPath(options: ConnectPathOptions): ConnectPath {
+  const connection = createProxyTransport(options);
+  const client = createClient(
+    ClientService,
+    options.authorization
+      ? withAuthorization(connection.transport, options.authorization, options.authState)
+      : connection.transport,
+  );
+  return { poll: pollThrough(client), push: pushThrough(client), close: connection.close };
 }

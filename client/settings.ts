@@ -14,7 +14,7 @@ import { LOG_FLAGS, type LogFormat, type LogLevel } from "../lib/logger.ts";
 import { fqdnProblem, labelsProblem } from "../proxy/identity.ts";
 import { COMPAT_FLAGS } from "./compat.ts";
 import { MODULE_FLAGS, wantsDirectListener } from "./modules/cli.ts";
-import { parseProxyUrl } from "./proxy_transport.ts";
+import { parseProxyUrl } from "./proxy_url.ts";
 import { SECURITY_FLAGS } from "./security_flags.ts";
 
 /** Every flag of the client, with its default. */

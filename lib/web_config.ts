@@ -12,6 +12,9 @@
 import { dirname, isAbsolute, join } from "node:path";
 import { LineCounter, parseDocument } from "yaml";
 import { errorMessage } from "./error_message.ts";
+import { ConfigError } from "./web_config_error.ts";
+
+export { ConfigError } from "./web_config_error.ts";
 
 /** exporter-toolkit's `client_auth_type` values (Go's tls.ClientAuthType). */
 export const CLIENT_AUTH_TYPES = [
@@ -53,15 +56,6 @@ export interface WebConfig {
   headers: Record<string, string>;
   /** `basic_auth_users`: user name → bcrypt hash. */
   basicAuthUsers: Map<string, string>;
-}
-
-/** A configuration file that cannot be used; the message names file, key and line. */
-export class ConfigError extends Error {
-  /** Creates the error. */
-  constructor(message: string) {
-    super(message);
-    this.name = "ConfigError";
-  }
 }
 
 const VERSIONS: Record<string, TlsVersion> = {

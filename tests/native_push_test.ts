@@ -1,6 +1,7 @@
 /**
- * The client's native push path (client/native_push.ts) and native scrapes
- * (client/native_scrape.ts) give byte-identical answers at the proxy's edge
+ * The client's native poll and push paths (client/native_poll.ts,
+ * client/native_push.ts) and native scrapes (client/native_scrape.ts) give
+ * byte-identical answers at the proxy's edge
  * to the connect-es push path and node:http scrapes, read over raw sockets: text, binary and chunked bodies, gzip passed through compressed,
  * target errors, unreachable targets and scrape deadlines (before and during
  * the body).
@@ -152,6 +153,7 @@ async function answers(
   stack: Stack,
   nativePush: boolean,
   nativeScrape: boolean,
+  nativePoll = nativePush,
 ): Promise<Run> {
   // Counts the native path's dials to the proxy, to prove which path ran.
   const realConnect = Deno.connect;
@@ -163,7 +165,7 @@ async function answers(
     return realConnect(options);
   }) as typeof Deno.connect;
   try {
-    const agent = await stack.startClient({ nativePush, nativeScrape });
+    const agent = await stack.startClient({ nativePush, nativeScrape, nativePoll });
     const out: Answer[] = [];
     for (const [path, timeout] of PATHS) {
       out.push(await rawScrape(stack.proxyPort, stack.targetUrl(path), timeout));
@@ -183,26 +185,34 @@ async function answers(
 }
 
 Deno.test({
-  name: "native push and scrape paths give byte-identical answers to connect-es and node:http",
+  name:
+    "native poll, push and scrape paths give byte-identical answers to connect-es and node:http",
   sanitizeOps: true,
   sanitizeResources: true,
   async fn() {
     const stack = await startStack(target);
-    let old: Run, nativePush: Run, nativeBoth: Run;
+    let old: Run, nativePoll: Run, nativePush: Run, nativeBoth: Run;
     try {
       old = await answers(stack, false, false);
-      nativePush = await answers(stack, true, false);
+      nativePoll = await answers(stack, false, false, true);
+      nativePush = await answers(stack, true, false, false);
       nativeBoth = await answers(stack, true, true);
     } finally {
       await stack.close();
     }
     assert.equal(old.dials + old.targetDials, 0, "the old path must not dial natively");
-    assert.equal(nativePush.targetDials, 0, "node:http towards the target");
+    // One native dial: the Poll stream's; pushes go through connect-es.
+    assert.equal(nativePoll.dials, 1, "native poll must dial the proxy once");
+    assert.equal(
+      nativePush.targetDials + nativePoll.targetDials,
+      0,
+      "node:http towards the target",
+    );
     assert.ok(nativePush.dials >= 1, "native push must dial the proxy");
     assert.ok(nativeBoth.targetDials >= 1, "native scrape must dial the target");
     // Keep-alive: far fewer connections than scrapes.
     assert.ok(nativeBoth.dials < PATHS.length, `native push dials ${nativeBoth.dials}`);
-    for (const run of [nativePush, nativeBoth]) {
+    for (const run of [nativePoll, nativePush, nativeBoth]) {
       for (let i = 0; i < run.answers.length; i++) {
         const name = PATHS[i]?.[0] ?? "unreachable";
         const a = old.answers[i]!;

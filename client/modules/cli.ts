@@ -2,33 +2,25 @@
  * The client's module flags (exporter_exporter's names where it has them)
  * and the start-up that follows from them: load the configuration, build
  * the engine, the route through the proxy, the direct listener and reload.
- * Kept out of main.ts so that the command line stays a thin shell.
+ * Kept out of main.ts so that the command line stays a thin shell. The
+ * engine, the configuration's YAML parser and the direct listeners are
+ * imported only when modules or a listener are configured
+ * (client/modules/start.ts): a plain client never loads them.
  *
  * @module
  */
 
 import type { Registry } from "prom-client";
-import { formatAddress, type ListenAddress, parseListenAddress } from "../../lib/address.ts";
-import { createAllowList, parseCidr } from "../../lib/cidr.ts";
+import { parseListenAddress } from "../../lib/address.ts";
 import { FlagError, type FlagSpec, type FlagValues } from "../../lib/flags.ts";
 import type { Logger } from "../../lib/logger.ts";
-import { loadWebConfig, type WebConfig } from "../../lib/web_config.ts";
-import {
-  type ExporterServer,
-  type ExporterTlsFlags,
-  startExporterServer,
-} from "../exporter_server.ts";
-import { loadConfig, type LoadedConfig } from "./config.ts";
-import {
-  createModuleEngine,
-  type ModuleEngine,
-  prepareConfig,
-  type PreparedConfig,
-} from "./engine.ts";
+import type { ExporterTlsFlags } from "../exporter_server.ts";
+import type { PreparedConfig } from "./engine.ts";
 import { createModuleMetrics } from "./metrics.ts";
-import { type ConfigReloader, createConfigReloader } from "./reloader.ts";
-import { createModuleScrapeHandler, type ModuleScrapeHandler } from "./scrape_route.ts";
 import { errorMessage } from "../../lib/error_message.ts";
+import type { Modules, ModuleSettings } from "./module_settings.ts";
+
+export { announcedModules, type Modules, type ModuleSettings } from "./module_settings.ts";
 
 /** The module flags, appended to the client's flag table. */
 export const MODULE_FLAGS = [
@@ -151,30 +143,6 @@ export const MODULE_FLAGS = [
 /** The parsed module flags. */
 export type ModuleFlagValues = FlagValues<typeof MODULE_FLAGS>;
 
-/** What the module flags ask for, checked. */
-export interface ModuleSettings {
-  /** True when --config.file or --config.dirs was given. */
-  readonly configured: boolean;
-  /** Loads the configuration with the flags applied. */
-  readonly load: () => Promise<LoadedConfig>;
-  /** The configuration at start-up. */
-  readonly initial: PreparedConfig;
-  readonly allowRawScrapes: boolean;
-  readonly verifyMaxBytes: number;
-  readonly execMaxOutputBytes: number;
-  readonly address: ListenAddress | null;
-  readonly tlsAddress: ListenAddress | null;
-  readonly tls: ExporterTlsFlags | null;
-  readonly webConfig: WebConfig | null;
-  readonly bearerToken: string | null;
-  readonly allowNets: readonly string[];
-  readonly lifecycle: boolean;
-  /** `--web.proxy-path`. */
-  readonly proxyPath: string;
-  /** `--web.telemetry-path`. */
-  readonly telemetryPath: string;
-}
-
 /** True when the flags ask for a direct listener. */
 export function wantsDirectListener(flags: ModuleFlagValues): boolean {
   return Boolean(flags["web.listen-address"]) || Boolean(flags["web.tls.listen-address"]);
@@ -194,7 +162,7 @@ export async function readModuleSettings(flags: ModuleFlagValues): Promise<Modul
   const dirs = flags["config.dirs"];
   const skipDirs = flags["config.skip-dirs"];
   const configured = file !== undefined || dirs.length > 0;
-  const load = () => loadConfig({ file, dirs, skipDirs });
+  const load = async () => (await import("./config.ts")).loadConfig({ file, dirs, skipDirs });
 
   const listenText = flags["web.listen-address"];
   const address = listenText ? parseListenAddress(listenText) : null;
@@ -227,7 +195,9 @@ export async function readModuleSettings(flags: ModuleFlagValues): Promise<Modul
   if (webConfigFile && address === null) {
     throw new FlagError("--web.config.file applies to --web.listen-address, which is not set");
   }
-  const webConfig = webConfigFile ? await loadWebConfig(webConfigFile) : null;
+  const webConfig = webConfigFile
+    ? await (await import("../../lib/web_config.ts")).loadWebConfig(webConfigFile)
+    : null;
 
   const token = flags["web.bearer.token"];
   const tokenFile = flags["web.bearer.token-file"];
@@ -246,9 +216,12 @@ export async function readModuleSettings(flags: ModuleFlagValues): Promise<Modul
     if (bearerToken === "") throw new FlagError(`--web.bearer.token-file: ${tokenFile} is empty`);
   }
   const allowNets = flags["allow.net"];
+  const { parseCidr } = allowNets.length > 0
+    ? await import("../../lib/cidr.ts")
+    : { parseCidr: null };
   for (const net of allowNets) {
     try {
-      parseCidr(net);
+      parseCidr!(net);
     } catch (error) {
       throw new FlagError(`--allow.net: ${errorMessage(error)}`);
     }
@@ -277,9 +250,10 @@ export async function readModuleSettings(flags: ModuleFlagValues): Promise<Modul
     }
   }
 
-  const initial = await prepareConfig(
-    configured ? await load() : { modules: new Map(), defaultModule: undefined, warnings: [] },
-  );
+  // Without modules, the empty configuration prepareConfig() would give.
+  const initial: PreparedConfig = configured
+    ? await (await import("./engine.ts")).prepareConfig(await load())
+    : { config: { modules: new Map(), defaultModule: undefined, warnings: [] }, tls: new Map() };
   return {
     configured,
     load,
@@ -299,41 +273,9 @@ export async function readModuleSettings(flags: ModuleFlagValues): Promise<Modul
   };
 }
 
-/** Module names the proxy accepts in a registration (see proxy/identity.ts). */
-const ANNOUNCEABLE_REGEXP = /^[a-zA-Z0-9_][a-zA-Z0-9_.-]{0,127}$/;
-
 /**
- * The module names to announce in the Poll registration: the ones the
- * proxy accepts (at most 1024); others are still served.
- *
- * @param config The configuration.
- * @returns The names.
- */
-export function announcedModules(config: LoadedConfig): string[] {
-  return [...config.modules.keys()].filter((n) => ANNOUNCEABLE_REGEXP.test(n)).slice(0, 1024);
-}
-
-/** The running module machinery. */
-export interface Modules {
-  readonly engine: ModuleEngine;
-  readonly reloader: ConfigReloader;
-  /** For the scraper; undefined without a configuration (raw scrapes as before). */
-  readonly scrapeHandler: ModuleScrapeHandler | undefined;
-  /**
-   * The names announced to the proxy; updated in place on reload, so the
-   * next registration (reconnect) announces the new list.
-   */
-  readonly announced: string[];
-  /** The direct listeners, when configured. */
-  readonly server: ExporterServer | null;
-  /** SIGHUP: reload modules and TLS files. */
-  reload(): Promise<void>;
-  /** Stops the direct listeners. */
-  close(): Promise<void>;
-}
-
-/**
- * Builds the engine and starts the direct listeners.
+ * Builds the engine and starts the direct listeners; without modules and
+ * listeners, only the module metrics (as an empty configuration has them).
  *
  * @param settings From {@linkcode readModuleSettings}.
  * @param options The client's registry (module metrics join it) and logger.
@@ -343,93 +285,24 @@ export async function startModules(
   settings: ModuleSettings,
   options: { registry: Registry; logger: Logger },
 ): Promise<Modules> {
-  const { logger, registry } = options;
-  const log = logger.with({ component: "modules" });
-  const metrics = createModuleMetrics(registry);
-  for (const warning of settings.initial.config.warnings) {
-    log.warn("Module configuration", { warning });
+  if (settings.configured || settings.address !== null || settings.tlsAddress !== null) {
+    return await (await import("./start.ts")).startModuleEngine(settings, options);
   }
-  const engine = createModuleEngine({
-    config: settings.initial,
-    metrics,
-    logger: log,
-    verifyMaxBytes: settings.verifyMaxBytes,
-    execMaxOutputBytes: settings.execMaxOutputBytes,
+  const metrics = createModuleMetrics(options.registry);
+  metrics.reloadSuccessful.set(1);
+  metrics.reloadSuccessTimestamp.set(Math.floor(Date.now() / 1000));
+  options.logger.with({ component: "modules" }).info("Modules loaded", {
+    count: 0,
+    through_proxy: false,
+    raw_scrapes: true,
   });
-  const announced = announcedModules(settings.initial.config);
-  const reloader = createConfigReloader({
-    load: settings.load,
-    engine,
-    metrics,
-    logger: log,
-    onReload(config) {
-      announced.splice(0, announced.length, ...announcedModules(config));
-    },
-  });
-  reloader.markLoaded();
-  const ownMetrics = async () => ({
-    contentType: registry.contentType,
-    body: await registry.metrics(),
-  });
-  const scrapeHandler = settings.configured
-    ? createModuleScrapeHandler({
-      engine,
-      ownMetrics,
-      allowRawScrapes: settings.allowRawScrapes,
-    })
-    : undefined;
-  const reloadModules = () =>
-    settings.configured
-      ? reloader.reload()
-      : Promise.resolve({ ok: true as const, modules: [] as string[] });
-
-  let server: ExporterServer | null = null;
-  if (settings.address !== null || settings.tlsAddress !== null) {
-    server = await startExporterServer({
-      engine,
-      metrics: ownMetrics,
-      logger: log,
-      address: settings.address,
-      webConfig: settings.webConfig,
-      tlsAddress: settings.tlsAddress,
-      tls: settings.tls,
-      bearerToken: settings.bearerToken,
-      allowList: settings.allowNets.length > 0
-        ? createAllowList(settings.allowNets.map((n) => parseCidr(n)))
-        : null,
-      reload: settings.lifecycle ? reloadModules : null,
-      proxyPath: settings.proxyPath,
-      telemetryPath: settings.telemetryPath,
-    });
-    for (const [listener, address] of [["http", server.address], ["https", server.tlsAddress]]) {
-      if (address) {
-        log.info("Listening on", {
-          address: formatAddress(address as ListenAddress),
-          listener: `modules ${listener}`,
-        });
-      }
-    }
-  }
-  log.info("Modules loaded", {
-    modules: [...settings.initial.config.modules.keys()].join(",") || undefined,
-    count: settings.initial.config.modules.size,
-    through_proxy: settings.configured,
-    raw_scrapes: !settings.configured || settings.allowRawScrapes,
-  });
-
   return {
-    engine,
-    reloader,
-    scrapeHandler,
-    announced,
-    server,
-    async reload() {
-      await reloadModules();
-      await server?.reloadTls();
-    },
-    async close() {
-      await server?.close();
-      engine.close();
-    },
+    engine: null,
+    reloader: null,
+    scrapeHandler: undefined,
+    announced: [],
+    server: null,
+    reload: () => Promise.resolve(),
+    close: () => Promise.resolve(),
   };
 }
