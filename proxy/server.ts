@@ -23,7 +23,11 @@ import { ClientService, RegistryService } from "../gen/pushprox/v1/pushprox_pb.t
 import { peerAddress } from "../lib/address.ts";
 import { authorityProblem } from "../lib/authority.ts";
 import { formatDuration } from "../lib/duration.ts";
-import { type ConnectionBudget, keepAccepting } from "../lib/connection_budget.ts";
+import {
+  type BudgetConnection,
+  type ConnectionBudget,
+  keepAccepting,
+} from "../lib/connection_budget.ts";
 import type { Logger } from "../lib/logger.ts";
 import { peerIdentity, type TlsListener } from "../lib/tls_server.ts";
 import {
@@ -44,6 +48,7 @@ import { createProxyMetrics, type ProxyMetrics } from "./metrics.ts";
 import { sourceKey } from "./rate_limit.ts";
 import { createRegistryService } from "./registry_service.ts";
 import { createScrapeHandler } from "./scrape_handler.ts";
+import { type FrontDoor, listenFrontDoor } from "./http/front_door.ts";
 import { targetGroups } from "./service_discovery.ts";
 
 /** Options for {@linkcode createProxy}. */
@@ -806,14 +811,21 @@ export async function serveProxy(
   /** A peer's reset or broken pipe ends its connection, never the process. */
   const onSocketError = (error: Error & { code?: string }) =>
     log?.debug("Connection error", { err: error.code ?? error.message });
-  // Restarts the listener if its accept loop stops (EMFILE), before counting.
+  // Restarts a node listener if its accept loop stops (EMFILE), before
+  // counting. The plain-HTTP front door retries failed accepts itself.
   const stopAccepting = new AbortController();
-  const watchdog = keepAccepting(server, {
-    signal: stopAccepting.signal,
-    intervalMs: options.acceptCheckIntervalMs ?? 5_000,
-    ...(log ? { logger: log } : {}),
-  });
+  const watchdog = tls
+    ? keepAccepting(server, {
+      signal: stopAccepting.signal,
+      intervalMs: options.acceptCheckIntervalMs ?? 5_000,
+      ...(log ? { logger: log } : {}),
+    })
+    : null;
   const budget = options.connections;
+  /** Plain HTTP: the native front door owns the port (proxy/http/front_door.ts). */
+  let door: FrontDoor | null = null;
+  /** The budget's record of a request's connection. */
+  const connectionOf = (socket: Socket): BudgetConnection => door?.connectionOf(socket) ?? socket;
   /** Above the connection caps: a short 503 on plain HTTP, else closed at once. */
   const refuse = (socket: Socket) => {
     socket.on("error", onSocketError);
@@ -829,28 +841,28 @@ export async function serveProxy(
   if (budget) {
     // Idle keep-alive connections are the first closed when the cap is reached.
     server.on("request", (req: IncomingMessage, res: ServerResponse) => {
-      budget.busy(req.socket);
-      res.once("close", () => budget.done(req.socket));
+      const connection = connectionOf(req.socket);
+      budget.busy(connection);
+      res.once("close", () => budget.done(connection));
     });
   }
   /** Raw connections, so that closing ends those still in a TLS handshake too. */
   const sockets = new Set<Socket>();
-  server.on("connection", (socket: Socket) => {
-    socket.on("error", onSocketError);
-    if (watchdog.isProbe(socket) || (budget && !budget.admit(socket, refuse))) return;
-    sockets.add(socket);
-    socket.once("close", () => sockets.delete(socket));
-    if (!tls) return;
-    // A connection that sends nothing never reaches the HTTP timeouts.
-    const timer = setTimeout(() => {
-      if (socket.bytesRead === 0) {
-        proxy.metrics.limitHits.inc({ limit: "header_timeout" });
-        socket.destroy();
-      }
-    }, headersTimeout);
-    socket.once("close", () => clearTimeout(timer));
-  });
   if (tls) {
+    server.on("connection", (socket: Socket) => {
+      socket.on("error", onSocketError);
+      if (watchdog?.isProbe(socket) || (budget && !budget.admit(socket, refuse))) return;
+      sockets.add(socket);
+      socket.once("close", () => sockets.delete(socket));
+      // A connection that sends nothing never reaches the HTTP timeouts.
+      const timer = setTimeout(() => {
+        if (socket.bytesRead === 0) {
+          proxy.metrics.limitHits.inc({ limit: "header_timeout" });
+          socket.destroy();
+        }
+      }, headersTimeout);
+      socket.once("close", () => clearTimeout(timer));
+    });
     server.on("secureConnection", (socket: TLSSocket) => {
       const reason = tls.admit(socket);
       if (reason !== null) {
@@ -860,7 +872,7 @@ export async function serveProxy(
       }
     });
     server.on("tlsClientError", (error: Error, socket: Socket) => {
-      if (watchdog.isProbe(socket)) return;
+      if (watchdog?.isProbe(socket)) return;
       proxy.metrics.authFailures.inc({ role: "tls", reason: "invalid" });
       log?.debug("TLS handshake failed", { remote: socket.remoteAddress, err: error.message });
     });
@@ -901,33 +913,57 @@ export async function serveProxy(
     () => proxy.coordinator.expire(),
     options.expireIntervalMs ?? 60_000,
   );
-  const finished = new Promise<void>((resolve) => server.once("close", resolve))
-    .finally(() => {
+  let finished: Promise<void>;
+  let address: { hostname: string; port: number };
+  if (tls) {
+    finished = new Promise<void>((resolve) => server.once("close", resolve));
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(options.port, options.hostname || undefined, () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+    const info = server.address() as AddressInfo;
+    address = { hostname: info.address, port: info.port };
+  } else {
+    try {
+      door = listenFrontDoor({
+        hostname: options.hostname,
+        port: options.port,
+        server,
+        budget,
+        logger: log,
+      });
+    } catch (error) {
       clearInterval(expire);
+      throw error;
+    }
+    // node:http checks its header, request and keep-alive timeouts for the
+    // connections it is handed only once it has "listened", and keeps
+    // connections alive only while it is listening.
+    const open = door;
+    Object.defineProperty(server, "listening", {
+      configurable: true,
+      get: () => open.listening,
     });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(options.port, options.hostname || undefined, () => {
-      server.off("error", reject);
-      resolve();
-    });
-  });
+    server.emit("listening");
+    finished = door.finished;
+    address = door.address;
+  }
+  finished = finished.finally(() => clearInterval(expire));
   const stopWatching = new AbortController();
   tls?.watch(server as unknown as import("node:tls").Server, stopWatching.signal);
   const close = () => {
     stopWatching.abort();
     stopAccepting.abort();
     proxy.close();
+    door?.close();
     server.close();
     server.closeAllConnections();
     for (const socket of sockets) socket.destroy();
   };
   if (options.signal?.aborted) close();
   options.signal?.addEventListener("abort", close, { once: true });
-  const info = server.address() as AddressInfo;
-  return {
-    address: { hostname: info.address, port: info.port },
-    server,
-    finished,
-  };
+  return { address, server, finished };
 }
