@@ -48,7 +48,10 @@ import { createProxyMetrics, type ProxyMetrics } from "./metrics.ts";
 import { sourceKey } from "./rate_limit.ts";
 import { createRegistryService } from "./registry_service.ts";
 import { createScrapeHandler } from "./scrape_handler.ts";
+import { type Exchange, nodeExchange } from "./http/exchange.ts";
 import { type FrontDoor, listenFrontDoor } from "./http/front_door.ts";
+import { nativeEdge, type NativeHandler } from "./http/native_edge.ts";
+import type { RequestHead } from "./http/request_head.ts";
 import { targetGroups } from "./service_discovery.ts";
 
 /** Options for {@linkcode createProxy}. */
@@ -101,6 +104,11 @@ export interface ProxyOptions {
    * (proxy/fast_client_service.ts) instead of connect-es. @default {true}
    */
   connectFastPath?: boolean;
+  /**
+   * Serve plain scrapes on the plain-HTTP port's native front door
+   * (proxy/http/native_edge.ts) instead of node:http. @default {true}
+   */
+  nativeEdge?: boolean;
   /**
    * Test-only: how often a held legacy poll's connection is checked (see
    * proxy/legacy.ts; polls are held until a scrape comes). @default {60000}
@@ -219,6 +227,21 @@ function roleOf(target: string, path: string): Role | null {
   return null;
 }
 
+/**
+ * Whether the native front door serves a request itself, and as what: a
+ * plain scrape (GET or HEAD of an absolute http URL, without a body or
+ * anything else that node:http would have to decide). The rest is node's.
+ */
+function nativeRole(head: RequestHead): Role | null {
+  if (head.method !== "GET" && head.method !== "HEAD") return null;
+  if (!/^http:\/\//i.test(head.target)) return null;
+  const h = head.headers;
+  if (h.has("transfer-encoding") || h.has("expect") || h.has("upgrade")) return null;
+  const length = h.get("content-length");
+  if (length !== undefined && length.some((value) => value !== "0")) return null;
+  return roleOf(head.target, head.target) === "scraper" ? "scraper" : null;
+}
+
 /** The proxy, not yet listening. */
 export interface Proxy {
   readonly coordinator: Coordinator;
@@ -227,6 +250,11 @@ export interface Proxy {
   readonly auth: Authenticator;
   /** Serves one request on the proxy's port. */
   handle(req: IncomingMessage, res: ServerResponse): void;
+  /**
+   * The native front door's route table: the handler of a request it serves
+   * itself, or null to hand the connection to node:http (see `handle`).
+   */
+  nativeRoute(head: RequestHead): NativeHandler | null;
   /** Ends state that outlives requests (legacy sessions and their timers). */
   close(): void;
 }
@@ -263,25 +291,35 @@ export function createProxy(options: ProxyOptions): Proxy {
   /** Requests whose body the scrape's deadline bounds (see BODY_BOUND). */
   const bodyBound = new WeakSet<object>();
   const bodyIdleTimeoutMs = options.bodyIdleTimeoutMs ?? 30_000;
-  function authenticate(role: Role, req: IncomingMessage): Promise<AuthResult> {
+  const nativeEdgeOn = options.nativeEdge ?? true;
+  /** Authenticates a request of either edge (a node request or an exchange). */
+  function authenticate(role: Role, req: IncomingMessage | Exchange): Promise<AuthResult> {
+    const exchange = "respond" in req ? req : null;
     const header = (name: string) => {
-      const value = req.headers[name];
+      if (exchange !== null) return exchange.header(name);
+      const value = (req as IncomingMessage).headers[name];
       return Array.isArray(value) ? value[0] : value;
     };
     return auth.authenticate(role, {
       authorization: header("authorization"),
       proxyAuthorization: header("proxy-authorization"),
-      peer: peerIdentity(req.socket),
-      source: sourceKey(req.socket?.remoteAddress),
+      peer: exchange !== null ? exchange.peer : peerIdentity((req as IncomingMessage).socket),
+      source: sourceKey(
+        exchange !== null ? exchange.remoteAddress : (req as IncomingMessage).socket?.remoteAddress,
+      ),
     });
   }
-  function refused(role: Role, req: IncomingMessage, result: AuthResult & { ok: false }): void {
+  function refused(
+    role: Role,
+    req: IncomingMessage | Exchange,
+    result: AuthResult & { ok: false },
+  ): void {
     if (result.kind === "throttled") metrics.limitHits.inc({ limit: "auth_failures_per_source" });
     else metrics.authFailures.inc({ role, reason: result.kind });
     logger.warn("Request refused", {
       role,
-      remote: req.socket.remoteAddress,
-      target: req.url?.slice(0, 200),
+      remote: "respond" in req ? req.remoteAddress : req.socket.remoteAddress,
+      target: ("respond" in req ? req.target : req.url)?.slice(0, 200),
       reason: result.kind,
       err: result.reason,
     });
@@ -435,6 +473,10 @@ export function createProxy(options: ProxyOptions): Proxy {
     close() {
       legacy?.close();
     },
+    nativeRoute(head) {
+      if (!nativeEdgeOn) return null;
+      return nativeRole(head) === "scraper" ? serveNativeScrape : null;
+    },
     handle(req, res) {
       // The edge: every request of every listener passes here once. Nothing
       // a request does may end the process: errors become a 500 (or a
@@ -464,9 +506,10 @@ export function createProxy(options: ProxyOptions): Proxy {
   async function dispatch(req: IncomingMessage, res: ServerResponse, target: string) {
     const path = target.split("?", 1)[0]!;
     const role = roleOf(target, path);
+    if (role === "scraper") return await scrape(nodeExchange(req, res));
     if (role === null || (legacy !== null && (path === "/poll" || path === "/push"))) {
       // Open endpoints; the legacy handler authorizes per fqdn itself.
-      return await route(req, res, target, path);
+      return await route(req, res, path);
     }
     const result = await authenticate(role, req);
     if (handleFast !== null && isFastClientCall(req, path)) {
@@ -488,38 +531,100 @@ export function createProxy(options: ProxyOptions): Proxy {
       authResults.set(req, result);
       authRechecks.set(req, () => authenticate(role, req));
       if (!result.ok) refused(role, req, result);
-      return await route(req, res, target, path);
+      return await route(req, res, path);
     }
     if (!result.ok) {
       refused(role, req, result);
-      // One answer for every refused scraper (407) or reader (401)
-      // credential, whatever was wrong with it: no user enumeration.
-      const status = result.kind === "busy"
-        ? 503
-        : result.kind === "throttled"
-        ? 429
-        : role === "scraper"
-        ? 407
-        : 401;
-      const headers: Record<string, string> = { "content-type": "text/plain; charset=utf-8" };
-      if (status === 407) headers["proxy-authenticate"] = 'Basic realm="pushprox"';
-      if (status === 401) headers["www-authenticate"] = 'Basic realm="pushprox"';
-      if (status === 429) {
-        headers["retry-after"] = String(
-          Math.max(1, Math.ceil((result.retryAfterMs ?? 0) / 1000)),
-        );
-      }
-      res.writeHead(status, headers);
-      res.end(
-        `Cannot serve ${role === "scraper" ? "scrape" : path}: ${
-          publicReason(role, auth.config[role], result)
-        }\n`,
-      );
-      if (role === "scraper") metrics.proxiedRequests.inc({ code: String(status) });
-      else metrics.httpRequests.inc({ code: String(status), path });
+      const answer = refusal(role, path, result);
+      res.writeHead(answer.status, Object.fromEntries(answer.headers));
+      res.end(answer.text);
+      metrics.httpRequests.inc({ code: String(answer.status), path });
       return;
     }
-    return await route(req, res, target, path);
+    return await route(req, res, path);
+  }
+
+  /**
+   * One answer for every refused scraper (407) or reader (401) credential,
+   * whatever was wrong with it: no user enumeration.
+   */
+  function refusal(
+    role: Role,
+    path: string,
+    result: AuthResult & { ok: false },
+  ): { status: number; headers: [string, string][]; text: string } {
+    const status = result.kind === "busy"
+      ? 503
+      : result.kind === "throttled"
+      ? 429
+      : role === "scraper"
+      ? 407
+      : 401;
+    const headers: [string, string][] = [["content-type", "text/plain; charset=utf-8"]];
+    if (status === 407) headers.push(["proxy-authenticate", 'Basic realm="pushprox"']);
+    if (status === 401) headers.push(["www-authenticate", 'Basic realm="pushprox"']);
+    if (status === 429) {
+      headers.push([
+        "retry-after",
+        String(Math.max(1, Math.ceil((result.retryAfterMs ?? 0) / 1000))),
+      ]);
+    }
+    const text = `Cannot serve ${role === "scraper" ? "scrape" : path}: ${
+      publicReason(role, auth.config[role], result)
+    }\n`;
+    return { status, headers, text };
+  }
+
+  /** A scrape (absolute-form request), on either edge: authenticated once, then relayed. */
+  async function scrape(exchange: Exchange): Promise<void> {
+    const result = await authenticate("scraper", exchange);
+    if (!result.ok) {
+      refused("scraper", exchange, result);
+      const answer = refusal("scraper", "", result);
+      exchange.respond(answer.status, answer.headers);
+      exchange.end(answer.text);
+      metrics.proxiedRequests.inc({ code: String(answer.status) });
+      return;
+    }
+    await handleScrape(exchange);
+  }
+
+  /**
+   * A scrape the native front door read: checked as `handle` checks every
+   * node:http request (authority), then served as `dispatch` serves it.
+   */
+  async function serveNativeScrape(exchange: Exchange): Promise<void> {
+    try {
+      const problem = requestAuthorityProblem(null, exchange.target);
+      if (problem !== null) {
+        metrics.badRequests.inc({ reason: "authority" });
+        logger.debug("Bad request refused", {
+          remote: exchange.remoteAddress,
+          target: exchange.target.slice(0, 200),
+          err: problem,
+        });
+        exchange.respond(400, [
+          ["content-type", "text/plain; charset=utf-8"],
+          ["connection", "close"],
+        ]);
+        exchange.end(`Bad Request: ${problem}\n`);
+        return;
+      }
+      await scrape(exchange);
+    } catch (error) {
+      metrics.handlerErrors.inc();
+      logger.error("Request handler failed", {
+        remote: exchange.remoteAddress,
+        target: exchange.target.slice(0, 200),
+        err: error,
+      });
+      if (exchange.headersSent || exchange.destroyed) return exchange.abort();
+      exchange.respond(500, [
+        ["content-type", "text/plain; charset=utf-8"],
+        ["connection", "close"],
+      ]);
+      exchange.end("Internal error: the request failed; see the proxy's log\n");
+    }
   }
 
   /** The last word on a request whose handler failed: 500 if still possible, else a cut. */
@@ -617,10 +722,8 @@ export function createProxy(options: ProxyOptions): Proxy {
   async function route(
     req: IncomingMessage,
     res: ServerResponse,
-    target: string,
     path: string,
   ): Promise<void> {
-    if (!target.startsWith("/")) return await handleScrape(req, res);
     const started = performance.now();
     if (path.startsWith("/pushprox.v1.")) return handleConnect(req, res);
     if (legacy !== null && (path === "/poll" || path === "/push")) {
@@ -674,8 +777,8 @@ export function createProxy(options: ProxyOptions): Proxy {
  * absolute-form http target, else the Host header (HTTP/1) or `:authority`
  * (HTTP/2), of which there must be exactly one.
  */
-function requestAuthorityProblem(req: IncomingMessage, target: string): string | null {
-  if (!target.startsWith("/")) {
+function requestAuthorityProblem(req: IncomingMessage | null, target: string): string | null {
+  if (!target.startsWith("/") || req === null) {
     const absolute = /^http:\/\/([^/?#]*)/i.exec(target);
     // Other schemes and forms get their answer from the scrape handler.
     if (absolute === null) return null;
@@ -934,6 +1037,15 @@ export async function serveProxy(
         server,
         budget,
         logger: log,
+        native: nativeEdge({
+          route: (head) => proxy.nativeRoute(head),
+          headersTimeoutMs: headersTimeout,
+          maxHeaderBytes: httpOptions.maxHeaderSize,
+          idleTimeoutMs: httpOptions.keepAliveTimeout,
+          budget,
+          onLimit: (limit) => proxy.metrics.limitHits.inc({ limit }),
+          logger: log,
+        }),
       });
     } catch (error) {
       clearInterval(expire);

@@ -59,7 +59,7 @@ class Raw {
 
 async function withProxy(
   options: Partial<ServeOptions>,
-  run: (port: number, proxy: Proxy) => Promise<void>,
+  run: (port: number, proxy: Proxy, served: { native: number; node: number }) => Promise<void>,
 ): Promise<void> {
   const proxy = createProxy({
     logger: createLogger({ write: () => {} }),
@@ -72,8 +72,17 @@ async function withProxy(
     signal: stop.signal,
     ...options,
   });
+  // Which edge served each request.
+  const served = { native: 0, node: 0 };
+  const route = proxy.nativeRoute.bind(proxy);
+  proxy.nativeRoute = (head) => {
+    const handler = route(head);
+    if (handler !== null) served.native++;
+    return handler;
+  };
+  serving.server.on("request", () => served.node++);
   try {
-    await run(serving.address.port, proxy);
+    await run(serving.address.port, proxy, served);
   } finally {
     stop.abort();
     await serving.finished;
@@ -272,4 +281,78 @@ Deno.test("front door: a failed accept (EMFILE) is retried; the port keeps servi
     server.close();
     await door.finished;
   }
+});
+
+Deno.test("front door: plain scrapes are served natively, the rest by node:http", async () => {
+  await withProxy({}, async (port, _proxy, served) => {
+    const raw = await Raw.open(port);
+    try {
+      for (const method of ["GET", "HEAD", "GET"]) {
+        await raw.send(`${method} http://h.example:1/m HTTP/1.1\r\nHost: h.example:1\r\n\r\n`);
+        const answer = await raw.response(method);
+        assert.equal(answer.head.status, 404);
+        assert.equal(answer.body === "", method === "HEAD");
+      }
+      assert.deepEqual(served, { native: 3, node: 0 });
+      // A malformed authority: the same 400 as node:http's edge gives, natively.
+      await raw.send("GET http://h.example:99999/m HTTP/1.1\r\nHost: x\r\n\r\n");
+      const bad = await raw.response();
+      assert.equal(bad.head.status, 400);
+      assert.match(bad.body, /^Bad Request: Malformed request target/);
+      assert.equal(await raw.rest(), "");
+      assert.deepEqual(served, { native: 4, node: 0 });
+    } finally {
+      raw.close();
+    }
+    // A scrape with a body, an HTTP/1.0 scrape and a POST are node's.
+    for (
+      const head of [
+        "GET http://h.example:1/m HTTP/1.1\r\nHost: h.example:1\r\nContent-Length: 2\r\nConnection: close\r\n\r\nab",
+        "GET http://h.example:1/m HTTP/1.0\r\nHost: h.example:1\r\n\r\n",
+        "POST http://h.example:1/m HTTP/1.1\r\nHost: h.example:1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+      ]
+    ) {
+      const other = await Raw.open(port);
+      try {
+        await other.send(head);
+        assert.match(await other.rest(), /^HTTP\/1\.[01] 40[45] /);
+      } finally {
+        other.close();
+      }
+    }
+    assert.deepEqual(served, { native: 4, node: 3 });
+  });
+});
+
+Deno.test("front door: a scrape waiting for its client ends when Prometheus goes away", async () => {
+  await withProxy({}, async (port, proxy, served) => {
+    // A registered client that never answers: the scrape waits.
+    const session = proxy.coordinator.register({
+      fqdn: "quiet.example",
+      labels: {},
+      version: "test",
+      modules: [],
+      protocol: "connect",
+    });
+    try {
+      const raw = await Raw.open(port);
+      await raw.send(
+        "GET http://quiet.example:1/m HTTP/1.1\r\nHost: quiet.example:1\r\nX-Prometheus-Scrape-Timeout-Seconds: 30\r\n\r\n",
+      );
+      const waiting = async (count: number) => {
+        for (let i = 0; i < 200 && proxy.coordinator.scrapesInFlight !== count; i++) {
+          await new Promise((resolve) => setTimeout(resolve, 25));
+        }
+        assert.equal(proxy.coordinator.scrapesInFlight, count);
+      };
+      await waiting(1);
+      raw.close();
+      await waiting(0);
+      assert.deepEqual(served, { native: 1, node: 0 });
+      const codes = await proxy.metrics.proxiedRequests.get();
+      assert.equal(codes.values.find((v) => v.labels.code === "499")?.value, 1);
+    } finally {
+      session.close();
+    }
+  });
 });
