@@ -239,6 +239,13 @@ export function listenFrontDoor(options: FrontDoorOptions): FrontDoor {
         conn.close();
         break;
       }
+      // As node:http does: no Nagle delay on small writes (a response head
+      // written before its body would otherwise wait for the peer's ACK).
+      try {
+        (conn as Deno.TcpConn).setNoDelay(true);
+      } catch {
+        // Closed already.
+      }
       const connection = new EdgeConnection(conn);
       if (budget !== undefined && !budget.admit(connection, refuse)) continue;
       open.add(connection);

@@ -122,17 +122,15 @@ export class NativeExchange implements Exchange {
   }
 
   #writeBody(chunk: Uint8Array): Promise<void> {
-    if (!this.#headSent) this.#enqueue(this.#headBytes());
-    if (this.#noBody || chunk.byteLength === 0) return this.#queue;
-    if (this.#chunked) {
-      const size = encoder.encode(chunk.byteLength.toString(16) + "\r\n");
-      const framed = new Uint8Array(size.byteLength + chunk.byteLength + 2);
-      framed.set(size);
-      framed.set(chunk, size.byteLength);
-      framed.set(CRLF, size.byteLength + chunk.byteLength);
-      return this.#enqueue(framed);
+    // The head goes out with the first body bytes, in one write.
+    const parts: Uint8Array[] = [];
+    if (!this.#headSent) parts.push(this.#headBytes());
+    if (!this.#noBody && chunk.byteLength > 0) {
+      if (this.#chunked) parts.push(encoder.encode(chunk.byteLength.toString(16) + "\r\n"));
+      parts.push(chunk);
+      if (this.#chunked) parts.push(CRLF);
     }
-    return this.#enqueue(chunk);
+    return parts.length === 0 ? this.#queue : this.#enqueue(join(parts));
   }
 
   end(body?: string | Uint8Array): void {
