@@ -40,7 +40,12 @@ import {
   type Role,
 } from "./auth.ts";
 import { createClientService, PEER_ADDRESS } from "./client_service.ts";
-import { createFastClientHandler, isFastClientCall } from "./fast_client_service.ts";
+import {
+  CONTENT_TYPE as FAST_CONTENT_TYPE,
+  createFastClientHandler,
+  isFastClientCall,
+  PUSH_PATH,
+} from "./fast_client_service.ts";
 import { type Coordinator, createCoordinator } from "./coordinator.ts";
 import { createLegacyHandler } from "./legacy.ts";
 import { createOperationsHandler } from "./operations.ts";
@@ -51,6 +56,7 @@ import { createScrapeHandler } from "./scrape_handler.ts";
 import { type Exchange, nodeExchange } from "./http/exchange.ts";
 import { type FrontDoor, listenFrontDoor } from "./http/front_door.ts";
 import { nativeEdge, type NativeHandler } from "./http/native_edge.ts";
+import type { NativeExchange } from "./http/native_exchange.ts";
 import type { RequestHead } from "./http/request_head.ts";
 import { targetGroups } from "./service_discovery.ts";
 
@@ -230,16 +236,34 @@ function roleOf(target: string, path: string): Role | null {
 /**
  * Whether the native front door serves a request itself, and as what: a
  * plain scrape (GET or HEAD of an absolute http URL, without a body or
- * anything else that node:http would have to decide). The rest is node's.
+ * anything else that node:http would have to decide), or a fast-path Push
+ * (what isFastClientCall serves, with one Host and a plain body framing).
+ * The rest is node's.
  */
-function nativeRole(head: RequestHead): Role | null {
-  if (head.method !== "GET" && head.method !== "HEAD") return null;
-  if (!/^http:\/\//i.test(head.target)) return null;
+function nativeRole(head: RequestHead, fastPath: boolean): Role | null {
   const h = head.headers;
-  if (h.has("transfer-encoding") || h.has("expect") || h.has("upgrade")) return null;
+  if (h.has("expect") || h.has("upgrade")) return null;
+  const te = h.get("transfer-encoding");
   const length = h.get("content-length");
-  if (length !== undefined && length.some((value) => value !== "0")) return null;
-  return roleOf(head.target, head.target) === "scraper" ? "scraper" : null;
+  if (head.method === "GET" || head.method === "HEAD") {
+    if (!/^http:\/\//i.test(head.target) || te !== undefined) return null;
+    if (length !== undefined && length.some((value) => value !== "0")) return null;
+    return roleOf(head.target, head.target) === "scraper" ? "scraper" : null;
+  }
+  if (!fastPath || head.method !== "POST" || head.target !== PUSH_PATH) return null;
+  const one = (name: string) => {
+    const values = h.get(name);
+    return values?.length === 1 ? values[0]! : values === undefined ? undefined : null;
+  };
+  if (one("host") == null || one("content-type") !== FAST_CONTENT_TYPE) return null;
+  const encoding = one("connect-content-encoding");
+  if (encoding !== undefined && encoding !== "identity") return null;
+  if (te !== undefined) {
+    return length === undefined && te.length === 1 && te[0]!.toLowerCase() === "chunked"
+      ? "client"
+      : null;
+  }
+  return length?.length === 1 && /^[0-9]{1,15}$/.test(length[0]!) ? "client" : null;
 }
 
 /** The proxy, not yet listening. */
@@ -475,7 +499,7 @@ export function createProxy(options: ProxyOptions): Proxy {
     },
     nativeRoute(head) {
       if (!nativeEdgeOn) return null;
-      return nativeRole(head) === "scraper" ? serveNativeScrape : null;
+      return nativeRole(head, handleFast !== null) === null ? null : serveNative;
     },
     handle(req, res) {
       // The edge: every request of every listener passes here once. Nothing
@@ -511,21 +535,10 @@ export function createProxy(options: ProxyOptions): Proxy {
       // Open endpoints; the legacy handler authorizes per fqdn itself.
       return await route(req, res, path);
     }
-    const result = await authenticate(role, req);
     if (handleFast !== null && isFastClientCall(req, path)) {
-      if (!result.ok) refused(role, req, result);
-      return await handleFast(
-        req,
-        res,
-        createContextValues()
-          .set(SOURCE, sourceKey(req.socket?.remoteAddress))
-          .set(AUTH_RESULT, result)
-          .set(AUTH_RECHECK, () => authenticate(role, req))
-          .set(PEER_ADDRESS, peerAddress(req.socket))
-          .set(BODY_BOUND, () => bodyBound.add(req)),
-        authError(auth, role, result),
-      );
+      return await fastCall(handleFast, nodeExchange(req, res), () => bodyBound.add(req));
     }
+    const result = await authenticate(role, req);
     if (path.startsWith("/pushprox.v1.")) {
       // Connect answers failures in its own protocol (see authInterceptor).
       authResults.set(req, result);
@@ -575,6 +588,26 @@ export function createProxy(options: ProxyOptions): Proxy {
     return { status, headers, text };
   }
 
+  /** A fast-path Poll or Push, on either edge: authenticated once, then served. */
+  async function fastCall(
+    handler: NonNullable<typeof handleFast>,
+    exchange: Exchange,
+    bound: () => void,
+  ): Promise<void> {
+    const result = await authenticate("client", exchange);
+    if (!result.ok) refused("client", exchange, result);
+    return await handler(
+      exchange,
+      createContextValues()
+        .set(SOURCE, sourceKey(exchange.remoteAddress))
+        .set(AUTH_RESULT, result)
+        .set(AUTH_RECHECK, () => authenticate("client", exchange))
+        .set(PEER_ADDRESS, peerAddress(exchange))
+        .set(BODY_BOUND, bound),
+      authError(auth, "client", result),
+    );
+  }
+
   /** A scrape (absolute-form request), on either edge: authenticated once, then relayed. */
   async function scrape(exchange: Exchange): Promise<void> {
     const result = await authenticate("scraper", exchange);
@@ -590,12 +623,40 @@ export function createProxy(options: ProxyOptions): Proxy {
   }
 
   /**
-   * A scrape the native front door read: checked as `handle` checks every
-   * node:http request (authority), then served as `dispatch` serves it.
+   * A request the native front door read (see nativeRole): checked as
+   * `handle` checks every node:http request (authority, body idle timeout),
+   * then served as `dispatch` serves it.
    */
-  async function serveNativeScrape(exchange: Exchange): Promise<void> {
+  async function serveNative(exchange: NativeExchange): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let bound = false;
+    if (bodyIdleTimeoutMs > 0 && !exchange.bodyEnded) {
+      timer = setTimeout(() => {
+        if (bound || exchange.bodyEnded || exchange.destroyed) return;
+        metrics.limitHits.inc({ limit: "body_idle_timeout" });
+        logger.warn("Request body too slow: closing the connection", {
+          remote: exchange.remoteAddress,
+          target: exchange.target.slice(0, 200),
+          timeout: formatDuration(bodyIdleTimeoutMs),
+        });
+        if (exchange.headersSent) return exchange.abort();
+        exchange.respond(408, [
+          ["content-type", "text/plain; charset=utf-8"],
+          ["connection", "close"],
+        ]);
+        exchange.end(
+          `Request Timeout: the request body did not arrive within --web.body-idle-timeout=${
+            formatDuration(bodyIdleTimeoutMs)
+          }\n`,
+        );
+        // Closed once the answer is out; the handler's body read then ends.
+        void exchange.finished().then(() => exchange.abort());
+      }, bodyIdleTimeoutMs);
+    }
     try {
-      const problem = requestAuthorityProblem(null, exchange.target);
+      const problem = exchange.target.startsWith("/")
+        ? authorityProblem(exchange.header("host"))
+        : requestAuthorityProblem(null, exchange.target);
       if (problem !== null) {
         metrics.badRequests.inc({ reason: "authority" });
         logger.debug("Bad request refused", {
@@ -609,6 +670,9 @@ export function createProxy(options: ProxyOptions): Proxy {
         ]);
         exchange.end(`Bad Request: ${problem}\n`);
         return;
+      }
+      if (exchange.target.startsWith("/")) {
+        return await fastCall(handleFast!, exchange, () => bound = true);
       }
       await scrape(exchange);
     } catch (error) {
@@ -624,6 +688,8 @@ export function createProxy(options: ProxyOptions): Proxy {
         ["connection", "close"],
       ]);
       exchange.end("Internal error: the request failed; see the proxy's log\n");
+    } finally {
+      clearTimeout(timer);
     }
   }
 
@@ -1044,6 +1110,9 @@ export async function serveProxy(
           idleTimeoutMs: httpOptions.keepAliveTimeout,
           budget,
           onLimit: (limit) => proxy.metrics.limitHits.inc({ limit }),
+          drainMaxBytes: DRAIN_MAX_BYTES,
+          drainMaxMs: DRAIN_MAX_MS,
+          headers: extra,
           logger: log,
         }),
       });

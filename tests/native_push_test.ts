@@ -205,12 +205,14 @@ Deno.test({
       await nodeStack.close();
     }
     const stack = await startStack(target);
-    // Counts the scrapes the proxy's native front door served itself.
+    // Counts the scrapes and pushes the proxy's native front door served itself.
     let nativeScrapes = 0;
+    let nativePushes = 0;
     const route = stack.proxy.nativeRoute.bind(stack.proxy);
     stack.proxy.nativeRoute = (head) => {
       const handler = route(head);
-      if (handler !== null) nativeScrapes++;
+      if (handler !== null && head.target.startsWith("http://")) nativeScrapes++;
+      else if (handler !== null) nativePushes++;
       return handler;
     };
     let nativePush: Run, nativeBoth: Run, nativeEdgeOnly: Run;
@@ -222,6 +224,7 @@ Deno.test({
       await stack.close();
     }
     assert.equal(nativeScrapes, 3 * (PATHS.length + 1), "the native edge must serve every scrape");
+    assert.ok(nativePushes >= 2 * PATHS.length, `native edge pushes: ${nativePushes}`);
     assert.equal(old.dials + old.targetDials, 0, "the old path must not dial natively");
     assert.equal(nativePush.targetDials, 0, "node:http towards the target");
     assert.ok(nativePush.dials >= 1, "native push must dial the proxy");

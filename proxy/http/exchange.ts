@@ -27,8 +27,16 @@ export interface Exchange {
   header(name: string): string | undefined;
   /** The peer's address. */
   readonly remoteAddress: string | undefined;
+  /** The peer's port. */
+  readonly remotePort: number | undefined;
   /** The peer's verified TLS client certificate, if any. */
   readonly peer: PeerIdentity | null;
+  /** The request body, piece by piece as it arrives (read only when asked). */
+  body(): AsyncIterable<Uint8Array>;
+  /** True once the request body was read to its end (or there was none). */
+  readonly bodyEnded: boolean;
+  /** The rest of the request body is to be read and dropped (the connection stays usable). */
+  discardBody(): void;
   /** True once the response head was sent. */
   readonly headersSent: boolean;
   /** True once the exchange was aborted or its connection closed. */
@@ -69,6 +77,18 @@ export function nodeExchange(req: IncomingMessage, res: ServerResponse): Exchang
     },
     get remoteAddress() {
       return req.socket?.remoteAddress;
+    },
+    get remotePort() {
+      return req.socket?.remotePort;
+    },
+    body() {
+      return req;
+    },
+    get bodyEnded() {
+      return req.readableEnded;
+    },
+    discardBody() {
+      req.resume();
     },
     get peer() {
       return peerIdentity(req.socket);
@@ -115,6 +135,7 @@ export function nodeExchange(req: IncomingMessage, res: ServerResponse): Exchang
       });
     },
     end(body) {
+      if (res.writableEnded) return;
       if (body === undefined) res.end();
       else res.end(body);
     },

@@ -8,16 +8,16 @@
  * @module
  */
 
-import { ByteReader } from "../../client/http1.ts";
+import { type BodyFraming, BodyReader, ByteReader } from "../../client/http1.ts";
 import type { ConnectionBudget } from "../../lib/connection_budget.ts";
 import type { Logger } from "../../lib/logger.ts";
-import type { Exchange } from "./exchange.ts";
+import type { HeaderPair } from "./exchange.ts";
 import type { EdgeConnection, FrontDoor, NativeRoute } from "./front_door.ts";
 import { NativeExchange } from "./native_exchange.ts";
 import { type RequestHead, scanRequestHead } from "./request_head.ts";
 
 /** Serves one request natively. */
-export type NativeHandler = (exchange: Exchange) => Promise<void>;
+export type NativeHandler = (exchange: NativeExchange) => Promise<void>;
 
 /** Options for {@linkcode nativeEdge}. */
 export interface NativeEdgeOptions {
@@ -30,8 +30,14 @@ export interface NativeEdgeOptions {
   /** How long an idle keep-alive connection is kept. */
   idleTimeoutMs: number;
   budget?: ConnectionBudget | undefined;
-  /** Counts a limit hit ("header_timeout"). */
+  /** Counts a limit hit ("header_timeout", "body_drain"). */
   onLimit(limit: string): void;
+  /** Most request body bytes read and dropped after the answer, before the connection is closed. */
+  drainMaxBytes: number;
+  /** Longest wait for the rest of a request body after the answer, before the connection is closed. */
+  drainMaxMs: number;
+  /** Headers added to the proxy's own responses (origin-form targets). */
+  headers?: readonly HeaderPair[];
   logger?: Logger | undefined;
 }
 
@@ -95,9 +101,29 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
     }
   }
 
+  /** Reads and drops the rest of a body, within the drain limits; false past them. */
+  async function drain(body: BodyReader): Promise<boolean> {
+    const deadline = performance.now() + options.drainMaxMs;
+    let bytes = 0;
+    try {
+      while (!body.done) {
+        const left = deadline - performance.now();
+        if (left <= 0) return false;
+        const piece = await within(body.next(), left);
+        if (piece === "timeout") return false;
+        if (piece === null) return true;
+        bytes += piece.byteLength;
+        if (bytes > options.drainMaxBytes) return false;
+      }
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
   return async (connection: EdgeConnection, door: FrontDoor): Promise<boolean> => {
     const conn = connection.conn;
-    const reader = new ByteReader((buffer) => conn.read(buffer), 16 * 1024);
+    const reader = new ByteReader((buffer) => conn.read(buffer));
     for (let first = true;; first = false) {
       const outcome = await readHead(reader, first);
       if (outcome.kind === "closed" || outcome.kind === "idle") {
@@ -123,11 +149,19 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
       }
       const head = (outcome as { head: RequestHead }).head;
       reader.take(head.length);
-      const exchange = new NativeExchange(conn, head, { keepAliveSeconds });
-      // A close or reset by the peer abandons the exchange (as node:http does).
-      reader.prefetch().then((n) => {
-        if (n === null) exchange.peerGone();
-      }, () => exchange.peerGone());
+      const framing = bodyFramingOf(head);
+      const body = framing === null ? null : new BodyReader(reader, framing);
+      const exchange = new NativeExchange(conn, head, {
+        keepAliveSeconds,
+        body,
+        headers: head.target.startsWith("/") ? options.headers ?? [] : [],
+      });
+      if (body === null || body.done) {
+        // A close or reset by the peer abandons the exchange (as node:http does).
+        reader.prefetch().then((n) => {
+          if (n === null) exchange.peerGone();
+        }, () => exchange.peerGone());
+      }
       budget?.busy(connection);
       let reusable = false;
       try {
@@ -136,10 +170,25 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
       } finally {
         budget?.done(connection);
       }
+      if (reusable && body !== null && !body.done && !await drain(body)) {
+        options.onLimit("body_drain");
+        logger?.debug("Unread request body after the answer: closing the connection", {
+          remote: connection.remoteAddress,
+          target: head.target.slice(0, 200),
+        });
+        reusable = false;
+      }
       if (!reusable || exchange.closing || connection.destroyed) {
         connection.destroy();
         return true;
       }
     }
   };
+}
+
+/** The framing of a request body (nativeRole admits only these); null without a body. */
+function bodyFramingOf(head: RequestHead): BodyFraming | null {
+  if (head.headers.has("transfer-encoding")) return { kind: "chunked" };
+  const length = Number(head.headers.get("content-length")?.[0] ?? "0");
+  return length > 0 ? { kind: "length", length } : null;
 }

@@ -8,6 +8,7 @@
  */
 
 import { STATUS_CODES } from "node:http";
+import type { BodyReader } from "../../client/http1.ts";
 import type { Exchange, HeaderPair } from "./exchange.ts";
 import type { RequestHead } from "./request_head.ts";
 
@@ -32,7 +33,15 @@ function httpDate(): string {
 export interface NativeExchangeOptions {
   /** Keep-alive timeout announced in the `Keep-Alive` header, in seconds. */
   keepAliveSeconds: number;
+  /** The request body; null when there is none. */
+  body?: BodyReader | null;
+  /** Headers sent before the handler's own (`http_server_config.headers`). */
+  headers?: readonly HeaderPair[];
 }
+
+const EMPTY: AsyncIterator<Uint8Array> = {
+  next: () => Promise.resolve({ done: true, value: undefined }),
+};
 
 /** One request served by the front door; see the module doc. */
 export class NativeExchange implements Exchange {
@@ -41,7 +50,10 @@ export class NativeExchange implements Exchange {
   readonly httpVersionMajor = 1;
   readonly rawHeaders: readonly string[];
   readonly remoteAddress: string | undefined;
+  readonly remotePort: number | undefined;
   readonly peer = null;
+  readonly #body: BodyReader | null;
+  readonly #extraHeaders: readonly HeaderPair[];
   readonly #conn: Deno.Conn;
   readonly #head: RequestHead;
   readonly #keepAliveSeconds: number;
@@ -73,6 +85,9 @@ export class NativeExchange implements Exchange {
     this.target = head.target;
     this.rawHeaders = head.rawHeaders;
     this.remoteAddress = (conn.remoteAddr as Deno.NetAddr).hostname;
+    this.remotePort = (conn.remoteAddr as Deno.NetAddr).port;
+    this.#body = options.body ?? null;
+    this.#extraHeaders = options.headers ?? [];
     this.#close = (head.headers.get("connection") ?? []).some((value) =>
       value.toLowerCase().split(",").some((token) => token.trim() === "close")
     );
@@ -80,6 +95,30 @@ export class NativeExchange implements Exchange {
 
   header(name: string): string | undefined {
     return this.#head.headers.get(name)?.[0];
+  }
+
+  body(): AsyncIterable<Uint8Array> {
+    const body = this.#body;
+    const iterator: AsyncIterator<Uint8Array> = body === null ? EMPTY : {
+      async next() {
+        const piece = await body.next();
+        return piece === null ? { done: true, value: undefined } : { done: false, value: piece };
+      },
+    };
+    return { [Symbol.asyncIterator]: () => iterator };
+  }
+
+  get bodyEnded(): boolean {
+    return this.#body === null || this.#body.done;
+  }
+
+  discardBody(): void {
+    // The edge reads and drops what is left after the answer (within its drain limits).
+  }
+
+  /** The request body's reader, for the edge to drain it after the answer; null when none. */
+  get bodyReader(): BodyReader | null {
+    return this.#body;
   }
 
   get headersSent(): boolean {
@@ -195,7 +234,7 @@ export class NativeExchange implements Exchange {
     // Fields in node:http's order: the handler's, Date, Connection, framing.
     let text = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? "unknown"}\r\n`;
     let hasLength = false;
-    for (const [name, value] of this.#headers) {
+    for (const [name, value] of [...this.#extraHeaders, ...this.#headers]) {
       const lower = name.toLowerCase();
       if (lower === "connection" || lower === "transfer-encoding") continue;
       if (lower === "content-length") hasLength = true;
