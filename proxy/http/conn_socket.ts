@@ -15,7 +15,7 @@ import { Duplex } from "node:stream";
  * Sizes of reads from the connection: an idle connection (a Poll stream)
  * waits with a small buffer; reads that fill theirs grow the next one.
  */
-const MIN_READ_BYTES = 4 * 1024;
+const MIN_READ_BYTES = 2 * 1024;
 const MAX_READ_BYTES = 64 * 1024;
 
 /** Options for {@linkcode ConnSocket}. */

@@ -182,7 +182,9 @@ export function listenFrontDoor(options: FrontDoorOptions): FrontDoor {
     },
     connectionOf: (socket) => bySocket.get(socket as object),
     handOver(connection, initial) {
-      const socket = connection.handOver(initial);
+      // A copy: the bytes read are a view of a 64 KiB read buffer, which a
+      // long-lived request (a Poll stream) would otherwise keep alive.
+      const socket = connection.handOver(initial?.slice());
       bySocket.set(socket, connection);
       // A peer's reset or broken pipe ends its connection, never the process.
       socket.on(

@@ -42,6 +42,8 @@ export interface NativeEdgeOptions {
 }
 
 const encoder = new TextEncoder();
+const HEAD_READ_BYTES = 4 * 1024;
+const BODY_READ_BYTES = 64 * 1024;
 const TIMEOUT_BODY = "Request Timeout: ERR_HTTP_REQUEST_TIMEOUT\n";
 /** node:http's answer to a head that did not arrive in time (see serveProxy's clientError). */
 const TIMEOUT_ANSWER = encoder.encode(
@@ -123,7 +125,11 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
 
   return async (connection: EdgeConnection, door: FrontDoor): Promise<boolean> => {
     const conn = connection.conn;
-    const reader = new ByteReader((buffer) => conn.read(buffer));
+    const read = (buffer: Uint8Array) => conn.read(buffer);
+    // Heads are read with small buffers (what an idle or handed-over
+    // connection keeps is small); a body switches to 64 KiB reads.
+    let reader = new ByteReader(read, HEAD_READ_BYTES);
+    let bodyReads = false;
     for (let first = true;; first = false) {
       const outcome = await readHead(reader, first);
       if (outcome.kind === "closed" || outcome.kind === "idle") {
@@ -150,6 +156,12 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
       const head = (outcome as { head: RequestHead }).head;
       reader.take(head.length);
       const framing = bodyFramingOf(head);
+      if (framing !== null && !bodyReads) {
+        const larger = new ByteReader(read, BODY_READ_BYTES);
+        larger.unread(reader.peek());
+        reader = larger;
+        bodyReads = true;
+      }
       const body = framing === null ? null : new BodyReader(reader, framing);
       const exchange = new NativeExchange(conn, head, {
         keepAliveSeconds,
