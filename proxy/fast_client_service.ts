@@ -39,7 +39,8 @@ import {
 
 /** The content type of the calls the fast path serves. */
 export const CONTENT_TYPE = "application/connect+proto";
-const POLL_PATH = "/pushprox.v1.ClientService/Poll";
+/** The Poll call's path. */
+export const POLL_PATH = "/pushprox.v1.ClientService/Poll";
 /** The Push call's path. */
 export const PUSH_PATH = "/pushprox.v1.ClientService/Push";
 

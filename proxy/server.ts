@@ -44,6 +44,7 @@ import {
   CONTENT_TYPE as FAST_CONTENT_TYPE,
   createFastClientHandler,
   isFastClientCall,
+  POLL_PATH,
   PUSH_PATH,
 } from "./fast_client_service.ts";
 import { type Coordinator, createCoordinator } from "./coordinator.ts";
@@ -236,8 +237,8 @@ function roleOf(target: string, path: string): Role | null {
 /**
  * Whether the native front door serves a request itself, and as what: a
  * plain scrape (GET or HEAD of an absolute http URL, without a body or
- * anything else that node:http would have to decide), or a fast-path Push
- * (what isFastClientCall serves, with one Host and a plain body framing).
+ * anything else that node:http would have to decide), or a fast-path Poll or
+ * Push (what isFastClientCall serves, with one Host and a plain body framing).
  * The rest is node's.
  */
 function nativeRole(head: RequestHead, fastPath: boolean): Role | null {
@@ -250,7 +251,8 @@ function nativeRole(head: RequestHead, fastPath: boolean): Role | null {
     if (length !== undefined && length.some((value) => value !== "0")) return null;
     return roleOf(head.target, head.target) === "scraper" ? "scraper" : null;
   }
-  if (!fastPath || head.method !== "POST" || head.target !== PUSH_PATH) return null;
+  if (!fastPath || head.method !== "POST") return null;
+  if (head.target !== PUSH_PATH && head.target !== POLL_PATH) return null;
   const one = (name: string) => {
     const values = h.get(name);
     return values?.length === 1 ? values[0]! : values === undefined ? undefined : null;

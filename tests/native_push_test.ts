@@ -208,10 +208,12 @@ Deno.test({
     // Counts the scrapes and pushes the proxy's native front door served itself.
     let nativeScrapes = 0;
     let nativePushes = 0;
+    let nativePolls = 0;
     const route = stack.proxy.nativeRoute.bind(stack.proxy);
     stack.proxy.nativeRoute = (head) => {
       const handler = route(head);
       if (handler !== null && head.target.startsWith("http://")) nativeScrapes++;
+      else if (handler !== null && head.target.endsWith("/Poll")) nativePolls++;
       else if (handler !== null) nativePushes++;
       return handler;
     };
@@ -225,6 +227,7 @@ Deno.test({
     }
     assert.equal(nativeScrapes, 3 * (PATHS.length + 1), "the native edge must serve every scrape");
     assert.ok(nativePushes >= 2 * PATHS.length, `native edge pushes: ${nativePushes}`);
+    assert.ok(nativePolls >= 3, `native edge polls: ${nativePolls}`);
     assert.equal(old.dials + old.targetDials, 0, "the old path must not dial natively");
     assert.equal(nativePush.targetDials, 0, "node:http towards the target");
     assert.ok(nativePush.dials >= 1, "native push must dial the proxy");

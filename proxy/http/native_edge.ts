@@ -163,17 +163,27 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
         bodyReads = true;
       }
       const body = framing === null ? null : new BodyReader(reader, framing);
-      const exchange = new NativeExchange(conn, head, {
-        keepAliveSeconds,
-        body,
-        headers: head.target.startsWith("/") ? options.headers ?? [] : [],
-      });
-      if (body === null || body.done) {
-        // A close or reset by the peer abandons the exchange (as node:http does).
+      // Once the body is read (or at once without one), a close or reset by
+      // the peer abandons the exchange (as node:http does); the read that
+      // watches for it uses a small buffer (an idle Poll stream waits on it).
+      const watch = () => {
+        if (bodyReads) {
+          const smaller = new ByteReader(read, HEAD_READ_BYTES);
+          smaller.unread(reader.peek());
+          reader = smaller;
+          bodyReads = false;
+        }
         reader.prefetch().then((n) => {
           if (n === null) exchange.peerGone();
         }, () => exchange.peerGone());
-      }
+      };
+      const exchange: NativeExchange = new NativeExchange(conn, head, {
+        keepAliveSeconds,
+        body,
+        headers: head.target.startsWith("/") ? options.headers ?? [] : [],
+        onBodyEnd: watch,
+      });
+      if (body === null || body.done) watch();
       budget?.busy(connection);
       let reusable = false;
       try {

@@ -37,6 +37,8 @@ export interface NativeExchangeOptions {
   body?: BodyReader | null;
   /** Headers sent before the handler's own (`http_server_config.headers`). */
   headers?: readonly HeaderPair[];
+  /** Called once the handler has read the body to its end. */
+  onBodyEnd?: () => void;
 }
 
 const EMPTY: AsyncIterator<Uint8Array> = {
@@ -54,6 +56,7 @@ export class NativeExchange implements Exchange {
   readonly peer = null;
   readonly #body: BodyReader | null;
   readonly #extraHeaders: readonly HeaderPair[];
+  #onBodyEnd: (() => void) | undefined;
   readonly #conn: Deno.Conn;
   readonly #head: RequestHead;
   readonly #keepAliveSeconds: number;
@@ -88,6 +91,7 @@ export class NativeExchange implements Exchange {
     this.remotePort = (conn.remoteAddr as Deno.NetAddr).port;
     this.#body = options.body ?? null;
     this.#extraHeaders = options.headers ?? [];
+    this.#onBodyEnd = options.onBodyEnd;
     this.#close = (head.headers.get("connection") ?? []).some((value) =>
       value.toLowerCase().split(",").some((token) => token.trim() === "close")
     );
@@ -99,10 +103,17 @@ export class NativeExchange implements Exchange {
 
   body(): AsyncIterable<Uint8Array> {
     const body = this.#body;
+    const ended = () => {
+      const onBodyEnd = this.#onBodyEnd;
+      this.#onBodyEnd = undefined;
+      onBodyEnd?.();
+    };
     const iterator: AsyncIterator<Uint8Array> = body === null ? EMPTY : {
       async next() {
         const piece = await body.next();
-        return piece === null ? { done: true, value: undefined } : { done: false, value: piece };
+        if (piece !== null) return { done: false, value: piece };
+        ended();
+        return { done: true, value: undefined };
       },
     };
     return { [Symbol.asyncIterator]: () => iterator };
