@@ -65,6 +65,21 @@ export interface ConnectionBudgetOptions {
   onEvicted?: (remote: string) => void;
 }
 
+/**
+ * What a budget needs of a connection: a node:net `Socket` has it, and so
+ * has the proxy's native front door's connection record.
+ */
+export interface BudgetConnection {
+  /** The peer's address; the per-source cap counts by it. */
+  readonly remoteAddress?: string | undefined;
+  /** True once closed. */
+  readonly destroyed: boolean;
+  /** Closes the connection (an idle one evicted to make room). */
+  destroy(): void;
+  /** Calls `listener` once the connection has closed. */
+  once(event: "close", listener: () => void): unknown;
+}
+
 /** Open connections, counted against their caps. */
 export interface ConnectionBudget {
   /** Connections open now. */
@@ -76,11 +91,11 @@ export interface ConnectionBudget {
    * called and false returned. At the total cap, the oldest idle connection
    * is closed first to make room.
    */
-  admit(socket: Socket, refuse: (socket: Socket) => void): boolean;
+  admit<T extends BudgetConnection>(socket: T, refuse: (socket: T) => void): boolean;
   /** A request started on the connection: it is not idle. */
-  busy(socket: Socket): void;
+  busy(socket: BudgetConnection): void;
   /** A request on the connection ended; with none left it is idle. */
-  done(socket: Socket): void;
+  done(socket: BudgetConnection): void;
 }
 
 interface Entry {
@@ -95,11 +110,11 @@ interface Entry {
  * @returns The budget.
  */
 export function createConnectionBudget(options: ConnectionBudgetOptions): ConnectionBudget {
-  const entries = new Map<Socket, Entry>();
+  const entries = new Map<BudgetConnection, Entry>();
   const perSource = new Map<string, number>();
   /** Idle keep-alive connections, oldest idle first (Set keeps insertion order). */
-  const idle = new Set<Socket>();
-  function release(socket: Socket): void {
+  const idle = new Set<BudgetConnection>();
+  function release(socket: BudgetConnection): void {
     const entry = entries.get(socket);
     if (entry === undefined) return;
     entries.delete(socket);

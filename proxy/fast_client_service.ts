@@ -11,7 +11,7 @@
  * @module
  */
 
-import type { IncomingMessage, ServerResponse } from "node:http";
+import type { IncomingMessage } from "node:http";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import {
   Code,
@@ -29,6 +29,7 @@ import {
   PushResponseSchema,
 } from "../gen/pushprox/v1/pushprox_pb.ts";
 import type { Logger } from "../lib/logger.ts";
+import type { Exchange } from "./http/exchange.ts";
 import {
   encodeEndStream,
   encodeEnvelope,
@@ -36,9 +37,12 @@ import {
   readPushRequests,
 } from "./connect_stream.ts";
 
-const CONTENT_TYPE = "application/connect+proto";
-const POLL_PATH = "/pushprox.v1.ClientService/Poll";
-const PUSH_PATH = "/pushprox.v1.ClientService/Push";
+/** The content type of the calls the fast path serves. */
+export const CONTENT_TYPE = "application/connect+proto";
+/** The Poll call's path. */
+export const POLL_PATH = "/pushprox.v1.ClientService/Poll";
+/** The Push call's path. */
+export const PUSH_PATH = "/pushprox.v1.ClientService/Push";
 
 /**
  * Whether the fast path serves this request: a POST to Poll or Push with
@@ -69,10 +73,10 @@ export interface FastClientHandlerOptions {
 }
 
 /**
- * Serves one fast-path call (see {@linkcode isFastClientCall}).
+ * Serves one fast-path call (see {@linkcode isFastClientCall}), on either
+ * edge (node:http or the native front door; see proxy/http/exchange.ts).
  *
- * @param req The request.
- * @param res Its response.
+ * @param exchange The request and its response.
  * @param values Context values for the handler (authentication).
  * @param refusal An error to end the call with before it starts (what the
  *   Connect router's interceptors would throw), or null.
@@ -80,8 +84,7 @@ export interface FastClientHandlerOptions {
  *   handler itself (the proxy's edge answers those).
  */
 export type FastClientHandler = (
-  req: IncomingMessage,
-  res: ServerResponse,
+  exchange: Exchange,
   values: ContextValues,
   refusal: ConnectError | null,
 ) => Promise<void>;
@@ -95,13 +98,16 @@ export type FastClientHandler = (
 export function createFastClientHandler(options: FastClientHandlerOptions): FastClientHandler {
   const { service, maxMessageBytes, logger } = options;
 
-  return (req, res, values, refusal) => {
-    const poll = (req.url ?? "").startsWith(POLL_PATH);
-    const timeout = parseTimeout(firstHeader(req, "connect-timeout-ms"), Number.MAX_SAFE_INTEGER);
+  return (exchange, values, refusal) => {
+    const poll = exchange.target.startsWith(POLL_PATH);
+    const timeout = parseTimeout(
+      exchange.header("connect-timeout-ms") ?? null,
+      Number.MAX_SAFE_INTEGER,
+    );
     const timeoutMs = timeout.error ? undefined : timeout.timeoutMs;
-    const { context, gone } = startCall(req, res, poll, values, timeoutMs);
-    const call = new Call(res, context);
-    const reader = new EnvelopeReader(req, maxMessageBytes);
+    const { context, gone } = startCall(exchange, poll, values, timeoutMs);
+    const call = new Call(exchange, context);
+    const reader = new EnvelopeReader(exchange.body(), maxMessageBytes);
     const run = async (): Promise<void> => {
       if (timeout.error) throw timeout.error;
       if (poll) {
@@ -148,7 +154,7 @@ export function createFastClientHandler(options: FastClientHandlerOptions): Fast
         return;
       }
       if (refusal !== null) {
-        req.resume();
+        exchange.discardBody();
         throw refusal;
       }
       const result = await service.push(readPushRequests(reader), context);
@@ -165,10 +171,10 @@ export function createFastClientHandler(options: FastClientHandlerOptions): Fast
           ? caught
           : new ConnectError("internal error", Code.Internal, undefined, undefined, caught);
         if (!(caught instanceof ConnectError)) {
-          logger.error("Fast-path call failed", { path: req.url, err: caught });
+          logger.error("Fast-path call failed", { path: exchange.target, err: caught });
         }
         // Unread request bytes are read and dropped, so that the connection stays usable.
-        if (!req.readableEnded) req.resume();
+        if (!exchange.bodyEnded) exchange.discardBody();
       }
       context.abort(error);
       call.end(encodeEndStream(error, context.responseTrailer));
@@ -181,28 +187,24 @@ type CallContext = ReturnType<typeof createHandlerContext>;
 
 /** The handler context of a call, aborted when the client goes away. */
 function startCall(
-  req: IncomingMessage,
-  res: ServerResponse,
+  exchange: Exchange,
   poll: boolean,
   values: ContextValues,
   timeoutMs: number | undefined,
 ): { context: CallContext; gone: AbortSignal } {
   const controller = new AbortController();
-  const onClose = () => {
-    if (!res.writableFinished) {
-      controller.abort(new ConnectError("client went away", Code.Canceled));
-    }
-  };
-  res.once("close", onClose);
+  const onClose = () => controller.abort(new ConnectError("client went away", Code.Canceled));
+  if (exchange.signal.aborted) onClose();
+  else exchange.signal.addEventListener("abort", onClose, { once: true });
   const method = poll ? ClientService.method.poll : ClientService.method.push;
   const context = createHandlerContext({
     service: ClientService,
     method,
     protocolName: "connect",
     requestMethod: "POST",
-    url: req.url ?? "",
+    url: exchange.target,
     requestSignal: controller.signal,
-    requestHeader: nodeHeaders(req),
+    requestHeader: headerPairs(exchange.rawHeaders),
     responseHeader: { "content-type": CONTENT_TYPE },
     contextValues: values,
     ...(timeoutMs === undefined ? {} : { timeoutMs }),
@@ -210,59 +212,53 @@ function startCall(
   return { context, gone: controller.signal };
 }
 
-function firstHeader(req: IncomingMessage, name: string): string | null {
-  const value = req.headers[name];
-  return (Array.isArray(value) ? value[0] : value) ?? null;
-}
-
-function nodeHeaders(req: IncomingMessage): [string, string][] {
+function headerPairs(raw: readonly string[]): [string, string][] {
   const out: [string, string][] = [];
-  const raw = req.rawHeaders;
   for (let i = 0; i + 1 < raw.length; i += 2) out.push([raw[i]!, raw[i + 1]!]);
   return out;
 }
 
 /** Writes one call's response: headers with the first bytes, back-pressure per write. */
 class Call {
-  readonly #res: ServerResponse;
+  readonly #exchange: Exchange;
   readonly #context: HandlerContext;
-  constructor(res: ServerResponse, context: HandlerContext) {
-    this.#res = res;
+  #ended = false;
+  constructor(exchange: Exchange, context: HandlerContext) {
+    this.#exchange = exchange;
     this.#context = context;
   }
 
   #head(): void {
-    if (this.#res.headersSent) return;
-    const headers: Record<string, string> = {};
-    this.#context.responseHeader.forEach((value, name) => headers[name] = value);
-    this.#res.writeHead(200, headers);
+    if (this.#exchange.headersSent) return;
+    const headers: [string, string][] = [];
+    this.#context.responseHeader.forEach((value, name) => headers.push([name, value]));
+    this.#exchange.respond(200, headers);
   }
 
   /** Writes bytes; resolves when the socket takes more (or the call ends). */
   send(bytes: Uint8Array): Promise<void> {
-    const res = this.#res;
-    if (res.destroyed || res.writableEnded) return Promise.resolve();
+    const exchange = this.#exchange;
+    if (exchange.destroyed || this.#ended) return Promise.resolve();
     this.#head();
-    if (res.write(bytes)) return Promise.resolve();
+    const written = exchange.write(bytes);
     const signal = this.#context.signal;
+    if (signal.aborted) return Promise.resolve();
     return new Promise<void>((resolve) => {
       const done = () => {
-        res.off("drain", done);
-        res.off("close", done);
         signal.removeEventListener("abort", done);
         resolve();
       };
-      res.on("drain", done);
-      res.on("close", done);
+      written.then(done, done);
       signal.addEventListener("abort", done);
     });
   }
 
   /** Ends the response with `bytes`. */
   end(bytes: Uint8Array): void {
-    const res = this.#res;
-    if (res.destroyed || res.writableEnded) return;
+    const exchange = this.#exchange;
+    if (exchange.destroyed || this.#ended) return;
+    this.#ended = true;
     this.#head();
-    res.end(bytes);
+    exchange.end(bytes);
   }
 }

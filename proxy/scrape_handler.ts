@@ -7,7 +7,6 @@
  * @module
  */
 
-import type { IncomingMessage, ServerResponse } from "node:http";
 import { forwardableHeaders, type HeaderField, rawHeaderPairs } from "../lib/headers.ts";
 import type { Logger } from "../lib/logger.ts";
 import { type Coordinator, CoordinatorError, type ScrapeReply } from "./coordinator.ts";
@@ -19,6 +18,7 @@ import {
   scrapeTimeoutMs,
 } from "../lib/scrape_timeout.ts";
 import { formatDuration } from "../lib/duration.ts";
+import type { Exchange, HeaderPair } from "./http/exchange.ts";
 
 /** Options for {@linkcode createScrapeHandler}. */
 export interface ScrapeHandlerOptions {
@@ -35,11 +35,8 @@ export interface ScrapeHandlerOptions {
   maxBodyBytes?: number;
 }
 
-/** Handles one absolute-form request. */
-export type ScrapeHandler = (
-  req: IncomingMessage,
-  res: ServerResponse,
-) => Promise<void>;
+/** Handles one absolute-form request, on either edge (see proxy/http/exchange.ts). */
+export type ScrapeHandler = (exchange: Exchange) => Promise<void>;
 
 /** The scrape's deadline passed before the client answered. */
 class ScrapeTimeoutError extends Error {
@@ -61,7 +58,9 @@ export function createScrapeHandler(
   const { coordinator, logger, metrics } = options;
   const now = options.now ?? Date.now;
 
-  return async function handleScrape(req, res) {
+  return async function handleScrape(exchange) {
+    const res = exchange;
+    const req = { method: exchange.method, url: exchange.target };
     const started = performance.now();
     // For the status page: the host scraped and why it failed, if it did.
     let host: string | null = null;
@@ -91,10 +90,10 @@ export function createScrapeHandler(
     const fail = (code: number, message: string) => {
       failure = message;
       if (!res.headersSent && !res.destroyed) {
-        res.writeHead(code, { "content-type": "text/plain; charset=utf-8" });
+        res.respond(code, [["content-type", "text/plain; charset=utf-8"]]);
         res.end(message + "\n");
       } else {
-        res.destroy();
+        res.abort();
       }
       finish(code);
     };
@@ -129,7 +128,7 @@ export function createScrapeHandler(
 
     let timeoutMs: number;
     try {
-      const header = req.headers[SCRAPE_TIMEOUT_HEADER];
+      const header = res.header(SCRAPE_TIMEOUT_HEADER);
       timeoutMs = scrapeTimeoutMs(typeof header === "string" ? header : null, {
         defaultMs: options.defaultTimeoutMs,
         maxMs: options.maxTimeoutMs,
@@ -140,14 +139,8 @@ export function createScrapeHandler(
     }
 
     // The one deadline for this scrape, set here at the edge and passed down.
-    const gone = new AbortController();
-    res.on("close", () => {
-      if (!res.writableFinished) {
-        gone.abort(new Error("Prometheus closed the connection"));
-      }
-    });
     const deadline = AbortSignal.timeout(timeoutMs);
-    const signal = AbortSignal.any([gone.signal, deadline]);
+    const signal = AbortSignal.any([res.signal, deadline]);
     target = url.toString();
     const log = logger.with({ target });
 
@@ -158,7 +151,7 @@ export function createScrapeHandler(
           host: url.hostname,
           method: req.method,
           url: target,
-          headers: forwardableHeaders(rawHeaderPairs(req.rawHeaders)),
+          headers: forwardableHeaders(rawHeaderPairs(res.rawHeaders)),
           deadline: now() + timeoutMs,
         },
         signal,
@@ -237,33 +230,28 @@ export function createScrapeHandler(
         err: reason.message,
       });
       failure = reason.message;
-      res.destroy();
+      res.abort();
       finish(deadline.aborted ? 504 : 502);
     }
   };
 }
 
 function writeHead(
-  res: ServerResponse,
+  res: Exchange,
   status: number,
   headers: readonly HeaderField[],
   contentLength: number | null,
 ): void {
-  const grouped = new Map<string, string[]>();
+  const out: HeaderPair[] = [];
   for (
     const { name, value } of forwardableHeaders(
       headers.map((h) => [h.name, h.value]),
     )
   ) {
-    const list = grouped.get(name);
-    if (list) list.push(value);
-    else grouped.set(name, [value]);
+    out.push([name, value]);
   }
-  for (const [name, values] of grouped) {
-    res.setHeader(name, values.length === 1 ? values[0]! : values);
-  }
-  if (contentLength !== null) res.setHeader("content-length", String(contentLength));
-  res.writeHead(status);
+  if (contentLength !== null) out.push(["content-length", String(contentLength)]);
+  res.respond(status, out);
 }
 
 /** A client's answer is larger than --scrape.max-body-bytes. */
@@ -282,7 +270,7 @@ class BodyTooLargeError extends Error {
  */
 async function relayBody(
   body: AsyncIterable<Uint8Array>,
-  res: ServerResponse,
+  res: Exchange,
   signal: AbortSignal,
   maxBytes: number,
   length: number | null,
@@ -327,10 +315,8 @@ async function relayBody(
           `Scrape body exceeds --scrape.max-body-bytes=${maxBytes}; the relay was aborted`,
         );
       }
-      if (!res.write(next.value)) {
-        await orAbort(new Promise((resolve) => res.once("drain", resolve)));
-        rejectWaiting = null;
-      }
+      await orAbort(res.write(next.value));
+      rejectWaiting = null;
     }
   } finally {
     signal.removeEventListener("abort", onAbort);

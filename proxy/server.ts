@@ -23,7 +23,11 @@ import { ClientService, RegistryService } from "../gen/pushprox/v1/pushprox_pb.t
 import { peerAddress } from "../lib/address.ts";
 import { authorityProblem } from "../lib/authority.ts";
 import { formatDuration } from "../lib/duration.ts";
-import { type ConnectionBudget, keepAccepting } from "../lib/connection_budget.ts";
+import {
+  type BudgetConnection,
+  type ConnectionBudget,
+  keepAccepting,
+} from "../lib/connection_budget.ts";
 import type { Logger } from "../lib/logger.ts";
 import { peerIdentity, type TlsListener } from "../lib/tls_server.ts";
 import {
@@ -36,7 +40,13 @@ import {
   type Role,
 } from "./auth.ts";
 import { createClientService, PEER_ADDRESS } from "./client_service.ts";
-import { createFastClientHandler, isFastClientCall } from "./fast_client_service.ts";
+import {
+  CONTENT_TYPE as FAST_CONTENT_TYPE,
+  createFastClientHandler,
+  isFastClientCall,
+  POLL_PATH,
+  PUSH_PATH,
+} from "./fast_client_service.ts";
 import { type Coordinator, createCoordinator } from "./coordinator.ts";
 import { createLegacyHandler } from "./legacy.ts";
 import { createOperationsHandler } from "./operations.ts";
@@ -44,6 +54,11 @@ import { createProxyMetrics, type ProxyMetrics } from "./metrics.ts";
 import { sourceKey } from "./rate_limit.ts";
 import { createRegistryService } from "./registry_service.ts";
 import { createScrapeHandler } from "./scrape_handler.ts";
+import { type Exchange, nodeExchange } from "./http/exchange.ts";
+import { type FrontDoor, listenFrontDoor } from "./http/front_door.ts";
+import { nativeEdge, type NativeHandler } from "./http/native_edge.ts";
+import type { NativeExchange } from "./http/native_exchange.ts";
+import type { RequestHead } from "./http/request_head.ts";
 import { targetGroups } from "./service_discovery.ts";
 
 /** Options for {@linkcode createProxy}. */
@@ -96,6 +111,11 @@ export interface ProxyOptions {
    * (proxy/fast_client_service.ts) instead of connect-es. @default {true}
    */
   connectFastPath?: boolean;
+  /**
+   * Serve plain scrapes on the plain-HTTP port's native front door
+   * (proxy/http/native_edge.ts) instead of node:http. @default {true}
+   */
+  nativeEdge?: boolean;
   /**
    * Test-only: how often a held legacy poll's connection is checked (see
    * proxy/legacy.ts; polls are held until a scrape comes). @default {60000}
@@ -214,6 +234,40 @@ function roleOf(target: string, path: string): Role | null {
   return null;
 }
 
+/**
+ * Whether the native front door serves a request itself, and as what: a
+ * plain scrape (GET or HEAD of an absolute http URL, without a body or
+ * anything else that node:http would have to decide), or a fast-path Poll or
+ * Push (what isFastClientCall serves, with one Host and a plain body framing).
+ * The rest is node's.
+ */
+function nativeRole(head: RequestHead, fastPath: boolean): Role | null {
+  const h = head.headers;
+  if (h.has("expect") || h.has("upgrade")) return null;
+  const te = h.get("transfer-encoding");
+  const length = h.get("content-length");
+  if (head.method === "GET" || head.method === "HEAD") {
+    if (!/^http:\/\//i.test(head.target) || te !== undefined) return null;
+    if (length !== undefined && length.some((value) => value !== "0")) return null;
+    return roleOf(head.target, head.target) === "scraper" ? "scraper" : null;
+  }
+  if (!fastPath || head.method !== "POST") return null;
+  if (head.target !== PUSH_PATH && head.target !== POLL_PATH) return null;
+  const one = (name: string) => {
+    const values = h.get(name);
+    return values?.length === 1 ? values[0]! : values === undefined ? undefined : null;
+  };
+  if (one("host") == null || one("content-type") !== FAST_CONTENT_TYPE) return null;
+  const encoding = one("connect-content-encoding");
+  if (encoding !== undefined && encoding !== "identity") return null;
+  if (te !== undefined) {
+    return length === undefined && te.length === 1 && te[0]!.toLowerCase() === "chunked"
+      ? "client"
+      : null;
+  }
+  return length?.length === 1 && /^[0-9]{1,15}$/.test(length[0]!) ? "client" : null;
+}
+
 /** The proxy, not yet listening. */
 export interface Proxy {
   readonly coordinator: Coordinator;
@@ -222,6 +276,11 @@ export interface Proxy {
   readonly auth: Authenticator;
   /** Serves one request on the proxy's port. */
   handle(req: IncomingMessage, res: ServerResponse): void;
+  /**
+   * The native front door's route table: the handler of a request it serves
+   * itself, or null to hand the connection to node:http (see `handle`).
+   */
+  nativeRoute(head: RequestHead): NativeHandler | null;
   /** Ends state that outlives requests (legacy sessions and their timers). */
   close(): void;
 }
@@ -258,25 +317,35 @@ export function createProxy(options: ProxyOptions): Proxy {
   /** Requests whose body the scrape's deadline bounds (see BODY_BOUND). */
   const bodyBound = new WeakSet<object>();
   const bodyIdleTimeoutMs = options.bodyIdleTimeoutMs ?? 30_000;
-  function authenticate(role: Role, req: IncomingMessage): Promise<AuthResult> {
+  const nativeEdgeOn = options.nativeEdge ?? true;
+  /** Authenticates a request of either edge (a node request or an exchange). */
+  function authenticate(role: Role, req: IncomingMessage | Exchange): Promise<AuthResult> {
+    const exchange = "respond" in req ? req : null;
     const header = (name: string) => {
-      const value = req.headers[name];
+      if (exchange !== null) return exchange.header(name);
+      const value = (req as IncomingMessage).headers[name];
       return Array.isArray(value) ? value[0] : value;
     };
     return auth.authenticate(role, {
       authorization: header("authorization"),
       proxyAuthorization: header("proxy-authorization"),
-      peer: peerIdentity(req.socket),
-      source: sourceKey(req.socket?.remoteAddress),
+      peer: exchange !== null ? exchange.peer : peerIdentity((req as IncomingMessage).socket),
+      source: sourceKey(
+        exchange !== null ? exchange.remoteAddress : (req as IncomingMessage).socket?.remoteAddress,
+      ),
     });
   }
-  function refused(role: Role, req: IncomingMessage, result: AuthResult & { ok: false }): void {
+  function refused(
+    role: Role,
+    req: IncomingMessage | Exchange,
+    result: AuthResult & { ok: false },
+  ): void {
     if (result.kind === "throttled") metrics.limitHits.inc({ limit: "auth_failures_per_source" });
     else metrics.authFailures.inc({ role, reason: result.kind });
     logger.warn("Request refused", {
       role,
-      remote: req.socket.remoteAddress,
-      target: req.url?.slice(0, 200),
+      remote: "respond" in req ? req.remoteAddress : req.socket.remoteAddress,
+      target: ("respond" in req ? req.target : req.url)?.slice(0, 200),
       reason: result.kind,
       err: result.reason,
     });
@@ -430,6 +499,10 @@ export function createProxy(options: ProxyOptions): Proxy {
     close() {
       legacy?.close();
     },
+    nativeRoute(head) {
+      if (!nativeEdgeOn) return null;
+      return nativeRole(head, handleFast !== null) === null ? null : serveNative;
+    },
     handle(req, res) {
       // The edge: every request of every listener passes here once. Nothing
       // a request does may end the process: errors become a 500 (or a
@@ -459,62 +532,167 @@ export function createProxy(options: ProxyOptions): Proxy {
   async function dispatch(req: IncomingMessage, res: ServerResponse, target: string) {
     const path = target.split("?", 1)[0]!;
     const role = roleOf(target, path);
+    if (role === "scraper") return await scrape(nodeExchange(req, res));
     if (role === null || (legacy !== null && (path === "/poll" || path === "/push"))) {
       // Open endpoints; the legacy handler authorizes per fqdn itself.
-      return await route(req, res, target, path);
+      return await route(req, res, path);
+    }
+    if (handleFast !== null && isFastClientCall(req, path)) {
+      return await fastCall(handleFast, nodeExchange(req, res), () => bodyBound.add(req));
     }
     const result = await authenticate(role, req);
-    if (handleFast !== null && isFastClientCall(req, path)) {
-      if (!result.ok) refused(role, req, result);
-      return await handleFast(
-        req,
-        res,
-        createContextValues()
-          .set(SOURCE, sourceKey(req.socket?.remoteAddress))
-          .set(AUTH_RESULT, result)
-          .set(AUTH_RECHECK, () => authenticate(role, req))
-          .set(PEER_ADDRESS, peerAddress(req.socket))
-          .set(BODY_BOUND, () => bodyBound.add(req)),
-        authError(auth, role, result),
-      );
-    }
     if (path.startsWith("/pushprox.v1.")) {
       // Connect answers failures in its own protocol (see authInterceptor).
       authResults.set(req, result);
       authRechecks.set(req, () => authenticate(role, req));
       if (!result.ok) refused(role, req, result);
-      return await route(req, res, target, path);
+      return await route(req, res, path);
     }
     if (!result.ok) {
       refused(role, req, result);
-      // One answer for every refused scraper (407) or reader (401)
-      // credential, whatever was wrong with it: no user enumeration.
-      const status = result.kind === "busy"
-        ? 503
-        : result.kind === "throttled"
-        ? 429
-        : role === "scraper"
-        ? 407
-        : 401;
-      const headers: Record<string, string> = { "content-type": "text/plain; charset=utf-8" };
-      if (status === 407) headers["proxy-authenticate"] = 'Basic realm="pushprox"';
-      if (status === 401) headers["www-authenticate"] = 'Basic realm="pushprox"';
-      if (status === 429) {
-        headers["retry-after"] = String(
-          Math.max(1, Math.ceil((result.retryAfterMs ?? 0) / 1000)),
-        );
-      }
-      res.writeHead(status, headers);
-      res.end(
-        `Cannot serve ${role === "scraper" ? "scrape" : path}: ${
-          publicReason(role, auth.config[role], result)
-        }\n`,
-      );
-      if (role === "scraper") metrics.proxiedRequests.inc({ code: String(status) });
-      else metrics.httpRequests.inc({ code: String(status), path });
+      const answer = refusal(role, path, result);
+      res.writeHead(answer.status, Object.fromEntries(answer.headers));
+      res.end(answer.text);
+      metrics.httpRequests.inc({ code: String(answer.status), path });
       return;
     }
-    return await route(req, res, target, path);
+    return await route(req, res, path);
+  }
+
+  /**
+   * One answer for every refused scraper (407) or reader (401) credential,
+   * whatever was wrong with it: no user enumeration.
+   */
+  function refusal(
+    role: Role,
+    path: string,
+    result: AuthResult & { ok: false },
+  ): { status: number; headers: [string, string][]; text: string } {
+    const status = result.kind === "busy"
+      ? 503
+      : result.kind === "throttled"
+      ? 429
+      : role === "scraper"
+      ? 407
+      : 401;
+    const headers: [string, string][] = [["content-type", "text/plain; charset=utf-8"]];
+    if (status === 407) headers.push(["proxy-authenticate", 'Basic realm="pushprox"']);
+    if (status === 401) headers.push(["www-authenticate", 'Basic realm="pushprox"']);
+    if (status === 429) {
+      headers.push([
+        "retry-after",
+        String(Math.max(1, Math.ceil((result.retryAfterMs ?? 0) / 1000))),
+      ]);
+    }
+    const text = `Cannot serve ${role === "scraper" ? "scrape" : path}: ${
+      publicReason(role, auth.config[role], result)
+    }\n`;
+    return { status, headers, text };
+  }
+
+  /** A fast-path Poll or Push, on either edge: authenticated once, then served. */
+  async function fastCall(
+    handler: NonNullable<typeof handleFast>,
+    exchange: Exchange,
+    bound: () => void,
+  ): Promise<void> {
+    const result = await authenticate("client", exchange);
+    if (!result.ok) refused("client", exchange, result);
+    return await handler(
+      exchange,
+      createContextValues()
+        .set(SOURCE, sourceKey(exchange.remoteAddress))
+        .set(AUTH_RESULT, result)
+        .set(AUTH_RECHECK, () => authenticate("client", exchange))
+        .set(PEER_ADDRESS, peerAddress(exchange))
+        .set(BODY_BOUND, bound),
+      authError(auth, "client", result),
+    );
+  }
+
+  /** A scrape (absolute-form request), on either edge: authenticated once, then relayed. */
+  async function scrape(exchange: Exchange): Promise<void> {
+    const result = await authenticate("scraper", exchange);
+    if (!result.ok) {
+      refused("scraper", exchange, result);
+      const answer = refusal("scraper", "", result);
+      exchange.respond(answer.status, answer.headers);
+      exchange.end(answer.text);
+      metrics.proxiedRequests.inc({ code: String(answer.status) });
+      return;
+    }
+    await handleScrape(exchange);
+  }
+
+  /**
+   * A request the native front door read (see nativeRole): checked as
+   * `handle` checks every node:http request (authority, body idle timeout),
+   * then served as `dispatch` serves it.
+   */
+  async function serveNative(exchange: NativeExchange): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let bound = false;
+    if (bodyIdleTimeoutMs > 0 && !exchange.bodyEnded) {
+      timer = setTimeout(() => {
+        if (bound || exchange.bodyEnded || exchange.destroyed) return;
+        metrics.limitHits.inc({ limit: "body_idle_timeout" });
+        logger.warn("Request body too slow: closing the connection", {
+          remote: exchange.remoteAddress,
+          target: exchange.target.slice(0, 200),
+          timeout: formatDuration(bodyIdleTimeoutMs),
+        });
+        if (exchange.headersSent) return exchange.abort();
+        exchange.respond(408, [
+          ["content-type", "text/plain; charset=utf-8"],
+          ["connection", "close"],
+        ]);
+        exchange.end(
+          `Request Timeout: the request body did not arrive within --web.body-idle-timeout=${
+            formatDuration(bodyIdleTimeoutMs)
+          }\n`,
+        );
+        // Closed once the answer is out; the handler's body read then ends.
+        void exchange.finished().then(() => exchange.abort());
+      }, bodyIdleTimeoutMs);
+    }
+    try {
+      const problem = exchange.target.startsWith("/")
+        ? authorityProblem(exchange.header("host"))
+        : requestAuthorityProblem(null, exchange.target);
+      if (problem !== null) {
+        metrics.badRequests.inc({ reason: "authority" });
+        logger.debug("Bad request refused", {
+          remote: exchange.remoteAddress,
+          target: exchange.target.slice(0, 200),
+          err: problem,
+        });
+        exchange.respond(400, [
+          ["content-type", "text/plain; charset=utf-8"],
+          ["connection", "close"],
+        ]);
+        exchange.end(`Bad Request: ${problem}\n`);
+        return;
+      }
+      if (exchange.target.startsWith("/")) {
+        return await fastCall(handleFast!, exchange, () => bound = true);
+      }
+      await scrape(exchange);
+    } catch (error) {
+      metrics.handlerErrors.inc();
+      logger.error("Request handler failed", {
+        remote: exchange.remoteAddress,
+        target: exchange.target.slice(0, 200),
+        err: error,
+      });
+      if (exchange.headersSent || exchange.destroyed) return exchange.abort();
+      exchange.respond(500, [
+        ["content-type", "text/plain; charset=utf-8"],
+        ["connection", "close"],
+      ]);
+      exchange.end("Internal error: the request failed; see the proxy's log\n");
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** The last word on a request whose handler failed: 500 if still possible, else a cut. */
@@ -612,10 +790,8 @@ export function createProxy(options: ProxyOptions): Proxy {
   async function route(
     req: IncomingMessage,
     res: ServerResponse,
-    target: string,
     path: string,
   ): Promise<void> {
-    if (!target.startsWith("/")) return await handleScrape(req, res);
     const started = performance.now();
     if (path.startsWith("/pushprox.v1.")) return handleConnect(req, res);
     if (legacy !== null && (path === "/poll" || path === "/push")) {
@@ -669,8 +845,8 @@ export function createProxy(options: ProxyOptions): Proxy {
  * absolute-form http target, else the Host header (HTTP/1) or `:authority`
  * (HTTP/2), of which there must be exactly one.
  */
-function requestAuthorityProblem(req: IncomingMessage, target: string): string | null {
-  if (!target.startsWith("/")) {
+function requestAuthorityProblem(req: IncomingMessage | null, target: string): string | null {
+  if (!target.startsWith("/") || req === null) {
     const absolute = /^http:\/\/([^/?#]*)/i.exec(target);
     // Other schemes and forms get their answer from the scrape handler.
     if (absolute === null) return null;
@@ -806,14 +982,21 @@ export async function serveProxy(
   /** A peer's reset or broken pipe ends its connection, never the process. */
   const onSocketError = (error: Error & { code?: string }) =>
     log?.debug("Connection error", { err: error.code ?? error.message });
-  // Restarts the listener if its accept loop stops (EMFILE), before counting.
+  // Restarts a node listener if its accept loop stops (EMFILE), before
+  // counting. The plain-HTTP front door retries failed accepts itself.
   const stopAccepting = new AbortController();
-  const watchdog = keepAccepting(server, {
-    signal: stopAccepting.signal,
-    intervalMs: options.acceptCheckIntervalMs ?? 5_000,
-    ...(log ? { logger: log } : {}),
-  });
+  const watchdog = tls
+    ? keepAccepting(server, {
+      signal: stopAccepting.signal,
+      intervalMs: options.acceptCheckIntervalMs ?? 5_000,
+      ...(log ? { logger: log } : {}),
+    })
+    : null;
   const budget = options.connections;
+  /** Plain HTTP: the native front door owns the port (proxy/http/front_door.ts). */
+  let door: FrontDoor | null = null;
+  /** The budget's record of a request's connection. */
+  const connectionOf = (socket: Socket): BudgetConnection => door?.connectionOf(socket) ?? socket;
   /** Above the connection caps: a short 503 on plain HTTP, else closed at once. */
   const refuse = (socket: Socket) => {
     socket.on("error", onSocketError);
@@ -829,28 +1012,28 @@ export async function serveProxy(
   if (budget) {
     // Idle keep-alive connections are the first closed when the cap is reached.
     server.on("request", (req: IncomingMessage, res: ServerResponse) => {
-      budget.busy(req.socket);
-      res.once("close", () => budget.done(req.socket));
+      const connection = connectionOf(req.socket);
+      budget.busy(connection);
+      res.once("close", () => budget.done(connection));
     });
   }
   /** Raw connections, so that closing ends those still in a TLS handshake too. */
   const sockets = new Set<Socket>();
-  server.on("connection", (socket: Socket) => {
-    socket.on("error", onSocketError);
-    if (watchdog.isProbe(socket) || (budget && !budget.admit(socket, refuse))) return;
-    sockets.add(socket);
-    socket.once("close", () => sockets.delete(socket));
-    if (!tls) return;
-    // A connection that sends nothing never reaches the HTTP timeouts.
-    const timer = setTimeout(() => {
-      if (socket.bytesRead === 0) {
-        proxy.metrics.limitHits.inc({ limit: "header_timeout" });
-        socket.destroy();
-      }
-    }, headersTimeout);
-    socket.once("close", () => clearTimeout(timer));
-  });
   if (tls) {
+    server.on("connection", (socket: Socket) => {
+      socket.on("error", onSocketError);
+      if (watchdog?.isProbe(socket) || (budget && !budget.admit(socket, refuse))) return;
+      sockets.add(socket);
+      socket.once("close", () => sockets.delete(socket));
+      // A connection that sends nothing never reaches the HTTP timeouts.
+      const timer = setTimeout(() => {
+        if (socket.bytesRead === 0) {
+          proxy.metrics.limitHits.inc({ limit: "header_timeout" });
+          socket.destroy();
+        }
+      }, headersTimeout);
+      socket.once("close", () => clearTimeout(timer));
+    });
     server.on("secureConnection", (socket: TLSSocket) => {
       const reason = tls.admit(socket);
       if (reason !== null) {
@@ -860,7 +1043,7 @@ export async function serveProxy(
       }
     });
     server.on("tlsClientError", (error: Error, socket: Socket) => {
-      if (watchdog.isProbe(socket)) return;
+      if (watchdog?.isProbe(socket)) return;
       proxy.metrics.authFailures.inc({ role: "tls", reason: "invalid" });
       log?.debug("TLS handshake failed", { remote: socket.remoteAddress, err: error.message });
     });
@@ -901,33 +1084,69 @@ export async function serveProxy(
     () => proxy.coordinator.expire(),
     options.expireIntervalMs ?? 60_000,
   );
-  const finished = new Promise<void>((resolve) => server.once("close", resolve))
-    .finally(() => {
+  let finished: Promise<void>;
+  let address: { hostname: string; port: number };
+  if (tls) {
+    finished = new Promise<void>((resolve) => server.once("close", resolve));
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(options.port, options.hostname || undefined, () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+    const info = server.address() as AddressInfo;
+    address = { hostname: info.address, port: info.port };
+  } else {
+    try {
+      door = listenFrontDoor({
+        hostname: options.hostname,
+        port: options.port,
+        server,
+        budget,
+        logger: log,
+        native: nativeEdge({
+          route: (head) => proxy.nativeRoute(head),
+          headersTimeoutMs: headersTimeout,
+          maxHeaderBytes: httpOptions.maxHeaderSize,
+          idleTimeoutMs: httpOptions.keepAliveTimeout,
+          budget,
+          onLimit: (limit) => proxy.metrics.limitHits.inc({ limit }),
+          drainMaxBytes: DRAIN_MAX_BYTES,
+          drainMaxMs: DRAIN_MAX_MS,
+          headers: extra,
+          logger: log,
+        }),
+      });
+    } catch (error) {
       clearInterval(expire);
+      throw error;
+    }
+    // node:http checks its header, request and keep-alive timeouts for the
+    // connections it is handed only once it has "listened", and keeps
+    // connections alive only while it is listening.
+    const open = door;
+    Object.defineProperty(server, "listening", {
+      configurable: true,
+      get: () => open.listening,
     });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(options.port, options.hostname || undefined, () => {
-      server.off("error", reject);
-      resolve();
-    });
-  });
+    server.emit("listening");
+    finished = door.finished;
+    address = door.address;
+  }
+  finished = finished.finally(() => clearInterval(expire));
   const stopWatching = new AbortController();
   tls?.watch(server as unknown as import("node:tls").Server, stopWatching.signal);
   const close = () => {
     stopWatching.abort();
     stopAccepting.abort();
     proxy.close();
+    door?.close();
     server.close();
     server.closeAllConnections();
     for (const socket of sockets) socket.destroy();
   };
   if (options.signal?.aborted) close();
   options.signal?.addEventListener("abort", close, { once: true });
-  const info = server.address() as AddressInfo;
-  return {
-    address: { hostname: info.address, port: info.port },
-    server,
-    finished,
-  };
+  return { address, server, finished };
 }

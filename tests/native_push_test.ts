@@ -1,8 +1,10 @@
 /**
  * The client's native poll and push paths (client/native_poll.ts,
- * client/native_push.ts) and native scrapes (client/native_scrape.ts) give
- * byte-identical answers at the proxy's edge
- * to the connect-es push path and node:http scrapes, read over raw sockets: text, binary and chunked bodies, gzip passed through compressed,
+ * client/native_push.ts) and native scrapes (client/native_scrape.ts), and
+ * the proxy's native front door (proxy/http/native_edge.ts), give
+ * byte-identical answers at the proxy's edge to the connect-es paths,
+ * node:http scrapes and node:http at the proxy's port, read over raw sockets:
+ * text, binary and chunked bodies, gzip passed through compressed,
  * target errors, unreachable targets and scrape deadlines (before and during
  * the body).
  */
@@ -135,6 +137,13 @@ interface Run {
   /** Native dials to the proxy and to the target. */
   dials: number;
   targetDials: number;
+  /** The stack's target port, named in error bodies. */
+  targetPort: number;
+}
+
+/** A body with its stack's target port replaced, to compare across stacks. */
+function portless(run: Run, body: Uint8Array): string {
+  return new TextDecoder("latin1").decode(body).replaceAll(`:${run.targetPort}/`, ":PORT/");
 }
 
 const PATHS: [string, number][] = [
@@ -178,7 +187,7 @@ async function answers(
       5_000,
       "the client to leave",
     );
-    return { answers: out, dials, targetDials };
+    return { answers: out, dials, targetDials, targetPort: stack.targetPort };
   } finally {
     Deno.connect = realConnect;
   }
@@ -190,16 +199,39 @@ Deno.test({
   sanitizeOps: true,
   sanitizeResources: true,
   async fn() {
-    const stack = await startStack(target);
-    let old: Run, nativePoll: Run, nativePush: Run, nativeBoth: Run;
+    // The baseline: node:http at the proxy's port, connect-es push, node:http scrapes.
+    const nodeStack = await startStack(target, { nativeEdge: false });
+    let old: Run;
     try {
-      old = await answers(stack, false, false);
+      old = await answers(nodeStack, false, false);
+    } finally {
+      await nodeStack.close();
+    }
+    const stack = await startStack(target);
+    // Counts the scrapes and pushes the proxy's native front door served itself.
+    let nativeScrapes = 0;
+    let nativePushes = 0;
+    let nativePolls = 0;
+    const route = stack.proxy.nativeRoute.bind(stack.proxy);
+    stack.proxy.nativeRoute = (head) => {
+      const handler = route(head);
+      if (handler !== null && head.target.startsWith("http://")) nativeScrapes++;
+      else if (handler !== null && head.target.endsWith("/Poll")) nativePolls++;
+      else if (handler !== null) nativePushes++;
+      return handler;
+    };
+    let nativePoll: Run, nativePush: Run, nativeBoth: Run, nativeEdgeOnly: Run;
+    try {
+      nativeEdgeOnly = await answers(stack, false, false);
       nativePoll = await answers(stack, false, false, true);
       nativePush = await answers(stack, true, false, false);
       nativeBoth = await answers(stack, true, true);
     } finally {
       await stack.close();
     }
+    assert.equal(nativeScrapes, 4 * (PATHS.length + 1), "the native edge must serve every scrape");
+    assert.ok(nativePushes >= 2 * PATHS.length, `native edge pushes: ${nativePushes}`);
+    assert.ok(nativePolls >= 3, `native edge polls: ${nativePolls}`);
     assert.equal(old.dials + old.targetDials, 0, "the old path must not dial natively");
     // One native dial: the Poll stream's; pushes go through connect-es.
     assert.equal(nativePoll.dials, 1, "native poll must dial the proxy once");
@@ -212,7 +244,7 @@ Deno.test({
     assert.ok(nativeBoth.targetDials >= 1, "native scrape must dial the target");
     // Keep-alive: far fewer connections than scrapes.
     assert.ok(nativeBoth.dials < PATHS.length, `native push dials ${nativeBoth.dials}`);
-    for (const run of [nativePoll, nativePush, nativeBoth]) {
+    for (const run of [nativeEdgeOnly, nativePoll, nativePush, nativeBoth]) {
       for (let i = 0; i < run.answers.length; i++) {
         const name = PATHS[i]?.[0] ?? "unreachable";
         const a = old.answers[i]!;
@@ -221,7 +253,7 @@ Deno.test({
         assert.deepEqual(b.headers, a.headers, name);
         if (name === "unreachable") continue; // the socket error's wording differs
         assert.ok(
-          Buffer.compare(b.body, a.body) === 0,
+          portless(run, b.body) === portless(old, a.body),
           `${name}: bodies differ: ${new TextDecoder().decode(a.body.subarray(0, 200))} / ${
             new TextDecoder().decode(b.body.subarray(0, 200))
           }`,

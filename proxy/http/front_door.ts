@@ -1,0 +1,259 @@
+/**
+ * The native front door of the proxy's plain-HTTP port: a `Deno.listen`
+ * accept loop that owns the port. Each connection is counted against the
+ * connection budget, and its requests are either served natively (see
+ * {@linkcode NativeRoute}) or the connection is handed, for the rest of its
+ * life, to the node:http server with the bytes already read pushed back
+ * first (`server.emit("connection", socket)`; see proxy/http/conn_socket.ts).
+ *
+ * Accept errors (EMFILE and the like) are logged and the loop retries after
+ * a short delay: unlike node:net under Deno, it never stops accepting.
+ *
+ * @module
+ */
+
+import type { Server } from "node:http";
+import type { BudgetConnection, ConnectionBudget } from "../../lib/connection_budget.ts";
+import type { Logger } from "../../lib/logger.ts";
+import { ConnSocket } from "./conn_socket.ts";
+
+/** Go's and node's 503 for a connection above the caps, best effort. */
+const REFUSED = new TextEncoder().encode(
+  "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 22\r\nConnection: close\r\n\r\nToo many connections.\n",
+);
+
+/**
+ * One accepted connection, as the connection budget sees it, whether the
+ * front door serves it or node:http does.
+ */
+export class EdgeConnection implements BudgetConnection {
+  readonly conn: Deno.Conn;
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+  #destroyed = false;
+  #onClose: (() => void)[] = [];
+  /** The node socket, once handed over. */
+  #socket: ConnSocket | null = null;
+
+  /** @param conn The accepted connection. */
+  constructor(conn: Deno.Conn) {
+    this.conn = conn;
+    const remote = conn.remoteAddr as Deno.NetAddr;
+    this.remoteAddress = remote.hostname;
+    this.remotePort = remote.port;
+  }
+
+  /** True once closed. */
+  get destroyed(): boolean {
+    return this.#destroyed;
+  }
+
+  /** The node socket the connection was handed over as, or null. */
+  get socket(): ConnSocket | null {
+    return this.#socket;
+  }
+
+  /** Closes the connection (or its node socket). Idempotent. */
+  destroy(): void {
+    if (this.#destroyed) return;
+    if (this.#socket !== null) {
+      this.#socket.destroy();
+      return;
+    }
+    try {
+      this.conn.close();
+    } catch {
+      // Already closed.
+    }
+    this.closed();
+  }
+
+  /** Calls `listener` once the connection has closed. */
+  once(_event: "close", listener: () => void): this {
+    if (this.#destroyed) queueMicrotask(listener);
+    else this.#onClose.push(listener);
+    return this;
+  }
+
+  /** Marks the connection closed and tells the listeners. */
+  closed(): void {
+    if (this.#destroyed) return;
+    this.#destroyed = true;
+    const listeners = this.#onClose;
+    this.#onClose = [];
+    for (const listener of listeners) listener();
+  }
+
+  /**
+   * Turns the connection into a node socket, which owns it from now on.
+   *
+   * @param initial Bytes already read, read first by the socket's user.
+   * @returns The socket.
+   */
+  handOver(initial?: Uint8Array): ConnSocket {
+    const socket = new ConnSocket(this.conn, { initial, onClose: () => this.closed() });
+    this.#socket = socket;
+    return socket;
+  }
+}
+
+/**
+ * Serves requests natively on a connection, or declines: resolves true when
+ * it is done with the connection (closed it or it closed), false to hand the
+ * connection to node:http (it must then have consumed nothing, or pass what
+ * it read to `handOver` itself and resolve true).
+ */
+export type NativeRoute = (connection: EdgeConnection, door: FrontDoor) => Promise<boolean>;
+
+/** Options for {@linkcode listenFrontDoor}. */
+export interface FrontDoorOptions {
+  /** Where to listen; "" for all IPv4 addresses. */
+  hostname: string;
+  /** Port; 0 picks one. */
+  port: number;
+  /** The node:http server that serves what the front door does not. */
+  server: Server;
+  /** Caps open connections. @default {no cap} */
+  budget?: ConnectionBudget | undefined;
+  /** Serves connections natively before handing them over. @default {hand every one over} */
+  native?: NativeRoute | undefined;
+  /** Wait after a failed accept before the next. @default {100} */
+  acceptRetryMs?: number;
+  /** Test-only: accepts a connection (to inject failures). @default {listener.accept()} */
+  accept?: (listener: Deno.Listener) => Promise<Deno.Conn>;
+  logger?: Logger | undefined;
+}
+
+/** A listening front door. */
+export interface FrontDoor {
+  /** Where it listens. */
+  readonly address: { hostname: string; port: number };
+  /** Resolves when it has stopped and closed its connections. */
+  readonly finished: Promise<void>;
+  /** Connections open now. */
+  readonly open: number;
+  /** True until closed. */
+  readonly listening: boolean;
+  /** The front door's record of a handed-over socket. */
+  connectionOf(socket: unknown): EdgeConnection | undefined;
+  /** Hands a connection to node:http, with bytes already read pushed back. */
+  handOver(connection: EdgeConnection, initial?: Uint8Array): void;
+  /** Stops listening and closes every connection. Idempotent. */
+  close(): void;
+}
+
+/**
+ * Listens on a port and serves its connections (see the module doc).
+ *
+ * @param options Address, server, budget, native route.
+ * @returns The front door.
+ * @throws {Deno.errors.AddrInUse} And the like, when the address cannot be listened on.
+ */
+export function listenFrontDoor(options: FrontDoorOptions): FrontDoor {
+  const listener = Deno.listen({
+    hostname: options.hostname === "" ? "0.0.0.0" : options.hostname,
+    port: options.port,
+  });
+  const addr = listener.addr as Deno.NetAddr;
+  const { server, budget, logger } = options;
+  const retryMs = options.acceptRetryMs ?? 100;
+  const accept = options.accept ?? ((l: Deno.Listener) => l.accept());
+  const open = new Set<EdgeConnection>();
+  const bySocket = new WeakMap<object, EdgeConnection>();
+  let closed = false;
+  let retryTimer: ReturnType<typeof setTimeout> | undefined;
+  let wakeRetry: (() => void) | null = null;
+
+  const refuse = (connection: EdgeConnection) => {
+    // Closed at once: a refused connection must not hold its descriptor, so
+    // the 503 is best effort (many peers see only the close or a reset).
+    connection.conn.write(REFUSED).catch(() => {}).finally(() => connection.destroy());
+  };
+
+  const door: FrontDoor = {
+    address: { hostname: addr.hostname, port: addr.port },
+    // The loop's first wait starts before `door` is used (by serve).
+    finished: loop(),
+    get open() {
+      return open.size;
+    },
+    get listening() {
+      return !closed;
+    },
+    connectionOf: (socket) => bySocket.get(socket as object),
+    handOver(connection, initial) {
+      // A copy: the bytes read are a view of a 64 KiB read buffer, which a
+      // long-lived request (a Poll stream) would otherwise keep alive.
+      const socket = connection.handOver(initial?.slice());
+      bySocket.set(socket, connection);
+      // A peer's reset or broken pipe ends its connection, never the process.
+      socket.on(
+        "error",
+        (error: Error & { code?: string }) =>
+          logger?.debug("Connection error", { err: error.code ?? error.message }),
+      );
+      server.emit("connection", socket);
+    },
+    close() {
+      if (closed) return;
+      closed = true;
+      clearTimeout(retryTimer);
+      wakeRetry?.();
+      try {
+        listener.close();
+      } catch {
+        // Already closed.
+      }
+      for (const connection of open) connection.destroy();
+    },
+  };
+
+  async function serve(connection: EdgeConnection): Promise<void> {
+    try {
+      if (options.native !== undefined && await options.native(connection, door)) return;
+      if (!connection.destroyed && connection.socket === null) door.handOver(connection);
+    } catch (error) {
+      logger?.debug("Connection failed", { err: (error as Error)?.message ?? String(error) });
+      connection.destroy();
+    }
+  }
+
+  async function loop(): Promise<void> {
+    while (!closed) {
+      let conn: Deno.Conn;
+      try {
+        conn = await accept(listener);
+      } catch (error) {
+        if (closed) break;
+        if (error instanceof Deno.errors.BadResource) break;
+        logger?.error("Cannot accept a connection (file descriptors ran out?): retrying", {
+          address: `${addr.hostname}:${addr.port}`,
+          err: (error as Error)?.message ?? String(error),
+        });
+        await new Promise<void>((resolve) => {
+          wakeRetry = resolve;
+          retryTimer = setTimeout(resolve, retryMs);
+        });
+        wakeRetry = null;
+        continue;
+      }
+      if (closed) {
+        conn.close();
+        break;
+      }
+      // As node:http does: no Nagle delay on small writes (a response head
+      // written before its body would otherwise wait for the peer's ACK).
+      try {
+        (conn as Deno.TcpConn).setNoDelay(true);
+      } catch {
+        // Closed already.
+      }
+      const connection = new EdgeConnection(conn);
+      if (budget !== undefined && !budget.admit(connection, refuse)) continue;
+      open.add(connection);
+      connection.once("close", () => open.delete(connection));
+      void serve(connection);
+    }
+  }
+  return door;
+}

@@ -1,0 +1,216 @@
+/**
+ * The native half of the front door: reads each request head of a
+ * connection itself (header timeout, size cap), serves the requests its
+ * route table claims as {@linkcode NativeExchange}s, keep-alive between
+ * them, and hands the connection to node:http at the first request it does
+ * not claim, or at anything unusual, with the bytes read pushed back.
+ *
+ * @module
+ */
+
+import { type BodyFraming, BodyReader, ByteReader } from "../../client/http1.ts";
+import type { ConnectionBudget } from "../../lib/connection_budget.ts";
+import type { Logger } from "../../lib/logger.ts";
+import type { HeaderPair } from "./exchange.ts";
+import type { EdgeConnection, FrontDoor, NativeRoute } from "./front_door.ts";
+import { NativeExchange } from "./native_exchange.ts";
+import { type RequestHead, scanRequestHead } from "./request_head.ts";
+
+/** Serves one request natively. */
+export type NativeHandler = (exchange: NativeExchange) => Promise<void>;
+
+/** Options for {@linkcode nativeEdge}. */
+export interface NativeEdgeOptions {
+  /** The route table: a handler for the requests served natively, null for node:http. */
+  route(head: RequestHead): NativeHandler | null;
+  /** Longest wait for a complete request head. */
+  headersTimeoutMs: number;
+  /** Largest head; larger ones go to node:http (431). */
+  maxHeaderBytes: number;
+  /** How long an idle keep-alive connection is kept. */
+  idleTimeoutMs: number;
+  budget?: ConnectionBudget | undefined;
+  /** Counts a limit hit ("header_timeout", "body_drain"). */
+  onLimit(limit: string): void;
+  /** Most request body bytes read and dropped after the answer, before the connection is closed. */
+  drainMaxBytes: number;
+  /** Longest wait for the rest of a request body after the answer, before the connection is closed. */
+  drainMaxMs: number;
+  /** Headers added to the proxy's own responses (origin-form targets). */
+  headers?: readonly HeaderPair[];
+  logger?: Logger | undefined;
+}
+
+const encoder = new TextEncoder();
+const HEAD_READ_BYTES = 4 * 1024;
+const BODY_READ_BYTES = 64 * 1024;
+const TIMEOUT_BODY = "Request Timeout: ERR_HTTP_REQUEST_TIMEOUT\n";
+/** node:http's answer to a head that did not arrive in time (see serveProxy's clientError). */
+const TIMEOUT_ANSWER = encoder.encode(
+  `HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${TIMEOUT_BODY.length}\r\nConnection: close\r\n\r\n${TIMEOUT_BODY}`,
+);
+
+type HeadOutcome =
+  | { kind: "head"; head: RequestHead }
+  | { kind: "unusual" | "closed" | "timeout" | "idle" };
+
+/**
+ * Creates the native route of the front door.
+ *
+ * @param options Route table, limits, budget.
+ * @returns The route.
+ */
+export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
+  const { budget, logger } = options;
+  const keepAliveSeconds = Math.max(1, Math.floor(options.idleTimeoutMs / 1000));
+
+  /** Waits for `promise`, or `ms`; "timeout" then (the promise's failure is then ignored). */
+  async function within<T>(promise: Promise<T>, ms: number): Promise<T | "timeout"> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    promise.catch(() => {});
+    try {
+      return await Promise.race([
+        promise,
+        new Promise<"timeout">((resolve) => timer = setTimeout(() => resolve("timeout"), ms)),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Reads until one request head is buffered (not consumed). */
+  async function readHead(reader: ByteReader, first: boolean): Promise<HeadOutcome> {
+    try {
+      if (!first && reader.buffered === 0) {
+        // Keep-alive: wait for the next request's first bytes.
+        const more = await within(reader.fill(), options.idleTimeoutMs);
+        if (more === "timeout") return { kind: "idle" };
+        if (!more) return { kind: "closed" };
+      }
+      const deadline = performance.now() + options.headersTimeoutMs;
+      for (;;) {
+        const scan = scanRequestHead(reader.peek(), options.maxHeaderBytes);
+        if (scan.kind === "head") return scan;
+        if (scan.kind === "unusual") return scan;
+        const left = deadline - performance.now();
+        if (left <= 0) return { kind: "timeout" };
+        const more = await within(reader.fill(), left);
+        if (more === "timeout") return { kind: "timeout" };
+        if (!more) return { kind: reader.buffered === 0 ? "closed" : "unusual" };
+      }
+    } catch {
+      return { kind: "closed" };
+    }
+  }
+
+  /** Reads and drops the rest of a body, within the drain limits; false past them. */
+  async function drain(body: BodyReader): Promise<boolean> {
+    const deadline = performance.now() + options.drainMaxMs;
+    let bytes = 0;
+    try {
+      while (!body.done) {
+        const left = deadline - performance.now();
+        if (left <= 0) return false;
+        const piece = await within(body.next(), left);
+        if (piece === "timeout") return false;
+        if (piece === null) return true;
+        bytes += piece.byteLength;
+        if (bytes > options.drainMaxBytes) return false;
+      }
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  return async (connection: EdgeConnection, door: FrontDoor): Promise<boolean> => {
+    const conn = connection.conn;
+    const read = (buffer: Uint8Array) => conn.read(buffer);
+    // Heads are read with small buffers (what an idle or handed-over
+    // connection keeps is small); a body switches to 64 KiB reads.
+    let reader = new ByteReader(read, HEAD_READ_BYTES);
+    let bodyReads = false;
+    for (let first = true;; first = false) {
+      const outcome = await readHead(reader, first);
+      if (outcome.kind === "closed" || outcome.kind === "idle") {
+        connection.destroy();
+        return true;
+      }
+      if (outcome.kind === "timeout") {
+        options.onLimit("header_timeout");
+        logger?.debug("Bad request refused", {
+          remote: connection.remoteAddress,
+          status: 408,
+          err: "ERR_HTTP_REQUEST_TIMEOUT",
+        });
+        await conn.write(TIMEOUT_ANSWER).catch(() => {});
+        connection.destroy();
+        return true;
+      }
+      const handler = outcome.kind === "head" ? options.route(outcome.head) : null;
+      if (handler === null) {
+        // Node's from here on, with what was read so far.
+        door.handOver(connection, reader.peek());
+        return true;
+      }
+      const head = (outcome as { head: RequestHead }).head;
+      reader.take(head.length);
+      const framing = bodyFramingOf(head);
+      if (framing !== null && !bodyReads) {
+        const larger = new ByteReader(read, BODY_READ_BYTES);
+        larger.unread(reader.peek());
+        reader = larger;
+        bodyReads = true;
+      }
+      const body = framing === null ? null : new BodyReader(reader, framing);
+      // Once the body is read (or at once without one), a close or reset by
+      // the peer abandons the exchange (as node:http does); the read that
+      // watches for it uses a small buffer (an idle Poll stream waits on it).
+      const watch = () => {
+        if (bodyReads) {
+          const smaller = new ByteReader(read, HEAD_READ_BYTES);
+          smaller.unread(reader.peek());
+          reader = smaller;
+          bodyReads = false;
+        }
+        reader.prefetch().then((n) => {
+          if (n === null) exchange.peerGone();
+        }, () => exchange.peerGone());
+      };
+      const exchange: NativeExchange = new NativeExchange(conn, head, {
+        keepAliveSeconds,
+        body,
+        headers: head.target.startsWith("/") ? options.headers ?? [] : [],
+        onBodyEnd: watch,
+      });
+      if (body === null || body.done) watch();
+      budget?.busy(connection);
+      let reusable = false;
+      try {
+        await handler(exchange);
+        reusable = await exchange.finished();
+      } finally {
+        budget?.done(connection);
+      }
+      if (reusable && body !== null && !body.done && !await drain(body)) {
+        options.onLimit("body_drain");
+        logger?.debug("Unread request body after the answer: closing the connection", {
+          remote: connection.remoteAddress,
+          target: head.target.slice(0, 200),
+        });
+        reusable = false;
+      }
+      if (!reusable || exchange.closing || connection.destroyed) {
+        connection.destroy();
+        return true;
+      }
+    }
+  };
+}
+
+/** The framing of a request body (nativeRole admits only these); null without a body. */
+function bodyFramingOf(head: RequestHead): BodyFraming | null {
+  if (head.headers.has("transfer-encoding")) return { kind: "chunked" };
+  const length = Number(head.headers.get("content-length")?.[0] ?? "0");
+  return length > 0 ? { kind: "length", length } : null;
+}

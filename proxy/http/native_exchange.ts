@@ -1,0 +1,279 @@
+/**
+ * An {@linkcode Exchange} on a connection the native front door serves
+ * itself: the response is written straight to the `Deno.Conn`, each write
+ * awaited (back-pressure), framed by Content-Length when known, else
+ * chunked.
+ *
+ * @module
+ */
+
+import { STATUS_CODES } from "node:http";
+import type { BodyReader } from "../../client/http1.ts";
+import type { Exchange, HeaderPair } from "./exchange.ts";
+import type { RequestHead } from "./request_head.ts";
+
+const encoder = new TextEncoder();
+const LAST_CHUNK = encoder.encode("0\r\n\r\n");
+const CRLF = encoder.encode("\r\n");
+
+let dateSecond = -1;
+let dateText = "";
+/** The Date header's value, computed once a second. */
+function httpDate(): string {
+  const now = Date.now();
+  const second = Math.floor(now / 1000);
+  if (second !== dateSecond) {
+    dateSecond = second;
+    dateText = new Date(now).toUTCString();
+  }
+  return dateText;
+}
+
+/** Options for {@linkcode NativeExchange}. */
+export interface NativeExchangeOptions {
+  /** Keep-alive timeout announced in the `Keep-Alive` header, in seconds. */
+  keepAliveSeconds: number;
+  /** The request body; null when there is none. */
+  body?: BodyReader | null;
+  /** Headers sent before the handler's own (`http_server_config.headers`). */
+  headers?: readonly HeaderPair[];
+  /** Called once the handler has read the body to its end. */
+  onBodyEnd?: () => void;
+}
+
+const EMPTY: AsyncIterator<Uint8Array> = {
+  next: () => Promise.resolve({ done: true, value: undefined }),
+};
+
+/** One request served by the front door; see the module doc. */
+export class NativeExchange implements Exchange {
+  readonly method: string;
+  readonly target: string;
+  readonly httpVersionMajor = 1;
+  readonly rawHeaders: readonly string[];
+  readonly remoteAddress: string | undefined;
+  readonly remotePort: number | undefined;
+  readonly peer = null;
+  readonly #body: BodyReader | null;
+  readonly #extraHeaders: readonly HeaderPair[];
+  #onBodyEnd: (() => void) | undefined;
+  readonly #conn: Deno.Conn;
+  readonly #head: RequestHead;
+  readonly #keepAliveSeconds: number;
+  readonly #gone = new AbortController();
+  /** The peer asked to close (Connection: close), or a failure requires it. */
+  #close: boolean;
+  #status = 0;
+  #headers: readonly HeaderPair[] = [];
+  #responded = false;
+  #headSent = false;
+  #ended = false;
+  #destroyed = false;
+  #chunked = false;
+  #noBody = false;
+  /** Writes in order; resolves when the last one is out. */
+  #queue: Promise<void> = Promise.resolve();
+  #finished: Promise<boolean> | null = null;
+
+  /**
+   * @param conn The connection.
+   * @param head The request head.
+   * @param options Keep-alive timeout.
+   */
+  constructor(conn: Deno.Conn, head: RequestHead, options: NativeExchangeOptions) {
+    this.#conn = conn;
+    this.#head = head;
+    this.#keepAliveSeconds = options.keepAliveSeconds;
+    this.method = head.method;
+    this.target = head.target;
+    this.rawHeaders = head.rawHeaders;
+    this.remoteAddress = (conn.remoteAddr as Deno.NetAddr).hostname;
+    this.remotePort = (conn.remoteAddr as Deno.NetAddr).port;
+    this.#body = options.body ?? null;
+    this.#extraHeaders = options.headers ?? [];
+    this.#onBodyEnd = options.onBodyEnd;
+    this.#close = (head.headers.get("connection") ?? []).some((value) =>
+      value.toLowerCase().split(",").some((token) => token.trim() === "close")
+    );
+  }
+
+  header(name: string): string | undefined {
+    return this.#head.headers.get(name)?.[0];
+  }
+
+  body(): AsyncIterable<Uint8Array> {
+    const body = this.#body;
+    const ended = () => {
+      const onBodyEnd = this.#onBodyEnd;
+      this.#onBodyEnd = undefined;
+      onBodyEnd?.();
+    };
+    const iterator: AsyncIterator<Uint8Array> = body === null ? EMPTY : {
+      async next() {
+        const piece = await body.next();
+        if (piece !== null) return { done: false, value: piece };
+        ended();
+        return { done: true, value: undefined };
+      },
+    };
+    return { [Symbol.asyncIterator]: () => iterator };
+  }
+
+  get bodyEnded(): boolean {
+    return this.#body === null || this.#body.done;
+  }
+
+  discardBody(): void {
+    // The edge reads and drops what is left after the answer (within its drain limits).
+  }
+
+  /** The request body's reader, for the edge to drain it after the answer; null when none. */
+  get bodyReader(): BodyReader | null {
+    return this.#body;
+  }
+
+  get headersSent(): boolean {
+    return this.#headSent;
+  }
+
+  get destroyed(): boolean {
+    return this.#destroyed;
+  }
+
+  get signal(): AbortSignal {
+    return this.#gone.signal;
+  }
+
+  /** True when the connection must close after this exchange. */
+  get closing(): boolean {
+    return this.#close || this.#destroyed;
+  }
+
+  /** The peer closed or reset its connection: the exchange is abandoned. */
+  peerGone(): void {
+    if (this.#ended && this.#finished !== null) return;
+    this.#destroyed = true;
+    this.#gone.abort(new Error("Prometheus closed the connection"));
+  }
+
+  respond(status: number, headers: readonly HeaderPair[]): void {
+    if (this.#responded) throw new Error("Cannot respond twice");
+    this.#responded = true;
+    this.#status = status;
+    this.#headers = headers;
+    for (const [name, value] of headers) {
+      if (name.toLowerCase() === "connection" && /\bclose\b/i.test(value)) this.#close = true;
+    }
+  }
+
+  write(chunk: Uint8Array): Promise<void> {
+    if (this.#destroyed || this.#ended) return Promise.resolve();
+    return this.#writeBody(chunk);
+  }
+
+  #writeBody(chunk: Uint8Array): Promise<void> {
+    // The head goes out with the first body bytes, in one write.
+    const parts: Uint8Array[] = [];
+    if (!this.#headSent) parts.push(this.#headBytes());
+    if (!this.#noBody && chunk.byteLength > 0) {
+      if (this.#chunked) parts.push(encoder.encode(chunk.byteLength.toString(16) + "\r\n"));
+      parts.push(chunk);
+      if (this.#chunked) parts.push(CRLF);
+    }
+    return parts.length === 0 ? this.#queue : this.#enqueue(join(parts));
+  }
+
+  end(body?: string | Uint8Array): void {
+    if (this.#destroyed || this.#ended) return;
+    this.#ended = true;
+    const bytes = typeof body === "string" ? encoder.encode(body) : body;
+    // As node:http frames it: a head already set keeps its framing (chunked
+    // without a Content-Length), whatever `end` brings. One write for all.
+    const parts: Uint8Array[] = [];
+    if (!this.#headSent) parts.push(this.#headBytes());
+    if (bytes !== undefined && bytes.byteLength > 0 && !this.#noBody) {
+      if (this.#chunked) parts.push(encoder.encode(bytes.byteLength.toString(16) + "\r\n"));
+      parts.push(bytes);
+      if (this.#chunked) parts.push(CRLF);
+    }
+    if (this.#chunked) parts.push(LAST_CHUNK);
+    if (parts.length > 0) this.#enqueue(join(parts));
+    this.#finished = this.#queue.then(() => !this.#destroyed);
+  }
+
+  abort(): void {
+    if (this.#destroyed) return;
+    this.#destroyed = true;
+    this.#gone.abort(new Error("The exchange was aborted"));
+    try {
+      this.#conn.close();
+    } catch {
+      // Already closed.
+    }
+  }
+
+  /**
+   * Settles when the exchange is over: true when the response was written
+   * completely (the connection may carry another request unless
+   * {@linkcode closing}), false when it was aborted or a write failed.
+   */
+  async finished(): Promise<boolean> {
+    if (this.#finished !== null) return await this.#finished;
+    return false;
+  }
+
+  #enqueue(bytes: Uint8Array): Promise<void> {
+    const conn = this.#conn;
+    this.#queue = this.#queue.then(async () => {
+      if (this.#destroyed) return;
+      try {
+        for (let at = 0; at < bytes.byteLength;) at += await conn.write(bytes.subarray(at));
+      } catch {
+        this.peerGone();
+      }
+    });
+    return this.#queue;
+  }
+
+  /** The response head. */
+  #headBytes(): Uint8Array {
+    if (!this.#responded) this.respond(200, []);
+    this.#headSent = true;
+    const status = this.#status;
+    this.#noBody = this.method === "HEAD" || status === 204 || status === 304 ||
+      (status >= 100 && status < 200);
+    // Fields in node:http's order: the handler's, Date, Connection, framing.
+    let text = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? "unknown"}\r\n`;
+    let hasLength = false;
+    for (const [name, value] of [...this.#extraHeaders, ...this.#headers]) {
+      const lower = name.toLowerCase();
+      if (lower === "connection" || lower === "transfer-encoding") continue;
+      if (lower === "content-length") hasLength = true;
+      text += `${name}: ${value}\r\n`;
+    }
+    text += `Date: ${httpDate()}\r\n`;
+    text += this.#close
+      ? "Connection: close\r\n"
+      : `Connection: keep-alive\r\nKeep-Alive: timeout=${this.#keepAliveSeconds}\r\n`;
+    if (!hasLength && status !== 204 && status !== 304 && status >= 200) {
+      if (!this.#noBody) {
+        this.#chunked = true;
+        text += "Transfer-Encoding: chunked\r\n";
+      }
+    }
+    return encoder.encode(text + "\r\n");
+  }
+}
+
+function join(parts: Uint8Array[]): Uint8Array {
+  if (parts.length === 1) return parts[0]!;
+  let total = 0;
+  for (const part of parts) total += part.byteLength;
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.byteLength;
+  }
+  return out;
+}
