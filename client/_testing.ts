@@ -1,5 +1,5 @@
 /**
- * Test helpers for the client's raw HTTP/1.1 code (client/http1.ts and the
+ * Test helpers for the client's raw HTTP/1.1 code (lib/http1.ts and the
  * modules' http backend): a TCP server whose connections a test scripts
  * byte by byte.
  *

@@ -13,10 +13,10 @@ import { Counter } from "prom-client";
 import { VERSION, versionText } from "../lib/version.ts";
 import { ConfigError as WebConfigError } from "../lib/web_config_error.ts";
 import { createShutdownSignals } from "../lib/signals.ts";
-import { type Agent, startAgent } from "./agent.ts";
+import { type Agent, startAgent } from "./agent/agent.ts";
 import { clientMode, flagsFor, startedAs, usageFor } from "./compat.ts";
-import { detectFqdn } from "./fqdn.ts";
-import { createClientMetrics } from "./metrics.ts";
+import { detectFqdn } from "./agent/fqdn.ts";
+import { createClientMetrics } from "./agent/metrics.ts";
 import { ConfigError as ModuleConfigError } from "./modules/config/types.ts";
 import {
   type Modules,
@@ -24,8 +24,8 @@ import {
   readModuleSettings,
   startModules,
 } from "./modules/cli.ts";
-import { parseProxyUrl } from "./proxy_url.ts";
-import { fqdnProblem } from "../proxy/identity.ts";
+import { parseProxyUrl } from "./transport/proxy_url.ts";
+import { fqdnProblem } from "../proxy/core/identity.ts";
 import { readSecuritySettings, type SecuritySettings } from "./security_flags.ts";
 import { type AgentSettings, CLIENT_FLAGS, readTlsFiles, toAgentOptions } from "./settings.ts";
 

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { FlagError, parseFlags } from "../lib/flags.ts";
-import { readSecuritySettings, SECURITY_FLAGS, withAuthorization } from "./security_flags.ts";
+import { readSecuritySettings, SECURITY_FLAGS } from "./security_flags.ts";
+import { withAuthorization } from "./transport/authorization.ts";
 import type { Transport } from "@connectrpc/connect";
 
 const flags = (...args: string[]) => parseFlags(SECURITY_FLAGS, args);

@@ -11,10 +11,10 @@
 import { type ListenAddress, parseListenAddress } from "../lib/address.ts";
 import { FlagError, type FlagSpec, type FlagValues } from "../lib/flags.ts";
 import { LOG_FLAGS, type LogFormat, type LogLevel } from "../lib/logger.ts";
-import { fqdnProblem, labelsProblem } from "../proxy/identity.ts";
+import { fqdnProblem, labelsProblem } from "../proxy/core/identity.ts";
 import { COMPAT_FLAGS } from "./compat.ts";
 import { MODULE_FLAGS, wantsDirectListener } from "./modules/cli.ts";
-import { parseProxyUrl } from "./proxy_url.ts";
+import { parseProxyUrl } from "./transport/proxy_url.ts";
 import { SECURITY_FLAGS } from "./security_flags.ts";
 
 /** Every flag of the client, with its default. */

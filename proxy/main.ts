@@ -14,10 +14,10 @@ import { defaultProcReader } from "../lib/process_metrics.ts";
 import { VERSION, versionText } from "../lib/version.ts";
 import { ConfigError } from "../lib/web_config.ts";
 import { createShutdownSignals } from "../lib/signals.ts";
-import { loadSecurity, type Security } from "./security_config.ts";
-import { drainProxy } from "./drain.ts";
-import { serveGrpc, type ServingGrpc } from "./grpc_server.ts";
-import { createProxy, serveProxy } from "./server.ts";
+import { loadSecurity, type Security } from "./auth/security_config.ts";
+import { drainProxy } from "./http/drain.ts";
+import { serveGrpc, type ServingGrpc } from "./connect/grpc_server.ts";
+import { createProxy, serveProxy } from "./http/server.ts";
 import {
   connectionLimits,
   PROXY_FLAGS,

@@ -222,7 +222,7 @@ export interface ProxySettings {
   readonly grpcListenAddress: ListenAddress | null;
   /** `--log.level` and `--log.format`, for `createLogger`. */
   readonly log: { readonly level: LogLevel; readonly format: LogFormat };
-  /** For `loadSecurity` (proxy/security_config.ts), less the logger. */
+  /** For `loadSecurity` (proxy/auth/security_config.ts), less the logger. */
   readonly security: {
     readonly webConfigFile: string;
     readonly authConfigFile: string;
@@ -230,7 +230,7 @@ export interface ProxySettings {
     readonly maxFailuresPerSource: number;
     readonly failureWindowMs: number;
   };
-  /** For `createProxy` (proxy/server.ts), less the logger and the authenticator. */
+  /** For `createProxy` (proxy/http/server.ts), less the logger and the authenticator. */
   readonly proxy: {
     readonly maxClients: number;
     readonly maxClientsPerSource: number;
@@ -259,14 +259,14 @@ export interface ProxySettings {
     readonly maxPerSource: number | undefined;
     readonly acceptCheckIntervalMs: number;
   };
-  /** For `serveProxy` (proxy/server.ts). */
+  /** For `serveProxy` (proxy/http/server.ts). */
   readonly serve: {
     readonly requestTimeoutMs: number;
     readonly headersTimeoutMs: number;
     readonly idleTimeoutMs: number;
     readonly maxHeaderBytes: number;
   };
-  /** For `serveGrpc` (proxy/grpc_server.ts). */
+  /** For `serveGrpc` (proxy/connect/grpc_server.ts). */
   readonly grpc: {
     readonly requestTimeoutMs: number;
     readonly headersTimeoutMs: number;

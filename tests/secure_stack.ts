@@ -12,8 +12,8 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import { ClientService } from "../gen/pushprox/v1/pushprox_pb.ts";
 import { parseWebConfig } from "../lib/web_config.ts";
 import { createTlsListener } from "../lib/tls_server.ts";
-import { createAuthenticator, defaultAuthConfig, parseAuthConfig } from "../proxy/auth.ts";
-import { createProxy, type Proxy, type ProxyOptions, serveProxy } from "../proxy/server.ts";
+import { createAuthenticator, defaultAuthConfig, parseAuthConfig } from "../proxy/auth/auth.ts";
+import { createProxy, type Proxy, type ProxyOptions, serveProxy } from "../proxy/http/server.ts";
 import { testLogger } from "./stack.ts";
 
 /** A running proxy. */

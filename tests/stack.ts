@@ -7,9 +7,9 @@
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { type Agent, type AgentOptions, startAgent } from "../client/agent.ts";
+import { type Agent, type AgentOptions, startAgent } from "../client/agent/agent.ts";
 import { createLogger, createNullLogger, type Logger } from "../lib/logger.ts";
-import { createProxy, type Proxy, type ProxyOptions, serveProxy } from "../proxy/server.ts";
+import { createProxy, type Proxy, type ProxyOptions, serveProxy } from "../proxy/http/server.ts";
 import { waitUntil } from "./support.ts";
 
 /** A target handler; the stack serves it on 127.0.0.1. */

@@ -11,12 +11,12 @@
  * `host:port` and reused when a response was read to its end; a request
  * that fails on a reused connection before any answer is sent again, once,
  * on a new one (as Go's Transport does). Parsing, framing, dechunking and
- * the pool are client/http1.ts's, shared with the scrape path.
+ * the pool are lib/http1.ts's, shared with the scrape path.
  *
  * @module
  */
 
-import { Http1Error, Http1Pool } from "../http1.ts";
+import { Http1Error, Http1Pool } from "../../lib/http1.ts";
 
 /** The backend's connection ended before the body did. */
 export class BackendClosedError extends Error {

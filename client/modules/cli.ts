@@ -14,7 +14,7 @@ import type { Registry } from "prom-client";
 import { parseListenAddress } from "../../lib/address.ts";
 import { FlagError, type FlagSpec, type FlagValues } from "../../lib/flags.ts";
 import type { Logger } from "../../lib/logger.ts";
-import type { ExporterTlsFlags } from "../exporter_server.ts";
+import type { ExporterTlsFlags } from "./exporter_server.ts";
 import type { PreparedConfig } from "./engine.ts";
 import { createModuleMetrics } from "./metrics.ts";
 import { errorMessage } from "../../lib/error_message.ts";

@@ -8,7 +8,7 @@
 
 import type { ListenAddress } from "../../lib/address.ts";
 import type { WebConfig } from "../../lib/web_config.ts";
-import type { ExporterServer, ExporterTlsFlags } from "../exporter_server.ts";
+import type { ExporterServer, ExporterTlsFlags } from "./exporter_server.ts";
 import type { LoadedConfig } from "./config.ts";
 import type { ModuleEngine, PreparedConfig } from "./engine.ts";
 import type { ConfigReloader } from "./reloader.ts";
@@ -38,7 +38,7 @@ export interface ModuleSettings {
   readonly telemetryPath: string;
 }
 
-/** Module names the proxy accepts in a registration (see proxy/identity.ts). */
+/** Module names the proxy accepts in a registration (see proxy/core/identity.ts). */
 const ANNOUNCEABLE_REGEXP = /^[a-zA-Z0-9_][a-zA-Z0-9_.-]{0,127}$/;
 
 /**

@@ -9,7 +9,7 @@
  * @module
  */
 
-import type { ModuleScrapeHandler, ScrapeOutcome } from "../scrape_types.ts";
+import type { ModuleScrapeHandler, ScrapeOutcome } from "../scrape/scrape_types.ts";
 import type { ModuleEngine } from "./engine.ts";
 import { errorMessage } from "../../lib/error_message.ts";
 
@@ -18,7 +18,7 @@ export const MODULE_PATH = "/proxy";
 /** The path that reaches the client's own metrics through the proxy. */
 export const OWN_METRICS_PATH = "/-/metrics";
 
-export type { ModuleScrapeHandler } from "../scrape_types.ts";
+export type { ModuleScrapeHandler } from "../scrape/scrape_types.ts";
 
 /** Options for {@linkcode createModuleScrapeHandler}. */
 export interface ModuleScrapeHandlerOptions {

@@ -10,7 +10,7 @@ import type { Registry } from "prom-client";
 import { formatAddress, type ListenAddress } from "../../lib/address.ts";
 import { createAllowList, parseCidr } from "../../lib/cidr.ts";
 import type { Logger } from "../../lib/logger.ts";
-import { type ExporterServer, startExporterServer } from "../exporter_server.ts";
+import { type ExporterServer, startExporterServer } from "./exporter_server.ts";
 import { announcedModules, type Modules, type ModuleSettings } from "./module_settings.ts";
 import { createModuleEngine } from "./engine.ts";
 import { createModuleMetrics } from "./metrics.ts";

@@ -6,10 +6,10 @@ import {
   readResponseHead,
   readWholeBody,
   type ResponseHead,
-} from "../../client/http1.ts";
+} from "../../lib/http1.ts";
 import { createConnectionBudget } from "../../lib/connection_budget.ts";
 import { createLogger } from "../../lib/logger.ts";
-import { createProxy, type Proxy, type ServeOptions, serveProxy } from "../server.ts";
+import { createProxy, type Proxy, type ServeOptions, serveProxy } from "./server.ts";
 import { listenFrontDoor } from "./front_door.ts";
 
 const encoder = new TextEncoder();

@@ -8,10 +8,10 @@
  * @module
  */
 
-import { type BodyFraming, BodyReader, ByteReader } from "../../client/http1.ts";
+import { type BodyFraming, BodyReader, ByteReader } from "../../lib/http1.ts";
 import type { ConnectionBudget } from "../../lib/connection_budget.ts";
 import type { Logger } from "../../lib/logger.ts";
-import type { HeaderPair } from "./exchange.ts";
+import type { HeaderPair } from "../../lib/http_exchange.ts";
 import type { EdgeConnection, FrontDoor, NativeRoute } from "./front_door.ts";
 import { NativeExchange } from "./native_exchange.ts";
 import { type RequestHead, scanRequestHead } from "./request_head.ts";

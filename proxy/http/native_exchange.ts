@@ -8,8 +8,8 @@
  */
 
 import { STATUS_CODES } from "node:http";
-import type { BodyReader } from "../../client/http1.ts";
-import type { Exchange, HeaderPair } from "./exchange.ts";
+import type { BodyReader } from "../../lib/http1.ts";
+import type { Exchange, HeaderPair } from "../../lib/http_exchange.ts";
 import type { RequestHead } from "./request_head.ts";
 
 const encoder = new TextEncoder();

@@ -6,7 +6,7 @@
  * 'stream->closed_next == NULL' failed`. A bare node:http2 server with no
  * proxy code aborts the same way, so the fault is in the runtime; the proxy
  * has to keep peers from reaching it: the gRPC listener sends GOAWAY after
- * 50 streams on a session (proxy/grpc_server.ts), and a session the server
+ * 50 streams on a session (proxy/connect/grpc_server.ts), and a session the server
  * sent GOAWAY on is dropped safely.
  */
 

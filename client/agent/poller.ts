@@ -1,0 +1,285 @@
+/**
+ * The client's poll loop: keeps a Poll stream to the proxy open, reconnects
+ * with back-off, watches heartbeats, and runs each scrape it receives
+ * concurrently, pushing the result back in chunks.
+ *
+ * @module
+ */
+
+import { type Client, Code, ConnectError } from "@connectrpc/connect";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import type {
+  ClientService,
+  ScrapeRequest,
+  ScrapeResponseHeadSchema,
+} from "../../gen/pushprox/v1/pushprox_pb.ts";
+import type { PollStream } from "../transport/native_poll.ts";
+import { formatDuration } from "../../lib/duration.ts";
+import { createRepeatFilter, type Logger } from "../../lib/logger.ts";
+import { createBackoff } from "./backoff.ts";
+import { describePollError } from "./poll_error.ts";
+import { pollThrough, pushThrough } from "../transport/connect_calls.ts";
+import type { ClientMetrics } from "./metrics.ts";
+import type { PushSender } from "../transport/native_push.ts";
+import type { ScrapeOutcome, Scraper } from "../scrape/scraper.ts";
+
+/** What the client announces when it registers. */
+export interface PollIdentity {
+  fqdn: string;
+  labels: Record<string, string>;
+  version: string;
+  modules: string[];
+  /** True when raw scrapes are refused (modules only). */
+  modulesOnly?: boolean;
+}
+
+/** Options for {@linkcode runPoller}. */
+export interface PollerOptions {
+  /**
+   * Opens a Poll stream (client/transport/native_poll.ts, or connect-es through
+   * {@linkcode pollThrough}). One of `poll` and `client` is required.
+   */
+  poll?: PollStream;
+  /** A Connect client of the proxy's ClientService: Poll and Push where `poll`/`push` are not given. */
+  client?: Client<typeof ClientService>;
+  identity: PollIdentity;
+  scraper: Scraper;
+  logger: Logger;
+  metrics: ClientMetrics;
+  /** First wait after a failure. @default {1000} */
+  retryInitialMs?: number;
+  /** Longest wait between attempts. @default {5000} */
+  retryMaxMs?: number;
+  /**
+   * Consecutive refusals (invalid_argument, permission_denied: the proxy will
+   * never accept this identity or credential) after which the poller gives up
+   * and calls {@linkcode PollerOptions.onFatal}. @default {3}
+   */
+  maxRefusals?: number;
+  /**
+   * Lets a repeated failed-scrape warning through once a minute per URL and
+   * status (the rest go to debug). @default {createRepeatFilter()}
+   */
+  repeats?: (key: string) => number | null;
+  /** Called once when the poller gives up; the poller then returns. */
+  onFatal?: (reason: string) => void;
+  /** How long to wait for the proxy's first message. @default {30000} */
+  connectTimeoutMs?: number;
+  /** Called when registration succeeds and when the stream ends. */
+  onState?: (connected: boolean) => void;
+  /** The proxies announced in PollRequest.proxies, read at each connect. */
+  proxies?: () => string[];
+  /**
+   * Pushes answers on the native path (client/transport/native_push.ts) instead of
+   * `client.push`. @default {connect-es}
+   */
+  push?: PushSender | null;
+}
+
+/** Heartbeats missed before the stream counts as dead. */
+const MISSED_HEARTBEATS = 3;
+
+/**
+ * Polls until `signal` aborts, then waits for in-flight scrapes to finish.
+ *
+ * @param options Connect client, identity, scraper, logger and metrics.
+ * @param signal Stops the loop.
+ * @returns Resolves when the loop and its scrapes are done.
+ */
+export async function runPoller(
+  options: PollerOptions,
+  signal: AbortSignal,
+): Promise<void> {
+  const { identity, logger, metrics } = options;
+  if (!options.poll && !options.client) throw new TypeError("runPoller: no poll and no client");
+  const poll = options.poll ?? pollThrough(options.client!);
+  const push = options.push ?? pushThrough(options.client!);
+  const retryInitialMs = options.retryInitialMs ?? 1000;
+  const backoff = createBackoff({
+    initialMs: retryInitialMs,
+    maxMs: options.retryMaxMs ?? 5000,
+  });
+  const inFlight = new Set<Promise<void>>();
+  const maxRefusals = options.maxRefusals ?? 3;
+  const repeats = options.repeats ?? createRepeatFilter();
+  let refusals = 0;
+
+  while (!signal.aborted) {
+    const stream = new AbortController();
+    // On stop, the stream stays open until the scrapes received on it are
+    // answered: the proxy fails a scrape whose stream ends before its push.
+    const stopStream = () => {
+      const end = () => stream.abort(signal.reason);
+      if (inFlight.size === 0) end();
+      else Promise.allSettled([...inFlight]).then(end);
+    };
+    signal.addEventListener("abort", stopStream, { once: true });
+    let watchdog: ReturnType<typeof setTimeout> | undefined;
+    const arm = (ms: number, reason: string) => {
+      clearTimeout(watchdog);
+      watchdog = setTimeout(() => stream.abort(new Error(reason)), ms);
+    };
+    let registeredAt = 0;
+    let sessionId = "";
+    let replaced = false;
+    let goAway = false;
+    try {
+      arm(options.connectTimeoutMs ?? 30_000, "no answer from the proxy");
+      let heartbeatMs = 0;
+      const request = { ...identity, proxies: options.proxies?.() ?? [] };
+      for await (const message of poll(request, stream.signal)) {
+        if (heartbeatMs > 0) {
+          arm(
+            heartbeatMs * MISSED_HEARTBEATS,
+            `no heartbeat for ${MISSED_HEARTBEATS} intervals`,
+          );
+        }
+        const { case: kind, value } = message.message;
+        if (kind === "registered") {
+          registeredAt = Date.now();
+          refusals = 0;
+          sessionId = value.sessionId;
+          heartbeatMs = value.heartbeatIntervalMs;
+          if (heartbeatMs > 0) {
+            arm(heartbeatMs * MISSED_HEARTBEATS, "no heartbeat");
+          } else clearTimeout(watchdog);
+          backoff.reset();
+          options.onState?.(true);
+          logger.info("Registered with the proxy", { fqdn: identity.fqdn });
+        } else if (kind === "scrape" && registeredAt > 0) {
+          // While stopping, scrapes still arriving are refused at once.
+          const job = runScrape(value, sessionId, signal.aborted);
+          inFlight.add(job);
+          job.finally(() => inFlight.delete(job));
+        } else if (kind === "goAway") {
+          // Scrapes already received still run and push their answers.
+          goAway = true;
+          logger.info("The proxy is going away; reconnecting at once", {
+            reason: value.reason,
+            scrapes_in_flight: inFlight.size,
+          });
+          break;
+        }
+      }
+      if (!signal.aborted && !goAway) {
+        logger.info("The proxy ended the stream; reconnecting");
+      }
+    } catch (error) {
+      if (signal.aborted) break;
+      metrics.pollErrors.inc();
+      const reason = stream.signal.aborted ? stream.signal.reason : error;
+      replaced = error instanceof ConnectError && error.code === Code.AlreadyExists;
+      const refused = error instanceof ConnectError &&
+        (error.code === Code.InvalidArgument || error.code === Code.PermissionDenied);
+      refusals = refused ? refusals + 1 : 0;
+      if (refused && refusals >= maxRefusals) {
+        const reason = `the proxy refused this client ${refusals} times in a row: ${
+          describe(error)
+        }`;
+        logger.error("Giving up: the proxy will not accept this client as configured", {
+          fqdn: identity.fqdn,
+          err: reason,
+        });
+        options.onFatal?.(reason);
+        break;
+      }
+      if (replaced) {
+        logger.error("Another client registered with the same fqdn; backing off", {
+          fqdn: identity.fqdn,
+          err: describe(reason),
+        });
+      } else if (error instanceof ConnectError && error.code === Code.Aborted) {
+        // The proxy's connection ended under the stream: a proxy restart or
+        // shutdown without a goAway (e.g. killed), not a fault of this client.
+        logger.info("The proxy closed the connection (restarting or stopped?); reconnecting", {
+          err: describePollError(reason),
+        });
+      } else {
+        logger.warn("Poll stream failed", { err: describePollError(reason) });
+      }
+    } finally {
+      clearTimeout(watchdog);
+      signal.removeEventListener("abort", stopStream);
+      if (registeredAt > 0) {
+        options.onState?.(false);
+      }
+    }
+    // A stream that worked for a while, or that the proxy asked to leave, is
+    // re-opened at once; repeated failures back off.
+    const healthy = goAway || (!replaced && registeredAt > 0 &&
+      Date.now() - registeredAt >= retryInitialMs);
+    if (!healthy) await sleep(backoff.next(), signal);
+  }
+  await Promise.allSettled([...inFlight]);
+
+  async function runScrape(
+    request: ScrapeRequest,
+    sessionId: string,
+    refuse = false,
+  ): Promise<void> {
+    const started = performance.now();
+    const log = logger.with({ scrape_id: request.id });
+    const deadline = AbortSignal.timeout(Math.max(1, request.timeoutMs));
+    log.debug("Scraping", { url: request.url, timeout: formatDuration(request.timeoutMs) });
+    const outcome: ScrapeOutcome = refuse
+      ? { status: 503, headers: [], error: "the client is shutting down", body: null }
+      : await options.scraper.scrape(request, deadline);
+    if (outcome.error !== "") {
+      metrics.scrapeErrors.inc();
+      // The same refusal every scrape interval is one problem: warn once a
+      // minute per URL and status, with how many were held back.
+      const held = repeats(`${outcome.status} ${request.url}`);
+      (held === null ? log.debug : log.warn)("Scrape failed", {
+        url: request.url,
+        status: outcome.status,
+        err: outcome.error,
+        repeated: held ? `${held} more in the last minute` : undefined,
+      });
+    }
+    try {
+      await push(pushHead(request.id, sessionId, outcome), outcome.body, deadline);
+      metrics.scrapes.inc({ code: String(outcome.status) });
+      log.debug("Scrape finished", {
+        url: request.url,
+        status: outcome.status,
+        duration: formatDuration(Math.round(performance.now() - started)),
+      });
+    } catch (error) {
+      metrics.pushErrors.inc();
+      log.warn("Push failed", { url: request.url, err: describe(error) });
+    } finally {
+      metrics.scrapeDuration.observe((performance.now() - started) / 1000);
+    }
+  }
+}
+
+function pushHead(
+  scrapeId: string,
+  sessionId: string,
+  outcome: ScrapeOutcome,
+): MessageInitShape<typeof ScrapeResponseHeadSchema> {
+  return {
+    scrapeId,
+    sessionId,
+    status: outcome.status,
+    headers: outcome.headers,
+    error: outcome.error,
+  };
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+  });
+}

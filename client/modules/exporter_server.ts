@@ -1,0 +1,501 @@
+/**
+ * The client as a drop-in exporter_exporter: a listener of its own serving
+ * `/` (module list), `/proxy?module=…` (the same module engine as scrapes
+ * through the proxy), `/metrics`, `/-/healthy` and, with
+ * `--web.enable-lifecycle`, `POST /-/reload`.
+ *
+ * Two listeners, as exporter_exporter has: `--web.listen-address` (plain
+ * HTTP, or TLS from an exporter-toolkit `--web.config.file`) and
+ * `--web.tls.listen-address` (TLS from `--web.tls.cert`/`--web.tls.key`,
+ * client certificates with `--web.tls.ca` + `--web.tls.verify`, optionally
+ * matched by `--web.tls.certmatch`). Both share one handler chain:
+ * `--allow.net` → bearer token / basic auth → routes.
+ *
+ * @module
+ */
+
+import {
+  createServer as createHttpServer,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from "node:http";
+import { createServer as createHttpsServer } from "node:https";
+import type { AddressInfo } from "node:net";
+import type { TLSSocket } from "node:tls";
+import { type ListenAddress } from "../../lib/address.ts";
+import {
+  type BasicAuthVerifier,
+  constantTimeEqual,
+  createBasicAuthVerifier,
+  parseBasicAuth,
+  parseBearer,
+} from "../../lib/basic_auth.ts";
+import type { AllowList } from "../../lib/cidr.ts";
+import { forwardableHeaders, rawHeaderPairs } from "../../lib/headers.ts";
+import { type HealthOptions, serveHealth } from "../../lib/health.ts";
+import type { Logger } from "../../lib/logger.ts";
+import { pageHeaders } from "../../lib/page_style.ts";
+import {
+  createTlsListener,
+  listenTlsFront,
+  peerIdentity,
+  type TlsFront,
+  type TlsListener,
+} from "../../lib/tls_server.ts";
+import type { TlsServerConfig, WebConfig } from "../../lib/web_config.ts";
+import type { ModuleEngine } from "./engine.ts";
+import { expexpModulesJson, modulesHtml, prefersJson } from "./listing.ts";
+import { guardHandler, guardServer } from "../../lib/listener_guard.ts";
+import type { ReloadResult } from "./reloader.ts";
+import { MODULE_PATH } from "./scrape_route.ts";
+
+/** `/-/healthy`, as exporter_exporter answers it; there is no `/-/ready`. */
+const HEALTH: HealthOptions = { healthy: "Healthy\n" };
+
+/** exporter_exporter's `--web.tls.*` flags for the TLS listener. */
+export interface ExporterTlsFlags {
+  /** `--web.tls.cert`. */
+  certFile: string;
+  /** `--web.tls.key`. */
+  keyFile: string;
+  /** `--web.tls.ca`: CA that client certificates must chain to (with `verify`). */
+  caFile: string;
+  /** `--web.tls.verify`: require and verify client certificates. */
+  verify: boolean;
+  /** `--web.tls.certmatch`: the client certificate's CN, DNS or email SAN must match. */
+  certMatch: RegExp | null;
+}
+
+/** Options for {@linkcode startExporterServer}. */
+export interface ExporterServerOptions {
+  /** The module engine. */
+  engine: ModuleEngine;
+  /** The client's own metrics in the text format. */
+  metrics: () => Promise<{ contentType: string; body: string }>;
+  /** Logs listeners, refusals and failures. */
+  logger: Logger;
+  /** `--web.listen-address`; TLS when `webConfig` has a `tls_server_config`. */
+  address?: ListenAddress | null;
+  /** `--web.config.file`, applied to `address`. */
+  webConfig?: WebConfig | null;
+  /** `--web.tls.listen-address`. */
+  tlsAddress?: ListenAddress | null;
+  /** TLS for `tlsAddress`; required with it. */
+  tls?: ExporterTlsFlags | null;
+  /** `--web.bearer.token` / `--web.bearer.token-file`: required token. */
+  bearerToken?: string | null;
+  /** `--allow.net`: peers allowed; null allows all. */
+  allowList?: AllowList | null;
+  /** `--web.enable-lifecycle`: `POST /-/reload` calls this. */
+  reload?: (() => Promise<ReloadResult>) | null;
+  /** Time to receive request headers. @default {10000} */
+  headersTimeoutMs?: number;
+  /** Time to receive a whole request. @default {30000} */
+  requestTimeoutMs?: number;
+  /** Largest request header block. @default {16384} */
+  maxHeaderBytes?: number;
+  /**
+   * Connections at once per listener. At the cap a new connection closes the
+   * one idle the longest (a keep-alive connection between requests), so idle
+   * scrapers never lock out a new one; only when every connection has a
+   * request in flight is the new one refused. @default {1024}
+   */
+  maxConnections?: number;
+  /** How long an idle keep-alive connection is kept. @default {30000} */
+  idleTimeoutMs?: number;
+  /** `--web.proxy-path`: the module endpoint. @default {"/proxy"} */
+  proxyPath?: string;
+  /** `--web.telemetry-path`: the client's own metrics. @default {"/metrics"} */
+  telemetryPath?: string;
+  /** Stops the listeners. */
+  signal?: AbortSignal;
+}
+
+/** The running listeners. */
+export interface ExporterServer {
+  /** Where `--web.listen-address` listens, when set. */
+  readonly address: ListenAddress | null;
+  /** Where `--web.tls.listen-address` listens, when set. */
+  readonly tlsAddress: ListenAddress | null;
+  /** Re-reads TLS certificates and keys that changed. */
+  reloadTls(): Promise<void>;
+  /** Stops listening and closes connections. */
+  close(): Promise<void>;
+}
+
+/** The flags' TLS settings in the web configuration's terms. */
+export function tlsServerConfigOf(flags: ExporterTlsFlags): TlsServerConfig {
+  return {
+    certFile: flags.certFile,
+    keyFile: flags.keyFile,
+    clientAuthType: flags.verify ? "RequireAndVerifyClientCert" : "NoClientCert",
+    clientCaFile: flags.verify ? flags.caFile : null,
+    clientAllowedSans: [],
+    minVersion: "TLSv1.2",
+    maxVersion: "TLSv1.3",
+  };
+}
+
+/**
+ * Says whether a verified client certificate matches `--web.tls.certmatch`:
+ * its subject CN, a DNS SAN or an email SAN (as exporter_exporter).
+ *
+ * @param socket The TLS connection.
+ * @param pattern The regexp.
+ * @returns The names tried, and whether one matched.
+ */
+export function certMatches(
+  socket: unknown,
+  pattern: RegExp,
+): { matched: boolean; names: string[] } {
+  const peer = peerIdentity(socket);
+  if (peer === null) return { matched: false, names: [] };
+  const names = [peer.commonName, ...peer.dnsNames, ...peer.otherNames].filter((n) => n !== "");
+  return { matched: names.some((name) => pattern.test(name)), names };
+}
+
+interface Listener {
+  kind: "http" | "https";
+  web: WebConfig | null;
+  certMatch: RegExp | null;
+}
+
+/**
+ * Starts the listeners that are configured.
+ *
+ * @param options Engine, metrics, listeners, TLS, auth and limits.
+ * @returns The running server.
+ * @throws {Error} When a listener cannot be set up (files, ports).
+ */
+export async function startExporterServer(
+  options: ExporterServerOptions,
+): Promise<ExporterServer> {
+  const { engine, logger } = options;
+  const proxyPath = options.proxyPath ?? MODULE_PATH;
+  const telemetryPath = options.telemetryPath ?? "/metrics";
+  const headersTimeout = options.headersTimeoutMs ?? 10_000;
+  const maxConnections = options.maxConnections ?? 1024;
+  const basicAuth: BasicAuthVerifier = createBasicAuthVerifier();
+  const servers: Server[] = [];
+  const tlsListeners: [TlsListener, Server][] = [];
+  const stop = new AbortController();
+  options.signal?.addEventListener("abort", () => stop.abort(), { once: true });
+
+  async function authorize(
+    req: IncomingMessage,
+    listener: Listener,
+  ): Promise<{ status: number; message: string; headers?: Record<string, string> } | null> {
+    if (options.allowList && !options.allowList(req.socket.remoteAddress)) {
+      return {
+        status: 403,
+        message: `Forbidden: ${req.socket.remoteAddress} is not in --allow.net`,
+      };
+    }
+    if (listener.certMatch !== null) {
+      const { matched, names } = certMatches(req.socket, listener.certMatch);
+      if (!matched) {
+        return {
+          status: 403,
+          message: `Forbidden: client certificate (${
+            names.join(", ") || "none"
+          }) does not match --web.tls.certmatch`,
+        };
+      }
+    }
+    const users = listener.web?.basicAuthUsers;
+    const token = options.bearerToken ?? null;
+    const hasUsers = users !== undefined && users.size > 0;
+    if (token === null && !hasUsers) return null;
+    const header = req.headers.authorization;
+    const challenge = hasUsers
+      ? { "www-authenticate": 'Basic realm="pushprox-client"' }
+      : undefined;
+    if (!header) {
+      return {
+        status: 401,
+        message: "Authorization header is missing",
+        ...(challenge ? { headers: challenge } : {}),
+      };
+    }
+    const bearer = parseBearer(header);
+    if (bearer !== null && token !== null) {
+      return constantTimeEqual(bearer, token)
+        ? null
+        : { status: 401, message: "Invalid Bearer Token" };
+    }
+    const basic = parseBasicAuth(header);
+    if (basic !== null && hasUsers) {
+      const failure = await basicAuth.verify(users, basic);
+      if (failure === null) return null;
+      if (failure === "busy") {
+        return { status: 503, message: "Too many password checks at once; retry" };
+      }
+      return {
+        status: 401,
+        message: "Invalid user name or password",
+        ...(challenge ? { headers: challenge } : {}),
+      };
+    }
+    return {
+      status: 401,
+      message: `Authorization header not of ${
+        [token !== null ? "Bearer" : "", hasUsers ? "Basic" : ""].filter(Boolean).join(" or ")
+      } type`,
+      ...(challenge ? { headers: challenge } : {}),
+    };
+  }
+
+  function plain(
+    res: ServerResponse,
+    status: number,
+    message: string,
+    headers: Record<string, string> = {},
+  ) {
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    res.writeHead(status, { "content-type": "text/plain; charset=utf-8", ...headers });
+    res.end(message.endsWith("\n") ? message : message + "\n");
+  }
+
+  async function handle(
+    req: IncomingMessage,
+    res: ServerResponse,
+    listener: Listener,
+  ): Promise<void> {
+    for (const [name, value] of Object.entries(listener.web?.headers ?? {})) {
+      res.setHeader(name, value);
+    }
+    const refused = await authorize(req, listener);
+    if (refused !== null) {
+      logger.debug("Refused a request", {
+        path: req.url,
+        peer: req.socket.remoteAddress,
+        status: refused.status,
+      });
+      return plain(res, refused.status, refused.message, refused.headers);
+    }
+    let url: URL;
+    try {
+      url = new URL(req.url ?? "/", "http://localhost");
+    } catch {
+      return plain(res, 400, `Malformed request target ${JSON.stringify(req.url)}`);
+    }
+    const method = req.method ?? "GET";
+    const path = url.pathname;
+    if (path === "/-/reload") {
+      if (!options.reload) {
+        return plain(res, 403, "Lifecycle API is not enabled (--web.enable-lifecycle)");
+      }
+      if (method !== "POST" && method !== "PUT") {
+        return plain(res, 405, "Use POST /-/reload", { allow: "POST, PUT" });
+      }
+      const result = await options.reload();
+      return result.ok
+        ? plain(res, 200, `Reloaded: ${result.modules.length} modules\n`)
+        : plain(res, 500, `Cannot reload; the old configuration stays: ${result.error}`);
+    }
+    if (method !== "GET" && method !== "HEAD") {
+      return plain(res, 405, `${path} answers GET and HEAD only, not ${method}`, {
+        allow: "GET, HEAD",
+      });
+    }
+    if (serveHealth(HEALTH, req, res, path) !== null) return;
+    if (path === telemetryPath) {
+      const { contentType, body } = await options.metrics();
+      res.writeHead(200, { "content-type": contentType });
+      res.end(method === "HEAD" ? undefined : body);
+      return;
+    }
+    if (path === "/") {
+      if (prefersJson(req.headers.accept)) {
+        res.writeHead(200, { "content-type": "application/json" });
+        res.end(method === "HEAD" ? undefined : expexpModulesJson(engine.config));
+      } else {
+        res.writeHead(200, pageHeaders());
+        res.end(method === "HEAD" ? undefined : modulesHtml(engine.config, proxyPath));
+      }
+      return;
+    }
+    if (path !== proxyPath) {
+      return plain(
+        res,
+        404,
+        `Not found: ${path} (try /, ${proxyPath}?module=NAME or ${telemetryPath})`,
+      );
+    }
+    await serveModule(req, res, url, method);
+  }
+
+  async function serveModule(req: IncomingMessage, res: ServerResponse, url: URL, method: string) {
+    const gone = new AbortController();
+    res.on("close", () => gone.abort(new Error("the scraper closed the connection")));
+    const response = await engine.serve(
+      {
+        query: url.searchParams,
+        headers: forwardableHeaders(rawHeaderPairs(req.rawHeaders)),
+        peer: req.socket.remoteAddress,
+      },
+      AbortSignal.any([gone.signal, stop.signal]),
+    );
+    if (response.error !== "" || response.body === null) {
+      return plain(res, response.status, response.error);
+    }
+    for (const { name, value } of response.headers) res.appendHeader(name, value);
+    // The backend's bytes pass unchanged, so its length holds (and spares
+    // the chunked framing); a body that fails part-way is cut short.
+    if (response.contentLength !== undefined) {
+      res.setHeader("content-length", response.contentLength);
+    }
+    res.writeHead(response.status);
+    if (method === "HEAD") {
+      res.end();
+      return;
+    }
+    // Buffers nobody else holds are freed as soon as they are written: left
+    // to the GC, 8 scrapes of 20 MiB held 60+ MiB of written buffers.
+    const free = response.ownedChunks === true ? freeAfterWrite : undefined;
+    try {
+      for await (const chunk of response.body) {
+        if (res.destroyed) break;
+        if (!res.write(chunk, free?.(chunk))) {
+          await new Promise<void>((resolve) => {
+            const done = () => {
+              res.off("drain", done);
+              res.off("close", done);
+              resolve();
+            };
+            res.on("drain", done);
+            res.on("close", done);
+          });
+        }
+      }
+      res.end();
+    } catch {
+      // The engine logged why; the scraper sees a truncated response.
+      res.destroy();
+    }
+  }
+
+  /** A write callback that frees the chunk's buffer. */
+  function freeAfterWrite(chunk: Uint8Array): () => void {
+    return () => {
+      try {
+        (chunk.buffer as ArrayBuffer).transfer(0);
+      } catch { /* already detached or not detachable */ }
+    };
+  }
+
+  /** node:http's limits; the check interval bounds how late a timeout fires. */
+  const httpOptions = {
+    maxHeaderSize: options.maxHeaderBytes ?? 16384,
+    headersTimeout,
+    requestTimeout: options.requestTimeoutMs ?? 30_000,
+    keepAliveTimeout: options.idleTimeoutMs ?? 30_000,
+    // node:http checks the two timeouts above only this often (30 s by
+    // default, which made the 10 s header timeout fire at about 30 s).
+    connectionsCheckingInterval: Math.min(1_000, headersTimeout),
+  };
+
+  function configure(server: Server, connectionEvent: "connection" | "secureConnection"): void {
+    guardServer(server, { logger, maxConnections, connectionEvent });
+  }
+
+  /** Front doors of the TLS listeners (plain HTTP gets a readable 400). */
+  const fronts: TlsFront[] = [];
+
+  async function listen(
+    server: Server,
+    address: ListenAddress,
+    tls: boolean,
+  ): Promise<ListenAddress> {
+    servers.push(server);
+    if (tls) {
+      const front = await listenTlsFront(server as never, {
+        ...address,
+        firstByteTimeoutMs: headersTimeout,
+        logger,
+      });
+      fronts.push(front);
+      return front.address;
+    }
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(address.port, address.hostname || undefined, () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+    const info = server.address() as AddressInfo;
+    return { hostname: info.address, port: info.port };
+  }
+
+  function requestHandler(listener: Listener) {
+    return guardHandler((req, res) => handle(req, res, listener), logger);
+  }
+
+  async function tlsServer(config: TlsServerConfig, listener: Listener): Promise<Server> {
+    const tls = await createTlsListener(config, { logger });
+    const server = createHttpsServer(
+      { ...tls.serverOptions, ...httpOptions, handshakeTimeout: headersTimeout },
+      requestHandler(listener),
+    );
+    server.on("secureConnection", (socket: TLSSocket) => {
+      const refusal = tls.admit(socket);
+      if (refusal !== null) {
+        logger.debug("Refused a TLS connection", { peer: socket.remoteAddress, reason: refusal });
+        socket.destroy();
+      }
+    });
+    tls.watch(server, stop.signal);
+    tlsListeners.push([tls, server]);
+    return server as unknown as Server;
+  }
+
+  let address: ListenAddress | null = null;
+  let tlsAddress: ListenAddress | null = null;
+  try {
+    if (options.address) {
+      const web = options.webConfig ?? null;
+      const listener: Listener = { kind: web?.tls ? "https" : "http", web, certMatch: null };
+      const server = web?.tls
+        ? await tlsServer(web.tls, listener)
+        : createHttpServer(httpOptions, requestHandler(listener));
+      configure(server, web?.tls ? "secureConnection" : "connection");
+      address = await listen(server, options.address, Boolean(web?.tls));
+    }
+    if (options.tlsAddress) {
+      if (!options.tls) {
+        throw new Error("--web.tls.listen-address needs --web.tls.cert and --web.tls.key");
+      }
+      const listener: Listener = { kind: "https", web: null, certMatch: options.tls.certMatch };
+      const server = await tlsServer(tlsServerConfigOf(options.tls), listener);
+      configure(server, "secureConnection");
+      tlsAddress = await listen(server, options.tlsAddress, true);
+    }
+  } catch (error) {
+    stop.abort();
+    await Promise.all(servers.map((s) => closeServer(s)));
+    throw error;
+  }
+
+  async function closeServer(server: Server): Promise<void> {
+    for (const front of fronts) front.close();
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  }
+
+  return {
+    address,
+    tlsAddress,
+    async reloadTls() {
+      await Promise.all(tlsListeners.map(([tls, server]) => tls.reload(server as never)));
+    },
+    async close() {
+      stop.abort();
+      await Promise.all(servers.map((s) => closeServer(s)));
+    },
+  };
+}

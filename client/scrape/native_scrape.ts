@@ -1,0 +1,105 @@
+/**
+ * The client's HTTP/1.1 requests to plain-http targets on native I/O
+ * (`Deno.connect`), with a bounded keep-alive pool per target. Bodies are
+ * passed on as the reads deliver them (bytes as the target sent them: gzip
+ * stays compressed, which `fetch` would not do) and parsed strictly
+ * (lib/http1.ts): header block size limit, Content-Length, chunked or
+ * close-delimited framing, short bodies reported as errors.
+ *
+ * @module
+ */
+
+import type { HeaderField } from "../../lib/headers.ts";
+import { Http1Pool, type Http1Response } from "../../lib/http1.ts";
+import { markOwned } from "../../lib/owned_chunks.ts";
+import type { ClosableScrapeTransport, TargetResponse } from "./scrape_types.ts";
+
+/** Options for {@linkcode createNativeScrapeTransport}. */
+export interface NativeScrapeOptions {
+  /** Largest response header block. @default {16384} */
+  maxHeaderBytes?: number;
+  /** Idle connections kept per target. @default {8} */
+  maxIdlePerTarget?: number;
+  /** Idle connections kept in all. @default {64} */
+  maxIdle?: number;
+  /** Dials (tests). @default {Deno.connect} */
+  dial?: (hostname: string, port: number) => Promise<Deno.Conn>;
+}
+
+export type { ClosableScrapeTransport } from "./scrape_types.ts";
+
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+const encoder = new TextEncoder();
+
+/**
+ * Creates the native transport for `http:` URLs.
+ *
+ * @param options Limits and pool sizes.
+ * @returns The transport; `close()` ends its pooled connections.
+ */
+export function createNativeScrapeTransport(
+  options: NativeScrapeOptions = {},
+): ClosableScrapeTransport {
+  const maxHeaderBytes = options.maxHeaderBytes ?? 16384;
+  const dial = options.dial;
+  const pool = new Http1Pool({
+    maxIdlePerHost: options.maxIdlePerTarget ?? 8,
+    maxIdle: options.maxIdle ?? 64,
+    ...(dial !== undefined
+      ? { dial: (hostname: string, port: number) => dial(hostname, port) }
+      : {}),
+  });
+
+  const send = async (
+    url: URL,
+    init: { method: string; headers: readonly HeaderField[]; signal: AbortSignal },
+  ): Promise<TargetResponse> => {
+    init.signal.throwIfAborted();
+    if (url.protocol !== "http:") throw new TypeError(`not an http URL: ${url}`);
+    const head = encoder.encode(requestHead(url, init.method, init.headers));
+    const response = await pool.request(url, {
+      method: init.method,
+      head,
+      maxHeaderBytes,
+      signal: init.signal,
+    });
+    return {
+      status: response.head.status,
+      headers: response.head.headers,
+      body: readBody(response),
+    };
+  };
+
+  return Object.assign(send, {
+    close() {
+      pool.close();
+    },
+  });
+}
+
+async function* readBody(response: Http1Response): AsyncGenerator<Uint8Array> {
+  try {
+    for (let piece = await response.next(); piece !== null; piece = await response.next()) {
+      // Each piece is the only view of its buffer: native push frees it once sent.
+      yield markOwned(piece);
+    }
+  } finally {
+    response.close();
+  }
+}
+
+/** The request line and header block; throws on a header that cannot be sent. */
+function requestHead(url: URL, method: string, headers: readonly HeaderField[]): string {
+  if (!TOKEN.test(method)) throw new TypeError(`invalid method ${JSON.stringify(method)}`);
+  let host = url.host;
+  let text = "";
+  for (const { name, value } of headers) {
+    if (!TOKEN.test(name) || !FIELD_VALUE.test(value)) {
+      throw new TypeError(`invalid header ${JSON.stringify(name)}`);
+    }
+    if (name.toLowerCase() === "host") host = value;
+    else text += `${name}: ${value}\r\n`;
+  }
+  return `${method} ${url.pathname}${url.search} HTTP/1.1\r\nhost: ${host}\r\n${text}\r\n`;
+}

@@ -1,0 +1,225 @@
+/**
+ * The scrape executor: turns a ScrapeRequest from the proxy into a request to
+ * a local target, or into a failure with a status and a reason.
+ *
+ * @module
+ */
+
+import { declaredLength, forwardableHeaders, type HeaderField } from "../../lib/headers.ts";
+import { hostKey } from "../../lib/host.ts";
+import type {
+  ModuleScrapeHandler,
+  ScrapeJob,
+  ScrapeOutcome,
+  ScrapeTransport,
+} from "./scrape_types.ts";
+import { errorMessage } from "../../lib/error_message.ts";
+
+export type { ScrapeJob, ScrapeOutcome } from "./scrape_types.ts";
+
+/** Performs scrapes for one client. */
+export interface Scraper {
+  /**
+   * Scrapes the target named by the job. Never throws: every failure is an
+   * outcome with a status (403 refused, 502 unreachable, 504 deadline).
+   */
+  scrape(job: ScrapeJob, signal: AbortSignal): Promise<ScrapeOutcome>;
+}
+
+/** Options for {@linkcode createScraper}. */
+export interface ScraperOptions {
+  /** The client's fqdn: the only host it scrapes. */
+  fqdn: string;
+  transport: ScrapeTransport;
+  /**
+   * With modules configured: decides `/proxy?module=` scrapes (and refuses
+   * raw ones) before any port is dialled; null from it means "scrape the
+   * port as usual". See client/modules/scrape_route.ts.
+   */
+  moduleHandler?: ModuleScrapeHandler;
+  /**
+   * What raw (port) scrapes may fetch besides the fqdn check; module scrapes
+   * are governed by their module. @default {any port and path on the fqdn}
+   */
+  policy?: Partial<ScrapePolicy>;
+  /**
+   * Reads the bearer token sent to targets (`--token-path`), on every scrape
+   * so that rotated tokens are picked up. @default {no token}
+   */
+  readToken?: () => Promise<string>;
+}
+
+/** Limits on what a client fetches for the proxy, beyond its fqdn. */
+export interface ScrapePolicy {
+  /** Ports that may be scraped; null for any. A URL without a port means the scheme's default. */
+  allowPorts: readonly number[] | null;
+  /**
+   * Paths that may be scraped; null for any. An entry ending in `*` is a
+   * prefix ("/federate*"); any other entry must equal the path.
+   */
+  allowPaths: readonly string[] | null;
+  /** Dial 127.0.0.1 instead of the fqdn (the Host header keeps the fqdn). */
+  useLocalhost: boolean;
+}
+
+/** Where and how a scrape is sent after the policy. */
+export interface PolicyTarget {
+  /** The URL to request (host rewritten by useLocalhost). */
+  url: URL;
+  /** The Host header to send; null for the URL's own. */
+  hostHeader: string | null;
+}
+
+/**
+ * Applies the scrape policy to a resolved URL. Pure.
+ *
+ * @param url The URL from {@linkcode resolveTargetUrl}.
+ * @param policy The policy.
+ * @returns Where to send the scrape, or why it is refused.
+ */
+export function applyScrapePolicy(url: URL, policy: ScrapePolicy): PolicyTarget | string {
+  // Unlike the Rancher fork, a URL without a port is checked too: its port is
+  // the scheme's default.
+  const port = url.port !== "" ? Number(url.port) : url.protocol === "https:" ? 443 : 80;
+  if (policy.allowPorts !== null && !policy.allowPorts.includes(port)) {
+    return `client does not have permissions to scrape port ${port}${
+      url.port === "" ? ` (the default port of ${url.protocol.slice(0, -1)})` : ""
+    }; allowed: ${policy.allowPorts.join(", ") || "none"}`;
+  }
+  if (policy.allowPaths !== null) {
+    const path = url.pathname;
+    const allowed = policy.allowPaths.some((entry) =>
+      entry.endsWith("*") ? path.startsWith(entry.slice(0, -1)) : path === entry
+    );
+    if (!allowed) {
+      return `client does not have permissions to scrape path ${JSON.stringify(path)}; allowed: ${
+        policy.allowPaths.join(", ")
+      }`;
+    }
+  }
+  if (!policy.useLocalhost) return { url, hostHeader: null };
+  const local = new URL(url);
+  local.hostname = "127.0.0.1";
+  return { url: local, hostHeader: url.host };
+}
+
+const OPEN_POLICY: ScrapePolicy = { allowPorts: null, allowPaths: null, useLocalhost: false };
+
+/**
+ * Resolves the URL the client really requests: checks the host, applies the
+ * `_scheme` parameter and removes it.
+ *
+ * @param rawUrl The URL from the proxy.
+ * @param fqdn The client's fqdn.
+ * @returns The URL, or a refusal reason.
+ */
+export function resolveTargetUrl(rawUrl: string, fqdn: string): URL | string {
+  let url: URL;
+  try {
+    url = new URL(rawUrl);
+  } catch {
+    return `malformed scrape URL ${JSON.stringify(rawUrl)}`;
+  }
+  if (url.protocol !== "http:") return `scrape URL ${rawUrl} is not http`;
+  if (hostKey(url.hostname) !== hostKey(fqdn)) {
+    return `scrape target host "${url.hostname}" does not match the client's fqdn "${fqdn}"`;
+  }
+  const scheme = url.searchParams.get("_scheme");
+  if (scheme !== null) {
+    if (scheme !== "http" && scheme !== "https") {
+      return `_scheme must be http or https, not "${scheme}"`;
+    }
+    url.searchParams.delete("_scheme");
+    if (scheme === "https") url.protocol = "https:";
+  }
+  return url;
+}
+
+/**
+ * The target's header fields as pushed: the forwardable ones plus its
+ * Content-Length, so that the proxy can refuse a body larger than
+ * `--scrape.max-body-bytes` before relaying a byte and tell Prometheus the
+ * length. The transport passes the body as the target sent it (gzip stays
+ * compressed), so the length stays true; a chunked body has none.
+ */
+export function pushedHeaders(fields: readonly [string, string][]): HeaderField[] {
+  const headers = forwardableHeaders(fields);
+  const chunked = fields.some(([name]) => name.toLowerCase() === "transfer-encoding");
+  const length = declaredLength(fields);
+  if (!chunked && "length" in length && length.length !== null) {
+    headers.push({ name: "content-length", value: String(length.length) });
+  }
+  return headers;
+}
+
+function failure(status: number, error: string): ScrapeOutcome {
+  return { status, headers: [], error, body: null };
+}
+
+/**
+ * Creates a scraper.
+ *
+ * @param options The fqdn and the transport.
+ * @returns The scraper.
+ */
+export function createScraper(options: ScraperOptions): Scraper {
+  const policy: ScrapePolicy = { ...OPEN_POLICY, ...options.policy };
+  return {
+    async scrape(job, signal) {
+      const resolved = resolveTargetUrl(job.url, options.fqdn);
+      if (typeof resolved === "string") return failure(403, resolved);
+      if (options.moduleHandler) {
+        const handled = await options.moduleHandler(resolved, job, signal);
+        if (handled !== null) return handled;
+      }
+      const target = applyScrapePolicy(resolved, policy);
+      if (typeof target === "string") return failure(403, target);
+      const url = target.url;
+      let headers = forwardableHeaders(job.headers.map((h) => [h.name, h.value]));
+      if (target.hostHeader !== null) headers.push({ name: "host", value: target.hostHeader });
+      if (options.readToken) {
+        // Rancher's fork silently switches to https when --token-path is set;
+        // here the scheme stays as asked, and a token never crosses the
+        // network in clear.
+        if (url.protocol !== "https:" && url.hostname !== "127.0.0.1") {
+          return failure(
+            403,
+            `refusing to send the --token-path token over plain http to ${url.host}; scrape with params _scheme=[https]`,
+          );
+        }
+        let token: string;
+        try {
+          token = (await options.readToken()).trim();
+        } catch (error) {
+          return failure(500, `cannot read token from token-path: ${errorMessage(error)}`);
+        }
+        headers = headers.filter((h) => h.name !== "authorization");
+        headers.push({ name: "authorization", value: `Bearer ${token}` });
+      }
+      try {
+        const response = await options.transport(url, {
+          method: job.method || "GET",
+          headers,
+          signal,
+        });
+        return {
+          status: response.status,
+          headers: pushedHeaders(response.headers),
+          error: "",
+          body: response.body,
+        };
+      } catch (error) {
+        if (signal.aborted) {
+          return failure(
+            504,
+            `scrape of ${url} hit its deadline before the target answered`,
+          );
+        }
+        return failure(
+          502,
+          `target did not answer: ${errorMessage(error)}`,
+        );
+      }
+    },
+  };
+}

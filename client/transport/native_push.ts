@@ -1,0 +1,434 @@
+/**
+ * The client's Push on native I/O: the binary Connect streaming protocol
+ * over HTTP/1.1 written by hand on `Deno.connect`/`Deno.connectTls`, with a
+ * small keep-alive pool per proxy endpoint. The head message is encoded with
+ * protobuf-es once; each body chunk goes out as a 5-byte envelope prefix and
+ * the `body_chunk` field header, then the chunk's own bytes, without
+ * re-encoding or copying them. Poll runs on the same footing
+ * (client/transport/native_poll.ts) under the same rule, {@linkcode nativePushSupported};
+ * connect-es stays for every case it does not cover (an HTTP proxy, a custom
+ * CA or client certificate).
+ *
+ * @module
+ */
+
+import { create, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import {
+  PushRequestSchema,
+  type ScrapeResponseHeadSchema,
+} from "../../gen/pushprox/v1/pushprox_pb.ts";
+import {
+  bodyFraming,
+  ByteReader,
+  readResponseHead,
+  readWholeBody,
+  reusable,
+} from "../../lib/http1.ts";
+import { releaseOwned } from "../../lib/owned_chunks.ts";
+
+/** Pushes one scrape's answer; rejects with a ConnectError when the push failed. */
+export type PushSender = (
+  head: MessageInitShape<typeof ScrapeResponseHeadSchema>,
+  body: AsyncIterable<Uint8Array> | null,
+  signal: AbortSignal,
+) => Promise<void>;
+
+/** Options for {@linkcode createNativePush}. */
+export interface NativePushOptions {
+  /** The proxy's base URL without credentials (parseProxyUrl's baseUrl). */
+  baseUrl: string;
+  /** Connect to this address instead of resolving the host (TLS still checks the host name). */
+  address?: string | null;
+  /** The Authorization header for each push; null for none. */
+  authorization?: () => string | null;
+  /** Largest response header block. @default {16384} */
+  maxHeaderBytes?: number;
+  /** Largest response body. @default {1048576} */
+  maxBodyBytes?: number;
+  /** Idle connections kept. @default {16} */
+  maxIdle?: number;
+  /** Dials (tests). @default {Deno.connect / Deno.connectTls} */
+  dial?: (url: URL, address: string | null) => Promise<Deno.Conn>;
+}
+
+/** A native push sender with its connection pool. */
+export interface NativePush {
+  readonly send: PushSender;
+  /** Closes the pooled connections. */
+  close(): void;
+}
+
+const CRLF = new Uint8Array([0x0d, 0x0a]);
+const LAST_CHUNK = new TextEncoder().encode("\r\n0\r\n\r\n");
+const encoder = new TextEncoder();
+
+/**
+ * Whether the native path (Push here, Poll in client/transport/native_poll.ts) can
+ * serve a proxy connection so configured: the one decision for both.
+ */
+export function nativePushSupported(options: {
+  baseUrl: string;
+  httpProxy?: URL | null;
+  tls?: { ca?: string; cert?: string; key?: string };
+  address?: string | null;
+}): boolean {
+  if (options.httpProxy) return false;
+  const url = new URL(options.baseUrl);
+  if (url.protocol === "http:") return true;
+  // Deno's TLS adds a CA to its roots (`caCerts`) where node:https replaces
+  // them (`ca`; measured with Deno 2.9.6), so a custom CA or client
+  // certificate keeps connect-es, exactly as before.
+  const tls = options.tls ?? {};
+  return url.protocol === "https:" && !tls.ca && !tls.cert && !tls.key;
+}
+
+/**
+ * Dials the proxy: TCP without Nagle's algorithm, TLS (verified against the
+ * system roots, SNI and checks with the URL's host name) for https.
+ *
+ * @param url The proxy's base URL.
+ * @param address Connect to this address instead of resolving the host.
+ * @returns The connection, its TLS handshake done.
+ */
+export async function dialProxy(url: URL, address: string | null): Promise<Deno.Conn> {
+  const secure = url.protocol === "https:";
+  const port = url.port !== "" ? Number(url.port) : secure ? 443 : 80;
+  const hostname = url.hostname.replace(/^\[|\]$/g, "");
+  const tcp = await Deno.connect({ hostname: address ?? hostname, port });
+  // A push ends with small writes (the last chunk): Nagle's algorithm
+  // would hold them for the peer's delayed ACK (40 ms per scrape).
+  tcp.setNoDelay(true);
+  if (!secure) return tcp;
+  // TLS on the pinned address, verified and SNI'd with the URL's name.
+  const tls = await Deno.startTls(tcp, { hostname });
+  try {
+    await tls.handshake();
+  } catch (error) {
+    tls.close();
+    throw error;
+  }
+  return tls;
+}
+
+/**
+ * Creates a native push sender for one proxy endpoint.
+ *
+ * @param options Base URL, address, authorization and limits.
+ * @returns The sender and its pool.
+ */
+export function createNativePush(options: NativePushOptions): NativePush {
+  const base = new URL(options.baseUrl);
+  const path = `${base.pathname.replace(/\/+$/, "")}/pushprox.v1.ClientService/Push`;
+  const maxHeaderBytes = options.maxHeaderBytes ?? 16384;
+  const maxBodyBytes = options.maxBodyBytes ?? 1 << 20;
+  const maxIdle = options.maxIdle ?? 16;
+  const dial = options.dial ?? dialProxy;
+  const idle: Connection[] = [];
+  const open = new Set<Connection>();
+  let closed = false;
+
+  class Connection {
+    readonly conn: Deno.Conn;
+    readonly reader: ByteReader;
+    dead = false;
+    constructor(conn: Deno.Conn) {
+      this.conn = conn;
+      this.reader = new ByteReader((b) => conn.read(b), 4096);
+      open.add(this);
+    }
+    destroy(): void {
+      if (this.dead) return;
+      this.dead = true;
+      open.delete(this);
+      const at = idle.indexOf(this);
+      if (at >= 0) idle.splice(at, 1);
+      try {
+        this.conn.close();
+      } catch {
+        // Already closed.
+      }
+    }
+    /** Back to the pool; a pending read notices the proxy closing it. */
+    release(): void {
+      if (closed || idle.length >= maxIdle || this.reader.buffered > 0) return this.destroy();
+      idle.push(this);
+      this.reader.prefetch().then(
+        () => {
+          // Bytes or the end while idle: the connection is not usable.
+          if (idle.includes(this)) this.destroy();
+        },
+        () => this.destroy(),
+      );
+    }
+  }
+
+  async function acquire(): Promise<Connection> {
+    const reused = idle.pop();
+    if (reused !== undefined) return reused;
+    return new Connection(await dial(base, options.address ?? null));
+  }
+
+  function requestHead(): string {
+    const authorization = options.authorization?.() ?? null;
+    return `POST ${path} HTTP/1.1\r\n` +
+      `host: ${base.host}\r\n` +
+      "content-type: application/connect+proto\r\n" +
+      "connect-protocol-version: 1\r\n" +
+      "transfer-encoding: chunked\r\n" +
+      (authorization !== null ? `authorization: ${authorization}\r\n` : "") +
+      "\r\n";
+  }
+
+  const send: PushSender = async (head, body, signal) => {
+    if (signal.aborted) throw abortError(signal);
+    if (closed) throw new ConnectError("push sender closed", Code.Canceled);
+    const connection = await untilAborted(acquire(), signal);
+    const abort = () => connection.destroy();
+    signal.addEventListener("abort", abort, { once: true });
+    let done = false;
+    try {
+      const conn = connection.conn;
+      const headMessage = toBinary(
+        PushRequestSchema,
+        create(PushRequestSchema, { message: { case: "head", value: head } }),
+      );
+      const start = encoder.encode(requestHead());
+      const first = new Uint8Array(start.byteLength + 16 + headMessage.byteLength);
+      let at = 0;
+      first.set(start, at);
+      at += start.byteLength;
+      at += writeChunkPrefix(first, at, 5 + headMessage.byteLength, false);
+      at += writeEnvelopePrefix(first, at, headMessage.byteLength);
+      first.set(headMessage, at);
+      at += headMessage.byteLength;
+      await writeAll(conn, first.subarray(0, at));
+      if (body !== null) {
+        const prefix = new Uint8Array(32);
+        for await (const chunk of body) {
+          signal.throwIfAborted();
+          const varint = varintLength(chunk.byteLength);
+          const message = 1 + varint + chunk.byteLength;
+          let n = writeChunkPrefix(prefix, 0, 5 + message, true);
+          n += writeEnvelopePrefix(prefix, n, message);
+          prefix[n++] = 0x12;
+          n += writeVarint(prefix, n, chunk.byteLength);
+          if (chunk.byteLength <= 4096) {
+            // Small chunks: one write beats two syscalls.
+            const joined = new Uint8Array(n + chunk.byteLength);
+            joined.set(prefix.subarray(0, n));
+            joined.set(chunk, n);
+            releaseOwned(chunk);
+            await writeAll(conn, joined);
+          } else {
+            await writeAll(conn, prefix.subarray(0, n));
+            await writeAll(conn, chunk);
+            // Written: a native scrape's piece is freed now, not at the next GC.
+            releaseOwned(chunk);
+          }
+        }
+      }
+      await writeAll(conn, LAST_CHUNK);
+      const response = await readResponseHead(connection.reader, maxHeaderBytes);
+      const framing = bodyFraming(response, "POST");
+      const bytes = await readWholeBody(connection.reader, framing, maxBodyBytes);
+      const keep = reusable(response, framing);
+      if (response.status !== 200) {
+        if (keep) {
+          done = true;
+          connection.release();
+        }
+        throw new ConnectError(
+          `HTTP ${response.status}${describeBody(bytes)}`,
+          codeFromHttpStatus(response.status),
+        );
+      }
+      const error = endStreamError(bytes);
+      if (keep) {
+        done = true;
+        connection.release();
+      }
+      if (error !== null) throw error;
+    } catch (error) {
+      if (signal.aborted) throw abortError(signal);
+      if (error instanceof ConnectError) throw error;
+      throw new ConnectError(`push failed: ${describe(error)}`, Code.Unavailable);
+    } finally {
+      signal.removeEventListener("abort", abort);
+      if (!done) connection.destroy();
+    }
+  };
+
+  return {
+    send,
+    close() {
+      closed = true;
+      for (const connection of [...open]) connection.destroy();
+    },
+  };
+}
+
+/** The connection, or the abort's error first (a late connection is closed). */
+function untilAborted<T extends { destroy(): void }>(
+  dialing: Promise<T>,
+  signal: AbortSignal,
+): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const onAbort = () => {
+      dialing.then((c) => c.destroy(), () => {});
+      reject(abortError(signal));
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+    dialing.then(
+      (c) => {
+        signal.removeEventListener("abort", onAbort);
+        if (signal.aborted) c.destroy();
+        else resolve(c);
+      },
+      (error) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(
+          error instanceof ConnectError
+            ? error
+            : new ConnectError(`push failed: ${describe(error)}`, Code.Unavailable),
+        );
+      },
+    );
+  });
+}
+
+async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+  for (let at = 0; at < bytes.byteLength;) {
+    at += await conn.write(at === 0 ? bytes : bytes.subarray(at));
+  }
+}
+
+/** Writes `[CRLF] hex(size) CRLF`; returns the bytes written. */
+function writeChunkPrefix(out: Uint8Array, at: number, size: number, leadingCrlf: boolean): number {
+  let n = 0;
+  if (leadingCrlf) {
+    out.set(CRLF, at);
+    n += 2;
+  }
+  const hex = size.toString(16);
+  for (let i = 0; i < hex.length; i++) out[at + n++] = hex.charCodeAt(i);
+  out[at + n++] = 0x0d;
+  out[at + n++] = 0x0a;
+  return n;
+}
+
+/** Writes a Connect envelope prefix (flags 0, big-endian length); returns 5. */
+function writeEnvelopePrefix(out: Uint8Array, at: number, length: number): number {
+  out[at] = 0;
+  out[at + 1] = (length >>> 24) & 0xff;
+  out[at + 2] = (length >>> 16) & 0xff;
+  out[at + 3] = (length >>> 8) & 0xff;
+  out[at + 4] = length & 0xff;
+  return 5;
+}
+
+function varintLength(value: number): number {
+  let n = 1;
+  while (value >= 0x80) {
+    value = Math.floor(value / 128);
+    n++;
+  }
+  return n;
+}
+
+function writeVarint(out: Uint8Array, at: number, value: number): number {
+  let n = 0;
+  while (value >= 0x80) {
+    out[at + n++] = (value & 0x7f) | 0x80;
+    value = Math.floor(value / 128);
+  }
+  out[at + n++] = value;
+  return n;
+}
+
+/**
+ * Parses a Push response body: envelopes of PushResponse messages and the
+ * end-stream message. Returns its error, or null for success.
+ */
+export function endStreamError(bytes: Uint8Array): ConnectError | null {
+  let at = 0;
+  while (at + 5 <= bytes.byteLength) {
+    const flags = bytes[at]!;
+    const length = new DataView(bytes.buffer, bytes.byteOffset + at + 1, 4).getUint32(0);
+    const end = at + 5 + length;
+    if (end > bytes.byteLength) break;
+    if ((flags & 0x02) !== 0) {
+      let json: { error?: { code?: string; message?: string } };
+      try {
+        json = JSON.parse(new TextDecoder().decode(bytes.subarray(at + 5, end)));
+      } catch {
+        return new ConnectError("protocol error: invalid end-stream message", Code.Internal);
+      }
+      if (json.error === undefined) return null;
+      return new ConnectError(
+        json.error.message ?? "",
+        codeFromString(json.error.code ?? "unknown"),
+      );
+    }
+    at = end;
+  }
+  return new ConnectError("protocol error: missing end-stream message", Code.Internal);
+}
+
+const CODES: Record<string, Code> = Object.fromEntries(
+  Object.entries(Code).filter(([, v]) => typeof v === "number").map(([k, v]) => [
+    k.replace(/[A-Z]/g, (c, i) => (i > 0 ? "_" : "") + c.toLowerCase()),
+    v as Code,
+  ]),
+);
+
+/**
+ * A Connect code from its wire name ("unavailable").
+ *
+ * @param text The name.
+ * @returns The code; Unknown for a name not known.
+ */
+export function codeFromString(text: string): Code {
+  return CODES[text] ?? Code.Unknown;
+}
+
+/**
+ * As connect-es maps HTTP statuses of a failed call.
+ *
+ * @param status The HTTP status.
+ * @returns The Connect code.
+ */
+export function codeFromHttpStatus(status: number): Code {
+  switch (status) {
+    case 400:
+      return Code.Internal;
+    case 401:
+      return Code.Unauthenticated;
+    case 403:
+      return Code.PermissionDenied;
+    case 404:
+      return Code.Unimplemented;
+    case 429:
+    case 502:
+    case 503:
+    case 504:
+      return Code.Unavailable;
+    default:
+      return Code.Unknown;
+  }
+}
+
+function describeBody(bytes: Uint8Array): string {
+  if (bytes.byteLength === 0) return "";
+  const text = new TextDecoder().decode(bytes.subarray(0, 200)).trim();
+  return text === "" ? "" : `: ${text}`;
+}
+
+/** As connect-es reports an aborted call: canceled, with the reason's message. */
+function abortError(signal: AbortSignal): ConnectError {
+  return new ConnectError(describe(signal.reason), Code.Canceled);
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,315 @@
+import assert from "node:assert/strict";
+import { fromBinary } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { PushRequestSchema } from "../../gen/pushprox/v1/pushprox_pb.ts";
+import { createNativePush, nativePushSupported } from "./native_push.ts";
+import { markOwned } from "../../lib/owned_chunks.ts";
+
+/** What a fake proxy saw of one push. */
+export interface SeenPush {
+  requestHead: string;
+  /** The decoded Push messages: the head, then each body chunk's bytes. */
+  messages: ReturnType<typeof fromBinary<typeof PushRequestSchema>>[];
+  /** The raw bytes of each body_chunk message (field header included). */
+  rawChunks: Uint8Array[];
+}
+
+/**
+ * Serves Push calls on `listener` like the proxy's fast path: decodes the
+ * chunked request body into Connect envelopes and answers with `answer`.
+ */
+export async function serveFakeProxy(
+  listener: Deno.Listener,
+  seen: SeenPush[],
+  answer: (index: number) => string | Uint8Array = () => okResponse(),
+): Promise<void> {
+  for await (const conn of listener) {
+    (async () => {
+      let data = new Uint8Array(0);
+      const more = async () => {
+        const buffer = new Uint8Array(65536);
+        const n = await conn.read(buffer);
+        if (n === null) throw new Error("eof");
+        const next = new Uint8Array(data.length + n);
+        next.set(data);
+        next.set(buffer.subarray(0, n), data.length);
+        data = next;
+      };
+      const line = async () => {
+        for (;;) {
+          const at = data.indexOf(10);
+          if (at >= 0) {
+            const text = new TextDecoder().decode(data.subarray(0, at - 1));
+            data = data.subarray(at + 1);
+            return text;
+          }
+          await more();
+        }
+      };
+      const take = async (n: number) => {
+        while (data.length < n) await more();
+        const out = data.slice(0, n);
+        data = data.subarray(n);
+        return out;
+      };
+      try {
+        for (;;) {
+          const head: string[] = [];
+          for (let l = await line(); l !== ""; l = await line()) head.push(l);
+          let body = new Uint8Array(0);
+          for (;;) {
+            const size = parseInt(await line(), 16);
+            if (size === 0) {
+              await line();
+              break;
+            }
+            const chunk = await take(size);
+            await take(2);
+            const next = new Uint8Array(body.length + chunk.length);
+            next.set(body);
+            next.set(chunk, body.length);
+            body = next;
+          }
+          const push: SeenPush = { requestHead: head.join("\n"), messages: [], rawChunks: [] };
+          for (let at = 0; at < body.length;) {
+            const length = new DataView(body.buffer, at + 1, 4).getUint32(0);
+            const message = body.slice(at + 5, at + 5 + length);
+            if (push.messages.length > 0) push.rawChunks.push(message);
+            push.messages.push(fromBinary(PushRequestSchema, message));
+            at += 5 + length;
+          }
+          seen.push(push);
+          const reply = answer(seen.length - 1);
+          const bytes = typeof reply === "string" ? new TextEncoder().encode(reply) : reply;
+          for (let at = 0; at < bytes.length;) at += await conn.write(bytes.subarray(at));
+        }
+      } catch {
+        // The client closed the connection.
+      } finally {
+        try {
+          conn.close();
+        } catch {
+          // Already closed.
+        }
+      }
+    })();
+  }
+}
+
+function envelope(flags: number, data: Uint8Array): Uint8Array {
+  const out = new Uint8Array(5 + data.length);
+  out[0] = flags;
+  new DataView(out.buffer).setUint32(1, data.length);
+  out.set(data, 5);
+  return out;
+}
+
+/** A 200 answer with an empty PushResponse and the end-stream message `json`. */
+export function okResponse(json = "{}"): Uint8Array {
+  const body = new Uint8Array([
+    ...envelope(0, new Uint8Array(0)),
+    ...envelope(2, new TextEncoder().encode(json)),
+  ]);
+  const head = new TextEncoder().encode(
+    "HTTP/1.1 200 OK\r\ncontent-type: application/connect+proto\r\n" +
+      `content-length: ${body.length}\r\n\r\n`,
+  );
+  return new Uint8Array([...head, ...body]);
+}
+
+async function* chunks(...parts: Uint8Array[]): AsyncGenerator<Uint8Array> {
+  for (const part of parts) yield part;
+}
+
+const HEAD = {
+  scrapeId: "s1",
+  sessionId: "sess",
+  status: 200,
+  headers: [{ name: "content-type", value: "text/plain" }],
+  error: "",
+};
+
+Deno.test("native push frames the head and raw body chunks; keep-alive; errors", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const seen: SeenPush[] = [];
+  const serving = serveFakeProxy(
+    listener,
+    seen,
+    (i) =>
+      i === 2
+        ? okResponse('{"error":{"code":"not_found","message":"No scrape \\"s3\\" is waiting"}}')
+        : i === 3
+        ? "HTTP/1.1 401 Unauthorized\r\ncontent-length: 12\r\n\r\nno password\n"
+        : okResponse(),
+  );
+  const port = (listener.addr as Deno.NetAddr).port;
+  const push = createNativePush({
+    baseUrl: `http://localhost:${port}/prefix`,
+    address: "127.0.0.1",
+    authorization: () => "Bearer t0k",
+  });
+  try {
+    const big = new Uint8Array(200_000).map((_, i) => i & 0xff);
+    const small = new Uint8Array([0, 1, 2, 255]);
+    await push.send(HEAD, chunks(big, small, new Uint8Array(0)), AbortSignal.timeout(5000));
+    await push.send({ ...HEAD, scrapeId: "s2" }, null, AbortSignal.timeout(5000));
+    await assert.rejects(
+      push.send({ ...HEAD, scrapeId: "s3" }, chunks(small), AbortSignal.timeout(5000)),
+      (e: unknown) =>
+        e instanceof ConnectError && e.code === Code.NotFound && /s3/.test(e.rawMessage),
+    );
+    await assert.rejects(
+      push.send(HEAD, null, AbortSignal.timeout(5000)),
+      (e: unknown) =>
+        e instanceof ConnectError && e.code === Code.Unauthenticated && /HTTP 401/.test(e.message),
+    );
+    assert.equal(seen.length, 4);
+    const [first, second] = seen;
+    assert.match(
+      first!.requestHead,
+      /^POST \/prefix\/pushprox\.v1\.ClientService\/Push HTTP\/1\.1\nhost: localhost:\d+\n/,
+    );
+    assert.match(first!.requestHead, /\ncontent-type: application\/connect\+proto\n/);
+    assert.match(first!.requestHead, /\nauthorization: Bearer t0k$/);
+    const head = first!.messages[0]!.message;
+    assert.equal(head.case, "head");
+    assert.equal(head.case === "head" && head.value.scrapeId, "s1");
+    assert.deepEqual(
+      first!.messages.slice(1).map((m) => m.message.case === "bodyChunk" && m.message.value),
+      [big, small, new Uint8Array(0)],
+    );
+    // Exactly what protobuf-es would write for a lone body_chunk.
+    assert.deepEqual(first!.rawChunks[1], new Uint8Array([0x12, 4, 0, 1, 2, 255]));
+    assert.equal(second!.messages.length, 1);
+  } finally {
+    push.close();
+    listener.close();
+    await serving.catch(() => {});
+  }
+});
+
+Deno.test("native push frees the buffers of owned chunks once sent, and only those", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const seen: SeenPush[] = [];
+  const serving = serveFakeProxy(listener, seen, () => okResponse());
+  const push = createNativePush({
+    baseUrl: `http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`,
+  });
+  try {
+    const ownedBig = markOwned(new Uint8Array(100_000).fill(7));
+    const ownedSmall = markOwned(new Uint8Array([1, 2, 3]));
+    const lent = new Uint8Array(100_000).fill(9);
+    await push.send(HEAD, chunks(ownedBig, ownedSmall, lent), AbortSignal.timeout(5000));
+    // The proxy got every byte; the owned buffers are gone, the lent one is intact.
+    assert.deepEqual(
+      seen[0]!.messages.slice(1).map((m) => m.message.case === "bodyChunk" && m.message.value),
+      [new Uint8Array(100_000).fill(7), new Uint8Array([1, 2, 3]), new Uint8Array(100_000).fill(9)],
+    );
+    assert.equal((ownedBig.buffer as ArrayBuffer).detached, true);
+    assert.equal((ownedSmall.buffer as ArrayBuffer).detached, true);
+    assert.equal(lent.buffer.detached, false);
+    assert.equal(lent.byteLength, 100_000);
+  } finally {
+    push.close();
+    listener.close();
+    await serving.catch(() => {});
+  }
+});
+
+Deno.test("native push: the deadline ends a push whose proxy does not answer", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const held: Deno.Conn[] = [];
+  const accepting = (async () => {
+    for await (const conn of listener) held.push(conn); // reads nothing, answers nothing
+  })();
+  const push = createNativePush({
+    baseUrl: `http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`,
+  });
+  try {
+    const deadline = AbortSignal.timeout(300);
+    await assert.rejects(
+      push.send(HEAD, chunks(new Uint8Array(10)), deadline),
+      (e: unknown) => e instanceof ConnectError && e.code === Code.Canceled,
+    );
+  } finally {
+    push.close();
+    listener.close();
+    held.forEach((c) => c.close());
+    await accepting.catch(() => {});
+  }
+});
+
+Deno.test("nativePushSupported() keeps connect-es for HTTP proxies, custom CAs and client certs", () => {
+  assert.equal(nativePushSupported({ baseUrl: "http://p:8080" }), true);
+  assert.equal(nativePushSupported({ baseUrl: "https://p", address: "10.0.0.1" }), true);
+  assert.equal(
+    nativePushSupported({ baseUrl: "http://p", httpProxy: new URL("http://hp:3128") }),
+    false,
+  );
+  assert.equal(nativePushSupported({ baseUrl: "https://p", tls: { ca: "x" } }), false);
+  assert.equal(nativePushSupported({ baseUrl: "https://p", tls: { cert: "c", key: "k" } }), false);
+});
+
+Deno.test("native push over TLS on a pinned address checks the URL's host name", async () => {
+  const openssl = ["/usr/bin/openssl", "/usr/local/bin/openssl"].find((p) => {
+    try {
+      return Deno.statSync(p).isFile;
+    } catch {
+      return false;
+    }
+  });
+  if (openssl === undefined) {
+    console.warn("SKIPPED native push over TLS: no openssl to make a test CA");
+    return;
+  }
+  const { createTestCa } = await import("../../tests/certs.ts");
+  const dir = await Deno.makeTempDir();
+  try {
+    const ca = await createTestCa(dir);
+    const server = await ca.issue("server", {
+      cn: "localhost",
+      sans: ["DNS:localhost"],
+      usage: "server",
+    });
+    // DENO_CERT adds the test CA to Deno's roots in a child process, so the
+    // default dial (system roots, no --tls.cacert) is the one tested.
+    const script = `
+      import { createNativePush } from ${
+      JSON.stringify(new URL("./native_push.ts", import.meta.url).href)
+    };
+      import { serveFakeProxy } from ${JSON.stringify(import.meta.url)};
+      const listener = Deno.listenTls({ hostname: "127.0.0.1", port: 0,
+        cert: Deno.readTextFileSync(${JSON.stringify(server.certFile)}),
+        key: Deno.readTextFileSync(${JSON.stringify(server.keyFile)}) });
+      const seen = [];
+      serveFakeProxy(listener, seen);
+      const port = listener.addr.port;
+      const good = createNativePush({ baseUrl: "https://localhost:" + port, address: "127.0.0.1" });
+      await good.send({ scrapeId: "a", sessionId: "b", status: 200, headers: [], error: "" },
+        (async function* () { yield new Uint8Array([1, 2, 3]); })(), AbortSignal.timeout(5000));
+      console.log("pushed", seen.length, seen[0].messages.length);
+      const wrong = createNativePush({ baseUrl: "https://wrong.example:" + port, address: "127.0.0.1" });
+      try {
+        await wrong.send({ scrapeId: "a", sessionId: "b", status: 200, headers: [], error: "" }, null,
+          AbortSignal.timeout(5000));
+        console.log("wrong name accepted");
+      } catch (e) { console.log("wrong name refused:", e.message); }
+      good.close(); wrong.close(); Deno.exit(0);
+    `;
+    const file = `${dir}/script.ts`;
+    await Deno.writeTextFile(file, script);
+    const config = new URL("../../deno.json", import.meta.url).pathname;
+    const output = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", `--config=${config}`, file],
+      env: { DENO_CERT: ca.certFile },
+      stdout: "piped",
+      stderr: "piped",
+      signal: AbortSignal.timeout(60_000),
+    }).output();
+    const text = new TextDecoder().decode(output.stdout) + new TextDecoder().decode(output.stderr);
+    assert.match(text, /^pushed 1 2$/m, text);
+    assert.match(text, /^wrong name refused: .*(certificate|NotValidForName|name)/im, text);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -1,0 +1,323 @@
+import assert from "node:assert/strict";
+import {
+  bodyFraming,
+  BodyReader,
+  ByteReader,
+  Http1Error,
+  Http1Pool,
+  readResponseHead,
+  readWholeBody,
+  reusable,
+} from "./http1.ts";
+import { rawServer, readRequest } from "../client/_testing.ts";
+
+/** A reader over fixed pieces, handed out one per read (split anywhere). */
+function readerOf(...pieces: (string | Uint8Array)[]): ByteReader {
+  const queue = pieces.map((p) => typeof p === "string" ? new TextEncoder().encode(p) : p);
+  return new ByteReader((buffer) => {
+    const next = queue.shift();
+    if (next === undefined) return Promise.resolve(null);
+    const n = Math.min(next.byteLength, buffer.byteLength);
+    buffer.set(next.subarray(0, n));
+    if (n < next.byteLength) queue.unshift(next.subarray(n));
+    return Promise.resolve(n);
+  }, 64);
+}
+
+async function parse(text: string | string[], maxHeader = 1024, maxBody = 1024) {
+  const reader = readerOf(...(Array.isArray(text) ? text : [text]));
+  const head = await readResponseHead(reader, maxHeader);
+  const framing = bodyFraming(head, "POST");
+  const body = new TextDecoder().decode(await readWholeBody(reader, framing, maxBody));
+  return { head, framing, body, keep: reusable(head, framing) };
+}
+
+Deno.test("http1: Content-Length, chunked and close-delimited bodies, split anywhere", async () => {
+  const cl = await parse(["HTTP/1.1 200 OK\r\nContent-Le", "ngth: 5\r\n\r\nhel", "lo"]);
+  assert.equal(cl.head.status, 200);
+  assert.deepEqual(cl.head.headers, [["content-length", "5"]]);
+  assert.equal(cl.body, "hello");
+  assert.equal(cl.keep, true);
+
+  const chunked = await parse(
+    "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3;x=y\r\nhel\r\n2\r\nlo\r\n0\r\nT: v\r\n\r\n",
+  );
+  assert.equal(chunked.body, "hello");
+  assert.equal(chunked.keep, true);
+
+  const close = await parse("HTTP/1.1 200 OK\r\n\r\nhello");
+  assert.equal(close.body, "hello");
+  assert.equal(close.keep, false);
+
+  const closing = await parse("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+  assert.equal(closing.keep, false);
+  const old = await parse("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n");
+  assert.equal(old.keep, false);
+});
+
+Deno.test("http1: interim 1xx responses are skipped", async () => {
+  const r = await parse("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n");
+  assert.equal(r.head.status, 204);
+  assert.equal(r.body, "");
+});
+
+Deno.test("http1: hostile heads are refused with a clear error", async () => {
+  const cases: [string, RegExp][] = [
+    ["HTTP/1.1 200 OK\r\nX: " + "a".repeat(2000) + "\r\n\r\n", /header block larger than 1024/],
+    ["HTTP/1.1 200 OK\r\n" + "X: a\r\n".repeat(300) + "\r\n", /header block larger than 1024/],
+    ["HTTP/1.1 200 " + "a".repeat(2000) + "\r\n\r\n", /status line: longer than 1024/],
+    ["HTTP/2 200 OK\r\n\r\n", /malformed status line/],
+    ["HTTP/1.1 20 OK\r\n\r\n", /malformed status line/],
+    ["HTTP/1.1 200 OK\nX: a\r\n\r\n", /not ended by CRLF/],
+    ["HTTP/1.1 200 OK\r\nBad Name: a\r\n\r\n", /malformed header line/],
+    ["HTTP/1.1 200 OK\r\n folded\r\n\r\n", /malformed header line/],
+    ["HTTP/1.1 200 OK\r\nX: a\x00b\r\n\r\n", /bad characters in header X/],
+    ["HTTP/1.1 200 OK\r\nX: a", /connection ended/],
+    ["", /connection ended/],
+  ];
+  for (const [text, error] of cases) {
+    await assert.rejects(parse(text), (e: unknown) => {
+      assert.ok(e instanceof Http1Error, String(e));
+      assert.match(e.message, error, JSON.stringify(text.slice(0, 40)));
+      return true;
+    });
+  }
+});
+
+Deno.test("http1: bad framing and short or oversized bodies are refused", async () => {
+  const cases: [string, RegExp][] = [
+    [
+      "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+      /both Transfer-Encoding and Content-Length/,
+    ],
+    [
+      "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+      /invalid Content-Length/,
+    ],
+    ["HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", /invalid Content-Length/],
+    ["HTTP/1.1 200 OK\r\nContent-Length: 0x10\r\n\r\n", /invalid Content-Length/],
+    ["HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", /unsupported Transfer-Encoding/],
+    [
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
+      /unsupported Transfer-Encoding/,
+    ],
+    ["HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", /connection ended after 5 of 10/],
+    ["HTTP/1.1 200 OK\r\nContent-Length: 2000\r\n\r\n", /2000 bytes is larger than 1024/],
+    ["HTTP/1.1 200 OK\r\n\r\n" + "a".repeat(2000), /body larger than 1024/],
+    ["HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", /malformed chunk size/],
+    ["HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\n", /malformed chunk size/],
+    [
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n123456789\r\n",
+      /malformed chunk size/,
+    ],
+    [
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcX\r\n0\r\n\r\n",
+      /not followed by CRLF/,
+    ],
+    [
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab",
+      /connection ended after 2 of 5/,
+    ],
+    [
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n",
+      /chunk size: connection ended/,
+    ],
+    [
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + "200\r\n" + "a".repeat(512) +
+      "\r\n" + "300\r\n" + "a".repeat(768) + "\r\n0\r\n\r\n",
+      /body larger than 1024/,
+    ],
+    [
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n" + "T: v\r\n".repeat(5000),
+      /chunked trailer too large/,
+    ],
+  ];
+  for (const [text, error] of cases) {
+    await assert.rejects(parse(text), (e: unknown) => {
+      assert.ok(e instanceof Http1Error, String(e));
+      assert.match(e.message, error, JSON.stringify(text.slice(0, 60)));
+      return true;
+    });
+  }
+});
+
+Deno.test("http1: a prefetched read is taken by the next fill", async () => {
+  const reader = readerOf("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+  const pending = reader.prefetch();
+  assert.equal(reader.prefetch(), pending);
+  const head = await readResponseHead(reader, 1024);
+  assert.equal(head.status, 200);
+  assert.equal(
+    new TextDecoder().decode(await readWholeBody(reader, bodyFraming(head, "GET"), 10)),
+    "ok",
+  );
+});
+
+/** Reads a body through BodyReader; each piece's buffer is freed once read. */
+async function dechunked(
+  text: string | string[],
+  options: { maxHeader?: number; maxChunkLine?: number; maxTrailer?: number } = {},
+) {
+  const reader = readerOf(...(Array.isArray(text) ? text : [text]));
+  const head = await readResponseHead(reader, options.maxHeader ?? 1024);
+  const body = new BodyReader(reader, bodyFraming(head, "GET"), {
+    ...(options.maxChunkLine !== undefined ? { maxChunkLineBytes: options.maxChunkLine } : {}),
+    ...(options.maxTrailer !== undefined ? { maxTrailerBytes: options.maxTrailer } : {}),
+  });
+  let out = "";
+  for (let piece = await body.next(); piece !== null; piece = await body.next()) {
+    assert.ok(piece.byteLength > 0);
+    out += new TextDecoder().decode(piece);
+    // The piece owns its buffer: freeing it must not touch what follows.
+    (piece.buffer as ArrayBuffer).transfer(0);
+  }
+  return { head, body: out, rest: reader.buffered };
+}
+
+Deno.test("http1: BodyReader removes chunk framing in place, pieces own their buffers", async () => {
+  let expected = "";
+  let wire = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+  for (let i = 0; i < 300; i++) {
+    const data = `metric_${i}{a="${"x".repeat(i % 97)}"} ${i}\n`.repeat(1 + (i % 5));
+    expected += data;
+    wire += `${data.length.toString(16)};e=${i}\r\n${data}\r\n`;
+  }
+  wire += "0\r\nX-Trailer: t\r\n\r\nHTTP/1.1 next";
+  // Many chunks per read (64-byte reads and one big read) and chunks spanning reads.
+  const pieces: string[] = [];
+  for (let at = 0; at < wire.length; at += 1000) pieces.push(wire.slice(at, at + 1000));
+  for (const split of [[wire], pieces]) {
+    const result = await dechunked(split, { maxHeader: 1024 });
+    assert.equal(result.body, expected);
+    // What follows the body stays buffered, untouched.
+    assert.equal(result.rest, "HTTP/1.1 next".length);
+  }
+});
+
+Deno.test("http1: BodyReader refuses hostile chunked bodies", async () => {
+  const chunked = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+  const cases: [string, RegExp][] = [
+    [chunked + "5\r\nhelloXX0\r\n\r\n", /not followed by CRLF/],
+    [chunked + "5\nhello\r\n0\r\n\r\n", /chunk size: line not ended by CRLF/],
+    [chunked + "5;" + "e".repeat(2000) + "\r\nhello\r\n0\r\n\r\n", /chunk size: longer than 1024/],
+    [chunked + "1".repeat(3000), /chunk size: longer than 1024/],
+    [chunked + "xyz\r\n", /malformed chunk size/],
+    [chunked + "9\r\nabc", /ended inside a chunk: connection ended after 3 of 9/],
+    [chunked + "0\r\n" + "T: v\r\n".repeat(5000), /chunked trailer too large/],
+    [chunked + "0\r\nT: v\r\n", /chunked trailer: connection ended/],
+    ["HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort", /body ended after 5 of 100/],
+  ];
+  for (const [text, error] of cases) {
+    await assert.rejects(dechunked([text]), (e: unknown) => {
+      assert.ok(e instanceof Http1Error, String(e));
+      assert.match(e.message, error, JSON.stringify(text.slice(0, 60)));
+      return true;
+    });
+  }
+});
+
+Deno.test("http1: heads as the module path sees them (Latin-1, names as sent, non-HTTP)", async () => {
+  const latin = readerOf(
+    "HTTP/1.1 200 OK\r\nX-Name: caf",
+    new Uint8Array([0xe9, 0x80]),
+    "\r\nContent-Length: 0\r\n\r\n",
+  );
+  const head = await readResponseHead(latin, 1024);
+  assert.deepEqual(head.rawHeaders[0], ["X-Name", "caf\u00e9\u0080"]);
+  assert.deepEqual(head.headers[0], ["x-name", "caf\u00e9\u0080"]);
+  await assert.rejects(
+    readResponseHead(readerOf("SSH-2.0-OpenSSH_9.2\r\n\r\n"), 1024),
+    (e: unknown) => {
+      assert.ok(e instanceof Http1Error && e.kind === "status-line");
+      assert.equal(e.line, "SSH-2.0-OpenSSH_9.2");
+      return true;
+    },
+  );
+  await assert.rejects(
+    readResponseHead(readerOf(`HTTP/1.1 200 OK\r\nX-Big: ${"a".repeat(2000)}\r\n\r\n`), 1024),
+    (e: unknown) => e instanceof Http1Error && e.kind === "too-large",
+  );
+});
+
+const encode = (text: string) => new TextEncoder().encode(text);
+
+async function fetchText(pool: Http1Pool, url: URL, method = "GET"): Promise<string> {
+  const response = await pool.request(url, {
+    method,
+    head: encode(`${method} /m HTTP/1.1\r\nhost: x\r\n\r\n`),
+    maxHeaderBytes: 1024,
+    signal: AbortSignal.timeout(5_000),
+  });
+  let text = "";
+  for (let piece = await response.next(); piece !== null; piece = await response.next()) {
+    text += new TextDecoder().decode(piece);
+  }
+  return text;
+}
+
+Deno.test("http1: the pool reuses a connection and retries a GET once when it went stale", async () => {
+  const pool = new Http1Pool();
+  let requests = 0;
+  const server = rawServer(async (conn, index) => {
+    for (;;) {
+      if (await readRequest(conn) === null) return;
+      requests++;
+      // The first connection takes a third request and closes without an answer.
+      if (index === 0 && requests === 3) return;
+      await conn.write(encode("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n"));
+    }
+  });
+  try {
+    for (let i = 0; i < 3; i++) assert.equal(await fetchText(pool, server.url), "ok\n");
+    assert.equal(requests, 4, "the third GET was sent again");
+    assert.equal(server.connections(), 2);
+    assert.equal(pool.idle, 1);
+  } finally {
+    pool.close();
+    await server.close();
+  }
+});
+
+Deno.test("http1: the pool does not resend a request after part of an answer", async () => {
+  const pool = new Http1Pool();
+  let requests = 0;
+  const server = rawServer(async (conn) => {
+    for (;;) {
+      if (await readRequest(conn) === null) return;
+      requests++;
+      if (requests === 1) {
+        await conn.write(encode("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n"));
+        continue;
+      }
+      await conn.write(encode("HTTP/1.1 200 O"));
+      return;
+    }
+  });
+  try {
+    assert.equal(await fetchText(pool, server.url), "ok\n");
+    await assert.rejects(fetchText(pool, server.url), /status line: connection ended/);
+    assert.equal(requests, 2);
+    assert.equal(pool.idle, 0);
+  } finally {
+    pool.close();
+    await server.close();
+  }
+});
+
+Deno.test("http1: the pool's idle watch drops a connection the peer closed", async () => {
+  const pool = new Http1Pool({ idleTimeoutMs: 60_000 });
+  const server = rawServer(async (conn) => {
+    if (await readRequest(conn) === null) return;
+    await conn.write(encode("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n"));
+  });
+  try {
+    assert.equal(await fetchText(pool, server.url), "ok\n");
+    for (let i = 0; i < 100 && pool.idle > 0; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    assert.equal(pool.idle, 0);
+  } finally {
+    pool.close();
+    await server.close();
+  }
+});

@@ -1,0 +1,302 @@
+/**
+ * The Connect adapter for clients: `Poll` registers a client and streams
+ * scrapes and heartbeats to it; `Push` relays a scrape's answer.
+ *
+ * @module
+ */
+
+import {
+  Code,
+  ConnectError,
+  createContextKey,
+  type HandlerContext,
+  type ServiceImpl,
+} from "@connectrpc/connect";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import {
+  ClientService,
+  type PollResponseSchema,
+  type PushRequest,
+} from "../../gen/pushprox/v1/pushprox_pb.ts";
+import { formatDuration } from "../../lib/duration.ts";
+import type { Logger } from "../../lib/logger.ts";
+import { type Coordinator, CoordinatorError } from "../core/coordinator.ts";
+import type { ProxyMetrics } from "../core/metrics.ts";
+import { errorKind, pushErrorReason } from "../core/errors.ts";
+import { errorMessage } from "../../lib/error_message.ts";
+
+/** The caller's address (`host:port`), set by the server adapter for log lines. */
+export const PEER_ADDRESS: ReturnType<typeof createContextKey<string>> = createContextKey<string>(
+  "",
+  { description: "pushprox peer address" },
+);
+
+/** Labels as Prometheus prints them: `{role="db", zone="eu"}`; "" for none. */
+function formatLabels(labels: Record<string, string>): string {
+  const names = Object.keys(labels).sort();
+  if (names.length === 0) return "";
+  return `{${names.map((n) => `${n}=${JSON.stringify(labels[n])}`).join(", ")}}`;
+}
+
+/** Options for {@linkcode createClientService}. */
+export interface ClientServiceOptions {
+  coordinator: Coordinator;
+  logger: Logger;
+  metrics: ProxyMetrics;
+  /** Interval of heartbeats on idle Poll streams. */
+  heartbeatIntervalMs: number;
+  /**
+   * Decides whether the caller may register `fqdn`: returns its credential
+   * (bound to the fqdn while the stream is open) or throws a ConnectError.
+   * @default {everyone may register anything; no credential}
+   */
+  authorizeRegistration?: (
+    context: HandlerContext,
+    fqdn: string,
+  ) => { credential: string; name: string };
+  /**
+   * Told when a push's head matched a scrape and its body is being relayed:
+   * the scrape's deadline bounds it from then on.
+   */
+  bodyBound?: (context: HandlerContext) => void;
+  /** The credential a push was made with, checked against the scrape's stream. */
+  pushCredential?: (context: HandlerContext) => string | null;
+  /**
+   * Checks, at every heartbeat, that the stream's credential still allows
+   * `fqdn`; a reason ends the stream with PermissionDenied (revoked or
+   * expired tokens, a narrowed auth configuration).
+   */
+  revalidate?: (context: HandlerContext, fqdn: string) => Promise<string | null>;
+  /** The caller's source key for per-source budgets (see sourceKey). @default {none} */
+  sourceOf?: (context: HandlerContext) => string;
+  /** Clock for stream lifetimes in logs. @default {Date.now} */
+  now?: () => number;
+}
+
+/**
+ * Creates the ClientService implementation.
+ *
+ * @param options Coordinator, logger, metrics and heartbeat interval.
+ * @returns The service implementation for a Connect router.
+ */
+export function createClientService(
+  options: ClientServiceOptions,
+): ServiceImpl<typeof ClientService> {
+  const { coordinator, logger, metrics, heartbeatIntervalMs } = options;
+  const now = options.now ?? Date.now;
+
+  return {
+    async *poll(
+      request,
+      context,
+    ): AsyncGenerator<MessageInitShape<typeof PollResponseSchema>> {
+      // What the client announces is checked by the coordinator (one place
+      // for every adapter), after authorization.
+      const grant = options.authorizeRegistration?.(context, request.fqdn) ?? null;
+      let session;
+      try {
+        session = coordinator.register({
+          fqdn: request.fqdn,
+          labels: request.labels,
+          version: request.version,
+          modules: request.modules,
+          protocol: "connect",
+          proxies: request.proxies,
+          peerAddress: context.values.get(PEER_ADDRESS),
+          modulesOnly: request.modulesOnly,
+        }, {
+          ...(grant === null ? {} : { credential: grant.credential }),
+          source: options.sourceOf?.(context) ?? "",
+        });
+      } catch (error) {
+        if (!(error instanceof CoordinatorError)) throw error;
+        const entry = errorKind(error);
+        if (entry.metric === "auth_failures") {
+          metrics.authFailures.inc({ role: "client", reason: entry.label });
+          logger.warn("Registration refused: fqdn held by another credential", {
+            fqdn: request.fqdn,
+            credential: grant?.name,
+          });
+          throw new ConnectError(`Cannot register: ${error.message}`, entry.code);
+        }
+        if (entry.metric === "limit_hits") {
+          metrics.limitHits.inc({ limit: entry.label });
+          logger.warn("Registration refused", {
+            fqdn: request.fqdn.slice(0, 300),
+            source: options.sourceOf?.(context),
+            err: error.message,
+          });
+          throw new ConnectError(error.message, entry.code);
+        }
+        if (error.kind === "draining") {
+          throw new ConnectError(`Cannot register: ${error.message}`, entry.code);
+        }
+        throw error;
+      }
+      metrics.registrations.inc();
+      const log = logger.with({
+        fqdn: request.fqdn,
+        session: session.id.slice(0, 8),
+      });
+      const peer = context.values.get(PEER_ADDRESS);
+      log.info("Client registered", {
+        peer: peer || undefined,
+        labels: formatLabels(request.labels) || undefined,
+        modules: request.modules.length > 0 ? request.modules.join(",") : undefined,
+        raw_scrapes: request.modulesOnly ? false : undefined,
+        version: request.version || undefined,
+      });
+      const openedAt = now();
+      let closeReason = "";
+      try {
+        yield {
+          message: {
+            case: "registered",
+            value: { sessionId: session.id, heartbeatIntervalMs },
+          },
+        };
+        while (!context.signal.aborted) {
+          // One timer per beat, cleared when a scrape comes first (cheaper
+          // than AbortSignal.any with AbortSignal.timeout at 10,000 streams).
+          const beat = new AbortController();
+          const endBeat = () => beat.abort();
+          const timer = setTimeout(endBeat, heartbeatIntervalMs);
+          context.signal.addEventListener("abort", endBeat, { once: true });
+          let task;
+          try {
+            task = await session.next(beat.signal);
+          } catch (error) {
+            if (error instanceof CoordinatorError && error.kind === "replaced") {
+              closeReason = "replaced by a newer stream for the same fqdn";
+              // A typed error, so that a second live client with the same
+              // fqdn backs off instead of taking the name back at once.
+              throw new ConnectError(
+                `Another stream registered as "${request.fqdn}" replaced this one`,
+                errorKind(error).code,
+              );
+            }
+            if (error instanceof CoordinatorError && error.kind === "draining") {
+              closeReason = "proxy shutting down (client told to go away)";
+              yield { message: { case: "goAway", value: { reason: "shutting down" } } };
+              return;
+            }
+            throw error;
+          } finally {
+            clearTimeout(timer);
+            context.signal.removeEventListener("abort", endBeat);
+          }
+          if (context.signal.aborted) break;
+          if (task === null) {
+            const revoked = await options.revalidate?.(context, request.fqdn) ?? null;
+            if (revoked !== null) {
+              metrics.authFailures.inc({ role: "client", reason: "forbidden" });
+              log.warn("Ending the stream: its credential no longer allows it", { err: revoked });
+              closeReason = `credential revoked: ${revoked}`;
+              throw new ConnectError(`Registration revoked: ${revoked}`, Code.PermissionDenied);
+            }
+            yield { message: { case: "heartbeat", value: {} } };
+            continue;
+          }
+          log.debug("Sending scrape", { scrape_id: task.id, url: task.url });
+          yield {
+            message: {
+              case: "scrape",
+              value: {
+                id: task.id,
+                method: task.method,
+                url: task.url,
+                headers: task.headers,
+                timeoutMs: Math.min(task.timeoutMs, 0xffffffff),
+              },
+            },
+          };
+        }
+      } catch (error) {
+        if (closeReason === "") closeReason = `error: ${errorMessage(error)}`;
+        throw error;
+      } finally {
+        session.close();
+        log.info("Client stream closed", {
+          reason: closeReason || (context.signal.aborted ? "client went away" : "ended"),
+          lifetime: formatDuration(Math.round(now() - openedAt)),
+          peer: peer || undefined,
+        });
+      }
+    },
+
+    async push(requests, context) {
+      return await relayPush(requests, context, options);
+    },
+  };
+
+  async function relayPush(
+    requests: AsyncIterable<PushRequest>,
+    context: HandlerContext,
+    { coordinator, metrics }: ClientServiceOptions,
+  ): Promise<{ bytesRelayed: bigint }> {
+    const iterator = requests[Symbol.asyncIterator]();
+    const first = await iterator.next();
+    if (first.done || first.value.message.case !== "head") {
+      metrics.pushErrors.inc({ reason: "invalid" });
+      throw new ConnectError(
+        "The first push message must be a head",
+        Code.InvalidArgument,
+      );
+    }
+    // The head (status, Content-Length) is checked by the coordinator, once
+    // it knows the push answers a scrape, so that the scrape fails at once.
+    const head = first.value.message.value;
+    const credential = options.pushCredential?.(context) ?? null;
+    let bytes = 0;
+    async function* body(): AsyncGenerator<Uint8Array> {
+      // Pulled only by the relay of the scrape this push answers.
+      options.bodyBound?.(context);
+      for (;;) {
+        const next = await iterator.next();
+        if (next.done) return;
+        if (next.value.message.case !== "bodyChunk") {
+          throw new ConnectError(
+            "Only body chunks may follow the head",
+            Code.InvalidArgument,
+          );
+        }
+        bytes += next.value.message.value.byteLength;
+        yield next.value.message.value;
+      }
+    }
+    try {
+      await coordinator.acceptPush(
+        {
+          scrapeId: head.scrapeId,
+          sessionId: head.sessionId,
+          status: head.status,
+          headers: head.headers,
+          error: head.error,
+          ...(credential === null ? {} : { credential }),
+        },
+        body(),
+      );
+    } catch (error) {
+      throw pushError(error, context, metrics, logger);
+    }
+    return { bytesRelayed: BigInt(bytes) };
+  }
+}
+
+function pushError(
+  error: unknown,
+  context: HandlerContext,
+  metrics: ProxyMetrics,
+  logger: Logger,
+): ConnectError {
+  if (error instanceof ConnectError) return error;
+  if (error instanceof CoordinatorError) {
+    const entry = errorKind(error);
+    metrics.pushErrors.inc({ reason: pushErrorReason(error) });
+    logger[entry.level]("Push refused", { err: error.message });
+    return new ConnectError(error.message, entry.code);
+  }
+  metrics.pushErrors.inc({ reason: "relay_failed" });
+  const reason = context.signal.aborted ? "client went away" : errorMessage(error);
+  return new ConnectError(`Cannot relay the scrape: ${reason}`, Code.Aborted);
+}

@@ -1,0 +1,270 @@
+/**
+ * Framing of the Connect streaming protocol (binary codec) for the proxy's
+ * fast path: 5-byte envelopes (flags, big-endian length) read from a request
+ * body as it arrives, and envelopes and end-stream messages for responses.
+ * Pure: works on any `AsyncIterable<Uint8Array>`, no I/O of its own. Errors
+ * carry the codes and messages connect-es uses for the same faults.
+ *
+ * @module
+ */
+
+import { fromBinary } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { createEndStreamSerialization } from "@connectrpc/connect/protocol-connect";
+import { type PushRequest, PushRequestSchema } from "../../gen/pushprox/v1/pushprox_pb.ts";
+import { errorMessage } from "../../lib/error_message.ts";
+
+/** Envelope flag: the message is compressed. */
+export const FLAG_COMPRESSED = 0x01;
+/** Envelope flag: the end-stream message (JSON) of a response. */
+export const FLAG_END_STREAM = 0x02;
+
+/**
+ * One envelope.
+ *
+ * @param flags The flags byte.
+ * @param data The message.
+ * @returns Header and message in one buffer.
+ */
+export function encodeEnvelope(flags: number, data: Uint8Array): Uint8Array {
+  const out = new Uint8Array(5 + data.byteLength);
+  out[0] = flags;
+  new DataView(out.buffer).setUint32(1, data.byteLength);
+  out.set(data, 5);
+  return out;
+}
+
+const endStream = createEndStreamSerialization(undefined);
+
+/**
+ * The end-stream envelope: `{}`, or `{"error":{…}}`, with trailers as
+ * `metadata` — serialized by connect-es itself, so both paths agree.
+ *
+ * @param error The call's error, if it failed.
+ * @param trailers Response trailers.
+ * @returns The envelope.
+ */
+export function encodeEndStream(error: ConnectError | undefined, trailers: Headers): Uint8Array {
+  return encodeEnvelope(
+    FLAG_END_STREAM,
+    endStream.serialize(
+      error === undefined ? { metadata: trailers } : { metadata: trailers, error },
+    ),
+  );
+}
+
+/** The header of one envelope. */
+export interface EnvelopeHeader {
+  flags: number;
+  /** Length of the message that follows. */
+  length: number;
+}
+
+function incomplete(): ConnectError {
+  return new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument);
+}
+
+/**
+ * Reads envelopes from a byte stream. Bytes are handed out as views of the
+ * chunks received; they are copied only when a read spans chunks.
+ */
+export class EnvelopeReader {
+  readonly #source: AsyncIterator<Uint8Array>;
+  readonly #maxMessageBytes: number;
+  /** Received, not yet read; the first may be partly read already. */
+  #chunks: Uint8Array[] = [];
+  #buffered = 0;
+
+  /**
+   * @param source The request body.
+   * @param maxMessageBytes Longer messages fail with ResourceExhausted.
+   */
+  constructor(source: AsyncIterable<Uint8Array>, maxMessageBytes: number) {
+    this.#source = source[Symbol.asyncIterator]();
+    this.#maxMessageBytes = maxMessageBytes;
+  }
+
+  /** Pulls one more chunk; false at the end of the stream. */
+  async #pull(): Promise<boolean> {
+    for (;;) {
+      const next = await this.#source.next();
+      if (next.done) return false;
+      if (next.value.byteLength === 0) continue;
+      this.#chunks.push(next.value);
+      this.#buffered += next.value.byteLength;
+      return true;
+    }
+  }
+
+  /** Waits until `n` bytes are buffered; false if the stream ends first. */
+  async #fill(n: number): Promise<boolean> {
+    while (this.#buffered < n) {
+      if (!(await this.#pull())) return false;
+    }
+    return true;
+  }
+
+  /** `n` buffered bytes, contiguous (copied only when they span chunks). */
+  #peek(n: number): Uint8Array {
+    const first = this.#chunks[0]!;
+    if (first.byteLength >= n) return first.subarray(0, n);
+    const out = new Uint8Array(n);
+    let at = 0;
+    for (const chunk of this.#chunks) {
+      const take = Math.min(chunk.byteLength, n - at);
+      out.set(chunk.subarray(0, take), at);
+      at += take;
+      if (at === n) break;
+    }
+    return out;
+  }
+
+  /** Drops `n` buffered bytes. */
+  #skip(n: number): void {
+    this.#buffered -= n;
+    while (n > 0) {
+      const first = this.#chunks[0]!;
+      if (first.byteLength <= n) {
+        this.#chunks.shift();
+        n -= first.byteLength;
+      } else {
+        this.#chunks[0] = first.subarray(n);
+        n = 0;
+      }
+    }
+  }
+
+  /**
+   * The next envelope's header, or null at a clean end of the stream.
+   * Refuses compressed and end-stream envelopes and messages over the limit.
+   */
+  async header(): Promise<EnvelopeHeader | null> {
+    if (this.#buffered === 0 && !(await this.#pull())) return null;
+    if (!(await this.#fill(5))) throw incomplete();
+    const bytes = this.#peek(5);
+    const flags = bytes[0]!;
+    const length = new DataView(bytes.buffer, bytes.byteOffset, 5).getUint32(1);
+    this.#skip(5);
+    if ((flags & FLAG_COMPRESSED) !== 0) {
+      throw new ConnectError(
+        "received compressed envelope, but do not know how to decompress",
+        Code.Internal,
+      );
+    }
+    if ((flags & FLAG_END_STREAM) !== 0) {
+      throw new ConnectError("unexpected end flag", Code.InvalidArgument);
+    }
+    if (length > this.#maxMessageBytes) {
+      throw new ConnectError(
+        `message size ${length} is larger than configured readMaxBytes ${this.#maxMessageBytes}`,
+        Code.ResourceExhausted,
+      );
+    }
+    return { flags, length };
+  }
+
+  /** Exactly `n` bytes of the current message, contiguous. */
+  async read(n: number): Promise<Uint8Array> {
+    if (n === 0) return new Uint8Array(0);
+    if (!(await this.#fill(n))) throw incomplete();
+    const bytes = this.#peek(n);
+    this.#skip(n);
+    return bytes;
+  }
+
+  /** Up to `n` (> 0) bytes of the current message: a view of one received chunk. */
+  async readSome(n: number): Promise<Uint8Array> {
+    if (this.#buffered === 0 && !(await this.#pull())) throw incomplete();
+    const first = this.#chunks[0]!;
+    const bytes = first.byteLength <= n ? first : first.subarray(0, n);
+    this.#skip(bytes.byteLength);
+    return bytes;
+  }
+
+  /** Up to `n` bytes at the front, not consumed (fewer only at the end of the stream). */
+  async peek(n: number): Promise<Uint8Array> {
+    await this.#fill(n);
+    return this.#buffered === 0 ? new Uint8Array(0) : this.#peek(Math.min(n, this.#buffered));
+  }
+
+  /** Drops `n` bytes that {@linkcode peek} returned. */
+  skip(n: number): void {
+    this.#skip(n);
+  }
+
+  /** The next whole message, or null at a clean end of the stream. */
+  async message(): Promise<Uint8Array | null> {
+    const header = await this.header();
+    return header === null ? null : await this.read(header.length);
+  }
+}
+
+/**
+ * Reads varint-prefixed `body_chunk` framing: tag 0x12 (field 2, bytes) and
+ * a varint length that covers the rest of the message exactly.
+ *
+ * @returns The prefix length and the chunk's length, or null for any other shape.
+ */
+export function bodyChunkPrefix(
+  bytes: Uint8Array,
+  messageLength: number,
+): { prefix: number; length: number } | null {
+  if (bytes[0] !== 0x12) return null;
+  let value = 0;
+  for (let i = 1; i < bytes.length && i < 6; i++) {
+    const byte = bytes[i]!;
+    value += (byte & 0x7f) * 2 ** (7 * (i - 1));
+    if ((byte & 0x80) === 0) {
+      return i + 1 + value === messageLength ? { prefix: i + 1, length: value } : null;
+    }
+  }
+  return null;
+}
+
+/**
+ * The messages of a Push call. The first is decoded with protobuf-es; later
+ * messages that are a lone `body_chunk` are passed on as views of the
+ * received bytes, piece by piece as they arrive, without reassembly; any
+ * other message is decoded whole.
+ *
+ * @param reader The request body's envelopes.
+ * @returns The push messages; body chunks may be split at any byte.
+ */
+export async function* readPushRequests(reader: EnvelopeReader): AsyncGenerator<PushRequest> {
+  let first = true;
+  for (;;) {
+    const header = await reader.header();
+    if (header === null) return;
+    if (!first && header.length > 0) {
+      const front = await reader.peek(Math.min(header.length, 6));
+      const chunk = bodyChunkPrefix(front, header.length);
+      if (chunk !== null) {
+        reader.skip(chunk.prefix);
+        if (chunk.length === 0) yield bodyChunk(new Uint8Array(0));
+        for (let left = chunk.length; left > 0;) {
+          const piece = await reader.readSome(left);
+          left -= piece.byteLength;
+          yield bodyChunk(piece);
+        }
+        continue;
+      }
+    }
+    first = false;
+    yield decode(await reader.read(header.length));
+  }
+}
+
+function bodyChunk(value: Uint8Array): PushRequest {
+  return { $typeName: "pushprox.v1.PushRequest", message: { case: "bodyChunk", value } };
+}
+
+function decode(bytes: Uint8Array): PushRequest {
+  try {
+    return fromBinary(PushRequestSchema, bytes);
+  } catch (error) {
+    throw new ConnectError(
+      `cannot decode message ${PushRequestSchema.typeName} from binary: ${errorMessage(error)}`,
+      Code.InvalidArgument,
+    );
+  }
+}

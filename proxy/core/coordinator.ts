@@ -1,0 +1,469 @@
+/**
+ * The proxy's core: which clients are registered, which scrapes wait for
+ * which client, and the hand-off of a client's answer to the waiting scrape.
+ * It does no I/O and starts no timers; the HTTP and Connect adapters drive it.
+ * Its parts: the session registry (sessions.ts), each stream's scrape queue
+ * (stream_queue.ts) and the push hand-off (scrape_handoff.ts).
+ *
+ * @module
+ */
+
+import type { HeaderField } from "../../lib/headers.ts";
+import { createScrapeStats, type StatsSnapshot } from "./scrape_stats.ts";
+import { CoordinatorError } from "./coordinator_error.ts";
+import {
+  type ClientIdentity,
+  type ClientInfo,
+  type ClientRecord,
+  createSessionRegistry,
+  type RegistryEvent,
+  type RegistryListener,
+  type ScrapeOutcome,
+  type ScrapeResult,
+} from "./sessions.ts";
+import { type Handoff, handOff, type PushHead, type ScrapeReply } from "./scrape_handoff.ts";
+import { createStreamQueue, type ScrapeTask, type StreamQueue } from "./stream_queue.ts";
+
+export { CoordinatorError } from "./coordinator_error.ts";
+export type {
+  ClientIdentity,
+  ClientInfo,
+  RegistryEvent,
+  RegistryListener,
+  ScrapeOutcome,
+  ScrapeResult,
+} from "./sessions.ts";
+export type { PushHead, ScrapeReply } from "./scrape_handoff.ts";
+export type { ScrapeTask } from "./stream_queue.ts";
+
+/** A client's open Poll stream. */
+export interface Session {
+  readonly id: string;
+  readonly fqdn: string;
+  /**
+   * Waits for the next scrape for this client. Resolves null when `signal`
+   * aborts first (the caller sends a heartbeat or ends), and rejects with a
+   * CoordinatorError of kind "replaced" when a newer stream for the same
+   * fqdn took over, or of kind "draining" when the proxy is shutting down.
+   */
+  next(signal: AbortSignal): Promise<ScrapeTask | null>;
+  /**
+   * Ends the session: the stream closed. Idempotent. `at` says when the
+   * client was last there, when that was before now (a legacy client's
+   * last poll). @default {now}
+   */
+  close(at?: number): void;
+}
+
+/** Options for {@linkcode createCoordinator}. */
+export interface CoordinatorOptions {
+  /** How long a client stays listed after its stream ends. */
+  registrationTimeoutMs: number;
+  /** @default {Date.now} */
+  now?: () => number;
+  /** Makes scrape and session ids. @default {crypto.randomUUID} */
+  newId?: () => string;
+  /** Most clients listed at once; more registrations fail ("too_many_clients"). 0: no limit. @default {0} */
+  maxClients?: number;
+  /** Most scrapes in flight for one client ("client_busy"). 0: no limit. @default {0} */
+  maxScrapesPerClient?: number;
+  /** Most scrapes in flight in all ("proxy_busy"). 0: no limit. @default {0} */
+  maxScrapes?: number;
+  /** Finished scrapes kept per client for listings. @default {30} */
+  recentScrapes?: number;
+  /** Length of a proxy-wide statistics bucket, in ms. @default {10000} */
+  statsBucketMs?: number;
+  /** Proxy-wide statistics buckets kept. @default {90} */
+  statsBuckets?: number;
+  /**
+   * Most bytes the registry may hold, estimated from each record's strings
+   * (see identityBytes in identity.ts); more registrations fail
+   * ("registry_full") once disconnected records cannot make room. 0: no
+   * limit. @default {0}
+   */
+  maxRegistryBytes?: number;
+  /** Largest estimated size of one registration ("invalid_identity"). 0: no limit. @default {0} */
+  maxIdentityBytes?: number;
+  /**
+   * Most connected streams from one source ("too_many_from_source"); see
+   * {@linkcode RegisterOptions.source}. 0: no limit. @default {0}
+   */
+  maxClientsPerSource?: number;
+  /**
+   * Registrations per second from one source, with
+   * {@linkcode registrationBurstPerSource} at once ("rate_limited"). 0: no
+   * limit. @default {0}
+   */
+  registrationRatePerSource?: number;
+  /** Registrations one source may make at once. @default {registrationRatePerSource} */
+  registrationBurstPerSource?: number;
+  /**
+   * A record whose streams all ended sooner than this after they registered,
+   * and that was never scraped, is forgotten when its stream ends instead of
+   * staying listed for `registrationTimeoutMs`: registrations dropped at
+   * once hold no place in the registry. 0: every record stays. @default {0}
+   */
+  keepAfterMs?: number;
+}
+
+/** Options of {@linkcode Coordinator.register}. */
+export interface RegisterOptions {
+  /**
+   * Names the credential the client authenticated with ("" when none). A
+   * connected fqdn can only be taken over by a stream with the same
+   * credential; pushes must come with it too.
+   */
+  credential?: string;
+  /**
+   * Where the registration comes from (see sourceKey in rate_limit.ts), for
+   * the per-source budgets; "" or absent: no per-source budget applies.
+   */
+  source?: string;
+}
+
+/** Arguments of {@linkcode Coordinator.requestScrape}. */
+export interface ScrapeRequestInput {
+  /** The host the scrape is for, as in the request URL. */
+  host: string;
+  method: string;
+  url: string;
+  headers: HeaderField[];
+  /** The scrape's deadline on the coordinator's clock. */
+  deadline: number;
+}
+
+/** The proxy's registry and scrape hand-off. */
+export interface Coordinator {
+  /**
+   * Registers a client, replacing any open stream for the same fqdn.
+   * Throws a CoordinatorError of kind "draining" after {@linkcode drain}.
+   */
+  register(identity: ClientIdentity, options?: RegisterOptions): Session;
+  /**
+   * Sends a scrape to the client registered for `input.host` and waits for
+   * its answer. Fails at once when no client is connected for that host.
+   * Aborting `signal` withdraws the scrape and rejects with its reason.
+   */
+  requestScrape(
+    input: ScrapeRequestInput,
+    signal: AbortSignal,
+  ): Promise<ScrapeReply>;
+  /**
+   * Hands a client's answer to the scrape waiting for it. Resolves when the
+   * body has been relayed, rejects when it could not be.
+   */
+  acceptPush(head: PushHead, body: AsyncIterable<Uint8Array>): Promise<void>;
+  /** Clients listed now, sorted by fqdn. */
+  listClients(): ClientInfo[];
+  /** Proxy-wide scrape statistics over the last minutes. */
+  stats(): StatsSnapshot;
+  /**
+   * Calls `listener` on every registry change from now on, synchronously.
+   *
+   * @returns A function that stops the calls.
+   */
+  subscribe(listener: RegistryListener): () => void;
+  /**
+   * Remembers how the last scrape of `host` ended, for listings. Ignored
+   * for hosts no client is registered as.
+   */
+  recordScrapeResult(host: string, result: ScrapeResult): void;
+  /**
+   * Starts shutting down: new scrapes and registrations fail with kind
+   * "draining", waiting sessions are told so at once. Scrapes already sent
+   * to a client may still be answered, even after its stream ends.
+   * Idempotent.
+   */
+  drain(): void;
+  /** True after {@linkcode drain}. */
+  readonly draining: boolean;
+  /** Forgets clients disconnected longer than the registration timeout. */
+  expire(): number;
+  /** Number of clients listed. */
+  readonly clientCount: number;
+  /** Number of scrapes waiting for an answer or relaying one. */
+  readonly scrapesInFlight: number;
+  /** Estimated bytes held by the registry's records. */
+  readonly registryBytes: number;
+}
+
+interface PendingScrape extends Handoff {
+  record: ClientRecord<SessionImpl>;
+}
+
+interface SessionImpl extends Session {
+  /** The per-source key it counts under; "" for none. */
+  source: string;
+  replaced: boolean;
+  queue: StreamQueue;
+}
+
+/**
+ * Creates a coordinator.
+ *
+ * @param options Registration timeout, clock and id source.
+ * @returns The coordinator.
+ */
+export function createCoordinator(options: CoordinatorOptions): Coordinator {
+  const now = options.now ?? Date.now;
+  const newId = options.newId ?? (() => crypto.randomUUID());
+  const pending = new Map<string, PendingScrape>();
+  // Registration and identity bookkeeping: records, budgets, listing.
+  const sessions = createSessionRegistry<SessionImpl>({ ...options, now, emit });
+
+  const listeners = new Set<RegistryListener>();
+  const recentLimit = options.recentScrapes ?? 30;
+  const stats = createScrapeStats({
+    ...(options.statsBucketMs ? { bucketMs: options.statsBucketMs } : {}),
+    ...(options.statsBuckets ? { buckets: options.statsBuckets } : {}),
+  });
+  let draining = false;
+
+  function emit(event: RegistryEvent): void {
+    for (const listener of [...listeners]) {
+      try {
+        listener(event);
+      } catch {
+        // A listener's failure is its own; the registry goes on.
+      }
+    }
+  }
+
+  function drainingError(): CoordinatorError {
+    return new CoordinatorError("The proxy is shutting down", "draining");
+  }
+
+  function replacedError(fqdn: string): CoordinatorError {
+    return new CoordinatorError(`Stream for "${fqdn}" was replaced by a newer one`, "replaced");
+  }
+
+  function createSession(
+    identity: ClientIdentity,
+    record: ClientRecord<SessionImpl>,
+    source: string,
+  ): SessionImpl {
+    const session: SessionImpl = {
+      id: newId(),
+      fqdn: identity.fqdn,
+      source,
+      replaced: false,
+      queue: createStreamQueue({
+        now,
+        markSent(id) {
+          const scrape = pending.get(id);
+          if (scrape) scrape.sent = true;
+          return scrape !== undefined;
+        },
+        refusal() {
+          if (session.replaced) return replacedError(session.fqdn);
+          return draining ? drainingError() : null;
+        },
+      }),
+      next(signal) {
+        return session.queue.next(signal);
+      },
+      close(lastSeen) {
+        if (session.queue.closed) return;
+        session.queue.close();
+        sessions.detach(record, session, lastSeen);
+        // Scrapes sent on this stream and not yet answered can no longer be:
+        // fail them now instead of at their deadline. While draining, the
+        // client was told to leave and may still push what it received.
+        for (const scrape of pending.values()) {
+          if (scrape.sessionId === session.id && !scrape.answered && !(draining && scrape.sent)) {
+            scrape.reject(
+              new CoordinatorError(
+                `Client "${session.fqdn}" disconnected before answering`,
+                "client_disconnected",
+              ),
+            );
+          }
+        }
+      },
+    };
+    return session;
+  }
+
+  function finishScrape(scrape: PendingScrape): void {
+    if (pending.delete(scrape.id)) {
+      scrape.record.inFlight--;
+      stats.setInFlight(pending.size, now());
+    }
+  }
+
+  return {
+    register(identity, registerOptions = {}) {
+      if (draining) throw drainingError();
+      const { record, previous } = sessions.admit(
+        identity,
+        registerOptions.credential ?? "",
+        registerOptions.source ?? "",
+      );
+      if (previous) {
+        // The previous stream is told to end; scrapes it already received may
+        // still be answered until its adapter closes it.
+        previous.replaced = true;
+        previous.queue.fail(replacedError(identity.fqdn));
+      }
+      const session = createSession(identity, record, registerOptions.source ?? "");
+      sessions.attach(record, session);
+      if (previous) {
+        // Queued scrapes that were not sent yet move to the new stream.
+        for (const { task, deadline } of previous.queue.takeQueued()) {
+          const scrape = pending.get(task.id);
+          if (scrape) {
+            scrape.sessionId = session.id;
+            session.queue.offer(task, deadline);
+          }
+        }
+      }
+      emit({ kind: "connected", client: sessions.info(record) });
+      return session;
+    },
+
+    requestScrape(input, signal) {
+      if (signal.aborted) return Promise.reject(signal.reason);
+      if (draining) return Promise.reject(drainingError());
+      const record = sessions.lookup(input.host);
+      const at = now();
+      if (record === undefined || !sessions.isListed(record, at)) {
+        return Promise.reject(
+          new CoordinatorError(
+            `No client is registered as "${input.host}"`,
+            "unknown_client",
+          ),
+        );
+      }
+      const session = record.session;
+      if (session === null) {
+        const ago = Math.round((at - record.disconnectedAt) / 1000);
+        return Promise.reject(
+          new CoordinatorError(
+            `Client "${input.host}" is not connected (disconnected ${ago}s ago)`,
+            "client_disconnected",
+          ),
+        );
+      }
+      const perClient = options.maxScrapesPerClient ?? 0;
+      if (perClient > 0 && record.inFlight >= perClient) {
+        return Promise.reject(
+          new CoordinatorError(
+            `Client "${input.host}" already has ${record.inFlight} scrapes in flight (--scrape.max-concurrent-per-client)`,
+            "client_busy",
+          ),
+        );
+      }
+      const total = options.maxScrapes ?? 0;
+      if (total > 0 && pending.size >= total) {
+        return Promise.reject(
+          new CoordinatorError(
+            `The proxy already has ${pending.size} scrapes in flight (--scrape.max-concurrent)`,
+            "proxy_busy",
+          ),
+        );
+      }
+      const id = newId();
+      record.inFlight++;
+      record.lastScrape = at;
+      record.useful = true;
+      return new Promise<ScrapeReply>((resolve, reject) => {
+        const onAbort = () => {
+          if (scrape.answered) return; // the relaying side owns it now
+          finishScrape(scrape);
+          reject(signal.reason);
+        };
+        const scrape: PendingScrape = {
+          id,
+          sessionId: session.id,
+          credential: record.credential,
+          record,
+          sent: false,
+          answered: false,
+          resolve(reply) {
+            signal.removeEventListener("abort", onAbort);
+            resolve(reply);
+          },
+          reject(error) {
+            signal.removeEventListener("abort", onAbort);
+            finishScrape(scrape);
+            reject(error);
+          },
+        };
+        pending.set(id, scrape);
+        stats.setInFlight(pending.size, at);
+        signal.addEventListener("abort", onAbort, { once: true });
+        session.queue.offer(
+          {
+            id,
+            method: input.method,
+            url: input.url,
+            headers: input.headers,
+            timeoutMs: 0,
+          },
+          input.deadline,
+        );
+      });
+    },
+
+    acceptPush(head, body) {
+      return handOff(pending.get(head.scrapeId), head, body, finishScrape);
+    },
+
+    listClients() {
+      return sessions.list();
+    },
+
+    stats() {
+      return stats.snapshot(now());
+    },
+
+    subscribe(listener) {
+      const own = (event: RegistryEvent) => listener(event);
+      listeners.add(own);
+      return () => listeners.delete(own);
+    },
+
+    recordScrapeResult(host, result) {
+      const at = now();
+      stats.record(at, result.status >= 400 || result.error !== "");
+      const record = sessions.lookup(host);
+      if (record === undefined) return;
+      record.lastResult = { ...result };
+      const outcome: ScrapeOutcome = { ...result, at, bytes: result.bytes ?? 0 };
+      record.recent.push(outcome);
+      if (record.recent.length > recentLimit) record.recent.shift();
+      emit({
+        kind: "scraped",
+        fqdn: record.identity.fqdn,
+        outcome: { ...outcome },
+        inFlight: record.inFlight,
+      });
+    },
+
+    drain() {
+      if (draining) return;
+      draining = true;
+      for (const record of sessions.records()) record.session?.queue.fail(drainingError());
+    },
+
+    get draining() {
+      return draining;
+    },
+
+    expire() {
+      return sessions.expire();
+    },
+
+    get clientCount() {
+      return sessions.count;
+    },
+
+    get scrapesInFlight() {
+      return pending.size;
+    },
+
+    get registryBytes() {
+      return sessions.bytes;
+    },
+  };
+}

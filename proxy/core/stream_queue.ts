@@ -1,0 +1,138 @@
+/**
+ * One client stream's scrape queue: scrapes offered for the client wait here
+ * until the stream asks for the next one, and a stream waiting for work is
+ * handed the next scrape at once. At most one `next` waits at a time. No I/O
+ * and no timers; the clock is injected. {@linkcode createCoordinator} keeps
+ * one per session.
+ *
+ * @module
+ */
+
+import type { HeaderField } from "../../lib/headers.ts";
+import { CoordinatorError } from "./coordinator_error.ts";
+
+/** A scrape handed to a client. */
+export interface ScrapeTask {
+  id: string;
+  method: string;
+  url: string;
+  headers: HeaderField[];
+  /** Time left when the task is taken from the queue, in milliseconds. */
+  timeoutMs: number;
+}
+
+/** A scrape waiting in the queue, with its deadline on the queue's clock. */
+export interface QueuedScrape {
+  task: ScrapeTask;
+  deadline: number;
+}
+
+/** Options for {@linkcode createStreamQueue}. */
+export interface StreamQueueOptions {
+  now: () => number;
+  /**
+   * Called as a scrape is handed to the stream: marks it sent. False when it
+   * was withdrawn meanwhile; a queued one is then skipped.
+   */
+  markSent(id: string): boolean;
+  /**
+   * Why `next` must fail instead of waiting (the stream was replaced, the
+   * proxy drains), or null. Asked on every `next`.
+   */
+  refusal(): CoordinatorError | null;
+}
+
+/** A client stream's queue; see {@linkcode createStreamQueue}. */
+export interface StreamQueue {
+  /** Hands `task` to the waiting `next`, or queues it. */
+  offer(task: ScrapeTask, deadline: number): void;
+  /**
+   * The next scrape, with `timeoutMs` set to what is left of its deadline.
+   * Waits when none is queued; resolves null when `signal` aborts or the
+   * queue closes, rejects with `refusal()` or what {@linkcode fail} gives.
+   */
+  next(signal: AbortSignal): Promise<ScrapeTask | null>;
+  /** Ends a waiting `next` with `error`; nothing when none waits. */
+  fail(error: CoordinatorError): void;
+  /** Removes and returns the queued scrapes, e.g. to move them to a newer stream. */
+  takeQueued(): QueuedScrape[];
+  /** Wakes a waiting `next` with null and drops what is queued. Idempotent. */
+  close(): void;
+  readonly closed: boolean;
+}
+
+type Waiter = (task: ScrapeTask | null, error?: Error) => void;
+
+/**
+ * Creates an empty queue.
+ *
+ * @param options The clock and the coordinator's hooks.
+ * @returns The queue.
+ */
+export function createStreamQueue(options: StreamQueueOptions): StreamQueue {
+  const { now, markSent, refusal } = options;
+  const queue: QueuedScrape[] = [];
+  let waiter: Waiter | null = null;
+  let closed = false;
+
+  function handOut(task: ScrapeTask, deadline: number): ScrapeTask {
+    return { ...task, timeoutMs: Math.max(1, deadline - now()) };
+  }
+
+  return {
+    offer(task, deadline) {
+      if (waiter) {
+        const wake = waiter;
+        waiter = null;
+        markSent(task.id);
+        wake(handOut(task, deadline));
+      } else {
+        queue.push({ task, deadline });
+      }
+    },
+    next(signal) {
+      const refused = refusal();
+      if (refused) return Promise.reject(refused);
+      if (closed || signal.aborted) return Promise.resolve(null);
+      while (queue.length > 0) {
+        const { task, deadline } = queue.shift()!;
+        // A scrape withdrawn while queued is skipped, not sent.
+        if (markSent(task.id)) return Promise.resolve(handOut(task, deadline));
+      }
+      if (waiter) {
+        return Promise.reject(new CoordinatorError("Session is already being polled", "invalid"));
+      }
+      return new Promise((resolve, reject) => {
+        const onAbort = () => {
+          waiter = null;
+          resolve(null);
+        };
+        signal.addEventListener("abort", onAbort, { once: true });
+        waiter = (task, error) => {
+          signal.removeEventListener("abort", onAbort);
+          if (error) reject(error);
+          else resolve(task);
+        };
+      });
+    },
+    fail(error) {
+      const wake = waiter;
+      waiter = null;
+      wake?.(null, error);
+    },
+    takeQueued() {
+      return queue.splice(0);
+    },
+    close() {
+      if (closed) return;
+      closed = true;
+      const wake = waiter;
+      waiter = null;
+      wake?.(null);
+      queue.length = 0;
+    },
+    get closed() {
+      return closed;
+    },
+  };
+}

@@ -1,0 +1,324 @@
+/**
+ * The forward-proxy adapter: Prometheus' absolute-form requests
+ * (`GET http://fqdn:port/path`, sent because of `proxy_url`) become scrapes
+ * for the client registered as `fqdn`, and the client's answer is streamed
+ * back as it arrives.
+ *
+ * @module
+ */
+
+import { forwardableHeaders, type HeaderField, rawHeaderPairs } from "../../lib/headers.ts";
+import type { Logger } from "../../lib/logger.ts";
+import { type Coordinator, CoordinatorError, type ScrapeReply } from "../core/coordinator.ts";
+import type { ProxyMetrics } from "../core/metrics.ts";
+import { errorKind } from "../core/errors.ts";
+import {
+  InvalidTimeoutError,
+  SCRAPE_TIMEOUT_HEADER,
+  scrapeTimeoutMs,
+} from "../../lib/scrape_timeout.ts";
+import { formatDuration } from "../../lib/duration.ts";
+import type { Exchange, HeaderPair } from "../../lib/http_exchange.ts";
+
+/** Options for {@linkcode createScrapeHandler}. */
+export interface ScrapeHandlerOptions {
+  coordinator: Coordinator;
+  logger: Logger;
+  metrics: ProxyMetrics;
+  /** Timeout when Prometheus sends no timeout header. */
+  defaultTimeoutMs: number;
+  /** Longer timeouts are clamped to this. */
+  maxTimeoutMs: number;
+  /** The coordinator's clock. @default {Date.now} */
+  now?: () => number;
+  /** Largest scrape body relayed, in bytes; 0 for no limit. @default {0} */
+  maxBodyBytes?: number;
+}
+
+/** Handles one absolute-form request, on either edge (see lib/http_exchange.ts). */
+export type ScrapeHandler = (exchange: Exchange) => Promise<void>;
+
+/** The scrape's deadline passed before the client answered. */
+class ScrapeTimeoutError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ScrapeTimeoutError";
+  }
+}
+
+/**
+ * Creates the handler for Prometheus' scrapes through the proxy.
+ *
+ * @param options Coordinator, logger, metrics and timeouts.
+ * @returns The handler.
+ */
+export function createScrapeHandler(
+  options: ScrapeHandlerOptions,
+): ScrapeHandler {
+  const { coordinator, logger, metrics } = options;
+  const now = options.now ?? Date.now;
+
+  return async function handleScrape(exchange) {
+    const res = exchange;
+    const req = { method: exchange.method, url: exchange.target };
+    const started = performance.now();
+    // For the status page: the host scraped and why it failed, if it did.
+    let host: string | null = null;
+    let failure = "";
+    let target = "";
+    let bytes = 0;
+    const finish = (code: number) => {
+      const seconds = (performance.now() - started) / 1000;
+      logger.debug("Scrape finished", {
+        target: target || req.url?.slice(0, 200),
+        status: code,
+        bytes,
+        duration: formatDuration(Math.round(seconds * 1000)),
+        err: failure || undefined,
+      });
+      metrics.proxiedRequests.inc({ code: String(code) });
+      metrics.scrapeDuration.observe({ code: String(code) }, seconds);
+      if (host !== null) {
+        coordinator.recordScrapeResult(host, {
+          status: code,
+          error: failure,
+          durationMs: seconds * 1000,
+          bytes,
+        });
+      }
+    };
+    const fail = (code: number, message: string) => {
+      failure = message;
+      if (!res.headersSent && !res.destroyed) {
+        res.respond(code, [["content-type", "text/plain; charset=utf-8"]]);
+        res.end(message + "\n");
+      } else {
+        res.abort();
+      }
+      finish(code);
+    };
+
+    if (req.method !== "GET" && req.method !== "HEAD") {
+      return fail(
+        405,
+        `Method ${req.method} cannot be proxied: only GET and HEAD scrapes are supported`,
+      );
+    }
+    let url: URL;
+    try {
+      url = new URL(req.url ?? "");
+    } catch {
+      return fail(
+        400,
+        `Malformed request target ${JSON.stringify(req.url)}: expected an absolute http URL`,
+      );
+    }
+    if (url.protocol !== "http:" || url.hostname === "") {
+      return fail(
+        400,
+        `Cannot proxy ${
+          JSON.stringify(req.url)
+        }: only absolute http:// URLs with a host are proxied`,
+      );
+    }
+    if (url.username !== "" || url.password !== "") {
+      return fail(400, "Cannot proxy a URL with credentials in it");
+    }
+    host = url.hostname;
+
+    let timeoutMs: number;
+    try {
+      const header = res.header(SCRAPE_TIMEOUT_HEADER);
+      timeoutMs = scrapeTimeoutMs(typeof header === "string" ? header : null, {
+        defaultMs: options.defaultTimeoutMs,
+        maxMs: options.maxTimeoutMs,
+      });
+    } catch (error) {
+      if (error instanceof InvalidTimeoutError) return fail(400, error.message);
+      throw error;
+    }
+
+    // The one deadline for this scrape, set here at the edge and passed down.
+    const deadline = AbortSignal.timeout(timeoutMs);
+    const signal = AbortSignal.any([res.signal, deadline]);
+    target = url.toString();
+    const log = logger.with({ target });
+
+    let reply: ScrapeReply;
+    try {
+      reply = await coordinator.requestScrape(
+        {
+          host: url.hostname,
+          method: req.method,
+          url: target,
+          headers: forwardableHeaders(rawHeaderPairs(res.rawHeaders)),
+          deadline: now() + timeoutMs,
+        },
+        signal,
+      );
+    } catch (error) {
+      if (error instanceof CoordinatorError) {
+        const entry = errorKind(error);
+        if (entry.metric === "limit_hits") metrics.limitHits.inc({ limit: entry.label });
+        log[entry.level]("Scrape refused", { err: error.message });
+        return fail(entry.status, `Cannot scrape ${target}: ${error.message}`);
+      }
+      if (deadline.aborted) {
+        log.warn("Scrape timed out waiting for the client", {
+          timeout: formatDuration(timeoutMs),
+        });
+        return fail(
+          504,
+          `Cannot scrape ${target}: the client did not answer within ${formatDuration(timeoutMs)}`,
+        );
+      }
+      log.debug("Scrape abandoned by Prometheus");
+      failure = "Prometheus closed the connection before the client answered";
+      return finish(499);
+    }
+
+    if (reply.error !== "") {
+      reply.settle();
+      log.debug("Client reported a scrape error", {
+        status: reply.status,
+        err: reply.error,
+      });
+      return fail(reply.status, `Cannot scrape ${target}: ${reply.error}`);
+    }
+
+    const maxBodyBytes = options.maxBodyBytes ?? 0;
+    // A body follows unless the request was HEAD or the status has none; its
+    // declared length is then known before any byte is relayed.
+    const hasBody = req.method !== "HEAD" && reply.status !== 204 && reply.status !== 304;
+    const declared = reply.contentLength;
+    if (maxBodyBytes > 0 && hasBody && declared !== null && declared > maxBodyBytes) {
+      const reason = new BodyTooLargeError(
+        `Scrape body of ${declared} bytes exceeds --scrape.max-body-bytes=${maxBodyBytes}`,
+      );
+      reply.settle(reason);
+      metrics.limitHits.inc({ limit: "scrape_body_bytes" });
+      log.warn("Scrape refused", { err: reason.message });
+      return fail(502, `Cannot scrape ${target}: ${reason.message}`);
+    }
+    try {
+      writeHead(res, reply.status, reply.headers, reply.status === 204 ? null : declared);
+      await relayBody(
+        reply.body,
+        res,
+        signal,
+        maxBodyBytes,
+        hasBody ? declared : null,
+        (n) => bytes += n,
+      );
+      res.end();
+      metrics.relayedBytes.inc(bytes);
+      reply.settle();
+      finish(reply.status);
+    } catch (error) {
+      const reason = deadline.aborted
+        ? new ScrapeTimeoutError(
+          `Scrape deadline of ${formatDuration(timeoutMs)} passed while relaying the body`,
+        )
+        : error instanceof Error
+        ? error
+        : new Error(String(error));
+      reply.settle(reason);
+      if (reason instanceof BodyTooLargeError) {
+        metrics.limitHits.inc({ limit: "scrape_body_bytes" });
+      }
+      log.warn("Scrape failed while relaying the body", {
+        err: reason.message,
+      });
+      failure = reason.message;
+      res.abort();
+      finish(deadline.aborted ? 504 : 502);
+    }
+  };
+}
+
+function writeHead(
+  res: Exchange,
+  status: number,
+  headers: readonly HeaderField[],
+  contentLength: number | null,
+): void {
+  const out: HeaderPair[] = [];
+  for (
+    const { name, value } of forwardableHeaders(
+      headers.map((h) => [h.name, h.value]),
+    )
+  ) {
+    out.push([name, value]);
+  }
+  if (contentLength !== null) out.push(["content-length", String(contentLength)]);
+  res.respond(status, out);
+}
+
+/** A client's answer is larger than --scrape.max-body-bytes. */
+class BodyTooLargeError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "BodyTooLargeError";
+  }
+}
+
+/**
+ * Copies the body with back-pressure; stops when `signal` aborts or when more
+ * than `maxBytes` (0: no limit) arrive. With a declared `length`, a body
+ * longer or shorter than it is an error (the response was sent with that
+ * Content-Length and cannot be framed otherwise).
+ */
+async function relayBody(
+  body: AsyncIterable<Uint8Array>,
+  res: Exchange,
+  signal: AbortSignal,
+  maxBytes: number,
+  length: number | null,
+  onBytes: (count: number) => void,
+): Promise<number> {
+  const iterator = body[Symbol.asyncIterator]();
+  let bytes = 0;
+  // One abort listener for the whole relay, rejecting whatever is awaited
+  // now. (Racing each chunk against one long-lived promise would keep every
+  // chunk reachable from that promise until the scrape ends.)
+  let rejectWaiting: ((reason: unknown) => void) | null = null;
+  const onAbort = () => rejectWaiting?.(signal.reason);
+  signal.addEventListener("abort", onAbort, { once: true });
+  const orAbort = <T>(promise: Promise<T>): Promise<T> => {
+    if (signal.aborted) return Promise.reject(signal.reason);
+    return new Promise<T>((resolve, reject) => {
+      rejectWaiting = reject;
+      promise.then(resolve, reject);
+    });
+  };
+  try {
+    for (;;) {
+      const next = await orAbort(iterator.next());
+      rejectWaiting = null;
+      if (next.done) {
+        if (length !== null && bytes < length) {
+          throw new Error(
+            `The client's body ended after ${bytes} of its declared ${length} bytes (Content-Length)`,
+          );
+        }
+        return bytes;
+      }
+      bytes += next.value.byteLength;
+      onBytes(next.value.byteLength);
+      if (length !== null && bytes > length) {
+        throw new Error(
+          `The client's body is longer than its declared ${length} bytes (Content-Length)`,
+        );
+      }
+      if (maxBytes > 0 && bytes > maxBytes) {
+        throw new BodyTooLargeError(
+          `Scrape body exceeds --scrape.max-body-bytes=${maxBytes}; the relay was aborted`,
+        );
+      }
+      await orAbort(res.write(next.value));
+      rejectWaiting = null;
+    }
+  } finally {
+    signal.removeEventListener("abort", onAbort);
+  }
+}
