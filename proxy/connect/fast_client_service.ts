@@ -176,11 +176,17 @@ export function createFastClientHandler(options: FastClientHandlerOptions): Fast
         // Unread request bytes are read and dropped, so that the connection stays usable.
         if (!exchange.bodyEnded) exchange.discardBody();
       }
-      context.abort(error);
+      // A call that ended well still aborts its context (its listeners
+      // let go); a ready-made reason spares the DOMException, with its
+      // stack trace, that abort() without one builds on every call.
+      context.abort(error ?? CALL_ENDED);
       call.end(encodeEndStream(error, context.responseTrailer));
     })();
   };
 }
+
+/** The abort reason of a call's context once the call has ended without error. */
+const CALL_ENDED = new ConnectError("the call has ended", Code.Canceled);
 
 /** A handler context with its controller's `abort`. */
 type CallContext = ReturnType<typeof createHandlerContext>;
