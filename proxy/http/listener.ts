@@ -104,9 +104,10 @@ export async function serveProxy(
   /** A peer's reset or broken pipe ends its connection, never the process. */
   const onSocketError = (error: Error & { code?: string }) =>
     log?.debug("Connection error", { err: error.code ?? error.message });
+  /** Aborted on close: stops the front door (plain HTTP) or the accept watchdog (TLS). */
+  const stopAccepting = new AbortController();
   // Restarts a node listener if its accept loop stops (EMFILE), before
   // counting. The plain-HTTP front door retries failed accepts itself.
-  const stopAccepting = new AbortController();
   const watchdog = tls
     ? keepAccepting(server, {
       signal: stopAccepting.signal,
@@ -172,34 +173,22 @@ export async function serveProxy(
   }
   server.on("clientError", (error: Error & { code?: string }, socket: Socket) => {
     socket.on("error", onSocketError);
-    const [status, text, limit] = error.code === "HPE_HEADER_OVERFLOW"
-      ? [431, "Request Header Fields Too Large", "header_bytes"]
-      : error.code === "ERR_HTTP_REQUEST_TIMEOUT" || error.code === "ERR_HTTP_HEADERS_TIMEOUT"
-      ? [408, "Request Timeout", "header_timeout"]
-      : [400, "Bad Request", null];
-    if (limit !== null) proxy.metrics.limitHits.inc({ limit });
-    log?.debug("Bad request refused", { remote: socket.remoteAddress, status, err: error.message });
-    if (socket.writable) {
-      const body = `${text}: ${error.code ?? error.message}\n`;
-      socket.end(
-        `HTTP/1.1 ${status} ${text}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
-      );
-    } else {
-      socket.destroy();
-    }
+    const answer = clientErrorAnswer(error);
+    if (answer.limit !== null) proxy.metrics.limitHits.inc({ limit: answer.limit });
+    log?.debug("Bad request refused", {
+      remote: socket.remoteAddress,
+      status: answer.status,
+      err: error.message,
+    });
+    if (socket.writable) socket.end(answer.bytes);
+    else socket.destroy();
   });
   // node:http hands CONNECT (what Prometheus sends for scheme: https through
   // a proxy) to this event instead of the request handler.
   server.on("connect", (_req, socket: Socket) => {
     // The peer may reset or close without reading the answer (issue #10 item 2).
     socket.on("error", onSocketError);
-    const body =
-      "CONNECT is not supported: scrape with scheme http through the proxy and add params _scheme=[https] for https targets\n";
-    socket.end(
-      `HTTP/1.1 501 Not Implemented\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${
-        new TextEncoder().encode(body).length
-      }\r\nConnection: close\r\n\r\n${body}`,
-    );
+    socket.end(CONNECT_ANSWER);
     proxy.metrics.proxiedRequests.inc({ code: "501" });
   });
   const expire = setInterval(
@@ -224,6 +213,7 @@ export async function serveProxy(
       door = listenFrontDoor({
         hostname: options.hostname,
         port: options.port,
+        signal: stopAccepting.signal,
         server,
         budget,
         logger: log,
@@ -263,7 +253,6 @@ export async function serveProxy(
     stopWatching.abort();
     stopAccepting.abort();
     proxy.close();
-    door?.close();
     server.close();
     server.closeAllConnections();
     for (const socket of sockets) socket.destroy();
@@ -271,4 +260,37 @@ export async function serveProxy(
   if (options.signal?.aborted) close();
   options.signal?.addEventListener("abort", close, { once: true });
   return { address, server, finished };
+}
+
+/** A complete HTTP/1.1 answer that closes its connection. */
+function closingAnswer(status: number, reason: string, body: string): string {
+  return `HTTP/1.1 ${status} ${reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${
+    new TextEncoder().encode(body).length
+  }\r\nConnection: close\r\n\r\n${body}`;
+}
+
+/** The answer to CONNECT (what Prometheus sends for scheme: https through a proxy). */
+const CONNECT_ANSWER = closingAnswer(
+  501,
+  "Not Implemented",
+  "CONNECT is not supported: scrape with scheme http through the proxy and add params _scheme=[https] for https targets\n",
+);
+
+/**
+ * node:http's `clientError` (a head it cannot parse, too large, too slow):
+ * the status, the limit hit it counts as, and the answer.
+ */
+function clientErrorAnswer(
+  error: Error & { code?: string },
+): { status: number; limit: string | null; bytes: string } {
+  const [status, text, limit] = error.code === "HPE_HEADER_OVERFLOW"
+    ? [431, "Request Header Fields Too Large", "header_bytes"]
+    : error.code === "ERR_HTTP_REQUEST_TIMEOUT" || error.code === "ERR_HTTP_HEADERS_TIMEOUT"
+    ? [408, "Request Timeout", "header_timeout"]
+    : [400, "Bad Request", null];
+  return {
+    status,
+    limit,
+    bytes: closingAnswer(status, text, `${text}: ${error.code ?? error.message}\n`),
+  };
 }
