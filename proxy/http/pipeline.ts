@@ -174,7 +174,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
       const context = requestAuth.context(
         route.role,
         credentials,
-        peerAddress(req.socket),
+        peerAddress(req.socket ?? {}),
         () => bound.add(req),
       );
       contexts.set(req, context);

@@ -40,6 +40,8 @@ export interface Credentials {
 export interface RequestContext {
   /** The role the route asks for; null for routes open to all. */
   readonly role: Role | null;
+  /** What the request authenticates with. */
+  readonly credentials: Credentials;
   /** The caller's source key (see sourceKey). */
   readonly source: string;
   /** The caller's address as "host:port" (for the registry). */
@@ -162,6 +164,7 @@ export function createRequestAuth(options: RequestAuthOptions): RequestAuth {
       let pending: Promise<AuthResult> | null = null;
       const context: RequestContext & { result: AuthResult | null } = {
         role,
+        credentials,
         source: sourceKey(credentials.remoteAddress),
         peerAddress,
         result: null,
@@ -234,9 +237,7 @@ export interface ClientAuthorizer {
   /** Why a registration no longer holds (revoked, expired, re-scoped), or null. */
   revalidate(context: RequestContext | null, fqdn: string): Promise<string | null>;
   /** A legacy client's authorization for `fqdn`. */
-  authorizeLegacy(context: RequestContext, credentials: Credentials, fqdn: string): Promise<
-    LegacyGrant
-  >;
+  authorizeLegacy(context: RequestContext, fqdn: string): Promise<LegacyGrant>;
 }
 
 /**
@@ -275,7 +276,7 @@ export function createClientAuthorizer(
       if (result.principal.credential !== before.credential) return "the credential changed";
       return registrationProblem(result.principal, fqdn);
     },
-    async authorizeLegacy(context, credentials, fqdn) {
+    async authorizeLegacy(context, fqdn) {
       const result = await context.authenticate();
       if (!result.ok) {
         if (result.kind === "throttled" || result.kind === "busy") {
@@ -289,7 +290,7 @@ export function createClientAuthorizer(
       }
       const problem = registrationProblem(result.principal, fqdn);
       if (problem !== null) {
-        requestAuth.refused("client", credentials, {
+        requestAuth.refused("client", context.credentials, {
           ok: false,
           kind: "forbidden",
           reason: problem,

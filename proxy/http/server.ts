@@ -208,15 +208,7 @@ export function createProxy(options: ProxyOptions): Proxy {
       authorize(req, fqdn) {
         const context = pipeline.contextOf(req);
         if (context === null) return Promise.resolve(false);
-        return clients.authorizeLegacy(context, {
-          header: (name) => {
-            const value = req.headers[name];
-            return Array.isArray(value) ? value[0] : value;
-          },
-          peer: null,
-          remoteAddress: req.socket?.remoteAddress,
-          target: req.url ?? "",
-        }, fqdn);
+        return clients.authorizeLegacy(context, fqdn);
       },
     })
     : null;
