@@ -12,7 +12,12 @@
  */
 
 import type { Role } from "../auth/auth.ts";
-import { CONTENT_TYPE, POLL_PATH, PUSH_PATH } from "../connect/fast_client_service.ts";
+import {
+  CONTENT_TYPE,
+  isFastClientCall,
+  POLL_PATH,
+  PUSH_PATH,
+} from "../connect/fast_client_service.ts";
 import type { RequestHead } from "./request_head.ts";
 
 /** What the route table sees of a request: the same on both edges. */
@@ -85,20 +90,6 @@ const pathMeter = (request: RouteRequest): string => request.path;
 const isLegacyPath = (path: string): boolean => path === "/poll" || path === "/push";
 
 /**
- * Whether the fast path serves a request: a POST to Poll or Push over
- * HTTP/1 with the binary Connect streaming content type and uncompressed
- * messages. HTTP/2 (the gRPC port) goes to connect-es: the fast path copies
- * the request's headers, and HTTP/2 pseudo-headers are no header names.
- */
-function isFastCall(request: RouteRequest): boolean {
-  if (request.path !== POLL_PATH && request.path !== PUSH_PATH) return false;
-  if (request.httpVersionMajor !== 1 || request.method !== "POST") return false;
-  if (request.header("content-type") !== CONTENT_TYPE) return false;
-  const encoding = request.header("connect-content-encoding");
-  return encoding === undefined || encoding === "identity";
-}
-
-/**
  * Creates the route table, in the order it is tried. The last entry
  * matches every request.
  *
@@ -118,7 +109,7 @@ export function createRouteTable(options: RouteTableOptions): readonly Route[] {
     options.fastPath
       ? {
         name: "client_fast",
-        match: isFastCall,
+        match: (r) => isFastClientCall(r, r.path),
         role: "client",
         refusal: "protocol",
         native: true,
