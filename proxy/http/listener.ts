@@ -20,7 +20,21 @@ import type { TlsListener } from "../../lib/tls_server.ts";
 import { type FrontDoor, listenFrontDoor } from "./front_door.ts";
 import { nativeEdge } from "./native_edge.ts";
 import { DRAIN_MAX_BYTES, DRAIN_MAX_MS } from "./node_guard.ts";
-import type { Proxy } from "./server.ts";
+import type { ProxyMetrics } from "../core/metrics.ts";
+import type { NativeHandler } from "./native_edge.ts";
+import type { RequestHead } from "./request_head.ts";
+
+/** What the listener needs of the proxy (proxy/http/server.ts's `Proxy`). */
+export interface ListenedProxy {
+  readonly coordinator: { expire(): void };
+  readonly metrics: ProxyMetrics;
+  /** Serves one node:http request. */
+  handle(req: IncomingMessage, res: ServerResponse): void;
+  /** The native front door's handler of a request, or null for node:http. */
+  nativeRoute(head: RequestHead): NativeHandler | null;
+  /** Ends state that outlives requests. */
+  close(): void;
+}
 
 /** Options for {@linkcode serveProxy}. */
 export interface ServeOptions {
@@ -69,7 +83,7 @@ export interface ServingProxy {
  * @returns The listening server.
  */
 export async function serveProxy(
-  proxy: Proxy,
+  proxy: ListenedProxy,
   options: ServeOptions,
 ): Promise<ServingProxy> {
   const headersTimeout = options.headersTimeoutMs ?? 10_000;
