@@ -14,6 +14,7 @@ import type { AddressInfo } from "node:net";
 import type { ListenAddress } from "../../lib/address.ts";
 import type { Logger } from "../../lib/logger.ts";
 import { VERSION } from "../../lib/version.ts";
+import { sleep } from "../../lib/sleep.ts";
 import { guardHandler, guardServer } from "../../lib/listener_guard.ts";
 import { type ClientMetrics, createClientMetrics, createMetricsHandler } from "./metrics.ts";
 import {
@@ -371,7 +372,8 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       if (needsResolving) await resolveAll();
       if (stopping.aborted) break;
       apply();
-      await sleep(needsResolving ? resolveIntervalMs : 0, stopping);
+      await sleep(idleWaitMs(needsResolving, resolveIntervalMs), { signal: stopping })
+        .catch(() => {});
     }
   })();
 
@@ -402,16 +404,15 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   };
 }
 
-/** Waits `ms` (forever when 0) or until `signal` aborts. */
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const timer = ms > 0 ? setTimeout(done, ms) : undefined;
-    signal.addEventListener("abort", done, { once: true });
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-  });
+/**
+ * How long the agent's loop waits between rounds: the resolve interval when
+ * proxy names are re-resolved, otherwise until the agent stops (the endpoints
+ * never change, so there is nothing to re-apply).
+ *
+ * @param needsResolving Whether any proxy host name is re-resolved.
+ * @param resolveIntervalMs The `resolveIntervalMs` option.
+ * @returns Milliseconds to wait; `Infinity` waits for the stop signal.
+ */
+export function idleWaitMs(needsResolving: boolean, resolveIntervalMs: number): number {
+  return needsResolving && resolveIntervalMs > 0 ? resolveIntervalMs : Infinity;
 }

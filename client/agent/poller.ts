@@ -22,6 +22,7 @@ import { pollThrough, pushThrough } from "../transport/connect_calls.ts";
 import type { ClientMetrics } from "./metrics.ts";
 import type { PushSender } from "../transport/native_push.ts";
 import type { ScrapeOutcome, Scraper } from "../scrape/scraper.ts";
+import { sleep } from "../../lib/sleep.ts";
 
 /** What the client announces when it registers. */
 export interface PollIdentity {
@@ -208,7 +209,8 @@ export async function runPoller(
     // re-opened at once; repeated failures back off.
     const healthy = goAway || (!replaced && registeredAt > 0 &&
       Date.now() - registeredAt >= retryInitialMs);
-    if (!healthy) await sleep(backoff.next(), signal);
+    // Stopping ends the back-off early; the loop's condition then ends it.
+    if (!healthy) await sleep(backoff.next(), { signal }).catch(() => {});
   }
   await Promise.allSettled([...inFlight]);
 
@@ -269,17 +271,4 @@ function pushHead(
 
 function describe(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-  });
 }
