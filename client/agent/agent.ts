@@ -42,6 +42,7 @@ import {
   type ScrapeTransport,
   type TargetTlsOptions,
 } from "../scrape/scrape_transport.ts";
+import { errorMessage } from "../../lib/error_message.ts";
 
 /** Options for {@linkcode startAgent}. */
 export interface AgentOptions {
@@ -337,7 +338,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
           known
             ? "Cannot resolve the proxy's host name; keeping the last answer"
             : "Cannot resolve the proxy's host name; connecting by name until it resolves",
-          { proxy_url: redact(url), err: (error as Error).message ?? String(error) },
+          { proxy_url: redact(url), err: errorMessage(error) },
         );
       }
     }));

@@ -23,6 +23,7 @@ import type { ClientMetrics } from "./metrics.ts";
 import type { PushSender } from "../transport/native_push.ts";
 import type { ScrapeOutcome, Scraper } from "../scrape/scraper.ts";
 import { sleep } from "../../lib/sleep.ts";
+import { errorMessage } from "../../lib/error_message.ts";
 
 /** What the client announces when it registers. */
 export interface PollIdentity {
@@ -175,7 +176,7 @@ export async function runPoller(
       refusals = refused ? refusals + 1 : 0;
       if (refused && refusals >= maxRefusals) {
         const reason = `the proxy refused this client ${refusals} times in a row: ${
-          describe(error)
+          errorMessage(error)
         }`;
         logger.error("Giving up: the proxy will not accept this client as configured", {
           fqdn: identity.fqdn,
@@ -187,7 +188,7 @@ export async function runPoller(
       if (replaced) {
         logger.error("Another client registered with the same fqdn; backing off", {
           fqdn: identity.fqdn,
-          err: describe(reason),
+          err: errorMessage(reason),
         });
       } else if (error instanceof ConnectError && error.code === Code.Aborted) {
         // The proxy's connection ended under the stream: a proxy restart or
@@ -248,7 +249,7 @@ export async function runPoller(
       });
     } catch (error) {
       metrics.pushErrors.inc();
-      log.warn("Push failed", { url: request.url, err: describe(error) });
+      log.warn("Push failed", { url: request.url, err: errorMessage(error) });
     } finally {
       metrics.scrapeDuration.observe((performance.now() - started) / 1000);
     }
@@ -267,8 +268,4 @@ function pushHead(
     headers: outcome.headers,
     error: outcome.error,
   };
-}
-
-function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
