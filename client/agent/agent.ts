@@ -107,6 +107,11 @@ export interface AgentOptions {
   nativePoll?: boolean;
   /** Scrape plain-http targets on native I/O (else node:http). @default {true} */
   nativeScrape?: boolean;
+  /**
+   * Stops the agent (as `stop()` does): polling ends, in-flight scrapes
+   * finish, the listener closes; `finished` settles then.
+   */
+  signal?: AbortSignal;
 }
 
 /** A running client. */
@@ -118,7 +123,10 @@ export interface Agent {
   readonly connectedProxies: number;
   /** The endpoints streamed to now, as announced in PollRequest.proxies. */
   endpoints(): string[];
-  /** Stops polling, lets in-flight scrapes finish, closes the listener. */
+  /**
+   * Stops polling, lets in-flight scrapes finish, closes the listener; the
+   * same as aborting `options.signal`, then awaiting `finished`.
+   */
   stop(): Promise<void>;
   /** Resolves when the agent has stopped. */
   readonly finished: Promise<void>;
@@ -221,7 +229,9 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   }
 
   const stopController = new AbortController();
-  const stopping = stopController.signal;
+  const stopping = options.signal
+    ? AbortSignal.any([stopController.signal, options.signal])
+    : stopController.signal;
   const identity = {
     fqdn: options.fqdn,
     labels: options.labels ?? {},

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { idleWaitMs } from "./agent.ts";
+import { idleWaitMs, startAgent } from "./agent.ts";
+import { createNullLogger } from "../../lib/logger.ts";
 import { sleep } from "../../lib/sleep.ts";
 
 Deno.test("idleWaitMs: without names to re-resolve the loop waits until stopped", async () => {
@@ -21,4 +22,26 @@ Deno.test("idleWaitMs: without names to re-resolve the loop waits until stopped"
   stop.abort();
   await waiting;
   assert.equal(woke, true);
+});
+
+Deno.test("startAgent: aborting options.signal stops it and settles finished", async () => {
+  // A closed port: the poll loop fails and backs off until the signal aborts.
+  const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (probe.addr as Deno.NetAddr).port;
+  probe.close();
+  const stop = new AbortController();
+  const agent = await startAgent({
+    proxyUrl: `http://127.0.0.1:${port}`,
+    fqdn: "agent-test",
+    logger: createNullLogger(),
+    metricsAddress: null,
+    env: {},
+    retryInitialMs: 50,
+    retryMaxMs: 50,
+    signal: stop.signal,
+  });
+  await sleep(100);
+  stop.abort();
+  await agent.finished;
+  assert.equal(agent.connectedProxies, 0);
 });

@@ -120,7 +120,9 @@ export interface ExporterServer {
   readonly tlsAddress: ListenAddress | null;
   /** Re-reads TLS certificates and keys that changed. */
   reloadTls(): Promise<void>;
-  /** Stops listening and closes connections. */
+  /** Settles once the listeners are closed (after `signal` aborts or `close()`). */
+  readonly finished: Promise<void>;
+  /** Stops listening and closes connections: aborts, then awaits `finished`. */
   close(): Promise<void>;
 }
 
@@ -487,15 +489,24 @@ export async function startExporterServer(
     await new Promise((resolve) => server.close(resolve));
   }
 
+  const closed = Promise.withResolvers<void>();
+  const finished = closed.promise;
+  const closeAll = () => {
+    Promise.all(servers.map((s) => closeServer(s))).then(() => closed.resolve(), closed.reject);
+  };
+  if (stop.signal.aborted) closeAll();
+  else stop.signal.addEventListener("abort", closeAll, { once: true });
+
   return {
     address,
     tlsAddress,
     async reloadTls() {
       await Promise.all(tlsListeners.map(([tls, server]) => tls.reload(server as never)));
     },
+    finished,
     async close() {
       stop.abort();
-      await Promise.all(servers.map((s) => closeServer(s)));
+      await finished;
     },
   };
 }
