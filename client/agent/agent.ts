@@ -325,7 +325,8 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       ...(options.onFatal ? { onFatal: options.onFatal } : {}),
       ...(options.retryInitialMs !== undefined ? { retryInitialMs: options.retryInitialMs } : {}),
       ...(options.retryMaxMs !== undefined ? { retryMaxMs: options.retryMaxMs } : {}),
-    }, AbortSignal.any([stop.signal, stopping])).finally(() => {
+      signal: AbortSignal.any([stop.signal, stopping]),
+    }).finally(() => {
       setConnected(false);
       fallback?.then((path) => path.close(), () => {});
       native?.close();

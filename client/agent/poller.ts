@@ -76,23 +76,23 @@ export interface PollerOptions {
    * `client.push`. @default {connect-es}
    */
   push?: PushSender | null;
+  /** Stops the loop; in-flight scrapes still finish. */
+  signal: AbortSignal;
 }
 
 /** Heartbeats missed before the stream counts as dead. */
 const MISSED_HEARTBEATS = 3;
 
 /**
- * Polls until `signal` aborts, then waits for in-flight scrapes to finish.
+ * Polls until `options.signal` aborts, then waits for in-flight scrapes to
+ * finish.
  *
- * @param options Connect client, identity, scraper, logger and metrics.
- * @param signal Stops the loop.
- * @returns Resolves when the loop and its scrapes are done.
+ * @param options Connect client, identity, scraper, logger, metrics and the
+ *   signal that stops the loop.
+ * @returns Resolves (the loop's `finished`) when the loop and its scrapes are done.
  */
-export async function runPoller(
-  options: PollerOptions,
-  signal: AbortSignal,
-): Promise<void> {
-  const { identity, logger, metrics } = options;
+export async function runPoller(options: PollerOptions): Promise<void> {
+  const { identity, logger, metrics, signal } = options;
   if (!options.poll && !options.client) throw new TypeError("runPoller: no poll and no client");
   const poll = options.poll ?? pollThrough(options.client!);
   const push = options.push ?? pushThrough(options.client!);
