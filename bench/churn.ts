@@ -17,9 +17,9 @@ import {
   round,
   scrapeThroughProxy,
   type Services,
-  sleep,
   stopServices,
 } from "./services.ts";
+import { sleep } from "../lib/sleep.ts";
 import { startHolder, type Target } from "./stack.ts";
 
 /** The churn profile's result. */

@@ -18,10 +18,10 @@ import {
   round,
   scrapeThroughProxy,
   type Services,
-  sleep,
   stopServices,
   waitForFds,
 } from "./services.ts";
+import { sleep } from "../lib/sleep.ts";
 import { startHolder, type Target } from "./stack.ts";
 
 /** The idle-clients profile for one N. */

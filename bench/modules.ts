@@ -12,7 +12,8 @@
 
 import type { Latency } from "./load.ts";
 import { readMemory } from "./proc.ts";
-import { type MemoryFigures, memoryFigures, sleep, waitQuiet } from "./services.ts";
+import { type MemoryFigures, memoryFigures, waitQuiet } from "./services.ts";
+import { sleep } from "../lib/sleep.ts";
 import { type CpuFigure, cpuFigure, type PayloadSpec, type TimingSpec } from "./throughput.ts";
 import { type ExporterProcess, runLoadProcess, type Target } from "./stack.ts";
 

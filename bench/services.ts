@@ -10,6 +10,7 @@
 import { connectInspector, type Inspector } from "./cpu_profile.ts";
 import type { LoadResult } from "./load.ts";
 import { countFds, readMachineBusy, readMemory } from "./proc.ts";
+import { sleep } from "../lib/sleep.ts";
 import {
   type ClientProcess,
   type ProxyProcess,
@@ -98,15 +99,6 @@ export async function waitForFds(
 ): Promise<void> {
   const until = performance.now() + timeoutMs;
   while (countFds(pid) > fds && performance.now() < until) await sleep(100);
-}
-
-/**
- * Resolves after `ms` milliseconds.
- *
- * @param ms The wait.
- */
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** A proxy and its one real client. */

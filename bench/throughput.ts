@@ -22,11 +22,11 @@ import {
   memoryFigures,
   round,
   type Services,
-  sleep,
   snapshot,
   stopServices,
   waitQuiet,
 } from "./services.ts";
+import { sleep } from "../lib/sleep.ts";
 import { runLoadProcess, type Target } from "./stack.ts";
 
 const MIB = 1024 * 1024;

@@ -93,8 +93,14 @@ export async function main(
   installLastResort({ logger, count: () => uncaught.inc() });
   let agent: Agent | undefined;
   let modules: Modules;
+  /** Aborted once to stop the agent and the modules; each settles its `finished`. */
+  const shutdown = new AbortController();
   try {
-    modules = await startModules(moduleSettings, { registry: metrics.registry, logger });
+    modules = await startModules(moduleSettings, {
+      registry: metrics.registry,
+      logger,
+      signal: shutdown.signal,
+    });
   } catch (error) {
     logger.error("Cannot start the module listeners", { err: error });
     return 1;
@@ -112,7 +118,8 @@ export async function main(
     } else {
       logger.info("Shutting down; finishing in-flight scrapes", { signal: cause });
     }
-    Promise.all([agent?.stop(), modules.close()]).finally(() => stopped.resolve());
+    shutdown.abort();
+    Promise.all([agent?.finished, modules.finished]).finally(() => stopped.resolve());
   }
   if (proxyUrls.length > 0) {
     try {
@@ -135,6 +142,7 @@ export async function main(
         proxyAuthorization: security.proxyAuthorization,
         ...(modules.scrapeHandler ? { moduleHandler: modules.scrapeHandler } : {}),
         onFatal: () => stop("fatal"),
+        signal: shutdown.signal,
       });
     } catch (error) {
       logger.error("Cannot start", { err: error });

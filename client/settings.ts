@@ -16,6 +16,7 @@ import { COMPAT_FLAGS } from "./compat.ts";
 import { MODULE_FLAGS, wantsDirectListener } from "./modules/cli.ts";
 import { parseProxyUrl } from "./transport/proxy_url.ts";
 import { SECURITY_FLAGS } from "./security_flags.ts";
+import { errorMessage } from "../lib/error_message.ts";
 
 /** Every flag of the client, with its default. */
 export const CLIENT_FLAGS = [
@@ -105,7 +106,7 @@ async function readOptional(
     return await Deno.readTextFile(path);
   } catch (error) {
     throw new FlagError(
-      `--${flag}: cannot read ${path}: ${(error as Error).message}`,
+      `--${flag}: cannot read ${path}: ${errorMessage(error)}`,
     );
   }
 }

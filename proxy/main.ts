@@ -25,6 +25,7 @@ import {
   type ProxySettings,
   toProxyOptions,
 } from "./settings.ts";
+import { errorMessage } from "../lib/error_message.ts";
 
 /**
  * Runs the proxy until SIGINT or SIGTERM.
@@ -64,7 +65,7 @@ export async function main(args: readonly string[]): Promise<number> {
     security = await loadSecurity({ ...settings.security, logger });
   } catch (error) {
     if (!(error instanceof ConfigError)) {
-      logger.error("Cannot load the TLS configuration", { err: (error as Error).message });
+      logger.error("Cannot load the TLS configuration", { err: errorMessage(error) });
       return 1;
     }
     console.error(`pushprox-proxy: ${error.message}`);

@@ -14,6 +14,7 @@ import type { AddressInfo } from "node:net";
 import type { ListenAddress } from "../../lib/address.ts";
 import type { Logger } from "../../lib/logger.ts";
 import { VERSION } from "../../lib/version.ts";
+import { sleep } from "../../lib/sleep.ts";
 import { guardHandler, guardServer } from "../../lib/listener_guard.ts";
 import { type ClientMetrics, createClientMetrics, createMetricsHandler } from "./metrics.ts";
 import {
@@ -41,6 +42,7 @@ import {
   type ScrapeTransport,
   type TargetTlsOptions,
 } from "../scrape/scrape_transport.ts";
+import { errorMessage } from "../../lib/error_message.ts";
 
 /** Options for {@linkcode startAgent}. */
 export interface AgentOptions {
@@ -105,6 +107,11 @@ export interface AgentOptions {
   nativePoll?: boolean;
   /** Scrape plain-http targets on native I/O (else node:http). @default {true} */
   nativeScrape?: boolean;
+  /**
+   * Stops the agent (as `stop()` does): polling ends, in-flight scrapes
+   * finish, the listener closes; `finished` settles then.
+   */
+  signal?: AbortSignal;
 }
 
 /** A running client. */
@@ -116,7 +123,10 @@ export interface Agent {
   readonly connectedProxies: number;
   /** The endpoints streamed to now, as announced in PollRequest.proxies. */
   endpoints(): string[];
-  /** Stops polling, lets in-flight scrapes finish, closes the listener. */
+  /**
+   * Stops polling, lets in-flight scrapes finish, closes the listener; the
+   * same as aborting `options.signal`, then awaiting `finished`.
+   */
   stop(): Promise<void>;
   /** Resolves when the agent has stopped. */
   readonly finished: Promise<void>;
@@ -219,7 +229,9 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   }
 
   const stopController = new AbortController();
-  const stopping = stopController.signal;
+  const stopping = options.signal
+    ? AbortSignal.any([stopController.signal, options.signal])
+    : stopController.signal;
   const identity = {
     fqdn: options.fqdn,
     labels: options.labels ?? {},
@@ -313,7 +325,8 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       ...(options.onFatal ? { onFatal: options.onFatal } : {}),
       ...(options.retryInitialMs !== undefined ? { retryInitialMs: options.retryInitialMs } : {}),
       ...(options.retryMaxMs !== undefined ? { retryMaxMs: options.retryMaxMs } : {}),
-    }, AbortSignal.any([stop.signal, stopping])).finally(() => {
+      signal: AbortSignal.any([stop.signal, stopping]),
+    }).finally(() => {
       setConnected(false);
       fallback?.then((path) => path.close(), () => {});
       native?.close();
@@ -336,7 +349,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
           known
             ? "Cannot resolve the proxy's host name; keeping the last answer"
             : "Cannot resolve the proxy's host name; connecting by name until it resolves",
-          { proxy_url: redact(url), err: (error as Error).message ?? String(error) },
+          { proxy_url: redact(url), err: errorMessage(error) },
         );
       }
     }));
@@ -371,7 +384,8 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       if (needsResolving) await resolveAll();
       if (stopping.aborted) break;
       apply();
-      await sleep(needsResolving ? resolveIntervalMs : 0, stopping);
+      await sleep(idleWaitMs(needsResolving, resolveIntervalMs), { signal: stopping })
+        .catch(() => {});
     }
   })();
 
@@ -402,16 +416,15 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   };
 }
 
-/** Waits `ms` (forever when 0) or until `signal` aborts. */
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const timer = ms > 0 ? setTimeout(done, ms) : undefined;
-    signal.addEventListener("abort", done, { once: true });
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-  });
+/**
+ * How long the agent's loop waits between rounds: the resolve interval when
+ * proxy names are re-resolved, otherwise until the agent stops (the endpoints
+ * never change, so there is nothing to re-apply).
+ *
+ * @param needsResolving Whether any proxy host name is re-resolved.
+ * @param resolveIntervalMs The `resolveIntervalMs` option.
+ * @returns Milliseconds to wait; `Infinity` waits for the stop signal.
+ */
+export function idleWaitMs(needsResolving: boolean, resolveIntervalMs: number): number {
+  return needsResolving && resolveIntervalMs > 0 ? resolveIntervalMs : Infinity;
 }

@@ -22,6 +22,8 @@ import { pollThrough, pushThrough } from "../transport/connect_calls.ts";
 import type { ClientMetrics } from "./metrics.ts";
 import type { PushSender } from "../transport/native_push.ts";
 import type { ScrapeOutcome, Scraper } from "../scrape/scraper.ts";
+import { sleep } from "../../lib/sleep.ts";
+import { errorMessage } from "../../lib/error_message.ts";
 
 /** What the client announces when it registers. */
 export interface PollIdentity {
@@ -74,23 +76,23 @@ export interface PollerOptions {
    * `client.push`. @default {connect-es}
    */
   push?: PushSender | null;
+  /** Stops the loop; in-flight scrapes still finish. */
+  signal: AbortSignal;
 }
 
 /** Heartbeats missed before the stream counts as dead. */
 const MISSED_HEARTBEATS = 3;
 
 /**
- * Polls until `signal` aborts, then waits for in-flight scrapes to finish.
+ * Polls until `options.signal` aborts, then waits for in-flight scrapes to
+ * finish.
  *
- * @param options Connect client, identity, scraper, logger and metrics.
- * @param signal Stops the loop.
- * @returns Resolves when the loop and its scrapes are done.
+ * @param options Connect client, identity, scraper, logger, metrics and the
+ *   signal that stops the loop.
+ * @returns Resolves (the loop's `finished`) when the loop and its scrapes are done.
  */
-export async function runPoller(
-  options: PollerOptions,
-  signal: AbortSignal,
-): Promise<void> {
-  const { identity, logger, metrics } = options;
+export async function runPoller(options: PollerOptions): Promise<void> {
+  const { identity, logger, metrics, signal } = options;
   if (!options.poll && !options.client) throw new TypeError("runPoller: no poll and no client");
   const poll = options.poll ?? pollThrough(options.client!);
   const push = options.push ?? pushThrough(options.client!);
@@ -174,7 +176,7 @@ export async function runPoller(
       refusals = refused ? refusals + 1 : 0;
       if (refused && refusals >= maxRefusals) {
         const reason = `the proxy refused this client ${refusals} times in a row: ${
-          describe(error)
+          errorMessage(error)
         }`;
         logger.error("Giving up: the proxy will not accept this client as configured", {
           fqdn: identity.fqdn,
@@ -186,7 +188,7 @@ export async function runPoller(
       if (replaced) {
         logger.error("Another client registered with the same fqdn; backing off", {
           fqdn: identity.fqdn,
-          err: describe(reason),
+          err: errorMessage(reason),
         });
       } else if (error instanceof ConnectError && error.code === Code.Aborted) {
         // The proxy's connection ended under the stream: a proxy restart or
@@ -208,7 +210,8 @@ export async function runPoller(
     // re-opened at once; repeated failures back off.
     const healthy = goAway || (!replaced && registeredAt > 0 &&
       Date.now() - registeredAt >= retryInitialMs);
-    if (!healthy) await sleep(backoff.next(), signal);
+    // Stopping ends the back-off early; the loop's condition then ends it.
+    if (!healthy) await sleep(backoff.next(), { signal }).catch(() => {});
   }
   await Promise.allSettled([...inFlight]);
 
@@ -246,7 +249,7 @@ export async function runPoller(
       });
     } catch (error) {
       metrics.pushErrors.inc();
-      log.warn("Push failed", { url: request.url, err: describe(error) });
+      log.warn("Push failed", { url: request.url, err: errorMessage(error) });
     } finally {
       metrics.scrapeDuration.observe((performance.now() - started) / 1000);
     }
@@ -265,21 +268,4 @@ function pushHead(
     headers: outcome.headers,
     error: outcome.error,
   };
-}
-
-function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-  });
 }

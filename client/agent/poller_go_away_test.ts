@@ -64,7 +64,8 @@ Deno.test("runPoller() reconnects at once after GoAway, without back-off, and an
     retryInitialMs: 5_000, // a back-off would show
     retryMaxMs: 5_000,
     proxies: () => ["http://a:8080", "http://b:8080"],
-  }, stop.signal);
+    signal: stop.signal,
+  });
   while (polls.length < 2 && Date.now() - started < 3_000) {
     await new Promise((resolve) => setTimeout(resolve, 10));
   }

@@ -93,8 +93,14 @@ Deno.test("runPoller() registers, scrapes and pushes with the session id", async
   const metrics = createClientMetrics({ defaultMetrics: false });
   const stop = new AbortController();
   const done = runPoller(
-    { client, identity: IDENTITY, scraper, logger: createNullLogger(), metrics },
-    stop.signal,
+    {
+      client,
+      identity: IDENTITY,
+      scraper,
+      logger: createNullLogger(),
+      metrics,
+      signal: stop.signal,
+    },
   );
   await until(() => pushes.length === 1);
   stop.abort();
@@ -132,8 +138,8 @@ Deno.test("runPoller() reconnects when heartbeats stop", async () => {
       logger: createNullLogger(),
       metrics,
       retryInitialMs: 10,
+      signal: stop.signal,
     },
-    stop.signal,
   );
   await until(() => polls >= 3);
   stop.abort();
@@ -159,7 +165,8 @@ Deno.test("runPoller() backs off between failed attempts", async () => {
     metrics: createClientMetrics({ defaultMetrics: false }),
     retryInitialMs: 40,
     retryMaxMs: 80,
-  }, stop.signal);
+    signal: stop.signal,
+  });
   await new Promise((resolve) => setTimeout(resolve, 500));
   stop.abort();
   await done;
@@ -190,7 +197,8 @@ Deno.test("runPoller() backs off when another client took its fqdn", async () =>
     metrics: createClientMetrics({ defaultMetrics: false }),
     retryInitialMs: 200,
     retryMaxMs: 400,
-  }, stop.signal);
+    signal: stop.signal,
+  });
   await new Promise((resolve) => setTimeout(resolve, 500));
   stop.abort();
   await done;
@@ -233,7 +241,8 @@ Deno.test("runPoller() finishes in-flight scrapes before it stops", async () => 
     scraper: slowScraper,
     logger: createNullLogger(),
     metrics: createClientMetrics({ defaultMetrics: false }),
-  }, stop.signal);
+    signal: stop.signal,
+  });
   await until(() => started);
   stop.abort();
   await done;

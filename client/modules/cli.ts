@@ -19,6 +19,7 @@ import type { PreparedConfig } from "./engine.ts";
 import { createModuleMetrics } from "./metrics.ts";
 import { errorMessage } from "../../lib/error_message.ts";
 import type { Modules, ModuleSettings } from "./module_settings.ts";
+import { sleep } from "../../lib/sleep.ts";
 
 export { announcedModules, type Modules, type ModuleSettings } from "./module_settings.ts";
 
@@ -278,16 +279,21 @@ export async function readModuleSettings(flags: ModuleFlagValues): Promise<Modul
  * listeners, only the module metrics (as an empty configuration has them).
  *
  * @param settings From {@linkcode readModuleSettings}.
- * @param options The client's registry (module metrics join it) and logger.
+ * @param options The client's registry (module metrics join it), logger and
+ *   the signal that stops the modules.
  * @returns The running modules.
  */
 export async function startModules(
   settings: ModuleSettings,
-  options: { registry: Registry; logger: Logger },
+  options: { registry: Registry; logger: Logger; signal?: AbortSignal },
 ): Promise<Modules> {
   if (settings.configured || settings.address !== null || settings.tlsAddress !== null) {
     return await (await import("./start.ts")).startModuleEngine(settings, options);
   }
+  const stop = new AbortController();
+  const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
+  // Nothing to close: finished once stopped.
+  const finished = sleep(Infinity, { signal }).catch(() => {});
   const metrics = createModuleMetrics(options.registry);
   metrics.reloadSuccessful.set(1);
   metrics.reloadSuccessTimestamp.set(Math.floor(Date.now() / 1000));
@@ -303,6 +309,10 @@ export async function startModules(
     announced: [],
     server: null,
     reload: () => Promise.resolve(),
-    close: () => Promise.resolve(),
+    finished,
+    close() {
+      stop.abort();
+      return finished;
+    },
   };
 }

@@ -24,13 +24,6 @@ import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import type { TLSSocket } from "node:tls";
 import { type ListenAddress } from "../../lib/address.ts";
-import {
-  type BasicAuthVerifier,
-  constantTimeEqual,
-  createBasicAuthVerifier,
-  parseBasicAuth,
-  parseBearer,
-} from "../../lib/basic_auth.ts";
 import type { AllowList } from "../../lib/cidr.ts";
 import { forwardableHeaders, rawHeaderPairs } from "../../lib/headers.ts";
 import { type HealthOptions, serveHealth } from "../../lib/health.ts";
@@ -39,7 +32,6 @@ import { pageHeaders } from "../../lib/page_style.ts";
 import {
   createTlsListener,
   listenTlsFront,
-  peerIdentity,
   type TlsFront,
   type TlsListener,
 } from "../../lib/tls_server.ts";
@@ -49,6 +41,7 @@ import { expexpModulesJson, modulesHtml, prefersJson } from "./listing.ts";
 import { guardHandler, guardServer } from "../../lib/listener_guard.ts";
 import type { ReloadResult } from "./reloader.ts";
 import { MODULE_PATH } from "./scrape_route.ts";
+import { createAuthorizer, type Listener } from "./exporter_auth.ts";
 
 /** `/-/healthy`, as exporter_exporter answers it; there is no `/-/ready`. */
 const HEALTH: HealthOptions = { healthy: "Healthy\n" };
@@ -120,7 +113,9 @@ export interface ExporterServer {
   readonly tlsAddress: ListenAddress | null;
   /** Re-reads TLS certificates and keys that changed. */
   reloadTls(): Promise<void>;
-  /** Stops listening and closes connections. */
+  /** Settles once the listeners are closed (after `signal` aborts or `close()`). */
+  readonly finished: Promise<void>;
+  /** Stops listening and closes connections: aborts, then awaits `finished`. */
   close(): Promise<void>;
 }
 
@@ -138,30 +133,6 @@ export function tlsServerConfigOf(flags: ExporterTlsFlags): TlsServerConfig {
 }
 
 /**
- * Says whether a verified client certificate matches `--web.tls.certmatch`:
- * its subject CN, a DNS SAN or an email SAN (as exporter_exporter).
- *
- * @param socket The TLS connection.
- * @param pattern The regexp.
- * @returns The names tried, and whether one matched.
- */
-export function certMatches(
-  socket: unknown,
-  pattern: RegExp,
-): { matched: boolean; names: string[] } {
-  const peer = peerIdentity(socket);
-  if (peer === null) return { matched: false, names: [] };
-  const names = [peer.commonName, ...peer.dnsNames, ...peer.otherNames].filter((n) => n !== "");
-  return { matched: names.some((name) => pattern.test(name)), names };
-}
-
-interface Listener {
-  kind: "http" | "https";
-  web: WebConfig | null;
-  certMatch: RegExp | null;
-}
-
-/**
  * Starts the listeners that are configured.
  *
  * @param options Engine, metrics, listeners, TLS, auth and limits.
@@ -176,75 +147,11 @@ export async function startExporterServer(
   const telemetryPath = options.telemetryPath ?? "/metrics";
   const headersTimeout = options.headersTimeoutMs ?? 10_000;
   const maxConnections = options.maxConnections ?? 1024;
-  const basicAuth: BasicAuthVerifier = createBasicAuthVerifier();
+  const authorize = createAuthorizer(options);
   const servers: Server[] = [];
   const tlsListeners: [TlsListener, Server][] = [];
   const stop = new AbortController();
   options.signal?.addEventListener("abort", () => stop.abort(), { once: true });
-
-  async function authorize(
-    req: IncomingMessage,
-    listener: Listener,
-  ): Promise<{ status: number; message: string; headers?: Record<string, string> } | null> {
-    if (options.allowList && !options.allowList(req.socket.remoteAddress)) {
-      return {
-        status: 403,
-        message: `Forbidden: ${req.socket.remoteAddress} is not in --allow.net`,
-      };
-    }
-    if (listener.certMatch !== null) {
-      const { matched, names } = certMatches(req.socket, listener.certMatch);
-      if (!matched) {
-        return {
-          status: 403,
-          message: `Forbidden: client certificate (${
-            names.join(", ") || "none"
-          }) does not match --web.tls.certmatch`,
-        };
-      }
-    }
-    const users = listener.web?.basicAuthUsers;
-    const token = options.bearerToken ?? null;
-    const hasUsers = users !== undefined && users.size > 0;
-    if (token === null && !hasUsers) return null;
-    const header = req.headers.authorization;
-    const challenge = hasUsers
-      ? { "www-authenticate": 'Basic realm="pushprox-client"' }
-      : undefined;
-    if (!header) {
-      return {
-        status: 401,
-        message: "Authorization header is missing",
-        ...(challenge ? { headers: challenge } : {}),
-      };
-    }
-    const bearer = parseBearer(header);
-    if (bearer !== null && token !== null) {
-      return constantTimeEqual(bearer, token)
-        ? null
-        : { status: 401, message: "Invalid Bearer Token" };
-    }
-    const basic = parseBasicAuth(header);
-    if (basic !== null && hasUsers) {
-      const failure = await basicAuth.verify(users, basic);
-      if (failure === null) return null;
-      if (failure === "busy") {
-        return { status: 503, message: "Too many password checks at once; retry" };
-      }
-      return {
-        status: 401,
-        message: "Invalid user name or password",
-        ...(challenge ? { headers: challenge } : {}),
-      };
-    }
-    return {
-      status: 401,
-      message: `Authorization header not of ${
-        [token !== null ? "Bearer" : "", hasUsers ? "Basic" : ""].filter(Boolean).join(" or ")
-      } type`,
-      ...(challenge ? { headers: challenge } : {}),
-    };
-  }
 
   function plain(
     res: ServerResponse,
@@ -487,15 +394,24 @@ export async function startExporterServer(
     await new Promise((resolve) => server.close(resolve));
   }
 
+  const closed = Promise.withResolvers<void>();
+  const finished = closed.promise;
+  const closeAll = () => {
+    Promise.all(servers.map((s) => closeServer(s))).then(() => closed.resolve(), closed.reject);
+  };
+  if (stop.signal.aborted) closeAll();
+  else stop.signal.addEventListener("abort", closeAll, { once: true });
+
   return {
     address,
     tlsAddress,
     async reloadTls() {
       await Promise.all(tlsListeners.map(([tls, server]) => tls.reload(server as never)));
     },
+    finished,
     async close() {
       stop.abort();
-      await Promise.all(servers.map((s) => closeServer(s)));
+      await finished;
     },
   };
 }

@@ -291,3 +291,27 @@ Deno.test("exporter server: http module bodies pass intact (Content-Length, chun
     await new Promise((resolve) => backend.close(resolve));
   }
 });
+
+Deno.test("startExporterServer: aborting signal closes the listener and settles finished", async () => {
+  const engine = createModuleEngine({
+    config: await prepareConfig(parseConfig("modules: {}\n", "expexp.yaml")),
+    metrics: createModuleMetrics(new Registry()),
+    logger: createNullLogger(),
+  });
+  const stop = new AbortController();
+  const server = await startExporterServer({
+    engine,
+    metrics: () => Promise.resolve({ contentType: "text/plain", body: "" }),
+    logger: createNullLogger(),
+    address: { hostname: "127.0.0.1", port: 0 },
+    signal: stop.signal,
+  });
+  const port = server.address!.port;
+  const open = await Deno.connect({ hostname: "127.0.0.1", port });
+  open.close();
+  stop.abort();
+  await server.finished;
+  engine.close();
+  await assert.rejects(() => Deno.connect({ hostname: "127.0.0.1", port }));
+  await server.close(); // idempotent after finished
+});

@@ -69,6 +69,8 @@ export interface Modules {
   readonly server: ExporterServer | null;
   /** SIGHUP: reload modules and TLS files. */
   reload(): Promise<void>;
-  /** Stops the direct listeners. */
+  /** Settles once the listeners are closed and the engine stopped (after `signal` or `close()`). */
+  readonly finished: Promise<void>;
+  /** Stops the direct listeners: aborts, then awaits `finished`. */
   close(): Promise<void>;
 }

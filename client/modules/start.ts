@@ -16,18 +16,22 @@ import { createModuleEngine } from "./engine.ts";
 import { createModuleMetrics } from "./metrics.ts";
 import { createConfigReloader } from "./reloader.ts";
 import { createModuleScrapeHandler } from "./scrape_route.ts";
+import { sleep } from "../../lib/sleep.ts";
 
 /**
  * Builds the engine and starts the direct listeners.
  *
  * @param settings From `readModuleSettings` (client/modules/cli.ts).
- * @param options The client's registry (module metrics join it) and logger.
+ * @param options The client's registry (module metrics join it), logger and
+ *   the signal that stops the modules.
  * @returns The running modules.
  */
 export async function startModuleEngine(
   settings: ModuleSettings,
-  options: { registry: Registry; logger: Logger },
+  options: { registry: Registry; logger: Logger; signal?: AbortSignal },
 ): Promise<Modules> {
+  const stop = new AbortController();
+  const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
   const { logger, registry } = options;
   const log = logger.with({ component: "modules" });
   const metrics = createModuleMetrics(registry);
@@ -85,6 +89,7 @@ export async function startModuleEngine(
       reload: settings.lifecycle ? reloadModules : null,
       proxyPath: settings.proxyPath,
       telemetryPath: settings.telemetryPath,
+      signal,
     });
     for (const [listener, address] of [["http", server.address], ["https", server.tlsAddress]]) {
       if (address) {
@@ -102,6 +107,12 @@ export async function startModuleEngine(
     raw_scrapes: !settings.configured || settings.allowRawScrapes,
   });
 
+  const finished = (async () => {
+    await sleep(Infinity, { signal }).catch(() => {});
+    await server?.finished;
+    engine.close();
+  })();
+
   return {
     engine,
     reloader,
@@ -112,9 +123,10 @@ export async function startModuleEngine(
       await reloadModules();
       await server?.reloadTls();
     },
+    finished,
     async close() {
-      await server?.close();
-      engine.close();
+      stop.abort();
+      await finished;
     },
   };
 }

@@ -28,6 +28,7 @@ import {
   readWholeBody,
 } from "../../lib/http1.ts";
 import { codeFromHttpStatus, codeFromString, dialProxy } from "./native_push.ts";
+import { errorMessage } from "../../lib/error_message.ts";
 
 /** Opens a Poll stream; its messages until the proxy ends it. Fails with a ConnectError. */
 export type PollStream = (
@@ -88,7 +89,10 @@ export function createNativePoll(options: NativePollOptions): PollStream {
       try {
         conn = await dial(base, options.address ?? null);
       } catch (error) {
-        throw new ConnectError(`cannot connect to the proxy: ${describe(error)}`, Code.Unavailable);
+        throw new ConnectError(
+          `cannot connect to the proxy: ${errorMessage(error)}`,
+          Code.Unavailable,
+        );
       }
       if (signal.aborted) throw abortError(signal);
       const c = conn;
@@ -177,7 +181,7 @@ export function createNativePoll(options: NativePollOptions): PollStream {
             decoded = fromBinary(PollResponseSchema, data);
           } catch (error) {
             throw new ConnectError(
-              `cannot decode a PollResponse: ${describe(error)}`,
+              `cannot decode a PollResponse: ${errorMessage(error)}`,
               Code.Internal,
             );
           }
@@ -250,12 +254,15 @@ function streamError(error: unknown): ConnectError {
     error instanceof Deno.errors.BrokenPipe ||
     error instanceof Deno.errors.UnexpectedEof;
   if (ended) {
-    return new ConnectError(`the proxy closed the connection: ${describe(error)}`, Code.Aborted);
+    return new ConnectError(
+      `the proxy closed the connection: ${errorMessage(error)}`,
+      Code.Aborted,
+    );
   }
   if (error instanceof Http1Error) {
     return new ConnectError(`protocol error: ${error.message}`, Code.Internal);
   }
-  return new ConnectError(describe(error), Code.Unknown);
+  return new ConnectError(errorMessage(error), Code.Unknown);
 }
 
 function writePrefix(out: Uint8Array, at: number, flags: number, length: number): void {
@@ -268,9 +275,5 @@ function writePrefix(out: Uint8Array, at: number, flags: number, length: number)
 
 /** As connect-es reports an aborted call: canceled, with the reason's message. */
 function abortError(signal: AbortSignal): ConnectError {
-  return new ConnectError(describe(signal.reason), Code.Canceled);
-}
-
-function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
+  return new ConnectError(errorMessage(signal.reason), Code.Canceled);
 }

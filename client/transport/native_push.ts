@@ -26,6 +26,7 @@ import {
   reusable,
 } from "../../lib/http1.ts";
 import { releaseOwned } from "../../lib/owned_chunks.ts";
+import { errorMessage } from "../../lib/error_message.ts";
 
 /** Pushes one scrape's answer; rejects with a ConnectError when the push failed. */
 export type PushSender = (
@@ -280,7 +281,7 @@ export function createNativePush(options: NativePushOptions): NativePush {
     } catch (error) {
       if (signal.aborted) throw abortError(signal);
       if (error instanceof ConnectError) throw error;
-      throw new ConnectError(`push failed: ${describe(error)}`, Code.Unavailable);
+      throw new ConnectError(`push failed: ${errorMessage(error)}`, Code.Unavailable);
     } finally {
       signal.removeEventListener("abort", abort);
       if (!done) connection.destroy();
@@ -318,7 +319,7 @@ function untilAborted<T extends { destroy(): void }>(
         reject(
           error instanceof ConnectError
             ? error
-            : new ConnectError(`push failed: ${describe(error)}`, Code.Unavailable),
+            : new ConnectError(`push failed: ${errorMessage(error)}`, Code.Unavailable),
         );
       },
     );
@@ -454,9 +455,5 @@ function describeBody(bytes: Uint8Array): string {
 
 /** As connect-es reports an aborted call: canceled, with the reason's message. */
 function abortError(signal: AbortSignal): ConnectError {
-  return new ConnectError(describe(signal.reason), Code.Canceled);
-}
-
-function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
+  return new ConnectError(errorMessage(signal.reason), Code.Canceled);
 }

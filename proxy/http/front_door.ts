@@ -16,6 +16,7 @@ import type { Server } from "node:http";
 import type { BudgetConnection, ConnectionBudget } from "../../lib/connection_budget.ts";
 import type { Logger } from "../../lib/logger.ts";
 import { ConnSocket } from "./conn_socket.ts";
+import { errorMessage } from "../../lib/error_message.ts";
 
 /** Go's and node's 503 for a connection above the caps, best effort. */
 const REFUSED = new TextEncoder().encode(
@@ -217,7 +218,7 @@ export function listenFrontDoor(options: FrontDoorOptions): FrontDoor {
       if (options.native !== undefined && await options.native(connection, door)) return;
       if (!connection.destroyed && connection.socket === null) door.handOver(connection);
     } catch (error) {
-      logger?.debug("Connection failed", { err: (error as Error)?.message ?? String(error) });
+      logger?.debug("Connection failed", { err: errorMessage(error) });
       connection.destroy();
     }
   }
@@ -232,7 +233,7 @@ export function listenFrontDoor(options: FrontDoorOptions): FrontDoor {
         if (error instanceof Deno.errors.BadResource) break;
         logger?.error("Cannot accept a connection (file descriptors ran out?): retrying", {
           address: `${addr.hostname}:${addr.port}`,
-          err: (error as Error)?.message ?? String(error),
+          err: errorMessage(error),
         });
         await new Promise<void>((resolve) => {
           wakeRetry = resolve;

@@ -1,0 +1,223 @@
+/**
+ * Part of lib/http1.ts: the body reader (chunked coding removed in place,
+ * read only as fast as asked) and readWholeBody.
+ *
+ * @module
+ */
+
+import { ByteReader, Http1Error, latin1 } from "./http1_byte_reader.ts";
+import type { BodyFraming } from "./http1_head.ts";
+
+/** Limits for {@linkcode BodyReader}. */
+export interface BodyReaderOptions {
+  /** Longest chunk-size line. @default {1024} */
+  maxChunkLineBytes?: number;
+  /** Largest chunked trailer section. @default {16384} */
+  maxTrailerBytes?: number;
+}
+
+/**
+ * Reads a body piece by piece, only when asked (nothing is read ahead of
+ * the consumer). Chunked transfer coding is removed in place: the data of
+ * one socket read is moved over the chunk framing inside that read's
+ * buffer, and the piece returned is the only reference to its buffer.
+ */
+export class BodyReader {
+  readonly #reader: ByteReader;
+  readonly #framing: BodyFraming;
+  readonly #maxLine: number;
+  readonly #maxTrailer: number;
+  #left: number;
+  /** Chunked: bytes left of the chunk; -1 before a size line, -2 before the CRLF after data, -3 in the trailers. */
+  #chunkLeft = -1;
+  #chunkSize = 0;
+  #trailerBytes = 0;
+  #done = false;
+
+  /**
+   * Creates a body reader.
+   *
+   * @param reader The connection's reader, just past the head.
+   * @param framing From {@linkcode bodyFraming}.
+   * @param options Limits.
+   */
+  constructor(reader: ByteReader, framing: BodyFraming, options: BodyReaderOptions = {}) {
+    this.#reader = reader;
+    this.#framing = framing;
+    this.#maxLine = options.maxChunkLineBytes ?? 1024;
+    this.#maxTrailer = options.maxTrailerBytes ?? 16384;
+    this.#left = framing.kind === "length" ? framing.length : 0;
+    if (framing.kind === "none" || (framing.kind === "length" && framing.length === 0)) {
+      this.#done = true;
+    }
+  }
+
+  /** True once the body was read to its end. */
+  get done(): boolean {
+    return this.#done;
+  }
+
+  /**
+   * The next piece of the body.
+   *
+   * @returns The piece (never empty), or null at the end of the body.
+   * @throws {Http1Error} On bad chunked framing or a body cut short.
+   */
+  async next(): Promise<Uint8Array | null> {
+    if (this.#done) return null;
+    switch (this.#framing.kind) {
+      case "length": {
+        const total = this.#framing.length;
+        const piece = await this.#reader.readSome(this.#left);
+        if (piece === null) {
+          throw new Http1Error(
+            `body ended after ${total - this.#left} of ${total} bytes`,
+            "ended",
+          );
+        }
+        this.#left -= piece.byteLength;
+        if (this.#left === 0) this.#done = true;
+        return piece;
+      }
+      case "close": {
+        const piece = await this.#reader.readSome(Number.MAX_SAFE_INTEGER);
+        if (piece === null) this.#done = true;
+        return piece;
+      }
+      case "chunked":
+        return await this.#dechunk();
+      default:
+        return null;
+    }
+  }
+
+  async #dechunk(): Promise<Uint8Array | null> {
+    const reader = this.#reader;
+    let starved = reader.buffered === 0;
+    for (;;) {
+      if (starved && !await reader.fill()) throw this.#endedError();
+      starved = true;
+      const buffer = reader.peek();
+      let r = 0;
+      let w = 0;
+      let ended = false;
+      while (r < buffer.byteLength) {
+        if (this.#chunkLeft > 0) {
+          const n = Math.min(this.#chunkLeft, buffer.byteLength - r);
+          if (w !== r) buffer.copyWithin(w, r, r + n);
+          w += n;
+          r += n;
+          this.#chunkLeft -= n;
+          if (this.#chunkLeft === 0) this.#chunkLeft = -2;
+          continue;
+        }
+        const lf = buffer.indexOf(0x0a, r);
+        if (lf < 0) break;
+        if (lf === r || buffer[lf - 1] !== 0x0d) {
+          throw new Http1Error(
+            this.#chunkLeft === -2
+              ? "chunk data not followed by CRLF"
+              : `${this.#what()}: line not ended by CRLF`,
+          );
+        }
+        const lineBytes = lf - 1 - r;
+        if (this.#chunkLeft === -3) {
+          this.#trailerBytes += lineBytes + 2;
+          if (this.#trailerBytes > this.#maxTrailer) {
+            throw new Http1Error("chunked trailer too large", "too-large");
+          }
+        } else if (lineBytes > this.#maxLine) {
+          throw new Http1Error(`${this.#what()}: longer than ${this.#maxLine} bytes`, "too-large");
+        }
+        const line = latin1(buffer.subarray(r, lf - 1));
+        r = lf + 1;
+        if (this.#chunkLeft === -2) {
+          if (line !== "") throw new Http1Error("chunk data not followed by CRLF");
+          this.#chunkLeft = -1;
+        } else if (this.#chunkLeft === -3) {
+          if (line === "") {
+            ended = true;
+            break;
+          }
+        } else {
+          const size = /^([0-9A-Fa-f]{1,8})[ \t]*(?:;.*)?$/.exec(line);
+          if (size === null) {
+            throw new Http1Error(`malformed chunk size ${JSON.stringify(line.slice(0, 32))}`);
+          }
+          this.#chunkSize = parseInt(size[1]!, 16);
+          this.#chunkLeft = this.#chunkSize === 0 ? -3 : this.#chunkSize;
+        }
+      }
+      const rest = buffer.subarray(r);
+      if (!ended && this.#chunkLeft <= 0) {
+        if (this.#chunkLeft === -3) {
+          if (this.#trailerBytes + rest.byteLength > this.#maxTrailer + 2) {
+            throw new Http1Error("chunked trailer too large", "too-large");
+          }
+        } else if (rest.byteLength > this.#maxLine + 2) {
+          throw new Http1Error(`${this.#what()}: longer than ${this.#maxLine} bytes`, "too-large");
+        }
+      }
+      // The data view keeps the buffer to itself: what follows is copied off.
+      reader.unread(w > 0 ? rest.slice() : rest);
+      if (ended) this.#done = true;
+      if (w > 0) return buffer.subarray(0, w);
+      if (ended) return null;
+    }
+  }
+
+  #what(): string {
+    return this.#chunkLeft === -3 ? "chunked trailer" : "chunk size";
+  }
+
+  #endedError(): Http1Error {
+    if (this.#chunkLeft > 0) {
+      return new Http1Error(
+        `body ended inside a chunk: connection ended after ${
+          this.#chunkSize - this.#chunkLeft
+        } of ${this.#chunkSize} bytes`,
+        "ended",
+      );
+    }
+    return new Http1Error(
+      `${this.#chunkLeft === -2 ? "chunk" : this.#what()}: connection ended`,
+      "ended",
+    );
+  }
+}
+
+/**
+ * Reads a whole (small) body.
+ *
+ * @param reader The connection's reader.
+ * @param framing From {@linkcode bodyFraming}.
+ * @param maxBytes Largest body accepted.
+ * @returns The body.
+ * @throws {Http1Error} On bad chunked framing, a short body or one above `maxBytes`.
+ */
+export async function readWholeBody(
+  reader: ByteReader,
+  framing: BodyFraming,
+  maxBytes: number,
+): Promise<Uint8Array> {
+  if (framing.kind === "length" && framing.length > maxBytes) {
+    throw new Http1Error(`body of ${framing.length} bytes is larger than ${maxBytes}`, "too-large");
+  }
+  if (framing.kind === "length") return (await reader.exactly(framing.length, "body")).slice();
+  const body = new BodyReader(reader, framing);
+  const parts: Uint8Array[] = [];
+  let total = 0;
+  for (let piece = await body.next(); piece !== null; piece = await body.next()) {
+    total += piece.byteLength;
+    if (total > maxBytes) throw new Http1Error(`body larger than ${maxBytes} bytes`, "too-large");
+    parts.push(piece);
+  }
+  if (parts.length === 1) return parts[0]!.slice();
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.byteLength;
+  }
+  return out;
+}

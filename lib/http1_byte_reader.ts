@@ -1,0 +1,247 @@
+/**
+ * Part of lib/http1.ts: the read function, Http1Error and the buffered
+ * ByteReader over a connection.
+ *
+ * @module
+ */
+
+/** Reads into `buffer`; resolves the byte count, or null at the end of the stream. */
+export type ReadFn = (buffer: Uint8Array) => Promise<number | null>;
+
+/** Why a response was refused: lets callers word the error their own way. */
+export type Http1ErrorKind =
+  | "status-line"
+  | "header-line"
+  | "too-large"
+  | "ended"
+  | "framing"
+  | "body";
+
+/** A malformed, oversized or cut-short response. */
+export class Http1Error extends Error {
+  /** Always "Http1Error". */
+  override name = "Http1Error";
+  /** What was wrong. */
+  readonly kind: Http1ErrorKind;
+  /** The offending line, for a malformed status or header line. */
+  readonly line: string | undefined;
+  /**
+   * Creates the error.
+   *
+   * @param message What was wrong.
+   * @param kind Its class.
+   * @param line The offending line.
+   * @param options The cause.
+   */
+  constructor(
+    message: string,
+    kind: Http1ErrorKind = "framing",
+    line?: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+    this.kind = kind;
+    this.line = line;
+  }
+}
+
+/**
+ * A buffered reader over a connection that can keep one read pending while
+ * idle. Every read lands in a fresh buffer; a view handed out as body data
+ * ({@linkcode ByteReader.readSome}, {@linkcode readBody}) is the only
+ * reference to its buffer (what follows is copied off), so a consumer may
+ * free the buffer after use (`chunk.buffer.transfer(0)`).
+ */
+export class ByteReader {
+  #read: ReadFn;
+  #data: Uint8Array = new Uint8Array(0);
+  #pending: Promise<number | null> | null = null;
+  #pendingBuffer: Uint8Array | null = null;
+  #readBytes: number;
+  #ended = false;
+  #received = 0;
+
+  /**
+   * Creates a reader over a source of bytes.
+   *
+   * @param read The source.
+   * @param readBytes Size of each read. @default {65536}
+   */
+  constructor(read: ReadFn, readBytes = 65536) {
+    this.#read = read;
+    this.#readBytes = readBytes;
+  }
+
+  /** Bytes buffered and not consumed. */
+  get buffered(): number {
+    return this.#data.byteLength;
+  }
+
+  /** Bytes received from the source so far. */
+  get received(): number {
+    return this.#received;
+  }
+
+  /** True once the source ended. */
+  get ended(): boolean {
+    return this.#ended;
+  }
+
+  /**
+   * Starts a read without waiting for it (an idle connection's watch); the
+   * next {@linkcode fill} takes its result.
+   *
+   * @returns The pending read: resolves when bytes or the end arrive.
+   */
+  prefetch(): Promise<number | null> {
+    if (this.#pending === null) {
+      this.#pendingBuffer = new Uint8Array(this.#readBytes);
+      this.#pending = this.#read(this.#pendingBuffer);
+    }
+    return this.#pending;
+  }
+
+  /**
+   * Reads once more from the source, into a new buffer holding the
+   * unconsumed bytes first.
+   *
+   * @returns False at the end of the stream.
+   */
+  async fill(): Promise<boolean> {
+    if (this.#ended) return false;
+    const keep = this.#data.byteLength;
+    let buffer: Uint8Array;
+    let n: number | null;
+    if (this.#pending !== null) {
+      const pending = this.#pending;
+      const read = this.#pendingBuffer!;
+      this.#pending = null;
+      this.#pendingBuffer = null;
+      n = await pending;
+      if (n !== null && keep > 0) {
+        buffer = new Uint8Array(keep + n);
+        buffer.set(this.#data);
+        buffer.set(read.subarray(0, n), keep);
+      } else buffer = read;
+    } else {
+      buffer = new Uint8Array(keep + Math.max(this.#readBytes, keep));
+      buffer.set(this.#data);
+      n = await this.#read(buffer.subarray(keep));
+    }
+    if (n === null) {
+      this.#ended = true;
+      return false;
+    }
+    this.#received += n;
+    this.#data = buffer.subarray(0, keep + n);
+    return true;
+  }
+
+  /** The buffered bytes, not consumed (body decoding may rewrite them in place). */
+  peek(): Uint8Array {
+    return this.#data;
+  }
+
+  /** Replaces the buffered bytes (what is left after decoding in place). */
+  unread(rest: Uint8Array): void {
+    this.#data = rest;
+  }
+
+  /** Consumes `n` buffered bytes and returns them (a view). */
+  take(n: number): Uint8Array {
+    const out = this.#data.subarray(0, n);
+    this.#data = this.#data.subarray(n);
+    return out;
+  }
+
+  /**
+   * Reads through the next CRLF.
+   *
+   * @param max Longest line accepted, CRLF excluded.
+   * @param what Names the line in errors.
+   * @returns The line without CRLF, as latin-1 text.
+   */
+  async line(max: number, what: string): Promise<string> {
+    for (let from = 0;;) {
+      const data = this.#data;
+      const lf = data.indexOf(0x0a, from);
+      if (lf >= 0) {
+        if (lf === 0 || data[lf - 1] !== 0x0d) {
+          throw new Http1Error(`${what}: line not ended by CRLF`, "framing");
+        }
+        if (lf - 1 > max) throw new Http1Error(`${what}: longer than ${max} bytes`, "too-large");
+        const text = latin1(data.subarray(0, lf - 1));
+        this.take(lf + 1);
+        return text;
+      }
+      if (data.byteLength > max + 1) {
+        throw new Http1Error(`${what}: longer than ${max} bytes`, "too-large");
+      }
+      from = data.byteLength;
+      if (!(await this.fill())) throw new Http1Error(`${what}: connection ended`, "ended");
+    }
+  }
+
+  /**
+   * Up to `max` bytes: the buffered ones first, else one read from the source
+   * straight into a fresh buffer. The view returned owns its buffer.
+   *
+   * @param max Most bytes returned.
+   * @returns The bytes, or null at the end of the stream.
+   */
+  async readSome(max: number): Promise<Uint8Array | null> {
+    if (this.#data.byteLength === 0 && this.#pending !== null) await this.fill();
+    const data = this.#data;
+    if (data.byteLength > 0) {
+      if (data.byteLength <= max) {
+        this.#data = new Uint8Array(0);
+        return data;
+      }
+      // The rest is copied off: the view returned keeps the buffer to itself.
+      this.#data = data.slice(max);
+      return data.subarray(0, max);
+    }
+    if (this.#ended) return null;
+    const buffer = new Uint8Array(Math.min(max, this.#readBytes));
+    const n = await this.#read(buffer);
+    if (n === null) {
+      this.#ended = true;
+      return null;
+    }
+    this.#received += n;
+    return buffer.subarray(0, n);
+  }
+
+  /** Reads exactly `n` bytes. */
+  async exactly(n: number, what: string): Promise<Uint8Array> {
+    while (this.#data.byteLength < n) {
+      if (!(await this.fill())) {
+        throw new Http1Error(
+          `${what}: connection ended after ${this.#data.byteLength} of ${n} bytes`,
+          "ended",
+        );
+      }
+    }
+    return this.take(n);
+  }
+}
+
+const UTF8 = new TextDecoder();
+
+/**
+ * Decodes header bytes as Latin-1 (each byte one character).
+ *
+ * @param bytes The bytes.
+ * @returns The text.
+ */
+export function latin1(bytes: Uint8Array): string {
+  // Nearly always ASCII, where UTF-8 decoding (native) gives the same text:
+  // any other byte would shorten the text or show as U+FFFD.
+  const ascii = UTF8.decode(bytes);
+  if (ascii.length === bytes.byteLength && !ascii.includes("\uFFFD")) return ascii;
+  let text = "";
+  for (let i = 0; i < bytes.byteLength; i += 8192) {
+    text += String.fromCharCode(...bytes.subarray(i, i + 8192));
+  }
+  return text;
+}

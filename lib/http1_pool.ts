@@ -1,0 +1,313 @@
+/**
+ * Part of lib/http1.ts: the bounded keep-alive connection pool.
+ *
+ * @module
+ */
+
+import { ByteReader, Http1Error } from "./http1_byte_reader.ts";
+import {
+  type BodyFraming,
+  bodyFraming,
+  readResponseHead,
+  type ResponseHead,
+  reusable,
+} from "./http1_head.ts";
+import { BodyReader } from "./http1_body.ts";
+
+/** Options for {@linkcode Http1Pool}. */
+export interface Http1PoolOptions {
+  /** Idle connections kept per `host:port`. @default {8} */
+  maxIdlePerHost?: number;
+  /** Idle connections kept in all. @default {64} */
+  maxIdle?: number;
+  /** How long an idle connection is kept; 0 keeps it until the peer closes it. @default {0} */
+  idleTimeoutMs?: number;
+  /** Dials (tests). @default {Deno.connect with TCP_NODELAY} */
+  dial?: (hostname: string, port: number, signal: AbortSignal) => Promise<Deno.Conn>;
+}
+
+/** One request on an {@linkcode Http1Pool}. */
+export interface Http1RequestOptions {
+  /** The request's method (HEAD answers have no body). */
+  method: string;
+  /** The request head's bytes, from the request line to the empty line. */
+  head: Uint8Array;
+  /** Largest response header block. */
+  maxHeaderBytes: number;
+  /** Whether the connection may go back to the pool after the answer. @default {true} */
+  keepAlive?: boolean;
+  /** Aborts the request and its body; the connection is closed. */
+  signal: AbortSignal;
+}
+
+/** An answer whose body is read on demand. */
+export interface Http1Response {
+  /** The status line and header fields. */
+  readonly head: ResponseHead;
+  /** How the body is delimited. */
+  readonly framing: BodyFraming;
+  /**
+   * The next piece of the body (it owns its buffer), or null at its end,
+   * when the connection goes back to the pool if it may.
+   *
+   * @throws {Http1Error} On a malformed or short body; the signal's reason once aborted.
+   */
+  next(): Promise<Uint8Array | null>;
+  /** Gives up the body: the connection is closed unless the body was read to its end. */
+  close(): void;
+}
+
+/** Errors that mean a kept-alive connection was closed by the peer meanwhile. */
+function isStale(error: unknown): boolean {
+  return error instanceof Http1Error ||
+    error instanceof Deno.errors.ConnectionReset ||
+    error instanceof Deno.errors.BrokenPipe ||
+    error instanceof Deno.errors.ConnectionAborted ||
+    error instanceof Deno.errors.UnexpectedEof;
+}
+
+async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+  for (let at = 0; at < bytes.byteLength;) {
+    at += await conn.write(at === 0 ? bytes : bytes.subarray(at));
+  }
+}
+
+async function dialTcp(hostname: string, port: number, signal: AbortSignal): Promise<Deno.Conn> {
+  const conn = await Deno.connect({ hostname, port, signal });
+  try {
+    conn.setNoDelay(true);
+  } catch { /* not fatal */ }
+  return conn;
+}
+
+/**
+ * HTTP/1.1 requests over plain TCP with a bounded keep-alive pool per
+ * `host:port`. An idle connection keeps a read pending, so the peer closing
+ * it (or sending anything unasked) takes it out of the pool at once. A GET or
+ * HEAD that fails on a reused connection before any byte of an answer
+ * arrived is sent again, once, on a new connection (as Go's Transport does).
+ */
+export class Http1Pool {
+  readonly #maxIdlePerHost: number;
+  readonly #maxIdle: number;
+  readonly #idleMs: number;
+  readonly #dial: (hostname: string, port: number, signal: AbortSignal) => Promise<Deno.Conn>;
+  /** Idle connections by `host:port`, oldest first. */
+  readonly #idle = new Map<string, PooledConn[]>();
+  readonly #open = new Set<PooledConn>();
+  #idleCount = 0;
+  #closed = false;
+
+  /**
+   * Creates an empty pool.
+   *
+   * @param options Pool bounds and the dialler.
+   */
+  constructor(options: Http1PoolOptions = {}) {
+    this.#maxIdlePerHost = options.maxIdlePerHost ?? 8;
+    this.#maxIdle = options.maxIdle ?? 64;
+    this.#idleMs = options.idleTimeoutMs ?? 0;
+    this.#dial = options.dial ?? dialTcp;
+  }
+
+  /** Idle connections kept now. */
+  get idle(): number {
+    return this.#idleCount;
+  }
+
+  /**
+   * Sends a request and reads the answer's head; the body is read on demand.
+   *
+   * @param url The target (`http:` only); its host and port are dialled.
+   * @param options Method, head bytes, limits and the signal.
+   * @returns The answer.
+   * @throws {Http1Error} On a malformed head; dial and socket errors as they come.
+   */
+  async request(url: URL, options: Http1RequestOptions): Promise<Http1Response> {
+    const { signal, method } = options;
+    signal.throwIfAborted();
+    if (url.protocol !== "http:") throw new TypeError(`not an http URL: ${url}`);
+    const hostname = url.hostname.replace(/^\[(.*)\]$/, "$1");
+    const port = url.port !== "" ? Number(url.port) : 80;
+    const key = `${hostname}:${port}`;
+    const keepAlive = options.keepAlive ?? true;
+    for (let attempt = 0;; attempt++) {
+      let connection = attempt === 0 ? this.#takeIdle(key) : undefined;
+      const reused = connection !== undefined;
+      if (connection === undefined) {
+        let dialled: Deno.Conn;
+        try {
+          dialled = await this.#dial(hostname, port, signal);
+        } catch (error) {
+          throw signal.aborted ? signal.reason : error;
+        }
+        connection = new PooledConn(this.#hooks, dialled, key);
+      }
+      const conn = connection;
+      const abort = () => conn.destroy();
+      signal.addEventListener("abort", abort, { once: true });
+      const receivedBefore = conn.reader.received;
+      let head: ResponseHead;
+      let framing: BodyFraming;
+      try {
+        signal.throwIfAborted();
+        await writeAll(conn.conn, options.head);
+        head = await readResponseHead(conn.reader, options.maxHeaderBytes);
+        framing = bodyFraming(head, method);
+      } catch (error) {
+        signal.removeEventListener("abort", abort);
+        conn.destroy();
+        if (signal.aborted) throw signal.reason;
+        const noAnswer = conn.reader.received === receivedBefore && isStale(error);
+        if (noAnswer && reused && (method === "GET" || method === "HEAD")) continue;
+        if (noAnswer && error instanceof Http1Error) {
+          const message = "status line: connection ended without an answer";
+          throw new Http1Error(message, "ended", undefined, { cause: error });
+        }
+        throw error;
+      }
+      const keep = keepAlive && reusable(head, framing);
+      const body = new BodyReader(conn.reader, framing, {
+        maxTrailerBytes: options.maxHeaderBytes,
+      });
+      let finished = false;
+      const finish = (clean: boolean) => {
+        if (finished) return;
+        finished = true;
+        signal.removeEventListener("abort", abort);
+        if (clean && keep && !signal.aborted) conn.release();
+        else conn.destroy();
+      };
+      if (body.done) finish(true);
+      return {
+        head,
+        framing,
+        async next() {
+          if (finished) {
+            if (body.done) return null;
+            throw signal.aborted ? signal.reason : new Http1Error("body: closed", "ended");
+          }
+          try {
+            const piece = await body.next();
+            if (piece === null) finish(true);
+            return piece;
+          } catch (error) {
+            finish(false);
+            if (signal.aborted) throw signal.reason;
+            throw error;
+          }
+        },
+        close() {
+          finish(body.done);
+        },
+      };
+    }
+  }
+
+  /** Closes every connection, idle or in use; later answers are not kept. */
+  close(): void {
+    this.#closed = true;
+    for (const connection of [...this.#open]) connection.destroy();
+  }
+
+  #takeIdle(key: string): PooledConn | undefined {
+    const list = this.#idle.get(key);
+    const connection = list?.pop();
+    if (connection === undefined) return undefined;
+    this.#idleCount--;
+    if (list!.length === 0) this.#idle.delete(key);
+    connection.clearTimer();
+    return connection;
+  }
+
+  readonly #hooks: PoolHooks = {
+    opened: (connection) => this.#open.add(connection),
+    destroyed: (connection) => this.#destroyed(connection),
+    give: (connection) => this.#give(connection),
+  };
+
+  #destroyed(connection: PooledConn): void {
+    this.#open.delete(connection);
+    const list = this.#idle.get(connection.key);
+    const at = list?.indexOf(connection) ?? -1;
+    if (at < 0) return;
+    list!.splice(at, 1);
+    this.#idleCount--;
+    if (list!.length === 0) this.#idle.delete(connection.key);
+  }
+
+  /** Keeps a connection whose answer was read to its end. */
+  #give(connection: PooledConn): void {
+    const list = this.#idle.get(connection.key) ?? [];
+    if (
+      this.#closed || connection.reader.buffered > 0 || list.length >= this.#maxIdlePerHost ||
+      this.#maxIdle <= 0
+    ) {
+      return connection.destroy();
+    }
+    if (this.#idleCount >= this.#maxIdle) this.#oldestIdle()?.destroy();
+    list.push(connection);
+    this.#idle.set(connection.key, list);
+    this.#idleCount++;
+    connection.watch(this.#idleMs, () => this.#idle.get(connection.key)?.includes(connection));
+  }
+
+  #oldestIdle(): PooledConn | undefined {
+    for (const list of this.#idle.values()) if (list.length > 0) return list[0];
+    return undefined;
+  }
+}
+
+/** What a connection tells its pool. */
+interface PoolHooks {
+  opened(connection: PooledConn): void;
+  destroyed(connection: PooledConn): void;
+  give(connection: PooledConn): void;
+}
+
+/** A pool's connection. */
+class PooledConn {
+  readonly reader: ByteReader;
+  #dead = false;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(readonly pool: PoolHooks, readonly conn: Deno.Conn, readonly key: string) {
+    this.reader = new ByteReader((b) => conn.read(b));
+    pool.opened(this);
+  }
+
+  release(): void {
+    this.pool.give(this);
+  }
+
+  /** While idle: closes on the peer's close or unasked bytes, and after `idleMs`. */
+  watch(idleMs: number, isIdle: () => boolean | undefined): void {
+    this.reader.prefetch().then(
+      () => {
+        if (isIdle()) this.destroy();
+      },
+      () => this.destroy(),
+    );
+    if (idleMs > 0) {
+      this.#timer = setTimeout(() => this.destroy(), idleMs);
+      Deno.unrefTimer(this.#timer);
+    }
+  }
+
+  clearTimer(): void {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  destroy(): void {
+    if (this.#dead) return;
+    this.#dead = true;
+    this.clearTimer();
+    this.pool.destroyed(this);
+    try {
+      this.conn.close();
+    } catch {
+      // Already closed.
+    }
+  }
+}
