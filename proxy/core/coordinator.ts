@@ -22,7 +22,12 @@ import {
   type ScrapeResult,
 } from "./sessions.ts";
 import { type Handoff, handOff, type PushHead, type ScrapeReply } from "./scrape_handoff.ts";
-import { createStreamQueue, type ScrapeTask, type StreamQueue } from "./stream_queue.ts";
+import {
+  createStreamQueue,
+  type ScrapeTask,
+  type StreamQueue,
+  type TaskCallback,
+} from "./stream_queue.ts";
 
 export { CoordinatorError } from "./coordinator_error.ts";
 export type {
@@ -34,7 +39,7 @@ export type {
   ScrapeResult,
 } from "./sessions.ts";
 export type { PushHead, ScrapeReply } from "./scrape_handoff.ts";
-export type { ScrapeTask } from "./stream_queue.ts";
+export type { ScrapeTask, TaskCallback } from "./stream_queue.ts";
 
 /** A client's open Poll stream. */
 export interface Session {
@@ -47,6 +52,14 @@ export interface Session {
    * fqdn took over, or of kind "draining" when the proxy is shutting down.
    */
   next(signal: AbortSignal): Promise<ScrapeTask | null>;
+  /**
+   * The callback form of `next` (see StreamQueue.listen): `onTask` gets the
+   * next scrape, null when the session closes, or the error `next` rejects
+   * with. One waits at a time.
+   */
+  listen(onTask: TaskCallback): void;
+  /** Withdraws a waiting `onTask` (a heartbeat came first). */
+  unlisten(onTask: TaskCallback): void;
   /**
    * Ends the session: the stream closed. Idempotent. `at` says when the
    * client was last there, when that was before now (a legacy client's
@@ -261,6 +274,12 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
       }),
       next(signal) {
         return session.queue.next(signal);
+      },
+      listen(onTask) {
+        session.queue.listen(onTask);
+      },
+      unlisten(onTask) {
+        session.queue.unlisten(onTask);
       },
       close(lastSeen) {
         if (session.queue.closed) return;

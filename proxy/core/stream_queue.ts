@@ -52,6 +52,16 @@ export interface StreamQueue {
    * queue closes, rejects with `refusal()` or what {@linkcode fail} gives.
    */
   next(signal: AbortSignal): Promise<ScrapeTask | null>;
+  /**
+   * The callback form of {@linkcode next}, for a stream that is a record
+   * rather than a suspended call: `onTask` is called once, with the next
+   * scrape (at once when one is queued), with null when the queue closes,
+   * or with `refusal()` or what {@linkcode fail} gives. No promise, no
+   * signal: {@linkcode unlisten} withdraws it.
+   */
+  listen(onTask: TaskCallback): void;
+  /** Withdraws `onTask` if it still waits (a heartbeat came first). */
+  unlisten(onTask: TaskCallback): void;
   /** Ends a waiting `next` with `error`; nothing when none waits. */
   fail(error: CoordinatorError): void;
   /** Removes and returns the queued scrapes, e.g. to move them to a newer stream. */
@@ -61,7 +71,9 @@ export interface StreamQueue {
   readonly closed: boolean;
 }
 
-type Waiter = (task: ScrapeTask | null, error?: Error) => void;
+/** Told the next scrape, null (closed), or an error (replaced, draining). */
+export type TaskCallback = (task: ScrapeTask | null, error?: Error) => void;
+type Waiter = TaskCallback;
 
 /**
  * Creates an empty queue.
@@ -114,6 +126,22 @@ export function createStreamQueue(options: StreamQueueOptions): StreamQueue {
           else resolve(task);
         };
       });
+    },
+    listen(onTask) {
+      const refused = refusal();
+      if (refused) return onTask(null, refused);
+      if (closed) return onTask(null);
+      while (queue.length > 0) {
+        const { task, deadline } = queue.shift()!;
+        if (markSent(task.id)) return onTask(handOut(task, deadline));
+      }
+      if (waiter) {
+        return onTask(null, new CoordinatorError("Session is already being polled", "invalid"));
+      }
+      waiter = onTask;
+    },
+    unlisten(onTask) {
+      if (waiter === onTask) waiter = null;
     },
     fail(error) {
       const wake = waiter;

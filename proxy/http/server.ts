@@ -358,7 +358,7 @@ export function createProxy(options: ProxyOptions): Proxy {
     return next(request);
   };
   /** The authenticated principal of a Connect call, or null. */
-  function principalOf(context: HandlerContext) {
+  function principalOf(context: Pick<HandlerContext, "values">) {
     const result = context.values.get(AUTH_RESULT);
     return result?.ok ? result.principal : null;
   }
