@@ -151,7 +151,15 @@ Deno.test("native push frames the head and raw body chunks; keep-alive; errors",
   try {
     const big = new Uint8Array(200_000).map((_, i) => i & 0xff);
     const small = new Uint8Array([0, 1, 2, 255]);
-    await push.send(HEAD, chunks(big, small, new Uint8Array(0)), AbortSignal.timeout(5000));
+    // A read's worth (joined with its prefix into one write), twice: the
+    // second reuses the first one's spare buffer.
+    const read = new Uint8Array(65_536).map((_, i) => (i * 7) & 0xff);
+    const read2 = new Uint8Array(40_000).fill(3);
+    await push.send(
+      HEAD,
+      chunks(big, small, read, read2, new Uint8Array(0)),
+      AbortSignal.timeout(5000),
+    );
     await push.send({ ...HEAD, scrapeId: "s2" }, null, AbortSignal.timeout(5000));
     await assert.rejects(
       push.send({ ...HEAD, scrapeId: "s3" }, chunks(small), AbortSignal.timeout(5000)),
@@ -176,7 +184,7 @@ Deno.test("native push frames the head and raw body chunks; keep-alive; errors",
     assert.equal(head.case === "head" && head.value.scrapeId, "s1");
     assert.deepEqual(
       first!.messages.slice(1).map((m) => m.message.case === "bodyChunk" && m.message.value),
-      [big, small, new Uint8Array(0)],
+      [big, small, read, read2, new Uint8Array(0)],
     );
     // Exactly what protobuf-es would write for a lone body_chunk.
     assert.deepEqual(first!.rawChunks[1], new Uint8Array([0x12, 4, 0, 1, 2, 255]));
@@ -198,15 +206,23 @@ Deno.test("native push frees the buffers of owned chunks once sent, and only tho
   try {
     const ownedBig = markOwned(new Uint8Array(100_000).fill(7));
     const ownedSmall = markOwned(new Uint8Array([1, 2, 3]));
+    // A read's worth: joined with its prefix, then freed before the write.
+    const ownedRead = markOwned(new Uint8Array(60_000).fill(5));
     const lent = new Uint8Array(100_000).fill(9);
-    await push.send(HEAD, chunks(ownedBig, ownedSmall, lent), AbortSignal.timeout(5000));
+    await push.send(HEAD, chunks(ownedBig, ownedSmall, ownedRead, lent), AbortSignal.timeout(5000));
     // The proxy got every byte; the owned buffers are gone, the lent one is intact.
     assert.deepEqual(
       seen[0]!.messages.slice(1).map((m) => m.message.case === "bodyChunk" && m.message.value),
-      [new Uint8Array(100_000).fill(7), new Uint8Array([1, 2, 3]), new Uint8Array(100_000).fill(9)],
+      [
+        new Uint8Array(100_000).fill(7),
+        new Uint8Array([1, 2, 3]),
+        new Uint8Array(60_000).fill(5),
+        new Uint8Array(100_000).fill(9),
+      ],
     );
     assert.equal((ownedBig.buffer as ArrayBuffer).detached, true);
     assert.equal((ownedSmall.buffer as ArrayBuffer).detached, true);
+    assert.equal((ownedRead.buffer as ArrayBuffer).detached, true);
     assert.equal(lent.buffer.detached, false);
     assert.equal(lent.byteLength, 100_000);
   } finally {

@@ -11,7 +11,6 @@
  * @module
  */
 
-import type { IncomingMessage } from "node:http";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import {
   Code,
@@ -58,18 +57,21 @@ export const PUSH_PATH = "/pushprox.v1.ClientService/Push";
  * Whether the fast path serves this request: a POST to Poll or Push with
  * the binary Connect streaming content type and uncompressed messages.
  *
- * @param req The request.
+ * @param req The request (the route table's view of it, proxy/http/router.ts).
  * @param path Its path, without the query.
  * @returns True for the fast path; false for connect-es.
  */
-export function isFastClientCall(req: IncomingMessage, path: string): boolean {
+export function isFastClientCall(
+  req: { method: string; httpVersionMajor: number; header(name: string): string | undefined },
+  path: string,
+): boolean {
   if (path !== POLL_PATH && path !== PUSH_PATH) return false;
   // HTTP/2 (the gRPC port) goes to connect-es: the fast path copies the
   // request's headers, and HTTP/2 pseudo-headers (":method") are no header
   // names (a binary Poll there failed with 500, and ended the process before).
   if (req.httpVersionMajor !== 1) return false;
-  if (req.method !== "POST" || req.headers["content-type"] !== CONTENT_TYPE) return false;
-  const encoding = req.headers["connect-content-encoding"];
+  if (req.method !== "POST" || req.header("content-type") !== CONTENT_TYPE) return false;
+  const encoding = req.header("connect-content-encoding");
   return encoding === undefined || encoding === "identity";
 }
 
@@ -171,7 +173,10 @@ export function createFastClientHandler(options: FastClientHandlerOptions): Fast
         // Unread request bytes are read and dropped, so that the connection stays usable.
         if (!exchange.bodyEnded) exchange.discardBody();
       }
-      context.abort(error);
+      // A call that ended well still aborts its context (its listeners
+      // let go); a ready-made reason spares the DOMException, with its
+      // stack trace, that abort() without one builds on every call.
+      context.abort(error ?? CALL_ENDED);
       call.end(encodeEndStream(error, context.responseTrailer));
     })();
   };
@@ -371,6 +376,9 @@ class PollRecord {
     }
   }
 }
+
+/** The abort reason of a call's context once the call has ended without error. */
+const CALL_ENDED = new ConnectError("the call has ended", Code.Canceled);
 
 /** A handler context with its controller's `abort`. */
 type CallContext = ReturnType<typeof createHandlerContext>;

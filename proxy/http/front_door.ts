@@ -111,6 +111,8 @@ export interface FrontDoorOptions {
   hostname: string;
   /** Port; 0 picks one. */
   port: number;
+  /** Stops listening and closes every connection when aborted. */
+  signal: AbortSignal;
   /** The node:http server that serves what the front door does not. */
   server: Server;
   /** Caps open connections. @default {no cap} */
@@ -138,8 +140,6 @@ export interface FrontDoor {
   connectionOf(socket: unknown): EdgeConnection | undefined;
   /** Hands a connection to node:http, with bytes already read pushed back. */
   handOver(connection: EdgeConnection, initial?: Uint8Array): void;
-  /** Stops listening and closes every connection. Idempotent. */
-  close(): void;
 }
 
 /**
@@ -194,19 +194,23 @@ export function listenFrontDoor(options: FrontDoorOptions): FrontDoor {
       );
       server.emit("connection", socket);
     },
-    close() {
-      if (closed) return;
-      closed = true;
-      clearTimeout(retryTimer);
-      wakeRetry?.();
-      try {
-        listener.close();
-      } catch {
-        // Already closed.
-      }
-      for (const connection of open) connection.destroy();
-    },
   };
+
+  /** Stops listening and closes every connection. */
+  const close = () => {
+    if (closed) return;
+    closed = true;
+    clearTimeout(retryTimer);
+    wakeRetry?.();
+    try {
+      listener.close();
+    } catch {
+      // Already closed.
+    }
+    for (const connection of open) connection.destroy();
+  };
+  if (options.signal.aborted) close();
+  else options.signal.addEventListener("abort", close, { once: true });
 
   async function serve(connection: EdgeConnection): Promise<void> {
     try {

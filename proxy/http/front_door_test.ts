@@ -252,9 +252,11 @@ Deno.test("front door: connections above the budget get 503; an idle one is evic
 Deno.test("front door: a failed accept (EMFILE) is retried; the port keeps serving", async () => {
   const server = createServer((_req, res) => res.end("ok\n"));
   let failures = 2;
+  const stop = new AbortController();
   const door = listenFrontDoor({
     hostname: "127.0.0.1",
     port: 0,
+    signal: stop.signal,
     server,
     acceptRetryMs: 10,
     accept(listener) {
@@ -277,7 +279,7 @@ Deno.test("front door: a failed accept (EMFILE) is retried; the port keeps servi
     }
     assert.ok(failures < 0);
   } finally {
-    door.close();
+    stop.abort();
     server.close();
     await door.finished;
   }

@@ -216,7 +216,7 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
   };
 }
 
-/** The framing of a request body (nativeRole admits only these); null without a body. */
+/** The framing of a request body (nativeRouteOf admits only these); null without a body. */
 function bodyFramingOf(head: RequestHead): BodyFraming | null {
   if (head.headers.has("transfer-encoding")) return { kind: "chunked" };
   const length = Number(head.headers.get("content-length")?.[0] ?? "0");

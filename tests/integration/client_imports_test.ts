@@ -56,11 +56,11 @@ Deno.test({
     assert.deepEqual(has(/https-proxy-agent/), []);
     assert.deepEqual(has(/npm:yaml|\/yaml@/), []);
     assert.deepEqual(has(/bcryptjs/), []);
-    assert.deepEqual(has(/\/client\/proxy_transport\.ts$/), []);
+    assert.deepEqual(has(/\/client\/transport\/proxy_transport\.ts$/), []);
     assert.deepEqual(has(/\/client\/modules\/(engine|config|start)\.ts$/), []);
     assert.deepEqual(has(/\/client\/verify\//), []);
     assert.deepEqual(has(/\/lib\/web_config\.ts$/), []);
     // What the native path needs is there.
-    assert.equal(has(/\/client\/native_poll\.ts$/).length, 1);
+    assert.equal(has(/\/client\/transport\/native_poll\.ts$/).length, 1);
   },
 });

@@ -1,0 +1,273 @@
+/**
+ * The proxy's one request pipeline, on both edges: route (the table in
+ * proxy/http/router.ts), authenticate once into the request's context
+ * (proxy/http/request_context.ts), refuse or serve, count once per route.
+ * node:http requests come in through `handle`, requests the native front
+ * door reads itself through `serveNative`; each edge first checks what only
+ * it can (authority, body lifetime).
+ *
+ * @module
+ */
+
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { peerAddress } from "../../lib/address.ts";
+import { authorityProblem } from "../../lib/authority.ts";
+import { formatDuration } from "../../lib/duration.ts";
+import { type Exchange, nodeExchange } from "../../lib/http_exchange.ts";
+import type { Logger } from "../../lib/logger.ts";
+import { peerIdentity } from "../../lib/tls_server.ts";
+import type { ProxyMetrics } from "../core/metrics.ts";
+import type { NativeExchange } from "./native_exchange.ts";
+import { answerAndClose, createBodyGuard, cut, requestAuthorityProblem } from "./node_guard.ts";
+import type { Credentials, RequestAuth, RequestContext } from "./request_context.ts";
+import { matchRoute, type Route, type RouteName, type RouteRequest, targetPath } from "./router.ts";
+
+/** One request on its route, as its handler sees it. */
+export interface Call {
+  readonly route: Route;
+  /** The target's path, without the query. */
+  readonly path: string;
+  /** The request's authentication, done once by the pipeline. */
+  readonly context: RequestContext;
+  /** The request as an exchange (either edge). */
+  exchange(): Exchange;
+  /** The node:http request and response; null on the native front door. */
+  readonly node: { req: IncomingMessage; res: ServerResponse } | null;
+}
+
+/** Serves one request on its route. */
+export type RouteHandler = (call: Call) => Promise<void> | void;
+
+/** Options for {@linkcode createPipeline}. */
+export interface PipelineOptions {
+  table: readonly Route[];
+  /** The handler of every route; native routes must serve from `call.exchange()`. */
+  handlers: Record<RouteName, RouteHandler>;
+  requestAuth: RequestAuth;
+  metrics: ProxyMetrics;
+  logger: Logger;
+  /** 0 disables the body idle timeout. */
+  bodyIdleTimeoutMs: number;
+}
+
+/** The pipeline's entries; see {@linkcode createPipeline}. */
+export interface Pipeline {
+  /** Serves one node:http request (of any listener). */
+  handle(req: IncomingMessage, res: ServerResponse): void;
+  /** Serves one request the native front door read (a route the table marks native). */
+  serveNative(exchange: NativeExchange): Promise<void>;
+  /** The node:http request a Connect or legacy handler is serving has this context. */
+  contextOf(req: object): RequestContext | null;
+}
+
+/**
+ * Creates the request pipeline.
+ *
+ * @param options Route table, handlers, authentication, metrics.
+ * @returns The pipeline.
+ */
+export function createPipeline(options: PipelineOptions): Pipeline {
+  const { table, handlers, requestAuth, metrics, logger, bodyIdleTimeoutMs } = options;
+  /** Contexts of node:http requests, for handlers whose API takes only the request. */
+  const contexts = new WeakMap<object, RequestContext>();
+  /** Requests whose body the scrape's deadline bounds (see RequestContext.bodyBound). */
+  const bound = new WeakSet<IncomingMessage>();
+  const guardBody = createBodyGuard({
+    bodyIdleTimeoutMs,
+    isBound: (req) => bound.has(req),
+    metrics,
+    logger,
+  });
+
+  /** Routes, authenticates and serves one request of either edge. */
+  async function serve(
+    request: RouteRequest,
+    route: Route,
+    context: RequestContext,
+    exchange: () => Exchange,
+    node: Call["node"],
+  ): Promise<void> {
+    const started = performance.now();
+    const label = route.meter(request);
+    const count = (status: number) => {
+      if (label === null) return;
+      metrics.httpRequests.inc({ code: String(status), path: label });
+      metrics.httpDuration.observe({ path: label }, (performance.now() - started) / 1000);
+    };
+    if (route.role !== null && route.refusal !== "handler") {
+      const result = await context.authenticate();
+      if (!result.ok && route.refusal === "edge") {
+        const answer = requestAuth.refusal(route.role, request.path, result);
+        if (route.name === "scrape" || node === null) {
+          const out = exchange();
+          out.respond(answer.status, answer.headers);
+          out.end(answer.text);
+        } else {
+          node.res.writeHead(answer.status, Object.fromEntries(answer.headers));
+          node.res.end(answer.text);
+        }
+        if (route.name === "scrape") metrics.proxiedRequests.inc({ code: String(answer.status) });
+        count(answer.status);
+        return;
+      }
+    }
+    await handlers[route.name]({ route, path: request.path, context, exchange, node });
+    if (node !== null) count(node.res.statusCode);
+  }
+
+  function nodeRequest(req: IncomingMessage, target: string): RouteRequest {
+    return {
+      method: req.method ?? "",
+      target,
+      path: target.startsWith("/") ? targetPath(target) : target,
+      httpVersionMajor: req.httpVersionMajor,
+      header(name) {
+        const value = req.headers[name];
+        return Array.isArray(value) ? value[0] : value;
+      },
+    };
+  }
+
+  /** The last word on a request whose handler failed: 500 if still possible, else a cut. */
+  function failed(req: IncomingMessage, res: ServerResponse, error: unknown): void {
+    metrics.handlerErrors.inc();
+    logger.error("Request handler failed", {
+      remote: req.socket?.remoteAddress,
+      target: req.url?.slice(0, 200),
+      err: error,
+    });
+    try {
+      answerAndClose(req, res, 500, "Internal error: the request failed; see the proxy's log\n");
+    } catch {
+      cut(req);
+    }
+  }
+
+  function handle(req: IncomingMessage, res: ServerResponse): void {
+    // The edge: every request of every listener passes here once. Nothing
+    // a request does may end the process: errors become a 500 (or a
+    // closed connection) for that request, counted and logged.
+    try {
+      guardBody(req, res);
+      const target = req.url ?? "";
+      const problem = requestAuthorityProblem(req, target);
+      if (problem !== null) {
+        metrics.badRequests.inc({ reason: "authority" });
+        logger.debug("Bad request refused", {
+          remote: req.socket?.remoteAddress,
+          target: target.slice(0, 200),
+          err: problem,
+        });
+        answerAndClose(req, res, 400, `Bad Request: ${problem}\n`);
+        return;
+      }
+      const request = nodeRequest(req, target);
+      const route = matchRoute(table, request);
+      const credentials: Credentials = {
+        header: request.header,
+        get peer() {
+          return peerIdentity(req.socket);
+        },
+        remoteAddress: req.socket?.remoteAddress,
+        target,
+      };
+      const context = requestAuth.context(
+        route.role,
+        credentials,
+        peerAddress(req.socket ?? {}),
+        () => bound.add(req),
+      );
+      contexts.set(req, context);
+      let exchange: Exchange | undefined;
+      serve(request, route, context, () => exchange ??= nodeExchange(req, res), { req, res })
+        .catch((error) => failed(req, res, error));
+    } catch (error) {
+      failed(req, res, error);
+    }
+  }
+
+  /**
+   * A request the native front door read: checked as `handle` checks every
+   * node:http request (authority, body idle timeout), then served as
+   * `handle` serves it.
+   */
+  async function serveNative(exchange: NativeExchange): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let isBound = false;
+    if (bodyIdleTimeoutMs > 0 && !exchange.bodyEnded) {
+      timer = setTimeout(() => {
+        if (isBound || exchange.bodyEnded || exchange.destroyed) return;
+        metrics.limitHits.inc({ limit: "body_idle_timeout" });
+        logger.warn("Request body too slow: closing the connection", {
+          remote: exchange.remoteAddress,
+          target: exchange.target.slice(0, 200),
+          timeout: formatDuration(bodyIdleTimeoutMs),
+        });
+        if (exchange.headersSent) return exchange.abort();
+        exchange.respond(408, [
+          ["content-type", "text/plain; charset=utf-8"],
+          ["connection", "close"],
+        ]);
+        exchange.end(
+          `Request Timeout: the request body did not arrive within --web.body-idle-timeout=${
+            formatDuration(bodyIdleTimeoutMs)
+          }\n`,
+        );
+        // Closed once the answer is out; the handler's body read then ends.
+        void exchange.finished().then(() => exchange.abort());
+      }, bodyIdleTimeoutMs);
+    }
+    try {
+      const problem = exchange.target.startsWith("/")
+        ? authorityProblem(exchange.header("host"))
+        : requestAuthorityProblem(null, exchange.target);
+      if (problem !== null) {
+        metrics.badRequests.inc({ reason: "authority" });
+        logger.debug("Bad request refused", {
+          remote: exchange.remoteAddress,
+          target: exchange.target.slice(0, 200),
+          err: problem,
+        });
+        exchange.respond(400, [
+          ["content-type", "text/plain; charset=utf-8"],
+          ["connection", "close"],
+        ]);
+        exchange.end(`Bad Request: ${problem}\n`);
+        return;
+      }
+      const target = exchange.target;
+      const request: RouteRequest = {
+        method: exchange.method,
+        target,
+        path: target.startsWith("/") ? targetPath(target) : target,
+        httpVersionMajor: exchange.httpVersionMajor,
+        header: (name) => exchange.header(name),
+      };
+      const route = matchRoute(table, request);
+      const context = requestAuth.context(
+        route.role,
+        exchange,
+        peerAddress(exchange),
+        () => isBound = true,
+      );
+      await serve(request, route, context, () => exchange, null);
+    } catch (error) {
+      metrics.handlerErrors.inc();
+      logger.error("Request handler failed", {
+        remote: exchange.remoteAddress,
+        target: exchange.target.slice(0, 200),
+        err: error,
+      });
+      if (exchange.headersSent || exchange.destroyed) return exchange.abort();
+      exchange.respond(500, [
+        ["content-type", "text/plain; charset=utf-8"],
+        ["connection", "close"],
+      ]);
+      exchange.end("Internal error: the request failed; see the proxy's log\n");
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  return { handle, serveNative, contextOf: (req) => contexts.get(req) ?? null };
+}

@@ -1,0 +1,303 @@
+/**
+ * Authentication, once per request, into one context every handler reads:
+ * the router authenticates a request for its route's role (see
+ * proxy/http/router.ts) and hands the outcome on as a
+ * {@linkcode RequestContext}. Connect handlers read it through the
+ * {@linkcode REQUEST} context value, the legacy handler through the request
+ * it was made for; the {@linkcode ClientAuthorizer} answers what each
+ * client protocol asks of it (may this principal register this fqdn, does
+ * its credential still hold, which credential pushed).
+ *
+ * @module
+ */
+
+import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
+import { ClientService } from "../../gen/pushprox/v1/pushprox_pb.ts";
+import type { HeaderPair } from "../../lib/http_exchange.ts";
+import type { Logger } from "../../lib/logger.ts";
+import type { PeerIdentity } from "../../lib/tls_server.ts";
+import {
+  type Authenticator,
+  type AuthResult,
+  type Principal,
+  publicReason,
+  registrationProblem,
+  type Role,
+} from "../auth/auth.ts";
+import type { ProxyMetrics } from "../core/metrics.ts";
+import { sourceKey } from "../core/rate_limit.ts";
+
+/** What authentication needs of a request, on either edge. */
+export interface Credentials {
+  header(name: string): string | undefined;
+  readonly peer: PeerIdentity | null;
+  readonly remoteAddress: string | undefined;
+  /** For logs. */
+  readonly target: string;
+}
+
+/** One request's authentication and what handlers learn from the edge. */
+export interface RequestContext {
+  /** The role the route asks for; null for routes open to all. */
+  readonly role: Role | null;
+  /** What the request authenticates with. */
+  readonly credentials: Credentials;
+  /** The caller's source key (see sourceKey). */
+  readonly source: string;
+  /** The caller's address as "host:port" (for the registry). */
+  readonly peerAddress: string;
+  /**
+   * The request's authentication result: computed on the first call, the
+   * same promise after (refusals are counted and logged once).
+   */
+  authenticate(): Promise<AuthResult>;
+  /** The result, once `authenticate` settled; null before (or for open routes). */
+  readonly result: AuthResult | null;
+  /** Authenticates again with the same credentials (revoked credentials end streams). */
+  recheck(): Promise<AuthResult>;
+  /** Called by a Push once its head matched a scrape: its deadline bounds the body from then. */
+  bodyBound(): void;
+}
+
+/** The request context of a Connect call, set by the proxy's router. */
+export const REQUEST: ReturnType<typeof createContextKey<RequestContext | null>> = createContextKey<
+  RequestContext | null
+>(null, { description: "pushprox request context" });
+
+/** Options for {@linkcode createRequestAuth}. */
+export interface RequestAuthOptions {
+  auth: Authenticator;
+  metrics: ProxyMetrics;
+  logger: Logger;
+}
+
+/** Creates request contexts and answers refusals; see {@linkcode createRequestAuth}. */
+export interface RequestAuth {
+  /**
+   * The context of one request.
+   *
+   * @param role The route's role; null for open routes.
+   * @param credentials The request's credentials.
+   * @param peerAddress The caller's "host:port".
+   * @param bodyBound See RequestContext.bodyBound.
+   */
+  context(
+    role: Role | null,
+    credentials: Credentials,
+    peerAddress: string,
+    bodyBound: () => void,
+  ): RequestContext;
+  /** Counts and logs a refusal. */
+  refused(role: Role, credentials: Credentials, result: AuthResult & { ok: false }): void;
+  /**
+   * The plain-HTTP answer to a refused credential: 407 for scrapers, 401
+   * otherwise (one answer for every wrong credential: no user enumeration),
+   * 429 when throttled, 503 when busy.
+   */
+  refusal(role: Role, path: string, result: AuthResult & { ok: false }): Refusal;
+  /** The Connect error a call fails with for its result, or null when it may go on. */
+  connectError(role: Role, result: AuthResult | null): ConnectError | null;
+  /** Fails Connect calls whose authentication failed, in their own protocol. */
+  readonly interceptor: Interceptor;
+}
+
+/** A plain-HTTP refusal. */
+export interface Refusal {
+  status: number;
+  headers: HeaderPair[];
+  text: string;
+}
+
+/**
+ * The Connect code for a failed authentication. Readers get Unauthenticated
+ * for every refused credential (one answer: no user enumeration).
+ */
+function authCode(role: Role, result: AuthResult & { ok: false }): Code {
+  return result.kind === "busy"
+    ? Code.Unavailable
+    : result.kind === "throttled"
+    ? Code.ResourceExhausted
+    : result.kind === "forbidden" && role === "client"
+    ? Code.PermissionDenied
+    : Code.Unauthenticated;
+}
+
+/**
+ * Creates the proxy's request authentication.
+ *
+ * @param options Authenticator, metrics and logger.
+ * @returns Context factory and refusal answers.
+ */
+export function createRequestAuth(options: RequestAuthOptions): RequestAuth {
+  const { auth, metrics, logger } = options;
+  function authenticate(role: Role, credentials: Credentials): Promise<AuthResult> {
+    return auth.authenticate(role, {
+      authorization: credentials.header("authorization"),
+      proxyAuthorization: credentials.header("proxy-authorization"),
+      peer: credentials.peer,
+      source: sourceKey(credentials.remoteAddress),
+    });
+  }
+  function refused(role: Role, credentials: Credentials, result: AuthResult & { ok: false }) {
+    if (result.kind === "throttled") metrics.limitHits.inc({ limit: "auth_failures_per_source" });
+    else metrics.authFailures.inc({ role, reason: result.kind });
+    logger.warn("Request refused", {
+      role,
+      remote: credentials.remoteAddress,
+      target: credentials.target.slice(0, 200),
+      reason: result.kind,
+      err: result.reason,
+    });
+  }
+  function connectError(role: Role, result: AuthResult | null): ConnectError | null {
+    if (result === null) {
+      return new ConnectError("Cannot authenticate the request", Code.Unauthenticated);
+    }
+    return result.ok
+      ? null
+      : new ConnectError(publicReason(role, auth.config[role], result), authCode(role, result));
+  }
+  return {
+    refused,
+    connectError,
+    context(role, credentials, peerAddress, bodyBound) {
+      let pending: Promise<AuthResult> | null = null;
+      const context: RequestContext & { result: AuthResult | null } = {
+        role,
+        credentials,
+        source: sourceKey(credentials.remoteAddress),
+        peerAddress,
+        result: null,
+        authenticate() {
+          if (role === null) return Promise.reject(new Error("an open route has no role"));
+          pending ??= authenticate(role, credentials).then((result) => {
+            context.result = result;
+            if (!result.ok) refused(role, credentials, result);
+            return result;
+          });
+          return pending;
+        },
+        recheck() {
+          if (role === null) return Promise.reject(new Error("an open route has no role"));
+          return authenticate(role, credentials);
+        },
+        bodyBound,
+      };
+      return context;
+    },
+    refusal(role, path, result) {
+      const status = result.kind === "busy"
+        ? 503
+        : result.kind === "throttled"
+        ? 429
+        : role === "scraper"
+        ? 407
+        : 401;
+      const headers: HeaderPair[] = [["content-type", "text/plain; charset=utf-8"]];
+      if (status === 407) headers.push(["proxy-authenticate", 'Basic realm="pushprox"']);
+      if (status === 401) headers.push(["www-authenticate", 'Basic realm="pushprox"']);
+      if (status === 429) {
+        headers.push([
+          "retry-after",
+          String(Math.max(1, Math.ceil((result.retryAfterMs ?? 0) / 1000))),
+        ]);
+      }
+      const text = `Cannot serve ${role === "scraper" ? "scrape" : path}: ${
+        publicReason(role, auth.config[role], result)
+      }\n`;
+      return { status, headers, text };
+    },
+    interceptor: (next) => (request) => {
+      const role = request.service.typeName === ClientService.typeName ? "client" : "reader";
+      const error = connectError(role, request.contextValues.get(REQUEST)?.result ?? null);
+      if (error !== null) throw error;
+      return next(request);
+    },
+  };
+}
+
+/** The legacy protocol's answer to an authorization: a grant, a refusal, or a status. */
+export type LegacyGrant =
+  | false
+  | { credential: string }
+  | { status: number; message: string; retryAfterMs?: number };
+
+/**
+ * What the client protocols ask of a request's authentication (Connect
+ * ClientService, its fast path and legacy `/poll` `/push`), in one place.
+ */
+export interface ClientAuthorizer {
+  /** The principal of an authenticated context, or null. */
+  principal(context: RequestContext | null): Principal | null;
+  /** May the context's principal register `fqdn`? Throws the Connect error if not. */
+  authorizeRegistration(
+    context: RequestContext | null,
+    fqdn: string,
+  ): { credential: string; name: string };
+  /** Why a registration no longer holds (revoked, expired, re-scoped), or null. */
+  revalidate(context: RequestContext | null, fqdn: string): Promise<string | null>;
+  /** A legacy client's authorization for `fqdn`. */
+  authorizeLegacy(context: RequestContext, fqdn: string): Promise<LegacyGrant>;
+}
+
+/**
+ * Creates the client authorizer.
+ *
+ * @param requestAuth Counts and logs refusals.
+ * @param options Metrics and logger.
+ * @returns The authorizer.
+ */
+export function createClientAuthorizer(
+  requestAuth: RequestAuth,
+  options: { metrics: ProxyMetrics; logger: Logger },
+): ClientAuthorizer {
+  const principal = (context: RequestContext | null) =>
+    context?.result?.ok ? context.result.principal : null;
+  return {
+    principal,
+    authorizeRegistration(context, fqdn) {
+      const who = principal(context);
+      if (who === null) {
+        throw new ConnectError("Cannot register: not authenticated", Code.Unauthenticated);
+      }
+      const problem = registrationProblem(who, fqdn);
+      if (problem !== null) {
+        options.metrics.authFailures.inc({ role: "client", reason: "forbidden" });
+        options.logger.warn("Registration refused", { fqdn, credential: who.name, err: problem });
+        throw new ConnectError(`Cannot register: ${problem}`, Code.PermissionDenied);
+      }
+      return { credential: who.credential, name: who.name };
+    },
+    async revalidate(context, fqdn) {
+      const before = principal(context);
+      if (context === null || before === null) return null;
+      const result = await context.recheck();
+      if (!result.ok) return result.reason;
+      if (result.principal.credential !== before.credential) return "the credential changed";
+      return registrationProblem(result.principal, fqdn);
+    },
+    async authorizeLegacy(context, fqdn) {
+      const result = await context.authenticate();
+      if (!result.ok) {
+        if (result.kind === "throttled" || result.kind === "busy") {
+          return {
+            status: result.kind === "busy" ? 503 : 429,
+            message: result.reason,
+            ...(result.retryAfterMs === undefined ? {} : { retryAfterMs: result.retryAfterMs }),
+          };
+        }
+        return false;
+      }
+      const problem = registrationProblem(result.principal, fqdn);
+      if (problem !== null) {
+        requestAuth.refused("client", context.credentials, {
+          ok: false,
+          kind: "forbidden",
+          reason: problem,
+        });
+        return false;
+      }
+      return { credential: result.principal.credential };
+    },
+  };
+}
