@@ -7,7 +7,7 @@
  */
 
 import type { Latency } from "./load.ts";
-import { openFileLimit, readCpu, readMemory } from "./proc.ts";
+import { openFileLimits, readCpu, readMemory } from "./proc.ts";
 import {
   gcSnapshot,
   idleRss,
@@ -105,11 +105,13 @@ export async function runClients(
   onResult: (result: ClientsResult) => void,
 ): Promise<ClientsResult[]> {
   const results: ClientsResult[] = [];
-  const limit = openFileLimit("self");
+  // The proxy and the holder start with their soft limit raised to the
+  // hard one (bench/process.ts withOpenFiles).
+  const limit = openFileLimits("self").hard;
   for (const count of spec.counts) {
     if (count + 256 > limit) {
       throw new Error(
-        `Cannot hold ${count} clients: the open-file limit is ${limit} (raise it with ulimit -n)`,
+        `Cannot hold ${count} clients: the open-file limit is ${limit} (raise the hard limit: ulimit -Hn, or LimitNOFILE= in systemd)`,
       );
     }
     const services = await start();

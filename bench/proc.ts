@@ -150,10 +150,21 @@ export function countFds(pid: number | "self"): number {
  * @returns The limit, or Infinity when unlimited.
  */
 export function openFileLimit(pid: number | "self"): number {
+  return openFileLimits(pid).soft;
+}
+
+/**
+ * The soft and hard open-files limits of a process (Infinity: unlimited).
+ *
+ * @param pid A process id, or "self".
+ * @returns Both limits.
+ */
+export function openFileLimits(pid: number | "self"): { soft: number; hard: number } {
   const text = Deno.readTextFileSync(`/proc/${pid}/limits`);
-  const match = text.match(/^Max open files\s+(\S+)/m);
-  if (!match || match[1] === "unlimited") return Infinity;
-  return Number(match[1]);
+  const match = text.match(/^Max open files\s+(\S+)\s+(\S+)/m);
+  const value = (s: string | undefined) =>
+    s === undefined || s === "unlimited" ? Infinity : Number(s);
+  return { soft: value(match?.[1]), hard: value(match?.[2]) };
 }
 
 /** Facts about the machine a run came from. */

@@ -8,6 +8,7 @@
  */
 
 import { childEnv, type ChildProcess, spawnProcess } from "../lib/testing/process.ts";
+import { openFileLimits } from "./proc.ts";
 
 /** Most output kept per stream; older text is dropped. */
 const TAIL_CHARS = 256 * 1024;
@@ -16,6 +17,31 @@ const TAIL_CHARS = 256 * 1024;
 export type Child = ChildProcess;
 
 const running = new Set<Child>();
+
+/**
+ * A command line that starts `command` with its soft open-files limit
+ * raised to the hard one, through util-linux's `prlimit` (which execs the
+ * command: the PID is the program's own). Unchanged when the soft limit is
+ * already the hard one or `prlimit` is missing.
+ *
+ * @param command The executable.
+ * @param args Its arguments.
+ * @returns The command and arguments to spawn.
+ */
+export function withOpenFiles(command: string, args: string[]): [string, string[]] {
+  const { soft, hard } = openFileLimits("self");
+  if (soft >= hard || !Number.isFinite(hard)) return [command, args];
+  const prlimit = ["/usr/bin/prlimit", "/bin/prlimit"].find((path) => {
+    try {
+      return Deno.statSync(path).isFile;
+    } catch {
+      return false;
+    }
+  });
+  return prlimit === undefined
+    ? [command, args]
+    : [prlimit, [`--nofile=${hard}:${hard}`, command, ...args]];
+}
 
 /** Options for {@linkcode spawnChild}. */
 export interface SpawnChildOptions {

@@ -7,7 +7,7 @@
  */
 
 import type { LoadResult } from "./load.ts";
-import { type Child, spawnChild } from "./process.ts";
+import { type Child, spawnChild, withOpenFiles } from "./process.ts";
 
 /** This checkout's root. */
 export const REPO_ROOT: string = new URL("..", import.meta.url).pathname;
@@ -71,15 +71,19 @@ export interface ProxyProcess {
 export async function startProxy(
   options: ServiceOptions,
 ): Promise<ProxyProcess> {
-  const child = spawnChild("proxy", DENO, [
-    "run",
-    "--allow-all",
-    ...options.denoArgs,
-    "proxy/main.ts",
-    "--web.listen-address=127.0.0.1:0",
-    ...await unlimitedSources(options.repo),
-    ...options.args,
-  ], { cwd: options.repo });
+  const child = spawnChild(
+    "proxy",
+    ...withOpenFiles(DENO, [
+      "run",
+      "--allow-all",
+      ...options.denoArgs,
+      "proxy/main.ts",
+      "--web.listen-address=127.0.0.1:0",
+      ...await unlimitedSources(options.repo),
+      ...options.args,
+    ]),
+    { cwd: options.repo },
+  );
   const match = await child.waitFor(
     /msg="Listening on" address=127\.0\.0\.1:(\d+)/,
     60_000,
@@ -93,14 +97,23 @@ export async function startProxy(
 
 /**
  * Flags that lift the proxy's per-source budgets: every simulated client of
- * the bench comes from 127.0.0.1, like a fleet behind one NAT. Empty for a
- * checkout whose proxy has no such flags.
+ * the bench comes from 127.0.0.1, like a fleet behind one NAT (the proxy's
+ * defaults stay as they are for real deployments). Only the flags the
+ * checkout's proxy knows (they moved from proxy/main.ts to
+ * proxy/settings.ts; reading only main.ts lifted none, and 10,000 clients
+ * hit the per-source connection cap at about 9,000).
  */
 async function unlimitedSources(repo: string): Promise<string[]> {
-  const main = await Deno.readTextFile(`${repo}/proxy/main.ts`).catch(() => "");
-  return main.includes('"clients.max-per-source"')
-    ? ["--clients.max-per-source=0", "--registration.rate-per-source=0"]
-    : [];
+  const read = (file: string) => Deno.readTextFile(`${repo}/proxy/${file}`).catch(() => "");
+  const source = (await read("main.ts")) + (await read("settings.ts"));
+  return [
+    ...(source.includes('"clients.max-per-source"')
+      ? ["--clients.max-per-source=0", "--registration.rate-per-source=0"]
+      : []),
+    ...(source.includes('"web.max-connections-per-source"')
+      ? ["--web.max-connections-per-source=0"]
+      : []),
+  ];
 }
 
 /** A running client. */
@@ -286,12 +299,10 @@ export interface Holder {
  * @returns The running holder.
  */
 export function startHolder(args: string[]): Holder {
-  const child = spawnChild("holder", DENO, [
-    "run",
-    "--allow-all",
-    `${BENCH_DIR}holder.ts`,
-    ...args,
-  ]);
+  const child = spawnChild(
+    "holder",
+    ...withOpenFiles(DENO, ["run", "--allow-all", `${BENCH_DIR}holder.ts`, ...args]),
+  );
   let last: Record<string, unknown> = {};
   const seen = new Map<string, Record<string, unknown>>();
   child.onLine((line) => {

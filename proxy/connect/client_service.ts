@@ -15,12 +15,18 @@ import {
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import {
   ClientService,
+  type PollRequest,
   type PollResponseSchema,
   type PushRequest,
 } from "../../gen/pushprox/v1/pushprox_pb.ts";
 import { formatDuration } from "../../lib/duration.ts";
 import type { Logger } from "../../lib/logger.ts";
-import { type Coordinator, CoordinatorError } from "../core/coordinator.ts";
+import {
+  type Coordinator,
+  CoordinatorError,
+  type ScrapeTask,
+  type Session,
+} from "../core/coordinator.ts";
 import type { ProxyMetrics } from "../core/metrics.ts";
 import { errorKind, pushErrorReason } from "../core/errors.ts";
 import { errorMessage } from "../../lib/error_message.ts";
@@ -38,6 +44,12 @@ function formatLabels(labels: Record<string, string>): string {
   return `{${names.map((n) => `${n}=${JSON.stringify(labels[n])}`).join(", ")}}`;
 }
 
+/** What the service's hooks read of a call: its context values. */
+export type CallerContext = Pick<HandlerContext, "values">;
+
+/** One message of a Poll stream. */
+export type PollMessage = MessageInitShape<typeof PollResponseSchema>;
+
 /** Options for {@linkcode createClientService}. */
 export interface ClientServiceOptions {
   coordinator: Coordinator;
@@ -51,45 +63,96 @@ export interface ClientServiceOptions {
    * @default {everyone may register anything; no credential}
    */
   authorizeRegistration?: (
-    context: HandlerContext,
+    context: CallerContext,
     fqdn: string,
   ) => { credential: string; name: string };
   /**
    * Told when a push's head matched a scrape and its body is being relayed:
    * the scrape's deadline bounds it from then on.
    */
-  bodyBound?: (context: HandlerContext) => void;
+  bodyBound?: (context: CallerContext) => void;
   /** The credential a push was made with, checked against the scrape's stream. */
-  pushCredential?: (context: HandlerContext) => string | null;
+  pushCredential?: (context: CallerContext) => string | null;
   /**
    * Checks, at every heartbeat, that the stream's credential still allows
    * `fqdn`; a reason ends the stream with PermissionDenied (revoked or
    * expired tokens, a narrowed auth configuration).
    */
-  revalidate?: (context: HandlerContext, fqdn: string) => Promise<string | null>;
+  revalidate?: (context: CallerContext, fqdn: string) => Promise<string | null>;
   /** The caller's source key for per-source budgets (see sourceKey). @default {none} */
-  sourceOf?: (context: HandlerContext) => string;
+  sourceOf?: (context: CallerContext) => string;
   /** Clock for stream lifetimes in logs. @default {Date.now} */
   now?: () => number;
 }
 
+/** An open Poll stream, as {@linkcode PollCore} keeps it: a small record. */
+export interface PollStream {
+  readonly session: Session;
+  readonly fqdn: string;
+  readonly peer: string | undefined;
+  readonly openedAt: number;
+  /** Why it ended, for the log line; "" until known. */
+  closeReason: string;
+}
+
 /**
- * Creates the ClientService implementation.
- *
- * @param options Coordinator, logger, metrics and heartbeat interval.
- * @returns The service implementation for a Connect router.
+ * The Poll service's logic, shared by the connect-es generator and the
+ * fast path's callback-driven streams (fast_client_service.ts): the same
+ * validation, authorization, registration, heartbeat checks, messages,
+ * error mapping and close.
  */
-export function createClientService(
-  options: ClientServiceOptions,
-): ServiceImpl<typeof ClientService> {
+export interface PollCore {
+  /** Interval of heartbeats. */
+  readonly heartbeatIntervalMs: number;
+  /**
+   * Authorizes and registers a stream; throws the ConnectError to end the
+   * call with when refused.
+   */
+  open(request: PollRequest, caller: CallerContext): PollStream;
+  /** The first message: the session id and heartbeat interval. */
+  registered(stream: PollStream): PollMessage;
+  /**
+   * At a heartbeat: the heartbeat message, or the ConnectError that ends a
+   * stream whose credential no longer allows it.
+   */
+  beat(stream: PollStream, caller: CallerContext): Promise<PollMessage | ConnectError>;
+  /** A scrape's message. */
+  scrape(stream: PollStream, task: ScrapeTask): PollMessage;
+  /**
+   * What a failed wait for work means: the goAway message to end with
+   * (draining), a ConnectError (replaced), or the error itself.
+   */
+  waitFailed(stream: PollStream, error: unknown): PollMessage | unknown;
+  /** Ends the session and logs the stream's end. Call once. */
+  close(stream: PollStream, gone: boolean, error?: unknown): void;
+}
+
+/** The key under which {@linkcode createClientService} exposes its {@linkcode PollCore}. */
+export const POLL_CORE: unique symbol = Symbol("pushprox poll core");
+
+/** The service implementation, with its shared Poll logic. */
+export type ClientServiceImpl = ServiceImpl<typeof ClientService> & {
+  readonly [POLL_CORE]: PollCore;
+};
+
+const HEARTBEAT: PollMessage = { message: { case: "heartbeat", value: {} } };
+const GO_AWAY: PollMessage = { message: { case: "goAway", value: { reason: "shutting down" } } };
+
+/**
+ * Creates the Poll logic both adapters share.
+ *
+ * @param options Coordinator, logger, metrics, heartbeat interval, hooks.
+ * @returns The shared logic.
+ */
+export function createPollCore(options: ClientServiceOptions): PollCore {
   const { coordinator, logger, metrics, heartbeatIntervalMs } = options;
   const now = options.now ?? Date.now;
+  const logOf = (stream: PollStream) =>
+    logger.with({ fqdn: stream.fqdn, session: stream.session.id.slice(0, 8) });
 
   return {
-    async *poll(
-      request,
-      context,
-    ): AsyncGenerator<MessageInitShape<typeof PollResponseSchema>> {
+    heartbeatIntervalMs,
+    open(request, context) {
       // What the client announces is checked by the coordinator (one place
       // for every adapter), after authorization.
       const grant = options.authorizeRegistration?.(context, request.fqdn) ?? null;
@@ -134,27 +197,110 @@ export function createClientService(
         throw error;
       }
       metrics.registrations.inc();
-      const log = logger.with({
+      const peer = context.values.get(PEER_ADDRESS) || undefined;
+      const stream: PollStream = {
+        session,
         fqdn: request.fqdn,
-        session: session.id.slice(0, 8),
-      });
-      const peer = context.values.get(PEER_ADDRESS);
-      log.info("Client registered", {
-        peer: peer || undefined,
+        peer,
+        openedAt: now(),
+        closeReason: "",
+      };
+      logOf(stream).info("Client registered", {
+        peer,
         labels: formatLabels(request.labels) || undefined,
         modules: request.modules.length > 0 ? request.modules.join(",") : undefined,
         raw_scrapes: request.modulesOnly ? false : undefined,
         version: request.version || undefined,
       });
-      const openedAt = now();
-      let closeReason = "";
-      try {
-        yield {
-          message: {
-            case: "registered",
-            value: { sessionId: session.id, heartbeatIntervalMs },
+      return stream;
+    },
+    registered(stream) {
+      return {
+        message: {
+          case: "registered",
+          value: { sessionId: stream.session.id, heartbeatIntervalMs },
+        },
+      };
+    },
+    async beat(stream, context) {
+      const revoked = await options.revalidate?.(context, stream.fqdn) ?? null;
+      if (revoked === null) return HEARTBEAT;
+      metrics.authFailures.inc({ role: "client", reason: "forbidden" });
+      logOf(stream).warn("Ending the stream: its credential no longer allows it", {
+        err: revoked,
+      });
+      stream.closeReason = `credential revoked: ${revoked}`;
+      return new ConnectError(`Registration revoked: ${revoked}`, Code.PermissionDenied);
+    },
+    scrape(stream, task) {
+      logOf(stream).debug("Sending scrape", { scrape_id: task.id, url: task.url });
+      return {
+        message: {
+          case: "scrape",
+          value: {
+            id: task.id,
+            method: task.method,
+            url: task.url,
+            headers: task.headers,
+            timeoutMs: Math.min(task.timeoutMs, 0xffffffff),
           },
-        };
+        },
+      };
+    },
+    waitFailed(stream, error) {
+      if (error instanceof CoordinatorError && error.kind === "replaced") {
+        stream.closeReason = "replaced by a newer stream for the same fqdn";
+        // A typed error, so that a second live client with the same
+        // fqdn backs off instead of taking the name back at once.
+        return new ConnectError(
+          `Another stream registered as "${stream.fqdn}" replaced this one`,
+          errorKind(error).code,
+        );
+      }
+      if (error instanceof CoordinatorError && error.kind === "draining") {
+        stream.closeReason = "proxy shutting down (client told to go away)";
+        return GO_AWAY;
+      }
+      return error;
+    },
+    close(stream, gone, error) {
+      if (error !== undefined && stream.closeReason === "") {
+        stream.closeReason = `error: ${errorMessage(error)}`;
+      }
+      stream.session.close();
+      logOf(stream).info("Client stream closed", {
+        reason: stream.closeReason || (gone ? "client went away" : "ended"),
+        lifetime: formatDuration(Math.round(now() - stream.openedAt)),
+        peer: stream.peer,
+      });
+    },
+  };
+}
+
+/**
+ * Creates the ClientService implementation.
+ *
+ * @param options Coordinator, logger, metrics and heartbeat interval.
+ * @returns The service implementation for a Connect router, with its
+ *   shared Poll logic under {@linkcode POLL_CORE} (for the fast path).
+ */
+export function createClientService(
+  options: ClientServiceOptions,
+): ClientServiceImpl {
+  const { logger } = options;
+  const core = createPollCore(options);
+  const { heartbeatIntervalMs } = core;
+
+  return {
+    [POLL_CORE]: core,
+    async *poll(
+      request,
+      context,
+    ): AsyncGenerator<PollMessage> {
+      const stream = core.open(request, context);
+      let failure: unknown;
+      try {
+        yield core.registered(stream);
         while (!context.signal.aborted) {
           // One timer per beat, cleared when a scrape comes first (cheaper
           // than AbortSignal.any with AbortSignal.timeout at 10,000 streams).
@@ -164,63 +310,32 @@ export function createClientService(
           context.signal.addEventListener("abort", endBeat, { once: true });
           let task;
           try {
-            task = await session.next(beat.signal);
+            task = await stream.session.next(beat.signal);
           } catch (error) {
-            if (error instanceof CoordinatorError && error.kind === "replaced") {
-              closeReason = "replaced by a newer stream for the same fqdn";
-              // A typed error, so that a second live client with the same
-              // fqdn backs off instead of taking the name back at once.
-              throw new ConnectError(
-                `Another stream registered as "${request.fqdn}" replaced this one`,
-                errorKind(error).code,
-              );
-            }
-            if (error instanceof CoordinatorError && error.kind === "draining") {
-              closeReason = "proxy shutting down (client told to go away)";
-              yield { message: { case: "goAway", value: { reason: "shutting down" } } };
+            const outcome = core.waitFailed(stream, error);
+            if (outcome === GO_AWAY) {
+              yield GO_AWAY;
               return;
             }
-            throw error;
+            throw outcome;
           } finally {
             clearTimeout(timer);
             context.signal.removeEventListener("abort", endBeat);
           }
           if (context.signal.aborted) break;
           if (task === null) {
-            const revoked = await options.revalidate?.(context, request.fqdn) ?? null;
-            if (revoked !== null) {
-              metrics.authFailures.inc({ role: "client", reason: "forbidden" });
-              log.warn("Ending the stream: its credential no longer allows it", { err: revoked });
-              closeReason = `credential revoked: ${revoked}`;
-              throw new ConnectError(`Registration revoked: ${revoked}`, Code.PermissionDenied);
-            }
-            yield { message: { case: "heartbeat", value: {} } };
+            const message = await core.beat(stream, context);
+            if (message instanceof ConnectError) throw message;
+            yield message;
             continue;
           }
-          log.debug("Sending scrape", { scrape_id: task.id, url: task.url });
-          yield {
-            message: {
-              case: "scrape",
-              value: {
-                id: task.id,
-                method: task.method,
-                url: task.url,
-                headers: task.headers,
-                timeoutMs: Math.min(task.timeoutMs, 0xffffffff),
-              },
-            },
-          };
+          yield core.scrape(stream, task);
         }
       } catch (error) {
-        if (closeReason === "") closeReason = `error: ${errorMessage(error)}`;
+        failure = error;
         throw error;
       } finally {
-        session.close();
-        log.info("Client stream closed", {
-          reason: closeReason || (context.signal.aborted ? "client went away" : "ended"),
-          lifetime: formatDuration(Math.round(now() - openedAt)),
-          peer: peer || undefined,
-        });
+        core.close(stream, context.signal.aborted, failure);
       }
     },
 

@@ -86,7 +86,7 @@ function setup(
     scrapesInFlight: () => coordinator.scrapesInFlight,
     defaultMetrics: false,
   });
-  const principalOf = (context: HandlerContext) => {
+  const principalOf = (context: Pick<HandlerContext, "values">) => {
     const result = context.values.get(AUTH);
     return result?.ok ? result.principal : null;
   };

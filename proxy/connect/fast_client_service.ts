@@ -23,12 +23,22 @@ import {
 import { parseTimeout } from "@connectrpc/connect/protocol-connect";
 import {
   ClientService,
+  type PollRequest,
   PollRequestSchema,
   PollResponseSchema,
   PushResponseSchema,
 } from "../../gen/pushprox/v1/pushprox_pb.ts";
 import type { Logger } from "../../lib/logger.ts";
-import type { Exchange } from "../../lib/http_exchange.ts";
+import type { Exchange, HeaderPair } from "../../lib/http_exchange.ts";
+import type { ScrapeTask } from "../core/coordinator.ts";
+import {
+  type CallerContext,
+  type ClientServiceImpl,
+  POLL_CORE,
+  type PollCore,
+  type PollMessage,
+  type PollStream,
+} from "./client_service.ts";
 import {
   encodeEndStream,
   encodeEnvelope,
@@ -100,6 +110,8 @@ export type FastClientHandler = (
 export function createFastClientHandler(options: FastClientHandlerOptions): FastClientHandler {
   const { service, maxMessageBytes, logger } = options;
 
+  const core = (service as Partial<ClientServiceImpl>)[POLL_CORE];
+
   return (exchange, values, refusal) => {
     const poll = exchange.target.startsWith(POLL_PATH);
     const timeout = parseTimeout(
@@ -107,36 +119,24 @@ export function createFastClientHandler(options: FastClientHandlerOptions): Fast
       Number.MAX_SAFE_INTEGER,
     );
     const timeoutMs = timeout.error ? undefined : timeout.timeoutMs;
+    if (poll && core !== undefined) {
+      // An open stream is a record driven by callbacks (see PollRecord),
+      // not a suspended generator with a handler context.
+      return servePoll(core, exchange, values, refusal, timeout.error, timeoutMs).catch(
+        (caught) => {
+          const error = callError(caught, exchange, logger);
+          if (!exchange.bodyEnded) exchange.discardBody();
+          endCall(exchange, error);
+        },
+      );
+    }
     const { context, gone } = startCall(exchange, poll, values, timeoutMs);
     const call = new Call(exchange, context);
     const reader = new EnvelopeReader(exchange.body(), maxMessageBytes);
     const run = async (): Promise<void> => {
       if (timeout.error) throw timeout.error;
       if (poll) {
-        const input = await reader.message();
-        if (input === null) {
-          throw new ConnectError(
-            "protocol error: missing input message for server-streaming method",
-            Code.Unimplemented,
-          );
-        }
-        if ((await reader.message()) !== null) {
-          throw new ConnectError(
-            "protocol error: received extra input message for server-streaming method",
-            Code.Unimplemented,
-          );
-        }
-        let request;
-        try {
-          request = fromBinary(PollRequestSchema, input);
-        } catch (error) {
-          throw new ConnectError(
-            `cannot decode message ${PollRequestSchema.typeName} from binary: ${
-              (error as Error).message
-            }`,
-            Code.InvalidArgument,
-          );
-        }
+        const request = await readPollRequest(reader);
         if (refusal !== null) throw refusal;
         const messages = service.poll(request, context)[Symbol.asyncIterator]();
         try {
@@ -169,12 +169,7 @@ export function createFastClientHandler(options: FastClientHandlerOptions): Fast
       try {
         await run();
       } catch (caught) {
-        error = caught instanceof ConnectError
-          ? caught
-          : new ConnectError("internal error", Code.Internal, undefined, undefined, caught);
-        if (!(caught instanceof ConnectError)) {
-          logger.error("Fast-path call failed", { path: exchange.target, err: caught });
-        }
+        error = callError(caught, exchange, logger);
         // Unread request bytes are read and dropped, so that the connection stays usable.
         if (!exchange.bodyEnded) exchange.discardBody();
       }
@@ -185,6 +180,201 @@ export function createFastClientHandler(options: FastClientHandlerOptions): Fast
       call.end(encodeEndStream(error, context.responseTrailer));
     })();
   };
+
+  /**
+   * A Poll call on the shared Poll logic: reads and checks the request as
+   * connect-es would, registers, then hands the stream to a record.
+   */
+  async function servePoll(
+    core: PollCore,
+    exchange: Exchange,
+    values: ContextValues,
+    refusal: ConnectError | null,
+    timeoutError: ConnectError | undefined,
+    timeoutMs: number | undefined,
+  ): Promise<void> {
+    if (timeoutError) throw timeoutError;
+    const request = await readPollRequest(new EnvelopeReader(exchange.body(), maxMessageBytes));
+    if (refusal !== null) throw refusal;
+    if (exchange.destroyed) return;
+    const caller: CallerContext = { values };
+    const stream = core.open(request, caller);
+    // Not awaited here: this call's frame ends; the record lives on its
+    // timer, its queue callback and the exchange's abort listener.
+    return new PollRecord(core, stream, caller, exchange, logger, timeoutMs).done;
+  }
+}
+
+/** A ConnectError for what a call threw; other errors are logged as faults. */
+function callError(caught: unknown, exchange: Exchange, logger: Logger): ConnectError {
+  if (caught instanceof ConnectError) return caught;
+  logger.error("Fast-path call failed", { path: exchange.target, err: caught });
+  return new ConnectError("internal error", Code.Internal, undefined, undefined, caught);
+}
+
+const POLL_HEADERS: readonly HeaderPair[] = [["content-type", CONTENT_TYPE]];
+/** Poll's trailers: none (never written to). */
+const NO_TRAILERS = new Headers();
+
+/** Ends a call that has no handler context (a Poll on the shared logic). */
+function endCall(exchange: Exchange, error: ConnectError | undefined): void {
+  if (exchange.destroyed) return;
+  if (!exchange.headersSent) exchange.respond(200, POLL_HEADERS);
+  exchange.end(encodeEndStream(error, NO_TRAILERS));
+}
+
+/** Poll's one request message, checked as connect-es checks a server-streaming call's input. */
+async function readPollRequest(reader: EnvelopeReader): Promise<PollRequest> {
+  const input = await reader.message();
+  if (input === null) {
+    throw new ConnectError(
+      "protocol error: missing input message for server-streaming method",
+      Code.Unimplemented,
+    );
+  }
+  if ((await reader.message()) !== null) {
+    throw new ConnectError(
+      "protocol error: received extra input message for server-streaming method",
+      Code.Unimplemented,
+    );
+  }
+  try {
+    return fromBinary(PollRequestSchema, input);
+  } catch (error) {
+    throw new ConnectError(
+      `cannot decode message ${PollRequestSchema.typeName} from binary: ${
+        (error as Error).message
+      }`,
+      Code.InvalidArgument,
+    );
+  }
+}
+
+/**
+ * One open Poll stream on the fast path: the stream (client id, identity),
+ * the heartbeat timer and the exchange it writes to, driven by callbacks —
+ * the session's queue hands it scrapes, the timer heartbeats, the
+ * exchange's signal the peer's departure. What it does at each step is the
+ * shared Poll logic (client_service.ts PollCore), as the generator does it.
+ */
+class PollRecord {
+  readonly done: Promise<void>;
+  readonly #core: PollCore;
+  readonly #stream: PollStream;
+  readonly #caller: CallerContext;
+  readonly #exchange: Exchange;
+  readonly #logger: Logger;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #deadline: ReturnType<typeof setTimeout> | undefined;
+  #ended = false;
+  #resolve!: () => void;
+  /**
+   * Handled after the caller's step, as a promise's `then` would be: the
+   * coordinator fails a replaced stream's wait from inside the newer
+   * stream's registration, and closing this session there would detach
+   * the fqdn's record before the newer session takes it.
+   */
+  readonly #onTask = (task: ScrapeTask | null, error?: Error) =>
+    queueMicrotask(() => this.#task(task, error));
+  readonly #onBeat = () => this.#beat();
+  readonly #onGone = () => this.#finish(undefined, true, undefined);
+
+  constructor(
+    core: PollCore,
+    stream: PollStream,
+    caller: CallerContext,
+    exchange: Exchange,
+    logger: Logger,
+    timeoutMs: number | undefined,
+  ) {
+    this.#core = core;
+    this.#stream = stream;
+    this.#caller = caller;
+    this.#exchange = exchange;
+    this.#logger = logger;
+    this.done = new Promise<void>((resolve) => this.#resolve = resolve);
+    if (exchange.signal.aborted) {
+      this.#finish(undefined, true, undefined);
+      return;
+    }
+    exchange.signal.addEventListener("abort", this.#onGone, { once: true });
+    // (Longer than setTimeout can wait: as good as none.)
+    if (timeoutMs !== undefined && timeoutMs <= 0x7fffffff) {
+      // The call's deadline (Connect-Timeout-Ms) ends the stream, as the
+      // handler context's signal ends the generator.
+      this.#deadline = setTimeout(() => this.#finish(undefined, true, undefined), timeoutMs);
+    }
+    this.#send(core.registered(stream));
+  }
+
+  /** Writes a message, then waits for the next scrape or heartbeat. */
+  #send(message: PollMessage): void {
+    const exchange = this.#exchange;
+    if (!exchange.headersSent) exchange.respond(200, POLL_HEADERS);
+    exchange.write(
+      encodeEnvelope(0, toBinary(PollResponseSchema, create(PollResponseSchema, message))),
+    ).then(() => this.#wait());
+  }
+
+  #wait(): void {
+    if (this.#ended) return;
+    this.#timer = setTimeout(this.#onBeat, this.#core.heartbeatIntervalMs);
+    // May call back at once (a queued scrape, a replaced or draining session).
+    this.#stream.session.listen(this.#onTask);
+  }
+
+  #task(task: ScrapeTask | null, error?: Error): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#ended) return;
+    try {
+      if (error !== undefined) {
+        const outcome = this.#core.waitFailed(this.#stream, error);
+        if (outcome instanceof ConnectError) return this.#finish(outcome, false, outcome);
+        if (outcome === error) return this.#fault(error);
+        // Draining: the client is told to go away, then the call ends.
+        this.#send(outcome as PollMessage);
+        return this.#finish(undefined, false, undefined);
+      }
+      // The session closed under the stream: the call ends.
+      if (task === null) return this.#finish(undefined, false, undefined);
+      this.#send(this.#core.scrape(this.#stream, task));
+    } catch (caught) {
+      this.#fault(caught);
+    }
+  }
+
+  #beat(): void {
+    this.#timer = undefined;
+    this.#stream.session.unlisten(this.#onTask);
+    if (this.#ended) return;
+    this.#core.beat(this.#stream, this.#caller).then((message) => {
+      if (this.#ended) return;
+      if (message instanceof ConnectError) this.#finish(message, false, message);
+      else this.#send(message);
+    }, (caught) => this.#fault(caught));
+  }
+
+  /** A fault of the logic itself: logged, the call ends with Internal. */
+  #fault(caught: unknown): void {
+    this.#finish(callError(caught, this.#exchange, this.#logger), false, caught);
+  }
+
+  /** Ends the stream once: the session closes, the call's end-stream is written. */
+  #finish(error: ConnectError | undefined, gone: boolean, failure: unknown): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    clearTimeout(this.#timer);
+    clearTimeout(this.#deadline);
+    this.#stream.session.unlisten(this.#onTask);
+    this.#exchange.signal.removeEventListener("abort", this.#onGone);
+    try {
+      this.#core.close(this.#stream, gone || this.#exchange.destroyed, failure);
+    } finally {
+      endCall(this.#exchange, error);
+      this.#resolve();
+    }
+  }
 }
 
 /** The abort reason of a call's context once the call has ended without error. */

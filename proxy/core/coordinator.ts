@@ -22,7 +22,13 @@ import {
   type ScrapeResult,
 } from "./sessions.ts";
 import { type Handoff, handOff, type PushHead, type ScrapeReply } from "./scrape_handoff.ts";
-import { createStreamQueue, type ScrapeTask, type StreamQueue } from "./stream_queue.ts";
+import {
+  createStreamQueue,
+  type ScrapeTask,
+  type StreamQueue,
+  type StreamQueueOptions,
+  type TaskCallback,
+} from "./stream_queue.ts";
 
 export { CoordinatorError } from "./coordinator_error.ts";
 export type {
@@ -34,7 +40,7 @@ export type {
   ScrapeResult,
 } from "./sessions.ts";
 export type { PushHead, ScrapeReply } from "./scrape_handoff.ts";
-export type { ScrapeTask } from "./stream_queue.ts";
+export type { ScrapeTask, TaskCallback } from "./stream_queue.ts";
 
 /** A client's open Poll stream. */
 export interface Session {
@@ -47,6 +53,14 @@ export interface Session {
    * fqdn took over, or of kind "draining" when the proxy is shutting down.
    */
   next(signal: AbortSignal): Promise<ScrapeTask | null>;
+  /**
+   * The callback form of `next` (see StreamQueue.listen): `onTask` gets the
+   * next scrape, null when the session closes, or the error `next` rejects
+   * with. One waits at a time.
+   */
+  listen(onTask: TaskCallback): void;
+  /** Withdraws a waiting `onTask` (a heartbeat came first). */
+  unlisten(onTask: TaskCallback): void;
   /**
    * Ends the session: the stream closed. Idempotent. `at` says when the
    * client was last there, when that was before now (a legacy client's
@@ -198,6 +212,79 @@ interface SessionImpl extends Session {
   queue: StreamQueue;
 }
 
+/** What the sessions of one coordinator share; see {@linkcode StreamSession}. */
+interface SessionHub {
+  now: () => number;
+  markSent(id: string): boolean;
+  refusal(session: SessionImpl): CoordinatorError | null;
+  /** The session closed: detach it, fail what it was sent and did not answer. */
+  closed(
+    session: SessionImpl,
+    record: ClientRecord<SessionImpl>,
+    lastSeen: number | undefined,
+  ): void;
+}
+
+/**
+ * A session, a class so that its methods are shared by every open stream
+ * (10,000 of them) instead of closures made for each; it is its own
+ * queue's options (clock and hooks).
+ */
+class StreamSession implements SessionImpl, StreamQueueOptions {
+  readonly id: string;
+  readonly fqdn: string;
+  readonly source: string;
+  replaced = false;
+  readonly queue: StreamQueue;
+  readonly #hub: SessionHub;
+  readonly #record: ClientRecord<SessionImpl>;
+
+  constructor(
+    hub: SessionHub,
+    id: string,
+    fqdn: string,
+    source: string,
+    record: ClientRecord<SessionImpl>,
+  ) {
+    this.#hub = hub;
+    this.id = id;
+    this.fqdn = fqdn;
+    this.source = source;
+    this.#record = record;
+    this.queue = createStreamQueue(this);
+  }
+
+  now(): number {
+    return this.#hub.now();
+  }
+
+  markSent(id: string): boolean {
+    return this.#hub.markSent(id);
+  }
+
+  refusal(): CoordinatorError | null {
+    return this.#hub.refusal(this);
+  }
+
+  next(signal: AbortSignal): Promise<ScrapeTask | null> {
+    return this.queue.next(signal);
+  }
+
+  listen(onTask: TaskCallback): void {
+    this.queue.listen(onTask);
+  }
+
+  unlisten(onTask: TaskCallback): void {
+    this.queue.unlisten(onTask);
+  }
+
+  close(lastSeen?: number): void {
+    if (this.queue.closed) return;
+    this.queue.close();
+    this.#hub.closed(this, this.#record, lastSeen);
+  }
+}
+
 /**
  * Creates a coordinator.
  *
@@ -237,51 +324,42 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
     return new CoordinatorError(`Stream for "${fqdn}" was replaced by a newer one`, "replaced");
   }
 
+  // What every session shares (one object, not closures per session).
+  const hub: SessionHub = {
+    now,
+    markSent(id) {
+      const scrape = pending.get(id);
+      if (scrape) scrape.sent = true;
+      return scrape !== undefined;
+    },
+    refusal(session) {
+      if (session.replaced) return replacedError(session.fqdn);
+      return draining ? drainingError() : null;
+    },
+    closed(session, record, lastSeen) {
+      sessions.detach(record, session, lastSeen);
+      // Scrapes sent on this stream and not yet answered can no longer be:
+      // fail them now instead of at their deadline. While draining, the
+      // client was told to leave and may still push what it received.
+      for (const scrape of pending.values()) {
+        if (scrape.sessionId === session.id && !scrape.answered && !(draining && scrape.sent)) {
+          scrape.reject(
+            new CoordinatorError(
+              `Client "${session.fqdn}" disconnected before answering`,
+              "client_disconnected",
+            ),
+          );
+        }
+      }
+    },
+  };
+
   function createSession(
     identity: ClientIdentity,
     record: ClientRecord<SessionImpl>,
     source: string,
   ): SessionImpl {
-    const session: SessionImpl = {
-      id: newId(),
-      fqdn: identity.fqdn,
-      source,
-      replaced: false,
-      queue: createStreamQueue({
-        now,
-        markSent(id) {
-          const scrape = pending.get(id);
-          if (scrape) scrape.sent = true;
-          return scrape !== undefined;
-        },
-        refusal() {
-          if (session.replaced) return replacedError(session.fqdn);
-          return draining ? drainingError() : null;
-        },
-      }),
-      next(signal) {
-        return session.queue.next(signal);
-      },
-      close(lastSeen) {
-        if (session.queue.closed) return;
-        session.queue.close();
-        sessions.detach(record, session, lastSeen);
-        // Scrapes sent on this stream and not yet answered can no longer be:
-        // fail them now instead of at their deadline. While draining, the
-        // client was told to leave and may still push what it received.
-        for (const scrape of pending.values()) {
-          if (scrape.sessionId === session.id && !scrape.answered && !(draining && scrape.sent)) {
-            scrape.reject(
-              new CoordinatorError(
-                `Client "${session.fqdn}" disconnected before answering`,
-                "client_disconnected",
-              ),
-            );
-          }
-        }
-      },
-    };
-    return session;
+    return new StreamSession(hub, newId(), identity.fqdn, source, record);
   }
 
   function finishScrape(scrape: PendingScrape): void {

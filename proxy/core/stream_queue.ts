@@ -52,6 +52,16 @@ export interface StreamQueue {
    * queue closes, rejects with `refusal()` or what {@linkcode fail} gives.
    */
   next(signal: AbortSignal): Promise<ScrapeTask | null>;
+  /**
+   * The callback form of {@linkcode next}, for a stream that is a record
+   * rather than a suspended call: `onTask` is called once, with the next
+   * scrape (at once when one is queued), with null when the queue closes,
+   * or with `refusal()` or what {@linkcode fail} gives. No promise, no
+   * signal: {@linkcode unlisten} withdraws it.
+   */
+  listen(onTask: TaskCallback): void;
+  /** Withdraws `onTask` if it still waits (a heartbeat came first). */
+  unlisten(onTask: TaskCallback): void;
   /** Ends a waiting `next` with `error`; nothing when none waits. */
   fail(error: CoordinatorError): void;
   /** Removes and returns the queued scrapes, e.g. to move them to a newer stream. */
@@ -61,7 +71,9 @@ export interface StreamQueue {
   readonly closed: boolean;
 }
 
-type Waiter = (task: ScrapeTask | null, error?: Error) => void;
+/** Told the next scrape, null (closed), or an error (replaced, draining). */
+export type TaskCallback = (task: ScrapeTask | null, error?: Error) => void;
+type Waiter = TaskCallback;
 
 /**
  * Creates an empty queue.
@@ -70,69 +82,110 @@ type Waiter = (task: ScrapeTask | null, error?: Error) => void;
  * @returns The queue.
  */
 export function createStreamQueue(options: StreamQueueOptions): StreamQueue {
-  const { now, markSent, refusal } = options;
-  const queue: QueuedScrape[] = [];
-  let waiter: Waiter | null = null;
-  let closed = false;
+  return new Queue(options);
+}
 
-  function handOut(task: ScrapeTask, deadline: number): ScrapeTask {
-    return { ...task, timeoutMs: Math.max(1, deadline - now()) };
+/**
+ * The queue, a class so that its methods are shared by every stream's
+ * queue rather than closures made for each (10,000 open streams).
+ */
+class Queue implements StreamQueue {
+  readonly #options: StreamQueueOptions;
+  #queue: QueuedScrape[] | null = null;
+  #waiter: Waiter | null = null;
+  #closed = false;
+
+  constructor(options: StreamQueueOptions) {
+    this.#options = options;
   }
 
-  return {
-    offer(task, deadline) {
-      if (waiter) {
-        const wake = waiter;
-        waiter = null;
-        markSent(task.id);
-        wake(handOut(task, deadline));
-      } else {
-        queue.push({ task, deadline });
-      }
-    },
-    next(signal) {
-      const refused = refusal();
-      if (refused) return Promise.reject(refused);
-      if (closed || signal.aborted) return Promise.resolve(null);
-      while (queue.length > 0) {
-        const { task, deadline } = queue.shift()!;
-        // A scrape withdrawn while queued is skipped, not sent.
-        if (markSent(task.id)) return Promise.resolve(handOut(task, deadline));
-      }
-      if (waiter) {
-        return Promise.reject(new CoordinatorError("Session is already being polled", "invalid"));
-      }
-      return new Promise((resolve, reject) => {
-        const onAbort = () => {
-          waiter = null;
-          resolve(null);
-        };
-        signal.addEventListener("abort", onAbort, { once: true });
-        waiter = (task, error) => {
-          signal.removeEventListener("abort", onAbort);
-          if (error) reject(error);
-          else resolve(task);
-        };
-      });
-    },
-    fail(error) {
-      const wake = waiter;
-      waiter = null;
-      wake?.(null, error);
-    },
-    takeQueued() {
-      return queue.splice(0);
-    },
-    close() {
-      if (closed) return;
-      closed = true;
-      const wake = waiter;
-      waiter = null;
-      wake?.(null);
-      queue.length = 0;
-    },
-    get closed() {
-      return closed;
-    },
-  };
+  #handOut(task: ScrapeTask, deadline: number): ScrapeTask {
+    return { ...task, timeoutMs: Math.max(1, deadline - this.#options.now()) };
+  }
+
+  /** The next queued scrape not withdrawn meanwhile, marked sent; null when none. */
+  #take(): ScrapeTask | null {
+    const queue = this.#queue;
+    while (queue !== null && queue.length > 0) {
+      const { task, deadline } = queue.shift()!;
+      // A scrape withdrawn while queued is skipped, not sent.
+      if (this.#options.markSent(task.id)) return this.#handOut(task, deadline);
+    }
+    return null;
+  }
+
+  offer(task: ScrapeTask, deadline: number): void {
+    const wake = this.#waiter;
+    if (wake) {
+      this.#waiter = null;
+      this.#options.markSent(task.id);
+      wake(this.#handOut(task, deadline));
+    } else {
+      (this.#queue ??= []).push({ task, deadline });
+    }
+  }
+
+  next(signal: AbortSignal): Promise<ScrapeTask | null> {
+    const refused = this.#options.refusal();
+    if (refused) return Promise.reject(refused);
+    if (this.#closed || signal.aborted) return Promise.resolve(null);
+    const task = this.#take();
+    if (task !== null) return Promise.resolve(task);
+    if (this.#waiter) {
+      return Promise.reject(new CoordinatorError("Session is already being polled", "invalid"));
+    }
+    return new Promise((resolve, reject) => {
+      const onAbort = () => {
+        this.#waiter = null;
+        resolve(null);
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+      this.#waiter = (task, error) => {
+        signal.removeEventListener("abort", onAbort);
+        if (error) reject(error);
+        else resolve(task);
+      };
+    });
+  }
+
+  listen(onTask: TaskCallback): void {
+    const refused = this.#options.refusal();
+    if (refused) return onTask(null, refused);
+    if (this.#closed) return onTask(null);
+    const task = this.#take();
+    if (task !== null) return onTask(task);
+    if (this.#waiter) {
+      return onTask(null, new CoordinatorError("Session is already being polled", "invalid"));
+    }
+    this.#waiter = onTask;
+  }
+
+  unlisten(onTask: TaskCallback): void {
+    if (this.#waiter === onTask) this.#waiter = null;
+  }
+
+  fail(error: CoordinatorError): void {
+    const wake = this.#waiter;
+    this.#waiter = null;
+    wake?.(null, error);
+  }
+
+  takeQueued(): QueuedScrape[] {
+    const queue = this.#queue;
+    this.#queue = null;
+    return queue ?? [];
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    const wake = this.#waiter;
+    this.#waiter = null;
+    wake?.(null);
+    this.#queue = null;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
 }

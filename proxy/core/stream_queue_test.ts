@@ -143,3 +143,46 @@ Deno.test("takeQueued empties the queue, to move it to a newer stream", () => {
   ]);
   assert.deepEqual(s.queue.takeQueued(), []);
 });
+
+Deno.test("listen: hands a queued scrape at once, a later one when offered", () => {
+  const s = setup();
+  const got: (string | null)[] = [];
+  const onTask = (t: ScrapeTask | null, error?: Error) =>
+    got.push(error ? error.message : t?.id ?? null);
+  s.queue.offer(task("a"), s.now + 5000);
+  s.withdrawn.add("w");
+  s.queue.offer(task("w"), s.now + 5000);
+  s.queue.listen(onTask);
+  assert.deepEqual(got, ["a"]);
+  s.queue.listen(onTask);
+  assert.deepEqual(got, ["a"], "a withdrawn scrape is skipped; the listener waits");
+  s.tick(1000);
+  s.queue.offer(task("b"), s.now + 3000);
+  assert.deepEqual(got, ["a", "b"]);
+  assert.deepEqual(s.sent, ["a", "b"]);
+});
+
+Deno.test("listen: unlisten withdraws; close, fail and refusal call back", () => {
+  const s = setup();
+  const got: (string | null)[] = [];
+  const onTask = (t: ScrapeTask | null, error?: Error) =>
+    got.push(error ? error.message : t?.id ?? null);
+  s.queue.listen(onTask);
+  s.queue.unlisten(onTask);
+  s.queue.offer(task("queued"), s.now + 5000);
+  assert.deepEqual(got, [], "an offer after unlisten is queued");
+  s.queue.listen(onTask);
+  assert.deepEqual(got, ["queued"]);
+  s.queue.listen(onTask);
+  s.queue.fail(new CoordinatorError("replaced", "replaced"));
+  assert.deepEqual(got, ["queued", "replaced"]);
+  s.refuse(new CoordinatorError("draining", "draining"));
+  s.queue.listen(onTask);
+  assert.deepEqual(got, ["queued", "replaced", "draining"]);
+  s.refuse(null);
+  s.queue.listen(onTask);
+  s.queue.close();
+  assert.deepEqual(got, ["queued", "replaced", "draining", null]);
+  s.queue.listen(onTask);
+  assert.deepEqual(got, ["queued", "replaced", "draining", null, null]);
+});
