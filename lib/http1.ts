@@ -177,7 +177,7 @@ export class ByteReader {
         }
         if (lf - 1 > max) throw new Http1Error(`${what}: longer than ${max} bytes`, "too-large");
         const text = latin1(data.subarray(0, lf - 1));
-        this.take(lf + 1);
+        this.#data = data.subarray(lf + 1);
         return text;
       }
       if (data.byteLength > max + 1) {
