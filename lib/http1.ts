@@ -171,21 +171,38 @@ export class ByteReader {
     for (let from = 0;;) {
       const data = this.#data;
       const lf = data.indexOf(0x0a, from);
-      if (lf >= 0) {
-        if (lf === 0 || data[lf - 1] !== 0x0d) {
-          throw new Http1Error(`${what}: line not ended by CRLF`, "framing");
-        }
-        if (lf - 1 > max) throw new Http1Error(`${what}: longer than ${max} bytes`, "too-large");
-        const text = latin1(data.subarray(0, lf - 1));
-        this.#data = data.subarray(lf + 1);
-        return text;
-      }
+      if (lf >= 0) return this.#takeLine(lf, max, what);
       if (data.byteLength > max + 1) {
         throw new Http1Error(`${what}: longer than ${max} bytes`, "too-large");
       }
       from = data.byteLength;
       if (!(await this.fill())) throw new Http1Error(`${what}: connection ended`, "ended");
     }
+  }
+
+  /**
+   * The next line when it is buffered whole, without waiting: what
+   * {@linkcode line} returns (or throws) then, but with no promise made.
+   *
+   * @param max Longest line accepted, CRLF excluded.
+   * @param what Names the line in errors.
+   * @returns The line without CRLF, or null when more bytes are needed
+   *   (then call {@linkcode line}).
+   */
+  lineNow(max: number, what: string): string | null {
+    const lf = this.#data.indexOf(0x0a);
+    return lf < 0 ? null : this.#takeLine(lf, max, what);
+  }
+
+  #takeLine(lf: number, max: number, what: string): string {
+    const data = this.#data;
+    if (lf === 0 || data[lf - 1] !== 0x0d) {
+      throw new Http1Error(`${what}: line not ended by CRLF`, "framing");
+    }
+    if (lf - 1 > max) throw new Http1Error(`${what}: longer than ${max} bytes`, "too-large");
+    const text = latin1(data.subarray(0, lf - 1));
+    this.#data = data.subarray(lf + 1);
+    return text;
   }
 
   /**
@@ -276,7 +293,9 @@ export async function readResponseHead(
 ): Promise<ResponseHead> {
   for (;;) {
     let budget = maxHeaderBytes;
-    const statusLine = await reader.line(budget, "status line");
+    // Most lines are buffered already: read them without a promise each.
+    const statusLine = reader.lineNow(budget, "status line") ??
+      await reader.line(budget, "status line");
     budget -= statusLine.length + 2;
     const match = /^HTTP\/(1\.[01]) ([1-9][0-9]{2})(?: .*)?$/.exec(statusLine);
     if (match === null) {
@@ -294,7 +313,8 @@ export async function readResponseHead(
       }
       let line: string;
       try {
-        line = await reader.line(budget - 2, "header line");
+        line = reader.lineNow(budget - 2, "header line") ??
+          await reader.line(budget - 2, "header line");
       } catch (error) {
         if (error instanceof Http1Error && error.kind === "too-large") {
           throw new Http1Error(`header block larger than ${maxHeaderBytes} bytes`, "too-large");
