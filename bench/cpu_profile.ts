@@ -26,6 +26,16 @@ export interface CpuProfile {
   timeDeltas: number[];
 }
 
+/**
+ * With `BENCH_HEAP_PROF=PREFIX` in the environment, a profiled case also
+ * samples allocations (V8's sampling heap profiler, every 4 KiB on average,
+ * objects the scavenger freed included) and writes them to
+ * PREFIX-N.heapprofile, N counting from 0 in stop order (proxy, then
+ * client); Chrome DevTools opens them (issue #11).
+ */
+const HEAP_PROF = Deno.env.get("BENCH_HEAP_PROF");
+let heapProfiles = 0;
+
 /** A profiling session with one process. */
 export interface Inspector {
   start(): Promise<void>;
@@ -80,8 +90,23 @@ export async function connectInspector(
   return {
     async start() {
       await call("Profiler.start");
+      if (HEAP_PROF) {
+        await call("HeapProfiler.enable");
+        await call("HeapProfiler.startSampling", {
+          samplingInterval: 4096,
+          includeObjectsCollectedByMajorGC: true,
+          includeObjectsCollectedByMinorGC: true,
+        });
+      }
     },
     async stop() {
+      if (HEAP_PROF) {
+        const heap = await call("HeapProfiler.stopSampling");
+        Deno.writeTextFileSync(
+          `${HEAP_PROF}-${heapProfiles++}.heapprofile`,
+          JSON.stringify(heap.profile),
+        );
+      }
       const result = await call("Profiler.stop");
       return result.profile as CpuProfile;
     },

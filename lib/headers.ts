@@ -42,17 +42,22 @@ export function forwardableHeaders(
   fields: Iterable<readonly [string, string]>,
 ): HeaderField[] {
   const list: HeaderField[] = [];
-  const named = new Set<string>();
+  // Built only when a Connection field names others (rare): this runs up to
+  // three times per scrape (issue #11).
+  let named: Set<string> | null = null;
   for (const [rawName, value] of fields) {
     const name = rawName.toLowerCase();
     if (name === "connection") {
+      named ??= new Set<string>();
       for (const token of value.split(",")) {
         named.add(token.trim().toLowerCase());
       }
     }
-    list.push({ name, value });
+    if (!NOT_FORWARDED.has(name)) list.push({ name, value });
   }
-  return list.filter((f) => !NOT_FORWARDED.has(f.name) && !named.has(f.name));
+  if (named === null) return list;
+  const dropped = named;
+  return list.filter((f) => !dropped.has(f.name));
 }
 
 /**

@@ -165,21 +165,38 @@ export class ByteReader {
     for (let from = 0;;) {
       const data = this.#data;
       const lf = data.indexOf(0x0a, from);
-      if (lf >= 0) {
-        if (lf === 0 || data[lf - 1] !== 0x0d) {
-          throw new Http1Error(`${what}: line not ended by CRLF`, "framing");
-        }
-        if (lf - 1 > max) throw new Http1Error(`${what}: longer than ${max} bytes`, "too-large");
-        const text = latin1(data.subarray(0, lf - 1));
-        this.take(lf + 1);
-        return text;
-      }
+      if (lf >= 0) return this.#takeLine(lf, max, what);
       if (data.byteLength > max + 1) {
         throw new Http1Error(`${what}: longer than ${max} bytes`, "too-large");
       }
       from = data.byteLength;
       if (!(await this.fill())) throw new Http1Error(`${what}: connection ended`, "ended");
     }
+  }
+
+  /**
+   * The next line when it is buffered whole, without waiting: what
+   * {@linkcode line} returns (or throws) then, but with no promise made.
+   *
+   * @param max Longest line accepted, CRLF excluded.
+   * @param what Names the line in errors.
+   * @returns The line without CRLF, or null when more bytes are needed
+   *   (then call {@linkcode line}).
+   */
+  lineNow(max: number, what: string): string | null {
+    const lf = this.#data.indexOf(0x0a);
+    return lf < 0 ? null : this.#takeLine(lf, max, what);
+  }
+
+  #takeLine(lf: number, max: number, what: string): string {
+    const data = this.#data;
+    if (lf === 0 || data[lf - 1] !== 0x0d) {
+      throw new Http1Error(`${what}: line not ended by CRLF`, "framing");
+    }
+    if (lf - 1 > max) throw new Http1Error(`${what}: longer than ${max} bytes`, "too-large");
+    const text = latin1(data.subarray(0, lf - 1));
+    this.#data = data.subarray(lf + 1);
+    return text;
   }
 
   /**

@@ -37,7 +37,9 @@ export async function readResponseHead(
 ): Promise<ResponseHead> {
   for (;;) {
     let budget = maxHeaderBytes;
-    const statusLine = await reader.line(budget, "status line");
+    // Most lines are buffered already: read them without a promise each.
+    const statusLine = reader.lineNow(budget, "status line") ??
+      await reader.line(budget, "status line");
     budget -= statusLine.length + 2;
     const match = /^HTTP\/(1\.[01]) ([1-9][0-9]{2})(?: .*)?$/.exec(statusLine);
     if (match === null) {
@@ -55,7 +57,8 @@ export async function readResponseHead(
       }
       let line: string;
       try {
-        line = await reader.line(budget - 2, "header line");
+        line = reader.lineNow(budget - 2, "header line") ??
+          await reader.line(budget - 2, "header line");
       } catch (error) {
         if (error instanceof Http1Error && error.kind === "too-large") {
           throw new Http1Error(`header block larger than ${maxHeaderBytes} bytes`, "too-large");

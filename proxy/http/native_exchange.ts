@@ -172,6 +172,10 @@ export class NativeExchange implements Exchange {
   }
 
   #writeBody(chunk: Uint8Array): Promise<void> {
+    // Most writes: the head is out and the body is framed by its length.
+    if (this.#headSent && !this.#chunked) {
+      return this.#noBody || chunk.byteLength === 0 ? this.#queue : this.#enqueue(chunk);
+    }
     // The head goes out with the first body bytes, in one write.
     const parts: Uint8Array[] = [];
     if (!this.#headSent) parts.push(this.#headBytes());
@@ -245,11 +249,14 @@ export class NativeExchange implements Exchange {
     // Fields in node:http's order: the handler's, Date, Connection, framing.
     let text = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? "unknown"}\r\n`;
     let hasLength = false;
-    for (const [name, value] of [...this.#extraHeaders, ...this.#headers]) {
-      const lower = name.toLowerCase();
-      if (lower === "connection" || lower === "transfer-encoding") continue;
-      if (lower === "content-length") hasLength = true;
-      text += `${name}: ${value}\r\n`;
+    for (const headers of [this.#extraHeaders, this.#headers]) {
+      for (let i = 0; i < headers.length; i++) {
+        const [name, value] = headers[i]!;
+        const lower = name.toLowerCase();
+        if (lower === "connection" || lower === "transfer-encoding") continue;
+        if (lower === "content-length") hasLength = true;
+        text += `${name}: ${value}\r\n`;
+      }
     }
     text += `Date: ${httpDate()}\r\n`;
     text += this.#close
