@@ -18,6 +18,7 @@ import {
   type TestProcess,
   waitUntil,
 } from "../support.ts";
+import { stopping } from "../fixture.ts";
 
 Deno.test({
   name: "register, scrape-end, refused-scrape and stream-close log lines",
@@ -165,30 +166,28 @@ Deno.test("a failed first name resolution does not claim to keep a last answer",
   const { createLogger } = await import("../../lib/logger.ts");
   const lines: string[] = [];
   let lookups = 0;
-  const agent = await startAgent({
-    proxyUrl: "http://proxies.test:9/",
-    fqdn: "localhost",
-    logger: createLogger({ write: (line) => lines.push(line) }),
-    metricsAddress: null,
-    defaultMetrics: false,
-    retryInitialMs: 50,
-    retryMaxMs: 200,
-    resolveIntervalMs: 50,
-    resolve: () => {
-      lookups++;
-      return lookups === 2
-        ? Promise.resolve(["127.0.0.1"])
-        : Promise.reject(new Error("no such host"));
-    },
-    env: {},
-  });
-  try {
-    await waitUntil(() => lookups >= 3 || undefined, 10_000, "three lookups");
-    const resolving = lines.filter((l) => l.includes("Cannot resolve the proxy's host name"));
-    assert.match(resolving[0]!, /connecting by name until it resolves/);
-    assert.doesNotMatch(resolving[0]!, /keeping the last answer/);
-    assert.match(resolving[1]!, /keeping the last answer/);
-  } finally {
-    await agent.stop();
-  }
+  await using _agent = stopping(
+    await startAgent({
+      proxyUrl: "http://proxies.test:9/",
+      fqdn: "localhost",
+      logger: createLogger({ write: (line) => lines.push(line) }),
+      metricsAddress: null,
+      defaultMetrics: false,
+      retryInitialMs: 50,
+      retryMaxMs: 200,
+      resolveIntervalMs: 50,
+      resolve: () => {
+        lookups++;
+        return lookups === 2
+          ? Promise.resolve(["127.0.0.1"])
+          : Promise.reject(new Error("no such host"));
+      },
+      env: {},
+    }),
+  );
+  await waitUntil(() => lookups >= 3 || undefined, 10_000, "three lookups");
+  const resolving = lines.filter((l) => l.includes("Cannot resolve the proxy's host name"));
+  assert.match(resolving[0]!, /connecting by name until it resolves/);
+  assert.doesNotMatch(resolving[0]!, /keeping the last answer/);
+  assert.match(resolving[1]!, /keeping the last answer/);
 });
