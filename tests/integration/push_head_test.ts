@@ -19,6 +19,7 @@ import { ClientService } from "../../gen/pushprox/v1/pushprox_pb.ts";
 import { startLegacyClient } from "../legacy_client_double.ts";
 import { type Stack, startStack, type TargetHandler } from "../stack.ts";
 import { waitUntil } from "../support.ts";
+import { stopping } from "../fixture.ts";
 
 const BIG = 5000;
 const LIMIT = 1000;
@@ -186,25 +187,20 @@ for (const fast of [true, false]) {
 }
 
 Deno.test("legacy protocol: Content-Length reaches Prometheus; a too-large declared body gets 502", async () => {
-  const stack = await startStack(target, { maxScrapeBodyBytes: LIMIT, legacyProtocol: true });
-  const client = startLegacyClient({
+  await using stack = await startStack(target, { maxScrapeBodyBytes: LIMIT, legacyProtocol: true });
+  await using _client = stopping(startLegacyClient({
     proxyUrl: stack.proxyUrl,
     fqdn: "localhost",
     retryInitialWaitMs: 50,
     retryMaxWaitMs: 200,
-  });
-  try {
-    await waitUntil(
-      () => stack.proxy.coordinator.listClients().some((c) => c.connected) || undefined,
-      5_000,
-      "the legacy client to register",
-    );
-    // (HEAD is left out: the legacy double frames its answer to HEAD its own way.)
-    await checkLengths(stack, stack.proxyPort, false);
-  } finally {
-    await client.stop();
-    await stack.close();
-  }
+  }));
+  await waitUntil(
+    () => stack.proxy.coordinator.listClients().some((c) => c.connected) || undefined,
+    5_000,
+    "the legacy client to register",
+  );
+  // (HEAD is left out: the legacy double frames its answer to HEAD its own way.)
+  await checkLengths(stack, stack.proxyPort, false);
 });
 
 /** Registers a hand-driven Connect client as `fqdn`; returns its session id. */
