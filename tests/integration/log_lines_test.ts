@@ -12,6 +12,7 @@ import type { AddressInfo } from "node:net";
 import {
   DENO,
   denoEnv,
+  processList,
   proxiedGet,
   spawn,
   taskArgs,
@@ -132,32 +133,28 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
-    const processes: TestProcess[] = [];
-    try {
-      const proxy = spawn(DENO, [...taskArgs("proxy"), "--web.listen-address=127.0.0.1:0"], {
-        env: denoEnv(),
-      });
-      processes.push(proxy);
-      const port = Number(
-        (await proxy.waitFor(/msg="Listening on" address=127\.0\.0\.1:(\d+)/, 60_000))[1],
-      );
-      const client = spawn(DENO, [
-        ...taskArgs("client"),
-        `--proxy-url=http://127.0.0.1:${port}/`,
-        "--fqdn=localhost",
-        "--metrics-addr=",
-      ], { env: denoEnv() });
-      processes.push(client);
-      await client.waitFor(/Registered with the proxy/, 60_000);
-      await proxy.stop();
-      const line = await client.waitFor(
-        /level=(\w+) msg="(The proxy closed the connection[^"]*|The proxy is going away[^"]*)"/,
-      );
-      assert.equal(line[1], "info", line[0]);
-      assert.doesNotMatch(client.output(), /level=warn msg="Poll stream failed".*aborted/);
-    } finally {
-      await Promise.all(processes.map((p) => p.stop()));
-    }
+    await using processes = processList();
+    const proxy = spawn(DENO, [...taskArgs("proxy"), "--web.listen-address=127.0.0.1:0"], {
+      env: denoEnv(),
+    });
+    processes.push(proxy);
+    const port = Number(
+      (await proxy.waitFor(/msg="Listening on" address=127\.0\.0\.1:(\d+)/, 60_000))[1],
+    );
+    const client = spawn(DENO, [
+      ...taskArgs("client"),
+      `--proxy-url=http://127.0.0.1:${port}/`,
+      "--fqdn=localhost",
+      "--metrics-addr=",
+    ], { env: denoEnv() });
+    processes.push(client);
+    await client.waitFor(/Registered with the proxy/, 60_000);
+    await proxy.stop();
+    const line = await client.waitFor(
+      /level=(\w+) msg="(The proxy closed the connection[^"]*|The proxy is going away[^"]*)"/,
+    );
+    assert.equal(line[1], "info", line[0]);
+    assert.doesNotMatch(client.output(), /level=warn msg="Poll stream failed".*aborted/);
   },
 });
 
