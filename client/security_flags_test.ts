@@ -3,6 +3,7 @@ import { FlagError, parseFlags } from "../lib/flags.ts";
 import { readSecuritySettings, SECURITY_FLAGS } from "./security_flags.ts";
 import { withAuthorization } from "./transport/authorization.ts";
 import type { Transport } from "@connectrpc/connect";
+import { tempDir } from "../tests/fixture.ts";
 
 const flags = (...args: string[]) => parseFlags(SECURITY_FLAGS, args);
 
@@ -39,46 +40,43 @@ Deno.test("readSecuritySettings() refuses bad flags naming them", () => {
 });
 
 Deno.test("--auth.token-file: short tokens are refused, the file is re-read per call", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    await Deno.writeTextFile(`${dir}/short`, "abc\n");
-    assert.throws(
-      () => readSecuritySettings(flags(`--auth.token-file=${dir}/short`)),
-      /at least 16 characters/,
-    );
-    await Deno.writeTextFile(`${dir}/token`, "0123456789abcdef-one\n");
-    const settings = readSecuritySettings(flags(`--auth.token-file=${dir}/token`));
-    assert.equal(settings.proxyAuthorization!(), "Bearer 0123456789abcdef-one");
-    await Deno.writeTextFile(`${dir}/token`, "0123456789abcdef-two\n");
-    assert.equal(settings.proxyAuthorization!(), "Bearer 0123456789abcdef-two");
-    await Deno.remove(`${dir}/token`);
-    assert.equal(
-      settings.proxyAuthorization!(),
-      "Bearer 0123456789abcdef-two",
-      "keeps the last good one",
-    );
-    // Both a token and user:password would fight over Authorization.
-    await Deno.writeTextFile(`${dir}/token`, "0123456789abcdef-one\n");
-    assert.throws(
-      () =>
-        readSecuritySettings({
-          ...flags(`--auth.token-file=${dir}/token`),
-          "proxy-url": ["https://u:p@proxy/"],
-        }),
-      /both set Authorization/,
-    );
-    // Any of several proxies.
-    assert.throws(
-      () =>
-        readSecuritySettings({
-          ...flags(`--auth.token-file=${dir}/token`),
-          "proxy-url": ["https://proxy-a/", "https://u:p@proxy-b/"],
-        }),
-      /both set Authorization/,
-    );
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  await using temp = await tempDir();
+  const dir = temp.path;
+  await Deno.writeTextFile(`${dir}/short`, "abc\n");
+  assert.throws(
+    () => readSecuritySettings(flags(`--auth.token-file=${dir}/short`)),
+    /at least 16 characters/,
+  );
+  await Deno.writeTextFile(`${dir}/token`, "0123456789abcdef-one\n");
+  const settings = readSecuritySettings(flags(`--auth.token-file=${dir}/token`));
+  assert.equal(settings.proxyAuthorization!(), "Bearer 0123456789abcdef-one");
+  await Deno.writeTextFile(`${dir}/token`, "0123456789abcdef-two\n");
+  assert.equal(settings.proxyAuthorization!(), "Bearer 0123456789abcdef-two");
+  await Deno.remove(`${dir}/token`);
+  assert.equal(
+    settings.proxyAuthorization!(),
+    "Bearer 0123456789abcdef-two",
+    "keeps the last good one",
+  );
+  // Both a token and user:password would fight over Authorization.
+  await Deno.writeTextFile(`${dir}/token`, "0123456789abcdef-one\n");
+  assert.throws(
+    () =>
+      readSecuritySettings({
+        ...flags(`--auth.token-file=${dir}/token`),
+        "proxy-url": ["https://u:p@proxy/"],
+      }),
+    /both set Authorization/,
+  );
+  // Any of several proxies.
+  assert.throws(
+    () =>
+      readSecuritySettings({
+        ...flags(`--auth.token-file=${dir}/token`),
+        "proxy-url": ["https://proxy-a/", "https://u:p@proxy-b/"],
+      }),
+    /both set Authorization/,
+  );
 });
 
 Deno.test("withAuthorization() reads the header when a Poll opens and keeps it for its pushes", async () => {

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { FlagError, parseFlags } from "../lib/flags.ts";
 import { flagsFor } from "./compat.ts";
 import { CLIENT_FLAGS, readTlsFiles, toAgentOptions } from "./settings.ts";
+import { tempDir } from "../tests/fixture.ts";
 
 const settings = (...args: string[]) => toAgentOptions(parseFlags(CLIENT_FLAGS, args));
 
@@ -73,23 +74,20 @@ Deno.test("toAgentOptions() needs no --proxy-url with a direct listener (exporte
 });
 
 Deno.test("readTlsFiles() reads the files and names the flag of one it cannot read", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    await Deno.writeTextFile(`${dir}/ca.pem`, "CA");
-    assert.deepEqual(await readTlsFiles({ ca: `${dir}/ca.pem` }), { ca: "CA" });
-    assert.deepEqual(await readTlsFiles({}), {});
-    await assert.rejects(
-      readTlsFiles({ ca: `${dir}/ca.pem`, cert: `${dir}/missing.pem`, key: `${dir}/k.pem` }),
-      (error: Error) => {
-        assert.ok(error instanceof FlagError);
-        assert.match(
-          error.message,
-          new RegExp(`^--tls\\.cert: cannot read ${dir}/missing\\.pem: `),
-        );
-        return true;
-      },
-    );
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  await using temp = await tempDir();
+  const dir = temp.path;
+  await Deno.writeTextFile(`${dir}/ca.pem`, "CA");
+  assert.deepEqual(await readTlsFiles({ ca: `${dir}/ca.pem` }), { ca: "CA" });
+  assert.deepEqual(await readTlsFiles({}), {});
+  await assert.rejects(
+    readTlsFiles({ ca: `${dir}/ca.pem`, cert: `${dir}/missing.pem`, key: `${dir}/k.pem` }),
+    (error: Error) => {
+      assert.ok(error instanceof FlagError);
+      assert.match(
+        error.message,
+        new RegExp(`^--tls\\.cert: cannot read ${dir}/missing\\.pem: `),
+      );
+      return true;
+    },
+  );
 });

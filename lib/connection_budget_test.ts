@@ -7,6 +7,7 @@ import {
   keepAccepting,
   softFdLimit,
 } from "./connection_budget.ts";
+import { closing } from "../tests/fixture.ts";
 
 const LIMITS = `Limit                     Soft Limit           Hard Limit           Units
 Max cpu time              unlimited            unlimited            seconds
@@ -75,52 +76,40 @@ async function budgetServer(maxConnections: number, maxPerSource: number) {
 }
 
 Deno.test("connection budget refuses above the cap and admits again when one closes", async () => {
-  const s = await budgetServer(3, 0);
-  try {
-    const open = [];
-    for (let i = 0; i < 3; i++) open.push(await s.dial("busy\n"));
-    assert.deepEqual(open.map((c) => c.state), ["open", "open", "open"]);
-    assert.equal((await s.dial("busy\n")).state, "closed");
-    assert.deepEqual(s.refused, ["connections"]);
-    open[0]!.socket.destroy();
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    assert.equal(s.budget.open, 2);
-    assert.equal((await s.dial("busy\n")).state, "open");
-  } finally {
-    await s.close();
-  }
+  await using s = closing(await budgetServer(3, 0));
+  const open = [];
+  for (let i = 0; i < 3; i++) open.push(await s.dial("busy\n"));
+  assert.deepEqual(open.map((c) => c.state), ["open", "open", "open"]);
+  assert.equal((await s.dial("busy\n")).state, "closed");
+  assert.deepEqual(s.refused, ["connections"]);
+  open[0]!.socket.destroy();
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  assert.equal(s.budget.open, 2);
+  assert.equal((await s.dial("busy\n")).state, "open");
 });
 
 Deno.test("connection budget closes the oldest idle connection to make room", async () => {
-  const s = await budgetServer(2, 0);
-  try {
-    const first = await s.dial("busy\ndone\n");
-    const second = await s.dial("busy\ndone\n");
-    const closed = new Promise((resolve) => first.socket.once("close", resolve));
-    assert.equal((await s.dial("busy\n")).state, "open");
-    await closed;
-    assert.equal(second.socket.destroyed, false);
-    assert.deepEqual(s.refused, []);
-    // Now one idle (second) and one busy: the next evicts second, then none is idle.
-    assert.equal((await s.dial("busy\n")).state, "open");
-    assert.equal((await s.dial("busy\n")).state, "closed");
-    assert.deepEqual(s.refused, ["connections"]);
-  } finally {
-    await s.close();
-  }
+  await using s = closing(await budgetServer(2, 0));
+  const first = await s.dial("busy\ndone\n");
+  const second = await s.dial("busy\ndone\n");
+  const closed = new Promise((resolve) => first.socket.once("close", resolve));
+  assert.equal((await s.dial("busy\n")).state, "open");
+  await closed;
+  assert.equal(second.socket.destroyed, false);
+  assert.deepEqual(s.refused, []);
+  // Now one idle (second) and one busy: the next evicts second, then none is idle.
+  assert.equal((await s.dial("busy\n")).state, "open");
+  assert.equal((await s.dial("busy\n")).state, "closed");
+  assert.deepEqual(s.refused, ["connections"]);
 });
 
 Deno.test("connection budget caps connections per source address", async () => {
-  const s = await budgetServer(0, 2);
-  try {
-    assert.equal((await s.dial("busy\n")).state, "open");
-    assert.equal((await s.dial("busy\n")).state, "open");
-    assert.equal((await s.dial("busy\n")).state, "closed");
-    assert.deepEqual(s.refused, ["connections_per_source"]);
-    assert.equal(s.budget.openFrom("127.0.0.1"), 2);
-  } finally {
-    await s.close();
-  }
+  await using s = closing(await budgetServer(0, 2));
+  assert.equal((await s.dial("busy\n")).state, "open");
+  assert.equal((await s.dial("busy\n")).state, "open");
+  assert.equal((await s.dial("busy\n")).state, "closed");
+  assert.deepEqual(s.refused, ["connections_per_source"]);
+  assert.equal(s.budget.openFrom("127.0.0.1"), 2);
 });
 
 Deno.test("keepAccepting() leaves a listener that accepts alone and closes its probes", async () => {

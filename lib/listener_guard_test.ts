@@ -5,6 +5,7 @@ import { connect, type Socket } from "node:net";
 import type { AddressInfo } from "node:net";
 import { createNullLogger } from "./logger.ts";
 import { type GuardedHandler, guardHandler, guardServer } from "./listener_guard.ts";
+import { closing } from "../tests/fixture.ts";
 
 async function serve(
   handler: GuardedHandler,
@@ -42,20 +43,18 @@ const GET = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
 
 Deno.test("guardHandler() answers a throw or a rejection with 500 and closes the connection", async () => {
   let n = 0;
-  const s = await serve(() => {
-    n++;
-    if (n === 1) throw new Error("sync");
-    if (n === 2) return Promise.reject(new Error("async"));
-    throw "not even an Error";
-  }, 16);
-  try {
-    for (let i = 0; i < 3; i++) {
-      const text = await raw(s.port, GET).closed;
-      assert.match(text, /^HTTP\/1\.1 500 /);
-      assert.match(text, /\r\nconnection: close\r\n/i);
-    }
-  } finally {
-    await s.close();
+  await using s = closing(
+    await serve(() => {
+      n++;
+      if (n === 1) throw new Error("sync");
+      if (n === 2) return Promise.reject(new Error("async"));
+      throw "not even an Error";
+    }, 16),
+  );
+  for (let i = 0; i < 3; i++) {
+    const text = await raw(s.port, GET).closed;
+    assert.match(text, /^HTTP\/1\.1 500 /);
+    assert.match(text, /\r\nconnection: close\r\n/i);
   }
 });
 
@@ -116,12 +115,8 @@ Deno.test("guardServer() refuses a new connection only when every one has a requ
 });
 
 Deno.test("guardServer() answers malformed requests with a readable 400", async () => {
-  const s = await serve((_req, res) => res.end("ok\n"), 4);
-  try {
-    const text = await raw(s.port, "NOT HTTP AT ALL\r\n\r\n").closed;
-    assert.match(text, /^HTTP\/1\.1 400 Bad Request\r\n/);
-    assert.match(text, /Bad Request: /);
-  } finally {
-    await s.close();
-  }
+  await using s = closing(await serve((_req, res) => res.end("ok\n"), 4));
+  const text = await raw(s.port, "NOT HTTP AT ALL\r\n\r\n").closed;
+  assert.match(text, /^HTTP\/1\.1 400 Bad Request\r\n/);
+  assert.match(text, /Bad Request: /);
 });

@@ -56,10 +56,11 @@ export interface TempDir extends AsyncDisposable {
 /**
  * Makes a temporary directory.
  *
+ * @param options As for `Deno.makeTempDir` (a prefix, say).
  * @returns The directory; `await using` removes it.
  */
-export async function tempDir(): Promise<TempDir> {
-  const path = await Deno.makeTempDir();
+export async function tempDir(options?: Deno.MakeTempOptions): Promise<TempDir> {
+  const path = await Deno.makeTempDir(options);
   return {
     path,
     [Symbol.asyncDispose]: () => Deno.remove(path, { recursive: true }),

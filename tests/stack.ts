@@ -15,8 +15,8 @@ import { waitUntil } from "./support.ts";
 /** A target handler; the stack serves it on 127.0.0.1. */
 export type TargetHandler = (req: IncomingMessage, res: ServerResponse) => void;
 
-/** A running test stack. */
-export interface Stack {
+/** A running test stack; `await using` closes it. */
+export interface Stack extends AsyncDisposable {
   proxy: Proxy;
   proxyPort: number;
   proxyUrl: string;
@@ -62,7 +62,7 @@ export async function startStack(
   const proxyUrl = `http://127.0.0.1:${proxyPort}`;
   const agents: Agent[] = [];
 
-  return {
+  const stack: Stack = {
     proxy,
     proxyPort,
     proxyUrl,
@@ -99,5 +99,9 @@ export async function startStack(
       targetServer.closeAllConnections();
       await new Promise((resolve) => targetServer.close(resolve));
     },
+    async [Symbol.asyncDispose]() {
+      await stack.close();
+    },
   };
+  return stack;
 }

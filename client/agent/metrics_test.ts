@@ -2,30 +2,27 @@ import assert from "node:assert/strict";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { createClientMetrics, createMetricsHandler } from "./metrics.ts";
+import { closing } from "../../tests/fixture.ts";
 
 /** Sends one raw HTTP/1.1 request and reads the whole answer. */
 async function exchange(port: number, method: string, path: string): Promise<string> {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  try {
-    await conn.write(
-      new TextEncoder().encode(
-        `${method} ${path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`,
-      ),
-    );
-    const chunks: Uint8Array[] = [];
-    const buffer = new Uint8Array(16384);
-    const deadline = Date.now() + 10_000;
-    while (Date.now() < deadline) {
-      const n = await conn.read(buffer);
-      if (n === null) break;
-      chunks.push(buffer.slice(0, n));
-    }
-    return new TextDecoder().decode(
-      chunks.reduce((a, b) => new Uint8Array([...a, ...b]), new Uint8Array()),
-    );
-  } finally {
-    conn.close();
+  await using conn = closing(await Deno.connect({ hostname: "127.0.0.1", port }));
+  await conn.write(
+    new TextEncoder().encode(
+      `${method} ${path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`,
+    ),
+  );
+  const chunks: Uint8Array[] = [];
+  const buffer = new Uint8Array(16384);
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    const n = await conn.read(buffer);
+    if (n === null) break;
+    chunks.push(buffer.slice(0, n));
   }
+  return new TextDecoder().decode(
+    chunks.reduce((a, b) => new Uint8Array([...a, ...b]), new Uint8Array()),
+  );
 }
 
 function statusOf(answer: string): number {

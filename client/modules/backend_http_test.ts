@@ -7,6 +7,7 @@ import {
   requestHead,
 } from "./backend_http.ts";
 import { rawServer, readRequest } from "../_testing.ts";
+import { closing } from "../../tests/fixture.ts";
 
 const encoder = new TextEncoder();
 
@@ -56,20 +57,16 @@ Deno.test("backendGet() reads Content-Length, chunked (extensions, trailers) and
     "4\r\nab\n\n\r\n0\r\nX-Trailer: t\r\n\r\n",
     "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nup 1\nab\n\n",
   ];
-  const server = rawServer(async (conn, index) => {
+  await using server = closing(rawServer(async (conn, index) => {
     if (await readRequest(conn) === null) return;
     // Byte by byte: framing must not depend on how reads split.
     for (const byte of encoder.encode(bodies[index]!)) await writeAll(conn, new Uint8Array([byte]));
-  });
-  try {
-    for (let i = 0; i < bodies.length; i++) {
-      const response = await backendGet(request(server.port), AbortSignal.timeout(5_000));
-      assert.equal(response.status, 200);
-      assert.equal(await text(response.body), "up 1\nab\n\n", `body ${i}`);
-      assert.equal(response.contentLength, i === 0 ? 9 : undefined);
-    }
-  } finally {
-    await server.close();
+  }));
+  for (let i = 0; i < bodies.length; i++) {
+    const response = await backendGet(request(server.port), AbortSignal.timeout(5_000));
+    assert.equal(response.status, 200);
+    assert.equal(await text(response.body), "up 1\nab\n\n", `body ${i}`);
+    assert.equal(response.contentLength, i === 0 ? 9 : undefined);
   }
 });
 
@@ -111,28 +108,24 @@ Deno.test("backendGet() names a body cut short, oversized headers and a non-HTTP
     `HTTP/1.1 200 OK\r\nX-Big: ${"a".repeat(2000)}\r\n\r\n`,
     "SSH-2.0-OpenSSH_9.2\r\n\r\n",
   ];
-  const server = rawServer(async (conn, index) => {
+  await using server = closing(rawServer(async (conn, index) => {
     if (await readRequest(conn) === null) return;
     await writeAll(conn, answers[index]!);
+  }));
+  const cut = await backendGet(request(server.port), AbortSignal.timeout(5_000));
+  await assert.rejects(text(cut.body), (error: unknown) => {
+    assert.ok(error instanceof BackendClosedError);
+    assert.match(error.message, /module node: the backend closed the connection mid-body/);
+    return true;
   });
-  try {
-    const cut = await backendGet(request(server.port), AbortSignal.timeout(5_000));
-    await assert.rejects(text(cut.body), (error: unknown) => {
-      assert.ok(error instanceof BackendClosedError);
-      assert.match(error.message, /module node: the backend closed the connection mid-body/);
-      return true;
-    });
-    await assert.rejects(
-      backendGet(request(server.port, { maxHeaderBytes: 1024 }), AbortSignal.timeout(5_000)),
-      /response headers exceed 1024 bytes/,
-    );
-    await assert.rejects(
-      backendGet(request(server.port), AbortSignal.timeout(5_000)),
-      /did not answer HTTP\/1\.x: "SSH-2\.0/,
-    );
-  } finally {
-    await server.close();
-  }
+  await assert.rejects(
+    backendGet(request(server.port, { maxHeaderBytes: 1024 }), AbortSignal.timeout(5_000)),
+    /response headers exceed 1024 bytes/,
+  );
+  await assert.rejects(
+    backendGet(request(server.port), AbortSignal.timeout(5_000)),
+    /did not answer HTTP\/1\.x: "SSH-2\.0/,
+  );
 });
 
 Deno.test("backendGet() reads the backend only as fast as the body is consumed", async () => {
@@ -163,23 +156,19 @@ Deno.test("backendGet() reads the backend only as fast as the body is consumed",
 Deno.test("backendGet() closes the connection when the signal aborts mid-body", async () => {
   let closed!: () => void;
   const serverSawClose = new Promise<void>((resolve) => closed = resolve);
-  const server = rawServer(async (conn) => {
+  await using server = closing(rawServer(async (conn) => {
     if (await readRequest(conn) === null) return;
     await writeAll(conn, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nup 1\n");
     const n = await conn.read(new Uint8Array(16)).catch(() => null);
     if (n === null) closed();
-  });
+  }));
   const abort = new AbortController();
-  try {
-    const response = await backendGet(request(server.port), abort.signal);
-    const reader = response.body.getReader();
-    assert.equal(new TextDecoder().decode((await reader.read()).value), "up 1\n");
-    abort.abort(new Error("deadline"));
-    await assert.rejects(reader.read(), /deadline/);
-    await serverSawClose;
-  } finally {
-    await server.close();
-  }
+  const response = await backendGet(request(server.port), abort.signal);
+  const reader = response.body.getReader();
+  assert.equal(new TextDecoder().decode((await reader.read()).value), "up 1\n");
+  abort.abort(new Error("deadline"));
+  await assert.rejects(reader.read(), /deadline/);
+  await serverSawClose;
 });
 
 Deno.test("backendGet() removes chunk framing from large reads intact", async () => {
@@ -192,30 +181,22 @@ Deno.test("backendGet() removes chunk framing from large reads intact", async ()
     wire += `${data.length.toString(16)}\r\n${data}\r\n`;
   }
   wire += "0\r\n\r\n";
-  const server = rawServer(async (conn) => {
+  await using server = closing(rawServer(async (conn) => {
     if (await readRequest(conn) === null) return;
     await writeAll(conn, `HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n${wire}`);
-  });
-  try {
-    const response = await backendGet(request(server.port), AbortSignal.timeout(5_000));
-    assert.equal(await text(response.body), expected);
-  } finally {
-    await server.close();
-  }
+  }));
+  const response = await backendGet(request(server.port), AbortSignal.timeout(5_000));
+  assert.equal(await text(response.body), expected);
 });
 
 Deno.test("backendGet() reads header bytes as Latin-1, as node:http and Go do", async () => {
-  const server = rawServer(async (conn) => {
+  await using server = closing(rawServer(async (conn) => {
     if (await readRequest(conn) === null) return;
     await writeAll(conn, encoder.encode("HTTP/1.1 200 OK\r\nX-Name: caf"));
     await writeAll(conn, new Uint8Array([0xe9, 0x80]));
     await writeAll(conn, "\r\nContent-Length: 0\r\n\r\n");
-  });
-  try {
-    const response = await backendGet(request(server.port), AbortSignal.timeout(5_000));
-    assert.deepEqual(response.headers[0], ["X-Name", "caf\u00e9\u0080"]);
-    assert.equal(await text(response.body), "");
-  } finally {
-    await server.close();
-  }
+  }));
+  const response = await backendGet(request(server.port), AbortSignal.timeout(5_000));
+  assert.deepEqual(response.headers[0], ["X-Name", "caf\u00e9\u0080"]);
+  assert.equal(await text(response.body), "");
 });

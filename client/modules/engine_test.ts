@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { parseConfig } from "./config.ts";
 import { prepareConfig } from "./engine.ts";
 import { count, engineFor, serve, startBackend, VALID } from "./engine_testing.ts";
-import { closing } from "../../tests/fixture.ts";
+import { closing, tempDir } from "../../tests/fixture.ts";
 
 // ---- resolution ---------------------------------------------------------------
 
@@ -55,34 +55,31 @@ Deno.test("serve() refuses a malformed scrape timeout header", async () => {
 // ---- file -----------------------------------------------------------------------
 
 Deno.test("file module: serves the file and its mtime gauge; a vanished file gets 502", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    const path = `${dir}/cron.prom`;
-    await Deno.writeTextFile(path, "# TYPE backup_ok gauge\nbackup_ok 1");
-    const { engine, metrics } = await engineFor(
-      `modules:\n  cron:\n    method: file\n    file:\n      path: ${path}\n`,
-    );
-    let served = await serve(engine, "module=cron");
-    assert.equal(served.status, 200, served.error);
-    const mtime = (await Deno.stat(path)).mtime!.getTime() / 1000;
-    assert.equal(
-      served.text,
-      `# TYPE backup_ok gauge\nbackup_ok 1\n# HELP expexp_file_mtime_timestamp Time of modification of parsed file\n# TYPE expexp_file_mtime_timestamp gauge\nexpexp_file_mtime_timestamp{module="cron",path="${path}"} ${mtime}\n`,
-    );
+  await using temp = await tempDir();
+  const dir = temp.path;
+  const path = `${dir}/cron.prom`;
+  await Deno.writeTextFile(path, "# TYPE backup_ok gauge\nbackup_ok 1");
+  const { engine, metrics } = await engineFor(
+    `modules:\n  cron:\n    method: file\n    file:\n      path: ${path}\n`,
+  );
+  let served = await serve(engine, "module=cron");
+  assert.equal(served.status, 200, served.error);
+  const mtime = (await Deno.stat(path)).mtime!.getTime() / 1000;
+  assert.equal(
+    served.text,
+    `# TYPE backup_ok gauge\nbackup_ok 1\n# HELP expexp_file_mtime_timestamp Time of modification of parsed file\n# TYPE expexp_file_mtime_timestamp gauge\nexpexp_file_mtime_timestamp{module="cron",path="${path}"} ${mtime}\n`,
+  );
 
-    await Deno.writeTextFile(path, "<html>\n");
-    served = await serve(engine, "module=cron");
-    assert.equal(served.status, 502);
-    assert.match(served.error, /failed verification: line 1/);
+  await Deno.writeTextFile(path, "<html>\n");
+  served = await serve(engine, "module=cron");
+  assert.equal(served.status, 502);
+  assert.match(served.error, /failed verification: line 1/);
 
-    await Deno.remove(path);
-    served = await serve(engine, "module=cron");
-    assert.equal(served.status, 502);
-    assert.match(served.error, new RegExp(`module cron: cannot read ${path}: No such file`));
-    assert.equal(await count(metrics.fileFails, "cron"), 1);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  await Deno.remove(path);
+  served = await serve(engine, "module=cron");
+  assert.equal(served.status, 502);
+  assert.match(served.error, new RegExp(`module cron: cannot read ${path}: No such file`));
+  assert.equal(await count(metrics.fileFails, "cron"), 1);
 });
 
 Deno.test({

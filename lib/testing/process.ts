@@ -7,8 +7,11 @@
  * @module
  */
 
-/** A process started by {@linkcode spawnProcess}. */
-export interface ChildProcess {
+/**
+ * A process started by {@linkcode spawnProcess}; `await using` stops it by
+ * its PID, as {@linkcode ChildProcess.stop} does.
+ */
+export interface ChildProcess extends AsyncDisposable {
   /** A short name for messages; the command unless given. */
   readonly name: string;
   /** Its process id. */
@@ -193,6 +196,9 @@ export function spawnProcess(
       } finally {
         clearTimeout(timer);
       }
+    },
+    async [Symbol.asyncDispose]() {
+      await handle.stop();
     },
     status,
     get exited() {

@@ -11,6 +11,7 @@ import { createConnectionBudget } from "../../lib/connection_budget.ts";
 import { createLogger } from "../../lib/logger.ts";
 import { createProxy, type Proxy, type ServeOptions, serveProxy } from "./server.ts";
 import { listenFrontDoor } from "./front_door.ts";
+import { closing } from "../../tests/fixture.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -96,81 +97,65 @@ async function limitHits(proxy: Proxy, limit: string): Promise<number> {
 
 Deno.test("front door: a scrape then an API request on one keep-alive connection", async () => {
   await withProxy({}, async (port) => {
-    const raw = await Raw.open(port);
-    try {
-      await raw.send(
-        "GET http://nobody.example:9100/metrics HTTP/1.1\r\nHost: nobody.example:9100\r\n\r\n",
-      );
-      const scrape = await raw.response();
-      assert.equal(scrape.head.status, 404);
-      assert.match(scrape.body, /nobody\.example/);
-      await raw.send("GET /clients HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
-      const clients = await raw.response();
-      assert.equal(clients.head.status, 200);
-      assert.equal(clients.body, "[]\n");
-      // And a scrape again, after the API request.
-      await raw.send(
-        "GET http://nobody.example:9100/metrics HTTP/1.1\r\nHost: nobody.example:9100\r\nConnection: close\r\n\r\n",
-      );
-      assert.equal((await raw.response()).head.status, 404);
-      assert.equal(await raw.rest(), "");
-    } finally {
-      raw.close();
-    }
+    await using raw = closing(await Raw.open(port));
+    await raw.send(
+      "GET http://nobody.example:9100/metrics HTTP/1.1\r\nHost: nobody.example:9100\r\n\r\n",
+    );
+    const scrape = await raw.response();
+    assert.equal(scrape.head.status, 404);
+    assert.match(scrape.body, /nobody\.example/);
+    await raw.send("GET /clients HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    const clients = await raw.response();
+    assert.equal(clients.head.status, 200);
+    assert.equal(clients.body, "[]\n");
+    // And a scrape again, after the API request.
+    await raw.send(
+      "GET http://nobody.example:9100/metrics HTTP/1.1\r\nHost: nobody.example:9100\r\nConnection: close\r\n\r\n",
+    );
+    assert.equal((await raw.response()).head.status, 404);
+    assert.equal(await raw.rest(), "");
   });
 });
 
 Deno.test("front door: pipelined requests in one write, answered in order", async () => {
   await withProxy({}, async (port) => {
-    const raw = await Raw.open(port);
-    try {
-      await raw.send(
-        "GET http://a.example:1/m HTTP/1.1\r\nHost: a.example:1\r\n\r\n" +
-          "GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n" +
-          "GET http://b.example:1/m HTTP/1.1\r\nHost: b.example:1\r\nConnection: close\r\n\r\n",
-      );
-      const first = await raw.response();
-      assert.equal(first.head.status, 404);
-      assert.match(first.body, /a\.example/);
-      assert.equal((await raw.response()).head.status, 200);
-      const third = await raw.response();
-      assert.equal(third.head.status, 404);
-      assert.match(third.body, /b\.example/);
-    } finally {
-      raw.close();
-    }
+    await using raw = closing(await Raw.open(port));
+    await raw.send(
+      "GET http://a.example:1/m HTTP/1.1\r\nHost: a.example:1\r\n\r\n" +
+        "GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n" +
+        "GET http://b.example:1/m HTTP/1.1\r\nHost: b.example:1\r\nConnection: close\r\n\r\n",
+    );
+    const first = await raw.response();
+    assert.equal(first.head.status, 404);
+    assert.match(first.body, /a\.example/);
+    assert.equal((await raw.response()).head.status, 200);
+    const third = await raw.response();
+    assert.equal(third.head.status, 404);
+    assert.match(third.body, /b\.example/);
   });
 });
 
 Deno.test("front door: a head arriving in pieces is served", async () => {
   await withProxy({}, async (port) => {
-    const raw = await Raw.open(port);
-    try {
-      const text =
-        "GET http://c.example:1/m HTTP/1.1\r\nHost: c.example:1\r\nConnection: close\r\n\r\n";
-      for (let at = 0; at < text.length; at += 7) {
-        await raw.send(text.slice(at, at + 7));
-        await new Promise((resolve) => setTimeout(resolve, 5));
-      }
-      const answer = await raw.response();
-      assert.equal(answer.head.status, 404);
-      assert.match(answer.body, /c\.example/);
-    } finally {
-      raw.close();
+    await using raw = closing(await Raw.open(port));
+    const text =
+      "GET http://c.example:1/m HTTP/1.1\r\nHost: c.example:1\r\nConnection: close\r\n\r\n";
+    for (let at = 0; at < text.length; at += 7) {
+      await raw.send(text.slice(at, at + 7));
+      await new Promise((resolve) => setTimeout(resolve, 5));
     }
+    const answer = await raw.response();
+    assert.equal(answer.head.status, 404);
+    assert.match(answer.body, /c\.example/);
   });
 });
 
 Deno.test("front door: an oversized head gets node's 431, counted", async () => {
   await withProxy({ maxHeaderBytes: 4096 }, async (port, proxy) => {
     for (const target of ["http://d.example:1/m", "/clients"]) {
-      const raw = await Raw.open(port);
-      try {
-        await raw.send(`GET ${target} HTTP/1.1\r\nHost: x\r\nX-Big: ${"a".repeat(8000)}\r\n\r\n`);
-        assert.match(await raw.rest(), /^HTTP\/1\.1 431 Request Header Fields Too Large/);
-      } finally {
-        raw.close();
-      }
+      await using raw = closing(await Raw.open(port));
+      await raw.send(`GET ${target} HTTP/1.1\r\nHost: x\r\nX-Big: ${"a".repeat(8000)}\r\n\r\n`);
+      assert.match(await raw.rest(), /^HTTP\/1\.1 431 Request Header Fields Too Large/);
     }
     assert.equal(await limitHits(proxy, "header_bytes"), 2);
   });
@@ -194,16 +179,12 @@ Deno.test("front door: a head that does not arrive in time gets 408, counted", a
 
 Deno.test("front door: an idle keep-alive connection is closed after the idle timeout", async () => {
   await withProxy({ idleTimeoutMs: 300 }, async (port) => {
-    const raw = await Raw.open(port);
-    try {
-      await raw.send("GET http://f.example:1/m HTTP/1.1\r\nHost: f.example:1\r\n\r\n");
-      assert.equal((await raw.response()).head.status, 404);
-      const started = performance.now();
-      assert.equal(await raw.rest(15_000), "");
-      assert.ok(performance.now() - started < 12_000);
-    } finally {
-      raw.close();
-    }
+    await using raw = closing(await Raw.open(port));
+    await raw.send("GET http://f.example:1/m HTTP/1.1\r\nHost: f.example:1\r\n\r\n");
+    assert.equal((await raw.response()).head.status, 404);
+    const started = performance.now();
+    assert.equal(await raw.rest(15_000), "");
+    assert.ok(performance.now() - started < 12_000);
   });
 });
 
@@ -314,13 +295,9 @@ Deno.test("front door: plain scrapes are served natively, the rest by node:http"
         "POST http://h.example:1/m HTTP/1.1\r\nHost: h.example:1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
       ]
     ) {
-      const other = await Raw.open(port);
-      try {
-        await other.send(head);
-        assert.match(await other.rest(), /^HTTP\/1\.[01] 40[45] /);
-      } finally {
-        other.close();
-      }
+      await using other = closing(await Raw.open(port));
+      await other.send(head);
+      assert.match(await other.rest(), /^HTTP\/1\.[01] 40[45] /);
     }
     assert.deepEqual(served, { native: 4, node: 3 });
   });
@@ -329,32 +306,28 @@ Deno.test("front door: plain scrapes are served natively, the rest by node:http"
 Deno.test("front door: a scrape waiting for its client ends when Prometheus goes away", async () => {
   await withProxy({}, async (port, proxy, served) => {
     // A registered client that never answers: the scrape waits.
-    const session = proxy.coordinator.register({
+    await using _session = closing(proxy.coordinator.register({
       fqdn: "quiet.example",
       labels: {},
       version: "test",
       modules: [],
       protocol: "connect",
-    });
-    try {
-      const raw = await Raw.open(port);
-      await raw.send(
-        "GET http://quiet.example:1/m HTTP/1.1\r\nHost: quiet.example:1\r\nX-Prometheus-Scrape-Timeout-Seconds: 30\r\n\r\n",
-      );
-      const waiting = async (count: number) => {
-        for (let i = 0; i < 200 && proxy.coordinator.scrapesInFlight !== count; i++) {
-          await new Promise((resolve) => setTimeout(resolve, 25));
-        }
-        assert.equal(proxy.coordinator.scrapesInFlight, count);
-      };
-      await waiting(1);
-      raw.close();
-      await waiting(0);
-      assert.deepEqual(served, { native: 1, node: 0 });
-      const codes = await proxy.metrics.proxiedRequests.get();
-      assert.equal(codes.values.find((v) => v.labels.code === "499")?.value, 1);
-    } finally {
-      session.close();
-    }
+    }));
+    const raw = await Raw.open(port);
+    await raw.send(
+      "GET http://quiet.example:1/m HTTP/1.1\r\nHost: quiet.example:1\r\nX-Prometheus-Scrape-Timeout-Seconds: 30\r\n\r\n",
+    );
+    const waiting = async (count: number) => {
+      for (let i = 0; i < 200 && proxy.coordinator.scrapesInFlight !== count; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 25));
+      }
+      assert.equal(proxy.coordinator.scrapesInFlight, count);
+    };
+    await waiting(1);
+    raw.close();
+    await waiting(0);
+    assert.deepEqual(served, { native: 1, node: 0 });
+    const codes = await proxy.metrics.proxiedRequests.get();
+    assert.equal(codes.values.find((v) => v.labels.code === "499")?.value, 1);
   });
 });

@@ -26,6 +26,7 @@ import {
   type RouteRequest,
   targetPath,
 } from "./router.ts";
+import { closing } from "../../tests/fixture.ts";
 
 function request(
   method: string,
@@ -392,27 +393,23 @@ Deno.test("pipeline: readers refused with 401, counted once per route; open rout
 
 Deno.test("createProxy: the real handlers of reader and open routes, HEAD, 405 and 404", async () => {
   const { createProxy } = await import("./server.ts");
-  const proxy = createProxy({ logger: createNullLogger(), defaultMetrics: false });
-  try {
-    const pipe = { handle: proxy.handle } as ReturnType<typeof createPipeline>;
-    const asHead = await nodeCall(pipe, "HEAD", "/clients");
-    assert.equal(asHead.status, 200);
-    const wrong = await nodeCall(pipe, "DELETE", "/metrics");
-    assert.equal(wrong.status, 405);
-    assert.match(wrong.body, /^Method DELETE is not allowed on \/metrics/);
-    const missing = await nodeCall(pipe, "GET", "/nowhere?x=1");
-    assert.equal(missing.status, 404);
-    assert.match(missing.body, /^No such endpoint: \/nowhere\. /);
-    const healthy = await nodeCall(pipe, "GET", "/-/healthy");
-    assert.equal(healthy.status, 200);
-    const counted = (await proxy.metrics.httpRequests.get()).values
-      .filter((v) => v.value > 0)
-      .map((v) => `${v.labels.path} ${v.labels.code}`)
-      .sort();
-    assert.deepEqual(counted, ["/-/healthy 200", "/clients 200", "/metrics 405"]);
-    assert.notEqual(proxy.nativeRoute(head("GET", "http://node1/metrics", [])), null);
-    assert.equal(proxy.nativeRoute(head("GET", "/clients", [["host", "proxy"]])), null);
-  } finally {
-    proxy.close();
-  }
+  await using proxy = closing(createProxy({ logger: createNullLogger(), defaultMetrics: false }));
+  const pipe = { handle: proxy.handle } as ReturnType<typeof createPipeline>;
+  const asHead = await nodeCall(pipe, "HEAD", "/clients");
+  assert.equal(asHead.status, 200);
+  const wrong = await nodeCall(pipe, "DELETE", "/metrics");
+  assert.equal(wrong.status, 405);
+  assert.match(wrong.body, /^Method DELETE is not allowed on \/metrics/);
+  const missing = await nodeCall(pipe, "GET", "/nowhere?x=1");
+  assert.equal(missing.status, 404);
+  assert.match(missing.body, /^No such endpoint: \/nowhere\. /);
+  const healthy = await nodeCall(pipe, "GET", "/-/healthy");
+  assert.equal(healthy.status, 200);
+  const counted = (await proxy.metrics.httpRequests.get()).values
+    .filter((v) => v.value > 0)
+    .map((v) => `${v.labels.path} ${v.labels.code}`)
+    .sort();
+  assert.deepEqual(counted, ["/-/healthy 200", "/clients 200", "/metrics 405"]);
+  assert.notEqual(proxy.nativeRoute(head("GET", "http://node1/metrics", [])), null);
+  assert.equal(proxy.nativeRoute(head("GET", "/clients", [["host", "proxy"]])), null);
 });

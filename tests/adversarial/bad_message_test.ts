@@ -10,6 +10,7 @@
 import assert from "node:assert/strict";
 import { connect as connectHttp2 } from "node:http2";
 import { concat, envelope, rawExchange, startAdversary, withTimeout } from "./harness.ts";
+import { stopping } from "../fixture.ts";
 
 const GARBAGE = Uint8Array.from([0xff, 0xff, 0xff]);
 const BAD_JSON = new TextEncoder().encode("{nope");
@@ -81,91 +82,87 @@ function grpcCall(port: number, path: string, contentType: string, body: Uint8Ar
 }
 
 Deno.test("undecodable request messages get invalid_argument in every protocol", async () => {
-  const stack = await startAdversary({ grpc: true });
-  try {
-    // Connect unary, binary: 400 with the Connect error JSON.
-    const unary = await answerOf(stack.port, http1(LIST, "application/proto", GARBAGE, true));
-    assert.match(unary, /^HTTP\/1\.1 400 /, unary);
-    assert.match(
-      unary,
-      /\{"code":"invalid_argument","message":"cannot decode message pushprox\.v1\.ListClientsRequest from binary: premature EOF"\}/,
-      unary,
-    );
-    // Connect unary, JSON.
-    const json = await answerOf(stack.port, http1(LIST, "application/json", BAD_JSON, true));
-    assert.match(json, /^HTTP\/1\.1 400 /, json);
-    assert.match(
-      json,
-      /"code":"invalid_argument","message":"cannot decode message pushprox\.v1\.ListClientsRequest from JSON: /,
-      json,
-    );
+  await using stack = stopping(await startAdversary({ grpc: true }));
+  // Connect unary, binary: 400 with the Connect error JSON.
+  const unary = await answerOf(stack.port, http1(LIST, "application/proto", GARBAGE, true));
+  assert.match(unary, /^HTTP\/1\.1 400 /, unary);
+  assert.match(
+    unary,
+    /\{"code":"invalid_argument","message":"cannot decode message pushprox\.v1\.ListClientsRequest from binary: premature EOF"\}/,
+    unary,
+  );
+  // Connect unary, JSON.
+  const json = await answerOf(stack.port, http1(LIST, "application/json", BAD_JSON, true));
+  assert.match(json, /^HTTP\/1\.1 400 /, json);
+  assert.match(
+    json,
+    /"code":"invalid_argument","message":"cannot decode message pushprox\.v1\.ListClientsRequest from JSON: /,
+    json,
+  );
 
-    // Connect streaming (Poll and Push on the fast path, WatchClients through
-    // connect-es): the end-stream message carries the error.
-    for (const path of [POLL, PUSH, WATCH]) {
-      const answer = await answerOf(
-        stack.port,
-        http1(path, "application/connect+proto", envelope(0, GARBAGE), true),
-      );
-      assert.match(answer, /^HTTP\/1\.1 200 /, `${path}: ${answer}`);
-      assert.ok(
-        answer.includes(
-          `{"error":{"code":"invalid_argument","message":"cannot decode message ${
-            TYPES[path]
-          } from binary: premature EOF"}}`,
-        ),
-        `${path}: ${answer}`,
-      );
-    }
-    const streamJson = await answerOf(
+  // Connect streaming (Poll and Push on the fast path, WatchClients through
+  // connect-es): the end-stream message carries the error.
+  for (const path of [POLL, PUSH, WATCH]) {
+    const answer = await answerOf(
       stack.port,
-      http1(POLL, "application/connect+json", envelope(0, BAD_JSON), true),
+      http1(path, "application/connect+proto", envelope(0, GARBAGE), true),
     );
-    assert.match(streamJson, /"code":"invalid_argument","message":"cannot decode message/);
-
-    // gRPC-Web: the trailer frame in the body.
-    for (const path of [LIST, POLL, PUSH]) {
-      const answer = await answerOf(
-        stack.port,
-        http1(path, "application/grpc-web+proto", envelope(0, GARBAGE), false),
-      );
-      assert.match(answer, /^HTTP\/1\.1 200 /, `${path}: ${answer}`);
-      assert.match(answer, /grpc-status: 3\r\n/, `${path}: ${answer}`);
-      assert.ok(
-        answer.includes(
-          `grpc-message: ${
-            encodeURIComponent(`cannot decode message ${TYPES[path]} from binary: premature EOF`)
-          }`,
-        ),
-        `${path}: ${answer}`,
-      );
-    }
-
-    // gRPC on the h2c port.
-    for (const path of [LIST, POLL, PUSH]) {
-      const answer = await grpcCall(
-        stack.grpcPort,
-        path,
-        "application/grpc",
-        envelope(0, GARBAGE),
-      );
-      assert.deepEqual(answer, {
-        status: 200,
-        grpcStatus: "3",
-        grpcMessage: `cannot decode message ${TYPES[path]} from binary: premature EOF`,
-      }, path);
-    }
-    const grpcJson = await grpcCall(
-      stack.grpcPort,
-      LIST,
-      "application/grpc+json",
-      envelope(0, BAD_JSON),
+    assert.match(answer, /^HTTP\/1\.1 200 /, `${path}: ${answer}`);
+    assert.ok(
+      answer.includes(
+        `{"error":{"code":"invalid_argument","message":"cannot decode message ${
+          TYPES[path]
+        } from binary: premature EOF"}}`,
+      ),
+      `${path}: ${answer}`,
     );
-    assert.equal(grpcJson.grpcStatus, "3", grpcJson.grpcMessage);
-
-    assert.equal(await stack.metric("pushprox_proxy_handler_errors_total"), 0);
-    await stack.checkAfter("undecodable messages");
-  } finally {
-    await stack.stop();
   }
+  const streamJson = await answerOf(
+    stack.port,
+    http1(POLL, "application/connect+json", envelope(0, BAD_JSON), true),
+  );
+  assert.match(streamJson, /"code":"invalid_argument","message":"cannot decode message/);
+
+  // gRPC-Web: the trailer frame in the body.
+  for (const path of [LIST, POLL, PUSH]) {
+    const answer = await answerOf(
+      stack.port,
+      http1(path, "application/grpc-web+proto", envelope(0, GARBAGE), false),
+    );
+    assert.match(answer, /^HTTP\/1\.1 200 /, `${path}: ${answer}`);
+    assert.match(answer, /grpc-status: 3\r\n/, `${path}: ${answer}`);
+    assert.ok(
+      answer.includes(
+        `grpc-message: ${
+          encodeURIComponent(`cannot decode message ${TYPES[path]} from binary: premature EOF`)
+        }`,
+      ),
+      `${path}: ${answer}`,
+    );
+  }
+
+  // gRPC on the h2c port.
+  for (const path of [LIST, POLL, PUSH]) {
+    const answer = await grpcCall(
+      stack.grpcPort,
+      path,
+      "application/grpc",
+      envelope(0, GARBAGE),
+    );
+    assert.deepEqual(answer, {
+      status: 200,
+      grpcStatus: "3",
+      grpcMessage: `cannot decode message ${TYPES[path]} from binary: premature EOF`,
+    }, path);
+  }
+  const grpcJson = await grpcCall(
+    stack.grpcPort,
+    LIST,
+    "application/grpc+json",
+    envelope(0, BAD_JSON),
+  );
+  assert.equal(grpcJson.grpcStatus, "3", grpcJson.grpcMessage);
+
+  assert.equal(await stack.metric("pushprox_proxy_handler_errors_total"), 0);
+  await stack.checkAfter("undecodable messages");
 });

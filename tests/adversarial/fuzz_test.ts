@@ -18,6 +18,7 @@ import {
   rawExchange,
   startAdversary,
 } from "./harness.ts";
+import { stopping } from "../fixture.ts";
 
 const SEED = 20261201;
 const CASES = Number(Deno.env.get("ADVERSARIAL_CASES") ?? 20_000);
@@ -187,40 +188,36 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
-    const stack = await startAdversary({ args: ["--registration.timeout=2s"] });
-    try {
-      const next = random(SEED);
-      const started = performance.now();
-      let sent = 0;
-      let connections = 0;
-      const seen = new Map<string, number>();
-      const note = (answer: string) => {
-        for (const m of answer.matchAll(/HTTP\/1\.[01] (\d)\d\d /g)) {
-          seen.set(m[1]! + "xx", (seen.get(m[1]! + "xx") ?? 0) + 1);
-        }
-      };
-      /** Generates cases in order (deterministic), sends 1-8 per connection. */
-      const worker = async () => {
-        while (sent < CASES) {
-          const count = Math.min(CASES - sent, 1 + Math.floor(next() * 8));
-          const bytes = concat(...Array.from({ length: count }, () => httpCase(next)));
-          sent += count;
-          connections++;
-          // Poll streams that do register stay open: the read window ends them.
-          note((await rawExchange(stack.port, bytes, { timeoutMs: 1_500 })).answer);
-        }
-      };
-      await Promise.all(Array.from({ length: 24 }, worker));
-      const ms = Math.round(performance.now() - started);
-      console.log(
-        `HTTP fuzz: ${sent} cases on ${connections} connections in ${ms}ms; answers ${
-          JSON.stringify(Object.fromEntries(seen))
-        }`,
-      );
-      await stack.checkAfter("HTTP fuzz");
-    } finally {
-      await stack.stop();
-    }
+    await using stack = stopping(await startAdversary({ args: ["--registration.timeout=2s"] }));
+    const next = random(SEED);
+    const started = performance.now();
+    let sent = 0;
+    let connections = 0;
+    const seen = new Map<string, number>();
+    const note = (answer: string) => {
+      for (const m of answer.matchAll(/HTTP\/1\.[01] (\d)\d\d /g)) {
+        seen.set(m[1]! + "xx", (seen.get(m[1]! + "xx") ?? 0) + 1);
+      }
+    };
+    /** Generates cases in order (deterministic), sends 1-8 per connection. */
+    const worker = async () => {
+      while (sent < CASES) {
+        const count = Math.min(CASES - sent, 1 + Math.floor(next() * 8));
+        const bytes = concat(...Array.from({ length: count }, () => httpCase(next)));
+        sent += count;
+        connections++;
+        // Poll streams that do register stay open: the read window ends them.
+        note((await rawExchange(stack.port, bytes, { timeoutMs: 1_500 })).answer);
+      }
+    };
+    await Promise.all(Array.from({ length: 24 }, worker));
+    const ms = Math.round(performance.now() - started);
+    console.log(
+      `HTTP fuzz: ${sent} cases on ${connections} connections in ${ms}ms; answers ${
+        JSON.stringify(Object.fromEntries(seen))
+      }`,
+    );
+    await stack.checkAfter("HTTP fuzz");
   },
 });
 
@@ -282,124 +279,122 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
-    const stack = await startAdversary({ grpc: true, args: ["--registration.timeout=2s"] });
-    try {
-      const next = random(SEED + 1);
-      const started = performance.now();
-      const codes = new Map<string, number>();
-      let streams = 0;
-      /** Requests answered 500 (a handler failed on bad input), a few for the log. */
-      const failures: string[] = [];
-      // Streams from a well-behaved HTTP/2 client with mangled requests.
-      let sessions = 0;
-      const session = async (count: number) => {
-        /** A session; one the server sent GOAWAY (after 50 streams) takes no new streams. */
-        const open = () => {
-          const session = connectHttp2(`http://127.0.0.1:${stack.grpcPort}`);
-          sessions++;
-          session.on("error", () => {});
-          session.on("goaway", () => gone.add(session));
-          return session;
-        };
-        const gone = new WeakSet<object>();
-        let client = open();
-        const one = () =>
-          new Promise<void>((done) => {
-            // A session the server ended (GOAWAY) is replaced.
-            if (client.closed || client.destroyed || gone.has(client)) client = open();
-            let settled = false;
-            const resolve = () => {
-              if (settled) return;
-              settled = true;
-              clearTimeout(deadline);
-              done();
-            };
-            // Whatever happens to the stream, the case ends.
-            const deadline = setTimeout(() => {
-              codes.set("no-close", (codes.get("no-close") ?? 0) + 1);
-              resolve();
-            }, 5_000);
-            const path = pick(next, [...CONNECT_PATHS, "/", "/clients"]);
-            const headers: Record<string, string> = {
-              ":method": next() < 0.9 ? "POST" : pick(next, ["GET", "PUT", "OPTIONS"]),
-              ":path": path,
-              "content-type": pick(next, [
-                "application/grpc",
-                "application/grpc+json",
-                ...CONTENT_TYPES,
-              ]),
-            };
-            if (next() < 0.5) headers["te"] = "trailers";
-            if (next() < 0.3) headers["connect-protocol-version"] = "1";
-            if (next() < 0.2) headers["grpc-timeout"] = pick(next, ["1n", "1S", "99999999H", "x"]);
-            if (next() < 0.1) headers["grpc-encoding"] = pick(next, ["gzip", "br", "x"]);
-            // (An empty :authority ends the whole session, which the raw frames cover.)
-            if (next() < 0.1) headers[":authority"] = pick(next, ["[", "a:b:c", "1.2.3.4.5", "%"]);
-            let stream;
-            try {
-              stream = client.request(headers, { endStream: false });
-            } catch {
-              codes.set("client-refused", (codes.get("client-refused") ?? 0) + 1);
-              return resolve();
-            }
-            streams++;
-            const timer = setTimeout(() => {
-              codes.set("cut", (codes.get("cut") ?? 0) + 1);
-              try {
-                stream.close(0x8);
-              } catch { /* session gone */ }
-            }, 600);
-            stream.on("response", (h) => {
-              const key = String(h[":status"]);
-              if (key === "500" && failures.length < 5) failures.push(JSON.stringify(headers));
-              codes.set(key, (codes.get(key) ?? 0) + 1);
-            });
-            stream.on("data", () => {});
-            stream.on("error", () => {});
-            stream.on("close", () => {
-              clearTimeout(timer);
-              resolve();
-            });
-            const body = connectBody(next, path);
-            if (next() < 0.1) {
-              // Reset mid-request.
-              stream.write(body.subarray(0, body.length >> 1));
-              stream.close(pick(next, [0x8, 0x2, 0x0]));
-            } else {
-              stream.end(body);
-            }
-          });
-        // 32 streams in flight per session (about 100 and more per session trip a Deno bug: see http2_session_test.ts).
-        let left = count;
-        await Promise.all(Array.from({ length: 32 }, async () => {
-          while (left > 0) {
-            left--;
-            await one();
-          }
-        }));
-        client.destroy();
+    await using stack = stopping(
+      await startAdversary({ grpc: true, args: ["--registration.timeout=2s"] }),
+    );
+    const next = random(SEED + 1);
+    const started = performance.now();
+    const codes = new Map<string, number>();
+    let streams = 0;
+    /** Requests answered 500 (a handler failed on bad input), a few for the log. */
+    const failures: string[] = [];
+    // Streams from a well-behaved HTTP/2 client with mangled requests.
+    let sessions = 0;
+    const session = async (count: number) => {
+      /** A session; one the server sent GOAWAY (after 50 streams) takes no new streams. */
+      const open = () => {
+        const session = connectHttp2(`http://127.0.0.1:${stack.grpcPort}`);
+        sessions++;
+        session.on("error", () => {});
+        session.on("goaway", () => gone.add(session));
+        return session;
       };
-      await Promise.all(Array.from({ length: 12 }, (_, i) => session(Math.ceil((CASES - i) / 12))));
-      // Raw frames: a smaller share, each on its own connection.
-      const raw = Math.max(500, Math.floor(CASES / 20));
-      let rawDone = 0;
-      await Promise.all(Array.from({ length: 16 }, async () => {
-        while (rawDone < raw) {
-          rawDone++;
-          await rawExchange(stack.grpcPort, rawHttp2Case(next), { timeoutMs: 1_000 });
+      const gone = new WeakSet<object>();
+      let client = open();
+      const one = () =>
+        new Promise<void>((done) => {
+          // A session the server ended (GOAWAY) is replaced.
+          if (client.closed || client.destroyed || gone.has(client)) client = open();
+          let settled = false;
+          const resolve = () => {
+            if (settled) return;
+            settled = true;
+            clearTimeout(deadline);
+            done();
+          };
+          // Whatever happens to the stream, the case ends.
+          const deadline = setTimeout(() => {
+            codes.set("no-close", (codes.get("no-close") ?? 0) + 1);
+            resolve();
+          }, 5_000);
+          const path = pick(next, [...CONNECT_PATHS, "/", "/clients"]);
+          const headers: Record<string, string> = {
+            ":method": next() < 0.9 ? "POST" : pick(next, ["GET", "PUT", "OPTIONS"]),
+            ":path": path,
+            "content-type": pick(next, [
+              "application/grpc",
+              "application/grpc+json",
+              ...CONTENT_TYPES,
+            ]),
+          };
+          if (next() < 0.5) headers["te"] = "trailers";
+          if (next() < 0.3) headers["connect-protocol-version"] = "1";
+          if (next() < 0.2) headers["grpc-timeout"] = pick(next, ["1n", "1S", "99999999H", "x"]);
+          if (next() < 0.1) headers["grpc-encoding"] = pick(next, ["gzip", "br", "x"]);
+          // (An empty :authority ends the whole session, which the raw frames cover.)
+          if (next() < 0.1) headers[":authority"] = pick(next, ["[", "a:b:c", "1.2.3.4.5", "%"]);
+          let stream;
+          try {
+            stream = client.request(headers, { endStream: false });
+          } catch {
+            codes.set("client-refused", (codes.get("client-refused") ?? 0) + 1);
+            return resolve();
+          }
+          streams++;
+          const timer = setTimeout(() => {
+            codes.set("cut", (codes.get("cut") ?? 0) + 1);
+            try {
+              stream.close(0x8);
+            } catch { /* session gone */ }
+          }, 600);
+          stream.on("response", (h) => {
+            const key = String(h[":status"]);
+            if (key === "500" && failures.length < 5) failures.push(JSON.stringify(headers));
+            codes.set(key, (codes.get(key) ?? 0) + 1);
+          });
+          stream.on("data", () => {});
+          stream.on("error", () => {});
+          stream.on("close", () => {
+            clearTimeout(timer);
+            resolve();
+          });
+          const body = connectBody(next, path);
+          if (next() < 0.1) {
+            // Reset mid-request.
+            stream.write(body.subarray(0, body.length >> 1));
+            stream.close(pick(next, [0x8, 0x2, 0x0]));
+          } else {
+            stream.end(body);
+          }
+        });
+      // 32 streams in flight per session (about 100 and more per session trip a Deno bug: see http2_session_test.ts).
+      let left = count;
+      await Promise.all(Array.from({ length: 32 }, async () => {
+        while (left > 0) {
+          left--;
+          await one();
         }
       }));
-      const ms = Math.round(performance.now() - started);
-      console.log(
-        `gRPC-port fuzz: ${streams} HTTP/2 streams on ${sessions} sessions and ${raw} raw-frame connections in ${ms}ms; statuses ${
-          JSON.stringify(Object.fromEntries(codes))
-        }`,
-      );
-      if (failures.length > 0) console.log(`answered 500, e.g.:\n${failures.join("\n")}`);
-      assert.ok(streams >= CASES * 0.95, `most streams were sent (${streams})`);
-      await stack.checkAfter("gRPC-port fuzz");
-    } finally {
-      await stack.stop();
-    }
+      client.destroy();
+    };
+    await Promise.all(Array.from({ length: 12 }, (_, i) => session(Math.ceil((CASES - i) / 12))));
+    // Raw frames: a smaller share, each on its own connection.
+    const raw = Math.max(500, Math.floor(CASES / 20));
+    let rawDone = 0;
+    await Promise.all(Array.from({ length: 16 }, async () => {
+      while (rawDone < raw) {
+        rawDone++;
+        await rawExchange(stack.grpcPort, rawHttp2Case(next), { timeoutMs: 1_000 });
+      }
+    }));
+    const ms = Math.round(performance.now() - started);
+    console.log(
+      `gRPC-port fuzz: ${streams} HTTP/2 streams on ${sessions} sessions and ${raw} raw-frame connections in ${ms}ms; statuses ${
+        JSON.stringify(Object.fromEntries(codes))
+      }`,
+    );
+    if (failures.length > 0) console.log(`answered 500, e.g.:\n${failures.join("\n")}`);
+    assert.ok(streams >= CASES * 0.95, `most streams were sent (${streams})`);
+    await stack.checkAfter("gRPC-port fuzz");
   },
 });

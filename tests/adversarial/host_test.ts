@@ -6,6 +6,7 @@
 
 import assert from "node:assert/strict";
 import { concat, envelope, pollRequest, rawExchange, startAdversary, statuses } from "./harness.ts";
+import { stopping } from "../fixture.ts";
 
 /** Host header lines (HTTP/1.1) and the HTTP/1.0 request without one. */
 const HOSTS: { version: string; host: string | null }[] = [
@@ -95,36 +96,32 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
-    const stack = await startAdversary();
-    try {
-      const wrong: string[] = [];
-      const cases = PATHS.flatMap((kind) => HOSTS.map((h) => ({ kind, ...h })));
-      for (let i = 0; i < cases.length; i += 20) {
-        await Promise.all(
-          cases.slice(i, i + 20).map(async ({ kind, version, host }) => {
-            const { answer } = await rawExchange(stack.port, request(kind, version, host), {
-              timeoutMs: 5_000,
-            });
-            const got = statuses(answer);
-            if (got[0] !== 400) {
-              wrong.push(
-                `${version} Host ${JSON.stringify(host)} ${kind.path} (${
-                  kind.contentType ?? "-"
-                }): ${got[0] ?? (answer.slice(0, 80) || "no answer")}`,
-              );
-            }
-          }),
-        );
-      }
-      console.log(
-        `host variants: ${cases.length} requests (${HOSTS.length} hosts x ${PATHS.length} paths)`,
+    await using stack = stopping(await startAdversary());
+    const wrong: string[] = [];
+    const cases = PATHS.flatMap((kind) => HOSTS.map((h) => ({ kind, ...h })));
+    for (let i = 0; i < cases.length; i += 20) {
+      await Promise.all(
+        cases.slice(i, i + 20).map(async ({ kind, version, host }) => {
+          const { answer } = await rawExchange(stack.port, request(kind, version, host), {
+            timeoutMs: 5_000,
+          });
+          const got = statuses(answer);
+          if (got[0] !== 400) {
+            wrong.push(
+              `${version} Host ${JSON.stringify(host)} ${kind.path} (${kind.contentType ?? "-"}): ${
+                got[0] ?? (answer.slice(0, 80) || "no answer")
+              }`,
+            );
+          }
+        }),
       );
-      await stack.checkAfter("host variants");
-      assert.deepEqual(wrong, [], "every request without a usable Host gets 400");
-      assert.ok(await stack.metric("pushprox_proxy_bad_requests_total", 'reason="authority"') > 0);
-    } finally {
-      await stack.stop();
     }
+    console.log(
+      `host variants: ${cases.length} requests (${HOSTS.length} hosts x ${PATHS.length} paths)`,
+    );
+    await stack.checkAfter("host variants");
+    assert.deepEqual(wrong, [], "every request without a usable Host gets 400");
+    assert.ok(await stack.metric("pushprox_proxy_bad_requests_total", 'reason="authority"') > 0);
   },
 });
 
@@ -133,23 +130,19 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
-    const stack = await startAdversary();
-    try {
-      const wrong: string[] = [];
-      for (
-        const authority of ["[", "%zz", "a:b:c", "x:abc", "1.2.3.4.5", "[::1", "0x7f.1", ":80"]
-      ) {
-        const { answer } = await rawExchange(
-          stack.port,
-          text(`GET http://${authority}/metrics HTTP/1.1\r\nHost: ${authority}\r\n\r\n`),
-          { timeoutMs: 5_000 },
-        );
-        if (statuses(answer)[0] !== 400) wrong.push(`${authority}: ${answer.slice(0, 60)}`);
-      }
-      await stack.checkAfter("absolute-form authorities");
-      assert.deepEqual(wrong, []);
-    } finally {
-      await stack.stop();
+    await using stack = stopping(await startAdversary());
+    const wrong: string[] = [];
+    for (
+      const authority of ["[", "%zz", "a:b:c", "x:abc", "1.2.3.4.5", "[::1", "0x7f.1", ":80"]
+    ) {
+      const { answer } = await rawExchange(
+        stack.port,
+        text(`GET http://${authority}/metrics HTTP/1.1\r\nHost: ${authority}\r\n\r\n`),
+        { timeoutMs: 5_000 },
+      );
+      if (statuses(answer)[0] !== 400) wrong.push(`${authority}: ${answer.slice(0, 60)}`);
     }
+    await stack.checkAfter("absolute-form authorities");
+    assert.deepEqual(wrong, []);
   },
 });

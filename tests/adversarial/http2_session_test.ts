@@ -13,6 +13,7 @@
 import assert from "node:assert/strict";
 import { connect } from "node:http2";
 import { envelope, pollRequest, startAdversary } from "./harness.ts";
+import { stopping } from "../fixture.ts";
 
 /** Runs `count` ListClients streams at once on a new session, then destroys it. */
 async function burst(port: number, count: number): Promise<number> {
@@ -55,20 +56,16 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
-    const stack = await startAdversary({ grpc: true });
-    try {
-      const answered: number[] = [];
-      for (let round = 0; round < 4; round++) {
-        answered.push(await burst(stack.grpcPort, 120));
-        await new Promise((resolve) => setTimeout(resolve, 200));
-      }
-      console.log(`HTTP/2 bursts of 120 streams, answered per round: ${answered.join(", ")}`);
-      await stack.checkAfter("HTTP/2 session drop");
-      // Streams past the 50th may be refused (GOAWAY): a client retries them on a new session.
-      assert.ok(answered.every((n) => n >= 50), `each session served its first 50 streams`);
-    } finally {
-      await stack.stop();
+    await using stack = stopping(await startAdversary({ grpc: true }));
+    const answered: number[] = [];
+    for (let round = 0; round < 4; round++) {
+      answered.push(await burst(stack.grpcPort, 120));
+      await new Promise((resolve) => setTimeout(resolve, 200));
     }
+    console.log(`HTTP/2 bursts of 120 streams, answered per round: ${answered.join(", ")}`);
+    await stack.checkAfter("HTTP/2 session drop");
+    // Streams past the 50th may be refused (GOAWAY): a client retries them on a new session.
+    assert.ok(answered.every((n) => n >= 50), `each session served its first 50 streams`);
   },
 });
 
@@ -105,26 +102,22 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
-    const stack = await startAdversary({ grpc: true });
-    try {
-      const statuses: Record<string, string> = {};
-      for (
-        const type of [
-          "application/connect+proto",
-          "application/grpc",
-          "application/grpc-web+proto",
-        ]
-      ) {
-        statuses[type] = await pollOverHttp2(stack.grpcPort, type);
-      }
-      await stack.checkAfter("Connect Poll over HTTP/2");
-      assert.deepEqual(statuses, {
-        "application/connect+proto": "200",
-        "application/grpc": "200",
-        "application/grpc-web+proto": "200",
-      });
-    } finally {
-      await stack.stop();
+    await using stack = stopping(await startAdversary({ grpc: true }));
+    const statuses: Record<string, string> = {};
+    for (
+      const type of [
+        "application/connect+proto",
+        "application/grpc",
+        "application/grpc-web+proto",
+      ]
+    ) {
+      statuses[type] = await pollOverHttp2(stack.grpcPort, type);
     }
+    await stack.checkAfter("Connect Poll over HTTP/2");
+    assert.deepEqual(statuses, {
+      "application/connect+proto": "200",
+      "application/grpc": "200",
+      "application/grpc-web+proto": "200",
+    });
   },
 });

@@ -10,6 +10,7 @@
 
 import assert from "node:assert/strict";
 import { concat, envelope, pollRequest, rawExchange, startAdversary } from "./harness.ts";
+import { stopping } from "../fixture.ts";
 
 const BOUND_MIB = 192;
 
@@ -42,48 +43,44 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
-    const stack = await startAdversary();
-    try {
-      const version = "v".repeat(900 * 1024);
-      const before = stack.usage().rssKb;
-      let peakKb = before;
-      let sent = 0;
-      const outcomes = new Map<string, number>();
-      let over = false;
-      const until = performance.now() + 10_000;
-      const worker = async (id: number) => {
-        while (!over && performance.now() < until) {
-          const n = sent++;
-          const { answer } = await rawExchange(stack.port, poll(`hostile-${id}-${n}`, version), {
-            end: false,
-            timeoutMs: 2_000,
-            // The head and the first message (Registered) of the stream.
-            until: (text) => /\r\n\r\n[^]{5,}/.test(text),
-          });
-          const outcome = outcomeOf(answer);
-          outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
-          const rssKb = stack.usage().rssKb;
-          peakKb = Math.max(peakKb, rssKb);
-          if (rssKb - before > BOUND_MIB * 1024) over = true;
-        }
-      };
-      const started = performance.now();
-      await Promise.all(Array.from({ length: 8 }, (_, i) => worker(i)));
-      const seconds = (performance.now() - started) / 1000;
-      const growthMiB = Math.round((peakKb - before) / 1024);
-      console.log(
-        `registry flood: ${sent} registrations of 900 KB in ${seconds.toFixed(1)} s (${
-          Math.round(sent / seconds)
-        }/s; ${[...outcomes].map(([outcome, n]) => `${n} ${outcome}`).join(", ")}); RSS ${
-          Math.round(before / 1024)
-        } -> peak ${Math.round(peakKb / 1024)} MiB (+${growthMiB} MiB)${
-          over ? ", stopped at the bound" : ""
-        }`,
-      );
-      await stack.checkAfter("registry flood");
-      assert.ok(!over, `RSS grew by more than ${BOUND_MIB} MiB (+${growthMiB} MiB)`);
-    } finally {
-      await stack.stop();
-    }
+    await using stack = stopping(await startAdversary());
+    const version = "v".repeat(900 * 1024);
+    const before = stack.usage().rssKb;
+    let peakKb = before;
+    let sent = 0;
+    const outcomes = new Map<string, number>();
+    let over = false;
+    const until = performance.now() + 10_000;
+    const worker = async (id: number) => {
+      while (!over && performance.now() < until) {
+        const n = sent++;
+        const { answer } = await rawExchange(stack.port, poll(`hostile-${id}-${n}`, version), {
+          end: false,
+          timeoutMs: 2_000,
+          // The head and the first message (Registered) of the stream.
+          until: (text) => /\r\n\r\n[^]{5,}/.test(text),
+        });
+        const outcome = outcomeOf(answer);
+        outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
+        const rssKb = stack.usage().rssKb;
+        peakKb = Math.max(peakKb, rssKb);
+        if (rssKb - before > BOUND_MIB * 1024) over = true;
+      }
+    };
+    const started = performance.now();
+    await Promise.all(Array.from({ length: 8 }, (_, i) => worker(i)));
+    const seconds = (performance.now() - started) / 1000;
+    const growthMiB = Math.round((peakKb - before) / 1024);
+    console.log(
+      `registry flood: ${sent} registrations of 900 KB in ${seconds.toFixed(1)} s (${
+        Math.round(sent / seconds)
+      }/s; ${[...outcomes].map(([outcome, n]) => `${n} ${outcome}`).join(", ")}); RSS ${
+        Math.round(before / 1024)
+      } -> peak ${Math.round(peakKb / 1024)} MiB (+${growthMiB} MiB)${
+        over ? ", stopped at the bound" : ""
+      }`,
+    );
+    await stack.checkAfter("registry flood");
+    assert.ok(!over, `RSS grew by more than ${BOUND_MIB} MiB (+${growthMiB} MiB)`);
   },
 });

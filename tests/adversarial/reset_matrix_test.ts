@@ -15,6 +15,7 @@ import {
   PUSH_HEAD,
   startAdversary,
 } from "./harness.ts";
+import { stopping } from "../fixture.ts";
 
 type Stage = "mid-headers" | "after-headers" | "mid-body" | "after-answer";
 
@@ -139,27 +140,23 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
-    const stack = await startAdversary({ args: ["--registration.timeout=1s"] });
-    try {
-      const all = kinds(stack.targetPort);
-      const cases: [Kind, Stage, Ending][] = [];
-      for (const kind of all) {
-        for (const stage of STAGES) for (const ending of ENDINGS) cases.push([kind, stage, ending]);
-      }
-      const started = performance.now();
-      // A few at a time, so that a failure points at few cases.
-      for (let i = 0; i < cases.length; i += 16) {
-        await Promise.all(cases.slice(i, i + 16).map(([k, s, e]) => play(stack.port, k, s, e)));
-      }
-      console.log(
-        `reset matrix: ${all.length} kinds x ${STAGES.length} stages x ${ENDINGS.length} endings = ${cases.length} cases in ${
-          Math.round(performance.now() - started)
-        }ms`,
-      );
-      await stack.checkAfter("reset matrix");
-    } finally {
-      await stack.stop();
+    await using stack = stopping(await startAdversary({ args: ["--registration.timeout=1s"] }));
+    const all = kinds(stack.targetPort);
+    const cases: [Kind, Stage, Ending][] = [];
+    for (const kind of all) {
+      for (const stage of STAGES) for (const ending of ENDINGS) cases.push([kind, stage, ending]);
     }
+    const started = performance.now();
+    // A few at a time, so that a failure points at few cases.
+    for (let i = 0; i < cases.length; i += 16) {
+      await Promise.all(cases.slice(i, i + 16).map(([k, s, e]) => play(stack.port, k, s, e)));
+    }
+    console.log(
+      `reset matrix: ${all.length} kinds x ${STAGES.length} stages x ${ENDINGS.length} endings = ${cases.length} cases in ${
+        Math.round(performance.now() - started)
+      }ms`,
+    );
+    await stack.checkAfter("reset matrix");
   },
 });
 
@@ -169,20 +166,16 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
-    const stack = await startAdversary();
-    try {
-      const connectKind = kinds(stack.targetPort).find((k) => k.name === "CONNECT")!;
-      // Issue #10 item 2: `curl -x` closing or resetting before reading the answer.
-      for (let round = 0; round < 20; round++) {
-        await Promise.all([
-          play(stack.port, connectKind, "after-answer", "reset"),
-          play(stack.port, connectKind, "after-headers", "reset"),
-          play(stack.port, connectKind, "mid-body", "close"),
-        ]);
-      }
-      await stack.checkAfter("CONNECT reset");
-    } finally {
-      await stack.stop();
+    await using stack = stopping(await startAdversary());
+    const connectKind = kinds(stack.targetPort).find((k) => k.name === "CONNECT")!;
+    // Issue #10 item 2: `curl -x` closing or resetting before reading the answer.
+    for (let round = 0; round < 20; round++) {
+      await Promise.all([
+        play(stack.port, connectKind, "after-answer", "reset"),
+        play(stack.port, connectKind, "after-headers", "reset"),
+        play(stack.port, connectKind, "mid-body", "close"),
+      ]);
     }
+    await stack.checkAfter("CONNECT reset");
   },
 });

@@ -21,6 +21,7 @@ import {
   type TestProcess,
   waitUntil,
 } from "../support.ts";
+import { tempDir } from "../fixture.ts";
 
 const DEPLOY = `${ROOT}deploy`;
 const PROGRAMS: Record<string, { flags: readonly FlagSpec[]; source: string }> = {
@@ -164,58 +165,55 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
-    const dir = await Deno.makeTempDir({ prefix: "pushprox-configmap-" });
-    try {
-      // The bundle task's own commands, writing to a temporary dist/.
-      const config = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`));
-      const task = config.tasks.bundle;
-      const command: string = typeof task === "string" ? task : task.command;
-      for (const step of command.split("&&")) {
-        const words = step.trim().split(/\s+/).map((w) => w.replace(/^dist\//, `${dir}/`));
-        assert.equal(words[0], "deno");
-        const output = await new Deno.Command(DENO, {
-          args: words.slice(1),
-          cwd: ROOT,
-          env: denoEnv(),
-          stdout: "null",
-          stderr: "piped",
-        }).output();
-        assert.equal(output.code, 0, new TextDecoder().decode(output.stderr));
-      }
-      const readme = await Deno.readTextFile(`${DEPLOY}/README.md`);
-      const creates = [
-        ...readme.matchAll(/kubectl -n (\S+) create configmap (\S+) --from-file=dist\/(\S+)$/gm),
-      ];
-      assert.equal(creates.length, 2, "one ConfigMap per program in deploy/README.md");
-      const models = await apiModels();
-      const docs = await manifests() as Any[];
-      for (const [, namespace, name, file] of creates) {
-        const content = await Deno.readTextFile(`${dir}/${file}`);
-        const configMap = {
-          apiVersion: "v1",
-          kind: "ConfigMap",
-          metadata: { name, namespace },
-          data: { [file!]: content },
-        };
-        new models.ConfigMap!(configMap).validate();
-        const bytes = new TextEncoder().encode(file! + content).byteLength;
-        assert.ok(
-          bytes <= CONFIGMAP_MAX_BYTES * 0.75,
-          `ConfigMap ${name}: ${bytes} bytes; Kubernetes' limit is ${CONFIGMAP_MAX_BYTES} (keep a quarter free)`,
-        );
-        // The workload that mounts it runs the file it holds.
-        const workload = docs.find((d) =>
-          d.spec?.template?.spec?.volumes?.some((v: Any) => v.configMap?.name === name)
-        );
-        assert.ok(workload, `no workload mounts ConfigMap ${name}`);
-        assert.equal(workload.metadata.namespace, namespace);
-        assert.ok(
-          workload.spec.template.spec.containers[0].args.includes(`/app/${file}`),
-          `${workload.metadata.name} runs /app/${file}`,
-        );
-      }
-    } finally {
-      await Deno.remove(dir, { recursive: true });
+    await using temp = await tempDir({ prefix: "pushprox-configmap-" });
+    const dir = temp.path;
+    // The bundle task's own commands, writing to a temporary dist/.
+    const config = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`));
+    const task = config.tasks.bundle;
+    const command: string = typeof task === "string" ? task : task.command;
+    for (const step of command.split("&&")) {
+      const words = step.trim().split(/\s+/).map((w) => w.replace(/^dist\//, `${dir}/`));
+      assert.equal(words[0], "deno");
+      const output = await new Deno.Command(DENO, {
+        args: words.slice(1),
+        cwd: ROOT,
+        env: denoEnv(),
+        stdout: "null",
+        stderr: "piped",
+      }).output();
+      assert.equal(output.code, 0, new TextDecoder().decode(output.stderr));
+    }
+    const readme = await Deno.readTextFile(`${DEPLOY}/README.md`);
+    const creates = [
+      ...readme.matchAll(/kubectl -n (\S+) create configmap (\S+) --from-file=dist\/(\S+)$/gm),
+    ];
+    assert.equal(creates.length, 2, "one ConfigMap per program in deploy/README.md");
+    const models = await apiModels();
+    const docs = await manifests() as Any[];
+    for (const [, namespace, name, file] of creates) {
+      const content = await Deno.readTextFile(`${dir}/${file}`);
+      const configMap = {
+        apiVersion: "v1",
+        kind: "ConfigMap",
+        metadata: { name, namespace },
+        data: { [file!]: content },
+      };
+      new models.ConfigMap!(configMap).validate();
+      const bytes = new TextEncoder().encode(file! + content).byteLength;
+      assert.ok(
+        bytes <= CONFIGMAP_MAX_BYTES * 0.75,
+        `ConfigMap ${name}: ${bytes} bytes; Kubernetes' limit is ${CONFIGMAP_MAX_BYTES} (keep a quarter free)`,
+      );
+      // The workload that mounts it runs the file it holds.
+      const workload = docs.find((d) =>
+        d.spec?.template?.spec?.volumes?.some((v: Any) => v.configMap?.name === name)
+      );
+      assert.ok(workload, `no workload mounts ConfigMap ${name}`);
+      assert.equal(workload.metadata.namespace, namespace);
+      assert.ok(
+        workload.spec.template.spec.containers[0].args.includes(`/app/${file}`),
+        `${workload.metadata.name} runs /app/${file}`,
+      );
     }
   },
 });

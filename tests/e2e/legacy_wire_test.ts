@@ -12,7 +12,14 @@ import { gzipSync } from "node:zlib";
 import { type LegacyClient, parsePollRequest } from "../legacy_client_double.ts";
 import { proxiedGet, startProxyProcess, waitUntil } from "../support.ts";
 import { type Stack, startStack } from "../stack.ts";
-import { decoder, encoder, startDouble, stopAll, TEXT } from "../integration/legacy_support.ts";
+import {
+  decoder,
+  doubleList,
+  encoder,
+  startDouble,
+  stopAll,
+  TEXT,
+} from "../integration/legacy_support.ts";
 import { closing } from "../fixture.ts";
 
 /**
@@ -172,24 +179,20 @@ Deno.test("reconnects: polls cut by a load balancer and a restarted client keep 
 
 Deno.test("pushes framed with Content-Length, chunked or up to the end carry the same bytes", async () => {
   const gz = gzipSync(TEXT.repeat(50_000));
-  const stack = await startStack((_req, res) => {
+  await using stack = await startStack((_req, res) => {
     res.writeHead(200, { "content-encoding": "gzip", "content-type": "text/plain" });
     res.end(gz);
   });
-  const doubles: LegacyClient[] = [];
-  try {
-    for (const framing of ["content-length", "chunked", "close"] as const) {
-      const fqdn = `node-${framing}.test`;
-      await startDouble(stack, doubles, { fqdn, pushFraming: framing });
-      const response = await proxiedGet(stack.proxyPort, stack.targetUrl("/metrics", fqdn), {
-        "accept-encoding": "gzip",
-      });
-      assert.equal(response.status, 200, framing);
-      assert.equal(response.headers["content-encoding"], "gzip");
-      assert.deepEqual(response.body, new Uint8Array(gz), `${framing}: gzip bytes untouched`);
-    }
-  } finally {
-    await stopAll(stack, doubles);
+  await using doubles = doubleList();
+  for (const framing of ["content-length", "chunked", "close"] as const) {
+    const fqdn = `node-${framing}.test`;
+    await startDouble(stack, doubles, { fqdn, pushFraming: framing });
+    const response = await proxiedGet(stack.proxyPort, stack.targetUrl("/metrics", fqdn), {
+      "accept-encoding": "gzip",
+    });
+    assert.equal(response.status, 200, framing);
+    assert.equal(response.headers["content-encoding"], "gzip");
+    assert.deepEqual(response.body, new Uint8Array(gz), `${framing}: gzip bytes untouched`);
   }
 });
 

@@ -21,6 +21,7 @@ import {
   type TestProcess,
   waitUntil,
 } from "../support.ts";
+import { tempDir } from "../fixture.ts";
 
 async function runClient(args: string[]) {
   const output = await new Deno.Command(DENO, {
@@ -46,44 +47,41 @@ async function get(url: string, init: RequestInit = {}): Promise<{ status: numbe
 }
 
 Deno.test("a bad module configuration at start-up exits 2 naming file, line and key", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    await Deno.writeTextFile(
-      `${dir}/expexp.yaml`,
-      "modules:\n  node:\n    method: http\n    http:\n      port: 9100\n      colour: blue\n",
-    );
-    let result = await runClient([`--config.file=${dir}/expexp.yaml`, "--proxy-url=http://x/"]);
-    assert.equal(result.code, 2);
-    assert.match(
-      result.stderr,
-      new RegExp(`${dir}/expexp\\.yaml:6: modules\\.node\\.http\\.colour: unknown key "colour"`),
-    );
+  await using temp = await tempDir();
+  const dir = temp.path;
+  await Deno.writeTextFile(
+    `${dir}/expexp.yaml`,
+    "modules:\n  node:\n    method: http\n    http:\n      port: 9100\n      colour: blue\n",
+  );
+  let result = await runClient([`--config.file=${dir}/expexp.yaml`, "--proxy-url=http://x/"]);
+  assert.equal(result.code, 2);
+  assert.match(
+    result.stderr,
+    new RegExp(`${dir}/expexp\\.yaml:6: modules\\.node\\.http\\.colour: unknown key "colour"`),
+  );
 
-    await Deno.writeTextFile(
-      `${dir}/expexp.yaml`,
-      "modules:\n  node:\n    method: http\n    http:\n      port: abc\n",
-    );
-    result = await runClient([`--config.file=${dir}/expexp.yaml`, "--proxy-url=http://x/"]);
-    assert.equal(result.code, 2);
-    assert.match(
-      result.stderr,
-      /expexp\.yaml:5: modules\.node\.http\.port: expected an integer, got "abc"/,
-    );
+  await Deno.writeTextFile(
+    `${dir}/expexp.yaml`,
+    "modules:\n  node:\n    method: http\n    http:\n      port: abc\n",
+  );
+  result = await runClient([`--config.file=${dir}/expexp.yaml`, "--proxy-url=http://x/"]);
+  assert.equal(result.code, 2);
+  assert.match(
+    result.stderr,
+    /expexp\.yaml:5: modules\.node\.http\.port: expected an integer, got "abc"/,
+  );
 
-    result = await runClient([`--config.file=${dir}/missing.yaml`, "--proxy-url=http://x/"]);
-    assert.equal(result.code, 2);
-    assert.match(result.stderr, /missing\.yaml: cannot read file/);
+  result = await runClient([`--config.file=${dir}/missing.yaml`, "--proxy-url=http://x/"]);
+  assert.equal(result.code, 2);
+  assert.match(result.stderr, /missing\.yaml: cannot read file/);
 
-    result = await runClient(["--web.tls.certmatch=x", "--proxy-url=http://x/"]);
-    assert.equal(result.code, 2);
-    assert.match(result.stderr, /--web\.tls\.certmatch needs --web\.tls\.verify/);
+  result = await runClient(["--web.tls.certmatch=x", "--proxy-url=http://x/"]);
+  assert.equal(result.code, 2);
+  assert.match(result.stderr, /--web\.tls\.certmatch needs --web\.tls\.verify/);
 
-    result = await runClient(["--allow.net=10.0.0.0/99", "--web.listen-address=127.0.0.1:0"]);
-    assert.equal(result.code, 2);
-    assert.match(result.stderr, /--allow\.net: Cannot parse network "10\.0\.0\.0\/99"/);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  result = await runClient(["--allow.net=10.0.0.0/99", "--web.listen-address=127.0.0.1:0"]);
+  assert.equal(result.code, 2);
+  assert.match(result.stderr, /--allow\.net: Cannot parse network "10\.0\.0\.0\/99"/);
 });
 
 Deno.test({
@@ -91,53 +89,49 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
-    const dir = await Deno.makeTempDir();
+    await using temp = await tempDir();
+    const dir = temp.path;
     const file = `${dir}/expexp.yaml`;
     const module = (name: string) =>
       `modules:\n  ${name}:\n    method: exec\n    exec:\n      command: /bin/echo\n      args: ["${name} 1"]\n`;
     await Deno.writeTextFile(file, module("first"));
-    const client = startClientProcess([
+    await using client = startClientProcess([
       `--config.file=${file}`,
       "--web.listen-address=127.0.0.1:0",
       "--web.enable-lifecycle",
     ]);
-    try {
-      const port = await listeningPort(client);
-      const base = `http://127.0.0.1:${port}`;
-      assert.equal((await get(`${base}/proxy?module=first`)).text, "first 1\n");
+    const port = await listeningPort(client);
+    const base = `http://127.0.0.1:${port}`;
+    assert.equal((await get(`${base}/proxy?module=first`)).text, "first 1\n");
 
-      await Deno.writeTextFile(file, module("second"));
-      client.kill("SIGHUP");
-      await waitUntil(
-        async () => (await get(`${base}/proxy?module=second`)).status === 200 || undefined,
-        10_000,
-        "the reloaded module",
-      );
-      assert.equal((await get(`${base}/proxy?module=first`)).status, 404);
+    await Deno.writeTextFile(file, module("second"));
+    client.kill("SIGHUP");
+    await waitUntil(
+      async () => (await get(`${base}/proxy?module=second`)).status === 200 || undefined,
+      10_000,
+      "the reloaded module",
+    );
+    assert.equal((await get(`${base}/proxy?module=first`)).status, 404);
 
-      await Deno.writeTextFile(file, "modules:\n  third:\n    method: exec\n    exec: {}\n");
-      client.kill("SIGHUP");
-      await client.waitFor(
-        /Cannot reload the module configuration; keeping the old one.*exec\.command/,
-      );
-      assert.equal((await get(`${base}/proxy?module=second`)).status, 200);
-      assert.match(
-        (await get(`${base}/metrics`)).text,
-        /pushprox_client_config_last_reload_successful 0/,
-      );
+    await Deno.writeTextFile(file, "modules:\n  third:\n    method: exec\n    exec: {}\n");
+    client.kill("SIGHUP");
+    await client.waitFor(
+      /Cannot reload the module configuration; keeping the old one.*exec\.command/,
+    );
+    assert.equal((await get(`${base}/proxy?module=second`)).status, 200);
+    assert.match(
+      (await get(`${base}/metrics`)).text,
+      /pushprox_client_config_last_reload_successful 0/,
+    );
 
-      await Deno.writeTextFile(file, module("fourth"));
-      const reload = await get(`${base}/-/reload`, { method: "POST" });
-      assert.equal(reload.status, 200);
-      assert.equal((await get(`${base}/proxy?module=fourth`)).text, "fourth 1\n");
-      assert.match(
-        (await get(`${base}/metrics`)).text,
-        /pushprox_client_config_last_reload_successful 1/,
-      );
-    } finally {
-      await client.stop();
-      await Deno.remove(dir, { recursive: true });
-    }
+    await Deno.writeTextFile(file, module("fourth"));
+    const reload = await get(`${base}/-/reload`, { method: "POST" });
+    assert.equal(reload.status, 200);
+    assert.equal((await get(`${base}/proxy?module=fourth`)).text, "fourth 1\n");
+    assert.match(
+      (await get(`${base}/metrics`)).text,
+      /pushprox_client_config_last_reload_successful 1/,
+    );
   },
 });
 

@@ -15,6 +15,7 @@ import {
   type TestProcess,
   waitUntil,
 } from "../support.ts";
+import { tempDir } from "../fixture.ts";
 
 const MARKER = "<!-- tests/e2e/readme_token_test.ts runs the next block as written -->";
 
@@ -104,14 +105,11 @@ Deno.test({
   async fn() {
     // Why the README's recipe strips the newline: the programs trim the
     // token, so this hash can never match.
-    const dir = await Deno.makeTempDir({ prefix: "pushprox-token-" });
-    try {
-      const printed = await runRecipe("openssl rand -hex 32 > token\nsha256sum < token\n", dir);
-      const token = await Deno.readTextFile(`${dir}/token`);
-      assert.ok(token.endsWith("\n"));
-      assert.notEqual(sha256Hex(token.trim()), printed.slice(0, 64));
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
+    await using temp = await tempDir({ prefix: "pushprox-token-" });
+    const dir = temp.path;
+    const printed = await runRecipe("openssl rand -hex 32 > token\nsha256sum < token\n", dir);
+    const token = await Deno.readTextFile(`${dir}/token`);
+    assert.ok(token.endsWith("\n"));
+    assert.notEqual(sha256Hex(token.trim()), printed.slice(0, 64));
   },
 });

@@ -15,6 +15,7 @@ import { createTestCa, OPENSSL_MISSING } from "../certs.ts";
 import { startSecureProxy } from "../secure_stack.ts";
 import { denoEnv, freePort, startClientProcess, startProxyProcess, waitUntil } from "../support.ts";
 import { exchange, metric, stillServing, withProxy } from "./containment_support.ts";
+import { closing, tempDir } from "../fixture.ts";
 
 const BAD_HOSTS = ["", "[", "%", "#", "?", "\\", "a:b:c", "x:abc", ":80", "1.2.3.4.5"];
 
@@ -62,50 +63,48 @@ Deno.test({
   name: "issue 10 item 1: over TLS with auth, a bad Host gets 400 before any credential is checked",
   ignore: OPENSSL_MISSING !== null,
   async fn() {
-    const dir = await Deno.makeTempDir();
+    await using temp = await tempDir();
+    const dir = temp.path;
     const ca = await createTestCa(dir);
     const server = await ca.issue("server", {
       cn: "localhost",
       sans: ["DNS:localhost", "IP:127.0.0.1"],
       usage: "server",
     });
-    const proxy = await startSecureProxy({
-      dir,
-      web: `tls_server_config:\n  cert_file: ${server.certFile}\n  key_file: ${server.keyFile}\n`,
-      auth: `clients:\n  tokens:\n    - sha256: ${"ab".repeat(32)}\n      fqdns: ["**"]\n` +
-        "scrapers:\n  certificates: [prometheus]\n" +
-        `readers:\n  tokens:\n    - sha256: ${"ef".repeat(32)}\n`,
-    });
-    try {
-      for (const host of ["", "[", "a:b:c", "1.2.3.4.5"]) {
-        const answer = await new Promise<string>((resolve, reject) => {
-          const socket = connectTls({
-            host: "127.0.0.1",
-            port: proxy.port,
-            servername: "localhost",
-            ca: ca.cert,
-          }, () =>
-            socket.write(
-              `POST /pushprox.v1.RegistryService/ListClients HTTP/1.1\r\nHost: ${host}\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}`,
-            ));
-          let text = "";
-          socket.setEncoding("utf8");
-          socket.on("data", (chunk: string) => text += chunk);
-          socket.on("end", () => resolve(text));
-          socket.on("error", reject);
-        });
-        assert.match(answer, /^HTTP\/1\.1 400 /, JSON.stringify(host));
-        assert.match(answer, /Bad Request: the /);
-      }
-      assert.equal(
-        (await proxy.proxy.metrics.authFailures.get()).values.reduce((n, v) => n + v.value, 0),
-        0,
-        "no credential was checked",
-      );
-    } finally {
-      await proxy.close();
-      await Deno.remove(dir, { recursive: true });
+    await using proxy = closing(
+      await startSecureProxy({
+        dir,
+        web: `tls_server_config:\n  cert_file: ${server.certFile}\n  key_file: ${server.keyFile}\n`,
+        auth: `clients:\n  tokens:\n    - sha256: ${"ab".repeat(32)}\n      fqdns: ["**"]\n` +
+          "scrapers:\n  certificates: [prometheus]\n" +
+          `readers:\n  tokens:\n    - sha256: ${"ef".repeat(32)}\n`,
+      }),
+    );
+    for (const host of ["", "[", "a:b:c", "1.2.3.4.5"]) {
+      const answer = await new Promise<string>((resolve, reject) => {
+        const socket = connectTls({
+          host: "127.0.0.1",
+          port: proxy.port,
+          servername: "localhost",
+          ca: ca.cert,
+        }, () =>
+          socket.write(
+            `POST /pushprox.v1.RegistryService/ListClients HTTP/1.1\r\nHost: ${host}\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}`,
+          ));
+        let text = "";
+        socket.setEncoding("utf8");
+        socket.on("data", (chunk: string) => text += chunk);
+        socket.on("end", () => resolve(text));
+        socket.on("error", reject);
+      });
+      assert.match(answer, /^HTTP\/1\.1 400 /, JSON.stringify(host));
+      assert.match(answer, /Bad Request: the /);
     }
+    assert.equal(
+      (await proxy.proxy.metrics.authFailures.get()).values.reduce((n, v) => n + v.value, 0),
+      0,
+      "no credential was checked",
+    );
   },
 });
 

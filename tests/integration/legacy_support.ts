@@ -49,6 +49,21 @@ export async function startDouble(
   return client;
 }
 
+/**
+ * A list for {@linkcode startDouble} to add to; `await using` stops every
+ * double in it at once, as {@linkcode stopAll} does before closing the stack.
+ *
+ * @returns The empty list, disposable.
+ */
+export function doubleList(): LegacyClient[] & AsyncDisposable {
+  const doubles: LegacyClient[] = [];
+  return Object.assign(doubles, {
+    async [Symbol.asyncDispose]() {
+      await Promise.all(doubles.map((d) => d.stop()));
+    },
+  });
+}
+
 export async function stopAll(stack: Stack, doubles: LegacyClient[]): Promise<void> {
   await Promise.all(doubles.map((d) => d.stop()));
   await stack.close();

@@ -12,12 +12,14 @@ import type { AddressInfo } from "node:net";
 import {
   DENO,
   denoEnv,
+  processList,
   proxiedGet,
   spawn,
   taskArgs,
   type TestProcess,
   waitUntil,
 } from "../support.ts";
+import { stopping } from "../fixture.ts";
 
 Deno.test({
   name: "register, scrape-end, refused-scrape and stream-close log lines",
@@ -131,32 +133,28 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
-    const processes: TestProcess[] = [];
-    try {
-      const proxy = spawn(DENO, [...taskArgs("proxy"), "--web.listen-address=127.0.0.1:0"], {
-        env: denoEnv(),
-      });
-      processes.push(proxy);
-      const port = Number(
-        (await proxy.waitFor(/msg="Listening on" address=127\.0\.0\.1:(\d+)/, 60_000))[1],
-      );
-      const client = spawn(DENO, [
-        ...taskArgs("client"),
-        `--proxy-url=http://127.0.0.1:${port}/`,
-        "--fqdn=localhost",
-        "--metrics-addr=",
-      ], { env: denoEnv() });
-      processes.push(client);
-      await client.waitFor(/Registered with the proxy/, 60_000);
-      await proxy.stop();
-      const line = await client.waitFor(
-        /level=(\w+) msg="(The proxy closed the connection[^"]*|The proxy is going away[^"]*)"/,
-      );
-      assert.equal(line[1], "info", line[0]);
-      assert.doesNotMatch(client.output(), /level=warn msg="Poll stream failed".*aborted/);
-    } finally {
-      await Promise.all(processes.map((p) => p.stop()));
-    }
+    await using processes = processList();
+    const proxy = spawn(DENO, [...taskArgs("proxy"), "--web.listen-address=127.0.0.1:0"], {
+      env: denoEnv(),
+    });
+    processes.push(proxy);
+    const port = Number(
+      (await proxy.waitFor(/msg="Listening on" address=127\.0\.0\.1:(\d+)/, 60_000))[1],
+    );
+    const client = spawn(DENO, [
+      ...taskArgs("client"),
+      `--proxy-url=http://127.0.0.1:${port}/`,
+      "--fqdn=localhost",
+      "--metrics-addr=",
+    ], { env: denoEnv() });
+    processes.push(client);
+    await client.waitFor(/Registered with the proxy/, 60_000);
+    await proxy.stop();
+    const line = await client.waitFor(
+      /level=(\w+) msg="(The proxy closed the connection[^"]*|The proxy is going away[^"]*)"/,
+    );
+    assert.equal(line[1], "info", line[0]);
+    assert.doesNotMatch(client.output(), /level=warn msg="Poll stream failed".*aborted/);
   },
 });
 
@@ -165,30 +163,28 @@ Deno.test("a failed first name resolution does not claim to keep a last answer",
   const { createLogger } = await import("../../lib/logger.ts");
   const lines: string[] = [];
   let lookups = 0;
-  const agent = await startAgent({
-    proxyUrl: "http://proxies.test:9/",
-    fqdn: "localhost",
-    logger: createLogger({ write: (line) => lines.push(line) }),
-    metricsAddress: null,
-    defaultMetrics: false,
-    retryInitialMs: 50,
-    retryMaxMs: 200,
-    resolveIntervalMs: 50,
-    resolve: () => {
-      lookups++;
-      return lookups === 2
-        ? Promise.resolve(["127.0.0.1"])
-        : Promise.reject(new Error("no such host"));
-    },
-    env: {},
-  });
-  try {
-    await waitUntil(() => lookups >= 3 || undefined, 10_000, "three lookups");
-    const resolving = lines.filter((l) => l.includes("Cannot resolve the proxy's host name"));
-    assert.match(resolving[0]!, /connecting by name until it resolves/);
-    assert.doesNotMatch(resolving[0]!, /keeping the last answer/);
-    assert.match(resolving[1]!, /keeping the last answer/);
-  } finally {
-    await agent.stop();
-  }
+  await using _agent = stopping(
+    await startAgent({
+      proxyUrl: "http://proxies.test:9/",
+      fqdn: "localhost",
+      logger: createLogger({ write: (line) => lines.push(line) }),
+      metricsAddress: null,
+      defaultMetrics: false,
+      retryInitialMs: 50,
+      retryMaxMs: 200,
+      resolveIntervalMs: 50,
+      resolve: () => {
+        lookups++;
+        return lookups === 2
+          ? Promise.resolve(["127.0.0.1"])
+          : Promise.reject(new Error("no such host"));
+      },
+      env: {},
+    }),
+  );
+  await waitUntil(() => lookups >= 3 || undefined, 10_000, "three lookups");
+  const resolving = lines.filter((l) => l.includes("Cannot resolve the proxy's host name"));
+  assert.match(resolving[0]!, /connecting by name until it resolves/);
+  assert.doesNotMatch(resolving[0]!, /keeping the last answer/);
+  assert.match(resolving[1]!, /keeping the last answer/);
 });

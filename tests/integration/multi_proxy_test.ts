@@ -16,6 +16,7 @@ import { createTlsListener } from "../../lib/tls_server.ts";
 import { createTestCa, OPENSSL_MISSING } from "../certs.ts";
 import { bufCurlListClients, proxiedGet, waitUntil } from "../support.ts";
 import { testLogger } from "../stack.ts";
+import { closing, stopping, tempDir } from "../fixture.ts";
 
 async function listen(server: Server, host = "127.0.0.1", port = 0): Promise<number> {
   await new Promise<void>((resolve, reject) => {
@@ -273,39 +274,38 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
-    const dir = await Deno.makeTempDir({ prefix: "pushprox-pinned-tls-" });
+    await using temp = await tempDir({ prefix: "pushprox-pinned-tls-" });
+    const dir = temp.path;
     const ca = await createTestCa(dir);
     // Valid for the name only: connecting by address and checking the
     // certificate against 127.0.0.1 would fail.
     await ca.issue("server", { cn: "proxies.test", sans: ["DNS:proxies.test"], usage: "server" });
     const { startSecureProxy } = await import("../secure_stack.ts");
-    const proxy = await startSecureProxy({
-      dir,
-      web: "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n",
-    });
-    const agent = await startAgent({
-      proxyUrl: `https://proxies.test:${proxy.port}/`,
-      fqdn: "localhost",
-      logger: testLogger(),
-      metricsAddress: null,
-      defaultMetrics: false,
-      retryInitialMs: 50,
-      retryMaxMs: 200,
-      proxyTls: { ca: ca.cert },
-      resolve: () => Promise.resolve(["127.0.0.1"]),
-      env: {},
-    });
-    try {
-      await waitUntil(
-        () => connectedAt(proxy.proxy, "localhost") || undefined,
-        5_000,
-        "the client to register over TLS",
-      );
-      assert.deepEqual(agent.endpoints(), [`https://proxies.test:${proxy.port} (127.0.0.1)`]);
-    } finally {
-      await agent.stop();
-      await proxy.close();
-      await Deno.remove(dir, { recursive: true });
-    }
+    await using proxy = closing(
+      await startSecureProxy({
+        dir,
+        web: "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n",
+      }),
+    );
+    await using agent = stopping(
+      await startAgent({
+        proxyUrl: `https://proxies.test:${proxy.port}/`,
+        fqdn: "localhost",
+        logger: testLogger(),
+        metricsAddress: null,
+        defaultMetrics: false,
+        retryInitialMs: 50,
+        retryMaxMs: 200,
+        proxyTls: { ca: ca.cert },
+        resolve: () => Promise.resolve(["127.0.0.1"]),
+        env: {},
+      }),
+    );
+    await waitUntil(
+      () => connectedAt(proxy.proxy, "localhost") || undefined,
+      5_000,
+      "the client to register over TLS",
+    );
+    assert.deepEqual(agent.endpoints(), [`https://proxies.test:${proxy.port} (127.0.0.1)`]);
   },
 });

@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { DENO, denoEnv, spawn, taskArgs, type TestProcess } from "../support.ts";
+import { DENO, denoEnv, processList, spawn, taskArgs } from "../support.ts";
 
 function sample(text: string, name: string): number | undefined {
   const match = text.match(new RegExp(`^${name} (\\S+)$`, "m"));
@@ -56,36 +56,32 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
-    const processes: TestProcess[] = [];
-    try {
-      const proxy = spawn(DENO, [...taskArgs("proxy"), "--web.listen-address=127.0.0.1:0"], {
-        env: denoEnv(),
-      });
-      processes.push(proxy);
-      const port = Number(
-        (await proxy.waitFor(/msg="Listening on" address=127\.0\.0\.1:(\d+)/, 60_000))[1],
-      );
-      const client = spawn(DENO, [
-        ...taskArgs("client"),
-        `--proxy-url=http://127.0.0.1:${port}`,
-        "--fqdn=metrics.example",
-        "--metrics-addr=127.0.0.1:0",
-      ], { env: denoEnv() });
-      processes.push(client);
-      const clientPort = Number(
-        (await client.waitFor(/msg="Listening on" address=127\.0\.0\.1:(\d+)/, 60_000))[1],
-      );
-      for (
-        const [name, pid, url] of [
-          ["proxy", proxy.pid, `http://127.0.0.1:${port}/metrics`],
-          ["client", client.pid, `http://127.0.0.1:${clientPort}/metrics`],
-        ] as const
-      ) {
-        const text = await (await fetch(url)).text();
-        assertTrue(name, pid, text);
-      }
-    } finally {
-      await Promise.all(processes.map((p) => p.stop()));
+    await using processes = processList();
+    const proxy = spawn(DENO, [...taskArgs("proxy"), "--web.listen-address=127.0.0.1:0"], {
+      env: denoEnv(),
+    });
+    processes.push(proxy);
+    const port = Number(
+      (await proxy.waitFor(/msg="Listening on" address=127\.0\.0\.1:(\d+)/, 60_000))[1],
+    );
+    const client = spawn(DENO, [
+      ...taskArgs("client"),
+      `--proxy-url=http://127.0.0.1:${port}`,
+      "--fqdn=metrics.example",
+      "--metrics-addr=127.0.0.1:0",
+    ], { env: denoEnv() });
+    processes.push(client);
+    const clientPort = Number(
+      (await client.waitFor(/msg="Listening on" address=127\.0\.0\.1:(\d+)/, 60_000))[1],
+    );
+    for (
+      const [name, pid, url] of [
+        ["proxy", proxy.pid, `http://127.0.0.1:${port}/metrics`],
+        ["client", client.pid, `http://127.0.0.1:${clientPort}/metrics`],
+      ] as const
+    ) {
+      const text = await (await fetch(url)).text();
+      assertTrue(name, pid, text);
     }
   },
 });

@@ -19,6 +19,7 @@ import { ClientService } from "../../gen/pushprox/v1/pushprox_pb.ts";
 import { startLegacyClient } from "../legacy_client_double.ts";
 import { type Stack, startStack, type TargetHandler } from "../stack.ts";
 import { waitUntil } from "../support.ts";
+import { stopping } from "../fixture.ts";
 
 const BIG = 5000;
 const LIMIT = 1000;
@@ -176,36 +177,30 @@ async function checkLengths(stack: Stack, port: number, checkHead = true): Promi
 for (const fast of [true, false]) {
   const path = fast ? "Connect fast path" : "connect-es path";
   Deno.test(`${path}: Content-Length reaches the proxy; a too-large declared body gets 502`, async () => {
-    const stack = await startStack(target, { maxScrapeBodyBytes: LIMIT, connectFastPath: fast });
-    try {
-      await stack.startClient();
-      await checkLengths(stack, stack.proxyPort);
-    } finally {
-      await stack.close();
-    }
+    await using stack = await startStack(target, {
+      maxScrapeBodyBytes: LIMIT,
+      connectFastPath: fast,
+    });
+    await stack.startClient();
+    await checkLengths(stack, stack.proxyPort);
   });
 }
 
 Deno.test("legacy protocol: Content-Length reaches Prometheus; a too-large declared body gets 502", async () => {
-  const stack = await startStack(target, { maxScrapeBodyBytes: LIMIT, legacyProtocol: true });
-  const client = startLegacyClient({
+  await using stack = await startStack(target, { maxScrapeBodyBytes: LIMIT, legacyProtocol: true });
+  await using _client = stopping(startLegacyClient({
     proxyUrl: stack.proxyUrl,
     fqdn: "localhost",
     retryInitialWaitMs: 50,
     retryMaxWaitMs: 200,
-  });
-  try {
-    await waitUntil(
-      () => stack.proxy.coordinator.listClients().some((c) => c.connected) || undefined,
-      5_000,
-      "the legacy client to register",
-    );
-    // (HEAD is left out: the legacy double frames its answer to HEAD its own way.)
-    await checkLengths(stack, stack.proxyPort, false);
-  } finally {
-    await client.stop();
-    await stack.close();
-  }
+  }));
+  await waitUntil(
+    () => stack.proxy.coordinator.listClients().some((c) => c.connected) || undefined,
+    5_000,
+    "the legacy client to register",
+  );
+  // (HEAD is left out: the legacy double frames its answer to HEAD its own way.)
+  await checkLengths(stack, stack.proxyPort, false);
 });
 
 /** Registers a hand-driven Connect client as `fqdn`; returns its session id. */
@@ -288,42 +283,38 @@ for (const fast of [true, false]) {
 }
 
 Deno.test("legacy protocol: a pushed 101 is refused with 502 at once and counted", async () => {
-  const stack = await startStack(target, { legacyProtocol: true });
-  try {
-    const fqdn = "legacy.example";
-    const polling = fetch(`${stack.proxyUrl}/poll`, {
-      method: "POST",
-      body: new TextEncoder().encode(fqdn),
-    });
-    await waitUntil(
-      () => stack.proxy.coordinator.listClients().some((c) => c.connected) || undefined,
-      5_000,
-      "the legacy poll to register",
-    );
-    const scraping = rawScrape(stack.proxyPort, `http://${fqdn}:9100/metrics`, 30);
-    const scrapeText = await (await polling).text();
-    const id = /\r\nId: ([^\r]+)\r\n/.exec(scrapeText)?.[1];
-    assert.ok(id, scrapeText);
-    const pushed = await fetch(`${stack.proxyUrl}/push`, {
-      method: "POST",
-      body: new TextEncoder().encode(
-        `HTTP/1.1 101 Switching Protocols\r\nId: ${id}\r\nUpgrade: h2c\r\n\r\n`,
-      ),
-    });
-    assert.equal(pushed.status, 500);
-    assert.match(await pushed.text(), /status 101 is not a final HTTP status/);
+  await using stack = await startStack(target, { legacyProtocol: true });
+  const fqdn = "legacy.example";
+  const polling = fetch(`${stack.proxyUrl}/poll`, {
+    method: "POST",
+    body: new TextEncoder().encode(fqdn),
+  });
+  await waitUntil(
+    () => stack.proxy.coordinator.listClients().some((c) => c.connected) || undefined,
+    5_000,
+    "the legacy poll to register",
+  );
+  const scraping = rawScrape(stack.proxyPort, `http://${fqdn}:9100/metrics`, 30);
+  const scrapeText = await (await polling).text();
+  const id = /\r\nId: ([^\r]+)\r\n/.exec(scrapeText)?.[1];
+  assert.ok(id, scrapeText);
+  const pushed = await fetch(`${stack.proxyUrl}/push`, {
+    method: "POST",
+    body: new TextEncoder().encode(
+      `HTTP/1.1 101 Switching Protocols\r\nId: ${id}\r\nUpgrade: h2c\r\n\r\n`,
+    ),
+  });
+  assert.equal(pushed.status, 500);
+  assert.match(await pushed.text(), /status 101 is not a final HTTP status/);
 
-    const response = await scraping;
-    assert.equal(response.statusLine, "HTTP/1.1 502 Bad Gateway");
-    assert.match(new TextDecoder().decode(response.body), /status 101 is not a final HTTP status/);
-    assert.ok(response.tookMs < 10_000, `answered after ${response.tookMs} ms`);
-    assert.equal(
-      await metric(stack, /pushprox_proxy_push_errors_total\{reason="invalid_status"\} (\d+)/),
-      1,
-    );
-  } finally {
-    await stack.close();
-  }
+  const response = await scraping;
+  assert.equal(response.statusLine, "HTTP/1.1 502 Bad Gateway");
+  assert.match(new TextDecoder().decode(response.body), /status 101 is not a final HTTP status/);
+  assert.ok(response.tookMs < 10_000, `answered after ${response.tookMs} ms`);
+  assert.equal(
+    await metric(stack, /pushprox_proxy_push_errors_total\{reason="invalid_status"\} (\d+)/),
+    1,
+  );
 });
 
 /** Registers by hand, waits for a scrape and pushes `head` fields and `body`; returns both ends. */

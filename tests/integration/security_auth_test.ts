@@ -26,7 +26,7 @@ import {
   TOKEN_OLD,
   USERS,
 } from "./security_support.ts";
-import { closing, stopping } from "../fixture.ts";
+import { closing, stopping, tempDir } from "../fixture.ts";
 
 Deno.test("client tokens: wrong, missing and expired are refused; an fqdn outside the token's patterns too", async () => {
   await using proxy = closing(await startSecureProxy({ web: USERS, auth: AUTH }));
@@ -315,31 +315,28 @@ Deno.test("without auth configuration the proxy is open and says so loudly at st
 });
 
 Deno.test("bad --web.config.file and --auth.config.file stop the proxy with the reason", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    await Deno.writeTextFile(`${dir}/web.yml`, "tls_server_config:\n  cert_file: x\n");
-    await Deno.writeTextFile(`${dir}/auth.yml`, "clients: {open: true}\n");
-    const run = async (args: string[]) => {
-      const output = await new Deno.Command(Deno.execPath(), {
-        args: ["run", "--allow-all", "proxy/main.ts", "--web.listen-address=127.0.0.1:0", ...args],
-        cwd: new URL("../..", import.meta.url).pathname,
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      return { code: output.code, stderr: new TextDecoder().decode(output.stderr) };
-    };
-    const web = await run([`--web.config.file=${dir}/web.yml`]);
-    assert.equal(web.code, 2);
-    assert.match(
-      web.stderr,
-      /web\.yml:\d \(tls_server_config\): cert_file and key_file are both required/,
-    );
-    const auth = await run([`--auth.config.file=${dir}/auth.yml`]);
-    assert.equal(auth.code, 2);
-    assert.match(auth.stderr, /"scrapers" is missing/);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  await using temp = await tempDir();
+  const dir = temp.path;
+  await Deno.writeTextFile(`${dir}/web.yml`, "tls_server_config:\n  cert_file: x\n");
+  await Deno.writeTextFile(`${dir}/auth.yml`, "clients: {open: true}\n");
+  const run = async (args: string[]) => {
+    const output = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-all", "proxy/main.ts", "--web.listen-address=127.0.0.1:0", ...args],
+      cwd: new URL("../..", import.meta.url).pathname,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    return { code: output.code, stderr: new TextDecoder().decode(output.stderr) };
+  };
+  const web = await run([`--web.config.file=${dir}/web.yml`]);
+  assert.equal(web.code, 2);
+  assert.match(
+    web.stderr,
+    /web\.yml:\d \(tls_server_config\): cert_file and key_file are both required/,
+  );
+  const auth = await run([`--auth.config.file=${dir}/auth.yml`]);
+  assert.equal(auth.code, 2);
+  assert.match(auth.stderr, /"scrapers" is missing/);
 });
 
 Deno.test("upstream (legacy) clients authenticate with the token as basic-auth password", async () => {

@@ -12,7 +12,7 @@ import { connectClient, counter, fakeClient, send, startSecureProxy } from "../s
 import { waitUntil } from "../support.ts";
 import { testLogger } from "../stack.ts";
 import { codeOf, recordingTarget } from "./security_support.ts";
-import { closing } from "../fixture.ts";
+import { closing, stopping } from "../fixture.ts";
 
 Deno.test("limits: clients, scrapes per client and in all, body and header size, each with a metric", async () => {
   const big = "x".repeat(64 * 1024);
@@ -150,37 +150,33 @@ function slowLoris(
 }
 
 Deno.test("slow-loris: headers sent byte by byte are cut off on the proxy (http) and the client's metrics port", async () => {
-  const proxy = await startSecureProxy({ headersTimeoutMs: 1_000 });
-  const target = await recordingTarget();
-  const agent = await startAgent({
-    proxyUrl: proxy.url,
-    fqdn: "localhost",
-    logger: testLogger(),
-    metricsAddress: { hostname: "127.0.0.1", port: 0 },
-    defaultMetrics: false,
-  });
-  try {
-    const onProxy = await slowLoris(() => netConnect(proxy.port, "127.0.0.1"), 50, 8_000);
-    assert.ok(onProxy.closedAfterMs < 3_000, `proxy kept a slow client ${onProxy.closedAfterMs}ms`);
-    assert.match(onProxy.answer, /^HTTP\/1\.1 408/);
-    assert.ok(
-      await counter(proxy.proxy, "pushprox_proxy_limit_hits_total", { limit: "header_timeout" }) >=
-        1,
-    );
-    // The client's metrics listener allows 10s for headers.
-    const port = agent.metricsAddress!.port;
-    const onClient = await slowLoris(() => netConnect(port, "127.0.0.1"), 100, 20_000);
-    assert.ok(
-      onClient.closedAfterMs < 13_000,
-      `client kept a slow client ${onClient.closedAfterMs}ms`,
-    );
-    // Both still serve.
-    assert.equal((await send(proxy, "/clients")).status, 200);
-  } finally {
-    await agent.stop();
-    await target.close();
-    await proxy.close();
-  }
+  await using proxy = closing(await startSecureProxy({ headersTimeoutMs: 1_000 }));
+  await using _target = closing(await recordingTarget());
+  await using agent = stopping(
+    await startAgent({
+      proxyUrl: proxy.url,
+      fqdn: "localhost",
+      logger: testLogger(),
+      metricsAddress: { hostname: "127.0.0.1", port: 0 },
+      defaultMetrics: false,
+    }),
+  );
+  const onProxy = await slowLoris(() => netConnect(proxy.port, "127.0.0.1"), 50, 8_000);
+  assert.ok(onProxy.closedAfterMs < 3_000, `proxy kept a slow client ${onProxy.closedAfterMs}ms`);
+  assert.match(onProxy.answer, /^HTTP\/1\.1 408/);
+  assert.ok(
+    await counter(proxy.proxy, "pushprox_proxy_limit_hits_total", { limit: "header_timeout" }) >=
+      1,
+  );
+  // The client's metrics listener allows 10s for headers.
+  const port = agent.metricsAddress!.port;
+  const onClient = await slowLoris(() => netConnect(port, "127.0.0.1"), 100, 20_000);
+  assert.ok(
+    onClient.closedAfterMs < 13_000,
+    `client kept a slow client ${onClient.closedAfterMs}ms`,
+  );
+  // Both still serve.
+  assert.equal((await send(proxy, "/clients")).status, 200);
 });
 
 Deno.test("idle keep-alive connections are closed after the idle timeout", async () => {

@@ -199,18 +199,14 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
-    const task = spawn(DENO, ["task", "proxy", "--web.listen-address=127.0.0.1:0"], {
+    await using task = spawn(DENO, ["task", "proxy", "--web.listen-address=127.0.0.1:0"], {
       env: denoEnv(),
     });
-    try {
-      await task.waitFor(/msg="Listening on" address=127\.0\.0\.1:(\d+)/, 30_000);
-      task.kill("SIGTERM"); // deno task's own pid only, as a service manager would
-      const status = await exitOf(task);
-      assert.equal(status.code, 0, task.output());
-      assert.match(task.output(), /msg="Shutting down" signal=SIGTERM/);
-      assert.match(task.output(), /msg=Drained/);
-    } finally {
-      await task.stop();
-    }
+    await task.waitFor(/msg="Listening on" address=127\.0\.0\.1:(\d+)/, 30_000);
+    task.kill("SIGTERM"); // deno task's own pid only, as a service manager would
+    const status = await exitOf(task);
+    assert.equal(status.code, 0, task.output());
+    assert.match(task.output(), /msg="Shutting down" signal=SIGTERM/);
+    assert.match(task.output(), /msg=Drained/);
   },
 });

@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { DENO, denoEnv, spawn, startProxyProcess, taskArgs, type TestProcess } from "../support.ts";
+import { tempDir } from "../fixture.ts";
 
 async function clientExit(args: string[]): Promise<{ code: number; text: string }> {
   const process = spawn(DENO, [...taskArgs("client"), ...args], { env: denoEnv() });
@@ -85,19 +86,16 @@ Deno.test({
 });
 
 Deno.test("a YAML error in --config.file exits 2 naming the file, without pointing at --help", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "pushprox-yaml-" });
-  try {
-    await Deno.writeTextFile(`${dir}/bad.yaml`, "modules:\n  node: [unclosed\n");
-    const { code, text } = await clientExit([
-      "--proxy-url=http://127.0.0.1:9/",
-      "--fqdn=ok.example",
-      "--metrics-addr=",
-      `--config.file=${dir}/bad.yaml`,
-    ]);
-    assert.equal(code, 2, text);
-    assert.match(text, /bad\.yaml/);
-    assert.doesNotMatch(text, /see --help/);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  await using temp = await tempDir({ prefix: "pushprox-yaml-" });
+  const dir = temp.path;
+  await Deno.writeTextFile(`${dir}/bad.yaml`, "modules:\n  node: [unclosed\n");
+  const { code, text } = await clientExit([
+    "--proxy-url=http://127.0.0.1:9/",
+    "--fqdn=ok.example",
+    "--metrics-addr=",
+    `--config.file=${dir}/bad.yaml`,
+  ]);
+  assert.equal(code, 2, text);
+  assert.match(text, /bad\.yaml/);
+  assert.doesNotMatch(text, /see --help/);
 });

@@ -1,16 +1,14 @@
 import assert from "node:assert/strict";
 import { type ConfigFs, loadConfig, loadConfigDirs } from "../config.ts";
 import { configErrorAsync, http, README_EXAMPLE } from "./_testing.ts";
+import { tempDir } from "../../../tests/fixture.ts";
 
 // ---- directories ------------------------------------------------------------
 
 async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "expexp_config_test_" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  await using temp = await tempDir({ prefix: "expexp_config_test_" });
+  const dir = temp.path;
+  await fn(dir);
 }
 
 Deno.test("loadConfigDirs() loads one module per yml/yaml file", async () => {
