@@ -8,7 +8,7 @@
  *   `Accept-Encoding` allows gzip (Prometheus always sends it), as
  *   node_exporter does; uncompressed otherwise.
  *
- * Usage: `deno run --allow-net --allow-read --allow-run bench/target.ts --sizes=58368,1048576`.
+ * Usage: `deno run -A bench/target.ts --sizes=58368,1048576` (it reads /proc/self/stat for its CPU).
  * Prints one JSON line on stdout when listening:
  * `{"event":"listening","port":…,"bodies":{"58368":{"plain":58368,"gzip":…}}}`.
  *
