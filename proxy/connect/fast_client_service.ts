@@ -29,6 +29,7 @@ import {
   PushResponseSchema,
 } from "../../gen/pushprox/v1/pushprox_pb.ts";
 import type { Logger } from "../../lib/logger.ts";
+import { errorMessage } from "../../lib/error_message.ts";
 import type { Exchange, HeaderPair } from "../../lib/http_exchange.ts";
 import type { ScrapeTask } from "../core/coordinator.ts";
 import {
@@ -242,9 +243,7 @@ async function readPollRequest(reader: EnvelopeReader): Promise<PollRequest> {
     return fromBinary(PollRequestSchema, input);
   } catch (error) {
     throw new ConnectError(
-      `cannot decode message ${PollRequestSchema.typeName} from binary: ${
-        (error as Error).message
-      }`,
+      `cannot decode message ${PollRequestSchema.typeName} from binary: ${errorMessage(error)}`,
       Code.InvalidArgument,
     );
   }
