@@ -5,6 +5,7 @@
  * @module
  */
 
+import { concatBytes } from "./bytes.ts";
 import { ByteReader, Http1Error, latin1 } from "./http1_byte_reader.ts";
 import type { BodyFraming } from "./http1_head.ts";
 
@@ -212,12 +213,5 @@ export async function readWholeBody(
     if (total > maxBytes) throw new Http1Error(`body larger than ${maxBytes} bytes`, "too-large");
     parts.push(piece);
   }
-  if (parts.length === 1) return parts[0]!.slice();
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.byteLength;
-  }
-  return out;
+  return concatBytes(parts);
 }

@@ -17,6 +17,7 @@ import {
   type ClientRecord,
   createSessionRegistry,
   type RegistryEvent,
+  type RegistryLimits,
   type RegistryListener,
   type ScrapeOutcome,
   type ScrapeResult,
@@ -43,15 +44,13 @@ export type { ScrapeTask, TaskCallback } from "./stream_queue.ts";
 export type { Session } from "./stream_session.ts";
 
 /** Options for {@linkcode createCoordinator}. */
-export interface CoordinatorOptions {
+export interface CoordinatorOptions extends RegistryLimits {
   /** How long a client stays listed after its stream ends. */
   registrationTimeoutMs: number;
   /** @default {Date.now} */
   now?: () => number;
   /** Makes scrape and session ids. @default {crypto.randomUUID} */
   newId?: () => string;
-  /** Most clients listed at once; more registrations fail ("too_many_clients"). 0: no limit. @default {0} */
-  maxClients?: number;
   /** Most scrapes in flight for one client ("client_busy"). 0: no limit. @default {0} */
   maxScrapesPerClient?: number;
   /** Most scrapes in flight in all ("proxy_busy"). 0: no limit. @default {0} */
@@ -62,35 +61,6 @@ export interface CoordinatorOptions {
   statsBucketMs?: number;
   /** Proxy-wide statistics buckets kept. @default {90} */
   statsBuckets?: number;
-  /**
-   * Most bytes the registry may hold, estimated from each record's strings
-   * (see identityBytes in identity.ts); more registrations fail
-   * ("registry_full") once disconnected records cannot make room. 0: no
-   * limit. @default {0}
-   */
-  maxRegistryBytes?: number;
-  /** Largest estimated size of one registration ("invalid_identity"). 0: no limit. @default {0} */
-  maxIdentityBytes?: number;
-  /**
-   * Most connected streams from one source ("too_many_from_source"); see
-   * {@linkcode RegisterOptions.source}. 0: no limit. @default {0}
-   */
-  maxClientsPerSource?: number;
-  /**
-   * Registrations per second from one source, with
-   * {@linkcode registrationBurstPerSource} at once ("rate_limited"). 0: no
-   * limit. @default {0}
-   */
-  registrationRatePerSource?: number;
-  /** Registrations one source may make at once. @default {registrationRatePerSource} */
-  registrationBurstPerSource?: number;
-  /**
-   * A record whose streams all ended sooner than this after they registered,
-   * and that was never scraped, is forgotten when its stream ends instead of
-   * staying listed for `registrationTimeoutMs`: registrations dropped at
-   * once hold no place in the registry. 0: every record stays. @default {0}
-   */
-  keepAfterMs?: number;
 }
 
 /** Options of {@linkcode Coordinator.register}. */

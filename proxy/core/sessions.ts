@@ -101,28 +101,49 @@ export interface ClientRecord<S extends RegisteredStream = RegisteredStream> {
   useful: boolean;
 }
 
-/** Options for {@linkcode createSessionRegistry}; see CoordinatorOptions for each. */
-export interface SessionRegistryOptions {
+/** The registry's budgets, each refusing registrations with the kind named. */
+export interface RegistryLimits {
+  /** Most clients listed at once; more registrations fail ("too_many_clients"). 0: no limit. @default {0} */
+  maxClients?: number;
+  /**
+   * Most bytes the registry may hold, estimated from each record's strings
+   * (see identityBytes in identity.ts); more registrations fail
+   * ("registry_full") once disconnected records cannot make room. 0: no
+   * limit. @default {0}
+   */
+  maxRegistryBytes?: number;
+  /** Largest estimated size of one registration ("invalid_identity"). 0: no limit. @default {0} */
+  maxIdentityBytes?: number;
+  /**
+   * Most connected streams from one source ("too_many_from_source"); see
+   * the `source` of `Coordinator.register`. 0: no limit. @default {0}
+   */
+  maxClientsPerSource?: number;
+  /**
+   * Registrations per second from one source, with
+   * `registrationBurstPerSource` at once ("rate_limited"). 0: no
+   * limit. @default {0}
+   */
+  registrationRatePerSource?: number;
+  /** Registrations one source may make at once. @default {registrationRatePerSource} */
+  registrationBurstPerSource?: number;
+  /**
+   * A record whose streams all ended sooner than this after they registered,
+   * and that was never scraped, is forgotten when its stream ends instead of
+   * staying listed for `registrationTimeoutMs`: registrations dropped at
+   * once hold no place in the registry. 0: every record stays. @default {0}
+   */
+  keepAfterMs?: number;
+}
+
+/** Options for {@linkcode createSessionRegistry}. */
+export interface SessionRegistryOptions extends RegistryLimits {
   /** How long a client stays listed after its stream ends. */
   registrationTimeoutMs: number;
   /** @default {Date.now} */
   now?: () => number;
   /** Told of "disconnected" and "forgotten" changes, synchronously. */
   emit?: (event: RegistryEvent) => void;
-  /** @default {0} (no limit) */
-  maxClients?: number;
-  /** @default {0} (no limit) */
-  maxRegistryBytes?: number;
-  /** @default {0} (no limit) */
-  maxIdentityBytes?: number;
-  /** @default {0} (no limit) */
-  maxClientsPerSource?: number;
-  /** @default {0} (no limit) */
-  registrationRatePerSource?: number;
-  /** @default {registrationRatePerSource} */
-  registrationBurstPerSource?: number;
-  /** @default {0} (every record stays) */
-  keepAfterMs?: number;
 }
 
 /** A registration let in by {@linkcode SessionRegistry.admit}. */

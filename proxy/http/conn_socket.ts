@@ -10,6 +10,7 @@
  */
 
 import { Duplex } from "node:stream";
+import { concatBytes } from "../../lib/bytes.ts";
 
 /**
  * Sizes of reads from the connection: an idle connection (a Poll stream)
@@ -124,14 +125,7 @@ export class ConnSocket extends Duplex {
     chunks: { chunk: Uint8Array }[],
     callback: (error?: Error | null) => void,
   ): void {
-    let total = 0;
-    for (const { chunk } of chunks) total += chunk.byteLength;
-    const joined = new Uint8Array(total);
-    let at = 0;
-    for (const { chunk } of chunks) {
-      joined.set(chunk, at);
-      at += chunk.byteLength;
-    }
+    const joined = concatBytes(chunks.map(({ chunk }) => chunk));
     this.#writeAll(joined).then(() => callback(), (error) => callback(asError(error)));
   }
 

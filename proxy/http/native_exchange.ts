@@ -8,6 +8,7 @@
  */
 
 import { STATUS_CODES } from "node:http";
+import { concatBytes } from "../../lib/bytes.ts";
 import type { BodyReader } from "../../lib/http1.ts";
 import type { Exchange, HeaderPair } from "../../lib/http_exchange.ts";
 import type { RequestHead } from "./request_head.ts";
@@ -273,14 +274,5 @@ export class NativeExchange implements Exchange {
 }
 
 function join(parts: Uint8Array[]): Uint8Array {
-  if (parts.length === 1) return parts[0]!;
-  let total = 0;
-  for (const part of parts) total += part.byteLength;
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.byteLength;
-  }
-  return out;
+  return parts.length === 1 ? parts[0]! : concatBytes(parts);
 }
