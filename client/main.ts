@@ -9,7 +9,7 @@ import { formatAddress } from "../lib/address.ts";
 import { FlagError, formatHelp, parseFlags } from "../lib/flags.ts";
 import { createLogger } from "../lib/logger.ts";
 import { installLastResort, raiseForTest } from "../lib/last_resort.ts";
-import { Counter } from "prom-client";
+import { Counter } from "../lib/prom_client.ts";
 import { VERSION, versionText } from "../lib/version.ts";
 import { ConfigError as WebConfigError } from "../lib/web_config_error.ts";
 import { createShutdownSignals } from "../lib/signals.ts";

@@ -4,7 +4,7 @@
  * @module
  */
 
-import { collectDefaultMetrics, Gauge, type Registry } from "prom-client";
+import { Gauge, loadCollectDefaultMetrics, Registry } from "./prom_client.ts";
 import { registerProcessMetrics } from "./process_metrics.ts";
 import { VERSION } from "./version.ts";
 
@@ -39,22 +39,64 @@ export function registerBuildInfo(registry: Registry): void {
   }).set({ version: VERSION, runtime: `deno ${Deno.version.deno}` }, 1);
 }
 
+/** Registries whose `nodejs_*` collectors load with their first exposition. */
+const lazyDefaults = new WeakMap<Registry, Promise<void> | null>();
+
 /**
- * Registers prom-client's `nodejs_*` runtime metrics (event loop lag, V8 heap,
- * GC) and this project's `process_*` collector, which stays true under Deno's
- * permission flags where prom-client's reads 0. `nodejs_version_info` is left
- * out: under Deno it reports the Node compatibility layer's version, not a
- * Node.js; Deno's own version is in `pushprox_build_info`.
+ * Registers this project's `process_*` collector, which stays true under
+ * Deno's permission flags where prom-client's reads 0, and prom-client's
+ * `nodejs_*` runtime metrics (event loop lag, V8 heap, GC). Those load with
+ * the registry's first {@linkcode exposition}, not at start: a program
+ * whose own metrics are never scraped does not carry them (about 3.7 MiB
+ * RSS; their counters and the event loop monitor start at that first
+ * scrape). `nodejs_version_info` is left out: under Deno it reports the Node
+ * compatibility layer's version, not a Node.js; Deno's own version is in
+ * `pushprox_build_info`.
  *
  * @param registry Where to register them.
  */
 export function registerDefaultMetrics(registry: Registry): void {
-  collectDefaultMetrics({ register: registry });
-  for (const metric of registry.getMetricsAsArray()) {
-    const name = (metric as unknown as { name: string }).name;
-    if (name.startsWith("process_") || name === "nodejs_version_info") {
-      registry.removeSingleMetric(name);
+  registerProcessMetrics(registry);
+  lazyDefaults.set(registry, null);
+}
+
+/**
+ * The registry's text exposition, as `registry.metrics()`; loads the
+ * default collectors that {@linkcode registerDefaultMetrics} deferred first.
+ *
+ * @param registry The registry.
+ * @returns The exposition text.
+ */
+export async function exposition(registry: Registry): Promise<string> {
+  if (lazyDefaults.has(registry)) {
+    let loading = lazyDefaults.get(registry) ?? null;
+    if (loading === null) {
+      loading = loadDefaults(registry);
+      lazyDefaults.set(registry, loading);
+    }
+    try {
+      await loading;
+      lazyDefaults.delete(registry);
+    } catch (error) {
+      // Tried again at the next scrape; this one fails (the caller answers 500).
+      lazyDefaults.set(registry, null);
+      throw error;
     }
   }
-  registerProcessMetrics(registry);
+  return await registry.metrics();
+}
+
+async function loadDefaults(registry: Registry): Promise<void> {
+  const collectDefaultMetrics = await loadCollectDefaultMetrics();
+  // Collected into a scratch registry, so that prom-client's process_*
+  // (ours are registered) never meet ours.
+  const scratch = new Registry();
+  collectDefaultMetrics({ register: scratch });
+  for (const { name } of scratch.getMetricsAsArray()) {
+    if (name.startsWith("process_") || name === "nodejs_version_info") continue;
+    const metric = scratch.getSingleMetric(name);
+    if (metric !== undefined && registry.getSingleMetric(name) === undefined) {
+      registry.registerMetric(metric);
+    }
+  }
 }

@@ -15,7 +15,7 @@
  */
 
 import process from "node:process";
-import { Counter, Gauge, type Registry } from "prom-client";
+import { Counter, Gauge, type Registry } from "./prom_client.ts";
 
 /** What `/proc/<pid>` says about a process. */
 export interface ProcFigures {

@@ -6,9 +6,10 @@
  */
 
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { Counter, Gauge, Histogram, Registry } from "../../lib/prom_client.ts";
 import { methodNotAllowed, type Readiness, serveHealth } from "../../lib/health.ts";
 import {
+  exposition,
   registerBuildInfo,
   registerDefaultMetrics,
   SCRAPE_DURATION_BUCKETS,
@@ -122,7 +123,7 @@ export function createMetricsHandler(
       res.writeHead(answer.status, answer.headers).end(answer.body);
       return;
     }
-    return options.registry.metrics().then((body) => {
+    return exposition(options.registry).then((body) => {
       res.writeHead(200, { "content-type": options.registry.contentType })
         .end(method === "HEAD" ? undefined : body);
     });

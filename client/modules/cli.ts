@@ -10,7 +10,7 @@
  * @module
  */
 
-import type { Registry } from "prom-client";
+import type { Registry } from "../../lib/prom_client.ts";
 import { parseListenAddress } from "../../lib/address.ts";
 import { FlagError, type FlagSpec, type FlagValues } from "../../lib/flags.ts";
 import type { Logger } from "../../lib/logger.ts";

@@ -8,7 +8,7 @@
 import { Buffer } from "node:buffer";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { Registry } from "prom-client";
+import { Registry } from "../../lib/prom_client.ts";
 import { createNullLogger } from "../../lib/logger.ts";
 import { parseConfig } from "./config.ts";
 import { createModuleEngine, type ModuleEngine, prepareConfig } from "./engine.ts";

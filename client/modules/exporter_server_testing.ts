@@ -8,8 +8,9 @@
 import { Buffer } from "node:buffer";
 import http from "node:http";
 import https from "node:https";
-import { Registry } from "prom-client";
+import { Registry } from "../../lib/prom_client.ts";
 import { createNullLogger } from "../../lib/logger.ts";
+import { exposition } from "../../lib/metrics.ts";
 import {
   type ExporterServer,
   type ExporterServerOptions,
@@ -108,7 +109,7 @@ export async function withServer(
     engine: f.engine,
     metrics: async () => ({
       contentType: f.registry.contentType,
-      body: await f.registry.metrics(),
+      body: await exposition(f.registry),
     }),
     logger: createNullLogger(),
     address: { hostname: "127.0.0.1", port: 0 },

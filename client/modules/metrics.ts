@@ -6,7 +6,13 @@
  * @module
  */
 
-import { Counter, Gauge, type Registry, Summary } from "prom-client";
+import type * as PromClient from "prom-client";
+import SummaryModule from "prom-client/lib/summary.js";
+import { Counter, Gauge, type Registry, type Summary } from "../../lib/prom_client.ts";
+
+// Loaded with the module engine, not by lib/prom_client.ts: a plain client
+// has no summary.
+const SummaryClass: typeof PromClient.Summary = SummaryModule;
 
 /** The metrics the module engine updates. */
 export interface ModuleMetrics {
@@ -45,7 +51,7 @@ export function createModuleMetrics(registry: Registry): ModuleMetrics {
   const counter = (name: string, help: string) =>
     new Counter({ name, help, labelNames: ["module"] as const, registers });
   return {
-    duration: new Summary({
+    duration: new SummaryClass({
       name: "expexp_proxy_duration_seconds",
       help: "Duration of proxying requests to configured exporters",
       labelNames: ["module"] as const,

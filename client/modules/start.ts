@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { Registry } from "prom-client";
+import type { Registry } from "../../lib/prom_client.ts";
 import { formatAddress, type ListenAddress } from "../../lib/address.ts";
 import { createAllowList, parseCidr } from "../../lib/cidr.ts";
 import type { Logger } from "../../lib/logger.ts";
@@ -17,6 +17,7 @@ import { createModuleMetrics } from "./metrics.ts";
 import { createConfigReloader } from "./reloader.ts";
 import { createModuleScrapeHandler } from "./scrape_route.ts";
 import { sleep } from "../../lib/sleep.ts";
+import { exposition } from "../../lib/metrics.ts";
 
 /**
  * Builds the engine and starts the direct listeners.
@@ -58,7 +59,7 @@ export async function startModuleEngine(
   reloader.markLoaded();
   const ownMetrics = async () => ({
     contentType: registry.contentType,
-    body: await registry.metrics(),
+    body: await exposition(registry),
   });
   const scrapeHandler = settings.configured
     ? createModuleScrapeHandler({

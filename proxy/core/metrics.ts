@@ -6,7 +6,7 @@
  * @module
  */
 
-import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { Counter, Gauge, Histogram, Registry } from "../../lib/prom_client.ts";
 import {
   registerBuildInfo,
   registerDefaultMetrics,

@@ -11,6 +11,7 @@ import { Code, ConnectError, createContextValues, type HandlerContext } from "@c
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { ClientService, RegistryService } from "../../gen/pushprox/v1/pushprox_pb.ts";
 import type { Logger } from "../../lib/logger.ts";
+import { exposition } from "../../lib/metrics.ts";
 import { type Authenticator, createAuthenticator, defaultAuthConfig } from "../auth/auth.ts";
 import { createClientService, PEER_ADDRESS } from "../connect/client_service.ts";
 import { createFastClientHandler } from "../connect/fast_client_service.ts";
@@ -286,7 +287,7 @@ export function createProxy(options: ProxyOptions): Proxy {
       if (!allowRead(req, res, path)) return;
       let body: string;
       try {
-        body = await metrics.registry.metrics();
+        body = await exposition(metrics.registry);
       } catch (error) {
         logger.error("Cannot collect metrics", { err: error });
         res.writeHead(500, { "content-type": "text/plain; charset=utf-8" });
