@@ -59,6 +59,16 @@ export class BodyReader {
   }
 
   /**
+   * True when {@linkcode next} can answer from bytes already received (or
+   * with the end), without waiting on the connection: a hint for a consumer
+   * that would rather join its writes (a chunked size line cut short may
+   * still need one more read).
+   */
+  get ready(): boolean {
+    return this.#done || this.#reader.buffered > 0;
+  }
+
+  /**
    * The next piece of the body.
    *
    * @returns The piece (never empty), or null at the end of the body.

@@ -53,6 +53,13 @@ export interface Http1Response {
    * @throws {Http1Error} On a malformed or short body; the signal's reason once aborted.
    */
   next(): Promise<Uint8Array | null>;
+  /**
+   * True when {@linkcode Http1Response.next} answers without waiting on the
+   * connection (bytes received already, or the end): see `BodyReader.ready`.
+   */
+  readonly ready: boolean;
+  /** True once the body was read to its end: the next {@linkcode Http1Response.next} returns null. */
+  readonly complete: boolean;
   /** Gives up the body: the connection is closed unless the body was read to its end. */
   close(): void;
 }
@@ -182,6 +189,12 @@ export class Http1Pool {
       return {
         head,
         framing,
+        get ready() {
+          return finished || body.ready;
+        },
+        get complete() {
+          return body.done;
+        },
         async next() {
           if (finished) {
             if (body.done) return null;

@@ -37,3 +37,30 @@ export function releaseOwned(chunk: Uint8Array): boolean {
   if (buffer instanceof ArrayBuffer && !buffer.detached) buffer.transfer(0);
   return true;
 }
+
+/**
+ * What a body can tell its consumer without waiting. The native scrape's
+ * bodies carry it under {@linkcode BODY_PROGRESS}; the native push uses it
+ * to join its writes: the request head with a first piece already received,
+ * the last piece with the end of the stream (Content-Length told that it was
+ * the last). A body without it is streamed as it comes, piece by piece.
+ */
+export interface BodyProgress {
+  /** True when the next piece (or the end) is at hand: asking for it does not wait on the network. */
+  readonly ready: boolean;
+  /** True once the body was read to its end: the next ask returns the end. */
+  readonly complete: boolean;
+}
+
+/** The key under which a body offers its {@linkcode BodyProgress}. */
+export const BODY_PROGRESS: unique symbol = Symbol("BodyProgress");
+
+/**
+ * A body's progress, when it offers one.
+ *
+ * @param body The body.
+ * @returns Its progress, or null.
+ */
+export function bodyProgress(body: AsyncIterable<Uint8Array>): BodyProgress | null {
+  return (body as { [BODY_PROGRESS]?: BodyProgress })[BODY_PROGRESS] ?? null;
+}

@@ -25,7 +25,8 @@ import {
   readWholeBody,
   reusable,
 } from "../../lib/http1.ts";
-import { releaseOwned } from "../../lib/owned_chunks.ts";
+import { bodyProgress, releaseOwned } from "../../lib/owned_chunks.ts";
+import { concatBytes } from "../../lib/bytes.ts";
 import { errorMessage } from "../../lib/error_message.ts";
 
 /** Pushes one scrape's answer; rejects with a ConnectError when the push failed. */
@@ -112,17 +113,26 @@ export async function dialProxy(url: URL, address: string | null): Promise<Deno.
   return tls;
 }
 
-/** The largest prefix and chunk joined into one write. */
-const JOIN_BYTES = 65536 + 32;
+/**
+ * The largest write joined in a spare buffer: a read's worth of body
+ * (lib/http1.ts reads 64 KiB at most) behind its prefix, with room for the
+ * request head and the end of the stream.
+ */
+const JOIN_BYTES = 65536 + 4096;
 /** Join buffers not in use; one per concurrent write at most, a few kept. */
 const spareJoinBuffers: Uint8Array[] = [];
 
-function takeJoinBuffer(): Uint8Array {
-  return spareJoinBuffers.pop() ?? new Uint8Array(JOIN_BYTES);
+/** A spare buffer, or (none spare) a new one: of `length` bytes when that is small. */
+function takeJoinBuffer(length: number): Uint8Array {
+  const spare = spareJoinBuffers.pop();
+  if (spare !== undefined) return spare;
+  return new Uint8Array(length <= 8192 ? length : JOIN_BYTES);
 }
 
 function giveJoinBuffer(buffer: Uint8Array): void {
-  if (spareJoinBuffers.length < 2) spareJoinBuffers.push(buffer);
+  if (buffer.byteLength === JOIN_BYTES && spareJoinBuffers.length < 2) {
+    spareJoinBuffers.push(buffer);
+  }
 }
 
 /**
@@ -216,8 +226,17 @@ export function createNativePush(options: NativePushOptions): NativePush {
       at += writeEnvelopePrefix(first, at, headMessage.byteLength);
       first.set(headMessage, at);
       at += headMessage.byteLength;
-      await writeAll(conn, first.subarray(0, at));
+      // The head waits for the first piece of the body when that piece is
+      // already received (one write, one segment for the proxy); a body
+      // known to be complete takes the end of the stream along too.
+      let pending: Uint8Array | null = first.subarray(0, at);
+      let ended = false;
       if (body !== null) {
+        const progress = bodyProgress(body);
+        if (progress === null || !progress.ready) {
+          await writeAll(conn, pending);
+          pending = null;
+        }
         const prefix = new Uint8Array(32);
         for await (const chunk of body) {
           signal.throwIfAborted();
@@ -227,37 +246,40 @@ export function createNativePush(options: NativePushOptions): NativePush {
           n += writeEnvelopePrefix(prefix, n, message);
           prefix[n++] = 0x12;
           n += writeVarint(prefix, n, chunk.byteLength);
-          if (chunk.byteLength <= 4096) {
-            // Small chunks: one write beats two syscalls.
-            const joined = new Uint8Array(n + chunk.byteLength);
-            joined.set(prefix.subarray(0, n));
-            joined.set(chunk, n);
-            releaseOwned(chunk);
-            await writeAll(conn, joined);
-          } else if (n + chunk.byteLength <= JOIN_BYTES) {
+          const last = progress !== null && progress.complete;
+          const before = pending?.byteLength ?? 0;
+          const length = before + n + chunk.byteLength + (last ? LAST_CHUNK.byteLength : 0);
+          if (length <= JOIN_BYTES) {
             // A read's worth (lib/http1.ts reads 64 KiB at most): copying it
             // behind its prefix in a spare buffer costs less than a second
             // write, and the proxy gets one segment instead of two.
-            const joined = takeJoinBuffer();
-            const length = n + chunk.byteLength;
-            joined.set(prefix.subarray(0, n));
-            joined.set(chunk, n);
+            const joined = takeJoinBuffer(length);
+            if (pending !== null) joined.set(pending);
+            joined.set(prefix.subarray(0, n), before);
+            joined.set(chunk, before + n);
+            if (last) joined.set(LAST_CHUNK, length - LAST_CHUNK.byteLength);
             // (A freed chunk reads as empty: its length is taken before.)
             releaseOwned(chunk);
+            pending = null;
+            ended = last;
             try {
               await writeAll(conn, joined.subarray(0, length));
             } finally {
               giveJoinBuffer(joined);
             }
           } else {
-            await writeAll(conn, prefix.subarray(0, n));
+            if (pending !== null) {
+              await writeAll(conn, concatBytes([pending, prefix.subarray(0, n)]));
+              pending = null;
+            } else await writeAll(conn, prefix.subarray(0, n));
             await writeAll(conn, chunk);
             // Written: a native scrape's piece is freed now, not at the next GC.
             releaseOwned(chunk);
           }
         }
       }
-      await writeAll(conn, LAST_CHUNK);
+      if (pending !== null) await writeAll(conn, concatBytes([pending, LAST_CHUNK]));
+      else if (!ended) await writeAll(conn, LAST_CHUNK);
       const response = await readResponseHead(connection.reader, maxHeaderBytes);
       const framing = bodyFraming(response, "POST");
       const bytes = await readWholeBody(connection.reader, framing, maxBodyBytes);
