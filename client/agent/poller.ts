@@ -24,6 +24,7 @@ import type { PushSender } from "../transport/native_push.ts";
 import type { ScrapeOutcome, Scraper } from "../scrape/scraper.ts";
 import { sleep } from "../../lib/sleep.ts";
 import { errorMessage } from "../../lib/error_message.ts";
+import { Deadlines, Watchdog } from "./timers.ts";
 
 /** What the client announces when it registers. */
 export interface PollIdentity {
@@ -105,6 +106,8 @@ export async function runPoller(options: PollerOptions): Promise<void> {
   const maxRefusals = options.maxRefusals ?? 3;
   const repeats = options.repeats ?? createRepeatFilter();
   let refusals = 0;
+  // One timer for every scrape's deadline (issue #11).
+  const deadlines = new Deadlines();
 
   while (!signal.aborted) {
     const stream = new AbortController();
@@ -116,11 +119,9 @@ export async function runPoller(options: PollerOptions): Promise<void> {
       else Promise.allSettled([...inFlight]).then(end);
     };
     signal.addEventListener("abort", stopStream, { once: true });
-    let watchdog: ReturnType<typeof setTimeout> | undefined;
-    const arm = (ms: number, reason: string) => {
-      clearTimeout(watchdog);
-      watchdog = setTimeout(() => stream.abort(new Error(reason)), ms);
-    };
+    // Re-armed by every message: moves a due time, not a timer (issue #11).
+    const watchdog = new Watchdog((reason) => stream.abort(new Error(reason)));
+    const arm = (ms: number, reason: string) => watchdog.arm(ms, reason);
     let registeredAt = 0;
     let sessionId = "";
     let replaced = false;
@@ -144,7 +145,7 @@ export async function runPoller(options: PollerOptions): Promise<void> {
           heartbeatMs = value.heartbeatIntervalMs;
           if (heartbeatMs > 0) {
             arm(heartbeatMs * MISSED_HEARTBEATS, "no heartbeat");
-          } else clearTimeout(watchdog);
+          } else watchdog.clear();
           backoff.reset();
           options.onState?.(true);
           logger.info("Registered with the proxy", { fqdn: identity.fqdn });
@@ -200,7 +201,7 @@ export async function runPoller(options: PollerOptions): Promise<void> {
         logger.warn("Poll stream failed", { err: describePollError(reason) });
       }
     } finally {
-      clearTimeout(watchdog);
+      watchdog.clear();
       signal.removeEventListener("abort", stopStream);
       if (registeredAt > 0) {
         options.onState?.(false);
@@ -214,6 +215,7 @@ export async function runPoller(options: PollerOptions): Promise<void> {
     if (!healthy) await sleep(backoff.next(), { signal }).catch(() => {});
   }
   await Promise.allSettled([...inFlight]);
+  deadlines.close();
 
   async function runScrape(
     request: ScrapeRequest,
@@ -222,7 +224,8 @@ export async function runPoller(options: PollerOptions): Promise<void> {
   ): Promise<void> {
     const started = performance.now();
     const log = logger.with({ scrape_id: request.id });
-    const deadline = AbortSignal.timeout(Math.max(1, request.timeoutMs));
+    const timer = deadlines.start(request.timeoutMs);
+    const deadline = timer.signal;
     log.debug("Scraping", { url: request.url, timeout: formatDuration(request.timeoutMs) });
     const outcome: ScrapeOutcome = refuse
       ? { status: 503, headers: [], error: "the client is shutting down", body: null }
@@ -251,6 +254,7 @@ export async function runPoller(options: PollerOptions): Promise<void> {
       metrics.pushErrors.inc();
       log.warn("Push failed", { url: request.url, err: errorMessage(error) });
     } finally {
+      timer.release();
       metrics.scrapeDuration.observe((performance.now() - started) / 1000);
     }
   }
