@@ -12,12 +12,10 @@
  * @module
  */
 
-import { create, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
+import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import {
-  PushRequestSchema,
-  type ScrapeResponseHeadSchema,
-} from "../../gen/pushprox/v1/pushprox_pb.ts";
+import type { ScrapeResponseHeadSchema } from "../../gen/pushprox/v1/pushprox_pb.ts";
+import { encodePushHead } from "./pushprox_codec.ts";
 import {
   bodyFraming,
   ByteReader,
@@ -213,10 +211,7 @@ export function createNativePush(options: NativePushOptions): NativePush {
     let done = false;
     try {
       const conn = connection.conn;
-      const headMessage = toBinary(
-        PushRequestSchema,
-        create(PushRequestSchema, { message: { case: "head", value: head } }),
-      );
+      const headMessage = encodePushHead(head);
       const start = encoder.encode(requestHead());
       const first = new Uint8Array(start.byteLength + 16 + headMessage.byteLength);
       let at = 0;
