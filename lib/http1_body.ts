@@ -122,6 +122,29 @@ export class BodyReader {
           if (this.#chunkLeft === 0) this.#chunkLeft = -2;
           continue;
         }
+        // The usual framing, read off the bytes: the CRLF after a chunk's
+        // data, a bare hexadecimal size line. Anything else (extensions,
+        // blanks, trailers, errors) takes the line-by-line way below.
+        if (this.#chunkLeft === -2 && buffer[r] === 0x0d && buffer[r + 1] === 0x0a) {
+          r += 2;
+          this.#chunkLeft = -1;
+          continue;
+        }
+        if (this.#chunkLeft === -1) {
+          let size = 0;
+          let i = r;
+          for (; i < r + 8 && i < buffer.byteLength; i++) {
+            const digit = hexDigit(buffer[i]!);
+            if (digit < 0) break;
+            size = size * 16 + digit;
+          }
+          if (i > r && i - r <= this.#maxLine && buffer[i] === 0x0d && buffer[i + 1] === 0x0a) {
+            r = i + 2;
+            this.#chunkSize = size;
+            this.#chunkLeft = size === 0 ? -3 : size;
+            continue;
+          }
+        }
         const lf = buffer.indexOf(0x0a, r);
         if (lf < 0) break;
         if (lf === r || buffer[lf - 1] !== 0x0d) {
@@ -195,6 +218,14 @@ export class BodyReader {
       "ended",
     );
   }
+}
+
+/** A hexadecimal digit's value, or -1. */
+function hexDigit(byte: number): number {
+  if (byte >= 0x30 && byte <= 0x39) return byte - 0x30;
+  if (byte >= 0x61 && byte <= 0x66) return byte - 0x57;
+  if (byte >= 0x41 && byte <= 0x46) return byte - 0x37;
+  return -1;
 }
 
 /**
