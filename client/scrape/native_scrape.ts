@@ -11,7 +11,7 @@
 
 import type { HeaderField } from "../../lib/headers.ts";
 import { Http1Pool, type Http1Response } from "../../lib/http1.ts";
-import { BODY_PROGRESS, type BodyProgress, markOwned } from "../../lib/owned_chunks.ts";
+import { BODY_PROGRESS, type BodyProgress } from "../../lib/owned_chunks.ts";
 import type { ClosableScrapeTransport, TargetResponse } from "./scrape_types.ts";
 
 /** Options for {@linkcode createNativeScrapeTransport}. */
@@ -105,6 +105,11 @@ class NativeBody implements AsyncIterableIterator<Uint8Array>, BodyProgress {
     return this.#closed || this.#response.complete;
   }
 
+  /** Each piece is the only view of its buffer (lib/http1.ts): native push frees it once sent. */
+  get owned(): boolean {
+    return true;
+  }
+
   [Symbol.asyncIterator](): AsyncIterableIterator<Uint8Array> {
     return this;
   }
@@ -122,7 +127,7 @@ class NativeBody implements AsyncIterableIterator<Uint8Array>, BodyProgress {
       this.#close();
       return { done: true, value: undefined };
     }
-    return { done: false, value: markOwned(piece) };
+    return { done: false, value: piece };
   }
 
   return(): Promise<IteratorResult<Uint8Array, undefined>> {

@@ -23,7 +23,7 @@ import {
   readWholeBody,
   reusable,
 } from "../../lib/http1.ts";
-import { bodyProgress, releaseOwned } from "../../lib/owned_chunks.ts";
+import { bodyProgress, freeBuffer, releaseOwned } from "../../lib/owned_chunks.ts";
 import { concatBytes } from "../../lib/bytes.ts";
 import { errorMessage } from "../../lib/error_message.ts";
 
@@ -62,6 +62,7 @@ export interface NativePush {
 const CRLF = new Uint8Array([0x0d, 0x0a]);
 const LAST_CHUNK = new TextEncoder().encode("\r\n0\r\n\r\n");
 const encoder = new TextEncoder();
+const utf8 = new TextDecoder();
 
 /**
  * Whether the native path (Push here, Poll in client/transport/native_poll.ts) can
@@ -185,34 +186,42 @@ export function createNativePush(options: NativePushOptions): NativePush {
     }
   }
 
-  async function acquire(): Promise<Connection> {
-    const reused = idle.pop();
-    if (reused !== undefined) return reused;
+  async function dialConnection(): Promise<Connection> {
     return new Connection(await dial(base, options.address ?? null));
   }
 
-  function requestHead(): string {
+  const headStart = `POST ${path} HTTP/1.1\r\n` +
+    `host: ${base.host}\r\n` +
+    "content-type: application/connect+proto\r\n" +
+    "connect-protocol-version: 1\r\n" +
+    "transfer-encoding: chunked\r\n";
+  // The request head's bytes, for the Authorization value they were made with.
+  let headFor: string | null | undefined;
+  let headBytes = new Uint8Array(0);
+
+  function requestHead(): Uint8Array {
     const authorization = options.authorization?.() ?? null;
-    return `POST ${path} HTTP/1.1\r\n` +
-      `host: ${base.host}\r\n` +
-      "content-type: application/connect+proto\r\n" +
-      "connect-protocol-version: 1\r\n" +
-      "transfer-encoding: chunked\r\n" +
-      (authorization !== null ? `authorization: ${authorization}\r\n` : "") +
-      "\r\n";
+    if (authorization !== headFor) {
+      headFor = authorization;
+      headBytes = encoder.encode(
+        headStart + (authorization !== null ? `authorization: ${authorization}\r\n` : "") + "\r\n",
+      );
+    }
+    return headBytes;
   }
 
   const send: PushSender = async (head, body, signal) => {
     if (signal.aborted) throw abortError(signal);
     if (closed) throw new ConnectError("push sender closed", Code.Canceled);
-    const connection = await untilAborted(acquire(), signal);
+    // An idle connection is taken at once; a new one is dialled until aborted.
+    const connection = idle.pop() ?? await untilAborted(dialConnection(), signal);
     const abort = () => connection.destroy();
     signal.addEventListener("abort", abort, { once: true });
     let done = false;
     try {
       const conn = connection.conn;
       const headMessage = encodePushHead(head);
-      const start = encoder.encode(requestHead());
+      const start = requestHead();
       const first = new Uint8Array(start.byteLength + 16 + headMessage.byteLength);
       let at = 0;
       first.set(start, at);
@@ -232,6 +241,8 @@ export function createNativePush(options: NativePushOptions): NativePush {
           await writeAll(conn, pending);
           pending = null;
         }
+        // A native scrape's pieces are freed once written, not at the next GC.
+        const release = progress?.owned ? freeBuffer : releaseOwned;
         const prefix = new Uint8Array(32);
         for await (const chunk of body) {
           signal.throwIfAborted();
@@ -254,7 +265,7 @@ export function createNativePush(options: NativePushOptions): NativePush {
             joined.set(chunk, before + n);
             if (last) joined.set(LAST_CHUNK, length - LAST_CHUNK.byteLength);
             // (A freed chunk reads as empty: its length is taken before.)
-            releaseOwned(chunk);
+            release(chunk);
             pending = null;
             ended = last;
             try {
@@ -269,7 +280,7 @@ export function createNativePush(options: NativePushOptions): NativePush {
             } else await writeAll(conn, prefix.subarray(0, n));
             await writeAll(conn, chunk);
             // Written: a native scrape's piece is freed now, not at the next GC.
-            releaseOwned(chunk);
+            release(chunk);
           }
         }
       }
@@ -400,13 +411,21 @@ export function endStreamError(bytes: Uint8Array): ConnectError | null {
   let at = 0;
   while (at + 5 <= bytes.byteLength) {
     const flags = bytes[at]!;
-    const length = new DataView(bytes.buffer, bytes.byteOffset + at + 1, 4).getUint32(0);
+    const length = ((bytes[at + 1]! << 24) >>> 0) + (bytes[at + 2]! << 16) +
+      (bytes[at + 3]! << 8) + bytes[at + 4]!;
+    // Success, nearly always: `{}`, parsed without JSON.parse.
+    if (
+      (flags & 0x02) !== 0 && length === 2 && at + 7 <= bytes.byteLength &&
+      bytes[at + 5] === 0x7b && bytes[at + 6] === 0x7d
+    ) {
+      return null;
+    }
     const end = at + 5 + length;
     if (end > bytes.byteLength) break;
     if ((flags & 0x02) !== 0) {
       let json: { error?: { code?: string; message?: string } };
       try {
-        json = JSON.parse(new TextDecoder().decode(bytes.subarray(at + 5, end)));
+        json = JSON.parse(utf8.decode(bytes.subarray(at + 5, end)));
       } catch {
         return new ConnectError("protocol error: invalid end-stream message", Code.Internal);
       }
