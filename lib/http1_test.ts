@@ -425,3 +425,42 @@ Deno.test("http1: a head received whole is read as one received line by line", a
     }
   }
 });
+
+Deno.test("http1: small reads are copied off one read buffer; every piece owns its buffer", async () => {
+  const pieces = [
+    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n01234\r\n",
+    "5\r\n56789\r\n",
+    "a\r\nabcdefghij\r\n0\r\n\r\n",
+  ].map((p) => new TextEncoder().encode(p));
+  const readBuffers = new Set<ArrayBufferLike>();
+  const reader = new ByteReader((buffer) => {
+    readBuffers.add(buffer.buffer);
+    const next = pieces.shift();
+    if (next === undefined) return Promise.resolve(null);
+    buffer.set(next);
+    return Promise.resolve(next.byteLength);
+  }, 1024);
+  const head = await readResponseHead(reader, 1024);
+  const body = new BodyReader(reader, bodyFraming(head, "GET"));
+  let text = "";
+  const buffers = new Set<ArrayBufferLike>();
+  for (let piece = await body.next(); piece !== null; piece = await body.next()) {
+    assert.ok(!buffers.has(piece.buffer) && !readBuffers.has(piece.buffer), "a buffer of its own");
+    buffers.add(piece.buffer);
+    text += new TextDecoder().decode(piece);
+    // Freed by its consumer: the reads after it are not touched.
+    (piece.buffer as ArrayBuffer).transfer(0);
+  }
+  assert.equal(text, "0123456789abcdefghij");
+  assert.equal(readBuffers.size, 1, "one read buffer, used again");
+  // A large read keeps its buffer: handed on, not copied.
+  const big = new Uint8Array(60_000).fill(3);
+  const large = new ByteReader((buffer) => {
+    buffer.set(big.subarray(0, buffer.byteLength));
+    return Promise.resolve(Math.min(big.byteLength, buffer.byteLength));
+  });
+  await large.fill();
+  const piece = (await large.readSome(1 << 20))!;
+  assert.equal(piece.byteLength, 60_000);
+  assert.equal(piece.buffer.byteLength, 65536);
+});
