@@ -152,7 +152,8 @@ export class Http1Pool {
       }
       const conn = connection;
       const abort = () => conn.destroy();
-      signal.addEventListener("abort", abort, { once: true });
+      // (An abort event fires once: no `once` option to convert.)
+      signal.addEventListener("abort", abort);
       const receivedBefore = conn.reader.received;
       let head: ResponseHead;
       let framing: BodyFraming;

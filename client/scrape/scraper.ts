@@ -5,7 +5,12 @@
  * @module
  */
 
-import { declaredLength, forwardableHeaders, type HeaderField } from "../../lib/headers.ts";
+import {
+  declaredLength,
+  forwardableFields,
+  forwardableHeaders,
+  type HeaderField,
+} from "../../lib/headers.ts";
 import { hostKey } from "../../lib/host.ts";
 import type {
   ModuleScrapeHandler,
@@ -124,6 +129,9 @@ export function resolveTargetUrl(rawUrl: string, fqdn: string): URL | string {
   if (hostKey(url.hostname) !== hostKey(fqdn)) {
     return `scrape target host "${url.hostname}" does not match the client's fqdn "${fqdn}"`;
   }
+  // A `_scheme` parameter's name has a "_" (or "%5F"): most queries have neither.
+  const search = url.search;
+  if (!search.includes("_") && !search.includes("%")) return url;
   const scheme = url.searchParams.get("_scheme");
   if (scheme !== null) {
     if (scheme !== "http" && scheme !== "https") {
@@ -144,13 +152,31 @@ export function resolveTargetUrl(rawUrl: string, fqdn: string): URL | string {
  */
 export function pushedHeaders(fields: readonly [string, string][]): HeaderField[] {
   const headers = forwardableHeaders(fields);
-  const chunked = fields.some(([name]) => name.toLowerCase() === "transfer-encoding");
-  const length = declaredLength(fields);
-  if (!chunked && "length" in length && length.length !== null) {
-    headers.push({ name: "content-length", value: String(length.length) });
+  let chunked = false;
+  let length: string | null = null;
+  let lengths = 0;
+  for (const [name, value] of fields) {
+    const lower = name.toLowerCase();
+    if (lower === "transfer-encoding") chunked = true;
+    else if (lower === "content-length") {
+      length = value;
+      lengths++;
+    }
+  }
+  if (chunked || length === null) return headers;
+  // The usual one plain value; lists and repeats as declaredLength reads them.
+  if (lengths === 1 && DECIMAL.test(length)) {
+    headers.push({ name: "content-length", value: String(Number(length)) });
+    return headers;
+  }
+  const declared = declaredLength(fields);
+  if ("length" in declared && declared.length !== null) {
+    headers.push({ name: "content-length", value: String(declared.length) });
   }
   return headers;
 }
+
+const DECIMAL = /^\d{1,15}$/;
 
 function failure(status: number, error: string): ScrapeOutcome {
   return { status, headers: [], error, body: null };
@@ -175,7 +201,7 @@ export function createScraper(options: ScraperOptions): Scraper {
       const target = applyScrapePolicy(resolved, policy);
       if (typeof target === "string") return failure(403, target);
       const url = target.url;
-      let headers = forwardableHeaders(job.headers.map((h) => [h.name, h.value]));
+      let headers = forwardableFields(job.headers);
       if (target.hostHeader !== null) headers.push({ name: "host", value: target.hostHeader });
       if (options.readToken) {
         // Rancher's fork silently switches to https when --token-path is set;

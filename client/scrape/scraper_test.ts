@@ -25,6 +25,13 @@ Deno.test("resolveTargetUrl() compares hosts as routing keys and applies _scheme
     "https://node1.example.:9100/m?a=1",
   );
   assert.match(String(resolveTargetUrl("http://other:9100/", "node1.example")), /does not match/);
+  // The parameter's name percent-encoded, and queries without it.
+  assert.equal(
+    String(resolveTargetUrl("http://h:1/m?%5Fscheme=https&b=%41", "h")),
+    "https://h:1/m?b=A",
+  );
+  assert.equal(String(resolveTargetUrl("http://h:1/m?module=x", "h")), "http://h:1/m?module=x");
+  assert.match(String(resolveTargetUrl("http://h:1/m?_scheme=ftp", "h")), /_scheme must be/);
 });
 
 Deno.test("pushedHeaders() keeps the target's Content-Length, not its framing fields", () => {
@@ -51,4 +58,12 @@ Deno.test("pushedHeaders() keeps the target's Content-Length, not its framing fi
     [],
     "an unusable length is left out",
   );
+  assert.deepEqual(
+    pushedHeaders([["content-length", " 007 "], ["Content-Length", "7"]]),
+    [{ name: "content-length", value: "7" }],
+    "a repeated length, as declaredLength reads it",
+  );
+  assert.deepEqual(pushedHeaders([["content-length", "0012"]]), [
+    { name: "content-length", value: "12" },
+  ]);
 });

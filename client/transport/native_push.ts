@@ -216,7 +216,8 @@ export function createNativePush(options: NativePushOptions): NativePush {
     // An idle connection is taken at once; a new one is dialled until aborted.
     const connection = idle.pop() ?? await untilAborted(dialConnection(), signal);
     const abort = () => connection.destroy();
-    signal.addEventListener("abort", abort, { once: true });
+    // (An abort event fires once: no `once` option to convert.)
+    signal.addEventListener("abort", abort);
     let done = false;
     try {
       const conn = connection.conn;
