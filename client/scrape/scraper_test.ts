@@ -67,3 +67,29 @@ Deno.test("pushedHeaders() keeps the target's Content-Length, not its framing fi
     { name: "content-length", value: "12" },
   ]);
 });
+
+Deno.test("createScraper() works out a URL's target once and refuses it the same each time", async () => {
+  const seen: { url: URL; headers: readonly { name: string; value: string }[] }[] = [];
+  const scraper = createScraper({
+    fqdn: "node1.example",
+    policy: { useLocalhost: true, allowPorts: [9100] },
+    transport: (url, init) => {
+      seen.push({ url, headers: init.headers });
+      return Promise.resolve({ status: 200, headers: [], body: (async function* () {})() });
+    },
+  });
+  const job = (url: string) => ({ id: "x", method: "GET", url, headers: [] });
+  const signal = new AbortController().signal;
+  for (let i = 0; i < 3; i++) {
+    assert.equal((await scraper.scrape(job("http://node1.example:9100/m"), signal)).status, 200);
+    const refused = await scraper.scrape(job("http://node1.example:22/"), signal);
+    assert.equal(refused.status, 403);
+    assert.match(refused.error, /port 22/);
+  }
+  assert.equal(seen.length, 3);
+  assert.equal(String(seen[0]!.url), "http://127.0.0.1:9100/m");
+  assert.ok(seen.every((s) => s.url === seen[0]!.url), "parsed once");
+  for (const { headers } of seen) {
+    assert.deepEqual(headers, [{ name: "host", value: "node1.example:9100" }]);
+  }
+});
