@@ -83,6 +83,7 @@ export interface PollerOptions {
 
 /** Heartbeats missed before the stream counts as dead. */
 const MISSED_HEARTBEATS = 3;
+const NO_HEARTBEATS = `no heartbeat for ${MISSED_HEARTBEATS} intervals`;
 
 /**
  * Polls until `options.signal` aborts, then waits for in-flight scrapes to
@@ -132,10 +133,7 @@ export async function runPoller(options: PollerOptions): Promise<void> {
       const request = { ...identity, proxies: options.proxies?.() ?? [] };
       for await (const message of poll(request, stream.signal)) {
         if (heartbeatMs > 0) {
-          arm(
-            heartbeatMs * MISSED_HEARTBEATS,
-            `no heartbeat for ${MISSED_HEARTBEATS} intervals`,
-          );
+          arm(heartbeatMs * MISSED_HEARTBEATS, NO_HEARTBEATS);
         }
         const { case: kind, value } = message.message;
         if (kind === "registered") {

@@ -247,6 +247,8 @@ export function createNativePush(options: NativePushOptions): NativePush {
         const prefix = new Uint8Array(32);
         for await (const chunk of body) {
           signal.throwIfAborted();
+          // (The end of the stream is written: nothing may follow it.)
+          if (ended) throw new Error("the body went on after it said it was complete");
           const varint = varintLength(chunk.byteLength);
           const message = 1 + varint + chunk.byteLength;
           let n = writeChunkPrefix(prefix, 0, 5 + message, true);
