@@ -47,9 +47,7 @@ export class Http1Error extends Error {
 
 /**
  * A buffered reader over a connection that can keep one read pending while
- * idle. The bytes of every read end up in a buffer of their own (a small
- * read is copied off the read buffer, which is used again; a large one
- * keeps it); a view handed out as body data
+ * idle. Every read lands in a fresh buffer; a view handed out as body data
  * ({@linkcode ByteReader.readSome}, {@linkcode readBody}) is the only
  * reference to its buffer (what follows is copied off), so a consumer may
  * free the buffer after use (`chunk.buffer.transfer(0)`).
@@ -59,8 +57,6 @@ export class ByteReader {
   #data: Uint8Array = new Uint8Array(0);
   #pending: Promise<number | null> | null = null;
   #pendingBuffer: Uint8Array | null = null;
-  /** A read buffer no view refers to, for the next read. */
-  #scratch: Uint8Array | null = null;
   #readBytes: number;
   #ended = false;
   #received = 0;
@@ -99,7 +95,7 @@ export class ByteReader {
    */
   prefetch(): Promise<number | null> {
     if (this.#pending === null) {
-      this.#pendingBuffer = this.#takeScratch();
+      this.#pendingBuffer = new Uint8Array(this.#readBytes);
       this.#pending = this.#read(this.#pendingBuffer);
     }
     return this.#pending;
@@ -114,58 +110,31 @@ export class ByteReader {
   async fill(): Promise<boolean> {
     if (this.#ended) return false;
     const keep = this.#data.byteLength;
-    let read: Uint8Array;
+    let buffer: Uint8Array;
     let n: number | null;
     if (this.#pending !== null) {
       const pending = this.#pending;
-      read = this.#pendingBuffer!;
+      const read = this.#pendingBuffer!;
       this.#pending = null;
       this.#pendingBuffer = null;
       n = await pending;
-    } else if (keep < this.#readBytes >> 1) {
-      read = this.#takeScratch();
-      n = await this.#read(read);
+      if (n !== null && keep > 0) {
+        buffer = new Uint8Array(keep + n);
+        buffer.set(this.#data);
+        buffer.set(read.subarray(0, n), keep);
+      } else buffer = read;
     } else {
-      // A long line or frame: one read as large as what is kept.
-      const buffer = new Uint8Array(keep + Math.max(this.#readBytes, keep));
+      buffer = new Uint8Array(keep + Math.max(this.#readBytes, keep));
       buffer.set(this.#data);
       n = await this.#read(buffer.subarray(keep));
-      if (n === null) {
-        this.#ended = true;
-        return false;
-      }
-      this.#received += n;
-      this.#data = buffer.subarray(0, keep + n);
-      return true;
     }
     if (n === null) {
-      this.#scratch = read;
       this.#ended = true;
       return false;
     }
     this.#received += n;
-    if (keep === 0 && n >= this.#readBytes >> 2) {
-      // A large read keeps its buffer (handed on, not copied); the next
-      // read gets a new one.
-      this.#data = read.subarray(0, n);
-      return true;
-    }
-    // A small read is copied off (what a fresh buffer per read would cost
-    // in zeroing and collection), and its buffer used again.
-    const buffer = new Uint8Array(keep + n);
-    buffer.set(this.#data);
-    buffer.set(read.subarray(0, n), keep);
-    this.#scratch = read;
-    this.#data = buffer;
+    this.#data = buffer.subarray(0, keep + n);
     return true;
-  }
-
-  /** The buffer for the next read: the last one's when it was copied off. */
-  #takeScratch(): Uint8Array {
-    const scratch = this.#scratch;
-    if (scratch === null) return new Uint8Array(this.#readBytes);
-    this.#scratch = null;
-    return scratch;
   }
 
   /** The buffered bytes, not consumed (body decoding may rewrite them in place). */
