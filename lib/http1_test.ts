@@ -425,3 +425,37 @@ Deno.test("http1: a head received whole is read as one received line by line", a
     }
   }
 });
+
+Deno.test("http1: an idle connection waits with a read sized by its last answer", async () => {
+  const reads: number[] = [];
+  const pool = new Http1Pool({
+    dial: async (hostname, port) => {
+      const conn = await Deno.connect({ hostname, port });
+      const read = conn.read.bind(conn);
+      conn.read = (buffer) => {
+        reads.push(buffer.byteLength);
+        return read(buffer);
+      };
+      return conn;
+    },
+  });
+  const big = "b".repeat(200_000);
+  const server = rawServer(async (conn) => {
+    for (let i = 0;; i++) {
+      if (await readRequest(conn) === null) return;
+      const body = i === 1 ? big : "ok\n";
+      await conn.write(encode(`HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\n\r\n${body}`));
+    }
+  });
+  try {
+    assert.equal(await fetchText(pool, server.url), "ok\n");
+    assert.equal(reads.at(-1), 4096, "a small answer: a small read waits for the next");
+    assert.equal(await fetchText(pool, server.url), big, "a larger answer is read on");
+    assert.equal(reads.at(-1), 65536, "a large answer: a full read waits for the next");
+    assert.equal(await fetchText(pool, server.url), "ok\n");
+    assert.equal(server.connections(), 1);
+  } finally {
+    pool.close();
+    await server.close();
+  }
+});
