@@ -64,6 +64,21 @@ export interface Http1Response {
   close(): void;
 }
 
+/** Where a URL is dialled, by URL object (a scraper passes the same one again). */
+const endpoints = new WeakMap<URL, { href: string; hostname: string; port: number; key: string }>();
+
+function endpointOf(url: URL): { hostname: string; port: number; key: string } {
+  const href = url.href;
+  const known = endpoints.get(url);
+  if (known !== undefined && known.href === href) return known;
+  if (url.protocol !== "http:") throw new TypeError(`not an http URL: ${url}`);
+  const hostname = url.hostname.replace(/^\[(.*)\]$/, "$1");
+  const port = url.port !== "" ? Number(url.port) : 80;
+  const endpoint = { href, hostname, port, key: `${hostname}:${port}` };
+  endpoints.set(url, endpoint);
+  return endpoint;
+}
+
 /** Errors that mean a kept-alive connection was closed by the peer meanwhile. */
 function isStale(error: unknown): boolean {
   return error instanceof Http1Error ||
@@ -133,10 +148,7 @@ export class Http1Pool {
   async request(url: URL, options: Http1RequestOptions): Promise<Http1Response> {
     const { signal, method } = options;
     signal.throwIfAborted();
-    if (url.protocol !== "http:") throw new TypeError(`not an http URL: ${url}`);
-    const hostname = url.hostname.replace(/^\[(.*)\]$/, "$1");
-    const port = url.port !== "" ? Number(url.port) : 80;
-    const key = `${hostname}:${port}`;
+    const { hostname, port, key } = endpointOf(url);
     const keepAlive = options.keepAlive ?? true;
     for (let attempt = 0;; attempt++) {
       let connection = attempt === 0 ? this.#takeIdle(key) : undefined;

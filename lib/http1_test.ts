@@ -459,3 +459,23 @@ Deno.test("http1: an idle connection waits with a read sized by its last answer"
     await server.close();
   }
 });
+
+Deno.test("http1: the pool dials where the URL points now, not where it pointed", async () => {
+  const pool = new Http1Pool();
+  const servers = ["one\n", "two\n"].map((body) =>
+    rawServer(async (conn) => {
+      while (await readRequest(conn) !== null) {
+        await conn.write(encode(`HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n${body}`));
+      }
+    })
+  );
+  try {
+    const url = new URL(servers[0]!.url);
+    assert.equal(await fetchText(pool, url), "one\n");
+    url.port = new URL(servers[1]!.url).port;
+    assert.equal(await fetchText(pool, url), "two\n");
+  } finally {
+    pool.close();
+    await Promise.all(servers.map((s) => s.close()));
+  }
+});

@@ -118,6 +118,17 @@ export async function dialProxy(url: URL, address: string | null): Promise<Deno.
  * request head and the end of the stream.
  */
 const JOIN_BYTES = 65536 + 4096;
+/**
+ * A native scrape's piece is freed once written when its buffer is this
+ * large; a smaller one is left to the collector (freeing it costs more
+ * than it saves).
+ */
+const FREE_BYTES = 16384;
+
+function freeIfLarge(chunk: Uint8Array): void {
+  if (chunk.buffer.byteLength >= FREE_BYTES) freeBuffer(chunk);
+}
+
 /** Join buffers not in use; one per concurrent write at most, a few kept. */
 const spareJoinBuffers: Uint8Array[] = [];
 
@@ -243,7 +254,7 @@ export function createNativePush(options: NativePushOptions): NativePush {
           pending = null;
         }
         // A native scrape's pieces are freed once written, not at the next GC.
-        const release = progress?.owned ? freeBuffer : releaseOwned;
+        const release = progress?.owned ? freeIfLarge : releaseOwned;
         const prefix = new Uint8Array(32);
         for await (const chunk of body) {
           signal.throwIfAborted();

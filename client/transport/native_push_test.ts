@@ -384,9 +384,12 @@ Deno.test("native push joins its writes when the body tells it may", async () =>
   };
   try {
     // Received and complete: head, piece and end of stream in one write.
-    const piece = new Uint8Array(1000).fill(1);
+    const piece = new Uint8Array(20_000).fill(1);
     assert.equal(await counted(progressBody([piece], true)), 1);
     assert.equal((piece.buffer as ArrayBuffer).detached, true, "an owned piece is freed");
+    const small = new Uint8Array(1000).fill(1);
+    assert.equal(await counted(progressBody([small], true)), 1);
+    assert.equal(small.byteLength, 1000, "a small one is left to the collector");
     // Not received yet: the head goes first.
     assert.equal(await counted(progressBody([new Uint8Array(10)], false)), 2);
     // Two pieces: the end of stream goes with the second.
@@ -403,7 +406,7 @@ Deno.test("native push joins its writes when the body tells it may", async () =>
         m.message.case === "bodyChunk" && m.message.value.byteLength
       )
     );
-    assert.deepEqual(bodies, [[1000], [10], [10, 20], [100_000], [10], []]);
+    assert.deepEqual(bodies, [[20_000], [1000], [10], [10, 20], [100_000], [10], []]);
   } finally {
     push.close();
     listener.close();
