@@ -191,43 +191,7 @@ export class Http1Pool {
       const body = new BodyReader(conn.reader, framing, {
         maxTrailerBytes: options.maxHeaderBytes,
       });
-      let finished = false;
-      const finish = (clean: boolean) => {
-        if (finished) return;
-        finished = true;
-        signal.removeEventListener("abort", abort);
-        if (clean && keep && !signal.aborted) conn.release();
-        else conn.destroy();
-      };
-      if (body.done) finish(true);
-      return {
-        head,
-        framing,
-        get ready() {
-          return finished || body.ready;
-        },
-        get complete() {
-          return body.done;
-        },
-        async next() {
-          if (finished) {
-            if (body.done) return null;
-            throw signal.aborted ? signal.reason : new Http1Error("body: closed", "ended");
-          }
-          try {
-            const piece = await body.next();
-            if (piece === null) finish(true);
-            return piece;
-          } catch (error) {
-            finish(false);
-            if (signal.aborted) throw signal.reason;
-            throw error;
-          }
-        },
-        close() {
-          finish(body.done);
-        },
-      };
+      return new PoolResponse(head, framing, body, conn, signal, abort, keep);
     }
   }
 
@@ -290,6 +254,79 @@ interface PoolHooks {
   opened(connection: PooledConn): void;
   destroyed(connection: PooledConn): void;
   give(connection: PooledConn): void;
+}
+
+/**
+ * An answer on a pooled connection: the connection goes back to the pool
+ * (or is closed) when the body ends, fails or is given up. (A class: an
+ * object literal with getters cost more to make, once per scrape.)
+ */
+class PoolResponse implements Http1Response {
+  readonly head: ResponseHead;
+  readonly framing: BodyFraming;
+  readonly #body: BodyReader;
+  readonly #conn: PooledConn;
+  readonly #signal: AbortSignal;
+  readonly #abort: () => void;
+  readonly #keep: boolean;
+  #finished = false;
+
+  constructor(
+    head: ResponseHead,
+    framing: BodyFraming,
+    body: BodyReader,
+    conn: PooledConn,
+    signal: AbortSignal,
+    abort: () => void,
+    keep: boolean,
+  ) {
+    this.head = head;
+    this.framing = framing;
+    this.#body = body;
+    this.#conn = conn;
+    this.#signal = signal;
+    this.#abort = abort;
+    this.#keep = keep;
+    if (body.done) this.#finish(true);
+  }
+
+  get ready(): boolean {
+    return this.#finished || this.#body.ready;
+  }
+
+  get complete(): boolean {
+    return this.#body.done;
+  }
+
+  async next(): Promise<Uint8Array | null> {
+    const body = this.#body;
+    const signal = this.#signal;
+    if (this.#finished) {
+      if (body.done) return null;
+      throw signal.aborted ? signal.reason : new Http1Error("body: closed", "ended");
+    }
+    try {
+      const piece = await body.next();
+      if (piece === null) this.#finish(true);
+      return piece;
+    } catch (error) {
+      this.#finish(false);
+      if (signal.aborted) throw signal.reason;
+      throw error;
+    }
+  }
+
+  close(): void {
+    this.#finish(this.#body.done);
+  }
+
+  #finish(clean: boolean): void {
+    if (this.#finished) return;
+    this.#finished = true;
+    this.#signal.removeEventListener("abort", this.#abort);
+    if (clean && this.#keep && !this.#signal.aborted) this.#conn.release();
+    else this.#conn.destroy();
+  }
 }
 
 /** The smallest read an idle connection waits with. */
