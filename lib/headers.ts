@@ -61,6 +61,25 @@ export function forwardableHeaders(
 }
 
 /**
+ * {@linkcode forwardableHeaders} of fields given as objects (a scrape
+ * request's), without pairing them first.
+ *
+ * @param fields The fields in arrival order (duplicates allowed).
+ * @returns The forwardable fields, in order, names lower-cased.
+ */
+export function forwardableFields(fields: readonly HeaderField[]): HeaderField[] {
+  const list: HeaderField[] = [];
+  let connection = false;
+  for (const { name: rawName, value } of fields) {
+    const name = rawName.toLowerCase();
+    if (name === "connection") connection = true;
+    if (!NOT_FORWARDED.has(name)) list.push({ name, value });
+  }
+  // A Connection field naming others (rare): the general way.
+  return connection ? forwardableHeaders(fields.map((f) => [f.name, f.value])) : list;
+}
+
+/**
  * Pairs of a node:http `rawHeaders` array ([name, value, name, value, …]).
  *
  * @param raw The flat array.

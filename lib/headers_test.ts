@@ -1,5 +1,10 @@
 import assert from "node:assert/strict";
-import { declaredLength, forwardableHeaders, rawHeaderPairs } from "./headers.ts";
+import {
+  declaredLength,
+  forwardableFields,
+  forwardableHeaders,
+  rawHeaderPairs,
+} from "./headers.ts";
 
 Deno.test("forwardableHeaders() drops hop-by-hop and proxy credentials", () => {
   const got = forwardableHeaders(rawHeaderPairs([
@@ -41,5 +46,20 @@ Deno.test("declaredLength() reads one length, repeated or listed, and refuses co
   );
   for (const bad of ["", "-1", "1e3", "0x10", "12 34", "9999999999999999"]) {
     assert.ok("problem" in declaredLength([["content-length", bad]]), bad);
+  }
+});
+
+Deno.test("forwardableFields() keeps what forwardableHeaders() keeps", () => {
+  const lists = [
+    [["Accept", "text/plain"], ["Host", "x"], ["X-Dup", "a"], ["x-dup", "b"], ["TE", "trailers"]],
+    [["Connection", "keep-alive, X-Private"], ["X-Private", "1"], ["Accept", "*/*"]],
+    [["Proxy-Authorization", "Basic c2VjcmV0"], ["Authorization", "Bearer t"]],
+    [],
+  ] as [string, string][][];
+  for (const pairs of lists) {
+    assert.deepEqual(
+      forwardableFields(pairs.map(([name, value]) => ({ name, value }))),
+      forwardableHeaders(pairs),
+    );
   }
 });

@@ -59,6 +59,16 @@ export class BodyReader {
   }
 
   /**
+   * True when {@linkcode next} can answer from bytes already received (or
+   * with the end), without waiting on the connection: a hint for a consumer
+   * that would rather join its writes (a chunked size line cut short may
+   * still need one more read).
+   */
+  get ready(): boolean {
+    return this.#done || this.#reader.buffered > 0;
+  }
+
+  /**
    * The next piece of the body.
    *
    * @returns The piece (never empty), or null at the end of the body.
@@ -111,6 +121,29 @@ export class BodyReader {
           this.#chunkLeft -= n;
           if (this.#chunkLeft === 0) this.#chunkLeft = -2;
           continue;
+        }
+        // The usual framing, read off the bytes: the CRLF after a chunk's
+        // data, a bare hexadecimal size line. Anything else (extensions,
+        // blanks, trailers, errors) takes the line-by-line way below.
+        if (this.#chunkLeft === -2 && buffer[r] === 0x0d && buffer[r + 1] === 0x0a) {
+          r += 2;
+          this.#chunkLeft = -1;
+          continue;
+        }
+        if (this.#chunkLeft === -1) {
+          let size = 0;
+          let i = r;
+          for (; i < r + 8 && i < buffer.byteLength; i++) {
+            const digit = hexDigit(buffer[i]!);
+            if (digit < 0) break;
+            size = size * 16 + digit;
+          }
+          if (i > r && i - r <= this.#maxLine && buffer[i] === 0x0d && buffer[i + 1] === 0x0a) {
+            r = i + 2;
+            this.#chunkSize = size;
+            this.#chunkLeft = size === 0 ? -3 : size;
+            continue;
+          }
         }
         const lf = buffer.indexOf(0x0a, r);
         if (lf < 0) break;
@@ -185,6 +218,14 @@ export class BodyReader {
       "ended",
     );
   }
+}
+
+/** A hexadecimal digit's value, or -1. */
+function hexDigit(byte: number): number {
+  if (byte >= 0x30 && byte <= 0x39) return byte - 0x30;
+  if (byte >= 0x61 && byte <= 0x66) return byte - 0x57;
+  if (byte >= 0x41 && byte <= 0x46) return byte - 0x37;
+  return -1;
 }
 
 /**

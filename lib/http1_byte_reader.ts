@@ -91,11 +91,13 @@ export class ByteReader {
    * Starts a read without waiting for it (an idle connection's watch); the
    * next {@linkcode fill} takes its result.
    *
+   * @param size The read's size (the next answer's expected size, say):
+   *   at most the reader's read size. @default {the read size}
    * @returns The pending read: resolves when bytes or the end arrive.
    */
-  prefetch(): Promise<number | null> {
+  prefetch(size: number = this.#readBytes): Promise<number | null> {
     if (this.#pending === null) {
-      this.#pendingBuffer = new Uint8Array(this.#readBytes);
+      this.#pendingBuffer = new Uint8Array(Math.max(1, Math.min(size, this.#readBytes)));
       this.#pending = this.#read(this.#pendingBuffer);
     }
     return this.#pending;

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { ByteReader, Http1Error } from "./http1_byte_reader.ts";
+import { ByteReader, Http1Error, latin1 } from "./http1_byte_reader.ts";
 
 /** A response's status line and header fields. */
 export interface ResponseHead {
@@ -36,12 +36,20 @@ export async function readResponseHead(
   maxHeaderBytes: number,
 ): Promise<ResponseHead> {
   for (;;) {
+    // Nearly always the whole head comes in one read: parsed in one go.
+    // (A reader at its end leaves the error to the line-by-line reading.)
+    if (reader.buffered === 0) await reader.fill();
+    const now = headNow(reader, maxHeaderBytes);
+    if (now !== null) {
+      if (now.status >= 100 && now.status < 200 && now.status !== 101) continue;
+      return now;
+    }
     let budget = maxHeaderBytes;
     // Most lines are buffered already: read them without a promise each.
     const statusLine = reader.lineNow(budget, "status line") ??
       await reader.line(budget, "status line");
     budget -= statusLine.length + 2;
-    const match = /^HTTP\/(1\.[01]) ([1-9][0-9]{2})(?: .*)?$/.exec(statusLine);
+    const match = STATUS_LINE.exec(statusLine);
     if (match === null) {
       throw new Http1Error(
         `malformed status line ${JSON.stringify(statusLine.slice(0, 64))}`,
@@ -89,6 +97,62 @@ export async function readResponseHead(
   }
 }
 
+const DECIMAL = /^[0-9]{1,15}$/;
+const STATUS_LINE = /^HTTP\/(1\.[01]) ([1-9][0-9]{2})(?: .*)?$/;
+
+/**
+ * The head when it is received whole and well-formed, consumed; null
+ * (nothing consumed) otherwise, for the line-by-line reader to read it or
+ * word the error. Accepts exactly what that reader accepts: the same
+ * checks on a block decoded once.
+ */
+function headNow(reader: ByteReader, maxHeaderBytes: number): ResponseHead | null {
+  const data = reader.peek();
+  // The block, its empty line included, fits the limit (what the budget
+  // of the line-by-line reader comes to).
+  const limit = Math.min(data.byteLength, maxHeaderBytes);
+  let end = -1;
+  for (let from = 0;;) {
+    const lf = data.indexOf(0x0a, from);
+    if (lf < 0 || lf >= limit || lf === from || data[lf - 1] !== 0x0d) return null;
+    if (lf === from + 1) {
+      end = lf + 1;
+      break;
+    }
+    from = lf + 1;
+  }
+  if (end === 2) return null;
+  // Every line with its CRLF; the empty line's left out.
+  const text = latin1(data.subarray(0, end - 2));
+  let lf = text.indexOf("\n");
+  const match = STATUS_LINE.exec(text.slice(0, lf - 1));
+  if (match === null) return null;
+  const headers: [string, string][] = [];
+  const rawHeaders: [string, string][] = [];
+  for (let from = lf + 1; from < text.length; from = lf + 1) {
+    lf = text.indexOf("\n", from);
+    const stop = lf - 1;
+    const colon = text.indexOf(":", from);
+    if (colon <= from || colon > stop) return null;
+    const name = text.slice(from, colon);
+    if (!TOKEN.test(name)) return null;
+    let start = colon + 1;
+    let last = stop;
+    while (start < last && isBlank(text.charCodeAt(start))) start++;
+    while (last > start && isBlank(text.charCodeAt(last - 1))) last--;
+    const value = text.slice(start, last);
+    if (!FIELD_VALUE.test(value)) return null;
+    headers.push([name.toLowerCase(), value]);
+    rawHeaders.push([name, value]);
+  }
+  reader.take(end);
+  return { status: Number(match[2]), version: match[1]!, headers, rawHeaders };
+}
+
+function isBlank(code: number): boolean {
+  return code === 0x20 || code === 0x09;
+}
+
 /** How a response body is delimited. */
 export type BodyFraming =
   | { kind: "length"; length: number }
@@ -111,20 +175,27 @@ export function bodyFraming(
   if (requestMethod === "HEAD" || head.status === 204 || head.status === 304) {
     return { kind: "none" };
   }
-  const te = head.headers.filter(([n]) => n === "transfer-encoding").map(([, v]) => v);
-  const cl = head.headers.filter(([n]) => n === "content-length").map(([, v]) => v);
-  if (te.length > 0) {
-    if (cl.length > 0) throw new Http1Error("both Transfer-Encoding and Content-Length");
+  let te: string[] | null = null;
+  let cl: string[] | null = null;
+  for (const [name, value] of head.headers) {
+    if (name === "transfer-encoding") (te ??= []).push(value);
+    else if (name === "content-length") (cl ??= []).push(value);
+  }
+  if (te !== null) {
+    if (cl !== null) throw new Http1Error("both Transfer-Encoding and Content-Length");
+    if (te.length === 1 && te[0]!.toLowerCase() === "chunked") return { kind: "chunked" };
     const codings = te.join(",").split(",").map((c) => c.trim().toLowerCase());
     if (codings.length !== 1 || codings[0] !== "chunked") {
       throw new Http1Error(`unsupported Transfer-Encoding ${JSON.stringify(te.join(", "))}`);
     }
     return { kind: "chunked" };
   }
-  if (cl.length > 0) {
+  if (cl !== null) {
+    // The usual one plain value, then lists and repeats.
+    if (cl.length === 1 && DECIMAL.test(cl[0]!)) return { kind: "length", length: Number(cl[0]) };
     const values = new Set(cl.join(",").split(",").map((v) => v.trim()));
     const [only] = values;
-    if (values.size !== 1 || only === undefined || !/^[0-9]{1,15}$/.test(only)) {
+    if (values.size !== 1 || only === undefined || !DECIMAL.test(only)) {
       throw new Http1Error(`invalid Content-Length ${JSON.stringify(cl.join(", "))}`);
     }
     return { kind: "length", length: Number(only) };
@@ -141,8 +212,16 @@ export function bodyFraming(
  */
 export function reusable(head: ResponseHead, framing: BodyFraming): boolean {
   if (framing.kind === "close") return false;
-  const connection = head.headers.filter(([n]) => n === "connection")
-    .flatMap(([, v]) => v.toLowerCase().split(",").map((t) => t.trim()));
-  if (connection.includes("close")) return false;
-  return head.version === "1.1" || connection.includes("keep-alive");
+  let close = false;
+  let keepAlive = false;
+  for (const [name, value] of head.headers) {
+    if (name !== "connection") continue;
+    for (const token of value.toLowerCase().split(",")) {
+      const t = token.trim();
+      if (t === "close") close = true;
+      else if (t === "keep-alive") keepAlive = true;
+    }
+  }
+  if (close) return false;
+  return head.version === "1.1" || keepAlive;
 }

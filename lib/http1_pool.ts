@@ -53,8 +53,30 @@ export interface Http1Response {
    * @throws {Http1Error} On a malformed or short body; the signal's reason once aborted.
    */
   next(): Promise<Uint8Array | null>;
+  /**
+   * True when {@linkcode Http1Response.next} answers without waiting on the
+   * connection (bytes received already, or the end): see `BodyReader.ready`.
+   */
+  readonly ready: boolean;
+  /** True once the body was read to its end: the next {@linkcode Http1Response.next} returns null. */
+  readonly complete: boolean;
   /** Gives up the body: the connection is closed unless the body was read to its end. */
   close(): void;
+}
+
+/** Where a URL is dialled, by URL object (a scraper passes the same one again). */
+const endpoints = new WeakMap<URL, { href: string; hostname: string; port: number; key: string }>();
+
+function endpointOf(url: URL): { hostname: string; port: number; key: string } {
+  const href = url.href;
+  const known = endpoints.get(url);
+  if (known !== undefined && known.href === href) return known;
+  if (url.protocol !== "http:") throw new TypeError(`not an http URL: ${url}`);
+  const hostname = url.hostname.replace(/^\[(.*)\]$/, "$1");
+  const port = url.port !== "" ? Number(url.port) : 80;
+  const endpoint = { href, hostname, port, key: `${hostname}:${port}` };
+  endpoints.set(url, endpoint);
+  return endpoint;
 }
 
 /** Errors that mean a kept-alive connection was closed by the peer meanwhile. */
@@ -126,10 +148,7 @@ export class Http1Pool {
   async request(url: URL, options: Http1RequestOptions): Promise<Http1Response> {
     const { signal, method } = options;
     signal.throwIfAborted();
-    if (url.protocol !== "http:") throw new TypeError(`not an http URL: ${url}`);
-    const hostname = url.hostname.replace(/^\[(.*)\]$/, "$1");
-    const port = url.port !== "" ? Number(url.port) : 80;
-    const key = `${hostname}:${port}`;
+    const { hostname, port, key } = endpointOf(url);
     const keepAlive = options.keepAlive ?? true;
     for (let attempt = 0;; attempt++) {
       let connection = attempt === 0 ? this.#takeIdle(key) : undefined;
@@ -145,8 +164,10 @@ export class Http1Pool {
       }
       const conn = connection;
       const abort = () => conn.destroy();
-      signal.addEventListener("abort", abort, { once: true });
+      // (An abort event fires once: no `once` option to convert.)
+      signal.addEventListener("abort", abort);
       const receivedBefore = conn.reader.received;
+      conn.requestStart = receivedBefore;
       let head: ResponseHead;
       let framing: BodyFraming;
       try {
@@ -170,37 +191,7 @@ export class Http1Pool {
       const body = new BodyReader(conn.reader, framing, {
         maxTrailerBytes: options.maxHeaderBytes,
       });
-      let finished = false;
-      const finish = (clean: boolean) => {
-        if (finished) return;
-        finished = true;
-        signal.removeEventListener("abort", abort);
-        if (clean && keep && !signal.aborted) conn.release();
-        else conn.destroy();
-      };
-      if (body.done) finish(true);
-      return {
-        head,
-        framing,
-        async next() {
-          if (finished) {
-            if (body.done) return null;
-            throw signal.aborted ? signal.reason : new Http1Error("body: closed", "ended");
-          }
-          try {
-            const piece = await body.next();
-            if (piece === null) finish(true);
-            return piece;
-          } catch (error) {
-            finish(false);
-            if (signal.aborted) throw signal.reason;
-            throw error;
-          }
-        },
-        close() {
-          finish(body.done);
-        },
-      };
+      return new PoolResponse(head, framing, body, conn, signal, abort, keep);
     }
   }
 
@@ -265,9 +256,87 @@ interface PoolHooks {
   give(connection: PooledConn): void;
 }
 
+/**
+ * An answer on a pooled connection: the connection goes back to the pool
+ * (or is closed) when the body ends, fails or is given up. (A class: an
+ * object literal with getters cost more to make, once per scrape.)
+ */
+class PoolResponse implements Http1Response {
+  readonly head: ResponseHead;
+  readonly framing: BodyFraming;
+  readonly #body: BodyReader;
+  readonly #conn: PooledConn;
+  readonly #signal: AbortSignal;
+  readonly #abort: () => void;
+  readonly #keep: boolean;
+  #finished = false;
+
+  constructor(
+    head: ResponseHead,
+    framing: BodyFraming,
+    body: BodyReader,
+    conn: PooledConn,
+    signal: AbortSignal,
+    abort: () => void,
+    keep: boolean,
+  ) {
+    this.head = head;
+    this.framing = framing;
+    this.#body = body;
+    this.#conn = conn;
+    this.#signal = signal;
+    this.#abort = abort;
+    this.#keep = keep;
+    if (body.done) this.#finish(true);
+  }
+
+  get ready(): boolean {
+    return this.#finished || this.#body.ready;
+  }
+
+  get complete(): boolean {
+    return this.#body.done;
+  }
+
+  async next(): Promise<Uint8Array | null> {
+    const body = this.#body;
+    const signal = this.#signal;
+    if (this.#finished) {
+      if (body.done) return null;
+      throw signal.aborted ? signal.reason : new Http1Error("body: closed", "ended");
+    }
+    try {
+      const piece = await body.next();
+      if (piece === null) this.#finish(true);
+      return piece;
+    } catch (error) {
+      this.#finish(false);
+      if (signal.aborted) throw signal.reason;
+      throw error;
+    }
+  }
+
+  close(): void {
+    this.#finish(this.#body.done);
+  }
+
+  #finish(clean: boolean): void {
+    if (this.#finished) return;
+    this.#finished = true;
+    this.#signal.removeEventListener("abort", this.#abort);
+    if (clean && this.#keep && !this.#signal.aborted) this.#conn.release();
+    else this.#conn.destroy();
+  }
+}
+
+/** The smallest read an idle connection waits with. */
+const MIN_PREFETCH = 4096;
+
 /** A pool's connection. */
 class PooledConn {
   readonly reader: ByteReader;
+  /** `reader.received` when the last request was sent. */
+  requestStart = 0;
   #dead = false;
   #timer: ReturnType<typeof setTimeout> | undefined;
 
@@ -282,12 +351,18 @@ class PooledConn {
 
   /** While idle: closes on the peer's close or unasked bytes, and after `idleMs`. */
   watch(idleMs: number, isIdle: () => boolean | undefined): void {
-    this.reader.prefetch().then(
-      () => {
-        if (isIdle()) this.destroy();
-      },
-      () => this.destroy(),
-    );
+    // The read waiting for the next answer is sized by the last one (a
+    // target answers much the same each time): 64 KiB zeroed for a 1 KiB
+    // answer cost more than the answer (issue #11). A larger answer is
+    // read on in more reads.
+    const last = this.reader.received - this.requestStart;
+    this.reader.prefetch(Math.max(MIN_PREFETCH, 2 ** Math.ceil(Math.log2(last + (last >> 2) + 1))))
+      .then(
+        () => {
+          if (isIdle()) this.destroy();
+        },
+        () => this.destroy(),
+      );
     if (idleMs > 0) {
       this.#timer = setTimeout(() => this.destroy(), idleMs);
       Deno.unrefTimer(this.#timer);

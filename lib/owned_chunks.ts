@@ -1,12 +1,13 @@
 /**
  * Body chunks whose buffer belongs to whoever consumes them. The native
- * scrape path marks the pieces it reads from a target (each is the only
- * view of its own buffer, see lib/http1.ts); the native push frees a
- * marked chunk's buffer as soon as its bytes are written to the proxy,
- * instead of leaving it to the garbage collector. Under 8 concurrent 20 MiB
- * scrapes this lowers the client's peak RSS by about a fifth (README
- * "Performance"). Chunks from anywhere else (node:http, modules) are never
- * marked, so never freed here.
+ * scrape path's bodies say so of every piece they read from a target (each
+ * is the only view of its own buffer, see lib/http1.ts) through their
+ * {@linkcode BodyProgress}; single chunks can be marked
+ * ({@linkcode markOwned}). The native push frees such a chunk's buffer as
+ * soon as its bytes are written to the proxy, instead of leaving it to the
+ * garbage collector. Under 8 concurrent 20 MiB scrapes this lowers the
+ * client's peak RSS by about a fifth (README "Performance"). Chunks from
+ * anywhere else (node:http, modules) are never marked, so never freed here.
  *
  * @module
  */
@@ -33,7 +34,51 @@ export function markOwned(chunk: Uint8Array): Uint8Array {
  */
 export function releaseOwned(chunk: Uint8Array): boolean {
   if (!owned.delete(chunk)) return false;
+  freeBuffer(chunk);
+  return true;
+}
+
+/**
+ * Frees a chunk's buffer (it reads as empty afterwards): only for a chunk
+ * known to be the only view of its buffer, such as a piece of a body whose
+ * {@linkcode BodyProgress.owned} is true.
+ *
+ * @param chunk The chunk.
+ */
+export function freeBuffer(chunk: Uint8Array): void {
   const buffer = chunk.buffer;
   if (buffer instanceof ArrayBuffer && !buffer.detached) buffer.transfer(0);
-  return true;
+}
+
+/**
+ * What a body can tell its consumer without waiting. The native scrape's
+ * bodies carry it under {@linkcode BODY_PROGRESS}; the native push uses it
+ * to join its writes: the request head with a first piece already received,
+ * the last piece with the end of the stream (Content-Length told that it was
+ * the last). A body without it is streamed as it comes, piece by piece.
+ */
+export interface BodyProgress {
+  /** True when the next piece (or the end) is at hand: asking for it does not wait on the network. */
+  readonly ready: boolean;
+  /** True once the body was read to its end: the next ask returns the end. */
+  readonly complete: boolean;
+  /**
+   * True when each piece is the only view of its buffer, handed to the
+   * consumer: it may free it ({@linkcode freeBuffer}) once done with it,
+   * as with a chunk marked by {@linkcode markOwned}, without the marking.
+   */
+  readonly owned: boolean;
+}
+
+/** The key under which a body offers its {@linkcode BodyProgress}. */
+export const BODY_PROGRESS: unique symbol = Symbol("BodyProgress");
+
+/**
+ * A body's progress, when it offers one.
+ *
+ * @param body The body.
+ * @returns Its progress, or null.
+ */
+export function bodyProgress(body: AsyncIterable<Uint8Array>): BodyProgress | null {
+  return (body as { [BODY_PROGRESS]?: BodyProgress })[BODY_PROGRESS] ?? null;
 }

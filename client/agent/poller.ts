@@ -24,6 +24,7 @@ import type { PushSender } from "../transport/native_push.ts";
 import type { ScrapeOutcome, Scraper } from "../scrape/scraper.ts";
 import { sleep } from "../../lib/sleep.ts";
 import { errorMessage } from "../../lib/error_message.ts";
+import { Deadlines, Watchdog } from "./timers.ts";
 
 /** What the client announces when it registers. */
 export interface PollIdentity {
@@ -82,6 +83,7 @@ export interface PollerOptions {
 
 /** Heartbeats missed before the stream counts as dead. */
 const MISSED_HEARTBEATS = 3;
+const NO_HEARTBEATS = `no heartbeat for ${MISSED_HEARTBEATS} intervals`;
 
 /**
  * Polls until `options.signal` aborts, then waits for in-flight scrapes to
@@ -105,6 +107,8 @@ export async function runPoller(options: PollerOptions): Promise<void> {
   const maxRefusals = options.maxRefusals ?? 3;
   const repeats = options.repeats ?? createRepeatFilter();
   let refusals = 0;
+  // One timer for every scrape's deadline (issue #11).
+  const deadlines = new Deadlines();
 
   while (!signal.aborted) {
     const stream = new AbortController();
@@ -116,11 +120,9 @@ export async function runPoller(options: PollerOptions): Promise<void> {
       else Promise.allSettled([...inFlight]).then(end);
     };
     signal.addEventListener("abort", stopStream, { once: true });
-    let watchdog: ReturnType<typeof setTimeout> | undefined;
-    const arm = (ms: number, reason: string) => {
-      clearTimeout(watchdog);
-      watchdog = setTimeout(() => stream.abort(new Error(reason)), ms);
-    };
+    // Re-armed by every message: moves a due time, not a timer (issue #11).
+    const watchdog = new Watchdog((reason) => stream.abort(new Error(reason)));
+    const arm = (ms: number, reason: string) => watchdog.arm(ms, reason);
     let registeredAt = 0;
     let sessionId = "";
     let replaced = false;
@@ -131,10 +133,7 @@ export async function runPoller(options: PollerOptions): Promise<void> {
       const request = { ...identity, proxies: options.proxies?.() ?? [] };
       for await (const message of poll(request, stream.signal)) {
         if (heartbeatMs > 0) {
-          arm(
-            heartbeatMs * MISSED_HEARTBEATS,
-            `no heartbeat for ${MISSED_HEARTBEATS} intervals`,
-          );
+          arm(heartbeatMs * MISSED_HEARTBEATS, NO_HEARTBEATS);
         }
         const { case: kind, value } = message.message;
         if (kind === "registered") {
@@ -144,7 +143,7 @@ export async function runPoller(options: PollerOptions): Promise<void> {
           heartbeatMs = value.heartbeatIntervalMs;
           if (heartbeatMs > 0) {
             arm(heartbeatMs * MISSED_HEARTBEATS, "no heartbeat");
-          } else clearTimeout(watchdog);
+          } else watchdog.clear();
           backoff.reset();
           options.onState?.(true);
           logger.info("Registered with the proxy", { fqdn: identity.fqdn });
@@ -200,7 +199,7 @@ export async function runPoller(options: PollerOptions): Promise<void> {
         logger.warn("Poll stream failed", { err: describePollError(reason) });
       }
     } finally {
-      clearTimeout(watchdog);
+      watchdog.clear();
       signal.removeEventListener("abort", stopStream);
       if (registeredAt > 0) {
         options.onState?.(false);
@@ -214,6 +213,7 @@ export async function runPoller(options: PollerOptions): Promise<void> {
     if (!healthy) await sleep(backoff.next(), { signal }).catch(() => {});
   }
   await Promise.allSettled([...inFlight]);
+  deadlines.close();
 
   async function runScrape(
     request: ScrapeRequest,
@@ -222,7 +222,8 @@ export async function runPoller(options: PollerOptions): Promise<void> {
   ): Promise<void> {
     const started = performance.now();
     const log = logger.with({ scrape_id: request.id });
-    const deadline = AbortSignal.timeout(Math.max(1, request.timeoutMs));
+    const timer = deadlines.start(request.timeoutMs);
+    const deadline = timer.signal;
     log.debug("Scraping", { url: request.url, timeout: formatDuration(request.timeoutMs) });
     const outcome: ScrapeOutcome = refuse
       ? { status: 503, headers: [], error: "the client is shutting down", body: null }
@@ -251,6 +252,7 @@ export async function runPoller(options: PollerOptions): Promise<void> {
       metrics.pushErrors.inc();
       log.warn("Push failed", { url: request.url, err: errorMessage(error) });
     } finally {
+      timer.release();
       metrics.scrapeDuration.observe((performance.now() - started) / 1000);
     }
   }

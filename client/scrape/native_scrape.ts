@@ -11,7 +11,7 @@
 
 import type { HeaderField } from "../../lib/headers.ts";
 import { Http1Pool, type Http1Response } from "../../lib/http1.ts";
-import { markOwned } from "../../lib/owned_chunks.ts";
+import { BODY_PROGRESS, type BodyProgress } from "../../lib/owned_chunks.ts";
 import type { ClosableScrapeTransport, TargetResponse } from "./scrape_types.ts";
 
 /** Options for {@linkcode createNativeScrapeTransport}. */
@@ -67,7 +67,7 @@ export function createNativeScrapeTransport(
     return {
       status: response.head.status,
       headers: response.head.headers,
-      body: readBody(response),
+      body: new NativeBody(response),
     };
   };
 
@@ -78,14 +78,67 @@ export function createNativeScrapeTransport(
   });
 }
 
-async function* readBody(response: Http1Response): AsyncGenerator<Uint8Array> {
-  try {
-    for (let piece = await response.next(); piece !== null; piece = await response.next()) {
-      // Each piece is the only view of its buffer: native push frees it once sent.
-      yield markOwned(piece);
+/**
+ * A target's body as it is read: each piece is the only view of its buffer
+ * (native push frees it once sent), and the body tells without waiting
+ * whether its next piece is at hand ({@linkcode BODY_PROGRESS}). What an
+ * async generator did, without one's per-piece cost; the connection is
+ * given back (or closed) when the body ends, fails or is given up.
+ */
+class NativeBody implements AsyncIterableIterator<Uint8Array>, BodyProgress {
+  readonly #response: Http1Response;
+  #closed = false;
+
+  constructor(response: Http1Response) {
+    this.#response = response;
+  }
+
+  get [BODY_PROGRESS](): BodyProgress {
+    return this;
+  }
+
+  get ready(): boolean {
+    return this.#closed || this.#response.ready;
+  }
+
+  get complete(): boolean {
+    return this.#closed || this.#response.complete;
+  }
+
+  /** Each piece is the only view of its buffer (lib/http1.ts): native push frees it once sent. */
+  get owned(): boolean {
+    return true;
+  }
+
+  [Symbol.asyncIterator](): AsyncIterableIterator<Uint8Array> {
+    return this;
+  }
+
+  async next(): Promise<IteratorResult<Uint8Array, undefined>> {
+    if (this.#closed) return { done: true, value: undefined };
+    let piece: Uint8Array | null;
+    try {
+      piece = await this.#response.next();
+    } catch (error) {
+      this.#close();
+      throw error;
     }
-  } finally {
-    response.close();
+    if (piece === null) {
+      this.#close();
+      return { done: true, value: undefined };
+    }
+    return { done: false, value: piece };
+  }
+
+  return(): Promise<IteratorResult<Uint8Array, undefined>> {
+    this.#close();
+    return Promise.resolve({ done: true, value: undefined });
+  }
+
+  #close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#response.close();
   }
 }
 

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { createNativeScrapeTransport } from "./native_scrape.ts";
+import { bodyProgress } from "../../lib/owned_chunks.ts";
 
 /**
  * A raw TCP target on 127.0.0.1: `answer` gets each connection's request
@@ -230,4 +231,36 @@ Deno.test("native scrape: headers with CR or LF are refused before dialling", as
     /invalid header "x"/,
   );
   transport.close();
+});
+
+Deno.test("native scrape: a body tells when its next piece is at hand and when it is complete", async () => {
+  const target = rawTarget(async (conn, _request, index) => {
+    if (index === 0) {
+      // Head and body in one write: all received with the head.
+      await write(conn, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello");
+    } else {
+      await write(conn, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n");
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      await write(conn, "hello");
+    }
+  });
+  const transport = createNativeScrapeTransport();
+  try {
+    const url = new URL(`http://localhost:${target.port}/metrics`);
+    const first = await transport(url, GET());
+    const progress = bodyProgress(first.body)!;
+    assert.deepEqual([progress.ready, progress.complete, progress.owned], [true, false, true]);
+    const pieces = first.body[Symbol.asyncIterator]();
+    const piece = await pieces.next();
+    assert.equal(new TextDecoder().decode(piece.value), "hello");
+    assert.deepEqual([progress.ready, progress.complete], [true, true], "Content-Length reached");
+    assert.equal((await pieces.next()).done, true);
+    const second = await transport(url, GET());
+    assert.equal(bodyProgress(second.body)!.ready, false, "the body is still on its way");
+    assert.equal(new TextDecoder().decode(await readAll(second.body)), "hello");
+    assert.equal(target.connections(), 1, "the connection went back to the pool");
+  } finally {
+    transport.close();
+    await target.close();
+  }
 });

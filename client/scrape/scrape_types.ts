@@ -51,7 +51,10 @@ export interface TargetResponse {
   body: AsyncIterable<Uint8Array>;
 }
 
-/** Sends one request to a target. Injected so tests can replace it. */
+/**
+ * Sends one request to a target. Injected so tests can replace it. The URL
+ * may be shared by several scrapes of it: read it, never change it.
+ */
 export type ScrapeTransport = (
   url: URL,
   init: {

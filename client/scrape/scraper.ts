@@ -5,7 +5,12 @@
  * @module
  */
 
-import { declaredLength, forwardableHeaders, type HeaderField } from "../../lib/headers.ts";
+import {
+  declaredLength,
+  forwardableFields,
+  forwardableHeaders,
+  type HeaderField,
+} from "../../lib/headers.ts";
 import { hostKey } from "../../lib/host.ts";
 import type {
   ModuleScrapeHandler,
@@ -30,6 +35,7 @@ export interface Scraper {
 export interface ScraperOptions {
   /** The client's fqdn: the only host it scrapes. */
   fqdn: string;
+  /** Sends the scrape; the URL it gets may be shared by scrapes: it reads it, never changes it. */
   transport: ScrapeTransport;
   /**
    * With modules configured: decides `/proxy?module=` scrapes (and refuses
@@ -103,6 +109,9 @@ export function applyScrapePolicy(url: URL, policy: ScrapePolicy): PolicyTarget 
   return { url: local, hostHeader: url.host };
 }
 
+/** Scrape URLs whose target is kept (all are forgotten when more come). */
+const KNOWN_URLS = 256;
+
 const OPEN_POLICY: ScrapePolicy = { allowPorts: null, allowPaths: null, useLocalhost: false };
 
 /**
@@ -124,6 +133,9 @@ export function resolveTargetUrl(rawUrl: string, fqdn: string): URL | string {
   if (hostKey(url.hostname) !== hostKey(fqdn)) {
     return `scrape target host "${url.hostname}" does not match the client's fqdn "${fqdn}"`;
   }
+  // A `_scheme` parameter's name has a "_" (or "%5F"): most queries have neither.
+  const search = url.search;
+  if (!search.includes("_") && !search.includes("%")) return url;
   const scheme = url.searchParams.get("_scheme");
   if (scheme !== null) {
     if (scheme !== "http" && scheme !== "https") {
@@ -144,13 +156,31 @@ export function resolveTargetUrl(rawUrl: string, fqdn: string): URL | string {
  */
 export function pushedHeaders(fields: readonly [string, string][]): HeaderField[] {
   const headers = forwardableHeaders(fields);
-  const chunked = fields.some(([name]) => name.toLowerCase() === "transfer-encoding");
-  const length = declaredLength(fields);
-  if (!chunked && "length" in length && length.length !== null) {
-    headers.push({ name: "content-length", value: String(length.length) });
+  let chunked = false;
+  let length: string | null = null;
+  let lengths = 0;
+  for (const [name, value] of fields) {
+    const lower = name.toLowerCase();
+    if (lower === "transfer-encoding") chunked = true;
+    else if (lower === "content-length") {
+      length = value;
+      lengths++;
+    }
+  }
+  if (chunked || length === null) return headers;
+  // The usual one plain value; lists and repeats as declaredLength reads them.
+  if (lengths === 1 && DECIMAL.test(length)) {
+    headers.push({ name: "content-length", value: String(Number(length)) });
+    return headers;
+  }
+  const declared = declaredLength(fields);
+  if ("length" in declared && declared.length !== null) {
+    headers.push({ name: "content-length", value: String(declared.length) });
   }
   return headers;
 }
+
+const DECIMAL = /^\d{1,15}$/;
 
 function failure(status: number, error: string): ScrapeOutcome {
   return { status, headers: [], error, body: null };
@@ -164,18 +194,35 @@ function failure(status: number, error: string): ScrapeOutcome {
  */
 export function createScraper(options: ScraperOptions): Scraper {
   const policy: ScrapePolicy = { ...OPEN_POLICY, ...options.policy };
+  // Prometheus asks for the same few URLs again and again: without modules
+  // (whose handler gets the URL to read as it likes), each one's target or
+  // refusal is worked out once (a URL parsed per scrape was 3 % of the
+  // client's busy time, issue #11). The transports only read the URL.
+  const known = options.moduleHandler ? null : new Map<string, PolicyTarget | string>();
+  const resolve = async (job: ScrapeJob, signal: AbortSignal) => {
+    const resolved = resolveTargetUrl(job.url, options.fqdn);
+    if (typeof resolved === "string") return resolved;
+    if (options.moduleHandler) {
+      const handled = await options.moduleHandler(resolved, job, signal);
+      if (handled !== null) return handled;
+    }
+    return applyScrapePolicy(resolved, policy);
+  };
   return {
     async scrape(job, signal) {
-      const resolved = resolveTargetUrl(job.url, options.fqdn);
-      if (typeof resolved === "string") return failure(403, resolved);
-      if (options.moduleHandler) {
-        const handled = await options.moduleHandler(resolved, job, signal);
-        if (handled !== null) return handled;
+      let target = known?.get(job.url);
+      if (target === undefined) {
+        const found = await resolve(job, signal);
+        if (typeof found !== "string" && !("url" in found)) return found;
+        target = found;
+        if (known !== null) {
+          if (known.size >= KNOWN_URLS) known.clear();
+          known.set(job.url, target);
+        }
       }
-      const target = applyScrapePolicy(resolved, policy);
       if (typeof target === "string") return failure(403, target);
       const url = target.url;
-      let headers = forwardableHeaders(job.headers.map((h) => [h.name, h.value]));
+      let headers = forwardableFields(job.headers);
       if (target.hostHeader !== null) headers.push({ name: "host", value: target.hostHeader });
       if (options.readToken) {
         // Rancher's fork silently switches to https when --token-path is set;

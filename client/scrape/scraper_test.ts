@@ -25,6 +25,13 @@ Deno.test("resolveTargetUrl() compares hosts as routing keys and applies _scheme
     "https://node1.example.:9100/m?a=1",
   );
   assert.match(String(resolveTargetUrl("http://other:9100/", "node1.example")), /does not match/);
+  // The parameter's name percent-encoded, and queries without it.
+  assert.equal(
+    String(resolveTargetUrl("http://h:1/m?%5Fscheme=https&b=%41", "h")),
+    "https://h:1/m?b=A",
+  );
+  assert.equal(String(resolveTargetUrl("http://h:1/m?module=x", "h")), "http://h:1/m?module=x");
+  assert.match(String(resolveTargetUrl("http://h:1/m?_scheme=ftp", "h")), /_scheme must be/);
 });
 
 Deno.test("pushedHeaders() keeps the target's Content-Length, not its framing fields", () => {
@@ -51,4 +58,38 @@ Deno.test("pushedHeaders() keeps the target's Content-Length, not its framing fi
     [],
     "an unusable length is left out",
   );
+  assert.deepEqual(
+    pushedHeaders([["content-length", " 007 "], ["Content-Length", "7"]]),
+    [{ name: "content-length", value: "7" }],
+    "a repeated length, as declaredLength reads it",
+  );
+  assert.deepEqual(pushedHeaders([["content-length", "0012"]]), [
+    { name: "content-length", value: "12" },
+  ]);
+});
+
+Deno.test("createScraper() works out a URL's target once and refuses it the same each time", async () => {
+  const seen: { url: URL; headers: readonly { name: string; value: string }[] }[] = [];
+  const scraper = createScraper({
+    fqdn: "node1.example",
+    policy: { useLocalhost: true, allowPorts: [9100] },
+    transport: (url, init) => {
+      seen.push({ url, headers: init.headers });
+      return Promise.resolve({ status: 200, headers: [], body: (async function* () {})() });
+    },
+  });
+  const job = (url: string) => ({ id: "x", method: "GET", url, headers: [] });
+  const signal = new AbortController().signal;
+  for (let i = 0; i < 3; i++) {
+    assert.equal((await scraper.scrape(job("http://node1.example:9100/m"), signal)).status, 200);
+    const refused = await scraper.scrape(job("http://node1.example:22/"), signal);
+    assert.equal(refused.status, 403);
+    assert.match(refused.error, /port 22/);
+  }
+  assert.equal(seen.length, 3);
+  assert.equal(String(seen[0]!.url), "http://127.0.0.1:9100/m");
+  assert.ok(seen.every((s) => s.url === seen[0]!.url), "parsed once");
+  for (const { headers } of seen) {
+    assert.deepEqual(headers, [{ name: "host", value: "node1.example:9100" }]);
+  }
 });

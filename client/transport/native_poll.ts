@@ -12,13 +12,10 @@
  * @module
  */
 
-import { create, fromBinary, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
+import { create, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import {
-  PollRequestSchema,
-  type PollResponse,
-  PollResponseSchema,
-} from "../../gen/pushprox/v1/pushprox_pb.ts";
+import { PollRequestSchema, type PollResponse } from "../../gen/pushprox/v1/pushprox_pb.ts";
+import { decodePollResponse } from "./pushprox_codec.ts";
 import {
   bodyFraming,
   BodyReader,
@@ -178,7 +175,7 @@ export function createNativePoll(options: NativePollOptions): PollStream {
           }
           let decoded: PollResponse;
           try {
-            decoded = fromBinary(PollResponseSchema, data);
+            decoded = decodePollResponse(data);
           } catch (error) {
             throw new ConnectError(
               `cannot decode a PollResponse: ${errorMessage(error)}`,

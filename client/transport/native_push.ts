@@ -12,12 +12,10 @@
  * @module
  */
 
-import { create, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
+import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import {
-  PushRequestSchema,
-  type ScrapeResponseHeadSchema,
-} from "../../gen/pushprox/v1/pushprox_pb.ts";
+import type { ScrapeResponseHeadSchema } from "../../gen/pushprox/v1/pushprox_pb.ts";
+import { encodePushHead } from "./pushprox_codec.ts";
 import {
   bodyFraming,
   ByteReader,
@@ -25,7 +23,8 @@ import {
   readWholeBody,
   reusable,
 } from "../../lib/http1.ts";
-import { releaseOwned } from "../../lib/owned_chunks.ts";
+import { bodyProgress, freeBuffer, releaseOwned } from "../../lib/owned_chunks.ts";
+import { concatBytes } from "../../lib/bytes.ts";
 import { errorMessage } from "../../lib/error_message.ts";
 
 /** Pushes one scrape's answer; rejects with a ConnectError when the push failed. */
@@ -63,6 +62,7 @@ export interface NativePush {
 const CRLF = new Uint8Array([0x0d, 0x0a]);
 const LAST_CHUNK = new TextEncoder().encode("\r\n0\r\n\r\n");
 const encoder = new TextEncoder();
+const utf8 = new TextDecoder();
 
 /**
  * Whether the native path (Push here, Poll in client/transport/native_poll.ts) can
@@ -112,17 +112,37 @@ export async function dialProxy(url: URL, address: string | null): Promise<Deno.
   return tls;
 }
 
-/** The largest prefix and chunk joined into one write. */
-const JOIN_BYTES = 65536 + 32;
+/**
+ * The largest write joined in a spare buffer: a read's worth of body
+ * (lib/http1.ts reads 64 KiB at most) behind its prefix, with room for the
+ * request head and the end of the stream.
+ */
+const JOIN_BYTES = 65536 + 4096;
+/**
+ * A native scrape's piece is freed once written when its buffer is this
+ * large; a smaller one is left to the collector (freeing it costs more
+ * than it saves).
+ */
+const FREE_BYTES = 16384;
+
+function freeIfLarge(chunk: Uint8Array): void {
+  if (chunk.buffer.byteLength >= FREE_BYTES) freeBuffer(chunk);
+}
+
 /** Join buffers not in use; one per concurrent write at most, a few kept. */
 const spareJoinBuffers: Uint8Array[] = [];
 
-function takeJoinBuffer(): Uint8Array {
-  return spareJoinBuffers.pop() ?? new Uint8Array(JOIN_BYTES);
+/** A spare buffer, or (none spare) a new one: of `length` bytes when that is small. */
+function takeJoinBuffer(length: number): Uint8Array {
+  const spare = spareJoinBuffers.pop();
+  if (spare !== undefined) return spare;
+  return new Uint8Array(length <= 8192 ? length : JOIN_BYTES);
 }
 
 function giveJoinBuffer(buffer: Uint8Array): void {
-  if (spareJoinBuffers.length < 2) spareJoinBuffers.push(buffer);
+  if (buffer.byteLength === JOIN_BYTES && spareJoinBuffers.length < 2) {
+    spareJoinBuffers.push(buffer);
+  }
 }
 
 /**
@@ -177,37 +197,43 @@ export function createNativePush(options: NativePushOptions): NativePush {
     }
   }
 
-  async function acquire(): Promise<Connection> {
-    const reused = idle.pop();
-    if (reused !== undefined) return reused;
+  async function dialConnection(): Promise<Connection> {
     return new Connection(await dial(base, options.address ?? null));
   }
 
-  function requestHead(): string {
+  const headStart = `POST ${path} HTTP/1.1\r\n` +
+    `host: ${base.host}\r\n` +
+    "content-type: application/connect+proto\r\n" +
+    "connect-protocol-version: 1\r\n" +
+    "transfer-encoding: chunked\r\n";
+  // The request head's bytes, for the Authorization value they were made with.
+  let headFor: string | null | undefined;
+  let headBytes = new Uint8Array(0);
+
+  function requestHead(): Uint8Array {
     const authorization = options.authorization?.() ?? null;
-    return `POST ${path} HTTP/1.1\r\n` +
-      `host: ${base.host}\r\n` +
-      "content-type: application/connect+proto\r\n" +
-      "connect-protocol-version: 1\r\n" +
-      "transfer-encoding: chunked\r\n" +
-      (authorization !== null ? `authorization: ${authorization}\r\n` : "") +
-      "\r\n";
+    if (authorization !== headFor) {
+      headFor = authorization;
+      headBytes = encoder.encode(
+        headStart + (authorization !== null ? `authorization: ${authorization}\r\n` : "") + "\r\n",
+      );
+    }
+    return headBytes;
   }
 
   const send: PushSender = async (head, body, signal) => {
     if (signal.aborted) throw abortError(signal);
     if (closed) throw new ConnectError("push sender closed", Code.Canceled);
-    const connection = await untilAborted(acquire(), signal);
+    // An idle connection is taken at once; a new one is dialled until aborted.
+    const connection = idle.pop() ?? await untilAborted(dialConnection(), signal);
     const abort = () => connection.destroy();
-    signal.addEventListener("abort", abort, { once: true });
+    // (An abort event fires once: no `once` option to convert.)
+    signal.addEventListener("abort", abort);
     let done = false;
     try {
       const conn = connection.conn;
-      const headMessage = toBinary(
-        PushRequestSchema,
-        create(PushRequestSchema, { message: { case: "head", value: head } }),
-      );
-      const start = encoder.encode(requestHead());
+      const headMessage = encodePushHead(head);
+      const start = requestHead();
       const first = new Uint8Array(start.byteLength + 16 + headMessage.byteLength);
       let at = 0;
       first.set(start, at);
@@ -216,48 +242,64 @@ export function createNativePush(options: NativePushOptions): NativePush {
       at += writeEnvelopePrefix(first, at, headMessage.byteLength);
       first.set(headMessage, at);
       at += headMessage.byteLength;
-      await writeAll(conn, first.subarray(0, at));
+      // The head waits for the first piece of the body when that piece is
+      // already received (one write, one segment for the proxy); a body
+      // known to be complete takes the end of the stream along too.
+      let pending: Uint8Array | null = first.subarray(0, at);
+      let ended = false;
       if (body !== null) {
+        const progress = bodyProgress(body);
+        if (progress === null || !progress.ready) {
+          await writeAll(conn, pending);
+          pending = null;
+        }
+        // A native scrape's pieces are freed once written, not at the next GC.
+        const release = progress?.owned ? freeIfLarge : releaseOwned;
         const prefix = new Uint8Array(32);
         for await (const chunk of body) {
           signal.throwIfAborted();
+          // (The end of the stream is written: nothing may follow it.)
+          if (ended) throw new Error("the body went on after it said it was complete");
           const varint = varintLength(chunk.byteLength);
           const message = 1 + varint + chunk.byteLength;
           let n = writeChunkPrefix(prefix, 0, 5 + message, true);
           n += writeEnvelopePrefix(prefix, n, message);
           prefix[n++] = 0x12;
           n += writeVarint(prefix, n, chunk.byteLength);
-          if (chunk.byteLength <= 4096) {
-            // Small chunks: one write beats two syscalls.
-            const joined = new Uint8Array(n + chunk.byteLength);
-            joined.set(prefix.subarray(0, n));
-            joined.set(chunk, n);
-            releaseOwned(chunk);
-            await writeAll(conn, joined);
-          } else if (n + chunk.byteLength <= JOIN_BYTES) {
+          const last = progress !== null && progress.complete;
+          const before = pending?.byteLength ?? 0;
+          const length = before + n + chunk.byteLength + (last ? LAST_CHUNK.byteLength : 0);
+          if (length <= JOIN_BYTES) {
             // A read's worth (lib/http1.ts reads 64 KiB at most): copying it
             // behind its prefix in a spare buffer costs less than a second
             // write, and the proxy gets one segment instead of two.
-            const joined = takeJoinBuffer();
-            const length = n + chunk.byteLength;
-            joined.set(prefix.subarray(0, n));
-            joined.set(chunk, n);
+            const joined = takeJoinBuffer(length);
+            if (pending !== null) joined.set(pending);
+            joined.set(prefix.subarray(0, n), before);
+            joined.set(chunk, before + n);
+            if (last) joined.set(LAST_CHUNK, length - LAST_CHUNK.byteLength);
             // (A freed chunk reads as empty: its length is taken before.)
-            releaseOwned(chunk);
+            release(chunk);
+            pending = null;
+            ended = last;
             try {
               await writeAll(conn, joined.subarray(0, length));
             } finally {
               giveJoinBuffer(joined);
             }
           } else {
-            await writeAll(conn, prefix.subarray(0, n));
+            if (pending !== null) {
+              await writeAll(conn, concatBytes([pending, prefix.subarray(0, n)]));
+              pending = null;
+            } else await writeAll(conn, prefix.subarray(0, n));
             await writeAll(conn, chunk);
             // Written: a native scrape's piece is freed now, not at the next GC.
-            releaseOwned(chunk);
+            release(chunk);
           }
         }
       }
-      await writeAll(conn, LAST_CHUNK);
+      if (pending !== null) await writeAll(conn, concatBytes([pending, LAST_CHUNK]));
+      else if (!ended) await writeAll(conn, LAST_CHUNK);
       const response = await readResponseHead(connection.reader, maxHeaderBytes);
       const framing = bodyFraming(response, "POST");
       const bytes = await readWholeBody(connection.reader, framing, maxBodyBytes);
@@ -383,13 +425,21 @@ export function endStreamError(bytes: Uint8Array): ConnectError | null {
   let at = 0;
   while (at + 5 <= bytes.byteLength) {
     const flags = bytes[at]!;
-    const length = new DataView(bytes.buffer, bytes.byteOffset + at + 1, 4).getUint32(0);
+    const length = ((bytes[at + 1]! << 24) >>> 0) + (bytes[at + 2]! << 16) +
+      (bytes[at + 3]! << 8) + bytes[at + 4]!;
+    // Success, nearly always: `{}`, parsed without JSON.parse.
+    if (
+      (flags & 0x02) !== 0 && length === 2 && at + 7 <= bytes.byteLength &&
+      bytes[at + 5] === 0x7b && bytes[at + 6] === 0x7d
+    ) {
+      return null;
+    }
     const end = at + 5 + length;
     if (end > bytes.byteLength) break;
     if ((flags & 0x02) !== 0) {
       let json: { error?: { code?: string; message?: string } };
       try {
-        json = JSON.parse(new TextDecoder().decode(bytes.subarray(at + 5, end)));
+        json = JSON.parse(utf8.decode(bytes.subarray(at + 5, end)));
       } catch {
         return new ConnectError("protocol error: invalid end-stream message", Code.Internal);
       }

@@ -3,7 +3,7 @@ import { fromBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { PushRequestSchema } from "../../gen/pushprox/v1/pushprox_pb.ts";
 import { createNativePush, nativePushSupported } from "./native_push.ts";
-import { markOwned } from "../../lib/owned_chunks.ts";
+import { BODY_PROGRESS, type BodyProgress, markOwned } from "../../lib/owned_chunks.ts";
 
 /** What a fake proxy saw of one push. */
 export interface SeenPush {
@@ -327,5 +327,89 @@ Deno.test("native push over TLS on a pinned address checks the URL's host name",
     assert.match(text, /^wrong name refused: .*(certificate|NotValidForName|name)/im, text);
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** A body that tells its progress, as native scrape bodies do. */
+function progressBody(
+  pieces: Uint8Array[],
+  ready: boolean,
+): AsyncIterable<Uint8Array> & { [BODY_PROGRESS]: BodyProgress } {
+  let at = 0;
+  const progress = {
+    ready,
+    get complete() {
+      return at === pieces.length;
+    },
+    owned: true,
+  };
+  return {
+    [BODY_PROGRESS]: progress,
+    [Symbol.asyncIterator]() {
+      return {
+        next: () =>
+          Promise.resolve(
+            at < pieces.length
+              ? { done: false as const, value: pieces[at++]! }
+              : { done: true as const, value: undefined },
+          ),
+      };
+    },
+  };
+}
+
+Deno.test("native push joins its writes when the body tells it may", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const seen: SeenPush[] = [];
+  const serving = serveFakeProxy(listener, seen, () => okResponse());
+  const writes: number[] = [];
+  const port = (listener.addr as Deno.NetAddr).port;
+  const push = createNativePush({
+    baseUrl: `http://127.0.0.1:${port}`,
+    maxIdle: 0,
+    dial: async () => {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      const write = conn.write.bind(conn);
+      conn.write = (bytes) => {
+        writes.push(bytes.byteLength);
+        return write(bytes);
+      };
+      return conn;
+    },
+  });
+  const counted = async (body: AsyncIterable<Uint8Array> | null) => {
+    writes.length = 0;
+    await push.send(HEAD, body, AbortSignal.timeout(5000));
+    return writes.length;
+  };
+  try {
+    // Received and complete: head, piece and end of stream in one write.
+    const piece = new Uint8Array(20_000).fill(1);
+    assert.equal(await counted(progressBody([piece], true)), 1);
+    assert.equal((piece.buffer as ArrayBuffer).detached, true, "an owned piece is freed");
+    const small = new Uint8Array(1000).fill(1);
+    assert.equal(await counted(progressBody([small], true)), 1);
+    assert.equal(small.byteLength, 1000, "a small one is left to the collector");
+    // Not received yet: the head goes first.
+    assert.equal(await counted(progressBody([new Uint8Array(10)], false)), 2);
+    // Two pieces: the end of stream goes with the second.
+    assert.equal(await counted(progressBody([new Uint8Array(10), new Uint8Array(20)], true)), 2);
+    // Larger than a join: head and prefix, then the piece, then the end.
+    assert.equal(await counted(progressBody([new Uint8Array(100_000)], true)), 3);
+    // A body that tells nothing: head, piece, end of stream, as they come.
+    const lent = new Uint8Array(10).fill(2);
+    assert.equal(await counted(chunks(lent)), 3);
+    assert.equal(lent.byteLength, 10, "a piece not owned is left alone");
+    assert.equal(await counted(null), 1);
+    const bodies = seen.map((push) =>
+      push.messages.slice(1).map((m) =>
+        m.message.case === "bodyChunk" && m.message.value.byteLength
+      )
+    );
+    assert.deepEqual(bodies, [[20_000], [1000], [10], [10, 20], [100_000], [10], []]);
+  } finally {
+    push.close();
+    listener.close();
+    await serving.catch(() => {});
   }
 });

@@ -1,0 +1,200 @@
+import assert from "node:assert/strict";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import {
+  PollResponseSchema,
+  PushRequestSchema,
+  ScrapeRequestSchema,
+} from "../../gen/pushprox/v1/pushprox_pb.ts";
+import { decodePollResponse, encodePushHead } from "./pushprox_codec.ts";
+
+/** A small seeded generator (mulberry32): failures can be replayed. */
+function random(seed: number): () => number {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function texts(next: () => number): () => string {
+  const int = (n: number) => Math.floor(next() * n);
+  const pieces = [
+    () => "",
+    () => "http://host.example:9100/metrics?x=1",
+    () => String.fromCharCode(...Array.from({ length: int(40) }, () => 32 + int(95))),
+    () => "é€😀中",
+    () => "\ud800", // a lone surrogate
+    () => "a\udc00b",
+    () => "\u0000\u007f\u0080\u07ff\u0800\uffff",
+    () => "\ufeffbom",
+    () => "x".repeat(int(20000)),
+    () => "é".repeat(int(3000)),
+  ];
+  return () => {
+    let text = "";
+    for (let i = int(3); i >= 0; i--) text += pieces[int(pieces.length)]!();
+    return text;
+  };
+}
+
+function uint32(next: () => number): number {
+  const choices = [0, 1, 127, 128, 200, 504, 16383, 16384, 2 ** 21, 2 ** 28, 2 ** 32 - 1];
+  return next() < 0.5
+    ? choices[Math.floor(next() * choices.length)]!
+    : Math.floor(next() * 2 ** 32);
+}
+
+function headers(next: () => number, text: () => string) {
+  const list: { name: string; value: string }[] = [];
+  for (let i = Math.floor(next() * 6); i > 0; i--) {
+    const repeated = list.length > 0 && next() < 0.3;
+    list.push({ name: repeated ? list[0]!.name : text(), value: text() });
+  }
+  return list;
+}
+
+function unknown(next: () => number) {
+  return next() < 0.2
+    ? {
+      $unknown: [{ no: 6 + Math.floor(next() * 100), wireType: 0, data: new Uint8Array([1]) }],
+    }
+    : {};
+}
+
+/** Decodes with both; both throw, or both give the same message. */
+function sameDecoding(bytes: Uint8Array, what: string): void {
+  let expected: unknown;
+  try {
+    expected = fromBinary(PollResponseSchema, bytes);
+  } catch (error) {
+    assert.throws(() => decodePollResponse(bytes), Error, `${what}: ${error}`);
+    return;
+  }
+  assert.deepStrictEqual(decodePollResponse(bytes), expected, what);
+}
+
+Deno.test("decodePollResponse() equals protobuf-es's fromBinary over randomized messages", () => {
+  const next = random(11);
+  const text = texts(next);
+  for (let i = 0; i < 3000; i++) {
+    const kind = next();
+    const message = kind < 0.7
+      ? create(PollResponseSchema, {
+        message: {
+          case: "scrape",
+          value: {
+            id: text(),
+            method: next() < 0.5 ? "GET" : text(),
+            url: text(),
+            headers: headers(next, text),
+            timeoutMs: uint32(next),
+            ...unknown(next),
+          },
+        },
+      })
+      : kind < 0.8
+      ? create(PollResponseSchema, {
+        message: {
+          case: "registered",
+          value: { sessionId: text(), heartbeatIntervalMs: uint32(next) },
+        },
+      })
+      : kind < 0.9
+      ? create(PollResponseSchema, { message: { case: "heartbeat", value: {} } })
+      : create(PollResponseSchema, { message: { case: "goAway", value: { reason: text() } } });
+    if (next() < 0.1) Object.assign(message, unknown(next));
+    const bytes = toBinary(PollResponseSchema, message);
+    sameDecoding(bytes, `message ${i}`);
+    // Damaged copies: a byte changed, cut short, or a field repeated.
+    const damaged = bytes.slice();
+    if (damaged.byteLength > 0) {
+      damaged[Math.floor(next() * damaged.byteLength)] = Math.floor(next() * 256);
+    }
+    sameDecoding(damaged, `message ${i}, a byte changed`);
+    sameDecoding(bytes.subarray(0, Math.floor(next() * bytes.byteLength)), `message ${i}, cut`);
+    const twice = new Uint8Array(bytes.byteLength * 2);
+    twice.set(bytes);
+    twice.set(bytes, bytes.byteLength);
+    sameDecoding(twice, `message ${i}, twice`);
+  }
+});
+
+Deno.test("decodePollResponse() equals fromBinary for fields out of order, repeated and non-minimal", () => {
+  const field = (tag: number, ...bytes: number[]) => [tag, ...bytes];
+  const text = (tag: number, value: string) => {
+    const b = new TextEncoder().encode(value);
+    return [tag, b.byteLength, ...b];
+  };
+  const scrape = (...fields: number[][]) => {
+    const inner = fields.flat();
+    return new Uint8Array([0x12, inner.length, ...inner]);
+  };
+  const header = [0x22, 6, ...text(0x0a, "a"), ...text(0x12, "b")];
+  const cases = [
+    scrape(field(0x28, 5), text(0x1a, "http://h/"), text(0x0a, "one"), text(0x0a, "two")),
+    scrape(header, header, text(0x12, "GET")),
+    scrape([0x22, 8, ...text(0x0a, "a"), ...text(0x0a, "c"), ...text(0x12, "b")].slice(0, 8)),
+    scrape(field(0x28, 0x80, 0x80, 0x80, 0x80, 0x00)), // a non-minimal zero
+    scrape(field(0x28, 0xff, 0xff, 0xff, 0xff, 0x0f)), // 2^32 - 1
+    scrape(field(0x28, 0xff, 0xff, 0xff, 0xff, 0x1f)), // more than 32 bits
+    scrape(field(0x2a, 0)), // field 5 as bytes
+    scrape(text(0x0a, "\u00e9")),
+    scrape(),
+    new Uint8Array([0x12, 0x80, 0x00]), // a non-minimal length
+    new Uint8Array([0x12]),
+    new Uint8Array([]),
+    new Uint8Array([0x12, 2, 0x0a, 0xc3]),
+    new Uint8Array([0x12, 3, 0x0a, 1, 0xff]), // not UTF-8
+  ];
+  cases.forEach((bytes, i) => sameDecoding(bytes, `case ${i}`));
+});
+
+Deno.test("encodePushHead() writes the bytes of protobuf-es's toBinary over randomized heads", () => {
+  const next = random(7);
+  const text = texts(next);
+  for (let i = 0; i < 3000; i++) {
+    const head = {
+      scrapeId: text(),
+      sessionId: next() < 0.2 ? "" : text(),
+      status: next() < 0.8 ? 200 + Math.floor(next() * 400) : uint32(next),
+      headers: headers(next, text),
+      error: next() < 0.7 ? "" : text(),
+    };
+    const expected = toBinary(
+      PushRequestSchema,
+      create(PushRequestSchema, { message: { case: "head", value: head } }),
+    );
+    assert.deepStrictEqual(encodePushHead(head), expected, `head ${i}`);
+  }
+  // Fields left out, and values protobuf-es refuses.
+  assert.deepStrictEqual(encodePushHead({}), new Uint8Array([0x0a, 0]));
+  assert.deepStrictEqual(
+    encodePushHead({ headers: [{ name: "x" }] }),
+    toBinary(
+      PushRequestSchema,
+      create(PushRequestSchema, { message: { case: "head", value: { headers: [{ name: "x" }] } } }),
+    ),
+  );
+  assert.throws(() => encodePushHead({ status: -1 }));
+  assert.throws(() => encodePushHead({ status: 2 ** 32 }));
+});
+
+Deno.test("decodePollResponse() decodes what the proxy sends as protobuf-es does", () => {
+  const request = create(ScrapeRequestSchema, {
+    id: "42",
+    method: "GET",
+    url: "http://node.example:9100/metrics",
+    headers: [{ name: "accept", value: "text/plain" }, {
+      name: "x-prometheus-scrape-timeout-seconds",
+      value: "10",
+    }],
+    timeoutMs: 10000,
+  });
+  const bytes = toBinary(
+    PollResponseSchema,
+    create(PollResponseSchema, { message: { case: "scrape", value: request } }),
+  );
+  const decoded = decodePollResponse(bytes);
+  assert.deepStrictEqual(decoded.message, { case: "scrape", value: request });
+});
