@@ -7,7 +7,7 @@
  * @module
  */
 
-import { ConnectError } from "@connectrpc/connect";
+import { callErrorOf } from "../transport/call_error.ts";
 
 const CONNECT_TYPE_REGEXP = /^application\/(connect\+)?(proto|json)\b/i;
 
@@ -18,16 +18,17 @@ const CONNECT_TYPE_REGEXP = /^application\/(connect\+)?(proto|json)\b/i;
  * @returns One line; for non-Connect answers it names status and content type.
  */
 export function describePollError(error: unknown): string {
-  if (error instanceof ConnectError) {
-    const status = /^HTTP (\d{3})$/.exec(error.rawMessage)?.[1];
-    const wrongType = /^unsupported content type/.test(error.rawMessage);
-    const contentType = (error.metadata.get("content-type") ?? "").split(";", 1)[0]!.trim();
+  const failure = callErrorOf(error);
+  if (failure !== null) {
+    const status = /^HTTP (\d{3})$/.exec(failure.rawMessage)?.[1];
+    const wrongType = /^unsupported content type/.test(failure.rawMessage);
+    const contentType = (failure.metadata.get("content-type") ?? "").split(";", 1)[0]!.trim();
     if ((status !== undefined || wrongType) && !CONNECT_TYPE_REGEXP.test(contentType)) {
       return `proxy answered HTTP ${status ?? "200"} ${
         contentType || "without a content type"
       } instead of a Connect stream — ${hint(Number(status ?? 200))}`;
     }
-    return error.message;
+    return (error as Error).message;
   }
   if (error instanceof Error) {
     const code = (error as { code?: unknown }).code;

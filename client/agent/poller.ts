@@ -6,7 +6,7 @@
  * @module
  */
 
-import { type Client, Code, ConnectError } from "@connectrpc/connect";
+import type { Client } from "@connectrpc/connect";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type {
   ClientService,
@@ -14,6 +14,7 @@ import type {
   ScrapeResponseHeadSchema,
 } from "../../gen/pushprox/v1/pushprox_pb.ts";
 import type { PollStream } from "../transport/native_poll.ts";
+import { CallCode, callErrorOf } from "../transport/call_error.ts";
 import { formatDuration } from "../../lib/duration.ts";
 import { createRepeatFilter, type Logger } from "../../lib/logger.ts";
 import { createBackoff } from "./backoff.ts";
@@ -169,9 +170,10 @@ export async function runPoller(options: PollerOptions): Promise<void> {
       if (signal.aborted) break;
       metrics.pollErrors.inc();
       const reason = stream.signal.aborted ? stream.signal.reason : error;
-      replaced = error instanceof ConnectError && error.code === Code.AlreadyExists;
-      const refused = error instanceof ConnectError &&
-        (error.code === Code.InvalidArgument || error.code === Code.PermissionDenied);
+      // A CallError of the native path or a ConnectError of connect-es'.
+      const code = callErrorOf(error)?.code;
+      replaced = code === CallCode.AlreadyExists;
+      const refused = code === CallCode.InvalidArgument || code === CallCode.PermissionDenied;
       refusals = refused ? refusals + 1 : 0;
       if (refused && refusals >= maxRefusals) {
         const reason = `the proxy refused this client ${refusals} times in a row: ${
@@ -189,7 +191,7 @@ export async function runPoller(options: PollerOptions): Promise<void> {
           fqdn: identity.fqdn,
           err: errorMessage(reason),
         });
-      } else if (error instanceof ConnectError && error.code === Code.Aborted) {
+      } else if (code === CallCode.Aborted) {
         // The proxy's connection ended under the stream: a proxy restart or
         // shutdown without a goAway (e.g. killed), not a fault of this client.
         logger.info("The proxy closed the connection (restarting or stopped?); reconnecting", {

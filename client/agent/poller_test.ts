@@ -6,6 +6,7 @@ import {
   createRouterTransport,
   type ServiceImpl,
 } from "@connectrpc/connect";
+import { CallCode, CallError } from "../transport/call_error.ts";
 import { ClientService, type PushRequest } from "../../gen/pushprox/v1/pushprox_pb.ts";
 import { createNullLogger } from "../../lib/logger.ts";
 import { createClientMetrics } from "./metrics.ts";
@@ -176,34 +177,41 @@ Deno.test("runPoller() backs off between failed attempts", async () => {
   assert.ok(gaps.every((g) => g >= 15), `gaps ${gaps}`);
 });
 
-Deno.test("runPoller() backs off when another client took its fqdn", async () => {
-  let polls = 0;
-  const client = fakeProxy({
-    async *poll() {
-      polls++;
-      yield {
-        message: { case: "registered", value: { sessionId: "s", heartbeatIntervalMs: 1000 } },
-      };
-      await new Promise((resolve) => setTimeout(resolve, 30));
-      throw new ConnectError("replaced", Code.AlreadyExists);
-    },
+for (
+  const [kind, replacedError] of [
+    ["connect-es", () => new ConnectError("replaced", Code.AlreadyExists)],
+    ["native", () => new CallError("replaced", CallCode.AlreadyExists)],
+  ] as const
+) {
+  Deno.test(`runPoller() backs off when another client took its fqdn (${kind} error)`, async () => {
+    let polls = 0;
+    const client = fakeProxy({
+      async *poll() {
+        polls++;
+        yield {
+          message: { case: "registered", value: { sessionId: "s", heartbeatIntervalMs: 1000 } },
+        };
+        await new Promise((resolve) => setTimeout(resolve, 30));
+        throw replacedError();
+      },
+    });
+    const stop = new AbortController();
+    const done = runPoller({
+      client,
+      identity: IDENTITY,
+      scraper,
+      logger: createNullLogger(),
+      metrics: createClientMetrics({ defaultMetrics: false }),
+      retryInitialMs: 200,
+      retryMaxMs: 400,
+      signal: stop.signal,
+    });
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    stop.abort();
+    await done;
+    assert.ok(polls <= 4, `${polls} polls in 500ms: no flapping`);
   });
-  const stop = new AbortController();
-  const done = runPoller({
-    client,
-    identity: IDENTITY,
-    scraper,
-    logger: createNullLogger(),
-    metrics: createClientMetrics({ defaultMetrics: false }),
-    retryInitialMs: 200,
-    retryMaxMs: 400,
-    signal: stop.signal,
-  });
-  await new Promise((resolve) => setTimeout(resolve, 500));
-  stop.abort();
-  await done;
-  assert.ok(polls <= 4, `${polls} polls in 500ms: no flapping`);
-});
+}
 
 Deno.test("runPoller() finishes in-flight scrapes before it stops", async () => {
   let pushed = false;

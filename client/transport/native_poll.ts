@@ -3,7 +3,7 @@
  * `application/connect+proto`) over HTTP/1.1 on its own `Deno.connect`/
  * `Deno.connectTls` connection, read envelope by envelope as the proxy
  * sends them: registration, scrape requests, heartbeats, goAway, then the
- * end-stream message with its error, if any. Failures are ConnectErrors with
+ * end-stream message with its error, if any. Failures are CallErrors with
  * the codes connect-es gives, so the poll loop (client/agent/poller.ts) treats both
  * paths alike. Used under the same rule as native push
  * (`nativePushSupported` in client/transport/native_push.ts); connect-es
@@ -12,10 +12,10 @@
  * @module
  */
 
-import { create, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
-import { PollRequestSchema, type PollResponse } from "../../gen/pushprox/v1/pushprox_pb.ts";
-import { decodePollResponse } from "./pushprox_codec.ts";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import type { PollRequestSchema, PollResponse } from "../../gen/pushprox/v1/pushprox_pb.ts";
+import { CallCode, CallError, codeFromName } from "./call_error.ts";
+import { decodePollResponse, decodePollResponseNow, encodePollRequest } from "./pushprox_codec.ts";
 import {
   bodyFraming,
   BodyReader,
@@ -24,10 +24,10 @@ import {
   readResponseHead,
   readWholeBody,
 } from "../../lib/http1.ts";
-import { codeFromHttpStatus, codeFromString, dialProxy } from "./native_push.ts";
+import { codeFromHttpStatus, dialProxy } from "./native_push.ts";
 import { errorMessage } from "../../lib/error_message.ts";
 
-/** Opens a Poll stream; its messages until the proxy ends it. Fails with a ConnectError. */
+/** Opens a Poll stream; its messages until the proxy ends it. Fails with a CallError. */
 export type PollStream = (
   request: MessageInitShape<typeof PollRequestSchema>,
   signal: AbortSignal,
@@ -86,14 +86,14 @@ export function createNativePoll(options: NativePollOptions): PollStream {
       try {
         conn = await dial(base, options.address ?? null);
       } catch (error) {
-        throw new ConnectError(
+        throw new CallError(
           `cannot connect to the proxy: ${errorMessage(error)}`,
-          Code.Unavailable,
+          CallCode.Unavailable,
         );
       }
       if (signal.aborted) throw abortError(signal);
       const c = conn;
-      const message = toBinary(PollRequestSchema, create(PollRequestSchema, request));
+      const message = await encodePollRequest(request);
       const authorization = options.authorization?.() ?? null;
       const head = encoder.encode(
         `POST ${path} HTTP/1.1\r\n` +
@@ -118,7 +118,7 @@ export function createNativePoll(options: NativePollOptions): PollStream {
         // The body (e.g. a load balancer's HTML page) is read for nothing but
         // the connection's sake; the error names status and content type.
         await readWholeBody(reader, framing, 65536).catch(() => null);
-        throw new ConnectError(
+        throw new CallError(
           `HTTP ${response.status}`,
           codeFromHttpStatus(response.status),
           headers,
@@ -126,17 +126,17 @@ export function createNativePoll(options: NativePollOptions): PollStream {
       }
       const type = headers.get("content-type");
       if (!/^application\/connect\+proto\s*(;|$)/i.test(type ?? "")) {
-        throw new ConnectError(
+        throw new CallError(
           `unsupported content type ${type}`,
-          type === null ? Code.Unknown : Code.Internal,
+          type === null ? CallCode.Unknown : CallCode.Internal,
           headers,
         );
       }
       const encoding = headers.get("connect-content-encoding");
       if (encoding !== null && encoding.toLowerCase() !== "identity") {
-        throw new ConnectError(
+        throw new CallError(
           `unsupported response encoding "${encoding}"`,
-          Code.Internal,
+          CallCode.Internal,
           headers,
         );
       }
@@ -151,35 +151,35 @@ export function createNativePoll(options: NativePollOptions): PollStream {
           const length = ((pending[at + 1]! << 24) >>> 0) + (pending[at + 2]! << 16) +
             (pending[at + 3]! << 8) + pending[at + 4]!;
           if (length > readMaxBytes) {
-            throw new ConnectError(
+            throw new CallError(
               `message size ${length} is larger than configured readMaxBytes ${readMaxBytes}`,
-              Code.ResourceExhausted,
+              CallCode.ResourceExhausted,
             );
           }
           if (pending.byteLength - at - 5 < length) break;
           const data = pending.subarray(at + 5, at + 5 + length);
           at += 5 + length;
           if ((flags & COMPRESSED) !== 0) {
-            throw new ConnectError("protocol error: received compressed message", Code.Internal);
+            throw new CallError("protocol error: received compressed message", CallCode.Internal);
           }
           if ((flags & END_STREAM) !== 0) {
             const error = endStream(data, headers);
             if (error !== null) throw error;
             if (pending.byteLength > at || !(await bodyEnded(body))) {
-              throw new ConnectError(
+              throw new CallError(
                 "protocol error: received extra message after EndStreamResponse",
-                Code.InvalidArgument,
+                CallCode.InvalidArgument,
               );
             }
             return;
           }
           let decoded: PollResponse;
           try {
-            decoded = decodePollResponse(data);
+            decoded = decodePollResponseNow(data) ?? await decodePollResponse(data);
           } catch (error) {
-            throw new ConnectError(
+            throw new CallError(
               `cannot decode a PollResponse: ${errorMessage(error)}`,
-              Code.Internal,
+              CallCode.Internal,
             );
           }
           yield decoded;
@@ -187,7 +187,10 @@ export function createNativePoll(options: NativePollOptions): PollStream {
         const rest = pending.subarray(at);
         const piece = await body.next();
         if (piece === null) {
-          throw new ConnectError("protocol error: missing EndStreamResponse", Code.InvalidArgument);
+          throw new CallError(
+            "protocol error: missing EndStreamResponse",
+            CallCode.InvalidArgument,
+          );
         }
         if (rest.byteLength === 0) pending = piece;
         else {
@@ -198,7 +201,7 @@ export function createNativePoll(options: NativePollOptions): PollStream {
       }
     } catch (error) {
       if (signal.aborted) throw abortError(signal);
-      if (error instanceof ConnectError) throw error;
+      if (error instanceof CallError) throw error;
       throw streamError(error);
     } finally {
       signal.removeEventListener("abort", close);
@@ -218,8 +221,8 @@ async function bodyEnded(body: BodyReader): Promise<boolean> {
 }
 
 /** The end-stream message's error, or null for success. */
-function endStream(data: Uint8Array, headers: Headers): ConnectError | null {
-  const invalid = () => new ConnectError("invalid end stream", Code.Unknown);
+function endStream(data: Uint8Array, headers: Headers): CallError | null {
+  const invalid = () => new CallError("invalid end stream", CallCode.Unknown);
   let json: unknown;
   try {
     json = JSON.parse(decoder.decode(data));
@@ -232,9 +235,9 @@ function endStream(data: Uint8Array, headers: Headers): ConnectError | null {
   if (typeof error !== "object" || Array.isArray(error)) throw invalid();
   const { code, message } = error as { code?: unknown; message?: unknown };
   if (message !== undefined && typeof message !== "string") throw invalid();
-  return new ConnectError(
+  return new CallError(
     message ?? "",
-    typeof code === "string" ? codeFromString(code) : Code.Unknown,
+    typeof code === "string" ? codeFromName(code) : CallCode.Unknown,
     headers,
   );
 }
@@ -244,22 +247,22 @@ function endStream(data: Uint8Array, headers: Headers): ConnectError | null {
  * it: the connection ending under the stream is Aborted (a proxy restart),
  * a malformed answer Internal.
  */
-function streamError(error: unknown): ConnectError {
+function streamError(error: unknown): CallError {
   const ended = (error instanceof Http1Error && error.kind === "ended") ||
     error instanceof Deno.errors.ConnectionReset ||
     error instanceof Deno.errors.ConnectionAborted ||
     error instanceof Deno.errors.BrokenPipe ||
     error instanceof Deno.errors.UnexpectedEof;
   if (ended) {
-    return new ConnectError(
+    return new CallError(
       `the proxy closed the connection: ${errorMessage(error)}`,
-      Code.Aborted,
+      CallCode.Aborted,
     );
   }
   if (error instanceof Http1Error) {
-    return new ConnectError(`protocol error: ${error.message}`, Code.Internal);
+    return new CallError(`protocol error: ${error.message}`, CallCode.Internal);
   }
-  return new ConnectError(errorMessage(error), Code.Unknown);
+  return new CallError(errorMessage(error), CallCode.Unknown);
 }
 
 function writePrefix(out: Uint8Array, at: number, flags: number, length: number): void {
@@ -271,6 +274,6 @@ function writePrefix(out: Uint8Array, at: number, flags: number, length: number)
 }
 
 /** As connect-es reports an aborted call: canceled, with the reason's message. */
-function abortError(signal: AbortSignal): ConnectError {
-  return new ConnectError(errorMessage(signal.reason), Code.Canceled);
+function abortError(signal: AbortSignal): CallError {
+  return new CallError(errorMessage(signal.reason), CallCode.Canceled);
 }

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { CallCode, CallError } from "./call_error.ts";
 import {
   PollRequestSchema,
   type PollResponse,
@@ -138,7 +138,7 @@ Deno.test("createNativePoll() streams messages as they arrive, with path prefix 
   }
 });
 
-Deno.test("createNativePoll() turns the end-stream error into a ConnectError with its code", async () => {
+Deno.test("createNativePoll() turns the end-stream error into a CallError with its code", async () => {
   const server = rawServer(async (conn) => {
     await readPollRequest(conn);
     await write(conn, OK_HEAD);
@@ -152,8 +152,8 @@ Deno.test("createNativePoll() turns the end-stream error into a ConnectError wit
     const poll = createNativePoll({ baseUrl: `http://127.0.0.1:${server.port}` });
     const { messages, error } = await collect(poll);
     assert.equal(messages.length, 0);
-    assert.ok(error instanceof ConnectError);
-    assert.equal(error.code, Code.AlreadyExists);
+    assert.ok(error instanceof CallError);
+    assert.equal(error.code, CallCode.AlreadyExists);
     assert.equal(error.rawMessage, "fqdn taken");
   } finally {
     await server.close();
@@ -172,8 +172,8 @@ Deno.test("createNativePoll() reports a load balancer's page by status and conte
   try {
     const poll = createNativePoll({ baseUrl: `http://127.0.0.1:${server.port}` });
     const { error } = await collect(poll);
-    assert.ok(error instanceof ConnectError);
-    assert.equal(error.code, Code.Unavailable);
+    assert.ok(error instanceof CallError);
+    assert.equal(error.code, CallCode.Unavailable);
     assert.match(
       describePollError(error),
       /^proxy answered HTTP 502 text\/html instead of a Connect/,
@@ -200,11 +200,11 @@ Deno.test("createNativePoll(): the connection ending under the stream is Aborted
     const poll = createNativePoll({ baseUrl: `http://127.0.0.1:${server.port}` });
     const cut = await collect(poll);
     assert.equal(cut.messages.length, 1);
-    assert.ok(cut.error instanceof ConnectError);
-    assert.equal(cut.error.code, Code.Aborted);
+    assert.ok(cut.error instanceof CallError);
+    assert.equal(cut.error.code, CallCode.Aborted);
     const ended = await collect(poll);
-    assert.ok(ended.error instanceof ConnectError);
-    assert.equal(ended.error.code, Code.InvalidArgument);
+    assert.ok(ended.error instanceof CallError);
+    assert.equal(ended.error.code, CallCode.InvalidArgument);
     assert.match(ended.error.message, /missing EndStreamResponse/);
   } finally {
     await server.close();
@@ -241,8 +241,8 @@ Deno.test("createNativePoll() stops at the signal's abort and closes its connect
       error = e;
     }
     assert.equal(messages.length, 1);
-    assert.ok(error instanceof ConnectError);
-    assert.equal(error.code, Code.Canceled);
+    assert.ok(error instanceof CallError);
+    assert.equal(error.code, CallCode.Canceled);
     assert.match(error.message, /no heartbeat/);
     await closed.promise;
   } finally {
@@ -265,13 +265,13 @@ Deno.test("createNativePoll() refuses a message above readMaxBytes and a refused
       readMaxBytes: 1024,
     });
     const { error } = await collect(poll);
-    assert.ok(error instanceof ConnectError);
-    assert.equal(error.code, Code.ResourceExhausted);
+    assert.ok(error instanceof CallError);
+    assert.equal(error.code, CallCode.ResourceExhausted);
   } finally {
     await server.close();
   }
   // The port is closed now.
   const refused = await collect(createNativePoll({ baseUrl: `http://127.0.0.1:${server.port}` }));
-  assert.ok(refused.error instanceof ConnectError);
-  assert.equal(refused.error.code, Code.Unavailable);
+  assert.ok(refused.error instanceof CallError);
+  assert.equal(refused.error.code, CallCode.Unavailable);
 });

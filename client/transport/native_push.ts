@@ -13,9 +13,9 @@
  */
 
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { CallCode, CallError, codeFromName } from "./call_error.ts";
 import type { ScrapeResponseHeadSchema } from "../../gen/pushprox/v1/pushprox_pb.ts";
-import { encodePushHead } from "./pushprox_codec.ts";
+import { encodePushHead, encodePushHeadNow } from "./pushprox_codec.ts";
 import {
   bodyFraming,
   ByteReader,
@@ -27,7 +27,7 @@ import { bodyProgress, freeBuffer, releaseOwned } from "../../lib/owned_chunks.t
 import { concatBytes } from "../../lib/bytes.ts";
 import { errorMessage } from "../../lib/error_message.ts";
 
-/** Pushes one scrape's answer; rejects with a ConnectError when the push failed. */
+/** Pushes one scrape's answer; rejects with a CallError when the push failed. */
 export type PushSender = (
   head: MessageInitShape<typeof ScrapeResponseHeadSchema>,
   body: AsyncIterable<Uint8Array> | null,
@@ -223,7 +223,7 @@ export function createNativePush(options: NativePushOptions): NativePush {
 
   const send: PushSender = async (head, body, signal) => {
     if (signal.aborted) throw abortError(signal);
-    if (closed) throw new ConnectError("push sender closed", Code.Canceled);
+    if (closed) throw new CallError("push sender closed", CallCode.Canceled);
     // An idle connection is taken at once; a new one is dialled until aborted.
     const connection = idle.pop() ?? await untilAborted(dialConnection(), signal);
     const abort = () => connection.destroy();
@@ -232,7 +232,7 @@ export function createNativePush(options: NativePushOptions): NativePush {
     let done = false;
     try {
       const conn = connection.conn;
-      const headMessage = encodePushHead(head);
+      const headMessage = encodePushHeadNow(head) ?? await encodePushHead(head);
       const start = requestHead();
       const first = new Uint8Array(start.byteLength + 16 + headMessage.byteLength);
       let at = 0;
@@ -309,7 +309,7 @@ export function createNativePush(options: NativePushOptions): NativePush {
           done = true;
           connection.release();
         }
-        throw new ConnectError(
+        throw new CallError(
           `HTTP ${response.status}${describeBody(bytes)}`,
           codeFromHttpStatus(response.status),
         );
@@ -322,8 +322,8 @@ export function createNativePush(options: NativePushOptions): NativePush {
       if (error !== null) throw error;
     } catch (error) {
       if (signal.aborted) throw abortError(signal);
-      if (error instanceof ConnectError) throw error;
-      throw new ConnectError(`push failed: ${errorMessage(error)}`, Code.Unavailable);
+      if (error instanceof CallError) throw error;
+      throw new CallError(`push failed: ${errorMessage(error)}`, CallCode.Unavailable);
     } finally {
       signal.removeEventListener("abort", abort);
       if (!done) connection.destroy();
@@ -359,9 +359,9 @@ function untilAborted<T extends { destroy(): void }>(
       (error) => {
         signal.removeEventListener("abort", onAbort);
         reject(
-          error instanceof ConnectError
+          error instanceof CallError
             ? error
-            : new ConnectError(`push failed: ${errorMessage(error)}`, Code.Unavailable),
+            : new CallError(`push failed: ${errorMessage(error)}`, CallCode.Unavailable),
         );
       },
     );
@@ -421,7 +421,7 @@ function writeVarint(out: Uint8Array, at: number, value: number): number {
  * Parses a Push response body: envelopes of PushResponse messages and the
  * end-stream message. Returns its error, or null for success.
  */
-export function endStreamError(bytes: Uint8Array): ConnectError | null {
+export function endStreamError(bytes: Uint8Array): CallError | null {
   let at = 0;
   while (at + 5 <= bytes.byteLength) {
     const flags = bytes[at]!;
@@ -441,34 +441,17 @@ export function endStreamError(bytes: Uint8Array): ConnectError | null {
       try {
         json = JSON.parse(utf8.decode(bytes.subarray(at + 5, end)));
       } catch {
-        return new ConnectError("protocol error: invalid end-stream message", Code.Internal);
+        return new CallError("protocol error: invalid end-stream message", CallCode.Internal);
       }
       if (json.error === undefined) return null;
-      return new ConnectError(
+      return new CallError(
         json.error.message ?? "",
-        codeFromString(json.error.code ?? "unknown"),
+        codeFromName(json.error.code ?? "unknown"),
       );
     }
     at = end;
   }
-  return new ConnectError("protocol error: missing end-stream message", Code.Internal);
-}
-
-const CODES: Record<string, Code> = Object.fromEntries(
-  Object.entries(Code).filter(([, v]) => typeof v === "number").map(([k, v]) => [
-    k.replace(/[A-Z]/g, (c, i) => (i > 0 ? "_" : "") + c.toLowerCase()),
-    v as Code,
-  ]),
-);
-
-/**
- * A Connect code from its wire name ("unavailable").
- *
- * @param text The name.
- * @returns The code; Unknown for a name not known.
- */
-export function codeFromString(text: string): Code {
-  return CODES[text] ?? Code.Unknown;
+  return new CallError("protocol error: missing end-stream message", CallCode.Internal);
 }
 
 /**
@@ -477,23 +460,23 @@ export function codeFromString(text: string): Code {
  * @param status The HTTP status.
  * @returns The Connect code.
  */
-export function codeFromHttpStatus(status: number): Code {
+export function codeFromHttpStatus(status: number): CallCode {
   switch (status) {
     case 400:
-      return Code.Internal;
+      return CallCode.Internal;
     case 401:
-      return Code.Unauthenticated;
+      return CallCode.Unauthenticated;
     case 403:
-      return Code.PermissionDenied;
+      return CallCode.PermissionDenied;
     case 404:
-      return Code.Unimplemented;
+      return CallCode.Unimplemented;
     case 429:
     case 502:
     case 503:
     case 504:
-      return Code.Unavailable;
+      return CallCode.Unavailable;
     default:
-      return Code.Unknown;
+      return CallCode.Unknown;
   }
 }
 
@@ -504,6 +487,6 @@ function describeBody(bytes: Uint8Array): string {
 }
 
 /** As connect-es reports an aborted call: canceled, with the reason's message. */
-function abortError(signal: AbortSignal): ConnectError {
-  return new ConnectError(errorMessage(signal.reason), Code.Canceled);
+function abortError(signal: AbortSignal): CallError {
+  return new CallError(errorMessage(signal.reason), CallCode.Canceled);
 }

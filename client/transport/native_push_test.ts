@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { fromBinary } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { CallCode, CallError } from "./call_error.ts";
 import { PushRequestSchema } from "../../gen/pushprox/v1/pushprox_pb.ts";
 import { createNativePush, nativePushSupported } from "./native_push.ts";
 import { BODY_PROGRESS, type BodyProgress, markOwned } from "../../lib/owned_chunks.ts";
@@ -164,12 +164,12 @@ Deno.test("native push frames the head and raw body chunks; keep-alive; errors",
     await assert.rejects(
       push.send({ ...HEAD, scrapeId: "s3" }, chunks(small), AbortSignal.timeout(5000)),
       (e: unknown) =>
-        e instanceof ConnectError && e.code === Code.NotFound && /s3/.test(e.rawMessage),
+        e instanceof CallError && e.code === CallCode.NotFound && /s3/.test(e.rawMessage),
     );
     await assert.rejects(
       push.send(HEAD, null, AbortSignal.timeout(5000)),
       (e: unknown) =>
-        e instanceof ConnectError && e.code === Code.Unauthenticated && /HTTP 401/.test(e.message),
+        e instanceof CallError && e.code === CallCode.Unauthenticated && /HTTP 401/.test(e.message),
     );
     assert.equal(seen.length, 4);
     const [first, second] = seen;
@@ -245,7 +245,7 @@ Deno.test("native push: the deadline ends a push whose proxy does not answer", a
     const deadline = AbortSignal.timeout(300);
     await assert.rejects(
       push.send(HEAD, chunks(new Uint8Array(10)), deadline),
-      (e: unknown) => e instanceof ConnectError && e.code === Code.Canceled,
+      (e: unknown) => e instanceof CallError && e.code === CallCode.Canceled,
     );
   } finally {
     push.close();

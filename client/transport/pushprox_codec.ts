@@ -1,25 +1,33 @@
 /**
- * The two messages the client handles once per scrape, coded by hand: a
- * PollResponse carrying a ScrapeRequest (decoded) and a PushRequest carrying
- * a ScrapeResponseHead (encoded). protobuf-es's reflective coders cost about
- * 8 % of the client's busy time per scrape (issue #11); these read and write
- * the same bytes for the usual shapes (ASCII text, fields 1 to 5, no
- * unknown fields) and hand anything else to protobuf-es, so that the result
- * is always what protobuf-es gives (pushprox_codec_test.ts compares them
- * over many randomized messages).
+ * The messages the client exchanges with the proxy on the native path, coded
+ * by hand: PollRequest (encoded once per stream), PollResponse (decoded per
+ * message: registration, scrape requests, heartbeats, goAway) and a
+ * PushRequest carrying a ScrapeResponseHead (encoded per scrape).
+ * protobuf-es's reflective coders cost about 8 % of the client's busy time
+ * per scrape, and loading them (with the generated descriptors) about 4 MiB
+ * of RSS at start (issue #11). These read and write the same bytes for the
+ * usual shapes (ASCII text, the schema's fields, no unknown fields) and hand
+ * anything else to protobuf-es, loaded then (./pushprox_codec_slow.ts), so
+ * that the result is always what protobuf-es gives (pushprox_codec_test.ts
+ * compares them over many randomized messages).
  *
  * @module
  */
 
-import { create, fromBinary, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
-import {
-  type Header,
-  type PollResponse,
-  PollResponseSchema,
-  PushRequestSchema,
-  type ScrapeRequest,
-  type ScrapeResponseHeadSchema,
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import type {
+  GoAway,
+  Header,
+  Heartbeat,
+  PollRequestSchema,
+  PollResponse,
+  Registered,
+  ScrapeRequest,
+  ScrapeResponseHeadSchema,
 } from "../../gen/pushprox/v1/pushprox_pb.ts";
+
+/** protobuf-es's coders, loaded with the first message the hand coders leave to them. */
+const slow = () => import("./pushprox_codec_slow.ts");
 
 /**
  * Decodes a PollResponse, as `fromBinary(PollResponseSchema, bytes)` does.
@@ -28,8 +36,8 @@ import {
  * @returns The message.
  * @throws {Error} As protobuf-es does, on bytes that are not a PollResponse.
  */
-export function decodePollResponse(bytes: Uint8Array): PollResponse {
-  return decodeScrapeNow(bytes) ?? fromBinary(PollResponseSchema, bytes);
+export async function decodePollResponse(bytes: Uint8Array): Promise<PollResponse> {
+  return decodePollResponseNow(bytes) ?? (await slow()).decodePollResponseSlow(bytes);
 }
 
 /**
@@ -39,14 +47,23 @@ export function decodePollResponse(bytes: Uint8Array): PollResponse {
  * @param head The head.
  * @returns The message's bytes.
  */
-export function encodePushHead(
+export async function encodePushHead(
   head: MessageInitShape<typeof ScrapeResponseHeadSchema>,
-): Uint8Array {
-  return encodeHeadNow(head) ??
-    toBinary(
-      PushRequestSchema,
-      create(PushRequestSchema, { message: { case: "head", value: head } }),
-    );
+): Promise<Uint8Array> {
+  return encodePushHeadNow(head) ?? (await slow()).encodePushHeadSlow(head);
+}
+
+/**
+ * Encodes a PollRequest, as `toBinary(PollRequestSchema,
+ * create(PollRequestSchema, request))` does.
+ *
+ * @param request The request.
+ * @returns The message's bytes.
+ */
+export async function encodePollRequest(
+  request: MessageInitShape<typeof PollRequestSchema>,
+): Promise<Uint8Array> {
+  return encodePollRequestNow(request) ?? (await slow()).encodePollRequestSlow(request);
 }
 
 // ---- decoding ----
@@ -95,14 +112,71 @@ function ascii(c: Cursor, end: number): string {
   return length === 0 ? "" : String.fromCharCode.apply(null, bytes.subarray(start, stop) as never);
 }
 
-/** `PollResponse{scrape}` of the usual shape, or null. */
-function decodeScrapeNow(bytes: Uint8Array): PollResponse | null {
-  if (bytes.byteLength < 2 || bytes[0] !== 0x12) return null;
+/**
+ * A PollResponse of the usual shape (one of its four cases, ASCII text, no
+ * unknown fields), decoded by hand; null for anything else.
+ *
+ * @param bytes The message.
+ * @returns The message, or null: ask protobuf-es.
+ */
+export function decodePollResponseNow(bytes: Uint8Array): PollResponse | null {
+  if (bytes.byteLength < 2) return null;
+  const tag = bytes[0];
   const c: Cursor = { bytes, at: 1, fail: false };
   const length = varint(c, bytes.byteLength);
   const end = c.at + length;
   // One field, the whole message: a repeated one would be merged.
   if (c.fail || end !== bytes.byteLength) return null;
+  switch (tag) {
+    case 0x0a:
+      return registeredNow(c, end);
+    case 0x12:
+      return scrapeNow(c, end);
+    case 0x1a:
+      return heartbeatNow(c, end);
+    case 0x22:
+      return goAwayNow(c, end);
+    default:
+      return null;
+  }
+}
+
+function registeredNow(c: Cursor, end: number): PollResponse | null {
+  const value: Registered = {
+    $typeName: "pushprox.v1.Registered",
+    sessionId: "",
+    heartbeatIntervalMs: 0,
+  };
+  while (c.at < end && !c.fail) {
+    const tag = c.bytes[c.at++];
+    if (tag === 0x0a) value.sessionId = ascii(c, end);
+    else if (tag === 0x10) value.heartbeatIntervalMs = varint(c, end);
+    else return null;
+  }
+  return c.fail
+    ? null
+    : { $typeName: "pushprox.v1.PollResponse", message: { case: "registered", value } };
+}
+
+function heartbeatNow(c: Cursor, end: number): PollResponse | null {
+  if (c.at !== end) return null;
+  const value: Heartbeat = { $typeName: "pushprox.v1.Heartbeat" };
+  return { $typeName: "pushprox.v1.PollResponse", message: { case: "heartbeat", value } };
+}
+
+function goAwayNow(c: Cursor, end: number): PollResponse | null {
+  const value: GoAway = { $typeName: "pushprox.v1.GoAway", reason: "" };
+  while (c.at < end && !c.fail) {
+    if (c.bytes[c.at++] !== 0x0a) return null;
+    value.reason = ascii(c, end);
+  }
+  return c.fail
+    ? null
+    : { $typeName: "pushprox.v1.PollResponse", message: { case: "goAway", value } };
+}
+
+function scrapeNow(c: Cursor, end: number): PollResponse | null {
+  const bytes = c.bytes;
   const request: ScrapeRequest = {
     $typeName: "pushprox.v1.ScrapeRequest",
     id: "",
@@ -205,8 +279,16 @@ function fieldSize(size: number): number {
   return size === 0 ? 0 : 1 + varintSize(size) + size;
 }
 
-/** `PushRequest{head}` of the usual shape, or null. */
-function encodeHeadNow(head: MessageInitShape<typeof ScrapeResponseHeadSchema>): Uint8Array | null {
+/**
+ * `PushRequest{head}` encoded by hand; null for what protobuf-es must do
+ * (unknown fields, values of the wrong type).
+ *
+ * @param head The head.
+ * @returns The message's bytes, or null.
+ */
+export function encodePushHeadNow(
+  head: MessageInitShape<typeof ScrapeResponseHeadSchema>,
+): Uint8Array | null {
   const scrapeId = head.scrapeId ?? "";
   const sessionId = head.sessionId ?? "";
   const status = head.status ?? 0;
@@ -290,4 +372,76 @@ function writeHead(
     at = putText(out, putVarint(out, at, errorSize), error, errorSize);
   }
   return at === out.byteLength ? out : null;
+}
+
+/**
+ * A PollRequest encoded by hand; null for what protobuf-es must do
+ * (unknown fields, values of the wrong type).
+ *
+ * @param request The request.
+ * @returns The message's bytes, or null.
+ */
+export function encodePollRequestNow(
+  request: MessageInitShape<typeof PollRequestSchema>,
+): Uint8Array | null {
+  const fqdn = request.fqdn ?? "";
+  const version = request.version ?? "";
+  const labels = request.labels ?? {};
+  const modules = request.modules ?? [];
+  const proxies = request.proxies ?? [];
+  const modulesOnly = request.modulesOnly ?? false;
+  if (
+    typeof fqdn !== "string" || typeof version !== "string" || typeof modulesOnly !== "boolean" ||
+    typeof labels !== "object" || labels === null || !Array.isArray(modules) ||
+    !Array.isArray(proxies) || "$unknown" in request
+  ) {
+    return null;
+  }
+  // Fields in number order, as protobuf-es writes them: 1 fqdn, 2 labels
+  // (one entry per key, key and value always written), 3 version, 4
+  // modules, 5 proxies, 6 modules_only (when true).
+  const parts: [tag: number, text: string, size: number][] = [];
+  const text = (tag: number, value: unknown): boolean => {
+    if (typeof value !== "string") return false;
+    parts.push([tag, value, utf8Length(value)]);
+    return true;
+  };
+  if (fqdn !== "") text(0x0a, fqdn);
+  const entries: number[] = [];
+  for (const [key, value] of Object.entries(labels)) {
+    const at = parts.length;
+    if (!text(0x0a, key) || !text(0x12, value)) return null;
+    const size = 2 + varintSize(parts[at]![2]) + parts[at]![2] + varintSize(parts[at + 1]![2]) +
+      parts[at + 1]![2];
+    entries.push(at, size);
+  }
+  if (version !== "") text(0x1a, version);
+  for (const module of modules) if (!text(0x22, module)) return null;
+  for (const proxy of proxies) if (!text(0x2a, proxy)) return null;
+  let total = modulesOnly ? 2 : 0;
+  for (const [, , size] of parts) total += 1 + varintSize(size) + size;
+  for (let i = 1; i < entries.length; i += 2) total += 1 + varintSize(entries[i]!);
+  const out = new Uint8Array(total);
+  try {
+    let at = 0;
+    let entry = 0;
+    for (let i = 0; i < parts.length; i++) {
+      if (entry < entries.length && entries[entry] === i) {
+        out[at++] = 0x12;
+        at = putVarint(out, at, entries[entry + 1]!);
+        entry += 2;
+      }
+      const [tag, value, size] = parts[i]!;
+      out[at++] = tag;
+      at = putText(out, putVarint(out, at, size), value, size);
+    }
+    if (modulesOnly) {
+      out[at++] = 0x30;
+      out[at++] = 1;
+    }
+    return at === total ? out : null;
+  } catch (error) {
+    if (error === MISCOUNTED) return null;
+    throw error;
+  }
 }

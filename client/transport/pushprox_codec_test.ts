@@ -1,11 +1,19 @@
 import assert from "node:assert/strict";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import {
+  PollRequestSchema,
   PollResponseSchema,
   PushRequestSchema,
   ScrapeRequestSchema,
 } from "../../gen/pushprox/v1/pushprox_pb.ts";
-import { decodePollResponse, encodePushHead } from "./pushprox_codec.ts";
+import {
+  decodePollResponse,
+  decodePollResponseNow,
+  encodePollRequest,
+  encodePollRequestNow,
+  encodePushHead,
+  encodePushHeadNow,
+} from "./pushprox_codec.ts";
 
 /** A small seeded generator (mulberry32): failures can be replayed. */
 function random(seed: number): () => number {
@@ -63,18 +71,19 @@ function unknown(next: () => number) {
 }
 
 /** Decodes with both; both throw, or both give the same message. */
-function sameDecoding(bytes: Uint8Array, what: string): void {
+async function sameDecoding(bytes: Uint8Array, what: string): Promise<void> {
   let expected: unknown;
   try {
     expected = fromBinary(PollResponseSchema, bytes);
   } catch (error) {
-    assert.throws(() => decodePollResponse(bytes), Error, `${what}: ${error}`);
+    assert.equal(decodePollResponseNow(bytes), null, what);
+    await assert.rejects(() => decodePollResponse(bytes), Error, `${what}: ${error}`);
     return;
   }
-  assert.deepStrictEqual(decodePollResponse(bytes), expected, what);
+  assert.deepStrictEqual(await decodePollResponse(bytes), expected, what);
 }
 
-Deno.test("decodePollResponse() equals protobuf-es's fromBinary over randomized messages", () => {
+Deno.test("decodePollResponse() equals protobuf-es's fromBinary over randomized messages", async () => {
   const next = random(11);
   const text = texts(next);
   for (let i = 0; i < 3000; i++) {
@@ -105,22 +114,25 @@ Deno.test("decodePollResponse() equals protobuf-es's fromBinary over randomized 
       : create(PollResponseSchema, { message: { case: "goAway", value: { reason: text() } } });
     if (next() < 0.1) Object.assign(message, unknown(next));
     const bytes = toBinary(PollResponseSchema, message);
-    sameDecoding(bytes, `message ${i}`);
+    await sameDecoding(bytes, `message ${i}`);
     // Damaged copies: a byte changed, cut short, or a field repeated.
     const damaged = bytes.slice();
     if (damaged.byteLength > 0) {
       damaged[Math.floor(next() * damaged.byteLength)] = Math.floor(next() * 256);
     }
-    sameDecoding(damaged, `message ${i}, a byte changed`);
-    sameDecoding(bytes.subarray(0, Math.floor(next() * bytes.byteLength)), `message ${i}, cut`);
+    await sameDecoding(damaged, `message ${i}, a byte changed`);
+    await sameDecoding(
+      bytes.subarray(0, Math.floor(next() * bytes.byteLength)),
+      `message ${i}, cut`,
+    );
     const twice = new Uint8Array(bytes.byteLength * 2);
     twice.set(bytes);
     twice.set(bytes, bytes.byteLength);
-    sameDecoding(twice, `message ${i}, twice`);
+    await sameDecoding(twice, `message ${i}, twice`);
   }
 });
 
-Deno.test("decodePollResponse() equals fromBinary for fields out of order, repeated and non-minimal", () => {
+Deno.test("decodePollResponse() equals fromBinary for fields out of order, repeated and non-minimal", async () => {
   const field = (tag: number, ...bytes: number[]) => [tag, ...bytes];
   const text = (tag: number, value: string) => {
     const b = new TextEncoder().encode(value);
@@ -147,10 +159,10 @@ Deno.test("decodePollResponse() equals fromBinary for fields out of order, repea
     new Uint8Array([0x12, 2, 0x0a, 0xc3]),
     new Uint8Array([0x12, 3, 0x0a, 1, 0xff]), // not UTF-8
   ];
-  cases.forEach((bytes, i) => sameDecoding(bytes, `case ${i}`));
+  for (const [i, bytes] of cases.entries()) await sameDecoding(bytes, `case ${i}`);
 });
 
-Deno.test("encodePushHead() writes the bytes of protobuf-es's toBinary over randomized heads", () => {
+Deno.test("encodePushHead() writes the bytes of protobuf-es's toBinary over randomized heads", async () => {
   const next = random(7);
   const text = texts(next);
   for (let i = 0; i < 3000; i++) {
@@ -165,22 +177,22 @@ Deno.test("encodePushHead() writes the bytes of protobuf-es's toBinary over rand
       PushRequestSchema,
       create(PushRequestSchema, { message: { case: "head", value: head } }),
     );
-    assert.deepStrictEqual(encodePushHead(head), expected, `head ${i}`);
+    assert.deepStrictEqual(await encodePushHead(head), expected, `head ${i}`);
   }
   // Fields left out, and values protobuf-es refuses.
-  assert.deepStrictEqual(encodePushHead({}), new Uint8Array([0x0a, 0]));
+  assert.deepStrictEqual(await encodePushHead({}), new Uint8Array([0x0a, 0]));
   assert.deepStrictEqual(
-    encodePushHead({ headers: [{ name: "x" }] }),
+    await encodePushHead({ headers: [{ name: "x" }] }),
     toBinary(
       PushRequestSchema,
       create(PushRequestSchema, { message: { case: "head", value: { headers: [{ name: "x" }] } } }),
     ),
   );
-  assert.throws(() => encodePushHead({ status: -1 }));
-  assert.throws(() => encodePushHead({ status: 2 ** 32 }));
+  await assert.rejects(() => encodePushHead({ status: -1 }));
+  await assert.rejects(() => encodePushHead({ status: 2 ** 32 }));
 });
 
-Deno.test("decodePollResponse() decodes what the proxy sends as protobuf-es does", () => {
+Deno.test("decodePollResponse() decodes what the proxy sends as protobuf-es does", async () => {
   const request = create(ScrapeRequestSchema, {
     id: "42",
     method: "GET",
@@ -195,6 +207,81 @@ Deno.test("decodePollResponse() decodes what the proxy sends as protobuf-es does
     PollResponseSchema,
     create(PollResponseSchema, { message: { case: "scrape", value: request } }),
   );
-  const decoded = decodePollResponse(bytes);
+  const decoded = await decodePollResponse(bytes);
   assert.deepStrictEqual(decoded.message, { case: "scrape", value: request });
+});
+
+Deno.test("the usual messages never need protobuf-es (a plain client does not load it)", () => {
+  // What a proxy sends and a client writes on a healthy stream: if one of
+  // these fell back, every client would load protobuf-es again (issue #11).
+  const sent = [
+    create(PollResponseSchema, {
+      message: {
+        case: "registered",
+        value: { sessionId: "4f1c2a", heartbeatIntervalMs: 15000 },
+      },
+    }),
+    create(PollResponseSchema, { message: { case: "heartbeat", value: {} } }),
+    create(PollResponseSchema, {
+      message: { case: "goAway", value: { reason: "proxy shutting down" } },
+    }),
+    create(PollResponseSchema, {
+      message: {
+        case: "scrape",
+        value: {
+          id: "17",
+          url: "http://node.example:9100/metrics",
+          headers: [{ name: "accept", value: "text/plain" }],
+          timeoutMs: 10000,
+        },
+      },
+    }),
+  ];
+  for (const message of sent) {
+    const bytes = toBinary(PollResponseSchema, message);
+    assert.deepStrictEqual(decodePollResponseNow(bytes), message, message.message.case);
+  }
+  assert.notEqual(
+    encodePollRequestNow({
+      fqdn: "node.example",
+      labels: { env: "prod" },
+      version: "1.0.0",
+      modules: ["node"],
+      proxies: ["http://proxy.example:8080/"],
+    }),
+    null,
+  );
+  assert.notEqual(
+    encodePushHeadNow({
+      scrapeId: "17",
+      sessionId: "4f1c2a",
+      status: 200,
+      headers: [{ name: "content-type", value: "text/plain; version=0.0.4" }],
+    }),
+    null,
+  );
+});
+
+Deno.test("encodePollRequest() writes the bytes of protobuf-es's toBinary over randomized requests", async () => {
+  const next = random(5);
+  const text = texts(next);
+  const list = () => Array.from({ length: Math.floor(next() * 4) }, text);
+  for (let i = 0; i < 2000; i++) {
+    const labels: Record<string, string> = {};
+    for (let k = Math.floor(next() * 5); k > 0; k--) {
+      labels[next() < 0.2 ? String(Math.floor(next() * 100)) : text()] = text();
+    }
+    const request = {
+      fqdn: next() < 0.1 ? "" : text(),
+      labels,
+      version: next() < 0.2 ? "" : text(),
+      modules: list(),
+      proxies: list(),
+      modulesOnly: next() < 0.5,
+      ...unknown(next),
+    };
+    const expected = toBinary(PollRequestSchema, create(PollRequestSchema, request));
+    assert.deepStrictEqual(await encodePollRequest(request), expected, `request ${i}`);
+  }
+  assert.deepStrictEqual(await encodePollRequest({}), new Uint8Array(0));
 });
