@@ -28,6 +28,7 @@ import {
   PollResponseSchema,
   PushResponseSchema,
 } from "../../gen/pushprox/v1/pushprox_pb.ts";
+import { LazyTimer } from "../../lib/lazy_timer.ts";
 import type { Logger } from "../../lib/logger.ts";
 import { errorMessage } from "../../lib/error_message.ts";
 import type { Exchange, HeaderPair } from "../../lib/http_exchange.ts";
@@ -263,7 +264,8 @@ class PollRecord {
   readonly #caller: CallerContext;
   readonly #exchange: Exchange;
   readonly #logger: Logger;
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  /** The heartbeat: one timer for the stream's life, set at each wait (see LazyTimer). */
+  readonly #timer = new LazyTimer();
   #deadline: ReturnType<typeof setTimeout> | undefined;
   #ended = false;
   #resolve!: () => void;
@@ -317,14 +319,13 @@ class PollRecord {
 
   #wait(): void {
     if (this.#ended) return;
-    this.#timer = setTimeout(this.#onBeat, this.#core.heartbeatIntervalMs);
+    this.#timer.set(this.#core.heartbeatIntervalMs, this.#onBeat);
     // May call back at once (a queued scrape, a replaced or draining session).
     this.#stream.session.listen(this.#onTask);
   }
 
   #task(task: ScrapeTask | null, error?: Error): void {
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
+    this.#timer.clear();
     if (this.#ended) return;
     try {
       if (error !== undefined) {
@@ -344,7 +345,6 @@ class PollRecord {
   }
 
   #beat(): void {
-    this.#timer = undefined;
     this.#stream.session.unlisten(this.#onTask);
     if (this.#ended) return;
     this.#core.beat(this.#stream, this.#caller).then((message) => {
@@ -363,7 +363,7 @@ class PollRecord {
   #finish(error: ConnectError | undefined, gone: boolean, failure: unknown): void {
     if (this.#ended) return;
     this.#ended = true;
-    clearTimeout(this.#timer);
+    this.#timer.close();
     clearTimeout(this.#deadline);
     this.#stream.session.unlisten(this.#onTask);
     this.#exchange.signal.removeEventListener("abort", this.#onGone);

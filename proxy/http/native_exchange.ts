@@ -12,6 +12,7 @@ import { concatBytes } from "../../lib/bytes.ts";
 import type { BodyReader } from "../../lib/http1.ts";
 import type { Exchange, HeaderPair } from "../../lib/http_exchange.ts";
 import type { RequestHead } from "./request_head.ts";
+import type { LazyTimer } from "../../lib/lazy_timer.ts";
 
 const encoder = new TextEncoder();
 const LAST_CHUNK = encoder.encode("0\r\n\r\n");
@@ -40,6 +41,8 @@ export interface NativeExchangeOptions {
   headers?: readonly HeaderPair[];
   /** Called once the handler has read the body to its end. */
   onBodyEnd?: () => void;
+  /** A timer of the connection that the exchange's handler may use (free while it runs). */
+  timer?: LazyTimer;
 }
 
 const EMPTY: AsyncIterator<Uint8Array> = {
@@ -55,6 +58,8 @@ export class NativeExchange implements Exchange {
   readonly remoteAddress: string | undefined;
   readonly remotePort: number | undefined;
   readonly peer = null;
+  /** A timer of the connection for the handler's deadlines; null when none was given. */
+  readonly timer: LazyTimer | null;
   readonly #body: BodyReader | null;
   readonly #extraHeaders: readonly HeaderPair[];
   #onBodyEnd: (() => void) | undefined;
@@ -93,6 +98,7 @@ export class NativeExchange implements Exchange {
     this.#body = options.body ?? null;
     this.#extraHeaders = options.headers ?? [];
     this.#onBodyEnd = options.onBodyEnd;
+    this.timer = options.timer ?? null;
     this.#close = (head.headers.get("connection") ?? []).some((value) =>
       value.toLowerCase().split(",").some((token) => token.trim() === "close")
     );
