@@ -5,8 +5,10 @@
  * connect-es' per-call pipeline of generators, promises and signals, and
  * pushed body bytes reach the coordinator as views of the received buffers.
  * It calls the very service implementation the Connect router serves (same
- * validation, authorization, heartbeats, relay) with a handler context made
- * by connect-es; other protocols and codecs keep going through connect-es.
+ * validation, authorization, heartbeats, relay): Poll and Push through the
+ * service's shared logic (POLL_CORE, PUSH_RELAY) with the call's context
+ * values, other calls with a handler context made by connect-es; other
+ * protocols and codecs keep going through connect-es.
  *
  * @module
  */
@@ -40,7 +42,11 @@ import {
   type PollCore,
   type PollMessage,
   type PollStream,
+  PUSH_RELAY,
+  type PushRelay,
 } from "./client_service.ts";
+import { encodePushResponse } from "./wire_codec.ts";
+import { concatBytes } from "../../lib/bytes.ts";
 import {
   encodeEndStream,
   encodeEnvelope,
@@ -113,6 +119,7 @@ export function createFastClientHandler(options: FastClientHandlerOptions): Fast
   const { service, maxMessageBytes, logger } = options;
 
   const core = (service as Partial<ClientServiceImpl>)[POLL_CORE];
+  const relay = (service as Partial<ClientServiceImpl>)[PUSH_RELAY];
 
   return (exchange, values, refusal) => {
     const poll = exchange.target.startsWith(POLL_PATH);
@@ -131,6 +138,12 @@ export function createFastClientHandler(options: FastClientHandlerOptions): Fast
           endCall(exchange, error);
         },
       );
+    }
+    if (!poll && relay !== undefined && timeoutMs === undefined && !timeout.error) {
+      // A Push without a deadline (what our client sends): no handler
+      // context, signals or Headers; the relay reads the values and the
+      // exchange's signal.
+      return servePush(relay, exchange, values, refusal);
     }
     const { context, gone } = startCall(exchange, poll, values, timeoutMs);
     const call = new Call(exchange, context);
@@ -184,6 +197,40 @@ export function createFastClientHandler(options: FastClientHandlerOptions): Fast
   };
 
   /**
+   * A Push call on the shared Push logic, answered in one write: the
+   * response message and the end-stream (or the end-stream with the error).
+   */
+  async function servePush(
+    relay: PushRelay,
+    exchange: Exchange,
+    values: ContextValues,
+    refusal: ConnectError | null,
+  ): Promise<void> {
+    let message: Uint8Array | undefined;
+    let error: ConnectError | undefined;
+    try {
+      if (refusal !== null) {
+        exchange.discardBody();
+        throw refusal;
+      }
+      const reader = new EnvelopeReader(exchange.body(), maxMessageBytes);
+      const result = await relay(readPushRequests(reader), { values, signal: exchange.signal });
+      message = encodeEnvelope(0, encodePushResponse(result));
+    } catch (caught) {
+      error = callError(caught, exchange, logger);
+      // Unread request bytes are read and dropped, so that the connection stays usable.
+      if (!exchange.bodyEnded) exchange.discardBody();
+    }
+    if (exchange.destroyed) return;
+    if (!exchange.headersSent) exchange.respond(200, POLL_HEADERS);
+    exchange.end(
+      message === undefined
+        ? encodeEndStream(error, NO_TRAILERS)
+        : concatBytes([message, END_STREAM_OK]),
+    );
+  }
+
+  /**
    * A Poll call on the shared Poll logic: reads and checks the request as
    * connect-es would, registers, then hands the stream to a record.
    */
@@ -215,8 +262,10 @@ function callError(caught: unknown, exchange: Exchange, logger: Logger): Connect
 }
 
 const POLL_HEADERS: readonly HeaderPair[] = [["content-type", CONTENT_TYPE]];
-/** Poll's trailers: none (never written to). */
+/** Poll's and Push's trailers: none (never written to). */
 const NO_TRAILERS = new Headers();
+/** The end-stream of a call that ended well, without trailers. */
+const END_STREAM_OK = encodeEndStream(undefined, NO_TRAILERS);
 
 /** Ends a call that has no handler context (a Poll on the shared logic). */
 function endCall(exchange: Exchange, error: ConnectError | undefined): void {
