@@ -45,7 +45,7 @@ import {
   PUSH_RELAY,
   type PushRelay,
 } from "./client_service.ts";
-import { encodePushResponse } from "./wire_codec.ts";
+import { encodePushResponse, encodeScrapeEnvelope } from "./wire_codec.ts";
 import { concatBytes } from "../../lib/bytes.ts";
 import {
   encodeEndStream,
@@ -362,7 +362,8 @@ class PollRecord {
     const exchange = this.#exchange;
     if (!exchange.headersSent) exchange.respond(200, POLL_HEADERS);
     exchange.write(
-      encodeEnvelope(0, toBinary(PollResponseSchema, create(PollResponseSchema, message))),
+      encodeScrapeEnvelope(message) ??
+        encodeEnvelope(0, toBinary(PollResponseSchema, create(PollResponseSchema, message))),
     ).then(() => this.#wait());
   }
 
