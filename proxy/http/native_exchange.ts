@@ -168,8 +168,13 @@ export class NativeExchange implements Exchange {
     this.#responded = true;
     this.#status = status;
     this.#headers = headers;
-    for (const [name, value] of headers) {
-      if (name.toLowerCase() === "connection" && /\bclose\b/i.test(value)) this.#close = true;
+    for (let i = 0; i < headers.length; i++) {
+      const [name, value] = headers[i]!;
+      if (
+        name.length === 10 && name.toLowerCase() === "connection" && /\bclose\b/i.test(value)
+      ) {
+        this.#close = true;
+      }
     }
   }
 
@@ -256,13 +261,19 @@ export class NativeExchange implements Exchange {
     // Fields in node:http's order: the handler's, Date, Connection, framing.
     let text = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? "unknown"}\r\n`;
     let hasLength = false;
-    for (const headers of [this.#extraHeaders, this.#headers]) {
+    for (let list = 0; list < 2; list++) {
+      const headers = list === 0 ? this.#extraHeaders : this.#headers;
       for (let i = 0; i < headers.length; i++) {
-        const [name, value] = headers[i]!;
-        const lower = name.toLowerCase();
-        if (lower === "connection" || lower === "transfer-encoding") continue;
-        if (lower === "content-length") hasLength = true;
-        text += `${name}: ${value}\r\n`;
+        const pair = headers[i]!;
+        const name = pair[0];
+        // Only names of these lengths can be the fields the head sets itself.
+        const length = name.length;
+        if (length === 10 || length === 14 || length === 17) {
+          const lower = name.toLowerCase();
+          if (lower === "connection" || lower === "transfer-encoding") continue;
+          if (lower === "content-length") hasLength = true;
+        }
+        text += name + ": " + pair[1] + "\r\n";
       }
     }
     text += `Date: ${httpDate()}\r\n`;

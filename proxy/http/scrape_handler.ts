@@ -142,7 +142,8 @@ export function createScrapeHandler(
     const deadline = AbortSignal.timeout(timeoutMs);
     const signal = AbortSignal.any([res.signal, deadline]);
     target = url.toString();
-    const log = logger.with({ target });
+    // Made only when something is logged (a child logger per scrape was garbage).
+    const log = () => logger.with({ target });
 
     let reply: ScrapeReply;
     try {
@@ -160,11 +161,11 @@ export function createScrapeHandler(
       if (error instanceof CoordinatorError) {
         const entry = errorKind(error);
         if (entry.metric === "limit_hits") metrics.limitHits.inc({ limit: entry.label });
-        log[entry.level]("Scrape refused", { err: error.message });
+        log()[entry.level]("Scrape refused", { err: error.message });
         return fail(entry.status, `Cannot scrape ${target}: ${error.message}`);
       }
       if (deadline.aborted) {
-        log.warn("Scrape timed out waiting for the client", {
+        log().warn("Scrape timed out waiting for the client", {
           timeout: formatDuration(timeoutMs),
         });
         return fail(
@@ -172,14 +173,14 @@ export function createScrapeHandler(
           `Cannot scrape ${target}: the client did not answer within ${formatDuration(timeoutMs)}`,
         );
       }
-      log.debug("Scrape abandoned by Prometheus");
+      log().debug("Scrape abandoned by Prometheus");
       failure = "Prometheus closed the connection before the client answered";
       return finish(499);
     }
 
     if (reply.error !== "") {
       reply.settle();
-      log.debug("Client reported a scrape error", {
+      log().debug("Client reported a scrape error", {
         status: reply.status,
         err: reply.error,
       });
@@ -197,7 +198,7 @@ export function createScrapeHandler(
       );
       reply.settle(reason);
       metrics.limitHits.inc({ limit: "scrape_body_bytes" });
-      log.warn("Scrape refused", { err: reason.message });
+      log().warn("Scrape refused", { err: reason.message });
       return fail(502, `Cannot scrape ${target}: ${reason.message}`);
     }
     try {
@@ -226,7 +227,7 @@ export function createScrapeHandler(
       if (reason instanceof BodyTooLargeError) {
         metrics.limitHits.inc({ limit: "scrape_body_bytes" });
       }
-      log.warn("Scrape failed while relaying the body", {
+      log().warn("Scrape failed while relaying the body", {
         err: reason.message,
       });
       failure = reason.message;
