@@ -48,7 +48,11 @@ export class LazyTimer {
   #onExpire: (() => void) | null = null;
   readonly #fire = () => this.#fired();
 
-  /** @param options The clock. */
+  /**
+   * Creates a timer with no wait.
+   *
+   * @param options The clock.
+   */
   constructor(options: LazyTimerOptions = {}) {
     this.#now = options.now ?? (() => performance.now());
   }
