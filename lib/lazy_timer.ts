@@ -73,6 +73,11 @@ export class LazyTimer {
     if (this.#timer === undefined || this.#firesAt > this.#at) this.#arm(ms, now);
   }
 
+  /** True while a wait is set (neither expired nor cleared). */
+  get waiting(): boolean {
+    return this.#onExpire !== null;
+  }
+
   /**
    * Ends the current wait without calling its `onExpire`.
    *
