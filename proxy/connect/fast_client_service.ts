@@ -214,7 +214,15 @@ export function createFastClientHandler(options: FastClientHandlerOptions): Fast
         throw refusal;
       }
       const reader = new EnvelopeReader(exchange.body(), maxMessageBytes);
-      const result = await relay(readPushRequests(reader), { values, signal: exchange.signal });
+      // The exchange's signal only if read (on a failure): the native
+      // exchange makes its AbortController on demand.
+      const caller = {
+        values,
+        get signal() {
+          return exchange.signal;
+        },
+      };
+      const result = await relay(readPushRequests(reader), caller);
       message = encodeEnvelope(0, encodePushResponse(result));
     } catch (caught) {
       error = callError(caught, exchange, logger);
@@ -261,7 +269,10 @@ function callError(caught: unknown, exchange: Exchange, logger: Logger): Connect
   return new ConnectError("internal error", Code.Internal, undefined, undefined, caught);
 }
 
-const POLL_HEADERS: readonly HeaderPair[] = [["content-type", CONTENT_TYPE]];
+/** Frozen, so that the exchange may reuse the response head built with them. */
+const POLL_HEADERS: readonly HeaderPair[] = Object.freeze([
+  Object.freeze(["content-type", CONTENT_TYPE] as const),
+]);
 /** Poll's and Push's trailers: none (never written to). */
 const NO_TRAILERS = new Headers();
 /** The end-stream of a call that ended well, without trailers. */

@@ -44,6 +44,7 @@ export interface NativeEdgeOptions {
 }
 
 const encoder = new TextEncoder();
+const NO_HEADERS: readonly HeaderPair[] = Object.freeze([]);
 const HEAD_READ_BYTES = 4 * 1024;
 const BODY_READ_BYTES = 64 * 1024;
 /**
@@ -71,6 +72,8 @@ type HeadOutcome =
 export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
   const { budget, logger } = options;
   const keepAliveSeconds = Math.max(1, Math.floor(options.idleTimeoutMs / 1000));
+  // Frozen, so that the exchange may reuse a response head built with them.
+  const ownHeaders: readonly HeaderPair[] = Object.freeze([...(options.headers ?? [])]);
 
   /**
    * Waits for `promise`, or `ms` on the connection's timer; "timeout" then
@@ -216,7 +219,7 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
       const exchange: NativeExchange = new NativeExchange(conn, head, {
         keepAliveSeconds,
         body,
-        headers: head.target.startsWith("/") ? options.headers ?? [] : [],
+        headers: head.target.startsWith("/") ? ownHeaders : NO_HEADERS,
         onBodyEnd: watch,
         timer: handlerTimer,
       });

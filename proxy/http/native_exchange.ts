@@ -66,7 +66,10 @@ export class NativeExchange implements Exchange {
   readonly #conn: Deno.Conn;
   readonly #head: RequestHead;
   readonly #keepAliveSeconds: number;
-  readonly #gone = new AbortController();
+  /** Made when the signal is first read (a Push's handler never reads it). */
+  #gone: AbortController | null = null;
+  /** Why the exchange was abandoned; null while it is not. */
+  #goneReason: Error | null = null;
   /** The peer asked to close (Connection: close), or a failure requires it. */
   #close: boolean;
   #status = 0;
@@ -148,6 +151,10 @@ export class NativeExchange implements Exchange {
   }
 
   get signal(): AbortSignal {
+    if (this.#gone === null) {
+      this.#gone = new AbortController();
+      if (this.#goneReason !== null) this.#gone.abort(this.#goneReason);
+    }
     return this.#gone.signal;
   }
 
@@ -160,7 +167,7 @@ export class NativeExchange implements Exchange {
   peerGone(): void {
     if (this.#ended && this.#finished !== null) return;
     this.#destroyed = true;
-    this.#gone.abort(new Error("Prometheus closed the connection"));
+    this.#abandon(new Error("Prometheus closed the connection"));
   }
 
   respond(status: number, headers: readonly HeaderPair[]): void {
@@ -220,7 +227,7 @@ export class NativeExchange implements Exchange {
   abort(): void {
     if (this.#destroyed) return;
     this.#destroyed = true;
-    this.#gone.abort(new Error("The exchange was aborted"));
+    this.#abandon(new Error("The exchange was aborted"));
     try {
       this.#conn.close();
     } catch {
@@ -236,6 +243,13 @@ export class NativeExchange implements Exchange {
   async finished(): Promise<boolean> {
     if (this.#finished !== null) return await this.#finished;
     return false;
+  }
+
+  /** Aborts the signal (made or not yet) once, with the first reason. */
+  #abandon(reason: Error): void {
+    if (this.#goneReason !== null) return;
+    this.#goneReason = reason;
+    this.#gone?.abort(reason);
   }
 
   #enqueue(bytes: Uint8Array): Promise<void> {
@@ -258,6 +272,21 @@ export class NativeExchange implements Exchange {
     const status = this.#status;
     this.#noBody = this.method === "HEAD" || status === 204 || status === 304 ||
       (status >= 100 && status < 200);
+    const date = httpDate();
+    // Frozen header lists cannot change: a head built from the same ones,
+    // with the same status, Date and Connection, is the same bytes (a
+    // Push's answer each time).
+    const reusable = Object.isFrozen(this.#headers) && Object.isFrozen(this.#extraHeaders);
+    const last = lastHead;
+    if (
+      reusable && last !== null && last.headers === this.#headers &&
+      last.extra === this.#extraHeaders && last.status === status && last.date === date &&
+      last.close === this.#close && last.keepAliveSeconds === this.#keepAliveSeconds &&
+      last.noBody === this.#noBody
+    ) {
+      this.#chunked = last.chunked;
+      return last.bytes;
+    }
     // Fields in node:http's order: the handler's, Date, Connection, framing.
     let text = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? "unknown"}\r\n`;
     let hasLength = false;
@@ -276,7 +305,7 @@ export class NativeExchange implements Exchange {
         text += name + ": " + pair[1] + "\r\n";
       }
     }
-    text += `Date: ${httpDate()}\r\n`;
+    text += `Date: ${date}\r\n`;
     text += this.#close
       ? "Connection: close\r\n"
       : `Connection: keep-alive\r\nKeep-Alive: timeout=${this.#keepAliveSeconds}\r\n`;
@@ -286,9 +315,38 @@ export class NativeExchange implements Exchange {
         text += "Transfer-Encoding: chunked\r\n";
       }
     }
-    return encoder.encode(text + "\r\n");
+    const bytes = encoder.encode(text + "\r\n");
+    if (reusable) {
+      lastHead = {
+        headers: this.#headers,
+        extra: this.#extraHeaders,
+        status,
+        date,
+        close: this.#close,
+        keepAliveSeconds: this.#keepAliveSeconds,
+        noBody: this.#noBody,
+        chunked: this.#chunked,
+        bytes,
+      };
+    }
+    return bytes;
   }
 }
+
+/** A response head built from frozen header lists, and what it was built from. */
+interface BuiltHead {
+  headers: readonly HeaderPair[];
+  extra: readonly HeaderPair[];
+  status: number;
+  date: string;
+  close: boolean;
+  keepAliveSeconds: number;
+  noBody: boolean;
+  chunked: boolean;
+  /** Never written to: every write path copies or only reads it. */
+  bytes: Uint8Array;
+}
+let lastHead: BuiltHead | null = null;
 
 function join(parts: Uint8Array[]): Uint8Array {
   return parts.length === 1 ? parts[0]! : concatBytes(parts);
