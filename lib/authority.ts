@@ -12,6 +12,12 @@ const LABEL = /^[a-z0-9_-]{1,63}$/i;
 const NUMERIC_LABEL = /^(?:\d+|0x[0-9a-f]*)$/i;
 const IPV4_PART = /^(?:0|[1-9]\d{0,2})$/;
 const PORT = /^\d{0,5}$/;
+/**
+ * Authorities found usable (the check is pure): the same few arrive on
+ * every request, and checking one costs a URL parse (issue #11). Bounded.
+ */
+const USABLE = new Set<string>();
+const USABLE_MAX = 256;
 
 /**
  * Why an authority is unusable, or null when it is usable. Accepted: a
@@ -34,6 +40,7 @@ const PORT = /^\d{0,5}$/;
  */
 export function authorityProblem(authority: string | undefined): string | null {
   if (authority === undefined || authority === "") return "the request has no Host";
+  if (USABLE.has(authority)) return null;
   if (authority.length > 300) return "the Host is longer than 300 characters";
   let host = authority;
   let port: string | null = null;
@@ -59,6 +66,8 @@ export function authorityProblem(authority: string | undefined): string | null {
     return "the Host's port is not a number from 0 to 65535";
   }
   if (!URL.canParse(`http://${authority}/`)) return "the Host is not a valid URL authority";
+  if (USABLE.size >= USABLE_MAX) USABLE.clear();
+  USABLE.add(authority);
   return null;
 }
 

@@ -64,3 +64,15 @@ Deno.test("authorityProblem refuses what the issue's reproductions sent, with a 
     assert.match(problem!, /Host/, String(bad));
   }
 });
+
+Deno.test("authorityProblem answers the same for an authority seen before (its memo of usable ones)", () => {
+  for (let round = 0; round < 2; round++) {
+    assert.equal(authorityProblem("localhost:9100"), null);
+    assert.notEqual(authorityProblem("a:b:c"), null);
+    assert.notEqual(authorityProblem("[::1"), null);
+  }
+  // More usable authorities than the memo holds: still the same answers.
+  for (let i = 0; i < 600; i++) assert.equal(authorityProblem(`host${i}.example.com:${i}`), null);
+  assert.equal(authorityProblem("localhost:9100"), null);
+  assert.notEqual(authorityProblem("host:65536"), null);
+});

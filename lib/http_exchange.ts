@@ -7,6 +7,7 @@
  * @module
  */
 
+import type { LazyTimer } from "./lazy_timer.ts";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { type PeerIdentity, peerIdentity } from "./tls_server.ts";
 
@@ -43,6 +44,12 @@ export interface Exchange {
   readonly destroyed: boolean;
   /** Aborted when the peer goes away before the response is complete. */
   readonly signal: AbortSignal;
+  /**
+   * A timer of the connection that the handler may use for a deadline when
+   * it is not {@linkcode LazyTimer.waiting} (one wait at a time); absent
+   * or null where the edge has none (node:http).
+   */
+  readonly timer?: LazyTimer | null;
   /**
    * Sets the response head, sent with the first bytes; a `content-length`
    * among `headers` frames the body, else it is chunked (or, for `end`

@@ -130,9 +130,22 @@ export interface PollCore {
 /** The key under which {@linkcode createClientService} exposes its {@linkcode PollCore}. */
 export const POLL_CORE: unique symbol = Symbol("pushprox poll core");
 
-/** The service implementation, with its shared Poll logic. */
+/** What the Push logic reads of a call: its context values and its signal. */
+export type PushCaller = Pick<HandlerContext, "values" | "signal">;
+
+/** The Push logic, given the call's messages: the bytes relayed, or a ConnectError thrown. */
+export type PushRelay = (
+  requests: AsyncIterable<PushRequest>,
+  caller: PushCaller,
+) => Promise<{ bytesRelayed: bigint }>;
+
+/** The key under which {@linkcode createClientService} exposes its {@linkcode PushRelay}. */
+export const PUSH_RELAY: unique symbol = Symbol("pushprox push relay");
+
+/** The service implementation, with its shared Poll and Push logic. */
 export type ClientServiceImpl = ServiceImpl<typeof ClientService> & {
   readonly [POLL_CORE]: PollCore;
+  readonly [PUSH_RELAY]: PushRelay;
 };
 
 const HEARTBEAT: PollMessage = { message: { case: "heartbeat", value: {} } };
@@ -282,7 +295,8 @@ export function createPollCore(options: ClientServiceOptions): PollCore {
  *
  * @param options Coordinator, logger, metrics and heartbeat interval.
  * @returns The service implementation for a Connect router, with its
- *   shared Poll logic under {@linkcode POLL_CORE} (for the fast path).
+ *   shared Poll logic under {@linkcode POLL_CORE} and its Push logic under
+ *   {@linkcode PUSH_RELAY} (for the fast path).
  */
 export function createClientService(
   options: ClientServiceOptions,
@@ -291,8 +305,10 @@ export function createClientService(
   const core = createPollCore(options);
   const { heartbeatIntervalMs } = core;
 
+  const relay: PushRelay = (requests, caller) => relayPush(requests, caller, options);
   return {
     [POLL_CORE]: core,
+    [PUSH_RELAY]: relay,
     async *poll(
       request,
       context,
@@ -340,13 +356,13 @@ export function createClientService(
     },
 
     async push(requests, context) {
-      return await relayPush(requests, context, options);
+      return await relay(requests, context);
     },
   };
 
   async function relayPush(
     requests: AsyncIterable<PushRequest>,
-    context: HandlerContext,
+    context: PushCaller,
     { coordinator, metrics }: ClientServiceOptions,
   ): Promise<{ bytesRelayed: bigint }> {
     const iterator = requests[Symbol.asyncIterator]();
@@ -400,7 +416,7 @@ export function createClientService(
 
 function pushError(
   error: unknown,
-  context: HandlerContext,
+  context: PushCaller,
   metrics: ProxyMetrics,
   logger: Logger,
 ): ConnectError {

@@ -13,6 +13,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { createEndStreamSerialization } from "@connectrpc/connect/protocol-connect";
 import { type PushRequest, PushRequestSchema } from "../../gen/pushprox/v1/pushprox_pb.ts";
 import { errorMessage } from "../../lib/error_message.ts";
+import { decodePushHead } from "./wire_codec.ts";
 
 /** Envelope flag: the message is compressed. */
 export const FLAG_COMPRESSED = 0x01;
@@ -222,7 +223,7 @@ export function bodyChunkPrefix(
 }
 
 /**
- * The messages of a Push call. The first is decoded with protobuf-es; later
+ * The messages of a Push call. The first is decoded by decodePushHead (or protobuf-es); later
  * messages that are a lone `body_chunk` are passed on as views of the
  * received bytes, piece by piece as they arrive, without reassembly; any
  * other message is decoded whole.
@@ -259,6 +260,10 @@ function bodyChunk(value: Uint8Array): PushRequest {
 }
 
 function decode(bytes: Uint8Array): PushRequest {
+  // The head our client sends, decoded by hand (as protobuf-es would);
+  // anything else by protobuf-es.
+  const head = decodePushHead(bytes);
+  if (head !== null) return head;
   try {
     return fromBinary(PushRequestSchema, bytes);
   } catch (error) {

@@ -5,8 +5,10 @@
  * connect-es' per-call pipeline of generators, promises and signals, and
  * pushed body bytes reach the coordinator as views of the received buffers.
  * It calls the very service implementation the Connect router serves (same
- * validation, authorization, heartbeats, relay) with a handler context made
- * by connect-es; other protocols and codecs keep going through connect-es.
+ * validation, authorization, heartbeats, relay): Poll and Push through the
+ * service's shared logic (POLL_CORE, PUSH_RELAY) with the call's context
+ * values, other calls with a handler context made by connect-es; other
+ * protocols and codecs keep going through connect-es.
  *
  * @module
  */
@@ -28,6 +30,7 @@ import {
   PollResponseSchema,
   PushResponseSchema,
 } from "../../gen/pushprox/v1/pushprox_pb.ts";
+import { LazyTimer } from "../../lib/lazy_timer.ts";
 import type { Logger } from "../../lib/logger.ts";
 import { errorMessage } from "../../lib/error_message.ts";
 import type { Exchange, HeaderPair } from "../../lib/http_exchange.ts";
@@ -39,7 +42,11 @@ import {
   type PollCore,
   type PollMessage,
   type PollStream,
+  PUSH_RELAY,
+  type PushRelay,
 } from "./client_service.ts";
+import { encodePushResponse, encodeScrapeEnvelope } from "./wire_codec.ts";
+import { concatBytes } from "../../lib/bytes.ts";
 import {
   encodeEndStream,
   encodeEnvelope,
@@ -112,6 +119,7 @@ export function createFastClientHandler(options: FastClientHandlerOptions): Fast
   const { service, maxMessageBytes, logger } = options;
 
   const core = (service as Partial<ClientServiceImpl>)[POLL_CORE];
+  const relay = (service as Partial<ClientServiceImpl>)[PUSH_RELAY];
 
   return (exchange, values, refusal) => {
     const poll = exchange.target.startsWith(POLL_PATH);
@@ -130,6 +138,12 @@ export function createFastClientHandler(options: FastClientHandlerOptions): Fast
           endCall(exchange, error);
         },
       );
+    }
+    if (!poll && relay !== undefined && timeoutMs === undefined && !timeout.error) {
+      // A Push without a deadline (what our client sends): no handler
+      // context, signals or Headers; the relay reads the values and the
+      // exchange's signal.
+      return servePush(relay, exchange, values, refusal);
     }
     const { context, gone } = startCall(exchange, poll, values, timeoutMs);
     const call = new Call(exchange, context);
@@ -183,6 +197,48 @@ export function createFastClientHandler(options: FastClientHandlerOptions): Fast
   };
 
   /**
+   * A Push call on the shared Push logic, answered in one write: the
+   * response message and the end-stream (or the end-stream with the error).
+   */
+  async function servePush(
+    relay: PushRelay,
+    exchange: Exchange,
+    values: ContextValues,
+    refusal: ConnectError | null,
+  ): Promise<void> {
+    let message: Uint8Array | undefined;
+    let error: ConnectError | undefined;
+    try {
+      if (refusal !== null) {
+        exchange.discardBody();
+        throw refusal;
+      }
+      const reader = new EnvelopeReader(exchange.body(), maxMessageBytes);
+      // The exchange's signal only if read (on a failure): the native
+      // exchange makes its AbortController on demand.
+      const caller = {
+        values,
+        get signal() {
+          return exchange.signal;
+        },
+      };
+      const result = await relay(readPushRequests(reader), caller);
+      message = encodeEnvelope(0, encodePushResponse(result));
+    } catch (caught) {
+      error = callError(caught, exchange, logger);
+      // Unread request bytes are read and dropped, so that the connection stays usable.
+      if (!exchange.bodyEnded) exchange.discardBody();
+    }
+    if (exchange.destroyed) return;
+    if (!exchange.headersSent) exchange.respond(200, POLL_HEADERS);
+    exchange.end(
+      message === undefined
+        ? encodeEndStream(error, NO_TRAILERS)
+        : concatBytes([message, END_STREAM_OK]),
+    );
+  }
+
+  /**
    * A Poll call on the shared Poll logic: reads and checks the request as
    * connect-es would, registers, then hands the stream to a record.
    */
@@ -213,9 +269,14 @@ function callError(caught: unknown, exchange: Exchange, logger: Logger): Connect
   return new ConnectError("internal error", Code.Internal, undefined, undefined, caught);
 }
 
-const POLL_HEADERS: readonly HeaderPair[] = [["content-type", CONTENT_TYPE]];
-/** Poll's trailers: none (never written to). */
+/** Frozen, so that the exchange may reuse the response head built with them. */
+const POLL_HEADERS: readonly HeaderPair[] = Object.freeze([
+  Object.freeze(["content-type", CONTENT_TYPE] as const),
+]);
+/** Poll's and Push's trailers: none (never written to). */
 const NO_TRAILERS = new Headers();
+/** The end-stream of a call that ended well, without trailers. */
+const END_STREAM_OK = encodeEndStream(undefined, NO_TRAILERS);
 
 /** Ends a call that has no handler context (a Poll on the shared logic). */
 function endCall(exchange: Exchange, error: ConnectError | undefined): void {
@@ -263,7 +324,8 @@ class PollRecord {
   readonly #caller: CallerContext;
   readonly #exchange: Exchange;
   readonly #logger: Logger;
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  /** The heartbeat: one timer for the stream's life, set at each wait (see LazyTimer). */
+  readonly #timer = new LazyTimer();
   #deadline: ReturnType<typeof setTimeout> | undefined;
   #ended = false;
   #resolve!: () => void;
@@ -311,20 +373,20 @@ class PollRecord {
     const exchange = this.#exchange;
     if (!exchange.headersSent) exchange.respond(200, POLL_HEADERS);
     exchange.write(
-      encodeEnvelope(0, toBinary(PollResponseSchema, create(PollResponseSchema, message))),
+      encodeScrapeEnvelope(message) ??
+        encodeEnvelope(0, toBinary(PollResponseSchema, create(PollResponseSchema, message))),
     ).then(() => this.#wait());
   }
 
   #wait(): void {
     if (this.#ended) return;
-    this.#timer = setTimeout(this.#onBeat, this.#core.heartbeatIntervalMs);
+    this.#timer.set(this.#core.heartbeatIntervalMs, this.#onBeat);
     // May call back at once (a queued scrape, a replaced or draining session).
     this.#stream.session.listen(this.#onTask);
   }
 
   #task(task: ScrapeTask | null, error?: Error): void {
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
+    this.#timer.clear();
     if (this.#ended) return;
     try {
       if (error !== undefined) {
@@ -344,7 +406,6 @@ class PollRecord {
   }
 
   #beat(): void {
-    this.#timer = undefined;
     this.#stream.session.unlisten(this.#onTask);
     if (this.#ended) return;
     this.#core.beat(this.#stream, this.#caller).then((message) => {
@@ -363,7 +424,7 @@ class PollRecord {
   #finish(error: ConnectError | undefined, gone: boolean, failure: unknown): void {
     if (this.#ended) return;
     this.#ended = true;
-    clearTimeout(this.#timer);
+    this.#timer.close();
     clearTimeout(this.#deadline);
     this.#stream.session.unlisten(this.#onTask);
     this.#exchange.signal.removeEventListener("abort", this.#onGone);

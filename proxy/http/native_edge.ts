@@ -10,6 +10,7 @@
 
 import { type BodyFraming, BodyReader, ByteReader } from "../../lib/http1.ts";
 import type { ConnectionBudget } from "../../lib/connection_budget.ts";
+import { LazyTimer } from "../../lib/lazy_timer.ts";
 import type { Logger } from "../../lib/logger.ts";
 import type { HeaderPair } from "../../lib/http_exchange.ts";
 import type { EdgeConnection, FrontDoor, NativeRoute } from "./front_door.ts";
@@ -43,6 +44,7 @@ export interface NativeEdgeOptions {
 }
 
 const encoder = new TextEncoder();
+const NO_HEADERS: readonly HeaderPair[] = Object.freeze([]);
 const HEAD_READ_BYTES = 4 * 1024;
 const BODY_READ_BYTES = 64 * 1024;
 /**
@@ -70,27 +72,38 @@ type HeadOutcome =
 export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
   const { budget, logger } = options;
   const keepAliveSeconds = Math.max(1, Math.floor(options.idleTimeoutMs / 1000));
+  // Frozen, so that the exchange may reuse a response head built with them.
+  const ownHeaders: readonly HeaderPair[] = Object.freeze([...(options.headers ?? [])]);
 
-  /** Waits for `promise`, or `ms`; "timeout" then (the promise's failure is then ignored). */
-  async function within<T>(promise: Promise<T>, ms: number): Promise<T | "timeout"> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    promise.catch(() => {});
-    try {
-      return await Promise.race([
-        promise,
-        new Promise<"timeout">((resolve) => timer = setTimeout(() => resolve("timeout"), ms)),
-      ]);
-    } finally {
-      clearTimeout(timer);
-    }
+  /**
+   * Waits for `promise`, or `ms` on the connection's timer; "timeout" then
+   * (the promise's failure is then ignored). One timer per connection,
+   * re-armed only when it fires early, instead of a timer per wait.
+   */
+  function within<T>(timer: LazyTimer, promise: Promise<T>, ms: number): Promise<T | "timeout"> {
+    return new Promise<T | "timeout">((resolve, reject) => {
+      const expire = () => resolve("timeout");
+      timer.set(ms, expire);
+      promise.then((value) => {
+        timer.clear(expire);
+        resolve(value);
+      }, (error) => {
+        timer.clear(expire);
+        reject(error);
+      });
+    });
   }
 
   /** Reads until one request head is buffered (not consumed). */
-  async function readHead(reader: ByteReader, first: boolean): Promise<HeadOutcome> {
+  async function readHead(
+    reader: ByteReader,
+    first: boolean,
+    timer: LazyTimer,
+  ): Promise<HeadOutcome> {
     try {
       if (!first && reader.buffered === 0) {
         // Keep-alive: wait for the next request's first bytes.
-        const more = await within(reader.fill(), options.idleTimeoutMs);
+        const more = await within(timer, reader.fill(), options.idleTimeoutMs);
         if (more === "timeout") return { kind: "idle" };
         if (!more) return { kind: "closed" };
       }
@@ -101,7 +114,7 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
         if (scan.kind === "unusual") return scan;
         const left = deadline - performance.now();
         if (left <= 0) return { kind: "timeout" };
-        const more = await within(reader.fill(), left);
+        const more = await within(timer, reader.fill(), left);
         if (more === "timeout") return { kind: "timeout" };
         if (!more) return { kind: reader.buffered === 0 ? "closed" : "unusual" };
       }
@@ -111,14 +124,14 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
   }
 
   /** Reads and drops the rest of a body, within the drain limits; false past them. */
-  async function drain(body: BodyReader): Promise<boolean> {
+  async function drain(body: BodyReader, timer: LazyTimer): Promise<boolean> {
     const deadline = performance.now() + options.drainMaxMs;
     let bytes = 0;
     try {
       while (!body.done) {
         const left = deadline - performance.now();
         if (left <= 0) return false;
-        const piece = await within(body.next(), left);
+        const piece = await within(timer, body.next(), left);
         if (piece === "timeout") return false;
         if (piece === null) return true;
         bytes += piece.byteLength;
@@ -131,6 +144,24 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
   }
 
   return async (connection: EdgeConnection, door: FrontDoor): Promise<boolean> => {
+    // The connection's timers: the edge's waits (head, idle, drain), and
+    // the handler's own (the pipeline's body timeout), each set per request.
+    const timer = new LazyTimer();
+    const handlerTimer = new LazyTimer();
+    try {
+      return await serveConnection(connection, door, timer, handlerTimer);
+    } finally {
+      timer.close();
+      handlerTimer.close();
+    }
+  };
+
+  async function serveConnection(
+    connection: EdgeConnection,
+    door: FrontDoor,
+    timer: LazyTimer,
+    handlerTimer: LazyTimer,
+  ): Promise<boolean> {
     const conn = connection.conn;
     const read = (buffer: Uint8Array) => conn.read(buffer);
     // Heads are read with small buffers (what an idle or handed-over
@@ -138,7 +169,7 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
     let reader = new ByteReader(read, HEAD_READ_BYTES);
     let bodyReads = false;
     for (let first = true;; first = false) {
-      const outcome = await readHead(reader, first);
+      const outcome = await readHead(reader, first, timer);
       if (outcome.kind === "closed" || outcome.kind === "idle") {
         connection.destroy();
         return true;
@@ -188,8 +219,9 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
       const exchange: NativeExchange = new NativeExchange(conn, head, {
         keepAliveSeconds,
         body,
-        headers: head.target.startsWith("/") ? options.headers ?? [] : [],
+        headers: head.target.startsWith("/") ? ownHeaders : NO_HEADERS,
         onBodyEnd: watch,
+        timer: handlerTimer,
       });
       if (body === null || body.done) watch();
       budget?.busy(connection);
@@ -200,7 +232,7 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
       } finally {
         budget?.done(connection);
       }
-      if (reusable && body !== null && !body.done && !await drain(body)) {
+      if (reusable && body !== null && !body.done && !await drain(body, timer)) {
         options.onLimit("body_drain");
         logger?.debug("Unread request body after the answer: closing the connection", {
           remote: connection.remoteAddress,
@@ -213,7 +245,7 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
         return true;
       }
     }
-  };
+  }
 }
 
 /** The framing of a request body (nativeRouteOf admits only these); null without a body. */

@@ -12,6 +12,7 @@ import { concatBytes } from "../../lib/bytes.ts";
 import type { BodyReader } from "../../lib/http1.ts";
 import type { Exchange, HeaderPair } from "../../lib/http_exchange.ts";
 import type { RequestHead } from "./request_head.ts";
+import type { LazyTimer } from "../../lib/lazy_timer.ts";
 
 const encoder = new TextEncoder();
 const LAST_CHUNK = encoder.encode("0\r\n\r\n");
@@ -40,6 +41,8 @@ export interface NativeExchangeOptions {
   headers?: readonly HeaderPair[];
   /** Called once the handler has read the body to its end. */
   onBodyEnd?: () => void;
+  /** A timer of the connection that the exchange's handler may use (free while it runs). */
+  timer?: LazyTimer;
 }
 
 const EMPTY: AsyncIterator<Uint8Array> = {
@@ -55,13 +58,18 @@ export class NativeExchange implements Exchange {
   readonly remoteAddress: string | undefined;
   readonly remotePort: number | undefined;
   readonly peer = null;
+  /** A timer of the connection for the handler's deadlines; null when none was given. */
+  readonly timer: LazyTimer | null;
   readonly #body: BodyReader | null;
   readonly #extraHeaders: readonly HeaderPair[];
   #onBodyEnd: (() => void) | undefined;
   readonly #conn: Deno.Conn;
   readonly #head: RequestHead;
   readonly #keepAliveSeconds: number;
-  readonly #gone = new AbortController();
+  /** Made when the signal is first read (a Push's handler never reads it). */
+  #gone: AbortController | null = null;
+  /** Why the exchange was abandoned; null while it is not. */
+  #goneReason: Error | null = null;
   /** The peer asked to close (Connection: close), or a failure requires it. */
   #close: boolean;
   #status = 0;
@@ -93,6 +101,7 @@ export class NativeExchange implements Exchange {
     this.#body = options.body ?? null;
     this.#extraHeaders = options.headers ?? [];
     this.#onBodyEnd = options.onBodyEnd;
+    this.timer = options.timer ?? null;
     this.#close = (head.headers.get("connection") ?? []).some((value) =>
       value.toLowerCase().split(",").some((token) => token.trim() === "close")
     );
@@ -142,6 +151,10 @@ export class NativeExchange implements Exchange {
   }
 
   get signal(): AbortSignal {
+    if (this.#gone === null) {
+      this.#gone = new AbortController();
+      if (this.#goneReason !== null) this.#gone.abort(this.#goneReason);
+    }
     return this.#gone.signal;
   }
 
@@ -154,7 +167,7 @@ export class NativeExchange implements Exchange {
   peerGone(): void {
     if (this.#ended && this.#finished !== null) return;
     this.#destroyed = true;
-    this.#gone.abort(new Error("Prometheus closed the connection"));
+    this.#abandon(new Error("Prometheus closed the connection"));
   }
 
   respond(status: number, headers: readonly HeaderPair[]): void {
@@ -162,8 +175,13 @@ export class NativeExchange implements Exchange {
     this.#responded = true;
     this.#status = status;
     this.#headers = headers;
-    for (const [name, value] of headers) {
-      if (name.toLowerCase() === "connection" && /\bclose\b/i.test(value)) this.#close = true;
+    for (let i = 0; i < headers.length; i++) {
+      const [name, value] = headers[i]!;
+      if (
+        name.length === 10 && name.toLowerCase() === "connection" && /\bclose\b/i.test(value)
+      ) {
+        this.#close = true;
+      }
     }
   }
 
@@ -209,7 +227,7 @@ export class NativeExchange implements Exchange {
   abort(): void {
     if (this.#destroyed) return;
     this.#destroyed = true;
-    this.#gone.abort(new Error("The exchange was aborted"));
+    this.#abandon(new Error("The exchange was aborted"));
     try {
       this.#conn.close();
     } catch {
@@ -225,6 +243,13 @@ export class NativeExchange implements Exchange {
   async finished(): Promise<boolean> {
     if (this.#finished !== null) return await this.#finished;
     return false;
+  }
+
+  /** Aborts the signal (made or not yet) once, with the first reason. */
+  #abandon(reason: Error): void {
+    if (this.#goneReason !== null) return;
+    this.#goneReason = reason;
+    this.#gone?.abort(reason);
   }
 
   #enqueue(bytes: Uint8Array): Promise<void> {
@@ -247,19 +272,40 @@ export class NativeExchange implements Exchange {
     const status = this.#status;
     this.#noBody = this.method === "HEAD" || status === 204 || status === 304 ||
       (status >= 100 && status < 200);
+    const date = httpDate();
+    // Frozen header lists cannot change: a head built from the same ones,
+    // with the same status, Date and Connection, is the same bytes (a
+    // Push's answer each time).
+    const reusable = Object.isFrozen(this.#headers) && Object.isFrozen(this.#extraHeaders);
+    const last = lastHead;
+    if (
+      reusable && last !== null && last.headers === this.#headers &&
+      last.extra === this.#extraHeaders && last.status === status && last.date === date &&
+      last.close === this.#close && last.keepAliveSeconds === this.#keepAliveSeconds &&
+      last.noBody === this.#noBody
+    ) {
+      this.#chunked = last.chunked;
+      return last.bytes;
+    }
     // Fields in node:http's order: the handler's, Date, Connection, framing.
     let text = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? "unknown"}\r\n`;
     let hasLength = false;
-    for (const headers of [this.#extraHeaders, this.#headers]) {
+    for (let list = 0; list < 2; list++) {
+      const headers = list === 0 ? this.#extraHeaders : this.#headers;
       for (let i = 0; i < headers.length; i++) {
-        const [name, value] = headers[i]!;
-        const lower = name.toLowerCase();
-        if (lower === "connection" || lower === "transfer-encoding") continue;
-        if (lower === "content-length") hasLength = true;
-        text += `${name}: ${value}\r\n`;
+        const pair = headers[i]!;
+        const name = pair[0];
+        // Only names of these lengths can be the fields the head sets itself.
+        const length = name.length;
+        if (length === 10 || length === 14 || length === 17) {
+          const lower = name.toLowerCase();
+          if (lower === "connection" || lower === "transfer-encoding") continue;
+          if (lower === "content-length") hasLength = true;
+        }
+        text += name + ": " + pair[1] + "\r\n";
       }
     }
-    text += `Date: ${httpDate()}\r\n`;
+    text += `Date: ${date}\r\n`;
     text += this.#close
       ? "Connection: close\r\n"
       : `Connection: keep-alive\r\nKeep-Alive: timeout=${this.#keepAliveSeconds}\r\n`;
@@ -269,9 +315,38 @@ export class NativeExchange implements Exchange {
         text += "Transfer-Encoding: chunked\r\n";
       }
     }
-    return encoder.encode(text + "\r\n");
+    const bytes = encoder.encode(text + "\r\n");
+    if (reusable) {
+      lastHead = {
+        headers: this.#headers,
+        extra: this.#extraHeaders,
+        status,
+        date,
+        close: this.#close,
+        keepAliveSeconds: this.#keepAliveSeconds,
+        noBody: this.#noBody,
+        chunked: this.#chunked,
+        bytes,
+      };
+    }
+    return bytes;
   }
 }
+
+/** A response head built from frozen header lists, and what it was built from. */
+interface BuiltHead {
+  headers: readonly HeaderPair[];
+  extra: readonly HeaderPair[];
+  status: number;
+  date: string;
+  close: boolean;
+  keepAliveSeconds: number;
+  noBody: boolean;
+  chunked: boolean;
+  /** Never written to: every write path copies or only reads it. */
+  bytes: Uint8Array;
+}
+let lastHead: BuiltHead | null = null;
 
 function join(parts: Uint8Array[]): Uint8Array {
   return parts.length === 1 ? parts[0]! : concatBytes(parts);

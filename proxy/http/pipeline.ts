@@ -192,10 +192,11 @@ export function createPipeline(options: PipelineOptions): Pipeline {
    * `handle` serves it.
    */
   async function serveNative(exchange: NativeExchange): Promise<void> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
     let isBound = false;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let expire: (() => void) | undefined;
     if (bodyIdleTimeoutMs > 0 && !exchange.bodyEnded) {
-      timer = setTimeout(() => {
+      expire = () => {
         if (isBound || exchange.bodyEnded || exchange.destroyed) return;
         metrics.limitHits.inc({ limit: "body_idle_timeout" });
         logger.warn("Request body too slow: closing the connection", {
@@ -215,7 +216,10 @@ export function createPipeline(options: PipelineOptions): Pipeline {
         );
         // Closed once the answer is out; the handler's body read then ends.
         void exchange.finished().then(() => exchange.abort());
-      }, bodyIdleTimeoutMs);
+      };
+      // The connection's timer (one per connection, not one per request).
+      if (exchange.timer !== null) exchange.timer.set(bodyIdleTimeoutMs, expire);
+      else timer = setTimeout(expire, bodyIdleTimeoutMs);
     }
     try {
       const problem = exchange.target.startsWith("/")
@@ -266,6 +270,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
       exchange.end("Internal error: the request failed; see the proxy's log\n");
     } finally {
       clearTimeout(timer);
+      if (expire !== undefined) exchange.timer?.clear(expire);
     }
   }
 

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { scanRequestHead } from "./request_head.ts";
+import { type HeadScan, scanRequestHead } from "./request_head.ts";
 
 const bytes = (text: string) => new TextEncoder().encode(text);
 
@@ -70,4 +70,131 @@ Deno.test("scanRequestHead() leaves anything unusual to node:http", () => {
   const big = `GET /clients HTTP/1.1\r\nX-Big: ${"a".repeat(5000)}\r\n\r\n`;
   assert.equal(scanRequestHead(bytes(big), 4096).kind, "unusual");
   assert.equal(scanRequestHead(bytes(big.slice(0, 4200)), 4096).kind, "unusual");
+});
+
+// The scanner before issue #11 (regular expressions over the decoded head),
+// kept as the reference the fast one must agree with on every input.
+const TOKEN_REGEXP = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const REQUEST_LINE_REGEXP = /^([A-Z]+) ([\x21-\x7e]+) HTTP\/1\.1$/;
+/** A request line as far as it has arrived. */
+const REQUEST_LINE_PREFIX_REGEXP = /^[A-Z]*(?: [\x21-\x7e]*(?: H?T?T?P?\/?1?\.?1?)?)?$/;
+const DECODER = new TextDecoder();
+
+/**
+ * Looks at the bytes a connection sent so far for one request head.
+ *
+ * @param bytes The bytes received, from the start of the request.
+ * @param maxHeaderBytes Heads larger than this are unusual (node:http answers 431).
+ * @returns The head, "incomplete" when more bytes may complete a plain head,
+ *   or "unusual" for anything the native edge leaves to node:http.
+ */
+function referenceScan(bytes: Uint8Array, maxHeaderBytes: number): HeadScan {
+  const end = referenceHeadEnd(bytes);
+  const limit = end < 0 ? bytes.byteLength : end;
+  for (let i = 0; i < limit; i++) {
+    const byte = bytes[i]!;
+    // Visible ASCII, space, tab, CR, LF; no NUL, controls or obs-text.
+    if (byte > 0x7e || (byte < 0x20 && byte !== 0x09 && byte !== 0x0d && byte !== 0x0a)) {
+      return { kind: "unusual" };
+    }
+  }
+  if (end < 0) {
+    if (bytes.byteLength > maxHeaderBytes) return { kind: "unusual" };
+    const lineEnd = bytes.indexOf(0x0a);
+    const line = DECODER.decode(bytes.subarray(0, lineEnd < 0 ? bytes.byteLength : lineEnd));
+    if (lineEnd >= 0) {
+      return line.endsWith("\r") && REQUEST_LINE_REGEXP.test(line.slice(0, -1))
+        ? { kind: "incomplete" }
+        : { kind: "unusual" };
+    }
+    return REQUEST_LINE_PREFIX_REGEXP.test(line.replace(/\r$/, ""))
+      ? { kind: "incomplete" }
+      : { kind: "unusual" };
+  }
+  const length = end + 4;
+  if (length > maxHeaderBytes) return { kind: "unusual" };
+  const lines = DECODER.decode(bytes.subarray(0, end)).split("\r\n");
+  const match = REQUEST_LINE_REGEXP.exec(lines[0]!);
+  if (match === null) return { kind: "unusual" };
+  const rawHeaders: string[] = [];
+  const headers = new Map<string, string[]>();
+  for (let i = 1; i < lines.length; i++) {
+    const line = lines[i]!;
+    // Bare LFs, obs-fold, missing colons, space before the colon: node's call.
+    if (line.includes("\n") || line.includes("\r")) return { kind: "unusual" };
+    const colon = line.indexOf(":");
+    if (colon <= 0) return { kind: "unusual" };
+    const name = line.slice(0, colon);
+    if (!TOKEN_REGEXP.test(name)) return { kind: "unusual" };
+    const value = line.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, "");
+    rawHeaders.push(name, value);
+    const lower = name.toLowerCase();
+    const list = headers.get(lower);
+    if (list === undefined) headers.set(lower, [value]);
+    else list.push(value);
+  }
+  return {
+    kind: "head",
+    head: { method: match[1]!, target: match[2]!, rawHeaders, headers, length },
+  };
+}
+
+/** Index of the CRLF CRLF that ends a head, or -1. */
+function referenceHeadEnd(bytes: Uint8Array): number {
+  for (
+    let i = bytes.indexOf(0x0d);
+    i >= 0 && i + 3 < bytes.byteLength;
+    i = bytes.indexOf(0x0d, i + 1)
+  ) {
+    if (bytes[i + 1] === 0x0a && bytes[i + 2] === 0x0d && bytes[i + 3] === 0x0a) return i;
+  }
+  return -1;
+}
+
+/** A scan as plain data, for deepEqual. */
+function plain(scan: HeadScan): unknown {
+  return scan.kind === "head" ? { ...scan.head, headers: [...scan.head.headers] } : scan;
+}
+
+/** A deterministic generator (mulberry32), so that a failure can be replayed. */
+function random(seed: number): () => number {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+Deno.test("scanRequestHead() agrees with the regular-expression scanner on mutated heads", () => {
+  const heads = [
+    "GET http://node1:9100/metrics HTTP/1.1\r\nHost: node1:9100\r\nAccept: text/plain;version=0.0.4\r\nAccept-Encoding: gzip\r\nUser-Agent: Prometheus/2.42.0\r\nX-Prometheus-Scrape-Timeout-Seconds: 10\r\n\r\n",
+    "POST /pushprox.v1.ClientService/Push HTTP/1.1\r\nhost: 127.0.0.1:8080\r\ncontent-type: application/connect+proto\r\nconnect-protocol-version: 1\r\ntransfer-encoding: chunked\r\nauthorization: Bearer abc\r\n\r\n1\r\nx\r\n",
+    "GET / HTTP/1.1\r\n\r\n",
+    "GET /-/healthy HTTP/1.1\r\nX:\r\nY: \t a b \t\r\nZ::\r\n\r\n",
+  ];
+  // Bytes a mutation inserts or writes: the ones the grammar cares about, and others.
+  const specials = [0x0d, 0x0a, 0x20, 0x09, 0x3a, 0x00, 0x7f, 0x80, 0xe9, 0xff, 0x41, 0x61, 0x2f];
+  const next = random(11);
+  const pick = (n: number) => Math.floor(next() * n);
+  for (let round = 0; round < 20_000; round++) {
+    const base = [...bytes(heads[pick(heads.length)]!)];
+    for (let m = pick(4); m >= 0; m--) {
+      const at = pick(base.length + 1);
+      const byte = next() < 0.7 ? specials[pick(specials.length)]! : pick(256);
+      const what = pick(3);
+      if (what === 0) base.splice(at, 0, byte);
+      else if (what === 1) base.splice(at, 1);
+      else base[Math.min(at, base.length - 1)] = byte;
+    }
+    // Also every prefix length now and then: partial heads.
+    const cut = next() < 0.2 ? pick(base.length + 1) : base.length;
+    const input = new Uint8Array(base.slice(0, cut));
+    const max = next() < 0.1 ? pick(300) : 16384;
+    assert.deepEqual(
+      plain(scanRequestHead(input, max)),
+      plain(referenceScan(input, max)),
+      JSON.stringify(String.fromCharCode(...input)),
+    );
+  }
 });

@@ -138,100 +138,125 @@ export function createScrapeHandler(
       throw error;
     }
 
-    // The one deadline for this scrape, set here at the edge and passed down.
-    const deadline = AbortSignal.timeout(timeoutMs);
-    const signal = AbortSignal.any([res.signal, deadline]);
-    target = url.toString();
-    const log = logger.with({ target });
-
-    let reply: ScrapeReply;
+    // The one deadline for this scrape, set here at the edge and passed
+    // down: one signal, aborted when Prometheus goes away or at the
+    // deadline, timed by the connection's timer where the edge has one
+    // (AbortSignal.timeout + AbortSignal.any per scrape cost ~3 % of the
+    // proxy's CPU, their listeners included).
+    const deadline = { aborted: false };
+    const scope = new AbortController();
+    const signal = scope.signal;
+    const onDeadline = () => {
+      deadline.aborted = true;
+      scope.abort(new DOMException("Signal timed out.", "TimeoutError"));
+    };
+    const onGone = () => scope.abort(res.signal.reason);
+    const timer = res.timer && !res.timer.waiting ? res.timer : null;
+    let timeout: ReturnType<typeof setTimeout> | undefined;
+    if (timer !== null) timer.set(timeoutMs, onDeadline);
+    else timeout = setTimeout(onDeadline, timeoutMs);
+    if (res.signal.aborted) onGone();
+    else res.signal.addEventListener("abort", onGone, { once: true });
     try {
-      reply = await coordinator.requestScrape(
-        {
-          host: url.hostname,
-          method: req.method,
-          url: target,
-          headers: forwardableHeaders(rawHeaderPairs(res.rawHeaders)),
-          deadline: now() + timeoutMs,
-        },
-        signal,
-      );
-    } catch (error) {
-      if (error instanceof CoordinatorError) {
-        const entry = errorKind(error);
-        if (entry.metric === "limit_hits") metrics.limitHits.inc({ limit: entry.label });
-        log[entry.level]("Scrape refused", { err: error.message });
-        return fail(entry.status, `Cannot scrape ${target}: ${error.message}`);
-      }
-      if (deadline.aborted) {
-        log.warn("Scrape timed out waiting for the client", {
-          timeout: formatDuration(timeoutMs),
-        });
-        return fail(
-          504,
-          `Cannot scrape ${target}: the client did not answer within ${formatDuration(timeoutMs)}`,
+      target = url.toString();
+      // Made only when something is logged (a child logger per scrape was garbage).
+      const log = () => logger.with({ target });
+
+      let reply: ScrapeReply;
+      try {
+        reply = await coordinator.requestScrape(
+          {
+            host: url.hostname,
+            method: req.method,
+            url: target,
+            headers: forwardableHeaders(rawHeaderPairs(res.rawHeaders)),
+            deadline: now() + timeoutMs,
+          },
+          signal,
         );
+      } catch (error) {
+        if (error instanceof CoordinatorError) {
+          const entry = errorKind(error);
+          if (entry.metric === "limit_hits") metrics.limitHits.inc({ limit: entry.label });
+          log()[entry.level]("Scrape refused", { err: error.message });
+          return fail(entry.status, `Cannot scrape ${target}: ${error.message}`);
+        }
+        if (deadline.aborted) {
+          log().warn("Scrape timed out waiting for the client", {
+            timeout: formatDuration(timeoutMs),
+          });
+          return fail(
+            504,
+            `Cannot scrape ${target}: the client did not answer within ${
+              formatDuration(timeoutMs)
+            }`,
+          );
+        }
+        log().debug("Scrape abandoned by Prometheus");
+        failure = "Prometheus closed the connection before the client answered";
+        return finish(499);
       }
-      log.debug("Scrape abandoned by Prometheus");
-      failure = "Prometheus closed the connection before the client answered";
-      return finish(499);
-    }
 
-    if (reply.error !== "") {
-      reply.settle();
-      log.debug("Client reported a scrape error", {
-        status: reply.status,
-        err: reply.error,
-      });
-      return fail(reply.status, `Cannot scrape ${target}: ${reply.error}`);
-    }
+      if (reply.error !== "") {
+        reply.settle();
+        log().debug("Client reported a scrape error", {
+          status: reply.status,
+          err: reply.error,
+        });
+        return fail(reply.status, `Cannot scrape ${target}: ${reply.error}`);
+      }
 
-    const maxBodyBytes = options.maxBodyBytes ?? 0;
-    // A body follows unless the request was HEAD or the status has none; its
-    // declared length is then known before any byte is relayed.
-    const hasBody = req.method !== "HEAD" && reply.status !== 204 && reply.status !== 304;
-    const declared = reply.contentLength;
-    if (maxBodyBytes > 0 && hasBody && declared !== null && declared > maxBodyBytes) {
-      const reason = new BodyTooLargeError(
-        `Scrape body of ${declared} bytes exceeds --scrape.max-body-bytes=${maxBodyBytes}`,
-      );
-      reply.settle(reason);
-      metrics.limitHits.inc({ limit: "scrape_body_bytes" });
-      log.warn("Scrape refused", { err: reason.message });
-      return fail(502, `Cannot scrape ${target}: ${reason.message}`);
-    }
-    try {
-      writeHead(res, reply.status, reply.headers, reply.status === 204 ? null : declared);
-      await relayBody(
-        reply.body,
-        res,
-        signal,
-        maxBodyBytes,
-        hasBody ? declared : null,
-        (n) => bytes += n,
-      );
-      res.end();
-      metrics.relayedBytes.inc(bytes);
-      reply.settle();
-      finish(reply.status);
-    } catch (error) {
-      const reason = deadline.aborted
-        ? new ScrapeTimeoutError(
-          `Scrape deadline of ${formatDuration(timeoutMs)} passed while relaying the body`,
-        )
-        : error instanceof Error
-        ? error
-        : new Error(String(error));
-      reply.settle(reason);
-      if (reason instanceof BodyTooLargeError) {
+      const maxBodyBytes = options.maxBodyBytes ?? 0;
+      // A body follows unless the request was HEAD or the status has none; its
+      // declared length is then known before any byte is relayed.
+      const hasBody = req.method !== "HEAD" && reply.status !== 204 && reply.status !== 304;
+      const declared = reply.contentLength;
+      if (maxBodyBytes > 0 && hasBody && declared !== null && declared > maxBodyBytes) {
+        const reason = new BodyTooLargeError(
+          `Scrape body of ${declared} bytes exceeds --scrape.max-body-bytes=${maxBodyBytes}`,
+        );
+        reply.settle(reason);
         metrics.limitHits.inc({ limit: "scrape_body_bytes" });
+        log().warn("Scrape refused", { err: reason.message });
+        return fail(502, `Cannot scrape ${target}: ${reason.message}`);
       }
-      log.warn("Scrape failed while relaying the body", {
-        err: reason.message,
-      });
-      failure = reason.message;
-      res.abort();
-      finish(deadline.aborted ? 504 : 502);
+      try {
+        writeHead(res, reply.status, reply.headers, reply.status === 204 ? null : declared);
+        await relayBody(
+          reply.body,
+          res,
+          signal,
+          maxBodyBytes,
+          hasBody ? declared : null,
+          (n) => bytes += n,
+        );
+        res.end();
+        metrics.relayedBytes.inc(bytes);
+        reply.settle();
+        finish(reply.status);
+      } catch (error) {
+        const reason = deadline.aborted
+          ? new ScrapeTimeoutError(
+            `Scrape deadline of ${formatDuration(timeoutMs)} passed while relaying the body`,
+          )
+          : error instanceof Error
+          ? error
+          : new Error(String(error));
+        reply.settle(reason);
+        if (reason instanceof BodyTooLargeError) {
+          metrics.limitHits.inc({ limit: "scrape_body_bytes" });
+        }
+        log().warn("Scrape failed while relaying the body", {
+          err: reason.message,
+        });
+        failure = reason.message;
+        res.abort();
+        finish(deadline.aborted ? 504 : 502);
+      }
+    } finally {
+      timer?.clear(onDeadline);
+      clearTimeout(timeout);
+      res.signal.removeEventListener("abort", onGone);
     }
   };
 }

@@ -1,12 +1,14 @@
 // Unit tests of the scrape handler without sockets: an in-memory Exchange
-// against a real coordinator whose clock is fake. Deadlines are
-// AbortSignal.timeout at the edge, so the two deadline tests wait ~100 ms.
+// against a real coordinator whose clock is fake. Deadlines are real
+// timers at the edge (the exchange's timer, else setTimeout), so the
+// deadline tests wait ~100 ms.
 import assert from "node:assert/strict";
 import { type ClientIdentity, type Coordinator, createCoordinator } from "../core/coordinator.ts";
 import { createProxyMetrics } from "../core/metrics.ts";
 import { createNullLogger } from "../../lib/logger.ts";
 import type { Exchange, HeaderPair } from "../../lib/http_exchange.ts";
 import type { HeaderField } from "../../lib/headers.ts";
+import { LazyTimer } from "../../lib/lazy_timer.ts";
 import { createScrapeHandler } from "./scrape_handler.ts";
 
 const NOW = 1_000_000;
@@ -21,6 +23,8 @@ class MemoryExchange implements Exchange {
   headersSent = false;
   destroyed = false;
   readonly gone = new AbortController();
+  /** The connection's timer, as the native edge gives one; null as node:http. */
+  timer: LazyTimer | null = null;
   status = 0;
   headers: HeaderPair[] = [];
   readonly chunks: Uint8Array[] = [];
@@ -218,6 +222,36 @@ Deno.test("scrape handler: a deadline before the client answers is 504", async (
   assert.equal(ex.status, 504);
   assert.match(ex.text(), /did not answer within/);
   assert.equal(coordinator.scrapesInFlight, 0);
+});
+
+Deno.test("scrape handler: the deadline on the connection's timer; a busy timer is left alone", async () => {
+  const { coordinator, handle } = setup();
+  coordinator.register(identity("node1"));
+  const ex = new MemoryExchange("GET", "http://node1:9100/metrics", [
+    "X-Prometheus-Scrape-Timeout-Seconds",
+    "0.1",
+  ]);
+  ex.timer = new LazyTimer();
+  try {
+    await handle(ex);
+    assert.equal(ex.status, 504);
+    assert.match(ex.text(), /did not answer within/);
+    assert.equal(coordinator.scrapesInFlight, 0);
+    assert.ok(!ex.timer.waiting, "the scrape's wait is cleared");
+    // A timer already waiting (another deadline of the connection) keeps its wait.
+    const other = new MemoryExchange("GET", "http://node1:9100/metrics", [
+      "X-Prometheus-Scrape-Timeout-Seconds",
+      "0.1",
+    ]);
+    other.timer = ex.timer;
+    let fired = false;
+    other.timer.set(60_000, () => fired = true);
+    await handle(other);
+    assert.equal(other.status, 504);
+    assert.ok(other.timer.waiting && !fired, "the other wait is still set");
+  } finally {
+    ex.timer.close();
+  }
 });
 
 Deno.test("scrape handler: a deadline while the body arrives cuts the response", async () => {

@@ -1,0 +1,92 @@
+import assert from "node:assert/strict";
+import { LazyTimer } from "./lazy_timer.ts";
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+Deno.test("LazyTimer calls onExpire once at its deadline", async () => {
+  const timer = new LazyTimer();
+  const started = performance.now();
+  let calls = 0;
+  const expired = new Promise<number>((resolve) =>
+    timer.set(30, () => {
+      calls++;
+      resolve(performance.now() - started);
+    })
+  );
+  const after = await expired;
+  assert.ok(after >= 29, `expired after ${after} ms`);
+  await sleep(50);
+  assert.equal(calls, 1);
+  timer.close();
+});
+
+Deno.test("LazyTimer.clear ends the wait; the running timer then stops by itself", async () => {
+  const timer = new LazyTimer();
+  let calls = 0;
+  timer.set(10, () => calls++);
+  timer.clear();
+  await sleep(40);
+  assert.equal(calls, 0);
+  // Nothing left running: the test's leak check would fail otherwise.
+});
+
+Deno.test("LazyTimer.set again moves the deadline later, re-arming when the timer fires early", async () => {
+  let now = 0;
+  const timer = new LazyTimer({ now: () => now });
+  const calls: string[] = [];
+  timer.set(10, () => calls.push("first"));
+  // The clock says 8 ms passed: the next wait ends at 8 + 30 = 38.
+  now = 8;
+  timer.set(30, () => calls.push("second"));
+  await sleep(40);
+  // The timer fired (real 10 ms), found the deadline ahead on the clock and re-armed.
+  assert.deepEqual(calls, []);
+  now = 38;
+  await sleep(60);
+  assert.deepEqual(calls, ["second"]);
+  timer.close();
+});
+
+Deno.test("LazyTimer.set with an earlier deadline replaces the running timer", async () => {
+  const timer = new LazyTimer();
+  let calls = 0;
+  timer.set(60_000, () => assert.fail("the first wait was replaced"));
+  const started = performance.now();
+  await new Promise<void>((resolve) =>
+    timer.set(10, () => {
+      calls++;
+      resolve();
+    })
+  );
+  assert.ok(performance.now() - started < 30_000);
+  assert.equal(calls, 1);
+  timer.close();
+});
+
+Deno.test("LazyTimer.clear(onExpire) leaves a later wait alone", async () => {
+  const timer = new LazyTimer();
+  const first = () => assert.fail("cleared");
+  timer.set(10, first);
+  const second = new Promise<void>((resolve) => timer.set(20, resolve));
+  timer.clear(first);
+  await second;
+  timer.close();
+});
+
+Deno.test("LazyTimer.close stops the timer and drops the wait", async () => {
+  const timer = new LazyTimer();
+  timer.set(10, () => assert.fail("closed"));
+  timer.close();
+  await sleep(30);
+});
+
+Deno.test("LazyTimer waits longer than setTimeout's limit in steps", () => {
+  let now = 0;
+  const timer = new LazyTimer({ now: () => now });
+  let calls = 0;
+  // Would fire at once if handed to setTimeout as is.
+  timer.set(2 ** 32, () => calls++);
+  now = 1;
+  timer.close();
+  assert.equal(calls, 0);
+});

@@ -1,0 +1,310 @@
+/**
+ * Hand-written protobuf encoders and decoders for the few messages the
+ * fast path (fast_client_service.ts, connect_stream.ts) handles once per
+ * scrape, where protobuf-es' reflection-driven codec was several percent
+ * of the proxy's CPU per scrape (issue #11): the Poll stream's scrape
+ * message, the Push call's head and its response. Each gives exactly what
+ * protobuf-es gives (wire_codec_test.ts compares them on randomized
+ * messages) and leaves anything unusual (unknown fields, repeated or
+ * out-of-range fields, invalid UTF-8, odd values) to protobuf-es.
+ *
+ * @module
+ */
+
+import { create, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
+import {
+  type Header,
+  type PollResponseSchema,
+  type PushRequest,
+  PushResponseSchema,
+  type ScrapeRequestSchema,
+} from "../../gen/pushprox/v1/pushprox_pb.ts";
+
+const textEncoder = new TextEncoder();
+/** As protobuf-es decodes strings (proto3 verifies UTF-8); a throw means "not ours". */
+const strictDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+/**
+ * A `PushResponse`, encoded.
+ *
+ * @param result The bytes relayed.
+ * @returns The message's bytes, as protobuf-es' `toBinary` writes them.
+ */
+export function encodePushResponse(result: { bytesRelayed: bigint }): Uint8Array {
+  const relayed = result.bytesRelayed;
+  if (relayed < 0n || relayed > BigInt(Number.MAX_SAFE_INTEGER)) {
+    return toBinary(PushResponseSchema, create(PushResponseSchema, result));
+  }
+  const value = Number(relayed);
+  // proto3: a zero field is not written.
+  if (value === 0) return new Uint8Array(0);
+  const out = new Uint8Array(1 + varintLength(value));
+  out[0] = 0x08; // field 1, varint
+  writeVarint(out, 1, value);
+  return out;
+}
+
+/** The fields of a scrape message, as the Poll logic builds it. */
+type ScrapeInit = MessageInitShape<typeof ScrapeRequestSchema>;
+
+/** Lengths of the header fields of the message being encoded (reused). */
+const headerLengths: number[] = [];
+
+/**
+ * A Connect envelope (flags 0) holding a `PollResponse` whose `message` is
+ * a `scrape`, written in one buffer; null when the message is anything
+ * else or unusual (the caller then uses protobuf-es).
+ *
+ * @param message The Poll message.
+ * @returns The envelope, byte for byte what `encodeEnvelope(0, toBinary(…))` gives, or null.
+ */
+export function encodeScrapeEnvelope(
+  message: MessageInitShape<typeof PollResponseSchema>,
+): Uint8Array | null {
+  if (hasUnknown(message)) return null;
+  const oneof = message.message;
+  if (oneof === undefined || oneof.case !== "scrape") return null;
+  const scrape: ScrapeInit = oneof.value;
+  if (hasUnknown(scrape)) return null;
+  const { id = "", method = "", url = "", headers = [], timeoutMs = 0 } = scrape;
+  if (typeof id !== "string" || typeof method !== "string" || typeof url !== "string") return null;
+  if (!Number.isInteger(timeoutMs) || timeoutMs < 0 || timeoutMs > 0xffffffff) return null;
+  if (!Array.isArray(headers)) return null;
+  const idLength = utf8Length(id);
+  const methodLength = utf8Length(method);
+  const urlLength = utf8Length(url);
+  let size = stringFieldSize(idLength) + stringFieldSize(methodLength) +
+    stringFieldSize(urlLength);
+  headerLengths.length = 0;
+  for (const header of headers) {
+    if (typeof header !== "object" || header === null || hasUnknown(header)) return null;
+    const { name = "", value = "" } = header;
+    if (typeof name !== "string" || typeof value !== "string") return null;
+    const nameLength = utf8Length(name);
+    const valueLength = utf8Length(value);
+    const length = stringFieldSize(nameLength) + stringFieldSize(valueLength);
+    headerLengths.push(nameLength, valueLength, length);
+    size += 1 + varintLength(length) + length;
+  }
+  if (timeoutMs !== 0) size += 1 + varintLength(timeoutMs);
+  // PollResponse: field 2 (scrape), length-delimited, always written (a oneof).
+  const total = 1 + varintLength(size) + size;
+  const out = new Uint8Array(5 + total);
+  out[1] = total >>> 24;
+  out[2] = (total >>> 16) & 0xff;
+  out[3] = (total >>> 8) & 0xff;
+  out[4] = total & 0xff;
+  out[5] = 0x12;
+  let at = writeVarint(out, 6, size);
+  at = writeString(out, at, 0x0a, id, idLength);
+  at = writeString(out, at, 0x12, method, methodLength);
+  at = writeString(out, at, 0x1a, url, urlLength);
+  for (let i = 0; i < headers.length; i++) {
+    const header = headers[i] as { name?: string; value?: string };
+    out[at++] = 0x22;
+    at = writeVarint(out, at, headerLengths[3 * i + 2]!);
+    at = writeString(out, at, 0x0a, header.name ?? "", headerLengths[3 * i]!);
+    at = writeString(out, at, 0x12, header.value ?? "", headerLengths[3 * i + 1]!);
+  }
+  if (timeoutMs !== 0) {
+    out[at++] = 0x28;
+    at = writeVarint(out, at, timeoutMs);
+  }
+  return at === out.byteLength ? out : null;
+}
+
+/**
+ * Decodes a `PushRequest` whose `message` is a `head`, as protobuf-es'
+ * `fromBinary` would; null for anything else or unusual (the caller then
+ * uses protobuf-es, which also gives the errors).
+ *
+ * @param bytes The message.
+ * @returns The message, or null.
+ */
+export function decodePushHead(bytes: Uint8Array): PushRequest | null {
+  // Exactly one field: 1 (head), length-delimited, to the end.
+  if (bytes[0] !== 0x0a) return null;
+  const length = readVarint32(bytes, 1);
+  if (length === null || readAt + length !== bytes.byteLength) return null;
+  let at = readAt;
+  const end = bytes.byteLength;
+  let scrapeId = "";
+  let sessionId = "";
+  let status = 0;
+  let error = "";
+  const headers: Header[] = [];
+  while (at < end) {
+    const tag = bytes[at]!;
+    if (tag === 0x18) {
+      const value = readVarint32(bytes, at + 1);
+      if (value === null || readAt > end) return null;
+      status = value;
+      at = readAt;
+      continue;
+    }
+    if (tag !== 0x0a && tag !== 0x12 && tag !== 0x22 && tag !== 0x2a) return null;
+    const fieldLength = readVarint32(bytes, at + 1);
+    if (fieldLength === null) return null;
+    const start = readAt;
+    at = start + fieldLength;
+    if (at > end) return null;
+    if (tag === 0x22) {
+      const header = decodeHeader(bytes, start, at);
+      if (header === null) return null;
+      headers.push(header);
+      continue;
+    }
+    const text = decodeString(bytes, start, at);
+    if (text === null) return null;
+    if (tag === 0x0a) scrapeId = text;
+    else if (tag === 0x12) sessionId = text;
+    else error = text;
+  }
+  return {
+    $typeName: "pushprox.v1.PushRequest",
+    message: {
+      case: "head",
+      value: {
+        $typeName: "pushprox.v1.ScrapeResponseHead",
+        scrapeId,
+        sessionId,
+        status,
+        headers,
+        error,
+      },
+    },
+  };
+}
+
+function decodeHeader(bytes: Uint8Array, at: number, end: number): Header | null {
+  let name = "";
+  let value = "";
+  while (at < end) {
+    const tag = bytes[at]!;
+    if (tag !== 0x0a && tag !== 0x12) return null;
+    const length = readVarint32(bytes, at + 1);
+    if (length === null) return null;
+    const start = readAt;
+    at = start + length;
+    if (at > end) return null;
+    const text = decodeString(bytes, start, at);
+    if (text === null) return null;
+    if (tag === 0x0a) name = text;
+    else value = text;
+  }
+  return { $typeName: "pushprox.v1.Header", name, value };
+}
+
+/** Longest string decoded without TextDecoder when ASCII (as protobuf-es does). */
+const ASCII_MAX_LENGTH = 64;
+
+function decodeString(bytes: Uint8Array, start: number, end: number): string | null {
+  const length = end - start;
+  if (length <= ASCII_MAX_LENGTH) {
+    const codes = new Array<number>(length);
+    let i = 0;
+    for (; i < length; i++) {
+      const byte = bytes[start + i]!;
+      if (byte > 0x7f) break;
+      codes[i] = byte;
+    }
+    if (i === length) return String.fromCharCode.apply(String, codes);
+  }
+  try {
+    return strictDecoder.decode(bytes.subarray(start, end));
+  } catch {
+    return null;
+  }
+}
+
+/** Where the last {@linkcode readVarint32} stopped. */
+let readAt = 0;
+
+/**
+ * A varint of at most 5 bytes whose value fits 32 bits, from `at`; sets
+ * `readAt`. Null for longer or larger ones (protobuf-es' business).
+ */
+function readVarint32(bytes: Uint8Array, at: number): number | null {
+  let value = 0;
+  for (let i = 0; i < 5; i++) {
+    const byte = bytes[at + i];
+    if (byte === undefined) return null;
+    value += (byte & 0x7f) * 2 ** (7 * i);
+    if ((byte & 0x80) === 0) {
+      if (value > 0xffffffff || (i > 0 && byte === 0)) return null;
+      readAt = at + i + 1;
+      return value;
+    }
+  }
+  return null;
+}
+
+function hasUnknown(message: object): boolean {
+  const unknown = (message as { $unknown?: unknown[] }).$unknown;
+  return unknown !== undefined && unknown.length > 0;
+}
+
+/** Bytes of a string field (tag, length, text); 0 for "" (proto3 leaves it out). */
+function stringFieldSize(length: number): number {
+  return length === 0 ? 0 : 1 + varintLength(length) + length;
+}
+
+function writeString(out: Uint8Array, at: number, tag: number, text: string, length: number) {
+  if (length === 0) return at;
+  out[at++] = tag;
+  at = writeVarint(out, at, length);
+  if (length === text.length) {
+    // ASCII (a UTF-8 length equal to the UTF-16 length means no code unit above 0x7f).
+    for (let i = 0; i < length; i++) out[at + i] = text.charCodeAt(i);
+  } else {
+    textEncoder.encodeInto(text, out.subarray(at, at + length));
+  }
+  return at + length;
+}
+
+/**
+ * Bytes of a string in UTF-8, as TextEncoder writes it (a lone surrogate
+ * becomes U+FFFD, 3 bytes).
+ */
+function utf8Length(text: string): number {
+  let length = text.length;
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code < 0x80) continue;
+    if (code < 0x800) {
+      length += 1;
+    } else if (code >= 0xd800 && code <= 0xdbff && i + 1 < text.length) {
+      const next = text.charCodeAt(i + 1);
+      if (next >= 0xdc00 && next <= 0xdfff) {
+        // A pair: 2 code units, 4 bytes.
+        length += 2;
+        i++;
+      } else {
+        length += 2;
+      }
+    } else {
+      length += 2;
+    }
+  }
+  return length;
+}
+
+/** Bytes of a varint for a safe non-negative integer. */
+function varintLength(value: number): number {
+  let length = 1;
+  while (value >= 0x80) {
+    value = Math.floor(value / 0x80);
+    length++;
+  }
+  return length;
+}
+
+/** Writes a varint for a safe non-negative integer at `at`; returns the index after it. */
+function writeVarint(out: Uint8Array, at: number, value: number): number {
+  while (value >= 0x80) {
+    out[at++] = (value % 0x80) | 0x80;
+    value = Math.floor(value / 0x80);
+  }
+  out[at++] = value;
+  return at;
+}

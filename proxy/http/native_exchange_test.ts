@@ -1,0 +1,85 @@
+import assert from "node:assert/strict";
+import type { HeaderPair } from "../../lib/http_exchange.ts";
+import { NativeExchange } from "./native_exchange.ts";
+import { scanRequestHead } from "./request_head.ts";
+
+/** A connection that keeps what is written to it. */
+function memoryConn(): { conn: Deno.Conn; written: () => string } {
+  const chunks: Uint8Array[] = [];
+  const conn = {
+    remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 40000 },
+    write(bytes: Uint8Array) {
+      chunks.push(bytes.slice());
+      return Promise.resolve(bytes.byteLength);
+    },
+    close() {},
+  } as unknown as Deno.Conn;
+  return {
+    conn,
+    written: () => chunks.map((c) => new TextDecoder().decode(c)).join(""),
+  };
+}
+
+function exchange(request: string, headers: readonly HeaderPair[]) {
+  const scan = scanRequestHead(new TextEncoder().encode(request), 16384);
+  assert.equal(scan.kind, "head");
+  if (scan.kind !== "head") throw new Error("unreachable");
+  const { conn, written } = memoryConn();
+  return {
+    exchange: new NativeExchange(conn, scan.head, { keepAliveSeconds: 5, headers }),
+    written,
+  };
+}
+
+/** The head without its Date line (the second may turn between two heads). */
+const withoutDate = (text: string) => text.replace(/\r\nDate: [^\r]*/, "");
+
+Deno.test("NativeExchange: a head from frozen header lists is reused only when nothing differs", async () => {
+  const PUSH = "POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n";
+  const CLOSE = "POST /p HTTP/1.1\r\nHost: a\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
+  const frozen = Object.freeze([Object.freeze(["content-type", "application/x"] as const)]);
+  const extra = Object.freeze([Object.freeze(["x-extra", "1"] as const)]);
+  const heads: string[] = [];
+  for (
+    const [request, headers, extraHeaders, status] of [
+      [PUSH, frozen, extra, 200],
+      [PUSH, frozen, extra, 200],
+      [PUSH, [["content-type", "application/x"]], [["x-extra", "1"]], 200],
+      [CLOSE, frozen, extra, 200],
+      [PUSH, frozen, extra, 503],
+      [PUSH, frozen, Object.freeze([]), 200],
+      [PUSH, frozen, extra, 200],
+    ] as const
+  ) {
+    const { exchange: ex, written } = exchange(request, extraHeaders);
+    ex.respond(status, headers);
+    ex.end("body");
+    assert.equal(await ex.finished(), true);
+    heads.push(withoutDate(written()));
+  }
+  const expected = "HTTP/1.1 200 OK\r\nx-extra: 1\r\ncontent-type: application/x\r\n" +
+    "Connection: keep-alive\r\nKeep-Alive: timeout=5\r\nTransfer-Encoding: chunked\r\n\r\n" +
+    "4\r\nbody\r\n0\r\n\r\n";
+  assert.equal(heads[0], expected);
+  assert.equal(heads[1], expected);
+  assert.equal(heads[2], expected);
+  assert.match(heads[3]!, /\r\nConnection: close\r\n/);
+  assert.doesNotMatch(heads[3]!, /Keep-Alive/);
+  assert.match(heads[4]!, /^HTTP\/1\.1 503 Service Unavailable\r\n/);
+  assert.doesNotMatch(heads[5]!, /x-extra/);
+  assert.equal(heads[6], expected);
+});
+
+Deno.test("NativeExchange: the signal made after the peer left is already aborted", () => {
+  const { exchange: ex } = exchange("GET /x HTTP/1.1\r\nHost: a\r\n\r\n", []);
+  ex.peerGone();
+  ex.abort();
+  assert.equal(ex.signal.aborted, true);
+  assert.match((ex.signal.reason as Error).message, /closed the connection/);
+  const { exchange: other } = exchange("GET /x HTTP/1.1\r\nHost: a\r\n\r\n", []);
+  const signal = other.signal;
+  assert.equal(signal.aborted, false);
+  other.abort();
+  assert.equal(signal.aborted, true);
+  assert.match((signal.reason as Error).message, /was aborted/);
+});
