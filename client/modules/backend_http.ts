@@ -66,9 +66,18 @@ export interface BackendResponse {
   /**
    * The body (transfer coding removed; content coding kept). Cancelling it
    * closes the connection; reading it to its end returns the connection to
-   * the pool.
+   * the pool. Made on first use: read the body either through it or with
+   * {@linkcode BackendResponse.read}, not both.
    */
   readonly body: ReadableStream<Uint8Array>;
+  /**
+   * The next piece of the body without a stream around it (each owns its
+   * buffer), or null at its end. Errors are worded as the stream's are; the
+   * connection is closed on one.
+   */
+  read(): Promise<Uint8Array | null>;
+  /** Gives up the body read with `read()`: the connection is closed unless it was read to its end. */
+  cancel(): void;
 }
 
 /** One GET. */
@@ -151,26 +160,38 @@ export async function backendGet(
     new BackendClosedError(
       `module ${request.moduleName}: the backend closed the connection mid-body`,
     );
-  const body = new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      try {
-        const piece = await response.next();
-        if (piece === null) controller.close();
-        else controller.enqueue(piece);
-      } catch (error) {
-        response.close();
-        controller.error(signal.aborted ? signal.reason : bodyError(error, closedMidBody));
-      }
-    },
-    cancel() {
+  const read = async (): Promise<Uint8Array | null> => {
+    try {
+      return await response.next();
+    } catch (error) {
       response.close();
-    },
-  }, { highWaterMark: 0 });
+      throw signal.aborted ? signal.reason : bodyError(error, closedMidBody);
+    }
+  };
+  const cancel = () => response.close();
+  let body: ReadableStream<Uint8Array> | undefined;
   return {
     status: response.head.status,
     headers: response.head.rawHeaders,
     contentLength: framing.kind === "length" ? framing.length : undefined,
-    body,
+    get body() {
+      return body ??= new ReadableStream<Uint8Array>({
+        async pull(controller) {
+          let piece;
+          try {
+            piece = await read();
+          } catch (error) {
+            controller.error(error);
+            return;
+          }
+          if (piece === null) controller.close();
+          else controller.enqueue(piece);
+        },
+        cancel,
+      }, { highWaterMark: 0 });
+    },
+    read,
+    cancel,
   };
 }
 

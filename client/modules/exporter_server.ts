@@ -236,16 +236,28 @@ export async function startExporterServer(
     await serveModule(req, res, url, method);
   }
 
+  /** The requests in flight, aborted when the listeners stop. */
+  const inFlight = new Set<AbortController>();
+  stop.signal.addEventListener("abort", () => {
+    for (const request of inFlight) request.abort(stop.signal.reason);
+  }, { once: true });
+
   async function serveModule(req: IncomingMessage, res: ServerResponse, url: URL, method: string) {
     const gone = new AbortController();
-    res.on("close", () => gone.abort(new Error("the scraper closed the connection")));
+    if (stop.signal.aborted) gone.abort(stop.signal.reason);
+    inFlight.add(gone);
+    res.once("close", () => {
+      inFlight.delete(gone);
+      // After a complete answer there is nothing left to abort.
+      if (!res.writableFinished) gone.abort(new Error("the scraper closed the connection"));
+    });
     const response = await engine.serve(
       {
         query: url.searchParams,
         headers: forwardableHeaders(rawHeaderPairs(req.rawHeaders)),
         peer: req.socket.remoteAddress,
       },
-      AbortSignal.any([gone.signal, stop.signal]),
+      gone.signal,
     );
     if (response.error !== "" || response.body === null) {
       return plain(res, response.status, response.error);
