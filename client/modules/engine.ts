@@ -257,7 +257,6 @@ export function createModuleEngine(options: ModuleEngineOptions): ModuleEngine {
       };
       const label = { module: module.name };
       const observe = () => metrics.duration.observe(label, (performance.now() - started) / 1000);
-      const log = logger.with({ module: module.name });
 
       let response: ModuleResponse;
       try {
@@ -305,7 +304,10 @@ export function createModuleEngine(options: ModuleEngineOptions): ModuleEngine {
         observe();
         if (response.error !== "") {
           metrics.errors.inc(label);
-          log.warn("Module request failed", { status: response.status, err: response.error });
+          logger.with(label).warn("Module request failed", {
+            status: response.status,
+            err: response.error,
+          });
         }
         return response;
       }
@@ -315,10 +317,13 @@ export function createModuleEngine(options: ModuleEngineOptions): ModuleEngine {
         if (error === undefined) return;
         metrics.errors.inc(label);
         const failed = classify(module, error, deadline);
-        log.warn("Module body failed after the status was sent; aborting the response", {
-          status: response.status,
-          err: failed.error,
-        });
+        logger.with(label).warn(
+          "Module body failed after the status was sent; aborting the response",
+          {
+            status: response.status,
+            err: failed.error,
+          },
+        );
       });
       return { ...response, body };
     },
