@@ -10,7 +10,7 @@ import { type AddressInfo, connect } from "node:net";
 import { Registry } from "prom-client";
 import { createAllowList, parseCidr } from "../../lib/cidr.ts";
 import { createNullLogger } from "../../lib/logger.ts";
-import { startExporterServer } from "./exporter_server.ts";
+import { requestTarget, startExporterServer } from "./exporter_server.ts";
 import { parseConfig } from "./config.ts";
 import { createModuleEngine, prepareConfig } from "./engine.ts";
 import { createModuleMetrics } from "./metrics.ts";
@@ -402,4 +402,35 @@ Deno.test("exporter server: a scraper that leaves mid-body, or a stop, closes th
     backend.close();
     await serving.catch(() => {});
   }
+});
+
+Deno.test("requestTarget() reads a target as URL does", () => {
+  for (
+    const target of [
+      "/",
+      "/proxy",
+      "/proxy?module=node",
+      "/proxy?module=blackbox&module=icmp&target=example.com",
+      "/proxy?module=a+b&x=%41%zz&y=\"<>'&z",
+      "/proxy?",
+      "/proxy/",
+      "/-/healthy",
+      "/proxy/../metrics",
+      "/./proxy?module=x",
+      "//proxy?module=x",
+      "/pro%78y?module=x",
+      "/proxy?module=x#fragment",
+      "/proxy?module=caf\u00e9",
+      "/proxy?module=x y",
+      "http://example.com/proxy?module=x",
+      "*",
+    ]
+  ) {
+    const url = new URL(target, "http://localhost");
+    const read = requestTarget(target);
+    assert.ok(read !== null, target);
+    assert.equal(read.pathname, url.pathname, target);
+    assert.deepEqual([...read.searchParams], [...url.searchParams], target);
+  }
+  assert.equal(requestTarget("http://[::1"), null);
 });
