@@ -66,9 +66,18 @@ export interface BackendResponse {
   /**
    * The body (transfer coding removed; content coding kept). Cancelling it
    * closes the connection; reading it to its end returns the connection to
-   * the pool.
+   * the pool. Made on first use: read the body either through it or with
+   * {@linkcode BackendResponse.read}, not both.
    */
   readonly body: ReadableStream<Uint8Array>;
+  /**
+   * The next piece of the body without a stream around it (each owns its
+   * buffer), or null at its end. Errors are worded as the stream's are; the
+   * connection is closed on one.
+   */
+  read(): Promise<Uint8Array | null>;
+  /** Gives up the body read with `read()`: the connection is closed unless it was read to its end. */
+  cancel(): void;
 }
 
 /** One GET. */
@@ -85,8 +94,32 @@ export interface BackendRequest {
   readonly pool?: BackendPool | undefined;
 }
 
-const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
-const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+/** Bytes allowed in a field name (RFC 9110 tchar). */
+const TOKEN_CHARS = new Uint8Array(128);
+for (const c of "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") {
+  TOKEN_CHARS[c.charCodeAt(0)] = 1;
+}
+const ENCODER = new TextEncoder();
+
+function isToken(name: string): boolean {
+  if (name.length === 0) return false;
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if (c >= 128 || TOKEN_CHARS[c] === 0) return false;
+  }
+  return true;
+}
+
+/** 0 for a value with a control character, else the highest character code in it. */
+function fieldValueMax(value: string): number {
+  let max = 0x20;
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if ((c < 0x20 && c !== 0x09) || c === 0x7f || c > 0xff) return 0;
+    if (c > max) max = c;
+  }
+  return max;
+}
 
 /**
  * Builds the request head.
@@ -98,20 +131,26 @@ const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
  */
 export function requestHead(request: BackendRequest, keepAlive: boolean): Uint8Array {
   const { url, headers } = request;
-  let head = `GET ${url.pathname}${url.search} HTTP/1.1\r\nhost: ${
-    headers["host"]?.[0] ?? url.host
-  }\r\n`;
-  for (const [name, values] of Object.entries(headers)) {
+  const host = headers["host"]?.[0] ?? url.host;
+  // The host is not checked (as before), but one that is not Latin-1 is
+  // written byte by byte as it always was.
+  let max = fieldValueMax(host) || 0x100;
+  let head = `GET ${url.pathname}${url.search} HTTP/1.1\r\nhost: ${host}\r\n`;
+  for (const name in headers) {
     if (name === "host" || name === "connection") continue;
-    if (!TOKEN.test(name)) throw new TypeError(`Cannot send header name ${JSON.stringify(name)}`);
-    for (const value of values) {
-      if (!FIELD_VALUE.test(value)) {
+    if (!isToken(name)) throw new TypeError(`Cannot send header name ${JSON.stringify(name)}`);
+    for (const value of headers[name]!) {
+      const highest = fieldValueMax(value);
+      if (highest === 0) {
         throw new TypeError(`Cannot send the value of header ${name}: it has control characters`);
       }
+      if (highest > max) max = highest;
       head += `${name}: ${value}\r\n`;
     }
   }
   head += keepAlive ? "connection: keep-alive\r\n\r\n" : "connection: close\r\n\r\n";
+  // The path and query of a URL are ASCII; so is nearly every field value.
+  if (max < 0x80) return ENCODER.encode(head);
   const bytes = new Uint8Array(head.length);
   for (let i = 0; i < head.length; i++) bytes[i] = head.charCodeAt(i) & 0xff;
   return bytes;
@@ -151,26 +190,38 @@ export async function backendGet(
     new BackendClosedError(
       `module ${request.moduleName}: the backend closed the connection mid-body`,
     );
-  const body = new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      try {
-        const piece = await response.next();
-        if (piece === null) controller.close();
-        else controller.enqueue(piece);
-      } catch (error) {
-        response.close();
-        controller.error(signal.aborted ? signal.reason : bodyError(error, closedMidBody));
-      }
-    },
-    cancel() {
+  const read = async (): Promise<Uint8Array | null> => {
+    try {
+      return await response.next();
+    } catch (error) {
       response.close();
-    },
-  }, { highWaterMark: 0 });
+      throw signal.aborted ? signal.reason : bodyError(error, closedMidBody);
+    }
+  };
+  const cancel = () => response.close();
+  let body: ReadableStream<Uint8Array> | undefined;
   return {
     status: response.head.status,
     headers: response.head.rawHeaders,
     contentLength: framing.kind === "length" ? framing.length : undefined,
-    body,
+    get body() {
+      return body ??= new ReadableStream<Uint8Array>({
+        async pull(controller) {
+          let piece;
+          try {
+            piece = await read();
+          } catch (error) {
+            controller.error(error);
+            return;
+          }
+          if (piece === null) controller.close();
+          else controller.enqueue(piece);
+        },
+        cancel,
+      }, { highWaterMark: 0 });
+    },
+    read,
+    cancel,
   };
 }
 

@@ -29,6 +29,7 @@ import { effectiveTimeoutMs, resolveModuleRequest } from "./request.ts";
 import { parseScrapeTimeout, SCRAPE_TIMEOUT_HEADER } from "../../lib/scrape_timeout.ts";
 import { errorResponse, type ModuleResponse, observeBody } from "./response.ts";
 import { errorMessage } from "../../lib/error_message.ts";
+import { Deadlines } from "./deadlines.ts";
 
 /** A loaded configuration plus what was read for it (backend TLS files). */
 export interface PreparedConfig {
@@ -146,6 +147,7 @@ export function createModuleEngine(options: ModuleEngineOptions): ModuleEngine {
   const now = options.now ?? (() => performance.now());
   /** Per module: when its stderr was last logged, and how many were skipped since. */
   const stderrLog = new Map<string, { at: number; skipped: number }>();
+  const deadlines = new Deadlines();
 
   function logStderr(module: ModuleConfig, stderr: string): void {
     const at = now();
@@ -197,6 +199,8 @@ export function createModuleEngine(options: ModuleEngineOptions): ModuleEngine {
     close() {
       agents?.close();
       agents = undefined;
+      // Requests in flight keep their deadlines; the timer keeps no process alive anyway.
+      if (deadlines.size === 0) deadlines.clear();
     },
     async serve(request, signal) {
       const started = performance.now();
@@ -220,25 +224,28 @@ export function createModuleEngine(options: ModuleEngineOptions): ModuleEngine {
         return errorResponse(400, errorMessage(error));
       }
       const timeoutMs = effectiveTimeoutMs(module.timeoutMs, scrapeTimeoutMs);
-      // A timer cleared when the answer ends: AbortSignal.timeout would keep
-      // each request's signal (and its timer) until the deadline, a minute's
-      // worth of requests at high rates.
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      let own: AbortSignal | null = null;
-      if (timeoutMs !== undefined) {
-        const controller = new AbortController();
-        own = controller.signal;
-        timer = setTimeout(
-          () => controller.abort(new DOMException("The module timeout passed", "TimeoutError")),
-          Math.max(1, timeoutMs),
-        );
-      }
-      const combined = own === null ? signal : AbortSignal.any([signal, own]);
-      const done = () => clearTimeout(timer);
+      // One controller: the caller's signal and the deadline (on the shared
+      // timer) abort it; both links are undone when the answer ends.
+      const controller = new AbortController();
+      const combined = controller.signal;
+      let timedOut = false;
+      const deadlineEntry = timeoutMs === undefined
+        ? undefined
+        : deadlines.add(started + Math.max(1, timeoutMs), () => {
+          timedOut = true;
+          controller.abort(new DOMException("The module timeout passed", "TimeoutError"));
+        });
+      const onAbort = () => controller.abort(signal.reason);
+      if (signal.aborted) onAbort();
+      else signal.addEventListener("abort", onAbort, { once: true });
+      const done = () => {
+        if (deadlineEntry !== undefined) deadlines.delete(deadlineEntry);
+        signal.removeEventListener("abort", onAbort);
+      };
       const deadline = {
         signal: combined,
         describe: () =>
-          own?.aborted
+          timedOut
             ? `no complete answer within ${
               formatDuration(timeoutMs!)
             } (the lower of the module timeout${
@@ -250,7 +257,6 @@ export function createModuleEngine(options: ModuleEngineOptions): ModuleEngine {
       };
       const label = { module: module.name };
       const observe = () => metrics.duration.observe(label, (performance.now() - started) / 1000);
-      const log = logger.with({ module: module.name });
 
       let response: ModuleResponse;
       try {
@@ -298,7 +304,10 @@ export function createModuleEngine(options: ModuleEngineOptions): ModuleEngine {
         observe();
         if (response.error !== "") {
           metrics.errors.inc(label);
-          log.warn("Module request failed", { status: response.status, err: response.error });
+          logger.with(label).warn("Module request failed", {
+            status: response.status,
+            err: response.error,
+          });
         }
         return response;
       }
@@ -308,10 +317,13 @@ export function createModuleEngine(options: ModuleEngineOptions): ModuleEngine {
         if (error === undefined) return;
         metrics.errors.inc(label);
         const failed = classify(module, error, deadline);
-        log.warn("Module body failed after the status was sent; aborting the response", {
-          status: response.status,
-          err: failed.error,
-        });
+        logger.with(label).warn(
+          "Module body failed after the status was sent; aborting the response",
+          {
+            status: response.status,
+            err: failed.error,
+          },
+        );
       });
       return { ...response, body };
     },

@@ -119,6 +119,42 @@ export interface ExporterServer {
   close(): Promise<void>;
 }
 
+/** The parts of a request target the listener reads. */
+export interface RequestTarget {
+  /** The path, normalized as URL normalizes it. */
+  readonly pathname: string;
+  /** The query's parameters. */
+  readonly searchParams: URLSearchParams;
+}
+
+/** An origin-form target URL would leave as it is: a plain path, printable ASCII after it. */
+const PLAIN_TARGET = /^\/(?!\/)[A-Za-z0-9_\-/]*(?:\?[\x21-\x22\x24-\x7e]*)?$/;
+
+/**
+ * Reads a request target as `new URL(target, "http://localhost")` does,
+ * without parsing a URL for the common `/proxy?module=NAME`: a path of
+ * letters, digits, `_`, `-` and `/` (no `.` segment, nothing to
+ * percent-encode) and a query of printable ASCII without `#` mean the same
+ * either way (URL's query encoding is undone by URLSearchParams).
+ *
+ * @param target The request target.
+ * @returns Its path and parameters, or null when it is malformed.
+ */
+export function requestTarget(target: string): RequestTarget | null {
+  if (PLAIN_TARGET.test(target)) {
+    const query = target.indexOf("?");
+    return query < 0 ? { pathname: target, searchParams: new URLSearchParams() } : {
+      pathname: target.slice(0, query),
+      searchParams: new URLSearchParams(target.slice(query + 1)),
+    };
+  }
+  try {
+    return new URL(target, "http://localhost");
+  } catch {
+    return null;
+  }
+}
+
 /** The flags' TLS settings in the web configuration's terms. */
 export function tlsServerConfigOf(flags: ExporterTlsFlags): TlsServerConfig {
   return {
@@ -184,10 +220,8 @@ export async function startExporterServer(
       });
       return plain(res, refused.status, refused.message, refused.headers);
     }
-    let url: URL;
-    try {
-      url = new URL(req.url ?? "/", "http://localhost");
-    } catch {
+    const url = requestTarget(req.url ?? "/");
+    if (url === null) {
       return plain(res, 400, `Malformed request target ${JSON.stringify(req.url)}`);
     }
     const method = req.method ?? "GET";
@@ -236,16 +270,33 @@ export async function startExporterServer(
     await serveModule(req, res, url, method);
   }
 
-  async function serveModule(req: IncomingMessage, res: ServerResponse, url: URL, method: string) {
+  /** The requests in flight, aborted when the listeners stop. */
+  const inFlight = new Set<AbortController>();
+  stop.signal.addEventListener("abort", () => {
+    for (const request of inFlight) request.abort(stop.signal.reason);
+  }, { once: true });
+
+  async function serveModule(
+    req: IncomingMessage,
+    res: ServerResponse,
+    url: RequestTarget,
+    method: string,
+  ) {
     const gone = new AbortController();
-    res.on("close", () => gone.abort(new Error("the scraper closed the connection")));
+    if (stop.signal.aborted) gone.abort(stop.signal.reason);
+    inFlight.add(gone);
+    res.once("close", () => {
+      inFlight.delete(gone);
+      // After a complete answer there is nothing left to abort.
+      if (!res.writableFinished) gone.abort(new Error("the scraper closed the connection"));
+    });
     const response = await engine.serve(
       {
         query: url.searchParams,
         headers: forwardableHeaders(rawHeaderPairs(req.rawHeaders)),
         peer: req.socket.remoteAddress,
       },
-      AbortSignal.any([gone.signal, stop.signal]),
+      gone.signal,
     );
     if (response.error !== "" || response.body === null) {
       return plain(res, response.status, response.error);

@@ -10,7 +10,7 @@ import { type AddressInfo, connect } from "node:net";
 import { Registry } from "prom-client";
 import { createAllowList, parseCidr } from "../../lib/cidr.ts";
 import { createNullLogger } from "../../lib/logger.ts";
-import { startExporterServer } from "./exporter_server.ts";
+import { requestTarget, startExporterServer } from "./exporter_server.ts";
 import { parseConfig } from "./config.ts";
 import { createModuleEngine, prepareConfig } from "./engine.ts";
 import { createModuleMetrics } from "./metrics.ts";
@@ -314,4 +314,123 @@ Deno.test("startExporterServer: aborting signal closes the listener and settles 
   engine.close();
   await assert.rejects(() => Deno.connect({ hostname: "127.0.0.1", port }));
   await server.close(); // idempotent after finished
+});
+
+Deno.test("exporter server: a scraper that leaves mid-body, or a stop, closes the backend's connection", async () => {
+  // A backend that promises a long body, sends its start, and reports when
+  // its connection is closed.
+  const backend = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const closed: PromiseWithResolvers<void>[] = [];
+  const serving = (async () => {
+    for await (const conn of backend) {
+      const gone = Promise.withResolvers<void>();
+      closed.push(gone);
+      (async () => {
+        const buffer = new Uint8Array(16384);
+        let head = "";
+        while (!head.includes("\r\n\r\n")) {
+          const n = await conn.read(buffer);
+          if (n === null) break;
+          head += new TextDecoder().decode(buffer.subarray(0, n));
+        }
+        await conn.write(new TextEncoder().encode(
+          "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 1000000\r\n\r\nup 1\n",
+        ));
+        try {
+          while (await conn.read(buffer) !== null) { /* the client sends nothing more */ }
+        } catch { /* reset */ }
+        conn.close();
+        gone.resolve();
+      })();
+    }
+  })();
+  const port = (backend.addr as Deno.NetAddr).port;
+  const engine = createModuleEngine({
+    config: await prepareConfig(parseConfig(
+      `modules:\n  slow:\n    method: http\n    http:\n      address: 127.0.0.1\n      port: ${port}\n      verify: false\n`,
+      "expexp.yaml",
+    )),
+    metrics: createModuleMetrics(new Registry()),
+    logger: createNullLogger(),
+  });
+  const server = await startExporterServer({
+    engine,
+    metrics: () => Promise.resolve({ contentType: "text/plain", body: "" }),
+    logger: createNullLogger(),
+    address: { hostname: "127.0.0.1", port: 0 },
+  });
+  const within = <T>(promise: Promise<T>, what: string) => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    return Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`${what} within 10 s`)), 10_000);
+      }),
+    ]).finally(() => clearTimeout(timer));
+  };
+  /** Sends a scrape and reads until the body's start arrived. */
+  const scrape = async () => {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.address!.port });
+    await conn.write(
+      new TextEncoder().encode("GET /proxy?module=slow HTTP/1.1\r\nhost: x\r\n\r\n"),
+    );
+    const buffer = new Uint8Array(16384);
+    let text = "";
+    while (!text.includes("up 1")) {
+      const n = await conn.read(buffer);
+      if (n === null) break;
+      text += new TextDecoder().decode(buffer.subarray(0, n));
+    }
+    assert.match(text, /^HTTP\/1\.1 200 .*\r\ncontent-length: 1000000\r\n.*up 1\n$/s);
+    return conn;
+  };
+  try {
+    const leaving = await scrape();
+    leaving.close();
+    await within(
+      closed[0]!.promise,
+      "the backend's connection was not closed after the scraper left",
+    );
+
+    const staying = await scrape();
+    await server.close();
+    await within(closed[1]!.promise, "the backend's connection was not closed at stop");
+    staying.close();
+  } finally {
+    await server.close();
+    engine.close();
+    backend.close();
+    await serving.catch(() => {});
+  }
+});
+
+Deno.test("requestTarget() reads a target as URL does", () => {
+  for (
+    const target of [
+      "/",
+      "/proxy",
+      "/proxy?module=node",
+      "/proxy?module=blackbox&module=icmp&target=example.com",
+      "/proxy?module=a+b&x=%41%zz&y=\"<>'&z",
+      "/proxy?",
+      "/proxy/",
+      "/-/healthy",
+      "/proxy/../metrics",
+      "/./proxy?module=x",
+      "//proxy?module=x",
+      "/pro%78y?module=x",
+      "/proxy?module=x#fragment",
+      "/proxy?module=caf\u00e9",
+      "/proxy?module=x y",
+      "http://example.com/proxy?module=x",
+      "*",
+    ]
+  ) {
+    const url = new URL(target, "http://localhost");
+    const read = requestTarget(target);
+    assert.ok(read !== null, target);
+    assert.equal(read.pathname, url.pathname, target);
+    assert.deepEqual([...read.searchParams], [...url.searchParams], target);
+  }
+  assert.equal(requestTarget("http://[::1"), null);
 });

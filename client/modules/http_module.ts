@@ -17,6 +17,7 @@ import {
   BackendClosedError,
   backendGet,
   type BackendPool,
+  type BackendResponse,
   createBackendPool,
 } from "./backend_http.ts";
 import { errorResponse, type ModuleResponse, prefetch } from "./response.ts";
@@ -179,6 +180,51 @@ export function backendUrl(
   return url;
 }
 
+/** What a module's configuration alone decides of the backend request. */
+interface FixedRequestParts {
+  /** `headers`, by lower-case name. */
+  readonly configured: Readonly<Record<string, readonly string[]>>;
+  /** `headers: {host: …}`. */
+  readonly host: string | undefined;
+  /** The basic auth field's value. */
+  readonly authorization: string | undefined;
+  /** The backend URL when the request adds no parameters. */
+  url?: URL;
+}
+
+/** Computed once per module of a loaded configuration (a reload makes new module objects). */
+const FIXED_PARTS = new WeakMap<HttpModuleConfig, FixedRequestParts>();
+
+function fixedHeaders(module: HttpModuleConfig): FixedRequestParts {
+  let fixed = FIXED_PARTS.get(module);
+  if (fixed === undefined) {
+    const configured: Record<string, string[]> = {};
+    for (const [name, value] of module.http.headers) {
+      (configured[name.toLowerCase()] ??= []).push(value);
+    }
+    const auth = module.http.basicAuth;
+    fixed = {
+      configured,
+      host: module.http.host,
+      authorization: auth === undefined
+        ? undefined
+        : `Basic ${Buffer.from(`${auth.username}:${auth.password}`).toString("base64")}`,
+    };
+    FIXED_PARTS.set(module, fixed);
+  }
+  return fixed;
+}
+
+/** {@linkcode backendUrl}, made once per module when the request adds no parameters. */
+function moduleUrl(
+  module: HttpModuleConfig,
+  backendQuery: ReadonlyArray<readonly [string, string]>,
+): URL {
+  if (backendQuery.length > 0) return backendUrl(module, backendQuery);
+  const fixed = fixedHeaders(module);
+  return fixed.url ??= backendUrl(module, backendQuery);
+}
+
 /**
  * Builds the backend request's header fields.
  *
@@ -200,18 +246,10 @@ export function backendHeaders(
     if (DROPPED_HEADERS.has(name)) continue;
     (headers[name] ??= []).push(value);
   }
-  const configured: Record<string, string[]> = {};
-  for (const [name, value] of module.http.headers) {
-    (configured[name.toLowerCase()] ??= []).push(value);
-  }
-  Object.assign(headers, configured);
-  if (module.http.host !== undefined) headers["host"] = [module.http.host];
-  const auth = module.http.basicAuth;
-  if (auth !== undefined) {
-    headers["authorization"] = [
-      `Basic ${Buffer.from(`${auth.username}:${auth.password}`).toString("base64")}`,
-    ];
-  }
+  const fixed = fixedHeaders(module);
+  Object.assign(headers, fixed.configured);
+  if (fixed.host !== undefined) headers["host"] = [fixed.host];
+  if (fixed.authorization !== undefined) headers["authorization"] = [fixed.authorization];
   if (peer !== undefined && peer !== "") {
     const before = headers["x-forwarded-for"];
     headers["x-forwarded-for"] = [[...(before ?? []), peer].join(", ")];
@@ -238,7 +276,8 @@ export async function serveHttpModule(
   signal: AbortSignal,
 ): Promise<ModuleResponse> {
   const { module } = request;
-  const url = backendUrl(module, request.backendQuery);
+  // Shared by the requests of a module: nothing below changes it.
+  const url = moduleUrl(module, request.backendQuery);
   let status: number;
   let headers: HeaderField[];
   let source: ReadableStream<Uint8Array>;
@@ -255,8 +294,19 @@ export async function serveHttpModule(
     }, signal);
     status = response.status;
     headers = forwardableHeaders(response.headers);
-    source = response.body;
     contentLength = response.contentLength;
+    if (status !== 200 || !module.http.verify) {
+      // Passed on as it is read: no stream in between.
+      return {
+        status,
+        headers,
+        error: "",
+        body: backendBody(response),
+        ...(contentLength !== undefined ? { contentLength } : {}),
+        ownedChunks: true,
+      };
+    }
+    source = response.body;
     owned = true;
   } else {
     const response = await send(url, request, signal);
@@ -291,6 +341,39 @@ export async function serveHttpModule(
     // chunk is passed on only once it has been checked.
     ...(owned ? { ownedChunks: true } : {}),
   };
+}
+
+/** A plain-http backend's body as an async iterable over its reads. */
+function backendBody(response: BackendResponse): AsyncIterable<Uint8Array> {
+  const DONE: IteratorReturnResult<undefined> = { done: true, value: undefined };
+  let ended = false;
+  const iterator: AsyncIterableIterator<Uint8Array> = {
+    async next(): Promise<IteratorResult<Uint8Array>> {
+      if (ended) return DONE;
+      let piece;
+      try {
+        piece = await response.read();
+      } catch (error) {
+        ended = true;
+        throw error;
+      }
+      if (piece !== null) return { done: false, value: piece };
+      ended = true;
+      return DONE;
+    },
+    // deno-lint-ignore require-await
+    async return(): Promise<IteratorResult<Uint8Array>> {
+      if (!ended) {
+        ended = true;
+        response.cancel();
+      }
+      return DONE;
+    },
+    [Symbol.asyncIterator]() {
+      return this;
+    },
+  };
+  return iterator;
 }
 
 /** Errors of a request sent on a pooled connection the backend had closed. */

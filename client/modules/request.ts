@@ -41,6 +41,8 @@ export type ModuleRequestResolution =
   | ResolvedModuleRequest
   | RejectedModuleRequest;
 
+const NONE: readonly never[] = Object.freeze([]);
+
 /** Longest accepted module name. */
 const MAX_NAME_LENGTH = 256;
 
@@ -82,8 +84,10 @@ export function resolveModuleRequest(
   modules: ReadonlyMap<string, ModuleConfig>,
   defaultModule?: string,
 ): ModuleRequestResolution {
-  const pairs = [...query];
-  const first = pairs.findIndex(([key]) => key === "module");
+  // Nearly every scrape names a module and nothing else: no list to build.
+  const only = query.size === 1 ? query.get("module") : null;
+  const pairs: [string, string][] = only === null ? [...query] : [["module", only]];
+  const first = only === null ? pairs.findIndex(([key]) => key === "module") : 0;
   let name: string;
   if (first < 0) {
     if (defaultModule === undefined) {
@@ -110,6 +114,7 @@ export function resolveModuleRequest(
   if (module === undefined) {
     return reject(404, `unknown module ${JSON.stringify(name)}`);
   }
+  if (only !== null) return { ok: true, module, backendQuery: NONE, args: NONE };
   const backendQuery = pairs.filter((_, index) => index !== first);
   const args = backendQuery.filter(([key]) => key === "args").map(([, value]) => value);
   return { ok: true, module, backendQuery, args };

@@ -125,26 +125,60 @@ async function* rest(
 
 /**
  * Calls `onEnd` once when a body has been fully consumed, failed, or was
- * abandoned by its consumer.
+ * abandoned by its consumer (`return()`, as a `for await` that stops early
+ * calls it).
+ *
+ * A plain iterator rather than an async generator: it adds one promise
+ * reaction per chunk, not a generator's resumptions.
  *
  * @param body The body.
  * @param onEnd Receives the error, or undefined on success.
  * @returns The same bytes.
  */
-export async function* observeBody(
+export function observeBody(
   body: AsyncIterable<Uint8Array>,
   onEnd: (error: unknown) => void,
-): AsyncGenerator<Uint8Array> {
-  let outcome: unknown = new Error("the body was abandoned before its end");
-  try {
-    for await (const chunk of body) yield chunk;
-    outcome = undefined;
-  } catch (error) {
-    outcome = error;
+): AsyncIterableIterator<Uint8Array> {
+  let source: AsyncIterator<Uint8Array> | undefined;
+  let ended = false;
+  const end = (error: unknown) => {
+    if (ended) return;
+    ended = true;
+    onEnd(error);
+  };
+  const DONE: IteratorReturnResult<undefined> = { done: true, value: undefined };
+  const passOn = (result: IteratorResult<Uint8Array>): IteratorResult<Uint8Array> => {
+    if (result.done) end(undefined);
+    return result;
+  };
+  const fail = (error: unknown): never => {
+    end(error);
     throw error;
-  } finally {
-    onEnd(outcome);
-  }
+  };
+  return {
+    next(): Promise<IteratorResult<Uint8Array>> {
+      if (ended) return Promise.resolve(DONE);
+      source ??= body[Symbol.asyncIterator]();
+      let pending;
+      try {
+        pending = source.next();
+      } catch (error) {
+        end(error);
+        return Promise.reject(error);
+      }
+      return pending.then(passOn, fail);
+    },
+    async return(): Promise<IteratorResult<Uint8Array>> {
+      if (ended) return DONE;
+      end(new Error("the body was abandoned before its end"));
+      // Stopped early: release the source.
+      await source?.return?.();
+      return DONE;
+    },
+    [Symbol.asyncIterator]() {
+      return this;
+    },
+  };
 }
 
 /**

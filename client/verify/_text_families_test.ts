@@ -47,3 +47,32 @@ Deno.test("FamilyTable beyond maxFamilies only checks the current family", () =>
   assert.equal(meta(table, KW_HELP, "a"), null);
   assert.match(meta(table, KW_HELP, "a") ?? "", /duplicate/);
 });
+
+Deno.test("FamilyTable remembers thousands of families across its growth", () => {
+  const table = new FamilyTable(true, 100_000);
+  const counter = TEXT_TYPES.get("counter")!;
+  for (let i = 0; i < 5000; i++) {
+    assert.equal(meta(table, KW_TYPE, `family_${i}`, counter), null);
+    sample(table, `family_${i}_total`);
+    sample(table, `sampled_${i}_count`);
+  }
+  for (let i = 0; i < 5000; i += 499) {
+    assert.match(meta(table, KW_TYPE, `family_${i}`, counter) ?? "", /duplicate # TYPE/);
+    assert.match(
+      meta(table, KW_TYPE, `sampled_${i}`, HISTOGRAM) ?? "",
+      new RegExp(`saw "sampled_${i}_count" earlier`),
+    );
+  }
+  assert.match(meta(table, KW_HELP, "family_1") ?? "", /must come before its samples/);
+  // Names that differ in one byte, or by a byte moved, are other families.
+  for (const name of ["family_5000", "family_1x", "famliy_1", "family1_"]) {
+    assert.equal(meta(table, KW_HELP, name), null);
+  }
+});
+
+Deno.test("FamilyTable compares names as bytes, UTF-8 names included", () => {
+  const table = new FamilyTable(false, 100);
+  assert.equal(meta(table, KW_HELP, "température"), null);
+  assert.equal(meta(table, KW_HELP, "temperature"), null);
+  assert.match(meta(table, KW_HELP, "température") ?? "", /duplicate # HELP line .*"température"/);
+});
