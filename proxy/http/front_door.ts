@@ -213,14 +213,41 @@ export function listenFrontDoor(options: FrontDoorOptions): FrontDoor {
   if (options.signal.aborted) close();
   else options.signal.addEventListener("abort", close, { once: true });
 
-  async function serve(connection: EdgeConnection): Promise<void> {
-    try {
-      if (options.native !== undefined && await options.native(connection, door)) return;
-      if (!connection.destroyed && connection.socket === null) door.handOver(connection);
-    } catch (error) {
+  /**
+   * Serves one connection. Callbacks, not an async function: a suspended
+   * one per connection was heap per idle Poll stream (issue #11).
+   */
+  function serve(connection: EdgeConnection): void {
+    const failed = (error: unknown) => {
       logger?.debug("Connection failed", { err: errorMessage(error) });
       connection.destroy();
+    };
+    const handOver = () => {
+      if (!connection.destroyed && connection.socket === null) door.handOver(connection);
+    };
+    if (options.native === undefined) {
+      try {
+        handOver();
+      } catch (error) {
+        failed(error);
+      }
+      return;
     }
+    let served: Promise<boolean>;
+    try {
+      served = options.native(connection, door);
+    } catch (error) {
+      failed(error);
+      return;
+    }
+    served.then((done) => {
+      if (done) return;
+      try {
+        handOver();
+      } catch (error) {
+        failed(error);
+      }
+    }, failed);
   }
 
   async function loop(): Promise<void> {
@@ -257,7 +284,7 @@ export function listenFrontDoor(options: FrontDoorOptions): FrontDoor {
       if (budget !== undefined && !budget.admit(connection, refuse)) continue;
       open.add(connection);
       connection.once("close", () => open.delete(connection));
-      void serve(connection);
+      serve(connection);
     }
   }
   return door;
