@@ -218,36 +218,30 @@ export function listenFrontDoor(options: FrontDoorOptions): FrontDoor {
    * one per connection was heap per idle Poll stream (issue #11).
    */
   function serve(connection: EdgeConnection): void {
-    const failed = (error: unknown) => {
-      logger?.debug("Connection failed", { err: errorMessage(error) });
-      connection.destroy();
-    };
-    const handOver = () => {
-      if (!connection.destroyed && connection.socket === null) door.handOver(connection);
-    };
-    if (options.native === undefined) {
-      try {
-        handOver();
-      } catch (error) {
-        failed(error);
-      }
-      return;
-    }
+    if (options.native === undefined) return handOver(connection);
     let served: Promise<boolean>;
     try {
       served = options.native(connection, door);
     } catch (error) {
-      failed(error);
-      return;
+      return failed(connection, error);
     }
     served.then((done) => {
-      if (done) return;
-      try {
-        handOver();
-      } catch (error) {
-        failed(error);
-      }
-    }, failed);
+      if (!done) handOver(connection);
+    }, (error) => failed(connection, error));
+  }
+
+  /** Node's from here on, unless closed. */
+  function handOver(connection: EdgeConnection): void {
+    try {
+      if (!connection.destroyed && connection.socket === null) door.handOver(connection);
+    } catch (error) {
+      failed(connection, error);
+    }
+  }
+
+  function failed(connection: EdgeConnection, error: unknown): void {
+    logger?.debug("Connection failed", { err: errorMessage(error) });
+    connection.destroy();
   }
 
   async function loop(): Promise<void> {

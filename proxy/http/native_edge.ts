@@ -147,7 +147,7 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
 
   return serveConnection;
 
-  async function serveConnection(connection: EdgeConnection, door: FrontDoor): Promise<boolean> {
+  function serveConnection(connection: EdgeConnection, door: FrontDoor): Promise<boolean> {
     // The connection's timers: the edge's waits (head, idle, drain), and
     // the handler's own (the pipeline's body timeout), each set per request.
     const timer = new LazyTimer();
@@ -156,10 +156,31 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
     const read = (buffer: Uint8Array) => conn.read(buffer);
     // Heads are read with small buffers (what an idle or handed-over
     // connection keeps is small); a body switches to 64 KiB reads.
-    let reader = new ByteReader(read, HEAD_READ_BYTES);
-    let bodyReads = false;
+    const reader = new ByteReader(read, HEAD_READ_BYTES);
+    return serveRequests(connection, door, timer, handlerTimer, read, reader, false, true);
+  }
+
+  /**
+   * Serves the connection's requests from `reader` on. An open Poll stream
+   * goes on by callbacks, with no suspended frame of this function; the
+   * next request after it starts this function again. Closes the timers
+   * when the connection is done.
+   */
+  async function serveRequests(
+    connection: EdgeConnection,
+    door: FrontDoor,
+    timer: LazyTimer,
+    handlerTimer: LazyTimer,
+    read: (buffer: Uint8Array) => Promise<number | null>,
+    reader: ByteReader,
+    bodyReads: boolean,
+    first: boolean,
+  ): Promise<boolean> {
+    const conn = connection.conn;
+    /** The timers are the open Poll stream's callbacks' to close. */
+    let handedOn = false;
     try {
-      for (let first = true;; first = false) {
+      for (;; first = false) {
         // Let go of (null) once the exchange has it: this frame waits as
         // long as the exchange, and an open Poll stream's exchange keeps
         // only some of its head (see watch).
@@ -232,6 +253,45 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
         head = null;
         if (body === null || body.done) watch(false);
         budget?.busy(connection);
+        if (poll) {
+          // The stream's life: callbacks from here (see serveRequests).
+          let served: Promise<void>;
+          try {
+            served = handler(exchange);
+          } catch (error) {
+            budget?.done(connection);
+            throw error;
+          }
+          handedOn = true;
+          return served.then(async () => {
+            let reusable = false;
+            try {
+              reusable = await exchange.finished();
+            } finally {
+              budget?.done(connection);
+            }
+            if (await reusableAfter(connection, exchange, body, timer, reusable)) {
+              return serveRequests(
+                connection,
+                door,
+                timer,
+                handlerTimer,
+                read,
+                reader,
+                bodyReads,
+                false,
+              );
+            }
+            timer.close();
+            handlerTimer.close();
+            return true;
+          }, (error) => {
+            budget?.done(connection);
+            timer.close();
+            handlerTimer.close();
+            throw error;
+          });
+        }
         let reusable = false;
         try {
           await handler(exchange);
@@ -239,23 +299,40 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
         } finally {
           budget?.done(connection);
         }
-        if (reusable && body !== null && !body.done && !await drain(body, timer)) {
-          options.onLimit("body_drain");
-          logger?.debug("Unread request body after the answer: closing the connection", {
-            remote: connection.remoteAddress,
-            target: exchange.target.slice(0, 200),
-          });
-          reusable = false;
-        }
-        if (!reusable || exchange.closing || connection.destroyed) {
-          connection.destroy();
-          return true;
-        }
+        if (!await reusableAfter(connection, exchange, body, timer, reusable)) return true;
       }
     } finally {
-      timer.close();
-      handlerTimer.close();
+      if (!handedOn) {
+        timer.close();
+        handlerTimer.close();
+      }
     }
+  }
+
+  /**
+   * After an exchange: drains what is left of its body (within limits) and
+   * says whether the connection may carry another request; destroys it if not.
+   */
+  async function reusableAfter(
+    connection: EdgeConnection,
+    exchange: NativeExchange,
+    body: BodyReader | null,
+    timer: LazyTimer,
+    reusable: boolean,
+  ): Promise<boolean> {
+    if (reusable && body !== null && !body.done && !await drain(body, timer)) {
+      options.onLimit("body_drain");
+      logger?.debug("Unread request body after the answer: closing the connection", {
+        remote: connection.remoteAddress,
+        target: exchange.target.slice(0, 200),
+      });
+      reusable = false;
+    }
+    if (!reusable || exchange.closing || connection.destroyed) {
+      connection.destroy();
+      return false;
+    }
+    return true;
   }
 }
 
