@@ -45,14 +45,16 @@ export interface NativeEdgeOptions {
 
 const encoder = new TextEncoder();
 const NO_HEADERS: readonly HeaderPair[] = Object.freeze([]);
+const NO_BYTES = new Uint8Array(0);
 const HEAD_READ_BYTES = 4 * 1024;
 const BODY_READ_BYTES = 64 * 1024;
 /**
  * The read that watches an open Poll stream's connection for its close:
  * the client sends nothing more while the stream is open, and at 10,000
- * streams 4 KiB each would be 40 MiB of buffers waiting for nothing.
+ * streams 4 KiB each would be 40 MiB of buffers waiting for nothing. (Reads
+ * after it, of a next request, are of the usual size.)
  */
-const POLL_WATCH_BYTES = 256;
+const POLL_WATCH_BYTES = 16;
 /** The fields an open Poll stream's exchange keeps: what a credential recheck reads. */
 const KEPT_POLL_FIELDS: readonly string[] = Object.freeze(["authorization", "proxy-authorization"]);
 const TIMEOUT_BODY = "Request Timeout: ERR_HTTP_REQUEST_TIMEOUT\n";
@@ -225,8 +227,13 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
         if (poll) head.target = POLL_PATH;
         const watch = (bodyEnded: boolean) => {
           if (bodyReads || poll) {
-            const smaller = new ByteReader(read, poll ? POLL_WATCH_BYTES : HEAD_READ_BYTES);
-            smaller.unread(reader.peek());
+            const smaller = new ByteReader(read, HEAD_READ_BYTES);
+            const rest = reader.peek();
+            // A Poll's own copy of what is left (mostly nothing): a view
+            // would keep the whole buffer it was read into (4 or 64 KiB)
+            // for the stream's life, as would the body's reader.
+            smaller.unread(poll ? rest.slice() : rest);
+            if (poll) reader.unread(NO_BYTES);
             reader = smaller;
             bodyReads = false;
           }
@@ -239,7 +246,7 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
             handlerTimer.close();
             exchange.keepOnly(KEPT_POLL_FIELDS);
           }
-          reader.prefetch().then((n) => {
+          reader.prefetch(poll ? POLL_WATCH_BYTES : HEAD_READ_BYTES).then((n) => {
             if (n === null) exchange.peerGone();
           }, () => exchange.peerGone());
         };
