@@ -414,11 +414,16 @@ class PollRecord {
   beat(): void {
     this.#stream.session.unlisten(this.#onTask);
     if (this.#ended) return;
-    this.#core.beat(this.#stream, this.#caller).then((message) => {
-      if (this.#ended) return;
-      if (message instanceof ConnectError) this.#finish(message, false, message);
-      else this.#send(message);
-    }, (caught) => this.#fault(caught));
+    // Called in a loop over the due streams: nothing may throw out of it.
+    try {
+      this.#core.beat(this.#stream, this.#caller).then((message) => {
+        if (this.#ended) return;
+        if (message instanceof ConnectError) this.#finish(message, false, message);
+        else this.#send(message);
+      }, (caught) => this.#fault(caught));
+    } catch (caught) {
+      this.#fault(caught);
+    }
   }
 
   /** A fault of the logic itself: logged, the call ends with Internal. */
