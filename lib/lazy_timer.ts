@@ -11,6 +11,8 @@
 
 /** The longest delay setTimeout takes; longer ones fire at once. */
 const MAX_DELAY_MS = 0x7fffffff;
+/** The default clock, shared (a closure per timer was heap per idle connection). */
+const performanceNow = (): number => performance.now();
 
 /** Options for {@linkcode LazyTimer}. */
 export interface LazyTimerOptions {
@@ -46,7 +48,6 @@ export class LazyTimer {
   /** The current wait's deadline. */
   #at = 0;
   #onExpire: (() => void) | null = null;
-  readonly #fire = () => this.#fired();
 
   /**
    * Creates a timer with no wait.
@@ -54,7 +55,7 @@ export class LazyTimer {
    * @param options The clock.
    */
   constructor(options: LazyTimerOptions = {}) {
-    this.#now = options.now ?? (() => performance.now());
+    this.#now = options.now ?? performanceNow;
   }
 
   /**
@@ -99,7 +100,12 @@ export class LazyTimer {
     clearTimeout(this.#timer);
     const delay = Math.min(Math.max(0, Math.ceil(ms)), MAX_DELAY_MS);
     this.#firesAt = now + delay;
-    this.#timer = setTimeout(this.#fire, delay);
+    // The timer as the callback's argument: no closure per LazyTimer.
+    this.#timer = setTimeout(LazyTimer.#fire, delay, this);
+  }
+
+  static #fire(timer: LazyTimer): void {
+    timer.#fired();
   }
 
   #fired(): void {

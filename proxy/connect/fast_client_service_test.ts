@@ -1,7 +1,13 @@
 import assert from "node:assert/strict";
 import { request as httpRequest } from "node:http";
 import { create, toBinary } from "@bufbuild/protobuf";
-import { type CallOptions, Code, ConnectError, createClient } from "@connectrpc/connect";
+import {
+  type CallOptions,
+  Code,
+  ConnectError,
+  createClient,
+  createContextKey,
+} from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { endStreamFromJson } from "@connectrpc/connect/protocol-connect";
 import {
@@ -14,6 +20,7 @@ import { sha256Hex } from "../../lib/basic_auth.ts";
 import { createNullLogger } from "../../lib/logger.ts";
 import { createAuthenticator, parseAuthConfig } from "../auth/auth.ts";
 import { encodeEnvelope } from "./connect_stream.ts";
+import { CallValues } from "./fast_client_service.ts";
 import { createProxy, serveProxy } from "../http/server.ts";
 
 const NODE1 = "node1-token-0123456789abcdef";
@@ -376,4 +383,16 @@ Deno.test("fast path: truncated, oversized and compressed envelopes and timeouts
     /^Unimplemented: protocol error: received extra/,
   );
   assert.deepEqual(fast.midEnvelope, []);
+});
+
+Deno.test("CallValues gets, sets and deletes values as connect-es' context values do", () => {
+  const keys = [0, 1, 2, 3].map((n) => createContextKey<number>(100 + n));
+  const values = new CallValues();
+  assert.equal(values.get(keys[0]!), 100);
+  values.set(keys[0]!, 10).set(keys[1]!, 11).set(keys[2]!, 12).set(keys[3]!, 13);
+  assert.deepEqual(keys.map((key) => values.get(key)), [10, 11, 12, 13]);
+  values.set(keys[2]!, 22).delete(keys[0]!);
+  assert.deepEqual(keys.map((key) => values.get(key)), [100, 11, 22, 13]);
+  values.set(keys[3]!, 33).set(keys[0]!, 30).delete(keys[3]!);
+  assert.deepEqual(keys.map((key) => values.get(key)), [30, 11, 22, 103]);
 });

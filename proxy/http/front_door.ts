@@ -213,14 +213,35 @@ export function listenFrontDoor(options: FrontDoorOptions): FrontDoor {
   if (options.signal.aborted) close();
   else options.signal.addEventListener("abort", close, { once: true });
 
-  async function serve(connection: EdgeConnection): Promise<void> {
+  /**
+   * Serves one connection. Callbacks, not an async function: a suspended
+   * one per connection was heap per idle Poll stream (issue #11).
+   */
+  function serve(connection: EdgeConnection): void {
+    if (options.native === undefined) return handOver(connection);
+    let served: Promise<boolean>;
     try {
-      if (options.native !== undefined && await options.native(connection, door)) return;
+      served = options.native(connection, door);
+    } catch (error) {
+      return failed(connection, error);
+    }
+    served.then((done) => {
+      if (!done) handOver(connection);
+    }, (error) => failed(connection, error));
+  }
+
+  /** Node's from here on, unless closed. */
+  function handOver(connection: EdgeConnection): void {
+    try {
       if (!connection.destroyed && connection.socket === null) door.handOver(connection);
     } catch (error) {
-      logger?.debug("Connection failed", { err: errorMessage(error) });
-      connection.destroy();
+      failed(connection, error);
     }
+  }
+
+  function failed(connection: EdgeConnection, error: unknown): void {
+    logger?.debug("Connection failed", { err: errorMessage(error) });
+    connection.destroy();
   }
 
   async function loop(): Promise<void> {
@@ -257,7 +278,7 @@ export function listenFrontDoor(options: FrontDoorOptions): FrontDoor {
       if (budget !== undefined && !budget.admit(connection, refuse)) continue;
       open.add(connection);
       connection.once("close", () => open.delete(connection));
-      void serve(connection);
+      serve(connection);
     }
   }
   return door;

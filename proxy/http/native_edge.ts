@@ -45,14 +45,18 @@ export interface NativeEdgeOptions {
 
 const encoder = new TextEncoder();
 const NO_HEADERS: readonly HeaderPair[] = Object.freeze([]);
+const NO_BYTES = new Uint8Array(0);
 const HEAD_READ_BYTES = 4 * 1024;
 const BODY_READ_BYTES = 64 * 1024;
 /**
  * The read that watches an open Poll stream's connection for its close:
  * the client sends nothing more while the stream is open, and at 10,000
- * streams 4 KiB each would be 40 MiB of buffers waiting for nothing.
+ * streams 4 KiB each would be 40 MiB of buffers waiting for nothing. (Reads
+ * after it, of a next request, are of the usual size.)
  */
-const POLL_WATCH_BYTES = 256;
+const POLL_WATCH_BYTES = 16;
+/** The fields an open Poll stream's exchange keeps: what a credential recheck reads. */
+const KEPT_POLL_FIELDS: readonly string[] = Object.freeze(["authorization", "proxy-authorization"]);
 const TIMEOUT_BODY = "Request Timeout: ERR_HTTP_REQUEST_TIMEOUT\n";
 /** node:http's answer to a head that did not arrive in time (see serveProxy's clientError). */
 const TIMEOUT_ANSWER = encoder.encode(
@@ -143,108 +147,199 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
     }
   }
 
-  return async (connection: EdgeConnection, door: FrontDoor): Promise<boolean> => {
+  return serveConnection;
+
+  function serveConnection(connection: EdgeConnection, door: FrontDoor): Promise<boolean> {
     // The connection's timers: the edge's waits (head, idle, drain), and
     // the handler's own (the pipeline's body timeout), each set per request.
     const timer = new LazyTimer();
     const handlerTimer = new LazyTimer();
-    try {
-      return await serveConnection(connection, door, timer, handlerTimer);
-    } finally {
-      timer.close();
-      handlerTimer.close();
-    }
-  };
-
-  async function serveConnection(
-    connection: EdgeConnection,
-    door: FrontDoor,
-    timer: LazyTimer,
-    handlerTimer: LazyTimer,
-  ): Promise<boolean> {
     const conn = connection.conn;
     const read = (buffer: Uint8Array) => conn.read(buffer);
     // Heads are read with small buffers (what an idle or handed-over
     // connection keeps is small); a body switches to 64 KiB reads.
-    let reader = new ByteReader(read, HEAD_READ_BYTES);
-    let bodyReads = false;
-    for (let first = true;; first = false) {
-      const outcome = await readHead(reader, first, timer);
-      if (outcome.kind === "closed" || outcome.kind === "idle") {
-        connection.destroy();
-        return true;
-      }
-      if (outcome.kind === "timeout") {
-        options.onLimit("header_timeout");
-        logger?.debug("Bad request refused", {
-          remote: connection.remoteAddress,
-          status: 408,
-          err: "ERR_HTTP_REQUEST_TIMEOUT",
-        });
-        await conn.write(TIMEOUT_ANSWER).catch(() => {});
-        connection.destroy();
-        return true;
-      }
-      const handler = outcome.kind === "head" ? options.route(outcome.head) : null;
-      if (handler === null) {
-        // Node's from here on, with what was read so far.
-        door.handOver(connection, reader.peek());
-        return true;
-      }
-      const head = (outcome as { head: RequestHead }).head;
-      reader.take(head.length);
-      const framing = bodyFramingOf(head);
-      if (framing !== null && !bodyReads) {
-        const larger = new ByteReader(read, BODY_READ_BYTES);
-        larger.unread(reader.peek());
-        reader = larger;
-        bodyReads = true;
-      }
-      const body = framing === null ? null : new BodyReader(reader, framing);
-      // Once the body is read (or at once without one), a close or reset by
-      // the peer abandons the exchange (as node:http does); the read that
-      // watches for it uses a small buffer (an idle Poll stream waits on it).
-      const poll = head.target === POLL_PATH;
-      const watch = () => {
-        if (bodyReads || poll) {
-          const smaller = new ByteReader(read, poll ? POLL_WATCH_BYTES : HEAD_READ_BYTES);
-          smaller.unread(reader.peek());
-          reader = smaller;
-          bodyReads = false;
+    const reader = new ByteReader(read, HEAD_READ_BYTES);
+    return serveRequests(connection, door, timer, handlerTimer, read, reader, false, true);
+  }
+
+  /**
+   * Serves the connection's requests from `reader` on. An open Poll stream
+   * goes on by callbacks, with no suspended frame of this function; the
+   * next request after it starts this function again. Closes the timers
+   * when the connection is done.
+   */
+  async function serveRequests(
+    connection: EdgeConnection,
+    door: FrontDoor,
+    timer: LazyTimer,
+    handlerTimer: LazyTimer,
+    read: (buffer: Uint8Array) => Promise<number | null>,
+    reader: ByteReader,
+    bodyReads: boolean,
+    first: boolean,
+  ): Promise<boolean> {
+    const conn = connection.conn;
+    /** The timers are the open Poll stream's callbacks' to close. */
+    let handedOn = false;
+    try {
+      for (;; first = false) {
+        // Let go of (null) once the exchange has it: this frame waits as
+        // long as the exchange, and an open Poll stream's exchange keeps
+        // only some of its head (see watch).
+        let outcome: HeadOutcome | null = await readHead(reader, first, timer);
+        if (outcome.kind === "closed" || outcome.kind === "idle") {
+          connection.destroy();
+          return true;
         }
-        reader.prefetch().then((n) => {
-          if (n === null) exchange.peerGone();
-        }, () => exchange.peerGone());
-      };
-      const exchange: NativeExchange = new NativeExchange(conn, head, {
-        keepAliveSeconds,
-        body,
-        headers: head.target.startsWith("/") ? ownHeaders : NO_HEADERS,
-        onBodyEnd: watch,
-        timer: handlerTimer,
-      });
-      if (body === null || body.done) watch();
-      budget?.busy(connection);
-      let reusable = false;
-      try {
-        await handler(exchange);
-        reusable = await exchange.finished();
-      } finally {
-        budget?.done(connection);
-      }
-      if (reusable && body !== null && !body.done && !await drain(body, timer)) {
-        options.onLimit("body_drain");
-        logger?.debug("Unread request body after the answer: closing the connection", {
-          remote: connection.remoteAddress,
-          target: head.target.slice(0, 200),
+        if (outcome.kind === "timeout") {
+          options.onLimit("header_timeout");
+          logger?.debug("Bad request refused", {
+            remote: connection.remoteAddress,
+            status: 408,
+            err: "ERR_HTTP_REQUEST_TIMEOUT",
+          });
+          await conn.write(TIMEOUT_ANSWER).catch(() => {});
+          connection.destroy();
+          return true;
+        }
+        const handler = outcome.kind === "head" ? options.route(outcome.head) : null;
+        if (handler === null) {
+          // Node's from here on, with what was read so far.
+          door.handOver(connection, reader.peek());
+          return true;
+        }
+        let head: RequestHead | null = (outcome as { head: RequestHead }).head;
+        outcome = null;
+        reader.take(head.length);
+        const framing = bodyFramingOf(head);
+        if (framing !== null && !bodyReads) {
+          const larger = new ByteReader(read, BODY_READ_BYTES);
+          larger.unread(reader.peek());
+          reader = larger;
+          bodyReads = true;
+        }
+        const body = framing === null ? null : new BodyReader(reader, framing);
+        // Once the body is read (or at once without one), a close or reset by
+        // the peer abandons the exchange (as node:http does); the read that
+        // watches for it uses a small buffer (an idle Poll stream waits on it).
+        const poll = head.target === POLL_PATH;
+        // The one copy of the path, not a slice of each stream's head text.
+        if (poll) head.target = POLL_PATH;
+        const watch = (bodyEnded: boolean) => {
+          if (bodyReads || poll) {
+            const smaller = new ByteReader(read, HEAD_READ_BYTES);
+            const rest = reader.peek();
+            // A Poll's own copy of what is left (mostly nothing): a view
+            // would keep the whole buffer it was read into (4 or 64 KiB)
+            // for the stream's life, as would the body's reader.
+            smaller.unread(poll ? rest.slice() : rest);
+            if (poll) reader.unread(NO_BYTES);
+            reader = smaller;
+            bodyReads = false;
+          }
+          if (poll && bodyEnded) {
+            // The Poll is in (routed, authenticated, its request read): an
+            // open stream needs no connection timers while it lasts (its
+            // heartbeats have their own), nor more of its head than what a
+            // credential recheck reads.
+            timer.close();
+            handlerTimer.close();
+            exchange.keepOnly(KEPT_POLL_FIELDS);
+          }
+          reader.prefetch(poll ? POLL_WATCH_BYTES : HEAD_READ_BYTES).then((n) => {
+            if (n === null) exchange.peerGone();
+          }, () => exchange.peerGone());
+        };
+        const exchange: NativeExchange = new NativeExchange(conn, head, {
+          keepAliveSeconds,
+          body,
+          headers: head.target.startsWith("/") ? ownHeaders : NO_HEADERS,
+          onBodyEnd: () => watch(true),
+          timer: handlerTimer,
         });
-        reusable = false;
+        head = null;
+        if (body === null || body.done) watch(false);
+        budget?.busy(connection);
+        if (poll) {
+          // The stream's life: callbacks from here (see serveRequests).
+          let served: Promise<void>;
+          try {
+            served = handler(exchange);
+          } catch (error) {
+            budget?.done(connection);
+            throw error;
+          }
+          handedOn = true;
+          return served.then(async () => {
+            let reusable = false;
+            try {
+              reusable = await exchange.finished();
+            } finally {
+              budget?.done(connection);
+            }
+            if (await reusableAfter(connection, exchange, body, timer, reusable)) {
+              return serveRequests(
+                connection,
+                door,
+                timer,
+                handlerTimer,
+                read,
+                reader,
+                bodyReads,
+                false,
+              );
+            }
+            timer.close();
+            handlerTimer.close();
+            return true;
+          }, (error) => {
+            budget?.done(connection);
+            timer.close();
+            handlerTimer.close();
+            throw error;
+          });
+        }
+        let reusable = false;
+        try {
+          await handler(exchange);
+          reusable = await exchange.finished();
+        } finally {
+          budget?.done(connection);
+        }
+        if (!await reusableAfter(connection, exchange, body, timer, reusable)) return true;
       }
-      if (!reusable || exchange.closing || connection.destroyed) {
-        connection.destroy();
-        return true;
+    } finally {
+      if (!handedOn) {
+        timer.close();
+        handlerTimer.close();
       }
     }
+  }
+
+  /**
+   * After an exchange: drains what is left of its body (within limits) and
+   * says whether the connection may carry another request; destroys it if not.
+   */
+  async function reusableAfter(
+    connection: EdgeConnection,
+    exchange: NativeExchange,
+    body: BodyReader | null,
+    timer: LazyTimer,
+    reusable: boolean,
+  ): Promise<boolean> {
+    if (reusable && body !== null && !body.done && !await drain(body, timer)) {
+      options.onLimit("body_drain");
+      logger?.debug("Unread request body after the answer: closing the connection", {
+        remote: connection.remoteAddress,
+        target: exchange.target.slice(0, 200),
+      });
+      reusable = false;
+    }
+    if (!reusable || exchange.closing || connection.destroyed) {
+      connection.destroy();
+      return false;
+    }
+    return true;
   }
 }
 

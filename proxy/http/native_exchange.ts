@@ -13,6 +13,7 @@ import type { BodyReader } from "../../lib/http1.ts";
 import type { Exchange, HeaderPair } from "../../lib/http_exchange.ts";
 import type { RequestHead } from "./request_head.ts";
 import type { LazyTimer } from "../../lib/lazy_timer.ts";
+import { POLL_PATH } from "../connect/fast_client_service.ts";
 
 const encoder = new TextEncoder();
 const LAST_CHUNK = encoder.encode("0\r\n\r\n");
@@ -52,9 +53,9 @@ const EMPTY: AsyncIterator<Uint8Array> = {
 /** One request served by the front door; see the module doc. */
 export class NativeExchange implements Exchange {
   readonly method: string;
-  readonly target: string;
+  /** The request target (replaced by a copy when the head is let go; see {@linkcode keepOnly}). */
+  target: string;
   readonly httpVersionMajor = 1;
-  readonly rawHeaders: readonly string[];
   readonly remoteAddress: string | undefined;
   readonly remotePort: number | undefined;
   readonly peer = null;
@@ -64,7 +65,7 @@ export class NativeExchange implements Exchange {
   readonly #extraHeaders: readonly HeaderPair[];
   #onBodyEnd: (() => void) | undefined;
   readonly #conn: Deno.Conn;
-  readonly #head: RequestHead;
+  #head: RequestHead;
   readonly #keepAliveSeconds: number;
   /** Made when the signal is first read (a Push's handler never reads it). */
   #gone: AbortController | null = null;
@@ -95,7 +96,6 @@ export class NativeExchange implements Exchange {
     this.#keepAliveSeconds = options.keepAliveSeconds;
     this.method = head.method;
     this.target = head.target;
-    this.rawHeaders = head.rawHeaders;
     this.remoteAddress = (conn.remoteAddr as Deno.NetAddr).hostname;
     this.remotePort = (conn.remoteAddr as Deno.NetAddr).port;
     this.#body = options.body ?? null;
@@ -107,8 +107,39 @@ export class NativeExchange implements Exchange {
     );
   }
 
+  /** Header fields flat, as node's `rawHeaders`: name, value, name, value… */
+  get rawHeaders(): readonly string[] {
+    return this.#head.rawHeaders;
+  }
+
   header(name: string): string | undefined {
     return this.#head.headers.get(name)?.[0];
+  }
+
+  /**
+   * Lets go of the request head but for the fields named (lower-case) and
+   * the target, each copied apart from the head's text: a long-lived
+   * exchange (an open Poll stream) then keeps a few short strings, not the
+   * whole head's text that every field and the target are slices of.
+   *
+   * @param names The fields still read later (e.g. credentials for a recheck).
+   */
+  keepOnly(names: readonly string[]): void {
+    const rawHeaders: string[] = [];
+    const headers = new Map<string, string[]>();
+    const old = this.#head.rawHeaders;
+    for (let i = 0; i + 1 < old.length; i += 2) {
+      const lower = old[i]!.toLowerCase();
+      if (!names.includes(lower)) continue;
+      const name = flat(old[i]!);
+      const value = flat(old[i + 1]!);
+      rawHeaders.push(name, value);
+      const list = headers.get(lower);
+      if (list === undefined) headers.set(lower, [value]);
+      else list.push(value);
+    }
+    this.target = this.target === POLL_PATH ? POLL_PATH : flat(this.target);
+    this.#head = { method: this.method, target: this.target, rawHeaders, headers, length: 0 };
   }
 
   body(): AsyncIterable<Uint8Array> {
@@ -347,6 +378,11 @@ interface BuiltHead {
   bytes: Uint8Array;
 }
 let lastHead: BuiltHead | null = null;
+
+/** A copy of a string that does not share (and so keep) a longer one's memory. */
+function flat(text: string): string {
+  return text.length < 13 ? text : JSON.parse(JSON.stringify(text));
+}
 
 function join(parts: Uint8Array[]): Uint8Array {
   return parts.length === 1 ? parts[0]! : concatBytes(parts);

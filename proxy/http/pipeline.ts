@@ -111,8 +111,12 @@ export function createPipeline(options: PipelineOptions): Pipeline {
         return;
       }
     }
-    await handlers[route.name]({ route, path: request.path, context, exchange, node });
-    if (node !== null) count(node.res.statusCode);
+    const call = { route, path: request.path, context, exchange, node };
+    // The native edge counts in the handler: returned, not awaited, so that
+    // this function's frame does not wait as long as an open Poll stream.
+    if (node === null) return handlers[route.name](call);
+    await handlers[route.name](call);
+    count(node.res.statusCode);
   }
 
   function nodeRequest(req: IncomingMessage, target: string): RouteRequest {
@@ -191,7 +195,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
    * node:http request (authority, body idle timeout), then served as
    * `handle` serves it.
    */
-  async function serveNative(exchange: NativeExchange): Promise<void> {
+  function serveNative(exchange: NativeExchange): Promise<void> {
     let isBound = false;
     let timer: ReturnType<typeof setTimeout> | undefined;
     let expire: (() => void) | undefined;
@@ -221,6 +225,13 @@ export function createPipeline(options: PipelineOptions): Pipeline {
       if (exchange.timer !== null) exchange.timer.set(bodyIdleTimeoutMs, expire);
       else timer = setTimeout(expire, bodyIdleTimeoutMs);
     }
+    const settle = () => {
+      clearTimeout(timer);
+      if (expire !== undefined) exchange.timer?.clear(expire);
+    };
+    // Callbacks, not an async function: a suspended one per request was
+    // heap per idle Poll stream (issue #11).
+    let served: Promise<void>;
     try {
       const problem = exchange.target.startsWith("/")
         ? authorityProblem(exchange.header("host"))
@@ -237,7 +248,8 @@ export function createPipeline(options: PipelineOptions): Pipeline {
           ["connection", "close"],
         ]);
         exchange.end(`Bad Request: ${problem}\n`);
-        return;
+        settle();
+        return Promise.resolve();
       }
       const target = exchange.target;
       const request: RouteRequest = {
@@ -254,24 +266,32 @@ export function createPipeline(options: PipelineOptions): Pipeline {
         peerAddress(exchange),
         () => isBound = true,
       );
-      await serve(request, route, context, () => exchange, null);
+      served = serve(request, route, context, () => exchange, null);
     } catch (error) {
-      metrics.handlerErrors.inc();
-      logger.error("Request handler failed", {
-        remote: exchange.remoteAddress,
-        target: exchange.target.slice(0, 200),
-        err: error,
-      });
-      if (exchange.headersSent || exchange.destroyed) return exchange.abort();
-      exchange.respond(500, [
-        ["content-type", "text/plain; charset=utf-8"],
-        ["connection", "close"],
-      ]);
-      exchange.end("Internal error: the request failed; see the proxy's log\n");
-    } finally {
-      clearTimeout(timer);
-      if (expire !== undefined) exchange.timer?.clear(expire);
+      nativeFailed(exchange, error);
+      settle();
+      return Promise.resolve();
     }
+    return served.then(settle, (error) => {
+      nativeFailed(exchange, error);
+      settle();
+    });
+  }
+
+  /** The last word on a native request whose handler failed: 500 if still possible, else a cut. */
+  function nativeFailed(exchange: NativeExchange, error: unknown): void {
+    metrics.handlerErrors.inc();
+    logger.error("Request handler failed", {
+      remote: exchange.remoteAddress,
+      target: exchange.target.slice(0, 200),
+      err: error,
+    });
+    if (exchange.headersSent || exchange.destroyed) return exchange.abort();
+    exchange.respond(500, [
+      ["content-type", "text/plain; charset=utf-8"],
+      ["connection", "close"],
+    ]);
+    exchange.end("Internal error: the request failed; see the proxy's log\n");
   }
 
   return { handle, serveNative, contextOf: (req) => contexts.get(req) ?? null };

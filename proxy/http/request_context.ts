@@ -161,29 +161,7 @@ export function createRequestAuth(options: RequestAuthOptions): RequestAuth {
     refused,
     connectError,
     context(role, credentials, peerAddress, bodyBound) {
-      let pending: Promise<AuthResult> | null = null;
-      const context: RequestContext & { result: AuthResult | null } = {
-        role,
-        credentials,
-        source: sourceKey(credentials.remoteAddress),
-        peerAddress,
-        result: null,
-        authenticate() {
-          if (role === null) return Promise.reject(new Error("an open route has no role"));
-          pending ??= authenticate(role, credentials).then((result) => {
-            context.result = result;
-            if (!result.ok) refused(role, credentials, result);
-            return result;
-          });
-          return pending;
-        },
-        recheck() {
-          if (role === null) return Promise.reject(new Error("an open route has no role"));
-          return authenticate(role, credentials);
-        },
-        bodyBound,
-      };
-      return context;
+      return new Context(role, credentials, peerAddress, bodyBound, authenticate, refused);
     },
     refusal(role, path, result) {
       const status = result.kind === "busy"
@@ -214,6 +192,59 @@ export function createRequestAuth(options: RequestAuthOptions): RequestAuth {
       return next(request);
     },
   };
+}
+
+/**
+ * A request's context: methods, not closures per request (an open Poll
+ * stream keeps its context for its life; issue #11).
+ */
+class Context implements RequestContext {
+  readonly role: Role | null;
+  readonly credentials: Credentials;
+  readonly source: string;
+  readonly peerAddress: string;
+  result: AuthResult | null = null;
+  readonly bodyBound: () => void;
+  readonly #check: (role: Role, credentials: Credentials) => Promise<AuthResult>;
+  readonly #refused: (
+    role: Role,
+    credentials: Credentials,
+    result: AuthResult & { ok: false },
+  ) => void;
+  #pending: Promise<AuthResult> | null = null;
+
+  constructor(
+    role: Role | null,
+    credentials: Credentials,
+    peerAddress: string,
+    bodyBound: () => void,
+    check: (role: Role, credentials: Credentials) => Promise<AuthResult>,
+    refused: (role: Role, credentials: Credentials, result: AuthResult & { ok: false }) => void,
+  ) {
+    this.role = role;
+    this.credentials = credentials;
+    this.source = sourceKey(credentials.remoteAddress);
+    this.peerAddress = peerAddress;
+    this.bodyBound = bodyBound;
+    this.#check = check;
+    this.#refused = refused;
+  }
+
+  authenticate(): Promise<AuthResult> {
+    const role = this.role;
+    if (role === null) return Promise.reject(new Error("an open route has no role"));
+    this.#pending ??= this.#check(role, this.credentials).then((result) => {
+      this.result = result;
+      if (!result.ok) this.#refused(role, this.credentials, result);
+      return result;
+    });
+    return this.#pending;
+  }
+
+  recheck(): Promise<AuthResult> {
+    if (this.role === null) return Promise.reject(new Error("an open route has no role"));
+    return this.#check(this.role, this.credentials);
+  }
 }
 
 /** The legacy protocol's answer to an authorization: a grant, a refusal, or a status. */

@@ -126,7 +126,12 @@ export function scanRequestHead(bytes: Uint8Array, maxHeaderBytes: number): Head
   return {
     kind: "head",
     head: {
-      method: text.slice(0, methodEnd),
+      // The common methods as the one copy each (a slice is a copy per request).
+      method: methodEnd === 4 && text.startsWith("POST")
+        ? "POST"
+        : methodEnd === 3 && text.startsWith("GET")
+        ? "GET"
+        : text.slice(0, methodEnd),
       target: text.slice(targetStart, targetEnd),
       rawHeaders,
       headers,

@@ -14,7 +14,7 @@ import type { Logger } from "../../lib/logger.ts";
 import { exposition } from "../../lib/metrics.ts";
 import { type Authenticator, createAuthenticator, defaultAuthConfig } from "../auth/auth.ts";
 import { createClientService, PEER_ADDRESS } from "../connect/client_service.ts";
-import { createFastClientHandler } from "../connect/fast_client_service.ts";
+import { CallValues, createFastClientHandler } from "../connect/fast_client_service.ts";
 import { type Coordinator, createCoordinator } from "../core/coordinator.ts";
 import { createLegacyHandler } from "../legacy/handler.ts";
 import { createOperationsHandler } from "./operations.ts";
@@ -264,7 +264,7 @@ export function createProxy(options: ProxyOptions): Proxy {
       const context = call.context;
       return handleFast!(
         call.exchange(),
-        createContextValues().set(REQUEST, context).set(PEER_ADDRESS, context.peerAddress),
+        new CallValues().set(REQUEST, context).set(PEER_ADDRESS, context.peerAddress),
         requestAuth.connectError("client", context.result),
       );
     },
