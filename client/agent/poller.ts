@@ -25,7 +25,8 @@ import type { PushSender } from "../transport/native_push.ts";
 import type { ScrapeOutcome, Scraper } from "../scrape/scraper.ts";
 import { sleep } from "../../lib/sleep.ts";
 import { errorMessage } from "../../lib/error_message.ts";
-import { Deadlines, Watchdog } from "./timers.ts";
+import { Deadlines } from "../../lib/deadlines.ts";
+import { LazyTimer } from "../../lib/lazy_timer.ts";
 
 /** What the client announces when it registers. */
 export interface PollIdentity {
@@ -121,20 +122,24 @@ export async function runPoller(options: PollerOptions): Promise<void> {
       else Promise.allSettled([...inFlight]).then(end);
     };
     signal.addEventListener("abort", stopStream, { once: true });
-    // Re-armed by every message: moves a due time, not a timer (issue #11).
-    const watchdog = new Watchdog((reason) => stream.abort(new Error(reason)));
-    const arm = (ms: number, reason: string) => watchdog.arm(ms, reason);
+    // Re-armed by every message: moves a due time, not a timer (issue #11);
+    // one callback per reason, made once per stream.
+    const watchdog = new LazyTimer();
+    const expire = (reason: string) => () => stream.abort(new Error(reason));
+    const noAnswer = expire("no answer from the proxy");
+    const noHeartbeats = expire(NO_HEARTBEATS);
+    const noHeartbeat = expire("no heartbeat");
     let registeredAt = 0;
     let sessionId = "";
     let replaced = false;
     let goAway = false;
     try {
-      arm(options.connectTimeoutMs ?? 30_000, "no answer from the proxy");
+      watchdog.set(options.connectTimeoutMs ?? 30_000, noAnswer);
       let heartbeatMs = 0;
       const request = { ...identity, proxies: options.proxies?.() ?? [] };
       for await (const message of poll(request, stream.signal)) {
         if (heartbeatMs > 0) {
-          arm(heartbeatMs * MISSED_HEARTBEATS, NO_HEARTBEATS);
+          watchdog.set(heartbeatMs * MISSED_HEARTBEATS, noHeartbeats);
         }
         const { case: kind, value } = message.message;
         if (kind === "registered") {
@@ -143,8 +148,8 @@ export async function runPoller(options: PollerOptions): Promise<void> {
           sessionId = value.sessionId;
           heartbeatMs = value.heartbeatIntervalMs;
           if (heartbeatMs > 0) {
-            arm(heartbeatMs * MISSED_HEARTBEATS, "no heartbeat");
-          } else watchdog.clear();
+            watchdog.set(heartbeatMs * MISSED_HEARTBEATS, noHeartbeat);
+          } else watchdog.close();
           backoff.reset();
           options.onState?.(true);
           logger.info("Registered with the proxy", { fqdn: identity.fqdn });
@@ -201,7 +206,7 @@ export async function runPoller(options: PollerOptions): Promise<void> {
         logger.warn("Poll stream failed", { err: describePollError(reason) });
       }
     } finally {
-      watchdog.clear();
+      watchdog.close();
       signal.removeEventListener("abort", stopStream);
       if (registeredAt > 0) {
         options.onState?.(false);
@@ -224,7 +229,7 @@ export async function runPoller(options: PollerOptions): Promise<void> {
   ): Promise<void> {
     const started = performance.now();
     const log = logger.with({ scrape_id: request.id });
-    const timer = deadlines.start(request.timeoutMs);
+    const timer = deadlines.timeout(request.timeoutMs);
     const deadline = timer.signal;
     log.debug("Scraping", { url: request.url, timeout: formatDuration(request.timeoutMs) });
     const outcome: ScrapeOutcome = refuse

@@ -29,7 +29,7 @@ import { effectiveTimeoutMs, resolveModuleRequest } from "./request.ts";
 import { parseScrapeTimeout, SCRAPE_TIMEOUT_HEADER } from "../../lib/scrape_timeout.ts";
 import { errorResponse, type ModuleResponse, observeBody } from "./response.ts";
 import { errorMessage } from "../../lib/error_message.ts";
-import { Deadlines } from "./deadlines.ts";
+import { Deadlines } from "../../lib/deadlines.ts";
 
 /** A loaded configuration plus what was read for it (backend TLS files). */
 export interface PreparedConfig {
@@ -200,7 +200,7 @@ export function createModuleEngine(options: ModuleEngineOptions): ModuleEngine {
       agents?.close();
       agents = undefined;
       // Requests in flight keep their deadlines; the timer keeps no process alive anyway.
-      if (deadlines.size === 0) deadlines.clear();
+      if (deadlines.size === 0) deadlines.close();
     },
     async serve(request, signal) {
       const started = performance.now();

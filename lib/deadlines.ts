@@ -1,13 +1,15 @@
 /**
- * The module requests' deadlines on one timer: a request adds its deadline
- * and removes it when its answer ends, and no timer is set or cleared per
- * request (a timer per request cost about 2 % of the client's CPU at 57 KiB,
- * with the AbortSignal.any it needed).
+ * Deadlines of work in flight on one timer: a request or scrape adds its
+ * deadline and removes it when it ends, and no timer is set or cleared per
+ * request (a timer per request cost about 2 % of the client's CPU at 57 KiB
+ * on the module path, and `AbortSignal.timeout` per scrape a timer and a
+ * DOMException each in the poll loop; issue #11). The client's module engine
+ * and its poll loop share this one mechanism.
  *
  * @module
  */
 
-/** One request's deadline; pass it to {@linkcode Deadlines.delete}. */
+/** One deadline; pass it to {@linkcode Deadlines.delete}. */
 export interface Deadline {
   /** When it passes, on the clock of {@linkcode Deadlines}. */
   readonly at: number;
@@ -65,12 +67,30 @@ export class Deadlines {
     this.#pending.delete(deadline);
   }
 
-  /** Forgets every deadline and clears the timer. */
-  clear(): void {
-    this.#pending.clear();
+  /**
+   * A deadline as an abort signal, as `AbortSignal.timeout(ms)` gives (a
+   * `TimeoutError` DOMException as its reason), on this shared timer.
+   *
+   * @param ms Milliseconds from now; at least 1 is used.
+   * @returns The signal, and `release` to call when the work ended first.
+   */
+  timeout(ms: number): { signal: AbortSignal; release: () => void } {
+    const controller = new AbortController();
+    const deadline = this.add(
+      this.#now() + Math.max(1, ms),
+      () => controller.abort(new DOMException("Signal timed out.", "TimeoutError")),
+    );
+    return { signal: controller.signal, release: () => this.delete(deadline) };
+  }
+
+  /** Clears the timer and expires every deadline left, at once. */
+  close(): void {
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#armedFor = Infinity;
+    const left = [...this.#pending];
+    this.#pending.clear();
+    for (const deadline of left) deadline.expire();
   }
 
   #arm(at: number): void {
