@@ -25,6 +25,13 @@ import type {
   ScrapeRequest,
   ScrapeResponseHeadSchema,
 } from "../../gen/pushprox/v1/pushprox_pb.ts";
+import {
+  stringFieldSize,
+  utf8Length,
+  varintLength,
+  writeUtf8,
+  writeVarint,
+} from "../../lib/protobuf_wire.ts";
 
 /** protobuf-es's coders, loaded with the first message the hand coders leave to them. */
 const slow = () => import("./pushprox_codec_slow.ts");
@@ -226,59 +233,6 @@ function scrapeNow(c: Cursor, end: number): PollResponse | null {
 
 // ---- encoding ----
 
-const encoder = new TextEncoder();
-
-/** UTF-8 length of text as TextEncoder writes it (a lone surrogate as U+FFFD). */
-function utf8Length(text: string): number {
-  let n = text.length;
-  for (let i = 0; i < text.length; i++) {
-    const code = text.charCodeAt(i);
-    if (code < 0x80) continue;
-    if (code < 0x800) n += 1;
-    else if (code >= 0xd800 && code <= 0xdbff && i + 1 < text.length) {
-      const next = text.charCodeAt(i + 1);
-      if (next >= 0xdc00 && next <= 0xdfff) {
-        // A pair: two code units, four bytes.
-        n += 2;
-        i++;
-      } else n += 2;
-    } else n += 2;
-  }
-  return n;
-}
-
-function varintSize(value: number): number {
-  return value < 0x80 ? 1 : value < 0x4000 ? 2 : value < 0x200000 ? 3 : value < 0x10000000 ? 4 : 5;
-}
-
-function putVarint(out: Uint8Array, at: number, value: number): number {
-  while (value >= 0x80) {
-    out[at++] = (value & 0x7f) | 0x80;
-    value = Math.floor(value / 128);
-  }
-  out[at++] = value;
-  return at;
-}
-
-/** Thrown (and caught) when the encoder wrote another length than counted. */
-const MISCOUNTED = new Error("UTF-8 length miscounted");
-
-/** Writes text of UTF-8 length `size` (as {@linkcode utf8Length} gave). */
-function putText(out: Uint8Array, at: number, text: string, size: number): number {
-  if (size === text.length) {
-    for (let i = 0; i < size; i++) out[at + i] = text.charCodeAt(i);
-    return at + size;
-  }
-  const { read, written } = encoder.encodeInto(text, out.subarray(at, at + size));
-  if (read !== text.length || written !== size) throw MISCOUNTED;
-  return at + size;
-}
-
-/** A string field's size on the wire (0 when it is empty: not written). */
-function fieldSize(size: number): number {
-  return size === 0 ? 0 : 1 + varintSize(size) + size;
-}
-
 /**
  * `PushRequest{head}` encoded by hand; null for what protobuf-es must do
  * (unknown fields, values of the wrong type).
@@ -305,23 +259,23 @@ export function encodePushHeadNow(
   const sessionSize = utf8Length(sessionId);
   const errorSize = utf8Length(error);
   const sizes: number[] = [];
-  let inner = fieldSize(idSize) + fieldSize(sessionSize) + fieldSize(errorSize) +
-    (status === 0 ? 0 : 1 + varintSize(status));
+  let inner = stringFieldSize(idSize) + stringFieldSize(sessionSize) + stringFieldSize(errorSize) +
+    (status === 0 ? 0 : 1 + varintLength(status));
   for (const header of headers) {
     const name = header.name ?? "";
     const value = header.value ?? "";
     if (typeof name !== "string" || typeof value !== "string" || "$unknown" in header) return null;
     const nameSize = utf8Length(name);
     const valueSize = utf8Length(value);
-    const size = fieldSize(nameSize) + fieldSize(valueSize);
+    const size = stringFieldSize(nameSize) + stringFieldSize(valueSize);
     sizes.push(nameSize, valueSize, size);
-    inner += 1 + varintSize(size) + size;
+    inner += 1 + varintLength(size) + size;
   }
-  const out = new Uint8Array(1 + varintSize(inner) + inner);
+  const out = new Uint8Array(1 + varintLength(inner) + inner);
   try {
     return writeHead(out, inner, head, sizes, [idSize, sessionSize, errorSize]);
   } catch (error) {
-    if (error === MISCOUNTED) return null;
+    if (error instanceof RangeError) return null;
     throw error;
   }
 }
@@ -339,37 +293,37 @@ function writeHead(
   const error = head.error ?? "";
   const headers = head.headers ?? [];
   out[0] = 0x0a;
-  let at = putVarint(out, 1, inner);
+  let at = writeVarint(out, 1, inner);
   if (idSize > 0) {
     out[at++] = 0x0a;
-    at = putText(out, putVarint(out, at, idSize), scrapeId, idSize);
+    at = writeUtf8(out, writeVarint(out, at, idSize), scrapeId, idSize);
   }
   if (sessionSize > 0) {
     out[at++] = 0x12;
-    at = putText(out, putVarint(out, at, sessionSize), sessionId, sessionSize);
+    at = writeUtf8(out, writeVarint(out, at, sessionSize), sessionId, sessionSize);
   }
   if (status !== 0) {
     out[at++] = 0x18;
-    at = putVarint(out, at, status);
+    at = writeVarint(out, at, status);
   }
   for (let i = 0; i < headers.length; i++) {
     const header = headers[i]!;
     const nameSize = sizes[3 * i]!;
     const valueSize = sizes[3 * i + 1]!;
     out[at++] = 0x22;
-    at = putVarint(out, at, sizes[3 * i + 2]!);
+    at = writeVarint(out, at, sizes[3 * i + 2]!);
     if (nameSize > 0) {
       out[at++] = 0x0a;
-      at = putText(out, putVarint(out, at, nameSize), header.name!, nameSize);
+      at = writeUtf8(out, writeVarint(out, at, nameSize), header.name!, nameSize);
     }
     if (valueSize > 0) {
       out[at++] = 0x12;
-      at = putText(out, putVarint(out, at, valueSize), header.value!, valueSize);
+      at = writeUtf8(out, writeVarint(out, at, valueSize), header.value!, valueSize);
     }
   }
   if (errorSize > 0) {
     out[at++] = 0x2a;
-    at = putText(out, putVarint(out, at, errorSize), error, errorSize);
+    at = writeUtf8(out, writeVarint(out, at, errorSize), error, errorSize);
   }
   return at === out.byteLength ? out : null;
 }
@@ -411,7 +365,7 @@ export function encodePollRequestNow(
   for (const [key, value] of Object.entries(labels)) {
     const at = parts.length;
     if (!text(0x0a, key) || !text(0x12, value)) return null;
-    const size = 2 + varintSize(parts[at]![2]) + parts[at]![2] + varintSize(parts[at + 1]![2]) +
+    const size = 2 + varintLength(parts[at]![2]) + parts[at]![2] + varintLength(parts[at + 1]![2]) +
       parts[at + 1]![2];
     entries.push(at, size);
   }
@@ -419,8 +373,8 @@ export function encodePollRequestNow(
   for (const module of modules) if (!text(0x22, module)) return null;
   for (const proxy of proxies) if (!text(0x2a, proxy)) return null;
   let total = modulesOnly ? 2 : 0;
-  for (const [, , size] of parts) total += 1 + varintSize(size) + size;
-  for (let i = 1; i < entries.length; i += 2) total += 1 + varintSize(entries[i]!);
+  for (const [, , size] of parts) total += 1 + varintLength(size) + size;
+  for (let i = 1; i < entries.length; i += 2) total += 1 + varintLength(entries[i]!);
   const out = new Uint8Array(total);
   try {
     let at = 0;
@@ -428,12 +382,12 @@ export function encodePollRequestNow(
     for (let i = 0; i < parts.length; i++) {
       if (entry < entries.length && entries[entry] === i) {
         out[at++] = 0x12;
-        at = putVarint(out, at, entries[entry + 1]!);
+        at = writeVarint(out, at, entries[entry + 1]!);
         entry += 2;
       }
       const [tag, value, size] = parts[i]!;
       out[at++] = tag;
-      at = putText(out, putVarint(out, at, size), value, size);
+      at = writeUtf8(out, writeVarint(out, at, size), value, size);
     }
     if (modulesOnly) {
       out[at++] = 0x30;
@@ -441,7 +395,7 @@ export function encodePollRequestNow(
     }
     return at === total ? out : null;
   } catch (error) {
-    if (error === MISCOUNTED) return null;
+    if (error instanceof RangeError) return null;
     throw error;
   }
 }

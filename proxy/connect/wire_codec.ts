@@ -19,8 +19,14 @@ import {
   PushResponseSchema,
   type ScrapeRequestSchema,
 } from "../../gen/pushprox/v1/pushprox_pb.ts";
+import {
+  stringFieldSize,
+  utf8Length,
+  varintLength,
+  writeStringField,
+  writeVarint,
+} from "../../lib/protobuf_wire.ts";
 
-const textEncoder = new TextEncoder();
 /** As protobuf-es decodes strings (proto3 verifies UTF-8); a throw means "not ours". */
 const strictDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
@@ -96,15 +102,15 @@ export function encodeScrapeEnvelope(
   out[4] = total & 0xff;
   out[5] = 0x12;
   let at = writeVarint(out, 6, size);
-  at = writeString(out, at, 0x0a, id, idLength);
-  at = writeString(out, at, 0x12, method, methodLength);
-  at = writeString(out, at, 0x1a, url, urlLength);
+  at = writeStringField(out, at, 0x0a, id, idLength);
+  at = writeStringField(out, at, 0x12, method, methodLength);
+  at = writeStringField(out, at, 0x1a, url, urlLength);
   for (let i = 0; i < headers.length; i++) {
     const header = headers[i] as { name?: string; value?: string };
     out[at++] = 0x22;
     at = writeVarint(out, at, headerLengths[3 * i + 2]!);
-    at = writeString(out, at, 0x0a, header.name ?? "", headerLengths[3 * i]!);
-    at = writeString(out, at, 0x12, header.value ?? "", headerLengths[3 * i + 1]!);
+    at = writeStringField(out, at, 0x0a, header.name ?? "", headerLengths[3 * i]!);
+    at = writeStringField(out, at, 0x12, header.value ?? "", headerLengths[3 * i + 1]!);
   }
   if (timeoutMs !== 0) {
     out[at++] = 0x28;
@@ -242,69 +248,4 @@ function readVarint32(bytes: Uint8Array, at: number): number | null {
 function hasUnknown(message: object): boolean {
   const unknown = (message as { $unknown?: unknown[] }).$unknown;
   return unknown !== undefined && unknown.length > 0;
-}
-
-/** Bytes of a string field (tag, length, text); 0 for "" (proto3 leaves it out). */
-function stringFieldSize(length: number): number {
-  return length === 0 ? 0 : 1 + varintLength(length) + length;
-}
-
-function writeString(out: Uint8Array, at: number, tag: number, text: string, length: number) {
-  if (length === 0) return at;
-  out[at++] = tag;
-  at = writeVarint(out, at, length);
-  if (length === text.length) {
-    // ASCII (a UTF-8 length equal to the UTF-16 length means no code unit above 0x7f).
-    for (let i = 0; i < length; i++) out[at + i] = text.charCodeAt(i);
-  } else {
-    textEncoder.encodeInto(text, out.subarray(at, at + length));
-  }
-  return at + length;
-}
-
-/**
- * Bytes of a string in UTF-8, as TextEncoder writes it (a lone surrogate
- * becomes U+FFFD, 3 bytes).
- */
-function utf8Length(text: string): number {
-  let length = text.length;
-  for (let i = 0; i < text.length; i++) {
-    const code = text.charCodeAt(i);
-    if (code < 0x80) continue;
-    if (code < 0x800) {
-      length += 1;
-    } else if (code >= 0xd800 && code <= 0xdbff && i + 1 < text.length) {
-      const next = text.charCodeAt(i + 1);
-      if (next >= 0xdc00 && next <= 0xdfff) {
-        // A pair: 2 code units, 4 bytes.
-        length += 2;
-        i++;
-      } else {
-        length += 2;
-      }
-    } else {
-      length += 2;
-    }
-  }
-  return length;
-}
-
-/** Bytes of a varint for a safe non-negative integer. */
-function varintLength(value: number): number {
-  let length = 1;
-  while (value >= 0x80) {
-    value = Math.floor(value / 0x80);
-    length++;
-  }
-  return length;
-}
-
-/** Writes a varint for a safe non-negative integer at `at`; returns the index after it. */
-function writeVarint(out: Uint8Array, at: number, value: number): number {
-  while (value >= 0x80) {
-    out[at++] = (value % 0x80) | 0x80;
-    value = Math.floor(value / 0x80);
-  }
-  out[at++] = value;
-  return at;
 }
