@@ -322,6 +322,37 @@ Deno.test("http1: the pool's idle watch drops a connection the peer closed", asy
   }
 });
 
+Deno.test("http1: the pool closes a connection idle for idleTimeoutMs since its last use", async () => {
+  const pool = new Http1Pool({ idleTimeoutMs: 1000 });
+  const server = rawServer(async (conn) => {
+    for (;;) {
+      if (await readRequest(conn) === null) return;
+      await conn.write(encode("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n"));
+    }
+  });
+  try {
+    // Used again and again for longer than the idle timeout: never idle
+    // that long, so one connection serves every request.
+    const started = performance.now();
+    while (performance.now() - started < 1500) {
+      assert.equal(await fetchText(pool, server.url), "ok\n");
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    assert.equal(server.connections(), 1);
+    assert.equal(pool.idle, 1);
+    // Left idle: closed once the timeout passed.
+    for (let i = 0; i < 250 && pool.idle > 0; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    assert.equal(pool.idle, 0);
+    assert.equal(await fetchText(pool, server.url), "ok\n");
+    assert.equal(server.connections(), 2);
+  } finally {
+    pool.close();
+    await server.close();
+  }
+});
+
 /** A reader handing out `text` in reads of `size` bytes. */
 function readerIn(bytes: Uint8Array, size: number): ByteReader {
   let at = 0;
