@@ -400,6 +400,15 @@ Deno.test("http1: a head received whole is read as one received line by line", a
     "",
     "SSH-2.0-OpenSSH_9.2",
     "HTTP/1.1 200 OK\r",
+    "HTTP/1.1 200 O\rK",
+    "HTTP/1.2 200 OK",
+    "HTTP/1.1 099 OK",
+    "HTTP/1.1 2000 OK",
+    "HTTP/1.1 200\tOK",
+    "HTTP/1.1  200 OK",
+    "http/1.1 200 OK",
+    "HTTP/1.1 599 \u00ff",
+    "HTTP/1.1 2x0 OK",
   ];
   const names = [
     "Content-Length",
@@ -411,6 +420,8 @@ Deno.test("http1: a head received whole is read as one received line by line", a
     "Bad Name",
     " x",
     "é",
+    "X\u007fA",
+    "a~b|c",
   ];
   const values = [
     "0",
@@ -427,6 +438,8 @@ Deno.test("http1: a head received whole is read as one received line by line", a
     "a\rb",
     "\t v \t",
     "caf\u00e9",
+    "a\u007fb",
+    "\u00ff",
     "x".repeat(300),
     "",
   ];
