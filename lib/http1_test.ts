@@ -322,6 +322,37 @@ Deno.test("http1: the pool's idle watch drops a connection the peer closed", asy
   }
 });
 
+Deno.test("http1: the pool closes a connection idle for idleTimeoutMs since its last use", async () => {
+  const pool = new Http1Pool({ idleTimeoutMs: 1000 });
+  const server = rawServer(async (conn) => {
+    for (;;) {
+      if (await readRequest(conn) === null) return;
+      await conn.write(encode("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n"));
+    }
+  });
+  try {
+    // Used again and again for longer than the idle timeout: never idle
+    // that long, so one connection serves every request.
+    const started = performance.now();
+    while (performance.now() - started < 1500) {
+      assert.equal(await fetchText(pool, server.url), "ok\n");
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    assert.equal(server.connections(), 1);
+    assert.equal(pool.idle, 1);
+    // Left idle: closed once the timeout passed.
+    for (let i = 0; i < 250 && pool.idle > 0; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    assert.equal(pool.idle, 0);
+    assert.equal(await fetchText(pool, server.url), "ok\n");
+    assert.equal(server.connections(), 2);
+  } finally {
+    pool.close();
+    await server.close();
+  }
+});
+
 /** A reader handing out `text` in reads of `size` bytes. */
 function readerIn(bytes: Uint8Array, size: number): ByteReader {
   let at = 0;
@@ -369,6 +400,15 @@ Deno.test("http1: a head received whole is read as one received line by line", a
     "",
     "SSH-2.0-OpenSSH_9.2",
     "HTTP/1.1 200 OK\r",
+    "HTTP/1.1 200 O\rK",
+    "HTTP/1.2 200 OK",
+    "HTTP/1.1 099 OK",
+    "HTTP/1.1 2000 OK",
+    "HTTP/1.1 200\tOK",
+    "HTTP/1.1  200 OK",
+    "http/1.1 200 OK",
+    "HTTP/1.1 599 \u00ff",
+    "HTTP/1.1 2x0 OK",
   ];
   const names = [
     "Content-Length",
@@ -380,6 +420,8 @@ Deno.test("http1: a head received whole is read as one received line by line", a
     "Bad Name",
     " x",
     "é",
+    "X\u007fA",
+    "a~b|c",
   ];
   const values = [
     "0",
@@ -396,6 +438,8 @@ Deno.test("http1: a head received whole is read as one received line by line", a
     "a\rb",
     "\t v \t",
     "caf\u00e9",
+    "a\u007fb",
+    "\u00ff",
     "x".repeat(300),
     "",
   ];

@@ -228,10 +228,16 @@ export async function runPoller(options: PollerOptions): Promise<void> {
     refuse = false,
   ): Promise<void> {
     const started = performance.now();
-    const log = logger.with({ scrape_id: request.id });
+    // The scrape's records carry its id first, as a child logger's would;
+    // none is made per scrape (issue #11).
+    const scrapeId = request.id;
     const timer = deadlines.timeout(request.timeoutMs);
     const deadline = timer.signal;
-    log.debug("Scraping", { url: request.url, timeout: formatDuration(request.timeoutMs) });
+    logger.debug("Scraping", {
+      scrape_id: scrapeId,
+      url: request.url,
+      timeout: formatDuration(request.timeoutMs),
+    });
     const outcome: ScrapeOutcome = refuse
       ? { status: 503, headers: [], error: "the client is shutting down", body: null }
       : await options.scraper.scrape(request, deadline);
@@ -240,7 +246,8 @@ export async function runPoller(options: PollerOptions): Promise<void> {
       // The same refusal every scrape interval is one problem: warn once a
       // minute per URL and status, with how many were held back.
       const held = repeats(`${outcome.status} ${request.url}`);
-      (held === null ? log.debug : log.warn)("Scrape failed", {
+      (held === null ? logger.debug : logger.warn)("Scrape failed", {
+        scrape_id: scrapeId,
         url: request.url,
         status: outcome.status,
         err: outcome.error,
@@ -250,14 +257,19 @@ export async function runPoller(options: PollerOptions): Promise<void> {
     try {
       await push(pushHead(request.id, sessionId, outcome), outcome.body, deadline);
       metrics.scrapes.inc({ code: String(outcome.status) });
-      log.debug("Scrape finished", {
+      logger.debug("Scrape finished", {
+        scrape_id: scrapeId,
         url: request.url,
         status: outcome.status,
         duration: formatDuration(Math.round(performance.now() - started)),
       });
     } catch (error) {
       metrics.pushErrors.inc();
-      log.warn("Push failed", { url: request.url, err: errorMessage(error) });
+      logger.warn("Push failed", {
+        scrape_id: scrapeId,
+        url: request.url,
+        err: errorMessage(error),
+      });
     } finally {
       timer.release();
       metrics.scrapeDuration.observe((performance.now() - started) / 1000);

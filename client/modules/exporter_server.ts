@@ -315,18 +315,30 @@ export async function startExporterServer(
     // Buffers nobody else holds are freed as soon as they are written: left
     // to the GC, 8 scrapes of 20 MiB held 60+ MiB of written buffers.
     const free = response.ownedChunks === true ? freeAfterWrite : undefined;
+    // A read's worth (64 KiB) fills node:http's buffer: nearly every write
+    // of a large body waits for "drain". One pair of listeners serves the
+    // whole body, added at the first wait (not two added and removed per
+    // piece; issue #11).
+    let wake: (() => void) | null = null;
+    let listening = false;
+    const onDrain = () => {
+      const resolve = wake;
+      wake = null;
+      resolve?.();
+    };
     try {
       for await (const chunk of response.body) {
         if (res.destroyed) break;
         if (!res.write(chunk, free?.(chunk))) {
+          // (Closed already: "close" may have been emitted before.)
+          if (res.destroyed) break;
+          if (!listening) {
+            listening = true;
+            res.on("drain", onDrain);
+            res.on("close", onDrain);
+          }
           await new Promise<void>((resolve) => {
-            const done = () => {
-              res.off("drain", done);
-              res.off("close", done);
-              resolve();
-            };
-            res.on("drain", done);
-            res.on("close", done);
+            wake = resolve;
           });
         }
       }
@@ -334,6 +346,11 @@ export async function startExporterServer(
     } catch {
       // The engine logged why; the scraper sees a truncated response.
       res.destroy();
+    } finally {
+      if (listening) {
+        res.off("drain", onDrain);
+        res.off("close", onDrain);
+      }
     }
   }
 

@@ -404,6 +404,80 @@ Deno.test("exporter server: a scraper that leaves mid-body, or a stop, closes th
   }
 });
 
+Deno.test("exporter server: a large body waits for the scraper and ends when it leaves mid-body", async () => {
+  // A backend that sends 64 MiB as fast as the client reads, and reports
+  // when its connection is closed.
+  const backend = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const closed = Promise.withResolvers<void>();
+  const serving = (async () => {
+    for await (const conn of backend) {
+      (async () => {
+        const buffer = new Uint8Array(16384);
+        let head = "";
+        while (!head.includes("\r\n\r\n")) {
+          const n = await conn.read(buffer);
+          if (n === null) break;
+          head += new TextDecoder().decode(buffer.subarray(0, n));
+        }
+        const piece = new Uint8Array(65536).fill(0x61);
+        try {
+          await conn.write(new TextEncoder().encode(
+            `HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: ${64 << 20}\r\n\r\n`,
+          ));
+          for (let sent = 0; sent < 64 << 20; sent += piece.byteLength) await conn.write(piece);
+        } catch { /* the client closed the connection */ }
+        conn.close();
+        closed.resolve();
+      })();
+    }
+  })();
+  const port = (backend.addr as Deno.NetAddr).port;
+  const engine = createModuleEngine({
+    config: await prepareConfig(parseConfig(
+      `modules:\n  big:\n    method: http\n    http:\n      address: 127.0.0.1\n      port: ${port}\n      verify: false\n`,
+      "expexp.yaml",
+    )),
+    metrics: createModuleMetrics(new Registry()),
+    logger: createNullLogger(),
+  });
+  const server = await startExporterServer({
+    engine,
+    metrics: () => Promise.resolve({ contentType: "text/plain", body: "" }),
+    logger: createNullLogger(),
+    address: { hostname: "127.0.0.1", port: 0 },
+  });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.address!.port });
+    await conn.write(new TextEncoder().encode("GET /proxy?module=big HTTP/1.1\r\nhost: x\r\n\r\n"));
+    // 4 MiB read, then a pause: the client's writes wait for the scraper.
+    const buffer = new Uint8Array(65536);
+    let received = 0;
+    while (received < 4 << 20) {
+      const n = await conn.read(buffer);
+      if (n === null) throw new Error("the answer ended early");
+      received += n;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    conn.close();
+    await Promise.race([
+      closed.promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error("the backend's connection was not closed within 10 s")),
+          10_000,
+        );
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+    await server.close();
+    engine.close();
+    backend.close();
+    await serving.catch(() => {});
+  }
+});
+
 Deno.test("requestTarget() reads a target as URL does", () => {
   for (
     const target of [

@@ -10,7 +10,12 @@ import { Buffer } from "node:buffer";
 import http from "node:http";
 import https from "node:https";
 import tls from "node:tls";
-import { forwardableHeaders, type HeaderField, rawHeaderPairs } from "../../lib/headers.ts";
+import {
+  forwardableFields,
+  forwardableHeaders,
+  type HeaderField,
+  rawHeaderPairs,
+} from "../../lib/headers.ts";
 import { verifyStream } from "../verify/mod.ts";
 import type { HttpModuleConfig } from "./config.ts";
 import {
@@ -242,7 +247,8 @@ export function backendHeaders(
   peer?: string,
 ): Record<string, string[]> {
   const headers: Record<string, string[]> = {};
-  for (const { name, value } of forwardableHeaders(incoming.map((h) => [h.name, h.value]))) {
+  // (The fields as they come: no name/value pairs made per request.)
+  for (const { name, value } of forwardableFields(incoming)) {
     if (DROPPED_HEADERS.has(name)) continue;
     (headers[name] ??= []).push(value);
   }

@@ -110,7 +110,10 @@ export function createNativePoll(options: NativePollOptions): PollStream {
       out.set(message, head.byteLength + 5);
       for (let at = 0; at < out.byteLength;) at += await c.write(out.subarray(at));
 
-      const reader = new ByteReader((b) => c.read(b), 16384);
+      // Every read lands in a new buffer of this size: a scrape request or
+      // heartbeat is a few hundred bytes, and 16 KiB zeroed per message was
+      // garbage per scrape (issue #11); a larger message takes more reads.
+      const reader = new ByteReader((b) => c.read(b), 4096);
       const response = await readResponseHead(reader, maxHeaderBytes);
       const headers = new Headers(response.headers);
       const framing = bodyFraming(response, "POST");

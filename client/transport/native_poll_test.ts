@@ -275,3 +275,32 @@ Deno.test("createNativePoll() refuses a message above readMaxBytes and a refused
   assert.ok(refused.error instanceof CallError);
   assert.equal(refused.error.code, CallCode.Unavailable);
 });
+
+Deno.test("createNativePoll() reads a message larger than one read, in one write", async () => {
+  // A scrape request of ~40 KiB: ten reads' worth for the poll's reader.
+  const url = `http://host.example/m?q=${"x".repeat(40_000)}`;
+  const server = rawServer(async (conn) => {
+    await readPollRequest(conn);
+    const scrape = message({
+      message: { case: "scrape", value: { id: "big", method: "GET", url, timeoutMs: 900 } },
+    });
+    const heartbeat = message({ message: { case: "heartbeat", value: {} } });
+    const all = new Uint8Array(scrape.byteLength + heartbeat.byteLength);
+    all.set(scrape);
+    all.set(heartbeat, scrape.byteLength);
+    await write(conn, OK_HEAD);
+    await write(conn, chunk(all));
+    await write(conn, chunk(endStream({})));
+    await write(conn, "0\r\n\r\n");
+  });
+  try {
+    const poll = createNativePoll({ baseUrl: `http://127.0.0.1:${server.port}` });
+    const { messages, error } = await collect(poll, AbortSignal.timeout(10_000));
+    assert.equal(error, null);
+    assert.deepEqual(messages.map((m) => m.message.case), ["scrape", "heartbeat"]);
+    const scrape = messages[0]!.message;
+    assert.equal(scrape.case === "scrape" && scrape.value.url, url);
+  } finally {
+    await server.close();
+  }
+});
