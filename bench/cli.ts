@@ -55,20 +55,26 @@ export const USAGE = `usage: deno task bench [--profile=default|smoke|clients|ch
   --cpu-prof              CPU-profile proxy and client in proxied cases
                           (via --inspect); writes .cpuprofile files next to the JSON
   --repo=DIR              run proxy/ and client/ of another checkout (this one)
+  --build=bundle|source   run the programs as deployed, from bundles built
+                          of --repo as "deno task bundle" builds them (default),
+                          or from their sources as "deno task proxy" does (the
+                          default with --cpu-prof: readable function names)
   --label=TEXT            a note stored with the results, e.g. what DIR holds
   --proxy.deno-args=ARGS  deno flags for the proxy, space-separated (default
-                          "--v8-flags=--max-semi-space-size=1", as deployed:
-                          deno.json's tasks, deploy/; "" for V8's defaults)
+                          "--no-code-cache --v8-flags=--max-semi-space-size=1",
+                          as deployed: deno.json's tasks, deploy/; "" for
+                          V8's defaults)
   --client.deno-args=ARGS deno flags for the client (the same default)
   --proxy.args=ARGS       extra proxy flags
   --client.args=ARGS      extra client flags`;
 
 /**
- * The V8 flags the tasks, bundles and deploy files run both programs with:
+ * The deno flags the tasks, bundles and deploy files run both programs with:
  * small young generations, so scavenges are short (at 57 KiB c1 the proxy's
- * median pause is 0.6 ms with them, 5 ms without; README "Performance").
+ * median pause is 0.6 ms with them, 5 ms without; README "Performance"), and
+ * no code cache file mapped into each process (about 3 MiB of RSS).
  */
-const DEPLOYED_V8_FLAGS = "--v8-flags=--max-semi-space-size=1";
+const DEPLOYED_V8_FLAGS = "--no-code-cache --v8-flags=--max-semi-space-size=1";
 
 const OPTIONS = {
   profile: { type: "string", default: "default" },
@@ -84,6 +90,7 @@ const OPTIONS = {
   "quiet-wait": { type: "string" },
   gc: { type: "boolean", default: false },
   repo: { type: "string", default: REPO_ROOT },
+  build: { type: "string" },
   label: { type: "string" },
   "proxy.deno-args": { type: "string", default: DEPLOYED_V8_FLAGS },
   "client.deno-args": { type: "string", default: DEPLOYED_V8_FLAGS },
@@ -128,6 +135,10 @@ export function checkPeerFlags(
   const client = values["peer.client"];
   const exporter = values["peer.exporter"];
   const profile = values.profile;
+  const build = values.build;
+  if (build !== undefined && build !== "bundle" && build !== "source") {
+    return `--build is bundle or source, not ${build}`;
+  }
   if ((proxy === undefined) !== (client === undefined)) {
     return "--peer.proxy and --peer.client go together";
   }

@@ -41,7 +41,13 @@ import { machineInfo } from "./proc.ts";
 import { stopAll } from "./process.ts";
 import { summaryMarkdown } from "./report.ts";
 import { CLIENT_FQDN, type IdleFigures, startServices } from "./services.ts";
-import { REPO_ROOT, type ServiceOptions, startModulesClient, startTarget } from "./stack.ts";
+import {
+  bundlePrograms,
+  REPO_ROOT,
+  type ServiceOptions,
+  startModulesClient,
+  startTarget,
+} from "./stack.ts";
 import { type CaseResult, type Implementation, runThroughput } from "./throughput.ts";
 
 const KIB = 1024;
@@ -111,6 +117,10 @@ export async function main(args: readonly string[]): Promise<number> {
     steps.throughput.cpuProfileDir = `${outDir}/profiles-${stamp}`;
   }
   const inspect = values["cpu-prof"] ? ["--inspect=127.0.0.1:0"] : [];
+  // As deployed unless profiling (minified bundles make unreadable profiles).
+  const build = (values.build ?? (values["cpu-prof"] ? "source" : "bundle")) as
+    | "bundle"
+    | "source";
   const proxyOptions: ServiceOptions = {
     repo: values.repo,
     denoArgs: [...split(values["proxy.deno-args"]), ...inspect],
@@ -144,7 +154,15 @@ export async function main(args: readonly string[]): Promise<number> {
   let churn: ChurnResult | null = null;
   let idle: Record<string, IdleFigures> = {};
   let workDir: string | null = null;
+  let bundleDir: string | null = null;
   try {
+    if (build === "bundle") {
+      bundleDir = await Deno.makeTempDir({ prefix: "pushprox-bench-bundles-" });
+      const entries = await bundlePrograms(values.repo, bundleDir);
+      proxyOptions.entry = entries.proxy;
+      clientOptions.entry = entries.client;
+      log(`bench: bundled proxy and client of ${values.repo} (--build=bundle, as deployed)`);
+    }
     const sizes = new Set<number>([57 * KIB]);
     for (const p of steps.throughput?.payloads ?? []) sizes.add(p.bytes);
     for (const c of steps.modules?.cases ?? []) sizes.add(c.payload.bytes);
@@ -258,6 +276,7 @@ export async function main(args: readonly string[]): Promise<number> {
     Deno.removeSignalListener("SIGINT", onSignal);
     Deno.removeSignalListener("SIGTERM", onSignal);
     if (workDir !== null) await Deno.remove(workDir, { recursive: true });
+    if (bundleDir !== null) await Deno.remove(bundleDir, { recursive: true });
   }
   if (interrupted) return 130;
 
@@ -270,6 +289,7 @@ export async function main(args: readonly string[]): Promise<number> {
     repo: values.repo,
     commit: await gitCommit(values.repo),
     label: values.label ?? null,
+    build,
     settings: {
       proxyDenoArgs: proxyOptions.denoArgs,
       clientDenoArgs: clientOptions.denoArgs,

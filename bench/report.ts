@@ -334,6 +334,8 @@ export interface RunSummary {
   machine: MachineInfo;
   commit: string | null;
   label: string | null;
+  /** How the programs ran: from bundles (as deployed) or from sources. */
+  build?: "bundle" | "source";
   durationSeconds: number;
   /** The peer's name in tables. */
   peerLabel: string;
@@ -358,7 +360,13 @@ export function summaryMarkdown(run: RunSummary, out: string): string {
     `## PushProx benchmark: profile ${run.profile}`,
     `${run.machine.nproc} CPUs (${run.machine.cpuModel}), ${run.machine.memTotalMiB} MiB RAM, Linux ${run.machine.kernel}, deno ${run.machine.deno} (V8 ${run.machine.v8}); commit ${
       run.commit ?? "?"
-    }${run.label ? ` (${run.label})` : ""}; ${run.durationSeconds} s`,
+    }${run.label ? ` (${run.label})` : ""}; ${
+      run.build === "bundle"
+        ? "run from bundles, as deployed; "
+        : run.build === "source"
+        ? "run from sources; "
+        : ""
+    }${run.durationSeconds} s`,
   ];
   for (const [id, figures] of Object.entries(run.idle)) {
     const mib = (kib: number) => (kib / 1024).toFixed(1);
