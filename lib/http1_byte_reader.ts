@@ -60,6 +60,7 @@ export class ByteReader {
   #readBytes: number;
   #ended = false;
   #received = 0;
+  #lastReadFull = false;
 
   /**
    * Creates a reader over a source of bytes.
@@ -85,6 +86,14 @@ export class ByteReader {
   /** True once the source ended. */
   get ended(): boolean {
     return this.#ended;
+  }
+
+  /**
+   * True when the last read from the source filled its buffer: more bytes
+   * were probably waiting already.
+   */
+  get lastReadFull(): boolean {
+    return this.#lastReadFull;
   }
 
   /**
@@ -120,6 +129,7 @@ export class ByteReader {
       this.#pending = null;
       this.#pendingBuffer = null;
       n = await pending;
+      this.#lastReadFull = n === read.byteLength;
       if (n !== null && keep > 0) {
         buffer = new Uint8Array(keep + n);
         buffer.set(this.#data);
@@ -129,6 +139,7 @@ export class ByteReader {
       buffer = new Uint8Array(keep + Math.max(this.#readBytes, keep));
       buffer.set(this.#data);
       n = await this.#read(buffer.subarray(keep));
+      this.#lastReadFull = n === buffer.byteLength - keep;
     }
     if (n === null) {
       this.#ended = true;
@@ -223,6 +234,7 @@ export class ByteReader {
     if (this.#ended) return null;
     const buffer = new Uint8Array(Math.min(max, this.#readBytes));
     const n = await this.#read(buffer);
+    this.#lastReadFull = n === buffer.byteLength;
     if (n === null) {
       this.#ended = true;
       return null;

@@ -212,13 +212,16 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
         outcome = null;
         reader.take(head.length);
         const framing = bodyFramingOf(head);
+        // The head's read filled its small buffer: the body's first bytes
+        // in it go on with the next read's (one piece, one write to relay).
+        const topUp = reader.lastReadFull;
         if (framing !== null && !bodyReads) {
           const larger = new ByteReader(read, BODY_READ_BYTES);
           larger.unread(reader.peek());
           reader = larger;
           bodyReads = true;
         }
-        const body = framing === null ? null : new BodyReader(reader, framing);
+        const body = framing === null ? null : new BodyReader(reader, framing, { topUp });
         // Once the body is read (or at once without one), a close or reset by
         // the peer abandons the exchange (as node:http does); the read that
         // watches for it uses a small buffer (an idle Poll stream waits on it).
