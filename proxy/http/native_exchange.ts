@@ -46,6 +46,8 @@ export interface NativeExchangeOptions {
   timer?: LazyTimer;
 }
 
+const noop = (): void => {};
+
 const EMPTY: AsyncIterator<Uint8Array> = {
   next: () => Promise.resolve({ done: true, value: undefined }),
 };
@@ -71,6 +73,8 @@ export class NativeExchange implements Exchange {
   #gone: AbortController | null = null;
   /** Why the exchange was abandoned; null while it is not. */
   #goneReason: Error | null = null;
+  /** Called when the exchange is abandoned (see onGone); null when none. */
+  #goneListeners: ((reason: unknown) => void)[] | null = null;
   /** The peer asked to close (Connection: close), or a failure requires it. */
   #close: boolean;
   #status = 0;
@@ -189,6 +193,19 @@ export class NativeExchange implements Exchange {
     return this.#gone.signal;
   }
 
+  onGone(listener: (reason: unknown) => void): () => void {
+    if (this.#goneReason !== null) {
+      listener(this.#goneReason);
+      return noop;
+    }
+    (this.#goneListeners ??= []).push(listener);
+    return () => {
+      const listeners = this.#goneListeners;
+      const at = listeners === null ? -1 : listeners.indexOf(listener);
+      if (at >= 0) listeners!.splice(at, 1);
+    };
+  }
+
   /** True when the connection must close after this exchange. */
   get closing(): boolean {
     return this.#close || this.#destroyed;
@@ -281,6 +298,10 @@ export class NativeExchange implements Exchange {
     if (this.#goneReason !== null) return;
     this.#goneReason = reason;
     this.#gone?.abort(reason);
+    const listeners = this.#goneListeners;
+    if (listeners === null) return;
+    this.#goneListeners = null;
+    for (const listener of listeners) listener(reason);
   }
 
   #enqueue(bytes: Uint8Array): Promise<void> {
