@@ -5,6 +5,8 @@
  * @module
  */
 
+import type { ReadBufferPool } from "./read_buffers.ts";
+
 /** Reads into `buffer`; resolves the byte count, or null at the end of the stream. */
 export type ReadFn = (buffer: Uint8Array) => Promise<number | null>;
 
@@ -50,10 +52,12 @@ export class Http1Error extends Error {
  * idle. Every read lands in a fresh buffer; a view handed out as body data
  * ({@linkcode ByteReader.readSome}, {@linkcode readBody}) is the only
  * reference to its buffer (what follows is copied off), so a consumer may
- * free the buffer after use (`chunk.buffer.transfer(0)`).
+ * free the buffer after use (`chunk.buffer.transfer(0)`), or give it back
+ * to the reader's pool ({@linkcode ByteReaderOptions.pool}) once written.
  */
 export class ByteReader {
   #read: ReadFn;
+  readonly #pool: ReadBufferPool | null;
   #data: Uint8Array = new Uint8Array(0);
   #pending: Promise<number | null> | null = null;
   #pendingBuffer: Uint8Array | null = null;
@@ -67,10 +71,13 @@ export class ByteReader {
    *
    * @param read The source.
    * @param readBytes Size of each read. @default {65536}
+   * @param options Where read buffers come from.
    */
-  constructor(read: ReadFn, readBytes = 65536) {
+  constructor(read: ReadFn, readBytes = 65536, options: ByteReaderOptions = {}) {
     this.#read = read;
     this.#readBytes = readBytes;
+    const pool = options.pool ?? null;
+    this.#pool = pool !== null && pool.size === readBytes ? pool : null;
   }
 
   /** Bytes buffered and not consumed. */
@@ -136,7 +143,10 @@ export class ByteReader {
         buffer.set(read.subarray(0, n), keep);
       } else buffer = read;
     } else {
-      buffer = new Uint8Array(keep + Math.max(this.#readBytes, keep));
+      // From the pool when what is kept leaves most of a buffer to read into.
+      buffer = this.#pool !== null && keep <= this.#readBytes / 4
+        ? this.#pool.take()
+        : new Uint8Array(keep + Math.max(this.#readBytes, keep));
       buffer.set(this.#data);
       n = await this.#read(buffer.subarray(keep));
       this.#lastReadFull = n === buffer.byteLength - keep;
@@ -232,7 +242,8 @@ export class ByteReader {
       return data.subarray(0, max);
     }
     if (this.#ended) return null;
-    const buffer = new Uint8Array(Math.min(max, this.#readBytes));
+    const size = Math.min(max, this.#readBytes);
+    const buffer = this.#pool !== null ? this.#pool.take().subarray(0, size) : new Uint8Array(size);
     const n = await this.#read(buffer);
     this.#lastReadFull = n === buffer.byteLength;
     if (n === null) {
@@ -255,6 +266,16 @@ export class ByteReader {
     }
     return this.take(n);
   }
+}
+
+/** Options for {@linkcode ByteReader}. */
+export interface ByteReaderOptions {
+  /**
+   * Buffers of the read size to read into (used only when its size is the
+   * reader's read size), for a consumer that gives each piece's buffer
+   * back once done with it.
+   */
+  pool?: ReadBufferPool | null;
 }
 
 const UTF8 = new TextDecoder();

@@ -11,6 +11,7 @@
 import { type BodyFraming, BodyReader, ByteReader } from "../../lib/http1.ts";
 import type { ConnectionBudget } from "../../lib/connection_budget.ts";
 import { LazyTimer } from "../../lib/lazy_timer.ts";
+import { ReadBufferPool } from "../../lib/read_buffers.ts";
 import type { Logger } from "../../lib/logger.ts";
 import type { HeaderPair } from "../../lib/http_exchange.ts";
 import type { EdgeConnection, FrontDoor, NativeRoute } from "./front_door.ts";
@@ -76,6 +77,9 @@ type HeadOutcome =
 export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
   const { budget, logger } = options;
   const keepAliveSeconds = Math.max(1, Math.floor(options.idleTimeoutMs / 1000));
+  // Request bodies are read into these; a pushed body's pieces come back
+  // once relayed (see NativeExchange.write).
+  const pool = new ReadBufferPool(BODY_READ_BYTES);
   // Frozen, so that the exchange may reuse a response head built with them.
   const ownHeaders: readonly HeaderPair[] = Object.freeze([...(options.headers ?? [])]);
 
@@ -216,7 +220,7 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
         // in it go on with the next read's (one piece, one write to relay).
         const topUp = reader.lastReadFull;
         if (framing !== null && !bodyReads) {
-          const larger = new ByteReader(read, BODY_READ_BYTES);
+          const larger = new ByteReader(read, BODY_READ_BYTES, { pool });
           larger.unread(reader.peek());
           reader = larger;
           bodyReads = true;
@@ -259,6 +263,7 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
           headers: head.target.startsWith("/") ? ownHeaders : NO_HEADERS,
           onBodyEnd: () => watch(true),
           timer: handlerTimer,
+          pool,
         });
         head = null;
         if (body === null || body.done) watch(false);

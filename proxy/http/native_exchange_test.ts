@@ -83,3 +83,31 @@ Deno.test("NativeExchange: the signal made after the peer left is already aborte
   assert.equal(signal.aborted, true);
   assert.match((signal.reason as Error).message, /was aborted/);
 });
+
+Deno.test("NativeExchange: an owned chunk's buffer goes back to the pool once written", async () => {
+  const { markOwned, isOwned } = await import("../../lib/owned_chunks.ts");
+  const { ReadBufferPool } = await import("../../lib/read_buffers.ts");
+  const pool = new ReadBufferPool(64);
+  const scan = scanRequestHead(
+    new TextEncoder().encode("GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n"),
+    16384,
+  );
+  if (scan.kind !== "head") throw new Error("unreachable");
+  const { conn, written } = memoryConn();
+  const ex = new NativeExchange(conn, scan.head, { keepAliveSeconds: 5, pool });
+  ex.respond(200, [["content-length", "12"]]);
+  const owned = pool.take().subarray(10, 16);
+  owned.set(new TextEncoder().encode("first "));
+  markOwned(owned);
+  const other = new Uint8Array(64).subarray(0, 6);
+  other.set(new TextEncoder().encode("second"));
+  await ex.write(owned);
+  assert.equal(isOwned(owned), false);
+  await ex.write(other);
+  ex.end();
+  assert.equal(await ex.finished(), true);
+  assert.match(written(), /\r\n\r\nfirst second$/);
+  // The owned chunk's buffer is back (once); the other one is not.
+  assert.equal(pool.free, 1);
+  assert.equal(pool.take().buffer, owned.buffer);
+});
