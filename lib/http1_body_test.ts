@@ -100,3 +100,31 @@ Deno.test("BodyReader topUp: a read that did not fill its buffer goes on at once
   assert.equal(decoder.decode((await body.next())!), "ghij");
   assert.equal(await body.next(), null);
 });
+
+Deno.test("ByteReader.recycle: the next read goes into the same buffer when nothing is buffered", async () => {
+  const buffers: ArrayBufferLike[] = [];
+  const queue = ["GET / HTTP/1.1\r\n", "GET /b HTTP/1.1\r\nG", "ET /c"].map((p) =>
+    encoder.encode(p)
+  );
+  const reader = new ByteReader((buffer) => {
+    buffers.push(buffer.buffer);
+    const next = queue.shift();
+    if (next === undefined) return Promise.resolve(null);
+    buffer.set(next.subarray(0, buffer.byteLength));
+    return Promise.resolve(Math.min(next.byteLength, buffer.byteLength));
+  }, 32);
+  assert.ok(await reader.fill());
+  reader.take(reader.buffered);
+  reader.recycle();
+  // A prefetch (the idle watch) and its fill read into the same buffer.
+  await reader.prefetch();
+  assert.ok(await reader.fill());
+  assert.equal(buffers[1], buffers[0]);
+  assert.equal(reader.lineNow(100, "line"), "GET /b HTTP/1.1");
+  // A byte still buffered ("G") keeps the buffer: the next read gets a new one.
+  reader.recycle();
+  await reader.prefetch();
+  assert.notEqual(buffers[2], buffers[1]);
+  assert.ok(await reader.fill());
+  assert.equal(decoder.decode(reader.peek()), "GET /c");
+});

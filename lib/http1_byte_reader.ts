@@ -65,6 +65,10 @@ export class ByteReader {
   #ended = false;
   #received = 0;
   #lastReadFull = false;
+  /** A buffer no view of which is kept (see recycle); null when none. */
+  #spare: ArrayBuffer | null = null;
+  /** The buffer of the last read when this reader made it (not a pool's); else null. */
+  #own: ArrayBufferLike | null = null;
 
   /**
    * Creates a reader over a source of bytes.
@@ -113,7 +117,7 @@ export class ByteReader {
    */
   prefetch(size: number = this.#readBytes): Promise<number | null> {
     if (this.#pending === null) {
-      this.#pendingBuffer = new Uint8Array(Math.max(1, Math.min(size, this.#readBytes)));
+      this.#pendingBuffer = this.#fresh(Math.max(1, Math.min(size, this.#readBytes)));
       this.#pending = this.#read(this.#pendingBuffer);
     }
     return this.#pending;
@@ -130,6 +134,7 @@ export class ByteReader {
     const keep = this.#data.byteLength;
     let buffer: Uint8Array;
     let n: number | null;
+    let pooled = false;
     if (this.#pending !== null) {
       const pending = this.#pending;
       const read = this.#pendingBuffer!;
@@ -144,8 +149,11 @@ export class ByteReader {
       } else buffer = read;
     } else {
       // From the pool when what is kept leaves most of a buffer to read into.
-      buffer = this.#pool !== null && keep <= this.#readBytes / 4
-        ? this.#pool.take()
+      pooled = this.#pool !== null && keep <= this.#readBytes / 4;
+      buffer = pooled
+        ? this.#pool!.take()
+        : keep === 0
+        ? this.#fresh(this.#readBytes)
         : new Uint8Array(keep + Math.max(this.#readBytes, keep));
       buffer.set(this.#data);
       n = await this.#read(buffer.subarray(keep));
@@ -157,7 +165,31 @@ export class ByteReader {
     }
     this.#received += n;
     this.#data = buffer.subarray(0, keep + n);
+    this.#own = pooled ? null : buffer.buffer;
     return true;
+  }
+
+  /**
+   * The owner's word that no view of the bytes read so far is kept (a
+   * request head decoded into strings, say): the buffer they are in is read
+   * into again by the next read that starts with nothing buffered, instead
+   * of a fresh one. Bytes still buffered keep it until they are consumed.
+   */
+  recycle(): void {
+    const buffer = this.#data.buffer;
+    // Only a buffer this reader made for its last read: not a pool's, nor
+    // one of bytes handed over by unread.
+    this.#spare = buffer === this.#own && buffer instanceof ArrayBuffer ? buffer : null;
+  }
+
+  /** A buffer of `size` bytes to read into: the spare one when it may be, else a new one. */
+  #fresh(size: number): Uint8Array {
+    const spare = this.#spare;
+    this.#spare = null;
+    if (spare !== null && this.#data.byteLength === 0 && spare.byteLength >= size) {
+      return new Uint8Array(spare, 0, size);
+    }
+    return new Uint8Array(size);
   }
 
   /** The buffered bytes, not consumed (body decoding may rewrite them in place). */

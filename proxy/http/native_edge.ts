@@ -216,6 +216,9 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
         outcome = null;
         reader.take(head.length);
         const framing = bodyFramingOf(head);
+        // Without a body nothing of the buffer is lent (the head is strings):
+        // the next head is read into it again.
+        if (framing === null) reader.recycle();
         // The head's read filled its small buffer: the body's first bytes
         // in it go on with the next read's (one piece, one write to relay).
         const topUp = reader.lastReadFull;
