@@ -58,6 +58,7 @@ export class Http1Error extends Error {
 export class ByteReader {
   #read: ReadFn;
   readonly #pool: ReadBufferPool | null;
+  readonly #headroom: number;
   #data: Uint8Array = new Uint8Array(0);
   #pending: Promise<number | null> | null = null;
   #pendingBuffer: Uint8Array | null = null;
@@ -82,6 +83,10 @@ export class ByteReader {
     this.#readBytes = readBytes;
     const pool = options.pool ?? null;
     this.#pool = pool !== null && pool.size === readBytes ? pool : null;
+    const headroom = options.headroom ?? 0;
+    this.#headroom = this.#pool !== null && headroom > 0 && headroom <= readBytes / 4
+      ? headroom
+      : 0;
   }
 
   /** Bytes buffered and not consumed. */
@@ -151,7 +156,7 @@ export class ByteReader {
       // From the pool when what is kept leaves most of a buffer to read into.
       pooled = this.#pool !== null && keep <= this.#readBytes / 4;
       buffer = pooled
-        ? this.#pool!.take()
+        ? this.#pool!.take().subarray(this.#headroom)
         : keep === 0
         ? this.#fresh(this.#readBytes)
         : new Uint8Array(keep + Math.max(this.#readBytes, keep));
@@ -275,7 +280,10 @@ export class ByteReader {
     }
     if (this.#ended) return null;
     const size = Math.min(max, this.#readBytes);
-    const buffer = this.#pool !== null ? this.#pool.take().subarray(0, size) : new Uint8Array(size);
+    const room = this.#headroom;
+    const buffer = this.#pool !== null
+      ? this.#pool.take().subarray(room, room + Math.min(size, this.#readBytes - room))
+      : new Uint8Array(size);
     const n = await this.#read(buffer);
     this.#lastReadFull = n === buffer.byteLength;
     if (n === null) {
@@ -308,6 +316,12 @@ export interface ByteReaderOptions {
    * back once done with it.
    */
   pool?: ReadBufferPool | null;
+  /**
+   * Bytes left unread at the start of each pool buffer (at most a quarter
+   * of it), so that a piece's consumer may put a few bytes of its own in
+   * front of the piece in the same buffer (a response head). @default {0}
+   */
+  headroom?: number;
 }
 
 const UTF8 = new TextDecoder();

@@ -49,3 +49,24 @@ Deno.test("ByteReader reads into its pool's buffers, and only bytes read are han
   assert.ok(await other.fill());
   assert.equal(pool.free, 1);
 });
+
+Deno.test("ByteReader leaves its headroom free at the start of each pool buffer", async () => {
+  const { ByteReader } = await import("./http1.ts");
+  const pool = new ReadBufferPool(64);
+  const sizes: number[] = [];
+  const reader = new ByteReader(
+    (buffer) => {
+      sizes.push(buffer.byteLength);
+      buffer.fill(0x61);
+      return Promise.resolve(buffer.byteLength);
+    },
+    64,
+    { pool, headroom: 16 },
+  );
+  const piece = (await reader.readSome(1000))!;
+  assert.equal(piece.byteOffset, 16);
+  assert.equal(piece.byteLength, 48);
+  assert.ok(await reader.fill());
+  assert.equal(reader.peek().byteOffset, 16);
+  assert.deepEqual(sizes, [48, 48]);
+});

@@ -50,6 +50,12 @@ const NO_BYTES = new Uint8Array(0);
 const HEAD_READ_BYTES = 4 * 1024;
 const BODY_READ_BYTES = 64 * 1024;
 /**
+ * Left free at the start of each body read buffer: a relayed scrape's
+ * response head goes there, in front of the first piece, instead of both
+ * being copied into a new buffer (see NativeExchange.write).
+ */
+const HEADROOM_BYTES = 1024;
+/**
  * The read that watches an open Poll stream's connection for its close:
  * the client sends nothing more while the stream is open, and at 10,000
  * streams 4 KiB each would be 40 MiB of buffers waiting for nothing. (Reads
@@ -223,7 +229,7 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
         // in it go on with the next read's (one piece, one write to relay).
         const topUp = reader.lastReadFull;
         if (framing !== null && !bodyReads) {
-          const larger = new ByteReader(read, BODY_READ_BYTES, { pool });
+          const larger = new ByteReader(read, BODY_READ_BYTES, { pool, headroom: HEADROOM_BYTES });
           larger.unread(reader.peek());
           reader = larger;
           bodyReads = true;

@@ -262,7 +262,24 @@ export class NativeExchange implements Exchange {
     }
     // The head goes out with the first body bytes, in one write.
     const parts: Uint8Array[] = [];
-    if (!this.#headSent) parts.push(this.#headBytes());
+    if (!this.#headSent) {
+      const head = this.#headBytes();
+      if (
+        give !== null && !this.#noBody && !this.#chunked && chunk.byteLength > 0 &&
+        chunk.byteOffset >= head.byteLength
+      ) {
+        // The chunk's buffer is ours (an owned chunk): the head goes in
+        // front of it, into bytes already read, and the body is not copied.
+        const out = new Uint8Array(
+          chunk.buffer,
+          chunk.byteOffset - head.byteLength,
+          head.byteLength + chunk.byteLength,
+        );
+        out.set(head);
+        return this.#enqueue(out, give);
+      }
+      parts.push(head);
+    }
     if (!this.#noBody && chunk.byteLength > 0) {
       if (this.#chunked) parts.push(encoder.encode(chunk.byteLength.toString(16) + "\r\n"));
       parts.push(chunk);

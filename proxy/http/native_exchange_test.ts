@@ -111,3 +111,43 @@ Deno.test("NativeExchange: an owned chunk's buffer goes back to the pool once wr
   assert.equal(pool.free, 1);
   assert.equal(pool.take().buffer, owned.buffer);
 });
+
+Deno.test("NativeExchange: the head goes in front of an owned first chunk, in its buffer", async () => {
+  const { markOwned } = await import("../../lib/owned_chunks.ts");
+  const { ReadBufferPool } = await import("../../lib/read_buffers.ts");
+  const pool = new ReadBufferPool(512);
+  const scan = scanRequestHead(
+    new TextEncoder().encode("GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n"),
+    16384,
+  );
+  if (scan.kind !== "head") throw new Error("unreachable");
+  const writes: Uint8Array[] = [];
+  const conn = {
+    remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 40000 },
+    write(bytes: Uint8Array) {
+      writes.push(bytes);
+      return Promise.resolve(bytes.byteLength);
+    },
+    close() {},
+  } as unknown as Deno.Conn;
+  const send = async (offset: number) => {
+    writes.length = 0;
+    const ex = new NativeExchange(conn, scan.head, { keepAliveSeconds: 5, pool });
+    ex.respond(200, [["content-length", "4"]]);
+    const chunk = markOwned(pool.take().subarray(offset, offset + 4));
+    chunk.set(new TextEncoder().encode("body"));
+    await ex.write(chunk);
+    ex.end();
+    assert.equal(await ex.finished(), true);
+    assert.equal(writes.length, 1);
+    assert.match(new TextDecoder().decode(writes[0]!), /^HTTP\/1\.1 200 OK\r\n[^]*\r\n\r\nbody$/);
+    return { chunk, written: writes[0]! };
+  };
+  // Room before the chunk: one write of the chunk's own buffer, no copy.
+  const roomy = await send(400);
+  assert.equal(roomy.written.buffer, roomy.chunk.buffer);
+  assert.equal(roomy.written.byteOffset + roomy.written.byteLength, 404);
+  // No room: the head and the chunk joined in a new buffer.
+  const tight = await send(10);
+  assert.notEqual(tight.written.buffer, tight.chunk.buffer);
+});
