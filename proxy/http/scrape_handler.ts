@@ -143,7 +143,7 @@ export function createScrapeHandler(
     // deadline, timed by the connection's timer where the edge has one
     // (AbortSignal.timeout + AbortSignal.any per scrape cost ~3 % of the
     // proxy's CPU, their listeners included).
-    // The relay hears of the abort through `relayAbort`, set while it
+    // The relay hears of the abort through `relay.fire`, set while it
     // waits, not through a listener of its own on the signal; the edge's
     // abandonment through `onGone` where it offers it (no signal made).
     const deadline = { aborted: false };
