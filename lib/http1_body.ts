@@ -15,6 +15,15 @@ export interface BodyReaderOptions {
   maxChunkLineBytes?: number;
   /** Largest chunked trailer section. @default {16384} */
   maxTrailerBytes?: number;
+  /**
+   * The bytes buffered at the start are the tail of a read that filled a
+   * small buffer (a request head's): before the first piece, read once
+   * more unless the body ends within them, so that the first piece holds
+   * both (one piece to relay, not a small one and then the rest). Without
+   * a full read there is nothing waiting and the bytes go on at once.
+   * @default {false}
+   */
+  topUp?: boolean;
 }
 
 /**
@@ -34,6 +43,7 @@ export class BodyReader {
   #chunkSize = 0;
   #trailerBytes = 0;
   #done = false;
+  #topUp: boolean;
 
   /**
    * Creates a body reader.
@@ -48,6 +58,8 @@ export class BodyReader {
     this.#maxLine = options.maxChunkLineBytes ?? 1024;
     this.#maxTrailer = options.maxTrailerBytes ?? 16384;
     this.#left = framing.kind === "length" ? framing.length : 0;
+    this.#topUp = options.topUp === true && reader.buffered > 0 &&
+      (framing.kind === "length" || framing.kind === "chunked");
     if (framing.kind === "none" || (framing.kind === "length" && framing.length === 0)) {
       this.#done = true;
     }
@@ -76,6 +88,10 @@ export class BodyReader {
    */
   async next(): Promise<Uint8Array | null> {
     if (this.#done) return null;
+    if (this.#topUp) {
+      this.#topUp = false;
+      if (!this.#endsWithinBuffered()) await this.#reader.fill();
+    }
     switch (this.#framing.kind) {
       case "length": {
         const total = this.#framing.length;
@@ -197,6 +213,33 @@ export class BodyReader {
       if (ended) this.#done = true;
       if (w > 0) return buffer.subarray(0, w);
       if (ended) return null;
+    }
+  }
+
+  /**
+   * Whether the body ends within the bytes buffered (before any is read):
+   * when not, the peer owes more, and reading once more cannot wait for
+   * bytes that never come. Chunk extensions or anything unusual count as
+   * ending (no read ahead).
+   */
+  #endsWithinBuffered(): boolean {
+    const buffer = this.#reader.peek();
+    if (this.#framing.kind === "length") return buffer.byteLength >= this.#left;
+    let at = 0;
+    for (;;) {
+      let size = 0;
+      let i = at;
+      for (; i < at + 8 && i < buffer.byteLength; i++) {
+        const digit = hexDigit(buffer[i]!);
+        if (digit < 0) break;
+        size = size * 16 + digit;
+      }
+      if (i >= buffer.byteLength) return false;
+      if (i === at || buffer[i] !== 0x0d) return true;
+      if (size === 0) return true;
+      // Size line, data, CRLF.
+      at = i + 2 + size + 2;
+      if (at >= buffer.byteLength) return false;
     }
   }
 

@@ -5,6 +5,8 @@
  * @module
  */
 
+import type { ReadBufferPool } from "./read_buffers.ts";
+
 /** Reads into `buffer`; resolves the byte count, or null at the end of the stream. */
 export type ReadFn = (buffer: Uint8Array) => Promise<number | null>;
 
@@ -50,26 +52,41 @@ export class Http1Error extends Error {
  * idle. Every read lands in a fresh buffer; a view handed out as body data
  * ({@linkcode ByteReader.readSome}, {@linkcode readBody}) is the only
  * reference to its buffer (what follows is copied off), so a consumer may
- * free the buffer after use (`chunk.buffer.transfer(0)`).
+ * free the buffer after use (`chunk.buffer.transfer(0)`), or give it back
+ * to the reader's pool ({@linkcode ByteReaderOptions.pool}) once written.
  */
 export class ByteReader {
   #read: ReadFn;
+  readonly #pool: ReadBufferPool | null;
+  readonly #headroom: number;
   #data: Uint8Array = new Uint8Array(0);
   #pending: Promise<number | null> | null = null;
   #pendingBuffer: Uint8Array | null = null;
   #readBytes: number;
   #ended = false;
   #received = 0;
+  #lastReadFull = false;
+  /** A buffer no view of which is kept (see recycle); null when none. */
+  #spare: ArrayBuffer | null = null;
+  /** The buffer of the last read when this reader made it (not a pool's); else null. */
+  #own: ArrayBufferLike | null = null;
 
   /**
    * Creates a reader over a source of bytes.
    *
    * @param read The source.
    * @param readBytes Size of each read. @default {65536}
+   * @param options Where read buffers come from.
    */
-  constructor(read: ReadFn, readBytes = 65536) {
+  constructor(read: ReadFn, readBytes = 65536, options: ByteReaderOptions = {}) {
     this.#read = read;
     this.#readBytes = readBytes;
+    const pool = options.pool ?? null;
+    this.#pool = pool !== null && pool.size === readBytes ? pool : null;
+    const headroom = options.headroom ?? 0;
+    this.#headroom = this.#pool !== null && headroom > 0 && headroom <= readBytes / 4
+      ? headroom
+      : 0;
   }
 
   /** Bytes buffered and not consumed. */
@@ -88,6 +105,14 @@ export class ByteReader {
   }
 
   /**
+   * True when the last read from the source filled its buffer: more bytes
+   * were probably waiting already.
+   */
+  get lastReadFull(): boolean {
+    return this.#lastReadFull;
+  }
+
+  /**
    * Starts a read without waiting for it (an idle connection's watch); the
    * next {@linkcode fill} takes its result.
    *
@@ -97,7 +122,7 @@ export class ByteReader {
    */
   prefetch(size: number = this.#readBytes): Promise<number | null> {
     if (this.#pending === null) {
-      this.#pendingBuffer = new Uint8Array(Math.max(1, Math.min(size, this.#readBytes)));
+      this.#pendingBuffer = this.#fresh(Math.max(1, Math.min(size, this.#readBytes)));
       this.#pending = this.#read(this.#pendingBuffer);
     }
     return this.#pending;
@@ -114,21 +139,30 @@ export class ByteReader {
     const keep = this.#data.byteLength;
     let buffer: Uint8Array;
     let n: number | null;
+    let pooled = false;
     if (this.#pending !== null) {
       const pending = this.#pending;
       const read = this.#pendingBuffer!;
       this.#pending = null;
       this.#pendingBuffer = null;
       n = await pending;
+      this.#lastReadFull = n === read.byteLength;
       if (n !== null && keep > 0) {
         buffer = new Uint8Array(keep + n);
         buffer.set(this.#data);
         buffer.set(read.subarray(0, n), keep);
       } else buffer = read;
     } else {
-      buffer = new Uint8Array(keep + Math.max(this.#readBytes, keep));
+      // From the pool when what is kept leaves most of a buffer to read into.
+      pooled = this.#pool !== null && keep <= this.#readBytes / 4;
+      buffer = pooled
+        ? this.#pool!.take().subarray(this.#headroom)
+        : keep === 0
+        ? this.#fresh(this.#readBytes)
+        : new Uint8Array(keep + Math.max(this.#readBytes, keep));
       buffer.set(this.#data);
       n = await this.#read(buffer.subarray(keep));
+      this.#lastReadFull = n === buffer.byteLength - keep;
     }
     if (n === null) {
       this.#ended = true;
@@ -136,7 +170,31 @@ export class ByteReader {
     }
     this.#received += n;
     this.#data = buffer.subarray(0, keep + n);
+    this.#own = pooled ? null : buffer.buffer;
     return true;
+  }
+
+  /**
+   * The owner's word that no view of the bytes read so far is kept (a
+   * request head decoded into strings, say): the buffer they are in is read
+   * into again by the next read that starts with nothing buffered, instead
+   * of a fresh one. Bytes still buffered keep it until they are consumed.
+   */
+  recycle(): void {
+    const buffer = this.#data.buffer;
+    // Only a buffer this reader made for its last read: not a pool's, nor
+    // one of bytes handed over by unread.
+    this.#spare = buffer === this.#own && buffer instanceof ArrayBuffer ? buffer : null;
+  }
+
+  /** A buffer of `size` bytes to read into: the spare one when it may be, else a new one. */
+  #fresh(size: number): Uint8Array {
+    const spare = this.#spare;
+    this.#spare = null;
+    if (spare !== null && this.#data.byteLength === 0 && spare.byteLength >= size) {
+      return new Uint8Array(spare, 0, size);
+    }
+    return new Uint8Array(size);
   }
 
   /** The buffered bytes, not consumed (body decoding may rewrite them in place). */
@@ -221,8 +279,13 @@ export class ByteReader {
       return data.subarray(0, max);
     }
     if (this.#ended) return null;
-    const buffer = new Uint8Array(Math.min(max, this.#readBytes));
+    const size = Math.min(max, this.#readBytes);
+    const room = this.#headroom;
+    const buffer = this.#pool !== null
+      ? this.#pool.take().subarray(room, room + Math.min(size, this.#readBytes - room))
+      : new Uint8Array(size);
     const n = await this.#read(buffer);
+    this.#lastReadFull = n === buffer.byteLength;
     if (n === null) {
       this.#ended = true;
       return null;
@@ -243,6 +306,22 @@ export class ByteReader {
     }
     return this.take(n);
   }
+}
+
+/** Options for {@linkcode ByteReader}. */
+export interface ByteReaderOptions {
+  /**
+   * Buffers of the read size to read into (used only when its size is the
+   * reader's read size), for a consumer that gives each piece's buffer
+   * back once done with it.
+   */
+  pool?: ReadBufferPool | null;
+  /**
+   * Bytes left unread at the start of each pool buffer (at most a quarter
+   * of it), so that a piece's consumer may put a few bytes of its own in
+   * front of the piece in the same buffer (a response head). @default {0}
+   */
+  headroom?: number;
 }
 
 const UTF8 = new TextDecoder();

@@ -45,6 +45,14 @@ export interface Exchange {
   /** Aborted when the peer goes away before the response is complete. */
   readonly signal: AbortSignal;
   /**
+   * Calls `listener` once, with the reason, when {@linkcode signal} aborts
+   * (at once if it has), without making the signal: cheaper per request
+   * where the edge offers it (the native front door); absent elsewhere.
+   *
+   * @returns A function that stops the call.
+   */
+  onGone?(listener: (reason: unknown) => void): () => void;
+  /**
    * A timer of the connection that the handler may use for a deadline when
    * it is not {@linkcode LazyTimer.waiting} (one wait at a time); absent
    * or null where the edge has none (node:http).

@@ -26,6 +26,27 @@ export function markOwned(chunk: Uint8Array): Uint8Array {
 }
 
 /**
+ * Whether a chunk is marked ({@linkcode markOwned}).
+ *
+ * @param chunk The chunk.
+ * @returns True when marked.
+ */
+export function isOwned(chunk: Uint8Array): boolean {
+  return owned.has(chunk);
+}
+
+/**
+ * Takes the mark off a chunk, for a consumer that does with its buffer
+ * what it likes (gives it back to a pool once written, say).
+ *
+ * @param chunk The chunk.
+ * @returns True when it was marked.
+ */
+export function takeOwned(chunk: Uint8Array): boolean {
+  return owned.delete(chunk);
+}
+
+/**
  * Frees a marked chunk's buffer (the chunk reads as empty afterwards);
  * leaves any other chunk alone.
  *

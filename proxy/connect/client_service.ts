@@ -246,7 +246,13 @@ export function createPollCore(options: ClientServiceOptions): PollCore {
       return new ConnectError(`Registration revoked: ${revoked}`, Code.PermissionDenied);
     },
     scrape(stream, task) {
-      logOf(stream).debug("Sending scrape", { scrape_id: task.id, url: task.url });
+      // Not logOf(stream): a child logger per scrape, for a record rarely kept.
+      logger.debug("Sending scrape", {
+        fqdn: stream.fqdn,
+        session: stream.session.id.slice(0, 8),
+        scrape_id: task.id,
+        url: task.url,
+      });
       return {
         message: {
           case: "scrape",

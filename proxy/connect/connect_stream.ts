@@ -14,6 +14,7 @@ import { createEndStreamSerialization } from "@connectrpc/connect/protocol-conne
 import { type PushRequest, PushRequestSchema } from "../../gen/pushprox/v1/pushprox_pb.ts";
 import { errorMessage } from "../../lib/error_message.ts";
 import { decodePushHead } from "./wire_codec.ts";
+import { isOwned, markOwned } from "../../lib/owned_chunks.ts";
 
 /** Envelope flag: the message is compressed. */
 export const FLAG_COMPRESSED = 0x01;
@@ -74,6 +75,8 @@ export class EnvelopeReader {
   readonly #maxMessageBytes: number;
   /** Received, not yet read; the first may be partly read already. */
   #chunks: Uint8Array[] = [];
+  /** Whether the first chunk was received marked as owned (lib/owned_chunks.ts). */
+  #firstOwned = false;
   #buffered = 0;
 
   /**
@@ -91,6 +94,7 @@ export class EnvelopeReader {
       const next = await this.#source.next();
       if (next.done) return false;
       if (next.value.byteLength === 0) continue;
+      if (this.#chunks.length === 0) this.#firstOwned = isOwned(next.value);
       this.#chunks.push(next.value);
       this.#buffered += next.value.byteLength;
       return true;
@@ -127,6 +131,8 @@ export class EnvelopeReader {
       const first = this.#chunks[0]!;
       if (first.byteLength <= n) {
         this.#chunks.shift();
+        const next = this.#chunks[0];
+        this.#firstOwned = next !== undefined && isOwned(next);
         n -= first.byteLength;
       } else {
         this.#chunks[0] = first.subarray(n);
@@ -173,13 +179,21 @@ export class EnvelopeReader {
     return bytes;
   }
 
-  /** Up to `n` (> 0) bytes of the current message: a view of one received chunk. */
+  /**
+   * Up to `n` (> 0) bytes of the current message: a view of one received
+   * chunk. When the view is the rest of a chunk received marked as owned
+   * (the only view of its buffer), it is marked too: what came before it
+   * in the buffer (envelope headers, messages decoded from copies) is
+   * read, and nothing after it is left here.
+   */
   async readSome(n: number): Promise<Uint8Array> {
     if (this.#buffered === 0 && !(await this.#pull())) throw incomplete();
     const first = this.#chunks[0]!;
-    const bytes = first.byteLength <= n ? first : first.subarray(0, n);
+    const whole = first.byteLength <= n;
+    const owned = whole && this.#firstOwned;
+    const bytes = whole ? first : first.subarray(0, n);
     this.#skip(bytes.byteLength);
-    return bytes;
+    return owned ? markOwned(bytes) : bytes;
   }
 
   /** Up to `n` bytes at the front, not consumed (fewer only at the end of the stream). */
@@ -251,7 +265,9 @@ export async function* readPushRequests(reader: EnvelopeReader): AsyncGenerator<
       }
     }
     first = false;
-    yield decode(await reader.read(header.length));
+    // A copy: nothing decoded may keep a view of a buffer whose body
+    // pieces are given back once relayed (see EnvelopeReader.readSome).
+    yield decode((await reader.read(header.length)).slice());
   }
 }
 

@@ -203,3 +203,34 @@ Deno.test("encodeEndStream() writes the JSON connect-es reads back", () => {
     message: "replaced",
   });
 });
+
+Deno.test("EnvelopeReader.readSome marks a view owned only when it is the rest of an owned chunk", async () => {
+  const { isOwned, markOwned } = await import("../../lib/owned_chunks.ts");
+  // Two envelopes of 8 bytes each in one owned chunk, then one in an unmarked chunk.
+  const a = concat(
+    encodeEnvelope(0, new Uint8Array(8).fill(1)),
+    encodeEnvelope(0, new Uint8Array(8).fill(2)),
+  );
+  const b = encodeEnvelope(0, new Uint8Array(8).fill(3));
+  async function* source(): AsyncGenerator<Uint8Array> {
+    yield markOwned(a);
+    yield b;
+  }
+  const reader = new EnvelopeReader(source(), 1024);
+  assert.equal((await reader.header())?.length, 8);
+  // More of the chunk follows this message: not the only view left.
+  const first = await reader.readSome(8);
+  assert.deepEqual([...first], new Array(8).fill(1));
+  assert.equal(isOwned(first), false);
+  assert.equal((await reader.header())?.length, 8);
+  // The rest of the owned chunk: owned.
+  const second = await reader.readSome(8);
+  assert.deepEqual([...second], new Array(8).fill(2));
+  assert.equal(isOwned(second), true);
+  // The rest of a chunk that was not owned: not owned.
+  assert.equal((await reader.header())?.length, 8);
+  const third = await reader.readSome(8);
+  assert.deepEqual([...third], new Array(8).fill(3));
+  assert.equal(isOwned(third), false);
+  assert.equal(await reader.header(), null);
+});

@@ -8,7 +8,7 @@
  * @module
  */
 
-import { declaredLength, type HeaderField } from "../../lib/headers.ts";
+import { type DeclaredLength, declaredLength, type HeaderField } from "../../lib/headers.ts";
 import { CoordinatorError } from "./coordinator_error.ts";
 
 /** What the client answered: status, headers and a body to relay. */
@@ -109,7 +109,8 @@ export function handOff<S extends Handoff>(
     );
   }
   scrape.answered = true;
-  const problem = pushHeadProblem(head);
+  const length = declaredLength(head.headers.map((h) => [h.name, h.value]));
+  const problem = pushHeadProblem(head, length);
   if (problem !== null) {
     // Refused, never relayed: the scrape fails at once with 502 and the
     // reason, instead of waiting for its deadline.
@@ -127,7 +128,6 @@ export function handOff<S extends Handoff>(
       new CoordinatorError(`Cannot accept the push: ${problem.message}`, problem.kind),
     );
   }
-  const length = declaredLength(head.headers.map((h) => [h.name, h.value]));
   return new Promise<void>((resolve, reject) => {
     let settled = false;
     scrape.resolve({
@@ -154,6 +154,7 @@ export function handOff<S extends Handoff>(
  */
 function pushHeadProblem(
   head: PushHead,
+  length: DeclaredLength,
 ): { kind: "invalid_status" | "invalid"; message: string } | null {
   if (!Number.isInteger(head.status) || head.status < 200 || head.status > 599) {
     return {
@@ -161,7 +162,6 @@ function pushHeadProblem(
       message: `status ${head.status} is not a final HTTP status (200-599)`,
     };
   }
-  const length = declaredLength(head.headers.map((h) => [h.name, h.value]));
   if ("problem" in length) return { kind: "invalid", message: length.problem };
   return null;
 }

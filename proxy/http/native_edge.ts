@@ -11,6 +11,7 @@
 import { type BodyFraming, BodyReader, ByteReader } from "../../lib/http1.ts";
 import type { ConnectionBudget } from "../../lib/connection_budget.ts";
 import { LazyTimer } from "../../lib/lazy_timer.ts";
+import { ReadBufferPool } from "../../lib/read_buffers.ts";
 import type { Logger } from "../../lib/logger.ts";
 import type { HeaderPair } from "../../lib/http_exchange.ts";
 import type { EdgeConnection, FrontDoor, NativeRoute } from "./front_door.ts";
@@ -49,6 +50,12 @@ const NO_BYTES = new Uint8Array(0);
 const HEAD_READ_BYTES = 4 * 1024;
 const BODY_READ_BYTES = 64 * 1024;
 /**
+ * Left free at the start of each body read buffer: a relayed scrape's
+ * response head goes there, in front of the first piece, instead of both
+ * being copied into a new buffer (see NativeExchange.write).
+ */
+const HEADROOM_BYTES = 1024;
+/**
  * The read that watches an open Poll stream's connection for its close:
  * the client sends nothing more while the stream is open, and at 10,000
  * streams 4 KiB each would be 40 MiB of buffers waiting for nothing. (Reads
@@ -76,6 +83,9 @@ type HeadOutcome =
 export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
   const { budget, logger } = options;
   const keepAliveSeconds = Math.max(1, Math.floor(options.idleTimeoutMs / 1000));
+  // Request bodies are read into these; a pushed body's pieces come back
+  // once relayed (see NativeExchange.write).
+  const pool = new ReadBufferPool(BODY_READ_BYTES);
   // Frozen, so that the exchange may reuse a response head built with them.
   const ownHeaders: readonly HeaderPair[] = Object.freeze([...(options.headers ?? [])]);
 
@@ -212,13 +222,19 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
         outcome = null;
         reader.take(head.length);
         const framing = bodyFramingOf(head);
+        // Without a body nothing of the buffer is lent (the head is strings):
+        // the next head is read into it again.
+        if (framing === null) reader.recycle();
+        // The head's read filled its small buffer: the body's first bytes
+        // in it go on with the next read's (one piece, one write to relay).
+        const topUp = reader.lastReadFull;
         if (framing !== null && !bodyReads) {
-          const larger = new ByteReader(read, BODY_READ_BYTES);
+          const larger = new ByteReader(read, BODY_READ_BYTES, { pool, headroom: HEADROOM_BYTES });
           larger.unread(reader.peek());
           reader = larger;
           bodyReads = true;
         }
-        const body = framing === null ? null : new BodyReader(reader, framing);
+        const body = framing === null ? null : new BodyReader(reader, framing, { topUp });
         // Once the body is read (or at once without one), a close or reset by
         // the peer abandons the exchange (as node:http does); the read that
         // watches for it uses a small buffer (an idle Poll stream waits on it).
@@ -256,6 +272,7 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
           headers: head.target.startsWith("/") ? ownHeaders : NO_HEADERS,
           onBodyEnd: () => watch(true),
           timer: handlerTimer,
+          pool,
         });
         head = null;
         if (body === null || body.done) watch(false);

@@ -14,6 +14,8 @@ import type { Exchange, HeaderPair } from "../../lib/http_exchange.ts";
 import type { RequestHead } from "./request_head.ts";
 import type { LazyTimer } from "../../lib/lazy_timer.ts";
 import { POLL_PATH } from "../connect/fast_client_service.ts";
+import { markOwned, takeOwned } from "../../lib/owned_chunks.ts";
+import type { ReadBufferPool } from "../../lib/read_buffers.ts";
 
 const encoder = new TextEncoder();
 const LAST_CHUNK = encoder.encode("0\r\n\r\n");
@@ -44,7 +46,15 @@ export interface NativeExchangeOptions {
   onBodyEnd?: () => void;
   /** A timer of the connection that the exchange's handler may use (free while it runs). */
   timer?: LazyTimer;
+  /**
+   * Where the buffer of a body chunk marked as owned (lib/owned_chunks.ts)
+   * goes once the chunk is written: the edge's read buffers. The request
+   * body's pieces are marked (each is the only view of its buffer).
+   */
+  pool?: ReadBufferPool | null;
 }
+
+const noop = (): void => {};
 
 const EMPTY: AsyncIterator<Uint8Array> = {
   next: () => Promise.resolve({ done: true, value: undefined }),
@@ -67,10 +77,13 @@ export class NativeExchange implements Exchange {
   readonly #conn: Deno.Conn;
   #head: RequestHead;
   readonly #keepAliveSeconds: number;
+  readonly #pool: ReadBufferPool | null;
   /** Made when the signal is first read (a Push's handler never reads it). */
   #gone: AbortController | null = null;
   /** Why the exchange was abandoned; null while it is not. */
   #goneReason: Error | null = null;
+  /** Called when the exchange is abandoned (see onGone); null when none. */
+  #goneListeners: ((reason: unknown) => void)[] | null = null;
   /** The peer asked to close (Connection: close), or a failure requires it. */
   #close: boolean;
   #status = 0;
@@ -102,6 +115,7 @@ export class NativeExchange implements Exchange {
     this.#extraHeaders = options.headers ?? [];
     this.#onBodyEnd = options.onBodyEnd;
     this.timer = options.timer ?? null;
+    this.#pool = options.pool ?? null;
     this.#close = (head.headers.get("connection") ?? []).some((value) =>
       value.toLowerCase().split(",").some((token) => token.trim() === "close")
     );
@@ -152,7 +166,9 @@ export class NativeExchange implements Exchange {
     const iterator: AsyncIterator<Uint8Array> = body === null ? EMPTY : {
       async next() {
         const piece = await body.next();
-        if (piece !== null) return { done: false, value: piece };
+        // The only view of its buffer (BodyReader's contract): its
+        // consumer may give the buffer back once done (see write).
+        if (piece !== null) return { done: false, value: markOwned(piece) };
         ended();
         return { done: true, value: undefined };
       },
@@ -189,6 +205,19 @@ export class NativeExchange implements Exchange {
     return this.#gone.signal;
   }
 
+  onGone(listener: (reason: unknown) => void): () => void {
+    if (this.#goneReason !== null) {
+      listener(this.#goneReason);
+      return noop;
+    }
+    (this.#goneListeners ??= []).push(listener);
+    return () => {
+      const listeners = this.#goneListeners;
+      const at = listeners === null ? -1 : listeners.indexOf(listener);
+      if (at >= 0) listeners!.splice(at, 1);
+    };
+  }
+
   /** True when the connection must close after this exchange. */
   get closing(): boolean {
     return this.#close || this.#destroyed;
@@ -216,25 +245,47 @@ export class NativeExchange implements Exchange {
     }
   }
 
+  /**
+   * Writes body bytes. A chunk marked as owned (lib/owned_chunks.ts) is
+   * taken: its buffer goes back to the edge's read buffers once written.
+   */
   write(chunk: Uint8Array): Promise<void> {
+    const give = this.#pool !== null && takeOwned(chunk);
     if (this.#destroyed || this.#ended) return Promise.resolve();
-    return this.#writeBody(chunk);
+    return this.#writeBody(chunk, give ? chunk.buffer : null);
   }
 
-  #writeBody(chunk: Uint8Array): Promise<void> {
+  #writeBody(chunk: Uint8Array, give: ArrayBufferLike | null): Promise<void> {
     // Most writes: the head is out and the body is framed by its length.
     if (this.#headSent && !this.#chunked) {
-      return this.#noBody || chunk.byteLength === 0 ? this.#queue : this.#enqueue(chunk);
+      return this.#noBody || chunk.byteLength === 0 ? this.#queue : this.#enqueue(chunk, give);
     }
     // The head goes out with the first body bytes, in one write.
     const parts: Uint8Array[] = [];
-    if (!this.#headSent) parts.push(this.#headBytes());
+    if (!this.#headSent) {
+      const head = this.#headBytes();
+      if (
+        give !== null && !this.#noBody && !this.#chunked && chunk.byteLength > 0 &&
+        chunk.byteOffset >= head.byteLength
+      ) {
+        // The chunk's buffer is ours (an owned chunk): the head goes in
+        // front of it, into bytes already read, and the body is not copied.
+        const out = new Uint8Array(
+          chunk.buffer,
+          chunk.byteOffset - head.byteLength,
+          head.byteLength + chunk.byteLength,
+        );
+        out.set(head);
+        return this.#enqueue(out, give);
+      }
+      parts.push(head);
+    }
     if (!this.#noBody && chunk.byteLength > 0) {
       if (this.#chunked) parts.push(encoder.encode(chunk.byteLength.toString(16) + "\r\n"));
       parts.push(chunk);
       if (this.#chunked) parts.push(CRLF);
     }
-    return parts.length === 0 ? this.#queue : this.#enqueue(join(parts));
+    return parts.length === 0 ? this.#queue : this.#enqueue(join(parts), give);
   }
 
   end(body?: string | Uint8Array): void {
@@ -281,9 +332,14 @@ export class NativeExchange implements Exchange {
     if (this.#goneReason !== null) return;
     this.#goneReason = reason;
     this.#gone?.abort(reason);
+    const listeners = this.#goneListeners;
+    if (listeners === null) return;
+    this.#goneListeners = null;
+    for (const listener of listeners) listener(reason);
   }
 
-  #enqueue(bytes: Uint8Array): Promise<void> {
+  /** Writes after what is queued; `give` goes to the pool once all is written. */
+  #enqueue(bytes: Uint8Array, give: ArrayBufferLike | null = null): Promise<void> {
     const conn = this.#conn;
     this.#queue = this.#queue.then(async () => {
       if (this.#destroyed) return;
@@ -291,7 +347,9 @@ export class NativeExchange implements Exchange {
         for (let at = 0; at < bytes.byteLength;) at += await conn.write(bytes.subarray(at));
       } catch {
         this.peerGone();
+        return;
       }
+      if (give !== null) this.#pool!.give(give);
     });
     return this.#queue;
   }

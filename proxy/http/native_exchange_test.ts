@@ -83,3 +83,71 @@ Deno.test("NativeExchange: the signal made after the peer left is already aborte
   assert.equal(signal.aborted, true);
   assert.match((signal.reason as Error).message, /was aborted/);
 });
+
+Deno.test("NativeExchange: an owned chunk's buffer goes back to the pool once written", async () => {
+  const { markOwned, isOwned } = await import("../../lib/owned_chunks.ts");
+  const { ReadBufferPool } = await import("../../lib/read_buffers.ts");
+  const pool = new ReadBufferPool(64);
+  const scan = scanRequestHead(
+    new TextEncoder().encode("GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n"),
+    16384,
+  );
+  if (scan.kind !== "head") throw new Error("unreachable");
+  const { conn, written } = memoryConn();
+  const ex = new NativeExchange(conn, scan.head, { keepAliveSeconds: 5, pool });
+  ex.respond(200, [["content-length", "12"]]);
+  const owned = pool.take().subarray(10, 16);
+  owned.set(new TextEncoder().encode("first "));
+  markOwned(owned);
+  const other = new Uint8Array(64).subarray(0, 6);
+  other.set(new TextEncoder().encode("second"));
+  await ex.write(owned);
+  assert.equal(isOwned(owned), false);
+  await ex.write(other);
+  ex.end();
+  assert.equal(await ex.finished(), true);
+  assert.match(written(), /\r\n\r\nfirst second$/);
+  // The owned chunk's buffer is back (once); the other one is not.
+  assert.equal(pool.free, 1);
+  assert.equal(pool.take().buffer, owned.buffer);
+});
+
+Deno.test("NativeExchange: the head goes in front of an owned first chunk, in its buffer", async () => {
+  const { markOwned } = await import("../../lib/owned_chunks.ts");
+  const { ReadBufferPool } = await import("../../lib/read_buffers.ts");
+  const pool = new ReadBufferPool(512);
+  const scan = scanRequestHead(
+    new TextEncoder().encode("GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n"),
+    16384,
+  );
+  if (scan.kind !== "head") throw new Error("unreachable");
+  const writes: Uint8Array[] = [];
+  const conn = {
+    remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 40000 },
+    write(bytes: Uint8Array) {
+      writes.push(bytes);
+      return Promise.resolve(bytes.byteLength);
+    },
+    close() {},
+  } as unknown as Deno.Conn;
+  const send = async (offset: number) => {
+    writes.length = 0;
+    const ex = new NativeExchange(conn, scan.head, { keepAliveSeconds: 5, pool });
+    ex.respond(200, [["content-length", "4"]]);
+    const chunk = markOwned(pool.take().subarray(offset, offset + 4));
+    chunk.set(new TextEncoder().encode("body"));
+    await ex.write(chunk);
+    ex.end();
+    assert.equal(await ex.finished(), true);
+    assert.equal(writes.length, 1);
+    assert.match(new TextDecoder().decode(writes[0]!), /^HTTP\/1\.1 200 OK\r\n[^]*\r\n\r\nbody$/);
+    return { chunk, written: writes[0]! };
+  };
+  // Room before the chunk: one write of the chunk's own buffer, no copy.
+  const roomy = await send(400);
+  assert.equal(roomy.written.buffer, roomy.chunk.buffer);
+  assert.equal(roomy.written.byteOffset + roomy.written.byteLength, 404);
+  // No room: the head and the chunk joined in a new buffer.
+  const tight = await send(10);
+  assert.notEqual(tight.written.buffer, tight.chunk.buffer);
+});

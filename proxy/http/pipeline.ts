@@ -54,8 +54,12 @@ export interface PipelineOptions {
 export interface Pipeline {
   /** Serves one node:http request (of any listener). */
   handle(req: IncomingMessage, res: ServerResponse): void;
-  /** Serves one request the native front door read (a route the table marks native). */
-  serveNative(exchange: NativeExchange): Promise<void>;
+  /**
+   * Serves one request the native front door read (a route the table marks
+   * native), on `route` when the edge already matched it (the route table
+   * is then not asked again), else on the route it matches.
+   */
+  serveNative(exchange: NativeExchange, route?: Route): Promise<void>;
   /** The node:http request a Connect or legacy handler is serving has this context. */
   contextOf(req: object): RequestContext | null;
 }
@@ -195,7 +199,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
    * node:http request (authority, body idle timeout), then served as
    * `handle` serves it.
    */
-  function serveNative(exchange: NativeExchange): Promise<void> {
+  function serveNative(exchange: NativeExchange, matched?: Route): Promise<void> {
     let isBound = false;
     let timer: ReturnType<typeof setTimeout> | undefined;
     let expire: (() => void) | undefined;
@@ -259,7 +263,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
         httpVersionMajor: exchange.httpVersionMajor,
         header: (name) => exchange.header(name),
       };
-      const route = matchRoute(table, request);
+      const route = matched ?? matchRoute(table, request);
       const context = requestAuth.context(
         route.role,
         exchange,

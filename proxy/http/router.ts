@@ -213,7 +213,8 @@ export function matchRoute(table: readonly Route[], request: RouteRequest): Rout
 
 /** The path of a request target: the target before `?`. */
 export function targetPath(target: string): string {
-  return target.split("?", 1)[0]!;
+  const query = target.indexOf("?");
+  return query < 0 ? target : target.slice(0, query);
 }
 
 /** The route table's view of a head the native front door read. */

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { forwardableHeaders, type HeaderField, rawHeaderPairs } from "../../lib/headers.ts";
+import { forwardableFields, forwardableHeaders, type HeaderField } from "../../lib/headers.ts";
 import type { Logger } from "../../lib/logger.ts";
 import { type Coordinator, CoordinatorError, type ScrapeReply } from "../core/coordinator.ts";
 import type { ProxyMetrics } from "../core/metrics.ts";
@@ -143,20 +143,34 @@ export function createScrapeHandler(
     // deadline, timed by the connection's timer where the edge has one
     // (AbortSignal.timeout + AbortSignal.any per scrape cost ~3 % of the
     // proxy's CPU, their listeners included).
+    // The relay hears of the abort through `relay.fire`, set while it
+    // waits, not through a listener of its own on the signal; the edge's
+    // abandonment through `onGone` where it offers it (no signal made).
     const deadline = { aborted: false };
     const scope = new AbortController();
     const signal = scope.signal;
+    const relay: RelayAbort = { fire: null };
+    const abortScope = (reason: unknown) => {
+      if (signal.aborted) return;
+      scope.abort(reason);
+      relay.fire?.(reason);
+    };
     const onDeadline = () => {
       deadline.aborted = true;
-      scope.abort(new DOMException("Signal timed out.", "TimeoutError"));
+      abortScope(new DOMException("Signal timed out.", "TimeoutError"));
     };
-    const onGone = () => scope.abort(res.signal.reason);
     const timer = res.timer && !res.timer.waiting ? res.timer : null;
     let timeout: ReturnType<typeof setTimeout> | undefined;
     if (timer !== null) timer.set(timeoutMs, onDeadline);
     else timeout = setTimeout(onDeadline, timeoutMs);
-    if (res.signal.aborted) onGone();
-    else res.signal.addEventListener("abort", onGone, { once: true });
+    let stopGone: () => void;
+    if (res.onGone !== undefined) stopGone = res.onGone(abortScope);
+    else {
+      const onGone = () => abortScope(res.signal.reason);
+      if (res.signal.aborted) onGone();
+      else res.signal.addEventListener("abort", onGone, { once: true });
+      stopGone = () => res.signal.removeEventListener("abort", onGone);
+    }
     try {
       target = url.toString();
       // Made only when something is logged (a child logger per scrape was garbage).
@@ -169,7 +183,7 @@ export function createScrapeHandler(
             host: url.hostname,
             method: req.method,
             url: target,
-            headers: forwardableHeaders(rawHeaderPairs(res.rawHeaders)),
+            headers: forwardableHeaders(headerPairs(res.rawHeaders)),
             deadline: now() + timeoutMs,
           },
           signal,
@@ -226,6 +240,7 @@ export function createScrapeHandler(
           reply.body,
           res,
           signal,
+          relay,
           maxBodyBytes,
           hasBody ? declared : null,
           (n) => bytes += n,
@@ -256,7 +271,7 @@ export function createScrapeHandler(
     } finally {
       timer?.clear(onDeadline);
       clearTimeout(timeout);
-      res.signal.removeEventListener("abort", onGone);
+      stopGone();
     }
   };
 }
@@ -268,15 +283,16 @@ function writeHead(
   contentLength: number | null,
 ): void {
   const out: HeaderPair[] = [];
-  for (
-    const { name, value } of forwardableHeaders(
-      headers.map((h) => [h.name, h.value]),
-    )
-  ) {
-    out.push([name, value]);
-  }
+  for (const { name, value } of forwardableFields(headers)) out.push([name, value]);
   if (contentLength !== null) out.push(["content-length", String(contentLength)]);
   res.respond(status, out);
+}
+
+/** Pairs of a flat `rawHeaders` array (an array, not a generator: once per scrape). */
+function headerPairs(raw: readonly string[]): [string, string][] {
+  const pairs: [string, string][] = [];
+  for (let i = 0; i + 1 < raw.length; i += 2) pairs.push([raw[i]!, raw[i + 1]!]);
+  return pairs;
 }
 
 /** A client's answer is larger than --scrape.max-body-bytes. */
@@ -287,28 +303,34 @@ class BodyTooLargeError extends Error {
   }
 }
 
+/** Where the scrape tells its relay that `signal` aborted (see relayBody). */
+interface RelayAbort {
+  fire: ((reason: unknown) => void) | null;
+}
+
 /**
- * Copies the body with back-pressure; stops when `signal` aborts or when more
- * than `maxBytes` (0: no limit) arrive. With a declared `length`, a body
- * longer or shorter than it is an error (the response was sent with that
- * Content-Length and cannot be framed otherwise).
+ * Copies the body with back-pressure; stops when `signal` aborts (which the
+ * caller reports through `abort.fire`) or when more than `maxBytes` (0: no
+ * limit) arrive. With a declared `length`, a body longer or shorter than it
+ * is an error (the response was sent with that Content-Length and cannot be
+ * framed otherwise).
  */
 async function relayBody(
   body: AsyncIterable<Uint8Array>,
   res: Exchange,
   signal: AbortSignal,
+  abort: RelayAbort,
   maxBytes: number,
   length: number | null,
   onBytes: (count: number) => void,
 ): Promise<number> {
   const iterator = body[Symbol.asyncIterator]();
   let bytes = 0;
-  // One abort listener for the whole relay, rejecting whatever is awaited
-  // now. (Racing each chunk against one long-lived promise would keep every
+  // One abort hook for the whole relay, rejecting whatever is awaited now.
+  // (Racing each chunk against one long-lived promise would keep every
   // chunk reachable from that promise until the scrape ends.)
   let rejectWaiting: ((reason: unknown) => void) | null = null;
-  const onAbort = () => rejectWaiting?.(signal.reason);
-  signal.addEventListener("abort", onAbort, { once: true });
+  abort.fire = (reason) => rejectWaiting?.(reason);
   const orAbort = <T>(promise: Promise<T>): Promise<T> => {
     if (signal.aborted) return Promise.reject(signal.reason);
     return new Promise<T>((resolve, reject) => {
@@ -344,6 +366,6 @@ async function relayBody(
       rejectWaiting = null;
     }
   } finally {
-    signal.removeEventListener("abort", onAbort);
+    abort.fire = null;
   }
 }

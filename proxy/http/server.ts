@@ -26,7 +26,7 @@ import type { RequestHead } from "./request_head.ts";
 import { targetGroups } from "./service_discovery.ts";
 import { createPipeline, type RouteHandler } from "./pipeline.ts";
 import { createClientAuthorizer, createRequestAuth, REQUEST } from "./request_context.ts";
-import { createRouteTable, nativeRouteOf, type RouteName } from "./router.ts";
+import { createRouteTable, nativeRouteOf, type Route, type RouteName } from "./router.ts";
 
 export { DRAIN_MAX_BYTES, DRAIN_MAX_MS } from "./node_guard.ts";
 export { type ServeOptions, serveProxy, type ServingProxy } from "./listener.ts";
@@ -310,6 +310,14 @@ export function createProxy(options: ProxyOptions): Proxy {
     bodyIdleTimeoutMs: options.bodyIdleTimeoutMs ?? 30_000,
   });
   const nativeEdgeOn = options.nativeEdge ?? true;
+  // One handler per native route: the route matched by the edge is served
+  // without matching it again.
+  const nativeHandlers = new Map<Route, NativeHandler>();
+  for (const route of table) {
+    if (route.native) {
+      nativeHandlers.set(route, (exchange) => pipeline.serveNative(exchange, route));
+    }
+  }
 
   return {
     coordinator,
@@ -320,7 +328,8 @@ export function createProxy(options: ProxyOptions): Proxy {
     },
     nativeRoute(head) {
       if (!nativeEdgeOn) return null;
-      return nativeRouteOf(table, head) === null ? null : pipeline.serveNative;
+      const route = nativeRouteOf(table, head);
+      return route === null ? null : nativeHandlers.get(route) ?? null;
     },
     handle: pipeline.handle,
   };

@@ -1,0 +1,130 @@
+import assert from "node:assert/strict";
+import { BodyReader, ByteReader } from "./http1.ts";
+import type { BodyFraming } from "./http1_head.ts";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** A source handing out `pieces` one per read (split at the buffer's size), counting reads. */
+function source(...pieces: string[]) {
+  const queue = pieces.map((p) => encoder.encode(p));
+  const counter = { reads: 0 };
+  const read = (buffer: Uint8Array): Promise<number | null> => {
+    counter.reads++;
+    const next = queue.shift();
+    if (next === undefined) return Promise.resolve(null);
+    const n = Math.min(next.byteLength, buffer.byteLength);
+    buffer.set(next.subarray(0, n));
+    if (n < next.byteLength) queue.unshift(next.subarray(n));
+    return Promise.resolve(n);
+  };
+  return { read, counter };
+}
+
+/**
+ * As the proxy's edge reads a request: one read into a small buffer (the
+ * head's), then a larger reader for the body holding what is left of it.
+ */
+async function bodyAfterSmallRead(
+  framing: BodyFraming,
+  smallBytes: number,
+  ...pieces: string[]
+) {
+  const { read, counter } = source(...pieces);
+  const small = new ByteReader(read, smallBytes);
+  assert.ok(await small.fill());
+  const topUp = small.lastReadFull;
+  const larger = new ByteReader(read, 1024);
+  larger.unread(small.peek());
+  const body = new BodyReader(larger, framing, { topUp });
+  const out: string[] = [];
+  for (let piece = await body.next(); piece !== null; piece = await body.next()) {
+    out.push(decoder.decode(piece));
+  }
+  return { pieces: out, reads: counter.reads, rest: decoder.decode(larger.peek()) };
+}
+
+Deno.test("BodyReader topUp: the tail of a full small read goes on with the next read's bytes", async () => {
+  const data = "0123456789abcdefghijklmnopqrstuvwxyz!?";
+  // Length-framed, the whole body sent in one write.
+  const length = await bodyAfterSmallRead({ kind: "length", length: data.length }, 16, data);
+  assert.deepEqual(length.pieces, [data]);
+  // Chunked: both chunks of the two reads in one piece.
+  const wire = `a\r\n${data.slice(0, 10)}\r\n1c\r\n${data.slice(10)}\r\n0\r\n\r\n`;
+  const chunked = await bodyAfterSmallRead({ kind: "chunked" }, 16, wire);
+  assert.deepEqual(chunked.pieces, [data]);
+  assert.equal(chunked.rest, "");
+});
+
+Deno.test("BodyReader topUp: no read ahead when the body ends within what is buffered", async () => {
+  // A pipelined request follows; reading once more would wait for bytes
+  // that are not owed (the source ends the test with null if it is asked).
+  const length = await bodyAfterSmallRead({ kind: "length", length: 10 }, 16, "0123456789GET /x");
+  assert.deepEqual(length.pieces, ["0123456789"]);
+  assert.equal(length.reads, 1);
+  assert.equal(length.rest, "GET /x");
+  const chunked = await bodyAfterSmallRead(
+    { kind: "chunked" },
+    16,
+    "5\r\nhello\r\n0\r\n\r\nG",
+    "ET",
+  );
+  assert.deepEqual(chunked.pieces, ["hello"]);
+  assert.equal(chunked.reads, 1);
+  assert.equal(chunked.rest, "G");
+  // Unusual framing (a chunk extension): no read ahead either.
+  const extension = await bodyAfterSmallRead(
+    { kind: "chunked" },
+    16,
+    "5;x=1\r\nhello\r\n5\r\nworld\r\n0\r\n\r\n",
+  );
+  assert.deepEqual(extension.pieces, ["hello", "world"]);
+});
+
+Deno.test("BodyReader topUp: a read that did not fill its buffer goes on at once", async () => {
+  // Nothing else was waiting: the first bytes are a piece of their own
+  // (a streaming push is relayed as it arrives).
+  const result = await bodyAfterSmallRead(
+    { kind: "length", length: 20 },
+    16,
+    "0123456789",
+    "abcdefghij",
+  );
+  assert.deepEqual(result.pieces, ["0123456789", "abcdefghij"]);
+  // Without topUp, a full small read's tail is a piece of its own too.
+  const { read } = source("0123456789abcdef", "ghij");
+  const small = new ByteReader(read, 16);
+  await small.fill();
+  const body = new BodyReader(small, { kind: "length", length: 20 });
+  assert.equal(decoder.decode((await body.next())!), "0123456789abcdef");
+  assert.equal(decoder.decode((await body.next())!), "ghij");
+  assert.equal(await body.next(), null);
+});
+
+Deno.test("ByteReader.recycle: the next read goes into the same buffer when nothing is buffered", async () => {
+  const buffers: ArrayBufferLike[] = [];
+  const queue = ["GET / HTTP/1.1\r\n", "GET /b HTTP/1.1\r\nG", "ET /c"].map((p) =>
+    encoder.encode(p)
+  );
+  const reader = new ByteReader((buffer) => {
+    buffers.push(buffer.buffer);
+    const next = queue.shift();
+    if (next === undefined) return Promise.resolve(null);
+    buffer.set(next.subarray(0, buffer.byteLength));
+    return Promise.resolve(Math.min(next.byteLength, buffer.byteLength));
+  }, 32);
+  assert.ok(await reader.fill());
+  reader.take(reader.buffered);
+  reader.recycle();
+  // A prefetch (the idle watch) and its fill read into the same buffer.
+  await reader.prefetch();
+  assert.ok(await reader.fill());
+  assert.equal(buffers[1], buffers[0]);
+  assert.equal(reader.lineNow(100, "line"), "GET /b HTTP/1.1");
+  // A byte still buffered ("G") keeps the buffer: the next read gets a new one.
+  reader.recycle();
+  await reader.prefetch();
+  assert.notEqual(buffers[2], buffers[1]);
+  assert.ok(await reader.fill());
+  assert.equal(decoder.decode(reader.peek()), "GET /c");
+});
