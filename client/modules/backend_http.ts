@@ -17,7 +17,6 @@
  */
 
 import { Http1Error, Http1Pool } from "../../lib/http1.ts";
-import { ReadBufferPool } from "../../lib/read_buffers.ts";
 
 /** The backend's connection ended before the body did. */
 export class BackendClosedError extends Error {
@@ -27,14 +26,6 @@ export class BackendClosedError extends Error {
     this.name = "BackendClosedError";
   }
 }
-
-/**
- * The 64 KiB buffers backends' answers are read into: the exporter server
- * gives each piece's buffer back once node:http has written it
- * (ModuleResponse.readBuffers), instead of a new zeroed buffer per read
- * (issue #11). At most 8 kept, for the whole process.
- */
-const READ_BUFFERS = new ReadBufferPool(65536);
 
 /** Keep-alive connections to plain-http backends, by `host:port`. */
 export type BackendPool = Http1Pool;
@@ -58,12 +49,11 @@ export function createBackendPool(options: BackendPoolOptions = {}): BackendPool
   return new Http1Pool({
     idleTimeoutMs: options.idleTimeoutMs ?? 5_000,
     maxIdlePerHost: options.maxIdlePerBackend ?? 4,
-    readBuffers: READ_BUFFERS,
   });
 }
 
 /** Requests without a pool: every connection closes after its answer. */
-const UNPOOLED = new Http1Pool({ maxIdle: 0, readBuffers: READ_BUFFERS });
+const UNPOOLED = new Http1Pool({ maxIdle: 0 });
 
 /** A backend's answer: status, header fields and the body as it arrives. */
 export interface BackendResponse {
@@ -88,11 +78,6 @@ export interface BackendResponse {
   read(): Promise<Uint8Array | null>;
   /** Gives up the body read with `read()`: the connection is closed unless it was read to its end. */
   cancel(): void;
-  /**
-   * Where a body piece's buffer may go back once written (it is the only
-   * view of its buffer): the next backend read goes into it.
-   */
-  readonly readBuffers: ReadBufferPool;
 }
 
 /** One GET. */
@@ -237,7 +222,6 @@ export async function backendGet(
     },
     read,
     cancel,
-    readBuffers: READ_BUFFERS,
   };
 }
 

@@ -28,7 +28,6 @@ import type { AllowList } from "../../lib/cidr.ts";
 import { forwardableHeaders, rawHeaderPairs } from "../../lib/headers.ts";
 import { type HealthOptions, serveHealth } from "../../lib/health.ts";
 import type { Logger } from "../../lib/logger.ts";
-import type { ReadBufferPool } from "../../lib/read_buffers.ts";
 import { pageHeaders } from "../../lib/page_style.ts";
 import {
   createTlsListener,
@@ -313,13 +312,9 @@ export async function startExporterServer(
       res.end();
       return;
     }
-    // Buffers nobody else holds go back to the backend's read buffers as
-    // soon as they are written, or are freed: left to the GC, 8 scrapes of
-    // 20 MiB held 60+ MiB of written buffers.
-    const buffers = response.readBuffers ?? null;
-    const free = response.ownedChunks === true
-      ? (chunk: Uint8Array) => afterWrite(chunk, buffers)
-      : undefined;
+    // Buffers nobody else holds are freed as soon as they are written: left
+    // to the GC, 8 scrapes of 20 MiB held 60+ MiB of written buffers.
+    const free = response.ownedChunks === true ? freeAfterWrite : undefined;
     // A read's worth (64 KiB) fills node:http's buffer: nearly every write
     // of a large body waits for "drain". One pair of listeners serves the
     // whole body, added at the first wait (not two added and removed per
@@ -360,18 +355,8 @@ export async function startExporterServer(
   }
 
   /** A write callback that frees the chunk's buffer. */
-  /**
-   * node:http's write callback for an owned chunk. node:http keeps no view of
-   * a chunk once it called back (Deno 2.9.6: bytes overwritten in the
-   * callback reached a slow reader intact), so after a write that completed
-   * the buffer is read into again; after a failed one it is only freed.
-   */
-  function afterWrite(
-    chunk: Uint8Array,
-    buffers: ReadBufferPool | null,
-  ): (error?: unknown) => void {
-    return (error) => {
-      if (error == null && buffers !== null && buffers.give(chunk.buffer)) return;
+  function freeAfterWrite(chunk: Uint8Array): () => void {
+    return () => {
       try {
         (chunk.buffer as ArrayBuffer).transfer(0);
       } catch { /* already detached or not detachable */ }

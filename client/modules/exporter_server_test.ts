@@ -15,8 +15,6 @@ import { parseConfig } from "./config.ts";
 import { createModuleEngine, prepareConfig } from "./engine.ts";
 import { createModuleMetrics } from "./metrics.ts";
 import { get, withServer } from "./exporter_server_testing.ts";
-import type { ModuleEngine } from "./engine.ts";
-import { ReadBufferPool } from "../../lib/read_buffers.ts";
 
 Deno.test("exporter server: /, /proxy, /metrics, /-/healthy and bad requests", async () => {
   await withServer({}, async (server) => {
@@ -509,44 +507,4 @@ Deno.test("requestTarget() reads a target as URL does", () => {
     assert.deepEqual([...read.searchParams], [...url.searchParams], target);
   }
   assert.equal(requestTarget("http://[::1"), null);
-});
-
-Deno.test("exporter server: an owned chunk's buffer goes back to its read buffers once written", async () => {
-  const pool = new ReadBufferPool(65536);
-  // Three backend reads, as backend_http.ts hands them on: each the only
-  // view of a pool buffer.
-  const pieces = [1, 2, 3].map((i) => pool.take().subarray(0, 60_000).fill(0x60 + i));
-  const buffers = new Set(pieces.map((piece) => piece.buffer));
-  const engine: ModuleEngine = {
-    config: undefined as unknown as ModuleEngine["config"],
-    replace() {},
-    close() {},
-    serve: () =>
-      Promise.resolve({
-        status: 200,
-        headers: [{ name: "content-type", value: "text/plain; version=0.0.4" }],
-        error: "",
-        body: (async function* () {
-          yield* pieces;
-        })(),
-        contentLength: 180_000,
-        ownedChunks: true,
-        readBuffers: pool,
-      }),
-  };
-  await withServer({ engine }, async (server) => {
-    const reply = await get(server.address!.port, "/proxy?module=any");
-    assert.equal(reply.status, 200);
-    assert.equal(reply.text, "a".repeat(60_000) + "b".repeat(60_000) + "c".repeat(60_000));
-    // Written: back for the next reads, not freed (bounded wait for the callbacks).
-    for (let i = 0; i < 100 && pool.free < 3; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-    assert.equal(pool.free, 3);
-    assert.deepEqual(
-      new Set([pool.take().buffer, pool.take().buffer, pool.take().buffer]),
-      buffers,
-    );
-    assert.equal(pieces[0]!.byteLength, 60_000);
-  });
 });

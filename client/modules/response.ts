@@ -6,8 +6,6 @@
  * @module
  */
 
-import type { ReadBufferPool } from "../../lib/read_buffers.ts";
-
 import type { HeaderField } from "../../lib/headers.ts";
 
 /** The answer to a module request. */
@@ -37,11 +35,6 @@ export interface ModuleResponse {
    * (`chunk.buffer.transfer(0)`) instead of leaving it to the GC.
    */
   readonly ownedChunks?: boolean;
-  /**
-   * With {@linkcode ownedChunks}: where a chunk's buffer goes once written
-   * (the backend's read buffers; a buffer they do not keep is freed).
-   */
-  readonly readBuffers?: ReadBufferPool;
 }
 
 /** The media type of the Prometheus text format the client generates. */
