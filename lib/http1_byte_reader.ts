@@ -62,6 +62,8 @@ export class ByteReader {
   #data: Uint8Array = new Uint8Array(0);
   #pending: Promise<number | null> | null = null;
   #pendingBuffer: Uint8Array | null = null;
+  /** Whether the pending read's buffer is the pool's. */
+  #pendingPooled = false;
   #readBytes: number;
   #ended = false;
   #received = 0;
@@ -117,12 +119,19 @@ export class ByteReader {
    * next {@linkcode fill} takes its result.
    *
    * @param size The read's size (the next answer's expected size, say):
-   *   at most the reader's read size. @default {the read size}
+   *   at most the reader's read size. Above a quarter of it, with a pool,
+   *   the read goes into a pool buffer (behind the headroom).
+   *   @default {the read size}
    * @returns The pending read: resolves when bytes or the end arrive.
    */
   prefetch(size: number = this.#readBytes): Promise<number | null> {
     if (this.#pending === null) {
-      this.#pendingBuffer = this.#fresh(Math.max(1, Math.min(size, this.#readBytes)));
+      const bytes = Math.max(1, Math.min(size, this.#readBytes));
+      const room = this.#headroom;
+      this.#pendingPooled = this.#pool !== null && bytes > this.#readBytes / 4;
+      this.#pendingBuffer = this.#pendingPooled
+        ? this.#pool!.take().subarray(room, room + Math.min(bytes, this.#readBytes - room))
+        : this.#fresh(bytes);
       this.#pending = this.#read(this.#pendingBuffer);
     }
     return this.#pending;
@@ -151,7 +160,12 @@ export class ByteReader {
         buffer = new Uint8Array(keep + n);
         buffer.set(this.#data);
         buffer.set(read.subarray(0, n), keep);
-      } else buffer = read;
+        // Copied off: nothing else has a view of the pool's buffer.
+        if (this.#pendingPooled) this.#pool!.give(read.buffer);
+      } else {
+        buffer = read;
+        pooled = this.#pendingPooled;
+      }
     } else {
       // From the pool when what is kept leaves most of a buffer to read into.
       pooled = this.#pool !== null && keep <= this.#readBytes / 4;

@@ -4,7 +4,7 @@
  * @module
  */
 
-import { ByteReader, Http1Error } from "./http1_byte_reader.ts";
+import { ByteReader, type ByteReaderOptions, Http1Error } from "./http1_byte_reader.ts";
 import {
   type BodyFraming,
   bodyFraming,
@@ -14,6 +14,7 @@ import {
 } from "./http1_head.ts";
 import { BodyReader } from "./http1_body.ts";
 import { LazyTimer } from "./lazy_timer.ts";
+import type { ReadBufferPool } from "./read_buffers.ts";
 
 /** Options for {@linkcode Http1Pool}. */
 export interface Http1PoolOptions {
@@ -25,6 +26,17 @@ export interface Http1PoolOptions {
   idleTimeoutMs?: number;
   /** Dials (tests). @default {Deno.connect with TCP_NODELAY} */
   dial?: (hostname: string, port: number, signal: AbortSignal) => Promise<Deno.Conn>;
+  /**
+   * 64 KiB buffers the connections read answers into (see
+   * `ByteReaderOptions.pool`), for a consumer that gives each body piece's
+   * buffer back once written. @default {none: every read a new buffer}
+   */
+  readBuffers?: ReadBufferPool | null;
+  /**
+   * Bytes left free at the front of each pool buffer, for the consumer's
+   * framing in front of a piece (`ByteReaderOptions.headroom`). @default {0}
+   */
+  headroom?: number;
 }
 
 /** One request on an {@linkcode Http1Pool}. */
@@ -115,6 +127,7 @@ export class Http1Pool {
   readonly #maxIdle: number;
   readonly #idleMs: number;
   readonly #dial: (hostname: string, port: number, signal: AbortSignal) => Promise<Deno.Conn>;
+  readonly #readOptions: { pool: ReadBufferPool | null; headroom: number };
   /** Idle connections by `host:port`, oldest first. */
   readonly #idle = new Map<string, PooledConn[]>();
   readonly #open = new Set<PooledConn>();
@@ -131,6 +144,7 @@ export class Http1Pool {
     this.#maxIdle = options.maxIdle ?? 64;
     this.#idleMs = options.idleTimeoutMs ?? 0;
     this.#dial = options.dial ?? dialTcp;
+    this.#readOptions = { pool: options.readBuffers ?? null, headroom: options.headroom ?? 0 };
   }
 
   /** Idle connections kept now. */
@@ -161,7 +175,7 @@ export class Http1Pool {
         } catch (error) {
           throw signal.aborted ? signal.reason : error;
         }
-        connection = new PooledConn(this.#hooks, dialled, key);
+        connection = new PooledConn(this.#hooks, dialled, key, this.#readOptions);
       }
       const conn = connection;
       const abort = () => conn.destroy();
@@ -347,8 +361,13 @@ class PooledConn {
   #idleTimer: LazyTimer | null = null;
   #expire: (() => void) | null = null;
 
-  constructor(readonly pool: PoolHooks, readonly conn: Deno.Conn, readonly key: string) {
-    this.reader = new ByteReader((b) => conn.read(b));
+  constructor(
+    readonly pool: PoolHooks,
+    readonly conn: Deno.Conn,
+    readonly key: string,
+    readOptions: ByteReaderOptions,
+  ) {
+    this.reader = new ByteReader((b) => conn.read(b), 65536, readOptions);
     pool.opened(this);
   }
 

@@ -3,14 +3,18 @@
  * scrape path's bodies say so of every piece they read from a target (each
  * is the only view of its own buffer, see lib/http1.ts) through their
  * {@linkcode BodyProgress}; single chunks can be marked
- * ({@linkcode markOwned}). The native push frees such a chunk's buffer as
- * soon as its bytes are written to the proxy, instead of leaving it to the
- * garbage collector. Under 8 concurrent 20 MiB scrapes this lowers the
- * client's peak RSS by about a fifth (README "Performance"). Chunks from
- * anywhere else (node:http, modules) are never marked, so never freed here.
+ * ({@linkcode markOwned}). The native push gives such a chunk's buffer
+ * back to the body's read buffers ({@linkcode BodyProgress.pool}), or
+ * frees it, as soon as its bytes are written to the proxy, instead of
+ * leaving it to the garbage collector. Under 8 concurrent 20 MiB scrapes
+ * this lowers the client's peak RSS by about a fifth (README
+ * "Performance"). Chunks from anywhere else (node:http, modules) are
+ * never marked, so never freed here.
  *
  * @module
  */
+
+import type { ReadBufferPool } from "./read_buffers.ts";
 
 const owned = new WeakSet<Uint8Array>();
 
@@ -87,8 +91,19 @@ export interface BodyProgress {
    * True when each piece is the only view of its buffer, handed to the
    * consumer: it may free it ({@linkcode freeBuffer}) once done with it,
    * as with a chunk marked by {@linkcode markOwned}, without the marking.
+   * The buffer's bytes around the piece (before it: read and parsed
+   * already, or headroom; after it: never read into) are no one's: the
+   * consumer may put its framing there, in front of and behind the piece,
+   * and write all as one view instead of copying the piece.
    */
   readonly owned: boolean;
+  /**
+   * Where an owned piece's buffer may go once its consumer is done with it
+   * (written it): the read buffers it was read into, reused for the next
+   * read instead of a new zeroed buffer. Given back only after a write that
+   * completed; a buffer it does not keep may be freed. @default {none}
+   */
+  readonly pool?: ReadBufferPool | null;
 }
 
 /** The key under which a body offers its {@linkcode BodyProgress}. */

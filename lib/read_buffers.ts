@@ -51,14 +51,16 @@ export class ReadBufferPool {
    * and any beyond the pool's maximum are left alone.
    *
    * @param buffer The buffer.
+   * @returns True when it is kept for reuse (else the caller may free it).
    */
-  give(buffer: ArrayBufferLike): void {
+  give(buffer: ArrayBufferLike): boolean {
     if (
       !(buffer instanceof ArrayBuffer) || buffer.byteLength !== this.size ||
       this.#free.length >= this.#max || this.#free.includes(buffer)
     ) {
-      return;
+      return false;
     }
     this.#free.push(buffer);
+    return true;
   }
 }

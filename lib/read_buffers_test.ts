@@ -70,3 +70,32 @@ Deno.test("ByteReader leaves its headroom free at the start of each pool buffer"
   assert.equal(reader.peek().byteOffset, 16);
   assert.deepEqual(sizes, [48, 48]);
 });
+
+Deno.test("ByteReader prefetches a large read into a pool buffer behind the headroom", async () => {
+  const { ByteReader } = await import("./http1.ts");
+  const pool = new ReadBufferPool(64);
+  const given = pool.take();
+  pool.give(given.buffer);
+  const reads: Uint8Array[] = [];
+  const reader = new ByteReader(
+    (buffer) => {
+      reads.push(buffer);
+      buffer.fill(0x61);
+      return Promise.resolve(buffer.byteLength);
+    },
+    64,
+    { pool, headroom: 8 },
+  );
+  // Above a quarter of the read size: the pool's buffer, behind the headroom.
+  await reader.prefetch(40);
+  assert.ok(await reader.fill());
+  assert.equal(reads[0]!.buffer, given.buffer);
+  assert.equal(reader.peek().byteOffset, 8);
+  assert.equal(reader.peek().byteLength, 40);
+  reader.take(40);
+  // A small read (an idle connection's for a small answer): a new buffer.
+  await reader.prefetch(16);
+  assert.ok(await reader.fill());
+  assert.equal(reads[1]!.buffer.byteLength, 16);
+  assert.equal(pool.free, 0);
+});

@@ -12,6 +12,7 @@
 import type { HeaderField } from "../../lib/headers.ts";
 import { Http1Pool, type Http1Response } from "../../lib/http1.ts";
 import { BODY_PROGRESS, type BodyProgress } from "../../lib/owned_chunks.ts";
+import { ReadBufferPool } from "../../lib/read_buffers.ts";
 import type { ClosableScrapeTransport, TargetResponse } from "./scrape_types.ts";
 
 /** Options for {@linkcode createNativeScrapeTransport}. */
@@ -31,6 +32,15 @@ export type { ClosableScrapeTransport } from "./scrape_types.ts";
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 const encoder = new TextEncoder();
+/** The size of a target read (lib/http1_pool.ts reads 64 KiB at most). */
+const READ_BYTES = 65536;
+/**
+ * Left free at the front of each read buffer: the native push writes its
+ * framing there (chunk size, envelope prefix; on the first piece the Push's
+ * request head and head message too), in front of the piece, instead of
+ * copying the piece behind it (client/transport/native_push.ts).
+ */
+const HEADROOM_BYTES = 1024;
 
 /**
  * Creates the native transport for `http:` URLs.
@@ -43,9 +53,15 @@ export function createNativeScrapeTransport(
 ): ClosableScrapeTransport {
   const maxHeaderBytes = options.maxHeaderBytes ?? 16384;
   const dial = options.dial;
+  // Targets' answers are read into these; the native push gives each
+  // piece's buffer back once written to the proxy (issue #11: a new zeroed
+  // 64 KiB buffer per read cost CPU and churned the heap). At most 8 kept.
+  const buffers = new ReadBufferPool(READ_BYTES);
   const pool = new Http1Pool({
     maxIdlePerHost: options.maxIdlePerTarget ?? 8,
     maxIdle: options.maxIdle ?? 64,
+    readBuffers: buffers,
+    headroom: HEADROOM_BYTES,
     ...(dial !== undefined
       ? { dial: (hostname: string, port: number) => dial(hostname, port) }
       : {}),
@@ -67,7 +83,7 @@ export function createNativeScrapeTransport(
     return {
       status: response.head.status,
       headers: response.head.headers,
-      body: new NativeBody(response),
+      body: new NativeBody(response, buffers),
     };
   };
 
@@ -80,17 +96,19 @@ export function createNativeScrapeTransport(
 
 /**
  * A target's body as it is read: each piece is the only view of its buffer
- * (native push frees it once sent), and the body tells without waiting
+ * (native push gives it back to the read buffers once sent), and the body tells without waiting
  * whether its next piece is at hand ({@linkcode BODY_PROGRESS}). What an
  * async generator did, without one's per-piece cost; the connection is
  * given back (or closed) when the body ends, fails or is given up.
  */
 class NativeBody implements AsyncIterableIterator<Uint8Array>, BodyProgress {
   readonly #response: Http1Response;
+  readonly #buffers: ReadBufferPool;
   #closed = false;
 
-  constructor(response: Http1Response) {
+  constructor(response: Http1Response, buffers: ReadBufferPool) {
     this.#response = response;
+    this.#buffers = buffers;
   }
 
   get [BODY_PROGRESS](): BodyProgress {
@@ -105,9 +123,14 @@ class NativeBody implements AsyncIterableIterator<Uint8Array>, BodyProgress {
     return this.#closed || this.#response.complete;
   }
 
-  /** Each piece is the only view of its buffer (lib/http1.ts): native push frees it once sent. */
+  /** Each piece is the only view of its buffer (lib/http1.ts): native push reuses it once sent. */
   get owned(): boolean {
     return true;
+  }
+
+  /** The read buffers a piece's buffer goes back to once written. */
+  get pool(): ReadBufferPool {
+    return this.#buffers;
   }
 
   [Symbol.asyncIterator](): AsyncIterableIterator<Uint8Array> {

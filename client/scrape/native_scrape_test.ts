@@ -253,6 +253,10 @@ Deno.test("native scrape: a body tells when its next piece is at hand and when i
     const pieces = first.body[Symbol.asyncIterator]();
     const piece = await pieces.next();
     assert.equal(new TextDecoder().decode(piece.value), "hello");
+    // Read into one of the pool's 64 KiB buffers (the push gives it back
+    // there), with the headroom and the response head in front of it.
+    assert.equal(piece.value!.buffer.byteLength, progress.pool?.size);
+    assert.ok(piece.value!.byteOffset >= 1024, `${piece.value!.byteOffset}`);
     assert.deepEqual([progress.ready, progress.complete], [true, true], "Content-Length reached");
     assert.equal((await pieces.next()).done, true);
     const second = await transport(url, GET());

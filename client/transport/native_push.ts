@@ -25,6 +25,7 @@ import {
 } from "../../lib/http1.ts";
 import { bodyProgress, freeBuffer, releaseOwned } from "../../lib/owned_chunks.ts";
 import { concatBytes } from "../../lib/bytes.ts";
+import type { ReadBufferPool } from "../../lib/read_buffers.ts";
 import { errorMessage } from "../../lib/error_message.ts";
 
 /** Pushes one scrape's answer; rejects with a CallError when the push failed. */
@@ -125,7 +126,13 @@ const JOIN_BYTES = 65536 + 4096;
  */
 const FREE_BYTES = 16384;
 
-function freeIfLarge(chunk: Uint8Array): void {
+/**
+ * Gives a native scrape's piece's buffer back to the read buffers it came
+ * from (the next target read goes into it, not into a new zeroed one);
+ * one they do not keep is freed when large.
+ */
+function giveBack(chunk: Uint8Array, pool: ReadBufferPool | null): void {
+  if (pool !== null && pool.give(chunk.buffer)) return;
   if (chunk.buffer.byteLength >= FREE_BYTES) freeBuffer(chunk);
 }
 
@@ -253,8 +260,11 @@ export function createNativePush(options: NativePushOptions): NativePush {
           await writeAll(conn, pending);
           pending = null;
         }
-        // A native scrape's pieces are freed once written, not at the next GC.
-        const release = progress?.owned ? freeIfLarge : releaseOwned;
+        // A native scrape's pieces go back to its read buffers once written
+        // (or are freed), not to the next GC; a marked chunk is freed.
+        const owned = progress?.owned === true;
+        const pool = owned ? progress!.pool ?? null : null;
+        const release = owned ? (chunk: Uint8Array) => giveBack(chunk, pool) : releaseOwned;
         const prefix = new Uint8Array(32);
         for await (const chunk of body) {
           signal.throwIfAborted();
@@ -268,7 +278,33 @@ export function createNativePush(options: NativePushOptions): NativePush {
           n += writeVarint(prefix, n, chunk.byteLength);
           const last = progress !== null && progress.complete;
           const before = pending?.byteLength ?? 0;
-          const length = before + n + chunk.byteLength + (last ? LAST_CHUNK.byteLength : 0);
+          const front = before + n;
+          const tail = last ? LAST_CHUNK.byteLength : 0;
+          const buffer = chunk.buffer;
+          if (
+            owned && chunk.byteOffset >= front && buffer instanceof ArrayBuffer &&
+            chunk.byteOffset + chunk.byteLength + tail <= buffer.byteLength
+          ) {
+            // The piece's buffer is ours, bytes around it too (BodyProgress
+            // owned): the framing goes in front of it (the read's headroom
+            // or the target's response head, parsed already) and the end
+            // of the stream behind it; one write, nothing copied.
+            const out = new Uint8Array(
+              buffer,
+              chunk.byteOffset - front,
+              front + chunk.byteLength + tail,
+            );
+            if (pending !== null) out.set(pending);
+            out.set(prefix.subarray(0, n), before);
+            if (last) out.set(LAST_CHUNK, front + chunk.byteLength);
+            pending = null;
+            ended = last;
+            await writeAll(conn, out);
+            // Written: the buffer is read into again (never after a failed write).
+            release(chunk);
+            continue;
+          }
+          const length = front + chunk.byteLength + tail;
           if (length <= JOIN_BYTES) {
             // A read's worth (lib/http1.ts reads 64 KiB at most): copying it
             // behind its prefix in a spare buffer costs less than a second
@@ -276,9 +312,10 @@ export function createNativePush(options: NativePushOptions): NativePush {
             const joined = takeJoinBuffer(length);
             if (pending !== null) joined.set(pending);
             joined.set(prefix.subarray(0, n), before);
-            joined.set(chunk, before + n);
+            joined.set(chunk, front);
             if (last) joined.set(LAST_CHUNK, length - LAST_CHUNK.byteLength);
-            // (A freed chunk reads as empty: its length is taken before.)
+            // Copied: the piece's buffer is free now. (A freed chunk reads
+            // as empty: its length is taken before.)
             release(chunk);
             pending = null;
             ended = last;
@@ -293,7 +330,7 @@ export function createNativePush(options: NativePushOptions): NativePush {
               pending = null;
             } else await writeAll(conn, prefix.subarray(0, n));
             await writeAll(conn, chunk);
-            // Written: a native scrape's piece is freed now, not at the next GC.
+            // Written: a native scrape's piece is reused or freed now, not at the next GC.
             release(chunk);
           }
         }

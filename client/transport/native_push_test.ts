@@ -4,6 +4,7 @@ import { CallCode, CallError } from "./call_error.ts";
 import { PushRequestSchema } from "../../gen/pushprox/v1/pushprox_pb.ts";
 import { createNativePush, nativePushSupported } from "./native_push.ts";
 import { BODY_PROGRESS, type BodyProgress, markOwned } from "../../lib/owned_chunks.ts";
+import { ReadBufferPool } from "../../lib/read_buffers.ts";
 
 /** What a fake proxy saw of one push. */
 export interface SeenPush {
@@ -334,6 +335,7 @@ Deno.test("native push over TLS on a pinned address checks the URL's host name",
 function progressBody(
   pieces: Uint8Array[],
   ready: boolean,
+  pool: ReadBufferPool | null = null,
 ): AsyncIterable<Uint8Array> & { [BODY_PROGRESS]: BodyProgress } {
   let at = 0;
   const progress = {
@@ -342,6 +344,7 @@ function progressBody(
       return at === pieces.length;
     },
     owned: true,
+    pool,
   };
   return {
     [BODY_PROGRESS]: progress,
@@ -407,6 +410,75 @@ Deno.test("native push joins its writes when the body tells it may", async () =>
       )
     );
     assert.deepEqual(bodies, [[20_000], [1000], [10], [10, 20], [100_000], [10], []]);
+  } finally {
+    push.close();
+    listener.close();
+    await serving.catch(() => {});
+  }
+});
+
+Deno.test("native push frames owned pieces in their headroom and reuses their buffers once written", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const seen: SeenPush[] = [];
+  const serving = serveFakeProxy(listener, seen, () => okResponse());
+  const port = (listener.addr as Deno.NetAddr).port;
+  /** Each write's buffer; `fail` makes writes reject. */
+  const writes: ArrayBufferLike[] = [];
+  let fail = false;
+  const push = createNativePush({
+    baseUrl: `http://127.0.0.1:${port}`,
+    maxIdle: 0,
+    dial: async () => {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      const write = conn.write.bind(conn);
+      conn.write = (bytes) => {
+        writes.push(bytes.buffer);
+        return fail ? Promise.reject(new Deno.errors.BrokenPipe("gone")) : write(bytes);
+      };
+      return conn;
+    },
+  });
+  const pool = new ReadBufferPool(65536);
+  try {
+    // Two reads behind 1 KiB of headroom (as native scrape reads them).
+    const first = pool.take().subarray(1024, 1024 + 30_000).fill(3);
+    const second = pool.take().subarray(1024, 1024 + 20_000).fill(4);
+    // No room in front (a read at the start of its buffer): joined, copied.
+    const third = new Uint8Array(65536).subarray(0, 100).fill(5);
+    await push.send(
+      HEAD,
+      progressBody([first, second, third], true, pool),
+      AbortSignal.timeout(5000),
+    );
+    assert.deepEqual(
+      seen[0]!.messages.slice(1).map((m) => m.message.case === "bodyChunk" && m.message.value),
+      [
+        new Uint8Array(30_000).fill(3),
+        new Uint8Array(20_000).fill(4),
+        new Uint8Array(100).fill(5),
+      ],
+    );
+    // The request head and the Push head went in front of the first piece,
+    // the second piece's framing in front of it: their own buffers written.
+    assert.equal(writes[0], first.buffer);
+    assert.equal(writes[1], second.buffer);
+    assert.notEqual(writes[2], third.buffer);
+    assert.equal(writes.length, 3);
+    // Back for the next reads, intact (not freed); the copied one too.
+    assert.equal(pool.free, 3);
+    assert.equal(first.byteLength, 30_000);
+    const reused = [pool.take().buffer, pool.take().buffer, pool.take().buffer];
+    assert.deepEqual(new Set(reused), new Set([first.buffer, second.buffer, third.buffer]));
+
+    // A write that failed gives nothing back, and frees nothing.
+    fail = true;
+    const lost = pool.take().subarray(1024, 1024 + 1000).fill(6);
+    await assert.rejects(
+      push.send(HEAD, progressBody([lost], true, pool), AbortSignal.timeout(5000)),
+      CallError,
+    );
+    assert.equal(pool.free, 0);
+    assert.equal(lost.byteLength, 1000);
   } finally {
     push.close();
     listener.close();
