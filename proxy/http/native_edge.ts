@@ -294,7 +294,8 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
             } finally {
               budget?.done(connection);
             }
-            if (await reusableAfter(connection, exchange, body, timer, reusable)) {
+            // (The body is read: the exchange let go of it; null then.)
+            if (await reusableAfter(connection, exchange, exchange.bodyReader, timer, reusable)) {
               return serveRequests(
                 connection,
                 door,
