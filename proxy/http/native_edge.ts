@@ -18,6 +18,7 @@ import type { EdgeConnection, FrontDoor, NativeRoute } from "./front_door.ts";
 import { NativeExchange } from "./native_exchange.ts";
 import { POLL_PATH } from "../connect/fast_client_service.ts";
 import { type RequestHead, scanRequestHead } from "./request_head.ts";
+import { errorMessage } from "../../lib/error_message.ts";
 
 /** Serves one request natively. */
 export type NativeHandler = (exchange: NativeExchange) => Promise<void>;
@@ -248,7 +249,8 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
             // A Poll's own copy of what is left (mostly nothing): a view
             // would keep the whole buffer it was read into (4 or 64 KiB)
             // for the stream's life, as would the body's reader.
-            smaller.unread(poll ? rest.slice() : rest);
+            // (Nothing left, the usual: the one shared empty view.)
+            smaller.unread(poll ? (rest.byteLength === 0 ? NO_BYTES : rest.slice()) : rest);
             if (poll) reader.unread(NO_BYTES);
             reader = smaller;
             bodyReads = false;
@@ -287,35 +289,20 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
             throw error;
           }
           handedOn = true;
-          return served.then(async () => {
-            let reusable = false;
-            try {
-              reusable = await exchange.finished();
-            } finally {
+          // The front door hears at once that the edge keeps the
+          // connection: no promise chain above the stream's, which ends in
+          // callbacks that never reject (failures close the connection).
+          served.then(
+            () =>
+              afterPoll(connection, door, timer, handlerTimer, read, reader, bodyReads, exchange),
+            (error) => {
               budget?.done(connection);
-            }
-            // (The body is read: the exchange let go of it; null then.)
-            if (await reusableAfter(connection, exchange, exchange.bodyReader, timer, reusable)) {
-              return serveRequests(
-                connection,
-                door,
-                timer,
-                handlerTimer,
-                read,
-                reader,
-                bodyReads,
-                false,
-              );
-            }
-            timer.close();
-            handlerTimer.close();
-            return true;
-          }, (error) => {
-            budget?.done(connection);
-            timer.close();
-            handlerTimer.close();
-            throw error;
-          });
+              timer.close();
+              handlerTimer.close();
+              connectionFailed(connection, error);
+            },
+          );
+          return true;
         }
         let reusable = false;
         try {
@@ -332,6 +319,47 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
         handlerTimer.close();
       }
     }
+  }
+
+  /**
+   * After a Poll stream's exchange: serves the connection's next requests,
+   * or closes it. Never rejects.
+   */
+  async function afterPoll(
+    connection: EdgeConnection,
+    door: FrontDoor,
+    timer: LazyTimer,
+    handlerTimer: LazyTimer,
+    read: (buffer: Uint8Array) => Promise<number | null>,
+    reader: ByteReader,
+    bodyReads: boolean,
+    exchange: NativeExchange,
+  ): Promise<void> {
+    try {
+      let reusable = false;
+      try {
+        reusable = await exchange.finished();
+      } finally {
+        budget?.done(connection);
+      }
+      // (The body is read: the exchange let go of it; null then.)
+      if (await reusableAfter(connection, exchange, exchange.bodyReader, timer, reusable)) {
+        await serveRequests(connection, door, timer, handlerTimer, read, reader, bodyReads, false);
+        return;
+      }
+      timer.close();
+      handlerTimer.close();
+    } catch (error) {
+      timer.close();
+      handlerTimer.close();
+      connectionFailed(connection, error);
+    }
+  }
+
+  /** As the front door ends a connection whose serving failed. */
+  function connectionFailed(connection: EdgeConnection, error: unknown): void {
+    logger?.debug("Connection failed", { err: errorMessage(error) });
+    connection.destroy();
   }
 
   /**
