@@ -65,6 +65,11 @@ const HEADROOM_BYTES = 1024;
 const POLL_WATCH_BYTES = 16;
 /** The fields an open Poll stream's exchange keeps: what a credential recheck reads. */
 const KEPT_POLL_FIELDS: readonly string[] = Object.freeze(["authorization", "proxy-authorization"]);
+/**
+ * Stands for an open Poll stream's connection timers, let go of while it
+ * lasts: closed, never set.
+ */
+const NO_TIMER = new LazyTimer();
 const TIMEOUT_BODY = "Request Timeout: ERR_HTTP_REQUEST_TIMEOUT\n";
 /** node:http's answer to a head that did not arrive in time (see serveProxy's clientError). */
 const TIMEOUT_ANSWER = encoder.encode(
@@ -262,6 +267,9 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
             // credential recheck reads.
             timer.close();
             handlerTimer.close();
+            // Let go of, too (made anew if the connection carries more).
+            timer = handlerTimer = NO_TIMER;
+            exchange.timer = null;
             exchange.keepOnly(KEPT_POLL_FIELDS);
           }
           reader.prefetch(poll ? POLL_WATCH_BYTES : HEAD_READ_BYTES).then((n) => {
@@ -335,6 +343,10 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
     bodyReads: boolean,
     exchange: NativeExchange,
   ): Promise<void> {
+    if (timer === NO_TIMER) {
+      timer = new LazyTimer();
+      handlerTimer = new LazyTimer();
+    }
     try {
       let reusable = false;
       try {

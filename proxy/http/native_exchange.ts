@@ -71,8 +71,11 @@ export class NativeExchange implements Exchange {
   readonly remoteAddress: string | undefined;
   readonly remotePort: number | undefined;
   readonly peer = null;
-  /** A timer of the connection for the handler's deadlines; null when none was given. */
-  readonly timer: LazyTimer | null;
+  /**
+   * A timer of the connection for the handler's deadlines; null when none
+   * was given, or once the edge took it back (an open Poll stream's).
+   */
+  timer: LazyTimer | null;
   /** Let go of once read to its end (with it its reader and read buffer). */
   #body: BodyReader | null;
   readonly #extraHeaders: readonly HeaderPair[];
