@@ -171,7 +171,8 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
     const timer = new LazyTimer();
     const handlerTimer = new LazyTimer();
     const conn = connection.conn;
-    const read = (buffer: Uint8Array) => conn.read(buffer);
+    // Bound, not a closure with a scope of its own: kept per connection.
+    const read: (buffer: Uint8Array) => Promise<number | null> = conn.read.bind(conn);
     // Heads are read with small buffers (what an idle or handed-over
     // connection keeps is small); a body switches to 64 KiB reads.
     const reader = new ByteReader(read, HEAD_READ_BYTES);
@@ -272,9 +273,12 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
             exchange.timer = null;
             exchange.keepOnly(KEPT_POLL_FIELDS);
           }
-          reader.prefetch(poll ? POLL_WATCH_BYTES : HEAD_READ_BYTES).then((n) => {
-            if (n === null) exchange.peerGone();
-          }, () => exchange.peerGone());
+          // One callback for both outcomes: the end (null) or a failure
+          // (an error) is the peer gone; bytes are the next request's.
+          const settled = (n: unknown) => {
+            if (typeof n !== "number") exchange.peerGone();
+          };
+          reader.prefetch(poll ? POLL_WATCH_BYTES : HEAD_READ_BYTES).then(settled, settled);
         };
         const exchange: NativeExchange = new NativeExchange(conn, head, {
           keepAliveSeconds,
