@@ -112,7 +112,8 @@ export class EdgeConnection implements BudgetConnection {
 
 /**
  * Serves requests natively on a connection, or declines: resolves true when
- * it is done with the connection (closed it or it closed), false to hand the
+ * it is done with the connection (closed it or it closed) or keeps it by
+ * other means (callbacks that close it when done), false to hand the
  * connection to node:http (it must then have consumed nothing, or pass what
  * it read to `handOver` itself and resolve true).
  */

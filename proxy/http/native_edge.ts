@@ -181,9 +181,10 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
 
   /**
    * Serves the connection's requests from `reader` on. An open Poll stream
-   * goes on by callbacks, with no suspended frame of this function; the
-   * next request after it starts this function again. Closes the timers
-   * when the connection is done.
+   * goes on by callbacks, with no suspended frame of this function: it
+   * resolves true then, the connection kept (see afterPoll, which serves
+   * the next request after the stream). Closes the timers when the
+   * connection is done.
    */
   async function serveRequests(
     connection: EdgeConnection,
