@@ -38,7 +38,9 @@ export function parseListenAddress(text: string): ListenAddress {
  */
 export function formatAddress(address: ListenAddress): string {
   const host = address.hostname.includes(":") ? `[${address.hostname}]` : address.hostname;
-  return `${host}:${address.port}`;
+  // Joined: one flat string, not a concatenation of three (an open
+  // stream's peer address lives as long as it).
+  return [host, address.port].join(":");
 }
 
 /**

@@ -151,6 +151,31 @@ export type ClientServiceImpl = ServiceImpl<typeof ClientService> & {
 const HEARTBEAT: PollMessage = { message: { case: "heartbeat", value: {} } };
 const GO_AWAY: PollMessage = { message: { case: "goAway", value: { reason: "shutting down" } } };
 
+const NO_LABELS: Record<string, string> = Object.freeze({}) as Record<string, string>;
+/** Frozen: never written to (a write would throw, not leak into other records). */
+const NO_NAMES = Object.freeze([]) as readonly string[] as string[];
+
+function isEmpty(object: object): boolean {
+  for (const _ in object) return false;
+  return true;
+}
+
+/** One copy of each of the strings seen, up to a count (then as given). */
+class Interned {
+  readonly #max: number;
+  readonly #seen = new Map<string, string>();
+  constructor(max: number) {
+    this.#max = max;
+  }
+
+  intern(text: string): string {
+    const seen = this.#seen.get(text);
+    if (seen !== undefined) return seen;
+    if (this.#seen.size < this.#max && text.length <= 64) this.#seen.set(text, text);
+    return text;
+  }
+}
+
 /**
  * Creates the Poll logic both adapters share.
  *
@@ -160,6 +185,7 @@ const GO_AWAY: PollMessage = { message: { case: "goAway", value: { reason: "shut
 export function createPollCore(options: ClientServiceOptions): PollCore {
   const { coordinator, logger, metrics, heartbeatIntervalMs } = options;
   const now = options.now ?? Date.now;
+  const versions = new Interned(64);
   const logOf = (stream: PollStream) =>
     logger.with({ fqdn: stream.fqdn, session: stream.session.id.slice(0, 8) });
 
@@ -173,11 +199,13 @@ export function createPollCore(options: ClientServiceOptions): PollCore {
       try {
         session = coordinator.register({
           fqdn: request.fqdn,
-          labels: request.labels,
-          version: request.version,
-          modules: request.modules,
+          // Shared where many clients send the same (a record per client
+          // lives as long as its stream; issue #11).
+          labels: isEmpty(request.labels) ? NO_LABELS : request.labels,
+          version: versions.intern(request.version),
+          modules: request.modules.length === 0 ? NO_NAMES : request.modules,
           protocol: "connect",
-          proxies: request.proxies,
+          proxies: request.proxies.length === 0 ? NO_NAMES : request.proxies,
           peerAddress: context.values.get(PEER_ADDRESS),
           modulesOnly: request.modulesOnly,
         }, {

@@ -132,14 +132,11 @@ export function createFastClientHandler(options: FastClientHandlerOptions): Fast
     const timeoutMs = timeout.error ? undefined : timeout.timeoutMs;
     if (poll && core !== undefined) {
       // An open stream is a record driven by callbacks (see PollRecord),
-      // not a suspended generator with a handler context.
-      return servePoll(core, exchange, values, refusal, timeout.error, timeoutMs).catch(
-        (caught) => {
-          const error = callError(caught, exchange, logger);
-          if (!exchange.bodyEnded) exchange.discardBody();
-          endCall(exchange, error);
-        },
-      );
+      // not a suspended generator with a handler context; the call's
+      // promise is the record's own (no promise chain held per stream).
+      const record = new PollRecord(core, exchange, values, logger, beats!);
+      record.start(timeout.error, refusal, maxMessageBytes, timeoutMs);
+      return record.done;
     }
     if (!poll && relay !== undefined && timeoutMs === undefined && !timeout.error) {
       // A Push without a deadline (what our client sends): no handler
@@ -239,29 +236,6 @@ export function createFastClientHandler(options: FastClientHandlerOptions): Fast
         : concatBytes([message, END_STREAM_OK]),
     );
   }
-
-  /**
-   * A Poll call on the shared Poll logic: reads and checks the request as
-   * connect-es would, registers, then hands the stream to a record.
-   */
-  async function servePoll(
-    core: PollCore,
-    exchange: Exchange,
-    values: ContextValues,
-    refusal: ConnectError | null,
-    timeoutError: ConnectError | undefined,
-    timeoutMs: number | undefined,
-  ): Promise<void> {
-    if (timeoutError) throw timeoutError;
-    const request = await readPollRequest(new EnvelopeReader(exchange.body(), maxMessageBytes));
-    if (refusal !== null) throw refusal;
-    if (exchange.destroyed) return;
-    const caller: CallerContext = { values };
-    const stream = core.open(request, caller);
-    // Not awaited here: this call's frame ends; the record lives on its
-    // timer, its queue callback and the exchange's abort listener.
-    return new PollRecord(core, stream, caller, exchange, logger, timeoutMs, beats!).done;
-  }
 }
 
 /** A ConnectError for what a call threw; other errors are logged as faults. */
@@ -313,24 +287,29 @@ async function readPollRequest(reader: EnvelopeReader): Promise<PollRequest> {
 }
 
 /**
- * One open Poll stream on the fast path: the stream (client id, identity),
- * the heartbeat timer and the exchange it writes to, driven by callbacks —
- * the session's queue hands it scrapes, the timer heartbeats, the
- * exchange's signal the peer's departure. What it does at each step is the
- * shared Poll logic (client_service.ts PollCore), as the generator does it.
+ * One Poll call on the fast path: it reads and checks the request as
+ * connect-es would, registers, then is the open stream (client id,
+ * identity), heartbeat timer and the exchange it writes to, driven by
+ * callbacks — the session's queue hands it scrapes, the heartbeat queue
+ * beats, the exchange tells the peer's departure. What it does at each
+ * step is the shared Poll logic (client_service.ts PollCore), as the
+ * generator does it. It is its own caller context (its `values`).
  */
-class PollRecord {
+class PollRecord implements CallerContext {
+  /** Settles when the call has ended; never rejects. */
   readonly done: Promise<void>;
+  /** The call's context values (authentication, peer address). */
+  readonly values: ContextValues;
   readonly #core: PollCore;
-  readonly #stream: PollStream;
-  readonly #caller: CallerContext;
+  /** Null until the stream is registered. */
+  #stream: PollStream | null = null;
   readonly #exchange: Exchange;
   readonly #logger: Logger;
   /** The heartbeats of all streams (one timer for all; see BeatQueue). */
   readonly #beats: BeatQueue;
   /** When the stream's next heartbeat is due, on performance.now(); set by the queue. */
   beatAt = 0;
-  #deadline: ReturnType<typeof setTimeout> | undefined;
+  #deadline: ReturnType<typeof setTimeout> | undefined = undefined;
   #ended = false;
   #resolve!: () => void;
   /**
@@ -345,32 +324,89 @@ class PollRecord {
 
   constructor(
     core: PollCore,
-    stream: PollStream,
-    caller: CallerContext,
     exchange: Exchange,
+    values: ContextValues,
     logger: Logger,
-    timeoutMs: number | undefined,
     beats: BeatQueue,
   ) {
     this.#core = core;
     this.#beats = beats;
-    this.#stream = stream;
-    this.#caller = caller;
     this.#exchange = exchange;
+    this.values = values;
     this.#logger = logger;
     this.done = new Promise<void>((resolve) => this.#resolve = resolve);
-    if (exchange.signal.aborted) {
-      this.#finish(undefined, true, undefined);
-      return;
+  }
+
+  /**
+   * Reads the request, then registers (see open); a failure before that
+   * ends the call with its error.
+   */
+  start(
+    timeoutError: ConnectError | undefined,
+    refusal: ConnectError | null,
+    maxMessageBytes: number,
+    timeoutMs: number | undefined,
+  ): void {
+    if (timeoutError) return this.#failed(timeoutError);
+    let request: Promise<PollRequest>;
+    try {
+      request = readPollRequest(new EnvelopeReader(this.#exchange.body(), maxMessageBytes));
+    } catch (caught) {
+      return this.#failed(caught);
     }
-    exchange.signal.addEventListener("abort", this.#onGone, { once: true });
-    // (Longer than setTimeout can wait: as good as none.)
-    if (timeoutMs !== undefined && timeoutMs <= 0x7fffffff) {
-      // The call's deadline (Connect-Timeout-Ms) ends the stream, as the
-      // handler context's signal ends the generator.
-      this.#deadline = setTimeout(() => this.#finish(undefined, true, undefined), timeoutMs);
+    request.then((message) => this.#open(message, refusal, timeoutMs), (caught) => {
+      this.#failed(caught);
+    });
+  }
+
+  /** Registers the stream and sends its first message. */
+  #open(request: PollRequest, refusal: ConnectError | null, timeoutMs: number | undefined): void {
+    const exchange = this.#exchange;
+    let stream: PollStream;
+    try {
+      if (refusal !== null) throw refusal;
+      if (exchange.destroyed) {
+        this.#ended = true;
+        this.#resolve();
+        return;
+      }
+      stream = this.#core.open(request, this);
+    } catch (caught) {
+      return this.#failed(caught);
     }
-    this.#send(core.registered(stream));
+    this.#stream = stream;
+    try {
+      // The exchange's cheaper departure callback where it has one (no
+      // AbortController, signal and listener records per stream).
+      if (exchange.onGone !== undefined) exchange.onGone(this.#onGone);
+      else if (exchange.signal.aborted) this.#onGone();
+      else exchange.signal.addEventListener("abort", this.#onGone, { once: true });
+      if (this.#ended) return;
+      // (Longer than setTimeout can wait: as good as none.)
+      if (timeoutMs !== undefined && timeoutMs <= 0x7fffffff) {
+        // The call's deadline (Connect-Timeout-Ms) ends the stream, as the
+        // handler context's signal ends the generator.
+        this.#deadline = setTimeout(() => this.#finish(undefined, true, undefined), timeoutMs);
+      }
+      this.#send(this.#core.registered(stream));
+    } catch (caught) {
+      this.#fault(caught);
+    }
+  }
+
+  /** Ends a call that failed before its stream opened. */
+  #failed(caught: unknown): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    const exchange = this.#exchange;
+    try {
+      const error = callError(caught, exchange, this.#logger);
+      // Unread request bytes are read and dropped, so that the connection stays usable.
+      if (!exchange.bodyEnded) exchange.discardBody();
+      endCall(exchange, error);
+    } finally {
+      this.#resolve();
+    }
   }
 
   /** Writes a message, then waits for the next scrape or heartbeat. */
@@ -387,7 +423,7 @@ class PollRecord {
     if (this.#ended) return;
     this.#beats.wait(this);
     // May call back at once (a queued scrape, a replaced or draining session).
-    this.#stream.session.listen(this.#onTask);
+    this.#stream!.session.listen(this.#onTask);
   }
 
   #task(task: ScrapeTask | null, error?: Error): void {
@@ -395,7 +431,7 @@ class PollRecord {
     if (this.#ended) return;
     try {
       if (error !== undefined) {
-        const outcome = this.#core.waitFailed(this.#stream, error);
+        const outcome = this.#core.waitFailed(this.#stream!, error);
         if (outcome instanceof ConnectError) return this.#finish(outcome, false, outcome);
         if (outcome === error) return this.#fault(error);
         // Draining: the client is told to go away, then the call ends.
@@ -404,7 +440,7 @@ class PollRecord {
       }
       // The session closed under the stream: the call ends.
       if (task === null) return this.#finish(undefined, false, undefined);
-      this.#send(this.#core.scrape(this.#stream, task));
+      this.#send(this.#core.scrape(this.#stream!, task));
     } catch (caught) {
       this.#fault(caught);
     }
@@ -412,11 +448,11 @@ class PollRecord {
 
   /** The stream's heartbeat is due (called by the queue, which has let go of it). */
   beat(): void {
-    this.#stream.session.unlisten(this.#onTask);
+    this.#stream!.session.unlisten(this.#onTask);
     if (this.#ended) return;
     // Called in a loop over the due streams: nothing may throw out of it.
     try {
-      this.#core.beat(this.#stream, this.#caller).then((message) => {
+      this.#core.beat(this.#stream!, this).then((message) => {
         if (this.#ended) return;
         if (message instanceof ConnectError) this.#finish(message, false, message);
         else this.#send(message);
@@ -437,10 +473,13 @@ class PollRecord {
     this.#ended = true;
     this.#beats.close(this);
     clearTimeout(this.#deadline);
-    this.#stream.session.unlisten(this.#onTask);
-    this.#exchange.signal.removeEventListener("abort", this.#onGone);
+    const stream = this.#stream!;
+    stream.session.unlisten(this.#onTask);
+    // (A listener given to onGone stays: it ends nothing twice.)
+    const exchange = this.#exchange;
+    if (exchange.onGone === undefined) exchange.signal.removeEventListener("abort", this.#onGone);
     try {
-      this.#core.close(this.#stream, gone || this.#exchange.destroyed, failure);
+      this.#core.close(stream, gone || exchange.destroyed, failure);
     } finally {
       endCall(this.#exchange, error);
       this.#resolve();

@@ -32,13 +32,20 @@ export class EdgeConnection implements BudgetConnection {
   readonly remoteAddress: string;
   readonly remotePort: number;
   #destroyed = false;
-  #onClose: (() => void)[] = [];
+  /** Called once closed: one listener as is (the usual: the budget's), more in an array. */
+  #onClose: (() => void) | (() => void)[] | null = null;
+  /** The open connections it leaves once closed (a set, not a closure per connection). */
+  readonly #open: Set<EdgeConnection> | null;
   /** The node socket, once handed over. */
   #socket: ConnSocket | null = null;
 
-  /** @param conn The accepted connection. */
-  constructor(conn: Deno.Conn) {
+  /**
+   * @param conn The accepted connection.
+   * @param open The set of open connections it is in until closed.
+   */
+  constructor(conn: Deno.Conn, open?: Set<EdgeConnection>) {
     this.conn = conn;
+    this.#open = open ?? null;
     const remote = conn.remoteAddr as Deno.NetAddr;
     this.remoteAddress = remote.hostname;
     this.remotePort = remote.port;
@@ -71,8 +78,11 @@ export class EdgeConnection implements BudgetConnection {
 
   /** Calls `listener` once the connection has closed. */
   once(_event: "close", listener: () => void): this {
+    const listeners = this.#onClose;
     if (this.#destroyed) queueMicrotask(listener);
-    else this.#onClose.push(listener);
+    else if (listeners === null) this.#onClose = listener;
+    else if (typeof listeners === "function") this.#onClose = [listeners, listener];
+    else listeners.push(listener);
     return this;
   }
 
@@ -80,9 +90,11 @@ export class EdgeConnection implements BudgetConnection {
   closed(): void {
     if (this.#destroyed) return;
     this.#destroyed = true;
+    this.#open?.delete(this);
     const listeners = this.#onClose;
-    this.#onClose = [];
-    for (const listener of listeners) listener();
+    this.#onClose = null;
+    if (typeof listeners === "function") listeners();
+    else if (listeners !== null) { for (const listener of listeners) listener(); }
   }
 
   /**
@@ -100,7 +112,8 @@ export class EdgeConnection implements BudgetConnection {
 
 /**
  * Serves requests natively on a connection, or declines: resolves true when
- * it is done with the connection (closed it or it closed), false to hand the
+ * it is done with the connection (closed it or it closed) or keeps it by
+ * other means (callbacks that close it when done), false to hand the
  * connection to node:http (it must then have consumed nothing, or pass what
  * it read to `handOver` itself and resolve true).
  */
@@ -274,10 +287,10 @@ export function listenFrontDoor(options: FrontDoorOptions): FrontDoor {
       } catch {
         // Closed already.
       }
-      const connection = new EdgeConnection(conn);
+      const connection = new EdgeConnection(conn, open);
       if (budget !== undefined && !budget.admit(connection, refuse)) continue;
-      open.add(connection);
-      connection.once("close", () => open.delete(connection));
+      // Left when closed (see EdgeConnection.closed).
+      if (!connection.destroyed) open.add(connection);
       serve(connection);
     }
   }

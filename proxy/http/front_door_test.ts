@@ -331,3 +331,42 @@ Deno.test("front door: a scrape waiting for its client ends when Prometheus goes
     assert.equal(codes.values.find((v) => v.labels.code === "499")?.value, 1);
   });
 });
+
+Deno.test("front door: a closed connection leaves the open count and its budget", async () => {
+  const server = createServer((_req, res) => res.end("ok\n"));
+  const budget = createConnectionBudget({ maxConnections: 0, maxPerSource: 0 });
+  const stop = new AbortController();
+  let close: (() => void) | null = null;
+  const door = listenFrontDoor({
+    hostname: "127.0.0.1",
+    port: 0,
+    signal: stop.signal,
+    server,
+    budget,
+    // Keeps each connection until told, then closes it.
+    native: (connection) =>
+      new Promise<boolean>((resolve) => {
+        close = () => {
+          connection.destroy();
+          resolve(true);
+        };
+      }),
+  });
+  try {
+    const raw = await Raw.open(door.address.port);
+    try {
+      for (let i = 0; i < 100 && close === null; i++) await new Promise((r) => setTimeout(r, 10));
+      assert.equal(door.open, 1);
+      assert.equal(budget.open, 1);
+      close!();
+      assert.equal(door.open, 0);
+      assert.equal(budget.open, 0);
+    } finally {
+      raw.close();
+    }
+  } finally {
+    stop.abort();
+    server.close();
+    await door.finished;
+  }
+});

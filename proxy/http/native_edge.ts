@@ -18,6 +18,7 @@ import type { EdgeConnection, FrontDoor, NativeRoute } from "./front_door.ts";
 import { NativeExchange } from "./native_exchange.ts";
 import { POLL_PATH } from "../connect/fast_client_service.ts";
 import { type RequestHead, scanRequestHead } from "./request_head.ts";
+import { errorMessage } from "../../lib/error_message.ts";
 
 /** Serves one request natively. */
 export type NativeHandler = (exchange: NativeExchange) => Promise<void>;
@@ -64,6 +65,11 @@ const HEADROOM_BYTES = 1024;
 const POLL_WATCH_BYTES = 16;
 /** The fields an open Poll stream's exchange keeps: what a credential recheck reads. */
 const KEPT_POLL_FIELDS: readonly string[] = Object.freeze(["authorization", "proxy-authorization"]);
+/**
+ * Stands for an open Poll stream's connection timers, let go of while it
+ * lasts: closed, never set.
+ */
+const NO_TIMER = new LazyTimer();
 const TIMEOUT_BODY = "Request Timeout: ERR_HTTP_REQUEST_TIMEOUT\n";
 /** node:http's answer to a head that did not arrive in time (see serveProxy's clientError). */
 const TIMEOUT_ANSWER = encoder.encode(
@@ -165,7 +171,8 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
     const timer = new LazyTimer();
     const handlerTimer = new LazyTimer();
     const conn = connection.conn;
-    const read = (buffer: Uint8Array) => conn.read(buffer);
+    // Bound, not a closure with a scope of its own: kept per connection.
+    const read: (buffer: Uint8Array) => Promise<number | null> = conn.read.bind(conn);
     // Heads are read with small buffers (what an idle or handed-over
     // connection keeps is small); a body switches to 64 KiB reads.
     const reader = new ByteReader(read, HEAD_READ_BYTES);
@@ -174,9 +181,10 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
 
   /**
    * Serves the connection's requests from `reader` on. An open Poll stream
-   * goes on by callbacks, with no suspended frame of this function; the
-   * next request after it starts this function again. Closes the timers
-   * when the connection is done.
+   * goes on by callbacks, with no suspended frame of this function: it
+   * resolves true then, the connection kept (see afterPoll, which serves
+   * the next request after the stream). Closes the timers when the
+   * connection is done.
    */
   async function serveRequests(
     connection: EdgeConnection,
@@ -248,7 +256,8 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
             // A Poll's own copy of what is left (mostly nothing): a view
             // would keep the whole buffer it was read into (4 or 64 KiB)
             // for the stream's life, as would the body's reader.
-            smaller.unread(poll ? rest.slice() : rest);
+            // (Nothing left, the usual: the one shared empty view.)
+            smaller.unread(poll ? (rest.byteLength === 0 ? NO_BYTES : rest.slice()) : rest);
             if (poll) reader.unread(NO_BYTES);
             reader = smaller;
             bodyReads = false;
@@ -260,11 +269,17 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
             // credential recheck reads.
             timer.close();
             handlerTimer.close();
+            // Let go of, too (made anew if the connection carries more).
+            timer = handlerTimer = NO_TIMER;
+            exchange.timer = null;
             exchange.keepOnly(KEPT_POLL_FIELDS);
           }
-          reader.prefetch(poll ? POLL_WATCH_BYTES : HEAD_READ_BYTES).then((n) => {
-            if (n === null) exchange.peerGone();
-          }, () => exchange.peerGone());
+          // One callback for both outcomes: the end (null) or a failure
+          // (an error) is the peer gone; bytes are the next request's.
+          const settled = (n: unknown) => {
+            if (typeof n !== "number") exchange.peerGone();
+          };
+          reader.prefetch(poll ? POLL_WATCH_BYTES : HEAD_READ_BYTES).then(settled, settled);
         };
         const exchange: NativeExchange = new NativeExchange(conn, head, {
           keepAliveSeconds,
@@ -287,34 +302,20 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
             throw error;
           }
           handedOn = true;
-          return served.then(async () => {
-            let reusable = false;
-            try {
-              reusable = await exchange.finished();
-            } finally {
+          // The front door hears at once that the edge keeps the
+          // connection: no promise chain above the stream's, which ends in
+          // callbacks that never reject (failures close the connection).
+          served.then(
+            () =>
+              afterPoll(connection, door, timer, handlerTimer, read, reader, bodyReads, exchange),
+            (error) => {
               budget?.done(connection);
-            }
-            if (await reusableAfter(connection, exchange, body, timer, reusable)) {
-              return serveRequests(
-                connection,
-                door,
-                timer,
-                handlerTimer,
-                read,
-                reader,
-                bodyReads,
-                false,
-              );
-            }
-            timer.close();
-            handlerTimer.close();
-            return true;
-          }, (error) => {
-            budget?.done(connection);
-            timer.close();
-            handlerTimer.close();
-            throw error;
-          });
+              timer.close();
+              handlerTimer.close();
+              connectionFailed(connection, error);
+            },
+          );
+          return true;
         }
         let reusable = false;
         try {
@@ -331,6 +332,51 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
         handlerTimer.close();
       }
     }
+  }
+
+  /**
+   * After a Poll stream's exchange: serves the connection's next requests,
+   * or closes it. Never rejects.
+   */
+  async function afterPoll(
+    connection: EdgeConnection,
+    door: FrontDoor,
+    timer: LazyTimer,
+    handlerTimer: LazyTimer,
+    read: (buffer: Uint8Array) => Promise<number | null>,
+    reader: ByteReader,
+    bodyReads: boolean,
+    exchange: NativeExchange,
+  ): Promise<void> {
+    if (timer === NO_TIMER) {
+      timer = new LazyTimer();
+      handlerTimer = new LazyTimer();
+    }
+    try {
+      let reusable = false;
+      try {
+        reusable = await exchange.finished();
+      } finally {
+        budget?.done(connection);
+      }
+      // (The body is read: the exchange let go of it; null then.)
+      if (await reusableAfter(connection, exchange, exchange.bodyReader, timer, reusable)) {
+        await serveRequests(connection, door, timer, handlerTimer, read, reader, bodyReads, false);
+        return;
+      }
+      timer.close();
+      handlerTimer.close();
+    } catch (error) {
+      timer.close();
+      handlerTimer.close();
+      connectionFailed(connection, error);
+    }
+  }
+
+  /** As the front door ends a connection whose serving failed. */
+  function connectionFailed(connection: EdgeConnection, error: unknown): void {
+    logger?.debug("Connection failed", { err: errorMessage(error) });
+    connection.destroy();
   }
 
   /**

@@ -56,6 +56,8 @@ export interface NativeExchangeOptions {
 
 const noop = (): void => {};
 
+type GoneListener = (reason: unknown) => void;
+
 const EMPTY: AsyncIterator<Uint8Array> = {
   next: () => Promise.resolve({ done: true, value: undefined }),
 };
@@ -69,9 +71,13 @@ export class NativeExchange implements Exchange {
   readonly remoteAddress: string | undefined;
   readonly remotePort: number | undefined;
   readonly peer = null;
-  /** A timer of the connection for the handler's deadlines; null when none was given. */
-  readonly timer: LazyTimer | null;
-  readonly #body: BodyReader | null;
+  /**
+   * A timer of the connection for the handler's deadlines; null when none
+   * was given, or once the edge took it back (an open Poll stream's).
+   */
+  timer: LazyTimer | null;
+  /** Let go of once read to its end (with it its reader and read buffer). */
+  #body: BodyReader | null;
   readonly #extraHeaders: readonly HeaderPair[];
   #onBodyEnd: (() => void) | undefined;
   readonly #conn: Deno.Conn;
@@ -82,8 +88,8 @@ export class NativeExchange implements Exchange {
   #gone: AbortController | null = null;
   /** Why the exchange was abandoned; null while it is not. */
   #goneReason: Error | null = null;
-  /** Called when the exchange is abandoned (see onGone); null when none. */
-  #goneListeners: ((reason: unknown) => void)[] | null = null;
+  /** Called when the exchange is abandoned (see onGone): one, several, or null for none. */
+  #goneListeners: GoneListener | GoneListener[] | null = null;
   /** The peer asked to close (Connection: close), or a failure requires it. */
   #close: boolean;
   #status = 0;
@@ -159,6 +165,7 @@ export class NativeExchange implements Exchange {
   body(): AsyncIterable<Uint8Array> {
     const body = this.#body;
     const ended = () => {
+      this.#body = null;
       const onBodyEnd = this.#onBodyEnd;
       this.#onBodyEnd = undefined;
       onBodyEnd?.();
@@ -184,7 +191,7 @@ export class NativeExchange implements Exchange {
     // The edge reads and drops what is left after the answer (within its drain limits).
   }
 
-  /** The request body's reader, for the edge to drain it after the answer; null when none. */
+  /** The request body's reader, for the edge to drain it after the answer; null when none or read. */
   get bodyReader(): BodyReader | null {
     return this.#body;
   }
@@ -210,11 +217,18 @@ export class NativeExchange implements Exchange {
       listener(this.#goneReason);
       return noop;
     }
-    (this.#goneListeners ??= []).push(listener);
+    // One listener is kept as is (an open Poll stream's), more in an array.
+    const listeners = this.#goneListeners;
+    if (listeners === null) this.#goneListeners = listener;
+    else if (typeof listeners === "function") this.#goneListeners = [listeners, listener];
+    else listeners.push(listener);
     return () => {
       const listeners = this.#goneListeners;
-      const at = listeners === null ? -1 : listeners.indexOf(listener);
-      if (at >= 0) listeners!.splice(at, 1);
+      if (listeners === listener) this.#goneListeners = null;
+      else if (Array.isArray(listeners)) {
+        const at = listeners.indexOf(listener);
+        if (at >= 0) listeners.splice(at, 1);
+      }
     };
   }
 
@@ -335,6 +349,7 @@ export class NativeExchange implements Exchange {
     const listeners = this.#goneListeners;
     if (listeners === null) return;
     this.#goneListeners = null;
+    if (typeof listeners === "function") return listeners(reason);
     for (const listener of listeners) listener(reason);
   }
 

@@ -151,3 +151,28 @@ Deno.test("NativeExchange: the head goes in front of an owned first chunk, in it
   const tight = await send(10);
   assert.notEqual(tight.written.buffer, tight.chunk.buffer);
 });
+
+Deno.test("NativeExchange: onGone listeners, one or several, are told once and can be withdrawn", () => {
+  const { exchange: one } = exchange("GET /x HTTP/1.1\r\nHost: a\r\n\r\n", []);
+  const heard: string[] = [];
+  one.onGone(() => heard.push("only"));
+  one.peerGone();
+  one.abort();
+  assert.deepEqual(heard, ["only"]);
+
+  const { exchange: many } = exchange("GET /x HTTP/1.1\r\nHost: a\r\n\r\n", []);
+  const stopFirst = many.onGone(() => heard.push("first"));
+  many.onGone(() => heard.push("second"));
+  const stopThird = many.onGone(() => heard.push("third"));
+  stopFirst();
+  stopThird();
+  many.peerGone();
+  assert.deepEqual(heard, ["only", "second"]);
+
+  const { exchange: withdrawn } = exchange("GET /x HTTP/1.1\r\nHost: a\r\n\r\n", []);
+  withdrawn.onGone(() => heard.push("withdrawn"))();
+  withdrawn.peerGone();
+  // Told at once when already gone.
+  withdrawn.onGone(() => heard.push("late"));
+  assert.deepEqual(heard, ["only", "second", "late"]);
+});

@@ -76,6 +76,12 @@ export function createPipeline(options: PipelineOptions): Pipeline {
   const contexts = new WeakMap<object, RequestContext>();
   /** Requests whose body the scrape's deadline bounds (see RequestContext.bodyBound). */
   const bound = new WeakSet<IncomingMessage>();
+  /** The same for the native edge's exchanges (each its request's credentials). */
+  const nativeBound = new WeakSet<object>();
+  /** One function for all native requests, not a closure kept by each context. */
+  const bindNative = (credentials: Credentials) => {
+    nativeBound.add(credentials);
+  };
   const guardBody = createBodyGuard({
     bodyIdleTimeoutMs,
     isBound: (req) => bound.has(req),
@@ -200,12 +206,11 @@ export function createPipeline(options: PipelineOptions): Pipeline {
    * `handle` serves it.
    */
   function serveNative(exchange: NativeExchange, matched?: Route): Promise<void> {
-    let isBound = false;
     let timer: ReturnType<typeof setTimeout> | undefined;
     let expire: (() => void) | undefined;
     if (bodyIdleTimeoutMs > 0 && !exchange.bodyEnded) {
       expire = () => {
-        if (isBound || exchange.bodyEnded || exchange.destroyed) return;
+        if (nativeBound.has(exchange) || exchange.bodyEnded || exchange.destroyed) return;
         metrics.limitHits.inc({ limit: "body_idle_timeout" });
         logger.warn("Request body too slow: closing the connection", {
           remote: exchange.remoteAddress,
@@ -268,7 +273,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
         route.role,
         exchange,
         peerAddress(exchange),
-        () => isBound = true,
+        bindNative,
       );
       served = serve(request, route, context, () => exchange, null);
     } catch (error) {

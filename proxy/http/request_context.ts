@@ -79,13 +79,14 @@ export interface RequestAuth {
    * @param role The route's role; null for open routes.
    * @param credentials The request's credentials.
    * @param peerAddress The caller's "host:port".
-   * @param bodyBound See RequestContext.bodyBound.
+   * @param bodyBound See RequestContext.bodyBound; called with `credentials`
+   *   (a function shared by many requests may tell them apart by it).
    */
   context(
     role: Role | null,
     credentials: Credentials,
     peerAddress: string,
-    bodyBound: () => void,
+    bodyBound: (credentials: Credentials) => void,
   ): RequestContext;
   /** Counts and logs a refusal. */
   refused(role: Role, credentials: Credentials, result: AuthResult & { ok: false }): void;
@@ -204,7 +205,7 @@ class Context implements RequestContext {
   readonly source: string;
   readonly peerAddress: string;
   result: AuthResult | null = null;
-  readonly bodyBound: () => void;
+  readonly #bodyBound: (credentials: Credentials) => void;
   readonly #check: (role: Role, credentials: Credentials) => Promise<AuthResult>;
   readonly #refused: (
     role: Role,
@@ -217,7 +218,7 @@ class Context implements RequestContext {
     role: Role | null,
     credentials: Credentials,
     peerAddress: string,
-    bodyBound: () => void,
+    bodyBound: (credentials: Credentials) => void,
     check: (role: Role, credentials: Credentials) => Promise<AuthResult>,
     refused: (role: Role, credentials: Credentials, result: AuthResult & { ok: false }) => void,
   ) {
@@ -225,7 +226,7 @@ class Context implements RequestContext {
     this.credentials = credentials;
     this.source = sourceKey(credentials.remoteAddress);
     this.peerAddress = peerAddress;
-    this.bodyBound = bodyBound;
+    this.#bodyBound = bodyBound;
     this.#check = check;
     this.#refused = refused;
   }
@@ -239,6 +240,10 @@ class Context implements RequestContext {
       return result;
     });
     return this.#pending;
+  }
+
+  bodyBound(): void {
+    this.#bodyBound(this.credentials);
   }
 
   recheck(): Promise<AuthResult> {
