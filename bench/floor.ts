@@ -142,9 +142,15 @@ async function runProxy(size: number, print: (line: string) => void): Promise<vo
 }
 
 function cpuMs(pid: number): number {
+  const { user, sys } = cpuSplitMs(pid);
+  return user + sys;
+}
+
+/** utime and stime of a process in ms (100 Hz ticks). */
+function cpuSplitMs(pid: number): { user: number; sys: number } {
   const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) * 10; // utime + stime, 100 Hz ticks
+  return { user: Number(fields[11]) * 10, sys: Number(fields[12]) * 10 };
 }
 
 async function main(): Promise<void> {
@@ -215,11 +221,16 @@ async function main(): Promise<void> {
   for (let i = 0; i < warmup; i++) await scrape();
   const before = cpuMs(proxy.pid) + cpuMs(client.pid);
   const beforeProxy = cpuMs(proxy.pid);
+  const beforeSplit = [cpuSplitMs(proxy.pid), cpuSplitMs(client.pid)];
   const started = performance.now();
   for (let i = 0; i < scrapes; i++) await scrape();
   const wallMs = performance.now() - started;
   const proxyMs = cpuMs(proxy.pid) - beforeProxy;
   const bothMs = cpuMs(proxy.pid) + cpuMs(client.pid) - before;
+  const afterSplit = [cpuSplitMs(proxy.pid), cpuSplitMs(client.pid)];
+  // User time is the runtime's JavaScript and Rust; system time the kernel's.
+  const userMs = afterSplit[0]!.user + afterSplit[1]!.user - beforeSplit[0]!.user -
+    beforeSplit[1]!.user;
   const mib = size / (1024 * 1024);
   console.log(JSON.stringify({
     size,
@@ -229,6 +240,8 @@ async function main(): Promise<void> {
       proxy: proxyMs / scrapes,
       client: (bothMs - proxyMs) / scrapes,
       both: bothMs / scrapes,
+      bothUser: userMs / scrapes,
+      bothSys: (bothMs - userMs) / scrapes,
     },
     msPerMiB: { both: bothMs / scrapes / mib },
   }));
