@@ -7,14 +7,9 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import http from "node:http";
 import { type AddressInfo, connect } from "node:net";
-import { Registry } from "prom-client";
 import { createAllowList, parseCidr } from "../../lib/cidr.ts";
-import { createNullLogger } from "../../lib/logger.ts";
-import { requestTarget, startExporterServer } from "./exporter_server.ts";
-import { parseConfig } from "./config.ts";
-import { createModuleEngine, prepareConfig } from "./engine.ts";
-import { createModuleMetrics } from "./metrics.ts";
-import { get, withServer } from "./exporter_server_testing.ts";
+import { requestTarget } from "./exporter_server.ts";
+import { get, serveModules, withServer } from "./exporter_server_testing.ts";
 
 Deno.test("exporter server: /, /proxy, /metrics, /-/healthy and bad requests", async () => {
   await withServer({}, async (server) => {
@@ -236,19 +231,9 @@ Deno.test("exporter server: http module bodies pass intact (Content-Length, chun
       `      port: ${backendPort}\n      path: /${path}\n      verify: ${verify}\n`
     )
   ).join("");
-  const engine = createModuleEngine({
-    config: await prepareConfig(parseConfig(`modules:\n${modules}`, "expexp.yaml")),
-    metrics: createModuleMetrics(new Registry()),
-    logger: createNullLogger(),
-  });
-  const server = await startExporterServer({
-    engine,
-    metrics: () => Promise.resolve({ contentType: "text/plain", body: "" }),
-    logger: createNullLogger(),
-    address: { hostname: "127.0.0.1", port: 0 },
-  });
+  const served = await serveModules(`modules:\n${modules}`);
   try {
-    const port = server.address!.port;
+    const port = served.port;
     for (const path of ["length", "chunked", "gzip"]) {
       for (const verify of [true, false]) {
         const name = `${path}_${verify}`;
@@ -285,28 +270,15 @@ Deno.test("exporter server: http module bodies pass intact (Content-Length, chun
       }
     }
   } finally {
-    await server.close();
-    engine.close();
+    await served.close();
     backend.closeAllConnections();
     await new Promise((resolve) => backend.close(resolve));
   }
 });
 
 Deno.test("startExporterServer: aborting signal closes the listener and settles finished", async () => {
-  const engine = createModuleEngine({
-    config: await prepareConfig(parseConfig("modules: {}\n", "expexp.yaml")),
-    metrics: createModuleMetrics(new Registry()),
-    logger: createNullLogger(),
-  });
   const stop = new AbortController();
-  const server = await startExporterServer({
-    engine,
-    metrics: () => Promise.resolve({ contentType: "text/plain", body: "" }),
-    logger: createNullLogger(),
-    address: { hostname: "127.0.0.1", port: 0 },
-    signal: stop.signal,
-  });
-  const port = server.address!.port;
+  const { engine, server, port } = await serveModules("modules: {}\n", { signal: stop.signal });
   const open = await Deno.connect({ hostname: "127.0.0.1", port });
   open.close();
   stop.abort();
@@ -345,20 +317,9 @@ Deno.test("exporter server: a scraper that leaves mid-body, or a stop, closes th
     }
   })();
   const port = (backend.addr as Deno.NetAddr).port;
-  const engine = createModuleEngine({
-    config: await prepareConfig(parseConfig(
-      `modules:\n  slow:\n    method: http\n    http:\n      address: 127.0.0.1\n      port: ${port}\n      verify: false\n`,
-      "expexp.yaml",
-    )),
-    metrics: createModuleMetrics(new Registry()),
-    logger: createNullLogger(),
-  });
-  const server = await startExporterServer({
-    engine,
-    metrics: () => Promise.resolve({ contentType: "text/plain", body: "" }),
-    logger: createNullLogger(),
-    address: { hostname: "127.0.0.1", port: 0 },
-  });
+  const served = await serveModules(
+    `modules:\n  slow:\n    method: http\n    http:\n      address: 127.0.0.1\n      port: ${port}\n      verify: false\n`,
+  );
   const within = <T>(promise: Promise<T>, what: string) => {
     let timer: ReturnType<typeof setTimeout> | undefined;
     return Promise.race([
@@ -370,7 +331,7 @@ Deno.test("exporter server: a scraper that leaves mid-body, or a stop, closes th
   };
   /** Sends a scrape and reads until the body's start arrived. */
   const scrape = async () => {
-    const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.address!.port });
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: served.port });
     await conn.write(
       new TextEncoder().encode("GET /proxy?module=slow HTTP/1.1\r\nhost: x\r\n\r\n"),
     );
@@ -393,12 +354,11 @@ Deno.test("exporter server: a scraper that leaves mid-body, or a stop, closes th
     );
 
     const staying = await scrape();
-    await server.close();
+    await served.server.close();
     await within(closed[1]!.promise, "the backend's connection was not closed at stop");
     staying.close();
   } finally {
-    await server.close();
-    engine.close();
+    await served.close();
     backend.close();
     await serving.catch(() => {});
   }
@@ -409,6 +369,7 @@ Deno.test("exporter server: a large body waits for the scraper and ends when it 
   // when its connection is closed.
   const backend = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const closed = Promise.withResolvers<void>();
+  let sent = 0;
   const serving = (async () => {
     for await (const conn of backend) {
       (async () => {
@@ -424,7 +385,7 @@ Deno.test("exporter server: a large body waits for the scraper and ends when it 
           await conn.write(new TextEncoder().encode(
             `HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: ${64 << 20}\r\n\r\n`,
           ));
-          for (let sent = 0; sent < 64 << 20; sent += piece.byteLength) await conn.write(piece);
+          for (sent = 0; sent < 64 << 20; sent += piece.byteLength) await conn.write(piece);
         } catch { /* the client closed the connection */ }
         conn.close();
         closed.resolve();
@@ -432,23 +393,12 @@ Deno.test("exporter server: a large body waits for the scraper and ends when it 
     }
   })();
   const port = (backend.addr as Deno.NetAddr).port;
-  const engine = createModuleEngine({
-    config: await prepareConfig(parseConfig(
-      `modules:\n  big:\n    method: http\n    http:\n      address: 127.0.0.1\n      port: ${port}\n      verify: false\n`,
-      "expexp.yaml",
-    )),
-    metrics: createModuleMetrics(new Registry()),
-    logger: createNullLogger(),
-  });
-  const server = await startExporterServer({
-    engine,
-    metrics: () => Promise.resolve({ contentType: "text/plain", body: "" }),
-    logger: createNullLogger(),
-    address: { hostname: "127.0.0.1", port: 0 },
-  });
+  const served = await serveModules(
+    `modules:\n  big:\n    method: http\n    http:\n      address: 127.0.0.1\n      port: ${port}\n      verify: false\n`,
+  );
   let timer: ReturnType<typeof setTimeout> | undefined;
   try {
-    const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.address!.port });
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: served.port });
     await conn.write(new TextEncoder().encode("GET /proxy?module=big HTTP/1.1\r\nhost: x\r\n\r\n"));
     // 4 MiB read, then a pause: the client's writes wait for the scraper.
     const buffer = new Uint8Array(65536);
@@ -459,6 +409,9 @@ Deno.test("exporter server: a large body waits for the scraper and ends when it 
       received += n;
     }
     await new Promise((resolve) => setTimeout(resolve, 200));
+    // Back-pressure: the client read from the backend about as much as the
+    // scraper took plus socket buffers, not the whole 64 MiB.
+    assert.ok(sent < 32 << 20, `the backend sent ${sent} bytes while the scraper paused`);
     conn.close();
     await Promise.race([
       closed.promise,
@@ -471,8 +424,7 @@ Deno.test("exporter server: a large body waits for the scraper and ends when it 
     ]);
   } finally {
     clearTimeout(timer);
-    await server.close();
-    engine.close();
+    await served.close();
     backend.close();
     await serving.catch(() => {});
   }

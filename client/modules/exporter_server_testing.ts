@@ -1,6 +1,7 @@
 /**
  * What the exporter server tests share: a request helper, an engine over a
- * module configuration in a temporary folder, and a running server.
+ * module configuration in a temporary folder, a running server, and a
+ * server over modules given as YAML.
  *
  * @module
  */
@@ -121,4 +122,49 @@ export async function withServer(
     await server.close();
     await Deno.remove(f.dir, { recursive: true });
   }
+}
+
+/** A running server over an engine of its own (see {@linkcode serveModules}). */
+export interface ModulesServer {
+  engine: ModuleEngine;
+  server: ExporterServer;
+  /** The listener's port. */
+  port: number;
+  /** Stops the server and the engine. */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts a server on 127.0.0.1 over the modules of an expexp.yaml text, its
+ * own metrics empty.
+ *
+ * @param yaml The configuration, e.g. `modules:\n  big:\n    method: http…`.
+ * @param options More server options (a signal, say).
+ * @returns The running server.
+ */
+export async function serveModules(
+  yaml: string,
+  options: Partial<ExporterServerOptions> = {},
+): Promise<ModulesServer> {
+  const engine = createModuleEngine({
+    config: await prepareConfig(parseConfig(yaml, "expexp.yaml")),
+    metrics: createModuleMetrics(new Registry()),
+    logger: createNullLogger(),
+  });
+  const server = await startExporterServer({
+    engine,
+    metrics: () => Promise.resolve({ contentType: "text/plain", body: "" }),
+    logger: createNullLogger(),
+    address: { hostname: "127.0.0.1", port: 0 },
+    ...options,
+  });
+  return {
+    engine,
+    server,
+    port: server.address!.port,
+    async close() {
+      await server.close();
+      engine.close();
+    },
+  };
 }

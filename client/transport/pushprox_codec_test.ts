@@ -14,16 +14,7 @@ import {
   encodePushHead,
   encodePushHeadNow,
 } from "./pushprox_codec.ts";
-
-/** A small seeded generator (mulberry32): failures can be replayed. */
-function random(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom as random } from "../../lib/testing/random.ts";
 
 function texts(next: () => number): () => string {
   const int = (n: number) => Math.floor(next() * n);

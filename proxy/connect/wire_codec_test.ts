@@ -10,16 +10,7 @@ import {
 } from "../../gen/pushprox/v1/pushprox_pb.ts";
 import { encodeEnvelope } from "./connect_stream.ts";
 import { decodePushHead, encodePushResponse, encodeScrapeEnvelope } from "./wire_codec.ts";
-
-/** A deterministic generator (mulberry32), so that a failure can be replayed. */
-function random(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom as random } from "../../lib/testing/random.ts";
 
 Deno.test("encodePushResponse() writes the bytes protobuf-es writes", () => {
   const next = random(7);

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { type HeadScan, scanRequestHead } from "./request_head.ts";
+import { seededRandom as random } from "../../lib/testing/random.ts";
 
 const bytes = (text: string) => new TextEncoder().encode(text);
 
@@ -154,16 +155,6 @@ function referenceHeadEnd(bytes: Uint8Array): number {
 /** A scan as plain data, for deepEqual. */
 function plain(scan: HeadScan): unknown {
   return scan.kind === "head" ? { ...scan.head, headers: [...scan.head.headers] } : scan;
-}
-
-/** A deterministic generator (mulberry32), so that a failure can be replayed. */
-function random(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 Deno.test("scanRequestHead() agrees with the regular-expression scanner on mutated heads", () => {

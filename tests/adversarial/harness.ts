@@ -246,17 +246,8 @@ export function withTimeout<T>(promise: Promise<T>, ms: number, what: string): P
   ]).finally(() => clearTimeout(timer));
 }
 
-/** mulberry32: a tiny deterministic PRNG. */
-export function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** mulberry32: a tiny deterministic PRNG (lib/testing/random.ts). */
+export { seededRandom as random } from "../../lib/testing/random.ts";
 
 /** A Connect/gRPC envelope: flags, 4-byte length, message. */
 export function envelope(flags: number, payload: Uint8Array): Uint8Array {

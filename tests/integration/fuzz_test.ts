@@ -8,18 +8,7 @@
 import assert from "node:assert/strict";
 import { connect } from "node:net";
 import { connectClient, fakeClient, send, startSecureProxy } from "../secure_stack.ts";
-
-/** mulberry32: a tiny deterministic PRNG. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom as random } from "../../lib/testing/random.ts";
 
 const SEED = 20261121;
 const COUNT = 300;
