@@ -148,7 +148,8 @@ export type ClientServiceImpl = ServiceImpl<typeof ClientService> & {
   readonly [PUSH_RELAY]: PushRelay;
 };
 
-const HEARTBEAT: PollMessage = { message: { case: "heartbeat", value: {} } };
+/** The heartbeat message: one object, so that writers can recognise it (and reuse its bytes). */
+export const HEARTBEAT: PollMessage = { message: { case: "heartbeat", value: {} } };
 const GO_AWAY: PollMessage = { message: { case: "goAway", value: { reason: "shutting down" } } };
 
 const NO_LABELS: Record<string, string> = Object.freeze({}) as Record<string, string>;

@@ -38,6 +38,7 @@ import type { ScrapeTask } from "../core/coordinator.ts";
 import {
   type CallerContext,
   type ClientServiceImpl,
+  HEARTBEAT,
   POLL_CORE,
   type PollCore,
   type PollMessage,
@@ -53,6 +54,16 @@ import {
   EnvelopeReader,
   readPushRequests,
 } from "./connect_stream.ts";
+
+/**
+ * The heartbeat's envelope, encoded once: encoding it per stream and beat
+ * was a kilobyte of garbage each (issue #11). Shared, so never written to;
+ * writers do not take or detach chunks that are not theirs (owned_chunks.ts).
+ */
+const HEARTBEAT_ENVELOPE = encodeEnvelope(
+  0,
+  toBinary(PollResponseSchema, create(PollResponseSchema, HEARTBEAT)),
+);
 
 /** The content type of the calls the fast path serves. */
 export const CONTENT_TYPE = "application/connect+proto";
@@ -414,7 +425,7 @@ class PollRecord implements CallerContext {
     const exchange = this.#exchange;
     if (!exchange.headersSent) exchange.respond(200, POLL_HEADERS);
     exchange.write(
-      encodeScrapeEnvelope(message) ??
+      message === HEARTBEAT ? HEARTBEAT_ENVELOPE : encodeScrapeEnvelope(message) ??
         encodeEnvelope(0, toBinary(PollResponseSchema, create(PollResponseSchema, message))),
     ).then(() => this.#wait());
   }

@@ -274,6 +274,12 @@ export class NativeExchange implements Exchange {
     if (this.#headSent && !this.#chunked) {
       return this.#noBody || chunk.byteLength === 0 ? this.#queue : this.#enqueue(chunk, give);
     }
+    // Chunked, head out (each Poll message): one buffer, no list of parts.
+    if (this.#headSent && chunk.byteLength <= 0xffffffff) {
+      return this.#noBody || chunk.byteLength === 0
+        ? this.#queue
+        : this.#enqueue(chunkFrame(chunk), give);
+    }
     // The head goes out with the first body bytes, in one write.
     const parts: Uint8Array[] = [];
     if (!this.#headSent) {
@@ -359,7 +365,10 @@ export class NativeExchange implements Exchange {
     this.#queue = this.#queue.then(async () => {
       if (this.#destroyed) return;
       try {
-        for (let at = 0; at < bytes.byteLength;) at += await conn.write(bytes.subarray(at));
+        for (let at = 0; at < bytes.byteLength;) {
+          // (Most writes take it all at once: no view of the whole for them.)
+          at += await conn.write(at === 0 ? bytes : bytes.subarray(at));
+        }
       } catch {
         this.peerGone();
         return;
@@ -456,6 +465,24 @@ let lastHead: BuiltHead | null = null;
 function flat(text: string): string {
   return text.length < 13 ? text : JSON.parse(JSON.stringify(text));
 }
+
+/** A chunk of chunked transfer coding (size line, data, CRLF) in one new buffer. */
+function chunkFrame(chunk: Uint8Array): Uint8Array {
+  const size = chunk.byteLength;
+  let digits = 1;
+  while (size >>> (4 * digits) !== 0 && digits < 8) digits++;
+  const out = new Uint8Array(digits + 4 + size);
+  for (let i = 0, shift = 4 * (digits - 1); i < digits; i++, shift -= 4) {
+    out[i] = HEX[(size >>> shift) & 0xf]!;
+  }
+  out[digits] = 13;
+  out[digits + 1] = 10;
+  out.set(chunk, digits + 2);
+  out[digits + 2 + size] = 13;
+  out[digits + 3 + size] = 10;
+  return out;
+}
+const HEX = encoder.encode("0123456789abcdef");
 
 function join(parts: Uint8Array[]): Uint8Array {
   return parts.length === 1 ? parts[0]! : concatBytes(parts);
