@@ -102,6 +102,8 @@ export class NativeExchange implements Exchange {
   #noBody = false;
   /** Writes in order; resolves when the last one is out. */
   #queue: Promise<void> = Promise.resolve();
+  /** Writes started and not settled (0: the queue is settled). */
+  #writing = 0;
   #finished: Promise<boolean> | null = null;
 
   /**
@@ -362,20 +364,30 @@ export class NativeExchange implements Exchange {
   /** Writes after what is queued; `give` goes to the pool once all is written. */
   #enqueue(bytes: Uint8Array, give: ArrayBufferLike | null = null): Promise<void> {
     const conn = this.#conn;
-    this.#queue = this.#queue.then(async () => {
-      if (this.#destroyed) return;
-      try {
-        for (let at = 0; at < bytes.byteLength;) {
-          // (Most writes take it all at once: no view of the whole for them.)
-          at += await conn.write(at === 0 ? bytes : bytes.subarray(at));
-        }
-      } catch {
-        this.peerGone();
-        return;
-      }
-      if (give !== null) this.#pool!.give(give);
-    });
+    // Nothing queued (a Poll stream's every message): written at once, with
+    // no callback and promise to wait behind a settled queue.
+    // (Counted from here: a write queued but not started yet keeps the
+    // next one behind it.)
+    this.#queue = this.#writing++ === 0
+      ? this.#put(conn, bytes, give)
+      : this.#queue.then(() => this.#put(conn, bytes, give));
     return this.#queue;
+  }
+
+  async #put(conn: Deno.Conn, bytes: Uint8Array, give: ArrayBufferLike | null): Promise<void> {
+    try {
+      if (this.#destroyed) return;
+      for (let at = 0; at < bytes.byteLength;) {
+        // (Most writes take it all at once: no view of the whole for them.)
+        at += await conn.write(at === 0 ? bytes : bytes.subarray(at));
+      }
+    } catch {
+      this.peerGone();
+      return;
+    } finally {
+      this.#writing--;
+    }
+    if (give !== null) this.#pool!.give(give);
   }
 
   /** The response head. */
