@@ -10,6 +10,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { Code, ConnectError, createContextValues, type HandlerContext } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { ClientService, RegistryService } from "../../gen/pushprox/v1/pushprox_pb.ts";
+import type { Exchange } from "../../lib/http_exchange.ts";
 import type { Logger } from "../../lib/logger.ts";
 import { exposition } from "../../lib/metrics.ts";
 import { type Authenticator, createAuthenticator, defaultAuthConfig } from "../auth/auth.ts";
@@ -273,33 +274,36 @@ export function createProxy(options: ProxyOptions): Proxy {
     legacy: nodeOnly((req, res, path) =>
       path === "/poll" ? legacy!.poll(req, res) : legacy!.push(req, res)
     ),
-    legacy_off: nodeOnly(notFound),
-    clients: nodeOnly((req, res, path) => {
-      if (!allowRead(req, res, path)) return;
-      const host = req.headers.host;
+    // The routes below answer the same on both edges, from one handler each.
+    legacy_off: (call) => notFound(call.exchange(), call.path),
+    clients: (call) => {
+      const exchange = call.exchange();
+      if (!allowRead(exchange, call.path)) return;
+      const host = exchange.header("host");
       const body = JSON.stringify(
         targetGroups(coordinator.listClients(), host ? { proxy: host.slice(0, 255) } : {}),
       ) + "\n";
-      res.writeHead(200, { "content-type": "application/json" });
-      res.end(body);
-    }),
-    metrics: nodeOnly(async (req, res, path) => {
-      if (!allowRead(req, res, path)) return;
+      exchange.respond(200, [["content-type", "application/json"]]);
+      exchange.end(exchange.method === "HEAD" ? undefined : body);
+    },
+    metrics: async (call) => {
+      const exchange = call.exchange();
+      if (!allowRead(exchange, call.path)) return;
       let body: string;
       try {
         body = await exposition(metrics.registry);
       } catch (error) {
         logger.error("Cannot collect metrics", { err: error });
-        res.writeHead(500, { "content-type": "text/plain; charset=utf-8" });
-        res.end("Cannot collect metrics\n");
+        exchange.respond(500, [["content-type", "text/plain; charset=utf-8"]]);
+        exchange.end(exchange.method === "HEAD" ? undefined : "Cannot collect metrics\n");
         return;
       }
-      res.writeHead(200, { "content-type": metrics.registry.contentType });
-      res.end(body);
-    }),
-    status_page: nodeOnly(serveOperations),
-    health: nodeOnly(serveOperations),
-    not_found: nodeOnly(notFound),
+      exchange.respond(200, [["content-type", metrics.registry.contentType]]);
+      exchange.end(exchange.method === "HEAD" ? undefined : body);
+    },
+    status_page: (call) => void serveOperations(call.exchange(), call.path),
+    health: (call) => void serveOperations(call.exchange(), call.path),
+    not_found: (call) => notFound(call.exchange(), call.path),
   };
   const pipeline = createPipeline({
     table,
@@ -336,18 +340,23 @@ export function createProxy(options: ProxyOptions): Proxy {
 }
 
 /** GET and HEAD only: else answers 405 and returns false. */
-function allowRead(req: IncomingMessage, res: ServerResponse, path: string): boolean {
-  if (req.method === "GET" || req.method === "HEAD") return true;
-  res.setHeader("allow", "GET, HEAD");
-  res.writeHead(405, { "content-type": "text/plain; charset=utf-8" });
-  res.end(`Method ${req.method} is not allowed on ${path}\n`);
+function allowRead(exchange: Exchange, path: string): boolean {
+  const method = exchange.method;
+  if (method === "GET" || method === "HEAD") return true;
+  exchange.respond(405, [
+    ["allow", "GET, HEAD"],
+    ["content-type", "text/plain; charset=utf-8"],
+  ]);
+  exchange.end(`Method ${method} is not allowed on ${path}\n`);
   return false;
 }
 
 /** The answer to a path the proxy does not serve. */
-function notFound(_req: IncomingMessage, res: ServerResponse, path: string): void {
-  res.writeHead(404, { "content-type": "text/plain; charset=utf-8" });
-  res.end(
-    `No such endpoint: ${path}. Scrape targets through this proxy with proxy_url; see /clients and /metrics\n`,
+function notFound(exchange: Exchange, path: string): void {
+  exchange.respond(404, [["content-type", "text/plain; charset=utf-8"]]);
+  exchange.end(
+    exchange.method === "HEAD"
+      ? undefined
+      : `No such endpoint: ${path}. Scrape targets through this proxy with proxy_url; see /clients and /metrics\n`,
   );
 }
