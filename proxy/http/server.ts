@@ -7,9 +7,6 @@
  */
 
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { Code, ConnectError, createContextValues, type HandlerContext } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
-import { ClientService, RegistryService } from "../../gen/pushprox/v1/pushprox_pb.ts";
 import type { Exchange } from "../../lib/http_exchange.ts";
 import type { Logger } from "../../lib/logger.ts";
 import { exposition } from "../../lib/metrics.ts";
@@ -20,13 +17,15 @@ import { type Coordinator, createCoordinator } from "../core/coordinator.ts";
 import { createLegacyHandler } from "../legacy/handler.ts";
 import { createOperationsHandler } from "./operations.ts";
 import { createProxyMetrics, type ProxyMetrics } from "../core/metrics.ts";
-import { createRegistryService } from "../connect/registry_service.ts";
 import { createScrapeHandler } from "./scrape_handler.ts";
 import type { NativeHandler } from "./native_edge.ts";
 import type { RequestHead } from "./request_head.ts";
 import { targetGroups } from "./service_discovery.ts";
 import { createPipeline, type RouteHandler } from "./pipeline.ts";
 import { createClientAuthorizer, createRequestAuth, REQUEST } from "./request_context.ts";
+import type { ConnectHandler, createConnectHandler } from "../connect/connect_node.ts";
+import { errorMessage } from "../../lib/error_message.ts";
+import { answerAndClose } from "./node_guard.ts";
 import { createRouteTable, nativeRouteOf, type Route, type RouteName } from "./router.ts";
 
 export { DRAIN_MAX_BYTES, DRAIN_MAX_MS } from "./node_guard.ts";
@@ -88,6 +87,11 @@ export interface ProxyOptions {
    */
   nativeEdge?: boolean;
   /**
+   * Test-only: imports the connect-es handler (proxy/connect/connect_node.ts),
+   * on the first Connect, gRPC-Web or gRPC request. @default {a dynamic import}
+   */
+  loadConnect?: () => Promise<typeof createConnectHandler>;
+  /**
    * Test-only: how often a held legacy poll's connection is checked (see
    * proxy/legacy/handler.ts; polls are held until a scrape comes). @default {60000}
    */
@@ -99,40 +103,6 @@ export interface ProxyOptions {
    * @default {30000}
    */
   bodyIdleTimeoutMs?: number;
-}
-
-/**
- * Makes a request message that cannot be decoded fail with InvalidArgument
- * (HTTP 400, grpc-status 3) naming the message type, as JSON already does,
- * instead of connect-es' Internal "parse binary: …" (HTTP 500, grpc-status
- * 13), which told clients the proxy was at fault.
- *
- * connect-es (2.2) parses a unary request before any interceptor runs, so
- * no interceptor sees the error. Every protocol handler aborts the call's
- * context with the error before it serializes it, and this request gate (run
- * for every call, before its body is read) is handed that context: the
- * abort listener rewrites the error in place. An upgrade that changes this
- * order fails tests/adversarial/bad_message_test.ts, which covers each protocol.
- */
-function reportParseErrorsAsInvalid(context: HandlerContext): void {
-  context.signal.addEventListener("abort", () => {
-    const error: unknown = context.signal.reason;
-    if (
-      !(error instanceof ConnectError) || error.code !== Code.Internal ||
-      !error.rawMessage.startsWith("parse binary: ")
-    ) {
-      return;
-    }
-    const rawMessage = `cannot decode message ${context.method.input.typeName} from binary: ${
-      error.rawMessage.slice("parse binary: ".length)
-    }`;
-    const mutable = error as {
-      -readonly [K in "code" | "rawMessage" | "message"]: ConnectError[K];
-    };
-    mutable.code = Code.InvalidArgument;
-    mutable.rawMessage = rawMessage;
-    mutable.message = `[invalid_argument] ${rawMessage}`;
-  }, { once: true });
 }
 
 /** The proxy, not yet listening. */
@@ -233,22 +203,31 @@ export function createProxy(options: ProxyOptions): Proxy {
   const handleFast = (options.connectFastPath ?? true)
     ? createFastClientHandler({ service: clientService, maxMessageBytes, logger })
     : null;
-  const handleConnect = connectNodeAdapter({
-    routes(router) {
-      router.service(ClientService, clientService);
-      router.service(RegistryService, createRegistryService(coordinator));
-    },
-    readMaxBytes: maxMessageBytes,
-    // Connect, gRPC-Web and gRPC calls are refused in their own protocol.
-    interceptors: [requestAuth.interceptor],
-    requestGate: reportParseErrorsAsInvalid,
-    contextValues(req) {
-      const context = pipeline.contextOf(req);
-      return createContextValues()
-        .set(REQUEST, context)
-        .set(PEER_ADDRESS, context?.peerAddress ?? "");
-    },
-  });
+  /**
+   * connect-es and the services it serves on node:http, imported the first
+   * time a Connect, gRPC-Web or gRPC request comes (see
+   * proxy/connect/connect_node.ts): one import for all requests meanwhile,
+   * tried again after a failure.
+   */
+  let connectHandler: Promise<ConnectHandler> | null = null;
+  const loadConnect = options.loadConnect ??
+    (() => import("../connect/connect_node.ts").then((m) => m.createConnectHandler));
+  const handleConnect = (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    connectHandler ??= loadConnect().then((create) =>
+      create({
+        coordinator,
+        clientService,
+        maxMessageBytes,
+        interceptor: requestAuth.interceptor,
+        contextOf: (request) => pipeline.contextOf(request),
+      })
+    );
+    return connectHandler.then((handle) => handle(req, res), (error) => {
+      connectHandler = null;
+      logger.error("Cannot load the Connect services", { err: errorMessage(error) });
+      answerAndClose(req, res, 503, "Service Unavailable: cannot load the Connect services\n");
+    });
+  };
 
   /** What a node-only route needs: its request and response. */
   const nodeOnly =
