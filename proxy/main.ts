@@ -16,7 +16,7 @@ import { ConfigError } from "../lib/web_config.ts";
 import { createShutdownSignals } from "../lib/signals.ts";
 import { loadSecurity, type Security } from "./auth/security_config.ts";
 import { drainProxy } from "./http/drain.ts";
-import { serveGrpc, type ServingGrpc } from "./connect/grpc_server.ts";
+import type { ServingGrpc } from "./connect/grpc_server.ts";
 import { createProxy, serveProxy } from "./http/server.ts";
 import {
   connectionLimits,
@@ -150,6 +150,8 @@ export async function main(args: readonly string[]): Promise<number> {
   let grpc: ServingGrpc | null = null;
   if (settings.grpcListenAddress !== null) {
     try {
+      // node:http2 is loaded only for this listener.
+      const { serveGrpc } = await import("./connect/grpc_server.ts");
       grpc = await serveGrpc(proxy, {
         ...settings.grpcListenAddress,
         connections,

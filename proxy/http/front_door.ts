@@ -5,6 +5,10 @@
  * {@linkcode NativeRoute}) or the connection is handed, for the rest of its
  * life, to the node:http server with the bytes already read pushed back
  * first (`server.emit("connection", socket)`; see proxy/http/conn_socket.ts).
+ * node:http (and the socket over the connection, node:stream) may be loaded
+ * on the first handover: a port that only ever serves natively never loads
+ * them. A connection waits for that import, one for all; if it fails, it
+ * gets a 503 and the next handover tries again.
  *
  * Accept errors (EMFILE and the like) are logged and the loop retries after
  * a short delay: unlike node:net under Deno, it never stops accepting.
@@ -15,12 +19,18 @@
 import type { Server } from "node:http";
 import type { BudgetConnection, ConnectionBudget } from "../../lib/connection_budget.ts";
 import type { Logger } from "../../lib/logger.ts";
-import { ConnSocket } from "./conn_socket.ts";
+import type { ConnSocket } from "./conn_socket.ts";
 import { errorMessage } from "../../lib/error_message.ts";
 
 /** Go's and node's 503 for a connection above the caps, best effort. */
 const REFUSED = new TextEncoder().encode(
   "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 22\r\nConnection: close\r\n\r\nToo many connections.\n",
+);
+
+const UNAVAILABLE_BODY = "Service Unavailable: cannot load node:http; see the proxy's log\n";
+/** The answer to a connection node:http should serve but that could not be loaded. */
+const UNAVAILABLE = new TextEncoder().encode(
+  `HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${UNAVAILABLE_BODY.length}\r\nConnection: close\r\n\r\n${UNAVAILABLE_BODY}`,
 );
 
 /**
@@ -100,11 +110,12 @@ export class EdgeConnection implements BudgetConnection {
   /**
    * Turns the connection into a node socket, which owns it from now on.
    *
+   * @param Socket The socket class (proxy/http/conn_socket.ts, loaded on demand).
    * @param initial Bytes already read, read first by the socket's user.
    * @returns The socket.
    */
-  handOver(initial?: Uint8Array): ConnSocket {
-    const socket = new ConnSocket(this.conn, { initial, onClose: () => this.closed() });
+  handOver(Socket: typeof ConnSocket, initial?: Uint8Array): ConnSocket {
+    const socket = new Socket(this.conn, { initial, onClose: () => this.closed() });
     this.#socket = socket;
     return socket;
   }
@@ -127,8 +138,12 @@ export interface FrontDoorOptions {
   port: number;
   /** Stops listening and closes every connection when aborted. */
   signal: AbortSignal;
-  /** The node:http server that serves what the front door does not. */
-  server: Server;
+  /**
+   * The node:http server that serves what the front door does not, or a
+   * function that makes it (importing node:http), called on the first
+   * handover; a failure is called again on the next.
+   */
+  server: Server | (() => Promise<Server>);
   /** Caps open connections. @default {no cap} */
   budget?: ConnectionBudget | undefined;
   /** Serves connections natively before handing them over. @default {hand every one over} */
@@ -152,7 +167,10 @@ export interface FrontDoor {
   readonly listening: boolean;
   /** The front door's record of a handed-over socket. */
   connectionOf(socket: unknown): EdgeConnection | undefined;
-  /** Hands a connection to node:http, with bytes already read pushed back. */
+  /**
+   * Hands a connection to node:http, with bytes already read pushed back
+   * (once node:http is loaded; see the module doc).
+   */
   handOver(connection: EdgeConnection, initial?: Uint8Array): void;
 }
 
@@ -178,10 +196,10 @@ export function listenFrontDoor(options: FrontDoorOptions): FrontDoor {
   let retryTimer: ReturnType<typeof setTimeout> | undefined;
   let wakeRetry: (() => void) | null = null;
 
-  const refuse = (connection: EdgeConnection) => {
+  const refuse = (connection: EdgeConnection, answer = REFUSED) => {
     // Closed at once: a refused connection must not hold its descriptor, so
     // the 503 is best effort (many peers see only the close or a reset).
-    connection.conn.write(REFUSED).catch(() => {}).finally(() => connection.destroy());
+    connection.conn.write(answer).catch(() => {}).finally(() => connection.destroy());
   };
 
   const door: FrontDoor = {
@@ -197,18 +215,46 @@ export function listenFrontDoor(options: FrontDoorOptions): FrontDoor {
     connectionOf: (socket) => bySocket.get(socket as object),
     handOver(connection, initial) {
       // A copy: the bytes read are a view of a 64 KiB read buffer, which a
-      // long-lived request (a Poll stream) would otherwise keep alive.
-      const socket = connection.handOver(initial?.slice());
-      bySocket.set(socket, connection);
-      // A peer's reset or broken pipe ends its connection, never the process.
-      socket.on(
-        "error",
-        (error: Error & { code?: string }) =>
-          logger?.debug("Connection error", { err: error.code ?? error.message }),
-      );
-      server.emit("connection", socket);
+      // long-lived request (a Poll stream) would otherwise keep alive (and
+      // which is read into again while node:http loads).
+      const bytes = initial?.slice();
+      loadNode().then(({ server, Socket }) => {
+        // Closed meanwhile (the door closed, or the peer went away).
+        if (connection.destroyed || connection.socket !== null) return;
+        try {
+          const socket = connection.handOver(Socket, bytes);
+          bySocket.set(socket, connection);
+          // A peer's reset or broken pipe ends its connection, never the process.
+          socket.on(
+            "error",
+            (error: Error & { code?: string }) =>
+              logger?.debug("Connection error", { err: error.code ?? error.message }),
+          );
+          server.emit("connection", socket);
+        } catch (error) {
+          failed(connection, error);
+        }
+      }, (error) => {
+        logger?.error("Cannot load node:http to serve a connection: answering 503", {
+          err: errorMessage(error),
+        });
+        if (!connection.destroyed) refuse(connection, UNAVAILABLE);
+      });
     },
   };
+
+  /** node:http's server and the socket class, loaded once (again after a failure). */
+  let node: Promise<{ server: Server; Socket: typeof ConnSocket }> | null = null;
+  function loadNode(): Promise<{ server: Server; Socket: typeof ConnSocket }> {
+    node ??= Promise.all([
+      typeof server === "function" ? server() : server,
+      import("./conn_socket.ts"),
+    ]).then(([server, module]) => ({ server, Socket: module.ConnSocket }), (error) => {
+      node = null;
+      throw error;
+    });
+    return node;
+  }
 
   /** Stops listening and closes every connection. */
   const close = () => {

@@ -9,7 +9,17 @@ import {
 } from "../../lib/http1.ts";
 import { createConnectionBudget } from "../../lib/connection_budget.ts";
 import { createLogger } from "../../lib/logger.ts";
-import { createProxy, type Proxy, type ServeOptions, serveProxy } from "./server.ts";
+import {
+  createProxy,
+  type Proxy,
+  type ProxyOptions,
+  type ServeOptions,
+  serveProxy,
+  type ServingProxy,
+} from "./server.ts";
+import { type Authenticator, createAuthenticator } from "../auth/auth.ts";
+import { parseAuthConfig } from "../auth/auth_config.ts";
+import { sha256Hex } from "../../lib/basic_auth.ts";
 import { listenFrontDoor } from "./front_door.ts";
 import { closing } from "../../tests/fixture.ts";
 
@@ -60,12 +70,27 @@ class Raw {
 
 async function withProxy(
   options: Partial<ServeOptions>,
-  run: (port: number, proxy: Proxy, served: { native: number; node: number }) => Promise<void>,
+  run: (
+    port: number,
+    proxy: Proxy,
+    served: { native: number; node: number },
+    serving: ServingProxy,
+  ) => Promise<void>,
+  proxyOptions: Partial<ProxyOptions> = {},
 ): Promise<void> {
   const proxy = createProxy({
     logger: createLogger({ write: () => {} }),
     defaultMetrics: false,
+    ...proxyOptions,
   });
+  // Which edge served each request.
+  const served = { native: 0, node: 0 };
+  // (node:http reads the handler when it is loaded, on the first handover.)
+  const handle = proxy.handle;
+  proxy.handle = (req, res) => {
+    served.node++;
+    handle(req, res);
+  };
   const stop = new AbortController();
   const serving = await serveProxy(proxy, {
     hostname: "127.0.0.1",
@@ -73,17 +98,14 @@ async function withProxy(
     signal: stop.signal,
     ...options,
   });
-  // Which edge served each request.
-  const served = { native: 0, node: 0 };
   const route = proxy.nativeRoute.bind(proxy);
   proxy.nativeRoute = (head) => {
     const handler = route(head);
     if (handler !== null) served.native++;
     return handler;
   };
-  serving.server.on("request", () => served.node++);
   try {
-    await run(serving.address.port, proxy, served);
+    await run(serving.address.port, proxy, served, serving);
   } finally {
     stop.abort();
     await serving.finished;
@@ -369,4 +391,182 @@ Deno.test("front door: a closed connection leaves the open count and its budget"
     server.close();
     await door.finished;
   }
+});
+
+/** A proxy whose readers need the bearer token "reader-token" (the other roles are open). */
+function readerAuth(): Authenticator {
+  const config = parseAuthConfig(
+    `clients: {open: true}\nscrapers: {open: true}\nreaders:\n  tokens: [{sha256: ${
+      sha256Hex("reader-token")
+    }}]\n`,
+    "auth.yml",
+    new Map(),
+  );
+  return createAuthenticator(config, { users: new Map() });
+}
+
+const READER = "Authorization: Bearer reader-token\r\n";
+
+Deno.test("front door: health, /clients, /metrics and 404 are native; node:http is never loaded", async () => {
+  await withProxy({}, async (port, proxy, served, serving) => {
+    await using raw = closing(await Raw.open(port));
+    const ask = async (method: string, target: string, fields = "", body = "") => {
+      await raw.send(`${method} ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\n${fields}\r\n${body}`);
+      const { head, body: text } = await raw.response(method);
+      const headers = Object.fromEntries(head.headers);
+      return { status: head.status, headers, text };
+    };
+    const healthy = await ask("GET", "/-/healthy");
+    assert.deepEqual([healthy.status, healthy.text], [200, "PushProx Proxy is Healthy.\n"]);
+    assert.equal(healthy.headers["cache-control"], "no-store");
+    assert.equal(healthy.headers["content-type"], "text/plain; charset=utf-8");
+    const ready = await ask("HEAD", "/-/ready");
+    assert.deepEqual([ready.status, ready.text], [200, ""]);
+    // A POST with a body: 405, the body read and dropped, the connection kept.
+    const post = await ask("POST", "/-/healthy", "Content-Length: 3\r\n", "abc");
+    assert.deepEqual([post.status, post.headers["allow"]], [405, "GET, HEAD"]);
+    assert.equal(post.text, "Method POST is not allowed on /-/healthy\n");
+    const clients = await ask("GET", "/clients", READER);
+    assert.deepEqual([clients.status, clients.text], [200, "[]\n"]);
+    assert.equal(clients.headers["content-type"], "application/json");
+    const bad = await ask("GET", "/clients", "Authorization: Basic Zm9vOmJhcg==\r\n");
+    assert.equal(bad.status, 401);
+    assert.equal(bad.headers["www-authenticate"], 'Basic realm="pushprox"');
+    assert.match(bad.text, /^Cannot serve \/clients: /);
+    const missing = await ask("HEAD", "/metrics");
+    assert.deepEqual([missing.status, missing.text], [401, ""]);
+    assert.equal(missing.headers["www-authenticate"], 'Basic realm="pushprox"');
+    const wrong = await ask("DELETE", "/metrics", READER);
+    assert.deepEqual([wrong.status, wrong.text], [
+      405,
+      "Method DELETE is not allowed on /metrics\n",
+    ]);
+    const head = await ask("HEAD", "/metrics", READER);
+    assert.deepEqual([head.status, head.text], [200, ""]);
+    const none = await ask("GET", "/nowhere?x=1");
+    assert.equal(none.status, 404);
+    assert.match(none.text, /^No such endpoint: \/nowhere\. /);
+    const metrics = await ask("GET", "/metrics", READER + "Connection: close\r\n");
+    assert.equal(metrics.status, 200);
+    assert.equal(metrics.headers["content-type"], "text/plain; version=0.0.4; charset=utf-8");
+    assert.equal(metrics.headers["connection"], "close");
+    for (
+      const line of [
+        'pushprox_http_requests_total{code="200",path="/-/healthy"} 1',
+        'pushprox_http_requests_total{code="200",path="/-/ready"} 1',
+        'pushprox_http_requests_total{code="405",path="/-/healthy"} 1',
+        'pushprox_http_requests_total{code="200",path="/clients"} 1',
+        'pushprox_http_requests_total{code="401",path="/clients"} 1',
+        'pushprox_http_requests_total{code="401",path="/metrics"} 1',
+        'pushprox_http_requests_total{code="405",path="/metrics"} 1',
+        'pushprox_http_requests_total{code="200",path="/metrics"} 1',
+        'pushprox_proxy_auth_failures_total{role="reader",reason="missing"} 1',
+      ]
+    ) {
+      assert.ok(metrics.text.includes(line + "\n"), line);
+    }
+    assert.equal(await raw.rest(), "");
+    assert.deepEqual(served, { native: 10, node: 0 });
+    assert.equal(serving.server, null, "node:http was never made");
+    const counted = (await proxy.metrics.httpRequests.get()).values
+      .find((v) => v.labels.path === "/metrics" && v.labels.code === "200");
+    assert.equal(counted?.value, 2, "the HEAD and the GET");
+  }, { auth: readerAuth() });
+});
+
+Deno.test("front door: connections arriving while node:http loads share one import and keep their bytes", async () => {
+  let imports = 0;
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => release = resolve);
+  const loadNodeServer = async () => {
+    imports++;
+    await released;
+    return await import("./node_server.ts");
+  };
+  await withProxy({ loadNodeServer }, async (port, _proxy, served, serving) => {
+    const raws = await Promise.all([Raw.open(port), Raw.open(port), Raw.open(port)]);
+    try {
+      // The status page, and a Connect call with a body (connect-es is loaded too).
+      await raws[0]!.send("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+      await raws[1]!.send("GET /?refresh=9 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+      await raws[2]!.send(
+        "POST /pushprox.v1.RegistryService/ListClients HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}",
+      );
+      for (let i = 0; i < 200 && imports === 0; i++) await new Promise((r) => setTimeout(r, 10));
+      assert.equal(serving.server, null);
+      release();
+      for (const raw of raws.slice(0, 2)) {
+        const page = await raw.response();
+        assert.equal(page.head.status, 200);
+        assert.match(page.body, /<title>PushProx proxy<\/title>/);
+      }
+      const list = await raws[2]!.response();
+      assert.equal(list.head.status, 200);
+      assert.match(list.body, /^\{"stats":/);
+      // Handed over for good: the next request on the connection is node's too.
+      await raws[0]!.send("GET /-/healthy HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+      assert.equal((await raws[0]!.response()).head.status, 200);
+    } finally {
+      for (const raw of raws) raw.close();
+    }
+    assert.equal(imports, 1);
+    assert.notEqual(serving.server, null);
+    assert.deepEqual(served, { native: 0, node: 4 });
+  });
+});
+
+Deno.test("front door: a failed node:http import gets 503; the port serves on and tries again", async () => {
+  let imports = 0;
+  const loadNodeServer = () =>
+    ++imports === 1
+      ? Promise.reject(new Error("cannot import node_server.ts"))
+      : import("./node_server.ts");
+  await withProxy({ loadNodeServer }, async (port, _proxy, served, serving) => {
+    {
+      await using raw = closing(await Raw.open(port));
+      await raw.send("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+      const refused = await raw.response();
+      assert.equal(refused.head.status, 503);
+      assert.match(refused.body, /^Service Unavailable: cannot load node:http/);
+      assert.equal(await raw.rest(), "");
+    }
+    {
+      await using raw = closing(await Raw.open(port));
+      await raw.send("GET /-/healthy HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+      assert.equal((await raw.response()).head.status, 200);
+    }
+    assert.equal(serving.server, null);
+    {
+      await using raw = closing(await Raw.open(port));
+      await raw.send("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+      assert.equal((await raw.response()).head.status, 200);
+    }
+    assert.equal(imports, 2);
+    assert.deepEqual(served, { native: 1, node: 1 });
+  });
+});
+
+Deno.test("front door: a failed connect-es import gets 503; the next Connect call tries again", async () => {
+  let imports = 0;
+  const loadConnect = () =>
+    ++imports === 1
+      ? Promise.reject(new Error("cannot import connect_node.ts"))
+      : import("../connect/connect_node.ts").then((m) => m.createConnectHandler);
+  await withProxy({}, async (port) => {
+    const call =
+      "POST /pushprox.v1.RegistryService/ListClients HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}";
+    {
+      await using raw = closing(await Raw.open(port));
+      await raw.send(call);
+      const refused = await raw.response();
+      assert.equal(refused.head.status, 503);
+      assert.match(refused.body, /^Service Unavailable: cannot load the Connect services/);
+    }
+    await using raw = closing(await Raw.open(port));
+    await raw.send(call);
+    const list = await raw.response();
+    assert.equal(list.head.status, 200);
+    assert.match(list.body, /^\{"stats":/);
+    assert.equal(imports, 2);
+  }, { loadConnect });
 });

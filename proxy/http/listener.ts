@@ -1,40 +1,24 @@
 /**
- * The proxy's listener: node:http (or HTTPS) settings, the native front
- * door on plain HTTP, connection caps, and the answers given before a
- * request reaches the proxy's router (malformed heads, CONNECT).
+ * The proxy's listener: the native front door on plain HTTP, node:http (or
+ * HTTPS) behind it or alone, connection caps. node:http and its server
+ * (proxy/http/node_server.ts) are imported the first time the front door
+ * hands a connection over (at once for HTTPS): a port that only ever serves
+ * native routes never loads them.
  *
  * @module
  */
 
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import { createServer as createHttpsServer } from "node:https";
-import type { AddressInfo, Socket } from "node:net";
-import type { TLSSocket } from "node:tls";
-import {
-  type BudgetConnection,
-  type ConnectionBudget,
-  keepAccepting,
-} from "../../lib/connection_budget.ts";
+import type { Server } from "node:http";
+import type { Socket } from "node:net";
+import type { BudgetConnection, ConnectionBudget } from "../../lib/connection_budget.ts";
 import type { Logger } from "../../lib/logger.ts";
 import type { TlsListener } from "../../lib/tls_server.ts";
 import { type FrontDoor, listenFrontDoor } from "./front_door.ts";
 import { nativeEdge } from "./native_edge.ts";
 import { DRAIN_MAX_BYTES, DRAIN_MAX_MS } from "./node_guard.ts";
-import type { ProxyMetrics } from "../core/metrics.ts";
-import type { NativeHandler } from "./native_edge.ts";
-import type { RequestHead } from "./request_head.ts";
+import type { ListenedProxy, NodeServer, NodeServerOptions } from "./node_server.ts";
 
-/** What the listener needs of the proxy (proxy/http/server.ts's `Proxy`). */
-export interface ListenedProxy {
-  readonly coordinator: { expire(): void };
-  readonly metrics: ProxyMetrics;
-  /** Serves one node:http request. */
-  handle(req: IncomingMessage, res: ServerResponse): void;
-  /** The native front door's handler of a request, or null for node:http. */
-  nativeRoute(head: RequestHead): NativeHandler | null;
-  /** Ends state that outlives requests. */
-  close(): void;
-}
+export type { ListenedProxy } from "./node_server.ts";
 
 /** Options for {@linkcode serveProxy}. */
 export interface ServeOptions {
@@ -64,13 +48,21 @@ export interface ServeOptions {
   connections?: ConnectionBudget;
   /** How often a quiet listener checks that it still accepts (see keepAccepting). @default {5000} */
   acceptCheckIntervalMs?: number;
+  /**
+   * Test-only: imports proxy/http/node_server.ts (node:http).
+   * @default {a dynamic import}
+   */
+  loadNodeServer?: () => Promise<typeof import("./node_server.ts")>;
 }
 
 /** A listening proxy. */
 export interface ServingProxy {
   /** Where it listens. */
   readonly address: { hostname: string; port: number };
-  readonly server: Server;
+  /** The node:http server: null on plain HTTP until the front door first hands a connection over. */
+  readonly server: Server | null;
+  /** The node:http server, loaded now if it is not yet. */
+  nodeServer(): Promise<Server>;
   /** Resolves when the server has closed. */
   readonly finished: Promise<void>;
 }
@@ -96,122 +88,69 @@ export async function serveProxy(
     connectionsCheckingInterval: Math.min(1_000, headersTimeout),
   };
   const extra = Object.entries(options.headers ?? {});
-  const handle = extra.length === 0
-    ? proxy.handle
-    : (req: IncomingMessage, res: ServerResponse) => {
-      // The proxy's own answers; relayed scrapes carry the target's headers.
-      if ((req.url ?? "").startsWith("/")) {
-        for (const [name, value] of extra) {
-          res.setHeader(name, value);
-        }
-      }
-      proxy.handle(req, res);
-    };
   const tls = options.tls;
-  const server: Server = tls
-    ? createHttpsServer(
-      { ...tls.serverOptions, ...httpOptions, handshakeTimeout: headersTimeout },
-      handle,
-    )
-    : createServer(httpOptions, handle);
   const log = options.logger;
-  /** A peer's reset or broken pipe ends its connection, never the process. */
-  const onSocketError = (error: Error & { code?: string }) =>
-    log?.debug("Connection error", { err: error.code ?? error.message });
   /** Aborted on close: stops the front door (plain HTTP) or the accept watchdog (TLS). */
   const stopAccepting = new AbortController();
-  // Restarts a node listener if its accept loop stops (EMFILE), before
-  // counting. The plain-HTTP front door retries failed accepts itself.
-  const watchdog = tls
-    ? keepAccepting(server, {
-      signal: stopAccepting.signal,
-      intervalMs: options.acceptCheckIntervalMs ?? 5_000,
-      ...(log ? { logger: log } : {}),
-    })
-    : null;
   const budget = options.connections;
   /** Plain HTTP: the native front door owns the port (proxy/http/front_door.ts). */
   let door: FrontDoor | null = null;
-  /** The budget's record of a request's connection. */
-  const connectionOf = (socket: Socket): BudgetConnection => door?.connectionOf(socket) ?? socket;
-  /** Above the connection caps: a short 503 on plain HTTP, else closed at once. */
-  const refuse = (socket: Socket) => {
-    socket.on("error", onSocketError);
-    if (tls) return void socket.destroy();
-    // Closed at once: a refused connection must not hold its descriptor, so
-    // the 503 is best effort (many peers see only the close or a reset).
-    socket.pause();
-    socket.write(
-      "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 22\r\nConnection: close\r\n\r\nToo many connections.\n",
-    );
-    socket.destroy();
+  const nodeOptions: NodeServerOptions = {
+    settings: httpOptions,
+    tls,
+    headers: extra,
+    logger: log,
+    budget,
+    connectionOf: (socket: Socket): BudgetConnection => door?.connectionOf(socket) ?? socket,
+    signal: stopAccepting.signal,
+    acceptCheckIntervalMs: options.acceptCheckIntervalMs ?? 5_000,
   };
-  if (budget) {
-    // Idle keep-alive connections are the first closed when the cap is reached.
-    server.on("request", (req: IncomingMessage, res: ServerResponse) => {
-      const connection = connectionOf(req.socket);
-      budget.busy(connection);
-      res.once("close", () => budget.done(connection));
-    });
-  }
-  /** Raw connections, so that closing ends those still in a TLS handshake too. */
-  const sockets = new Set<Socket>();
-  if (tls) {
-    server.on("connection", (socket: Socket) => {
-      socket.on("error", onSocketError);
-      if (watchdog?.isProbe(socket) || (budget && !budget.admit(socket, refuse))) return;
-      sockets.add(socket);
-      socket.once("close", () => sockets.delete(socket));
-      // A connection that sends nothing never reaches the HTTP timeouts.
-      const timer = setTimeout(() => {
-        if (socket.bytesRead === 0) {
-          proxy.metrics.limitHits.inc({ limit: "header_timeout" });
-          socket.destroy();
-        }
-      }, headersTimeout);
-      socket.once("close", () => clearTimeout(timer));
-    });
-    server.on("secureConnection", (socket: TLSSocket) => {
-      const reason = tls.admit(socket);
-      if (reason !== null) {
-        proxy.metrics.authFailures.inc({ role: "tls", reason: "forbidden" });
-        log?.warn("TLS connection refused", { remote: socket.remoteAddress, err: reason });
-        socket.destroy();
+  const importNodeServer = options.loadNodeServer ?? (() => import("./node_server.ts"));
+  /** The node:http server, once made. */
+  let node: NodeServer | null = null;
+  let loading: Promise<Server> | null = null;
+  let closed = false;
+  /** Makes the node:http server: once, or again after a failed import. */
+  const loadServer = (): Promise<Server> => {
+    loading ??= importNodeServer().then((module) => {
+      const made = module.createNodeServer(proxy, nodeOptions);
+      node = made;
+      const server = made.server;
+      if (door !== null) {
+        // node:http checks its header, request and keep-alive timeouts for
+        // the connections it is handed only once it has "listened", and
+        // keeps connections alive only while it is listening.
+        const open = door;
+        Object.defineProperty(server, "listening", {
+          configurable: true,
+          get: () => open.listening,
+        });
+        server.emit("listening");
       }
+      if (closed) closeNode(made);
+      return server;
+    }, (error) => {
+      loading = null;
+      throw error;
     });
-    server.on("tlsClientError", (error: Error, socket: Socket) => {
-      if (watchdog?.isProbe(socket)) return;
-      proxy.metrics.authFailures.inc({ role: "tls", reason: "invalid" });
-      log?.debug("TLS handshake failed", { remote: socket.remoteAddress, err: error.message });
-    });
-  }
-  server.on("clientError", (error: Error & { code?: string }, socket: Socket) => {
-    socket.on("error", onSocketError);
-    const answer = clientErrorAnswer(error);
-    if (answer.limit !== null) proxy.metrics.limitHits.inc({ limit: answer.limit });
-    log?.debug("Bad request refused", {
-      remote: socket.remoteAddress,
-      status: answer.status,
-      err: error.message,
-    });
-    if (socket.writable) socket.end(answer.bytes);
-    else socket.destroy();
-  });
-  // node:http hands CONNECT (what Prometheus sends for scheme: https through
-  // a proxy) to this event instead of the request handler.
-  server.on("connect", (_req, socket: Socket) => {
-    // The peer may reset or close without reading the answer (issue #10 item 2).
-    socket.on("error", onSocketError);
-    socket.end(CONNECT_ANSWER);
-    proxy.metrics.proxiedRequests.inc({ code: "501" });
-  });
+    return loading;
+  };
   const expire = setInterval(
     () => proxy.coordinator.expire(),
     options.expireIntervalMs ?? 60_000,
   );
   let finished: Promise<void>;
   let address: { hostname: string; port: number };
+  /** The HTTPS server (made at once). */
+  let tlsServer: Server | null = null;
   if (tls) {
+    let server: Server;
+    try {
+      server = tlsServer = await loadServer();
+    } catch (error) {
+      clearInterval(expire);
+      throw error;
+    }
     finished = new Promise<void>((resolve) => server.once("close", resolve));
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
@@ -220,7 +159,7 @@ export async function serveProxy(
         resolve();
       });
     });
-    const info = server.address() as AddressInfo;
+    const info = server.address() as { address: string; port: number };
     address = { hostname: info.address, port: info.port };
   } else {
     try {
@@ -228,7 +167,7 @@ export async function serveProxy(
         hostname: options.hostname,
         port: options.port,
         signal: stopAccepting.signal,
-        server,
+        server: loadServer,
         budget,
         logger: log,
         native: nativeEdge({
@@ -248,63 +187,37 @@ export async function serveProxy(
       clearInterval(expire);
       throw error;
     }
-    // node:http checks its header, request and keep-alive timeouts for the
-    // connections it is handed only once it has "listened", and keeps
-    // connections alive only while it is listening.
-    const open = door;
-    Object.defineProperty(server, "listening", {
-      configurable: true,
-      get: () => open.listening,
-    });
-    server.emit("listening");
     finished = door.finished;
     address = door.address;
   }
   finished = finished.finally(() => clearInterval(expire));
   const stopWatching = new AbortController();
-  tls?.watch(server as unknown as import("node:tls").Server, stopWatching.signal);
+  if (tls && tlsServer !== null) {
+    tls.watch(tlsServer as unknown as import("node:tls").Server, stopWatching.signal);
+  }
   const close = () => {
+    closed = true;
     stopWatching.abort();
     stopAccepting.abort();
     proxy.close();
-    server.close();
-    server.closeAllConnections();
-    for (const socket of sockets) socket.destroy();
+    const made = node as NodeServer | null;
+    if (made !== null) closeNode(made);
   };
   if (options.signal?.aborted) close();
   options.signal?.addEventListener("abort", close, { once: true });
-  return { address, server, finished };
-}
-
-/** A complete HTTP/1.1 answer that closes its connection. */
-function closingAnswer(status: number, reason: string, body: string): string {
-  return `HTTP/1.1 ${status} ${reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${
-    new TextEncoder().encode(body).length
-  }\r\nConnection: close\r\n\r\n${body}`;
-}
-
-/** The answer to CONNECT (what Prometheus sends for scheme: https through a proxy). */
-const CONNECT_ANSWER = closingAnswer(
-  501,
-  "Not Implemented",
-  "CONNECT is not supported: scrape with scheme http through the proxy and add params _scheme=[https] for https targets\n",
-);
-
-/**
- * node:http's `clientError` (a head it cannot parse, too large, too slow):
- * the status, the limit hit it counts as, and the answer.
- */
-function clientErrorAnswer(
-  error: Error & { code?: string },
-): { status: number; limit: string | null; bytes: string } {
-  const [status, text, limit] = error.code === "HPE_HEADER_OVERFLOW"
-    ? [431, "Request Header Fields Too Large", "header_bytes"]
-    : error.code === "ERR_HTTP_REQUEST_TIMEOUT" || error.code === "ERR_HTTP_HEADERS_TIMEOUT"
-    ? [408, "Request Timeout", "header_timeout"]
-    : [400, "Bad Request", null];
   return {
-    status,
-    limit,
-    bytes: closingAnswer(status, text, `${text}: ${error.code ?? error.message}\n`),
+    address,
+    get server() {
+      return (node as NodeServer | null)?.server ?? null;
+    },
+    nodeServer: loadServer,
+    finished,
   };
+}
+
+/** Stops a node:http server and closes its connections. */
+function closeNode(node: NodeServer): void {
+  node.server.close();
+  node.server.closeAllConnections();
+  for (const socket of node.sockets) socket.destroy();
 }

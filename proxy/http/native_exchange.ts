@@ -7,7 +7,7 @@
  * @module
  */
 
-import { STATUS_CODES } from "node:http";
+import { STATUS_TEXT } from "../../lib/status_text.ts";
 import { concatBytes } from "../../lib/bytes.ts";
 import type { BodyReader } from "../../lib/http1.ts";
 import type { Exchange, HeaderPair } from "../../lib/http_exchange.ts";
@@ -196,6 +196,11 @@ export class NativeExchange implements Exchange {
   /** The request body's reader, for the edge to drain it after the answer; null when none or read. */
   get bodyReader(): BodyReader | null {
     return this.#body;
+  }
+
+  /** The response's status; 0 until the handler responded. */
+  get statusCode(): number {
+    return this.#status;
   }
 
   get headersSent(): boolean {
@@ -412,9 +417,12 @@ export class NativeExchange implements Exchange {
       this.#chunked = last.chunked;
       return last.bytes;
     }
-    // Fields in node:http's order: the handler's, Date, Connection, framing.
-    let text = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? "unknown"}\r\n`;
+    // Fields in node:http's order: the handler's, Date, Connection (unless
+    // the handler's closes), framing.
+    let text = `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? "unknown"}\r\n`;
     let hasLength = false;
+    /** The handler's own `Connection: close`, sent where it stands (as node:http does). */
+    let ownClose = false;
     for (let list = 0; list < 2; list++) {
       const headers = list === 0 ? this.#extraHeaders : this.#headers;
       for (let i = 0; i < headers.length; i++) {
@@ -424,14 +432,18 @@ export class NativeExchange implements Exchange {
         const length = name.length;
         if (length === 10 || length === 14 || length === 17) {
           const lower = name.toLowerCase();
-          if (lower === "connection" || lower === "transfer-encoding") continue;
+          if (lower === "connection" && list === 1 && !ownClose && /\bclose\b/i.test(pair[1])) {
+            ownClose = true;
+          } else if (lower === "connection" || lower === "transfer-encoding") continue;
           if (lower === "content-length") hasLength = true;
         }
         text += name + ": " + pair[1] + "\r\n";
       }
     }
     text += `Date: ${date}\r\n`;
-    text += this.#close
+    text += ownClose
+      ? ""
+      : this.#close
       ? "Connection: close\r\n"
       : `Connection: keep-alive\r\nKeep-Alive: timeout=${this.#keepAliveSeconds}\r\n`;
     if (!hasLength && status !== 204 && status !== 304 && status >= 200) {

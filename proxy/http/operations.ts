@@ -6,8 +6,13 @@
  * @module
  */
 
-import type { IncomingMessage, ServerResponse } from "node:http";
-import { type HealthOptions, methodNotAllowed, serveHealth } from "../../lib/health.ts";
+import {
+  type HealthAnswer,
+  healthAnswer,
+  type HealthOptions,
+  methodNotAllowed,
+} from "../../lib/health.ts";
+import type { Exchange } from "../../lib/http_exchange.ts";
 import { VERSION } from "../../lib/version.ts";
 import { STATUS_PAGE_HEADERS, statusPage } from "./status_page.ts";
 
@@ -20,15 +25,11 @@ export interface OperationsOptions {
 }
 
 /**
- * Serves one request if its path is an operations endpoint.
+ * Serves one request, on either edge, if its path is an operations endpoint.
  *
  * @returns True when it answered the request.
  */
-export type OperationsHandler = (
-  req: IncomingMessage,
-  res: ServerResponse,
-  path: string,
-) => boolean;
+export type OperationsHandler = (exchange: Exchange, path: string) => boolean;
 
 /** The paths {@linkcode OperationsHandler} serves. */
 export const OPERATIONS_PATHS: readonly string[] = ["/", "/-/healthy", "/-/ready"];
@@ -48,22 +49,15 @@ export function createOperationsHandler(options: OperationsOptions): OperationsH
         ? { ready: false, message: "PushProx Proxy is shutting down.\n" }
         : { ready: true, message: "PushProx Proxy is Ready.\n" },
   };
-  return function serveOperations(req, res, path) {
+  const pageAnswer: HealthAnswer = { status: 200, headers: STATUS_PAGE_HEADERS, body: page };
+  return function serveOperations(exchange, path) {
     if (!OPERATIONS_PATHS.includes(path)) return false;
-    const code = serveHealth(health, req, res, path) ?? servePage(req, res, path, page);
-    options.observe?.(path, code);
+    const method = exchange.method;
+    const answer = healthAnswer(health, method, path) ??
+      (method === "GET" || method === "HEAD" ? pageAnswer : methodNotAllowed(method, path));
+    exchange.respond(answer.status, Object.entries(answer.headers));
+    exchange.end(method === "HEAD" ? undefined : answer.body);
+    options.observe?.(path, answer.status);
     return true;
   };
-}
-
-/** The status page on `/`. */
-function servePage(req: IncomingMessage, res: ServerResponse, path: string, page: string): number {
-  if (req.method !== "GET" && req.method !== "HEAD") {
-    const answer = methodNotAllowed(req.method ?? "", path);
-    res.writeHead(answer.status, answer.headers).end(answer.body);
-    return answer.status;
-  }
-  res.writeHead(200, { ...STATUS_PAGE_HEADERS });
-  res.end(req.method === "HEAD" ? undefined : page);
-  return 200;
 }

@@ -96,6 +96,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     context: RequestContext,
     exchange: () => Exchange,
     node: Call["node"],
+    status: () => number,
   ): Promise<void> {
     const started = performance.now();
     const label = route.meter(request);
@@ -122,11 +123,12 @@ export function createPipeline(options: PipelineOptions): Pipeline {
       }
     }
     const call = { route, path: request.path, context, exchange, node };
-    // The native edge counts in the handler: returned, not awaited, so that
-    // this function's frame does not wait as long as an open Poll stream.
-    if (node === null) return handlers[route.name](call);
+    // Routes counted elsewhere (scrapes, Poll and Push) on the native edge:
+    // returned, not awaited, so that this function's frame does not wait as
+    // long as an open Poll stream.
+    if (node === null && label === null) return handlers[route.name](call);
     await handlers[route.name](call);
-    count(node.res.statusCode);
+    count(status());
   }
 
   function nodeRequest(req: IncomingMessage, target: string): RouteRequest {
@@ -193,7 +195,14 @@ export function createPipeline(options: PipelineOptions): Pipeline {
       );
       contexts.set(req, context);
       let exchange: Exchange | undefined;
-      serve(request, route, context, () => exchange ??= nodeExchange(req, res), { req, res })
+      serve(
+        request,
+        route,
+        context,
+        () => exchange ??= nodeExchange(req, res),
+        { req, res },
+        () => res.statusCode,
+      )
         .catch((error) => failed(req, res, error));
     } catch (error) {
       failed(req, res, error);
@@ -275,7 +284,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
         peerAddress(exchange),
         bindNative,
       );
-      served = serve(request, route, context, () => exchange, null);
+      served = serve(request, route, context, () => exchange, null, () => exchange.statusCode);
     } catch (error) {
       nativeFailed(exchange, error);
       settle();

@@ -156,7 +156,7 @@ export function createRouteTable(options: RouteTableOptions): readonly Route[] {
       match: (r) => r.path === "/clients",
       role: "reader",
       refusal: "edge",
-      native: false,
+      native: true,
       meter: pathMeter,
     },
     {
@@ -164,7 +164,7 @@ export function createRouteTable(options: RouteTableOptions): readonly Route[] {
       match: (r) => r.path === "/metrics",
       role: "reader",
       refusal: "edge",
-      native: false,
+      native: true,
       meter: pathMeter,
     },
     {
@@ -182,7 +182,7 @@ export function createRouteTable(options: RouteTableOptions): readonly Route[] {
       match: (r) => r.path === "/-/healthy" || r.path === "/-/ready",
       role: null,
       refusal: "edge",
-      native: false,
+      native: true,
       meter: pathMeter,
     },
     {
@@ -190,7 +190,7 @@ export function createRouteTable(options: RouteTableOptions): readonly Route[] {
       match: () => true,
       role: null,
       refusal: "edge",
-      native: false,
+      native: true,
       meter: noMeter,
     },
   ];
@@ -233,7 +233,9 @@ export function headRequest(head: RequestHead): RouteRequest {
  * connection to node:http: a route the table marks native, and a head
  * nothing of which node:http would have to decide. For a scrape, a GET or
  * HEAD of an absolute http URL without a body; for a fast-path Poll or Push,
- * one Host, one content type and a plain body framing.
+ * one Host, one content type and a plain body framing; for the proxy's own
+ * plain endpoints (`/clients`, `/metrics`, health, 404), one Host and a
+ * plain body framing (a body is read and dropped by the edge).
  *
  * @param table The route table.
  * @param head The request head.
@@ -256,14 +258,19 @@ export function nativeRouteOf(table: readonly Route[], head: RequestHead): Route
     const values = h.get(name);
     return values?.length === 1 ? values[0]! : values === undefined ? undefined : null;
   };
-  if (one("host") == null || one("content-type") !== CONTENT_TYPE) return null;
+  if (one("host") == null) return null;
+  if (route.name !== "client_fast") return plainFraming(te, length) ? route : null;
+  if (one("content-type") !== CONTENT_TYPE) return null;
   if (head.target !== POLL_PATH && head.target !== PUSH_PATH) return null;
   const encoding = one("connect-content-encoding");
   if (encoding !== undefined && encoding !== "identity") return null;
+  return length === undefined && te === undefined ? null : plainFraming(te, length) ? route : null;
+}
+
+/** A body framed by one `chunked` coding or one plain Content-Length, or no body. */
+function plainFraming(te: string[] | undefined, length: string[] | undefined): boolean {
   if (te !== undefined) {
-    return length === undefined && te.length === 1 && te[0]!.toLowerCase() === "chunked"
-      ? route
-      : null;
+    return length === undefined && te.length === 1 && te[0]!.toLowerCase() === "chunked";
   }
-  return length?.length === 1 && /^[0-9]{1,15}$/.test(length[0]!) ? route : null;
+  return length === undefined || (length.length === 1 && /^[0-9]{1,15}$/.test(length[0]!));
 }

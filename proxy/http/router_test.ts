@@ -153,13 +153,56 @@ Deno.test("nativeRouteOf: scrapes and fast-path calls with a plain framing only"
   assert.equal(native(head("POST", POLL_PATH, [fast, ["content-length", "5"]])), null, "no Host");
   assert.equal(native(head("POST", `${POLL_PATH}?x`, [host, fast, ["content-length", "5"]])), null);
   assert.equal(native(head("POST", POLL_PATH, [host, fast])), null, "no framing");
-  assert.equal(native(head("GET", "/clients", [host])), null);
+  assert.equal(native(head("GET", "/clients", [host])), "clients");
   assert.equal(native(head("POST", "/poll", [host, ["content-length", "5"]])), null);
   const slow = createRouteTable({ legacy: true, fastPath: false });
   assert.equal(
     nativeRouteOf(slow, head("POST", POLL_PATH, [host, fast, ["content-length", "5"]])),
     null,
   );
+});
+
+Deno.test("nativeRouteOf: the proxy's own plain endpoints, with one Host and a plain framing", () => {
+  const table = createRouteTable({ legacy: false, fastPath: true });
+  const native = (h: RequestHead) => nativeRouteOf(table, h)?.name ?? null;
+  const host: [string, string] = ["host", "proxy"];
+  for (const method of ["GET", "HEAD", "POST", "DELETE"]) {
+    assert.equal(native(head(method, "/clients", [host])), "clients");
+    assert.equal(native(head(method, "/metrics?x=1", [host])), "metrics");
+    assert.equal(native(head(method, "/-/healthy", [host])), "health");
+    assert.equal(native(head(method, "/-/ready", [host])), "health");
+    assert.equal(native(head(method, "/nothing/here", [host])), "not_found");
+  }
+  assert.equal(native(head("POST", "/metrics", [host, ["content-length", "3"]])), "metrics");
+  assert.equal(
+    native(head("POST", "/-/ready", [host, ["transfer-encoding", "chunked"]])),
+    "health",
+  );
+  // What node:http decides (or answers 400 to) stays node's.
+  assert.equal(native(head("GET", "/clients", [])), null, "no Host");
+  assert.equal(native(head("GET", "/clients", [host, host])), null, "two Hosts");
+  assert.equal(native(head("POST", "/metrics", [host, ["content-length", "x"]])), null);
+  assert.equal(
+    native(head("POST", "/metrics", [host, ["content-length", "1"], ["content-length", "1"]])),
+    null,
+  );
+  assert.equal(
+    native(head("POST", "/metrics", [host, ["transfer-encoding", "gzip, chunked"]])),
+    null,
+  );
+  assert.equal(
+    native(head("POST", "/metrics", [host, ["transfer-encoding", "chunked"], [
+      "content-length",
+      "1",
+    ]])),
+    null,
+  );
+  assert.equal(native(head("POST", "/metrics", [host, ["expect", "100-continue"]])), null);
+  assert.equal(native(head("GET", "/-/healthy", [host, ["upgrade", "websocket"]])), null);
+  // The status page, Connect, and legacy paths stay node's.
+  assert.equal(native(head("GET", "/", [host])), null);
+  assert.equal(native(head("POST", "/pushprox.v1.RegistryService/ListClients", [host])), null);
+  assert.equal(native(head("GET", "/poll", [host])), null);
 });
 
 /** An authenticator that knows one credential, "Basic ok", in every role. */
@@ -411,5 +454,6 @@ Deno.test("createProxy: the real handlers of reader and open routes, HEAD, 405 a
     .sort();
   assert.deepEqual(counted, ["/-/healthy 200", "/clients 200", "/metrics 405"]);
   assert.notEqual(proxy.nativeRoute(head("GET", "http://node1/metrics", [])), null);
-  assert.equal(proxy.nativeRoute(head("GET", "/clients", [["host", "proxy"]])), null);
+  assert.notEqual(proxy.nativeRoute(head("GET", "/clients", [["host", "proxy"]])), null);
+  assert.equal(proxy.nativeRoute(head("GET", "/", [["host", "proxy"]])), null);
 });

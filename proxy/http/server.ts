@@ -7,9 +7,7 @@
  */
 
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { Code, ConnectError, createContextValues, type HandlerContext } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
-import { ClientService, RegistryService } from "../../gen/pushprox/v1/pushprox_pb.ts";
+import type { Exchange } from "../../lib/http_exchange.ts";
 import type { Logger } from "../../lib/logger.ts";
 import { exposition } from "../../lib/metrics.ts";
 import { type Authenticator, createAuthenticator, defaultAuthConfig } from "../auth/auth.ts";
@@ -19,13 +17,15 @@ import { type Coordinator, createCoordinator } from "../core/coordinator.ts";
 import { createLegacyHandler } from "../legacy/handler.ts";
 import { createOperationsHandler } from "./operations.ts";
 import { createProxyMetrics, type ProxyMetrics } from "../core/metrics.ts";
-import { createRegistryService } from "../connect/registry_service.ts";
 import { createScrapeHandler } from "./scrape_handler.ts";
 import type { NativeHandler } from "./native_edge.ts";
 import type { RequestHead } from "./request_head.ts";
 import { targetGroups } from "./service_discovery.ts";
 import { createPipeline, type RouteHandler } from "./pipeline.ts";
 import { createClientAuthorizer, createRequestAuth, REQUEST } from "./request_context.ts";
+import type { ConnectHandler, createConnectHandler } from "../connect/connect_node.ts";
+import { errorMessage } from "../../lib/error_message.ts";
+import { answerAndClose } from "./node_guard.ts";
 import { createRouteTable, nativeRouteOf, type Route, type RouteName } from "./router.ts";
 
 export { DRAIN_MAX_BYTES, DRAIN_MAX_MS } from "./node_guard.ts";
@@ -87,6 +87,11 @@ export interface ProxyOptions {
    */
   nativeEdge?: boolean;
   /**
+   * Test-only: imports the connect-es handler (proxy/connect/connect_node.ts),
+   * on the first Connect, gRPC-Web or gRPC request. @default {a dynamic import}
+   */
+  loadConnect?: () => Promise<typeof createConnectHandler>;
+  /**
    * Test-only: how often a held legacy poll's connection is checked (see
    * proxy/legacy/handler.ts; polls are held until a scrape comes). @default {60000}
    */
@@ -98,40 +103,6 @@ export interface ProxyOptions {
    * @default {30000}
    */
   bodyIdleTimeoutMs?: number;
-}
-
-/**
- * Makes a request message that cannot be decoded fail with InvalidArgument
- * (HTTP 400, grpc-status 3) naming the message type, as JSON already does,
- * instead of connect-es' Internal "parse binary: …" (HTTP 500, grpc-status
- * 13), which told clients the proxy was at fault.
- *
- * connect-es (2.2) parses a unary request before any interceptor runs, so
- * no interceptor sees the error. Every protocol handler aborts the call's
- * context with the error before it serializes it, and this request gate (run
- * for every call, before its body is read) is handed that context: the
- * abort listener rewrites the error in place. An upgrade that changes this
- * order fails tests/adversarial/bad_message_test.ts, which covers each protocol.
- */
-function reportParseErrorsAsInvalid(context: HandlerContext): void {
-  context.signal.addEventListener("abort", () => {
-    const error: unknown = context.signal.reason;
-    if (
-      !(error instanceof ConnectError) || error.code !== Code.Internal ||
-      !error.rawMessage.startsWith("parse binary: ")
-    ) {
-      return;
-    }
-    const rawMessage = `cannot decode message ${context.method.input.typeName} from binary: ${
-      error.rawMessage.slice("parse binary: ".length)
-    }`;
-    const mutable = error as {
-      -readonly [K in "code" | "rawMessage" | "message"]: ConnectError[K];
-    };
-    mutable.code = Code.InvalidArgument;
-    mutable.rawMessage = rawMessage;
-    mutable.message = `[invalid_argument] ${rawMessage}`;
-  }, { once: true });
 }
 
 /** The proxy, not yet listening. */
@@ -232,22 +203,31 @@ export function createProxy(options: ProxyOptions): Proxy {
   const handleFast = (options.connectFastPath ?? true)
     ? createFastClientHandler({ service: clientService, maxMessageBytes, logger })
     : null;
-  const handleConnect = connectNodeAdapter({
-    routes(router) {
-      router.service(ClientService, clientService);
-      router.service(RegistryService, createRegistryService(coordinator));
-    },
-    readMaxBytes: maxMessageBytes,
-    // Connect, gRPC-Web and gRPC calls are refused in their own protocol.
-    interceptors: [requestAuth.interceptor],
-    requestGate: reportParseErrorsAsInvalid,
-    contextValues(req) {
-      const context = pipeline.contextOf(req);
-      return createContextValues()
-        .set(REQUEST, context)
-        .set(PEER_ADDRESS, context?.peerAddress ?? "");
-    },
-  });
+  /**
+   * connect-es and the services it serves on node:http, imported the first
+   * time a Connect, gRPC-Web or gRPC request comes (see
+   * proxy/connect/connect_node.ts): one import for all requests meanwhile,
+   * tried again after a failure.
+   */
+  let connectHandler: Promise<ConnectHandler> | null = null;
+  const loadConnect = options.loadConnect ??
+    (() => import("../connect/connect_node.ts").then((m) => m.createConnectHandler));
+  const handleConnect = (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    connectHandler ??= loadConnect().then((create) =>
+      create({
+        coordinator,
+        clientService,
+        maxMessageBytes,
+        interceptor: requestAuth.interceptor,
+        contextOf: (request) => pipeline.contextOf(request),
+      })
+    );
+    return connectHandler.then((handle) => handle(req, res), (error) => {
+      connectHandler = null;
+      logger.error("Cannot load the Connect services", { err: errorMessage(error) });
+      answerAndClose(req, res, 503, "Service Unavailable: cannot load the Connect services\n");
+    });
+  };
 
   /** What a node-only route needs: its request and response. */
   const nodeOnly =
@@ -273,33 +253,36 @@ export function createProxy(options: ProxyOptions): Proxy {
     legacy: nodeOnly((req, res, path) =>
       path === "/poll" ? legacy!.poll(req, res) : legacy!.push(req, res)
     ),
-    legacy_off: nodeOnly(notFound),
-    clients: nodeOnly((req, res, path) => {
-      if (!allowRead(req, res, path)) return;
-      const host = req.headers.host;
+    // The routes below answer the same on both edges, from one handler each.
+    legacy_off: (call) => notFound(call.exchange(), call.path),
+    clients: (call) => {
+      const exchange = call.exchange();
+      if (!allowRead(exchange, call.path)) return;
+      const host = exchange.header("host");
       const body = JSON.stringify(
         targetGroups(coordinator.listClients(), host ? { proxy: host.slice(0, 255) } : {}),
       ) + "\n";
-      res.writeHead(200, { "content-type": "application/json" });
-      res.end(body);
-    }),
-    metrics: nodeOnly(async (req, res, path) => {
-      if (!allowRead(req, res, path)) return;
+      exchange.respond(200, [["content-type", "application/json"]]);
+      exchange.end(exchange.method === "HEAD" ? undefined : body);
+    },
+    metrics: async (call) => {
+      const exchange = call.exchange();
+      if (!allowRead(exchange, call.path)) return;
       let body: string;
       try {
         body = await exposition(metrics.registry);
       } catch (error) {
         logger.error("Cannot collect metrics", { err: error });
-        res.writeHead(500, { "content-type": "text/plain; charset=utf-8" });
-        res.end("Cannot collect metrics\n");
+        exchange.respond(500, [["content-type", "text/plain; charset=utf-8"]]);
+        exchange.end(exchange.method === "HEAD" ? undefined : "Cannot collect metrics\n");
         return;
       }
-      res.writeHead(200, { "content-type": metrics.registry.contentType });
-      res.end(body);
-    }),
-    status_page: nodeOnly(serveOperations),
-    health: nodeOnly(serveOperations),
-    not_found: nodeOnly(notFound),
+      exchange.respond(200, [["content-type", metrics.registry.contentType]]);
+      exchange.end(exchange.method === "HEAD" ? undefined : body);
+    },
+    status_page: (call) => void serveOperations(call.exchange(), call.path),
+    health: (call) => void serveOperations(call.exchange(), call.path),
+    not_found: (call) => notFound(call.exchange(), call.path),
   };
   const pipeline = createPipeline({
     table,
@@ -336,18 +319,23 @@ export function createProxy(options: ProxyOptions): Proxy {
 }
 
 /** GET and HEAD only: else answers 405 and returns false. */
-function allowRead(req: IncomingMessage, res: ServerResponse, path: string): boolean {
-  if (req.method === "GET" || req.method === "HEAD") return true;
-  res.setHeader("allow", "GET, HEAD");
-  res.writeHead(405, { "content-type": "text/plain; charset=utf-8" });
-  res.end(`Method ${req.method} is not allowed on ${path}\n`);
+function allowRead(exchange: Exchange, path: string): boolean {
+  const method = exchange.method;
+  if (method === "GET" || method === "HEAD") return true;
+  exchange.respond(405, [
+    ["allow", "GET, HEAD"],
+    ["content-type", "text/plain; charset=utf-8"],
+  ]);
+  exchange.end(`Method ${method} is not allowed on ${path}\n`);
   return false;
 }
 
 /** The answer to a path the proxy does not serve. */
-function notFound(_req: IncomingMessage, res: ServerResponse, path: string): void {
-  res.writeHead(404, { "content-type": "text/plain; charset=utf-8" });
-  res.end(
-    `No such endpoint: ${path}. Scrape targets through this proxy with proxy_url; see /clients and /metrics\n`,
+function notFound(exchange: Exchange, path: string): void {
+  exchange.respond(404, [["content-type", "text/plain; charset=utf-8"]]);
+  exchange.end(
+    exchange.method === "HEAD"
+      ? undefined
+      : `No such endpoint: ${path}. Scrape targets through this proxy with proxy_url; see /clients and /metrics\n`,
   );
 }
