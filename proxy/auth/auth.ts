@@ -130,6 +130,8 @@ const ANONYMOUS: Principal = {
   fqdnPatterns: null,
   fqdnNames: null,
 };
+/** What every request for an open role gets (shared, so never written to). */
+const OPEN: Promise<AuthResult> = Promise.resolve({ ok: true, principal: ANONYMOUS });
 
 /**
  * Turns an fqdn pattern into a matcher: `*` matches within one dot-separated
@@ -335,79 +337,84 @@ export function createAuthenticator(
       users = newUsers;
       tokenIndex = indexTokens(config);
     },
-    async authenticate(role, request) {
-      const policy = current[role];
-      if (policy.open) return { ok: true, principal: ANONYMOUS };
-      const header = role === "scraper" ? request.proxyAuthorization : request.authorization;
-      const acceptsUsers = policy.users === "all" || policy.users.size > 0;
-      if (header) {
-        const bearer = parseBearer(header);
-        if (bearer !== null) {
-          if (policy.tokens.length === 0) {
-            return {
-              ok: false,
-              kind: "forbidden",
-              reason: `bearer tokens are not accepted for ${role}`,
-            };
-          }
-          return byToken(role, bearer);
+    authenticate(role, request) {
+      // An open role: one settled answer for every request (each heartbeat
+      // rechecks its stream: no promise and result per stream; issue #11).
+      return current[role].open ? OPEN : closed(role, request);
+    },
+  };
+
+  async function closed(role: Role, request: AuthRequest): Promise<AuthResult> {
+    const policy = current[role];
+    const header = role === "scraper" ? request.proxyAuthorization : request.authorization;
+    const acceptsUsers = policy.users === "all" || policy.users.size > 0;
+    if (header) {
+      const bearer = parseBearer(header);
+      if (bearer !== null) {
+        if (policy.tokens.length === 0) {
+          return {
+            ok: false,
+            kind: "forbidden",
+            reason: `bearer tokens are not accepted for ${role}`,
+          };
         }
-        const basic = parseBasicAuth(header);
-        if (basic !== null && !acceptsUsers && role === "client" && policy.tokens.length > 0) {
-          // Upstream clients can only send basic auth: the password is the token.
-          return byToken(role, basic.password);
-        }
-        if (basic !== null && acceptsUsers) {
-          return await byUser(role, policy, header, request.source ?? "");
-        }
+        return byToken(role, bearer);
+      }
+      const basic = parseBasicAuth(header);
+      if (basic !== null && !acceptsUsers && role === "client" && policy.tokens.length > 0) {
+        // Upstream clients can only send basic auth: the password is the token.
+        return byToken(role, basic.password);
+      }
+      if (basic !== null && acceptsUsers) {
+        return await byUser(role, policy, header, request.source ?? "");
+      }
+      return {
+        ok: false,
+        kind: basic === null ? "invalid" : "forbidden",
+        reason: basic === null
+          ? "unsupported authorization scheme"
+          : `basic auth is not accepted for ${role}`,
+      };
+    }
+    const peer = request.peer;
+    if (peer !== null && policy.certificates !== false) {
+      if (policy.certificates === true) {
+        const names = [peer.commonName, ...peer.dnsNames, ...peer.ipAddresses].filter((n) =>
+          n !== ""
+        );
         return {
-          ok: false,
-          kind: basic === null ? "invalid" : "forbidden",
-          reason: basic === null
-            ? "unsupported authorization scheme"
-            : `basic auth is not accepted for ${role}`,
+          ok: true,
+          principal: {
+            credential: `cert:${peer.issuer}/${peer.subject}`,
+            name: `certificate ${peer.commonName || peer.subject}`,
+            fqdnPatterns: null,
+            fqdnNames: names,
+          },
         };
       }
-      const peer = request.peer;
-      if (peer !== null && policy.certificates !== false) {
-        if (policy.certificates === true) {
-          const names = [peer.commonName, ...peer.dnsNames, ...peer.ipAddresses].filter((n) =>
-            n !== ""
-          );
-          return {
-            ok: true,
-            principal: {
-              credential: `cert:${peer.issuer}/${peer.subject}`,
-              name: `certificate ${peer.commonName || peer.subject}`,
-              fqdnPatterns: null,
-              fqdnNames: names,
-            },
-          };
-        }
-        if (certificateMatches(peer, policy.certificates)) {
-          return {
-            ok: true,
-            principal: {
-              credential: `cert:${peer.issuer}/${peer.subject}`,
-              name: `certificate ${peer.commonName || peer.subject}`,
-              fqdnPatterns: null,
-              fqdnNames: null,
-            },
-          };
-        }
+      if (certificateMatches(peer, policy.certificates)) {
         return {
-          ok: false,
-          kind: "forbidden",
-          reason: `certificate ${peer.commonName || peer.subject} may not act as ${role}`,
+          ok: true,
+          principal: {
+            credential: `cert:${peer.issuer}/${peer.subject}`,
+            name: `certificate ${peer.commonName || peer.subject}`,
+            fqdnPatterns: null,
+            fqdnNames: null,
+          },
         };
       }
       return {
         ok: false,
-        kind: "missing",
-        reason: `${role} credentials required (${describePolicy(role, policy)})`,
+        kind: "forbidden",
+        reason: `certificate ${peer.commonName || peer.subject} may not act as ${role}`,
       };
-    },
-  };
+    }
+    return {
+      ok: false,
+      kind: "missing",
+      reason: `${role} credentials required (${describePolicy(role, policy)})`,
+    };
+  }
 }
 
 function describePolicy(role: Role, policy: RolePolicy): string {

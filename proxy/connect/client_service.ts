@@ -148,7 +148,10 @@ export type ClientServiceImpl = ServiceImpl<typeof ClientService> & {
   readonly [PUSH_RELAY]: PushRelay;
 };
 
-const HEARTBEAT: PollMessage = { message: { case: "heartbeat", value: {} } };
+/** The heartbeat message: one object, so that writers can recognise it (and reuse its bytes). */
+export const HEARTBEAT: PollMessage = { message: { case: "heartbeat", value: {} } };
+/** A beat without a credential to recheck: one settled answer for all. */
+const BEAT: Promise<PollMessage | ConnectError> = Promise.resolve(HEARTBEAT);
 const GO_AWAY: PollMessage = { message: { case: "goAway", value: { reason: "shutting down" } } };
 
 const NO_LABELS: Record<string, string> = Object.freeze({}) as Record<string, string>;
@@ -263,15 +266,24 @@ export function createPollCore(options: ClientServiceOptions): PollCore {
         },
       };
     },
-    async beat(stream, context) {
-      const revoked = await options.revalidate?.(context, stream.fqdn) ?? null;
-      if (revoked === null) return HEARTBEAT;
-      metrics.authFailures.inc({ role: "client", reason: "forbidden" });
-      logOf(stream).warn("Ending the stream: its credential no longer allows it", {
-        err: revoked,
+    beat(stream, context) {
+      // Not async: a suspended call per stream and beat was garbage (issue #11).
+      let check: Promise<string | null> | undefined;
+      try {
+        check = options.revalidate?.(context, stream.fqdn);
+      } catch (error) {
+        return Promise.reject(error);
+      }
+      if (check === undefined) return BEAT;
+      return check.then((revoked) => {
+        if (revoked === null) return HEARTBEAT;
+        metrics.authFailures.inc({ role: "client", reason: "forbidden" });
+        logOf(stream).warn("Ending the stream: its credential no longer allows it", {
+          err: revoked,
+        });
+        stream.closeReason = `credential revoked: ${revoked}`;
+        return new ConnectError(`Registration revoked: ${revoked}`, Code.PermissionDenied);
       });
-      stream.closeReason = `credential revoked: ${revoked}`;
-      return new ConnectError(`Registration revoked: ${revoked}`, Code.PermissionDenied);
     },
     scrape(stream, task) {
       // Not logOf(stream): a child logger per scrape, for a record rarely kept.

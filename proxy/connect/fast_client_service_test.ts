@@ -396,3 +396,28 @@ Deno.test("CallValues gets, sets and deletes values as connect-es' context value
   values.set(keys[3]!, 33).set(keys[0]!, 30).delete(keys[3]!);
   assert.deepEqual(keys.map((key) => values.get(key)), [30, 11, 22, 103]);
 });
+
+Deno.test("fast path: more idle streams than a heartbeat batch all get their heartbeats", async () => {
+  // 300 streams registered at once are due together: beaten 128 per
+  // firing (BEAT_BATCH), every one still gets its beats.
+  const proxy = createProxy({
+    logger: createNullLogger(),
+    heartbeatIntervalMs: 200,
+    maxClients: 400,
+    defaultMetrics: false,
+    connectFastPath: true,
+  });
+  const stop = new AbortController();
+  const served = await serveProxy(proxy, { hostname: "127.0.0.1", port: 0, signal: stop.signal });
+  const signal = AbortSignal.timeout(30_000);
+  try {
+    const port = served.address.port;
+    const all = await Promise.all(
+      Array.from({ length: 300 }, (_, i) => poll(port, `n${i}.example.com`, ANY, 3, signal)),
+    );
+    for (const seen of all) assert.deepEqual(seen, ["registered", "heartbeat", "heartbeat"]);
+  } finally {
+    stop.abort();
+    await served.finished;
+  }
+});

@@ -102,6 +102,8 @@ export class NativeExchange implements Exchange {
   #noBody = false;
   /** Writes in order; resolves when the last one is out. */
   #queue: Promise<void> = Promise.resolve();
+  /** Writes started and not settled (0: the queue is settled). */
+  #writing = 0;
   #finished: Promise<boolean> | null = null;
 
   /**
@@ -279,6 +281,12 @@ export class NativeExchange implements Exchange {
     if (this.#headSent && !this.#chunked) {
       return this.#noBody || chunk.byteLength === 0 ? this.#queue : this.#enqueue(chunk, give);
     }
+    // Chunked, head out (each Poll message): one buffer, no list of parts.
+    if (this.#headSent && chunk.byteLength <= 0xffffffff) {
+      return this.#noBody || chunk.byteLength === 0
+        ? this.#queue
+        : this.#enqueue(chunkFrame(chunk), give);
+    }
     // The head goes out with the first body bytes, in one write.
     const parts: Uint8Array[] = [];
     if (!this.#headSent) {
@@ -361,17 +369,30 @@ export class NativeExchange implements Exchange {
   /** Writes after what is queued; `give` goes to the pool once all is written. */
   #enqueue(bytes: Uint8Array, give: ArrayBufferLike | null = null): Promise<void> {
     const conn = this.#conn;
-    this.#queue = this.#queue.then(async () => {
-      if (this.#destroyed) return;
-      try {
-        for (let at = 0; at < bytes.byteLength;) at += await conn.write(bytes.subarray(at));
-      } catch {
-        this.peerGone();
-        return;
-      }
-      if (give !== null) this.#pool!.give(give);
-    });
+    // Nothing queued (a Poll stream's every message): written at once, with
+    // no callback and promise to wait behind a settled queue.
+    // (Counted from here: a write queued but not started yet keeps the
+    // next one behind it.)
+    this.#queue = this.#writing++ === 0
+      ? this.#put(conn, bytes, give)
+      : this.#queue.then(() => this.#put(conn, bytes, give));
     return this.#queue;
+  }
+
+  async #put(conn: Deno.Conn, bytes: Uint8Array, give: ArrayBufferLike | null): Promise<void> {
+    try {
+      if (this.#destroyed) return;
+      for (let at = 0; at < bytes.byteLength;) {
+        // (Most writes take it all at once: no view of the whole for them.)
+        at += await conn.write(at === 0 ? bytes : bytes.subarray(at));
+      }
+    } catch {
+      this.peerGone();
+      return;
+    } finally {
+      this.#writing--;
+    }
+    if (give !== null) this.#pool!.give(give);
   }
 
   /** The response head. */
@@ -468,6 +489,24 @@ let lastHead: BuiltHead | null = null;
 function flat(text: string): string {
   return text.length < 13 ? text : JSON.parse(JSON.stringify(text));
 }
+
+/** A chunk of chunked transfer coding (size line, data, CRLF) in one new buffer. */
+function chunkFrame(chunk: Uint8Array): Uint8Array {
+  const size = chunk.byteLength;
+  let digits = 1;
+  while (size >>> (4 * digits) !== 0 && digits < 8) digits++;
+  const out = new Uint8Array(digits + 4 + size);
+  for (let i = 0, shift = 4 * (digits - 1); i < digits; i++, shift -= 4) {
+    out[i] = HEX[(size >>> shift) & 0xf]!;
+  }
+  out[digits] = 13;
+  out[digits + 1] = 10;
+  out.set(chunk, digits + 2);
+  out[digits + 2 + size] = 13;
+  out[digits + 3 + size] = 10;
+  return out;
+}
+const HEX = encoder.encode("0123456789abcdef");
 
 function join(parts: Uint8Array[]): Uint8Array {
   return parts.length === 1 ? parts[0]! : concatBytes(parts);

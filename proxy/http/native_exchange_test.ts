@@ -176,3 +176,19 @@ Deno.test("NativeExchange: onGone listeners, one or several, are told once and c
   withdrawn.onGone(() => heard.push("late"));
   assert.deepEqual(heard, ["only", "second", "late"]);
 });
+
+Deno.test("NativeExchange: chunked writes after the head are framed with their size in hex", async () => {
+  const { exchange: ex, written } = exchange("GET /x HTTP/1.1\r\nHost: a\r\n\r\n", []);
+  ex.respond(200, []);
+  await ex.write(new TextEncoder().encode("head"));
+  const sizes = [1, 15, 16, 255, 256, 4095, 4096, 65536, 1048577];
+  for (const size of sizes) await ex.write(new Uint8Array(size).fill(120));
+  await ex.write(new Uint8Array(0));
+  ex.end();
+  assert.equal(await ex.finished(), true);
+  const body = written().slice(written().indexOf("\r\n\r\n") + 4);
+  const expected = "4\r\nhead\r\n" +
+    sizes.map((size) => `${size.toString(16)}\r\n${"x".repeat(size)}\r\n`).join("") +
+    "0\r\n\r\n";
+  assert.equal(body, expected);
+});

@@ -276,6 +276,9 @@ export interface ClientAuthorizer {
   authorizeLegacy(context: RequestContext, fqdn: string): Promise<LegacyGrant>;
 }
 
+/** A recheck with nothing to check: one settled answer for every beat. */
+const NO_PROBLEM: Promise<string | null> = Promise.resolve(null);
+
 /**
  * Creates the client authorizer.
  *
@@ -304,13 +307,15 @@ export function createClientAuthorizer(
       }
       return { credential: who.credential, name: who.name };
     },
-    async revalidate(context, fqdn) {
+    revalidate(context, fqdn) {
+      // Not async: each heartbeat of each stream calls it (issue #11).
       const before = principal(context);
-      if (context === null || before === null) return null;
-      const result = await context.recheck();
-      if (!result.ok) return result.reason;
-      if (result.principal.credential !== before.credential) return "the credential changed";
-      return registrationProblem(result.principal, fqdn);
+      if (context === null || before === null) return NO_PROBLEM;
+      return context.recheck().then((result) => {
+        if (!result.ok) return result.reason;
+        if (result.principal.credential !== before.credential) return "the credential changed";
+        return registrationProblem(result.principal, fqdn);
+      });
     },
     async authorizeLegacy(context, fqdn) {
       const result = await context.authenticate();
