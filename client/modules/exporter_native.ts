@@ -40,8 +40,6 @@ export interface NativeModuleRequest {
 
 /** What the listener answers a claimed request with. */
 export interface NativeModuleAnswer {
-  /** Header fields set before the response's own (web configuration headers). */
-  readonly headers: readonly [string, string][];
   /** The module's response, or a plain-text refusal (`error`). */
   readonly response: ModuleResponse;
   /** Header fields after `content-type` on a refusal (a `www-authenticate` challenge). */
@@ -55,6 +53,8 @@ export interface NativeModuleRouteOptions {
    * this head natively, else null (node:http serves it).
    */
   claim(head: RequestHead): URLSearchParams | null;
+  /** Header fields of every answer, first (web configuration headers). */
+  headers: readonly [string, string][];
   /** Answers one claimed request; aborted when the scraper goes away. */
   serve(request: NativeModuleRequest, signal: AbortSignal): Promise<NativeModuleAnswer>;
   /** Longest wait for a complete request head. */
@@ -77,6 +77,7 @@ const TIMEOUT_BODY = "Request Timeout: ERR_HTTP_REQUEST_TIMEOUT\n";
 const TIMEOUT_ANSWER = encoder.encode(
   `HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${TIMEOUT_BODY.length}\r\nConnection: close\r\n\r\n${TIMEOUT_BODY}`,
 );
+const INTERNAL_BODY = "Internal error; see the client's log\n";
 const LAST_CHUNK = encoder.encode("0\r\n\r\n");
 const CRLF = encoder.encode("\r\n");
 
@@ -239,12 +240,25 @@ export function nativeModuleRoute(options: NativeModuleRouteOptions): NativeRout
     }, closed);
     let ok = false;
     try {
-      const answer = await options.serve({
-        method: head.method,
-        searchParams: query,
-        head,
-        peer: connection.remoteAddress,
-      }, gone.signal);
+      let answer: NativeModuleAnswer;
+      try {
+        answer = await options.serve({
+          method: head.method,
+          searchParams: query,
+          head,
+          peer: connection.remoteAddress,
+        }, gone.signal);
+      } catch (error) {
+        // As the node:http path's error boundary (lib/listener_guard.ts).
+        logger.error("Request failed", { path: head.target, err: errorMessage(error) });
+        const text = `HTTP/1.1 500 Internal Server Error\r\n${
+          options.headers.map(([name, value]) => `${name}: ${value}\r\n`).join("")
+        }content-type: text/plain; charset=utf-8\r\ncontent-length: ${INTERNAL_BODY.length}\r\nconnection: close\r\nDate: ${httpDate()}\r\n\r\n${
+          head.method === "HEAD" ? "" : INTERNAL_BODY
+        }`;
+        await writeAll(conn, encoder.encode(text));
+        return false;
+      }
       if (gone.signal.aborted) return false;
       ok = await writeResponse(conn, head.method === "HEAD", answer, close, gone.signal);
     } finally {
@@ -262,7 +276,8 @@ export function nativeModuleRoute(options: NativeModuleRouteOptions): NativeRout
     close: boolean,
     signal: AbortSignal,
   ): Promise<boolean> {
-    const { response, headers: own } = answer;
+    const { response } = answer;
+    const own = options.headers;
     let text = `HTTP/1.1 ${response.status} ${STATUS_TEXT[response.status] ?? "unknown"}\r\n`;
     let hasDate = false;
     for (const [name, value] of own) {

@@ -43,8 +43,9 @@ import type { ReloadResult } from "./reloader.ts";
 import { MODULE_PATH } from "./scrape_route.ts";
 import { createAuthorizer, type Listener } from "./exporter_auth.ts";
 import { createConnectionBudget } from "../../lib/connection_budget.ts";
-import { listenFrontDoor } from "../../lib/front_door.ts";
+import { type FrontDoor, listenFrontDoor } from "../../lib/front_door.ts";
 import type { RequestHead } from "../../lib/request_head.ts";
+import { errorMessage } from "../../lib/error_message.ts";
 import { type NativeModuleAnswer, nativeModuleRoute } from "./exporter_native.ts";
 
 /** `/-/healthy`, as exporter_exporter answers it; there is no `/-/ready`. */
@@ -166,6 +167,33 @@ export function requestTarget(target: string): RequestTarget | null {
   } catch {
     return null;
   }
+}
+
+/**
+ * The one route decision of the native module path: a plain module
+ * `GET`/`HEAD` (no body, no `Expect`, no `Upgrade`, no connection options
+ * but `keep-alive` or `close`) is served natively; everything else is
+ * node:http's.
+ *
+ * @param head The request head (HTTP/1.1, as lib/request_head.ts passes it).
+ * @param proxyPath `--web.proxy-path`.
+ * @returns The query's parameters when served natively, else null.
+ */
+export function nativeModuleQuery(head: RequestHead, proxyPath: string): URLSearchParams | null {
+  if (head.method !== "GET" && head.method !== "HEAD") return null;
+  const { headers } = head;
+  if (headers.has("transfer-encoding") || headers.has("expect") || headers.has("upgrade")) {
+    return null;
+  }
+  const length = headers.get("content-length");
+  if (length !== undefined && (length.length !== 1 || length[0] !== "0")) return null;
+  const connection = headers.get("connection");
+  if (connection !== undefined && !connection.every((v) => PLAIN_CONNECTION.test(v))) {
+    return null;
+  }
+  const url = requestTarget(head.target);
+  if (url === null || url.pathname !== proxyPath) return null;
+  return url.searchParams;
 }
 
 /** The flags' TLS settings in the web configuration's terms. */
@@ -446,28 +474,6 @@ export async function startExporterServer(
   const doors: Promise<void>[] = [];
 
   /**
-   * The one route decision of the native path: a plain module `GET`/`HEAD`
-   * (no body, no `Expect`, no `Upgrade`, no other connection options) is
-   * served natively; everything else is node:http's.
-   */
-  function claim(head: RequestHead): URLSearchParams | null {
-    if (head.method !== "GET" && head.method !== "HEAD") return null;
-    const { headers } = head;
-    if (
-      headers.has("transfer-encoding") || headers.has("expect") || headers.has("upgrade")
-    ) return null;
-    const length = headers.get("content-length");
-    if (length !== undefined && (length.length !== 1 || length[0] !== "0")) return null;
-    const connection = headers.get("connection");
-    if (connection !== undefined && !connection.every((v) => PLAIN_CONNECTION.test(v))) {
-      return null;
-    }
-    const url = requestTarget(head.target);
-    if (url === null || url.pathname !== proxyPath) return null;
-    return url.searchParams;
-  }
-
-  /**
    * Plain HTTP: a native front door owns the port, serves module requests
    * itself and hands every other connection to node:http.
    */
@@ -494,7 +500,8 @@ export async function startExporterServer(
     const web = listener.web;
     const ownHeaders: [string, string][] = Object.entries(web?.headers ?? {});
     const route = nativeModuleRoute({
-      claim,
+      claim: (head) => nativeModuleQuery(head, proxyPath),
+      headers: ownHeaders,
       async serve(request, signal): Promise<NativeModuleAnswer> {
         const refused = await authorize({
           socket: { remoteAddress: request.peer },
@@ -507,7 +514,6 @@ export async function startExporterServer(
             status: refused.status,
           });
           return {
-            headers: ownHeaders,
             response: { status: refused.status, headers: [], error: refused.message, body: null },
             refusalHeaders: Object.entries(refused.headers ?? {}),
           };
@@ -517,7 +523,7 @@ export async function startExporterServer(
           headers: forwardableHeaders(rawHeaderPairs(request.head.rawHeaders)),
           peer: request.peer,
         }, signal);
-        return { headers: ownHeaders, response };
+        return { response };
       },
       headersTimeoutMs: headersTimeout,
       maxHeaderBytes: httpOptions.maxHeaderSize,
@@ -526,19 +532,38 @@ export async function startExporterServer(
       signal: stop.signal,
       logger,
     });
-    const door = listenFrontDoor({
-      hostname: at.hostname,
-      port: at.port,
-      signal: stop.signal,
-      server,
-      budget,
-      logger,
-      native: (connection, door) => {
-        // Open without a request yet: idle, so the cap may close it first.
-        budget.done(connection);
-        return route(connection, door);
-      },
-    });
+    const open = (hostname: string) =>
+      listenFrontDoor({
+        hostname,
+        port: at.port,
+        signal: stop.signal,
+        server,
+        budget,
+        logger,
+        native: (connection, door) => {
+          // Open without a request yet: idle, so the cap may close it first.
+          budget.done(connection);
+          return route(connection, door);
+        },
+      });
+    let door: FrontDoor;
+    try {
+      if (at.hostname !== "") door = open(at.hostname);
+      else {
+        // No host: every address, IPv6 and IPv4, as node:http listens ("::"),
+        // or IPv4 only where there is no IPv6.
+        try {
+          door = open("::");
+        } catch (error) {
+          if (error instanceof Deno.errors.AddrInUse) throw error;
+          door = open("0.0.0.0");
+        }
+      }
+    } catch (error) {
+      throw new Error(`Cannot listen on ${at.hostname}:${at.port}: ${errorMessage(error)}`, {
+        cause: error,
+      });
+    }
     doors.push(door.finished);
     // node:http checks its timeouts for the connections it is handed, and
     // keeps them alive, only while it is "listening".
