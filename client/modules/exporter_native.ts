@@ -230,14 +230,18 @@ export function nativeModuleRoute(options: NativeModuleRouteOptions): NativeRout
     if (options.signal.aborted) gone.abort(options.signal.reason);
     inFlight.add(gone);
     // Watches for the scraper's close while the answer is made and sent: a
-    // read the next head's takes over (a pipelined request is kept).
+    // read the next head's takes over (a pipelined request is kept). Not
+    // with a next request buffered already: that one may be node:http's,
+    // which must then get the connection with no read of ours pending.
     let finished = false;
     const closed = () => {
       if (!finished) gone.abort(new Error("the scraper closed the connection"));
     };
-    reader.prefetch().then((n) => {
-      if (n === null) closed();
-    }, closed);
+    if (reader.buffered === 0) {
+      reader.prefetch().then((n) => {
+        if (n === null) closed();
+      }, closed);
+    }
     let ok = false;
     try {
       let answer: NativeModuleAnswer;

@@ -292,6 +292,9 @@ Deno.test("native module path: pipelined requests, then other paths on the same 
     const metrics = await client.response();
     assert.match(metrics.head, /^HTTP\/1\.1 200 OK\r\n/);
     assert.match(metrics.head, /\r\ncontent-type: text\/plain\r\n/);
+    // Later requests on it reach node:http whole (no read of the native path's took them).
+    await client.send("GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert.equal(decoder.decode((await client.response()).body), "Healthy\n");
     // And a new connection starts on the native path again.
     const again = await RawClient.open(served.port);
     try {
