@@ -6,7 +6,6 @@
  * @module
  */
 
-import type { IncomingMessage } from "node:http";
 import {
   type BasicAuthVerifier,
   constantTimeEqual,
@@ -38,8 +37,19 @@ export interface Refusal {
   headers?: Record<string, string>;
 }
 
+/**
+ * What the checks read of a request: a node:http `IncomingMessage` has it,
+ * and so has the native module path's request (exporter_native.ts).
+ */
+export interface AuthRequest {
+  /** The connection: the peer's address, and the TLS socket for certmatch. */
+  readonly socket: { readonly remoteAddress?: string | undefined };
+  /** The request's `authorization` header. */
+  readonly headers: { readonly authorization?: string | undefined };
+}
+
 /** Checks one request; resolves null when it may pass. */
-export type Authorizer = (req: IncomingMessage, listener: Listener) => Promise<Refusal | null>;
+export type Authorizer = (req: AuthRequest, listener: Listener) => Promise<Refusal | null>;
 
 /**
  * Says whether a verified client certificate matches `--web.tls.certmatch`:
@@ -70,7 +80,7 @@ export function createAuthorizer(
 ): Authorizer {
   const basicAuth: BasicAuthVerifier = createBasicAuthVerifier();
   return async function authorize(
-    req: IncomingMessage,
+    req: AuthRequest,
     listener: Listener,
   ): Promise<{ status: number; message: string; headers?: Record<string, string> } | null> {
     if (options.allowList && !options.allowList(req.socket.remoteAddress)) {

@@ -42,6 +42,11 @@ import { guardHandler, guardServer } from "../../lib/listener_guard.ts";
 import type { ReloadResult } from "./reloader.ts";
 import { MODULE_PATH } from "./scrape_route.ts";
 import { createAuthorizer, type Listener } from "./exporter_auth.ts";
+import { createConnectionBudget } from "../../lib/connection_budget.ts";
+import { type FrontDoor, listenFrontDoor } from "../../lib/front_door.ts";
+import type { RequestHead } from "../../lib/request_head.ts";
+import { errorMessage } from "../../lib/error_message.ts";
+import { type NativeModuleAnswer, nativeModuleRoute } from "./exporter_native.ts";
 
 /** `/-/healthy`, as exporter_exporter answers it; there is no `/-/ready`. */
 const HEALTH: HealthOptions = { healthy: "Healthy\n" };
@@ -101,6 +106,12 @@ export interface ExporterServerOptions {
   proxyPath?: string;
   /** `--web.telemetry-path`: the client's own metrics. @default {"/metrics"} */
   telemetryPath?: string;
+  /**
+   * Serve module `GET`/`HEAD` requests on the plain-HTTP listener natively
+   * (client/modules/exporter_native.ts); false leaves every request to
+   * node:http. @default {true}
+   */
+  nativeModules?: boolean;
   /** Stops the listeners. */
   signal?: AbortSignal;
 }
@@ -126,6 +137,9 @@ export interface RequestTarget {
   /** The query's parameters. */
   readonly searchParams: URLSearchParams;
 }
+
+/** `Connection` values the native path answers as node:http does. */
+const PLAIN_CONNECTION = /^\s*(?:keep-alive|close)\s*$/i;
 
 /** An origin-form target URL would leave as it is: a plain path, printable ASCII after it. */
 const PLAIN_TARGET = /^\/(?!\/)[A-Za-z0-9_\-/]*(?:\?[\x21-\x22\x24-\x7e]*)?$/;
@@ -153,6 +167,33 @@ export function requestTarget(target: string): RequestTarget | null {
   } catch {
     return null;
   }
+}
+
+/**
+ * The one route decision of the native module path: a plain module
+ * `GET`/`HEAD` (no body, no `Expect`, no `Upgrade`, no connection options
+ * but `keep-alive` or `close`) is served natively; everything else is
+ * node:http's.
+ *
+ * @param head The request head (HTTP/1.1, as lib/request_head.ts passes it).
+ * @param proxyPath `--web.proxy-path`.
+ * @returns The query's parameters when served natively, else null.
+ */
+export function nativeModuleQuery(head: RequestHead, proxyPath: string): URLSearchParams | null {
+  if (head.method !== "GET" && head.method !== "HEAD") return null;
+  const { headers } = head;
+  if (headers.has("transfer-encoding") || headers.has("expect") || headers.has("upgrade")) {
+    return null;
+  }
+  const length = headers.get("content-length");
+  if (length !== undefined && (length.length !== 1 || length[0] !== "0")) return null;
+  const connection = headers.get("connection");
+  if (connection !== undefined && !connection.every((v) => PLAIN_CONNECTION.test(v))) {
+    return null;
+  }
+  const url = requestTarget(head.target);
+  if (url === null || url.pathname !== proxyPath) return null;
+  return url.searchParams;
 }
 
 /** The flags' TLS settings in the web configuration's terms. */
@@ -429,17 +470,132 @@ export async function startExporterServer(
     return server as unknown as Server;
   }
 
+  /** The front doors' ends (plain HTTP served natively). */
+  const doors: Promise<void>[] = [];
+
+  /**
+   * Plain HTTP: a native front door owns the port, serves module requests
+   * itself and hands every other connection to node:http.
+   */
+  function listenNative(at: ListenAddress, listener: Listener): ListenAddress {
+    const server = createHttpServer(httpOptions, requestHandler(listener));
+    // The cap is the front door's budget (over native and node connections);
+    // guardServer adds the readable answers to what node:http refuses.
+    guardServer(server, { logger, maxConnections: Infinity, connectionEvent: "connection" });
+    servers.push(server);
+    const budget = createConnectionBudget({
+      maxConnections,
+      maxPerSource: 0,
+      onRefused: (_limit, peer) =>
+        logger.warn("Connection refused: every connection has a request in flight", {
+          peer,
+          max_connections: maxConnections,
+        }),
+      onEvicted: (peer) =>
+        logger.debug("Closed the longest idle connection to admit a new one", {
+          peer,
+          max_connections: maxConnections,
+        }),
+    });
+    const web = listener.web;
+    const ownHeaders: [string, string][] = Object.entries(web?.headers ?? {});
+    const route = nativeModuleRoute({
+      claim: (head) => nativeModuleQuery(head, proxyPath),
+      headers: ownHeaders,
+      async serve(request, signal): Promise<NativeModuleAnswer> {
+        const refused = await authorize({
+          socket: { remoteAddress: request.peer },
+          headers: { authorization: request.head.headers.get("authorization")?.[0] },
+        }, listener);
+        if (refused !== null) {
+          logger.debug("Refused a request", {
+            path: request.head.target,
+            peer: request.peer,
+            status: refused.status,
+          });
+          return {
+            response: { status: refused.status, headers: [], error: refused.message, body: null },
+            refusalHeaders: Object.entries(refused.headers ?? {}),
+          };
+        }
+        const response = await engine.serve({
+          query: request.searchParams,
+          headers: forwardableHeaders(rawHeaderPairs(request.head.rawHeaders)),
+          peer: request.peer,
+        }, signal);
+        return { response };
+      },
+      headersTimeoutMs: headersTimeout,
+      maxHeaderBytes: httpOptions.maxHeaderSize,
+      idleTimeoutMs: httpOptions.keepAliveTimeout,
+      budget,
+      signal: stop.signal,
+      logger,
+    });
+    const open = (hostname: string) =>
+      listenFrontDoor({
+        hostname,
+        port: at.port,
+        signal: stop.signal,
+        server,
+        budget,
+        logger,
+        native: (connection, door) => {
+          // Open without a request yet: idle, so the cap may close it first.
+          budget.done(connection);
+          return route(connection, door);
+        },
+      });
+    let door: FrontDoor;
+    try {
+      if (at.hostname !== "") door = open(at.hostname);
+      else {
+        // No host: every address, IPv6 and IPv4, as node:http listens ("::"),
+        // or IPv4 only where there is no IPv6.
+        try {
+          door = open("::");
+        } catch (error) {
+          if (error instanceof Deno.errors.AddrInUse) throw error;
+          door = open("0.0.0.0");
+        }
+      }
+    } catch (error) {
+      throw new Error(`Cannot listen on ${at.hostname}:${at.port}: ${errorMessage(error)}`, {
+        cause: error,
+      });
+    }
+    doors.push(door.finished);
+    // node:http checks its timeouts for the connections it is handed, and
+    // keeps them alive, only while it is "listening".
+    Object.defineProperty(server, "listening", {
+      configurable: true,
+      get: () => door.listening,
+    });
+    server.emit("listening");
+    server.on("request", (req: IncomingMessage, res: ServerResponse) => {
+      const connection = door.connectionOf(req.socket);
+      if (connection === undefined) return;
+      budget.busy(connection);
+      res.once("close", () => budget.done(connection));
+    });
+    return door.address;
+  }
+
   let address: ListenAddress | null = null;
   let tlsAddress: ListenAddress | null = null;
   try {
     if (options.address) {
       const web = options.webConfig ?? null;
       const listener: Listener = { kind: web?.tls ? "https" : "http", web, certMatch: null };
-      const server = web?.tls
-        ? await tlsServer(web.tls, listener)
-        : createHttpServer(httpOptions, requestHandler(listener));
-      configure(server, web?.tls ? "secureConnection" : "connection");
-      address = await listen(server, options.address, Boolean(web?.tls));
+      if (!web?.tls && options.nativeModules !== false) {
+        address = listenNative(options.address, listener);
+      } else {
+        const server = web?.tls
+          ? await tlsServer(web.tls, listener)
+          : createHttpServer(httpOptions, requestHandler(listener));
+        configure(server, web?.tls ? "secureConnection" : "connection");
+        address = await listen(server, options.address, Boolean(web?.tls));
+      }
     }
     if (options.tlsAddress) {
       if (!options.tls) {
@@ -465,7 +621,10 @@ export async function startExporterServer(
   const closed = Promise.withResolvers<void>();
   const finished = closed.promise;
   const closeAll = () => {
-    Promise.all(servers.map((s) => closeServer(s))).then(() => closed.resolve(), closed.reject);
+    Promise.all([...servers.map((s) => closeServer(s)), ...doors]).then(
+      () => closed.resolve(),
+      closed.reject,
+    );
   };
   if (stop.signal.aborted) closeAll();
   else stop.signal.addEventListener("abort", closeAll, { once: true });

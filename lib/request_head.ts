@@ -1,0 +1,173 @@
+/**
+ * A strict reader of HTTP/1.1 request heads for the native front door
+ * (lib/front_door.ts). It accepts only the plain shape Prometheus and
+ * this project's client send; anything else is "unusual", and the front
+ * door hands the connection to node:http, whose parser gives today's answers
+ * (400, 431…) to malformed input. So the native edge never has to answer
+ * bad input itself, beyond the header timeout.
+ *
+ * @module
+ */
+
+/** A parsed request head. */
+export interface RequestHead {
+  /** The method, e.g. "GET". */
+  method: string;
+  /** The request target as received. */
+  target: string;
+  /** Header fields flat, as node's `rawHeaders`: name, value, name, value… */
+  rawHeaders: string[];
+  /** Header values by lower-case name, in arrival order. */
+  headers: Map<string, string[]>;
+  /** Bytes of the head, its final CRLF CRLF included. */
+  length: number;
+}
+
+/** What the bytes received so far hold. */
+export type HeadScan =
+  | { kind: "head"; head: RequestHead }
+  | { kind: "incomplete" }
+  | { kind: "unusual" };
+
+const REQUEST_LINE_REGEXP = /^([A-Z]+) ([\x21-\x7e]+) HTTP\/1\.1$/;
+/** A request line as far as it has arrived. */
+const REQUEST_LINE_PREFIX_REGEXP = /^[A-Z]*(?: [\x21-\x7e]*(?: H?T?T?P?\/?1?\.?1?)?)?$/;
+const DECODER = new TextDecoder();
+const UNUSUAL: HeadScan = Object.freeze({ kind: "unusual" });
+const INCOMPLETE: HeadScan = Object.freeze({ kind: "incomplete" });
+
+const CR = 0x0d;
+const LF = 0x0a;
+const SP = 0x20;
+const HTAB = 0x09;
+const COLON = 0x3a;
+/** `HTTP/1.1` */
+const VERSION = [0x48, 0x54, 0x54, 0x50, 0x2f, 0x31, 0x2e, 0x31];
+/** 1 for the bytes of an RFC 9110 token: ``!#$%&'*+-.^_`|~``, digits, letters. */
+const TOKEN = new Uint8Array(128);
+for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") {
+  TOKEN[c.charCodeAt(0)] = 1;
+}
+
+/**
+ * Looks at the bytes a connection sent so far for one request head.
+ *
+ * A complete head is read in one pass over its bytes (no regular
+ * expressions, one decode): it is served natively only if it is exactly
+ * `METHOD SP target SP HTTP/1.1 CRLF` with an upper-case method and a
+ * target of visible ASCII, then `name: value CRLF` fields whose names are
+ * tokens and whose values hold only visible ASCII, spaces and tabs (bare
+ * CRs and LFs, obs-fold, controls, NULs and obs-text are unusual).
+ *
+ * @param bytes The bytes received, from the start of the request.
+ * @param maxHeaderBytes Heads larger than this are unusual (node:http answers 431).
+ * @returns The head, "incomplete" when more bytes may complete a plain head,
+ *   or "unusual" for anything the native edge leaves to node:http.
+ */
+export function scanRequestHead(bytes: Uint8Array, maxHeaderBytes: number): HeadScan {
+  const end = headEnd(bytes);
+  if (end < 0) return scanPartial(bytes, maxHeaderBytes);
+  const length = end + 4;
+  if (length > maxHeaderBytes) return UNUSUAL;
+  // The request line: METHOD SP target SP HTTP/1.1, then CRLF (or the end).
+  let i = 0;
+  while (i < end && bytes[i]! >= 0x41 && bytes[i]! <= 0x5a) i++;
+  if (i === 0 || bytes[i] !== SP) return UNUSUAL;
+  const methodEnd = i++;
+  const targetStart = i;
+  while (i < end && bytes[i]! >= 0x21 && bytes[i]! <= 0x7e) i++;
+  if (i === targetStart || bytes[i] !== SP) return UNUSUAL;
+  const targetEnd = i++;
+  if (i + 8 > end) return UNUSUAL;
+  for (let k = 0; k < 8; k++) if (bytes[i + k] !== VERSION[k]) return UNUSUAL;
+  i += 8;
+  if (i < end && (bytes[i] !== CR || bytes[i + 1] !== LF)) return UNUSUAL;
+  // Every byte of the head is ASCII: one decode, then slices by byte index.
+  const text = DECODER.decode(bytes.subarray(0, end));
+  const rawHeaders: string[] = [];
+  const headers = new Map<string, string[]>();
+  // Field lines: name ":" value, each ended by CRLF (the last by the head's end).
+  for (i += 2; i < end + 2;) {
+    const lineStart = i;
+    let colon = -1;
+    for (;; i++) {
+      const byte = bytes[i]!;
+      if (byte === CR) {
+        if (bytes[i + 1] !== LF) return UNUSUAL;
+        break;
+      }
+      // Visible ASCII, space and tab only.
+      if (byte > 0x7e || (byte < SP && byte !== HTAB)) return UNUSUAL;
+      if (byte === COLON && colon < 0) colon = i;
+    }
+    const lineEnd = i;
+    i += 2;
+    // Missing colons, space before the colon, a name that is no token: node's call.
+    if (colon <= lineStart) return UNUSUAL;
+    for (let k = lineStart; k < colon; k++) {
+      if (TOKEN[bytes[k]!] !== 1) return UNUSUAL;
+    }
+    let valueStart = colon + 1;
+    let valueEnd = lineEnd;
+    while (valueStart < valueEnd && (bytes[valueStart] === SP || bytes[valueStart] === HTAB)) {
+      valueStart++;
+    }
+    while (valueEnd > valueStart && (bytes[valueEnd - 1] === SP || bytes[valueEnd - 1] === HTAB)) {
+      valueEnd--;
+    }
+    const name = text.slice(lineStart, colon);
+    const value = text.slice(valueStart, valueEnd);
+    rawHeaders.push(name, value);
+    const lower = name.toLowerCase();
+    const list = headers.get(lower);
+    if (list === undefined) headers.set(lower, [value]);
+    else list.push(value);
+  }
+  return {
+    kind: "head",
+    head: {
+      // The common methods as the one copy each (a slice is a copy per request).
+      method: methodEnd === 4 && text.startsWith("POST")
+        ? "POST"
+        : methodEnd === 3 && text.startsWith("GET")
+        ? "GET"
+        : text.slice(0, methodEnd),
+      target: text.slice(targetStart, targetEnd),
+      rawHeaders,
+      headers,
+      length,
+    },
+  };
+}
+
+/** A head not complete yet: may more bytes make it a plain one? */
+function scanPartial(bytes: Uint8Array, maxHeaderBytes: number): HeadScan {
+  for (let i = 0; i < bytes.byteLength; i++) {
+    const byte = bytes[i]!;
+    // Visible ASCII, space, tab, CR, LF; no NUL, controls or obs-text.
+    if (byte > 0x7e || (byte < SP && byte !== HTAB && byte !== CR && byte !== LF)) {
+      return UNUSUAL;
+    }
+  }
+  if (bytes.byteLength > maxHeaderBytes) return UNUSUAL;
+  const lineEnd = bytes.indexOf(LF);
+  const line = DECODER.decode(bytes.subarray(0, lineEnd < 0 ? bytes.byteLength : lineEnd));
+  if (lineEnd >= 0) {
+    return line.endsWith("\r") && REQUEST_LINE_REGEXP.test(line.slice(0, -1))
+      ? INCOMPLETE
+      : UNUSUAL;
+  }
+  return REQUEST_LINE_PREFIX_REGEXP.test(line.replace(/\r$/, "")) ? INCOMPLETE : UNUSUAL;
+}
+
+/** Index of the CRLF CRLF that ends a head, or -1. */
+function headEnd(bytes: Uint8Array): number {
+  for (
+    let i = bytes.indexOf(CR);
+    i >= 0 && i + 3 < bytes.byteLength;
+    i = bytes.indexOf(CR, i + 1)
+  ) {
+    if (bytes[i + 1] === LF && bytes[i + 2] === CR && bytes[i + 3] === LF) return i;
+  }
+  return -1;
+}
