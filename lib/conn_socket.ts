@@ -31,9 +31,13 @@ export interface ConnSocketOptions {
 export class ConnSocket extends Duplex {
   /** The peer's address ("::ffff:" mapped addresses as Deno reports them). */
   readonly remoteAddress: string;
+  /** The peer's port. */
   readonly remotePort: number;
+  /** The peer address's family. */
   readonly remoteFamily: "IPv4" | "IPv6";
+  /** The local address the connection arrived on. */
   readonly localAddress: string;
+  /** The local port the connection arrived on. */
   readonly localPort: number;
   /** Bytes received from the peer (those the front door read included). */
   bytesRead = 0;
@@ -48,6 +52,8 @@ export class ConnSocket extends Duplex {
   #connClosed = false;
 
   /**
+   * Wraps an accepted connection.
+   *
    * @param conn The connection; the socket owns it from now on.
    * @param options Bytes already read, close callback.
    */
@@ -82,6 +88,7 @@ export class ConnSocket extends Duplex {
     return false;
   }
 
+  /** Reads the next piece (the bytes already read first). */
   override _read(): void {
     if (this.#initial !== undefined) {
       const initial = this.#initial;
@@ -113,6 +120,7 @@ export class ConnSocket extends Duplex {
     });
   }
 
+  /** Writes one chunk, calling back once it is all written. */
   override _write(
     chunk: Uint8Array,
     _encoding: string,
@@ -121,6 +129,7 @@ export class ConnSocket extends Duplex {
     this.#writeAll(chunk).then(() => callback(), (error) => callback(asError(error)));
   }
 
+  /** Writes buffered chunks as one write. */
   override _writev(
     chunks: { chunk: Uint8Array }[],
     callback: (error?: Error | null) => void,
@@ -129,6 +138,7 @@ export class ConnSocket extends Duplex {
     this.#writeAll(joined).then(() => callback(), (error) => callback(asError(error)));
   }
 
+  /** Ends the writing side (a FIN), errors ignored. */
   override _final(callback: (error?: Error | null) => void): void {
     try {
       this.#conn.closeWrite().then(() => callback(), () => callback());
@@ -137,6 +147,7 @@ export class ConnSocket extends Duplex {
     }
   }
 
+  /** Closes the connection and its timer. */
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     clearTimeout(this.#timer);
     this.#closeConn();

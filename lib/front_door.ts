@@ -39,8 +39,11 @@ const UNAVAILABLE = new TextEncoder().encode(
  * front door serves it or node:http does.
  */
 export class EdgeConnection implements BudgetConnection {
+  /** The accepted connection. */
   readonly conn: Deno.Conn;
+  /** The peer's address. */
   readonly remoteAddress: string;
+  /** The peer's port. */
   readonly remotePort: number;
   #destroyed = false;
   /** Called once closed: one listener as is (the usual: the budget's), more in an array. */
@@ -51,6 +54,8 @@ export class EdgeConnection implements BudgetConnection {
   #socket: ConnSocket | null = null;
 
   /**
+   * Records an accepted connection.
+   *
    * @param conn The accepted connection.
    * @param open The set of open connections it is in until closed.
    */
@@ -153,6 +158,7 @@ export interface FrontDoorOptions {
   acceptRetryMs?: number;
   /** Test-only: accepts a connection (to inject failures). @default {listener.accept()} */
   accept?: (listener: Deno.Listener) => Promise<Deno.Conn>;
+  /** Logs accept errors and handover failures. @default {none} */
   logger?: Logger | undefined;
 }
 

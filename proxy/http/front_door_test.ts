@@ -20,7 +20,7 @@ import {
 import { type Authenticator, createAuthenticator } from "../auth/auth.ts";
 import { parseAuthConfig } from "../auth/auth_config.ts";
 import { sha256Hex } from "../../lib/basic_auth.ts";
-import { listenFrontDoor } from "./front_door.ts";
+import { listenFrontDoor } from "../../lib/front_door.ts";
 import { closing } from "../../tests/fixture.ts";
 
 const encoder = new TextEncoder();

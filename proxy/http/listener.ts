@@ -13,7 +13,7 @@ import type { Socket } from "node:net";
 import type { BudgetConnection, ConnectionBudget } from "../../lib/connection_budget.ts";
 import type { Logger } from "../../lib/logger.ts";
 import type { TlsListener } from "../../lib/tls_server.ts";
-import { type FrontDoor, listenFrontDoor } from "./front_door.ts";
+import { type FrontDoor, listenFrontDoor } from "../../lib/front_door.ts";
 import { nativeEdge } from "./native_edge.ts";
 import { DRAIN_MAX_BYTES, DRAIN_MAX_MS } from "./node_guard.ts";
 import type { ListenedProxy, NodeServer, NodeServerOptions } from "./node_server.ts";
@@ -93,7 +93,7 @@ export async function serveProxy(
   /** Aborted on close: stops the front door (plain HTTP) or the accept watchdog (TLS). */
   const stopAccepting = new AbortController();
   const budget = options.connections;
-  /** Plain HTTP: the native front door owns the port (proxy/http/front_door.ts). */
+  /** Plain HTTP: the native front door owns the port (lib/front_door.ts). */
   let door: FrontDoor | null = null;
   const nodeOptions: NodeServerOptions = {
     settings: httpOptions,

@@ -14,10 +14,10 @@ import { LazyTimer } from "../../lib/lazy_timer.ts";
 import { ReadBufferPool } from "../../lib/read_buffers.ts";
 import type { Logger } from "../../lib/logger.ts";
 import type { HeaderPair } from "../../lib/http_exchange.ts";
-import type { EdgeConnection, FrontDoor, NativeRoute } from "./front_door.ts";
+import type { EdgeConnection, FrontDoor, NativeRoute } from "../../lib/front_door.ts";
 import { NativeExchange } from "./native_exchange.ts";
 import { POLL_PATH } from "../connect/fast_client_service.ts";
-import { type RequestHead, scanRequestHead } from "./request_head.ts";
+import { type RequestHead, scanRequestHead } from "../../lib/request_head.ts";
 import { errorMessage } from "../../lib/error_message.ts";
 
 /** Serves one request natively. */

@@ -11,7 +11,7 @@ import { STATUS_TEXT } from "../../lib/status_text.ts";
 import { concatBytes } from "../../lib/bytes.ts";
 import type { BodyReader } from "../../lib/http1.ts";
 import type { Exchange, HeaderPair } from "../../lib/http_exchange.ts";
-import type { RequestHead } from "./request_head.ts";
+import type { RequestHead } from "../../lib/request_head.ts";
 import type { LazyTimer } from "../../lib/lazy_timer.ts";
 import { POLL_PATH } from "../connect/fast_client_service.ts";
 import { markOwned, takeOwned } from "../../lib/owned_chunks.ts";

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import type { HeaderPair } from "../../lib/http_exchange.ts";
 import { NativeExchange } from "./native_exchange.ts";
-import { scanRequestHead } from "./request_head.ts";
+import { scanRequestHead } from "../../lib/request_head.ts";
 
 /** A connection that keeps what is written to it. */
 function memoryConn(): { conn: Deno.Conn; written: () => string } {

@@ -21,7 +21,7 @@ import type { Logger } from "../../lib/logger.ts";
 import type { TlsListener } from "../../lib/tls_server.ts";
 import type { ProxyMetrics } from "../core/metrics.ts";
 import type { NativeHandler } from "./native_edge.ts";
-import type { RequestHead } from "./request_head.ts";
+import type { RequestHead } from "../../lib/request_head.ts";
 
 /** What the listener needs of the proxy (proxy/http/server.ts's `Proxy`). */
 export interface ListenedProxy {

@@ -18,7 +18,7 @@ import {
   POLL_PATH,
   PUSH_PATH,
 } from "../connect/fast_client_service.ts";
-import type { RequestHead } from "./request_head.ts";
+import type { RequestHead } from "../../lib/request_head.ts";
 
 /** What the route table sees of a request: the same on both edges. */
 export interface RouteRequest {

@@ -17,7 +17,7 @@ import { createProxyMetrics } from "../core/metrics.ts";
 import type { NativeExchange } from "./native_exchange.ts";
 import { type Call, createPipeline, type RouteHandler } from "./pipeline.ts";
 import { createRequestAuth } from "./request_context.ts";
-import type { RequestHead } from "./request_head.ts";
+import type { RequestHead } from "../../lib/request_head.ts";
 import {
   createRouteTable,
   matchRoute,

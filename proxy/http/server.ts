@@ -19,7 +19,7 @@ import { createOperationsHandler } from "./operations.ts";
 import { createProxyMetrics, type ProxyMetrics } from "../core/metrics.ts";
 import { createScrapeHandler } from "./scrape_handler.ts";
 import type { NativeHandler } from "./native_edge.ts";
-import type { RequestHead } from "./request_head.ts";
+import type { RequestHead } from "../../lib/request_head.ts";
 import { targetGroups } from "./service_discovery.ts";
 import { createPipeline, type RouteHandler } from "./pipeline.ts";
 import { createClientAuthorizer, createRequestAuth, REQUEST } from "./request_context.ts";

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { type HeadScan, scanRequestHead } from "./request_head.ts";
-import { seededRandom as random } from "../../lib/testing/random.ts";
+import { seededRandom as random } from "./testing/random.ts";
 
 const bytes = (text: string) => new TextEncoder().encode(text);
 
