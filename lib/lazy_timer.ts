@@ -122,3 +122,31 @@ export class LazyTimer {
     onExpire();
   }
 }
+
+/**
+ * Waits for `promise`, or `ms` on `timer`: resolves "timeout" then (the
+ * promise's later outcome is ignored). One timer per owner, re-armed only
+ * when it fires early, instead of a timer per wait.
+ *
+ * @param timer The owner's timer; its current wait is replaced.
+ * @param promise What is waited for.
+ * @param ms The longest wait.
+ * @returns The promise's value, or "timeout".
+ */
+export function within<T>(
+  timer: LazyTimer,
+  promise: Promise<T>,
+  ms: number,
+): Promise<T | "timeout"> {
+  return new Promise<T | "timeout">((resolve, reject) => {
+    const expire = () => resolve("timeout");
+    timer.set(ms, expire);
+    promise.then((value) => {
+      timer.clear(expire);
+      resolve(value);
+    }, (error) => {
+      timer.clear(expire);
+      reject(error);
+    });
+  });
+}

@@ -9,6 +9,9 @@
  * @module
  */
 
+import type { ByteReader } from "./http1.ts";
+import { type LazyTimer, within } from "./lazy_timer.ts";
+
 /** A parsed request head. */
 export interface RequestHead {
   /** The method, e.g. "GET". */
@@ -170,4 +173,59 @@ function headEnd(bytes: Uint8Array): number {
     if (bytes[i + 1] === LF && bytes[i + 2] === CR && bytes[i + 3] === LF) return i;
   }
   return -1;
+}
+
+/** What {@linkcode readRequestHead} found on a connection. */
+export type HeadOutcome =
+  | { kind: "head"; head: RequestHead }
+  | { kind: "unusual" | "closed" | "timeout" | "idle" };
+
+/** Limits of {@linkcode readRequestHead}. */
+export interface HeadLimits {
+  /** Longest wait for a complete head once its first bytes are in. */
+  headersTimeoutMs: number;
+  /** Longest wait for a next request on a kept-alive connection. */
+  idleTimeoutMs: number;
+  /** Largest head. */
+  maxHeaderBytes: number;
+}
+
+/**
+ * Reads until one request head is buffered (not consumed): "idle" when a
+ * kept-alive connection sends nothing in time, "timeout" when a head does
+ * not complete in time, "unusual" for what {@linkcode scanRequestHead}
+ * leaves to node:http, "closed" when the peer went away.
+ *
+ * @param reader The connection's reader.
+ * @param first True for a connection's first request (no idle wait).
+ * @param timer The connection's timer.
+ * @param limits The timeouts and the size cap.
+ * @returns What was found.
+ */
+export async function readRequestHead(
+  reader: ByteReader,
+  first: boolean,
+  timer: LazyTimer,
+  limits: HeadLimits,
+): Promise<HeadOutcome> {
+  try {
+    if (!first && reader.buffered === 0) {
+      // Keep-alive: wait for the next request's first bytes.
+      const more = await within(timer, reader.fill(), limits.idleTimeoutMs);
+      if (more === "timeout") return { kind: "idle" };
+      if (!more) return { kind: "closed" };
+    }
+    const deadline = performance.now() + limits.headersTimeoutMs;
+    for (;;) {
+      const scan = scanRequestHead(reader.peek(), limits.maxHeaderBytes);
+      if (scan.kind !== "incomplete") return scan;
+      const left = deadline - performance.now();
+      if (left <= 0) return { kind: "timeout" };
+      const more = await within(timer, reader.fill(), left);
+      if (more === "timeout") return { kind: "timeout" };
+      if (!more) return { kind: reader.buffered === 0 ? "closed" : "unusual" };
+    }
+  } catch {
+    return { kind: "closed" };
+  }
 }

@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
-import { type HeadScan, scanRequestHead } from "./request_head.ts";
+import { type HeadScan, readRequestHead, scanRequestHead } from "./request_head.ts";
+import { ByteReader } from "./http1.ts";
+import { LazyTimer } from "./lazy_timer.ts";
 import { seededRandom as random } from "./testing/random.ts";
 
 const bytes = (text: string) => new TextEncoder().encode(text);
@@ -187,5 +189,58 @@ Deno.test("scanRequestHead() agrees with the regular-expression scanner on mutat
       plain(referenceScan(input, max)),
       JSON.stringify(String.fromCharCode(...input)),
     );
+  }
+});
+
+/** A reader over scripted reads: each entry is bytes, null (end) or a wait that never ends. */
+function scriptedReader(reads: (string | null | "hang")[]): ByteReader {
+  const encoder = new TextEncoder();
+  return new ByteReader((buffer) => {
+    const next = reads.shift();
+    if (next === undefined || next === null) return Promise.resolve(null);
+    if (next === "hang") return new Promise(() => {});
+    const bytes = encoder.encode(next);
+    buffer.set(bytes);
+    return Promise.resolve(bytes.byteLength);
+  }, 4096);
+}
+
+const LIMITS = { headersTimeoutMs: 50, idleTimeoutMs: 50, maxHeaderBytes: 8192 };
+
+Deno.test("readRequestHead() names each way a wait for a head ends", async () => {
+  const timer = new LazyTimer();
+  try {
+    const split = await readRequestHead(
+      scriptedReader(["GET /m HTTP/1.1\r\nHo", "st: a\r\n\r\n"]),
+      true,
+      timer,
+      LIMITS,
+    );
+    assert.equal(split.kind, "head");
+    assert.equal(split.kind === "head" && split.head.target, "/m");
+    assert.equal(
+      (await readRequestHead(scriptedReader([null]), true, timer, LIMITS)).kind,
+      "closed",
+    );
+    assert.equal(
+      (await readRequestHead(scriptedReader(["GET /m HT", null]), true, timer, LIMITS)).kind,
+      "unusual",
+    );
+    assert.equal(
+      (await readRequestHead(scriptedReader(["GET /m HT", "hang"]), true, timer, LIMITS)).kind,
+      "timeout",
+    );
+    // A kept-alive connection that sends nothing is idle, not late.
+    assert.equal(
+      (await readRequestHead(scriptedReader(["hang"]), false, timer, LIMITS)).kind,
+      "idle",
+    );
+    assert.equal(
+      (await readRequestHead(scriptedReader(["GET /m HTTP/1.0\r\n\r\n"]), true, timer, LIMITS))
+        .kind,
+      "unusual",
+    );
+  } finally {
+    timer.close();
   }
 });

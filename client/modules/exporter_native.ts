@@ -23,7 +23,9 @@ import type { Logger } from "../../lib/logger.ts";
 import { STATUS_TEXT } from "../../lib/status_text.ts";
 import { errorMessage } from "../../lib/error_message.ts";
 import type { EdgeConnection, FrontDoor, NativeRoute } from "../../lib/front_door.ts";
-import { type RequestHead, scanRequestHead } from "../../lib/request_head.ts";
+import { readRequestHead, type RequestHead } from "../../lib/request_head.ts";
+import { httpDate } from "../../lib/http_date.ts";
+import { concatBytes } from "../../lib/bytes.ts";
 import type { ModuleResponse } from "./response.ts";
 
 /** A module request the route claimed. */
@@ -81,23 +83,6 @@ const INTERNAL_BODY = "Internal error; see the client's log\n";
 const LAST_CHUNK = encoder.encode("0\r\n\r\n");
 const CRLF = encoder.encode("\r\n");
 
-type HeadOutcome =
-  | { kind: "head"; head: RequestHead }
-  | { kind: "unusual" | "closed" | "timeout" | "idle" };
-
-/** `Date` as node:http writes it, computed once a second. */
-let dateSecond = -1;
-let dateText = "";
-function httpDate(): string {
-  const now = Date.now();
-  const second = Math.floor(now / 1000);
-  if (second !== dateSecond) {
-    dateSecond = second;
-    dateText = new Date(now).toUTCString();
-  }
-  return dateText;
-}
-
 /**
  * Creates the native route of the exporter listener's front door.
  *
@@ -115,48 +100,6 @@ export function nativeModuleRoute(options: NativeModuleRouteOptions): NativeRout
     for (const request of inFlight) request.abort(options.signal.reason);
   }, { once: true });
 
-  /** Waits for `promise`, or `ms` on the connection's timer: "timeout" then. */
-  function within<T>(timer: LazyTimer, promise: Promise<T>, ms: number): Promise<T | "timeout"> {
-    return new Promise<T | "timeout">((resolve, reject) => {
-      const expire = () => resolve("timeout");
-      timer.set(ms, expire);
-      promise.then((value) => {
-        timer.clear(expire);
-        resolve(value);
-      }, (error) => {
-        timer.clear(expire);
-        reject(error);
-      });
-    });
-  }
-
-  /** Reads until one request head is buffered (not consumed). */
-  async function readHead(
-    reader: ByteReader,
-    first: boolean,
-    timer: LazyTimer,
-  ): Promise<HeadOutcome> {
-    try {
-      if (!first && reader.buffered === 0) {
-        const more = await within(timer, reader.fill(), options.idleTimeoutMs);
-        if (more === "timeout") return { kind: "idle" };
-        if (!more) return { kind: "closed" };
-      }
-      const deadline = performance.now() + options.headersTimeoutMs;
-      for (;;) {
-        const scan = scanRequestHead(reader.peek(), options.maxHeaderBytes);
-        if (scan.kind !== "incomplete") return scan;
-        const left = deadline - performance.now();
-        if (left <= 0) return { kind: "timeout" };
-        const more = await within(timer, reader.fill(), left);
-        if (more === "timeout") return { kind: "timeout" };
-        if (!more) return { kind: reader.buffered === 0 ? "closed" : "unusual" };
-      }
-    } catch {
-      return { kind: "closed" };
-    }
-  }
-
   return async function serveConnection(
     connection: EdgeConnection,
     door: FrontDoor,
@@ -166,7 +109,7 @@ export function nativeModuleRoute(options: NativeModuleRouteOptions): NativeRout
     const timer = new LazyTimer();
     try {
       for (let first = true;; first = false) {
-        const outcome = await readHead(reader, first, timer);
+        const outcome = await readRequestHead(reader, first, timer, options);
         if (outcome.kind === "closed" || outcome.kind === "idle") {
           connection.destroy();
           return true;
@@ -369,16 +312,7 @@ async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<boolean> {
 }
 
 function join(parts: Uint8Array[]): Uint8Array {
-  if (parts.length === 1) return parts[0]!;
-  let size = 0;
-  for (const part of parts) size += part.byteLength;
-  const out = new Uint8Array(size);
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.byteLength;
-  }
-  return out;
+  return parts.length === 1 ? parts[0]! : concatBytes(parts);
 }
 
 function freeBuffer(chunk: Uint8Array): void {

@@ -10,14 +10,14 @@
 
 import { type BodyFraming, BodyReader, ByteReader } from "../../lib/http1.ts";
 import type { ConnectionBudget } from "../../lib/connection_budget.ts";
-import { LazyTimer } from "../../lib/lazy_timer.ts";
+import { LazyTimer, within } from "../../lib/lazy_timer.ts";
 import { ReadBufferPool } from "../../lib/read_buffers.ts";
 import type { Logger } from "../../lib/logger.ts";
 import type { HeaderPair } from "../../lib/http_exchange.ts";
 import type { EdgeConnection, FrontDoor, NativeRoute } from "../../lib/front_door.ts";
 import { NativeExchange } from "./native_exchange.ts";
 import { POLL_PATH } from "../connect/fast_client_service.ts";
-import { type RequestHead, scanRequestHead } from "../../lib/request_head.ts";
+import { type HeadOutcome, readRequestHead, type RequestHead } from "../../lib/request_head.ts";
 import { errorMessage } from "../../lib/error_message.ts";
 
 /** Serves one request natively. */
@@ -76,10 +76,6 @@ const TIMEOUT_ANSWER = encoder.encode(
   `HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${TIMEOUT_BODY.length}\r\nConnection: close\r\n\r\n${TIMEOUT_BODY}`,
 );
 
-type HeadOutcome =
-  | { kind: "head"; head: RequestHead }
-  | { kind: "unusual" | "closed" | "timeout" | "idle" };
-
 /**
  * Creates the native route of the front door.
  *
@@ -94,54 +90,6 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
   const pool = new ReadBufferPool(BODY_READ_BYTES);
   // Frozen, so that the exchange may reuse a response head built with them.
   const ownHeaders: readonly HeaderPair[] = Object.freeze([...(options.headers ?? [])]);
-
-  /**
-   * Waits for `promise`, or `ms` on the connection's timer; "timeout" then
-   * (the promise's failure is then ignored). One timer per connection,
-   * re-armed only when it fires early, instead of a timer per wait.
-   */
-  function within<T>(timer: LazyTimer, promise: Promise<T>, ms: number): Promise<T | "timeout"> {
-    return new Promise<T | "timeout">((resolve, reject) => {
-      const expire = () => resolve("timeout");
-      timer.set(ms, expire);
-      promise.then((value) => {
-        timer.clear(expire);
-        resolve(value);
-      }, (error) => {
-        timer.clear(expire);
-        reject(error);
-      });
-    });
-  }
-
-  /** Reads until one request head is buffered (not consumed). */
-  async function readHead(
-    reader: ByteReader,
-    first: boolean,
-    timer: LazyTimer,
-  ): Promise<HeadOutcome> {
-    try {
-      if (!first && reader.buffered === 0) {
-        // Keep-alive: wait for the next request's first bytes.
-        const more = await within(timer, reader.fill(), options.idleTimeoutMs);
-        if (more === "timeout") return { kind: "idle" };
-        if (!more) return { kind: "closed" };
-      }
-      const deadline = performance.now() + options.headersTimeoutMs;
-      for (;;) {
-        const scan = scanRequestHead(reader.peek(), options.maxHeaderBytes);
-        if (scan.kind === "head") return scan;
-        if (scan.kind === "unusual") return scan;
-        const left = deadline - performance.now();
-        if (left <= 0) return { kind: "timeout" };
-        const more = await within(timer, reader.fill(), left);
-        if (more === "timeout") return { kind: "timeout" };
-        if (!more) return { kind: reader.buffered === 0 ? "closed" : "unusual" };
-      }
-    } catch {
-      return { kind: "closed" };
-    }
-  }
 
   /** Reads and drops the rest of a body, within the drain limits; false past them. */
   async function drain(body: BodyReader, timer: LazyTimer): Promise<boolean> {
@@ -204,7 +152,7 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
         // Let go of (null) once the exchange has it: this frame waits as
         // long as the exchange, and an open Poll stream's exchange keeps
         // only some of its head (see watch).
-        let outcome: HeadOutcome | null = await readHead(reader, first, timer);
+        let outcome: HeadOutcome | null = await readRequestHead(reader, first, timer, options);
         if (outcome.kind === "closed" || outcome.kind === "idle") {
           connection.destroy();
           return true;

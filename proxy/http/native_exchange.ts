@@ -16,23 +16,11 @@ import type { LazyTimer } from "../../lib/lazy_timer.ts";
 import { POLL_PATH } from "../connect/fast_client_service.ts";
 import { markOwned, takeOwned } from "../../lib/owned_chunks.ts";
 import type { ReadBufferPool } from "../../lib/read_buffers.ts";
+import { httpDate } from "../../lib/http_date.ts";
 
 const encoder = new TextEncoder();
 const LAST_CHUNK = encoder.encode("0\r\n\r\n");
 const CRLF = encoder.encode("\r\n");
-
-let dateSecond = -1;
-let dateText = "";
-/** The Date header's value, computed once a second. */
-function httpDate(): string {
-  const now = Date.now();
-  const second = Math.floor(now / 1000);
-  if (second !== dateSecond) {
-    dateSecond = second;
-    dateText = new Date(now).toUTCString();
-  }
-  return dateText;
-}
 
 /** Options for {@linkcode NativeExchange}. */
 export interface NativeExchangeOptions {
