@@ -29,3 +29,14 @@ export function concatBytes(parts: readonly Uint8Array[]): Uint8Array<ArrayBuffe
   }
   return out;
 }
+
+/**
+ * The parts as one array: a single part as it is (no copy), more joined
+ * with {@linkcode concatBytes}.
+ *
+ * @param parts The arrays; none is modified.
+ * @returns The only part, or a new array holding every part's bytes.
+ */
+export function joinBytes(parts: readonly Uint8Array[]): Uint8Array {
+  return parts.length === 1 ? parts[0]! : concatBytes(parts);
+}

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { concatBytes } from "./bytes.ts";
+import { concatBytes, joinBytes } from "./bytes.ts";
 
 Deno.test("concatBytes() joins parts in order into a new array", () => {
   const a = new Uint8Array([1, 2, 3]).subarray(1);
@@ -11,4 +11,12 @@ Deno.test("concatBytes() joins parts in order into a new array", () => {
   assert.deepEqual([...concatBytes([b])], [4]);
   assert.notEqual(concatBytes([b]).buffer, b.buffer);
   assert.equal(concatBytes([]).byteLength, 0);
+});
+
+Deno.test("joinBytes() keeps a single part and joins several", () => {
+  const one = new Uint8Array([1, 2]);
+  assert.equal(joinBytes([one]), one);
+  const joined = joinBytes([one, new Uint8Array([3])]);
+  assert.notEqual(joined, one);
+  assert.deepEqual([...joined], [1, 2, 3]);
 });

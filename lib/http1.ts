@@ -24,7 +24,13 @@ export {
   type ResponseHead,
   reusable,
 } from "./http1_head.ts";
-export { BodyReader, type BodyReaderOptions, readWholeBody } from "./http1_body.ts";
+export {
+  BodyReader,
+  type BodyReaderOptions,
+  chunkFrame,
+  LAST_CHUNK,
+  readWholeBody,
+} from "./http1_body.ts";
 export {
   Http1Pool,
   type Http1PoolOptions,

@@ -299,3 +299,35 @@ export async function readWholeBody(
   }
   return concatBytes(parts);
 }
+
+const HEX = new TextEncoder().encode("0123456789abcdef");
+
+/** The last chunk of chunked transfer coding, with no trailer. */
+export const LAST_CHUNK: Uint8Array = new TextEncoder().encode("0\r\n\r\n");
+
+/**
+ * A chunk of chunked transfer coding (size line, data, CRLF) in one new
+ * buffer, optionally after `before` (a response head): one write, no
+ * second copy.
+ *
+ * @param chunk The data; not empty (an empty chunk ends the body).
+ * @param before Bytes to put first.
+ * @returns The framed chunk.
+ */
+export function chunkFrame(chunk: Uint8Array, before?: Uint8Array): Uint8Array {
+  const at = before?.byteLength ?? 0;
+  const size = chunk.byteLength;
+  let digits = 1;
+  while (size >>> (4 * digits) !== 0 && digits < 8) digits++;
+  const out = new Uint8Array(at + digits + 4 + size);
+  if (before !== undefined) out.set(before);
+  for (let i = 0, shift = 4 * (digits - 1); i < digits; i++, shift -= 4) {
+    out[at + i] = HEX[(size >>> shift) & 0xf]!;
+  }
+  out[at + digits] = 13;
+  out[at + digits + 1] = 10;
+  out.set(chunk, at + digits + 2);
+  out[at + digits + 2 + size] = 13;
+  out[at + digits + 3 + size] = 10;
+  return out;
+}

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { BodyReader, ByteReader } from "./http1.ts";
+import { BodyReader, ByteReader, chunkFrame, LAST_CHUNK } from "./http1.ts";
 import type { BodyFraming } from "./http1_head.ts";
 
 const encoder = new TextEncoder();
@@ -127,4 +127,18 @@ Deno.test("ByteReader.recycle: the next read goes into the same buffer when noth
   assert.notEqual(buffers[2], buffers[1]);
   assert.ok(await reader.fill());
   assert.equal(decoder.decode(reader.peek()), "GET /c");
+});
+
+Deno.test("chunkFrame() frames a chunk, after the bytes given first", () => {
+  const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+  const enc = new TextEncoder();
+  assert.equal(text(chunkFrame(enc.encode("abc"))), "3\r\nabc\r\n");
+  assert.equal(
+    text(chunkFrame(enc.encode("abc"), enc.encode("HEAD\r\n\r\n"))),
+    "HEAD\r\n\r\n3\r\nabc\r\n",
+  );
+  const big = chunkFrame(new Uint8Array(0x12345));
+  assert.equal(text(big.subarray(0, 7)), "12345\r\n");
+  assert.equal(big.byteLength, 7 + 0x12345 + 2);
+  assert.equal(text(LAST_CHUNK), "0\r\n\r\n");
 });

@@ -16,7 +16,7 @@
  * @module
  */
 
-import { ByteReader } from "../../lib/http1.ts";
+import { ByteReader, chunkFrame, LAST_CHUNK } from "../../lib/http1.ts";
 import type { ConnectionBudget } from "../../lib/connection_budget.ts";
 import { LazyTimer } from "../../lib/lazy_timer.ts";
 import type { Logger } from "../../lib/logger.ts";
@@ -25,7 +25,8 @@ import { errorMessage } from "../../lib/error_message.ts";
 import type { EdgeConnection, FrontDoor, NativeRoute } from "../../lib/front_door.ts";
 import { readRequestHead, type RequestHead } from "../../lib/request_head.ts";
 import { httpDate } from "../../lib/http_date.ts";
-import { concatBytes } from "../../lib/bytes.ts";
+import { concatBytes, joinBytes } from "../../lib/bytes.ts";
+import { freeBuffer } from "../../lib/owned_chunks.ts";
 import type { ModuleResponse } from "./response.ts";
 
 /** A module request the route claimed. */
@@ -80,8 +81,6 @@ const TIMEOUT_ANSWER = encoder.encode(
   `HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${TIMEOUT_BODY.length}\r\nConnection: close\r\n\r\n${TIMEOUT_BODY}`,
 );
 const INTERNAL_BODY = "Internal error; see the client's log\n";
-const LAST_CHUNK = encoder.encode("0\r\n\r\n");
-const CRLF = encoder.encode("\r\n");
 
 /**
  * Creates the native route of the exporter listener's front door.
@@ -255,13 +254,7 @@ export function nativeModuleRoute(options: NativeModuleRouteOptions): NativeRout
       const body = encoder.encode(message);
       return await writeAll(
         conn,
-        isHead ? headBytes : join([
-          headBytes,
-          encoder.encode(`${body.byteLength.toString(16)}\r\n`),
-          body,
-          CRLF,
-          LAST_CHUNK,
-        ]),
+        isHead ? headBytes : concatBytes([chunkFrame(body, headBytes), LAST_CHUNK]),
       );
     }
     if (isHead) {
@@ -275,14 +268,9 @@ export function nativeModuleRoute(options: NativeModuleRouteOptions): NativeRout
         if (chunk.byteLength === 0) continue;
         let out: Uint8Array;
         if (chunked) {
-          out = join([
-            ...(pending === null ? [] : [pending]),
-            encoder.encode(`${chunk.byteLength.toString(16)}\r\n`),
-            chunk,
-            CRLF,
-          ]);
+          out = chunkFrame(chunk, pending ?? undefined);
         } else if (pending !== null) {
-          out = join([pending, chunk]);
+          out = concatBytes([pending, chunk]);
         } else {
           out = chunk;
         }
@@ -295,7 +283,10 @@ export function nativeModuleRoute(options: NativeModuleRouteOptions): NativeRout
       // The engine logged why; the scraper sees a truncated response.
       return false;
     }
-    const tail = join([...(pending === null ? [] : [pending]), ...(chunked ? [LAST_CHUNK] : [])]);
+    const tail = joinBytes([
+      ...(pending === null ? [] : [pending]),
+      ...(chunked ? [LAST_CHUNK] : []),
+    ]);
     return tail.byteLength === 0 || await writeAll(conn, tail);
   }
 }
@@ -309,14 +300,4 @@ async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<boolean> {
   } catch {
     return false;
   }
-}
-
-function join(parts: Uint8Array[]): Uint8Array {
-  return parts.length === 1 ? parts[0]! : concatBytes(parts);
-}
-
-function freeBuffer(chunk: Uint8Array): void {
-  try {
-    (chunk.buffer as ArrayBuffer).transfer(0);
-  } catch { /* already detached or not detachable */ }
 }

@@ -8,8 +8,8 @@
  */
 
 import { STATUS_TEXT } from "../../lib/status_text.ts";
-import { concatBytes } from "../../lib/bytes.ts";
-import type { BodyReader } from "../../lib/http1.ts";
+import { joinBytes } from "../../lib/bytes.ts";
+import { type BodyReader, chunkFrame, LAST_CHUNK } from "../../lib/http1.ts";
 import type { Exchange, HeaderPair } from "../../lib/http_exchange.ts";
 import type { RequestHead } from "../../lib/request_head.ts";
 import type { LazyTimer } from "../../lib/lazy_timer.ts";
@@ -19,7 +19,6 @@ import type { ReadBufferPool } from "../../lib/read_buffers.ts";
 import { httpDate } from "../../lib/http_date.ts";
 
 const encoder = new TextEncoder();
-const LAST_CHUNK = encoder.encode("0\r\n\r\n");
 const CRLF = encoder.encode("\r\n");
 
 /** Options for {@linkcode NativeExchange}. */
@@ -300,7 +299,7 @@ export class NativeExchange implements Exchange {
       parts.push(chunk);
       if (this.#chunked) parts.push(CRLF);
     }
-    return parts.length === 0 ? this.#queue : this.#enqueue(join(parts), give);
+    return parts.length === 0 ? this.#queue : this.#enqueue(joinBytes(parts), give);
   }
 
   end(body?: string | Uint8Array): void {
@@ -317,7 +316,7 @@ export class NativeExchange implements Exchange {
       if (this.#chunked) parts.push(CRLF);
     }
     if (this.#chunked) parts.push(LAST_CHUNK);
-    if (parts.length > 0) this.#enqueue(join(parts));
+    if (parts.length > 0) this.#enqueue(joinBytes(parts));
     this.#finished = this.#queue.then(() => !this.#destroyed);
   }
 
@@ -476,26 +475,4 @@ let lastHead: BuiltHead | null = null;
 /** A copy of a string that does not share (and so keep) a longer one's memory. */
 function flat(text: string): string {
   return text.length < 13 ? text : JSON.parse(JSON.stringify(text));
-}
-
-/** A chunk of chunked transfer coding (size line, data, CRLF) in one new buffer. */
-function chunkFrame(chunk: Uint8Array): Uint8Array {
-  const size = chunk.byteLength;
-  let digits = 1;
-  while (size >>> (4 * digits) !== 0 && digits < 8) digits++;
-  const out = new Uint8Array(digits + 4 + size);
-  for (let i = 0, shift = 4 * (digits - 1); i < digits; i++, shift -= 4) {
-    out[i] = HEX[(size >>> shift) & 0xf]!;
-  }
-  out[digits] = 13;
-  out[digits + 1] = 10;
-  out.set(chunk, digits + 2);
-  out[digits + 2 + size] = 13;
-  out[digits + 3 + size] = 10;
-  return out;
-}
-const HEX = encoder.encode("0123456789abcdef");
-
-function join(parts: Uint8Array[]): Uint8Array {
-  return parts.length === 1 ? parts[0]! : concatBytes(parts);
 }
