@@ -64,7 +64,10 @@ export interface NativeModuleRouteOptions {
   headersTimeoutMs: number;
   /** Largest head; larger ones go to node:http (431). */
   maxHeaderBytes: number;
-  /** How long an idle keep-alive connection is kept. */
+  /**
+   * How long an idle keep-alive connection is kept, and how long a write
+   * may wait for a scraper that reads nothing.
+   */
   idleTimeoutMs: number;
   /** The listener's connections; requests mark them busy. */
   budget: ConnectionBudget;
@@ -135,7 +138,7 @@ export function nativeModuleRoute(options: NativeModuleRouteOptions): NativeRout
         budget.busy(connection);
         let kept: boolean;
         try {
-          kept = await serveRequest(connection, reader, head, query, close);
+          kept = await serveRequest(connection, reader, head, query, close, timer);
         } finally {
           budget.done(connection);
         }
@@ -166,8 +169,8 @@ export function nativeModuleRoute(options: NativeModuleRouteOptions): NativeRout
     head: RequestHead,
     query: URLSearchParams,
     close: boolean,
+    timer: LazyTimer,
   ): Promise<boolean> {
-    const conn = connection.conn;
     const gone = new AbortController();
     if (options.signal.aborted) gone.abort(options.signal.reason);
     inFlight.add(gone);
@@ -184,6 +187,26 @@ export function nativeModuleRoute(options: NativeModuleRouteOptions): NativeRout
         if (n === null) closed();
       }, closed);
     }
+    // A scraper that reads nothing for the idle timeout while its answer is
+    // written is gone: closing the connection ends the write and frees the
+    // module's backend, instead of holding both until the kernel gives up.
+    const stalled = () => {
+      logger.debug("Scraper stopped reading; connection closed", {
+        peer: connection.remoteAddress,
+        path: head.target,
+        idle_timeout_ms: options.idleTimeoutMs,
+      });
+      gone.abort(new Error(`the scraper read nothing for ${options.idleTimeoutMs} ms`));
+      connection.destroy();
+    };
+    const send = async (bytes: Uint8Array): Promise<boolean> => {
+      timer.set(options.idleTimeoutMs, stalled);
+      try {
+        return await writeAll(connection.conn, bytes);
+      } finally {
+        timer.clear();
+      }
+    };
     let ok = false;
     try {
       let answer: NativeModuleAnswer;
@@ -202,11 +225,11 @@ export function nativeModuleRoute(options: NativeModuleRouteOptions): NativeRout
         }content-type: text/plain; charset=utf-8\r\ncontent-length: ${INTERNAL_BODY.length}\r\nconnection: close\r\nDate: ${httpDate()}\r\n\r\n${
           head.method === "HEAD" ? "" : INTERNAL_BODY
         }`;
-        await writeAll(conn, encoder.encode(text));
+        await send(encoder.encode(text));
         return false;
       }
       if (gone.signal.aborted) return false;
-      ok = await writeResponse(conn, head.method === "HEAD", answer, close, gone.signal);
+      ok = await writeResponse(send, head.method === "HEAD", answer, close, gone.signal);
     } finally {
       finished = true;
       inFlight.delete(gone);
@@ -216,7 +239,7 @@ export function nativeModuleRoute(options: NativeModuleRouteOptions): NativeRout
 
   /** Writes a response as node:http would; false when it was cut short. */
   async function writeResponse(
-    conn: Deno.Conn,
+    send: (bytes: Uint8Array) => Promise<boolean>,
     isHead: boolean,
     answer: NativeModuleAnswer,
     close: boolean,
@@ -252,13 +275,12 @@ export function nativeModuleRoute(options: NativeModuleRouteOptions): NativeRout
     if (error) {
       const message = response.error.endsWith("\n") ? response.error : response.error + "\n";
       const body = encoder.encode(message);
-      return await writeAll(
-        conn,
+      return await send(
         isHead ? headBytes : concatBytes([chunkFrame(body, headBytes), LAST_CHUNK]),
       );
     }
     if (isHead) {
-      return await writeAll(conn, headBytes);
+      return await send(headBytes);
     }
     const free = response.ownedChunks === true;
     let pending: Uint8Array | null = headBytes;
@@ -275,7 +297,7 @@ export function nativeModuleRoute(options: NativeModuleRouteOptions): NativeRout
           out = chunk;
         }
         pending = null;
-        if (!await writeAll(conn, out)) return false;
+        if (!await send(out)) return false;
         if (free) freeBuffer(chunk);
         if (out !== chunk) freeBuffer(out);
       }
@@ -287,7 +309,7 @@ export function nativeModuleRoute(options: NativeModuleRouteOptions): NativeRout
       ...(pending === null ? [] : [pending]),
       ...(chunked ? [LAST_CHUNK] : []),
     ]);
-    return tail.byteLength === 0 || await writeAll(conn, tail);
+    return tail.byteLength === 0 || await send(tail);
   }
 }
 

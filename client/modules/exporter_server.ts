@@ -46,6 +46,7 @@ import { createConnectionBudget } from "../../lib/connection_budget.ts";
 import { type FrontDoor, listenFrontDoor } from "../../lib/front_door.ts";
 import type { RequestHead } from "../../lib/request_head.ts";
 import { errorMessage } from "../../lib/error_message.ts";
+import { LazyTimer } from "../../lib/lazy_timer.ts";
 import { type NativeModuleAnswer, nativeModuleRoute } from "./exporter_native.ts";
 
 /** `/-/healthy`, as exporter_exporter answers it; there is no `/-/ready`. */
@@ -100,7 +101,11 @@ export interface ExporterServerOptions {
    * request in flight is the new one refused. @default {1024}
    */
   maxConnections?: number;
-  /** How long an idle keep-alive connection is kept. @default {30000} */
+  /**
+   * How long an idle keep-alive connection is kept, and how long a response
+   * write may wait for a scraper that reads nothing before its connection
+   * is closed. @default {30000}
+   */
   idleTimeoutMs?: number;
   /** `--web.proxy-path`: the module endpoint. @default {"/proxy"} */
   proxyPath?: string;
@@ -223,6 +228,7 @@ export async function startExporterServer(
   const proxyPath = options.proxyPath ?? MODULE_PATH;
   const telemetryPath = options.telemetryPath ?? "/metrics";
   const headersTimeout = options.headersTimeoutMs ?? 10_000;
+  const idleTimeoutMs = options.idleTimeoutMs ?? 30_000;
   const maxConnections = options.maxConnections ?? 1024;
   const authorize = createAuthorizer(options);
   const servers: Server[] = [];
@@ -367,6 +373,18 @@ export async function startExporterServer(
       wake = null;
       resolve?.();
     };
+    // A scraper that reads nothing for the idle timeout is gone (as on the
+    // native path): its connection is closed, which frees the backend.
+    let stallTimer: LazyTimer | null = null;
+    const stalled = () => {
+      logger.debug("Scraper stopped reading; connection closed", {
+        peer: req.socket.remoteAddress,
+        path: url.pathname,
+        idle_timeout_ms: idleTimeoutMs,
+      });
+      gone.abort(new Error(`the scraper read nothing for ${idleTimeoutMs} ms`));
+      res.destroy();
+    };
     try {
       for await (const chunk of response.body) {
         if (res.destroyed) break;
@@ -377,10 +395,13 @@ export async function startExporterServer(
             listening = true;
             res.on("drain", onDrain);
             res.on("close", onDrain);
+            stallTimer = new LazyTimer();
           }
+          stallTimer!.set(idleTimeoutMs, stalled);
           await new Promise<void>((resolve) => {
             wake = resolve;
           });
+          stallTimer!.clear();
         }
       }
       res.end();
@@ -388,6 +409,7 @@ export async function startExporterServer(
       // The engine logged why; the scraper sees a truncated response.
       res.destroy();
     } finally {
+      stallTimer?.close();
       if (listening) {
         res.off("drain", onDrain);
         res.off("close", onDrain);
@@ -409,7 +431,7 @@ export async function startExporterServer(
     maxHeaderSize: options.maxHeaderBytes ?? 16384,
     headersTimeout,
     requestTimeout: options.requestTimeoutMs ?? 30_000,
-    keepAliveTimeout: options.idleTimeoutMs ?? 30_000,
+    keepAliveTimeout: idleTimeoutMs,
     // node:http checks the two timeouts above only this often (30 s by
     // default, which made the 10 s header timeout fire at about 30 s).
     connectionsCheckingInterval: Math.min(1_000, headersTimeout),

@@ -364,14 +364,13 @@ Deno.test("exporter server: a scraper that leaves mid-body, or a stop, closes th
   }
 });
 
-Deno.test("exporter server: a large body waits for the scraper and ends when it leaves mid-body", async () => {
-  // A backend that sends 64 MiB as fast as the client reads, and reports
-  // when its connection is closed.
-  const backend = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+/** A backend that sends 64 MiB as fast as it is read, and reports when its connection is closed. */
+function bigBackend() {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const closed = Promise.withResolvers<void>();
-  let sent = 0;
+  const state = { sent: 0 };
   const serving = (async () => {
-    for await (const conn of backend) {
+    for await (const conn of listener) {
       (async () => {
         const buffer = new Uint8Array(16384);
         let head = "";
@@ -385,48 +384,100 @@ Deno.test("exporter server: a large body waits for the scraper and ends when it 
           await conn.write(new TextEncoder().encode(
             `HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: ${64 << 20}\r\n\r\n`,
           ));
-          for (sent = 0; sent < 64 << 20; sent += piece.byteLength) await conn.write(piece);
+          for (state.sent = 0; state.sent < 64 << 20; state.sent += piece.byteLength) {
+            await conn.write(piece);
+          }
         } catch { /* the client closed the connection */ }
         conn.close();
         closed.resolve();
       })();
     }
   })();
-  const port = (backend.addr as Deno.NetAddr).port;
-  const served = await serveModules(
-    `modules:\n  big:\n    method: http\n    http:\n      address: 127.0.0.1\n      port: ${port}\n      verify: false\n`,
-  );
-  let timer: ReturnType<typeof setTimeout> | undefined;
+  const port = (listener.addr as Deno.NetAddr).port;
+  return {
+    state,
+    modules:
+      `modules:\n  big:\n    method: http\n    http:\n      address: 127.0.0.1\n      port: ${port}\n      verify: false\n`,
+    /** Resolves when the backend's connection was closed; rejects after 10 s. */
+    async closedWithin10s(): Promise<void> {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      try {
+        await Promise.race([
+          closed.promise,
+          new Promise<never>((_, reject) => {
+            timer = setTimeout(
+              () => reject(new Error("the backend's connection was not closed within 10 s")),
+              10_000,
+            );
+          }),
+        ]);
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+    async close(): Promise<void> {
+      listener.close();
+      await serving.catch(() => {});
+    },
+  };
+}
+
+/** Reads `bytes` of an answer (head and body) from `conn`. */
+async function readAtLeast(conn: Deno.Conn, bytes: number): Promise<void> {
+  const buffer = new Uint8Array(65536);
+  let received = 0;
+  while (received < bytes) {
+    const n = await conn.read(buffer);
+    if (n === null) throw new Error("the answer ended early");
+    received += n;
+  }
+}
+
+Deno.test("exporter server: a large body waits for the scraper and ends when it leaves mid-body", async () => {
+  const backend = bigBackend();
+  const served = await serveModules(backend.modules);
   try {
     const conn = await Deno.connect({ hostname: "127.0.0.1", port: served.port });
     await conn.write(new TextEncoder().encode("GET /proxy?module=big HTTP/1.1\r\nhost: x\r\n\r\n"));
     // 4 MiB read, then a pause: the client's writes wait for the scraper.
-    const buffer = new Uint8Array(65536);
-    let received = 0;
-    while (received < 4 << 20) {
-      const n = await conn.read(buffer);
-      if (n === null) throw new Error("the answer ended early");
-      received += n;
-    }
+    await readAtLeast(conn, 4 << 20);
     await new Promise((resolve) => setTimeout(resolve, 200));
     // Back-pressure: the client read from the backend about as much as the
     // scraper took plus socket buffers, not the whole 64 MiB.
-    assert.ok(sent < 32 << 20, `the backend sent ${sent} bytes while the scraper paused`);
+    assert.ok(
+      backend.state.sent < 32 << 20,
+      `the backend sent ${backend.state.sent} bytes while the scraper paused`,
+    );
     conn.close();
-    await Promise.race([
-      closed.promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new Error("the backend's connection was not closed within 10 s")),
-          10_000,
-        );
-      }),
-    ]);
+    await backend.closedWithin10s();
   } finally {
-    clearTimeout(timer);
     await served.close();
-    backend.close();
-    await serving.catch(() => {});
+    await backend.close();
+  }
+});
+
+Deno.test("exporter server: a scraper that stops reading is dropped after the idle timeout", async () => {
+  for (const nativeModules of [true, false]) {
+    const backend = bigBackend();
+    const served = await serveModules(backend.modules, { idleTimeoutMs: 500, nativeModules });
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: served.port });
+    try {
+      await conn.write(
+        new TextEncoder().encode("GET /proxy?module=big HTTP/1.1\r\nhost: x\r\n\r\n"),
+      );
+      // 1 MiB read, then nothing more, with the connection left open: the
+      // client closes it (and the backend's) instead of waiting for ever.
+      await readAtLeast(conn, 1 << 20);
+      await backend.closedWithin10s();
+      assert.ok(
+        backend.state.sent < 32 << 20,
+        `${nativeModules ? "native" : "node:http"}: the backend sent ${backend.state.sent} bytes`,
+      );
+    } finally {
+      conn.close();
+      await served.close();
+      await backend.close();
+    }
   }
 });
 
