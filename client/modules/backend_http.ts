@@ -17,6 +17,16 @@
  */
 
 import { Http1Error, Http1Pool } from "../../lib/http1.ts";
+import { ReadBufferPool } from "../../lib/read_buffers.ts";
+
+/** Size of the buffers a backend's answer is read into. */
+const READ_BYTES = 64 * 1024;
+/**
+ * Bytes kept free in front of every body piece: the exporter listener puts
+ * its response head and chunk framing there instead of copying the piece
+ * behind them (client/modules/exporter_native.ts).
+ */
+const HEADROOM_BYTES = 1024;
 
 /** The backend's connection ended before the body did. */
 export class BackendClosedError extends Error {
@@ -49,11 +59,25 @@ export function createBackendPool(options: BackendPoolOptions = {}): BackendPool
   return new Http1Pool({
     idleTimeoutMs: options.idleTimeoutMs ?? 5_000,
     maxIdlePerHost: options.maxIdlePerBackend ?? 4,
+    readBuffers: READ_BUFFERS,
+    headroom: HEADROOM_BYTES,
   });
 }
 
+/**
+ * The buffers every backend answer is read into. The exporter listener
+ * gives each piece's buffer back once written: a new zeroed 64 KiB buffer
+ * per read, freed after its write, was a fifth of the client's CPU on the
+ * module path at 1 MiB (most of it garbage collection; issue #11).
+ */
+const READ_BUFFERS = new ReadBufferPool(READ_BYTES, 16);
+
 /** Requests without a pool: every connection closes after its answer. */
-const UNPOOLED = new Http1Pool({ maxIdle: 0 });
+const UNPOOLED = new Http1Pool({
+  maxIdle: 0,
+  readBuffers: READ_BUFFERS,
+  headroom: HEADROOM_BYTES,
+});
 
 /** A backend's answer: status, header fields and the body as it arrives. */
 export interface BackendResponse {
@@ -78,6 +102,13 @@ export interface BackendResponse {
   read(): Promise<Uint8Array | null>;
   /** Gives up the body read with `read()`: the connection is closed unless it was read to its end. */
   cancel(): void;
+  /**
+   * The buffers the body's pieces are read into. Each piece is the only
+   * view of its buffer, and the bytes in front of it are free (at least
+   * 1 KiB): its consumer may put its own framing there and write both as
+   * one view, then give the buffer back here (`give`) once written.
+   */
+  readonly readBuffers: ReadBufferPool;
 }
 
 /** One GET. */
@@ -222,6 +253,7 @@ export async function backendGet(
     },
     read,
     cancel,
+    readBuffers: READ_BUFFERS,
   };
 }
 

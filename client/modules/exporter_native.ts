@@ -283,14 +283,23 @@ export function nativeModuleRoute(options: NativeModuleRouteOptions): NativeRout
       return await send(headBytes);
     }
     const free = response.ownedChunks === true;
+    // Chunks read into these have free bytes in front: the head and the
+    // chunk framing go there, and the buffer goes back once written.
+    const buffers = free ? response.readBuffers : undefined;
     let pending: Uint8Array | null = headBytes;
+    /** The last chunk framed in front of its data still lacks its closing CRLF. */
+    let open = false;
     try {
       for await (const chunk of response.body!) {
         if (signal.aborted) return false;
         if (chunk.byteLength === 0) continue;
-        let out: Uint8Array;
-        if (chunked) {
-          out = chunkFrame(chunk, pending ?? undefined);
+        let out = buffers === undefined ? null : frameInFront(chunk, pending, chunked, open);
+        const inPlace = out !== null;
+        if (out !== null) {
+          open = chunked;
+        } else if (chunked) {
+          out = chunkFrame(chunk, pending ?? (open ? CRLF : undefined));
+          open = false;
         } else if (pending !== null) {
           out = concatBytes([pending, chunk]);
         } else {
@@ -298,6 +307,10 @@ export function nativeModuleRoute(options: NativeModuleRouteOptions): NativeRout
         }
         pending = null;
         if (!await send(out)) return false;
+        if (inPlace) {
+          if (!buffers!.give(chunk.buffer)) freeBuffer(chunk);
+          continue;
+        }
         if (free) freeBuffer(chunk);
         if (out !== chunk) freeBuffer(out);
       }
@@ -307,10 +320,53 @@ export function nativeModuleRoute(options: NativeModuleRouteOptions): NativeRout
     }
     const tail = joinBytes([
       ...(pending === null ? [] : [pending]),
-      ...(chunked ? [LAST_CHUNK] : []),
+      ...(chunked ? [open ? CRLF_LAST_CHUNK : LAST_CHUNK] : []),
     ]);
     return tail.byteLength === 0 || await send(tail);
   }
+}
+
+const CRLF = encoder.encode("\r\n");
+const CRLF_LAST_CHUNK = encoder.encode("\r\n0\r\n\r\n");
+
+/**
+ * `chunk` behind what goes in front of it, written into the free bytes in
+ * front of it in its own buffer (see `ModuleResponse.readBuffers`): the
+ * previous chunk's closing CRLF (`closeChunk`), `before` (the response
+ * head), and with `chunked` its chunk-size line. The chunk's closing CRLF
+ * is left to what comes next. One view to write, nothing copied; null when
+ * the room in front is too small.
+ */
+function frameInFront(
+  chunk: Uint8Array,
+  before: Uint8Array | null,
+  chunked: boolean,
+  closeChunk: boolean,
+): Uint8Array | null {
+  const buffer = chunk.buffer;
+  if (!(buffer instanceof ArrayBuffer)) return null;
+  const size = chunk.byteLength;
+  const hex = chunked ? size.toString(16) : "";
+  const room = (closeChunk ? 2 : 0) + (before?.byteLength ?? 0) +
+    (chunked ? hex.length + 2 : 0);
+  const start = chunk.byteOffset - room;
+  if (start < 0) return null;
+  const out = new Uint8Array(buffer, start, room + size);
+  let at = 0;
+  if (closeChunk) {
+    out[at++] = 13;
+    out[at++] = 10;
+  }
+  if (before !== null) {
+    out.set(before, at);
+    at += before.byteLength;
+  }
+  if (chunked) {
+    for (let i = 0; i < hex.length; i++) out[at++] = hex.charCodeAt(i);
+    out[at++] = 13;
+    out[at++] = 10;
+  }
+  return out;
 }
 
 /** Writes all of `bytes`; false when the connection failed. */

@@ -47,6 +47,7 @@ import { type FrontDoor, listenFrontDoor } from "../../lib/front_door.ts";
 import type { RequestHead } from "../../lib/request_head.ts";
 import { errorMessage } from "../../lib/error_message.ts";
 import { LazyTimer } from "../../lib/lazy_timer.ts";
+import type { ReadBufferPool } from "../../lib/read_buffers.ts";
 import { type NativeModuleAnswer, nativeModuleRoute } from "./exporter_native.ts";
 
 /** `/-/healthy`, as exporter_exporter answers it; there is no `/-/ready`. */
@@ -361,7 +362,7 @@ export async function startExporterServer(
     }
     // Buffers nobody else holds are freed as soon as they are written: left
     // to the GC, 8 scrapes of 20 MiB held 60+ MiB of written buffers.
-    const free = response.ownedChunks === true ? freeAfterWrite : undefined;
+    const free = response.ownedChunks === true ? freeAfterWrite(response.readBuffers) : undefined;
     // A read's worth (64 KiB) fills node:http's buffer: nearly every write
     // of a large body waits for "drain". One pair of listeners serves the
     // whole body, added at the first wait (not two added and removed per
@@ -417,9 +418,13 @@ export async function startExporterServer(
     }
   }
 
-  /** A write callback that frees the chunk's buffer. */
-  function freeAfterWrite(chunk: Uint8Array): () => void {
-    return () => {
+  /**
+   * Write callbacks that give each chunk's buffer back to `buffers` (its
+   * read buffers), or free it.
+   */
+  function freeAfterWrite(buffers: ReadBufferPool | undefined): (chunk: Uint8Array) => () => void {
+    return (chunk) => () => {
+      if (buffers?.give(chunk.buffer)) return;
       try {
         (chunk.buffer as ArrayBuffer).transfer(0);
       } catch { /* already detached or not detachable */ }

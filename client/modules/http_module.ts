@@ -28,6 +28,7 @@ import {
 import { errorResponse, type ModuleResponse, prefetch } from "./response.ts";
 import { formatScrapeTimeout, SCRAPE_TIMEOUT_HEADER } from "../../lib/scrape_timeout.ts";
 import { errorMessage } from "../../lib/error_message.ts";
+import type { ReadBufferPool } from "../../lib/read_buffers.ts";
 
 /** TLS material for an https backend, read when the configuration loads. */
 export interface BackendTlsMaterial {
@@ -288,7 +289,7 @@ export async function serveHttpModule(
   let headers: HeaderField[];
   let source: ReadableStream<Uint8Array>;
   let contentLength: number | undefined;
-  let owned = false;
+  let readBuffers: ReadBufferPool | undefined;
   if (url.protocol === "http:") {
     // Plain http on Deno's own sockets: see backend_http.ts for why.
     const response = await backendGet({
@@ -310,10 +311,11 @@ export async function serveHttpModule(
         body: backendBody(response),
         ...(contentLength !== undefined ? { contentLength } : {}),
         ownedChunks: true,
+        readBuffers: response.readBuffers,
       };
     }
     source = response.body;
-    owned = true;
+    readBuffers = response.readBuffers;
   } else {
     const response = await send(url, request, signal);
     headers = forwardableHeaders(rawHeaderPairs(response.rawHeaders));
@@ -327,7 +329,7 @@ export async function serveHttpModule(
       error: "",
       body: source,
       ...(contentLength !== undefined ? { contentLength } : {}),
-      ...(owned ? { ownedChunks: true } : {}),
+      ...(readBuffers !== undefined ? { ownedChunks: true, readBuffers } : {}),
     };
   }
   const header = (name: string) => headers.find((h) => h.name === name)?.value;
@@ -345,7 +347,7 @@ export async function serveHttpModule(
     ...(contentLength !== undefined ? { contentLength } : {}),
     // The verifiers copy what they keep (a partial line or message), and a
     // chunk is passed on only once it has been checked.
-    ...(owned ? { ownedChunks: true } : {}),
+    ...(readBuffers !== undefined ? { ownedChunks: true, readBuffers } : {}),
   };
 }
 

@@ -7,6 +7,7 @@
  */
 
 import type { HeaderField } from "../../lib/headers.ts";
+import type { ReadBufferPool } from "../../lib/read_buffers.ts";
 
 /** The answer to a module request. */
 export interface ModuleResponse {
@@ -35,6 +36,13 @@ export interface ModuleResponse {
    * (`chunk.buffer.transfer(0)`) instead of leaving it to the GC.
    */
   readonly ownedChunks?: boolean;
+  /**
+   * With `ownedChunks`: the buffers the chunks were read into, and room in
+   * front of each chunk. A consumer may write its framing into the bytes
+   * in front of a chunk (they are free), write both as one view, and give
+   * the buffer back here once written (or free it when `give` declines).
+   */
+  readonly readBuffers?: ReadBufferPool;
 }
 
 /** The media type of the Prometheus text format the client generates. */
