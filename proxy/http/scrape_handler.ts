@@ -185,6 +185,9 @@ export function createScrapeHandler(
             url: target,
             headers: forwardableHeaders(headerPairs(res.rawHeaders)),
             deadline: now() + timeoutMs,
+            // Told of the abort through `relay.fire` while it waits (no
+            // listener on the signal); the relay's own hook after.
+            abortHook: relay,
           },
           signal,
         );
