@@ -40,9 +40,14 @@ interface ParsedTarget {
   hostname: string;
   href: string;
 }
-/** Targets parsed, by request target; cleared when full. */
+/**
+ * Targets parsed, by request target; cleared when full. Only targets of a
+ * usual length are kept, so that what the map holds stays small (under
+ * 1 MiB) whatever targets are sent.
+ */
 const PARSED_TARGETS = new Map<string, ParsedTarget>();
 const PARSED_TARGETS_MAX = 1024;
+const PARSED_TARGET_MAX_LENGTH = 256;
 
 /** Handles one absolute-form request, on either edge (see lib/http_exchange.ts). */
 export type ScrapeHandler = (exchange: Exchange) => Promise<void>;
@@ -138,9 +143,11 @@ export function createScrapeHandler(
         return fail(400, "Cannot proxy a URL with credentials in it");
       }
       parsed = { hostname: url.hostname, href: url.toString() };
-      if (PARSED_TARGETS.size >= PARSED_TARGETS_MAX) PARSED_TARGETS.clear();
-      // Keyed by a copy: the target is a slice of the request head's text.
-      PARSED_TARGETS.set(JSON.parse(JSON.stringify(req.url)), parsed);
+      if (req.url.length <= PARSED_TARGET_MAX_LENGTH) {
+        if (PARSED_TARGETS.size >= PARSED_TARGETS_MAX) PARSED_TARGETS.clear();
+        // Keyed by a copy: the target is a slice of the request head's text.
+        PARSED_TARGETS.set(JSON.parse(JSON.stringify(req.url)), parsed);
+      }
     }
     const url = parsed;
     host = url.hostname;
