@@ -22,6 +22,7 @@ import type { BudgetConnection, ConnectionBudget } from "./connection_budget.ts"
 import type { Logger } from "./logger.ts";
 import type { ConnSocket } from "./conn_socket.ts";
 import { errorMessage } from "./error_message.ts";
+import { peerAddress } from "./address.ts";
 
 /** Go's and node's 503 for a connection above the caps, best effort. */
 const REFUSED = new TextEncoder().encode(
@@ -52,6 +53,8 @@ export class EdgeConnection implements BudgetConnection {
   readonly #open: Set<EdgeConnection> | null;
   /** The node socket, once handed over. */
   #socket: ConnSocket | null = null;
+  /** Made when first read (see peerAddress). */
+  #peerAddress: string | null = null;
 
   /**
    * Records an accepted connection.
@@ -65,6 +68,14 @@ export class EdgeConnection implements BudgetConnection {
     const remote = conn.remoteAddr as Deno.NetAddr;
     this.remoteAddress = remote.hostname;
     this.remotePort = remote.port;
+  }
+
+  /**
+   * The peer's "host:port" for listings (lib/address.ts peerAddress), made
+   * once per connection rather than once per request on it.
+   */
+  get peerAddress(): string {
+    return this.#peerAddress ??= peerAddress(this);
   }
 
   /** True once closed. */

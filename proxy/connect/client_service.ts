@@ -30,6 +30,9 @@ import {
 import type { ProxyMetrics } from "../core/metrics.ts";
 import { errorKind, pushErrorReason } from "../core/errors.ts";
 import { errorMessage } from "../../lib/error_message.ts";
+import { PushRequests } from "./connect_stream.ts";
+
+const BODY_DONE: IteratorReturnResult<undefined> = Object.freeze({ done: true, value: undefined });
 
 /** The caller's address (`host:port`), set by the server adapter for log lines. */
 export const PEER_ADDRESS: ReturnType<typeof createContextKey<string>> = createContextKey<string>(
@@ -425,22 +428,46 @@ export function createClientService(
     const head = first.value.message.value;
     const credential = options.pushCredential?.(context) ?? null;
     let bytes = 0;
-    async function* body(): AsyncGenerator<Uint8Array> {
-      // Pulled only by the relay of the scrape this push answers.
-      options.bodyBound?.(context);
-      for (;;) {
-        const next = await iterator.next();
-        if (next.done) return;
-        if (next.value.message.case !== "bodyChunk") {
-          throw new ConnectError(
-            "Only body chunks may follow the head",
-            Code.InvalidArgument,
-          );
+    // The body's pieces, pulled only by the relay of the scrape this push
+    // answers: plain async steps, not a generator (issue #11), and as
+    // bytes straight from the fast path's reader where the call has one.
+    const pieces = requests instanceof PushRequests ? requests : null;
+    let bound = false;
+    let ended = false;
+    const body: AsyncIterator<Uint8Array> & AsyncIterable<Uint8Array> = {
+      [Symbol.asyncIterator]: () => body,
+      async next() {
+        if (ended) return BODY_DONE;
+        if (!bound) {
+          bound = true;
+          options.bodyBound?.(context);
         }
-        bytes += next.value.message.value.byteLength;
-        yield next.value.message.value;
-      }
-    }
+        let item: Uint8Array | PushRequest | null;
+        try {
+          if (pieces !== null) item = await pieces.nextBody();
+          else {
+            const next = await iterator.next();
+            item = next.done ? null : next.value;
+          }
+        } catch (error) {
+          ended = true;
+          throw error;
+        }
+        if (item === null) {
+          ended = true;
+          return BODY_DONE;
+        }
+        let value: Uint8Array;
+        if (item instanceof Uint8Array) value = item;
+        else if (item.message.case === "bodyChunk") value = item.message.value;
+        else {
+          ended = true;
+          throw new ConnectError("Only body chunks may follow the head", Code.InvalidArgument);
+        }
+        bytes += value.byteLength;
+        return { done: false, value };
+      },
+    };
     try {
       await coordinator.acceptPush(
         {
@@ -451,7 +478,7 @@ export function createClientService(
           error: head.error,
           ...(credential === null ? {} : { credential }),
         },
-        body(),
+        body,
       );
     } catch (error) {
       throw pushError(error, context, metrics, logger);

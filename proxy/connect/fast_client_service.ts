@@ -47,7 +47,6 @@ import {
   type PushRelay,
 } from "./client_service.ts";
 import { encodePushResponse, encodeScrapeEnvelope } from "./wire_codec.ts";
-import { concatBytes } from "../../lib/bytes.ts";
 import {
   encodeEndStream,
   encodeEnvelope,
@@ -233,7 +232,16 @@ export function createFastClientHandler(options: FastClientHandlerOptions): Fast
         },
       };
       const result = await relay(readPushRequests(reader), caller);
-      message = encodeEnvelope(0, encodePushResponse(result));
+      // The response's envelope and the end-stream, in one buffer.
+      const response = encodePushResponse(result);
+      const length = response.byteLength;
+      message = new Uint8Array(5 + length + END_STREAM_OK.byteLength);
+      message[1] = length >>> 24;
+      message[2] = (length >>> 16) & 0xff;
+      message[3] = (length >>> 8) & 0xff;
+      message[4] = length & 0xff;
+      message.set(response, 5);
+      message.set(END_STREAM_OK, 5 + length);
     } catch (caught) {
       error = callError(caught, exchange, logger);
       // Unread request bytes are read and dropped, so that the connection stays usable.
@@ -242,9 +250,7 @@ export function createFastClientHandler(options: FastClientHandlerOptions): Fast
     if (exchange.destroyed) return;
     if (!exchange.headersSent) exchange.respond(200, POLL_HEADERS);
     exchange.end(
-      message === undefined
-        ? encodeEndStream(error, NO_TRAILERS)
-        : concatBytes([message, END_STREAM_OK]),
+      message === undefined ? encodeEndStream(error, NO_TRAILERS) : message,
     );
   }
 }

@@ -30,6 +30,8 @@ import {
 /** As protobuf-es decodes strings (proto3 verifies UTF-8); a throw means "not ours". */
 const strictDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
+const MAX_SAFE_BIGINT = BigInt(Number.MAX_SAFE_INTEGER);
+
 /**
  * A `PushResponse`, encoded.
  *
@@ -38,7 +40,7 @@ const strictDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true })
  */
 export function encodePushResponse(result: { bytesRelayed: bigint }): Uint8Array {
   const relayed = result.bytesRelayed;
-  if (relayed < 0n || relayed > BigInt(Number.MAX_SAFE_INTEGER)) {
+  if (relayed < 0n || relayed > MAX_SAFE_BIGINT) {
     return toBinary(PushResponseSchema, create(PushResponseSchema, result));
   }
   const value = Number(relayed);

@@ -87,6 +87,19 @@ export interface ScrapeRequestInput {
   headers: HeaderField[];
   /** The scrape's deadline on the coordinator's clock. */
   deadline: number;
+  /**
+   * Where the caller tells of the abort of the scrape's signal itself,
+   * right after aborting it, instead of the coordinator listening on the
+   * signal (an event listener added and removed per scrape, issue #11):
+   * the coordinator sets `fire` while the scrape waits and clears it once
+   * answered or failed.
+   */
+  abortHook?: AbortHook;
+}
+
+/** See {@linkcode ScrapeRequestInput.abortHook}. */
+export interface AbortHook {
+  fire: ((reason: unknown) => void) | null;
 }
 
 /** The proxy's registry and scrape hand-off. */
@@ -307,11 +320,17 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
       record.inFlight++;
       record.lastScrape = at;
       record.useful = true;
+      const hook = input.abortHook ?? null;
       return new Promise<ScrapeReply>((resolve, reject) => {
         const onAbort = () => {
           if (scrape.answered) return; // the relaying side owns it now
+          if (hook !== null) hook.fire = null;
           finishScrape(scrape);
           reject(signal.reason);
+        };
+        const stopListening = () => {
+          if (hook === null) signal.removeEventListener("abort", onAbort);
+          else if (hook.fire === onAbort) hook.fire = null;
         };
         const scrape: PendingScrape = {
           id,
@@ -321,18 +340,19 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
           sent: false,
           answered: false,
           resolve(reply) {
-            signal.removeEventListener("abort", onAbort);
+            stopListening();
             resolve(reply);
           },
           reject(error) {
-            signal.removeEventListener("abort", onAbort);
+            stopListening();
             finishScrape(scrape);
             reject(error);
           },
         };
         pending.set(id, scrape);
         stats.setInFlight(pending.size, at);
-        signal.addEventListener("abort", onAbort, { once: true });
+        if (hook === null) signal.addEventListener("abort", onAbort, { once: true });
+        else hook.fire = onAbort;
         session.queue.offer(
           {
             id,

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import {
+  type AbortHook,
   type ClientIdentity,
   type Coordinator,
   CoordinatorError,
@@ -191,6 +192,40 @@ Deno.test("aborting a scrape withdraws it and frees its state", async () => {
   const next = new AbortController();
   setTimeout(() => next.abort(), 10);
   assert.equal(await session.next(next.signal), null);
+});
+
+Deno.test("an abort hook stands for a listener on the signal while the scrape waits", async () => {
+  const { coordinator } = setup();
+  const session = coordinator.register(identity("h"));
+  // Told through the hook: withdrawn, rejected with the signal's reason.
+  const controller = new AbortController();
+  const hook: AbortHook = { fire: null };
+  const reply = coordinator.requestScrape(
+    { ...scrapeInput("h"), abortHook: hook },
+    controller.signal,
+  );
+  assert.equal(typeof hook.fire, "function");
+  controller.abort(new Error("prometheus went away"));
+  // No listener of the coordinator's on the signal: nothing happened yet.
+  assert.equal(coordinator.scrapesInFlight, 1);
+  hook.fire!(controller.signal.reason);
+  await assert.rejects(reply, /prometheus went away/);
+  assert.equal(coordinator.scrapesInFlight, 0);
+  assert.equal(hook.fire, null);
+  // Answered: the hook is cleared for the relaying side's own use.
+  const answered: AbortHook = { fire: null };
+  const signal = new AbortController().signal;
+  const second = coordinator.requestScrape({ ...scrapeInput("h"), abortHook: answered }, signal);
+  const task = (await session.next(signal))!;
+  const pushed = coordinator.acceptPush(
+    { scrapeId: task.id, sessionId: session.id, status: 200, headers: [], error: "" },
+    chunks("ok"),
+  );
+  const r = await second;
+  assert.equal(answered.fire, null);
+  assert.equal(await readAll(r), "ok");
+  r.settle();
+  await pushed;
 });
 
 Deno.test("settle(error) fails the push with the relaying side's reason", async () => {

@@ -236,6 +236,7 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
           onBodyEnd: () => watch(true),
           timer: handlerTimer,
           pool,
+          peerAddress: connection.peerAddress,
         });
         head = null;
         if (body === null || body.done) watch(false);

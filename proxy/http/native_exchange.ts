@@ -17,6 +17,7 @@ import { POLL_PATH } from "../connect/fast_client_service.ts";
 import { markOwned, takeOwned } from "../../lib/owned_chunks.ts";
 import type { ReadBufferPool } from "../../lib/read_buffers.ts";
 import { httpDate } from "../../lib/http_date.ts";
+import { peerAddress } from "../../lib/address.ts";
 
 const encoder = new TextEncoder();
 const CRLF = encoder.encode("\r\n");
@@ -39,6 +40,8 @@ export interface NativeExchangeOptions {
    * body's pieces are marked (each is the only view of its buffer).
    */
   pool?: ReadBufferPool | null;
+  /** The peer's "host:port" (lib/address.ts peerAddress), when the connection has it made. */
+  peerAddress?: string;
 }
 
 const noop = (): void => {};
@@ -92,6 +95,7 @@ export class NativeExchange implements Exchange {
   /** Writes started and not settled (0: the queue is settled). */
   #writing = 0;
   #finished: Promise<boolean> | null = null;
+  #peerAddress: string | null;
 
   /**
    * @param conn The connection.
@@ -111,9 +115,15 @@ export class NativeExchange implements Exchange {
     this.#onBodyEnd = options.onBodyEnd;
     this.timer = options.timer ?? null;
     this.#pool = options.pool ?? null;
+    this.#peerAddress = options.peerAddress ?? null;
     this.#close = (head.headers.get("connection") ?? []).some((value) =>
       value.toLowerCase().split(",").some((token) => token.trim() === "close")
     );
+  }
+
+  /** The peer's "host:port" for listings (lib/address.ts peerAddress); "" when unknown. */
+  get peerAddress(): string {
+    return this.#peerAddress ??= peerAddress(this);
   }
 
   /** Header fields flat, as node's `rawHeaders`: name, value, name, value… */

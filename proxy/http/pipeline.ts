@@ -281,7 +281,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
       const context = requestAuth.context(
         route.role,
         exchange,
-        peerAddress(exchange),
+        exchange.peerAddress,
         bindNative,
       );
       served = serve(request, route, context, () => exchange, null, () => exchange.statusCode);

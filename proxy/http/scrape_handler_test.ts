@@ -370,3 +370,35 @@ Deno.test("scrape handler: a gzip body passes through with its headers", async (
   assert.equal(ex.headerValue("content-length"), String(gz.byteLength));
   assert.deepEqual(concat(ex.chunks), gz);
 });
+
+Deno.test("scrape handler: a target seen before is answered as the first time; refused ones each time", async () => {
+  const { coordinator, handle } = setup();
+  const session = coordinator.register(identity("node1"));
+  const long = `http://NODE1:9100/${"m".repeat(300)}?a=1`;
+  for (const target of ["http://NODE1:9100/metrics?x=1", long]) {
+    // Twice each: the second from the parsed targets kept (the long one is never kept).
+    for (let round = 0; round < 2; round++) {
+      const ex = new MemoryExchange("GET", target);
+      const handled = handle(ex);
+      const task = await session.next(new AbortController().signal);
+      assert.equal(task?.url, target.replace("NODE1", "node1"));
+      const pushed = coordinator.acceptPush(
+        head(task!.id, session.id, 200),
+        (async function* () {
+          yield encode("up 1\n");
+        })(),
+      );
+      await handled;
+      await pushed;
+      assert.equal(ex.status, 200);
+      assert.equal(ex.text(), "up 1\n");
+    }
+  }
+  for (const target of ["http://user:pw@node1:9100/metrics", "https://node1/metrics", "http://["]) {
+    for (let round = 0; round < 2; round++) {
+      const ex = new MemoryExchange("GET", target);
+      await handle(ex);
+      assert.equal(ex.status, 400, target);
+    }
+  }
+});
