@@ -40,13 +40,9 @@ interface ParsedTarget {
   hostname: string;
   href: string;
 }
-/**
- * Targets parsed, by request target; cleared when full. Only targets of a
- * usual length are kept, so that what the map holds stays small (under
- * 1 MiB) whatever targets are sent.
- */
-const PARSED_TARGETS = new Map<string, ParsedTarget>();
+/** Most targets a handler keeps parsed (the map is cleared when full). */
 const PARSED_TARGETS_MAX = 1024;
+/** Longest target kept parsed: what the map holds stays under 1 MiB whatever is sent. */
 const PARSED_TARGET_MAX_LENGTH = 256;
 
 /** Handles one absolute-form request, on either edge (see lib/http_exchange.ts). */
@@ -71,6 +67,8 @@ export function createScrapeHandler(
 ): ScrapeHandler {
   const { coordinator, logger, metrics } = options;
   const now = options.now ?? Date.now;
+  /** Targets that passed the checks, parsed, by request target. */
+  const parsedTargets = new Map<string, ParsedTarget>();
 
   return async function handleScrape(exchange) {
     const res = exchange;
@@ -120,7 +118,7 @@ export function createScrapeHandler(
     }
     // A target seen before is not parsed again (URL parsing per scrape
     // was ~1 % of the proxy's CPU; issue #11).
-    let parsed = PARSED_TARGETS.get(req.url);
+    let parsed = parsedTargets.get(req.url);
     if (parsed === undefined) {
       let url: URL;
       try {
@@ -144,9 +142,9 @@ export function createScrapeHandler(
       }
       parsed = { hostname: url.hostname, href: url.toString() };
       if (req.url.length <= PARSED_TARGET_MAX_LENGTH) {
-        if (PARSED_TARGETS.size >= PARSED_TARGETS_MAX) PARSED_TARGETS.clear();
+        if (parsedTargets.size >= PARSED_TARGETS_MAX) parsedTargets.clear();
         // Keyed by a copy: the target is a slice of the request head's text.
-        PARSED_TARGETS.set(JSON.parse(JSON.stringify(req.url)), parsed);
+        parsedTargets.set(JSON.parse(JSON.stringify(req.url)), parsed);
       }
     }
     const url = parsed;
