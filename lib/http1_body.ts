@@ -277,7 +277,7 @@ function hexDigit(byte: number): number {
  * @param reader The connection's reader.
  * @param framing From {@linkcode bodyFraming}.
  * @param maxBytes Largest body accepted.
- * @returns The body.
+ * @returns The body, the only view of its buffer.
  * @throws {Http1Error} On bad chunked framing, a short body or one above `maxBytes`.
  */
 export async function readWholeBody(
@@ -297,7 +297,8 @@ export async function readWholeBody(
     if (total > maxBytes) throw new Http1Error(`body larger than ${maxBytes} bytes`, "too-large");
     parts.push(piece);
   }
-  return concatBytes(parts);
+  // One piece (the usual small answer) is the only view of its buffer: as it is.
+  return parts.length === 1 ? parts[0]! : concatBytes(parts);
 }
 
 const HEX = new TextEncoder().encode("0123456789abcdef");

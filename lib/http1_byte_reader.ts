@@ -201,6 +201,26 @@ export class ByteReader {
     this.#spare = buffer === this.#own && buffer instanceof ArrayBuffer ? buffer : null;
   }
 
+  /**
+   * The owner's word that it is done with a piece this reader handed out
+   * (body bytes decoded into strings, say) and keeps no view of its buffer:
+   * when that is the buffer of the last read and this reader made it (not
+   * a pool's), the next read that starts with nothing buffered goes into
+   * it, instead of a fresh one. Anything else is ignored.
+   *
+   * @param piece A view of the buffer given back.
+   */
+  reuse(piece: Uint8Array): void {
+    const buffer = piece.buffer;
+    if (
+      buffer === this.#own && buffer instanceof ArrayBuffer &&
+      (this.#data.byteLength === 0 || this.#data.buffer !== buffer) &&
+      this.#pendingBuffer?.buffer !== buffer
+    ) {
+      this.#spare = buffer;
+    }
+  }
+
   /** A buffer of `size` bytes to read into: the spare one when it may be, else a new one. */
   #fresh(size: number): Uint8Array {
     const spare = this.#spare;

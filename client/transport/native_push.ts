@@ -354,6 +354,11 @@ export function createNativePush(options: NativePushOptions): NativePush {
       const error = endStreamError(bytes);
       if (keep) {
         done = true;
+        // The answer is read and no view of it kept: the connection's next
+        // read (its idle watch) goes into its buffer, not a new zeroed one
+        // per push (a chunked body's piece; the buffer of a sized one).
+        connection.reader.recycle();
+        connection.reader.reuse(bytes);
         connection.release();
       }
       if (error !== null) throw error;
