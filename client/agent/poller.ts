@@ -111,6 +111,8 @@ export async function runPoller(options: PollerOptions): Promise<void> {
   let refusals = 0;
   // One timer for every scrape's deadline (issue #11).
   const deadlines = new Deadlines();
+  // Per-scrape debug records' fields are built only when written (issue #11).
+  const debug = logger.enabled?.("debug") ?? true;
 
   while (!signal.aborted) {
     const stream = new AbortController();
@@ -233,11 +235,13 @@ export async function runPoller(options: PollerOptions): Promise<void> {
     const scrapeId = request.id;
     const timer = deadlines.timeout(request.timeoutMs);
     const deadline = timer.signal;
-    logger.debug("Scraping", {
-      scrape_id: scrapeId,
-      url: request.url,
-      timeout: formatDuration(request.timeoutMs),
-    });
+    if (debug) {
+      logger.debug("Scraping", {
+        scrape_id: scrapeId,
+        url: request.url,
+        timeout: formatDuration(request.timeoutMs),
+      });
+    }
     const outcome: ScrapeOutcome = refuse
       ? { status: 503, headers: [], error: "the client is shutting down", body: null }
       : await options.scraper.scrape(request, deadline);
@@ -257,12 +261,14 @@ export async function runPoller(options: PollerOptions): Promise<void> {
     try {
       await push(pushHead(request.id, sessionId, outcome), outcome.body, deadline);
       metrics.scrapes.inc({ code: String(outcome.status) });
-      logger.debug("Scrape finished", {
-        scrape_id: scrapeId,
-        url: request.url,
-        status: outcome.status,
-        duration: formatDuration(Math.round(performance.now() - started)),
-      });
+      if (debug) {
+        logger.debug("Scrape finished", {
+          scrape_id: scrapeId,
+          url: request.url,
+          status: outcome.status,
+          duration: formatDuration(Math.round(performance.now() - started)),
+        });
+      }
     } catch (error) {
       metrics.pushErrors.inc();
       logger.warn("Push failed", {
