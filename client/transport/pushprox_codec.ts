@@ -98,8 +98,22 @@ function varint(c: Cursor, end: number): number {
   return 0;
 }
 
-/** An ASCII string field's text; sets `fail` on other bytes. */
-function ascii(c: Cursor, end: number): string {
+/** Slots of {@linkcode recent}: method, URL and 15 headers' names and values. */
+const RECENT_SLOTS = 32;
+/**
+ * The text last decoded in each slot of a scrape request (method, URL,
+ * header names and values): Prometheus sends the same ones every scrape,
+ * and the string made before is taken again when the bytes are the same,
+ * instead of a new one each time (issue #11).
+ */
+const recent: (string | undefined)[] = new Array(RECENT_SLOTS);
+
+/**
+ * An ASCII string field's text; sets `fail` on other bytes.
+ *
+ * @param slot Where in {@linkcode recent} the field's last text is kept; -1 for none.
+ */
+function ascii(c: Cursor, end: number, slot = -1): string {
   const length = varint(c, end);
   const start = c.at;
   const stop = start + length;
@@ -109,6 +123,16 @@ function ascii(c: Cursor, end: number): string {
     return "";
   }
   const bytes = c.bytes;
+  const kept = slot >= 0 && slot < RECENT_SLOTS ? recent[slot] : undefined;
+  if (kept !== undefined && kept.length === length) {
+    // The same bytes as the ASCII text kept: that text.
+    let i = 0;
+    while (i < length && bytes[start + i] === kept.charCodeAt(i)) i++;
+    if (i === length) {
+      c.at = stop;
+      return kept;
+    }
+  }
   for (let i = start; i < stop; i++) {
     if (bytes[i]! > 0x7f) {
       c.fail = true;
@@ -116,7 +140,10 @@ function ascii(c: Cursor, end: number): string {
     }
   }
   c.at = stop;
-  return length === 0 ? "" : String.fromCharCode.apply(null, bytes.subarray(start, stop) as never);
+  if (length === 0) return "";
+  const text: string = String.fromCharCode.apply(null, bytes.subarray(start, stop) as never);
+  if (slot >= 0 && slot < RECENT_SLOTS) recent[slot] = text;
+  return text;
 }
 
 /**
@@ -198,20 +225,21 @@ function scrapeNow(c: Cursor, end: number): PollResponse | null {
         request.id = ascii(c, end);
         break;
       case 0x12:
-        request.method = ascii(c, end);
+        request.method = ascii(c, end, 0);
         break;
       case 0x1a:
-        request.url = ascii(c, end);
+        request.url = ascii(c, end, 1);
         break;
       case 0x22: {
         const size = varint(c, end);
         const stop = c.at + size;
         if (c.fail || stop > end) return null;
         const header: Header = { $typeName: "pushprox.v1.Header", name: "", value: "" };
+        const slot = 2 + 2 * request.headers.length;
         while (c.at < stop && !c.fail) {
           const tag = bytes[c.at++];
-          if (tag === 0x0a) header.name = ascii(c, stop);
-          else if (tag === 0x12) header.value = ascii(c, stop);
+          if (tag === 0x0a) header.name = ascii(c, stop, slot);
+          else if (tag === 0x12) header.value = ascii(c, stop, slot + 1);
           else return null;
         }
         request.headers.push(header);

@@ -202,6 +202,44 @@ Deno.test("decodePollResponse() decodes what the proxy sends as protobuf-es does
   assert.deepStrictEqual(decoded.message, { case: "scrape", value: request });
 });
 
+Deno.test("decodePollResponseNow() takes a field's text again only for the same bytes", () => {
+  const decode = (url: string, headers: [string, string][]) => {
+    const request = create(ScrapeRequestSchema, {
+      id: "1",
+      method: "GET",
+      url,
+      headers: headers.map(([name, value]) => ({ name, value })),
+    });
+    const bytes = toBinary(
+      PollResponseSchema,
+      create(PollResponseSchema, { message: { case: "scrape", value: request } }),
+    );
+    const decoded = decodePollResponseNow(bytes);
+    const expected = fromBinary(PollResponseSchema, bytes);
+    assert.deepStrictEqual(decoded, expected);
+    return decoded!.message.value as { url: string; headers: { name: string; value: string }[] };
+  };
+  const first = decode("http://h:9100/metrics", [["accept", "text/plain"], ["a", "1"]]);
+  const again = decode("http://h:9100/metrics", [["accept", "text/plain"], ["a", "1"]]);
+  assert.equal(again.url, first.url);
+  // Same lengths, other bytes; headers moved to other slots; non-ASCII: decoded anew.
+  assert.equal(decode("http://h:9100/metricz", [["a", "1"]]).url, "http://h:9100/metricz");
+  assert.deepEqual(
+    decode("http://h:9100/metrics", [["b", "2"], ["accept", "text/plaim"]]).headers,
+    [
+      { $typeName: "pushprox.v1.Header", name: "b", value: "2" },
+      { $typeName: "pushprox.v1.Header", name: "accept", value: "text/plaim" },
+    ],
+  );
+  const bytes = toBinary(
+    PollResponseSchema,
+    create(PollResponseSchema, {
+      message: { case: "scrape", value: { url: "http://h:9100/metric\u00e9" } },
+    }),
+  );
+  assert.equal(decodePollResponseNow(bytes), null);
+});
+
 Deno.test("the usual messages never need protobuf-es (a plain client does not load it)", () => {
   // What a proxy sends and a client writes on a healthy stream: if one of
   // these fell back, every client would load protobuf-es again (issue #11).
