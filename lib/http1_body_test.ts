@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { BodyReader, ByteReader, chunkFrame, LAST_CHUNK } from "./http1.ts";
 import type { BodyFraming } from "./http1_head.ts";
+import { ReadBufferPool } from "./read_buffers.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -168,6 +169,29 @@ Deno.test("ByteReader.reuse: a dechunked piece given back is read into again, ne
   assert.equal(decoder.decode(reader.take(reader.buffered)), "xyz");
   await reader.prefetch();
   assert.notEqual(buffers[4], buffers[3]);
+});
+
+Deno.test("ByteReader.releaseConsumed: a pool buffer read to its end goes back to the pool", async () => {
+  const pool = new ReadBufferPool(64);
+  const read = source("HTTP/1.1 200 OK\r\n\r\n", "HTTP/1.1 200 OK\r\n\r\nbody").read;
+  const reader = new ByteReader(read, 64, { pool, headroom: 8 });
+  // The idle watch's read goes into a pool buffer.
+  await reader.prefetch();
+  assert.ok(await reader.fill());
+  reader.releaseConsumed(); // bytes still buffered: kept
+  assert.equal(pool.free, 0);
+  reader.take(reader.buffered);
+  reader.releaseConsumed();
+  assert.equal(pool.free, 1);
+  assert.equal(reader.buffered, 0);
+  // Taken again by the next read; with the body behind the head, kept.
+  await reader.prefetch();
+  assert.equal(pool.free, 0);
+  assert.ok(await reader.fill());
+  reader.take(19);
+  reader.releaseConsumed();
+  assert.equal(pool.free, 0);
+  assert.equal(decoder.decode(reader.peek()), "body");
 });
 
 Deno.test("chunkFrame() frames a chunk, after the bytes given first", () => {

@@ -72,6 +72,8 @@ export class ByteReader {
   #spare: ArrayBuffer | null = null;
   /** The buffer of the last read when this reader made it (not a pool's); else null. */
   #own: ArrayBufferLike | null = null;
+  /** The buffer of the last read when it is the pool's; else null. */
+  #pooledRead: ArrayBufferLike | null = null;
 
   /**
    * Creates a reader over a source of bytes.
@@ -185,6 +187,7 @@ export class ByteReader {
     this.#received += n;
     this.#data = buffer.subarray(0, keep + n);
     this.#own = pooled ? null : buffer.buffer;
+    this.#pooledRead = pooled ? buffer.buffer : null;
     return true;
   }
 
@@ -199,6 +202,21 @@ export class ByteReader {
     // Only a buffer this reader made for its last read: not a pool's, nor
     // one of bytes handed over by unread.
     this.#spare = buffer === this.#own && buffer instanceof ArrayBuffer ? buffer : null;
+  }
+
+  /**
+   * The owner's word that no view of the bytes consumed so far is kept (a
+   * response head decoded into strings, its body not begun): when nothing
+   * is left buffered and the buffer they were read into is the pool's, it
+   * goes back to the pool, to be read into again, instead of to the
+   * garbage collector (a new zeroed one taken for the body's read).
+   */
+  releaseConsumed(): void {
+    const buffer = this.#data.buffer;
+    if (this.#data.byteLength !== 0 || buffer !== this.#pooledRead || this.#pool === null) return;
+    this.#pooledRead = null;
+    this.#data = new Uint8Array(0);
+    this.#pool.give(buffer);
   }
 
   /**
