@@ -140,8 +140,11 @@ export async function runPoller(options: PollerOptions): Promise<void> {
       let heartbeatMs = 0;
       const request = { ...identity, proxies: options.proxies?.() ?? [] };
       for await (const message of poll(request, stream.signal)) {
+        // One clock read per message: the watchdog's and a scrape's start
+        // (the watchdog's and the deadlines' clock; issue #11).
+        const now = performance.now();
         if (heartbeatMs > 0) {
-          watchdog.set(heartbeatMs * MISSED_HEARTBEATS, noHeartbeats);
+          watchdog.set(heartbeatMs * MISSED_HEARTBEATS, noHeartbeats, now);
         }
         const { case: kind, value } = message.message;
         if (kind === "registered") {
@@ -157,7 +160,7 @@ export async function runPoller(options: PollerOptions): Promise<void> {
           logger.info("Registered with the proxy", { fqdn: identity.fqdn });
         } else if (kind === "scrape" && registeredAt > 0) {
           // While stopping, scrapes still arriving are refused at once.
-          const job = runScrape(value, sessionId, signal.aborted);
+          const job = runScrape(value, sessionId, signal.aborted, now);
           inFlight.add(job);
           job.finally(() => inFlight.delete(job));
         } else if (kind === "goAway") {
@@ -227,13 +230,13 @@ export async function runPoller(options: PollerOptions): Promise<void> {
   async function runScrape(
     request: ScrapeRequest,
     sessionId: string,
-    refuse = false,
+    refuse: boolean,
+    started: number,
   ): Promise<void> {
-    const started = performance.now();
     // The scrape's records carry its id first, as a child logger's would;
     // none is made per scrape (issue #11).
     const scrapeId = request.id;
-    const timer = deadlines.timeout(request.timeoutMs);
+    const timer = deadlines.timeout(request.timeoutMs, started);
     const deadline = timer.signal;
     if (debug) {
       logger.debug("Scraping", {
