@@ -146,6 +146,17 @@ export class BodyReader {
           this.#chunkLeft = -1;
           continue;
         }
+        // The empty line ending a body without trailers, as the line-by-line
+        // way reads it (no line decoded).
+        if (this.#chunkLeft === -3 && buffer[r] === 0x0d && buffer[r + 1] === 0x0a) {
+          this.#trailerBytes += 2;
+          if (this.#trailerBytes > this.#maxTrailer) {
+            throw new Http1Error("chunked trailer too large", "too-large");
+          }
+          r += 2;
+          ended = true;
+          break;
+        }
         if (this.#chunkLeft === -1) {
           let size = 0;
           let i = r;
@@ -292,7 +303,12 @@ export async function readWholeBody(
   const body = new BodyReader(reader, framing);
   const parts: Uint8Array[] = [];
   let total = 0;
-  for (let piece = await body.next(); piece !== null; piece = await body.next()) {
+  // (A body read to its end is not asked again: one await less.)
+  for (
+    let piece = await body.next();
+    piece !== null;
+    piece = body.done ? null : await body.next()
+  ) {
     total += piece.byteLength;
     if (total > maxBytes) throw new Http1Error(`body larger than ${maxBytes} bytes`, "too-large");
     parts.push(piece);

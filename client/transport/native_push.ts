@@ -302,6 +302,9 @@ export function createNativePush(options: NativePushOptions): NativePush {
             await writeAll(conn, out);
             // Written: the buffer is read into again (never after a failed write).
             release(chunk);
+            // The body said it is complete: no read for its end (leaving
+            // the loop gives its connection back as reading the end would).
+            if (ended) break;
             continue;
           }
           const length = front + chunk.byteLength + tail;
@@ -324,6 +327,7 @@ export function createNativePush(options: NativePushOptions): NativePush {
             } finally {
               giveJoinBuffer(joined);
             }
+            if (ended) break;
           } else {
             if (pending !== null) {
               await writeAll(conn, concatBytes([pending, prefix.subarray(0, n)]));
