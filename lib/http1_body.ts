@@ -9,6 +9,9 @@ import { concatBytes } from "./bytes.ts";
 import { ByteReader, Http1Error, latin1 } from "./http1_byte_reader.ts";
 import type { BodyFraming } from "./http1_head.ts";
 
+/** No bytes, in a buffer of none: what is left after a piece, nearly always. */
+const NOTHING = new Uint8Array(0);
+
 /** Limits for {@linkcode BodyReader}. */
 export interface BodyReaderOptions {
   /** Longest chunk-size line. @default {1024} */
@@ -219,8 +222,9 @@ export class BodyReader {
           throw new Http1Error(`${this.#what()}: longer than ${this.#maxLine} bytes`, "too-large");
         }
       }
-      // The data view keeps the buffer to itself: what follows is copied off.
-      reader.unread(w > 0 ? rest.slice() : rest);
+      // The data view keeps the buffer to itself: what follows is copied
+      // off (nothing, nearly always: no new empty buffer then).
+      reader.unread(w > 0 ? rest.byteLength === 0 ? NOTHING : rest.slice() : rest);
       if (ended) this.#done = true;
       if (w > 0) return buffer.subarray(0, w);
       if (ended) return null;

@@ -7,6 +7,9 @@
 
 import type { ReadBufferPool } from "./read_buffers.ts";
 
+/** No bytes, in a buffer of none (shared: never written, never given away). */
+const NOTHING = new Uint8Array(0);
+
 /** Reads into `buffer`; resolves the byte count, or null at the end of the stream. */
 export type ReadFn = (buffer: Uint8Array) => Promise<number | null>;
 
@@ -215,7 +218,7 @@ export class ByteReader {
     const buffer = this.#data.buffer;
     if (this.#data.byteLength !== 0 || buffer !== this.#pooledRead || this.#pool === null) return;
     this.#pooledRead = null;
-    this.#data = new Uint8Array(0);
+    this.#data = NOTHING;
     this.#pool.give(buffer);
   }
 
@@ -323,7 +326,7 @@ export class ByteReader {
     const data = this.#data;
     if (data.byteLength > 0) {
       if (data.byteLength <= max) {
-        this.#data = new Uint8Array(0);
+        this.#data = NOTHING;
         return data;
       }
       // The rest is copied off: the view returned keeps the buffer to itself.
