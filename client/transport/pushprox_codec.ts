@@ -266,10 +266,16 @@ function scrapeNow(c: Cursor, end: number): PollResponse | null {
  * (unknown fields, values of the wrong type).
  *
  * @param head The head.
- * @returns The message's bytes, or null.
+ * @param front Bytes left free in front of the message, in the same buffer
+ *   (for the caller's framing). @default {0}
+ * @param into Where to write it (at `front`) when it fits; else a new
+ *   buffer is made. No new buffer per message (issue #11).
+ * @returns The message's bytes (at `front` of their buffer), or null.
  */
 export function encodePushHeadNow(
   head: MessageInitShape<typeof ScrapeResponseHeadSchema>,
+  front = 0,
+  into?: Uint8Array,
 ): Uint8Array | null {
   const scrapeId = head.scrapeId ?? "";
   const sessionId = head.sessionId ?? "";
@@ -299,29 +305,38 @@ export function encodePushHeadNow(
     sizes.push(nameSize, valueSize, size);
     inner += 1 + varintLength(size) + size;
   }
-  const out = new Uint8Array(1 + varintLength(inner) + inner);
+  const size = 1 + varintLength(inner) + inner;
+  const out = into !== undefined && front + size <= into.byteLength
+    ? into
+    : new Uint8Array(front + size);
   try {
-    return writeHead(out, inner, head, sizes, [idSize, sessionSize, errorSize]);
+    const end = writeHead(out, front, inner, head, sizes, idSize, sessionSize, errorSize);
+    if (end !== front + size) return null;
+    return front === 0 && out.byteLength === size ? out : out.subarray(front, end);
   } catch (error) {
     if (error instanceof RangeError) return null;
     throw error;
   }
 }
 
+/** Writes the message at `start`; returns where it ended. */
 function writeHead(
   out: Uint8Array,
+  start: number,
   inner: number,
   head: MessageInitShape<typeof ScrapeResponseHeadSchema>,
   sizes: number[],
-  [idSize, sessionSize, errorSize]: [number, number, number],
-): Uint8Array | null {
+  idSize: number,
+  sessionSize: number,
+  errorSize: number,
+): number {
   const scrapeId = head.scrapeId ?? "";
   const sessionId = head.sessionId ?? "";
   const status = head.status ?? 0;
   const error = head.error ?? "";
   const headers = head.headers ?? [];
-  out[0] = 0x0a;
-  let at = writeVarint(out, 1, inner);
+  out[start] = 0x0a;
+  let at = writeVarint(out, start + 1, inner);
   if (idSize > 0) {
     out[at++] = 0x0a;
     at = writeUtf8(out, writeVarint(out, at, idSize), scrapeId, idSize);
@@ -353,7 +368,7 @@ function writeHead(
     out[at++] = 0x2a;
     at = writeUtf8(out, writeVarint(out, at, errorSize), error, errorSize);
   }
-  return at === out.byteLength ? out : null;
+  return at;
 }
 
 /**

@@ -169,6 +169,15 @@ Deno.test("encodePushHead() writes the bytes of protobuf-es's toBinary over rand
       create(PushRequestSchema, { message: { case: "head", value: head } }),
     );
     assert.deepStrictEqual(await encodePushHead(head), expected, `head ${i}`);
+    // Written behind free bytes, into a buffer given when it fits, else a new one.
+    const into = new Uint8Array(512).fill(0xee);
+    const placed = encodePushHeadNow(head, 20, into);
+    if (placed !== null) {
+      assert.deepStrictEqual(placed.slice(), expected, `placed head ${i}`);
+      assert.equal(placed.byteOffset, 20);
+      assert.equal(placed.buffer === into.buffer, 20 + expected.byteLength <= 512);
+      if (placed.buffer === into.buffer) assert.equal(into[19], 0xee);
+    }
   }
   // Fields left out, and values protobuf-es refuses.
   assert.deepStrictEqual(await encodePushHead({}), new Uint8Array([0x0a, 0]));
