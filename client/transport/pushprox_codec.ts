@@ -98,6 +98,10 @@ function varint(c: Cursor, end: number): number {
   return 0;
 }
 
+/** Text at least this long is decoded natively (a loop per byte costs more). */
+const LONG_TEXT = 64;
+const utf8 = new TextDecoder();
+
 /** Slots of {@linkcode recent}: method, URL and 15 headers' names and values. */
 const RECENT_SLOTS = 32;
 /**
@@ -124,6 +128,19 @@ function ascii(c: Cursor, end: number, slot = -1): string {
   }
   const bytes = c.bytes;
   const kept = slot >= 0 && slot < RECENT_SLOTS ? recent[slot] : undefined;
+  if (length >= LONG_TEXT) {
+    // Decoded natively: ASCII exactly when no byte was taken with another
+    // (a shorter text) or replaced (U+FFFD).
+    const text = utf8.decode(bytes.subarray(start, stop));
+    if (text.length !== length || text.includes("\uFFFD")) {
+      c.fail = true;
+      return "";
+    }
+    c.at = stop;
+    if (text === kept) return kept;
+    if (slot >= 0 && slot < RECENT_SLOTS) recent[slot] = text;
+    return text;
+  }
   if (kept !== undefined && kept.length === length) {
     // The same bytes as the ASCII text kept: that text.
     let i = 0;

@@ -247,6 +247,16 @@ Deno.test("decodePollResponseNow() takes a field's text again only for the same 
     }),
   );
   assert.equal(decodePollResponseNow(bytes), null);
+  // Long text (decoded natively): the same string again for the same bytes;
+  // a byte above 0x7f (invalid UTF-8 here) is left to protobuf-es.
+  const long = "a".repeat(100);
+  assert.equal(decode(`http://h:9100/${long}`, []).url, `http://h:9100/${long}`);
+  const url = decode(`http://h:9100/${long}`, []).url;
+  assert.equal(decode(`http://h:9100/${long}`, []).url, url);
+  const raw = new Uint8Array([0x12, 102, 0x1a, 100, ...new Uint8Array(100).fill(0x61)]);
+  assert.equal((decodePollResponseNow(raw)!.message.value as { url: string }).url, long);
+  raw[50] = 0xff;
+  assert.equal(decodePollResponseNow(raw), null);
 });
 
 Deno.test("the usual messages never need protobuf-es (a plain client does not load it)", () => {
