@@ -72,12 +72,14 @@ export class Deadlines {
    * `TimeoutError` DOMException as its reason), on this shared timer.
    *
    * @param ms Milliseconds from now; at least 1 is used.
+   * @param now The time now on this set's clock, when the caller has just
+   *   read it. @default {a read of the clock}
    * @returns The signal, and `release` to call when the work ended first.
    */
-  timeout(ms: number): { signal: AbortSignal; release: () => void } {
+  timeout(ms: number, now: number = this.#now()): { signal: AbortSignal; release: () => void } {
     const controller = new AbortController();
     const deadline = this.add(
-      this.#now() + Math.max(1, ms),
+      now + Math.max(1, ms),
       () => controller.abort(new DOMException("Signal timed out.", "TimeoutError")),
     );
     return { signal: controller.signal, release: () => this.delete(deadline) };

@@ -79,3 +79,13 @@ Deno.test("Deadlines.close() ends the timer and expires what is left", () => {
   assert.deepEqual(expired, ["added"]);
   assert.equal(deadlines.size, 0);
 });
+
+Deno.test("Deadlines.timeout(ms, now) counts from the time the caller read", async () => {
+  // The clock says 60; the caller read 0: the deadline (50) has passed.
+  const deadlines = new Deadlines(() => 60);
+  const timer = deadlines.timeout(50, 0);
+  const until = performance.now() + 5_000;
+  while (!timer.signal.aborted && performance.now() < until) await sleep(10);
+  assert.equal(timer.signal.aborted, true);
+  deadlines.close();
+});

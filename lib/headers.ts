@@ -45,8 +45,13 @@ export function forwardableHeaders(
   // Built only when a Connection field names others (rare): this runs up to
   // three times per scrape (issue #11).
   let named: Set<string> | null = null;
-  for (const [rawName, value] of fields) {
-    const name = rawName.toLowerCase();
+  // An array (nearly always) indexed: no iterator per call.
+  const pairs: readonly (readonly [string, string])[] = Array.isArray(fields)
+    ? fields
+    : [...fields];
+  for (let i = 0; i < pairs.length; i++) {
+    const value = pairs[i]![1];
+    const name = pairs[i]![0].toLowerCase();
     if (name === "connection") {
       named ??= new Set<string>();
       for (const token of value.split(",")) {
@@ -70,10 +75,11 @@ export function forwardableHeaders(
 export function forwardableFields(fields: readonly HeaderField[]): HeaderField[] {
   const list: HeaderField[] = [];
   let connection = false;
-  for (const { name: rawName, value } of fields) {
-    const name = rawName.toLowerCase();
+  for (let i = 0; i < fields.length; i++) {
+    const field = fields[i]!;
+    const name = field.name.toLowerCase();
     if (name === "connection") connection = true;
-    if (!NOT_FORWARDED.has(name)) list.push({ name, value });
+    if (!NOT_FORWARDED.has(name)) list.push({ name, value: field.value });
   }
   // A Connection field naming others (rare): the general way.
   return connection ? forwardableHeaders(fields.map((f) => [f.name, f.value])) : list;

@@ -9,6 +9,9 @@ import { concatBytes } from "./bytes.ts";
 import { ByteReader, Http1Error, latin1 } from "./http1_byte_reader.ts";
 import type { BodyFraming } from "./http1_head.ts";
 
+/** No bytes, in a buffer of none: what is left after a piece, nearly always. */
+const NOTHING = new Uint8Array(0);
+
 /** Limits for {@linkcode BodyReader}. */
 export interface BodyReaderOptions {
   /** Longest chunk-size line. @default {1024} */
@@ -146,6 +149,17 @@ export class BodyReader {
           this.#chunkLeft = -1;
           continue;
         }
+        // The empty line ending a body without trailers, as the line-by-line
+        // way reads it (no line decoded).
+        if (this.#chunkLeft === -3 && buffer[r] === 0x0d && buffer[r + 1] === 0x0a) {
+          this.#trailerBytes += 2;
+          if (this.#trailerBytes > this.#maxTrailer) {
+            throw new Http1Error("chunked trailer too large", "too-large");
+          }
+          r += 2;
+          ended = true;
+          break;
+        }
         if (this.#chunkLeft === -1) {
           let size = 0;
           let i = r;
@@ -208,8 +222,9 @@ export class BodyReader {
           throw new Http1Error(`${this.#what()}: longer than ${this.#maxLine} bytes`, "too-large");
         }
       }
-      // The data view keeps the buffer to itself: what follows is copied off.
-      reader.unread(w > 0 ? rest.slice() : rest);
+      // The data view keeps the buffer to itself: what follows is copied
+      // off (nothing, nearly always: no new empty buffer then).
+      reader.unread(w > 0 ? rest.byteLength === 0 ? NOTHING : rest.slice() : rest);
       if (ended) this.#done = true;
       if (w > 0) return buffer.subarray(0, w);
       if (ended) return null;
@@ -277,7 +292,7 @@ function hexDigit(byte: number): number {
  * @param reader The connection's reader.
  * @param framing From {@linkcode bodyFraming}.
  * @param maxBytes Largest body accepted.
- * @returns The body.
+ * @returns The body, the only view of its buffer.
  * @throws {Http1Error} On bad chunked framing, a short body or one above `maxBytes`.
  */
 export async function readWholeBody(
@@ -292,12 +307,18 @@ export async function readWholeBody(
   const body = new BodyReader(reader, framing);
   const parts: Uint8Array[] = [];
   let total = 0;
-  for (let piece = await body.next(); piece !== null; piece = await body.next()) {
+  // (A body read to its end is not asked again: one await less.)
+  for (
+    let piece = await body.next();
+    piece !== null;
+    piece = body.done ? null : await body.next()
+  ) {
     total += piece.byteLength;
     if (total > maxBytes) throw new Http1Error(`body larger than ${maxBytes} bytes`, "too-large");
     parts.push(piece);
   }
-  return concatBytes(parts);
+  // One piece (the usual small answer) is the only view of its buffer: as it is.
+  return parts.length === 1 ? parts[0]! : concatBytes(parts);
 }
 
 const HEX = new TextEncoder().encode("0123456789abcdef");

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { BodyReader, ByteReader, chunkFrame, LAST_CHUNK } from "./http1.ts";
 import type { BodyFraming } from "./http1_head.ts";
+import { ReadBufferPool } from "./read_buffers.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -127,6 +128,70 @@ Deno.test("ByteReader.recycle: the next read goes into the same buffer when noth
   assert.notEqual(buffers[2], buffers[1]);
   assert.ok(await reader.fill());
   assert.equal(decoder.decode(reader.peek()), "GET /c");
+});
+
+Deno.test("ByteReader.reuse: a dechunked piece given back is read into again, never while viewed", async () => {
+  const buffers: ArrayBufferLike[] = [];
+  const queue = ["3\r\nabc\r\n", "2\r\nde\r\n", "1\r\nf\r\n0\r\n\r\n", "xyz", "w"].map((
+    p,
+  ) => encoder.encode(p));
+  const reader = new ByteReader((buffer) => {
+    buffers.push(buffer.buffer);
+    const next = queue.shift();
+    if (next === undefined) return Promise.resolve(null);
+    buffer.set(next);
+    return Promise.resolve(next.byteLength);
+  }, 32);
+  const body = new BodyReader(reader, { kind: "chunked" });
+  const first = (await body.next())!;
+  assert.equal(decoder.decode(first), "abc");
+  reader.reuse(first);
+  // Given back: the next read goes into its buffer.
+  const second = (await body.next())!;
+  assert.equal(buffers[1], buffers[0]);
+  assert.equal(decoder.decode(second), "de");
+  // Not given back: a new buffer, the piece kept intact.
+  const third = (await body.next())!;
+  assert.notEqual(buffers[2], buffers[1]);
+  assert.equal(decoder.decode(second), "de");
+  assert.equal(decoder.decode(third), "f");
+  assert.equal(await body.next(), null);
+  // A piece of an older buffer, or of another one, is ignored.
+  reader.reuse(second);
+  reader.reuse(new Uint8Array(32));
+  reader.reuse(third);
+  const pending = reader.prefetch();
+  assert.equal(buffers[3], buffers[2]);
+  // So is one whose buffer a read is pending into.
+  reader.reuse(third);
+  await pending;
+  assert.ok(await reader.fill());
+  assert.equal(decoder.decode(reader.take(reader.buffered)), "xyz");
+  await reader.prefetch();
+  assert.notEqual(buffers[4], buffers[3]);
+});
+
+Deno.test("ByteReader.releaseConsumed: a pool buffer read to its end goes back to the pool", async () => {
+  const pool = new ReadBufferPool(64);
+  const read = source("HTTP/1.1 200 OK\r\n\r\n", "HTTP/1.1 200 OK\r\n\r\nbody").read;
+  const reader = new ByteReader(read, 64, { pool, headroom: 8 });
+  // The idle watch's read goes into a pool buffer.
+  await reader.prefetch();
+  assert.ok(await reader.fill());
+  reader.releaseConsumed(); // bytes still buffered: kept
+  assert.equal(pool.free, 0);
+  reader.take(reader.buffered);
+  reader.releaseConsumed();
+  assert.equal(pool.free, 1);
+  assert.equal(reader.buffered, 0);
+  // Taken again by the next read; with the body behind the head, kept.
+  await reader.prefetch();
+  assert.equal(pool.free, 0);
+  assert.ok(await reader.fill());
+  reader.take(19);
+  reader.releaseConsumed();
+  assert.equal(pool.free, 0);
+  assert.equal(decoder.decode(reader.peek()), "body");
 });
 
 Deno.test("chunkFrame() frames a chunk, after the bytes given first", () => {

@@ -7,6 +7,9 @@
 
 import type { ReadBufferPool } from "./read_buffers.ts";
 
+/** No bytes, in a buffer of none (shared: never written, never given away). */
+const NOTHING = new Uint8Array(0);
+
 /** Reads into `buffer`; resolves the byte count, or null at the end of the stream. */
 export type ReadFn = (buffer: Uint8Array) => Promise<number | null>;
 
@@ -72,6 +75,8 @@ export class ByteReader {
   #spare: ArrayBuffer | null = null;
   /** The buffer of the last read when this reader made it (not a pool's); else null. */
   #own: ArrayBufferLike | null = null;
+  /** The buffer of the last read when it is the pool's; else null. */
+  #pooledRead: ArrayBufferLike | null = null;
 
   /**
    * Creates a reader over a source of bytes.
@@ -185,6 +190,7 @@ export class ByteReader {
     this.#received += n;
     this.#data = buffer.subarray(0, keep + n);
     this.#own = pooled ? null : buffer.buffer;
+    this.#pooledRead = pooled ? buffer.buffer : null;
     return true;
   }
 
@@ -199,6 +205,41 @@ export class ByteReader {
     // Only a buffer this reader made for its last read: not a pool's, nor
     // one of bytes handed over by unread.
     this.#spare = buffer === this.#own && buffer instanceof ArrayBuffer ? buffer : null;
+  }
+
+  /**
+   * The owner's word that no view of the bytes consumed so far is kept (a
+   * response head decoded into strings, its body not begun): when nothing
+   * is left buffered and the buffer they were read into is the pool's, it
+   * goes back to the pool, to be read into again, instead of to the
+   * garbage collector (a new zeroed one taken for the body's read).
+   */
+  releaseConsumed(): void {
+    const buffer = this.#data.buffer;
+    if (this.#data.byteLength !== 0 || buffer !== this.#pooledRead || this.#pool === null) return;
+    this.#pooledRead = null;
+    this.#data = NOTHING;
+    this.#pool.give(buffer);
+  }
+
+  /**
+   * The owner's word that it is done with a piece this reader handed out
+   * (body bytes decoded into strings, say) and keeps no view of its buffer:
+   * when that is the buffer of the last read and this reader made it (not
+   * a pool's), the next read that starts with nothing buffered goes into
+   * it, instead of a fresh one. Anything else is ignored.
+   *
+   * @param piece A view of the buffer given back.
+   */
+  reuse(piece: Uint8Array): void {
+    const buffer = piece.buffer;
+    if (
+      buffer === this.#own && buffer instanceof ArrayBuffer &&
+      (this.#data.byteLength === 0 || this.#data.buffer !== buffer) &&
+      this.#pendingBuffer?.buffer !== buffer
+    ) {
+      this.#spare = buffer;
+    }
   }
 
   /** A buffer of `size` bytes to read into: the spare one when it may be, else a new one. */
@@ -285,7 +326,7 @@ export class ByteReader {
     const data = this.#data;
     if (data.byteLength > 0) {
       if (data.byteLength <= max) {
-        this.#data = new Uint8Array(0);
+        this.#data = NOTHING;
         return data;
       }
       // The rest is copied off: the view returned keeps the buffer to itself.

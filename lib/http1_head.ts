@@ -221,9 +221,13 @@ export function bodyFraming(
   }
   let te: string[] | null = null;
   let cl: string[] | null = null;
-  for (const [name, value] of head.headers) {
-    if (name === "transfer-encoding") (te ??= []).push(value);
-    else if (name === "content-length") (cl ??= []).push(value);
+  // Indexed: no iterator per answer (issue #11).
+  const headers = head.headers;
+  for (let i = 0; i < headers.length; i++) {
+    const field = headers[i]!;
+    const name = field[0];
+    if (name === "transfer-encoding") (te ??= []).push(field[1]);
+    else if (name === "content-length") (cl ??= []).push(field[1]);
   }
   if (te !== null) {
     if (cl !== null) throw new Http1Error("both Transfer-Encoding and Content-Length");
@@ -258,9 +262,10 @@ export function reusable(head: ResponseHead, framing: BodyFraming): boolean {
   if (framing.kind === "close") return false;
   let close = false;
   let keepAlive = false;
-  for (const [name, value] of head.headers) {
-    if (name !== "connection") continue;
-    for (const token of value.toLowerCase().split(",")) {
+  const headers = head.headers;
+  for (let i = 0; i < headers.length; i++) {
+    if (headers[i]![0] !== "connection") continue;
+    for (const token of headers[i]![1].toLowerCase().split(",")) {
       const t = token.trim();
       if (t === "close") close = true;
       else if (t === "keep-alive") keepAlive = true;

@@ -189,6 +189,9 @@ export class Http1Pool {
         signal.throwIfAborted();
         await writeAll(conn.conn, options.head);
         head = await readResponseHead(conn.reader, options.maxHeaderBytes);
+        // The head is strings now: a pool buffer that held only the head
+        // goes back for the body's read, not to the collector (issue #11).
+        conn.reader.releaseConsumed();
         framing = bodyFraming(head, method);
       } catch (error) {
         signal.removeEventListener("abort", abort);

@@ -64,9 +64,10 @@ export class LazyTimer {
    *
    * @param ms The delay, in milliseconds (>= 0).
    * @param onExpire Called at the deadline.
+   * @param now The time now on this timer's clock, when the caller has
+   *   just read it. @default {a read of the clock}
    */
-  set(ms: number, onExpire: () => void): void {
-    const now = this.#now();
+  set(ms: number, onExpire: () => void, now: number = this.#now()): void {
     this.#at = now + ms;
     this.#onExpire = onExpire;
     // A timer that fires before the deadline re-arms then; one that fires

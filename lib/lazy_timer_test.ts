@@ -90,3 +90,18 @@ Deno.test("LazyTimer waits longer than setTimeout's limit in steps", () => {
   timer.close();
   assert.equal(calls, 0);
 });
+
+Deno.test("LazyTimer.set(ms, onExpire, now) counts from the time the caller read", async () => {
+  let reads = 0;
+  let clock = 1000;
+  const timer = new LazyTimer({ now: () => (reads++, clock) });
+  let calls = 0;
+  // Read at 0: the deadline (10) has passed once the clock says 1000.
+  timer.set(10, () => calls++, 0);
+  assert.equal(reads, 0);
+  const until = performance.now() + 5_000;
+  while (calls === 0 && performance.now() < until) await sleep(10);
+  assert.equal(calls, 1);
+  clock += 1;
+  timer.close();
+});

@@ -26,6 +26,11 @@ export interface Logger {
   error(msg: string, fields?: LogFields): void;
   /** A child logger that adds `fields` to every record. */
   with(fields: LogFields): Logger;
+  /**
+   * Whether records at `level` are written: lets a caller skip building
+   * fields nobody reads (per-scrape debug records). @default {true when absent}
+   */
+  enabled?(level: LogLevel): boolean;
 }
 
 /** Options for {@linkcode createLogger}. */
@@ -103,6 +108,7 @@ export function createLogger(options: LoggerOptions = {}): Logger {
       warn: (msg, fields) => log("warn", msg, fields),
       error: (msg, fields) => log("error", msg, fields),
       with: (fields) => make({ ...base, ...fields }),
+      enabled: (level) => LEVELS.indexOf(level) >= minimum,
     };
   }
   return make({});
@@ -116,6 +122,7 @@ export function createNullLogger(): Logger {
     warn() {},
     error() {},
     with: () => logger,
+    enabled: () => false,
   };
   return logger;
 }

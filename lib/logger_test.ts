@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { createLogger, createRepeatFilter } from "./logger.ts";
+import { createLogger, createNullLogger, createRepeatFilter } from "./logger.ts";
 
 Deno.test("createLogger() writes logfmt with quoting and child fields", () => {
   const lines: string[] = [];
@@ -26,12 +26,20 @@ Deno.test("createLogger() drops records below the level and writes JSON", () => 
   logger.info("hidden");
   logger.warn("shown", { k: "v" });
   assert.equal(lines.length, 1);
+  assert.deepEqual(
+    (["debug", "info", "warn", "error"] as const).map((l) => logger.with({}).enabled?.(l)),
+    [false, false, true, true],
+  );
   assert.deepEqual(JSON.parse(lines[0]!), {
     ts: "1970-01-01T00:00:00.000Z",
     level: "warn",
     msg: "shown",
     k: "v",
   });
+});
+
+Deno.test("createNullLogger() writes at no level", () => {
+  assert.equal(createNullLogger().enabled?.("error"), false);
 });
 
 Deno.test("createRepeatFilter() lets a key through once per interval, counting the rest", () => {

@@ -111,6 +111,8 @@ export async function runPoller(options: PollerOptions): Promise<void> {
   let refusals = 0;
   // One timer for every scrape's deadline (issue #11).
   const deadlines = new Deadlines();
+  // Per-scrape debug records' fields are built only when written (issue #11).
+  const debug = logger.enabled?.("debug") ?? true;
 
   while (!signal.aborted) {
     const stream = new AbortController();
@@ -138,8 +140,11 @@ export async function runPoller(options: PollerOptions): Promise<void> {
       let heartbeatMs = 0;
       const request = { ...identity, proxies: options.proxies?.() ?? [] };
       for await (const message of poll(request, stream.signal)) {
+        // One clock read per message: the watchdog's and a scrape's start
+        // (the watchdog's and the deadlines' clock; issue #11).
+        const now = performance.now();
         if (heartbeatMs > 0) {
-          watchdog.set(heartbeatMs * MISSED_HEARTBEATS, noHeartbeats);
+          watchdog.set(heartbeatMs * MISSED_HEARTBEATS, noHeartbeats, now);
         }
         const { case: kind, value } = message.message;
         if (kind === "registered") {
@@ -155,7 +160,7 @@ export async function runPoller(options: PollerOptions): Promise<void> {
           logger.info("Registered with the proxy", { fqdn: identity.fqdn });
         } else if (kind === "scrape" && registeredAt > 0) {
           // While stopping, scrapes still arriving are refused at once.
-          const job = runScrape(value, sessionId, signal.aborted);
+          const job = runScrape(value, sessionId, signal.aborted, now);
           inFlight.add(job);
           job.finally(() => inFlight.delete(job));
         } else if (kind === "goAway") {
@@ -225,19 +230,21 @@ export async function runPoller(options: PollerOptions): Promise<void> {
   async function runScrape(
     request: ScrapeRequest,
     sessionId: string,
-    refuse = false,
+    refuse: boolean,
+    started: number,
   ): Promise<void> {
-    const started = performance.now();
     // The scrape's records carry its id first, as a child logger's would;
     // none is made per scrape (issue #11).
     const scrapeId = request.id;
-    const timer = deadlines.timeout(request.timeoutMs);
+    const timer = deadlines.timeout(request.timeoutMs, started);
     const deadline = timer.signal;
-    logger.debug("Scraping", {
-      scrape_id: scrapeId,
-      url: request.url,
-      timeout: formatDuration(request.timeoutMs),
-    });
+    if (debug) {
+      logger.debug("Scraping", {
+        scrape_id: scrapeId,
+        url: request.url,
+        timeout: formatDuration(request.timeoutMs),
+      });
+    }
     const outcome: ScrapeOutcome = refuse
       ? { status: 503, headers: [], error: "the client is shutting down", body: null }
       : await options.scraper.scrape(request, deadline);
@@ -257,12 +264,14 @@ export async function runPoller(options: PollerOptions): Promise<void> {
     try {
       await push(pushHead(request.id, sessionId, outcome), outcome.body, deadline);
       metrics.scrapes.inc({ code: String(outcome.status) });
-      logger.debug("Scrape finished", {
-        scrape_id: scrapeId,
-        url: request.url,
-        status: outcome.status,
-        duration: formatDuration(Math.round(performance.now() - started)),
-      });
+      if (debug) {
+        logger.debug("Scrape finished", {
+          scrape_id: scrapeId,
+          url: request.url,
+          status: outcome.status,
+          duration: formatDuration(Math.round(performance.now() - started)),
+        });
+      }
     } catch (error) {
       metrics.pushErrors.inc();
       logger.warn("Push failed", {

@@ -73,7 +73,7 @@ export function createNativeScrapeTransport(
   ): Promise<TargetResponse> => {
     init.signal.throwIfAborted();
     if (url.protocol !== "http:") throw new TypeError(`not an http URL: ${url}`);
-    const head = encoder.encode(requestHead(url, init.method, init.headers));
+    const head = headBytes(requestHead(url, init.method, init.headers));
     const response = await pool.request(url, {
       method: init.method,
       head,
@@ -163,6 +163,26 @@ class NativeBody implements AsyncIterableIterator<Uint8Array>, BodyProgress {
     this.#closed = true;
     this.#response.close();
   }
+}
+
+/**
+ * Request heads' bytes by their text: Prometheus sends the same few heads
+ * again and again, so each is encoded once, not per scrape (issue #11). The
+ * bytes are only ever written, never changed. All are forgotten when more
+ * come.
+ */
+const knownHeads = new Map<string, Uint8Array>();
+const KNOWN_HEADS = 64;
+
+/** The head's bytes: encoded once per distinct head. */
+function headBytes(text: string): Uint8Array {
+  let bytes = knownHeads.get(text);
+  if (bytes === undefined) {
+    bytes = encoder.encode(text);
+    if (knownHeads.size >= KNOWN_HEADS) knownHeads.clear();
+    knownHeads.set(text, bytes);
+  }
+  return bytes;
 }
 
 /** The request line and header block; throws on a header that cannot be sent. */

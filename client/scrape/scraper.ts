@@ -159,11 +159,11 @@ export function pushedHeaders(fields: readonly [string, string][]): HeaderField[
   let chunked = false;
   let length: string | null = null;
   let lengths = 0;
-  for (const [name, value] of fields) {
-    const lower = name.toLowerCase();
+  for (let i = 0; i < fields.length; i++) {
+    const lower = fields[i]![0].toLowerCase();
     if (lower === "transfer-encoding") chunked = true;
     else if (lower === "content-length") {
-      length = value;
+      length = fields[i]![1];
       lengths++;
     }
   }

@@ -110,9 +110,10 @@ export function createNativePoll(options: NativePollOptions): PollStream {
       out.set(message, head.byteLength + 5);
       for (let at = 0; at < out.byteLength;) at += await c.write(out.subarray(at));
 
-      // Every read lands in a new buffer of this size: a scrape request or
-      // heartbeat is a few hundred bytes, and 16 KiB zeroed per message was
-      // garbage per scrape (issue #11); a larger message takes more reads.
+      // Reads of this size: a scrape request or heartbeat is a few hundred
+      // bytes, and 16 KiB zeroed per message was garbage per scrape (issue
+      // #11); a larger message takes more reads. A piece decoded whole goes
+      // back to the reader for the next read (below).
       const reader = new ByteReader((b) => c.read(b), 4096);
       const response = await readResponseHead(reader, maxHeaderBytes);
       const headers = new Headers(response.headers);
@@ -146,6 +147,9 @@ export function createNativePoll(options: NativePollOptions): PollStream {
       const body = new BodyReader(reader, framing);
       // Bytes received and not yet parsed: at most one envelope's worth.
       let pending: Uint8Array = new Uint8Array(0);
+      // Whether a message decoded from `pending` may keep a view of it
+      // (protobuf-es keeps unknown fields as views; the hand decoder copies).
+      let viewed = false;
       for (;;) {
         // Every whole envelope in `pending`.
         let at = 0;
@@ -178,7 +182,9 @@ export function createNativePoll(options: NativePollOptions): PollStream {
           }
           let decoded: PollResponse;
           try {
-            decoded = decodePollResponseNow(data) ?? await decodePollResponse(data);
+            const now = decodePollResponseNow(data);
+            if (now === null) viewed = true;
+            decoded = now ?? await decodePollResponse(data);
           } catch (error) {
             throw new CallError(
               `cannot decode a PollResponse: ${errorMessage(error)}`,
@@ -188,6 +194,9 @@ export function createNativePoll(options: NativePollOptions): PollStream {
           yield decoded;
         }
         const rest = pending.subarray(at);
+        // Every message in it decoded into strings: its buffer is read into again.
+        if (rest.byteLength === 0 && !viewed) reader.reuse(pending);
+        viewed = false;
         const piece = await body.next();
         if (piece === null) {
           throw new CallError(

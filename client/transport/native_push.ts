@@ -136,6 +136,17 @@ function giveBack(chunk: Uint8Array, pool: ReadBufferPool | null): void {
   if (chunk.buffer.byteLength >= FREE_BYTES) freeBuffer(chunk);
 }
 
+/**
+ * A piece's framing (chunk size line, envelope prefix, field header),
+ * shared: it is copied next to the piece before any wait.
+ */
+const PREFIX = new Uint8Array(32);
+
+/** The size of a spare buffer for a push's request head and head message. */
+const HEAD_BYTES = 2048;
+/** Head buffers not in use (one per push in flight at most, a few kept). */
+const spareHeadBuffers: Uint8Array[] = [];
+
 /** Join buffers not in use; one per concurrent write at most, a few kept. */
 const spareJoinBuffers: Uint8Array[] = [];
 
@@ -237,22 +248,33 @@ export function createNativePush(options: NativePushOptions): NativePush {
     // (An abort event fires once: no `once` option to convert.)
     signal.addEventListener("abort", abort);
     let done = false;
+    let spare: Uint8Array | null = null;
     try {
       const conn = connection.conn;
-      const headMessage = encodePushHeadNow(head) ?? await encodePushHead(head);
       const start = requestHead();
-      const first = new Uint8Array(start.byteLength + 16 + headMessage.byteLength);
-      let at = 0;
-      first.set(start, at);
-      at += start.byteLength;
-      at += writeChunkPrefix(first, at, 5 + headMessage.byteLength, false);
-      at += writeEnvelopePrefix(first, at, headMessage.byteLength);
-      first.set(headMessage, at);
-      at += headMessage.byteLength;
+      // The request head, the message's chunk size line (at most 8 hex
+      // digits and CRLF) and envelope prefix go in front of the message,
+      // in a spare buffer (a new one per push cost more than its bytes;
+      // issue #11).
+      const front = start.byteLength + 15;
+      spare = spareHeadBuffers.pop() ?? new Uint8Array(HEAD_BYTES);
+      let message = encodePushHeadNow(head, front, spare);
+      if (message === null) {
+        const slow = await encodePushHead(head);
+        message = new Uint8Array(front + slow.byteLength).subarray(front);
+        message.set(slow);
+      }
+      const length = message.byteLength;
+      const size = (5 + length).toString(16).length + 2;
+      const begin = message.byteOffset - 5 - size - start.byteLength;
+      const first = new Uint8Array(message.buffer, begin, start.byteLength + size + 5 + length);
+      first.set(start);
+      writeChunkPrefix(first, start.byteLength, 5 + length, false);
+      writeEnvelopePrefix(first, start.byteLength + size, length);
       // The head waits for the first piece of the body when that piece is
       // already received (one write, one segment for the proxy); a body
       // known to be complete takes the end of the stream along too.
-      let pending: Uint8Array | null = first.subarray(0, at);
+      let pending: Uint8Array | null = first;
       let ended = false;
       if (body !== null) {
         const progress = bodyProgress(body);
@@ -265,7 +287,7 @@ export function createNativePush(options: NativePushOptions): NativePush {
         const owned = progress?.owned === true;
         const pool = owned ? progress!.pool ?? null : null;
         const release = owned ? (chunk: Uint8Array) => giveBack(chunk, pool) : releaseOwned;
-        const prefix = new Uint8Array(32);
+        const prefix = PREFIX;
         for await (const chunk of body) {
           signal.throwIfAborted();
           // (The end of the stream is written: nothing may follow it.)
@@ -302,6 +324,9 @@ export function createNativePush(options: NativePushOptions): NativePush {
             await writeAll(conn, out);
             // Written: the buffer is read into again (never after a failed write).
             release(chunk);
+            // The body said it is complete: no read for its end (leaving
+            // the loop gives its connection back as reading the end would).
+            if (ended) break;
             continue;
           }
           const length = front + chunk.byteLength + tail;
@@ -324,11 +349,13 @@ export function createNativePush(options: NativePushOptions): NativePush {
             } finally {
               giveJoinBuffer(joined);
             }
+            if (ended) break;
           } else {
+            // (Copied: the shared prefix may be rewritten while this waits.)
             if (pending !== null) {
               await writeAll(conn, concatBytes([pending, prefix.subarray(0, n)]));
               pending = null;
-            } else await writeAll(conn, prefix.subarray(0, n));
+            } else await writeAll(conn, prefix.slice(0, n));
             await writeAll(conn, chunk);
             // Written: a native scrape's piece is reused or freed now, not at the next GC.
             release(chunk);
@@ -354,6 +381,11 @@ export function createNativePush(options: NativePushOptions): NativePush {
       const error = endStreamError(bytes);
       if (keep) {
         done = true;
+        // The answer is read and no view of it kept: the connection's next
+        // read (its idle watch) goes into its buffer, not a new zeroed one
+        // per push (a chunked body's piece; the buffer of a sized one).
+        connection.reader.recycle();
+        connection.reader.reuse(bytes);
         connection.release();
       }
       if (error !== null) throw error;
@@ -364,6 +396,8 @@ export function createNativePush(options: NativePushOptions): NativePush {
     } finally {
       signal.removeEventListener("abort", abort);
       if (!done) connection.destroy();
+      // Every write is over (done or failed): the buffer is free again.
+      if (spare !== null && spareHeadBuffers.length < 4) spareHeadBuffers.push(spare);
     }
   };
 

@@ -172,7 +172,18 @@ Deno.test("native push frames the head and raw body chunks; keep-alive; errors",
       (e: unknown) =>
         e instanceof CallError && e.code === CallCode.Unauthenticated && /HTTP 401/.test(e.message),
     );
-    assert.equal(seen.length, 4);
+    // A head larger than a spare head buffer, after pushes that used one.
+    const long = "v".repeat(5000);
+    await push.send(
+      { ...HEAD, scrapeId: "s5", headers: [{ name: "x-long", value: long }] },
+      chunks(small),
+      AbortSignal.timeout(5000),
+    );
+    assert.equal(seen.length, 5);
+    const fifth = seen[4]!.messages[0]!.message;
+    assert.equal(fifth.case === "head" && fifth.value.scrapeId, "s5");
+    assert.equal(fifth.case === "head" && fifth.value.headers[0]!.value, long);
+    assert.match(seen[4]!.requestHead, /\nauthorization: Bearer t0k$/);
     const [first, second] = seen;
     assert.match(
       first!.requestHead,

@@ -98,8 +98,26 @@ function varint(c: Cursor, end: number): number {
   return 0;
 }
 
-/** An ASCII string field's text; sets `fail` on other bytes. */
-function ascii(c: Cursor, end: number): string {
+/** Text at least this long is decoded natively (a loop per byte costs more). */
+const LONG_TEXT = 64;
+const utf8 = new TextDecoder();
+
+/** Slots of {@linkcode recent}: method, URL and 15 headers' names and values. */
+const RECENT_SLOTS = 32;
+/**
+ * The text last decoded in each slot of a scrape request (method, URL,
+ * header names and values): Prometheus sends the same ones every scrape,
+ * and the string made before is taken again when the bytes are the same,
+ * instead of a new one each time (issue #11).
+ */
+const recent: (string | undefined)[] = new Array(RECENT_SLOTS);
+
+/**
+ * An ASCII string field's text; sets `fail` on other bytes.
+ *
+ * @param slot Where in {@linkcode recent} the field's last text is kept; -1 for none.
+ */
+function ascii(c: Cursor, end: number, slot = -1): string {
   const length = varint(c, end);
   const start = c.at;
   const stop = start + length;
@@ -109,6 +127,29 @@ function ascii(c: Cursor, end: number): string {
     return "";
   }
   const bytes = c.bytes;
+  const kept = slot >= 0 && slot < RECENT_SLOTS ? recent[slot] : undefined;
+  if (length >= LONG_TEXT) {
+    // Decoded natively: ASCII exactly when no byte was taken with another
+    // (a shorter text) or replaced (U+FFFD).
+    const text = utf8.decode(bytes.subarray(start, stop));
+    if (text.length !== length || text.includes("\uFFFD")) {
+      c.fail = true;
+      return "";
+    }
+    c.at = stop;
+    if (text === kept) return kept;
+    if (slot >= 0 && slot < RECENT_SLOTS) recent[slot] = text;
+    return text;
+  }
+  if (kept !== undefined && kept.length === length) {
+    // The same bytes as the ASCII text kept: that text.
+    let i = 0;
+    while (i < length && bytes[start + i] === kept.charCodeAt(i)) i++;
+    if (i === length) {
+      c.at = stop;
+      return kept;
+    }
+  }
   for (let i = start; i < stop; i++) {
     if (bytes[i]! > 0x7f) {
       c.fail = true;
@@ -116,7 +157,10 @@ function ascii(c: Cursor, end: number): string {
     }
   }
   c.at = stop;
-  return length === 0 ? "" : String.fromCharCode.apply(null, bytes.subarray(start, stop) as never);
+  if (length === 0) return "";
+  const text: string = String.fromCharCode.apply(null, bytes.subarray(start, stop) as never);
+  if (slot >= 0 && slot < RECENT_SLOTS) recent[slot] = text;
+  return text;
 }
 
 /**
@@ -198,20 +242,21 @@ function scrapeNow(c: Cursor, end: number): PollResponse | null {
         request.id = ascii(c, end);
         break;
       case 0x12:
-        request.method = ascii(c, end);
+        request.method = ascii(c, end, 0);
         break;
       case 0x1a:
-        request.url = ascii(c, end);
+        request.url = ascii(c, end, 1);
         break;
       case 0x22: {
         const size = varint(c, end);
         const stop = c.at + size;
         if (c.fail || stop > end) return null;
         const header: Header = { $typeName: "pushprox.v1.Header", name: "", value: "" };
+        const slot = 2 + 2 * request.headers.length;
         while (c.at < stop && !c.fail) {
           const tag = bytes[c.at++];
-          if (tag === 0x0a) header.name = ascii(c, stop);
-          else if (tag === 0x12) header.value = ascii(c, stop);
+          if (tag === 0x0a) header.name = ascii(c, stop, slot);
+          else if (tag === 0x12) header.value = ascii(c, stop, slot + 1);
           else return null;
         }
         request.headers.push(header);
@@ -238,10 +283,16 @@ function scrapeNow(c: Cursor, end: number): PollResponse | null {
  * (unknown fields, values of the wrong type).
  *
  * @param head The head.
- * @returns The message's bytes, or null.
+ * @param front Bytes left free in front of the message, in the same buffer
+ *   (for the caller's framing). @default {0}
+ * @param into Where to write it (at `front`) when it fits; else a new
+ *   buffer is made. No new buffer per message (issue #11).
+ * @returns The message's bytes (at `front` of their buffer), or null.
  */
 export function encodePushHeadNow(
   head: MessageInitShape<typeof ScrapeResponseHeadSchema>,
+  front = 0,
+  into?: Uint8Array,
 ): Uint8Array | null {
   const scrapeId = head.scrapeId ?? "";
   const sessionId = head.sessionId ?? "";
@@ -271,29 +322,38 @@ export function encodePushHeadNow(
     sizes.push(nameSize, valueSize, size);
     inner += 1 + varintLength(size) + size;
   }
-  const out = new Uint8Array(1 + varintLength(inner) + inner);
+  const size = 1 + varintLength(inner) + inner;
+  const out = into !== undefined && front + size <= into.byteLength
+    ? into
+    : new Uint8Array(front + size);
   try {
-    return writeHead(out, inner, head, sizes, [idSize, sessionSize, errorSize]);
+    const end = writeHead(out, front, inner, head, sizes, idSize, sessionSize, errorSize);
+    if (end !== front + size) return null;
+    return front === 0 && out.byteLength === size ? out : out.subarray(front, end);
   } catch (error) {
     if (error instanceof RangeError) return null;
     throw error;
   }
 }
 
+/** Writes the message at `start`; returns where it ended. */
 function writeHead(
   out: Uint8Array,
+  start: number,
   inner: number,
   head: MessageInitShape<typeof ScrapeResponseHeadSchema>,
   sizes: number[],
-  [idSize, sessionSize, errorSize]: [number, number, number],
-): Uint8Array | null {
+  idSize: number,
+  sessionSize: number,
+  errorSize: number,
+): number {
   const scrapeId = head.scrapeId ?? "";
   const sessionId = head.sessionId ?? "";
   const status = head.status ?? 0;
   const error = head.error ?? "";
   const headers = head.headers ?? [];
-  out[0] = 0x0a;
-  let at = writeVarint(out, 1, inner);
+  out[start] = 0x0a;
+  let at = writeVarint(out, start + 1, inner);
   if (idSize > 0) {
     out[at++] = 0x0a;
     at = writeUtf8(out, writeVarint(out, at, idSize), scrapeId, idSize);
@@ -325,7 +385,7 @@ function writeHead(
     out[at++] = 0x2a;
     at = writeUtf8(out, writeVarint(out, at, errorSize), error, errorSize);
   }
-  return at === out.byteLength ? out : null;
+  return at;
 }
 
 /**

@@ -169,6 +169,15 @@ Deno.test("encodePushHead() writes the bytes of protobuf-es's toBinary over rand
       create(PushRequestSchema, { message: { case: "head", value: head } }),
     );
     assert.deepStrictEqual(await encodePushHead(head), expected, `head ${i}`);
+    // Written behind free bytes, into a buffer given when it fits, else a new one.
+    const into = new Uint8Array(512).fill(0xee);
+    const placed = encodePushHeadNow(head, 20, into);
+    if (placed !== null) {
+      assert.deepStrictEqual(placed.slice(), expected, `placed head ${i}`);
+      assert.equal(placed.byteOffset, 20);
+      assert.equal(placed.buffer === into.buffer, 20 + expected.byteLength <= 512);
+      if (placed.buffer === into.buffer) assert.equal(into[19], 0xee);
+    }
   }
   // Fields left out, and values protobuf-es refuses.
   assert.deepStrictEqual(await encodePushHead({}), new Uint8Array([0x0a, 0]));
@@ -200,6 +209,54 @@ Deno.test("decodePollResponse() decodes what the proxy sends as protobuf-es does
   );
   const decoded = await decodePollResponse(bytes);
   assert.deepStrictEqual(decoded.message, { case: "scrape", value: request });
+});
+
+Deno.test("decodePollResponseNow() takes a field's text again only for the same bytes", () => {
+  const decode = (url: string, headers: [string, string][]) => {
+    const request = create(ScrapeRequestSchema, {
+      id: "1",
+      method: "GET",
+      url,
+      headers: headers.map(([name, value]) => ({ name, value })),
+    });
+    const bytes = toBinary(
+      PollResponseSchema,
+      create(PollResponseSchema, { message: { case: "scrape", value: request } }),
+    );
+    const decoded = decodePollResponseNow(bytes);
+    const expected = fromBinary(PollResponseSchema, bytes);
+    assert.deepStrictEqual(decoded, expected);
+    return decoded!.message.value as { url: string; headers: { name: string; value: string }[] };
+  };
+  const first = decode("http://h:9100/metrics", [["accept", "text/plain"], ["a", "1"]]);
+  const again = decode("http://h:9100/metrics", [["accept", "text/plain"], ["a", "1"]]);
+  assert.equal(again.url, first.url);
+  // Same lengths, other bytes; headers moved to other slots; non-ASCII: decoded anew.
+  assert.equal(decode("http://h:9100/metricz", [["a", "1"]]).url, "http://h:9100/metricz");
+  assert.deepEqual(
+    decode("http://h:9100/metrics", [["b", "2"], ["accept", "text/plaim"]]).headers,
+    [
+      { $typeName: "pushprox.v1.Header", name: "b", value: "2" },
+      { $typeName: "pushprox.v1.Header", name: "accept", value: "text/plaim" },
+    ],
+  );
+  const bytes = toBinary(
+    PollResponseSchema,
+    create(PollResponseSchema, {
+      message: { case: "scrape", value: { url: "http://h:9100/metric\u00e9" } },
+    }),
+  );
+  assert.equal(decodePollResponseNow(bytes), null);
+  // Long text (decoded natively): the same string again for the same bytes;
+  // a byte above 0x7f (invalid UTF-8 here) is left to protobuf-es.
+  const long = "a".repeat(100);
+  assert.equal(decode(`http://h:9100/${long}`, []).url, `http://h:9100/${long}`);
+  const url = decode(`http://h:9100/${long}`, []).url;
+  assert.equal(decode(`http://h:9100/${long}`, []).url, url);
+  const raw = new Uint8Array([0x12, 102, 0x1a, 100, ...new Uint8Array(100).fill(0x61)]);
+  assert.equal((decodePollResponseNow(raw)!.message.value as { url: string }).url, long);
+  raw[50] = 0xff;
+  assert.equal(decodePollResponseNow(raw), null);
 });
 
 Deno.test("the usual messages never need protobuf-es (a plain client does not load it)", () => {
