@@ -67,6 +67,20 @@ export function createNativeScrapeTransport(
       : {}),
   });
 
+  // Request heads' bytes by their text: Prometheus sends the same few heads
+  // again and again, so each is encoded once, not per scrape (issue #11).
+  // The bytes are only ever written, never changed.
+  const knownHeads = new Map<string, Uint8Array>();
+  const headBytes = (text: string): Uint8Array => {
+    let bytes = knownHeads.get(text);
+    if (bytes === undefined) {
+      bytes = encoder.encode(text);
+      if (knownHeads.size >= KNOWN_HEADS) knownHeads.clear();
+      knownHeads.set(text, bytes);
+    }
+    return bytes;
+  };
+
   const send = async (
     url: URL,
     init: { method: string; headers: readonly HeaderField[]; signal: AbortSignal },
@@ -165,25 +179,8 @@ class NativeBody implements AsyncIterableIterator<Uint8Array>, BodyProgress {
   }
 }
 
-/**
- * Request heads' bytes by their text: Prometheus sends the same few heads
- * again and again, so each is encoded once, not per scrape (issue #11). The
- * bytes are only ever written, never changed. All are forgotten when more
- * come.
- */
-const knownHeads = new Map<string, Uint8Array>();
+/** Most request heads a transport keeps encoded (forgotten all at once when more come). */
 const KNOWN_HEADS = 64;
-
-/** The head's bytes: encoded once per distinct head. */
-function headBytes(text: string): Uint8Array {
-  let bytes = knownHeads.get(text);
-  if (bytes === undefined) {
-    bytes = encoder.encode(text);
-    if (knownHeads.size >= KNOWN_HEADS) knownHeads.clear();
-    knownHeads.set(text, bytes);
-  }
-  return bytes;
-}
 
 /** The request line and header block; throws on a header that cannot be sent. */
 function requestHead(url: URL, method: string, headers: readonly HeaderField[]): string {
