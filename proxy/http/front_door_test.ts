@@ -157,6 +157,32 @@ Deno.test("front door: pipelined requests in one write, answered in order", asyn
   });
 });
 
+Deno.test("front door: a head sent again is routed once; one differing byte routes anew", async () => {
+  await withProxy({}, async (port, _proxy, served) => {
+    await using raw = closing(await Raw.open(port));
+    const scrape = (host: string) =>
+      `GET http://${host}.example:1/m HTTP/1.1\r\nHost: ${host}.example:1\r\nAccept: text/plain\r\n\r\n`;
+    for (const host of ["aa", "aa", "aa", "ab", "ab", "aa"]) {
+      await raw.send(scrape(host));
+      const answer = await raw.response();
+      assert.equal(answer.head.status, 404);
+      assert.match(answer.body, new RegExp(`${host}\\.example`));
+    }
+    // The same head bytes with a body behind them, then pipelined heads.
+    await raw.send(
+      "POST /-/healthy HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc" +
+        "POST /-/healthy HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nxyz" +
+        "GET /-/healthy HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert.equal((await raw.response()).head.status, 405);
+    assert.equal((await raw.response()).head.status, 405);
+    assert.equal((await raw.response()).head.status, 200);
+    assert.equal(await raw.rest(), "");
+    // Routed: aa, ab, aa, the POST, the GET.
+    assert.deepEqual(served, { native: 5, node: 0 });
+  });
+});
+
 Deno.test("front door: a head arriving in pieces is served", async () => {
   await withProxy({}, async (port) => {
     await using raw = closing(await Raw.open(port));
