@@ -183,6 +183,35 @@ Deno.test("front door: a head sent again is routed once; one differing byte rout
   });
 });
 
+Deno.test("front door: bodies and heads alternate on one connection, big and small", async () => {
+  await withProxy({}, async (port, _proxy, served) => {
+    await using raw = closing(await Raw.open(port));
+    const big = "b".repeat(10_000);
+    const posts = [
+      `Content-Length: ${big.length}\r\n\r\n${big}`,
+      "Content-Length: 3\r\n\r\nabc",
+      `Transfer-Encoding: chunked\r\n\r\n${big.length.toString(16)}\r\n${big}\r\n0\r\n\r\n`,
+      `Content-Length: ${big.length}\r\n\r\n${big}`,
+    ];
+    for (const post of posts) {
+      await raw.send(`POST /-/healthy HTTP/1.1\r\nHost: x\r\n${post}`);
+      assert.equal((await raw.response()).head.status, 405);
+      await raw.send("GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n");
+      const healthy = await raw.response();
+      assert.deepEqual([healthy.head.status, healthy.body], [200, "PushProx Proxy is Healthy.\n"]);
+    }
+    // A body and the next head in one write.
+    await raw.send(
+      `POST /-/healthy HTTP/1.1\r\nHost: x\r\nContent-Length: ${big.length}\r\n\r\n${big}` +
+        "GET /-/ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert.equal((await raw.response()).head.status, 405);
+    assert.equal((await raw.response()).head.status, 200);
+    assert.equal(await raw.rest(), "");
+    assert.equal(served.node, 0);
+  });
+});
+
 Deno.test("front door: a head arriving in pieces is served", async () => {
   await withProxy({}, async (port) => {
     await using raw = closing(await Raw.open(port));

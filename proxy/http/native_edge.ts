@@ -129,8 +129,8 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
     // Heads are read with small buffers (what an idle or handed-over
     // connection keeps is small); a body switches to 64 KiB reads.
     const reader = new ByteReader(read, HEAD_READ_BYTES);
-    const heads = new KnownHeads();
-    return serveRequests(connection, door, timer, handlerTimer, read, reader, heads, false, true);
+    const kept = new Kept();
+    return serveRequests(connection, door, timer, handlerTimer, read, reader, kept, false, true);
   }
 
   /**
@@ -147,7 +147,7 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
     handlerTimer: LazyTimer,
     read: (buffer: Uint8Array) => Promise<number | null>,
     reader: ByteReader,
-    heads: KnownHeads,
+    kept: Kept,
     bodyReads: boolean,
     first: boolean,
   ): Promise<boolean> {
@@ -164,7 +164,7 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
           first,
           timer,
           options,
-          heads,
+          kept,
         );
         if (outcome.kind === "closed" || outcome.kind === "idle") {
           connection.destroy();
@@ -184,11 +184,11 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
         let handler: NativeHandler | null = null;
         if (outcome.kind === "head") {
           // The same head again (see RequestHeadCache): the same route.
-          if (outcome.head === heads.routed) handler = heads.handler;
+          if (outcome.head === kept.routed) handler = kept.handler;
           else {
             handler = options.route(outcome.head);
-            heads.routed = outcome.head;
-            heads.handler = handler;
+            kept.routed = outcome.head;
+            kept.handler = handler;
           }
         }
         if (handler === null) {
@@ -207,8 +207,14 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
         // in it go on with the next read's (one piece, one write to relay).
         const topUp = reader.lastReadFull;
         if (framing !== null && !bodyReads) {
-          const larger = new ByteReader(read, BODY_READ_BYTES, { pool, headroom: HEADROOM_BYTES });
-          larger.unread(reader.peek());
+          // The connection's body reader again (a Push each scrape), if any.
+          let larger = kept.bodyReader;
+          if (larger === null || !larger.idle) {
+            larger = new ByteReader(read, BODY_READ_BYTES, { pool, headroom: HEADROOM_BYTES });
+            kept.bodyReader = larger;
+          }
+          kept.headReader = reader;
+          larger.unread(reader.letGo());
           reader = larger;
           bodyReads = true;
         }
@@ -219,14 +225,17 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
         const poll = head.target === POLL_PATH;
         const watch = (bodyEnded: boolean) => {
           if (bodyReads || poll) {
-            const smaller = new ByteReader(read, HEAD_READ_BYTES);
-            const rest = reader.peek();
+            // The head reader the body's stood in for (not for a Poll: a
+            // new one, that keeps nothing of the head's read).
+            let smaller = poll ? null : kept.headReader;
+            if (smaller === null || !smaller.idle) smaller = new ByteReader(read, HEAD_READ_BYTES);
+            // Both readers keep no buffer while the other reads.
+            const rest = reader.letGo();
             // A Poll's own copy of what is left (mostly nothing): a view
             // would keep the whole buffer it was read into (4 or 64 KiB)
             // for the stream's life, as would the body's reader.
             // (Nothing left, the usual: the one shared empty view.)
             smaller.unread(poll ? (rest.byteLength === 0 ? NO_BYTES : rest.slice()) : rest);
-            if (poll) reader.unread(NO_BYTES);
             reader = smaller;
             bodyReads = false;
           }
@@ -241,8 +250,9 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
             timer = handlerTimer = NO_TIMER;
             exchange.timer = null;
             exchange.keepOnly(KEPT_POLL_FIELDS);
-            // Nor the connection its head (a Poll's is seldom sent again).
-            heads.forget();
+            // Nor the connection its head (a Poll's is seldom sent again),
+            // nor its readers but the one watching.
+            kept.forget();
           }
           // One callback for both outcomes: the end (null) or a failure
           // (an error) is the peer gone; bytes are the next request's.
@@ -285,7 +295,7 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
                 handlerTimer,
                 read,
                 reader,
-                heads,
+                kept,
                 bodyReads,
                 exchange,
               ),
@@ -326,7 +336,7 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
     handlerTimer: LazyTimer,
     read: (buffer: Uint8Array) => Promise<number | null>,
     reader: ByteReader,
-    heads: KnownHeads,
+    kept: Kept,
     bodyReads: boolean,
     exchange: NativeExchange,
   ): Promise<void> {
@@ -350,7 +360,7 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
           handlerTimer,
           read,
           reader,
-          heads,
+          kept,
           bodyReads,
           false,
         );
@@ -399,19 +409,26 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
 }
 
 /**
- * A connection's last request head (reused when the next one is byte for
- * byte the same), and the route decided for it: the route table's answer
- * depends on the head alone.
+ * What a connection keeps from one request to the next: its last request
+ * head (reused when the next one is byte for byte the same) and the route
+ * decided for it (the route table's answer depends on the head alone), and
+ * the reader that is not reading (the head reader while a body is read,
+ * the body reader between bodies), holding no buffer.
  */
-class KnownHeads extends RequestHeadCache {
+class Kept extends RequestHeadCache {
   /** The head last routed. */
   routed: RequestHead | null = null;
   /** Its handler. */
   handler: NativeHandler | null = null;
+  /** The small-buffered reader of heads, while the body reader reads. */
+  headReader: ByteReader | null = null;
+  /** The body reader, once made. */
+  bodyReader: ByteReader | null = null;
 
   override forget(): void {
     super.forget();
     this.routed = this.handler = null;
+    this.headReader = this.bodyReader = null;
   }
 }
 
