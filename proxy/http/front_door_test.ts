@@ -212,6 +212,34 @@ Deno.test("front door: bodies and heads alternate on one connection, big and sma
   });
 });
 
+Deno.test("front door: an authority found usable before is; a bad one still gets 400", async () => {
+  await withProxy({}, async (port) => {
+    for (
+      const [good, bad] of [
+        [
+          "GET /-/healthy HTTP/1.1\r\nHost: x:1\r\n\r\n",
+          "GET /-/healthy HTTP/1.1\r\nHost: x:1:2\r\n\r\n",
+        ],
+        [
+          "GET http://n.example:1/m HTTP/1.1\r\nHost: n.example:1\r\n\r\n",
+          "GET http://n.example:1:2/m HTTP/1.1\r\nHost: n.example:1\r\n\r\n",
+        ],
+      ] as const
+    ) {
+      await using raw = closing(await Raw.open(port));
+      for (let i = 0; i < 3; i++) {
+        await raw.send(good);
+        assert.notEqual((await raw.response()).head.status, 400);
+      }
+      await raw.send(bad);
+      const refused = await raw.response();
+      assert.equal(refused.head.status, 400);
+      assert.match(refused.body, /^Bad Request: /);
+      assert.equal(await raw.rest(), "");
+    }
+  });
+});
+
 Deno.test("front door: a head arriving in pieces is served", async () => {
   await withProxy({}, async (port) => {
     await using raw = closing(await Raw.open(port));
