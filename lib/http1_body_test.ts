@@ -130,6 +130,38 @@ Deno.test("ByteReader.recycle: the next read goes into the same buffer when noth
   assert.equal(decoder.decode(reader.peek()), "GET /c");
 });
 
+Deno.test("ByteReader.letGo: hands over the buffered bytes and keeps no buffer", async () => {
+  const buffers: ArrayBufferLike[] = [];
+  const queue = ["GET / HTTP/1.1\r\nrest", "more"].map((p) => encoder.encode(p));
+  const reader = new ByteReader((buffer) => {
+    buffers.push(buffer.buffer);
+    const next = queue.shift();
+    if (next === undefined) return Promise.resolve(null);
+    buffer.set(next);
+    return Promise.resolve(next.byteLength);
+  }, 32);
+  assert.ok(reader.idle);
+  assert.ok(await reader.fill());
+  reader.take(16);
+  reader.recycle();
+  const rest = reader.letGo();
+  assert.equal(decoder.decode(rest), "rest");
+  assert.equal(reader.buffered, 0);
+  // Taken up again: a new buffer (not the one `rest` views, nor a spare).
+  assert.ok(reader.idle);
+  assert.ok(await reader.fill());
+  assert.notEqual(buffers[1], buffers[0]);
+  assert.equal(decoder.decode(reader.peek()), "more");
+  assert.equal(decoder.decode(rest), "rest");
+  // A pending read, or the end, is not idle.
+  reader.take(reader.buffered);
+  const pending = reader.prefetch();
+  assert.ok(!reader.idle);
+  await pending;
+  assert.ok(!await reader.fill());
+  assert.ok(!reader.idle);
+});
+
 Deno.test("ByteReader.reuse: a dechunked piece given back is read into again, never while viewed", async () => {
   const buffers: ArrayBufferLike[] = [];
   const queue = ["3\r\nabc\r\n", "2\r\nde\r\n", "1\r\nf\r\n0\r\n\r\n", "xyz", "w"].map((

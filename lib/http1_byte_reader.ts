@@ -242,6 +242,29 @@ export class ByteReader {
     }
   }
 
+  /**
+   * True when no read is pending and the source did not end: a reader
+   * that another one stood in for (see {@linkcode letGo}) may read again.
+   */
+  get idle(): boolean {
+    return this.#pending === null && !this.#ended;
+  }
+
+  /**
+   * Hands over the bytes buffered and lets go of every buffer (the last
+   * read's, a spare one): the reader keeps nothing while another one
+   * reads the source, and reads into new buffers when taken up again
+   * (with {@linkcode unread}).
+   *
+   * @returns The bytes buffered, not consumed.
+   */
+  letGo(): Uint8Array {
+    const rest = this.#data;
+    this.#data = NOTHING;
+    this.#own = this.#pooledRead = this.#spare = null;
+    return rest;
+  }
+
   /** A buffer of `size` bytes to read into: the spare one when it may be, else a new one. */
   #fresh(size: number): Uint8Array {
     const spare = this.#spare;

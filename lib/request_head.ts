@@ -15,15 +15,15 @@ import { type LazyTimer, within } from "./lazy_timer.ts";
 /** A parsed request head. */
 export interface RequestHead {
   /** The method, e.g. "GET". */
-  method: string;
+  readonly method: string;
   /** The request target as received. */
-  target: string;
+  readonly target: string;
   /** Header fields flat, as node's `rawHeaders`: name, value, name, value… */
-  rawHeaders: string[];
-  /** Header values by lower-case name, in arrival order. */
-  headers: Map<string, string[]>;
+  readonly rawHeaders: readonly string[];
+  /** Header values by lower-case name, in arrival order (never written to: heads are reused). */
+  readonly headers: ReadonlyMap<string, readonly string[]>;
   /** Bytes of the head, its final CRLF CRLF included. */
-  length: number;
+  readonly length: number;
 }
 
 /** What the bytes received so far hold. */
@@ -191,6 +191,64 @@ export interface HeadLimits {
 }
 
 /**
+ * A connection's last request head, kept so that the next one, byte for
+ * byte the same (Prometheus and the client send the same head every
+ * scrape on a kept-alive connection), is not scanned, decoded and split
+ * again: what a cache hit returns is the very same parse, so it is frozen
+ * (its `headers` map is read only by convention: nobody writes to it).
+ * One head per connection, of at most `maxBytes` bytes.
+ */
+export class RequestHeadCache {
+  /** Largest head kept. */
+  readonly maxBytes: number;
+  #bytes: Uint8Array | null = null;
+  #scan: HeadScan | null = null;
+
+  /**
+   * Creates an empty cache.
+   *
+   * @param maxBytes Largest head kept. @default {4096}
+   */
+  constructor(maxBytes = 4096) {
+    this.maxBytes = maxBytes;
+  }
+
+  /**
+   * As {@linkcode scanRequestHead}, but the last head again when `bytes`
+   * start with exactly its bytes (then they hold the same first CRLF CRLF,
+   * so a scan would find the same head).
+   *
+   * @param bytes The bytes received, from the start of the request.
+   * @param maxHeaderBytes Heads larger than this are unusual.
+   * @returns What {@linkcode scanRequestHead} returns for them.
+   */
+  scan(bytes: Uint8Array, maxHeaderBytes: number): HeadScan {
+    const last = this.#bytes;
+    if (last !== null && last.byteLength <= bytes.byteLength && last.byteLength <= maxHeaderBytes) {
+      let i = last.byteLength - 1;
+      // From the end: the start of a head (the request line) varies least.
+      while (i >= 0 && last[i] === bytes[i]) i--;
+      if (i < 0) return this.#scan!;
+    }
+    const scan = scanRequestHead(bytes, maxHeaderBytes);
+    if (scan.kind === "head" && scan.head.length <= this.maxBytes) {
+      const head = scan.head;
+      Object.freeze(head.rawHeaders);
+      for (const list of head.headers.values()) Object.freeze(list);
+      Object.freeze(head);
+      this.#bytes = bytes.slice(0, head.length);
+      this.#scan = Object.freeze(scan);
+    }
+    return scan;
+  }
+
+  /** Lets go of the last head. */
+  forget(): void {
+    this.#bytes = this.#scan = null;
+  }
+}
+
+/**
  * Reads until one request head is buffered (not consumed): "idle" when a
  * kept-alive connection sends nothing in time, "timeout" when a head does
  * not complete in time, "unusual" for what {@linkcode scanRequestHead}
@@ -200,6 +258,7 @@ export interface HeadLimits {
  * @param first True for a connection's first request (no idle wait).
  * @param timer The connection's timer.
  * @param limits The timeouts and the size cap.
+ * @param cache The connection's last head, reused when the next one's bytes are the same.
  * @returns What was found.
  */
 export async function readRequestHead(
@@ -207,6 +266,7 @@ export async function readRequestHead(
   first: boolean,
   timer: LazyTimer,
   limits: HeadLimits,
+  cache?: RequestHeadCache,
 ): Promise<HeadOutcome> {
   try {
     if (!first && reader.buffered === 0) {
@@ -217,7 +277,9 @@ export async function readRequestHead(
     }
     const deadline = performance.now() + limits.headersTimeoutMs;
     for (;;) {
-      const scan = scanRequestHead(reader.peek(), limits.maxHeaderBytes);
+      const scan = cache === undefined
+        ? scanRequestHead(reader.peek(), limits.maxHeaderBytes)
+        : cache.scan(reader.peek(), limits.maxHeaderBytes);
       if (scan.kind !== "incomplete") return scan;
       const left = deadline - performance.now();
       if (left <= 0) return { kind: "timeout" };

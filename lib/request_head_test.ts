@@ -1,5 +1,10 @@
 import assert from "node:assert/strict";
-import { type HeadScan, readRequestHead, scanRequestHead } from "./request_head.ts";
+import {
+  type HeadScan,
+  readRequestHead,
+  RequestHeadCache,
+  scanRequestHead,
+} from "./request_head.ts";
 import { ByteReader } from "./http1.ts";
 import { LazyTimer } from "./lazy_timer.ts";
 import { seededRandom as random } from "./testing/random.ts";
@@ -240,6 +245,78 @@ Deno.test("readRequestHead() names each way a wait for a head ends", async () =>
         .kind,
       "unusual",
     );
+  } finally {
+    timer.close();
+  }
+});
+
+const SCRAPE =
+  "GET http://node1:9100/metrics HTTP/1.1\r\nHost: node1:9100\r\nAccept: text/plain\r\nX-Prometheus-Scrape-Timeout-Seconds: 10\r\n\r\n";
+
+Deno.test("RequestHeadCache reuses the parse of the same head bytes, frozen", () => {
+  const cache = new RequestHeadCache();
+  const first = cache.scan(bytes(SCRAPE + "body"), 16384);
+  assert.equal(first.kind, "head");
+  // Other bytes after the head (a body, a next request) do not matter.
+  const again = cache.scan(bytes(SCRAPE + "other"), 16384);
+  assert.equal(again.kind === "head" && again.head, first.kind === "head" && first.head);
+  assert.equal(cache.scan(bytes(SCRAPE), 16384), again);
+  if (again.kind !== "head") return;
+  assert.ok(Object.isFrozen(again.head));
+  assert.ok(Object.isFrozen(again.head.rawHeaders));
+  assert.ok(Object.isFrozen(again.head.headers.get("host")));
+  assert.throws(() => (again.head.rawHeaders as string[]).push("x", "y"));
+  // Forgotten: parsed again (equal, not the same).
+  cache.forget();
+  const fresh = cache.scan(bytes(SCRAPE), 16384);
+  assert.notEqual(fresh.kind === "head" && fresh.head, again.head);
+  assert.deepEqual(fresh, again);
+});
+
+Deno.test("RequestHeadCache parses again when any one byte of the head differs", () => {
+  const cache = new RequestHeadCache();
+  const known = cache.scan(bytes(SCRAPE), 16384);
+  const gen = random(11);
+  for (let n = 0; n < 300; n++) {
+    const changed = bytes(SCRAPE);
+    const at = Math.floor(gen() * changed.byteLength);
+    changed[at] = changed[at]! ^ (1 + Math.floor(gen() * 255));
+    const scan = cache.scan(changed, 16384);
+    // Exactly what a scan without the cache finds (the changed head, or unusual, or incomplete).
+    assert.deepEqual(scan, scanRequestHead(changed, 16384), `byte ${at}`);
+    if (scan.kind === "head") {
+      assert.notEqual(scan.head, known.kind === "head" && known.head);
+    }
+    // Back to the known bytes: equal to the first parse.
+    assert.deepEqual(cache.scan(bytes(SCRAPE), 16384), known);
+  }
+  // A shorter buffer (the head cut short) is incomplete, as without the cache.
+  cache.scan(bytes(SCRAPE), 16384);
+  assert.equal(cache.scan(bytes(SCRAPE.slice(0, -2)), 16384).kind, "incomplete");
+});
+
+Deno.test("RequestHeadCache keeps no head larger than its bound nor past the size cap", () => {
+  const big = `GET /m HTTP/1.1\r\nHost: a\r\nX-Big: ${"b".repeat(5000)}\r\n\r\n`;
+  const cache = new RequestHeadCache(4096);
+  const first = cache.scan(bytes(big), 16384);
+  const second = cache.scan(bytes(big), 16384);
+  assert.equal(first.kind, "head");
+  assert.notEqual(second.kind === "head" && second.head, first.kind === "head" && first.head);
+  assert.ok(!Object.isFrozen(first.kind === "head" && first.head));
+  // A known head is still refused under a smaller cap.
+  const small = new RequestHeadCache();
+  assert.equal(small.scan(bytes(SCRAPE), 16384).kind, "head");
+  assert.equal(small.scan(bytes(SCRAPE), 64).kind, "unusual");
+});
+
+Deno.test("readRequestHead() with a cache returns the known head for the same bytes", async () => {
+  const timer = new LazyTimer();
+  const cache = new RequestHeadCache();
+  try {
+    const a = await readRequestHead(scriptedReader([SCRAPE]), true, timer, LIMITS, cache);
+    const b = await readRequestHead(scriptedReader([SCRAPE]), true, timer, LIMITS, cache);
+    assert.equal(a.kind, "head");
+    assert.equal(b, a);
   } finally {
     timer.close();
   }

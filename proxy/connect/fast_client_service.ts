@@ -132,6 +132,11 @@ export function createFastClientHandler(options: FastClientHandlerOptions): Fast
   const relay = (service as Partial<ClientServiceImpl>)[PUSH_RELAY];
   /** The heartbeats of this handler's open Poll streams, on one timer. */
   const beats = core === undefined ? null : new BeatQueue(core.heartbeatIntervalMs);
+  /**
+   * Encoded header fields of scrapes, by their (frozen) array: a reused
+   * request head's, the same every scrape (see encodeScrapeEnvelope).
+   */
+  const knownFields = new WeakMap<object, Uint8Array>();
 
   return (exchange, values, refusal) => {
     const poll = exchange.target.startsWith(POLL_PATH);
@@ -144,7 +149,7 @@ export function createFastClientHandler(options: FastClientHandlerOptions): Fast
       // An open stream is a record driven by callbacks (see PollRecord),
       // not a suspended generator with a handler context; the call's
       // promise is the record's own (no promise chain held per stream).
-      const record = new PollRecord(core, exchange, values, logger, beats!);
+      const record = new PollRecord(core, exchange, values, logger, beats!, knownFields);
       record.start(timeout.error, refusal, maxMessageBytes, timeoutMs);
       return record.done;
     }
@@ -324,6 +329,8 @@ class PollRecord implements CallerContext {
   readonly #logger: Logger;
   /** The heartbeats of all streams (one timer for all; see BeatQueue). */
   readonly #beats: BeatQueue;
+  /** The handler's encoded header fields of reused request heads (see encodeScrapeEnvelope). */
+  readonly #knownFields: WeakMap<object, Uint8Array>;
   /** When the stream's next heartbeat is due, on performance.now(); set by the queue. */
   beatAt = 0;
   #deadline: ReturnType<typeof setTimeout> | undefined = undefined;
@@ -345,9 +352,11 @@ class PollRecord implements CallerContext {
     values: ContextValues,
     logger: Logger,
     beats: BeatQueue,
+    knownFields: WeakMap<object, Uint8Array>,
   ) {
     this.#core = core;
     this.#beats = beats;
+    this.#knownFields = knownFields;
     this.#exchange = exchange;
     this.values = values;
     this.#logger = logger;
@@ -431,8 +440,10 @@ class PollRecord implements CallerContext {
     const exchange = this.#exchange;
     if (!exchange.headersSent) exchange.respond(200, POLL_HEADERS);
     exchange.write(
-      message === HEARTBEAT ? HEARTBEAT_ENVELOPE : encodeScrapeEnvelope(message) ??
-        encodeEnvelope(0, toBinary(PollResponseSchema, create(PollResponseSchema, message))),
+      message === HEARTBEAT
+        ? HEARTBEAT_ENVELOPE
+        : encodeScrapeEnvelope(message, this.#knownFields) ??
+          encodeEnvelope(0, toBinary(PollResponseSchema, create(PollResponseSchema, message))),
     ).then(() => this.#wait());
   }
 

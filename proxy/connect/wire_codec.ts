@@ -64,10 +64,14 @@ const headerLengths: number[] = [];
  * else or unusual (the caller then uses protobuf-es).
  *
  * @param message The Poll message.
+ * @param knownFields Encoded header fields by their array, for arrays
+ *   that are frozen with every field in them (a reused request head's:
+ *   proxy/http/scrape_handler.ts): encoded once, then copied.
  * @returns The envelope, byte for byte what `encodeEnvelope(0, toBinary(…))` gives, or null.
  */
 export function encodeScrapeEnvelope(
   message: MessageInitShape<typeof PollResponseSchema>,
+  knownFields?: WeakMap<object, Uint8Array>,
 ): Uint8Array | null {
   if (hasUnknown(message)) return null;
   const oneof = message.message;
@@ -83,16 +87,25 @@ export function encodeScrapeEnvelope(
   const urlLength = utf8Length(url);
   let size = stringFieldSize(idLength) + stringFieldSize(methodLength) +
     stringFieldSize(urlLength);
-  headerLengths.length = 0;
-  for (const header of headers) {
-    if (typeof header !== "object" || header === null || hasUnknown(header)) return null;
-    const { name = "", value = "" } = header;
-    if (typeof name !== "string" || typeof value !== "string") return null;
-    const nameLength = utf8Length(name);
-    const valueLength = utf8Length(value);
-    const length = stringFieldSize(nameLength) + stringFieldSize(valueLength);
-    headerLengths.push(nameLength, valueLength, length);
-    size += 1 + varintLength(length) + length;
+  let fields: Uint8Array | null | undefined = knownFields?.get(headers);
+  if (fields === undefined && knownFields !== undefined && frozenFields(headers)) {
+    fields = encodeFields(headers);
+    if (fields !== null) knownFields.set(headers, fields);
+  }
+  if (fields === null) return null;
+  if (fields !== undefined) size += fields.byteLength;
+  else {
+    headerLengths.length = 0;
+    for (const header of headers) {
+      if (typeof header !== "object" || header === null || hasUnknown(header)) return null;
+      const { name = "", value = "" } = header;
+      if (typeof name !== "string" || typeof value !== "string") return null;
+      const nameLength = utf8Length(name);
+      const valueLength = utf8Length(value);
+      const length = stringFieldSize(nameLength) + stringFieldSize(valueLength);
+      headerLengths.push(nameLength, valueLength, length);
+      size += 1 + varintLength(length) + length;
+    }
   }
   if (timeoutMs !== 0) size += 1 + varintLength(timeoutMs);
   // PollResponse: field 2 (scrape), length-delimited, always written (a oneof).
@@ -107,18 +120,59 @@ export function encodeScrapeEnvelope(
   at = writeStringField(out, at, 0x0a, id, idLength);
   at = writeStringField(out, at, 0x12, method, methodLength);
   at = writeStringField(out, at, 0x1a, url, urlLength);
-  for (let i = 0; i < headers.length; i++) {
-    const header = headers[i] as { name?: string; value?: string };
-    out[at++] = 0x22;
-    at = writeVarint(out, at, headerLengths[3 * i + 2]!);
-    at = writeStringField(out, at, 0x0a, header.name ?? "", headerLengths[3 * i]!);
-    at = writeStringField(out, at, 0x12, header.value ?? "", headerLengths[3 * i + 1]!);
-  }
+  if (fields !== undefined) {
+    out.set(fields, at);
+    at += fields.byteLength;
+  } else at = writeFields(out, at, headers as { name?: string; value?: string }[]);
   if (timeoutMs !== 0) {
     out[at++] = 0x28;
     at = writeVarint(out, at, timeoutMs);
   }
   return at === out.byteLength ? out : null;
+}
+
+/** Writes the header fields (field 4) whose lengths are in `headerLengths`. */
+function writeFields(
+  out: Uint8Array,
+  at: number,
+  headers: readonly { name?: string; value?: string }[],
+): number {
+  for (let i = 0; i < headers.length; i++) {
+    const header = headers[i]!;
+    out[at++] = 0x22;
+    at = writeVarint(out, at, headerLengths[3 * i + 2]!);
+    at = writeStringField(out, at, 0x0a, header.name ?? "", headerLengths[3 * i]!);
+    at = writeStringField(out, at, 0x12, header.value ?? "", headerLengths[3 * i + 1]!);
+  }
+  return at;
+}
+
+/** True for a frozen array of frozen fields (that cannot change once encoded). */
+function frozenFields(headers: readonly unknown[]): boolean {
+  if (!Object.isFrozen(headers)) return false;
+  for (const header of headers) {
+    if (typeof header !== "object" || header === null || !Object.isFrozen(header)) return false;
+  }
+  return true;
+}
+
+/** The header fields (field 4 of a ScrapeRequest) alone, or null when unusual. */
+function encodeFields(headers: readonly unknown[]): Uint8Array | null {
+  headerLengths.length = 0;
+  let size = 0;
+  for (const header of headers) {
+    if (typeof header !== "object" || header === null || hasUnknown(header)) return null;
+    const { name = "", value = "" } = header as { name?: unknown; value?: unknown };
+    if (typeof name !== "string" || typeof value !== "string") return null;
+    const nameLength = utf8Length(name);
+    const valueLength = utf8Length(value);
+    const length = stringFieldSize(nameLength) + stringFieldSize(valueLength);
+    headerLengths.push(nameLength, valueLength, length);
+    size += 1 + varintLength(length) + length;
+  }
+  const out = new Uint8Array(size);
+  const at = writeFields(out, 0, headers as { name?: string; value?: string }[]);
+  return at === size ? out : null;
 }
 
 /**

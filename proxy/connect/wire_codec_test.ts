@@ -94,6 +94,43 @@ Deno.test("encodeScrapeEnvelope() writes the bytes protobuf-es writes", () => {
   assert.equal(encodeScrapeEnvelope(bad), null);
 });
 
+Deno.test("encodeScrapeEnvelope() with known fields: the same bytes, fields encoded once", () => {
+  const next = random(5);
+  const known = new WeakMap<object, Uint8Array>();
+  for (let i = 0; i < 500; i++) {
+    // (Typed as mutable, as the scrape handler hands them on.)
+    const fields = randomHeaders(next).map((h) => Object.freeze({ ...h }) as typeof h);
+    const frozen = Object.freeze([...fields]) as typeof fields;
+    for (const headers of [frozen, frozen, [...fields]]) {
+      const message = {
+        message: {
+          case: "scrape" as const,
+          value: { id: randomString(next), method: "GET", url: randomString(next), headers },
+        },
+      };
+      const expected = encodeEnvelope(
+        0,
+        toBinary(PollResponseSchema, create(PollResponseSchema, message)),
+      );
+      assert.deepEqual(encodeScrapeEnvelope(message, known), expected);
+    }
+    // Kept only for the frozen array of frozen fields.
+    assert.ok(known.has(frozen));
+    assert.ok(!known.has(fields));
+  }
+  // Fields that are not all frozen are encoded each time (they may change).
+  const loose = Object.freeze([{ name: "a", value: "1" }]) as { name: string; value: string }[];
+  const message = { message: { case: "scrape" as const, value: { id: "x", headers: loose } } };
+  encodeScrapeEnvelope(message, known);
+  assert.ok(!known.has(loose));
+  loose[0]!.value = "22";
+  const expected = encodeEnvelope(
+    0,
+    toBinary(PollResponseSchema, create(PollResponseSchema, message)),
+  );
+  assert.deepEqual(encodeScrapeEnvelope(message, known), expected);
+});
+
 function randomHead(next: () => number): MessageInitShape<typeof ScrapeResponseHeadSchema> {
   return {
     scrapeId: randomString(next),

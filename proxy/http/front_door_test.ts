@@ -157,6 +157,89 @@ Deno.test("front door: pipelined requests in one write, answered in order", asyn
   });
 });
 
+Deno.test("front door: a head sent again is routed once; one differing byte routes anew", async () => {
+  await withProxy({}, async (port, _proxy, served) => {
+    await using raw = closing(await Raw.open(port));
+    const scrape = (host: string) =>
+      `GET http://${host}.example:1/m HTTP/1.1\r\nHost: ${host}.example:1\r\nAccept: text/plain\r\n\r\n`;
+    for (const host of ["aa", "aa", "aa", "ab", "ab", "aa"]) {
+      await raw.send(scrape(host));
+      const answer = await raw.response();
+      assert.equal(answer.head.status, 404);
+      assert.match(answer.body, new RegExp(`${host}\\.example`));
+    }
+    // The same head bytes with a body behind them, then pipelined heads.
+    await raw.send(
+      "POST /-/healthy HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc" +
+        "POST /-/healthy HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nxyz" +
+        "GET /-/healthy HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert.equal((await raw.response()).head.status, 405);
+    assert.equal((await raw.response()).head.status, 405);
+    assert.equal((await raw.response()).head.status, 200);
+    assert.equal(await raw.rest(), "");
+    // Routed: aa, ab, aa, the POST, the GET.
+    assert.deepEqual(served, { native: 5, node: 0 });
+  });
+});
+
+Deno.test("front door: bodies and heads alternate on one connection, big and small", async () => {
+  await withProxy({}, async (port, _proxy, served) => {
+    await using raw = closing(await Raw.open(port));
+    const big = "b".repeat(10_000);
+    const posts = [
+      `Content-Length: ${big.length}\r\n\r\n${big}`,
+      "Content-Length: 3\r\n\r\nabc",
+      `Transfer-Encoding: chunked\r\n\r\n${big.length.toString(16)}\r\n${big}\r\n0\r\n\r\n`,
+      `Content-Length: ${big.length}\r\n\r\n${big}`,
+    ];
+    for (const post of posts) {
+      await raw.send(`POST /-/healthy HTTP/1.1\r\nHost: x\r\n${post}`);
+      assert.equal((await raw.response()).head.status, 405);
+      await raw.send("GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n");
+      const healthy = await raw.response();
+      assert.deepEqual([healthy.head.status, healthy.body], [200, "PushProx Proxy is Healthy.\n"]);
+    }
+    // A body and the next head in one write.
+    await raw.send(
+      `POST /-/healthy HTTP/1.1\r\nHost: x\r\nContent-Length: ${big.length}\r\n\r\n${big}` +
+        "GET /-/ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert.equal((await raw.response()).head.status, 405);
+    assert.equal((await raw.response()).head.status, 200);
+    assert.equal(await raw.rest(), "");
+    assert.equal(served.node, 0);
+  });
+});
+
+Deno.test("front door: an authority found usable before is; a bad one still gets 400", async () => {
+  await withProxy({}, async (port) => {
+    for (
+      const [good, bad] of [
+        [
+          "GET /-/healthy HTTP/1.1\r\nHost: x:1\r\n\r\n",
+          "GET /-/healthy HTTP/1.1\r\nHost: x:1:2\r\n\r\n",
+        ],
+        [
+          "GET http://n.example:1/m HTTP/1.1\r\nHost: n.example:1\r\n\r\n",
+          "GET http://n.example:1:2/m HTTP/1.1\r\nHost: n.example:1\r\n\r\n",
+        ],
+      ] as const
+    ) {
+      await using raw = closing(await Raw.open(port));
+      for (let i = 0; i < 3; i++) {
+        await raw.send(good);
+        assert.notEqual((await raw.response()).head.status, 400);
+      }
+      await raw.send(bad);
+      const refused = await raw.response();
+      assert.equal(refused.head.status, 400);
+      assert.match(refused.body, /^Bad Request: /);
+      assert.equal(await raw.rest(), "");
+    }
+  });
+});
+
 Deno.test("front door: a head arriving in pieces is served", async () => {
   await withProxy({}, async (port) => {
     await using raw = closing(await Raw.open(port));

@@ -17,7 +17,12 @@ import type { HeaderPair } from "../../lib/http_exchange.ts";
 import type { EdgeConnection, FrontDoor, NativeRoute } from "../../lib/front_door.ts";
 import { NativeExchange } from "./native_exchange.ts";
 import { POLL_PATH } from "../connect/fast_client_service.ts";
-import { type HeadOutcome, readRequestHead, type RequestHead } from "../../lib/request_head.ts";
+import {
+  type HeadOutcome,
+  readRequestHead,
+  type RequestHead,
+  RequestHeadCache,
+} from "../../lib/request_head.ts";
 import { errorMessage } from "../../lib/error_message.ts";
 
 /** Serves one request natively. */
@@ -124,7 +129,8 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
     // Heads are read with small buffers (what an idle or handed-over
     // connection keeps is small); a body switches to 64 KiB reads.
     const reader = new ByteReader(read, HEAD_READ_BYTES);
-    return serveRequests(connection, door, timer, handlerTimer, read, reader, false, true);
+    const kept = new Kept();
+    return serveRequests(connection, door, timer, handlerTimer, read, reader, kept, false, true);
   }
 
   /**
@@ -141,6 +147,7 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
     handlerTimer: LazyTimer,
     read: (buffer: Uint8Array) => Promise<number | null>,
     reader: ByteReader,
+    kept: Kept,
     bodyReads: boolean,
     first: boolean,
   ): Promise<boolean> {
@@ -152,7 +159,13 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
         // Let go of (null) once the exchange has it: this frame waits as
         // long as the exchange, and an open Poll stream's exchange keeps
         // only some of its head (see watch).
-        let outcome: HeadOutcome | null = await readRequestHead(reader, first, timer, options);
+        let outcome: HeadOutcome | null = await readRequestHead(
+          reader,
+          first,
+          timer,
+          options,
+          kept,
+        );
         if (outcome.kind === "closed" || outcome.kind === "idle") {
           connection.destroy();
           return true;
@@ -168,7 +181,16 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
           connection.destroy();
           return true;
         }
-        const handler = outcome.kind === "head" ? options.route(outcome.head) : null;
+        let handler: NativeHandler | null = null;
+        if (outcome.kind === "head") {
+          // The same head again (see RequestHeadCache): the same route.
+          if (outcome.head === kept.routed) handler = kept.handler;
+          else {
+            handler = options.route(outcome.head);
+            kept.routed = outcome.head;
+            kept.handler = handler;
+          }
+        }
         if (handler === null) {
           // Node's from here on, with what was read so far.
           door.handOver(connection, reader.peek());
@@ -185,8 +207,14 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
         // in it go on with the next read's (one piece, one write to relay).
         const topUp = reader.lastReadFull;
         if (framing !== null && !bodyReads) {
-          const larger = new ByteReader(read, BODY_READ_BYTES, { pool, headroom: HEADROOM_BYTES });
-          larger.unread(reader.peek());
+          // The connection's body reader again (a Push each scrape), if any.
+          let larger = kept.bodyReader;
+          if (larger === null || !larger.idle) {
+            larger = new ByteReader(read, BODY_READ_BYTES, { pool, headroom: HEADROOM_BYTES });
+            kept.bodyReader = larger;
+          }
+          kept.headReader = reader;
+          larger.unread(reader.letGo());
           reader = larger;
           bodyReads = true;
         }
@@ -195,18 +223,19 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
         // the peer abandons the exchange (as node:http does); the read that
         // watches for it uses a small buffer (an idle Poll stream waits on it).
         const poll = head.target === POLL_PATH;
-        // The one copy of the path, not a slice of each stream's head text.
-        if (poll) head.target = POLL_PATH;
         const watch = (bodyEnded: boolean) => {
           if (bodyReads || poll) {
-            const smaller = new ByteReader(read, HEAD_READ_BYTES);
-            const rest = reader.peek();
+            // The head reader the body's stood in for (not for a Poll: a
+            // new one, that keeps nothing of the head's read).
+            let smaller = poll ? null : kept.headReader;
+            if (smaller === null || !smaller.idle) smaller = new ByteReader(read, HEAD_READ_BYTES);
+            // Both readers keep no buffer while the other reads.
+            const rest = reader.letGo();
             // A Poll's own copy of what is left (mostly nothing): a view
             // would keep the whole buffer it was read into (4 or 64 KiB)
             // for the stream's life, as would the body's reader.
             // (Nothing left, the usual: the one shared empty view.)
             smaller.unread(poll ? (rest.byteLength === 0 ? NO_BYTES : rest.slice()) : rest);
-            if (poll) reader.unread(NO_BYTES);
             reader = smaller;
             bodyReads = false;
           }
@@ -221,6 +250,9 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
             timer = handlerTimer = NO_TIMER;
             exchange.timer = null;
             exchange.keepOnly(KEPT_POLL_FIELDS);
+            // Nor the connection its head (a Poll's is seldom sent again),
+            // nor its readers but the one watching.
+            kept.forget();
           }
           // One callback for both outcomes: the end (null) or a failure
           // (an error) is the peer gone; bytes are the next request's.
@@ -256,7 +288,17 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
           // callbacks that never reject (failures close the connection).
           served.then(
             () =>
-              afterPoll(connection, door, timer, handlerTimer, read, reader, bodyReads, exchange),
+              afterPoll(
+                connection,
+                door,
+                timer,
+                handlerTimer,
+                read,
+                reader,
+                kept,
+                bodyReads,
+                exchange,
+              ),
             (error) => {
               budget?.done(connection);
               timer.close();
@@ -294,6 +336,7 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
     handlerTimer: LazyTimer,
     read: (buffer: Uint8Array) => Promise<number | null>,
     reader: ByteReader,
+    kept: Kept,
     bodyReads: boolean,
     exchange: NativeExchange,
   ): Promise<void> {
@@ -310,7 +353,17 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
       }
       // (The body is read: the exchange let go of it; null then.)
       if (await reusableAfter(connection, exchange, exchange.bodyReader, timer, reusable)) {
-        await serveRequests(connection, door, timer, handlerTimer, read, reader, bodyReads, false);
+        await serveRequests(
+          connection,
+          door,
+          timer,
+          handlerTimer,
+          read,
+          reader,
+          kept,
+          bodyReads,
+          false,
+        );
         return;
       }
       timer.close();
@@ -352,6 +405,30 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
       return false;
     }
     return true;
+  }
+}
+
+/**
+ * What a connection keeps from one request to the next: its last request
+ * head (reused when the next one is byte for byte the same) and the route
+ * decided for it (the route table's answer depends on the head alone), and
+ * the reader that is not reading (the head reader while a body is read,
+ * the body reader between bodies), holding no buffer.
+ */
+class Kept extends RequestHeadCache {
+  /** The head last routed. */
+  routed: RequestHead | null = null;
+  /** Its handler. */
+  handler: NativeHandler | null = null;
+  /** The small-buffered reader of heads, while the body reader reads. */
+  headReader: ByteReader | null = null;
+  /** The body reader, once made. */
+  bodyReader: ByteReader | null = null;
+
+  override forget(): void {
+    super.forget();
+    this.routed = this.handler = null;
+    this.headReader = this.bodyReader = null;
   }
 }
 

@@ -107,7 +107,8 @@ export class NativeExchange implements Exchange {
     this.#head = head;
     this.#keepAliveSeconds = options.keepAliveSeconds;
     this.method = head.method;
-    this.target = head.target;
+    // The one copy of the Poll path, not a slice of each stream's head text.
+    this.target = head.target === POLL_PATH ? POLL_PATH : head.target;
     this.remoteAddress = (conn.remoteAddr as Deno.NetAddr).hostname;
     this.remotePort = (conn.remoteAddr as Deno.NetAddr).port;
     this.#body = options.body ?? null;

@@ -268,7 +268,10 @@ export function nativeRouteOf(table: readonly Route[], head: RequestHead): Route
 }
 
 /** A body framed by one `chunked` coding or one plain Content-Length, or no body. */
-function plainFraming(te: string[] | undefined, length: string[] | undefined): boolean {
+function plainFraming(
+  te: readonly string[] | undefined,
+  length: readonly string[] | undefined,
+): boolean {
   if (te !== undefined) {
     return length === undefined && te.length === 1 && te[0]!.toLowerCase() === "chunked";
   }

@@ -69,6 +69,29 @@ export function createScrapeHandler(
   const now = options.now ?? Date.now;
   /** Targets that passed the checks, parsed, by request target. */
   const parsedTargets = new Map<string, ParsedTarget>();
+  /**
+   * The fields forwarded for a request head's fields, by those fields when
+   * they are frozen: a head the native edge reuses for the same bytes
+   * (lib/request_head.ts RequestHeadCache), sent again every scrape on a
+   * kept-alive connection. Frozen too; gone with the head.
+   */
+  const forwardedFields = new WeakMap<readonly string[], HeaderField[]>();
+  const timeoutLimits = { defaultMs: options.defaultTimeoutMs, maxMs: options.maxTimeoutMs };
+  /** The last scrape timeout header parsed, and its timeout (the same nearly every scrape). */
+  let knownTimeoutHeader: string | null = null;
+  let knownTimeoutMs = 0;
+
+  /** The fields of a scrape request forwarded to the client. */
+  function forwarded(raw: readonly string[]): HeaderField[] {
+    let fields = forwardedFields.get(raw);
+    if (fields !== undefined) return fields;
+    fields = forwardableHeaders(headerPairs(raw));
+    if (Object.isFrozen(raw)) {
+      for (const field of fields) Object.freeze(field);
+      forwardedFields.set(raw, Object.freeze(fields) as HeaderField[]);
+    }
+    return fields;
+  }
 
   return async function handleScrape(exchange) {
     const res = exchange;
@@ -81,13 +104,16 @@ export function createScrapeHandler(
     let bytes = 0;
     const finish = (code: number) => {
       const seconds = (performance.now() - started) / 1000;
-      logger.debug("Scrape finished", {
-        target: target || req.url?.slice(0, 200),
-        status: code,
-        bytes,
-        duration: formatDuration(Math.round(seconds * 1000)),
-        err: failure || undefined,
-      });
+      // (Its fields built only when debug records are written.)
+      if (logger.enabled?.("debug") ?? true) {
+        logger.debug("Scrape finished", {
+          target: target || req.url?.slice(0, 200),
+          status: code,
+          bytes,
+          duration: formatDuration(Math.round(seconds * 1000)),
+          err: failure || undefined,
+        });
+      }
       metrics.proxiedRequests.inc({ code: String(code) });
       metrics.scrapeDuration.observe({ code: String(code) }, seconds);
       if (host !== null) {
@@ -153,10 +179,15 @@ export function createScrapeHandler(
     let timeoutMs: number;
     try {
       const header = res.header(SCRAPE_TIMEOUT_HEADER);
-      timeoutMs = scrapeTimeoutMs(typeof header === "string" ? header : null, {
-        defaultMs: options.defaultTimeoutMs,
-        maxMs: options.maxTimeoutMs,
-      });
+      const value = typeof header === "string" ? header : null;
+      if (value !== null && value === knownTimeoutHeader) timeoutMs = knownTimeoutMs;
+      else {
+        timeoutMs = scrapeTimeoutMs(value, timeoutLimits);
+        if (value !== null && value.length <= 32) {
+          knownTimeoutHeader = value;
+          knownTimeoutMs = timeoutMs;
+        }
+      }
     } catch (error) {
       if (error instanceof InvalidTimeoutError) return fail(400, error.message);
       throw error;
@@ -207,7 +238,7 @@ export function createScrapeHandler(
             host: url.hostname,
             method: req.method,
             url: target,
-            headers: forwardableHeaders(headerPairs(res.rawHeaders)),
+            headers: forwarded(res.rawHeaders),
             deadline: now() + timeoutMs,
             // Told of the abort through `relay.fire` while it waits (no
             // listener on the signal); the relay's own hook after.

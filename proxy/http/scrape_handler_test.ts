@@ -189,7 +189,16 @@ Deno.test("scrape handler: an unknown client is 404 naming it", async () => {
 Deno.test("scrape handler: the timeout header is parsed and clamped", async () => {
   const { coordinator, handle } = setup({ maxTimeoutMs: 30_000 });
   const session = coordinator.register(identity("node1"));
-  for (const [value, expected] of [["4.5", 4_500], ["120", 30_000], [null, 10_000]] as const) {
+  // (A value seen again is not parsed again: the same timeout for it.)
+  const values = [
+    ["4.5", 4_500],
+    ["4.5", 4_500],
+    ["120", 30_000],
+    ["4.5", 4_500],
+    [null, 10_000],
+    ["4.5", 4_500],
+  ] as const;
+  for (const [value, expected] of values) {
     const raw = value === null ? [] : ["X-Prometheus-Scrape-Timeout-Seconds", value];
     const ex = new MemoryExchange("GET", "http://node1:9100/metrics", raw);
     const handled = handle(ex);
@@ -209,6 +218,47 @@ Deno.test("scrape handler: the timeout header is parsed and clamped", async () =
   await handle(bad);
   assert.equal(bad.status, 400);
   assert.match(bad.text(), /soon/);
+});
+
+Deno.test("scrape handler: a reused (frozen) head's forwarded fields are worked out once", async () => {
+  const { coordinator, handle } = setup();
+  const session = coordinator.register(identity("node1"));
+  const fields = [
+    "Host",
+    "node1:9100",
+    "Accept",
+    "text/plain",
+    "Connection",
+    "keep-alive, X-Hop",
+    "X-Hop",
+    "1",
+    "X-Kept",
+    "2",
+  ];
+  const frozen = Object.freeze([...fields]);
+  const seen: (readonly HeaderField[])[] = [];
+  for (const raw of [frozen, frozen, [...fields], frozen]) {
+    const ex = new MemoryExchange("GET", "http://node1:9100/metrics", raw);
+    const handled = handle(ex);
+    const task = await session.next(new AbortController().signal);
+    assert.ok(task);
+    seen.push(task.headers);
+    await coordinator.acceptPush(head(task.id, session.id, 200), (async function* () {})())
+      .catch(() => {});
+    await handled;
+    assert.equal(ex.status, 200);
+  }
+  // (Host, Connection and the fields it names are not forwarded.)
+  const expected = [
+    { name: "accept", value: "text/plain" },
+    { name: "x-kept", value: "2" },
+  ];
+  for (const headers of seen) assert.deepEqual(headers, expected);
+  assert.equal(seen[1], seen[0], "the same head's fields again");
+  assert.equal(seen[3], seen[0]);
+  assert.ok(Object.isFrozen(seen[0]) && Object.isFrozen(seen[0]![0]));
+  assert.notEqual(seen[2], seen[0], "a head that is not frozen is worked out each time");
+  assert.ok(!Object.isFrozen(seen[2]));
 });
 
 Deno.test("scrape handler: a deadline before the client answers is 504", async () => {
