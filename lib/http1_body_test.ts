@@ -130,9 +130,10 @@ Deno.test("ByteReader.recycle: the next read goes into the same buffer when noth
   assert.equal(decoder.decode(reader.peek()), "GET /c");
 });
 
-Deno.test("ByteReader.letGo: hands over the buffered bytes and keeps no buffer", async () => {
+/** A 32-byte ByteReader over `parts`, one read each, recording the buffer each read went into. */
+function recordingReader(parts: string[]): { reader: ByteReader; buffers: ArrayBufferLike[] } {
   const buffers: ArrayBufferLike[] = [];
-  const queue = ["GET / HTTP/1.1\r\nrest", "more"].map((p) => encoder.encode(p));
+  const queue = parts.map((p) => encoder.encode(p));
   const reader = new ByteReader((buffer) => {
     buffers.push(buffer.buffer);
     const next = queue.shift();
@@ -140,6 +141,11 @@ Deno.test("ByteReader.letGo: hands over the buffered bytes and keeps no buffer",
     buffer.set(next);
     return Promise.resolve(next.byteLength);
   }, 32);
+  return { reader, buffers };
+}
+
+Deno.test("ByteReader.letGo: hands over the buffered bytes and keeps no buffer", async () => {
+  const { reader, buffers } = recordingReader(["GET / HTTP/1.1\r\nrest", "more"]);
   assert.ok(reader.idle);
   assert.ok(await reader.fill());
   reader.take(16);
@@ -163,17 +169,13 @@ Deno.test("ByteReader.letGo: hands over the buffered bytes and keeps no buffer",
 });
 
 Deno.test("ByteReader.reuse: a dechunked piece given back is read into again, never while viewed", async () => {
-  const buffers: ArrayBufferLike[] = [];
-  const queue = ["3\r\nabc\r\n", "2\r\nde\r\n", "1\r\nf\r\n0\r\n\r\n", "xyz", "w"].map((
-    p,
-  ) => encoder.encode(p));
-  const reader = new ByteReader((buffer) => {
-    buffers.push(buffer.buffer);
-    const next = queue.shift();
-    if (next === undefined) return Promise.resolve(null);
-    buffer.set(next);
-    return Promise.resolve(next.byteLength);
-  }, 32);
+  const { reader, buffers } = recordingReader([
+    "3\r\nabc\r\n",
+    "2\r\nde\r\n",
+    "1\r\nf\r\n0\r\n\r\n",
+    "xyz",
+    "w",
+  ]);
   const body = new BodyReader(reader, { kind: "chunked" });
   const first = (await body.next())!;
   assert.equal(decoder.decode(first), "abc");

@@ -95,17 +95,9 @@ export function encodeScrapeEnvelope(
   if (fields === null) return null;
   if (fields !== undefined) size += fields.byteLength;
   else {
-    headerLengths.length = 0;
-    for (const header of headers) {
-      if (typeof header !== "object" || header === null || hasUnknown(header)) return null;
-      const { name = "", value = "" } = header;
-      if (typeof name !== "string" || typeof value !== "string") return null;
-      const nameLength = utf8Length(name);
-      const valueLength = utf8Length(value);
-      const length = stringFieldSize(nameLength) + stringFieldSize(valueLength);
-      headerLengths.push(nameLength, valueLength, length);
-      size += 1 + varintLength(length) + length;
-    }
+    const fieldsSize = measureFields(headers);
+    if (fieldsSize < 0) return null;
+    size += fieldsSize;
   }
   if (timeoutMs !== 0) size += 1 + varintLength(timeoutMs);
   // PollResponse: field 2 (scrape), length-delimited, always written (a oneof).
@@ -129,6 +121,27 @@ export function encodeScrapeEnvelope(
     at = writeVarint(out, at, timeoutMs);
   }
   return at === out.byteLength ? out : null;
+}
+
+/**
+ * The encoded size of the header fields (field 4), their lengths left in
+ * `headerLengths` for {@linkcode writeFields}; -1 when a field is unusual
+ * (protobuf-es encodes it).
+ */
+function measureFields(headers: readonly unknown[]): number {
+  headerLengths.length = 0;
+  let size = 0;
+  for (const header of headers) {
+    if (typeof header !== "object" || header === null || hasUnknown(header)) return -1;
+    const { name = "", value = "" } = header as { name?: unknown; value?: unknown };
+    if (typeof name !== "string" || typeof value !== "string") return -1;
+    const nameLength = utf8Length(name);
+    const valueLength = utf8Length(value);
+    const length = stringFieldSize(nameLength) + stringFieldSize(valueLength);
+    headerLengths.push(nameLength, valueLength, length);
+    size += 1 + varintLength(length) + length;
+  }
+  return size;
 }
 
 /** Writes the header fields (field 4) whose lengths are in `headerLengths`. */
@@ -158,18 +171,8 @@ function frozenFields(headers: readonly unknown[]): boolean {
 
 /** The header fields (field 4 of a ScrapeRequest) alone, or null when unusual. */
 function encodeFields(headers: readonly unknown[]): Uint8Array | null {
-  headerLengths.length = 0;
-  let size = 0;
-  for (const header of headers) {
-    if (typeof header !== "object" || header === null || hasUnknown(header)) return null;
-    const { name = "", value = "" } = header as { name?: unknown; value?: unknown };
-    if (typeof name !== "string" || typeof value !== "string") return null;
-    const nameLength = utf8Length(name);
-    const valueLength = utf8Length(value);
-    const length = stringFieldSize(nameLength) + stringFieldSize(valueLength);
-    headerLengths.push(nameLength, valueLength, length);
-    size += 1 + varintLength(length) + length;
-  }
+  const size = measureFields(headers);
+  if (size < 0) return null;
   const out = new Uint8Array(size);
   const at = writeFields(out, 0, headers as { name?: string; value?: string }[]);
   return at === size ? out : null;
