@@ -10,6 +10,7 @@ import {
   bodyFraming,
   readResponseHead,
   type ResponseHead,
+  ResponseHeadCache,
   reusable,
 } from "./http1_head.ts";
 import { BodyReader } from "./http1_body.ts";
@@ -188,7 +189,7 @@ export class Http1Pool {
       try {
         signal.throwIfAborted();
         await writeAll(conn.conn, options.head);
-        head = await readResponseHead(conn.reader, options.maxHeaderBytes);
+        head = await readResponseHead(conn.reader, options.maxHeaderBytes, conn.heads);
         // The head is strings now: a pool buffer that held only the head
         // goes back for the body's read, not to the collector (issue #11).
         conn.reader.releaseConsumed();
@@ -355,6 +356,8 @@ class PooledConn {
   readonly reader: ByteReader;
   /** `reader.received` when the last request was sent. */
   requestStart = 0;
+  /** The last answer's head, reused (frozen) when the next one's bytes are the same. */
+  readonly heads: ResponseHeadCache = new ResponseHeadCache();
   #dead = false;
   /**
    * The idle deadline: a wait set per release and cleared per take moves a

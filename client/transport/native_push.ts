@@ -21,6 +21,7 @@ import {
   ByteReader,
   readResponseHead,
   readWholeBody,
+  ResponseHeadCache,
   reusable,
 } from "../../lib/http1.ts";
 import { bodyProgress, freeBuffer, releaseOwned } from "../../lib/owned_chunks.ts";
@@ -183,6 +184,8 @@ export function createNativePush(options: NativePushOptions): NativePush {
   class Connection {
     readonly conn: Deno.Conn;
     readonly reader: ByteReader;
+    /** The proxy's last answer head, reused when the next one's bytes are the same. */
+    readonly heads: ResponseHeadCache = new ResponseHeadCache();
     dead = false;
     constructor(conn: Deno.Conn) {
       this.conn = conn;
@@ -364,7 +367,7 @@ export function createNativePush(options: NativePushOptions): NativePush {
       }
       if (pending !== null) await writeAll(conn, concatBytes([pending, LAST_CHUNK]));
       else if (!ended) await writeAll(conn, LAST_CHUNK);
-      const response = await readResponseHead(connection.reader, maxHeaderBytes);
+      const response = await readResponseHead(connection.reader, maxHeaderBytes, connection.heads);
       const framing = bodyFraming(response, "POST");
       const bytes = await readWholeBody(connection.reader, framing, maxBodyBytes);
       const keep = reusable(response, framing);
