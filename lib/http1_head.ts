@@ -220,6 +220,10 @@ export class ResponseHeadCache {
   readonly maxBytes: number;
   #bytes: Uint8Array | null = null;
   #head: ResponseHead | null = null;
+  #framedHead: ResponseHead | null = null;
+  #framedMethod = "";
+  #framing: BodyFraming | null = null;
+  #reusable = false;
 
   /**
    * Creates an empty cache.
@@ -228,6 +232,39 @@ export class ResponseHeadCache {
    */
   constructor(maxBytes = 4096) {
     this.maxBytes = maxBytes;
+  }
+
+  /**
+   * {@linkcode bodyFraming} of a head, worked out once for the kept head
+   * (frozen); any other head's computed as usual.
+   *
+   * @param head The response head.
+   * @param requestMethod The request's method.
+   * @returns The framing.
+   * @throws {Http1Error} As {@linkcode bodyFraming}.
+   */
+  framing(head: ResponseHead, requestMethod: string): BodyFraming {
+    if (head === this.#framedHead && requestMethod === this.#framedMethod) return this.#framing!;
+    const framing = bodyFraming(head, requestMethod);
+    if (head === this.#head) {
+      this.#framedHead = head;
+      this.#framedMethod = requestMethod;
+      this.#framing = Object.freeze(framing);
+      this.#reusable = reusable(head, framing);
+    }
+    return framing;
+  }
+
+  /**
+   * {@linkcode reusable}, worked out once for the kept head's framing.
+   *
+   * @param head The response head.
+   * @param framing Its body framing.
+   * @returns True when the connection may carry another request.
+   */
+  reusable(head: ResponseHead, framing: BodyFraming): boolean {
+    if (head === this.#framedHead && framing === this.#framing) return this.#reusable;
+    return reusable(head, framing);
   }
 
   /**
@@ -265,7 +302,11 @@ export class ResponseHeadCache {
 
   /** Lets go of the last head. */
   forget(): void {
-    this.#bytes = this.#head = null;
+    this.#bytes =
+      this.#head =
+      this.#framedHead =
+      this.#framing =
+        null;
   }
 }
 

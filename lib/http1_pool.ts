@@ -7,11 +7,9 @@
 import { ByteReader, type ByteReaderOptions, Http1Error } from "./http1_byte_reader.ts";
 import {
   type BodyFraming,
-  bodyFraming,
   readResponseHead,
   type ResponseHead,
   ResponseHeadCache,
-  reusable,
 } from "./http1_head.ts";
 import { BodyReader } from "./http1_body.ts";
 import { LazyTimer } from "./lazy_timer.ts";
@@ -193,7 +191,7 @@ export class Http1Pool {
         // The head is strings now: a pool buffer that held only the head
         // goes back for the body's read, not to the collector (issue #11).
         conn.reader.releaseConsumed();
-        framing = bodyFraming(head, method);
+        framing = conn.heads.framing(head, method);
       } catch (error) {
         signal.removeEventListener("abort", abort);
         conn.destroy();
@@ -206,7 +204,7 @@ export class Http1Pool {
         }
         throw error;
       }
-      const keep = keepAlive && reusable(head, framing);
+      const keep = keepAlive && conn.heads.reusable(head, framing);
       const body = new BodyReader(conn.reader, framing, {
         maxTrailerBytes: options.maxHeaderBytes,
       });

@@ -584,3 +584,21 @@ Deno.test("ResponseHeadCache: a head larger than maxBytes is not kept", async ()
   assert.deepEqual(second, first);
   assert.ok(!Object.isFrozen(first));
 });
+
+Deno.test("ResponseHeadCache: the kept head's framing is worked out once", async () => {
+  const cache = new ResponseHeadCache();
+  const source = wholeReaderOf(CACHED_ANSWER + CACHED_ANSWER);
+  const first = await readResponseHead(source, 1024, cache);
+  const framing = cache.framing(first, "GET");
+  assert.deepEqual(framing, { kind: "length", length: 2 });
+  assert.ok(Object.isFrozen(framing) && cache.reusable(first, framing));
+  await readWholeBody(source, framing, 1024);
+  const second = await readResponseHead(source, 1024, cache);
+  assert.equal(cache.framing(second, "GET"), framing);
+  assert.deepEqual(cache.framing(second, "HEAD"), { kind: "none" });
+  const other = { ...second, headers: [["connection", "close"], ...second.headers] };
+  assert.equal(
+    cache.reusable(other as typeof second, cache.framing(other as typeof second, "GET")),
+    false,
+  );
+});
