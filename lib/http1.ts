@@ -22,6 +22,7 @@ export {
   bodyFraming,
   readResponseHead,
   type ResponseHead,
+  ResponseHeadCache,
   reusable,
 } from "./http1_head.ts";
 export {

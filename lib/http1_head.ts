@@ -28,18 +28,20 @@ const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
  *
  * @param reader The connection's reader.
  * @param maxHeaderBytes Largest header block accepted (status line included).
- * @returns The head.
+ * @param cache The connection's last head, reused when the next one's bytes are the same.
+ * @returns The head (frozen when it went through `cache`).
  * @throws {Http1Error} On anything malformed or too large.
  */
 export async function readResponseHead(
   reader: ByteReader,
   maxHeaderBytes: number,
+  cache?: ResponseHeadCache,
 ): Promise<ResponseHead> {
   for (;;) {
     // Nearly always the whole head comes in one read: parsed in one go.
     // (A reader at its end leaves the error to the line-by-line reading.)
     if (reader.buffered === 0) await reader.fill();
-    const now = headNow(reader, maxHeaderBytes);
+    const now = headNow(reader, maxHeaderBytes, cache);
     if (now !== null) {
       if (now.status >= 100 && now.status < 200 && now.status !== 101) continue;
       return now;
@@ -137,7 +139,11 @@ function statusOf(text: string, stop: number): number {
  * regular expressions per field were most of this function's time, 3–5 %
  * of the client's profile per scrape; issue #11).
  */
-function headNow(reader: ByteReader, maxHeaderBytes: number): ResponseHead | null {
+function headNow(
+  reader: ByteReader,
+  maxHeaderBytes: number,
+  cache: ResponseHeadCache | undefined,
+): ResponseHead | null {
   const data = reader.peek();
   // The block, its empty line included, fits the limit (what the budget
   // of the line-by-line reader comes to).
@@ -153,6 +159,13 @@ function headNow(reader: ByteReader, maxHeaderBytes: number): ResponseHead | nul
     from = lf + 1;
   }
   if (end === 2) return null;
+  if (cache !== undefined) {
+    const kept = cache.match(data, end);
+    if (kept !== null) {
+      reader.take(end);
+      return kept;
+    }
+  }
   // Every line with its CRLF; the empty line's left out.
   const text = latin1(data.subarray(0, end - 2));
   let lf = text.indexOf("\n");
@@ -184,13 +197,117 @@ function headNow(reader: ByteReader, maxHeaderBytes: number): ResponseHead | nul
     headers.push([lower, value]);
     rawHeaders.push([name, value]);
   }
-  reader.take(end);
-  return {
+  const head: ResponseHead = {
     status,
     version: text.charCodeAt(7) === 0x31 ? "1.1" : "1.0",
     headers,
     rawHeaders,
   };
+  reader.take(end);
+  return cache === undefined ? head : cache.keep(data.subarray(0, end), head);
+}
+
+/**
+ * A connection's last response head, kept so that the next one, byte for
+ * byte the same (a keep-alive peer answers every scrape or push with the
+ * same head while its Date field and body size stay the same), is not
+ * decoded and split again (issue #11). What a hit returns is the very same
+ * parse, frozen (head, field lists and fields): nobody may write to it.
+ * One head per connection, of at most `maxBytes` bytes.
+ */
+export class ResponseHeadCache {
+  /** Largest head kept. */
+  readonly maxBytes: number;
+  #bytes: Uint8Array | null = null;
+  #head: ResponseHead | null = null;
+  #framedHead: ResponseHead | null = null;
+  #framedMethod = "";
+  #framing: BodyFraming | null = null;
+  #reusable = false;
+
+  /**
+   * Creates an empty cache.
+   *
+   * @param maxBytes Largest head kept. @default {4096}
+   */
+  constructor(maxBytes = 4096) {
+    this.maxBytes = maxBytes;
+  }
+
+  /**
+   * {@linkcode bodyFraming} of a head, worked out once for the kept head
+   * (frozen); any other head's computed as usual.
+   *
+   * @param head The response head.
+   * @param requestMethod The request's method.
+   * @returns The framing.
+   * @throws {Http1Error} As {@linkcode bodyFraming}.
+   */
+  framing(head: ResponseHead, requestMethod: string): BodyFraming {
+    if (head === this.#framedHead && requestMethod === this.#framedMethod) return this.#framing!;
+    const framing = bodyFraming(head, requestMethod);
+    if (head === this.#head) {
+      this.#framedHead = head;
+      this.#framedMethod = requestMethod;
+      this.#framing = Object.freeze(framing);
+      this.#reusable = reusable(head, framing);
+    }
+    return framing;
+  }
+
+  /**
+   * {@linkcode reusable}, worked out once for the kept head's framing.
+   *
+   * @param head The response head.
+   * @param framing Its body framing.
+   * @returns True when the connection may carry another request.
+   */
+  reusable(head: ResponseHead, framing: BodyFraming): boolean {
+    if (head === this.#framedHead && framing === this.#framing) return this.#reusable;
+    return reusable(head, framing);
+  }
+
+  /**
+   * The last head when `data`'s first `end` bytes are exactly its bytes.
+   *
+   * @param data The bytes received, from the start of the head.
+   * @param end The length of the head in them (its empty line included).
+   * @returns The kept head, or null.
+   */
+  match(data: Uint8Array, end: number): ResponseHead | null {
+    const last = this.#bytes;
+    if (last === null || last.byteLength !== end) return null;
+    // From the end: a head's front (its Date field, often) varies most.
+    for (let i = end - 1; i >= 0; i--) if (last[i] !== data[i]) return null;
+    return this.#head;
+  }
+
+  /**
+   * Keeps a head just parsed from `bytes` (when small enough), frozen.
+   *
+   * @param bytes The head's bytes, its empty line included (copied).
+   * @param head Their parse.
+   * @returns `head`.
+   */
+  keep(bytes: Uint8Array, head: ResponseHead): ResponseHead {
+    if (bytes.byteLength > this.maxBytes) return head;
+    for (const field of head.headers) Object.freeze(field);
+    for (const field of head.rawHeaders) Object.freeze(field);
+    Object.freeze(head.headers);
+    Object.freeze(head.rawHeaders);
+    this.#bytes = bytes.slice();
+    this.#head = Object.freeze(head);
+    return head;
+  }
+
+  /** Lets go of the last head. */
+  forget(): void {
+    this.#bytes =
+      this.#head =
+      this.#framedHead =
+      this.#framing =
+        null;
+  }
 }
 
 function isBlank(code: number): boolean {

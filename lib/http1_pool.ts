@@ -7,10 +7,9 @@
 import { ByteReader, type ByteReaderOptions, Http1Error } from "./http1_byte_reader.ts";
 import {
   type BodyFraming,
-  bodyFraming,
   readResponseHead,
   type ResponseHead,
-  reusable,
+  ResponseHeadCache,
 } from "./http1_head.ts";
 import { BodyReader } from "./http1_body.ts";
 import { LazyTimer } from "./lazy_timer.ts";
@@ -188,11 +187,11 @@ export class Http1Pool {
       try {
         signal.throwIfAborted();
         await writeAll(conn.conn, options.head);
-        head = await readResponseHead(conn.reader, options.maxHeaderBytes);
+        head = await readResponseHead(conn.reader, options.maxHeaderBytes, conn.heads);
         // The head is strings now: a pool buffer that held only the head
         // goes back for the body's read, not to the collector (issue #11).
         conn.reader.releaseConsumed();
-        framing = bodyFraming(head, method);
+        framing = conn.heads.framing(head, method);
       } catch (error) {
         signal.removeEventListener("abort", abort);
         conn.destroy();
@@ -205,7 +204,7 @@ export class Http1Pool {
         }
         throw error;
       }
-      const keep = keepAlive && reusable(head, framing);
+      const keep = keepAlive && conn.heads.reusable(head, framing);
       const body = new BodyReader(conn.reader, framing, {
         maxTrailerBytes: options.maxHeaderBytes,
       });
@@ -355,6 +354,8 @@ class PooledConn {
   readonly reader: ByteReader;
   /** `reader.received` when the last request was sent. */
   requestStart = 0;
+  /** The last answer's head, reused (frozen) when the next one's bytes are the same. */
+  readonly heads: ResponseHeadCache = new ResponseHeadCache();
   #dead = false;
   /**
    * The idle deadline: a wait set per release and cleared per take moves a

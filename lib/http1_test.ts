@@ -7,6 +7,7 @@ import {
   Http1Pool,
   readResponseHead,
   readWholeBody,
+  ResponseHeadCache,
   reusable,
 } from "./http1.ts";
 import { rawServer, readRequest } from "../client/_testing.ts";
@@ -522,4 +523,82 @@ Deno.test("http1: the pool dials where the URL points now, not where it pointed"
     pool.close();
     await Promise.all(servers.map((s) => s.close()));
   }
+});
+
+/** One read for all of `text` (a head is parsed whole only when it comes in one piece). */
+function wholeReaderOf(text: string): ByteReader {
+  let bytes: Uint8Array | null = new TextEncoder().encode(text);
+  return new ByteReader((buffer) => {
+    if (bytes === null) return Promise.resolve(null);
+    const n = Math.min(bytes.byteLength, buffer.byteLength);
+    buffer.set(bytes.subarray(0, n));
+    bytes = n < bytes.byteLength ? bytes.subarray(n) : null;
+    return Promise.resolve(n);
+  }, 4096);
+}
+
+const CACHED_ANSWER = "HTTP/1.1 200 OK\r\nDate: Wed, 02 Dec 2026 03:00:00 GMT\r\n" +
+  "Content-Length: 2\r\n\r\nok";
+
+Deno.test("ResponseHeadCache: the same bytes give the same frozen head", async () => {
+  const cache = new ResponseHeadCache();
+  const source = wholeReaderOf(CACHED_ANSWER + CACHED_ANSWER);
+  const first = await readResponseHead(source, 1024, cache);
+  assert.equal((await readWholeBody(source, bodyFraming(first, "GET"), 1024)).byteLength, 2);
+  const second = await readResponseHead(source, 1024, cache);
+  assert.equal(second, first);
+  assert.ok(Object.isFrozen(second) && Object.isFrozen(second.headers));
+  assert.ok(Object.isFrozen(second.headers[0]) && Object.isFrozen(second.rawHeaders[1]));
+  assert.deepEqual(second.headers, [
+    ["date", "Wed, 02 Dec 2026 03:00:00 GMT"],
+    ["content-length", "2"],
+  ]);
+  assert.equal(
+    new TextDecoder().decode(await readWholeBody(source, bodyFraming(second, "GET"), 9)),
+    "ok",
+  );
+});
+
+Deno.test("ResponseHeadCache: one differing byte is parsed again", async () => {
+  const cache = new ResponseHeadCache();
+  const other = CACHED_ANSWER.replace("03:00:00", "03:00:01");
+  const source = wholeReaderOf(CACHED_ANSWER + other + other.replace("200 OK", "503 No"));
+  const first = await readResponseHead(source, 1024, cache);
+  await readWholeBody(source, bodyFraming(first, "GET"), 1024);
+  const second = await readResponseHead(source, 1024, cache);
+  assert.notEqual(second, first);
+  assert.equal(second.headers[0]![1], "Wed, 02 Dec 2026 03:00:01 GMT");
+  await readWholeBody(source, bodyFraming(second, "GET"), 1024);
+  const third = await readResponseHead(source, 1024, cache);
+  assert.equal(third.status, 503);
+  assert.notEqual(third, second);
+});
+
+Deno.test("ResponseHeadCache: a head larger than maxBytes is not kept", async () => {
+  const cache = new ResponseHeadCache(16);
+  const source = wholeReaderOf(CACHED_ANSWER + CACHED_ANSWER);
+  const first = await readResponseHead(source, 1024, cache);
+  await readWholeBody(source, bodyFraming(first, "GET"), 1024);
+  const second = await readResponseHead(source, 1024, cache);
+  assert.notEqual(second, first);
+  assert.deepEqual(second, first);
+  assert.ok(!Object.isFrozen(first));
+});
+
+Deno.test("ResponseHeadCache: the kept head's framing is worked out once", async () => {
+  const cache = new ResponseHeadCache();
+  const source = wholeReaderOf(CACHED_ANSWER + CACHED_ANSWER);
+  const first = await readResponseHead(source, 1024, cache);
+  const framing = cache.framing(first, "GET");
+  assert.deepEqual(framing, { kind: "length", length: 2 });
+  assert.ok(Object.isFrozen(framing) && cache.reusable(first, framing));
+  await readWholeBody(source, framing, 1024);
+  const second = await readResponseHead(source, 1024, cache);
+  assert.equal(cache.framing(second, "GET"), framing);
+  assert.deepEqual(cache.framing(second, "HEAD"), { kind: "none" });
+  const other = { ...second, headers: [["connection", "close"], ...second.headers] };
+  assert.equal(
+    cache.reusable(other as typeof second, cache.framing(other as typeof second, "GET")),
+    false,
+  );
 });

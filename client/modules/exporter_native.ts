@@ -23,7 +23,7 @@ import type { Logger } from "../../lib/logger.ts";
 import { STATUS_TEXT } from "../../lib/status_text.ts";
 import { errorMessage } from "../../lib/error_message.ts";
 import type { EdgeConnection, FrontDoor, NativeRoute } from "../../lib/front_door.ts";
-import { readRequestHead, type RequestHead } from "../../lib/request_head.ts";
+import { readRequestHead, type RequestHead, RequestHeadCache } from "../../lib/request_head.ts";
 import { httpDate } from "../../lib/http_date.ts";
 import { concatBytes, joinBytes } from "../../lib/bytes.ts";
 import { freeBuffer } from "../../lib/owned_chunks.ts";
@@ -109,9 +109,15 @@ export function nativeModuleRoute(options: NativeModuleRouteOptions): NativeRout
     const conn = connection.conn;
     const reader = new ByteReader(conn.read.bind(conn), HEAD_READ_BYTES);
     const timer = new LazyTimer();
+    // The last head, and what was decided for it: a scraper sends the same
+    // head every scrape on a kept-alive connection (issue #11).
+    const heads = new RequestHeadCache();
+    let claimed: RequestHead | null = null;
+    let claimedQuery: URLSearchParams | null = null;
+    let claimedClose = false;
     try {
       for (let first = true;; first = false) {
-        const outcome = await readRequestHead(reader, first, timer, options);
+        const outcome = await readRequestHead(reader, first, timer, options, heads);
         if (outcome.kind === "closed" || outcome.kind === "idle") {
           connection.destroy();
           return true;
@@ -127,14 +133,20 @@ export function nativeModuleRoute(options: NativeModuleRouteOptions): NativeRout
           return true;
         }
         const head = outcome.kind === "head" ? outcome.head : null;
-        const query = head === null ? null : options.claim(head);
+        if (head !== null && head !== claimed) {
+          claimed = head;
+          claimedQuery = options.claim(head);
+          claimedClose = head.headers.get("connection")?.some((v) => /\bclose\b/i.test(v)) ??
+            false;
+        }
+        const query = head === null ? null : claimedQuery;
         if (head === null || query === null) {
           door.handOver(connection, reader.peek());
           return true;
         }
         reader.take(head.length);
         reader.recycle();
-        const close = head.headers.get("connection")?.some((v) => /\bclose\b/i.test(v)) ?? false;
+        const close = claimedClose;
         budget.busy(connection);
         let kept: boolean;
         try {

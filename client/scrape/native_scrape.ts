@@ -80,6 +80,29 @@ export function createNativeScrapeTransport(
     }
     return bytes;
   };
+  // The last request's URL, method and fields and its head's bytes: the
+  // next scrape of the same URL with equal fields (Prometheus sends the
+  // same ones every scrape) skips building and checking the text.
+  let lastUrl: URL | null = null;
+  let lastHref = "";
+  let lastMethod = "";
+  let lastFields: readonly HeaderField[] = [];
+  let lastHead: Uint8Array | null = null;
+  const headFor = (url: URL, method: string, fields: readonly HeaderField[]): Uint8Array => {
+    if (
+      lastHead !== null && url === lastUrl && url.href === lastHref && method === lastMethod &&
+      sameFields(fields, lastFields)
+    ) {
+      return lastHead;
+    }
+    const head = headBytes(requestHead(url, method, fields));
+    lastUrl = url;
+    lastHref = url.href;
+    lastMethod = method;
+    lastFields = fields.map(({ name, value }) => ({ name, value }));
+    lastHead = head;
+    return head;
+  };
 
   const send = async (
     url: URL,
@@ -87,7 +110,7 @@ export function createNativeScrapeTransport(
   ): Promise<TargetResponse> => {
     init.signal.throwIfAborted();
     if (url.protocol !== "http:") throw new TypeError(`not an http URL: ${url}`);
-    const head = headBytes(requestHead(url, init.method, init.headers));
+    const head = headFor(url, init.method, init.headers);
     const response = await pool.request(url, {
       method: init.method,
       head,
@@ -181,6 +204,15 @@ class NativeBody implements AsyncIterableIterator<Uint8Array>, BodyProgress {
 
 /** Most request heads a transport keeps encoded (forgotten all at once when more come). */
 const KNOWN_HEADS = 64;
+
+/** Whether two field lists hold the same names and values in the same order. */
+function sameFields(a: readonly HeaderField[], b: readonly HeaderField[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    if (a[i]!.name !== b[i]!.name || a[i]!.value !== b[i]!.value) return false;
+  }
+  return true;
+}
 
 /** The request line and header block; throws on a header that cannot be sent. */
 function requestHead(url: URL, method: string, headers: readonly HeaderField[]): string {

@@ -268,3 +268,48 @@ Deno.test("native scrape: a body tells when its next piece is at hand and when i
     await target.close();
   }
 });
+
+Deno.test("native scrape: a request head is sent again as asked after any change", async () => {
+  const requests: string[] = [];
+  const target = rawTarget(async (conn, request) => {
+    requests.push(request);
+    const body = request.startsWith("HEAD") ? "" : "ok";
+    await write(conn, `HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n${body}`);
+  });
+  const transport = createNativeScrapeTransport();
+  try {
+    const url = new URL(`http://localhost:${target.port}/metrics`);
+    const fields = (value: string) => [{ name: "accept-encoding", value }];
+    const asks: [URL, string, string][] = [
+      [url, "GET", "gzip"],
+      [url, "GET", "gzip"],
+      [url, "GET", "identity"],
+      [url, "HEAD", "identity"],
+      [new URL(`http://localhost:${target.port}/other`), "HEAD", "identity"],
+    ];
+    for (const [to, method, value] of asks) {
+      const response = await transport(to, {
+        method,
+        headers: fields(value),
+        signal: AbortSignal.timeout(5000),
+      });
+      if (method === "GET") await readAll(response.body);
+      else await response.body[Symbol.asyncIterator]().return?.();
+    }
+    // The same URL object changed in place: its new target is asked for.
+    url.search = "?x=2";
+    await readAll((await transport(url, GET())).body);
+    const lines = requests.map((r) => r.replace(/host: [^\r]*/, "host"));
+    assert.deepEqual(lines, [
+      "GET /metrics HTTP/1.1\r\nhost\r\naccept-encoding: gzip",
+      "GET /metrics HTTP/1.1\r\nhost\r\naccept-encoding: gzip",
+      "GET /metrics HTTP/1.1\r\nhost\r\naccept-encoding: identity",
+      "HEAD /metrics HTTP/1.1\r\nhost\r\naccept-encoding: identity",
+      "HEAD /other HTTP/1.1\r\nhost\r\naccept-encoding: identity",
+      "GET /metrics?x=2 HTTP/1.1\r\nhost\r\naccept-encoding: gzip",
+    ]);
+  } finally {
+    transport.close();
+    await target.close();
+  }
+});

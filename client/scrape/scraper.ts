@@ -199,6 +199,21 @@ export function createScraper(options: ScraperOptions): Scraper {
   // refusal is worked out once (a URL parsed per scrape was 3 % of the
   // client's busy time, issue #11). The transports only read the URL.
   const known = options.moduleHandler ? null : new Map<string, PolicyTarget | string>();
+  // The target's last answer fields as pushed: a transport that hands the
+  // same frozen fields again (a reused head, lib/http1_head.ts
+  // ResponseHeadCache) gets the same frozen list, not a new one per scrape.
+  let lastFields: readonly [string, string][] | null = null;
+  let lastPushed: HeaderField[] = [];
+  const pushed = (fields: readonly [string, string][]): HeaderField[] => {
+    if (fields === lastFields) return lastPushed;
+    const headers = pushedHeaders(fields);
+    if (Object.isFrozen(fields)) {
+      for (const header of headers) Object.freeze(header);
+      lastFields = fields;
+      lastPushed = Object.freeze(headers) as HeaderField[];
+    }
+    return headers;
+  };
   const resolve = async (job: ScrapeJob, signal: AbortSignal) => {
     const resolved = resolveTargetUrl(job.url, options.fqdn);
     if (typeof resolved === "string") return resolved;
@@ -251,7 +266,7 @@ export function createScraper(options: ScraperOptions): Scraper {
         });
         return {
           status: response.status,
-          headers: pushedHeaders(response.headers),
+          headers: pushed(response.headers),
           error: "",
           body: response.body,
         };

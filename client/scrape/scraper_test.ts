@@ -93,3 +93,30 @@ Deno.test("createScraper() works out a URL's target once and refuses it the same
     assert.deepEqual(headers, [{ name: "host", value: "node1.example:9100" }]);
   }
 });
+
+Deno.test("createScraper() pushes the same frozen fields once worked out, others anew", async () => {
+  const frozen = Object.freeze([
+    Object.freeze(["content-type", "text/plain"] as [string, string]),
+    Object.freeze(["content-length", "2"] as [string, string]),
+  ]) as [string, string][];
+  const answers: [string, string][][] = [frozen, frozen, [["content-type", "text/html"]], frozen];
+  const scraper = createScraper({
+    fqdn: "h",
+    transport: () =>
+      Promise.resolve({ status: 200, headers: answers.shift()!, body: (async function* () {})() }),
+  });
+  const job = { id: "x", method: "GET", url: "http://h:1/m", headers: [] };
+  const signal = new AbortController().signal;
+  const first = (await scraper.scrape(job, signal)).headers;
+  const second = (await scraper.scrape(job, signal)).headers;
+  const third = (await scraper.scrape(job, signal)).headers;
+  assert.equal(second, first);
+  assert.ok(Object.isFrozen(first) && Object.isFrozen(first[0]));
+  assert.deepEqual(first, [
+    { name: "content-type", value: "text/plain" },
+    { name: "content-length", value: "2" },
+  ]);
+  assert.deepEqual(third, [{ name: "content-type", value: "text/html" }]);
+  assert.ok(!Object.isFrozen(third));
+  assert.equal((await scraper.scrape(job, signal)).headers, first);
+});

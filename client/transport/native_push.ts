@@ -16,13 +16,7 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import { CallCode, CallError, codeFromName } from "./call_error.ts";
 import type { ScrapeResponseHeadSchema } from "../../gen/pushprox/v1/pushprox_pb.ts";
 import { encodePushHead, encodePushHeadNow } from "./pushprox_codec.ts";
-import {
-  bodyFraming,
-  ByteReader,
-  readResponseHead,
-  readWholeBody,
-  reusable,
-} from "../../lib/http1.ts";
+import { ByteReader, readResponseHead, readWholeBody, ResponseHeadCache } from "../../lib/http1.ts";
 import { bodyProgress, freeBuffer, releaseOwned } from "../../lib/owned_chunks.ts";
 import { concatBytes } from "../../lib/bytes.ts";
 import type { ReadBufferPool } from "../../lib/read_buffers.ts";
@@ -183,6 +177,8 @@ export function createNativePush(options: NativePushOptions): NativePush {
   class Connection {
     readonly conn: Deno.Conn;
     readonly reader: ByteReader;
+    /** The proxy's last answer head, reused when the next one's bytes are the same. */
+    readonly heads: ResponseHeadCache = new ResponseHeadCache();
     dead = false;
     constructor(conn: Deno.Conn) {
       this.conn = conn;
@@ -364,10 +360,10 @@ export function createNativePush(options: NativePushOptions): NativePush {
       }
       if (pending !== null) await writeAll(conn, concatBytes([pending, LAST_CHUNK]));
       else if (!ended) await writeAll(conn, LAST_CHUNK);
-      const response = await readResponseHead(connection.reader, maxHeaderBytes);
-      const framing = bodyFraming(response, "POST");
+      const response = await readResponseHead(connection.reader, maxHeaderBytes, connection.heads);
+      const framing = connection.heads.framing(response, "POST");
       const bytes = await readWholeBody(connection.reader, framing, maxBodyBytes);
-      const keep = reusable(response, framing);
+      const keep = connection.heads.reusable(response, framing);
       if (response.status !== 200) {
         if (keep) {
           done = true;
