@@ -67,22 +67,10 @@ export function createNativeScrapeTransport(
       : {}),
   });
 
-  // Request heads' bytes by their text: Prometheus sends the same few heads
-  // again and again, so each is encoded once, not per scrape (issue #11).
-  // The bytes are only ever written, never changed.
-  const knownHeads = new Map<string, Uint8Array>();
-  const headBytes = (text: string): Uint8Array => {
-    let bytes = knownHeads.get(text);
-    if (bytes === undefined) {
-      bytes = encoder.encode(text);
-      if (knownHeads.size >= KNOWN_HEADS) knownHeads.clear();
-      knownHeads.set(text, bytes);
-    }
-    return bytes;
-  };
   // The last request's URL, method and fields and its head's bytes: the
   // next scrape of the same URL with equal fields (Prometheus sends the
-  // same ones every scrape) skips building and checking the text.
+  // same ones every scrape) skips building, checking and encoding the
+  // head (issue #11). The bytes are only ever written, never changed.
   let lastUrl: URL | null = null;
   let lastHref = "";
   let lastMethod = "";
@@ -95,7 +83,7 @@ export function createNativeScrapeTransport(
     ) {
       return lastHead;
     }
-    const head = headBytes(requestHead(url, method, fields));
+    const head = encoder.encode(requestHead(url, method, fields));
     lastUrl = url;
     lastHref = url.href;
     lastMethod = method;
@@ -201,9 +189,6 @@ class NativeBody implements AsyncIterableIterator<Uint8Array>, BodyProgress {
     this.#response.close();
   }
 }
-
-/** Most request heads a transport keeps encoded (forgotten all at once when more come). */
-const KNOWN_HEADS = 64;
 
 /** Whether two field lists hold the same names and values in the same order. */
 function sameFields(a: readonly HeaderField[], b: readonly HeaderField[]): boolean {

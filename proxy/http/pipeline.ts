@@ -78,13 +78,6 @@ export function createPipeline(options: PipelineOptions): Pipeline {
   const bound = new WeakSet<IncomingMessage>();
   /** The same for the native edge's exchanges (each its request's credentials). */
   const nativeBound = new WeakSet<object>();
-  /**
-   * Request targets (absolute-form) and Host values (origin-form) whose
-   * authority was found usable: the same each request on a kept-alive
-   * connection, not checked again. Bounded: cleared when full.
-   */
-  const usableTargets = new Set<string>();
-  const usableHosts = new Set<string>();
   /** One function for all native requests, not a closure kept by each context. */
   const bindNative = (credentials: Credentials) => {
     nativeBound.add(credentials);
@@ -259,8 +252,8 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     let served: Promise<void>;
     try {
       const problem = exchange.target.startsWith("/")
-        ? knownUsable(usableHosts, exchange.header("host"), authorityProblem)
-        : knownUsable(usableTargets, exchange.target, absoluteAuthorityProblem);
+        ? authorityProblem(exchange.header("host"))
+        : requestAuthorityProblem(null, exchange.target);
       if (problem !== null) {
         metrics.badRequests.inc({ reason: "authority" });
         logger.debug("Bad request refused", {
@@ -303,22 +296,6 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     });
   }
 
-  /** `check(value)`, null at once for a value found usable before. */
-  function knownUsable(
-    usable: Set<string>,
-    value: string | undefined,
-    check: (value: string | undefined) => string | null,
-  ): string | null {
-    if (value !== undefined && usable.has(value)) return null;
-    const problem = check(value);
-    if (problem === null && value !== undefined && value.length <= USABLE_KEY_MAX_LENGTH) {
-      if (usable.size >= USABLE_KEYS_MAX) usable.clear();
-      // A copy: the value is a slice of the request head's text.
-      usable.add(JSON.parse(JSON.stringify(value)));
-    }
-    return problem;
-  }
-
   /** The last word on a native request whose handler failed: 500 if still possible, else a cut. */
   function nativeFailed(exchange: NativeExchange, error: unknown): void {
     metrics.handlerErrors.inc();
@@ -336,14 +313,4 @@ export function createPipeline(options: PipelineOptions): Pipeline {
   }
 
   return { handle, serveNative, contextOf: (req) => contexts.get(req) ?? null };
-}
-
-/** Most targets and Host values kept as usable, per pipeline. */
-const USABLE_KEYS_MAX = 1024;
-/** Longer ones are checked every time. */
-const USABLE_KEY_MAX_LENGTH = 512;
-
-/** The authority problem of an absolute-form target, if any. */
-function absoluteAuthorityProblem(target: string | undefined): string | null {
-  return requestAuthorityProblem(null, target ?? "");
 }
