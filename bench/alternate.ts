@@ -1,0 +1,404 @@
+/**
+ * `deno task bench:alternate`: CPU per request of two implementations,
+ * measured in one loop that alternates requests between them, so both see
+ * the same machine at the same moment.
+ *
+ * `deno task bench` runs each implementation for a window and then the
+ * other; on a shared VM whose speed swings by 10–20 % within a minute that
+ * leaves ratios of a few per cent unreadable. Here request i goes to A and
+ * request i + 1 to B, sequentially (c1, one keep-alive connection each), and
+ * each process's utime + stime is read from `/proc` before and after every
+ * round: the ratio of the two is what a change is worth.
+ *
+ *     # this checkout's proxy + client against another checkout's
+ *     deno task bench:alternate --against=../other [--bundles]
+ *     # this client's module listener against another exporter_exporter
+ *     deno task bench:alternate --peer.exporter='/usr/bin/prometheus-exporter-exporter
+ *         -web.listen-address={address} -config.file={config}' [--verify]
+ *
+ * Options: `--size=BYTES` (58368, a node_exporter page), `--requests=N` per
+ * implementation per round (3000), `--rounds=N` (3), `--warmup=N` (500),
+ * `--bundles` (run `deno task bundle`'s programs, as deployed, instead of
+ * the sources), `--json=FILE`. Both stacks run with the V8 flags the tasks
+ * and deploy files use. Prints a line per round and the medians; a checkout
+ * against itself reads 1.00 ± 0.02 here.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { startPeerExporter } from "./peer.ts";
+import { readCpu } from "./proc.ts";
+import { type Child, stopAll } from "./process.ts";
+import {
+  bundlePrograms,
+  type ExporterProcess,
+  REPO_ROOT,
+  type ServiceOptions,
+  startClient,
+  startModulesClient,
+  startProxy,
+  startTarget,
+} from "./stack.ts";
+
+/** The V8 flags deno.json's tasks, the bundles and deploy/ run both programs with. */
+const DEPLOYED_DENO_ARGS = ["--v8-flags=--max-semi-space-size=1"];
+const HEAD_LIMIT = 16 * 1024;
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/**
+ * Follows one HTTP/1.1 response through the reads that carry it, without
+ * keeping its bytes: the head (status must be 200), then a body framed by
+ * `Content-Length` or chunked encoding. Feed every read to
+ * {@linkcode ResponseMeter.feed} until it returns true.
+ */
+export class ResponseMeter {
+  #head = new Uint8Array(HEAD_LIMIT);
+  #headLength = 0;
+  #inHead = true;
+  #remaining = 0;
+  #chunked = false;
+  #state: "size" | "data" | "crlf" | "trailer" = "size";
+  #line = "";
+  #crlfLeft = 0;
+  /** Body bytes seen so far (chunk framing excluded). */
+  bodyBytes = 0;
+
+  /**
+   * Takes the next bytes of the response.
+   *
+   * @param bytes One read.
+   * @returns Whether the response ended with these bytes.
+   * @throws {Error} On a status other than 200, a head over 16 KiB, a body
+   * without framing, or bytes past the response's end.
+   */
+  feed(bytes: Uint8Array): boolean {
+    let at = 0;
+    if (this.#inHead) {
+      at = this.#takeHead(bytes);
+      if (at < 0) return false;
+    }
+    const done = this.#chunked ? this.#takeChunked(bytes, at) : this.#takeLength(bytes, at);
+    return done;
+  }
+
+  #takeHead(bytes: Uint8Array): number {
+    const room = HEAD_LIMIT - this.#headLength;
+    const take = Math.min(room, bytes.length);
+    this.#head.set(bytes.subarray(0, take), this.#headLength);
+    const before = this.#headLength;
+    this.#headLength += take;
+    const end = findHeadEnd(this.#head, Math.max(0, before - 3), this.#headLength);
+    if (end < 0) {
+      if (this.#headLength === HEAD_LIMIT) throw new Error("Response head over 16 KiB");
+      return -1;
+    }
+    const head = decoder.decode(this.#head.subarray(0, end));
+    if (!/^HTTP\/1\.1 200 /.test(head)) {
+      throw new Error(`Expected 200, got: ${head.slice(0, 200)}`);
+    }
+    this.#inHead = false;
+    const length = /\r\ncontent-length: *(\d+)/i.exec(head);
+    if (length) this.#remaining = Number(length[1]);
+    else if (/\r\ntransfer-encoding: *chunked/i.test(head)) this.#chunked = true;
+    else throw new Error(`Response without Content-Length or chunked encoding: ${head}`);
+    return end - before;
+  }
+
+  #takeLength(bytes: Uint8Array, at: number): boolean {
+    const n = bytes.length - at;
+    if (n > this.#remaining) throw new Error("Bytes past the response's Content-Length");
+    this.#remaining -= n;
+    this.bodyBytes += n;
+    return this.#remaining === 0;
+  }
+
+  #takeChunked(bytes: Uint8Array, at: number): boolean {
+    while (at < bytes.length) {
+      if (this.#state === "data") {
+        const n = Math.min(this.#remaining, bytes.length - at);
+        this.#remaining -= n;
+        this.bodyBytes += n;
+        at += n;
+        if (this.#remaining === 0) {
+          this.#state = "crlf";
+          this.#crlfLeft = 2;
+        }
+      } else if (this.#state === "crlf") {
+        at++;
+        if (--this.#crlfLeft === 0) this.#state = "size";
+      } else {
+        const byte = bytes[at++]!;
+        if (byte !== 10) {
+          if (this.#line.length > 1024) throw new Error("Chunk line over 1 KiB");
+          this.#line += String.fromCharCode(byte);
+          continue;
+        }
+        const line = this.#line.replace(/\r$/, "");
+        this.#line = "";
+        if (this.#state === "trailer") {
+          if (line !== "") continue;
+          if (at !== bytes.length) throw new Error("Bytes past the response's last chunk");
+          return true;
+        }
+        const size = parseInt(line.split(";")[0]!, 16);
+        if (!Number.isFinite(size)) throw new Error(`Bad chunk size line: ${line}`);
+        if (size === 0) this.#state = "trailer";
+        else {
+          this.#state = "data";
+          this.#remaining = size;
+        }
+      }
+    }
+    return false;
+  }
+}
+
+function findHeadEnd(head: Uint8Array, from: number, to: number): number {
+  for (let i = from; i + 3 < to; i++) {
+    if (head[i] === 13 && head[i + 1] === 10 && head[i + 2] === 13 && head[i + 3] === 10) {
+      return i + 4;
+    }
+  }
+  return -1;
+}
+
+/**
+ * The median of some numbers (the mean of the middle two for an even count).
+ *
+ * @param values At least one number.
+ * @returns Their median.
+ */
+export function median(values: readonly number[]): number {
+  if (values.length === 0) throw new RangeError("No values");
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+/** One side of the comparison: processes whose CPU counts, and a request. */
+interface Side {
+  label: string;
+  /** Named processes whose utime + stime make this side's cost. */
+  processes: { name: string; pid: number }[];
+  request(): Promise<void>;
+  close(): void;
+}
+
+/** A keep-alive connection sending one fixed request and reading each response. */
+async function requester(port: number, request: string): Promise<Pick<Side, "request" | "close">> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  conn.setNoDelay(true);
+  const bytes = encoder.encode(request);
+  const buffer = new Uint8Array(256 * 1024);
+  return {
+    async request() {
+      let written = 0;
+      while (written < bytes.length) written += await conn.write(bytes.subarray(written));
+      const meter = new ResponseMeter();
+      for (;;) {
+        const n = await conn.read(buffer);
+        if (n === null) throw new Error(`Connection to port ${port} closed mid-response`);
+        if (meter.feed(buffer.subarray(0, n))) return;
+      }
+    },
+    close: () => conn.close(),
+  };
+}
+
+function pidOf(child: Child): number {
+  return child.pid;
+}
+
+function cpuMs(pid: number): number {
+  return readCpu(pid).total * 1000;
+}
+
+/** One round's CPU per request, per side and process, in ms. */
+interface Round {
+  sides: { label: string; total: number; processes: Record<string, number> }[];
+  ratio: number;
+}
+
+async function measure(a: Side, b: Side, requests: number): Promise<Round> {
+  const pids = [...a.processes, ...b.processes].map((p) => p.pid);
+  const before = pids.map(cpuMs);
+  for (let i = 0; i < requests; i++) {
+    await a.request();
+    await b.request();
+  }
+  const after = pids.map(cpuMs);
+  let k = 0;
+  const sides = [a, b].map((side) => {
+    const processes: Record<string, number> = {};
+    let total = 0;
+    for (const p of side.processes) {
+      const ms = (after[k]! - before[k]!) / requests;
+      k++;
+      processes[p.name] = ms;
+      total += ms;
+    }
+    return { label: side.label, total, processes };
+  });
+  return { sides, ratio: sides[0]!.total / sides[1]!.total };
+}
+
+function programs(repo: string, bundles: { proxy: string; client: string } | null) {
+  return (program: "proxy" | "client"): ServiceOptions => ({
+    repo,
+    ...(bundles ? { entry: bundles[program] } : {}),
+    denoArgs: [...(bundles ? ["--no-code-cache"] : []), ...DEPLOYED_DENO_ARGS],
+    args: [],
+  });
+}
+
+async function proxiedSide(
+  label: string,
+  repo: string,
+  bundles: { proxy: string; client: string } | null,
+  targetPort: number,
+  size: number,
+): Promise<Side> {
+  const options = programs(repo, bundles);
+  const proxy = await startProxy(options("proxy"));
+  const client = await startClient(options("client"), proxy.port, "localhost");
+  const target = `localhost:${targetPort}`;
+  const connection = await requester(
+    proxy.port,
+    `GET http://${target}/plain/${size} HTTP/1.1\r\nHost: ${target}\r\n` +
+      "Accept: text/plain;version=0.0.4;q=0.9,*/*;q=0.1\r\nAccept-Encoding: gzip\r\n" +
+      "User-Agent: Prometheus/3.0\r\nX-Prometheus-Scrape-Timeout-Seconds: 10\r\n\r\n",
+  );
+  return {
+    label,
+    processes: [{ name: "proxy", pid: pidOf(proxy.child) }, {
+      name: "client",
+      pid: pidOf(client.child),
+    }],
+    ...connection,
+  };
+}
+
+async function exporterSide(label: string, exporter: ExporterProcess): Promise<Side> {
+  const connection = await requester(
+    exporter.port,
+    `GET /proxy?module=m HTTP/1.1\r\nHost: 127.0.0.1:${exporter.port}\r\n` +
+      "Accept: text/plain;version=0.0.4;q=0.9,*/*;q=0.1\r\n" +
+      "User-Agent: Prometheus/3.0\r\nX-Prometheus-Scrape-Timeout-Seconds: 10\r\n\r\n",
+  );
+  return { label, processes: [{ name: "exporter", pid: pidOf(exporter.child) }], ...connection };
+}
+
+const USAGE = `Usage:
+  deno task bench:alternate --against=DIR [--bundles]      this checkout vs another, through the proxy
+  deno task bench:alternate --peer.exporter=CMD [--verify]  this client's module listener vs a peer
+Options: --size=BYTES (58368) --requests=N (3000) --rounds=N (3) --warmup=N (500) --json=FILE`;
+
+async function main(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      against: { type: "string" },
+      "peer.exporter": { type: "string" },
+      verify: { type: "boolean", default: false },
+      bundles: { type: "boolean", default: false },
+      size: { type: "string", default: "58368" },
+      requests: { type: "string", default: "3000" },
+      rounds: { type: "string", default: "3" },
+      warmup: { type: "string", default: "500" },
+      json: { type: "string" },
+      help: { type: "boolean", default: false },
+    },
+  });
+  const size = Number(values.size), requests = Number(values.requests);
+  const rounds = Number(values.rounds), warmup = Number(values.warmup);
+  const numbersOk = [size, requests, rounds].every((n) => Number.isInteger(n) && n > 0) &&
+    Number.isInteger(warmup) && warmup >= 0;
+  if (
+    values.help || !numbersOk ||
+    (values.against === undefined) === (values["peer.exporter"] === undefined)
+  ) {
+    // deno-lint-ignore no-console
+    console.error(USAGE);
+    return values.help ? 0 : 2;
+  }
+  const log = (line: string) => {
+    // deno-lint-ignore no-console
+    console.log(line);
+  };
+  const target = await startTarget([size]);
+  let a: Side, b: Side;
+  if (values.against !== undefined) {
+    const other = await Deno.realPath(values.against);
+    let bundlesA = null, bundlesB = null;
+    if (values.bundles) {
+      const dir = await Deno.makeTempDir({ prefix: "pushprox-alternate-" });
+      bundlesA = await bundlePrograms(REPO_ROOT, `${dir}/a`);
+      bundlesB = await bundlePrograms(other, `${dir}/b`);
+    }
+    a = await proxiedSide("this checkout", REPO_ROOT, bundlesA, target.port, size);
+    b = await proxiedSide(other, other, bundlesB, target.port, size);
+  } else {
+    const config = await Deno.makeTempFile({ prefix: "pushprox-alternate-", suffix: ".yml" });
+    await Deno.writeTextFile(
+      config,
+      `modules:\n  m:\n    method: http\n    http:\n      address: 127.0.0.1\n` +
+        `      port: ${target.port}\n      path: /plain/${size}\n      verify: ${values.verify}\n`,
+    );
+    const ours = await startModulesClient(programs(REPO_ROOT, null)("client"), config);
+    const peer = await startPeerExporter(values["peer.exporter"]!, REPO_ROOT, config);
+    a = await exporterSide("this client", ours);
+    b = await exporterSide("peer exporter", peer);
+  }
+  try {
+    for (let i = 0; i < warmup; i++) {
+      await a.request();
+      await b.request();
+    }
+    const results: Round[] = [];
+    for (let r = 0; r < rounds; r++) {
+      const round = await measure(a, b, requests);
+      results.push(round);
+      log(
+        `round ${r + 1}: ` + round.sides.map((s) =>
+          `${s.label} ${s.total.toFixed(3)} ms (` +
+          Object.entries(s.processes).map(([n, ms]) => `${n} ${ms.toFixed(3)}`).join(", ") + ")"
+        ).join(" | ") + ` | ratio ${round.ratio.toFixed(3)}`,
+      );
+    }
+    const names = a.processes.map((p) => p.name);
+    const perProcess = Object.fromEntries(
+      names.filter((n) => b.processes.some((p) => p.name === n)).map((n) => [
+        n,
+        median(results.map((r) => r.sides[0]!.processes[n]! / r.sides[1]!.processes[n]!)),
+      ]),
+    );
+    const summary = {
+      size,
+      requests,
+      rounds,
+      a: a.label,
+      b: b.label,
+      msPerRequest: {
+        a: median(results.map((r) => r.sides[0]!.total)),
+        b: median(results.map((r) => r.sides[1]!.total)),
+      },
+      ratio: median(results.map((r) => r.ratio)),
+      ratioByProcess: perProcess,
+    };
+    log(
+      `median CPU per request: ${summary.a} ${summary.msPerRequest.a.toFixed(3)} ms, ` +
+        `${summary.b} ${summary.msPerRequest.b.toFixed(3)} ms; ratio ${summary.ratio.toFixed(3)}` +
+        Object.entries(perProcess).map(([n, r]) => `, ${n} ${r.toFixed(3)}`).join(""),
+    );
+    if (values.json) await Deno.writeTextFile(values.json, JSON.stringify(summary, null, 2) + "\n");
+    return 0;
+  } finally {
+    a.close();
+    b.close();
+    await stopAll();
+  }
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));
