@@ -21,6 +21,7 @@ import { bodyProgress, freeBuffer, releaseOwned } from "../../lib/owned_chunks.t
 import { concatBytes } from "../../lib/bytes.ts";
 import type { ReadBufferPool } from "../../lib/read_buffers.ts";
 import { errorMessage } from "../../lib/error_message.ts";
+import { offAbort, onAbort } from "../../lib/abort_hooks.ts";
 
 /** Pushes one scrape's answer; rejects with a CallError when the push failed. */
 export type PushSender = (
@@ -241,8 +242,8 @@ export function createNativePush(options: NativePushOptions): NativePush {
     // An idle connection is taken at once; a new one is dialled until aborted.
     const connection = idle.pop() ?? await untilAborted(dialConnection(), signal);
     const abort = () => connection.destroy();
-    // (An abort event fires once: no `once` option to convert.)
-    signal.addEventListener("abort", abort);
+    // A deadline's hook, or an abort listener (lib/abort_hooks.ts).
+    onAbort(signal, abort);
     let done = false;
     let spare: Uint8Array | null = null;
     try {
@@ -390,7 +391,7 @@ export function createNativePush(options: NativePushOptions): NativePush {
       if (error instanceof CallError) throw error;
       throw new CallError(`push failed: ${errorMessage(error)}`, CallCode.Unavailable);
     } finally {
-      signal.removeEventListener("abort", abort);
+      offAbort(signal, abort);
       if (!done) connection.destroy();
       // Every write is over (done or failed): the buffer is free again.
       if (spare !== null && spareHeadBuffers.length < 4) spareHeadBuffers.push(spare);
