@@ -15,7 +15,7 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { CallCode, CallError, codeFromName } from "./call_error.ts";
 import type { ScrapeResponseHeadSchema } from "../../gen/pushprox/v1/pushprox_pb.ts";
-import { encodePushHead, encodePushHeadNow } from "./pushprox_codec.ts";
+import { encodePushHead, PushHeadEncoder } from "./pushprox_codec.ts";
 import { ByteReader, readResponseHead, readWholeBody, ResponseHeadCache } from "../../lib/http1.ts";
 import { bodyProgress, freeBuffer, releaseOwned } from "../../lib/owned_chunks.ts";
 import { concatBytes } from "../../lib/bytes.ts";
@@ -224,6 +224,8 @@ export function createNativePush(options: NativePushOptions): NativePush {
   // The request head's bytes, for the Authorization value they were made with.
   let headFor: string | null | undefined;
   let headBytes = new Uint8Array(0);
+  // Heads alike but for their scrape id are encoded from the last one's bytes.
+  const heads = new PushHeadEncoder();
 
   function requestHead(): Uint8Array {
     const authorization = options.authorization?.() ?? null;
@@ -255,7 +257,7 @@ export function createNativePush(options: NativePushOptions): NativePush {
       // issue #11).
       const front = start.byteLength + 15;
       spare = spareHeadBuffers.pop() ?? new Uint8Array(HEAD_BYTES);
-      let message = encodePushHeadNow(head, front, spare);
+      let message = heads.encode(head, front, spare);
       if (message === null) {
         const slow = await encodePushHead(head);
         message = new Uint8Array(front + slow.byteLength).subarray(front);
