@@ -23,7 +23,8 @@ type HookedSignal = AbortSignal & { [ABORT_HOOKS]?: AbortHooks };
  * a listener added to an aborted signal never does.
  */
 export class AbortHooks {
-  #callbacks: (() => void)[] | null = null;
+  /** Added callbacks; a deleted one's place is null (no splice per delete). */
+  #callbacks: ((() => void) | null)[] | null = null;
   #ran = false;
 
   /**
@@ -45,7 +46,9 @@ export class AbortHooks {
     const callbacks = this.#callbacks;
     if (callbacks === null) return;
     const at = callbacks.lastIndexOf(callback);
-    if (at >= 0) callbacks.splice(at, 1);
+    if (at < 0) return;
+    if (at === callbacks.length - 1) callbacks.pop();
+    else callbacks[at] = null;
   }
 
   /**
@@ -60,6 +63,7 @@ export class AbortHooks {
     this.#callbacks = null;
     if (callbacks === null) return;
     for (const callback of callbacks) {
+      if (callback === null) continue;
       try {
         callback();
       } catch (error) {

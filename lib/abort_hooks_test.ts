@@ -16,6 +16,17 @@ Deno.test("AbortHooks runs what is left once, in order, and nothing added after"
   hooks.add(b);
   hooks.run();
   assert.deepEqual(ran, ["a", "b"]);
+  // Deleted from the front, the middle and the end.
+  const more = new AbortHooks();
+  const seen: number[] = [];
+  const each = [0, 1, 2, 3, 4].map((n) => () => seen.push(n));
+  for (const callback of each) more.add(callback);
+  more.delete(each[0]!);
+  more.delete(each[2]!);
+  more.delete(each[4]!);
+  more.delete(each[4]!);
+  more.run();
+  assert.deepEqual(seen, [1, 3]);
 });
 
 Deno.test("onAbort() takes a signal's hooks where it has them, a listener elsewhere", () => {
