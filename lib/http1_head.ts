@@ -148,6 +148,15 @@ function headNow(
   // The block, its empty line included, fits the limit (what the budget
   // of the line-by-line reader comes to).
   const limit = Math.min(data.byteLength, maxHeaderBytes);
+  if (cache !== undefined) {
+    // The kept head's bytes again, at the front: the same head, ending
+    // where it ended, without looking for its lines first.
+    const kept = cache.matchStart(data, limit);
+    if (kept !== null) {
+      reader.take(cache.keptBytes);
+      return kept;
+    }
+  }
   let end = -1;
   for (let from = 0;;) {
     const lf = data.indexOf(0x0a, from);
@@ -280,6 +289,25 @@ export class ResponseHeadCache {
     // From the end: a head's front (its Date field, often) varies most.
     for (let i = end - 1; i >= 0; i--) if (last[i] !== data[i]) return null;
     return this.#head;
+  }
+
+  /**
+   * The last head when `data` starts with exactly its bytes, all within
+   * `limit` bytes (its length is {@linkcode ResponseHeadCache.keptBytes}).
+   *
+   * @param data The bytes received, from the start of the head.
+   * @param limit How far the head may reach into them.
+   * @returns The kept head, or null.
+   */
+  matchStart(data: Uint8Array, limit: number): ResponseHead | null {
+    const last = this.#bytes;
+    if (last === null || last.byteLength > limit) return null;
+    return this.match(data, last.byteLength);
+  }
+
+  /** The length of the kept head's bytes, 0 for none. */
+  get keptBytes(): number {
+    return this.#bytes?.byteLength ?? 0;
   }
 
   /**

@@ -13,6 +13,7 @@ import {
 } from "./http1_head.ts";
 import { BodyReader } from "./http1_body.ts";
 import { LazyTimer } from "./lazy_timer.ts";
+import { offAbort, onAbort } from "./abort_hooks.ts";
 import type { ReadBufferPool } from "./read_buffers.ts";
 
 /** Options for {@linkcode Http1Pool}. */
@@ -178,8 +179,8 @@ export class Http1Pool {
       }
       const conn = connection;
       const abort = () => conn.destroy();
-      // (An abort event fires once: no `once` option to convert.)
-      signal.addEventListener("abort", abort);
+      // A deadline's hook, or an abort listener (lib/abort_hooks.ts).
+      onAbort(signal, abort);
       const receivedBefore = conn.reader.received;
       conn.requestStart = receivedBefore;
       let head: ResponseHead;
@@ -193,7 +194,7 @@ export class Http1Pool {
         conn.reader.releaseConsumed();
         framing = conn.heads.framing(head, method);
       } catch (error) {
-        signal.removeEventListener("abort", abort);
+        offAbort(signal, abort);
         conn.destroy();
         if (signal.aborted) throw signal.reason;
         const noAnswer = conn.reader.received === receivedBefore && isStale(error);
@@ -340,7 +341,7 @@ class PoolResponse implements Http1Response {
   #finish(clean: boolean): void {
     if (this.#finished) return;
     this.#finished = true;
-    this.#signal.removeEventListener("abort", this.#abort);
+    offAbort(this.#signal, this.#abort);
     if (clean && this.#keep && !this.#signal.aborted) this.#conn.release();
     else this.#conn.destroy();
   }

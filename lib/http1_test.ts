@@ -574,6 +574,22 @@ Deno.test("ResponseHeadCache: one differing byte is parsed again", async () => {
   assert.notEqual(third, second);
 });
 
+Deno.test("ResponseHeadCache: the kept head is taken again only within maxHeaderBytes", async () => {
+  const cache = new ResponseHeadCache();
+  const head = CACHED_ANSWER.slice(0, CACHED_ANSWER.indexOf("\r\n\r\n") + 4);
+  const source = wholeReaderOf(CACHED_ANSWER + CACHED_ANSWER + CACHED_ANSWER);
+  const first = await readResponseHead(source, 1024, cache);
+  await readWholeBody(source, bodyFraming(first, "GET"), 1024);
+  // Exactly its size fits; the body behind it is left for the body reader.
+  const second = await readResponseHead(source, head.length, cache);
+  assert.equal(second, first);
+  assert.equal(
+    new TextDecoder().decode(await readWholeBody(source, bodyFraming(second, "GET"), 9)),
+    "ok",
+  );
+  await assert.rejects(() => readResponseHead(source, head.length - 1, cache), /larger than/);
+});
+
 Deno.test("ResponseHeadCache: a head larger than maxBytes is not kept", async () => {
   const cache = new ResponseHeadCache(16);
   const source = wholeReaderOf(CACHED_ANSWER + CACHED_ANSWER);

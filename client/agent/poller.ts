@@ -20,7 +20,7 @@ import { createRepeatFilter, type Logger } from "../../lib/logger.ts";
 import { createBackoff } from "./backoff.ts";
 import { describePollError } from "./poll_error.ts";
 import { pollThrough, pushThrough } from "../transport/connect_calls.ts";
-import type { ClientMetrics } from "./metrics.ts";
+import { type ClientMetrics, ScrapeRecorder } from "./metrics.ts";
 import type { PushSender } from "../transport/native_push.ts";
 import type { ScrapeOutcome, Scraper } from "../scrape/scraper.ts";
 import { sleep } from "../../lib/sleep.ts";
@@ -111,6 +111,8 @@ export async function runPoller(options: PollerOptions): Promise<void> {
   let refusals = 0;
   // One timer for every scrape's deadline (issue #11).
   const deadlines = new Deadlines();
+  // Every scrape's count and duration, on prom-client's entries directly (issue #11).
+  const recorder = new ScrapeRecorder(metrics);
   // Per-scrape debug records' fields are built only when written (issue #11).
   const debug = logger.enabled?.("debug") ?? true;
 
@@ -263,7 +265,7 @@ export async function runPoller(options: PollerOptions): Promise<void> {
     }
     try {
       await push(pushHead(request.id, sessionId, outcome), outcome.body, deadline);
-      metrics.scrapes.inc({ code: String(outcome.status) });
+      recorder.scraped(outcome.status);
       if (debug) {
         logger.debug("Scrape finished", {
           scrape_id: scrapeId,
@@ -281,7 +283,7 @@ export async function runPoller(options: PollerOptions): Promise<void> {
       });
     } finally {
       timer.release();
-      metrics.scrapeDuration.observe((performance.now() - started) / 1000);
+      recorder.took((performance.now() - started) / 1000);
     }
   }
 }

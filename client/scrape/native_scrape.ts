@@ -75,11 +75,13 @@ export function createNativeScrapeTransport(
   let lastHref = "";
   let lastMethod = "";
   let lastFields: readonly HeaderField[] = [];
+  // The same list again, when frozen (a scraper's, fields frozen too): equal without a look.
+  let lastFrozen: readonly HeaderField[] | null = null;
   let lastHead: Uint8Array | null = null;
   const headFor = (url: URL, method: string, fields: readonly HeaderField[]): Uint8Array => {
     if (
       lastHead !== null && url === lastUrl && url.href === lastHref && method === lastMethod &&
-      sameFields(fields, lastFields)
+      (fields === lastFrozen || sameFields(fields, lastFields))
     ) {
       return lastHead;
     }
@@ -88,6 +90,9 @@ export function createNativeScrapeTransport(
     lastHref = url.href;
     lastMethod = method;
     lastFields = fields.map(({ name, value }) => ({ name, value }));
+    lastFrozen = Object.isFrozen(fields) && fields.every((field) => Object.isFrozen(field))
+      ? fields
+      : null;
     lastHead = head;
     return head;
   };

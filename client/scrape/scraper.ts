@@ -182,6 +182,16 @@ export function pushedHeaders(fields: readonly [string, string][]): HeaderField[
 
 const DECIMAL = /^\d{1,15}$/;
 
+/** Whether `fields` hold the names and values of `pairs` ([name, value, …]), in order. */
+function sameFields(fields: readonly HeaderField[], pairs: readonly string[]): boolean {
+  if (fields.length * 2 !== pairs.length) return false;
+  for (let i = 0; i < fields.length; i++) {
+    const field = fields[i]!;
+    if (field.name !== pairs[2 * i] || field.value !== pairs[2 * i + 1]) return false;
+  }
+  return true;
+}
+
 function failure(status: number, error: string): ScrapeOutcome {
   return { status, headers: [], error, body: null };
 }
@@ -214,6 +224,28 @@ export function createScraper(options: ScraperOptions): Scraper {
     }
     return headers;
   };
+  // The last scrape's forwarded fields (Host included) for its target, and
+  // the request fields they came from: the next scrape of a known URL with
+  // the same fields (Prometheus sends the same ones every scrape, decoded
+  // to the same strings) takes the same frozen list instead of filtering
+  // and lower-casing them again (issue #11).
+  let lastTarget: PolicyTarget | null = null;
+  let lastAsked: string[] = [];
+  let lastForwarded: readonly HeaderField[] = [];
+  const forwarded = (
+    target: PolicyTarget,
+    asked: readonly HeaderField[],
+  ): readonly HeaderField[] => {
+    if (target === lastTarget && sameFields(asked, lastAsked)) return lastForwarded;
+    const headers = forwardableFields(asked);
+    if (target.hostHeader !== null) headers.push({ name: "host", value: target.hostHeader });
+    if (known === null) return headers;
+    for (const header of headers) Object.freeze(header);
+    lastTarget = target;
+    lastAsked = asked.flatMap((field) => [field.name, field.value]);
+    lastForwarded = Object.freeze(headers);
+    return lastForwarded;
+  };
   const resolve = async (job: ScrapeJob, signal: AbortSignal) => {
     const resolved = resolveTargetUrl(job.url, options.fqdn);
     if (typeof resolved === "string") return resolved;
@@ -237,8 +269,7 @@ export function createScraper(options: ScraperOptions): Scraper {
       }
       if (typeof target === "string") return failure(403, target);
       const url = target.url;
-      let headers = forwardableFields(job.headers);
-      if (target.hostHeader !== null) headers.push({ name: "host", value: target.hostHeader });
+      let headers = forwarded(target, job.headers);
       if (options.readToken) {
         // Rancher's fork silently switches to https when --token-path is set;
         // here the scheme stays as asked, and a token never crosses the
@@ -255,8 +286,10 @@ export function createScraper(options: ScraperOptions): Scraper {
         } catch (error) {
           return failure(500, `cannot read token from token-path: ${errorMessage(error)}`);
         }
-        headers = headers.filter((h) => h.name !== "authorization");
-        headers.push({ name: "authorization", value: `Bearer ${token}` });
+        // (A new list: the forwarded one may be kept for the next scrape.)
+        const withToken = headers.filter((h) => h.name !== "authorization");
+        withToken.push({ name: "authorization", value: `Bearer ${token}` });
+        headers = withToken;
       }
       try {
         const response = await options.transport(url, {

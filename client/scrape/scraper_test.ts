@@ -120,3 +120,39 @@ Deno.test("createScraper() pushes the same frozen fields once worked out, others
   assert.ok(!Object.isFrozen(third));
   assert.equal((await scraper.scrape(job, signal)).headers, first);
 });
+
+Deno.test("createScraper() forwards the same frozen fields while a URL's request fields repeat", async () => {
+  const sent: (readonly { name: string; value: string }[])[] = [];
+  const scraper = createScraper({
+    fqdn: "h",
+    policy: { useLocalhost: true },
+    transport: (_url, init) => {
+      sent.push(init.headers);
+      return Promise.resolve({ status: 200, headers: [], body: (async function* () {})() });
+    },
+  });
+  const signal = new AbortController().signal;
+  // New field objects per scrape, as each Poll message decodes to.
+  const job = (url: string, accept: string) => ({
+    id: "x",
+    method: "GET",
+    url,
+    headers: [{ name: "Accept", value: accept }, { name: "Connection", value: "close" }],
+  });
+  await scraper.scrape(job("http://h:1/m", "text/plain"), signal);
+  await scraper.scrape(job("http://h:1/m", "text/plain"), signal);
+  await scraper.scrape(job("http://h:1/m", "*/*"), signal);
+  await scraper.scrape(job("http://h:2/m", "*/*"), signal);
+  await scraper.scrape(job("http://h:2/m", "*/*"), signal);
+  assert.equal(sent[1], sent[0]);
+  assert.ok(Object.isFrozen(sent[0]) && Object.isFrozen(sent[0]![0]));
+  assert.deepEqual(sent.map((headers) => headers.map((f) => `${f.name}=${f.value}`)), [
+    ["accept=text/plain", "host=h:1"],
+    ["accept=text/plain", "host=h:1"],
+    ["accept=*/*", "host=h:1"],
+    ["accept=*/*", "host=h:2"],
+    ["accept=*/*", "host=h:2"],
+  ]);
+  assert.notEqual(sent[2], sent[1]);
+  assert.equal(sent[4], sent[3]);
+});

@@ -15,12 +15,13 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { CallCode, CallError, codeFromName } from "./call_error.ts";
 import type { ScrapeResponseHeadSchema } from "../../gen/pushprox/v1/pushprox_pb.ts";
-import { encodePushHead, encodePushHeadNow } from "./pushprox_codec.ts";
+import { encodePushHead, PushHeadEncoder } from "./pushprox_codec.ts";
 import { ByteReader, readResponseHead, readWholeBody, ResponseHeadCache } from "../../lib/http1.ts";
 import { bodyProgress, freeBuffer, releaseOwned } from "../../lib/owned_chunks.ts";
 import { concatBytes } from "../../lib/bytes.ts";
 import type { ReadBufferPool } from "../../lib/read_buffers.ts";
 import { errorMessage } from "../../lib/error_message.ts";
+import { offAbort, onAbort } from "../../lib/abort_hooks.ts";
 
 /** Pushes one scrape's answer; rejects with a CallError when the push failed. */
 export type PushSender = (
@@ -223,6 +224,8 @@ export function createNativePush(options: NativePushOptions): NativePush {
   // The request head's bytes, for the Authorization value they were made with.
   let headFor: string | null | undefined;
   let headBytes = new Uint8Array(0);
+  // Heads alike but for their scrape id are encoded from the last one's bytes.
+  const heads = new PushHeadEncoder();
 
   function requestHead(): Uint8Array {
     const authorization = options.authorization?.() ?? null;
@@ -241,8 +244,8 @@ export function createNativePush(options: NativePushOptions): NativePush {
     // An idle connection is taken at once; a new one is dialled until aborted.
     const connection = idle.pop() ?? await untilAborted(dialConnection(), signal);
     const abort = () => connection.destroy();
-    // (An abort event fires once: no `once` option to convert.)
-    signal.addEventListener("abort", abort);
+    // A deadline's hook, or an abort listener (lib/abort_hooks.ts).
+    onAbort(signal, abort);
     let done = false;
     let spare: Uint8Array | null = null;
     try {
@@ -254,7 +257,7 @@ export function createNativePush(options: NativePushOptions): NativePush {
       // issue #11).
       const front = start.byteLength + 15;
       spare = spareHeadBuffers.pop() ?? new Uint8Array(HEAD_BYTES);
-      let message = encodePushHeadNow(head, front, spare);
+      let message = heads.encode(head, front, spare);
       if (message === null) {
         const slow = await encodePushHead(head);
         message = new Uint8Array(front + slow.byteLength).subarray(front);
@@ -390,7 +393,7 @@ export function createNativePush(options: NativePushOptions): NativePush {
       if (error instanceof CallError) throw error;
       throw new CallError(`push failed: ${errorMessage(error)}`, CallCode.Unavailable);
     } finally {
-      signal.removeEventListener("abort", abort);
+      offAbort(signal, abort);
       if (!done) connection.destroy();
       // Every write is over (done or failed): the buffer is free again.
       if (spare !== null && spareHeadBuffers.length < 4) spareHeadBuffers.push(spare);

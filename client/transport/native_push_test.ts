@@ -267,6 +267,45 @@ Deno.test("native push: the deadline ends a push whose proxy does not answer", a
   }
 });
 
+Deno.test("native push: a connection the proxy closed while idle is not used again", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  let accepted = 0;
+  const end = new TextEncoder().encode("\r\n0\r\n\r\n");
+  // Answers one push per connection, then closes it.
+  const serving = (async () => {
+    for await (const conn of listener) {
+      accepted++;
+      (async () => {
+        const buffer = new Uint8Array(65536);
+        let data = new Uint8Array(0);
+        for (;;) {
+          const n = await conn.read(buffer);
+          if (n === null) break;
+          data = new Uint8Array([...data, ...buffer.subarray(0, n)]);
+          const tail = data.subarray(data.length - end.length);
+          if (tail.every((b, i) => b === end[i])) break;
+        }
+        await conn.write(okResponse());
+        conn.close();
+      })().catch(() => {});
+    }
+  })();
+  const push = createNativePush({
+    baseUrl: `http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`,
+  });
+  try {
+    await push.send(HEAD, chunks(new Uint8Array(10)), AbortSignal.timeout(5000));
+    // (The idle read sees the close in an event loop turn or two.)
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    await push.send(HEAD, chunks(new Uint8Array(10)), AbortSignal.timeout(5000));
+    assert.equal(accepted, 2);
+  } finally {
+    push.close();
+    listener.close();
+    await serving.catch(() => {});
+  }
+});
+
 Deno.test("nativePushSupported() keeps connect-es for HTTP proxies, custom CAs and client certs", () => {
   assert.equal(nativePushSupported({ baseUrl: "http://p:8080" }), true);
   assert.equal(nativePushSupported({ baseUrl: "https://p", address: "10.0.0.1" }), true);

@@ -336,6 +336,83 @@ export function encodePushHeadNow(
   }
 }
 
+/**
+ * {@linkcode encodePushHeadNow} for one sender's heads, which differ from
+ * the last one mostly in their scrape id: the bytes after it (session id,
+ * status, header fields, error) are kept, and taken again while those
+ * fields are the same, the header fields the same frozen list of frozen
+ * fields (a scraper's, client/scrape/scraper.ts), instead of being sized
+ * and encoded per scrape (issue #11). One head's bytes are kept.
+ */
+export class PushHeadEncoder {
+  #sessionId = "";
+  #status = 0;
+  #error = "";
+  #headers: readonly unknown[] | null = null;
+  /** The kept bytes after the scrape id field. */
+  #tail: Uint8Array | null = null;
+
+  /**
+   * Encodes `PushRequest{head}`, as {@linkcode encodePushHeadNow} does.
+   *
+   * @param head The head.
+   * @param front Bytes left free in front of the message. @default {0}
+   * @param into Where to write it (at `front`) when it fits.
+   * @returns The message's bytes (at `front` of their buffer), or null.
+   */
+  encode(
+    head: MessageInitShape<typeof ScrapeResponseHeadSchema>,
+    front = 0,
+    into?: Uint8Array,
+  ): Uint8Array | null {
+    const tail = this.#tail;
+    const scrapeId = head.scrapeId ?? "";
+    if (
+      tail !== null && head.headers === this.#headers && head.sessionId === this.#sessionId &&
+      head.status === this.#status && (head.error ?? "") === this.#error &&
+      typeof scrapeId === "string" && !("$unknown" in head)
+    ) {
+      const idSize = utf8Length(scrapeId);
+      const inner = stringFieldSize(idSize) + tail.byteLength;
+      const size = 1 + varintLength(inner) + inner;
+      const out = into !== undefined && front + size <= into.byteLength
+        ? into
+        : new Uint8Array(front + size);
+      out[front] = 0x0a;
+      let at = writeVarint(out, front + 1, inner);
+      if (idSize > 0) {
+        out[at++] = 0x0a;
+        at = writeUtf8(out, writeVarint(out, at, idSize), scrapeId, idSize);
+      }
+      out.set(tail, at);
+      return out.subarray(front, at + tail.byteLength);
+    }
+    const message = encodePushHeadNow(head, front, into);
+    this.#tail = null;
+    this.#headers = null;
+    const headers = head.headers;
+    if (
+      message === null || !Array.isArray(headers) || !Object.isFrozen(headers) ||
+      !headers.every((header) => Object.isFrozen(header)) ||
+      typeof head.sessionId !== "string" || typeof head.status !== "number"
+    ) {
+      return message;
+    }
+    // Past the message's tag and length, and the scrape id field.
+    let at = 1;
+    while (message[at]! >= 0x80) at++;
+    at++;
+    const idSize = utf8Length(scrapeId as string);
+    at += stringFieldSize(idSize);
+    this.#tail = message.slice(at);
+    this.#sessionId = head.sessionId;
+    this.#status = head.status;
+    this.#error = head.error ?? "";
+    this.#headers = headers;
+    return message;
+  }
+}
+
 /** Writes the message at `start`; returns where it ended. */
 function writeHead(
   out: Uint8Array,

@@ -13,6 +13,7 @@ import {
   encodePollRequestNow,
   encodePushHead,
   encodePushHeadNow,
+  PushHeadEncoder,
 } from "./pushprox_codec.ts";
 import { seededRandom as random } from "../../lib/testing/random.ts";
 
@@ -190,6 +191,41 @@ Deno.test("encodePushHead() writes the bytes of protobuf-es's toBinary over rand
   );
   await assert.rejects(() => encodePushHead({ status: -1 }));
   await assert.rejects(() => encodePushHead({ status: 2 ** 32 }));
+});
+
+Deno.test("PushHeadEncoder writes protobuf-es's bytes for heads alike and heads that change", () => {
+  const next = random(11);
+  const text = texts(next);
+  const encoder = new PushHeadEncoder();
+  const frozen = (list: { name: string; value: string }[]) =>
+    Object.freeze(list.map((header) => Object.freeze(header))) as { name: string; value: string }[];
+  let fields = frozen(headers(next, text));
+  let sessionId = text();
+  let status = 200;
+  let error = "";
+  for (let i = 0; i < 2000; i++) {
+    // Mostly the same fields (the same frozen list) with a new scrape id.
+    const change = next();
+    if (change < 0.05) fields = frozen(headers(next, text));
+    else if (change < 0.08) sessionId = next() < 0.3 ? "" : text();
+    else if (change < 0.11) status = uint32(next);
+    else if (change < 0.14) error = next() < 0.5 ? "" : text();
+    // A list not frozen, with the same content: never taken for the kept one.
+    const list = next() < 0.1 ? fields.map((h) => ({ ...h })) : fields;
+    const head = { scrapeId: next() < 0.05 ? "" : text(), sessionId, status, headers: list, error };
+    const expected = toBinary(
+      PushRequestSchema,
+      create(PushRequestSchema, { message: { case: "head", value: head } }),
+    );
+    const into = new Uint8Array(512).fill(0xee);
+    const placed = encoder.encode(head, 20, into);
+    assert.notEqual(placed, null, `head ${i}`);
+    assert.deepStrictEqual(placed!.slice(), expected, `head ${i}`);
+    assert.equal(placed!.byteOffset, 20);
+    if (placed!.buffer === into.buffer) assert.equal(into[19], 0xee);
+  }
+  // What the hand coder leaves to protobuf-es is left to it here too.
+  assert.equal(encoder.encode({ scrapeId: "x", status: -1, headers: fields }), null);
 });
 
 Deno.test("decodePollResponse() decodes what the proxy sends as protobuf-es does", async () => {
