@@ -15,7 +15,12 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { PollRequestSchema, PollResponse } from "../../gen/pushprox/v1/pushprox_pb.ts";
 import { CallCode, CallError, codeFromName } from "./call_error.ts";
-import { decodePollResponse, decodePollResponseNow, encodePollRequest } from "./pushprox_codec.ts";
+import {
+  decodePollResponse,
+  decodePollResponseNow,
+  encodePollRequest,
+  recentTexts,
+} from "./pushprox_codec.ts";
 import {
   bodyFraming,
   BodyReader,
@@ -150,6 +155,8 @@ export function createNativePoll(options: NativePollOptions): PollStream {
       // Whether a message decoded from `pending` may keep a view of it
       // (protobuf-es keeps unknown fields as views; the hand decoder copies).
       let viewed = false;
+      // The stream's last scrape texts, taken again for equal bytes.
+      const recent = recentTexts();
       for (;;) {
         // Every whole envelope in `pending`.
         let at = 0;
@@ -182,7 +189,7 @@ export function createNativePoll(options: NativePollOptions): PollStream {
           }
           let decoded: PollResponse;
           try {
-            const now = decodePollResponseNow(data);
+            const now = decodePollResponseNow(data, recent);
             if (now === null) viewed = true;
             decoded = now ?? await decodePollResponse(data);
           } catch (error) {

@@ -131,30 +131,40 @@ function giveBack(chunk: Uint8Array, pool: ReadBufferPool | null): void {
   if (chunk.buffer.byteLength >= FREE_BYTES) freeBuffer(chunk);
 }
 
-/**
- * A piece's framing (chunk size line, envelope prefix, field header),
- * shared: it is copied next to the piece before any wait.
- */
-const PREFIX = new Uint8Array(32);
-
 /** The size of a spare buffer for a push's request head and head message. */
 const HEAD_BYTES = 2048;
-/** Head buffers not in use (one per push in flight at most, a few kept). */
-const spareHeadBuffers: Uint8Array[] = [];
 
-/** Join buffers not in use; one per concurrent write at most, a few kept. */
-const spareJoinBuffers: Uint8Array[] = [];
+/**
+ * A sender's buffers not in use: for pushes' request heads and head
+ * messages (one per push in flight at most, a few kept), and for joining
+ * a piece with its framing (one per concurrent write at most, two kept).
+ * A new buffer per push cost more than its bytes (issue #11).
+ */
+class SpareBuffers {
+  readonly #heads: Uint8Array[] = [];
+  readonly #joins: Uint8Array[] = [];
+  /**
+   * A piece's framing (chunk size line, envelope prefix, field header),
+   * shared by the sender's pushes: it is copied next to the piece before
+   * any wait.
+   */
+  readonly prefix: Uint8Array = new Uint8Array(32);
 
-/** A spare buffer, or (none spare) a new one: of `length` bytes when that is small. */
-function takeJoinBuffer(length: number): Uint8Array {
-  const spare = spareJoinBuffers.pop();
-  if (spare !== undefined) return spare;
-  return new Uint8Array(length <= 8192 ? length : JOIN_BYTES);
-}
+  takeHead(): Uint8Array {
+    return this.#heads.pop() ?? new Uint8Array(HEAD_BYTES);
+  }
 
-function giveJoinBuffer(buffer: Uint8Array): void {
-  if (buffer.byteLength === JOIN_BYTES && spareJoinBuffers.length < 2) {
-    spareJoinBuffers.push(buffer);
+  giveHead(buffer: Uint8Array): void {
+    if (this.#heads.length < 4) this.#heads.push(buffer);
+  }
+
+  /** A spare buffer, or (none spare) a new one: of `length` bytes when that is small. */
+  takeJoin(length: number): Uint8Array {
+    return this.#joins.pop() ?? new Uint8Array(length <= 8192 ? length : JOIN_BYTES);
+  }
+
+  giveJoin(buffer: Uint8Array): void {
+    if (buffer.byteLength === JOIN_BYTES && this.#joins.length < 2) this.#joins.push(buffer);
   }
 }
 
@@ -226,6 +236,7 @@ export function createNativePush(options: NativePushOptions): NativePush {
   let headBytes = new Uint8Array(0);
   // Heads alike but for their scrape id are encoded from the last one's bytes.
   const heads = new PushHeadEncoder();
+  const spares = new SpareBuffers();
 
   function requestHead(): Uint8Array {
     const authorization = options.authorization?.() ?? null;
@@ -256,7 +267,7 @@ export function createNativePush(options: NativePushOptions): NativePush {
       // in a spare buffer (a new one per push cost more than its bytes;
       // issue #11).
       const front = start.byteLength + 15;
-      spare = spareHeadBuffers.pop() ?? new Uint8Array(HEAD_BYTES);
+      spare = spares.takeHead();
       let message = heads.encode(head, front, spare);
       if (message === null) {
         const slow = await encodePushHead(head);
@@ -286,7 +297,7 @@ export function createNativePush(options: NativePushOptions): NativePush {
         const owned = progress?.owned === true;
         const pool = owned ? progress!.pool ?? null : null;
         const release = owned ? (chunk: Uint8Array) => giveBack(chunk, pool) : releaseOwned;
-        const prefix = PREFIX;
+        const prefix = spares.prefix;
         for await (const chunk of body) {
           signal.throwIfAborted();
           // (The end of the stream is written: nothing may follow it.)
@@ -333,7 +344,7 @@ export function createNativePush(options: NativePushOptions): NativePush {
             // A read's worth (lib/http1.ts reads 64 KiB at most): copying it
             // behind its prefix in a spare buffer costs less than a second
             // write, and the proxy gets one segment instead of two.
-            const joined = takeJoinBuffer(length);
+            const joined = spares.takeJoin(length);
             if (pending !== null) joined.set(pending);
             joined.set(prefix.subarray(0, n), before);
             joined.set(chunk, front);
@@ -346,7 +357,7 @@ export function createNativePush(options: NativePushOptions): NativePush {
             try {
               await writeAll(conn, joined.subarray(0, length));
             } finally {
-              giveJoinBuffer(joined);
+              spares.giveJoin(joined);
             }
             if (ended) break;
           } else {
@@ -396,7 +407,7 @@ export function createNativePush(options: NativePushOptions): NativePush {
       offAbort(signal, abort);
       if (!done) connection.destroy();
       // Every write is over (done or failed): the buffer is free again.
-      if (spare !== null && spareHeadBuffers.length < 4) spareHeadBuffers.push(spare);
+      if (spare !== null) spares.giveHead(spare);
     }
   };
 

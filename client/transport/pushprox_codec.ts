@@ -80,6 +80,8 @@ interface Cursor {
   bytes: Uint8Array;
   at: number;
   fail: boolean;
+  /** Texts to take again for equal bytes; null: decode every one. */
+  recent: RecentTexts | null;
 }
 
 /** A varint of at most 32 bits; sets `fail` on anything else. */
@@ -102,22 +104,34 @@ function varint(c: Cursor, end: number): number {
 const LONG_TEXT = 64;
 const utf8 = new TextDecoder();
 
-/** Slots of {@linkcode recent}: method, URL and 15 headers' names and values. */
+/** Slots of a {@linkcode RecentTexts}: method, URL and 15 headers' names and values. */
 const RECENT_SLOTS = 32;
+
 /**
  * The text last decoded in each slot of a scrape request (method, URL,
- * header names and values): Prometheus sends the same ones every scrape,
- * and the string made before is taken again when the bytes are the same,
- * instead of a new one each time (issue #11).
+ * header names and values), kept by the Poll stream that decodes them:
+ * Prometheus sends the same ones every scrape, and the string made before
+ * is taken again when the bytes are the same, instead of a new one each
+ * time (issue #11).
  */
-const recent: (string | undefined)[] = new Array(RECENT_SLOTS);
+export type RecentTexts = (string | undefined)[];
+
+/**
+ * An empty {@linkcode RecentTexts}, for one Poll stream.
+ *
+ * @returns Its slots.
+ */
+export function recentTexts(): RecentTexts {
+  return new Array(RECENT_SLOTS);
+}
 
 /**
  * An ASCII string field's text; sets `fail` on other bytes.
  *
- * @param slot Where in {@linkcode recent} the field's last text is kept; -1 for none.
+ * @param slot Where in the cursor's recent texts the field's last text is kept; -1 for none.
  */
 function ascii(c: Cursor, end: number, slot = -1): string {
+  const recent = slot >= 0 && slot < RECENT_SLOTS ? c.recent : null;
   const length = varint(c, end);
   const start = c.at;
   const stop = start + length;
@@ -127,7 +141,7 @@ function ascii(c: Cursor, end: number, slot = -1): string {
     return "";
   }
   const bytes = c.bytes;
-  const kept = slot >= 0 && slot < RECENT_SLOTS ? recent[slot] : undefined;
+  const kept = recent?.[slot];
   if (length >= LONG_TEXT) {
     // Decoded natively: ASCII exactly when no byte was taken with another
     // (a shorter text) or replaced (U+FFFD).
@@ -138,7 +152,7 @@ function ascii(c: Cursor, end: number, slot = -1): string {
     }
     c.at = stop;
     if (text === kept) return kept;
-    if (slot >= 0 && slot < RECENT_SLOTS) recent[slot] = text;
+    if (recent !== null) recent[slot] = text;
     return text;
   }
   if (kept !== undefined && kept.length === length) {
@@ -159,7 +173,7 @@ function ascii(c: Cursor, end: number, slot = -1): string {
   c.at = stop;
   if (length === 0) return "";
   const text: string = String.fromCharCode.apply(null, bytes.subarray(start, stop) as never);
-  if (slot >= 0 && slot < RECENT_SLOTS) recent[slot] = text;
+  if (recent !== null) recent[slot] = text;
   return text;
 }
 
@@ -168,12 +182,17 @@ function ascii(c: Cursor, end: number, slot = -1): string {
  * unknown fields), decoded by hand; null for anything else.
  *
  * @param bytes The message.
+ * @param recent The Poll stream's texts of the scrape requests before
+ * (see {@linkcode recentTexts}); without it each text is a new string.
  * @returns The message, or null: ask protobuf-es.
  */
-export function decodePollResponseNow(bytes: Uint8Array): PollResponse | null {
+export function decodePollResponseNow(
+  bytes: Uint8Array,
+  recent: RecentTexts | null = null,
+): PollResponse | null {
   if (bytes.byteLength < 2) return null;
   const tag = bytes[0];
-  const c: Cursor = { bytes, at: 1, fail: false };
+  const c: Cursor = { bytes, at: 1, fail: false, recent };
   const length = varint(c, bytes.byteLength);
   const end = c.at + length;
   // One field, the whole message: a repeated one would be merged.

@@ -14,6 +14,7 @@ import {
   encodePushHead,
   encodePushHeadNow,
   PushHeadEncoder,
+  recentTexts,
 } from "./pushprox_codec.ts";
 import { seededRandom as random } from "../../lib/testing/random.ts";
 
@@ -248,6 +249,7 @@ Deno.test("decodePollResponse() decodes what the proxy sends as protobuf-es does
 });
 
 Deno.test("decodePollResponseNow() takes a field's text again only for the same bytes", () => {
+  const recent = recentTexts();
   const decode = (url: string, headers: [string, string][]) => {
     const request = create(ScrapeRequestSchema, {
       id: "1",
@@ -259,7 +261,7 @@ Deno.test("decodePollResponseNow() takes a field's text again only for the same 
       PollResponseSchema,
       create(PollResponseSchema, { message: { case: "scrape", value: request } }),
     );
-    const decoded = decodePollResponseNow(bytes);
+    const decoded = decodePollResponseNow(bytes, recent);
     const expected = fromBinary(PollResponseSchema, bytes);
     assert.deepStrictEqual(decoded, expected);
     return decoded!.message.value as { url: string; headers: { name: string; value: string }[] };
@@ -290,9 +292,9 @@ Deno.test("decodePollResponseNow() takes a field's text again only for the same 
   const url = decode(`http://h:9100/${long}`, []).url;
   assert.equal(decode(`http://h:9100/${long}`, []).url, url);
   const raw = new Uint8Array([0x12, 102, 0x1a, 100, ...new Uint8Array(100).fill(0x61)]);
-  assert.equal((decodePollResponseNow(raw)!.message.value as { url: string }).url, long);
+  assert.equal((decodePollResponseNow(raw, recent)!.message.value as { url: string }).url, long);
   raw[50] = 0xff;
-  assert.equal(decodePollResponseNow(raw), null);
+  assert.equal(decodePollResponseNow(raw, recent), null);
 });
 
 Deno.test("the usual messages never need protobuf-es (a plain client does not load it)", () => {
