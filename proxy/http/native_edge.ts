@@ -15,7 +15,7 @@ import { ReadBufferPool } from "../../lib/read_buffers.ts";
 import type { Logger } from "../../lib/logger.ts";
 import type { HeaderPair } from "../../lib/http_exchange.ts";
 import type { EdgeConnection, FrontDoor, NativeRoute } from "../../lib/front_door.ts";
-import { NativeExchange } from "./native_exchange.ts";
+import { type BuiltHead, NativeExchange, type ResponseHeads } from "./native_exchange.ts";
 import { POLL_PATH } from "../connect/fast_client_service.ts";
 import {
   type HeadOutcome,
@@ -269,6 +269,8 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
           timer: handlerTimer,
           pool,
           peerAddress: connection.peerAddress,
+          // (Not an open Poll stream's: its connection keeps nothing.)
+          heads: poll ? null : kept,
         });
         head = null;
         if (body === null || body.done) watch(false);
@@ -411,11 +413,11 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
 /**
  * What a connection keeps from one request to the next: its last request
  * head (reused when the next one is byte for byte the same) and the route
- * decided for it (the route table's answer depends on the head alone), and
- * the reader that is not reading (the head reader while a body is read,
+ * decided for it (the route table's answer depends on the head alone), its
+ * last response head (reused when the next one is the same), and the reader that is not reading (the head reader while a body is read,
  * the body reader between bodies), holding no buffer.
  */
-class Kept extends RequestHeadCache {
+class Kept extends RequestHeadCache implements ResponseHeads {
   /** The head last routed. */
   routed: RequestHead | null = null;
   /** Its handler. */
@@ -424,11 +426,14 @@ class Kept extends RequestHeadCache {
   headReader: ByteReader | null = null;
   /** The body reader, once made. */
   bodyReader: ByteReader | null = null;
+  /** The last response head written (see NativeExchange's ResponseHeads). */
+  lastHead: BuiltHead | null = null;
 
   override forget(): void {
     super.forget();
     this.routed = this.handler = null;
     this.headReader = this.bodyReader = null;
+    this.lastHead = null;
   }
 }
 
