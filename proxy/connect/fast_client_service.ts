@@ -44,6 +44,7 @@ import {
   type PollMessage,
   type PollStream,
   PUSH_RELAY,
+  type PushCaller,
   type PushRelay,
 } from "./client_service.ts";
 import { encodePushResponse, encodeScrapeEnvelope } from "./wire_codec.ts";
@@ -230,13 +231,7 @@ export function createFastClientHandler(options: FastClientHandlerOptions): Fast
       const reader = new EnvelopeReader(exchange.body(), maxMessageBytes);
       // The exchange's signal only if read (on a failure): the native
       // exchange makes its AbortController on demand.
-      const caller = {
-        values,
-        get signal() {
-          return exchange.signal;
-        },
-      };
-      const result = await relay(readPushRequests(reader), caller);
+      const result = await relay(readPushRequests(reader), new PushCallOf(exchange, values));
       // The response's envelope and the end-stream, in one buffer.
       const response = encodePushResponse(result);
       const length = response.byteLength;
@@ -257,6 +252,26 @@ export function createFastClientHandler(options: FastClientHandlerOptions): Fast
     exchange.end(
       message === undefined ? encodeEndStream(error, NO_TRAILERS) : message,
     );
+  }
+}
+
+/**
+ * A Push call's caller, as the relay reads it: the exchange's signal only
+ * if read (on a failure; the native exchange makes its AbortController on
+ * demand). A class: an object literal with a getter, made per Push, was
+ * ~0.5 % of the proxy's CPU per scrape (issue #11).
+ */
+class PushCallOf implements PushCaller {
+  readonly values: ContextValues;
+  readonly #exchange: Exchange;
+
+  constructor(exchange: Exchange, values: ContextValues) {
+    this.#exchange = exchange;
+    this.values = values;
+  }
+
+  get signal(): AbortSignal {
+    return this.#exchange.signal;
   }
 }
 
