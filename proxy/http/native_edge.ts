@@ -182,13 +182,17 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
           return true;
         }
         let handler: NativeHandler | null = null;
+        let framing: BodyFraming | null = null;
         if (outcome.kind === "head") {
-          // The same head again (see RequestHeadCache): the same route.
-          if (outcome.head === kept.routed) handler = kept.handler;
-          else {
+          // The same head again (see RequestHeadCache): the same route and framing.
+          if (outcome.head === kept.routed) {
+            handler = kept.handler;
+            framing = kept.framing;
+          } else {
             handler = options.route(outcome.head);
             kept.routed = outcome.head;
             kept.handler = handler;
+            kept.framing = framing = handler === null ? null : bodyFramingOf(outcome.head);
           }
         }
         if (handler === null) {
@@ -199,7 +203,6 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
         let head: RequestHead | null = (outcome as { head: RequestHead }).head;
         outcome = null;
         reader.take(head.length);
-        const framing = bodyFramingOf(head);
         // Without a body nothing of the buffer is lent (the head is strings):
         // the next head is read into it again.
         if (framing === null) reader.recycle();
@@ -422,6 +425,8 @@ class Kept extends RequestHeadCache implements ResponseHeads {
   routed: RequestHead | null = null;
   /** Its handler. */
   handler: NativeHandler | null = null;
+  /** Its body's framing (never written to). */
+  framing: BodyFraming | null = null;
   /** The small-buffered reader of heads, while the body reader reads. */
   headReader: ByteReader | null = null;
   /** The body reader, once made. */
@@ -431,7 +436,7 @@ class Kept extends RequestHeadCache implements ResponseHeads {
 
   override forget(): void {
     super.forget();
-    this.routed = this.handler = null;
+    this.routed = this.handler = this.framing = null;
     this.headReader = this.bodyReader = null;
     this.lastHead = null;
   }

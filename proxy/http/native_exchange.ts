@@ -107,6 +107,12 @@ export class NativeExchange implements Exchange {
   readonly remotePort: number | undefined;
   readonly peer = null;
   /**
+   * Set once a Push's head matched a scrape (see RequestContext.bodyBound):
+   * the scrape's deadline bounds the body from then, not the edge's body
+   * idle timeout.
+   */
+  bodyBound = false;
+  /**
    * A timer of the connection for the handler's deadlines; null when none
    * was given, or once the edge took it back (an open Poll stream's).
    */
