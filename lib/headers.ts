@@ -141,6 +141,19 @@ export function declaredFieldLength(fields: readonly HeaderField[]): DeclaredLen
 
 /** The length so far with one Content-Length field's value, or why they are invalid. */
 function withLength(length: number | null, value: string): number | null | string {
+  // The usual value, one number, read by hand (no split and pattern per field).
+  if (value.length > 0 && value.length <= 15) {
+    let n = 0;
+    for (let i = 0; i < value.length && n >= 0; i++) {
+      const digit = value.charCodeAt(i) - 48;
+      n = digit >= 0 && digit <= 9 ? n * 10 + digit : -1;
+    }
+    if (n >= 0) {
+      return length !== null && n !== length
+        ? `conflicting Content-Length values ${length} and ${n}`
+        : n;
+    }
+  }
   for (const item of value.split(",")) {
     const text = item.trim();
     if (!/^\d{1,15}$/.test(text)) {

@@ -320,7 +320,11 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
         } finally {
           budget?.done(connection);
         }
-        if (!await reusableAfter(connection, exchange, body, timer, reusable)) return true;
+        // The usual end, a body read to its end and the connection kept,
+        // decided here (no async call and its turn per request).
+        const goOn = reusable && (body === null || body.done) && !exchange.closing &&
+          !connection.destroyed;
+        if (!goOn && !await reusableAfter(connection, exchange, body, timer, reusable)) return true;
       }
     } finally {
       if (!handedOn) {
