@@ -11,6 +11,7 @@ import { forwardableFields, forwardableHeaders, type HeaderField } from "../../l
 import type { Logger } from "../../lib/logger.ts";
 import { type Coordinator, CoordinatorError, type ScrapeReply } from "../core/coordinator.ts";
 import type { ProxyMetrics } from "../core/metrics.ts";
+import { ScrapeRecorder } from "../core/scrape_recorder.ts";
 import { errorKind } from "../core/errors.ts";
 import {
   InvalidTimeoutError,
@@ -34,14 +35,6 @@ export interface ScrapeHandlerOptions {
   /** Largest scrape body relayed, in bytes; 0 for no limit. @default {0} */
   maxBodyBytes?: number;
 }
-
-/** The scrape metrics of one status code (see createScrapeHandler's byCode). */
-interface CodeMetrics {
-  requests: { inc(value?: number): void };
-  duration: { observe(value: number): void };
-}
-/** Most status codes whose metrics a handler keeps bound. */
-const CODES_BOUND_MAX = 64;
 
 /** An absolute-form target that passed the checks: its host and normalized URL. */
 interface ParsedTarget {
@@ -89,26 +82,10 @@ export function createScrapeHandler(
   let knownTimeoutHeader: string | null = null;
   let knownTimeoutMs = 0;
   /**
-   * The scrape metrics' children by status code, bound once: prom-client
-   * checks and hashes a labels object on every call, and its histogram
-   * makes a closure per observation (~1 % of the proxy's CPU per scrape;
-   * issue #11). Bounded: status codes are three digits.
+   * The two metric updates of every scrape, on prom-client's entries (no
+   * labels hashed and checked per call; see ScrapeRecorder).
    */
-  const byCode = new Map<number, CodeMetrics>();
-
-  /** The metrics of scrapes answered with `code`. */
-  function codeMetrics(code: number): CodeMetrics {
-    let bound = byCode.get(code);
-    if (bound === undefined) {
-      const label = String(code);
-      bound = {
-        requests: metrics.proxiedRequests.labels(label),
-        duration: metrics.scrapeDuration.labels(label),
-      };
-      if (byCode.size < CODES_BOUND_MAX) byCode.set(code, bound);
-    }
-    return bound;
-  }
+  const recorder = new ScrapeRecorder(metrics.proxiedRequests, metrics.scrapeDuration);
 
   /** The fields of a scrape request forwarded to the client. */
   function forwarded(raw: readonly string[]): HeaderField[] {
@@ -147,9 +124,7 @@ export function createScrapeHandler(
           err: failure || undefined,
         });
       }
-      const bound = codeMetrics(code);
-      bound.requests.inc();
-      bound.duration.observe(seconds);
+      recorder.record(code, seconds);
       if (host !== null) {
         coordinator.recordScrapeResult(host, {
           status: code,
