@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import {
+  declaredFieldLength,
   declaredLength,
   forwardableFields,
   forwardableHeaders,
@@ -46,6 +47,23 @@ Deno.test("declaredLength() reads one length, repeated or listed, and refuses co
   );
   for (const bad of ["", "-1", "1e3", "0x10", "12 34", "9999999999999999"]) {
     assert.ok("problem" in declaredLength([["content-length", bad]]), bad);
+  }
+});
+
+Deno.test("declaredFieldLength() reads fields as declaredLength() reads pairs", () => {
+  const cases: [string, string][][] = [
+    [["Content-Type", "text/plain"]],
+    [["Content-Length", "42"]],
+    [["content-length", "7, 7"], ["CONTENT-LENGTH", "7"]],
+    [["content-length", "7"], ["content-length", "8"]],
+    [["content-lengths", "x"], ["content-length", "3"]],
+    ...["", "-1", "1e3", "0x10", "12 34", "9999999999999999"].map((
+      bad,
+    ): [string, string][] => [["content-length", bad]]),
+  ];
+  for (const pairs of cases) {
+    const fields = pairs.map(([name, value]) => ({ name, value }));
+    assert.deepEqual(declaredFieldLength(fields), declaredLength(pairs), JSON.stringify(pairs));
   }
 });
 

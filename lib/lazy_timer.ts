@@ -75,6 +75,16 @@ export class LazyTimer {
     if (this.#timer === undefined || this.#firesAt > this.#at) this.#arm(ms, now);
   }
 
+  /**
+   * Reads this timer's clock: a caller that also needs the time passes the
+   * reading on to {@linkcode LazyTimer.set} (one read for both).
+   *
+   * @returns The time now, in milliseconds.
+   */
+  now(): number {
+    return this.#now();
+  }
+
   /** True while a wait is set (neither expired nor cleared). */
   get waiting(): boolean {
     return this.#onExpire !== null;

@@ -105,3 +105,19 @@ Deno.test("LazyTimer.set(ms, onExpire, now) counts from the time the caller read
   clock += 1;
   timer.close();
 });
+
+Deno.test("LazyTimer.now reads the timer's own clock, a reading set takes", async () => {
+  let now = 5;
+  const timer = new LazyTimer({ now: () => now });
+  assert.equal(timer.now(), 5);
+  const calls: string[] = [];
+  // Given the reading, the deadline is 5 + 10 = 15 on the timer's clock.
+  timer.set(10, () => calls.push("expired"), timer.now());
+  now = 14;
+  await sleep(40);
+  assert.deepEqual(calls, []);
+  now = 15;
+  await sleep(60);
+  assert.deepEqual(calls, ["expired"]);
+  timer.close();
+});

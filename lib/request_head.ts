@@ -275,13 +275,18 @@ export async function readRequestHead(
       if (more === "timeout") return { kind: "idle" };
       if (!more) return { kind: "closed" };
     }
-    const deadline = performance.now() + limits.headersTimeoutMs;
+    // Set when the bytes buffered first fall short of a head (the clock is
+    // not read for a head that arrived whole, nearly every one): the scan
+    // before it is synchronous, so the deadline still counts from them.
+    let deadline = -1;
     for (;;) {
       const scan = cache === undefined
         ? scanRequestHead(reader.peek(), limits.maxHeaderBytes)
         : cache.scan(reader.peek(), limits.maxHeaderBytes);
       if (scan.kind !== "incomplete") return scan;
-      const left = deadline - performance.now();
+      const now = performance.now();
+      if (deadline < 0) deadline = now + limits.headersTimeoutMs;
+      const left = deadline - now;
       if (left <= 0) return { kind: "timeout" };
       const more = await within(timer, reader.fill(), left);
       if (more === "timeout") return { kind: "timeout" };

@@ -393,6 +393,8 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
       const outcome: ScrapeOutcome = { ...result, at, bytes: result.bytes ?? 0 };
       record.recent.push(outcome);
       if (record.recent.length > recentLimit) record.recent.shift();
+      // (No event made for no one: watchers are few and seldom.)
+      if (listeners.size === 0) return;
       emit({
         kind: "scraped",
         fqdn: record.identity.fqdn,

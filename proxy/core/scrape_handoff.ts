@@ -8,7 +8,7 @@
  * @module
  */
 
-import { type DeclaredLength, declaredLength, type HeaderField } from "../../lib/headers.ts";
+import { declaredFieldLength, type DeclaredLength, type HeaderField } from "../../lib/headers.ts";
 import { CoordinatorError } from "./coordinator_error.ts";
 
 /** What the client answered: status, headers and a body to relay. */
@@ -109,7 +109,7 @@ export function handOff<S extends Handoff>(
     );
   }
   scrape.answered = true;
-  const length = declaredLength(head.headers.map((h) => [h.name, h.value]));
+  const length = declaredFieldLength(head.headers);
   const problem = pushHeadProblem(head, length);
   if (problem !== null) {
     // Refused, never relayed: the scrape fails at once with 502 and the
@@ -132,7 +132,9 @@ export function handOff<S extends Handoff>(
     let settled = false;
     scrape.resolve({
       status: head.status,
-      headers: head.headers.filter((h) => h.name.toLowerCase() !== "content-length"),
+      headers: head.headers.filter((h) =>
+        h.name.length !== 14 || h.name.toLowerCase() !== "content-length"
+      ),
       contentLength: "length" in length ? length.length : null,
       error: head.error,
       body,

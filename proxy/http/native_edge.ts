@@ -15,7 +15,7 @@ import { ReadBufferPool } from "../../lib/read_buffers.ts";
 import type { Logger } from "../../lib/logger.ts";
 import type { HeaderPair } from "../../lib/http_exchange.ts";
 import type { EdgeConnection, FrontDoor, NativeRoute } from "../../lib/front_door.ts";
-import { NativeExchange } from "./native_exchange.ts";
+import { type BuiltHead, NativeExchange, type ResponseHeads } from "./native_exchange.ts";
 import { POLL_PATH } from "../connect/fast_client_service.ts";
 import {
   type HeadOutcome,
@@ -182,13 +182,17 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
           return true;
         }
         let handler: NativeHandler | null = null;
+        let framing: BodyFraming | null = null;
         if (outcome.kind === "head") {
-          // The same head again (see RequestHeadCache): the same route.
-          if (outcome.head === kept.routed) handler = kept.handler;
-          else {
+          // The same head again (see RequestHeadCache): the same route and framing.
+          if (outcome.head === kept.routed) {
+            handler = kept.handler;
+            framing = kept.framing;
+          } else {
             handler = options.route(outcome.head);
             kept.routed = outcome.head;
             kept.handler = handler;
+            kept.framing = framing = handler === null ? null : bodyFramingOf(outcome.head);
           }
         }
         if (handler === null) {
@@ -199,7 +203,6 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
         let head: RequestHead | null = (outcome as { head: RequestHead }).head;
         outcome = null;
         reader.take(head.length);
-        const framing = bodyFramingOf(head);
         // Without a body nothing of the buffer is lent (the head is strings):
         // the next head is read into it again.
         if (framing === null) reader.recycle();
@@ -269,6 +272,8 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
           timer: handlerTimer,
           pool,
           peerAddress: connection.peerAddress,
+          // (Not an open Poll stream's: its connection keeps nothing.)
+          heads: poll ? null : kept,
         });
         head = null;
         if (body === null || body.done) watch(false);
@@ -315,7 +320,11 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
         } finally {
           budget?.done(connection);
         }
-        if (!await reusableAfter(connection, exchange, body, timer, reusable)) return true;
+        // The usual end, a body read to its end and the connection kept,
+        // decided here (no async call and its turn per request).
+        const goOn = reusable && (body === null || body.done) && !exchange.closing &&
+          !connection.destroyed;
+        if (!goOn && !await reusableAfter(connection, exchange, body, timer, reusable)) return true;
       }
     } finally {
       if (!handedOn) {
@@ -411,24 +420,29 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
 /**
  * What a connection keeps from one request to the next: its last request
  * head (reused when the next one is byte for byte the same) and the route
- * decided for it (the route table's answer depends on the head alone), and
- * the reader that is not reading (the head reader while a body is read,
+ * decided for it (the route table's answer depends on the head alone), its
+ * last response head (reused when the next one is the same), and the reader that is not reading (the head reader while a body is read,
  * the body reader between bodies), holding no buffer.
  */
-class Kept extends RequestHeadCache {
+class Kept extends RequestHeadCache implements ResponseHeads {
   /** The head last routed. */
   routed: RequestHead | null = null;
   /** Its handler. */
   handler: NativeHandler | null = null;
+  /** Its body's framing (never written to). */
+  framing: BodyFraming | null = null;
   /** The small-buffered reader of heads, while the body reader reads. */
   headReader: ByteReader | null = null;
   /** The body reader, once made. */
   bodyReader: ByteReader | null = null;
+  /** The last response head written (see NativeExchange's ResponseHeads). */
+  lastHead: BuiltHead | null = null;
 
   override forget(): void {
     super.forget();
-    this.routed = this.handler = null;
+    this.routed = this.handler = this.framing = null;
     this.headReader = this.bodyReader = null;
+    this.lastHead = null;
   }
 }
 

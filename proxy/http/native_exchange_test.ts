@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { HeaderPair } from "../../lib/http_exchange.ts";
-import { NativeExchange } from "./native_exchange.ts";
+import { NativeExchange, type ResponseHeads } from "./native_exchange.ts";
 import { scanRequestHead } from "../../lib/request_head.ts";
 
 /** A connection that keeps what is written to it. */
@@ -20,13 +20,17 @@ function memoryConn(): { conn: Deno.Conn; written: () => string } {
   };
 }
 
-function exchange(request: string, headers: readonly HeaderPair[]) {
+function exchange(
+  request: string,
+  headers: readonly HeaderPair[],
+  heads: ResponseHeads | null = null,
+) {
   const scan = scanRequestHead(new TextEncoder().encode(request), 16384);
   assert.equal(scan.kind, "head");
   if (scan.kind !== "head") throw new Error("unreachable");
   const { conn, written } = memoryConn();
   return {
-    exchange: new NativeExchange(conn, scan.head, { keepAliveSeconds: 5, headers }),
+    exchange: new NativeExchange(conn, scan.head, { keepAliveSeconds: 5, headers, heads }),
     written,
   };
 }
@@ -34,12 +38,15 @@ function exchange(request: string, headers: readonly HeaderPair[]) {
 /** The head without its Date line (the second may turn between two heads). */
 const withoutDate = (text: string) => text.replace(/\r\nDate: [^\r]*/, "");
 
-Deno.test("NativeExchange: a head from frozen header lists is reused only when nothing differs", async () => {
+Deno.test("NativeExchange: a connection's last head is reused only when nothing differs", async () => {
   const PUSH = "POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n";
   const CLOSE = "POST /p HTTP/1.1\r\nHost: a\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
   const frozen = Object.freeze([Object.freeze(["content-type", "application/x"] as const)]);
   const extra = Object.freeze([Object.freeze(["x-extra", "1"] as const)]);
+  // Changed in place after its head was built: the next head must see it.
+  const mutable: [string, string][] = [["content-type", "application/x"]];
   const heads: string[] = [];
+  const memo: ResponseHeads = { lastHead: null };
   for (
     const [request, headers, extraHeaders, status] of [
       [PUSH, frozen, extra, 200],
@@ -49,9 +56,13 @@ Deno.test("NativeExchange: a head from frozen header lists is reused only when n
       [PUSH, frozen, extra, 503],
       [PUSH, frozen, Object.freeze([]), 200],
       [PUSH, frozen, extra, 200],
+      [PUSH, [["content-type", "application/y"]], extra, 200],
+      [PUSH, mutable, extra, 200],
+      [PUSH, mutable, extra, 200],
     ] as const
   ) {
-    const { exchange: ex, written } = exchange(request, extraHeaders);
+    if (heads.length === 9) mutable[0] = ["content-type", "application/z"];
+    const { exchange: ex, written } = exchange(request, extraHeaders, memo);
     ex.respond(status, headers);
     ex.end("body");
     assert.equal(await ex.finished(), true);
@@ -68,6 +79,15 @@ Deno.test("NativeExchange: a head from frozen header lists is reused only when n
   assert.match(heads[4]!, /^HTTP\/1\.1 503 Service Unavailable\r\n/);
   assert.doesNotMatch(heads[5]!, /x-extra/);
   assert.equal(heads[6], expected);
+  assert.equal(heads[7], expected.replace("application/x", "application/y"));
+  assert.equal(heads[8], expected);
+  assert.equal(heads[9], expected.replace("application/x", "application/z"));
+  // Without a connection's memo, the same heads.
+  const { exchange: alone, written } = exchange(PUSH, extra);
+  alone.respond(200, frozen);
+  alone.end("body");
+  assert.equal(await alone.finished(), true);
+  assert.equal(withoutDate(written()), expected);
 });
 
 Deno.test("NativeExchange: the signal made after the peer left is already aborted", () => {
