@@ -1,8 +1,7 @@
 import assert from "node:assert/strict";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { createClientMetrics, createMetricsHandler, ScrapeRecorder } from "./metrics.ts";
-import { seededRandom } from "../../lib/testing/random.ts";
+import { createClientMetrics, createMetricsHandler } from "./metrics.ts";
 import { closing } from "../../tests/fixture.ts";
 
 /** Sends one raw HTTP/1.1 request and reads the whole answer. */
@@ -95,48 +94,4 @@ Deno.test("the --metrics-addr listener answers /metrics, /-/healthy, /-/ready an
   } finally {
     await new Promise((resolve) => server.close(resolve));
   }
-});
-
-Deno.test("ScrapeRecorder exposes what prom-client's own inc and observe would, byte for byte", async () => {
-  const plain = createClientMetrics({ defaultMetrics: false });
-  const recorded = createClientMetrics({ defaultMetrics: false });
-  const recorder = new ScrapeRecorder(recorded);
-  const next = seededRandom(5);
-  const statuses = [200, 200, 200, 404, 502, 504, 503, 500];
-  const durations = [0, 0.0001, 0.005, 0.0050001, 0.3, 1, 7.5, 1e9, NaN, -1];
-  const names = ["pushprox_client_scrapes_total", "pushprox_client_scrape_duration_seconds"];
-  const same = async (what: string) => {
-    for (const name of names) {
-      assert.equal(
-        await recorded.registry.getSingleMetricAsString(name),
-        await plain.registry.getSingleMetricAsString(name),
-        `${name} ${what}`,
-      );
-    }
-  };
-  for (let i = 0; i < 3000; i++) {
-    const status = statuses[Math.floor(next() * statuses.length)]!;
-    const seconds = next() < 0.5 ? durations[Math.floor(next() * durations.length)]! : next() * 3;
-    plain.scrapes.inc({ code: String(status) });
-    recorder.scraped(status);
-    let failed: unknown = null;
-    try {
-      plain.scrapeDuration.observe(seconds);
-    } catch (error) {
-      failed = error;
-    }
-    if (failed === null) recorder.took(seconds);
-    else assert.throws(() => recorder.took(seconds), TypeError, "a value prom-client refuses");
-    if (i % 500 === 0) await same(`after ${i}`);
-    // Reset and removed label sets are made again by prom-client, then kept anew.
-    if (i === 1000) {
-      plain.registry.resetMetrics();
-      recorded.registry.resetMetrics();
-    }
-    if (i === 2000) {
-      plain.scrapes.remove({ code: "200" });
-      recorded.scrapes.remove({ code: "200" });
-    }
-  }
-  await same("at the end");
 });

@@ -20,7 +20,8 @@ import { createRepeatFilter, type Logger } from "../../lib/logger.ts";
 import { createBackoff } from "./backoff.ts";
 import { describePollError } from "./poll_error.ts";
 import { pollThrough, pushThrough } from "../transport/connect_calls.ts";
-import { type ClientMetrics, ScrapeRecorder } from "./metrics.ts";
+import type { ClientMetrics } from "./metrics.ts";
+import { DirectCounter, DirectHistogram } from "../../lib/metric_entries.ts";
 import type { PushSender } from "../transport/native_push.ts";
 import type { ScrapeOutcome, Scraper } from "../scrape/scraper.ts";
 import { sleep } from "../../lib/sleep.ts";
@@ -112,7 +113,8 @@ export async function runPoller(options: PollerOptions): Promise<void> {
   // One timer for every scrape's deadline (issue #11).
   const deadlines = new Deadlines();
   // Every scrape's count and duration, on prom-client's entries directly (issue #11).
-  const recorder = new ScrapeRecorder(metrics);
+  const scrapes = new DirectCounter(metrics.scrapes, "code");
+  const durations = new DirectHistogram(metrics.scrapeDuration, null);
   // Per-scrape debug records' fields are built only when written (issue #11).
   const debug = logger.enabled?.("debug") ?? true;
 
@@ -265,7 +267,7 @@ export async function runPoller(options: PollerOptions): Promise<void> {
     }
     try {
       await push(pushHead(request.id, sessionId, outcome), outcome.body, deadline);
-      recorder.scraped(outcome.status);
+      scrapes.inc(String(outcome.status));
       if (debug) {
         logger.debug("Scrape finished", {
           scrape_id: scrapeId,
@@ -283,7 +285,7 @@ export async function runPoller(options: PollerOptions): Promise<void> {
       });
     } finally {
       timer.release();
-      recorder.took((performance.now() - started) / 1000);
+      durations.observe(null, (performance.now() - started) / 1000);
     }
   }
 }

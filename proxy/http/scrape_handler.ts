@@ -11,7 +11,7 @@ import { forwardableFields, forwardableHeaders, type HeaderField } from "../../l
 import type { Logger } from "../../lib/logger.ts";
 import { type Coordinator, CoordinatorError, type ScrapeReply } from "../core/coordinator.ts";
 import type { ProxyMetrics } from "../core/metrics.ts";
-import { ScrapeRecorder } from "../core/scrape_recorder.ts";
+import { DirectCounter, DirectHistogram } from "../../lib/metric_entries.ts";
 import { errorKind } from "../core/errors.ts";
 import {
   InvalidTimeoutError,
@@ -81,11 +81,10 @@ export function createScrapeHandler(
   /** The last scrape timeout header parsed, and its timeout (the same nearly every scrape). */
   let knownTimeoutHeader: string | null = null;
   let knownTimeoutMs = 0;
-  /**
-   * The two metric updates of every scrape, on prom-client's entries (no
-   * labels hashed and checked per call; see ScrapeRecorder).
-   */
-  const recorder = new ScrapeRecorder(metrics.proxiedRequests, metrics.scrapeDuration);
+  // The two metric updates of every scrape, on prom-client's entries (no
+  // labels hashed and checked per call; lib/metric_entries.ts).
+  const proxiedRequests = new DirectCounter(metrics.proxiedRequests, "code");
+  const scrapeDurations = new DirectHistogram(metrics.scrapeDuration, "code");
 
   /** The fields of a scrape request forwarded to the client. */
   function forwarded(raw: readonly string[]): HeaderField[] {
@@ -124,7 +123,9 @@ export function createScrapeHandler(
           err: failure || undefined,
         });
       }
-      recorder.record(code, seconds);
+      const status = String(code);
+      proxiedRequests.inc(status);
+      scrapeDurations.observe(status, seconds);
       if (host !== null) {
         coordinator.recordScrapeResult(host, {
           status: code,
