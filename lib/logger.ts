@@ -102,17 +102,23 @@ export function createLogger(options: LoggerOptions = {}): Logger {
         format === "json" ? JSON.stringify(record, jsonValue) : logfmt(record),
       );
     }
+    // A level below the minimum is a function that does nothing: a debug
+    // call on the scrape path costs a call, not a level lookup (issue #11).
+    const at = (level: LogLevel): Logger["debug"] =>
+      LEVELS.indexOf(level) < minimum ? ignore : (msg, fields) => log(level, msg, fields);
     return {
-      debug: (msg, fields) => log("debug", msg, fields),
-      info: (msg, fields) => log("info", msg, fields),
-      warn: (msg, fields) => log("warn", msg, fields),
-      error: (msg, fields) => log("error", msg, fields),
+      debug: at("debug"),
+      info: at("info"),
+      warn: at("warn"),
+      error: at("error"),
       with: (fields) => make({ ...base, ...fields }),
       enabled: (level) => LEVELS.indexOf(level) >= minimum,
     };
   }
   return make({});
 }
+
+function ignore(): void {}
 
 /** A logger that drops everything, for tests and libraries. */
 export function createNullLogger(): Logger {

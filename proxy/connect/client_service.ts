@@ -192,6 +192,8 @@ export function createPollCore(options: ClientServiceOptions): PollCore {
   const { coordinator, logger, metrics, heartbeatIntervalMs } = options;
   const now = options.now ?? Date.now;
   const versions = new Interned(64);
+  // Whether debug records are written (the logger's level is fixed).
+  const debug = logger.enabled?.("debug") ?? true;
   const logOf = (stream: PollStream) =>
     logger.with({ fqdn: stream.fqdn, session: stream.session.id.slice(0, 8) });
 
@@ -289,13 +291,16 @@ export function createPollCore(options: ClientServiceOptions): PollCore {
       });
     },
     scrape(stream, task) {
-      // Not logOf(stream): a child logger per scrape, for a record rarely kept.
-      logger.debug("Sending scrape", {
-        fqdn: stream.fqdn,
-        session: stream.session.id.slice(0, 8),
-        scrape_id: task.id,
-        url: task.url,
-      });
+      // Not logOf(stream): a child logger per scrape, for a record rarely
+      // kept (its fields built only then).
+      if (debug) {
+        logger.debug("Sending scrape", {
+          fqdn: stream.fqdn,
+          session: stream.session.id.slice(0, 8),
+          scrape_id: task.id,
+          url: task.url,
+        });
+      }
       return {
         message: {
           case: "scrape",
