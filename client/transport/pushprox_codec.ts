@@ -80,7 +80,7 @@ interface Cursor {
   bytes: Uint8Array;
   at: number;
   fail: boolean;
-  /** Texts to take again for equal bytes; null: decode every one. */
+  /** Texts and the last scrape to take again for equal bytes; null: decode every one. */
   recent: RecentTexts | null;
 }
 
@@ -108,13 +108,23 @@ const utf8 = new TextDecoder();
 const RECENT_SLOTS = 32;
 
 /**
- * The text last decoded in each slot of a scrape request (method, URL,
- * header names and values), kept by the Poll stream that decodes them:
- * Prometheus sends the same ones every scrape, and the string made before
- * is taken again when the bytes are the same, instead of a new one each
- * time (issue #11).
+ * What a Poll stream keeps of the scrape requests it decoded (issue #11):
+ * the text last decoded in each slot (method, URL, header names and
+ * values), taken again when the bytes are the same, instead of a new
+ * string each time; and the last scrape message's bytes after its id field
+ * with its request: Prometheus sends the same fields every scrape, and
+ * consecutive scrape messages differ only in their id, so a message whose
+ * bytes after the id are the same is the last request with the new id (and
+ * the same frozen header list), without decoding the rest.
  */
-export type RecentTexts = (string | undefined)[];
+export interface RecentTexts {
+  /** The slots' texts. */
+  texts: (string | undefined)[];
+  /** The last kept scrape message's bytes after its id field (a copy); null for none. */
+  tail: Uint8Array | null;
+  /** The request decoded from the message `tail` came from (frozen, headers too). */
+  request: Readonly<ScrapeRequest> | null;
+}
 
 /**
  * An empty {@linkcode RecentTexts}, for one Poll stream.
@@ -122,7 +132,7 @@ export type RecentTexts = (string | undefined)[];
  * @returns Its slots.
  */
 export function recentTexts(): RecentTexts {
-  return new Array(RECENT_SLOTS);
+  return { texts: new Array(RECENT_SLOTS), tail: null, request: null };
 }
 
 /**
@@ -131,7 +141,7 @@ export function recentTexts(): RecentTexts {
  * @param slot Where in the cursor's recent texts the field's last text is kept; -1 for none.
  */
 function ascii(c: Cursor, end: number, slot = -1): string {
-  const recent = slot >= 0 && slot < RECENT_SLOTS ? c.recent : null;
+  const recent = slot >= 0 && slot < RECENT_SLOTS ? c.recent?.texts ?? null : null;
   const length = varint(c, end);
   const start = c.at;
   const stop = start + length;
@@ -182,8 +192,9 @@ function ascii(c: Cursor, end: number, slot = -1): string {
  * unknown fields), decoded by hand; null for anything else.
  *
  * @param bytes The message.
- * @param recent The Poll stream's texts of the scrape requests before
- * (see {@linkcode recentTexts}); without it each text is a new string.
+ * @param recent What the Poll stream keeps of its scrape requests before
+ * (see {@linkcode recentTexts}); without it each text is a new string and
+ * each message decoded whole.
  * @returns The message, or null: ask protobuf-es.
  */
 export function decodePollResponseNow(
@@ -247,9 +258,34 @@ function goAwayNow(c: Cursor, end: number): PollResponse | null {
 
 function scrapeNow(c: Cursor, end: number): PollResponse | null {
   const bytes = c.bytes;
+  const recent = c.recent;
+  let id = "";
+  // Where the bytes after a leading id field start; -1 when the message
+  // does not start with one or has another (which would replace it).
+  let tailAt = -1;
+  if (recent !== null && c.at < end && bytes[c.at] === 0x0a) {
+    c.at++;
+    id = ascii(c, end);
+    if (c.fail) return null;
+    tailAt = c.at;
+    const kept = recent.tail;
+    if (kept !== null && kept.byteLength === end - tailAt && sameBytes(bytes, tailAt, kept)) {
+      // The last request's fields with this id.
+      const last = recent.request!;
+      const value: ScrapeRequest = {
+        $typeName: "pushprox.v1.ScrapeRequest",
+        id,
+        method: last.method,
+        url: last.url,
+        headers: last.headers,
+        timeoutMs: last.timeoutMs,
+      };
+      return { $typeName: "pushprox.v1.PollResponse", message: { case: "scrape", value } };
+    }
+  }
   const request: ScrapeRequest = {
     $typeName: "pushprox.v1.ScrapeRequest",
-    id: "",
+    id,
     method: "",
     url: "",
     headers: [],
@@ -259,6 +295,7 @@ function scrapeNow(c: Cursor, end: number): PollResponse | null {
     switch (bytes[c.at++]) {
       case 0x0a:
         request.id = ascii(c, end);
+        tailAt = -1;
         break;
       case 0x12:
         request.method = ascii(c, end, 0);
@@ -289,10 +326,32 @@ function scrapeNow(c: Cursor, end: number): PollResponse | null {
     }
   }
   if (c.fail) return null;
+  if (recent !== null) {
+    recent.tail = null;
+    recent.request = null;
+    if (tailAt >= 0) {
+      // Kept for the next message; the header list is shared with the
+      // requests taken from it, so it is frozen (readers only read it).
+      for (const header of request.headers) Object.freeze(header);
+      Object.freeze(request.headers);
+      recent.tail = bytes.slice(tailAt, end);
+      // (A copy: the request itself goes to the caller.)
+      recent.request = Object.freeze({ ...request });
+    }
+  }
   return {
     $typeName: "pushprox.v1.PollResponse",
     message: { case: "scrape", value: request },
   };
+}
+
+/** Whether `bytes` from `at` start with all of `kept`. */
+function sameBytes(bytes: Uint8Array, at: number, kept: Uint8Array): boolean {
+  const length = kept.byteLength;
+  for (let i = 0; i < length; i++) {
+    if (bytes[at + i] !== kept[i]) return false;
+  }
+  return true;
 }
 
 // ---- encoding ----
