@@ -111,16 +111,20 @@ const RECENT_SLOTS = 32;
  * What a Poll stream keeps of the scrape requests it decoded (issue #11):
  * the text last decoded in each slot (method, URL, header names and
  * values), taken again when the bytes are the same, instead of a new
- * string each time; and the last scrape message's bytes after its id field
- * with its request: Prometheus sends the same fields every scrape, and
- * consecutive scrape messages differ only in their id, so a message whose
- * bytes after the id are the same is the last request with the new id (and
- * the same frozen header list), without decoding the rest.
+ * string each time; and the last scrape message's fields between its id
+ * and its timeout, as bytes and decoded: Prometheus sends the same fields
+ * every scrape, and consecutive scrape messages differ only in their id
+ * (and now and then their timeout), so a message with the same bytes
+ * there is the last request with the new id and timeout (and the same
+ * frozen header list), without decoding the rest.
  */
 export interface RecentTexts {
   /** The slots' texts. */
   texts: (string | undefined)[];
-  /** The last kept scrape message's bytes after its id field (a copy); null for none. */
+  /**
+   * The last kept scrape message's bytes after its leading id field, up to
+   * its timeout field when that is last (a copy); null for none.
+   */
   tail: Uint8Array | null;
   /** The request decoded from the message `tail` came from (frozen, headers too). */
   request: Readonly<ScrapeRequest> | null;
@@ -269,18 +273,27 @@ function scrapeNow(c: Cursor, end: number): PollResponse | null {
     if (c.fail) return null;
     tailAt = c.at;
     const kept = recent.tail;
-    if (kept !== null && kept.byteLength === end - tailAt && sameBytes(bytes, tailAt, kept)) {
-      // The last request's fields with this id.
-      const last = recent.request!;
-      const value: ScrapeRequest = {
-        $typeName: "pushprox.v1.ScrapeRequest",
-        id,
-        method: last.method,
-        url: last.url,
-        headers: last.headers,
-        timeoutMs: last.timeoutMs,
-      };
-      return { $typeName: "pushprox.v1.PollResponse", message: { case: "scrape", value } };
+    if (kept !== null && kept.byteLength <= end - tailAt && sameBytes(bytes, tailAt, kept)) {
+      // The kept fields, then nothing (no timeout) or the timeout alone.
+      let timeoutMs = 0;
+      c.at = tailAt + kept.byteLength;
+      if (c.at < end && bytes[c.at++] === 0x28) timeoutMs = varint(c, end);
+      else if (c.at < end) c.fail = true;
+      if (!c.fail && c.at === end) {
+        const last = recent.request!;
+        const value: ScrapeRequest = {
+          $typeName: "pushprox.v1.ScrapeRequest",
+          id,
+          method: last.method,
+          url: last.url,
+          headers: last.headers,
+          timeoutMs,
+        };
+        return { $typeName: "pushprox.v1.PollResponse", message: { case: "scrape", value } };
+      }
+      // Decoded whole instead.
+      c.at = tailAt;
+      c.fail = false;
     }
   }
   const request: ScrapeRequest = {
@@ -291,6 +304,10 @@ function scrapeNow(c: Cursor, end: number): PollResponse | null {
     headers: [],
     timeoutMs: 0,
   };
+  // Where the last timeout field starts and ends, and how many there are.
+  let timeoutAt = -1;
+  let timeoutEnd = -1;
+  let timeouts = 0;
   while (c.at < end && !c.fail) {
     switch (bytes[c.at++]) {
       case 0x0a:
@@ -319,7 +336,10 @@ function scrapeNow(c: Cursor, end: number): PollResponse | null {
         break;
       }
       case 0x28:
+        timeoutAt = c.at - 1;
+        timeouts++;
         request.timeoutMs = varint(c, end);
+        timeoutEnd = c.at;
         break;
       default:
         return null;
@@ -329,12 +349,14 @@ function scrapeNow(c: Cursor, end: number): PollResponse | null {
   if (recent !== null) {
     recent.tail = null;
     recent.request = null;
-    if (tailAt >= 0) {
-      // Kept for the next message; the header list is shared with the
-      // requests taken from it, so it is frozen (readers only read it).
+    // Kept when the fields after the id hold no timeout, or one, last.
+    const tailEnd = timeouts === 0 ? end : timeouts === 1 && timeoutEnd === end ? timeoutAt : -1;
+    if (tailAt >= 0 && tailEnd >= 0) {
+      // The header list is shared with the requests taken from the kept
+      // one, so it is frozen (readers only read it).
       for (const header of request.headers) Object.freeze(header);
       Object.freeze(request.headers);
-      recent.tail = bytes.slice(tailAt, end);
+      recent.tail = bytes.slice(tailAt, tailEnd);
       // (A copy: the request itself goes to the caller.)
       recent.request = Object.freeze({ ...request });
     }
