@@ -191,6 +191,12 @@ export function createNativePush(options: NativePushOptions): NativePush {
     /** The proxy's last answer head, reused when the next one's bytes are the same. */
     readonly heads: ResponseHeadCache = new ResponseHeadCache();
     dead = false;
+    // The idle read's ends, made once per connection, not per push.
+    readonly #readWhileIdle = (): void => {
+      // Bytes or the end while idle: the connection is not usable.
+      if (idle.includes(this)) this.destroy();
+    };
+    readonly #failed = (): void => this.destroy();
     constructor(conn: Deno.Conn) {
       this.conn = conn;
       this.reader = new ByteReader((b) => conn.read(b), 4096);
@@ -212,13 +218,7 @@ export function createNativePush(options: NativePushOptions): NativePush {
     release(): void {
       if (closed || idle.length >= maxIdle || this.reader.buffered > 0) return this.destroy();
       idle.push(this);
-      this.reader.prefetch().then(
-        () => {
-          // Bytes or the end while idle: the connection is not usable.
-          if (idle.includes(this)) this.destroy();
-        },
-        () => this.destroy(),
-      );
+      this.reader.prefetch().then(this.#readWhileIdle, this.#failed);
     }
   }
 
