@@ -233,6 +233,7 @@ export class Http1Pool {
     opened: (connection) => this.#open.add(connection),
     destroyed: (connection) => this.#destroyed(connection),
     give: (connection) => this.#give(connection),
+    idle: (connection) => this.#idle.get(connection.key)?.includes(connection) === true,
   };
 
   #destroyed(connection: PooledConn): void {
@@ -258,7 +259,7 @@ export class Http1Pool {
     list.push(connection);
     this.#idle.set(connection.key, list);
     this.#idleCount++;
-    connection.watch(this.#idleMs, () => this.#idle.get(connection.key)?.includes(connection));
+    connection.watch(this.#idleMs);
   }
 
   #oldestIdle(): PooledConn | undefined {
@@ -272,6 +273,8 @@ interface PoolHooks {
   opened(connection: PooledConn): void;
   destroyed(connection: PooledConn): void;
   give(connection: PooledConn): void;
+  /** Whether the connection is in the pool's idle lists. */
+  idle(connection: PooledConn): boolean;
 }
 
 /**
@@ -365,6 +368,8 @@ class PooledConn {
    */
   #idleTimer: LazyTimer | null = null;
   #expire: (() => void) | null = null;
+  /** Closes the connection when its idle read ends while idle; made once, not per release. */
+  #readWhileIdle: (() => void) | null = null;
 
   constructor(
     readonly pool: PoolHooks,
@@ -381,23 +386,21 @@ class PooledConn {
   }
 
   /** While idle: closes on the peer's close or unasked bytes, and after `idleMs`. */
-  watch(idleMs: number, isIdle: () => boolean | undefined): void {
+  watch(idleMs: number): void {
     // The read waiting for the next answer is sized by the last one (a
     // target answers much the same each time): 64 KiB zeroed for a 1 KiB
     // answer cost more than the answer (issue #11). A larger answer is
     // read on in more reads.
     const last = this.reader.received - this.requestStart;
+    const expire = this.#expire ??= () => this.destroy();
+    const readWhileIdle = this.#readWhileIdle ??= () => {
+      if (this.pool.idle(this)) this.destroy();
+    };
     this.reader.prefetch(Math.max(MIN_PREFETCH, 2 ** Math.ceil(Math.log2(last + (last >> 2) + 1))))
-      .then(
-        () => {
-          if (isIdle()) this.destroy();
-        },
-        () => this.destroy(),
-      );
+      .then(readWhileIdle, expire);
     if (idleMs > 0) {
       this.#idleTimer ??= new LazyTimer();
-      this.#expire ??= () => this.destroy();
-      this.#idleTimer.set(idleMs, this.#expire);
+      this.#idleTimer.set(idleMs, expire);
     }
   }
 

@@ -229,20 +229,29 @@ export function createScraper(options: ScraperOptions): Scraper {
   // the same fields (Prometheus sends the same ones every scrape, decoded
   // to the same strings) takes the same frozen list instead of filtering
   // and lower-casing them again (issue #11).
+  // A frozen list of frozen fields is the same fields while it is the same
+  // list (the Poll stream's decoder hands the last one again,
+  // client/transport/pushprox_codec.ts).
   let lastTarget: PolicyTarget | null = null;
+  let lastAskedList: readonly HeaderField[] | null = null;
   let lastAsked: string[] = [];
   let lastForwarded: readonly HeaderField[] = [];
   const forwarded = (
     target: PolicyTarget,
     asked: readonly HeaderField[],
   ): readonly HeaderField[] => {
-    if (target === lastTarget && sameFields(asked, lastAsked)) return lastForwarded;
+    if (target === lastTarget && (asked === lastAskedList || sameFields(asked, lastAsked))) {
+      return lastForwarded;
+    }
     const headers = forwardableFields(asked);
     if (target.hostHeader !== null) headers.push({ name: "host", value: target.hostHeader });
     if (known === null) return headers;
     for (const header of headers) Object.freeze(header);
     lastTarget = target;
     lastAsked = asked.flatMap((field) => [field.name, field.value]);
+    lastAskedList = Object.isFrozen(asked) && asked.every((field) => Object.isFrozen(field))
+      ? asked
+      : null;
     lastForwarded = Object.freeze(headers);
     return lastForwarded;
   };

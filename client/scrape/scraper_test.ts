@@ -156,3 +156,41 @@ Deno.test("createScraper() forwards the same frozen fields while a URL's request
   assert.notEqual(sent[2], sent[1]);
   assert.equal(sent[4], sent[3]);
 });
+
+Deno.test("createScraper() takes a frozen request field list again by identity, a mutable one never", async () => {
+  const sent: (readonly { name: string; value: string }[])[] = [];
+  const scraper = createScraper({
+    fqdn: "h",
+    transport: (_url, init) => {
+      sent.push(init.headers);
+      return Promise.resolve({ status: 200, headers: [], body: (async function* () {})() });
+    },
+  });
+  const signal = new AbortController().signal;
+  // The Poll stream's decoder hands the same frozen list while messages repeat.
+  const shared = Object.freeze([Object.freeze({ name: "Accept", value: "text/plain" })]);
+  const job = (url: string, headers: readonly { name: string; value: string }[]) => ({
+    id: "x",
+    method: "GET",
+    url,
+    headers,
+  });
+  await scraper.scrape(job("http://h:1/m", shared), signal);
+  await scraper.scrape(job("http://h:1/m", shared), signal);
+  await scraper.scrape(job("http://h:2/m", shared), signal);
+  // A list not frozen, changed in place between scrapes: worked out again.
+  const mutable = [{ name: "Accept", value: "text/plain" }];
+  await scraper.scrape(job("http://h:2/m", mutable), signal);
+  mutable[0]!.value = "*/*";
+  await scraper.scrape(job("http://h:2/m", mutable), signal);
+  assert.equal(sent[1], sent[0]);
+  assert.notEqual(sent[2], sent[1]);
+  assert.equal(sent[3], sent[2]);
+  assert.deepEqual(sent.map((headers) => headers.map((f) => `${f.name}=${f.value}`)), [
+    ["accept=text/plain"],
+    ["accept=text/plain"],
+    ["accept=text/plain"],
+    ["accept=text/plain"],
+    ["accept=*/*"],
+  ]);
+});

@@ -191,6 +191,12 @@ export function createNativePush(options: NativePushOptions): NativePush {
     /** The proxy's last answer head, reused when the next one's bytes are the same. */
     readonly heads: ResponseHeadCache = new ResponseHeadCache();
     dead = false;
+    // The idle read's ends, made once per connection, not per push.
+    readonly #readWhileIdle = (): void => {
+      // Bytes or the end while idle: the connection is not usable.
+      if (idle.includes(this)) this.destroy();
+    };
+    readonly #failed = (): void => this.destroy();
     constructor(conn: Deno.Conn) {
       this.conn = conn;
       this.reader = new ByteReader((b) => conn.read(b), 4096);
@@ -212,13 +218,7 @@ export function createNativePush(options: NativePushOptions): NativePush {
     release(): void {
       if (closed || idle.length >= maxIdle || this.reader.buffered > 0) return this.destroy();
       idle.push(this);
-      this.reader.prefetch().then(
-        () => {
-          // Bytes or the end while idle: the connection is not usable.
-          if (idle.includes(this)) this.destroy();
-        },
-        () => this.destroy(),
-      );
+      this.reader.prefetch().then(this.#readWhileIdle, this.#failed);
     }
   }
 
@@ -296,7 +296,6 @@ export function createNativePush(options: NativePushOptions): NativePush {
         // (or are freed), not to the next GC; a marked chunk is freed.
         const owned = progress?.owned === true;
         const pool = owned ? progress!.pool ?? null : null;
-        const release = owned ? (chunk: Uint8Array) => giveBack(chunk, pool) : releaseOwned;
         const prefix = spares.prefix;
         for await (const chunk of body) {
           signal.throwIfAborted();
@@ -333,7 +332,8 @@ export function createNativePush(options: NativePushOptions): NativePush {
             ended = last;
             await writeAll(conn, out);
             // Written: the buffer is read into again (never after a failed write).
-            release(chunk);
+            if (owned) giveBack(chunk, pool);
+            else releaseOwned(chunk);
             // The body said it is complete: no read for its end (leaving
             // the loop gives its connection back as reading the end would).
             if (ended) break;
@@ -351,7 +351,8 @@ export function createNativePush(options: NativePushOptions): NativePush {
             if (last) joined.set(LAST_CHUNK, length - LAST_CHUNK.byteLength);
             // Copied: the piece's buffer is free now. (A freed chunk reads
             // as empty: its length is taken before.)
-            release(chunk);
+            if (owned) giveBack(chunk, pool);
+            else releaseOwned(chunk);
             pending = null;
             ended = last;
             try {
@@ -368,7 +369,8 @@ export function createNativePush(options: NativePushOptions): NativePush {
             } else await writeAll(conn, prefix.slice(0, n));
             await writeAll(conn, chunk);
             // Written: a native scrape's piece is reused or freed now, not at the next GC.
-            release(chunk);
+            if (owned) giveBack(chunk, pool);
+            else releaseOwned(chunk);
           }
         }
       }

@@ -80,7 +80,7 @@ interface Cursor {
   bytes: Uint8Array;
   at: number;
   fail: boolean;
-  /** Texts to take again for equal bytes; null: decode every one. */
+  /** Texts and the last scrape to take again for equal bytes; null: decode every one. */
   recent: RecentTexts | null;
 }
 
@@ -108,13 +108,27 @@ const utf8 = new TextDecoder();
 const RECENT_SLOTS = 32;
 
 /**
- * The text last decoded in each slot of a scrape request (method, URL,
- * header names and values), kept by the Poll stream that decodes them:
- * Prometheus sends the same ones every scrape, and the string made before
- * is taken again when the bytes are the same, instead of a new one each
- * time (issue #11).
+ * What a Poll stream keeps of the scrape requests it decoded (issue #11):
+ * the text last decoded in each slot (method, URL, header names and
+ * values), taken again when the bytes are the same, instead of a new
+ * string each time; and the last scrape message's fields between its id
+ * and its timeout, as bytes and decoded: Prometheus sends the same fields
+ * every scrape, and consecutive scrape messages differ only in their id
+ * (and now and then their timeout), so a message with the same bytes
+ * there is the last request with the new id and timeout (and the same
+ * frozen header list), without decoding the rest.
  */
-export type RecentTexts = (string | undefined)[];
+export interface RecentTexts {
+  /** The slots' texts. */
+  texts: (string | undefined)[];
+  /**
+   * The last kept scrape message's bytes after its leading id field, up to
+   * its timeout field when that is last (a copy); null for none.
+   */
+  tail: Uint8Array | null;
+  /** The request decoded from the message `tail` came from (frozen, headers too). */
+  request: Readonly<ScrapeRequest> | null;
+}
 
 /**
  * An empty {@linkcode RecentTexts}, for one Poll stream.
@@ -122,7 +136,7 @@ export type RecentTexts = (string | undefined)[];
  * @returns Its slots.
  */
 export function recentTexts(): RecentTexts {
-  return new Array(RECENT_SLOTS);
+  return { texts: new Array(RECENT_SLOTS), tail: null, request: null };
 }
 
 /**
@@ -131,7 +145,7 @@ export function recentTexts(): RecentTexts {
  * @param slot Where in the cursor's recent texts the field's last text is kept; -1 for none.
  */
 function ascii(c: Cursor, end: number, slot = -1): string {
-  const recent = slot >= 0 && slot < RECENT_SLOTS ? c.recent : null;
+  const recent = slot >= 0 && slot < RECENT_SLOTS ? c.recent?.texts ?? null : null;
   const length = varint(c, end);
   const start = c.at;
   const stop = start + length;
@@ -182,8 +196,9 @@ function ascii(c: Cursor, end: number, slot = -1): string {
  * unknown fields), decoded by hand; null for anything else.
  *
  * @param bytes The message.
- * @param recent The Poll stream's texts of the scrape requests before
- * (see {@linkcode recentTexts}); without it each text is a new string.
+ * @param recent What the Poll stream keeps of its scrape requests before
+ * (see {@linkcode recentTexts}); without it each text is a new string and
+ * each message decoded whole.
  * @returns The message, or null: ask protobuf-es.
  */
 export function decodePollResponseNow(
@@ -247,18 +262,57 @@ function goAwayNow(c: Cursor, end: number): PollResponse | null {
 
 function scrapeNow(c: Cursor, end: number): PollResponse | null {
   const bytes = c.bytes;
+  const recent = c.recent;
+  let id = "";
+  // Where the bytes after a leading id field start; -1 when the message
+  // does not start with one or has another (which would replace it).
+  let tailAt = -1;
+  if (recent !== null && c.at < end && bytes[c.at] === 0x0a) {
+    c.at++;
+    id = ascii(c, end);
+    if (c.fail) return null;
+    tailAt = c.at;
+    const kept = recent.tail;
+    if (kept !== null && kept.byteLength <= end - tailAt && sameBytes(bytes, tailAt, kept)) {
+      // The kept fields, then nothing (no timeout) or the timeout alone.
+      let timeoutMs = 0;
+      c.at = tailAt + kept.byteLength;
+      if (c.at < end && bytes[c.at++] === 0x28) timeoutMs = varint(c, end);
+      else if (c.at < end) c.fail = true;
+      if (!c.fail && c.at === end) {
+        const last = recent.request!;
+        const value: ScrapeRequest = {
+          $typeName: "pushprox.v1.ScrapeRequest",
+          id,
+          method: last.method,
+          url: last.url,
+          headers: last.headers,
+          timeoutMs,
+        };
+        return { $typeName: "pushprox.v1.PollResponse", message: { case: "scrape", value } };
+      }
+      // Decoded whole instead.
+      c.at = tailAt;
+      c.fail = false;
+    }
+  }
   const request: ScrapeRequest = {
     $typeName: "pushprox.v1.ScrapeRequest",
-    id: "",
+    id,
     method: "",
     url: "",
     headers: [],
     timeoutMs: 0,
   };
+  // Where the last timeout field starts and ends, and how many there are.
+  let timeoutAt = -1;
+  let timeoutEnd = -1;
+  let timeouts = 0;
   while (c.at < end && !c.fail) {
     switch (bytes[c.at++]) {
       case 0x0a:
         request.id = ascii(c, end);
+        tailAt = -1;
         break;
       case 0x12:
         request.method = ascii(c, end, 0);
@@ -282,17 +336,44 @@ function scrapeNow(c: Cursor, end: number): PollResponse | null {
         break;
       }
       case 0x28:
+        timeoutAt = c.at - 1;
+        timeouts++;
         request.timeoutMs = varint(c, end);
+        timeoutEnd = c.at;
         break;
       default:
         return null;
     }
   }
   if (c.fail) return null;
+  if (recent !== null) {
+    recent.tail = null;
+    recent.request = null;
+    // Kept when the fields after the id hold no timeout, or one, last.
+    const tailEnd = timeouts === 0 ? end : timeouts === 1 && timeoutEnd === end ? timeoutAt : -1;
+    if (tailAt >= 0 && tailEnd >= 0) {
+      // The header list is shared with the requests taken from the kept
+      // one, so it is frozen (readers only read it).
+      for (const header of request.headers) Object.freeze(header);
+      Object.freeze(request.headers);
+      recent.tail = bytes.slice(tailAt, tailEnd);
+      // (A copy: the request itself goes to the caller.)
+      recent.request = Object.freeze({ ...request });
+    }
+  }
   return {
     $typeName: "pushprox.v1.PollResponse",
     message: { case: "scrape", value: request },
   };
+}
+
+/** Whether `bytes` from `at` start with all of `kept`. */
+function sameBytes(bytes: Uint8Array, at: number, kept: Uint8Array): boolean {
+  const length = kept.byteLength;
+  for (let i = 0; i < length; i++) {
+    if (bytes[at + i] !== kept[i]) return false;
+  }
+  return true;
 }
 
 // ---- encoding ----

@@ -371,3 +371,93 @@ Deno.test("encodePollRequest() writes the bytes of protobuf-es's toBinary over r
   }
   assert.deepStrictEqual(await encodePollRequest({}), new Uint8Array(0));
 });
+
+Deno.test("decodePollResponseNow() with a stream's memo equals fromBinary for scrapes alike and changed", () => {
+  const next = random(23);
+  const text = texts(next);
+  const ascii = () =>
+    String.fromCharCode(
+      ...Array.from({ length: 1 + Math.floor(next() * 30) }, () => 32 + Math.floor(next() * 95)),
+    );
+  const recent = recentTexts();
+  const scrape = () => ({
+    method: next() < 0.8 ? "GET" : next() < 0.5 ? ascii() : text(),
+    url: next() < 0.8 ? `http://h.example:9100/${ascii()}` : text(),
+    headers: next() < 0.8
+      ? [{ name: "accept", value: ascii() }, {
+        name: "x-prometheus-scrape-timeout-seconds",
+        value: "10",
+      }]
+      : headers(next, text),
+    timeoutMs: next() < 0.8 ? 10000 : uint32(next),
+  });
+  // Where the bytes after a message's leading id field start, if it has one.
+  const tailAt = (b: Uint8Array): number | null => {
+    const varint = (at: number): [number, number] => {
+      let value = 0;
+      for (let shift = 0;; shift += 7) {
+        const byte = b[at++] ?? 0;
+        value += (byte & 0x7f) * 2 ** shift;
+        if (byte < 0x80) return [value, at];
+      }
+    };
+    const [, at] = varint(1);
+    if (b[at] !== 0x0a) return null;
+    const [length, start] = varint(at + 1);
+    return start + length;
+  };
+  // The fields but the timeout, as one value per change; the last message
+  // decoded as it was made, with an id: its generation.
+  let fields = scrape();
+  let generation = 0;
+  let last: { generation: number; headers: unknown } | null = null;
+  let taken = 0;
+  for (let i = 0; i < 4000; i++) {
+    const change = next();
+    if (change < 0.05) {
+      fields = scrape();
+      generation++;
+    } else if (change < 0.12) {
+      fields = { ...fields, timeoutMs: next() < 0.2 ? 0 : next() < 0.5 ? 9999 : uint32(next) };
+    }
+    const id = next() < 0.03 ? "" : next() < 0.05 ? text() : String(i * 7919 % 100003);
+    let bytes = toBinary(
+      PollResponseSchema,
+      create(PollResponseSchema, { message: { case: "scrape", value: { id, ...fields } } }),
+    );
+    const damaged = next() < 0.1;
+    if (damaged) {
+      // Any single byte changed (after the id field, mostly).
+      bytes = bytes.slice();
+      const idEnd = tailAt(bytes) ?? 0;
+      const from = next() < 0.8 && idEnd < bytes.byteLength ? idEnd : 0;
+      bytes[from + Math.floor(next() * (bytes.byteLength - from))] = Math.floor(next() * 256);
+    }
+    let expected: unknown = null;
+    try {
+      expected = fromBinary(PollResponseSchema, bytes);
+    } catch {
+      // Both decoders leave it to protobuf-es, which throws.
+    }
+    const without = decodePollResponseNow(bytes);
+    const withMemo = decodePollResponseNow(bytes, recent);
+    assert.deepStrictEqual(withMemo, without, `message ${i}`);
+    if (without !== null) assert.deepStrictEqual(without, expected, `message ${i}`);
+    else if (expected === null) assert.equal(withMemo, null, `message ${i}`);
+    if (withMemo === null || withMemo.message.case !== "scrape") continue;
+    const value = withMemo.message.value;
+    if (damaged || id === "") {
+      last = null;
+      continue;
+    }
+    // Messages alike but for their id and timeout share the last one's
+    // frozen header list.
+    if (last !== null && last.generation === generation) {
+      assert.equal(value.headers, last.headers, `message ${i}: shared headers`);
+      taken++;
+    }
+    assert.ok(Object.isFrozen(value.headers), `message ${i}: frozen headers`);
+    last = { generation, headers: value.headers };
+  }
+  assert.ok(taken > 1000, `${taken} messages taken from the memo`);
+});
