@@ -17,6 +17,7 @@ import type { HeaderPair } from "../../lib/http_exchange.ts";
 import type { EdgeConnection, FrontDoor, NativeRoute } from "../../lib/front_door.ts";
 import { type BuiltHead, NativeExchange, type ResponseHeads } from "./native_exchange.ts";
 import { POLL_PATH } from "../connect/fast_client_service.ts";
+import type { PushHeadTexts } from "../connect/wire_codec.ts";
 import {
   type HeadOutcome,
   readRequestHead,
@@ -437,12 +438,15 @@ class Kept extends RequestHeadCache implements ResponseHeads {
   bodyReader: ByteReader | null = null;
   /** The last response head written (see NativeExchange's ResponseHeads). */
   lastHead: BuiltHead | null = null;
+  /** Its Push heads' texts (see NativeExchange's connectionTexts). */
+  texts: PushHeadTexts | null = null;
 
   override forget(): void {
     super.forget();
     this.routed = this.handler = this.framing = null;
     this.headReader = this.bodyReader = null;
     this.lastHead = null;
+    this.texts = null;
   }
 }
 
