@@ -592,13 +592,15 @@ class BeatQueue {
   #fired(): void {
     this.#timer = undefined;
     const due: PollRecord[] = [];
-    const until = performance.now() + this.#slackMs;
+    const now = performance.now();
+    const until = now + this.#slackMs;
     for (const record of this.#waiting) {
       if (record.beatAt > until || due.length === BEAT_BATCH) break;
       due.push(record);
     }
     for (const record of due) this.#waiting.delete(record);
-    if (this.#waiting.size > 0) this.#arm(performance.now());
+    // (The same reading: nothing waits between.)
+    if (this.#waiting.size > 0) this.#arm(now);
     // A beat may end its stream or start its next wait (then re-armed above or by wait).
     for (const record of due) record.beat();
   }

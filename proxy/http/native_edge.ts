@@ -99,13 +99,16 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
 
   /** Reads and drops the rest of a body, within the drain limits; false past them. */
   async function drain(body: BodyReader, timer: LazyTimer): Promise<boolean> {
-    const deadline = performance.now() + options.drainMaxMs;
+    // (The timer's clock, each reading shared with its wait.)
+    let now = timer.now();
+    const deadline = now + options.drainMaxMs;
     let bytes = 0;
     try {
-      while (!body.done) {
-        const left = deadline - performance.now();
+      for (let first = true; !body.done; first = false) {
+        if (!first) now = timer.now();
+        const left = deadline - now;
         if (left <= 0) return false;
-        const piece = await within(timer, body.next(), left);
+        const piece = await within(timer, body.next(), left, now);
         if (piece === "timeout") return false;
         if (piece === null) return true;
         bytes += piece.byteLength;
