@@ -213,7 +213,9 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
         // The head's read filled its small buffer: the body's first bytes
         // in it go on with the next read's (one piece, one write to relay).
         const topUp = reader.lastReadFull;
-        if (framing !== null && !bodyReads) {
+        /** Whether the head reader lent its buffer to this body's reader. */
+        const lent = framing !== null && !bodyReads;
+        if (lent) {
           // The connection's body reader again (a Push each scrape), if any.
           let larger = kept.bodyReader;
           if (larger === null || !larger.idle) {
@@ -221,7 +223,8 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
             kept.bodyReader = larger;
           }
           kept.headReader = reader;
-          larger.unread(reader.letGo());
+          // (The head reader keeps its buffer: see watch.)
+          larger.unread(reader.letGo(true));
           reader = larger;
           bodyReads = true;
         }
@@ -236,6 +239,10 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
             // new one, that keeps nothing of the head's read).
             let smaller = poll ? null : kept.headReader;
             if (smaller === null || !smaller.idle) smaller = new ByteReader(read, HEAD_READ_BYTES);
+            // Its buffer again for the next head when the body's first
+            // bytes in it were copied off before any piece was given out
+            // (or none were there): no view of it survives.
+            else smaller.takeBack(lent && body !== null && body.toppedUp);
             // Both readers keep no buffer while the other reads.
             const rest = reader.letGo();
             // A Poll's own copy of what is left (mostly nothing): a view
