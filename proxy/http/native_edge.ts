@@ -243,7 +243,7 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
             // bytes in it were copied off before any piece was given out
             // (or none were there): no view of it survives.
             else smaller.takeBack(lent && body !== null && body.toppedUp);
-            // Both readers keep no buffer while the other reads.
+            // The body reader keeps no buffer while the head reader reads.
             const rest = reader.letGo();
             // A Poll's own copy of what is left (mostly nothing): a view
             // would keep the whole buffer it was read into (4 or 64 KiB)
@@ -433,7 +433,8 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
  * head (reused when the next one is byte for byte the same) and the route
  * decided for it (the route table's answer depends on the head alone), its
  * last response head (reused when the next one is the same), and the reader that is not reading (the head reader while a body is read,
- * the body reader between bodies), holding no buffer.
+ * the body reader between bodies), holding no buffer but the head reader's
+ * own while a body is read (see ByteReader.takeBack).
  */
 class Kept extends RequestHeadCache implements ResponseHeads {
   /** The head last routed. */
