@@ -47,6 +47,7 @@ export class BodyReader {
   #trailerBytes = 0;
   #done = false;
   #topUp: boolean;
+  #toppedUp = false;
 
   /**
    * Creates a body reader.
@@ -66,6 +67,16 @@ export class BodyReader {
     if (framing.kind === "none" || (framing.kind === "length" && framing.length === 0)) {
       this.#done = true;
     }
+  }
+
+  /**
+   * True when the first read topped up the bytes buffered at the start
+   * (see {@linkcode BodyReaderOptions.topUp}): they were copied into the
+   * read's buffer before any piece was given out, so no piece is a view
+   * of the buffer they were in.
+   */
+  get toppedUp(): boolean {
+    return this.#toppedUp;
   }
 
   /** True once the body was read to its end. */
@@ -93,7 +104,7 @@ export class BodyReader {
     if (this.#done) return null;
     if (this.#topUp) {
       this.#topUp = false;
-      if (!this.#endsWithinBuffered()) await this.#reader.fill();
+      if (!this.#endsWithinBuffered()) this.#toppedUp = await this.#reader.fill();
     }
     switch (this.#framing.kind) {
       case "length": {

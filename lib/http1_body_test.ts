@@ -241,3 +241,97 @@ Deno.test("chunkFrame() frames a chunk, after the bytes given first", () => {
   assert.equal(big.byteLength, 7 + 0x12345 + 2);
   assert.equal(text(LAST_CHUNK), "0\r\n\r\n");
 });
+
+/**
+ * As the edge reads a request with a body: a head reader's read, its rest
+ * handed to a body reader with letGo(true), the body read, then the head
+ * reader taken up again (takeBack) and read into once more. Returns
+ * whether that read went into the head reader's first buffer.
+ */
+async function headBufferAgain(framing: BodyFraming, ...pieces: string[]) {
+  const { read } = source(...pieces);
+  const buffers: ArrayBufferLike[] = [];
+  const seen = (buffer: Uint8Array) => (buffers.push(buffer.buffer), read(buffer));
+  const head = new ByteReader(seen, 16);
+  assert.ok(await head.fill());
+  head.take(4);
+  const topUp = head.lastReadFull;
+  const larger = new ByteReader(read, 1024);
+  larger.unread(head.letGo(true));
+  const body = new BodyReader(larger, framing, { topUp });
+  const got: Uint8Array[] = [];
+  for (let piece = await body.next(); piece !== null; piece = await body.next()) got.push(piece);
+  head.takeBack(body.toppedUp);
+  head.unread(larger.letGo());
+  void head.prefetch();
+  await head.fill();
+  return {
+    toppedUp: body.toppedUp,
+    again: buffers[1] === buffers[0],
+    // No piece given out is a view of the head's buffer when it is read into again.
+    shared: got.some((piece) => piece.buffer === buffers[0]),
+    pieces: got.map((piece) => decoder.decode(piece)),
+  };
+}
+
+Deno.test("ByteReader.takeBack: the head buffer again only when no piece is a view of it", async () => {
+  // The body goes on past the head's read: its first bytes are copied off
+  // by the first read (topUp); the head reader reads into its buffer again.
+  const long = await headBufferAgain(
+    { kind: "length", length: 30 },
+    "HEAD0123456789ab",
+    "cdefghijklmnopqrst",
+    "NEXT",
+  );
+  assert.deepEqual(long, {
+    toppedUp: true,
+    again: true,
+    shared: false,
+    pieces: ["0123456789abcdefghijklmnopqrst"],
+  });
+  // The body ends within the head's read: its piece is a view of that
+  // buffer, so a fresh one is read into.
+  const short = await headBufferAgain({ kind: "length", length: 12 }, "HEAD0123456789ab", "NEXT");
+  assert.deepEqual(short, {
+    toppedUp: false,
+    again: false,
+    shared: true,
+    pieces: ["0123456789ab"],
+  });
+  // A read that did not fill its buffer: no top-up, the piece is a view.
+  const partial = await headBufferAgain(
+    { kind: "length", length: 10 },
+    "HEAD012345",
+    "6789",
+    "NEXT",
+  );
+  assert.equal(partial.toppedUp, false);
+  assert.equal(partial.again, false);
+  // Nothing of the body in the head's read: its buffer is free.
+  const clean = await headBufferAgain({ kind: "length", length: 4 }, "HEAD", "body", "NEXT");
+  assert.equal(clean.again, true);
+  assert.equal(clean.shared, false);
+  assert.deepEqual(clean.pieces, ["body"]);
+});
+
+Deno.test("ByteReader.takeBack: nothing kept without letGo(true), nor after a takeBack", async () => {
+  const { read } = source("HEAD0123456789ab", "cdef", "NEXT", "MORE");
+  const buffers: ArrayBufferLike[] = [];
+  const head = new ByteReader((buffer) => (buffers.push(buffer.buffer), read(buffer)), 16);
+  await head.fill();
+  head.take(16);
+  head.letGo();
+  head.takeBack(true);
+  await head.fill();
+  assert.notEqual(buffers[1], buffers[0]);
+  head.take(4);
+  head.letGo(true);
+  head.takeBack(false);
+  // (Nothing was left: the buffer is free.)
+  await head.fill();
+  assert.equal(buffers[2], buffers[1]);
+  head.take(4);
+  head.takeBack(true);
+  await head.fill();
+  assert.notEqual(buffers[3], buffers[2]);
+});

@@ -77,6 +77,10 @@ export class ByteReader {
   #own: ArrayBufferLike | null = null;
   /** The buffer of the last read when it is the pool's; else null. */
   #pooledRead: ArrayBufferLike | null = null;
+  /** The last read's buffer, lent with the bytes handed over by letGo(true); see takeBack. */
+  #lent: ArrayBuffer | null = null;
+  /** Whether nothing of the lent buffer was handed over with it (no bytes were left). */
+  #lentClean = false;
 
   /**
    * Creates a reader over a source of bytes.
@@ -256,13 +260,36 @@ export class ByteReader {
    * reads the source, and reads into new buffers when taken up again
    * (with {@linkcode unread}).
    *
+   * @param lend Keep the last read's buffer (when this reader made it)
+   *   for {@linkcode takeBack}: the bytes handed over may be in it, and
+   *   only the owner can tell whether a view of them survives.
    * @returns The bytes buffered, not consumed.
    */
-  letGo(): Uint8Array {
+  letGo(lend = false): Uint8Array {
     const rest = this.#data;
+    const own = this.#own;
+    this.#lent = lend && own instanceof ArrayBuffer ? own : null;
+    this.#lentClean = rest.byteLength === 0;
     this.#data = NOTHING;
     this.#own = this.#pooledRead = this.#spare = null;
     return rest;
+  }
+
+  /**
+   * The owner's word on the buffer kept by {@linkcode letGo}(true), when
+   * it takes this reader up again: `copiedOff` says the bytes handed over
+   * were all copied into another buffer before any view of them was given
+   * out (a body reader's first read, see BodyReader's `toppedUp`). Then, or
+   * when no bytes were handed over, no view of the buffer survives and the
+   * next read that starts with nothing buffered goes into it, instead of a
+   * fresh one; else it is let go of.
+   *
+   * @param copiedOff The bytes handed over are copied off, none given out.
+   */
+  takeBack(copiedOff: boolean): void {
+    const lent = this.#lent;
+    this.#lent = null;
+    if (lent !== null && (copiedOff || this.#lentClean)) this.#spare = lent;
   }
 
   /** A buffer of `size` bytes to read into: the spare one when it may be, else a new one. */

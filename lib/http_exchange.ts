@@ -59,6 +59,12 @@ export interface Exchange {
    */
   readonly timer?: LazyTimer | null;
   /**
+   * Slots where the connection keeps texts decoded from its requests (a
+   * Push head's, see proxy/connect/wire_codec.ts PushHeadTexts) for its
+   * next request; absent or null where the edge keeps none.
+   */
+  readonly connectionTexts?: (string | undefined)[] | null;
+  /**
    * Sets the response head, sent with the first bytes; a `content-length`
    * among `headers` frames the body, else it is chunked (or, for `end`
    * with the whole body, given a length).

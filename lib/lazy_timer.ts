@@ -142,16 +142,19 @@ export class LazyTimer {
  * @param timer The owner's timer; its current wait is replaced.
  * @param promise What is waited for.
  * @param ms The longest wait.
+ * @param now The time now on the timer's clock, when the caller has just
+ *   read it (see {@linkcode LazyTimer.set}). @default {a read of the clock}
  * @returns The promise's value, or "timeout".
  */
 export function within<T>(
   timer: LazyTimer,
   promise: Promise<T>,
   ms: number,
+  now?: number,
 ): Promise<T | "timeout"> {
   return new Promise<T | "timeout">((resolve, reject) => {
     const expire = () => resolve("timeout");
-    timer.set(ms, expire);
+    timer.set(ms, expire, now);
     promise.then((value) => {
       timer.clear(expire);
       resolve(value);

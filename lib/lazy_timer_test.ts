@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { LazyTimer } from "./lazy_timer.ts";
+import { LazyTimer, within } from "./lazy_timer.ts";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -119,5 +119,20 @@ Deno.test("LazyTimer.now reads the timer's own clock, a reading set takes", asyn
   now = 15;
   await sleep(60);
   assert.deepEqual(calls, ["expired"]);
+  timer.close();
+});
+
+Deno.test("within(timer, promise, ms, now) counts from the caller's reading, no read of its own", async () => {
+  let reads = 0;
+  const timer = new LazyTimer({ now: () => (reads++, 1000) });
+  // Read at 0: the wait's deadline (10) has passed by the time the clock is read.
+  const outcome = await within(timer, new Promise<never>(() => {}), 10, 0);
+  assert.equal(outcome, "timeout");
+  assert.equal(reads, 1);
+  // Without it, one read: the wait counts from 1000.
+  reads = 0;
+  const value = await within(timer, Promise.resolve("done"), 10);
+  assert.equal(value, "done");
+  assert.equal(reads, 1);
   timer.close();
 });

@@ -284,11 +284,12 @@ export async function readRequestHead(
         ? scanRequestHead(reader.peek(), limits.maxHeaderBytes)
         : cache.scan(reader.peek(), limits.maxHeaderBytes);
       if (scan.kind !== "incomplete") return scan;
-      const now = performance.now();
+      // (One clock read for the deadline and the wait: the timer's.)
+      const now = timer.now();
       if (deadline < 0) deadline = now + limits.headersTimeoutMs;
       const left = deadline - now;
       if (left <= 0) return { kind: "timeout" };
-      const more = await within(timer, reader.fill(), left);
+      const more = await within(timer, reader.fill(), left, now);
       if (more === "timeout") return { kind: "timeout" };
       if (!more) return { kind: reader.buffered === 0 ? "closed" : "unusual" };
     }

@@ -13,7 +13,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { createEndStreamSerialization } from "@connectrpc/connect/protocol-connect";
 import { type PushRequest, PushRequestSchema } from "../../gen/pushprox/v1/pushprox_pb.ts";
 import { errorMessage } from "../../lib/error_message.ts";
-import { decodePushHead } from "./wire_codec.ts";
+import { decodePushHead, type PushHeadTexts } from "./wire_codec.ts";
 import { isOwned, markOwned } from "../../lib/owned_chunks.ts";
 
 /** Envelope flag: the message is compressed. */
@@ -269,10 +269,14 @@ export function bodyChunkPrefix(
  * other message is decoded whole.
  *
  * @param reader The request body's envelopes.
+ * @param texts The connection's Push head texts (see pushHeadTexts), if it keeps them.
  * @returns The push messages; body chunks may be split at any byte.
  */
-export function readPushRequests(reader: EnvelopeReader): PushRequests {
-  return new PushRequests(reader);
+export function readPushRequests(
+  reader: EnvelopeReader,
+  texts: PushHeadTexts | null = null,
+): PushRequests {
+  return new PushRequests(reader, texts);
 }
 
 const DONE: IteratorReturnResult<undefined> = Object.freeze({ done: true, value: undefined });
@@ -287,14 +291,19 @@ const DONE: IteratorReturnResult<undefined> = Object.freeze({ done: true, value:
  */
 export class PushRequests implements AsyncIterableIterator<PushRequest> {
   readonly #reader: EnvelopeReader;
+  readonly #texts: PushHeadTexts | null;
   #first = true;
   /** Bytes of the current `body_chunk` not read yet. */
   #left = 0;
   #ended = false;
 
-  /** @param reader The request body's envelopes. */
-  constructor(reader: EnvelopeReader) {
+  /**
+   * @param reader The request body's envelopes.
+   * @param texts The connection's Push head texts, if any.
+   */
+  constructor(reader: EnvelopeReader, texts: PushHeadTexts | null = null) {
     this.#reader = reader;
+    this.#texts = texts;
   }
 
   [Symbol.asyncIterator](): PushRequests {
@@ -346,7 +355,7 @@ export class PushRequests implements AsyncIterableIterator<PushRequest> {
       this.#first = false;
       // A copy: nothing decoded may keep a view of a buffer whose body
       // pieces are given back once relayed (see EnvelopeReader.readSome).
-      return decode((await reader.read(header.length)).slice());
+      return decode((await reader.read(header.length)).slice(), this.#texts);
     } catch (error) {
       this.#ended = true;
       throw error;
@@ -358,10 +367,10 @@ function bodyChunk(value: Uint8Array): PushRequest {
   return { $typeName: "pushprox.v1.PushRequest", message: { case: "bodyChunk", value } };
 }
 
-function decode(bytes: Uint8Array): PushRequest {
+function decode(bytes: Uint8Array, texts: PushHeadTexts | null): PushRequest {
   // The head our client sends, decoded by hand (as protobuf-es would);
   // anything else by protobuf-es.
-  const head = decodePushHead(bytes);
+  const head = decodePushHead(bytes, texts);
   if (head !== null) return head;
   try {
     return fromBinary(PushRequestSchema, bytes);

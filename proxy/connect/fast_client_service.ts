@@ -189,7 +189,10 @@ export function createFastClientHandler(options: FastClientHandlerOptions): Fast
         exchange.discardBody();
         throw refusal;
       }
-      const result = await service.push(readPushRequests(reader), context);
+      const result = await service.push(
+        readPushRequests(reader, exchange.connectionTexts ?? null),
+        context,
+      );
       await call.send(
         encodeEnvelope(0, toBinary(PushResponseSchema, create(PushResponseSchema, result))),
       );
@@ -231,7 +234,10 @@ export function createFastClientHandler(options: FastClientHandlerOptions): Fast
       const reader = new EnvelopeReader(exchange.body(), maxMessageBytes);
       // The exchange's signal only if read (on a failure): the native
       // exchange makes its AbortController on demand.
-      const result = await relay(readPushRequests(reader), new PushCallOf(exchange, values));
+      const result = await relay(
+        readPushRequests(reader, exchange.connectionTexts ?? null),
+        new PushCallOf(exchange, values),
+      );
       // The response's envelope and the end-stream, in one buffer.
       const response = encodePushResponse(result);
       const length = response.byteLength;
@@ -586,13 +592,15 @@ class BeatQueue {
   #fired(): void {
     this.#timer = undefined;
     const due: PollRecord[] = [];
-    const until = performance.now() + this.#slackMs;
+    const now = performance.now();
+    const until = now + this.#slackMs;
     for (const record of this.#waiting) {
       if (record.beatAt > until || due.length === BEAT_BATCH) break;
       due.push(record);
     }
     for (const record of due) this.#waiting.delete(record);
-    if (this.#waiting.size > 0) this.#arm(performance.now());
+    // (The same reading: nothing waits between.)
+    if (this.#waiting.size > 0) this.#arm(now);
     // A beat may end its stream or start its next wait (then re-armed above or by wait).
     for (const record of due) record.beat();
   }

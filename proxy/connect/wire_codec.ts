@@ -178,15 +178,45 @@ function encodeFields(headers: readonly unknown[]): Uint8Array | null {
   return at === size ? out : null;
 }
 
+/** Slots of a {@linkcode PushHeadTexts}: session id, error, 15 headers' names and values. */
+const PUSH_TEXT_SLOTS = 32;
+
+/** Longest text a {@linkcode PushHeadTexts} slot keeps. */
+const KEPT_TEXT_MAX = 4096;
+
+/**
+ * The texts last decoded in each field of a Push head (session id, error,
+ * the target's response header names and values), kept by the connection
+ * that carries the Pushes: a client's Pushes repeat all of them but the
+ * scrape id and the Date, and the string made before is taken again when
+ * the bytes are the same, instead of a new one each time (issue #11).
+ * Only ASCII texts of at most 4 KiB are kept, in a fixed number of slots.
+ */
+export type PushHeadTexts = (string | undefined)[];
+
+/**
+ * An empty {@linkcode PushHeadTexts}, for one connection.
+ *
+ * @returns Its slots.
+ */
+export function pushHeadTexts(): PushHeadTexts {
+  return new Array(PUSH_TEXT_SLOTS);
+}
+
 /**
  * Decodes a `PushRequest` whose `message` is a `head`, as protobuf-es'
  * `fromBinary` would; null for anything else or unusual (the caller then
  * uses protobuf-es, which also gives the errors).
  *
  * @param bytes The message.
+ * @param texts The connection's texts of the heads before (see
+ * {@linkcode pushHeadTexts}); without them each text is a new string.
  * @returns The message, or null.
  */
-export function decodePushHead(bytes: Uint8Array): PushRequest | null {
+export function decodePushHead(
+  bytes: Uint8Array,
+  texts: PushHeadTexts | null = null,
+): PushRequest | null {
   // Exactly one field: 1 (head), length-delimited, to the end.
   if (bytes[0] !== 0x0a) return null;
   const length = readVarint32(bytes, 1);
@@ -214,12 +244,13 @@ export function decodePushHead(bytes: Uint8Array): PushRequest | null {
     at = start + fieldLength;
     if (at > end) return null;
     if (tag === 0x22) {
-      const header = decodeHeader(bytes, start, at);
+      const header = decodeHeader(bytes, start, at, texts, 2 + 2 * headers.length);
       if (header === null) return null;
       headers.push(header);
       continue;
     }
-    const text = decodeString(bytes, start, at);
+    // (The scrape id differs in every head: not kept.)
+    const text = decodeString(bytes, start, at, texts, tag === 0x0a ? -1 : tag === 0x12 ? 0 : 1);
     if (text === null) return null;
     if (tag === 0x0a) scrapeId = text;
     else if (tag === 0x12) sessionId = text;
@@ -241,7 +272,14 @@ export function decodePushHead(bytes: Uint8Array): PushRequest | null {
   };
 }
 
-function decodeHeader(bytes: Uint8Array, at: number, end: number): Header | null {
+/** A header; `slot` is its name's slot in the recent texts, its value's the next. */
+function decodeHeader(
+  bytes: Uint8Array,
+  at: number,
+  end: number,
+  texts: PushHeadTexts | null,
+  slot: number,
+): Header | null {
   let name = "";
   let value = "";
   while (at < end) {
@@ -252,7 +290,7 @@ function decodeHeader(bytes: Uint8Array, at: number, end: number): Header | null
     const start = readAt;
     at = start + length;
     if (at > end) return null;
-    const text = decodeString(bytes, start, at);
+    const text = decodeString(bytes, start, at, texts, tag === 0x0a ? slot : slot + 1);
     if (text === null) return null;
     if (tag === 0x0a) name = text;
     else value = text;
@@ -263,23 +301,55 @@ function decodeHeader(bytes: Uint8Array, at: number, end: number): Header | null
 /** Longest string decoded without TextDecoder when ASCII (as protobuf-es does). */
 const ASCII_MAX_LENGTH = 64;
 
-function decodeString(bytes: Uint8Array, start: number, end: number): string | null {
+/**
+ * A string field's text; null for invalid UTF-8.
+ *
+ * @param recent The connection's recent texts, if any.
+ * @param slot Where in the recent texts the field's last text is kept; -1 for none.
+ */
+function decodeString(
+  bytes: Uint8Array,
+  start: number,
+  end: number,
+  recent: PushHeadTexts | null,
+  slot: number,
+): string | null {
   const length = end - start;
-  if (length <= ASCII_MAX_LENGTH) {
-    const codes = new Array<number>(length);
-    let i = 0;
-    for (; i < length; i++) {
-      const byte = bytes[start + i]!;
-      if (byte > 0x7f) break;
-      codes[i] = byte;
+  const texts = slot >= 0 && slot < PUSH_TEXT_SLOTS ? recent : null;
+  if (texts !== null) {
+    const kept = texts[slot];
+    // A kept text is ASCII: the same bytes are that text.
+    if (kept !== undefined && kept.length === length) {
+      let i = 0;
+      while (i < length && bytes[start + i] === kept.charCodeAt(i)) i++;
+      if (i === length) return kept;
     }
-    if (i === length) return String.fromCharCode.apply(String, codes);
   }
-  try {
-    return strictDecoder.decode(bytes.subarray(start, end));
-  } catch {
-    return null;
+  let text: string;
+  decoded: {
+    if (length <= ASCII_MAX_LENGTH) {
+      const codes = new Array<number>(length);
+      let i = 0;
+      for (; i < length; i++) {
+        const byte = bytes[start + i]!;
+        if (byte > 0x7f) break;
+        codes[i] = byte;
+      }
+      if (i === length) {
+        text = String.fromCharCode.apply(String, codes);
+        break decoded;
+      }
+    }
+    try {
+      text = strictDecoder.decode(bytes.subarray(start, end));
+    } catch {
+      return null;
+    }
   }
+  // ASCII exactly when each byte made one code unit (valid UTF-8 takes
+  // two or more bytes for anything else).
+  if (texts !== null && text.length === length && length <= KEPT_TEXT_MAX) texts[slot] = text;
+  return text;
 }
 
 /** Where the last {@linkcode readVarint32} stopped. */

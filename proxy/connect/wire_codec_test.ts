@@ -9,7 +9,13 @@ import {
   type ScrapeResponseHeadSchema,
 } from "../../gen/pushprox/v1/pushprox_pb.ts";
 import { encodeEnvelope } from "./connect_stream.ts";
-import { decodePushHead, encodePushResponse, encodeScrapeEnvelope } from "./wire_codec.ts";
+import {
+  decodePushHead,
+  encodePushResponse,
+  encodeScrapeEnvelope,
+  type PushHeadTexts,
+  pushHeadTexts,
+} from "./wire_codec.ts";
 import { seededRandom as random } from "../../lib/testing/random.ts";
 
 Deno.test("encodePushResponse() writes the bytes protobuf-es writes", () => {
@@ -190,4 +196,76 @@ Deno.test("decodePushHead() decodes as protobuf-es does, and leaves the rest to 
   );
   assert.equal(decodePushHead(new Uint8Array([...unknown, 0x48, 0x05])), null);
   assert.ok(ours === 3000);
+});
+
+Deno.test("decodePushHead() with a connection's texts decodes as protobuf-es does", () => {
+  const next = random(11);
+  const texts = pushHeadTexts();
+  for (let i = 0; i < 3000; i++) {
+    // Heads that often repeat the last one's fields (as a client's do).
+    const head = randomHead(random(Math.floor(next() * 4)));
+    head.scrapeId = String(i);
+    const bytes = toBinary(
+      PushRequestSchema,
+      create(PushRequestSchema, { message: { case: "head", value: head } }),
+    );
+    const reference = fromBinary(PushRequestSchema, bytes);
+    assert.deepEqual(decodePushHead(bytes, texts), reference);
+    assert.deepEqual(decodePushHead(bytes), reference);
+    assert.ok(texts.length === 32);
+    for (const text of texts) assert.ok(text === undefined || text.length <= 4096);
+  }
+});
+
+Deno.test("decodePushHead() takes a kept text again for the same bytes, a new one else", () => {
+  const texts = pushHeadTexts();
+  const encode = (sessionId: string, value: string, error = ""): Uint8Array =>
+    toBinary(
+      PushRequestSchema,
+      create(PushRequestSchema, {
+        message: {
+          case: "head",
+          value: {
+            scrapeId: "1",
+            sessionId,
+            status: 200,
+            error,
+            headers: [{ name: "date", value }],
+          },
+        },
+      }),
+    );
+  const headOf = (bytes: Uint8Array, kept: PushHeadTexts | null = texts) => {
+    const decoded = decodePushHead(bytes, kept);
+    assert.ok(decoded !== null && decoded.message.case === "head");
+    return decoded.message.value;
+  };
+  const long = "x".repeat(100);
+  const first = headOf(encode(`session-${1}`, long + "a"));
+  const again = headOf(encode(`session-${1}`, long + "a"));
+  // (Strings are compared by value; the memo is seen in what it keeps.)
+  assert.equal(again.sessionId, "session-1");
+  assert.equal(texts[0], first.sessionId);
+  const keptSession = texts[0];
+  const keptValue = texts[3];
+  assert.equal(keptValue, long + "a");
+  headOf(encode("session-1", long + "a"));
+  assert.ok(texts[0] === keptSession && texts[3] === keptValue);
+  const other = headOf(encode("session-1", long + "b"));
+  assert.equal(other.headers[0]!.value, long + "b");
+  assert.equal(texts[3], long + "b");
+  assert.equal(other.sessionId, "session-1");
+  // Non-ASCII and long texts are decoded, never kept; nor the scrape id.
+  const non = headOf(encode("séssion", "v", "é"));
+  assert.equal(non.sessionId, "séssion");
+  assert.equal(non.error, "é");
+  assert.equal(texts[0], "session-1");
+  assert.equal(texts[1], undefined);
+  const huge = "h".repeat(5000);
+  assert.equal(headOf(encode(huge, "v")).sessionId, huge);
+  assert.equal(texts[0], "session-1");
+  assert.ok(!texts.includes("1"));
+  // Without texts: nothing kept.
+  assert.equal(headOf(encode("s", "v"), null).sessionId, "s");
+  assert.equal(texts[0], "session-1");
 });

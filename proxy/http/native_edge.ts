@@ -17,6 +17,7 @@ import type { HeaderPair } from "../../lib/http_exchange.ts";
 import type { EdgeConnection, FrontDoor, NativeRoute } from "../../lib/front_door.ts";
 import { type BuiltHead, NativeExchange, type ResponseHeads } from "./native_exchange.ts";
 import { POLL_PATH } from "../connect/fast_client_service.ts";
+import type { PushHeadTexts } from "../connect/wire_codec.ts";
 import {
   type HeadOutcome,
   readRequestHead,
@@ -98,13 +99,16 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
 
   /** Reads and drops the rest of a body, within the drain limits; false past them. */
   async function drain(body: BodyReader, timer: LazyTimer): Promise<boolean> {
-    const deadline = performance.now() + options.drainMaxMs;
+    // (The timer's clock, each reading shared with its wait.)
+    let now = timer.now();
+    const deadline = now + options.drainMaxMs;
     let bytes = 0;
     try {
-      while (!body.done) {
-        const left = deadline - performance.now();
+      for (let first = true; !body.done; first = false) {
+        if (!first) now = timer.now();
+        const left = deadline - now;
         if (left <= 0) return false;
-        const piece = await within(timer, body.next(), left);
+        const piece = await within(timer, body.next(), left, now);
         if (piece === "timeout") return false;
         if (piece === null) return true;
         bytes += piece.byteLength;
@@ -209,7 +213,9 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
         // The head's read filled its small buffer: the body's first bytes
         // in it go on with the next read's (one piece, one write to relay).
         const topUp = reader.lastReadFull;
-        if (framing !== null && !bodyReads) {
+        /** Whether the head reader lent its buffer to this body's reader. */
+        const lent = framing !== null && !bodyReads;
+        if (lent) {
           // The connection's body reader again (a Push each scrape), if any.
           let larger = kept.bodyReader;
           if (larger === null || !larger.idle) {
@@ -217,7 +223,8 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
             kept.bodyReader = larger;
           }
           kept.headReader = reader;
-          larger.unread(reader.letGo());
+          // (The head reader keeps its buffer: see watch.)
+          larger.unread(reader.letGo(true));
           reader = larger;
           bodyReads = true;
         }
@@ -232,7 +239,11 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
             // new one, that keeps nothing of the head's read).
             let smaller = poll ? null : kept.headReader;
             if (smaller === null || !smaller.idle) smaller = new ByteReader(read, HEAD_READ_BYTES);
-            // Both readers keep no buffer while the other reads.
+            // Its buffer again for the next head when the body's first
+            // bytes in it were copied off before any piece was given out
+            // (or none were there): no view of it survives.
+            else smaller.takeBack(lent && body !== null && body.toppedUp);
+            // The body reader keeps no buffer while the head reader reads.
             const rest = reader.letGo();
             // A Poll's own copy of what is left (mostly nothing): a view
             // would keep the whole buffer it was read into (4 or 64 KiB)
@@ -422,7 +433,8 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
  * head (reused when the next one is byte for byte the same) and the route
  * decided for it (the route table's answer depends on the head alone), its
  * last response head (reused when the next one is the same), and the reader that is not reading (the head reader while a body is read,
- * the body reader between bodies), holding no buffer.
+ * the body reader between bodies), holding no buffer but the head reader's
+ * own while a body is read (see ByteReader.takeBack).
  */
 class Kept extends RequestHeadCache implements ResponseHeads {
   /** The head last routed. */
@@ -437,12 +449,15 @@ class Kept extends RequestHeadCache implements ResponseHeads {
   bodyReader: ByteReader | null = null;
   /** The last response head written (see NativeExchange's ResponseHeads). */
   lastHead: BuiltHead | null = null;
+  /** Its Push heads' texts (see NativeExchange's connectionTexts). */
+  texts: PushHeadTexts | null = null;
 
   override forget(): void {
     super.forget();
     this.routed = this.handler = this.framing = null;
     this.headReader = this.bodyReader = null;
     this.lastHead = null;
+    this.texts = null;
   }
 }
 

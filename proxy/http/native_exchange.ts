@@ -14,6 +14,7 @@ import type { Exchange, HeaderPair } from "../../lib/http_exchange.ts";
 import type { RequestHead } from "../../lib/request_head.ts";
 import type { LazyTimer } from "../../lib/lazy_timer.ts";
 import { POLL_PATH } from "../connect/fast_client_service.ts";
+import { type PushHeadTexts, pushHeadTexts } from "../connect/wire_codec.ts";
 import { markOwned, takeOwned } from "../../lib/owned_chunks.ts";
 import type { ReadBufferPool } from "../../lib/read_buffers.ts";
 import { httpDate } from "../../lib/http_date.ts";
@@ -57,6 +58,8 @@ export interface NativeExchangeOptions {
  */
 export interface ResponseHeads {
   lastHead: BuiltHead | null;
+  /** The connection's Push head texts (see Exchange.connectionTexts), made when first asked for. */
+  texts?: PushHeadTexts | null;
 }
 
 const noop = (): void => {};
@@ -173,6 +176,12 @@ export class NativeExchange implements Exchange {
     this.#close = (head.headers.get("connection") ?? []).some((value) =>
       value.toLowerCase().split(",").some((token) => token.trim() === "close")
     );
+  }
+
+  /** The connection's texts kept from request to request, if it keeps any (see ResponseHeads). */
+  get connectionTexts(): PushHeadTexts | null {
+    const heads = this.#heads;
+    return heads === null ? null : (heads.texts ??= pushHeadTexts());
   }
 
   /** The peer's "host:port" for listings (lib/address.ts peerAddress); "" when unknown. */
