@@ -123,38 +123,18 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
   return serveConnection;
 
   function serveConnection(connection: EdgeConnection, door: FrontDoor): Promise<boolean> {
-    // The connection's timers: the edge's waits (head, idle, drain), and
-    // the handler's own (the pipeline's body timeout), each set per request.
-    const timer = new LazyTimer();
-    const handlerTimer = new LazyTimer();
-    const conn = connection.conn;
-    // Bound, not a closure with a scope of its own: kept per connection.
-    const read: (buffer: Uint8Array) => Promise<number | null> = conn.read.bind(conn);
-    // Heads are read with small buffers (what an idle or handed-over
-    // connection keeps is small); a body switches to 64 KiB reads.
-    const reader = new ByteReader(read, HEAD_READ_BYTES);
-    const kept = new Kept();
-    return serveRequests(connection, door, timer, handlerTimer, read, reader, kept, false, true);
+    return serveRequests(new EdgeState(connection, door), true);
   }
 
   /**
-   * Serves the connection's requests from `reader` on. An open Poll stream
+   * Serves the connection's requests from its state's reader on. An open Poll stream
    * goes on by callbacks, with no suspended frame of this function: it
    * resolves true then, the connection kept (see afterPoll, which serves
    * the next request after the stream). Closes the timers when the
    * connection is done.
    */
-  async function serveRequests(
-    connection: EdgeConnection,
-    door: FrontDoor,
-    timer: LazyTimer,
-    handlerTimer: LazyTimer,
-    read: (buffer: Uint8Array) => Promise<number | null>,
-    reader: ByteReader,
-    kept: Kept,
-    bodyReads: boolean,
-    first: boolean,
-  ): Promise<boolean> {
+  async function serveRequests(state: EdgeState, first: boolean): Promise<boolean> {
+    const { connection, door, read, kept } = state;
     const conn = connection.conn;
     /** The timers are the open Poll stream's callbacks' to close. */
     let handedOn = false;
@@ -164,9 +144,9 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
         // long as the exchange, and an open Poll stream's exchange keeps
         // only some of its head (see watch).
         let outcome: HeadOutcome | null = await readRequestHead(
-          reader,
+          state.reader,
           first,
-          timer,
+          state.timer,
           options,
           kept,
         );
@@ -201,20 +181,20 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
         }
         if (handler === null) {
           // Node's from here on, with what was read so far.
-          door.handOver(connection, reader.peek());
+          door.handOver(connection, state.reader.peek());
           return true;
         }
         let head: RequestHead | null = (outcome as { head: RequestHead }).head;
         outcome = null;
-        reader.take(head.length);
+        state.reader.take(head.length);
         // Without a body nothing of the buffer is lent (the head is strings):
         // the next head is read into it again.
-        if (framing === null) reader.recycle();
+        if (framing === null) state.reader.recycle();
         // The head's read filled its small buffer: the body's first bytes
         // in it go on with the next read's (one piece, one write to relay).
-        const topUp = reader.lastReadFull;
+        const topUp = state.reader.lastReadFull;
         /** Whether the head reader lent its buffer to this body's reader. */
-        const lent = framing !== null && !bodyReads;
+        const lent = framing !== null && !state.bodyReads;
         if (lent) {
           // The connection's body reader again (a Push each scrape), if any.
           let larger = kept.bodyReader;
@@ -222,19 +202,19 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
             larger = new ByteReader(read, BODY_READ_BYTES, { pool, headroom: HEADROOM_BYTES });
             kept.bodyReader = larger;
           }
-          kept.headReader = reader;
+          kept.headReader = state.reader;
           // (The head reader keeps its buffer: see watch.)
-          larger.unread(reader.letGo(true));
-          reader = larger;
-          bodyReads = true;
+          larger.unread(state.reader.letGo(true));
+          state.reader = larger;
+          state.bodyReads = true;
         }
-        const body = framing === null ? null : new BodyReader(reader, framing, { topUp });
+        const body = framing === null ? null : new BodyReader(state.reader, framing, { topUp });
         // Once the body is read (or at once without one), a close or reset by
         // the peer abandons the exchange (as node:http does); the read that
         // watches for it uses a small buffer (an idle Poll stream waits on it).
         const poll = head.target === POLL_PATH;
         const watch = (bodyEnded: boolean) => {
-          if (bodyReads || poll) {
+          if (state.bodyReads || poll) {
             // The head reader the body's stood in for (not for a Poll: a
             // new one, that keeps nothing of the head's read).
             let smaller = poll ? null : kept.headReader;
@@ -244,24 +224,24 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
             // (or none were there): no view of it survives.
             else smaller.takeBack(lent && body !== null && body.toppedUp);
             // The body reader keeps no buffer while the head reader reads.
-            const rest = reader.letGo();
+            const rest = state.reader.letGo();
             // A Poll's own copy of what is left (mostly nothing): a view
             // would keep the whole buffer it was read into (4 or 64 KiB)
             // for the stream's life, as would the body's reader.
             // (Nothing left, the usual: the one shared empty view.)
             smaller.unread(poll ? (rest.byteLength === 0 ? NO_BYTES : rest.slice()) : rest);
-            reader = smaller;
-            bodyReads = false;
+            state.reader = smaller;
+            state.bodyReads = false;
           }
           if (poll && bodyEnded) {
             // The Poll is in (routed, authenticated, its request read): an
             // open stream needs no connection timers while it lasts (its
             // heartbeats have their own), nor more of its head than what a
             // credential recheck reads.
-            timer.close();
-            handlerTimer.close();
+            state.timer.close();
+            state.handlerTimer.close();
             // Let go of, too (made anew if the connection carries more).
-            timer = handlerTimer = NO_TIMER;
+            state.timer = state.handlerTimer = NO_TIMER;
             exchange.timer = null;
             exchange.keepOnly(KEPT_POLL_FIELDS);
             // Nor the connection its head (a Poll's is seldom sent again),
@@ -273,14 +253,14 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
           const settled = (n: unknown) => {
             if (typeof n !== "number") exchange.peerGone();
           };
-          reader.prefetch(poll ? POLL_WATCH_BYTES : HEAD_READ_BYTES).then(settled, settled);
+          state.reader.prefetch(poll ? POLL_WATCH_BYTES : HEAD_READ_BYTES).then(settled, settled);
         };
         const exchange: NativeExchange = new NativeExchange(conn, head, {
           keepAliveSeconds,
           body,
           headers: head.target.startsWith("/") ? ownHeaders : NO_HEADERS,
           onBodyEnd: () => watch(true),
-          timer: handlerTimer,
+          timer: state.handlerTimer,
           pool,
           peerAddress: connection.peerAddress,
           // (Not an open Poll stream's: its connection keeps nothing.)
@@ -303,22 +283,11 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
           // connection: no promise chain above the stream's, which ends in
           // callbacks that never reject (failures close the connection).
           served.then(
-            () =>
-              afterPoll(
-                connection,
-                door,
-                timer,
-                handlerTimer,
-                read,
-                reader,
-                kept,
-                bodyReads,
-                exchange,
-              ),
+            () => afterPoll(state, exchange),
             (error) => {
               budget?.done(connection);
-              timer.close();
-              handlerTimer.close();
+              state.timer.close();
+              state.handlerTimer.close();
               connectionFailed(connection, error);
             },
           );
@@ -335,12 +304,14 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
         // decided here (no async call and its turn per request).
         const goOn = reusable && (body === null || body.done) && !exchange.closing &&
           !connection.destroyed;
-        if (!goOn && !await reusableAfter(connection, exchange, body, timer, reusable)) return true;
+        if (!goOn && !await reusableAfter(connection, exchange, body, state.timer, reusable)) {
+          return true;
+        }
       }
     } finally {
       if (!handedOn) {
-        timer.close();
-        handlerTimer.close();
+        state.timer.close();
+        state.handlerTimer.close();
       }
     }
   }
@@ -349,20 +320,11 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
    * After a Poll stream's exchange: serves the connection's next requests,
    * or closes it. Never rejects.
    */
-  async function afterPoll(
-    connection: EdgeConnection,
-    door: FrontDoor,
-    timer: LazyTimer,
-    handlerTimer: LazyTimer,
-    read: (buffer: Uint8Array) => Promise<number | null>,
-    reader: ByteReader,
-    kept: Kept,
-    bodyReads: boolean,
-    exchange: NativeExchange,
-  ): Promise<void> {
-    if (timer === NO_TIMER) {
-      timer = new LazyTimer();
-      handlerTimer = new LazyTimer();
+  async function afterPoll(state: EdgeState, exchange: NativeExchange): Promise<void> {
+    const connection = state.connection;
+    if (state.timer === NO_TIMER) {
+      state.timer = new LazyTimer();
+      state.handlerTimer = new LazyTimer();
     }
     try {
       let reusable = false;
@@ -372,25 +334,15 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
         budget?.done(connection);
       }
       // (The body is read: the exchange let go of it; null then.)
-      if (await reusableAfter(connection, exchange, exchange.bodyReader, timer, reusable)) {
-        await serveRequests(
-          connection,
-          door,
-          timer,
-          handlerTimer,
-          read,
-          reader,
-          kept,
-          bodyReads,
-          false,
-        );
+      if (await reusableAfter(connection, exchange, exchange.bodyReader, state.timer, reusable)) {
+        await serveRequests(state, false);
         return;
       }
-      timer.close();
-      handlerTimer.close();
+      state.timer.close();
+      state.handlerTimer.close();
     } catch (error) {
-      timer.close();
-      handlerTimer.close();
+      state.timer.close();
+      state.handlerTimer.close();
       connectionFailed(connection, error);
     }
   }
@@ -425,6 +377,43 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
       return false;
     }
     return true;
+  }
+}
+
+/**
+ * One connection's serving state, carried from request to request and
+ * across an open Poll stream (whose callbacks hand it back to
+ * serveRequests): the connection, its front door, its read function, what
+ * it keeps between requests, its timers and the reader of its next bytes.
+ */
+class EdgeState {
+  readonly connection: EdgeConnection;
+  readonly door: FrontDoor;
+  /** Bound, not a closure with a scope of its own: kept per connection. */
+  readonly read: (buffer: Uint8Array) => Promise<number | null>;
+  readonly kept: Kept = new Kept();
+  /**
+   * The edge's waits (head, idle, drain); NO_TIMER while an open Poll
+   * stream needs none (made anew if the connection carries more).
+   */
+  timer: LazyTimer = new LazyTimer();
+  /** The handler's own (the pipeline's body timeout), set per request; NO_TIMER as `timer`. */
+  handlerTimer: LazyTimer = new LazyTimer();
+  /**
+   * The reader of the connection's next bytes: heads are read with small
+   * buffers (what an idle or handed-over connection keeps is small); a
+   * body switches to the 64 KiB body reader.
+   */
+  reader: ByteReader;
+  /** Whether `reader` is the body reader. */
+  bodyReads = false;
+
+  constructor(connection: EdgeConnection, door: FrontDoor) {
+    this.connection = connection;
+    this.door = door;
+    const conn = connection.conn;
+    this.read = conn.read.bind(conn);
+    this.reader = new ByteReader(this.read, HEAD_READ_BYTES);
   }
 }
 
