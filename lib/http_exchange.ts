@@ -8,6 +8,7 @@
  */
 
 import type { LazyTimer } from "./lazy_timer.ts";
+import type { KeptTexts } from "./protobuf_wire.ts";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { type PeerIdentity, peerIdentity } from "./tls_server.ts";
 
@@ -63,7 +64,7 @@ export interface Exchange {
    * Push head's, see proxy/connect/wire_codec.ts PushHeadTexts) for its
    * next request; absent or null where the edge keeps none.
    */
-  readonly connectionTexts?: (string | undefined)[] | null;
+  readonly connectionTexts?: KeptTexts | null;
   /**
    * Sets the response head, sent with the first bytes; a `content-length`
    * among `headers` frames the body, else it is chunked (or, for `end`

@@ -123,3 +123,79 @@ export function writeStringField(
   out[at++] = tag;
   return writeUtf8(out, writeVarint(out, at, length), text, length);
 }
+
+/**
+ * The texts of string fields last decoded, by slot (a field's place in a
+ * message that repeats: method, URL, header names and values), kept by the
+ * stream or connection that decodes such messages: the string made before
+ * is taken again when the field's bytes are the same, instead of a new one
+ * each time (issue #11). Only ASCII texts are kept (equal bytes are then
+ * the same text), in a fixed number of slots, each of bounded length.
+ */
+export class KeptTexts {
+  readonly #texts: (string | undefined)[];
+  readonly #maxLength: number;
+
+  /**
+   * Creates an empty set of slots.
+   *
+   * @param slots How many slots.
+   * @param maxLength The longest text kept.
+   */
+  constructor(slots: number, maxLength: number) {
+    this.#texts = new Array(slots);
+    this.#maxLength = maxLength;
+  }
+
+  /** How many slots there are. */
+  get slots(): number {
+    return this.#texts.length;
+  }
+
+  /**
+   * The text kept in `slot`, if any.
+   *
+   * @param slot The slot.
+   * @returns Its text, or undefined.
+   */
+  text(slot: number): string | undefined {
+    return this.#texts[slot];
+  }
+
+  /**
+   * The text kept in `slot` when `bytes[start, end)` are its bytes.
+   *
+   * @param slot The field's slot; outside the slots (-1, say): none.
+   * @param bytes The message.
+   * @param start Where the field's bytes start.
+   * @param end Where they end.
+   * @returns The kept text, or undefined: decode them.
+   */
+  take(slot: number, bytes: Uint8Array, start: number, end: number): string | undefined {
+    const kept = slot >= 0 ? this.#texts[slot] : undefined;
+    const length = end - start;
+    if (kept === undefined || kept.length !== length) return undefined;
+    for (let i = 0; i < length; i++) {
+      if (bytes[start + i] !== kept.charCodeAt(i)) return undefined;
+    }
+    return kept;
+  }
+
+  /**
+   * Keeps `text`, decoded from `byteLength` bytes, in `slot` when it is
+   * ASCII (one code unit per byte: valid UTF-8 takes more bytes for any
+   * other) and not too long.
+   *
+   * @param slot The field's slot; outside the slots: nothing kept.
+   * @param text The decoded text.
+   * @param byteLength How many bytes it was decoded from.
+   */
+  keep(slot: number, text: string, byteLength: number): void {
+    if (
+      slot >= 0 && slot < this.#texts.length && text.length === byteLength &&
+      byteLength <= this.#maxLength
+    ) {
+      this.#texts[slot] = text;
+    }
+  }
+}

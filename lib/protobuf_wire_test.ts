@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import {
+  KeptTexts,
   stringFieldSize,
   utf8Length,
   varintLength,
@@ -51,4 +52,31 @@ Deno.test("varints and string fields as the protobuf wire format writes them", (
   assert.equal(stringFieldSize(2), 4);
   assert.equal(writeStringField(out, 0, 0x0a, "hi", 2), 4);
   assert.deepEqual([...out.subarray(0, 4)], [0x0a, 2, 0x68, 0x69]);
+});
+
+Deno.test("KeptTexts takes a kept text again only for its bytes, and keeps only short ASCII text", () => {
+  const texts = new KeptTexts(2, 8);
+  const bytes = (text: string) => new TextEncoder().encode(`..${text}..`);
+  const take = (slot: number, text: string) => {
+    const b = bytes(text);
+    return texts.take(slot, b, 2, b.byteLength - 2);
+  };
+  assert.equal(take(0, "abc"), undefined);
+  texts.keep(0, "abc", 3);
+  assert.equal(take(0, "abc"), "abc");
+  assert.equal(take(0, "abd"), undefined, "a byte differs");
+  assert.equal(take(0, "ab"), undefined, "a length differs");
+  assert.equal(take(1, "abc"), undefined, "another slot");
+  // Not ASCII (more bytes than code units), too long, or no such slot: not kept.
+  texts.keep(1, "é", 2);
+  assert.equal(texts.text(1), undefined);
+  texts.keep(1, "123456789", 9);
+  assert.equal(texts.text(1), undefined);
+  texts.keep(2, "x", 1);
+  texts.keep(-1, "x", 1);
+  assert.equal(take(-1, "x"), undefined);
+  assert.equal(texts.slots, 2);
+  texts.keep(0, "xyz", 3);
+  assert.equal(take(0, "abc"), undefined, "replaced");
+  assert.equal(take(0, "xyz"), "xyz");
 });

@@ -26,6 +26,7 @@ import type {
   ScrapeResponseHeadSchema,
 } from "../../gen/pushprox/v1/pushprox_pb.ts";
 import {
+  KeptTexts,
   stringFieldSize,
   utf8Length,
   varintLength,
@@ -102,6 +103,8 @@ function varint(c: Cursor, end: number): number {
 
 /** Text at least this long is decoded natively (a loop per byte costs more). */
 const LONG_TEXT = 64;
+/** Longest text decoded here (and kept for the next message). */
+const MAX_TEXT = 8192;
 const utf8 = new TextDecoder();
 
 /** Slots of a {@linkcode RecentTexts}: method, URL and 15 headers' names and values. */
@@ -120,7 +123,7 @@ const RECENT_SLOTS = 32;
  */
 export interface RecentTexts {
   /** The slots' texts. */
-  texts: (string | undefined)[];
+  texts: KeptTexts;
   /**
    * The last kept scrape message's bytes after its leading id field, up to
    * its timeout field when that is last (a copy); null for none.
@@ -136,7 +139,7 @@ export interface RecentTexts {
  * @returns Its slots.
  */
 export function recentTexts(): RecentTexts {
-  return { texts: new Array(RECENT_SLOTS), tail: null, request: null };
+  return { texts: new KeptTexts(RECENT_SLOTS, MAX_TEXT), tail: null, request: null };
 }
 
 /**
@@ -145,49 +148,45 @@ export function recentTexts(): RecentTexts {
  * @param slot Where in the cursor's recent texts the field's last text is kept; -1 for none.
  */
 function ascii(c: Cursor, end: number, slot = -1): string {
-  const recent = slot >= 0 && slot < RECENT_SLOTS ? c.recent?.texts ?? null : null;
   const length = varint(c, end);
   const start = c.at;
   const stop = start + length;
   // (Longer text goes to protobuf-es: fromCharCode takes so many arguments.)
-  if (c.fail || stop > end || length > 8192) {
+  if (c.fail || stop > end || length > MAX_TEXT) {
     c.fail = true;
     return "";
   }
   const bytes = c.bytes;
-  const kept = recent?.[slot];
+  const texts = c.recent?.texts;
+  const kept = texts?.take(slot, bytes, start, stop);
+  if (kept !== undefined) {
+    c.at = stop;
+    return kept;
+  }
+  let text: string;
   if (length >= LONG_TEXT) {
     // Decoded natively: ASCII exactly when no byte was taken with another
     // (a shorter text) or replaced (U+FFFD).
-    const text = utf8.decode(bytes.subarray(start, stop));
+    text = utf8.decode(bytes.subarray(start, stop));
     if (text.length !== length || text.includes("\uFFFD")) {
       c.fail = true;
       return "";
     }
-    c.at = stop;
-    if (text === kept) return kept;
-    if (recent !== null) recent[slot] = text;
-    return text;
-  }
-  if (kept !== undefined && kept.length === length) {
-    // The same bytes as the ASCII text kept: that text.
-    let i = 0;
-    while (i < length && bytes[start + i] === kept.charCodeAt(i)) i++;
-    if (i === length) {
-      c.at = stop;
-      return kept;
+  } else {
+    for (let i = start; i < stop; i++) {
+      if (bytes[i]! > 0x7f) {
+        c.fail = true;
+        return "";
+      }
     }
-  }
-  for (let i = start; i < stop; i++) {
-    if (bytes[i]! > 0x7f) {
-      c.fail = true;
+    if (length === 0) {
+      c.at = stop;
       return "";
     }
+    text = String.fromCharCode.apply(null, bytes.subarray(start, stop) as never);
   }
   c.at = stop;
-  if (length === 0) return "";
-  const text: string = String.fromCharCode.apply(null, bytes.subarray(start, stop) as never);
-  if (recent !== null) recent[slot] = text;
+  texts?.keep(slot, text, length);
   return text;
 }
 

@@ -20,6 +20,7 @@ import {
   type ScrapeRequestSchema,
 } from "../../gen/pushprox/v1/pushprox_pb.ts";
 import {
+  KeptTexts,
   stringFieldSize,
   utf8Length,
   varintLength,
@@ -188,11 +189,9 @@ const KEPT_TEXT_MAX = 4096;
  * The texts last decoded in each field of a Push head (session id, error,
  * the target's response header names and values), kept by the connection
  * that carries the Pushes: a client's Pushes repeat all of them but the
- * scrape id and the Date, and the string made before is taken again when
- * the bytes are the same, instead of a new one each time (issue #11).
- * Only ASCII texts of at most 4 KiB are kept, in a fixed number of slots.
+ * scrape id and the Date (issue #11). ASCII texts of at most 4 KiB.
  */
-export type PushHeadTexts = (string | undefined)[];
+export type PushHeadTexts = KeptTexts;
 
 /**
  * An empty {@linkcode PushHeadTexts}, for one connection.
@@ -200,7 +199,7 @@ export type PushHeadTexts = (string | undefined)[];
  * @returns Its slots.
  */
 export function pushHeadTexts(): PushHeadTexts {
-  return new Array(PUSH_TEXT_SLOTS);
+  return new KeptTexts(PUSH_TEXT_SLOTS, KEPT_TEXT_MAX);
 }
 
 /**
@@ -315,16 +314,8 @@ function decodeString(
   slot: number,
 ): string | null {
   const length = end - start;
-  const texts = slot >= 0 && slot < PUSH_TEXT_SLOTS ? recent : null;
-  if (texts !== null) {
-    const kept = texts[slot];
-    // A kept text is ASCII: the same bytes are that text.
-    if (kept !== undefined && kept.length === length) {
-      let i = 0;
-      while (i < length && bytes[start + i] === kept.charCodeAt(i)) i++;
-      if (i === length) return kept;
-    }
-  }
+  const kept = recent?.take(slot, bytes, start, end);
+  if (kept !== undefined) return kept;
   let text: string;
   decoded: {
     if (length <= ASCII_MAX_LENGTH) {
@@ -346,9 +337,7 @@ function decodeString(
       return null;
     }
   }
-  // ASCII exactly when each byte made one code unit (valid UTF-8 takes
-  // two or more bytes for anything else).
-  if (texts !== null && text.length === length && length <= KEPT_TEXT_MAX) texts[slot] = text;
+  recent?.keep(slot, text, length);
   return text;
 }
 
