@@ -140,13 +140,30 @@ export class BodyReader {
       starved = true;
       const buffer = reader.peek();
       let r = 0;
+      // The piece is buffer[start, w): the first run of data stays where it
+      // was read; each later one joins it by moving the shorter side over
+      // the framing between them (a read that is one chunk moves nothing;
+      // one holding the end of a chunk and the start of the next moves the
+      // end, not the whole read).
+      let start = 0;
       let w = 0;
       let ended = false;
       while (r < buffer.byteLength) {
         if (this.#chunkLeft > 0) {
           const n = Math.min(this.#chunkLeft, buffer.byteLength - r);
-          if (w !== r) buffer.copyWithin(w, r, r + n);
-          w += n;
+          const have = w - start;
+          if (have === 0) {
+            start = r;
+            w = r + n;
+          } else if (w === r) w += n;
+          else if (have <= n) {
+            buffer.copyWithin(r - have, start, w);
+            start = r - have;
+            w = r + n;
+          } else {
+            buffer.copyWithin(w, r, r + n);
+            w += n;
+          }
           r += n;
           this.#chunkLeft -= n;
           if (this.#chunkLeft === 0) this.#chunkLeft = -2;
@@ -235,9 +252,10 @@ export class BodyReader {
       }
       // The data view keeps the buffer to itself: what follows is copied
       // off (nothing, nearly always: no new empty buffer then).
-      reader.unread(w > 0 ? rest.byteLength === 0 ? NOTHING : rest.slice() : rest);
+      const some = w > start;
+      reader.unread(some ? rest.byteLength === 0 ? NOTHING : rest.slice() : rest);
       if (ended) this.#done = true;
-      if (w > 0) return buffer.subarray(0, w);
+      if (some) return buffer.subarray(start, w);
       if (ended) return null;
     }
   }

@@ -335,3 +335,44 @@ Deno.test("ByteReader.takeBack: nothing kept without letGo(true), nor after a ta
   await head.fill();
   assert.notEqual(buffers[3], buffers[2]);
 });
+
+Deno.test("BodyReader dechunks a read in place, moving the shorter side over the framing", async () => {
+  const chunked: BodyFraming = { kind: "chunked" };
+  const read = async (wire: string, readBytes: number) => {
+    const { read } = source(wire);
+    const body = new BodyReader(new ByteReader(read, readBytes), chunked);
+    const pieces: Uint8Array[] = [];
+    for (let piece = await body.next(); piece !== null; piece = await body.next()) {
+      pieces.push(piece);
+    }
+    return pieces;
+  };
+  // A read that is one chunk: its data stays where it was read.
+  const [one] = await read("a\r\n0123456789\r\n0\r\n\r\n", 15);
+  assert.equal(decoder.decode(one), "0123456789");
+  assert.equal(one!.byteOffset, 3, "the data is not moved over its size line");
+  // The end of a chunk, then a longer one: the end moves up to the next data.
+  const [joined] = await read("3\r\nabc\r\n8\r\n01234567\r\n0\r\n\r\n", 21);
+  assert.equal(decoder.decode(joined), "abc01234567");
+  assert.equal(joined!.byteOffset, 3 + 2 + 3 + 3 - 3, "abc moved behind the next size line");
+  // A longer chunk, then a short one: the short one moves down.
+  const [down] = await read("8\r\n01234567\r\n3\r\nabc\r\n0\r\n\r\n", 21);
+  assert.equal(decoder.decode(down), "01234567abc");
+  assert.equal(down!.byteOffset, 3);
+
+  // Random chunk sizes, split into reads at random: the same bytes, in order.
+  let seed = 7;
+  const random = (n: number) => (seed = (seed * 1103515245 + 12345) % 2147483648) % n;
+  for (let round = 0; round < 200; round++) {
+    let expected = "";
+    let wire = "";
+    for (let i = 0, n = 1 + random(12); i < n; i++) {
+      const data = String.fromCharCode(97 + random(26)).repeat(1 + random(300));
+      expected += data;
+      wire += `${data.length.toString(16)}\r\n${data}\r\n`;
+    }
+    wire += "0\r\n\r\n";
+    const pieces = await read(wire, 16 + random(700));
+    assert.equal(pieces.map((p) => decoder.decode(p)).join(""), expected);
+  }
+});

@@ -217,6 +217,63 @@ export class EnvelopeReader {
     return owned ? markOwned(bytes) : bytes;
   }
 
+  /** Bytes of the first chunk received not read yet: contiguous with the last view read from it. */
+  get contiguous(): number {
+    return this.#chunks.length === 0 ? 0 : this.#chunks[0]!.byteLength;
+  }
+
+  /**
+   * The next envelope's header when its 5 bytes are in the first chunk and
+   * it is a plain message within the limit; null otherwise (then
+   * {@linkcode header} reads it, with its errors). Consumes nothing.
+   */
+  peekPlainHeaderNow(): EnvelopeHeader | null {
+    const first = this.#chunks[0];
+    if (first === undefined || first.byteLength < 5 || first[0] !== 0) return null;
+    const length = ((first[1]! << 24) | (first[2]! << 16) | (first[3]! << 8) | first[4]!) >>> 0;
+    return length > this.#maxMessageBytes ? null : { flags: 0, length };
+  }
+
+  /**
+   * Joins bytes of the first chunk to `piece`, the view
+   * {@linkcode readSomeNow} (or this) just returned from that same chunk:
+   * skips `skip`
+   * bytes (framing the caller has read with {@linkcode peekNow}) and takes
+   * up to `n` bytes after them, moving the shorter side over the skipped
+   * bytes, in place. One piece instead of two from one read: one write to
+   * relay, not two (a client's pieces straddle the proxy's reads when
+   * bytes wait in the socket). Marked as owned when it ends the chunk, as
+   * {@linkcode readSomeNow} would mark the second part.
+   *
+   * @returns The joined view; `piece` itself when the bytes do not follow it.
+   */
+  joinNow(piece: Uint8Array, skip: number, n: number): Uint8Array {
+    const first = this.#chunks[0];
+    const end = piece.byteOffset + piece.byteLength;
+    if (
+      first === undefined || first.buffer !== piece.buffer || first.byteOffset < end ||
+      first.byteLength <= skip || n <= 0
+    ) {
+      return piece;
+    }
+    // Between the two: bytes read already (framing, or left behind by a join before).
+    const gap = first.byteOffset - end + skip;
+    const take = Math.min(n, first.byteLength - skip);
+    const owned = skip + take === first.byteLength && this.#firstOwned;
+    const before = piece.byteLength;
+    const span = new Uint8Array(piece.buffer, piece.byteOffset, before + gap + take);
+    let joined: Uint8Array;
+    if (before <= take) {
+      span.copyWithin(gap, 0, before);
+      joined = span.subarray(gap);
+    } else {
+      span.copyWithin(before, before + gap);
+      joined = span.subarray(0, before + take);
+    }
+    this.#skip(skip + take);
+    return owned ? markOwned(joined) : joined;
+  }
+
   /** Up to `n` bytes at the front, not consumed (fewer only at the end of the stream). */
   async peek(n: number): Promise<Uint8Array> {
     if (this.#buffered < n) await this.#fill(n);
@@ -331,7 +388,7 @@ export class PushRequests implements AsyncIterableIterator<PushRequest> {
           ? reader.readSomeNow(this.#left)
           : await reader.readSome(this.#left);
         this.#left -= piece.byteLength;
-        return piece;
+        return this.#left === 0 ? this.#joinFollowing(piece) : piece;
       }
       const header = reader.buffered >= 5 ? reader.headerNow() : await reader.header();
       if (header === null) {
@@ -349,7 +406,7 @@ export class PushRequests implements AsyncIterableIterator<PushRequest> {
             ? reader.readSomeNow(chunk.length)
             : await reader.readSome(chunk.length);
           this.#left = chunk.length - piece.byteLength;
-          return piece;
+          return this.#left === 0 ? this.#joinFollowing(piece) : piece;
         }
       }
       this.#first = false;
@@ -360,6 +417,29 @@ export class PushRequests implements AsyncIterableIterator<PushRequest> {
       this.#ended = true;
       throw error;
     }
+  }
+
+  /**
+   * `piece` ended its `body_chunk`: the `body_chunk`s that follow it in the
+   * same received chunk, whole or begun, are joined to it (see
+   * EnvelopeReader.joinNow), their framing read here as above.
+   */
+  #joinFollowing(piece: Uint8Array): Uint8Array {
+    const reader = this.#reader;
+    while (this.#left === 0) {
+      const header = reader.peekPlainHeaderNow();
+      if (header === null || header.length === 0) break;
+      const want = 5 + Math.min(header.length, 6);
+      if (reader.contiguous < want) break;
+      const chunk = bodyChunkPrefix(reader.peekNow(want).subarray(5), header.length);
+      if (chunk === null || chunk.length === 0) break;
+      const before = piece.byteLength;
+      const joined = reader.joinNow(piece, 5 + chunk.prefix, chunk.length);
+      if (joined === piece) break;
+      piece = joined;
+      this.#left = chunk.length - (piece.byteLength - before);
+    }
+    return piece;
   }
 }
 

@@ -234,3 +234,47 @@ Deno.test("EnvelopeReader.readSome marks a view owned only when it is the rest o
   assert.equal(isOwned(third), false);
   assert.equal(await reader.header(), null);
 });
+
+Deno.test("readPushRequests joins body chunks received together: one piece, moved in place", async () => {
+  const { isOwned, markOwned } = await import("../../lib/owned_chunks.ts");
+  const body = [
+    new Uint8Array(100).fill(1),
+    new Uint8Array(50).fill(2),
+    new Uint8Array(300).fill(3),
+  ];
+  const stream = pushStream(body);
+  // The head's envelope, the first chunk's envelope and prefix (tag, one-byte length), 40 bytes.
+  const cut = pushStream([]).byteLength + 5 + 2 + 40;
+  async function* source(): AsyncGenerator<Uint8Array> {
+    yield stream.slice(0, cut);
+    yield markOwned(stream.slice(cut));
+  }
+  const requests = readPushRequests(new EnvelopeReader(source(), 1 << 20));
+  assert.equal(((await requests.nextBody()) as PushRequest).message.case, "head");
+  const first = await requests.nextBody() as Uint8Array;
+  assert.deepEqual([...first], new Array(40).fill(1));
+  // The rest of the first chunk's data and both chunks after it: one view of the read.
+  const rest = await requests.nextBody() as Uint8Array;
+  assert.deepEqual(rest, concat(new Uint8Array(60).fill(1), body[1]!, body[2]!));
+  assert.equal(isOwned(rest), true, "it ends the owned chunk");
+  assert.equal(await requests.nextBody(), null);
+
+  // Body chunks of random sizes, the stream cut at random: the same bytes, and at
+  // most one piece from each chunk received.
+  let seed = 11;
+  const random = (n: number) => (seed = (seed * 1103515245 + 12345) % 2147483648) % n;
+  for (let round = 0; round < 300; round++) {
+    const pieces = Array.from(
+      { length: 1 + random(8) },
+      () => new Uint8Array(1 + random(300)).fill(1 + random(250)),
+    );
+    const wire = pushStream(pieces);
+    const cuts = Array.from({ length: random(6) }, () => random(wire.byteLength)).sort((a, b) =>
+      a - b
+    );
+    const requests = await pushes(split(wire, ...cuts));
+    const got = requests.slice(1).map((r) => r.message.value as Uint8Array);
+    assert.deepEqual(concat(...got), concat(...pieces), `cuts ${cuts}`);
+    assert.ok(got.length <= cuts.length + 1, `${got.length} pieces from ${cuts.length + 1} chunks`);
+  }
+});
