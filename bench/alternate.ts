@@ -16,7 +16,9 @@
  *     deno task bench:alternate --peer.exporter='/usr/bin/prometheus-exporter-exporter
  *         -web.listen-address={address} -config.file={config}' [--verify]
  *
- * Options: `--size=BYTES` (58368, a node_exporter page), `--requests=N` per
+ * Options: `--size=BYTES` (58368, a node_exporter page), `--body=plain|chunked`
+ * (the target's answer: with a Content-Length, or chunked in 4 KiB pieces as
+ * node_exporter's comes; plain), `--requests=N` per
  * implementation per round (3000), `--rounds=N` (3), `--warmup=N` (500),
  * `--bundles` (run `deno task bundle`'s programs, as deployed, instead of
  * the sources), `--json=FILE`. Both stacks run with the V8 flags the tasks
@@ -258,7 +260,7 @@ async function proxiedSide(
   repo: string,
   bundles: { proxy: string; client: string } | null,
   targetPort: number,
-  size: number,
+  path: string,
 ): Promise<Side> {
   const options = programs(repo, bundles);
   const proxy = await startProxy(options("proxy"));
@@ -266,7 +268,7 @@ async function proxiedSide(
   const target = `localhost:${targetPort}`;
   const connection = await requester(
     proxy.port,
-    `GET http://${target}/plain/${size} HTTP/1.1\r\nHost: ${target}\r\n` +
+    `GET http://${target}${path} HTTP/1.1\r\nHost: ${target}\r\n` +
       "Accept: text/plain;version=0.0.4;q=0.9,*/*;q=0.1\r\nAccept-Encoding: gzip\r\n" +
       "User-Agent: Prometheus/3.0\r\nX-Prometheus-Scrape-Timeout-Seconds: 10\r\n\r\n",
   );
@@ -293,7 +295,7 @@ async function exporterSide(label: string, exporter: ExporterProcess): Promise<S
 const USAGE = `Usage:
   deno task bench:alternate --against=DIR [--bundles]      this checkout vs another, through the proxy
   deno task bench:alternate --peer.exporter=CMD [--verify]  this client's module listener vs a peer
-Options: --size=BYTES (58368) --requests=N (3000) --rounds=N (3) --warmup=N (500) --json=FILE`;
+Options: --size=BYTES (58368) --body=plain|chunked (plain) --requests=N (3000) --rounds=N (3) --warmup=N (500) --json=FILE`;
 
 async function main(args: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -304,6 +306,7 @@ async function main(args: string[]): Promise<number> {
       verify: { type: "boolean", default: false },
       bundles: { type: "boolean", default: false },
       size: { type: "string", default: "58368" },
+      body: { type: "string", default: "plain" },
       requests: { type: "string", default: "3000" },
       rounds: { type: "string", default: "3" },
       warmup: { type: "string", default: "500" },
@@ -316,7 +319,7 @@ async function main(args: string[]): Promise<number> {
   const numbersOk = [size, requests, rounds].every((n) => Number.isInteger(n) && n > 0) &&
     Number.isInteger(warmup) && warmup >= 0;
   if (
-    values.help || !numbersOk ||
+    values.help || !numbersOk || (values.body !== "plain" && values.body !== "chunked") ||
     (values.against === undefined) === (values["peer.exporter"] === undefined)
   ) {
     // deno-lint-ignore no-console
@@ -328,6 +331,7 @@ async function main(args: string[]): Promise<number> {
     console.log(line);
   };
   const target = await startTarget([size]);
+  const path = `/${values.body}/${size}`;
   let a: Side, b: Side;
   if (values.against !== undefined) {
     const other = await Deno.realPath(values.against);
@@ -337,14 +341,14 @@ async function main(args: string[]): Promise<number> {
       bundlesA = await bundlePrograms(REPO_ROOT, `${dir}/a`);
       bundlesB = await bundlePrograms(other, `${dir}/b`);
     }
-    a = await proxiedSide("this checkout", REPO_ROOT, bundlesA, target.port, size);
-    b = await proxiedSide(other, other, bundlesB, target.port, size);
+    a = await proxiedSide("this checkout", REPO_ROOT, bundlesA, target.port, path);
+    b = await proxiedSide(other, other, bundlesB, target.port, path);
   } else {
     const config = await Deno.makeTempFile({ prefix: "pushprox-alternate-", suffix: ".yml" });
     await Deno.writeTextFile(
       config,
       `modules:\n  m:\n    method: http\n    http:\n      address: 127.0.0.1\n` +
-        `      port: ${target.port}\n      path: /plain/${size}\n      verify: ${values.verify}\n`,
+        `      port: ${target.port}\n      path: ${path}\n      verify: ${values.verify}\n`,
     );
     const ours = await startModulesClient(programs(REPO_ROOT, null)("client"), config);
     const peer = await startPeerExporter(values["peer.exporter"]!, REPO_ROOT, config);
@@ -376,6 +380,7 @@ async function main(args: string[]): Promise<number> {
     );
     const summary = {
       size,
+      body: values.body,
       requests,
       rounds,
       a: a.label,

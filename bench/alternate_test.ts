@@ -69,6 +69,8 @@ Deno.test("median() takes the middle value, or the mean of the middle two", () =
 Deno.test({
   name: "bench:alternate compares a checkout with itself through two real stacks",
   // Starts a target, two proxies and two clients from these sources; ~10 s.
+  // The target answers chunked (--body=chunked): the proxies relay it with
+  // chunked framing, which the meter checks byte by byte.
   sanitizeResources: true,
   async fn() {
     const json = await Deno.makeTempFile({ suffix: ".json" });
@@ -84,7 +86,8 @@ Deno.test({
           "--requests=300",
           "--rounds=1",
           "--warmup=5",
-          "--size=4096",
+          "--size=40000",
+          "--body=chunked",
           `--json=${json}`,
         ],
         cwd: new URL("..", import.meta.url).pathname,
@@ -97,6 +100,7 @@ Deno.test({
       assert.match(stdout, /^round 1: this checkout [\d.]+ ms \(proxy [\d.]+, client [\d.]+\)/m);
       const summary = JSON.parse(await Deno.readTextFile(json));
       assert.equal(summary.requests, 300);
+      assert.equal(summary.body, "chunked");
       assert.ok(summary.msPerRequest.a > 0 && summary.msPerRequest.b > 0);
       assert.ok(Number.isFinite(summary.ratio) && summary.ratio > 0);
       assert.deepEqual(Object.keys(summary.ratioByProcess), ["proxy", "client"]);

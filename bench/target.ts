@@ -7,6 +7,10 @@
  * - `GET /gzip/<bytes>` answers gzip-encoded when the request's
  *   `Accept-Encoding` allows gzip (Prometheus always sends it), as
  *   node_exporter does; uncompressed otherwise.
+ * - `GET /chunked/<bytes>` answers uncompressed with no Content-Length, in
+ *   chunks of at most 4 KiB, as Go's net/http frames an exporter's page
+ *   that it did not buffer whole (node_exporter's, say): the proxy then
+ *   relays it with chunked framing too.
  *
  * Usage: `deno run -A bench/target.ts --sizes=58368,1048576` (it reads /proc/self/stat for its CPU).
  * Prints one JSON line on stdout when listening:
@@ -20,6 +24,20 @@ import { gzipSync } from "node:zlib";
 import { exitWithParent } from "./process.ts";
 
 const CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
+/** The largest chunk of a `/chunked/` answer (Go's net/http writes 4 KiB or less at a time). */
+const CHUNK_BYTES = 4096;
+
+/** `bytes` as a stream of views of at most `size` bytes each (each one chunk on the wire). */
+function inPieces(bytes: Uint8Array<ArrayBuffer>, size: number): ReadableStream<Uint8Array> {
+  let at = 0;
+  return new ReadableStream({
+    pull(controller) {
+      controller.enqueue(bytes.subarray(at, at + size));
+      at += size;
+      if (at >= bytes.byteLength) controller.close();
+    },
+  }, { highWaterMark: 0 });
+}
 
 /**
  * Builds Prometheus text exposition of exactly `bytes` bytes: metric
@@ -118,7 +136,7 @@ async function main(): Promise<void> {
     },
   }, (request) => {
     const path = new URL(request.url).pathname;
-    const match = path.match(/^\/(plain|gzip)\/(\d+)$/);
+    const match = path.match(/^\/(plain|gzip|chunked)\/(\d+)$/);
     const body = match ? bodies.get(Number(match[2])) : undefined;
     if (!match || !body) {
       return new Response(`No payload at ${path}\n`, { status: 404 });
@@ -132,6 +150,11 @@ async function main(): Promise<void> {
           "content-encoding": "gzip",
           "vary": "Accept-Encoding",
         },
+      });
+    }
+    if (match[1] === "chunked") {
+      return new Response(inPieces(body.plain, CHUNK_BYTES), {
+        headers: { "content-type": CONTENT_TYPE },
       });
     }
     return new Response(body.plain, {

@@ -29,6 +29,7 @@ export {
   BodyReader,
   type BodyReaderOptions,
   chunkFrame,
+  chunkFrameInPlace,
   LAST_CHUNK,
   readWholeBody,
 } from "./http1_body.ts";

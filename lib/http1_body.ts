@@ -356,6 +356,37 @@ const HEX = new TextEncoder().encode("0123456789abcdef");
 export const LAST_CHUNK: Uint8Array = new TextEncoder().encode("0\r\n\r\n");
 
 /**
+ * A chunk's size line put in front of it, in the chunk's own buffer, after
+ * `before` (a response head, or the CRLF still owed to the chunk before):
+ * one write and no copy of the data. The CRLF that ends the data is left
+ * to the caller, to go in front of the next chunk's size line or of the
+ * last chunk (the bytes behind a piece may be the buffer's end).
+ *
+ * The caller owns the buffer (lib/owned_chunks.ts): the bytes in front of
+ * the chunk are overwritten.
+ *
+ * @param chunk The data; not empty.
+ * @param before Bytes to put first.
+ * @returns The framed view, or null when there is too little room in front.
+ */
+export function chunkFrameInPlace(chunk: Uint8Array, before?: Uint8Array): Uint8Array | null {
+  const size = chunk.byteLength;
+  let digits = 1;
+  while (size >>> (4 * digits) !== 0 && digits < 8) digits++;
+  const at = before?.byteLength ?? 0;
+  const front = at + digits + 2;
+  if (size === 0 || size > 0xffffffff || chunk.byteOffset < front) return null;
+  const out = new Uint8Array(chunk.buffer, chunk.byteOffset - front, front + size);
+  if (before !== undefined) out.set(before);
+  for (let i = 0, shift = 4 * (digits - 1); i < digits; i++, shift -= 4) {
+    out[at + i] = HEX[(size >>> shift) & 0xf]!;
+  }
+  out[at + digits] = 13;
+  out[at + digits + 1] = 10;
+  return out;
+}
+
+/**
  * A chunk of chunked transfer coding (size line, data, CRLF) in one new
  * buffer, optionally after `before` (a response head): one write, no
  * second copy.

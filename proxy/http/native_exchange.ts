@@ -9,7 +9,7 @@
 
 import { STATUS_TEXT } from "../../lib/status_text.ts";
 import { joinBytes } from "../../lib/bytes.ts";
-import { type BodyReader, chunkFrame, LAST_CHUNK } from "../../lib/http1.ts";
+import { type BodyReader, chunkFrame, chunkFrameInPlace, LAST_CHUNK } from "../../lib/http1.ts";
 import type { Exchange, HeaderPair } from "../../lib/http_exchange.ts";
 import type { RequestHead } from "../../lib/request_head.ts";
 import type { LazyTimer } from "../../lib/lazy_timer.ts";
@@ -143,6 +143,12 @@ export class NativeExchange implements Exchange {
   #ended = false;
   #destroyed = false;
   #chunked = false;
+  /**
+   * Chunked: the CRLF that ends the last chunk's data is not written yet
+   * (an owned chunk framed in its own buffer); it goes in front of the next
+   * chunk's size line, or of the last chunk.
+   */
+  #crlfOwed = false;
   #noBody = false;
   /** Writes in order; resolves when the last one is out. */
   #queue: Promise<void> = Promise.resolve();
@@ -333,14 +339,26 @@ export class NativeExchange implements Exchange {
     }
     // Chunked, head out (each Poll message): one buffer, no list of parts.
     if (this.#headSent && chunk.byteLength <= 0xffffffff) {
-      return this.#noBody || chunk.byteLength === 0
-        ? this.#queue
-        : this.#enqueue(chunkFrame(chunk), give);
+      if (this.#noBody || chunk.byteLength === 0) return this.#queue;
+      const owed = this.#crlfOwed ? CRLF : undefined;
+      // A relayed piece whose buffer is ours: framed where it lies (an
+      // unsized scrape's every piece; issue #11), not copied into a new one.
+      const framed = give === null ? null : chunkFrameInPlace(chunk, owed);
+      this.#crlfOwed = framed !== null;
+      return this.#enqueue(framed ?? chunkFrame(chunk, owed), give);
     }
     // The head goes out with the first body bytes, in one write.
     const parts: Uint8Array[] = [];
     if (!this.#headSent) {
       const head = this.#headBytes();
+      if (give !== null && !this.#noBody && this.#chunked && chunk.byteLength > 0) {
+        // The same for a chunked answer: head and size line in front.
+        const framed = chunkFrameInPlace(chunk, head);
+        if (framed !== null) {
+          this.#crlfOwed = true;
+          return this.#enqueue(framed, give);
+        }
+      }
       if (
         give !== null && !this.#noBody && !this.#chunked && chunk.byteLength > 0 &&
         chunk.byteOffset >= head.byteLength
@@ -358,6 +376,8 @@ export class NativeExchange implements Exchange {
       parts.push(head);
     }
     if (!this.#noBody && chunk.byteLength > 0) {
+      if (this.#crlfOwed) parts.push(CRLF);
+      this.#crlfOwed = false;
       if (this.#chunked) parts.push(encoder.encode(chunk.byteLength.toString(16) + "\r\n"));
       parts.push(chunk);
       if (this.#chunked) parts.push(CRLF);
@@ -373,6 +393,8 @@ export class NativeExchange implements Exchange {
     // without a Content-Length), whatever `end` brings. One write for all.
     const parts: Uint8Array[] = [];
     if (!this.#headSent) parts.push(this.#headBytes());
+    if (this.#crlfOwed) parts.push(CRLF);
+    this.#crlfOwed = false;
     if (bytes !== undefined && bytes.byteLength > 0 && !this.#noBody) {
       if (this.#chunked) parts.push(encoder.encode(bytes.byteLength.toString(16) + "\r\n"));
       parts.push(bytes);

@@ -212,3 +212,64 @@ Deno.test("NativeExchange: chunked writes after the head are framed with their s
     "0\r\n\r\n";
   assert.equal(body, expected);
 });
+
+Deno.test("NativeExchange: owned chunks of a chunked answer are framed in their own buffers", async () => {
+  const { markOwned } = await import("../../lib/owned_chunks.ts");
+  const { ReadBufferPool } = await import("../../lib/read_buffers.ts");
+  const pool = new ReadBufferPool(4096);
+  const scan = scanRequestHead(
+    new TextEncoder().encode("GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n"),
+    16384,
+  );
+  if (scan.kind !== "head") throw new Error("unreachable");
+  const writes: Uint8Array[] = [];
+  const conn = {
+    remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 40000 },
+    write(bytes: Uint8Array) {
+      writes.push(bytes.slice());
+      (writes as unknown as { buffers: ArrayBufferLike[] }).buffers ??= [];
+      (writes as unknown as { buffers: ArrayBufferLike[] }).buffers.push(bytes.buffer);
+      return Promise.resolve(bytes.byteLength);
+    },
+    close() {},
+  } as unknown as Deno.Conn;
+  const buffers = () => (writes as unknown as { buffers: ArrayBufferLike[] }).buffers;
+  const ex = new NativeExchange(conn, scan.head, { keepAliveSeconds: 5, pool });
+  ex.respond(200, []);
+  const owned = (offset: number, text: string) => {
+    const buffer = pool.take();
+    const chunk = buffer.subarray(offset, offset + text.length);
+    chunk.set(new TextEncoder().encode(text));
+    // Bytes behind the chunk must survive: it may end where the read did.
+    buffer.fill(0x21, offset + text.length);
+    return { chunk: markOwned(chunk), buffer: buffer.buffer };
+  };
+  // Head and size line in front of the first; size lines (and the CRLF owed)
+  // in front of the next; a chunk with no room in front, and one not owned,
+  // are copied; the last chunk takes the CRLF still owed.
+  const first = owned(1024, "abc");
+  await ex.write(first.chunk);
+  const second = owned(100, "x".repeat(300));
+  await ex.write(second.chunk);
+  const tight = owned(2, "tight");
+  await ex.write(tight.chunk);
+  const third = owned(50, "third");
+  await ex.write(third.chunk);
+  await ex.write(new TextEncoder().encode("plain"));
+  const last = owned(50, "last");
+  await ex.write(last.chunk);
+  ex.end();
+  assert.equal(await ex.finished(), true);
+  const text = writes.map((w) => new TextDecoder().decode(w)).join("");
+  assert.equal(
+    text.slice(text.indexOf("\r\n\r\n") + 4),
+    `3\r\nabc\r\n12c\r\n${"x".repeat(300)}\r\n5\r\ntight\r\n5\r\nthird\r\n` +
+      "5\r\nplain\r\n4\r\nlast\r\n0\r\n\r\n",
+  );
+  assert.equal(buffers()[0], first.buffer, "framed in place");
+  assert.equal(buffers()[1], second.buffer);
+  assert.notEqual(buffers()[2], tight.buffer, "no room in front: copied");
+  assert.equal(buffers()[3], third.buffer);
+  assert.equal(buffers()[5], last.buffer);
+  assert.equal(writes.length, 7);
+});
