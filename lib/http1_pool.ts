@@ -67,6 +67,12 @@ export interface Http1Response {
    */
   next(): Promise<Uint8Array | null>;
   /**
+   * The next piece when it is at hand without waiting on the connection
+   * (as {@linkcode Http1Response.next} would return or throw it then),
+   * with no promise made; undefined when a read is needed: call `next()`.
+   */
+  nextNow?(): Uint8Array | null | undefined;
+  /**
    * True when {@linkcode Http1Response.next} answers without waiting on the
    * connection (bytes received already, or the end): see `BodyReader.ready`.
    */
@@ -335,6 +341,23 @@ class PoolResponse implements Http1Response {
       if (signal.aborted) throw signal.reason;
       throw error;
     }
+  }
+
+  nextNow(): Uint8Array | null | undefined {
+    const body = this.#body;
+    // Finished: next() answers (null, or the reason it was given up).
+    if (this.#finished) return body.done ? null : undefined;
+    let piece: Uint8Array | null | undefined;
+    try {
+      piece = body.nextNow();
+    } catch (error) {
+      this.#finish(false);
+      const signal = this.#signal;
+      if (signal.aborted) throw signal.reason;
+      throw error;
+    }
+    if (piece === null) this.#finish(true);
+    return piece;
   }
 
   close(): void {

@@ -297,81 +297,103 @@ export function createNativePush(options: NativePushOptions): NativePush {
         const owned = progress?.owned === true;
         const pool = owned ? progress!.pool ?? null : null;
         const prefix = spares.prefix;
-        for await (const chunk of body) {
-          signal.throwIfAborted();
-          // (The end of the stream is written: nothing may follow it.)
-          if (ended) throw new Error("the body went on after it said it was complete");
-          const varint = varintLength(chunk.byteLength);
-          const message = 1 + varint + chunk.byteLength;
-          let n = writeChunkPrefix(prefix, 0, 5 + message, true);
-          n += writeEnvelopePrefix(prefix, n, message);
-          prefix[n++] = 0x12;
-          n += writeVarint(prefix, n, chunk.byteLength);
-          const last = progress !== null && progress.complete;
-          const before = pending?.byteLength ?? 0;
-          const front = before + n;
-          const tail = last ? LAST_CHUNK.byteLength : 0;
-          const buffer = chunk.buffer;
-          if (
-            owned && chunk.byteOffset >= front && buffer instanceof ArrayBuffer &&
-            chunk.byteOffset + chunk.byteLength + tail <= buffer.byteLength
-          ) {
-            // The piece's buffer is ours, bytes around it too (BodyProgress
-            // owned): the framing goes in front of it (the read's headroom
-            // or the target's response head, parsed already) and the end
-            // of the stream behind it; one write, nothing copied.
-            const out = new Uint8Array(
-              buffer,
-              chunk.byteOffset - front,
-              front + chunk.byteLength + tail,
-            );
-            if (pending !== null) out.set(pending);
-            out.set(prefix.subarray(0, n), before);
-            if (last) out.set(LAST_CHUNK, front + chunk.byteLength);
-            pending = null;
-            ended = last;
-            await writeAll(conn, out);
-            // Written: the buffer is read into again (never after a failed write).
-            if (owned) giveBack(chunk, pool);
-            else releaseOwned(chunk);
-            // The body said it is complete: no read for its end (leaving
-            // the loop gives its connection back as reading the end would).
-            if (ended) break;
-            continue;
-          }
-          const length = front + chunk.byteLength + tail;
-          if (length <= JOIN_BYTES) {
-            // A read's worth (lib/http1.ts reads 64 KiB at most): copying it
-            // behind its prefix in a spare buffer costs less than a second
-            // write, and the proxy gets one segment instead of two.
-            const joined = spares.takeJoin(length);
-            if (pending !== null) joined.set(pending);
-            joined.set(prefix.subarray(0, n), before);
-            joined.set(chunk, front);
-            if (last) joined.set(LAST_CHUNK, length - LAST_CHUNK.byteLength);
-            // Copied: the piece's buffer is free now. (A freed chunk reads
-            // as empty: its length is taken before.)
-            if (owned) giveBack(chunk, pool);
-            else releaseOwned(chunk);
-            pending = null;
-            ended = last;
-            try {
-              await writeAll(conn, joined.subarray(0, length));
-            } finally {
-              spares.giveJoin(joined);
+        // As `for await` would, but a piece at hand is taken without a
+        // promise per layer of the body (issue #11).
+        const pieces = body[Symbol.asyncIterator]();
+        const nextNow = progress?.nextNow !== undefined ? progress : null;
+        let exhausted = false;
+        try {
+          for (;;) {
+            let chunk = nextNow === null ? undefined : nextNow.nextNow!();
+            if (chunk === undefined) {
+              const result = await pieces.next();
+              chunk = result.done === true ? null : result.value;
             }
-            if (ended) break;
-          } else {
-            // (Copied: the shared prefix may be rewritten while this waits.)
-            if (pending !== null) {
-              await writeAll(conn, concatBytes([pending, prefix.subarray(0, n)]));
+            if (chunk === null) {
+              exhausted = true;
+              break;
+            }
+            signal.throwIfAborted();
+            // (The end of the stream is written: nothing may follow it.)
+            if (ended) throw new Error("the body went on after it said it was complete");
+            const varint = varintLength(chunk.byteLength);
+            const message = 1 + varint + chunk.byteLength;
+            let n = writeChunkPrefix(prefix, 0, 5 + message, true);
+            n += writeEnvelopePrefix(prefix, n, message);
+            prefix[n++] = 0x12;
+            n += writeVarint(prefix, n, chunk.byteLength);
+            const last = progress !== null && progress.complete;
+            const before = pending?.byteLength ?? 0;
+            const front = before + n;
+            const tail = last ? LAST_CHUNK.byteLength : 0;
+            const buffer = chunk.buffer;
+            if (
+              owned && chunk.byteOffset >= front && buffer instanceof ArrayBuffer &&
+              chunk.byteOffset + chunk.byteLength + tail <= buffer.byteLength
+            ) {
+              // The piece's buffer is ours, bytes around it too (BodyProgress
+              // owned): the framing goes in front of it (the read's headroom
+              // or the target's response head, parsed already) and the end
+              // of the stream behind it; one write, nothing copied.
+              const out = new Uint8Array(
+                buffer,
+                chunk.byteOffset - front,
+                front + chunk.byteLength + tail,
+              );
+              if (pending !== null) out.set(pending);
+              out.set(prefix.subarray(0, n), before);
+              if (last) out.set(LAST_CHUNK, front + chunk.byteLength);
               pending = null;
-            } else await writeAll(conn, prefix.slice(0, n));
-            await writeAll(conn, chunk);
-            // Written: a native scrape's piece is reused or freed now, not at the next GC.
-            if (owned) giveBack(chunk, pool);
-            else releaseOwned(chunk);
+              ended = last;
+              await writeAll(conn, out);
+              // Written: the buffer is read into again (never after a failed write).
+              if (owned) giveBack(chunk, pool);
+              else releaseOwned(chunk);
+              // The body said it is complete: no read for its end (leaving
+              // the loop gives its connection back as reading the end would).
+              if (ended) break;
+              continue;
+            }
+            const length = front + chunk.byteLength + tail;
+            if (length <= JOIN_BYTES) {
+              // A read's worth (lib/http1.ts reads 64 KiB at most): copying it
+              // behind its prefix in a spare buffer costs less than a second
+              // write, and the proxy gets one segment instead of two.
+              const joined = spares.takeJoin(length);
+              if (pending !== null) joined.set(pending);
+              joined.set(prefix.subarray(0, n), before);
+              joined.set(chunk, front);
+              if (last) joined.set(LAST_CHUNK, length - LAST_CHUNK.byteLength);
+              // Copied: the piece's buffer is free now. (A freed chunk reads
+              // as empty: its length is taken before.)
+              if (owned) giveBack(chunk, pool);
+              else releaseOwned(chunk);
+              pending = null;
+              ended = last;
+              try {
+                await writeAll(conn, joined.subarray(0, length));
+              } finally {
+                spares.giveJoin(joined);
+              }
+              if (ended) break;
+            } else {
+              // (Copied: the shared prefix may be rewritten while this waits.)
+              if (pending !== null) {
+                await writeAll(conn, concatBytes([pending, prefix.subarray(0, n)]));
+                pending = null;
+              } else await writeAll(conn, prefix.slice(0, n));
+              await writeAll(conn, chunk);
+              // Written: a native scrape's piece is reused or freed now, not at the next GC.
+              if (owned) giveBack(chunk, pool);
+              else releaseOwned(chunk);
+            }
           }
+        } catch (error) {
+          if (!exhausted) await pieces.return?.().catch(() => {});
+          exhausted = true;
+          throw error;
+        } finally {
+          if (!exhausted) await pieces.return?.();
         }
       }
       if (pending !== null) await writeAll(conn, concatBytes([pending, LAST_CHUNK]));
