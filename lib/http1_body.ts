@@ -100,7 +100,14 @@ export class BodyReader {
    * @returns The piece (never empty), or null at the end of the body.
    * @throws {Http1Error} On bad chunked framing or a body cut short.
    */
-  async next(): Promise<Uint8Array | null> {
+  next(): Promise<Uint8Array | null> {
+    // Chunked, the usual stream: the decoder's promise itself (one async
+    // step less per piece).
+    if (this.#framing.kind === "chunked" && !this.#done && !this.#topUp) return this.#dechunk();
+    return this.#next();
+  }
+
+  async #next(): Promise<Uint8Array | null> {
     if (this.#done) return null;
     if (this.#topUp) {
       this.#topUp = false;
@@ -370,15 +377,22 @@ export async function readWholeBody(
   if (framing.kind === "length" && framing.length > maxBytes) {
     throw new Http1Error(`body of ${framing.length} bytes is larger than ${maxBytes}`, "too-large");
   }
-  if (framing.kind === "length") return (await reader.exactly(framing.length, "body")).slice();
+  if (framing.kind === "length") {
+    // (Buffered whole, the usual small answer: taken without a promise.)
+    const bytes = reader.buffered >= framing.length
+      ? reader.take(framing.length)
+      : await reader.exactly(framing.length, "body");
+    return bytes.slice();
+  }
   const body = new BodyReader(reader, framing);
   const parts: Uint8Array[] = [];
   let total = 0;
-  // (A body read to its end is not asked again: one await less.)
+  // (A body read to its end is not asked again; a piece buffered is taken
+  // without a promise.)
   for (
-    let piece = await body.next();
+    let piece = body.nextNow() ?? await body.next();
     piece !== null;
-    piece = body.done ? null : await body.next()
+    piece = body.done ? null : body.nextNow() ?? await body.next()
   ) {
     total += piece.byteLength;
     if (total > maxBytes) throw new Http1Error(`body larger than ${maxBytes} bytes`, "too-large");

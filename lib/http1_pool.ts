@@ -107,8 +107,12 @@ function isStale(error: unknown): boolean {
     error instanceof Deno.errors.UnexpectedEof;
 }
 
-async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
-  for (let at = 0; at < bytes.byteLength;) {
+/**
+ * Writes the bytes from `at` on. A caller that wrote them once already
+ * calls it only for a partial write's rest: one async step less per write.
+ */
+async function writeAll(conn: Deno.Conn, bytes: Uint8Array, at = 0): Promise<void> {
+  while (at < bytes.byteLength) {
     at += await conn.write(at === 0 ? bytes : bytes.subarray(at));
   }
 }
@@ -193,7 +197,8 @@ export class Http1Pool {
       let framing: BodyFraming;
       try {
         signal.throwIfAborted();
-        await writeAll(conn.conn, options.head);
+        const written = await conn.conn.write(options.head);
+        if (written < options.head.byteLength) await writeAll(conn.conn, options.head, written);
         head = await readResponseHead(conn.reader, options.maxHeaderBytes, conn.heads);
         // The head is strings now: a pool buffer that held only the head
         // goes back for the body's read, not to the collector (issue #11).

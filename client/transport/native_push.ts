@@ -345,7 +345,8 @@ export function createNativePush(options: NativePushOptions): NativePush {
               if (last) out.set(LAST_CHUNK, front + chunk.byteLength);
               pending = null;
               ended = last;
-              await writeAll(conn, out);
+              const written = await conn.write(out);
+              if (written < out.byteLength) await writeAll(conn, out, written);
               // Written: the buffer is read into again (never after a failed write).
               if (owned) giveBack(chunk, pool);
               else releaseOwned(chunk);
@@ -473,8 +474,12 @@ function untilAborted<T extends { destroy(): void }>(
   });
 }
 
-async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
-  for (let at = 0; at < bytes.byteLength;) {
+/**
+ * Writes the bytes from `at` on. A caller that wrote them once already
+ * calls it only for a partial write's rest: one async step less per write.
+ */
+async function writeAll(conn: Deno.Conn, bytes: Uint8Array, at = 0): Promise<void> {
+  while (at < bytes.byteLength) {
     at += await conn.write(at === 0 ? bytes : bytes.subarray(at));
   }
 }
