@@ -8,6 +8,7 @@ import { ByteReader, type ByteReaderOptions, Http1Error } from "./http1_byte_rea
 import {
   type BodyFraming,
   readResponseHead,
+  readResponseHeadNow,
   type ResponseHead,
   ResponseHeadCache,
 } from "./http1_head.ts";
@@ -188,7 +189,8 @@ export class Http1Pool {
         connection = new PooledConn(this.#hooks, dialled, key, this.#readOptions);
       }
       const conn = connection;
-      const abort = () => conn.destroy();
+      // (The connection's own callback: no closure per request.)
+      const abort = conn.abort;
       // A deadline's hook, or an abort listener (lib/abort_hooks.ts).
       onAbort(signal, abort);
       const receivedBefore = conn.reader.received;
@@ -199,7 +201,10 @@ export class Http1Pool {
         signal.throwIfAborted();
         const written = await conn.conn.write(options.head);
         if (written < options.head.byteLength) await writeAll(conn.conn, options.head, written);
-        head = await readResponseHead(conn.reader, options.maxHeaderBytes, conn.heads);
+        // (The head buffered whole, nearly always: parsed without a promise.)
+        if (conn.reader.buffered === 0) await conn.reader.fill();
+        head = readResponseHeadNow(conn.reader, options.maxHeaderBytes, conn.heads) ??
+          await readResponseHead(conn.reader, options.maxHeaderBytes, conn.heads);
         // The head is strings now: a pool buffer that held only the head
         // goes back for the body's read, not to the collector (issue #11).
         conn.reader.releaseConsumed();
@@ -389,6 +394,8 @@ class PooledConn {
   /** The last answer's head, reused (frozen) when the next one's bytes are the same. */
   readonly heads: ResponseHeadCache = new ResponseHeadCache();
   #dead = false;
+  /** Closes the connection: its request's abort callback, made once per connection. */
+  readonly abort: () => void = () => this.destroy();
   /**
    * The idle deadline: a wait set per release and cleared per take moves a
    * due time, not a timer (a setTimeout and clearTimeout per request were
@@ -420,7 +427,7 @@ class PooledConn {
     // answer cost more than the answer (issue #11). A larger answer is
     // read on in more reads.
     const last = this.reader.received - this.requestStart;
-    const expire = this.#expire ??= () => this.destroy();
+    const expire = this.#expire ??= this.abort;
     const readWhileIdle = this.#readWhileIdle ??= () => {
       if (this.pool.idle(this)) this.destroy();
     };

@@ -16,7 +16,13 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import { CallCode, CallError, codeFromName } from "./call_error.ts";
 import type { ScrapeResponseHeadSchema } from "../../gen/pushprox/v1/pushprox_pb.ts";
 import { encodePushHead, PushHeadEncoder } from "./pushprox_codec.ts";
-import { ByteReader, readResponseHead, readWholeBody, ResponseHeadCache } from "../../lib/http1.ts";
+import {
+  ByteReader,
+  readResponseHead,
+  readResponseHeadNow,
+  readWholeBody,
+  ResponseHeadCache,
+} from "../../lib/http1.ts";
 import { bodyProgress, freeBuffer, releaseOwned } from "../../lib/owned_chunks.ts";
 import { concatBytes } from "../../lib/bytes.ts";
 import type { ReadBufferPool } from "../../lib/read_buffers.ts";
@@ -196,7 +202,8 @@ export function createNativePush(options: NativePushOptions): NativePush {
       // Bytes or the end while idle: the connection is not usable.
       if (idle.includes(this)) this.destroy();
     };
-    readonly #failed = (): void => this.destroy();
+    /** Closes the connection: its idle read's failure, a push's abort; made once. */
+    readonly kill = (): void => this.destroy();
     constructor(conn: Deno.Conn) {
       this.conn = conn;
       this.reader = new ByteReader((b) => conn.read(b), 4096);
@@ -218,7 +225,7 @@ export function createNativePush(options: NativePushOptions): NativePush {
     release(): void {
       if (closed || idle.length >= maxIdle || this.reader.buffered > 0) return this.destroy();
       idle.push(this);
-      this.reader.prefetch().then(this.#readWhileIdle, this.#failed);
+      this.reader.prefetch().then(this.#readWhileIdle, this.kill);
     }
   }
 
@@ -254,7 +261,7 @@ export function createNativePush(options: NativePushOptions): NativePush {
     if (closed) throw new CallError("push sender closed", CallCode.Canceled);
     // An idle connection is taken at once; a new one is dialled until aborted.
     const connection = idle.pop() ?? await untilAborted(dialConnection(), signal);
-    const abort = () => connection.destroy();
+    const abort = connection.kill;
     // A deadline's hook, or an abort listener (lib/abort_hooks.ts).
     onAbort(signal, abort);
     let done = false;
@@ -394,12 +401,20 @@ export function createNativePush(options: NativePushOptions): NativePush {
           exhausted = true;
           throw error;
         } finally {
-          if (!exhausted) await pieces.return?.();
+          // (A native body closes at once: its promise is not waited for.)
+          if (!exhausted) {
+            const closing = pieces.return?.();
+            if (nextNow === null) await closing;
+          }
         }
       }
       if (pending !== null) await writeAll(conn, concatBytes([pending, LAST_CHUNK]));
       else if (!ended) await writeAll(conn, LAST_CHUNK);
-      const response = await readResponseHead(connection.reader, maxHeaderBytes, connection.heads);
+      const reader = connection.reader;
+      // (The answer buffered whole, nearly always: parsed without a promise.)
+      if (reader.buffered === 0) await reader.fill();
+      const response = readResponseHeadNow(reader, maxHeaderBytes, connection.heads) ??
+        await readResponseHead(reader, maxHeaderBytes, connection.heads);
       const framing = connection.heads.framing(response, "POST");
       const bytes = await readWholeBody(connection.reader, framing, maxBodyBytes);
       const keep = connection.heads.reusable(response, framing);
