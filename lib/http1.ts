@@ -21,6 +21,7 @@ export {
   type BodyFraming,
   bodyFraming,
   readResponseHead,
+  readResponseHeadNow,
   type ResponseHead,
   ResponseHeadCache,
   reusable,

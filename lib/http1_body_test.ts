@@ -376,3 +376,45 @@ Deno.test("BodyReader dechunks a read in place, moving the shorter side over the
     assert.equal(pieces.map((p) => decoder.decode(p)).join(""), expected);
   }
 });
+
+Deno.test("BodyReader.nextNow: buffered pieces without a promise, undefined when a read is needed", async () => {
+  // Content-Length: the buffered bytes at once, then a read for the rest.
+  {
+    const { read, counter } = source("hello ", "world");
+    const reader = new ByteReader(read, 1024);
+    const body = new BodyReader(reader, { kind: "length", length: 11 });
+    assert.equal(body.nextNow(), undefined);
+    assert.equal(counter.reads, 0);
+    assert.ok(await reader.fill());
+    assert.equal(decoder.decode(body.nextNow()!), "hello ");
+    assert.equal(body.nextNow(), undefined);
+    assert.equal(decoder.decode((await body.next())!), "world");
+    assert.equal(body.nextNow(), null);
+    assert.equal(await body.next(), null);
+  }
+  // Chunked: a size line cut short is undefined (its bytes kept), then the
+  // same pieces and end as next() gives.
+  for (const cut of [1, 3, 7, 12, 20]) {
+    const wire = "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
+    const { read } = source(wire.slice(0, cut), wire.slice(cut));
+    const reader = new ByteReader(read, 1024);
+    const body = new BodyReader(reader, { kind: "chunked" });
+    let text = "";
+    for (;;) {
+      const now = body.nextNow();
+      const piece = now !== undefined ? now : await body.next();
+      if (piece === null) break;
+      text += decoder.decode(piece);
+    }
+    assert.equal(text, "hello world", `cut at ${cut}`);
+    assert.equal(body.done, true);
+  }
+  // Bad framing throws as next() would.
+  {
+    const { read } = source("zz\r\n");
+    const reader = new ByteReader(read, 1024);
+    assert.ok(await reader.fill());
+    const body = new BodyReader(reader, { kind: "chunked" });
+    assert.throws(() => body.nextNow(), /malformed chunk size/);
+  }
+});

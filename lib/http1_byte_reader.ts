@@ -373,16 +373,7 @@ export class ByteReader {
    */
   async readSome(max: number): Promise<Uint8Array | null> {
     if (this.#data.byteLength === 0 && this.#pending !== null) await this.fill();
-    const data = this.#data;
-    if (data.byteLength > 0) {
-      if (data.byteLength <= max) {
-        this.#data = NOTHING;
-        return data;
-      }
-      // The rest is copied off: the view returned keeps the buffer to itself.
-      this.#data = data.slice(max);
-      return data.subarray(0, max);
-    }
+    if (this.#data.byteLength > 0) return this.takeSome(max);
     if (this.#ended) return null;
     const size = Math.min(max, this.#readBytes);
     const room = this.#headroom;
@@ -397,6 +388,25 @@ export class ByteReader {
     }
     this.#received += n;
     return buffer.subarray(0, n);
+  }
+
+  /**
+   * Up to `max` of the buffered bytes, without waiting: what
+   * {@linkcode readSome} returns while bytes are buffered. The view
+   * returned owns its buffer.
+   *
+   * @param max Most bytes returned.
+   * @returns The bytes; empty when none are buffered.
+   */
+  takeSome(max: number): Uint8Array {
+    const data = this.#data;
+    if (data.byteLength <= max) {
+      this.#data = NOTHING;
+      return data;
+    }
+    // The rest is copied off: the view returned keeps the buffer to itself.
+    this.#data = data.slice(max);
+    return data.subarray(0, max);
   }
 
   /** Reads exactly `n` bytes. */

@@ -132,6 +132,27 @@ function statusOf(text: string, stop: number): number {
 }
 
 /**
+ * {@linkcode readResponseHead} without a promise when the head is buffered
+ * whole: the head, or null to call it (nothing consumed then but a 1xx
+ * interim head, skipped as it would skip it).
+ *
+ * @param reader The connection's reader.
+ * @param maxHeaderBytes Largest header block accepted (status line included).
+ * @param cache The connection's last head, reused when the next one's bytes are the same.
+ * @returns The head, or null.
+ */
+export function readResponseHeadNow(
+  reader: ByteReader,
+  maxHeaderBytes: number,
+  cache?: ResponseHeadCache,
+): ResponseHead | null {
+  if (reader.buffered === 0) return null;
+  const now = headNow(reader, maxHeaderBytes, cache);
+  if (now === null || (now.status >= 100 && now.status < 200 && now.status !== 101)) return null;
+  return now;
+}
+
+/**
  * The head when it is received whole and well-formed, consumed; null
  * (nothing consumed) otherwise, for the line-by-line reader to read it or
  * word the error. Accepts exactly what that reader accepts: the same

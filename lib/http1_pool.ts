@@ -8,6 +8,7 @@ import { ByteReader, type ByteReaderOptions, Http1Error } from "./http1_byte_rea
 import {
   type BodyFraming,
   readResponseHead,
+  readResponseHeadNow,
   type ResponseHead,
   ResponseHeadCache,
 } from "./http1_head.ts";
@@ -67,6 +68,12 @@ export interface Http1Response {
    */
   next(): Promise<Uint8Array | null>;
   /**
+   * The next piece when it is at hand without waiting on the connection
+   * (as {@linkcode Http1Response.next} would return or throw it then),
+   * with no promise made; undefined when a read is needed: call `next()`.
+   */
+  nextNow?(): Uint8Array | null | undefined;
+  /**
    * True when {@linkcode Http1Response.next} answers without waiting on the
    * connection (bytes received already, or the end): see `BodyReader.ready`.
    */
@@ -101,8 +108,12 @@ function isStale(error: unknown): boolean {
     error instanceof Deno.errors.UnexpectedEof;
 }
 
-async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
-  for (let at = 0; at < bytes.byteLength;) {
+/**
+ * Writes the bytes from `at` on. A caller that wrote them once already
+ * calls it only for a partial write's rest: one async step less per write.
+ */
+async function writeAll(conn: Deno.Conn, bytes: Uint8Array, at = 0): Promise<void> {
+  while (at < bytes.byteLength) {
     at += await conn.write(at === 0 ? bytes : bytes.subarray(at));
   }
 }
@@ -178,7 +189,8 @@ export class Http1Pool {
         connection = new PooledConn(this.#hooks, dialled, key, this.#readOptions);
       }
       const conn = connection;
-      const abort = () => conn.destroy();
+      // (The connection's own callback: no closure per request.)
+      const abort = conn.abort;
       // A deadline's hook, or an abort listener (lib/abort_hooks.ts).
       onAbort(signal, abort);
       const receivedBefore = conn.reader.received;
@@ -187,8 +199,12 @@ export class Http1Pool {
       let framing: BodyFraming;
       try {
         signal.throwIfAborted();
-        await writeAll(conn.conn, options.head);
-        head = await readResponseHead(conn.reader, options.maxHeaderBytes, conn.heads);
+        const written = await conn.conn.write(options.head);
+        if (written < options.head.byteLength) await writeAll(conn.conn, options.head, written);
+        // (The head buffered whole, nearly always: parsed without a promise.)
+        if (conn.reader.buffered === 0) await conn.reader.fill();
+        head = readResponseHeadNow(conn.reader, options.maxHeaderBytes, conn.heads) ??
+          await readResponseHead(conn.reader, options.maxHeaderBytes, conn.heads);
         // The head is strings now: a pool buffer that held only the head
         // goes back for the body's read, not to the collector (issue #11).
         conn.reader.releaseConsumed();
@@ -337,6 +353,23 @@ class PoolResponse implements Http1Response {
     }
   }
 
+  nextNow(): Uint8Array | null | undefined {
+    const body = this.#body;
+    // Finished: next() answers (null, or the reason it was given up).
+    if (this.#finished) return body.done ? null : undefined;
+    let piece: Uint8Array | null | undefined;
+    try {
+      piece = body.nextNow();
+    } catch (error) {
+      this.#finish(false);
+      const signal = this.#signal;
+      if (signal.aborted) throw signal.reason;
+      throw error;
+    }
+    if (piece === null) this.#finish(true);
+    return piece;
+  }
+
   close(): void {
     this.#finish(this.#body.done);
   }
@@ -361,6 +394,8 @@ class PooledConn {
   /** The last answer's head, reused (frozen) when the next one's bytes are the same. */
   readonly heads: ResponseHeadCache = new ResponseHeadCache();
   #dead = false;
+  /** Closes the connection: its request's abort callback, made once per connection. */
+  readonly abort: () => void = () => this.destroy();
   /**
    * The idle deadline: a wait set per release and cleared per take moves a
    * due time, not a timer (a setTimeout and clearTimeout per request were
@@ -392,7 +427,7 @@ class PooledConn {
     // answer cost more than the answer (issue #11). A larger answer is
     // read on in more reads.
     const last = this.reader.received - this.requestStart;
-    const expire = this.#expire ??= () => this.destroy();
+    const expire = this.#expire ??= this.abort;
     const readWhileIdle = this.#readWhileIdle ??= () => {
       if (this.pool.idle(this)) this.destroy();
     };

@@ -6,6 +6,7 @@ import {
   Http1Error,
   Http1Pool,
   readResponseHead,
+  readResponseHeadNow,
   readWholeBody,
   ResponseHeadCache,
   reusable,
@@ -617,4 +618,28 @@ Deno.test("ResponseHeadCache: the kept head's framing is worked out once", async
     cache.reusable(other as typeof second, cache.framing(other as typeof second, "GET")),
     false,
   );
+});
+
+Deno.test("readResponseHeadNow: a buffered head without a promise; null leaves the rest to readResponseHead", async () => {
+  // Nothing buffered: null, nothing read.
+  const empty = readerOf("HTTP/1.1 200 OK\r\n\r\n");
+  assert.equal(readResponseHeadNow(empty, 1024), null);
+  assert.equal(empty.received, 0);
+  // Buffered whole: the head, the body left buffered.
+  const whole = readerOf("HTTP/1.1 204 No Content\r\nX-A: b\r\n\r\nrest");
+  assert.ok(await whole.fill());
+  const head = readResponseHeadNow(whole, 1024)!;
+  assert.equal(head.status, 204);
+  assert.deepEqual(head.headers, [["x-a", "b"]]);
+  assert.equal(new TextDecoder().decode(whole.peek()), "rest");
+  // Cut short: null and nothing consumed; readResponseHead reads on.
+  const cut = readerOf("HTTP/1.1 200 OK\r\nX-A:", " b\r\n\r\n");
+  assert.ok(await cut.fill());
+  assert.equal(readResponseHeadNow(cut, 1024), null);
+  assert.equal((await readResponseHead(cut, 1024)).headers[0]![1], "b");
+  // A 1xx interim head is skipped: null, then the final head.
+  const interim = readerOf("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n\r\n");
+  assert.ok(await interim.fill());
+  assert.equal(readResponseHeadNow(interim, 1024), null);
+  assert.equal((await readResponseHead(interim, 1024)).status, 200);
 });

@@ -104,6 +104,12 @@ export interface BodyProgress {
    * completed; a buffer it does not keep may be freed. @default {none}
    */
   readonly pool?: ReadBufferPool | null;
+  /**
+   * The body's next piece when it is at hand (see `ready`), taken without
+   * a promise: what its iterator's `next()` would give then (null for the
+   * end), or undefined when that must wait: ask the iterator.
+   */
+  nextNow?(): Uint8Array | null | undefined;
 }
 
 /** The key under which a body offers its {@linkcode BodyProgress}. */

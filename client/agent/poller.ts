@@ -117,12 +117,15 @@ export async function runPoller(options: PollerOptions): Promise<void> {
   const durations = new DirectHistogram(metrics.scrapeDuration, null);
   // Per-scrape debug records' fields are built only when written (issue #11).
   const debug = logger.enabled?.("debug") ?? true;
+  // `signal.aborted`, kept by its listener: read per scrape (a branded getter).
+  let stopping = signal.aborted;
 
   while (!signal.aborted) {
     const stream = new AbortController();
     // On stop, the stream stays open until the scrapes received on it are
     // answered: the proxy fails a scrape whose stream ends before its push.
     const stopStream = () => {
+      stopping = true;
       const end = () => stream.abort(signal.reason);
       if (inFlight.size === 0) end();
       else Promise.allSettled([...inFlight]).then(end);
@@ -164,7 +167,7 @@ export async function runPoller(options: PollerOptions): Promise<void> {
           logger.info("Registered with the proxy", { fqdn: identity.fqdn });
         } else if (kind === "scrape" && registeredAt > 0) {
           // While stopping, scrapes still arriving are refused at once.
-          const job = runScrape(value, sessionId, signal.aborted, now);
+          const job = runScrape(value, sessionId, stopping, now);
           inFlight.add(job);
           job.finally(() => inFlight.delete(job));
         } else if (kind === "goAway") {

@@ -167,6 +167,19 @@ class NativeBody implements AsyncIterableIterator<Uint8Array>, BodyProgress {
     return this;
   }
 
+  nextNow(): Uint8Array | null | undefined {
+    if (this.#closed) return null;
+    let piece: Uint8Array | null | undefined;
+    try {
+      piece = this.#response.nextNow?.();
+    } catch (error) {
+      this.#close();
+      throw error;
+    }
+    if (piece === null) this.#close();
+    return piece;
+  }
+
   async next(): Promise<IteratorResult<Uint8Array, undefined>> {
     if (this.#closed) return { done: true, value: undefined };
     let piece: Uint8Array | null;

@@ -16,7 +16,13 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import { CallCode, CallError, codeFromName } from "./call_error.ts";
 import type { ScrapeResponseHeadSchema } from "../../gen/pushprox/v1/pushprox_pb.ts";
 import { encodePushHead, PushHeadEncoder } from "./pushprox_codec.ts";
-import { ByteReader, readResponseHead, readWholeBody, ResponseHeadCache } from "../../lib/http1.ts";
+import {
+  ByteReader,
+  readResponseHead,
+  readResponseHeadNow,
+  readWholeBody,
+  ResponseHeadCache,
+} from "../../lib/http1.ts";
 import { bodyProgress, freeBuffer, releaseOwned } from "../../lib/owned_chunks.ts";
 import { concatBytes } from "../../lib/bytes.ts";
 import type { ReadBufferPool } from "../../lib/read_buffers.ts";
@@ -196,7 +202,8 @@ export function createNativePush(options: NativePushOptions): NativePush {
       // Bytes or the end while idle: the connection is not usable.
       if (idle.includes(this)) this.destroy();
     };
-    readonly #failed = (): void => this.destroy();
+    /** Closes the connection: its idle read's failure, a push's abort; made once. */
+    readonly kill = (): void => this.destroy();
     constructor(conn: Deno.Conn) {
       this.conn = conn;
       this.reader = new ByteReader((b) => conn.read(b), 4096);
@@ -218,7 +225,7 @@ export function createNativePush(options: NativePushOptions): NativePush {
     release(): void {
       if (closed || idle.length >= maxIdle || this.reader.buffered > 0) return this.destroy();
       idle.push(this);
-      this.reader.prefetch().then(this.#readWhileIdle, this.#failed);
+      this.reader.prefetch().then(this.#readWhileIdle, this.kill);
     }
   }
 
@@ -254,7 +261,7 @@ export function createNativePush(options: NativePushOptions): NativePush {
     if (closed) throw new CallError("push sender closed", CallCode.Canceled);
     // An idle connection is taken at once; a new one is dialled until aborted.
     const connection = idle.pop() ?? await untilAborted(dialConnection(), signal);
-    const abort = () => connection.destroy();
+    const abort = connection.kill;
     // A deadline's hook, or an abort listener (lib/abort_hooks.ts).
     onAbort(signal, abort);
     let done = false;
@@ -297,86 +304,117 @@ export function createNativePush(options: NativePushOptions): NativePush {
         const owned = progress?.owned === true;
         const pool = owned ? progress!.pool ?? null : null;
         const prefix = spares.prefix;
-        for await (const chunk of body) {
-          signal.throwIfAborted();
-          // (The end of the stream is written: nothing may follow it.)
-          if (ended) throw new Error("the body went on after it said it was complete");
-          const varint = varintLength(chunk.byteLength);
-          const message = 1 + varint + chunk.byteLength;
-          let n = writeChunkPrefix(prefix, 0, 5 + message, true);
-          n += writeEnvelopePrefix(prefix, n, message);
-          prefix[n++] = 0x12;
-          n += writeVarint(prefix, n, chunk.byteLength);
-          const last = progress !== null && progress.complete;
-          const before = pending?.byteLength ?? 0;
-          const front = before + n;
-          const tail = last ? LAST_CHUNK.byteLength : 0;
-          const buffer = chunk.buffer;
-          if (
-            owned && chunk.byteOffset >= front && buffer instanceof ArrayBuffer &&
-            chunk.byteOffset + chunk.byteLength + tail <= buffer.byteLength
-          ) {
-            // The piece's buffer is ours, bytes around it too (BodyProgress
-            // owned): the framing goes in front of it (the read's headroom
-            // or the target's response head, parsed already) and the end
-            // of the stream behind it; one write, nothing copied.
-            const out = new Uint8Array(
-              buffer,
-              chunk.byteOffset - front,
-              front + chunk.byteLength + tail,
-            );
-            if (pending !== null) out.set(pending);
-            out.set(prefix.subarray(0, n), before);
-            if (last) out.set(LAST_CHUNK, front + chunk.byteLength);
-            pending = null;
-            ended = last;
-            await writeAll(conn, out);
-            // Written: the buffer is read into again (never after a failed write).
-            if (owned) giveBack(chunk, pool);
-            else releaseOwned(chunk);
-            // The body said it is complete: no read for its end (leaving
-            // the loop gives its connection back as reading the end would).
-            if (ended) break;
-            continue;
-          }
-          const length = front + chunk.byteLength + tail;
-          if (length <= JOIN_BYTES) {
-            // A read's worth (lib/http1.ts reads 64 KiB at most): copying it
-            // behind its prefix in a spare buffer costs less than a second
-            // write, and the proxy gets one segment instead of two.
-            const joined = spares.takeJoin(length);
-            if (pending !== null) joined.set(pending);
-            joined.set(prefix.subarray(0, n), before);
-            joined.set(chunk, front);
-            if (last) joined.set(LAST_CHUNK, length - LAST_CHUNK.byteLength);
-            // Copied: the piece's buffer is free now. (A freed chunk reads
-            // as empty: its length is taken before.)
-            if (owned) giveBack(chunk, pool);
-            else releaseOwned(chunk);
-            pending = null;
-            ended = last;
-            try {
-              await writeAll(conn, joined.subarray(0, length));
-            } finally {
-              spares.giveJoin(joined);
+        // As `for await` would, but a piece at hand is taken without a
+        // promise per layer of the body (issue #11).
+        const pieces = body[Symbol.asyncIterator]();
+        const nextNow = progress?.nextNow !== undefined ? progress : null;
+        let exhausted = false;
+        try {
+          for (;;) {
+            let chunk = nextNow === null ? undefined : nextNow.nextNow!();
+            if (chunk === undefined) {
+              const result = await pieces.next();
+              chunk = result.done === true ? null : result.value;
             }
-            if (ended) break;
-          } else {
-            // (Copied: the shared prefix may be rewritten while this waits.)
-            if (pending !== null) {
-              await writeAll(conn, concatBytes([pending, prefix.subarray(0, n)]));
+            if (chunk === null) {
+              exhausted = true;
+              break;
+            }
+            signal.throwIfAborted();
+            // (The end of the stream is written: nothing may follow it.)
+            if (ended) throw new Error("the body went on after it said it was complete");
+            const varint = varintLength(chunk.byteLength);
+            const message = 1 + varint + chunk.byteLength;
+            let n = writeChunkPrefix(prefix, 0, 5 + message, true);
+            n += writeEnvelopePrefix(prefix, n, message);
+            prefix[n++] = 0x12;
+            n += writeVarint(prefix, n, chunk.byteLength);
+            const last = progress !== null && progress.complete;
+            const before = pending?.byteLength ?? 0;
+            const front = before + n;
+            const tail = last ? LAST_CHUNK.byteLength : 0;
+            const buffer = chunk.buffer;
+            if (
+              owned && chunk.byteOffset >= front && buffer instanceof ArrayBuffer &&
+              chunk.byteOffset + chunk.byteLength + tail <= buffer.byteLength
+            ) {
+              // The piece's buffer is ours, bytes around it too (BodyProgress
+              // owned): the framing goes in front of it (the read's headroom
+              // or the target's response head, parsed already) and the end
+              // of the stream behind it; one write, nothing copied.
+              const out = new Uint8Array(
+                buffer,
+                chunk.byteOffset - front,
+                front + chunk.byteLength + tail,
+              );
+              if (pending !== null) out.set(pending);
+              out.set(prefix.subarray(0, n), before);
+              if (last) out.set(LAST_CHUNK, front + chunk.byteLength);
               pending = null;
-            } else await writeAll(conn, prefix.slice(0, n));
-            await writeAll(conn, chunk);
-            // Written: a native scrape's piece is reused or freed now, not at the next GC.
-            if (owned) giveBack(chunk, pool);
-            else releaseOwned(chunk);
+              ended = last;
+              const written = await conn.write(out);
+              if (written < out.byteLength) await writeAll(conn, out, written);
+              // Written: the buffer is read into again (never after a failed write).
+              if (owned) giveBack(chunk, pool);
+              else releaseOwned(chunk);
+              // The body said it is complete: no read for its end (leaving
+              // the loop gives its connection back as reading the end would).
+              if (ended) break;
+              continue;
+            }
+            const length = front + chunk.byteLength + tail;
+            if (length <= JOIN_BYTES) {
+              // A read's worth (lib/http1.ts reads 64 KiB at most): copying it
+              // behind its prefix in a spare buffer costs less than a second
+              // write, and the proxy gets one segment instead of two.
+              const joined = spares.takeJoin(length);
+              if (pending !== null) joined.set(pending);
+              joined.set(prefix.subarray(0, n), before);
+              joined.set(chunk, front);
+              if (last) joined.set(LAST_CHUNK, length - LAST_CHUNK.byteLength);
+              // Copied: the piece's buffer is free now. (A freed chunk reads
+              // as empty: its length is taken before.)
+              if (owned) giveBack(chunk, pool);
+              else releaseOwned(chunk);
+              pending = null;
+              ended = last;
+              try {
+                await writeAll(conn, joined.subarray(0, length));
+              } finally {
+                spares.giveJoin(joined);
+              }
+              if (ended) break;
+            } else {
+              // (Copied: the shared prefix may be rewritten while this waits.)
+              if (pending !== null) {
+                await writeAll(conn, concatBytes([pending, prefix.subarray(0, n)]));
+                pending = null;
+              } else await writeAll(conn, prefix.slice(0, n));
+              await writeAll(conn, chunk);
+              // Written: a native scrape's piece is reused or freed now, not at the next GC.
+              if (owned) giveBack(chunk, pool);
+              else releaseOwned(chunk);
+            }
+          }
+        } catch (error) {
+          if (!exhausted) await pieces.return?.().catch(() => {});
+          exhausted = true;
+          throw error;
+        } finally {
+          // (A native body closes at once: its promise is not waited for.)
+          if (!exhausted) {
+            const closing = pieces.return?.();
+            if (nextNow === null) await closing;
           }
         }
       }
       if (pending !== null) await writeAll(conn, concatBytes([pending, LAST_CHUNK]));
       else if (!ended) await writeAll(conn, LAST_CHUNK);
-      const response = await readResponseHead(connection.reader, maxHeaderBytes, connection.heads);
+      const reader = connection.reader;
+      // (The answer buffered whole, nearly always: parsed without a promise.)
+      if (reader.buffered === 0) await reader.fill();
+      const response = readResponseHeadNow(reader, maxHeaderBytes, connection.heads) ??
+        await readResponseHead(reader, maxHeaderBytes, connection.heads);
       const framing = connection.heads.framing(response, "POST");
       const bytes = await readWholeBody(connection.reader, framing, maxBodyBytes);
       const keep = connection.heads.reusable(response, framing);
@@ -451,8 +489,12 @@ function untilAborted<T extends { destroy(): void }>(
   });
 }
 
-async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
-  for (let at = 0; at < bytes.byteLength;) {
+/**
+ * Writes the bytes from `at` on. A caller that wrote them once already
+ * calls it only for a partial write's rest: one async step less per write.
+ */
+async function writeAll(conn: Deno.Conn, bytes: Uint8Array, at = 0): Promise<void> {
+  while (at < bytes.byteLength) {
     at += await conn.write(at === 0 ? bytes : bytes.subarray(at));
   }
 }

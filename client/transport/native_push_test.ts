@@ -535,3 +535,74 @@ Deno.test("native push frames owned pieces in their headroom and reuses their bu
     await serving.catch(() => {});
   }
 });
+
+Deno.test("native push takes pieces at hand through nextNow, falls back to next(), and returns the body", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const seen: SeenPush[] = [];
+  const serving = serveFakeProxy(listener, seen, () => okResponse());
+  const port = (listener.addr as Deno.NetAddr).port;
+  const push = createNativePush({ baseUrl: `http://127.0.0.1:${port}` });
+  /** Pieces given by nextNow where `now` says so, else by next(); counts the calls. */
+  const body = (pieces: Uint8Array[], now: boolean[], failNow = false) => {
+    let at = 0;
+    const calls = { now: 0, next: 0, returned: 0 };
+    const take = () => pieces[at++]!;
+    const progress: BodyProgress = {
+      get ready() {
+        return at === pieces.length || now[at] === true;
+      },
+      get complete() {
+        return at === pieces.length;
+      },
+      owned: false,
+      nextNow() {
+        calls.now++;
+        if (failNow) throw new Error("bad framing");
+        if (at === pieces.length) return null;
+        return now[at] ? take() : undefined;
+      },
+    };
+    const iterable = {
+      [BODY_PROGRESS]: progress,
+      [Symbol.asyncIterator]: () => ({
+        next() {
+          calls.next++;
+          return Promise.resolve(
+            at < pieces.length
+              ? { done: false as const, value: take() }
+              : { done: true as const, value: undefined },
+          );
+        },
+        return() {
+          calls.returned++;
+          return Promise.resolve({ done: true as const, value: undefined });
+        },
+      }),
+    };
+    return { iterable, calls };
+  };
+  try {
+    // At hand: no next(); the body is returned once complete.
+    const a = body([new Uint8Array(10).fill(1)], [true]);
+    await push.send(HEAD, a.iterable, AbortSignal.timeout(5000));
+    assert.deepEqual(a.calls, { now: 1, next: 0, returned: 1 });
+    // Not at hand, then at hand: next() once, then nextNow.
+    const b = body([new Uint8Array(3).fill(2), new Uint8Array(4).fill(3)], [false, true]);
+    await push.send(HEAD, b.iterable, AbortSignal.timeout(5000));
+    assert.deepEqual(b.calls, { now: 2, next: 1, returned: 1 });
+    // nextNow failing fails the push; the body is returned.
+    const c = body([new Uint8Array(5)], [true], true);
+    await assert.rejects(push.send(HEAD, c.iterable, AbortSignal.timeout(5000)), /bad framing/);
+    assert.equal(c.calls.returned, 1);
+    const bodies = seen.map((push) =>
+      push.messages.slice(1).map((m) =>
+        m.message.case === "bodyChunk" && m.message.value.byteLength
+      )
+    );
+    assert.deepEqual(bodies.slice(0, 2), [[10], [3, 4]]);
+  } finally {
+    push.close();
+    listener.close();
+    await serving.catch(() => {});
+  }
+});
