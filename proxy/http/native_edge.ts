@@ -15,7 +15,12 @@ import { ReadBufferPool } from "../../lib/read_buffers.ts";
 import type { Logger } from "../../lib/logger.ts";
 import type { HeaderPair } from "../../lib/http_exchange.ts";
 import type { EdgeConnection, FrontDoor, NativeRoute } from "../../lib/front_door.ts";
-import { type BuiltHead, NativeExchange, type ResponseHeads } from "./native_exchange.ts";
+import {
+  type BuiltHead,
+  NativeExchange,
+  type ResponseHeads,
+  type WholeResponse,
+} from "./native_exchange.ts";
 import { POLL_PATH } from "../connect/fast_client_service.ts";
 import type { PushHeadTexts } from "../connect/wire_codec.ts";
 import {
@@ -438,6 +443,8 @@ class Kept extends RequestHeadCache implements ResponseHeads {
   bodyReader: ByteReader | null = null;
   /** The last response head written (see NativeExchange's ResponseHeads). */
   lastHead: BuiltHead | null = null;
+  /** The last whole response written at once (see NativeExchange's ResponseHeads). */
+  lastWhole: WholeResponse | null = null;
   /** Its Push heads' texts (see NativeExchange's connectionTexts). */
   texts: PushHeadTexts | null = null;
 
@@ -446,6 +453,7 @@ class Kept extends RequestHeadCache implements ResponseHeads {
     this.routed = this.handler = this.framing = null;
     this.headReader = this.bodyReader = null;
     this.lastHead = null;
+    this.lastWhole = null;
     this.texts = null;
   }
 }

@@ -58,11 +58,19 @@ export interface NativeExchangeOptions {
  */
 export interface ResponseHeads {
   lastHead: BuiltHead | null;
+  /**
+   * The last whole response written by `end` in one go: its head, its body
+   * (both by identity, never written to) and the two joined (a Push's
+   * answer, the same bytes every scrape of a size: no buffer per answer).
+   */
+  lastWhole?: WholeResponse | null;
   /** The connection's Push head texts (see Exchange.connectionTexts), made when first asked for. */
   texts?: PushHeadTexts | null;
 }
 
 const noop = (): void => {};
+/** Largest whole response a connection keeps (see ResponseHeads.lastWhole). */
+const WHOLE_KEPT_BYTES = 1024;
 
 type GoneListener = (reason: unknown) => void;
 
@@ -365,6 +373,11 @@ export class NativeExchange implements Exchange {
     return parts.length === 0 ? this.#queue : this.#enqueue(joinBytes(parts), give);
   }
 
+  /**
+   * Ends the response, with `body` if given. Bytes handed here are not
+   * written to afterwards: the same bytes again (by identity) may be sent
+   * as kept (see ResponseHeads.lastWhole).
+   */
   end(body?: string | Uint8Array): void {
     if (this.#destroyed || this.#ended) return;
     this.#ended = true;
@@ -372,7 +385,30 @@ export class NativeExchange implements Exchange {
     // As node:http frames it: a head already set keeps its framing (chunked
     // without a Content-Length), whatever `end` brings. One write for all.
     const parts: Uint8Array[] = [];
-    if (!this.#headSent) parts.push(this.#headBytes());
+    if (!this.#headSent) {
+      const head = this.#headBytes();
+      const heads = this.#heads;
+      if (
+        heads !== null && !this.#chunked && !this.#noBody && bytes !== undefined &&
+        bytes.byteLength > 0
+      ) {
+        // The same head and body as the last answer (by identity): its joined bytes again.
+        // (Small ones only: a connection keeps the last.)
+        const last = heads.lastWhole;
+        let whole: Uint8Array;
+        if (last != null && last.head === head && last.body === bytes) whole = last.bytes;
+        else {
+          whole = joinBytes([head, bytes]);
+          heads.lastWhole = whole.byteLength <= WHOLE_KEPT_BYTES
+            ? { head, body: bytes, bytes: whole }
+            : null;
+        }
+        this.#enqueue(whole);
+        this.#finished = this.#queue.then(() => !this.#destroyed);
+        return;
+      }
+      parts.push(head);
+    }
     if (bytes !== undefined && bytes.byteLength > 0 && !this.#noBody) {
       if (this.#chunked) parts.push(encoder.encode(bytes.byteLength.toString(16) + "\r\n"));
       parts.push(bytes);
@@ -518,6 +554,13 @@ export class NativeExchange implements Exchange {
     }
     return bytes;
   }
+}
+
+/** A whole response written at once (see ResponseHeads.lastWhole); never written to. */
+export interface WholeResponse {
+  head: Uint8Array;
+  body: Uint8Array;
+  bytes: Uint8Array;
 }
 
 /** A response head, and what it was built from (frozen fields). */
