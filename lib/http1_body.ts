@@ -132,132 +132,160 @@ export class BodyReader {
     }
   }
 
+  /**
+   * The next piece when the bytes received hold it (or the end), without
+   * waiting: undefined when a read is needed first (then {@linkcode next}).
+   * Chunked bodies only (undefined for others until done).
+   *
+   * @returns The piece (never empty), null at the end, or undefined.
+   * @throws {Http1Error} On bad chunked framing.
+   */
+  nextNow(): Uint8Array | null | undefined {
+    if (this.#done) return null;
+    if (this.#topUp || this.#framing.kind !== "chunked" || this.#reader.buffered === 0) {
+      return undefined;
+    }
+    return this.#dechunkBuffered();
+  }
+
   async #dechunk(): Promise<Uint8Array | null> {
     const reader = this.#reader;
     let starved = reader.buffered === 0;
     for (;;) {
       if (starved && !await reader.fill()) throw this.#endedError();
       starved = true;
-      const buffer = reader.peek();
-      let r = 0;
-      // The piece is buffer[start, w): the first run of data stays where it
-      // was read; each later one joins it by moving the shorter side over
-      // the framing between them (a read that is one chunk moves nothing;
-      // one holding the end of a chunk and the start of the next moves the
-      // end, not the whole read).
-      let start = 0;
-      let w = 0;
-      let ended = false;
-      while (r < buffer.byteLength) {
-        if (this.#chunkLeft > 0) {
-          const n = Math.min(this.#chunkLeft, buffer.byteLength - r);
-          const have = w - start;
-          if (have === 0) {
-            start = r;
-            w = r + n;
-          } else if (w === r) w += n;
-          else if (have <= n) {
-            buffer.copyWithin(r - have, start, w);
-            start = r - have;
-            w = r + n;
-          } else {
-            buffer.copyWithin(w, r, r + n);
-            w += n;
-          }
-          r += n;
-          this.#chunkLeft -= n;
-          if (this.#chunkLeft === 0) this.#chunkLeft = -2;
+      const piece = this.#dechunkBuffered();
+      if (piece !== undefined) return piece;
+    }
+  }
+
+  /**
+   * One pass of dechunking over the bytes buffered: a piece, null at the
+   * end, or undefined when they held framing only (what is left of it
+   * stays buffered).
+   */
+  #dechunkBuffered(): Uint8Array | null | undefined {
+    const reader = this.#reader;
+    const buffer = reader.peek();
+    let r = 0;
+    // The piece is buffer[start, w): the first run of data stays where it
+    // was read; each later one joins it by moving the shorter side over
+    // the framing between them (a read that is one chunk moves nothing;
+    // one holding the end of a chunk and the start of the next moves the
+    // end, not the whole read).
+    let start = 0;
+    let w = 0;
+    let ended = false;
+    while (r < buffer.byteLength) {
+      if (this.#chunkLeft > 0) {
+        const n = Math.min(this.#chunkLeft, buffer.byteLength - r);
+        const have = w - start;
+        if (have === 0) {
+          start = r;
+          w = r + n;
+        } else if (w === r) w += n;
+        else if (have <= n) {
+          buffer.copyWithin(r - have, start, w);
+          start = r - have;
+          w = r + n;
+        } else {
+          buffer.copyWithin(w, r, r + n);
+          w += n;
+        }
+        r += n;
+        this.#chunkLeft -= n;
+        if (this.#chunkLeft === 0) this.#chunkLeft = -2;
+        continue;
+      }
+      // The usual framing, read off the bytes: the CRLF after a chunk's
+      // data, a bare hexadecimal size line. Anything else (extensions,
+      // blanks, trailers, errors) takes the line-by-line way below.
+      if (this.#chunkLeft === -2 && buffer[r] === 0x0d && buffer[r + 1] === 0x0a) {
+        r += 2;
+        this.#chunkLeft = -1;
+        continue;
+      }
+      // The empty line ending a body without trailers, as the line-by-line
+      // way reads it (no line decoded).
+      if (this.#chunkLeft === -3 && buffer[r] === 0x0d && buffer[r + 1] === 0x0a) {
+        this.#trailerBytes += 2;
+        if (this.#trailerBytes > this.#maxTrailer) {
+          throw new Http1Error("chunked trailer too large", "too-large");
+        }
+        r += 2;
+        ended = true;
+        break;
+      }
+      if (this.#chunkLeft === -1) {
+        let size = 0;
+        let i = r;
+        for (; i < r + 8 && i < buffer.byteLength; i++) {
+          const digit = hexDigit(buffer[i]!);
+          if (digit < 0) break;
+          size = size * 16 + digit;
+        }
+        if (i > r && i - r <= this.#maxLine && buffer[i] === 0x0d && buffer[i + 1] === 0x0a) {
+          r = i + 2;
+          this.#chunkSize = size;
+          this.#chunkLeft = size === 0 ? -3 : size;
           continue;
         }
-        // The usual framing, read off the bytes: the CRLF after a chunk's
-        // data, a bare hexadecimal size line. Anything else (extensions,
-        // blanks, trailers, errors) takes the line-by-line way below.
-        if (this.#chunkLeft === -2 && buffer[r] === 0x0d && buffer[r + 1] === 0x0a) {
-          r += 2;
-          this.#chunkLeft = -1;
-          continue;
+      }
+      const lf = buffer.indexOf(0x0a, r);
+      if (lf < 0) break;
+      if (lf === r || buffer[lf - 1] !== 0x0d) {
+        throw new Http1Error(
+          this.#chunkLeft === -2
+            ? "chunk data not followed by CRLF"
+            : `${this.#what()}: line not ended by CRLF`,
+        );
+      }
+      const lineBytes = lf - 1 - r;
+      if (this.#chunkLeft === -3) {
+        this.#trailerBytes += lineBytes + 2;
+        if (this.#trailerBytes > this.#maxTrailer) {
+          throw new Http1Error("chunked trailer too large", "too-large");
         }
-        // The empty line ending a body without trailers, as the line-by-line
-        // way reads it (no line decoded).
-        if (this.#chunkLeft === -3 && buffer[r] === 0x0d && buffer[r + 1] === 0x0a) {
-          this.#trailerBytes += 2;
-          if (this.#trailerBytes > this.#maxTrailer) {
-            throw new Http1Error("chunked trailer too large", "too-large");
-          }
-          r += 2;
+      } else if (lineBytes > this.#maxLine) {
+        throw new Http1Error(`${this.#what()}: longer than ${this.#maxLine} bytes`, "too-large");
+      }
+      const line = latin1(buffer.subarray(r, lf - 1));
+      r = lf + 1;
+      if (this.#chunkLeft === -2) {
+        if (line !== "") throw new Http1Error("chunk data not followed by CRLF");
+        this.#chunkLeft = -1;
+      } else if (this.#chunkLeft === -3) {
+        if (line === "") {
           ended = true;
           break;
         }
-        if (this.#chunkLeft === -1) {
-          let size = 0;
-          let i = r;
-          for (; i < r + 8 && i < buffer.byteLength; i++) {
-            const digit = hexDigit(buffer[i]!);
-            if (digit < 0) break;
-            size = size * 16 + digit;
-          }
-          if (i > r && i - r <= this.#maxLine && buffer[i] === 0x0d && buffer[i + 1] === 0x0a) {
-            r = i + 2;
-            this.#chunkSize = size;
-            this.#chunkLeft = size === 0 ? -3 : size;
-            continue;
-          }
+      } else {
+        const size = /^([0-9A-Fa-f]{1,8})[ \t]*(?:;.*)?$/.exec(line);
+        if (size === null) {
+          throw new Http1Error(`malformed chunk size ${JSON.stringify(line.slice(0, 32))}`);
         }
-        const lf = buffer.indexOf(0x0a, r);
-        if (lf < 0) break;
-        if (lf === r || buffer[lf - 1] !== 0x0d) {
-          throw new Http1Error(
-            this.#chunkLeft === -2
-              ? "chunk data not followed by CRLF"
-              : `${this.#what()}: line not ended by CRLF`,
-          );
-        }
-        const lineBytes = lf - 1 - r;
-        if (this.#chunkLeft === -3) {
-          this.#trailerBytes += lineBytes + 2;
-          if (this.#trailerBytes > this.#maxTrailer) {
-            throw new Http1Error("chunked trailer too large", "too-large");
-          }
-        } else if (lineBytes > this.#maxLine) {
-          throw new Http1Error(`${this.#what()}: longer than ${this.#maxLine} bytes`, "too-large");
-        }
-        const line = latin1(buffer.subarray(r, lf - 1));
-        r = lf + 1;
-        if (this.#chunkLeft === -2) {
-          if (line !== "") throw new Http1Error("chunk data not followed by CRLF");
-          this.#chunkLeft = -1;
-        } else if (this.#chunkLeft === -3) {
-          if (line === "") {
-            ended = true;
-            break;
-          }
-        } else {
-          const size = /^([0-9A-Fa-f]{1,8})[ \t]*(?:;.*)?$/.exec(line);
-          if (size === null) {
-            throw new Http1Error(`malformed chunk size ${JSON.stringify(line.slice(0, 32))}`);
-          }
-          this.#chunkSize = parseInt(size[1]!, 16);
-          this.#chunkLeft = this.#chunkSize === 0 ? -3 : this.#chunkSize;
-        }
+        this.#chunkSize = parseInt(size[1]!, 16);
+        this.#chunkLeft = this.#chunkSize === 0 ? -3 : this.#chunkSize;
       }
-      const rest = buffer.subarray(r);
-      if (!ended && this.#chunkLeft <= 0) {
-        if (this.#chunkLeft === -3) {
-          if (this.#trailerBytes + rest.byteLength > this.#maxTrailer + 2) {
-            throw new Http1Error("chunked trailer too large", "too-large");
-          }
-        } else if (rest.byteLength > this.#maxLine + 2) {
-          throw new Http1Error(`${this.#what()}: longer than ${this.#maxLine} bytes`, "too-large");
-        }
-      }
-      // The data view keeps the buffer to itself: what follows is copied
-      // off (nothing, nearly always: no new empty buffer then).
-      const some = w > start;
-      reader.unread(some ? rest.byteLength === 0 ? NOTHING : rest.slice() : rest);
-      if (ended) this.#done = true;
-      if (some) return buffer.subarray(start, w);
-      if (ended) return null;
     }
+    const rest = buffer.subarray(r);
+    if (!ended && this.#chunkLeft <= 0) {
+      if (this.#chunkLeft === -3) {
+        if (this.#trailerBytes + rest.byteLength > this.#maxTrailer + 2) {
+          throw new Http1Error("chunked trailer too large", "too-large");
+        }
+      } else if (rest.byteLength > this.#maxLine + 2) {
+        throw new Http1Error(`${this.#what()}: longer than ${this.#maxLine} bytes`, "too-large");
+      }
+    }
+    // The data view keeps the buffer to itself: what follows is copied
+    // off (nothing, nearly always: no new empty buffer then).
+    const some = w > start;
+    reader.unread(some ? rest.byteLength === 0 ? NOTHING : rest.slice() : rest);
+    if (ended) this.#done = true;
+    if (some) return buffer.subarray(start, w);
+    if (ended) return null;
+    return undefined;
   }
 
   /**

@@ -376,3 +376,32 @@ Deno.test("BodyReader dechunks a read in place, moving the shorter side over the
     assert.equal(pieces.map((p) => decoder.decode(p)).join(""), expected);
   }
 });
+
+Deno.test("BodyReader.nextNow: a chunked piece received is taken without a promise", async () => {
+  const { read, counter } = source("5\r\nhello\r\n", "3\r\nab", "c\r\n0\r\n\r\n");
+  const body = new BodyReader(new ByteReader(read, 1024), { kind: "chunked" });
+  // Nothing received yet.
+  assert.equal(body.nextNow(), undefined);
+  assert.equal(decoder.decode((await body.next())!), "hello");
+  assert.equal(body.nextNow(), undefined);
+  assert.equal(decoder.decode((await body.next())!), "ab");
+  assert.equal(counter.reads, 2);
+  assert.equal(decoder.decode((await body.next())!), "c");
+  // The end, received with the last piece.
+  assert.equal(body.done, true);
+  assert.equal(body.nextNow(), null);
+  const framed = new BodyReader(new ByteReader(source("3\r\nabc").read, 1024), {
+    kind: "length",
+    length: 3,
+  });
+  assert.equal(framed.nextNow(), undefined);
+  // A size line cut short: what is received is framing only, the rest needs a read.
+  const cut = new BodyReader(
+    new ByteReader(source("2\r\nhi\r\n5\r", "\nthere\r\n0\r\n\r\n").read, 1024),
+    { kind: "chunked" },
+  );
+  assert.equal(decoder.decode((await cut.next())!), "hi");
+  assert.equal(cut.nextNow(), undefined);
+  assert.equal(decoder.decode((await cut.next())!), "there");
+  assert.equal(cut.nextNow(), null);
+});

@@ -33,7 +33,10 @@ export interface Exchange {
   readonly remotePort: number | undefined;
   /** The peer's verified TLS client certificate, if any. */
   readonly peer: PeerIdentity | null;
-  /** The request body, piece by piece as it arrives (read only when asked). */
+  /**
+   * The request body, piece by piece as it arrives (read only when asked);
+   * its iterator may also be {@linkcode PiecesAtHand}.
+   */
   body(): AsyncIterable<Uint8Array>;
   /** True once the request body was read to its end (or there was none). */
   readonly bodyEnded: boolean;
@@ -165,4 +168,29 @@ export function nodeExchange(req: IncomingMessage, res: ServerResponse): Exchang
       res.destroy();
     },
   };
+}
+
+/**
+ * An iterator of byte pieces that can also hand out a piece already
+ * received without a promise (issue #11: fewer promise steps per piece
+ * on the Push path).
+ */
+export interface PiecesAtHand {
+  /**
+   * The next piece when it is at hand: null at the end, undefined when
+   * only the iterator's `next` can tell (nothing is consumed then).
+   */
+  nextNow(): Uint8Array | null | undefined;
+}
+
+/**
+ * The iterator as {@linkcode PiecesAtHand} when it is one, else null.
+ *
+ * @param iterator Any iterator of pieces.
+ * @returns The same object, or null.
+ */
+export function piecesAtHand(iterator: object): PiecesAtHand | null {
+  return typeof (iterator as Partial<PiecesAtHand>).nextNow === "function"
+    ? iterator as PiecesAtHand
+    : null;
 }

@@ -98,6 +98,19 @@ class BodyPieces implements AsyncIterableIterator<Uint8Array> {
     this.#ended();
     return { done: true, value: undefined };
   }
+
+  /**
+   * The next piece when the bytes received hold it, without waiting
+   * (BodyReader.nextNow): null at the end, undefined when only
+   * {@linkcode next} can tell.
+   */
+  nextNow(): Uint8Array | null | undefined {
+    const piece = this.#body.nextNow();
+    if (piece === undefined) return undefined;
+    if (piece !== null) return markOwned(piece);
+    this.#ended();
+    return null;
+  }
 }
 
 /** The pieces of no body (shared: it keeps no state). */
