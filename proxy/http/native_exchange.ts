@@ -397,38 +397,39 @@ export class NativeExchange implements Exchange {
     const bytes = typeof body === "string" ? encoder.encode(body) : body;
     // As node:http frames it: a head already set keeps its framing (chunked
     // without a Content-Length), whatever `end` brings. One write for all.
-    const parts: Uint8Array[] = [];
-    if (!this.#headSent) {
-      const head = this.#headBytes();
-      const heads = this.#heads;
-      if (
-        heads !== null && !this.#chunked && !this.#noBody && bytes !== undefined &&
-        bytes.byteLength > 0
-      ) {
-        // The same head and body as the last answer (by identity): its joined bytes again.
-        // (Small ones only: a connection keeps the last.)
-        const last = heads.lastWhole;
-        let whole: Uint8Array;
-        if (last != null && last.head === head && last.body === bytes) whole = last.bytes;
-        else {
-          whole = joinBytes([head, bytes]);
-          heads.lastWhole = whole.byteLength <= WHOLE_KEPT_BYTES
-            ? { head, body: bytes, bytes: whole }
-            : null;
-        }
-        this.#enqueue(whole);
+    const head = this.#headSent ? null : this.#headBytes();
+    // A whole answer (head and body) the same as the last one, by identity
+    // (a Push's answer each scrape of a size): its bytes again. The head
+    // decides the framing, so the same head frames the same body alike.
+    const heads = this.#heads;
+    const whole = head !== null && heads !== null && bytes !== undefined &&
+      bytes.byteLength > 0;
+    if (whole) {
+      const last = heads.lastWhole;
+      if (last != null && last.head === head && last.body === bytes) {
+        this.#enqueue(last.bytes);
         this.#finished = this.#queue.then(() => !this.#destroyed);
         return;
       }
-      parts.push(head);
     }
+    const parts: Uint8Array[] = [];
+    if (head !== null) parts.push(head);
     if (bytes !== undefined && bytes.byteLength > 0 && !this.#noBody) {
       if (this.#chunked) parts.push(encoder.encode(bytes.byteLength.toString(16) + "\r\n"));
       parts.push(bytes);
       if (this.#chunked) parts.push(CRLF);
     }
     if (this.#chunked) parts.push(LAST_CHUNK);
-    if (parts.length > 0) this.#enqueue(joinBytes(parts));
+    if (parts.length > 0) {
+      const out = joinBytes(parts);
+      // (Small ones only: a connection keeps the last.)
+      if (whole) {
+        heads.lastWhole = out.byteLength <= WHOLE_KEPT_BYTES && out !== bytes
+          ? { head, body: bytes, bytes: out }
+          : null;
+      }
+      this.#enqueue(out);
+    }
     this.#finished = this.#queue.then(() => !this.#destroyed);
   }
 

@@ -251,6 +251,21 @@ Deno.test("NativeExchange: a whole answer is reused only for the same head and b
   assert.equal(answers[3], expected.replace("abc", "xyz").replace("/x", "/y"));
   assert.equal(answers[4], expected);
   assert.equal(answers[5], expected);
+  // Chunked (no Content-Length, as a Push's answer): framed alike each time.
+  const plain = Object.freeze([Object.freeze(["content-type", "application/x"] as const)]);
+  const chunked: string[] = [];
+  for (const body of [abc, abc, xyz, abc]) {
+    const { exchange: ex, written } = exchange(PUSH, [], memo);
+    ex.respond(200, plain);
+    ex.end(body);
+    assert.equal(await ex.finished(), true);
+    chunked.push(withoutDate(written()));
+  }
+  const framed = "HTTP/1.1 200 OK\r\ncontent-type: application/x\r\n" +
+    "Connection: keep-alive\r\nKeep-Alive: timeout=5\r\nTransfer-Encoding: chunked\r\n\r\n" +
+    "3\r\nabc\r\n0\r\n\r\n";
+  assert.deepEqual(chunked, [framed, framed, framed.replace("abc", "xyz"), framed]);
+  assert.equal(memo.lastWhole?.body, abc);
   // A body too large to keep is sent, not kept.
   const large = new Uint8Array(4096).fill(0x61);
   const { exchange: ex, written } = exchange(PUSH, [], memo);
