@@ -267,6 +267,8 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
           onBodyEnd: () => watch(true),
           timer: state.handlerTimer,
           pool,
+          // A body piece read into the head reader's buffer comes back to it once written.
+          giveBack: lent ? state.giveBack : null,
           peerAddress: connection.peerAddress,
           // (Not an open Poll stream's: its connection keeps nothing.)
           heads: poll ? null : kept,
@@ -412,6 +414,13 @@ class EdgeState {
   reader: ByteReader;
   /** Whether `reader` is the body reader. */
   bodyReads = false;
+  /**
+   * Hands a written body piece's buffer back to the head reader, which
+   * lent it to the body reader (see ByteReader.giveBack); made once.
+   */
+  readonly giveBack = (buffer: ArrayBufferLike): void => {
+    this.kept.headReader?.giveBack(buffer);
+  };
 
   constructor(connection: EdgeConnection, door: FrontDoor) {
     this.connection = connection;

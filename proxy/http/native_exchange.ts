@@ -41,6 +41,8 @@ export interface NativeExchangeOptions {
    * body's pieces are marked (each is the only view of its buffer).
    */
   pool?: ReadBufferPool | null;
+  /** Where such a buffer goes when the pool does not take it (one of another size). */
+  giveBack?: ((buffer: ArrayBufferLike) => void) | null;
   /** The peer's "host:port" (lib/address.ts peerAddress), when the connection has it made. */
   peerAddress?: string;
   /**
@@ -149,6 +151,7 @@ export class NativeExchange implements Exchange {
   #head: RequestHead;
   readonly #keepAliveSeconds: number;
   readonly #pool: ReadBufferPool | null;
+  readonly #giveBack: ((buffer: ArrayBufferLike) => void) | null;
   /** Made when the signal is first read (a Push's handler never reads it). */
   #gone: AbortController | null = null;
   /** Why the exchange was abandoned; null while it is not. */
@@ -192,6 +195,7 @@ export class NativeExchange implements Exchange {
     this.#onBodyEnd = options.onBodyEnd;
     this.timer = options.timer ?? null;
     this.#pool = options.pool ?? null;
+    this.#giveBack = options.giveBack ?? null;
     this.#peerAddress = options.peerAddress ?? null;
     this.#heads = options.heads ?? null;
     this.#close = (head.headers.get("connection") ?? []).some((value) =>
@@ -492,7 +496,7 @@ export class NativeExchange implements Exchange {
     } finally {
       this.#writing--;
     }
-    if (give !== null) this.#pool!.give(give);
+    if (give !== null && !this.#pool!.give(give)) this.#giveBack?.(give);
   }
 
   /** The response head. */
