@@ -440,9 +440,7 @@ export class PushRequests implements AsyncIterableIterator<PushRequest> {
         }
       }
       this.#first = false;
-      // A copy: nothing decoded may keep a view of a buffer whose body
-      // pieces are given back once relayed (see EnvelopeReader.readSome).
-      return decode((await reader.read(header.length)).slice(), this.#texts);
+      return decode(await reader.read(header.length), this.#texts);
     } catch (error) {
       this.#ended = true;
       throw error;
@@ -521,12 +519,15 @@ function bodyChunk(value: Uint8Array): PushRequest {
 }
 
 function decode(bytes: Uint8Array, texts: PushHeadTexts | null): PushRequest {
-  // The head our client sends, decoded by hand (as protobuf-es would);
-  // anything else by protobuf-es.
+  // The head our client sends, decoded by hand (as protobuf-es would;
+  // into strings, no view of the bytes kept); anything else by
+  // protobuf-es, from a copy: nothing decoded may keep a view of a buffer
+  // whose body pieces are given back once relayed (see
+  // EnvelopeReader.readSome).
   const head = decodePushHead(bytes, texts);
   if (head !== null) return head;
   try {
-    return fromBinary(PushRequestSchema, bytes);
+    return fromBinary(PushRequestSchema, bytes.slice());
   } catch (error) {
     throw new ConnectError(
       `cannot decode message ${PushRequestSchema.typeName} from binary: ${errorMessage(error)}`,
