@@ -336,6 +336,29 @@ Deno.test("ByteReader.takeBack: nothing kept without letGo(true), nor after a ta
   assert.notEqual(buffers[3], buffers[2]);
 });
 
+Deno.test("ByteReader.giveBack: the lent buffer again once the piece in it came back", async () => {
+  const { read } = source("HEAD012345", "6789", "NEXT");
+  const buffers: ArrayBufferLike[] = [];
+  const head = new ByteReader((buffer) => (buffers.push(buffer.buffer), read(buffer)), 16);
+  assert.ok(await head.fill());
+  head.take(4);
+  const larger = new ByteReader(read, 1024);
+  larger.unread(head.letGo(true));
+  const body = new BodyReader(larger, { kind: "length", length: 10 });
+  const first = (await body.next())!;
+  // A view of the head's buffer (no top-up: the read was not full).
+  assert.equal(first.buffer, buffers[0]);
+  assert.equal(decoder.decode((await body.next())!), "6789");
+  // Another buffer is ignored; the lent one, once its piece is written, is read into again.
+  head.giveBack(new ArrayBuffer(16));
+  head.giveBack(first.buffer);
+  head.takeBack(false);
+  head.unread(larger.letGo());
+  assert.ok(await head.fill());
+  assert.equal(buffers[1], buffers[0]);
+  assert.equal(decoder.decode(head.peek()), "NEXT");
+});
+
 Deno.test("BodyReader dechunks a read in place, moving the shorter side over the framing", async () => {
   const chunked: BodyFraming = { kind: "chunked" };
   const read = async (wire: string, readBytes: number) => {

@@ -81,6 +81,8 @@ export class ByteReader {
   #lent: ArrayBuffer | null = null;
   /** Whether nothing of the lent buffer was handed over with it (no bytes were left). */
   #lentClean = false;
+  /** Whether the lent buffer came back (see giveBack). */
+  #lentBack = false;
 
   /**
    * Creates a reader over a source of bytes.
@@ -270,6 +272,7 @@ export class ByteReader {
     const own = this.#own;
     this.#lent = lend && own instanceof ArrayBuffer ? own : null;
     this.#lentClean = rest.byteLength === 0;
+    this.#lentBack = false;
     this.#data = NOTHING;
     this.#own = this.#pooledRead = this.#spare = null;
     return rest;
@@ -289,7 +292,20 @@ export class ByteReader {
   takeBack(copiedOff: boolean): void {
     const lent = this.#lent;
     this.#lent = null;
-    if (lent !== null && (copiedOff || this.#lentClean)) this.#spare = lent;
+    if (lent !== null && (copiedOff || this.#lentClean || this.#lentBack)) this.#spare = lent;
+  }
+
+  /**
+   * The owner's word that `buffer` is free: the one view of it handed out
+   * (a body piece marked as owned, see lib/owned_chunks.ts) is written and
+   * dropped. When it is the buffer lent by {@linkcode letGo}(true), the
+   * next {@linkcode takeBack} keeps it to read into; anything else is
+   * ignored.
+   *
+   * @param buffer A buffer no view of which is kept.
+   */
+  giveBack(buffer: ArrayBufferLike): void {
+    if (buffer === this.#lent) this.#lentBack = true;
   }
 
   /** A buffer of `size` bytes to read into: the spare one when it may be, else a new one. */

@@ -16,6 +16,7 @@ import { BodyReader } from "./http1_body.ts";
 import { LazyTimer } from "./lazy_timer.ts";
 import { offAbort, onAbort } from "./abort_hooks.ts";
 import type { ReadBufferPool } from "./read_buffers.ts";
+import type { PiecesAtHand } from "./owned_chunks.ts";
 
 /** Options for {@linkcode Http1Pool}. */
 export interface Http1PoolOptions {
@@ -72,7 +73,7 @@ export interface Http1Response {
    * (as {@linkcode Http1Response.next} would return or throw it then),
    * with no promise made; undefined when a read is needed: call `next()`.
    */
-  nextNow?(): Uint8Array | null | undefined;
+  nextNow?: PiecesAtHand["nextNow"];
   /**
    * True when {@linkcode Http1Response.next} answers without waiting on the
    * connection (bytes received already, or the end): see `BodyReader.ready`.

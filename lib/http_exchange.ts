@@ -9,6 +9,7 @@
 
 import type { LazyTimer } from "./lazy_timer.ts";
 import type { KeptTexts } from "./protobuf_wire.ts";
+import type { PiecesAtHand } from "./owned_chunks.ts";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { type PeerIdentity, peerIdentity } from "./tls_server.ts";
 
@@ -33,7 +34,10 @@ export interface Exchange {
   readonly remotePort: number | undefined;
   /** The peer's verified TLS client certificate, if any. */
   readonly peer: PeerIdentity | null;
-  /** The request body, piece by piece as it arrives (read only when asked). */
+  /**
+   * The request body, piece by piece as it arrives (read only when asked);
+   * its iterator may also be {@linkcode PiecesAtHand} (lib/owned_chunks.ts).
+   */
   body(): AsyncIterable<Uint8Array>;
   /** True once the request body was read to its end (or there was none). */
   readonly bodyEnded: boolean;

@@ -20,6 +20,7 @@ import {
   type PushRequest,
 } from "../../gen/pushprox/v1/pushprox_pb.ts";
 import { formatDuration } from "../../lib/duration.ts";
+import type { PiecesAtHand } from "../../lib/owned_chunks.ts";
 import type { Logger } from "../../lib/logger.ts";
 import {
   type Coordinator,
@@ -458,7 +459,7 @@ export function createClientService(
  * path's reader where the call has one. A class, not an object literal
  * with a computed key per Push (V8 makes those slowly; issue #11).
  */
-class PushBody implements AsyncIterableIterator<Uint8Array> {
+class PushBody implements AsyncIterableIterator<Uint8Array>, PiecesAtHand {
   /** Body bytes read so far. */
   bytes = 0;
   readonly #pieces: PushRequests | null;
@@ -515,6 +516,36 @@ class PushBody implements AsyncIterableIterator<Uint8Array> {
     }
     this.bytes += value.byteLength;
     return { done: false, value };
+  }
+
+  /**
+   * The next piece when it is at hand (see PiecesAtHand): null at the
+   * end, undefined when only {@linkcode next} can tell.
+   */
+  nextNow(): Uint8Array | null | undefined {
+    if (this.#ended) return null;
+    const pieces = this.#pieces;
+    if (pieces === null) return undefined;
+    // Told once, when the relay first pulls (as next).
+    const bodyBound = this.#bodyBound;
+    if (bodyBound !== undefined) {
+      this.#bodyBound = undefined;
+      bodyBound(this.#context);
+    }
+    let piece: Uint8Array | null | undefined;
+    try {
+      piece = pieces.nextBodyNow();
+    } catch (error) {
+      this.#ended = true;
+      throw error;
+    }
+    if (piece === undefined) return undefined;
+    if (piece === null) {
+      this.#ended = true;
+      return null;
+    }
+    this.bytes += piece.byteLength;
+    return piece;
   }
 }
 

@@ -14,7 +14,7 @@ import { createEndStreamSerialization } from "@connectrpc/connect/protocol-conne
 import { type PushRequest, PushRequestSchema } from "../../gen/pushprox/v1/pushprox_pb.ts";
 import { errorMessage } from "../../lib/error_message.ts";
 import { decodePushHead, type PushHeadTexts } from "./wire_codec.ts";
-import { isOwned, markOwned } from "../../lib/owned_chunks.ts";
+import { isOwned, markOwned, type PiecesAtHand, piecesAtHand } from "../../lib/owned_chunks.ts";
 
 /** Envelope flag: the message is compressed. */
 export const FLAG_COMPRESSED = 0x01;
@@ -72,6 +72,10 @@ function incomplete(): ConnectError {
  */
 export class EnvelopeReader {
   readonly #source: AsyncIterator<Uint8Array>;
+  /** The source, when it hands out pieces at hand without a promise. */
+  readonly #sourceNow: PiecesAtHand | null;
+  /** The source said it ended (through nextNow). */
+  #sourceEnded = false;
   readonly #maxMessageBytes: number;
   /** Received, not yet read; the first may be partly read already. */
   #chunks: Uint8Array[] = [];
@@ -85,20 +89,45 @@ export class EnvelopeReader {
    */
   constructor(source: AsyncIterable<Uint8Array>, maxMessageBytes: number) {
     this.#source = source[Symbol.asyncIterator]();
+    this.#sourceNow = piecesAtHand(this.#source);
     this.#maxMessageBytes = maxMessageBytes;
   }
 
   /** Pulls one more chunk; false at the end of the stream. */
   async #pull(): Promise<boolean> {
+    if (this.#sourceEnded) return false;
     for (;;) {
       const next = await this.#source.next();
       if (next.done) return false;
       if (next.value.byteLength === 0) continue;
-      if (this.#chunks.length === 0) this.#firstOwned = isOwned(next.value);
-      this.#chunks.push(next.value);
-      this.#buffered += next.value.byteLength;
+      this.#add(next.value);
       return true;
     }
+  }
+
+  #add(chunk: Uint8Array): void {
+    if (this.#chunks.length === 0) this.#firstOwned = isOwned(chunk);
+    this.#chunks.push(chunk);
+    this.#buffered += chunk.byteLength;
+  }
+
+  /**
+   * Pulls one more chunk when the source has one at hand (see
+   * PiecesAtHand), without waiting: true when it did, false at the end of
+   * the stream, undefined when only waiting can tell.
+   */
+  pullNow(): boolean | undefined {
+    if (this.#sourceEnded) return false;
+    const source = this.#sourceNow;
+    if (source === null) return undefined;
+    const piece = source.nextNow();
+    if (piece === undefined || (piece !== null && piece.byteLength === 0)) return undefined;
+    if (piece === null) {
+      this.#sourceEnded = true;
+      return false;
+    }
+    this.#add(piece);
+    return true;
   }
 
   /** Waits until `n` bytes are buffered; false if the stream ends first. */
@@ -410,9 +439,50 @@ export class PushRequests implements AsyncIterableIterator<PushRequest> {
         }
       }
       this.#first = false;
-      // A copy: nothing decoded may keep a view of a buffer whose body
-      // pieces are given back once relayed (see EnvelopeReader.readSome).
-      return decode((await reader.read(header.length)).slice(), this.#texts);
+      return decode(await reader.read(header.length), this.#texts);
+    } catch (error) {
+      this.#ended = true;
+      throw error;
+    }
+  }
+
+  /**
+   * {@linkcode nextBody} for a piece of a `body_chunk` at hand (or the end
+   * of the call), without waiting: undefined when only nextBody can tell
+   * (a message's framing cut short, any other message, an envelope to
+   * refuse); nothing of a message is consumed then.
+   */
+  nextBodyNow(): Uint8Array | null | undefined {
+    if (this.#ended) return null;
+    if (this.#first) return undefined;
+    try {
+      const reader = this.#reader;
+      if (reader.buffered === 0) {
+        const pulled = reader.pullNow();
+        if (pulled === undefined) return undefined;
+        if (!pulled) {
+          this.#ended = true;
+          return null;
+        }
+      }
+      if (this.#left > 0) {
+        const piece = reader.readSomeNow(this.#left);
+        this.#left -= piece.byteLength;
+        return this.#left === 0 ? this.#joinFollowing(piece) : piece;
+      }
+      const header = reader.peekPlainHeaderNow();
+      if (header === null || header.length === 0) return undefined;
+      const want = 5 + Math.min(header.length, 6);
+      if (reader.contiguous < want) return undefined;
+      const chunk = bodyChunkPrefix(reader.peekNow(want).subarray(5), header.length);
+      // (None of its bytes at hand yet: nextBody waits for them.)
+      if (chunk === null || chunk.length === 0 || reader.contiguous <= 5 + chunk.prefix) {
+        return undefined;
+      }
+      reader.skip(5 + chunk.prefix);
+      const piece = reader.readSomeNow(chunk.length);
+      this.#left = chunk.length - piece.byteLength;
+      return this.#left === 0 ? this.#joinFollowing(piece) : piece;
     } catch (error) {
       this.#ended = true;
       throw error;
@@ -448,12 +518,15 @@ function bodyChunk(value: Uint8Array): PushRequest {
 }
 
 function decode(bytes: Uint8Array, texts: PushHeadTexts | null): PushRequest {
-  // The head our client sends, decoded by hand (as protobuf-es would);
-  // anything else by protobuf-es.
+  // The head our client sends, decoded by hand (as protobuf-es would;
+  // into strings, no view of the bytes kept); anything else by
+  // protobuf-es, from a copy: nothing decoded may keep a view of a buffer
+  // whose body pieces are given back once relayed (see
+  // EnvelopeReader.readSome).
   const head = decodePushHead(bytes, texts);
   if (head !== null) return head;
   try {
-    return fromBinary(PushRequestSchema, bytes);
+    return fromBinary(PushRequestSchema, bytes.slice());
   } catch (error) {
     throw new ConnectError(
       `cannot decode message ${PushRequestSchema.typeName} from binary: ${errorMessage(error)}`,

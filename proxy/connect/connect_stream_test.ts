@@ -278,3 +278,57 @@ Deno.test("readPushRequests joins body chunks received together: one piece, move
     assert.ok(got.length <= cuts.length + 1, `${got.length} pieces from ${cuts.length + 1} chunks`);
   }
 });
+
+/** Chunks handed out by `next`, or without a promise by `nextNow` when `atHand(i)` says so. */
+class ChunksAtHand implements AsyncIterableIterator<Uint8Array> {
+  #i = 0;
+  constructor(readonly chunks: Uint8Array[], readonly atHand: (i: number) => boolean) {}
+  [Symbol.asyncIterator](): ChunksAtHand {
+    return this;
+  }
+  next(): Promise<IteratorResult<Uint8Array>> {
+    const chunk = this.chunks[this.#i++];
+    return Promise.resolve(
+      chunk === undefined ? { done: true, value: undefined } : { done: false, value: chunk },
+    );
+  }
+  nextNow(): Uint8Array | null | undefined {
+    if (!this.atHand(this.#i)) return undefined;
+    return this.chunks[this.#i++] ?? null;
+  }
+}
+
+Deno.test("PushRequests.nextBodyNow: pieces at hand without a promise, the same bytes as nextBody", async () => {
+  const body = [new Uint8Array(40).fill(1), new Uint8Array([2, 3]), new Uint8Array(30).fill(4)];
+  const stream = pushStream(body);
+  const expected = concat(...body);
+  let taken = 0;
+  for (let a = 1; a < stream.byteLength; a += 3) {
+    for (let b = a + 1; b <= stream.byteLength; b += 5) {
+      for (const pattern of [0, 1, 2]) {
+        const source = new ChunksAtHand(
+          [stream.slice(0, a), stream.slice(a, b), stream.slice(b)],
+          (i) => pattern === 1 || (pattern === 2 && i % 2 === 0),
+        );
+        const requests = readPushRequests(new EnvelopeReader(source, 1 << 20));
+        const head = await requests.nextBody();
+        assert.ok(head !== null && !(head instanceof Uint8Array), `head at ${a}/${b}`);
+        const pieces: Uint8Array[] = [];
+        for (;;) {
+          let piece = requests.nextBodyNow();
+          if (piece !== undefined) taken++;
+          else {
+            const next = await requests.nextBody();
+            assert.ok(!(next !== null && !(next instanceof Uint8Array)));
+            piece = next;
+          }
+          if (piece === null) break;
+          pieces.push(piece.slice());
+        }
+        assert.deepEqual(concat(...pieces), expected, `cut at ${a}/${b}, pattern ${pattern}`);
+        assert.equal(requests.nextBodyNow(), null);
+      }
+    }
+  }
+  assert.ok(taken > 0);
+});

@@ -15,7 +15,12 @@ import { ReadBufferPool } from "../../lib/read_buffers.ts";
 import type { Logger } from "../../lib/logger.ts";
 import type { HeaderPair } from "../../lib/http_exchange.ts";
 import type { EdgeConnection, FrontDoor, NativeRoute } from "../../lib/front_door.ts";
-import { type BuiltHead, NativeExchange, type ResponseHeads } from "./native_exchange.ts";
+import {
+  type BuiltHead,
+  NativeExchange,
+  type ResponseHeads,
+  type WholeResponse,
+} from "./native_exchange.ts";
 import { POLL_PATH } from "../connect/fast_client_service.ts";
 import type { PushHeadTexts } from "../connect/wire_codec.ts";
 import {
@@ -262,6 +267,8 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
           onBodyEnd: () => watch(true),
           timer: state.handlerTimer,
           pool,
+          // A body piece read into the head reader's buffer comes back to it once written.
+          giveBack: lent ? state.giveBack : null,
           peerAddress: connection.peerAddress,
           // (Not an open Poll stream's: its connection keeps nothing.)
           heads: poll ? null : kept,
@@ -407,6 +414,13 @@ class EdgeState {
   reader: ByteReader;
   /** Whether `reader` is the body reader. */
   bodyReads = false;
+  /**
+   * Hands a written body piece's buffer back to the head reader, which
+   * lent it to the body reader (see ByteReader.giveBack); made once.
+   */
+  readonly giveBack = (buffer: ArrayBufferLike): void => {
+    this.kept.headReader?.giveBack(buffer);
+  };
 
   constructor(connection: EdgeConnection, door: FrontDoor) {
     this.connection = connection;
@@ -438,6 +452,8 @@ class Kept extends RequestHeadCache implements ResponseHeads {
   bodyReader: ByteReader | null = null;
   /** The last response head written (see NativeExchange's ResponseHeads). */
   lastHead: BuiltHead | null = null;
+  /** The last whole response written at once (see NativeExchange's ResponseHeads). */
+  lastWhole: WholeResponse | null = null;
   /** Its Push heads' texts (see NativeExchange's connectionTexts). */
   texts: PushHeadTexts | null = null;
 
@@ -446,6 +462,7 @@ class Kept extends RequestHeadCache implements ResponseHeads {
     this.routed = this.handler = this.framing = null;
     this.headReader = this.bodyReader = null;
     this.lastHead = null;
+    this.lastWhole = null;
     this.texts = null;
   }
 }

@@ -41,6 +41,8 @@ export interface NativeExchangeOptions {
    * body's pieces are marked (each is the only view of its buffer).
    */
   pool?: ReadBufferPool | null;
+  /** Where such a buffer goes when the pool does not take it (one of another size). */
+  giveBack?: ((buffer: ArrayBufferLike) => void) | null;
   /** The peer's "host:port" (lib/address.ts peerAddress), when the connection has it made. */
   peerAddress?: string;
   /**
@@ -58,11 +60,19 @@ export interface NativeExchangeOptions {
  */
 export interface ResponseHeads {
   lastHead: BuiltHead | null;
+  /**
+   * The last whole response written by `end` in one go: its head, its body
+   * (both by identity, never written to) and the two joined (a Push's
+   * answer, the same bytes every scrape of a size: no buffer per answer).
+   */
+  lastWhole?: WholeResponse | null;
   /** The connection's Push head texts (see Exchange.connectionTexts), made when first asked for. */
   texts?: PushHeadTexts | null;
 }
 
 const noop = (): void => {};
+/** Largest whole response a connection keeps (see ResponseHeads.lastWhole). */
+const WHOLE_KEPT_BYTES = 1024;
 
 type GoneListener = (reason: unknown) => void;
 
@@ -89,6 +99,19 @@ class BodyPieces implements AsyncIterableIterator<Uint8Array> {
     if (piece !== null) return { done: false, value: markOwned(piece) };
     this.#ended();
     return { done: true, value: undefined };
+  }
+
+  /**
+   * The next piece when the bytes received hold it, without waiting
+   * (BodyReader.nextNow): null at the end, undefined when only
+   * {@linkcode next} can tell.
+   */
+  nextNow(): Uint8Array | null | undefined {
+    const piece = this.#body.nextNow();
+    if (piece === undefined) return undefined;
+    if (piece !== null) return markOwned(piece);
+    this.#ended();
+    return null;
   }
 }
 
@@ -128,6 +151,7 @@ export class NativeExchange implements Exchange {
   #head: RequestHead;
   readonly #keepAliveSeconds: number;
   readonly #pool: ReadBufferPool | null;
+  readonly #giveBack: ((buffer: ArrayBufferLike) => void) | null;
   /** Made when the signal is first read (a Push's handler never reads it). */
   #gone: AbortController | null = null;
   /** Why the exchange was abandoned; null while it is not. */
@@ -177,6 +201,7 @@ export class NativeExchange implements Exchange {
     this.#onBodyEnd = options.onBodyEnd;
     this.timer = options.timer ?? null;
     this.#pool = options.pool ?? null;
+    this.#giveBack = options.giveBack ?? null;
     this.#peerAddress = options.peerAddress ?? null;
     this.#heads = options.heads ?? null;
     this.#close = (head.headers.get("connection") ?? []).some((value) =>
@@ -385,14 +410,34 @@ export class NativeExchange implements Exchange {
     return parts.length === 0 ? this.#queue : this.#enqueue(joinBytes(parts), give);
   }
 
+  /**
+   * Ends the response, with `body` if given. Bytes handed here are not
+   * written to afterwards: the same bytes again (by identity) may be sent
+   * as kept (see ResponseHeads.lastWhole).
+   */
   end(body?: string | Uint8Array): void {
     if (this.#destroyed || this.#ended) return;
     this.#ended = true;
     const bytes = typeof body === "string" ? encoder.encode(body) : body;
     // As node:http frames it: a head already set keeps its framing (chunked
     // without a Content-Length), whatever `end` brings. One write for all.
+    const head = this.#headSent ? null : this.#headBytes();
+    // A whole answer (head and body) the same as the last one, by identity
+    // (a Push's answer each scrape of a size): its bytes again. The head
+    // decides the framing, so the same head frames the same body alike.
+    const heads = this.#heads;
+    const whole = head !== null && heads !== null && bytes !== undefined &&
+      bytes.byteLength > 0;
+    if (whole) {
+      const last = heads.lastWhole;
+      if (last != null && last.head === head && last.body === bytes) {
+        this.#enqueue(last.bytes);
+        this.#finished = this.#queue.then(() => !this.#destroyed);
+        return;
+      }
+    }
     const parts: Uint8Array[] = [];
-    if (!this.#headSent) parts.push(this.#headBytes());
+    if (head !== null) parts.push(head);
     if (this.#crlfOwed) parts.push(CRLF);
     this.#crlfOwed = false;
     if (bytes !== undefined && bytes.byteLength > 0 && !this.#noBody) {
@@ -401,7 +446,16 @@ export class NativeExchange implements Exchange {
       if (this.#chunked) parts.push(CRLF);
     }
     if (this.#chunked) parts.push(LAST_CHUNK);
-    if (parts.length > 0) this.#enqueue(joinBytes(parts));
+    if (parts.length > 0) {
+      const out = joinBytes(parts);
+      // (Small ones only: a connection keeps the last.)
+      if (whole) {
+        heads.lastWhole = out.byteLength <= WHOLE_KEPT_BYTES && out !== bytes
+          ? { head, body: bytes, bytes: out }
+          : null;
+      }
+      this.#enqueue(out);
+    }
     this.#finished = this.#queue.then(() => !this.#destroyed);
   }
 
@@ -464,7 +518,7 @@ export class NativeExchange implements Exchange {
     } finally {
       this.#writing--;
     }
-    if (give !== null) this.#pool!.give(give);
+    if (give !== null && !this.#pool!.give(give)) this.#giveBack?.(give);
   }
 
   /** The response head. */
@@ -540,6 +594,13 @@ export class NativeExchange implements Exchange {
     }
     return bytes;
   }
+}
+
+/** A whole response written at once (see ResponseHeads.lastWhole); never written to. */
+export interface WholeResponse {
+  head: Uint8Array;
+  body: Uint8Array;
+  bytes: Uint8Array;
 }
 
 /** A response head, and what it was built from (frozen fields). */

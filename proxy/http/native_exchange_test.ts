@@ -265,3 +265,66 @@ Deno.test("NativeExchange: owned chunks of a chunked answer are framed in their 
   assert.equal(buffers[5], last.buffer);
   assert.equal(writes.length, 7);
 });
+
+Deno.test("NativeExchange: a whole answer is reused only for the same head and body", async () => {
+  const PUSH = "POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n";
+  const fields = Object.freeze([
+    Object.freeze(["content-type", "application/x"] as const),
+    Object.freeze(["content-length", "3"] as const),
+  ]);
+  const other = Object.freeze([
+    Object.freeze(["content-type", "application/y"] as const),
+    Object.freeze(["content-length", "3"] as const),
+  ]);
+  const abc = new TextEncoder().encode("abc");
+  const xyz = new TextEncoder().encode("xyz");
+  const memo: ResponseHeads = { lastHead: null };
+  const answers: string[] = [];
+  for (
+    const [headers, body] of [
+      [fields, abc],
+      [fields, abc],
+      [fields, xyz],
+      [other, xyz],
+      [fields, abc],
+      [fields, "abc"],
+    ] as const
+  ) {
+    const { exchange: ex, written } = exchange(PUSH, [], memo);
+    ex.respond(200, headers);
+    ex.end(body);
+    assert.equal(await ex.finished(), true);
+    answers.push(withoutDate(written()));
+  }
+  const expected = "HTTP/1.1 200 OK\r\ncontent-type: application/x\r\ncontent-length: 3\r\n" +
+    "Connection: keep-alive\r\nKeep-Alive: timeout=5\r\n\r\nabc";
+  assert.equal(answers[0], expected);
+  assert.equal(answers[1], expected);
+  assert.equal(answers[2], expected.replace("abc", "xyz"));
+  assert.equal(answers[3], expected.replace("abc", "xyz").replace("/x", "/y"));
+  assert.equal(answers[4], expected);
+  assert.equal(answers[5], expected);
+  // Chunked (no Content-Length, as a Push's answer): framed alike each time.
+  const plain = Object.freeze([Object.freeze(["content-type", "application/x"] as const)]);
+  const chunked: string[] = [];
+  for (const body of [abc, abc, xyz, abc]) {
+    const { exchange: ex, written } = exchange(PUSH, [], memo);
+    ex.respond(200, plain);
+    ex.end(body);
+    assert.equal(await ex.finished(), true);
+    chunked.push(withoutDate(written()));
+  }
+  const framed = "HTTP/1.1 200 OK\r\ncontent-type: application/x\r\n" +
+    "Connection: keep-alive\r\nKeep-Alive: timeout=5\r\nTransfer-Encoding: chunked\r\n\r\n" +
+    "3\r\nabc\r\n0\r\n\r\n";
+  assert.deepEqual(chunked, [framed, framed, framed.replace("abc", "xyz"), framed]);
+  assert.equal(memo.lastWhole?.body, abc);
+  // A body too large to keep is sent, not kept.
+  const large = new Uint8Array(4096).fill(0x61);
+  const { exchange: ex, written } = exchange(PUSH, [], memo);
+  ex.respond(200, [["content-length", "4096"]]);
+  ex.end(large);
+  assert.equal(await ex.finished(), true);
+  assert.ok(written().endsWith("a".repeat(4096)));
+  assert.equal(memo.lastWhole, null);
+});

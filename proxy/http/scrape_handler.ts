@@ -20,6 +20,7 @@ import {
 } from "../../lib/scrape_timeout.ts";
 import { formatDuration } from "../../lib/duration.ts";
 import type { Exchange, HeaderPair } from "../../lib/http_exchange.ts";
+import { piecesAtHand } from "../../lib/owned_chunks.ts";
 
 /** Options for {@linkcode createScrapeHandler}. */
 export interface ScrapeHandlerOptions {
@@ -412,11 +413,18 @@ async function relayBody(
       promise.then(resolve, reject);
     });
   };
+  // Pieces already received are taken without a promise (issue #11).
+  const atHand = piecesAtHand(iterator);
   try {
     for (;;) {
-      const next = await orAbort(iterator.next());
-      rejectWaiting = null;
-      if (next.done) {
+      if (abort.aborted) throw abort.reason;
+      let value = atHand === null ? undefined : atHand.nextNow();
+      if (value === undefined) {
+        const next = await orAbort(iterator.next());
+        rejectWaiting = null;
+        value = next.done ? null : next.value;
+      }
+      if (value === null) {
         if (length !== null && bytes < length) {
           throw new Error(
             `The client's body ended after ${bytes} of its declared ${length} bytes (Content-Length)`,
@@ -424,8 +432,8 @@ async function relayBody(
         }
         return bytes;
       }
-      bytes += next.value.byteLength;
-      onBytes(next.value.byteLength);
+      bytes += value.byteLength;
+      onBytes(value.byteLength);
       if (length !== null && bytes > length) {
         throw new Error(
           `The client's body is longer than its declared ${length} bytes (Content-Length)`,
@@ -436,7 +444,7 @@ async function relayBody(
           `Scrape body exceeds --scrape.max-body-bytes=${maxBytes}; the relay was aborted`,
         );
       }
-      await orAbort(res.write(next.value));
+      await orAbort(res.write(value));
       rejectWaiting = null;
     }
   } finally {
