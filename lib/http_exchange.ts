@@ -9,7 +9,6 @@
 
 import type { LazyTimer } from "./lazy_timer.ts";
 import type { KeptTexts } from "./protobuf_wire.ts";
-import type { PiecesAtHand } from "./owned_chunks.ts";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { type PeerIdentity, peerIdentity } from "./tls_server.ts";
 
@@ -36,7 +35,7 @@ export interface Exchange {
   readonly peer: PeerIdentity | null;
   /**
    * The request body, piece by piece as it arrives (read only when asked);
-   * its iterator may also be {@linkcode PiecesAtHand} (lib/owned_chunks.ts).
+   * its iterator may also be a `PiecesAtHand` (lib/owned_chunks.ts).
    */
   body(): AsyncIterable<Uint8Array>;
   /** True once the request body was read to its end (or there was none). */
