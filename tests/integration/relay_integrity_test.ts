@@ -32,7 +32,7 @@ import {
   PushResponseSchema,
 } from "../../gen/pushprox/v1/pushprox_pb.ts";
 import { seededRandom } from "../../lib/testing/random.ts";
-import { startClientProcess, startProxyProcess, type TestProcess } from "../support.ts";
+import { startClientProcess, startProxyProcess } from "../support.ts";
 
 const SEED = Number(Deno.env.get("RELAY_SEED") ?? 20261202);
 /** Scrapes per test, spread over the scraper connections. */
@@ -73,7 +73,7 @@ const DECOYS = ["\r\n", "0\r\n\r\n", "\r\n\r\n", "ffff\r\n", "\0\0\0\0\x05", "HT
   .map((s) => encoder.encode(s));
 
 /** A random body of 0 .. ~300 KiB: binary bytes, decoys, sometimes text. */
-function randomBody(next: () => number): Uint8Array {
+function randomBody(next: () => number): Uint8Array<ArrayBuffer> {
   const roll = next();
   const size = roll < 0.1
     ? between(next, 0, 2)
@@ -580,12 +580,13 @@ Deno.test({
       };
       const indexes = bodies.map((_, n) => n);
       const pushers = [pusher(0), pusher(1), pusher(2)];
-      await Promise.all([
+      // A failed scrape closes the wires under the pushers: reported once, by Promise.all.
+      for (const p of pushers) p.catch(() => {});
+      const scrapers = Promise.all([
         scraper(0, indexes.filter((n) => n % 2 === 0)),
         scraper(1, indexes.filter((n) => n % 2 === 1)),
-      ]);
-      queue.close();
-      await Promise.all(pushers);
+      ]).finally(() => queue.close());
+      await Promise.all([scrapers, ...pushers]);
       assert.equal(pushed, SCRAPES);
       const total = bodies.reduce((sum, body) => sum + body.byteLength, 0);
       console.log(
@@ -597,6 +598,137 @@ Deno.test({
       queue.close();
       for (const wire of wires) wire.close();
       await proxy.process.stop();
+    }
+  },
+});
+
+/** How the target answers one scrape. */
+interface TargetPlan {
+  /** The bytes it sends (gzip-compressed when `gzip`). */
+  sent: Uint8Array<ArrayBuffer>;
+  gzip: boolean;
+  /** Views enqueued one by one (chunked), or null for Content-Length. */
+  views: number[] | null;
+  /** Pause (ms) after each view, -1 for none. */
+  pauses: number[];
+}
+
+function planTarget(next: () => number, body: Uint8Array<ArrayBuffer>): TargetPlan {
+  const gzip = next() < 0.25;
+  const sent: Uint8Array<ArrayBuffer> = gzip
+    ? Uint8Array.from(gzipSync(body, { level: between(next, 1, 9) }))
+    : body;
+  let views: number[] | null = null;
+  const pauses: number[] = [];
+  if (next() < 0.6) {
+    views = [];
+    const maxView = [1, 100, 8 * 1024, 70 * 1024][between(next, 0, 3)]!;
+    for (let left = sent.byteLength; left > 0;) {
+      const size = Math.min(left, pieceSize(next, maxView));
+      views.push(size);
+      pauses.push(next() < (maxView === 1 ? 0.002 : 0.1) ? between(next, 0, 3) : -1);
+      left -= size;
+    }
+    // Now and then an empty view between others.
+    if (next() < 0.1) views.splice(between(next, 0, views.length), 0, 0);
+  }
+  return { sent, gzip, views, pauses };
+}
+
+/** A target answer for `plan`, as Deno.serve sends it. */
+function targetResponse(plan: TargetPlan): Response {
+  const headers: Record<string, string> = { "content-type": "application/octet-stream" };
+  if (plan.gzip) headers["content-encoding"] = "gzip";
+  if (plan.views === null) return new Response(plan.sent, { headers });
+  const views = plan.views;
+  let i = 0;
+  let at = 0;
+  return new Response(
+    new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        if (i >= views.length) return controller.close();
+        const size = views[i]!;
+        const pause = plan.pauses[i] ?? -1;
+        i++;
+        // A view of the whole, as exporters hand out slices of one buffer.
+        controller.enqueue(plan.sent.subarray(at, at + size));
+        at += size;
+        if (pause >= 0) await sleep(pause);
+      },
+    }),
+    { headers },
+  );
+}
+
+Deno.test({
+  name:
+    `relayed bytes are exact: the real client relays random target bodies, chunked, sized and gzipped (seed ${SEED})`,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const count = Math.max(2, Math.floor(SCRAPES / 2));
+    const next = seededRandom(SEED + 1);
+    const bodies = Array.from({ length: count }, () => randomBody(next));
+    const plans = bodies.map((body, n) => planTarget(seededRandom(SEED * 104729 + n), body));
+    const stop = new AbortController();
+    let served = 0;
+    const target = Deno.serve(
+      { hostname: "127.0.0.1", port: 0, signal: stop.signal, onListen() {} },
+      (request) => {
+        served++;
+        const n = indexOf(request.url);
+        if (!plans[n]) return new Response("no such body\n", { status: 404 });
+        return targetResponse(plans[n]);
+      },
+    );
+    const proxy = await startProxyProcess([]);
+    const client = startClientProcess([`--proxy-url=${proxy.url}`, "--fqdn=localhost"]);
+    const wires: Wire[] = [];
+    try {
+      await client.waitFor(/Registered with the proxy/, 30_000);
+      const scraper = async (k: number, indexes: number[]) => {
+        const wire = await Wire.open(proxy.port, `scraper ${k}`);
+        wires.push(wire);
+        for (const n of indexes) {
+          const plan = plans[n]!;
+          const what = `scrape ${n} (${bodies[n]!.byteLength} bytes, ${
+            plan.gzip ? `gzip to ${plan.sent.byteLength}` : "identity"
+          }, ${
+            plan.views === null
+              ? "Content-Length"
+              : `${plan.views.length} views <= ${Math.max(0, ...plan.views)}`
+          })`;
+          const answer = await scrape(
+            wire,
+            `http://localhost:${target.addr.port}/metrics?n=${n}`,
+            what,
+          );
+          checkAnswer(answer, plan.sent, plan.views === null, what);
+          assert.equal(
+            answer.fields.get("content-encoding"),
+            plan.gzip ? "gzip" : undefined,
+            `${what}: Content-Encoding`,
+          );
+        }
+      };
+      const indexes = bodies.map((_, n) => n);
+      await Promise.all([
+        scraper(0, indexes.filter((n) => n % 2 === 0)),
+        scraper(1, indexes.filter((n) => n % 2 === 1)),
+      ]);
+      assert.equal(served, count);
+      const total = plans.reduce((sum, plan) => sum + plan.sent.byteLength, 0);
+      console.log(
+        `${count} scrapes, ${(total / 1024 / 1024).toFixed(1)} MiB relayed exactly, ` +
+          `${plans.filter((p) => p.gzip).length} gzipped, ` +
+          `${plans.filter((p) => p.views !== null).length} chunked by the target`,
+      );
+    } finally {
+      for (const wire of wires) wire.close();
+      await client.stop();
+      await proxy.process.stop();
+      stop.abort();
+      await target.finished;
     }
   },
 });
