@@ -16,13 +16,17 @@
  * 2. The real client scrapes a Deno.serve target answering random bodies,
  *    chunked in random-size views with small delays or with Content-Length,
  *    sometimes gzip-encoded (passed through compressed, byte-identical).
+ * 3. The real client scrapes a raw-socket target whose framing varies as
+ *    HTTP/1.1 allows (chunk sizes in either case with leading zeros, chunk
+ *    extensions, trailers, close-delimited bodies), written in random slices
+ *    with small pauses so that the client's reads split anywhere.
  *
  * A raw-socket scraper decodes the proxy's own framing and checks that it
  * is Content-Length exactly when the client declared a length.
  */
 
 import assert from "node:assert/strict";
-import { connect, type Socket } from "node:net";
+import { type AddressInfo, connect, createServer, type Socket } from "node:net";
 import { gzipSync } from "node:zlib";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import {
@@ -114,7 +118,7 @@ class Wire {
   #ended = false;
   readonly name: string;
 
-  private constructor(socket: Socket, name: string) {
+  constructor(socket: Socket, name: string) {
     this.socket = socket;
     this.name = name;
     socket.setNoDelay(true);
@@ -729,6 +733,171 @@ Deno.test({
       await proxy.process.stop();
       stop.abort();
       await target.finished;
+    }
+  },
+});
+
+/** How the raw target answers one scrape. */
+interface RawPlan {
+  sent: Uint8Array<ArrayBuffer>;
+  gzip: boolean;
+  framing: "length" | "chunked" | "close";
+  /** The response's bytes after its head. */
+  framed: Uint8Array;
+  slices: number[];
+  pauses: number[];
+}
+
+const EXTENSIONS = ["", "", "", ";a=b", ';name="x y"', "; q", ";" + "e".repeat(40)];
+
+function planRaw(next: () => number, body: Uint8Array<ArrayBuffer>): RawPlan {
+  const gzip = next() < 0.25;
+  const sent: Uint8Array<ArrayBuffer> = gzip ? Uint8Array.from(gzipSync(body)) : body;
+  const roll = next();
+  const framing = roll < 0.3 ? "length" : roll < 0.85 ? "chunked" : "close";
+  let framed: Uint8Array = sent;
+  if (framing === "chunked") {
+    const parts: Uint8Array[] = [];
+    const maxChunk = [1, 50, 8 * 1024, 70 * 1024][between(next, 0, 3)]!;
+    const sizeLine = (size: number) => {
+      let hex = size.toString(16);
+      if (next() < 0.3) hex = hex.toUpperCase();
+      if (next() < 0.2) hex = "0".repeat(between(next, 1, 4)) + hex;
+      return encoder.encode(`${hex}${EXTENSIONS[between(next, 0, EXTENSIONS.length - 1)]}\r\n`);
+    };
+    for (let at = 0; at < sent.byteLength;) {
+      const size = Math.min(sent.byteLength - at, pieceSize(next, maxChunk));
+      parts.push(sizeLine(size), sent.subarray(at, at + size), encoder.encode("\r\n"));
+      at += size;
+    }
+    parts.push(sizeLine(0));
+    if (next() < 0.3) parts.push(encoder.encode("X-Trailer: 1\r\nX-Other: two words\r\n"));
+    parts.push(encoder.encode("\r\n"));
+    framed = concat(parts);
+  }
+  const maxSlice = [1, 7, 1024, 64 * 1024][between(next, 0, 3)]!;
+  const slices: number[] = [];
+  const pauses: number[] = [];
+  for (let i = 0; i < 512; i++) {
+    slices.push(pieceSize(next, maxSlice));
+    pauses.push(next() < (maxSlice === 1 ? 0.005 : 0.08) ? between(next, 0, 3) : -1);
+  }
+  return { sent, gzip, framing, framed, slices, pauses };
+}
+
+/**
+ * A raw HTTP/1.1 target: reads request heads on each connection (keep-alive)
+ * and answers with `plans[n]`, written in its slices and pauses.
+ */
+async function startRawTarget(
+  plans: RawPlan[],
+): Promise<{ port: number; served: () => number; close(): Promise<void> }> {
+  let served = 0;
+  const wires = new Set<Wire>();
+  const server = createServer((socket) => {
+    const wire = new Wire(socket, "target");
+    wires.add(wire);
+    socket.on("close", () => wires.delete(wire));
+    (async () => {
+      for (;;) {
+        const head = await wire.until("\r\n\r\n", "request head");
+        const path = head.split(" ")[1] ?? "/";
+        const plan = plans[indexOf(`http://x${path}`)];
+        served++;
+        if (plan === undefined) {
+          await wire.write(encoder.encode("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"));
+          continue;
+        }
+        let text = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n";
+        if (plan.gzip) text += "Content-Encoding: gzip\r\n";
+        text += plan.framing === "length"
+          ? `Content-Length: ${plan.sent.byteLength}\r\n`
+          : plan.framing === "chunked"
+          ? "Transfer-Encoding: chunked\r\n"
+          : "Connection: close\r\n";
+        const bytes = concat([encoder.encode(text + "\r\n"), plan.framed]);
+        let at = 0;
+        for (let i = 0; at < bytes.byteLength; i++) {
+          const size = plan.slices[i % plan.slices.length]!;
+          await wire.write(bytes.subarray(at, at + size));
+          at += size;
+          const pause = plan.pauses[i % plan.pauses.length]!;
+          if (pause >= 0) await sleep(pause);
+        }
+        if (plan.framing === "close") {
+          socket.end();
+          return;
+        }
+      }
+    })().catch(() => socket.destroy());
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    served: () => served,
+    async close() {
+      for (const wire of wires) wire.close();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+Deno.test({
+  name:
+    `relayed bytes are exact: the real client relays a raw target's framing split anywhere (seed ${SEED})`,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const count = Math.max(2, Math.floor(SCRAPES / 2));
+    const next = seededRandom(SEED + 2);
+    const bodies = Array.from({ length: count }, () => randomBody(next));
+    const plans = bodies.map((body, n) => planRaw(seededRandom(SEED * 15485863 + n), body));
+    const target = await startRawTarget(plans);
+    const proxy = await startProxyProcess([]);
+    const client = startClientProcess([`--proxy-url=${proxy.url}`, "--fqdn=localhost"]);
+    const wires: Wire[] = [];
+    try {
+      await client.waitFor(/Registered with the proxy/, 30_000);
+      const scraper = async (k: number, indexes: number[]) => {
+        const wire = await Wire.open(proxy.port, `scraper ${k}`);
+        wires.push(wire);
+        for (const n of indexes) {
+          const plan = plans[n]!;
+          const what = `scrape ${n} (${bodies[n]!.byteLength} bytes, ${
+            plan.gzip ? `gzip to ${plan.sent.byteLength}` : "identity"
+          }, ${plan.framing}, slices <= ${Math.max(...plan.slices)})`;
+          const answer = await scrape(
+            wire,
+            `http://localhost:${target.port}/metrics?n=${n}`,
+            what,
+          );
+          checkAnswer(answer, plan.sent, plan.framing === "length", what);
+          assert.equal(
+            answer.fields.get("content-encoding"),
+            plan.gzip ? "gzip" : undefined,
+            `${what}: Content-Encoding`,
+          );
+        }
+      };
+      const indexes = bodies.map((_, n) => n);
+      await Promise.all([
+        scraper(0, indexes.filter((n) => n % 2 === 0)),
+        scraper(1, indexes.filter((n) => n % 2 === 1)),
+      ]);
+      assert.equal(target.served(), count);
+      const total = plans.reduce((sum, plan) => sum + plan.sent.byteLength, 0);
+      const framings = ["length", "chunked", "close"].map((f) =>
+        `${plans.filter((p) => p.framing === f).length} ${f}`
+      );
+      console.log(
+        `${count} scrapes, ${(total / 1024 / 1024).toFixed(1)} MiB relayed exactly, ` +
+          `${plans.filter((p) => p.gzip).length} gzipped, ${framings.join(", ")}`,
+      );
+    } finally {
+      for (const wire of wires) wire.close();
+      await client.stop();
+      await proxy.process.stop();
+      await target.close();
     }
   },
 });
