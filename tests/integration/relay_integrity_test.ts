@@ -893,6 +893,9 @@ Deno.test({
         `${count} scrapes, ${(total / 1024 / 1024).toFixed(1)} MiB relayed exactly, ` +
           `${plans.filter((p) => p.gzip).length} gzipped, ${framings.join(", ")}`,
       );
+    } catch (error) {
+      console.error(`client:\n${client.output().slice(-4000)}\nproxy:\n${proxy.process.output().slice(-4000)}`);
+      throw error;
     } finally {
       for (const wire of wires) wire.close();
       await client.stop();
