@@ -598,6 +598,9 @@ Deno.test({
           `${plans.filter((p) => p.declareLength).length} with a declared length, ` +
           `${plans.filter((p) => p.httpChunks !== null).length} pushed chunked`,
       );
+    } catch (error) {
+      console.error(`proxy:\n${proxy.process.output().slice(-4000)}`);
+      throw error;
     } finally {
       queue.close();
       for (const wire of wires) wire.close();
@@ -727,6 +730,11 @@ Deno.test({
           `${plans.filter((p) => p.gzip).length} gzipped, ` +
           `${plans.filter((p) => p.views !== null).length} chunked by the target`,
       );
+    } catch (error) {
+      console.error(
+        `client:\n${client.output().slice(-4000)}\nproxy:\n${proxy.process.output().slice(-4000)}`,
+      );
+      throw error;
     } finally {
       for (const wire of wires) wire.close();
       await client.stop();
@@ -894,7 +902,9 @@ Deno.test({
           `${plans.filter((p) => p.gzip).length} gzipped, ${framings.join(", ")}`,
       );
     } catch (error) {
-      console.error(`client:\n${client.output().slice(-4000)}\nproxy:\n${proxy.process.output().slice(-4000)}`);
+      console.error(
+        `client:\n${client.output().slice(-4000)}\nproxy:\n${proxy.process.output().slice(-4000)}`,
+      );
       throw error;
     } finally {
       for (const wire of wires) wire.close();
