@@ -316,6 +316,8 @@ interface PushPlan {
   messages: number[];
   /** HTTP chunk sizes of the Push request, or null for Content-Length. */
   httpChunks: number[] | null;
+  /** Seeds the size lines' spelling (case, leading zeros, extensions) and trailers. */
+  lineSeed: number;
   /** Sizes of the socket writes. */
   slices: number[];
   /** Pause (ms) after each slice, 0 for none. */
@@ -347,7 +349,8 @@ function planPush(next: () => number, body: Uint8Array): PushPlan {
     slices.push(pieceSize(next, maxSlice));
     pauses.push(next() < 0.08 ? between(next, 0, 3) : -1);
   }
-  return { declareLength, messages, httpChunks, slices, pauses };
+  const lineSeed = Math.floor(next() * 0xffffffff);
+  return { declareLength, messages, httpChunks, lineSeed, slices, pauses };
 }
 
 /** The Push request's bytes, following `plan`. */
@@ -397,17 +400,30 @@ function pushBytes(
   }
   head += "Transfer-Encoding: chunked\r\n\r\n";
   const framed: Uint8Array[] = [encoder.encode(head)];
+  const lines = seededRandom(plan.lineSeed);
   for (let from = 0, i = 0; from < payload.byteLength; i++) {
     const size = Math.min(plan.httpChunks[i % plan.httpChunks.length]!, payload.byteLength - from);
     framed.push(
-      encoder.encode(`${size.toString(16)}\r\n`),
+      chunkSizeLine(lines, size),
       payload.subarray(from, from + size),
       encoder.encode("\r\n"),
     );
     from += size;
   }
-  framed.push(encoder.encode("0\r\n\r\n"));
+  framed.push(chunkSizeLine(lines, 0));
+  if (lines() < 0.3) framed.push(encoder.encode("X-Trailer: 1\r\n"));
+  framed.push(encoder.encode("\r\n"));
   return concat(framed);
+}
+
+const EXTENSIONS = ["", "", "", ";a=b", ';name="x y"', "; q", ";" + "e".repeat(40)];
+
+/** A chunk size line as HTTP/1.1 allows it: either case, leading zeros, extensions. */
+function chunkSizeLine(next: () => number, size: number): Uint8Array {
+  let hex = size.toString(16);
+  if (next() < 0.3) hex = hex.toUpperCase();
+  if (next() < 0.2) hex = "0".repeat(between(next, 1, 4)) + hex;
+  return encoder.encode(`${hex}${EXTENSIONS[between(next, 0, EXTENSIONS.length - 1)]}\r\n`);
 }
 
 /** A plan in a few words, for failure messages. */
@@ -756,8 +772,6 @@ interface RawPlan {
   pauses: number[];
 }
 
-const EXTENSIONS = ["", "", "", ";a=b", ';name="x y"', "; q", ";" + "e".repeat(40)];
-
 function planRaw(next: () => number, body: Uint8Array<ArrayBuffer>): RawPlan {
   const gzip = next() < 0.25;
   const sent: Uint8Array<ArrayBuffer> = gzip ? Uint8Array.from(gzipSync(body)) : body;
@@ -767,12 +781,7 @@ function planRaw(next: () => number, body: Uint8Array<ArrayBuffer>): RawPlan {
   if (framing === "chunked") {
     const parts: Uint8Array[] = [];
     const maxChunk = [1, 50, 8 * 1024, 70 * 1024][between(next, 0, 3)]!;
-    const sizeLine = (size: number) => {
-      let hex = size.toString(16);
-      if (next() < 0.3) hex = hex.toUpperCase();
-      if (next() < 0.2) hex = "0".repeat(between(next, 1, 4)) + hex;
-      return encoder.encode(`${hex}${EXTENSIONS[between(next, 0, EXTENSIONS.length - 1)]}\r\n`);
-    };
+    const sizeLine = (size: number) => chunkSizeLine(next, size);
     for (let at = 0; at < sent.byteLength;) {
       const size = Math.min(sent.byteLength - at, pieceSize(next, maxChunk));
       parts.push(sizeLine(size), sent.subarray(at, at + size), encoder.encode("\r\n"));
