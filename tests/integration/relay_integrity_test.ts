@@ -422,7 +422,7 @@ const EXTENSIONS = ["", "", "", ";a=b", ';name="x y"', "; q", ";" + "e".repeat(4
 function chunkSizeLine(next: () => number, size: number): Uint8Array {
   let hex = size.toString(16);
   if (next() < 0.3) hex = hex.toUpperCase();
-  if (next() < 0.2) hex = "0".repeat(between(next, 1, 4)) + hex;
+  if (next() < 0.2) hex = "0".repeat(between(next, 1, 9)) + hex;
   return encoder.encode(`${hex}${EXTENSIONS[between(next, 0, EXTENSIONS.length - 1)]}\r\n`);
 }
 
