@@ -41,6 +41,8 @@ import { startClientProcess, startProxyProcess } from "../support.ts";
 const SEED = Number(Deno.env.get("RELAY_SEED") ?? 20261202);
 /** Scrapes per test, spread over the scraper connections. */
 const SCRAPES = Number(Deno.env.get("RELAY_SCRAPES") ?? 120);
+/** Largest body. */
+const MAX_KIB = Number(Deno.env.get("RELAY_MAX_KIB") ?? 300);
 /** Longest wait for any one read. */
 const READ_TIMEOUT_MS = 20_000;
 const FQDN = "relay-fqdn";
@@ -85,7 +87,7 @@ function randomBody(next: () => number): Uint8Array<ArrayBuffer> {
     ? between(next, 3, 1024)
     : roll < 0.75
     ? between(next, 1025, 70 * 1024)
-    : between(next, 70 * 1024, 300 * 1024);
+    : between(next, 70 * 1024, MAX_KIB * 1024);
   const body = new Uint8Array(size);
   let state = Math.floor(next() * 0xffffffff) | 1;
   const text = next() < 0.3;
@@ -116,6 +118,7 @@ class Wire {
   #at = 0;
   #wake: (() => void) | null = null;
   #ended = false;
+  #slow: (() => number) | null = null;
   readonly name: string;
 
   constructor(socket: Socket, name: string) {
@@ -130,6 +133,11 @@ class Wire {
       this.#buf = joined;
       this.#at = 0;
       this.#wake?.();
+      // A slow reader: the sender's writes back up behind it now and then.
+      if (this.#slow !== null && this.#slow() < 0.2) {
+        socket.pause();
+        setTimeout(() => socket.resume(), 1 + Math.floor(this.#slow() * 20));
+      }
     });
     socket.on("close", () => {
       this.#ended = true;
@@ -144,6 +152,12 @@ class Wire {
       socket.once("connect", () => resolve(new Wire(socket, name)));
       socket.once("error", reject);
     });
+  }
+
+  /** Reads slowly from now on: pauses of 1-20 ms after a fifth of the reads. */
+  slowly(next: () => number): this {
+    this.#slow = next;
+    return this;
   }
 
   get buffered(): number {
@@ -591,6 +605,7 @@ Deno.test({
       };
       const scraper = async (k: number, indexes: number[]) => {
         const wire = await Wire.open(proxy.port, `scraper ${k}`);
+        if (k === 1) wire.slowly(seededRandom(SEED + k));
         wires.push(wire);
         for (const n of indexes) {
           const what = `scrape ${n} (${describe(plans[n]!, bodies[n]!)})`;
@@ -711,6 +726,7 @@ Deno.test({
       await client.waitFor(/Registered with the proxy/, 30_000);
       const scraper = async (k: number, indexes: number[]) => {
         const wire = await Wire.open(proxy.port, `scraper ${k}`);
+        if (k === 1) wire.slowly(seededRandom(SEED + k));
         wires.push(wire);
         for (const n of indexes) {
           const plan = plans[n]!;
@@ -877,6 +893,7 @@ Deno.test({
       await client.waitFor(/Registered with the proxy/, 30_000);
       const scraper = async (k: number, indexes: number[]) => {
         const wire = await Wire.open(proxy.port, `scraper ${k}`);
+        if (k === 1) wire.slowly(seededRandom(SEED + k));
         wires.push(wire);
         for (const n of indexes) {
           const plan = plans[n]!;
