@@ -41,6 +41,8 @@ import { startClientProcess, startProxyProcess } from "../support.ts";
 const SEED = Number(Deno.env.get("RELAY_SEED") ?? 20261202);
 /** Scrapes per test, spread over the scraper connections. */
 const SCRAPES = Number(Deno.env.get("RELAY_SCRAPES") ?? 120);
+/** Scrapes at a time, each on its keep-alive connection. */
+const SCRAPERS = Number(Deno.env.get("RELAY_SCRAPERS") ?? 3);
 /** Largest body. */
 const MAX_KIB = Number(Deno.env.get("RELAY_MAX_KIB") ?? 300);
 /** Longest wait for any one read. */
@@ -614,12 +616,14 @@ Deno.test({
         }
       };
       const indexes = bodies.map((_, n) => n);
-      const pushers = [pusher(0), pusher(1), pusher(2)];
+      const pushers = Array.from({ length: SCRAPERS + 1 }, (_, k) => pusher(k));
       // A failed scrape closes the wires under the pushers: reported once, by Promise.all.
       for (const p of pushers) p.catch(() => {});
       const scrapers = Promise.all([
-        scraper(0, indexes.filter((n) => n % 2 === 0)),
-        scraper(1, indexes.filter((n) => n % 2 === 1)),
+        ...Array.from(
+          { length: SCRAPERS },
+          (_, k) => scraper(k, indexes.filter((n) => n % SCRAPERS === k)),
+        ),
       ]).finally(() => queue.close());
       await Promise.all([scrapers, ...pushers]);
       assert.equal(pushed, SCRAPES);
@@ -752,8 +756,10 @@ Deno.test({
       };
       const indexes = bodies.map((_, n) => n);
       await Promise.all([
-        scraper(0, indexes.filter((n) => n % 2 === 0)),
-        scraper(1, indexes.filter((n) => n % 2 === 1)),
+        ...Array.from(
+          { length: SCRAPERS },
+          (_, k) => scraper(k, indexes.filter((n) => n % SCRAPERS === k)),
+        ),
       ]);
       assert.equal(served, count);
       const total = plans.reduce((sum, plan) => sum + plan.sent.byteLength, 0);
@@ -915,8 +921,10 @@ Deno.test({
       };
       const indexes = bodies.map((_, n) => n);
       await Promise.all([
-        scraper(0, indexes.filter((n) => n % 2 === 0)),
-        scraper(1, indexes.filter((n) => n % 2 === 1)),
+        ...Array.from(
+          { length: SCRAPERS },
+          (_, k) => scraper(k, indexes.filter((n) => n % SCRAPERS === k)),
+        ),
       ]);
       assert.equal(target.served(), count);
       const total = plans.reduce((sum, plan) => sum + plan.sent.byteLength, 0);
