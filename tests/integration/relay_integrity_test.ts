@@ -256,6 +256,12 @@ class Wire {
     }
   }
 
+  /** Waits until the peer closes, with nothing more sent. */
+  async closed(what: string): Promise<void> {
+    while (!this.#ended) await this.#fill(`${what}: the close`);
+    if (this.buffered > 0) throw new Error(`${what}: ${this.buffered} bytes after the answer`);
+  }
+
   /** Writes and waits until the socket took the bytes. */
   write(bytes: Uint8Array): Promise<void> {
     return new Promise((resolve, reject) =>
@@ -294,17 +300,36 @@ async function scrape(
   wire: Wire,
   url: string,
   what: string,
+  close = false,
 ): Promise<{ status: number; fields: Map<string, string>; body: Uint8Array }> {
   const host = new URL(url).host;
   await wire.write(
     encoder.encode(
       `GET ${url} HTTP/1.1\r\nHost: ${host}\r\nAccept-Encoding: gzip\r\n` +
-        `User-Agent: Prometheus/3.0.0\r\nX-Prometheus-Scrape-Timeout-Seconds: 30\r\n\r\n`,
+        `User-Agent: Prometheus/3.0.0\r\nX-Prometheus-Scrape-Timeout-Seconds: 30\r\n` +
+        (close ? "Connection: close\r\n\r\n" : "\r\n"),
     ),
   );
   const head = await wire.head(what);
   const body = await wire.body(head.fields, what);
+  if (close) {
+    assert.equal(head.fields.get("connection"), "close", `${what}: Connection: close answered`);
+    await wire.closed(what);
+  }
   return { status: head.status, fields: head.fields, body };
+}
+
+/** Whether the scrape of body `n` asks to close its connection (then a new one is opened). */
+function closing(n: number): boolean {
+  return n % 13 === 6;
+}
+
+/** A scraper's keep-alive connection; the second scraper's reads slowly. */
+async function openScraper(port: number, k: number, wires: Wire[]): Promise<Wire> {
+  const wire = await Wire.open(port, `scraper ${k}`);
+  if (k === 1) wire.slowly(seededRandom(SEED + k));
+  wires.push(wire);
+  return wire;
 }
 
 /** The first index where two byte arrays differ, -1 when equal. */
@@ -606,13 +631,12 @@ Deno.test({
         }
       };
       const scraper = async (k: number, indexes: number[]) => {
-        const wire = await Wire.open(proxy.port, `scraper ${k}`);
-        if (k === 1) wire.slowly(seededRandom(SEED + k));
-        wires.push(wire);
+        let wire = await openScraper(proxy.port, k, wires);
         for (const n of indexes) {
           const what = `scrape ${n} (${describe(plans[n]!, bodies[n]!)})`;
-          const answer = await scrape(wire, `http://${FQDN}:9100/metrics?n=${n}`, what);
+          const answer = await scrape(wire, `http://${FQDN}:9100/metrics?n=${n}`, what, closing(n));
           checkAnswer(answer, bodies[n]!, plans[n]!.declareLength, what);
+          if (closing(n)) wire = await openScraper(proxy.port, k, wires);
         }
       };
       const indexes = bodies.map((_, n) => n);
@@ -729,9 +753,7 @@ Deno.test({
     try {
       await client.waitFor(/Registered with the proxy/, 30_000);
       const scraper = async (k: number, indexes: number[]) => {
-        const wire = await Wire.open(proxy.port, `scraper ${k}`);
-        if (k === 1) wire.slowly(seededRandom(SEED + k));
-        wires.push(wire);
+        let wire = await openScraper(proxy.port, k, wires);
         for (const n of indexes) {
           const plan = plans[n]!;
           const what = `scrape ${n} (${bodies[n]!.byteLength} bytes, ${
@@ -745,6 +767,7 @@ Deno.test({
             wire,
             `http://localhost:${target.addr.port}/metrics?n=${n}`,
             what,
+            closing(n),
           );
           checkAnswer(answer, plan.sent, plan.views === null, what);
           assert.equal(
@@ -752,6 +775,7 @@ Deno.test({
             plan.gzip ? "gzip" : undefined,
             `${what}: Content-Encoding`,
           );
+          if (closing(n)) wire = await openScraper(proxy.port, k, wires);
         }
       };
       const indexes = bodies.map((_, n) => n);
@@ -898,9 +922,7 @@ Deno.test({
     try {
       await client.waitFor(/Registered with the proxy/, 30_000);
       const scraper = async (k: number, indexes: number[]) => {
-        const wire = await Wire.open(proxy.port, `scraper ${k}`);
-        if (k === 1) wire.slowly(seededRandom(SEED + k));
-        wires.push(wire);
+        let wire = await openScraper(proxy.port, k, wires);
         for (const n of indexes) {
           const plan = plans[n]!;
           const what = `scrape ${n} (${bodies[n]!.byteLength} bytes, ${
@@ -910,6 +932,7 @@ Deno.test({
             wire,
             `http://localhost:${target.port}/metrics?n=${n}`,
             what,
+            closing(n),
           );
           checkAnswer(answer, plan.sent, plan.framing === "length", what);
           assert.equal(
@@ -917,6 +940,7 @@ Deno.test({
             plan.gzip ? "gzip" : undefined,
             `${what}: Content-Encoding`,
           );
+          if (closing(n)) wire = await openScraper(proxy.port, k, wires);
         }
       };
       const indexes = bodies.map((_, n) => n);
