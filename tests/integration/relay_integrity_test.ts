@@ -70,10 +70,23 @@ function between(next: () => number, low: number, high: number): number {
 /** Sizes from 1 byte to `max`, most small or middling, some near `max`. */
 function pieceSize(next: () => number, max: number): number {
   const roll = next();
-  if (roll < 0.3) return between(next, 1, 16);
-  if (roll < 0.6) return between(next, 17, 4096);
-  if (roll < 0.85) return between(next, 4097, Math.max(4097, max >> 1));
-  return between(next, Math.max(1, max - 2048), max);
+  const size = roll < 0.3
+    ? between(next, 1, 16)
+    : roll < 0.6
+    ? between(next, 17, 4096)
+    : roll < 0.85
+    ? between(next, 4097, Math.max(4097, max >> 1))
+    : between(next, Math.max(1, max - 2048), max);
+  return Math.min(max, size);
+}
+
+/**
+ * One of `options` as the largest piece size, but none that would cut
+ * `total` bytes into more than about 1500 pieces (bounded time).
+ */
+function pickMax(next: () => number, options: number[], total: number): number {
+  const max = options[between(next, 0, options.length - 1)]!;
+  return total / max <= 1500 ? max : options.find((m) => total / m <= 1500) ?? max;
 }
 
 /** Text framing and envelope look-alikes sprinkled into binary bodies. */
@@ -368,7 +381,7 @@ interface PushPlan {
 function planPush(next: () => number, body: Uint8Array): PushPlan {
   const declareLength = next() < 0.5;
   const messages: number[] = [];
-  const maxMessage = [1, 7, 512, 16 * 1024, 70 * 1024][between(next, 0, 4)]!;
+  const maxMessage = pickMax(next, [1, 7, 512, 16 * 1024, 70 * 1024], body.byteLength);
   for (let left = body.byteLength; left > 0;) {
     const size = Math.min(left, pieceSize(next, maxMessage));
     messages.push(size);
@@ -379,12 +392,12 @@ function planPush(next: () => number, body: Uint8Array): PushPlan {
   let httpChunks: number[] | null = null;
   if (next() < 0.7) {
     // Cycled over the framed request, whose size is known only then.
-    const maxChunk = [3, 100, 8 * 1024, 100 * 1024][between(next, 0, 3)]!;
+    const maxChunk = pickMax(next, [3, 100, 8 * 1024, 100 * 1024], body.byteLength);
     httpChunks = Array.from({ length: 512 }, () => pieceSize(next, maxChunk));
   }
   const slices: number[] = [];
   const pauses: number[] = [];
-  const maxSlice = [3, 64, 4096, 64 * 1024][between(next, 0, 3)]!;
+  const maxSlice = pickMax(next, [1, 64, 4096, 64 * 1024], body.byteLength);
   // Cycled over the request's bytes.
   for (let i = 0; i < 512; i++) {
     slices.push(pieceSize(next, maxSlice));
@@ -688,7 +701,7 @@ function planTarget(next: () => number, body: Uint8Array<ArrayBuffer>): TargetPl
   const pauses: number[] = [];
   if (next() < 0.6) {
     views = [];
-    const maxView = [1, 100, 8 * 1024, 70 * 1024][between(next, 0, 3)]!;
+    const maxView = pickMax(next, [1, 100, 8 * 1024, 70 * 1024], sent.byteLength);
     for (let left = sent.byteLength; left > 0;) {
       const size = Math.min(left, pieceSize(next, maxView));
       views.push(size);
@@ -826,7 +839,7 @@ function planRaw(next: () => number, body: Uint8Array<ArrayBuffer>): RawPlan {
   let framed: Uint8Array = sent;
   if (framing === "chunked") {
     const parts: Uint8Array[] = [];
-    const maxChunk = [1, 50, 8 * 1024, 70 * 1024][between(next, 0, 3)]!;
+    const maxChunk = pickMax(next, [1, 50, 8 * 1024, 70 * 1024], sent.byteLength);
     const sizeLine = (size: number) => chunkSizeLine(next, size);
     for (let at = 0; at < sent.byteLength;) {
       const size = Math.min(sent.byteLength - at, pieceSize(next, maxChunk));
@@ -838,7 +851,7 @@ function planRaw(next: () => number, body: Uint8Array<ArrayBuffer>): RawPlan {
     parts.push(encoder.encode("\r\n"));
     framed = concat(parts);
   }
-  const maxSlice = [1, 7, 1024, 64 * 1024][between(next, 0, 3)]!;
+  const maxSlice = pickMax(next, [1, 7, 1024, 64 * 1024], framed.byteLength);
   const slices: number[] = [];
   const pauses: number[] = [];
   for (let i = 0; i < 512; i++) {
@@ -871,12 +884,16 @@ async function startRawTarget(
           await wire.write(encoder.encode("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"));
           continue;
         }
-        let text = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n";
+        // Spellings vary with the body's size: an HTTP/1.0 answer ends with
+        // the connection, field names and values in other cases.
+        const odd = plan.sent.byteLength % 3 === 0;
+        let text = `HTTP/1.${odd && plan.framing === "close" ? 0 : 1} 200 OK\r\n` +
+          "Content-Type: application/octet-stream\r\n";
         if (plan.gzip) text += "Content-Encoding: gzip\r\n";
         text += plan.framing === "length"
-          ? `Content-Length: ${plan.sent.byteLength}\r\n`
+          ? `${odd ? "content-length:" : "Content-Length:"} ${plan.sent.byteLength}\r\n`
           : plan.framing === "chunked"
-          ? "Transfer-Encoding: chunked\r\n"
+          ? (odd ? "transfer-encoding:Chunked\r\n" : "Transfer-Encoding: chunked\r\n")
           : "Connection: close\r\n";
         const bytes = concat([encoder.encode(text + "\r\n"), plan.framed]);
         let at = 0;
