@@ -21,8 +21,12 @@
  *    extensions, trailers, close-delimited bodies), written in random slices
  *    with small pauses so that the client's reads split anywhere.
  *
- * A raw-socket scraper decodes the proxy's own framing and checks that it
- * is Content-Length exactly when the client declared a length.
+ * Raw-socket scrapers (three at a time, one reading slowly, every 13th
+ * scrape asking `Connection: close`) decode the proxy's own framing and check
+ * that it is Content-Length exactly when the client declared a length.
+ *
+ * For local runs: RELAY_SEED, RELAY_SCRAPES (120; the real-client tests take
+ * half), RELAY_SCRAPERS (3), RELAY_MAX_KIB (300, the largest body).
  */
 
 import assert from "node:assert/strict";
