@@ -277,7 +277,8 @@ export class BodyReader {
           break;
         }
       } else {
-        const size = /^([0-9A-Fa-f]{1,8})[ \t]*(?:;.*)?$/.exec(line);
+        // Leading zeros are valid in any number (RFC 9112 §7.1: 1*HEXDIG).
+        const size = /^0*([0-9A-Fa-f]{1,8})[ \t]*(?:;.*)?$/.exec(line);
         if (size === null) {
           throw new Http1Error(`malformed chunk size ${JSON.stringify(line.slice(0, 32))}`);
         }

@@ -441,3 +441,25 @@ Deno.test("BodyReader.nextNow: buffered pieces without a promise, undefined when
     assert.throws(() => body.nextNow(), /malformed chunk size/);
   }
 });
+
+Deno.test("BodyReader: chunk sizes with more than 8 digits of which leading zeros are read", async () => {
+  // Valid HTTP (1*HEXDIG): found by tests/integration/relay_integrity_test.ts
+  // with a size line of "000011422; q".
+  for (
+    const wire of [
+      "000000005\r\nhello\r\n0000000000000005;q\r\nworld\r\n000000000\r\n\r\n",
+      "00000000000A\r\n0123456789\r\n0\r\n\r\n",
+    ]
+  ) {
+    const result = await bodyAfterSmallRead({ kind: "chunked" }, 1024, wire);
+    assert.equal(
+      result.pieces.join(""),
+      wire.startsWith("0000000000") ? "0123456789" : "helloworld",
+    );
+  }
+  // Still at most 8 digits of value.
+  await assert.rejects(
+    () => bodyAfterSmallRead({ kind: "chunked" }, 1024, "100000000\r\nx\r\n0\r\n\r\n"),
+    /malformed chunk size/,
+  );
+});

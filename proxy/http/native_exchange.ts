@@ -549,6 +549,8 @@ export class NativeExchange implements Exchange {
     let hasLength = false;
     /** The handler's own `Connection: close`, sent where it stands (as node:http does). */
     let ownClose = false;
+    /** The handler's own Date (a target's, relayed): sent instead of ours (as node:http does). */
+    let ownDate = false;
     for (let list = 0; list < 2; list++) {
       const headers = list === 0 ? this.#extraHeaders : this.#headers;
       for (let i = 0; i < headers.length; i++) {
@@ -556,7 +558,9 @@ export class NativeExchange implements Exchange {
         const name = pair[0];
         // Only names of these lengths can be the fields the head sets itself.
         const length = name.length;
-        if (length === 10 || length === 14 || length === 17) {
+        if (length === 4) {
+          if (name.toLowerCase() === "date") ownDate = true;
+        } else if (length === 10 || length === 14 || length === 17) {
           const lower = name.toLowerCase();
           if (lower === "connection" && list === 1 && !ownClose && /\bclose\b/i.test(pair[1])) {
             ownClose = true;
@@ -566,7 +570,7 @@ export class NativeExchange implements Exchange {
         text += name + ": " + pair[1] + "\r\n";
       }
     }
-    text += `Date: ${date}\r\n`;
+    if (!ownDate) text += `Date: ${date}\r\n`;
     text += ownClose
       ? ""
       : this.#close

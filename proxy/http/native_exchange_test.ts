@@ -328,3 +328,23 @@ Deno.test("NativeExchange: a whole answer is reused only for the same head and b
   assert.ok(written().endsWith("a".repeat(4096)));
   assert.equal(memo.lastWhole, null);
 });
+
+Deno.test("NativeExchange: a relayed Date is sent once, instead of the edge's own", async () => {
+  const PUSH = "GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n";
+  const memo: ResponseHeads = { lastHead: null };
+  const texts: string[] = [];
+  for (
+    const headers of [[["date", "Tue, 01 Dec 2026 00:00:00 GMT"]], [["DATE", "x"]], []] as const
+  ) {
+    const { exchange: ex, written } = exchange(PUSH, [], memo);
+    ex.respond(200, headers);
+    ex.end("up 1\n");
+    assert.equal(await ex.finished(), true);
+    texts.push(written());
+  }
+  const dates = (text: string) => [...text.matchAll(/\r\ndate: ([^\r]*)/gi)].map((m) => m[1]);
+  assert.deepEqual(dates(texts[0]!), ["Tue, 01 Dec 2026 00:00:00 GMT"]);
+  assert.deepEqual(dates(texts[1]!), ["x"]);
+  assert.equal(dates(texts[2]!).length, 1, "without one, the edge's own");
+  assert.notEqual(dates(texts[2]!)[0], "x");
+});
