@@ -86,6 +86,7 @@ export function createScrapeHandler(
   // labels hashed and checked per call; lib/metric_entries.ts).
   const proxiedRequests = new DirectCounter(metrics.proxiedRequests, "code");
   const scrapeDurations = new DirectHistogram(metrics.scrapeDuration, "code");
+  const answerFields = new AnswerFields();
 
   /** The fields of a scrape request forwarded to the client. */
   function forwarded(raw: readonly string[]): HeaderField[] {
@@ -305,7 +306,10 @@ export function createScrapeHandler(
         return fail(502, `Cannot scrape ${target}: ${reason.message}`);
       }
       try {
-        writeHead(res, reply.status, reply.headers, reply.status === 204 ? null : declared);
+        res.respond(
+          reply.status,
+          answerFields.of(reply.headers, reply.status === 204 ? null : declared),
+        );
         await relayBody(
           reply.body,
           res,
@@ -345,16 +349,44 @@ export function createScrapeHandler(
   };
 }
 
-function writeHead(
-  res: Exchange,
-  status: number,
-  headers: readonly HeaderField[],
-  contentLength: number | null,
-): void {
-  const out: HeaderPair[] = [];
-  for (const { name, value } of forwardableFields(headers)) out.push([name, value]);
-  if (contentLength !== null) out.push(["content-length", String(contentLength)]);
-  res.respond(status, out);
+/**
+ * The response fields of a scrape's answer: the client's forwardable
+ * fields and the declared length. The last list again, frozen, while its
+ * input repeats (a target answers with the same fields every scrape, its
+ * Date changing once a second): no lists, pairs and fields per scrape, and
+ * the exchange's kept head matches by identity. One per handler.
+ */
+class AnswerFields {
+  /** The last input's fields, flat: name, value, name, value… */
+  #from: string[] = [];
+  #length: number | null = null;
+  #pairs: readonly HeaderPair[] | null = null;
+
+  of(headers: readonly HeaderField[], contentLength: number | null): readonly HeaderPair[] {
+    const from = this.#from;
+    if (
+      this.#pairs !== null && contentLength === this.#length &&
+      from.length === 2 * headers.length
+    ) {
+      let i = 0;
+      while (
+        i < headers.length && from[2 * i] === headers[i]!.name &&
+        from[2 * i + 1] === headers[i]!.value
+      ) i++;
+      if (i === headers.length) return this.#pairs;
+    }
+    const out: HeaderPair[] = [];
+    for (const { name, value } of forwardableFields(headers)) {
+      out.push(Object.freeze([name, value] as const));
+    }
+    if (contentLength !== null) {
+      out.push(Object.freeze(["content-length", String(contentLength)] as const));
+    }
+    from.length = 0;
+    for (const { name, value } of headers) from.push(name, value);
+    this.#length = contentLength;
+    return this.#pairs = Object.freeze(out);
+  }
 }
 
 /** Pairs of a flat `rawHeaders` array (an array, not a generator: once per scrape). */
