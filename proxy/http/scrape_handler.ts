@@ -213,15 +213,14 @@ export function createScrapeHandler(
     // The relay hears of the abort through `relay.fire`, set while it
     // waits, not through a listener of its own on the signal; the edge's
     // abandonment through `onGone` where it offers it (no signal made).
+    // The relay object is that signal (the coordinator's and the relay's
+    // both): no AbortController per scrape.
     const deadline = { aborted: false };
-    const scope = new AbortController();
-    const signal = scope.signal;
     const relay: RelayAbort = { fire: null, aborted: false, reason: undefined };
     const abortScope = (reason: unknown) => {
       if (relay.aborted) return;
       relay.aborted = true;
       relay.reason = reason;
-      scope.abort(reason);
       relay.fire?.(reason);
     };
     const onDeadline = () => {
@@ -257,7 +256,6 @@ export function createScrapeHandler(
             // listener on the signal); the relay's own hook after.
             abortHook: relay,
           },
-          signal,
         );
       } catch (error) {
         if (error instanceof CoordinatorError) {
