@@ -178,7 +178,8 @@ export class NativeExchange implements Exchange {
   #queue: Promise<void> = Promise.resolve();
   /** Writes started and not settled (0: the queue is settled). */
   #writing = 0;
-  #finished: Promise<boolean> | null = null;
+  /** Set once `end` has queued the last bytes (see finished). */
+  #over = false;
   #peerAddress: string | null;
   readonly #heads: ResponseHeads | null;
 
@@ -327,7 +328,7 @@ export class NativeExchange implements Exchange {
 
   /** The peer closed or reset its connection: the exchange is abandoned. */
   peerGone(): void {
-    if (this.#ended && this.#finished !== null) return;
+    if (this.#ended && this.#over) return;
     this.#destroyed = true;
     this.#abandon(new Error("Prometheus closed the connection"));
   }
@@ -432,7 +433,7 @@ export class NativeExchange implements Exchange {
       const last = heads.lastWhole;
       if (last != null && last.head === head && last.body === bytes) {
         this.#enqueue(last.bytes);
-        this.#finished = this.#queue.then(() => !this.#destroyed);
+        this.#over = true;
         return;
       }
     }
@@ -456,7 +457,7 @@ export class NativeExchange implements Exchange {
       }
       this.#enqueue(out);
     }
-    this.#finished = this.#queue.then(() => !this.#destroyed);
+    this.#over = true;
   }
 
   abort(): void {
@@ -476,8 +477,24 @@ export class NativeExchange implements Exchange {
    * {@linkcode closing}), false when it was aborted or a write failed.
    */
   async finished(): Promise<boolean> {
-    if (this.#finished !== null) return await this.#finished;
-    return false;
+    if (!this.#over) return false;
+    await this.#queue;
+    return !this.#destroyed;
+  }
+
+  /**
+   * True once the response was ended (its last bytes queued): it is
+   * finished when {@linkcode drained} settles, completely unless
+   * {@linkcode destroyed} then. As {@linkcode finished}, for a caller that
+   * waits itself (no promise of its own per request).
+   */
+  get endQueued(): boolean {
+    return this.#over;
+  }
+
+  /** Settles (never rejects) when every write queued so far is done. */
+  get drained(): Promise<void> {
+    return this.#queue;
   }
 
   /** Aborts the signal (made or not yet) once, with the first reason. */
