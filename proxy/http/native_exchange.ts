@@ -358,6 +358,16 @@ export class NativeExchange implements Exchange {
     return this.#writeBody(chunk, give ? chunk.buffer : null);
   }
 
+  /**
+   * Writes a chunk framed by the caller (see Exchange): each Poll message
+   * but the first (which goes with the head), written without a copy.
+   */
+  writeChunk(framed: Uint8Array): Promise<void> | null {
+    if (this.#destroyed || this.#ended) return Promise.resolve();
+    if (!this.#headSent || !this.#chunked || this.#noBody || this.#crlfOwed) return null;
+    return this.#enqueue(framed);
+  }
+
   #writeBody(chunk: Uint8Array, give: ArrayBufferLike | null): Promise<void> {
     // Most writes: the head is out and the body is framed by its length.
     if (this.#headSent && !this.#chunked) {

@@ -348,3 +348,43 @@ Deno.test("NativeExchange: a relayed Date is sent once, instead of the edge's ow
   assert.equal(dates(texts[2]!).length, 1, "without one, the edge's own");
   assert.notEqual(dates(texts[2]!)[0], "x");
 });
+
+Deno.test("NativeExchange.writeChunk: a framed chunk as it is, only after the head with nothing owed", async () => {
+  const { chunkData, chunkFrame } = await import("../../lib/http1_body.ts");
+  const { markOwned } = await import("../../lib/owned_chunks.ts");
+  const { ReadBufferPool } = await import("../../lib/read_buffers.ts");
+  const pool = new ReadBufferPool(4096);
+  const { conn, writes, buffers } = recordingConn();
+  const ex = new NativeExchange(conn, scrapeHead(), { keepAliveSeconds: 5, pool });
+  ex.respond(200, []);
+  const chunk = (text: string) => chunkFrame(new TextEncoder().encode(text));
+  // Before the head: null (the caller writes the data, with the head).
+  const first = chunk("first");
+  assert.equal(ex.writeChunk(first), null);
+  await ex.write(chunkData(first));
+  const second = chunk("x".repeat(300));
+  await ex.writeChunk(second);
+  // An owned chunk leaves its CRLF owed: null then, until written.
+  const owned = pool.take().subarray(100, 105);
+  owned.set(new TextEncoder().encode("owned"));
+  await ex.write(markOwned(owned));
+  const third = chunk("third");
+  assert.equal(ex.writeChunk(third), null);
+  await ex.write(chunkData(third));
+  const last = chunk("last");
+  await ex.writeChunk(last);
+  ex.end();
+  assert.equal(await ex.finished(), true);
+  const text = writes.map((w) => new TextDecoder().decode(w)).join("");
+  assert.equal(
+    text.slice(text.indexOf("\r\n\r\n") + 4),
+    `5\r\nfirst\r\n12c\r\n${"x".repeat(300)}\r\n5\r\nowned\r\n5\r\nthird\r\n` +
+      "4\r\nlast\r\n0\r\n\r\n",
+  );
+  assert.equal(buffers[1], second.buffer, "written as it is");
+  assert.equal(buffers[4], last.buffer);
+  assert.equal(writes.length, 6);
+  // Ended: nothing more is written.
+  await ex.writeChunk(chunk("late"));
+  assert.equal(writes.length, 6);
+});
