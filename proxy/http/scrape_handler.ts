@@ -88,6 +88,9 @@ export function createScrapeHandler(
   const scrapeDurations = new DirectHistogram(metrics.scrapeDuration, "code");
   const answerFields = new AnswerFields();
 
+  /** A scrape's logger: made only when something is logged (a child logger per scrape was garbage). */
+  const logWith = (target: string): Logger => logger.with({ target });
+
   /** The fields of a scrape request forwarded to the client. */
   function forwarded(raw: readonly string[]): HeaderField[] {
     let fields = forwardedFields.get(raw);
@@ -102,7 +105,8 @@ export function createScrapeHandler(
 
   return async function handleScrape(exchange) {
     const res = exchange;
-    const req = { method: exchange.method, url: exchange.target };
+    const method = exchange.method;
+    const requestTarget = exchange.target;
     // The connection's timer, for the scrape's deadline, where the edge has
     // one free. The clock is read once to start with (for the duration and
     // the deadline both) and once at the end.
@@ -118,7 +122,7 @@ export function createScrapeHandler(
       // (Its fields built only when debug records are written.)
       if (logger.enabled?.("debug") ?? true) {
         logger.debug("Scrape finished", {
-          target: target || req.url?.slice(0, 200),
+          target: target || requestTarget.slice(0, 200),
           status: code,
           bytes,
           duration: formatDuration(Math.round(seconds * 1000)),
@@ -148,30 +152,32 @@ export function createScrapeHandler(
       finish(code);
     };
 
-    if (req.method !== "GET" && req.method !== "HEAD") {
+    if (method !== "GET" && method !== "HEAD") {
       return fail(
         405,
-        `Method ${req.method} cannot be proxied: only GET and HEAD scrapes are supported`,
+        `Method ${method} cannot be proxied: only GET and HEAD scrapes are supported`,
       );
     }
     // A target seen before is not parsed again (URL parsing per scrape
     // was ~1 % of the proxy's CPU; issue #11).
-    let parsed = parsedTargets.get(req.url);
+    let parsed = parsedTargets.get(requestTarget);
     if (parsed === undefined) {
       let url: URL;
       try {
-        url = new URL(req.url ?? "");
+        url = new URL(requestTarget);
       } catch {
         return fail(
           400,
-          `Malformed request target ${JSON.stringify(req.url)}: expected an absolute http URL`,
+          `Malformed request target ${
+            JSON.stringify(requestTarget)
+          }: expected an absolute http URL`,
         );
       }
       if (url.protocol !== "http:" || url.hostname === "") {
         return fail(
           400,
           `Cannot proxy ${
-            JSON.stringify(req.url)
+            JSON.stringify(requestTarget)
           }: only absolute http:// URLs with a host are proxied`,
         );
       }
@@ -179,10 +185,10 @@ export function createScrapeHandler(
         return fail(400, "Cannot proxy a URL with credentials in it");
       }
       parsed = { hostname: url.hostname, href: url.toString() };
-      if (req.url.length <= PARSED_TARGET_MAX_LENGTH) {
+      if (requestTarget.length <= PARSED_TARGET_MAX_LENGTH) {
         if (parsedTargets.size >= PARSED_TARGETS_MAX) parsedTargets.clear();
         // Keyed by a copy: the target is a slice of the request head's text.
-        parsedTargets.set(JSON.parse(JSON.stringify(req.url)), parsed);
+        parsedTargets.set(JSON.parse(JSON.stringify(requestTarget)), parsed);
       }
     }
     const url = parsed;
@@ -215,7 +221,7 @@ export function createScrapeHandler(
     // abandonment through `onGone` where it offers it (no signal made).
     // The relay object is that signal (the coordinator's and the relay's
     // both): no AbortController per scrape.
-    const deadline = { aborted: false };
+    let timedOut = false;
     const relay: RelayAbort = { fire: null, aborted: false, reason: undefined };
     const abortScope = (reason: unknown) => {
       if (relay.aborted) return;
@@ -224,7 +230,7 @@ export function createScrapeHandler(
       relay.fire?.(reason);
     };
     const onDeadline = () => {
-      deadline.aborted = true;
+      timedOut = true;
       abortScope(new DOMException("Signal timed out.", "TimeoutError"));
     };
     let timeout: ReturnType<typeof setTimeout> | undefined;
@@ -240,15 +246,13 @@ export function createScrapeHandler(
     }
     try {
       target = url.href;
-      // Made only when something is logged (a child logger per scrape was garbage).
-      const log = () => logger.with({ target });
 
       let reply: ScrapeReply;
       try {
         reply = await coordinator.requestScrape(
           {
             host: url.hostname,
-            method: req.method,
+            method,
             url: target,
             headers: forwarded(res.rawHeaders),
             deadline: now() + timeoutMs,
@@ -261,11 +265,11 @@ export function createScrapeHandler(
         if (error instanceof CoordinatorError) {
           const entry = errorKind(error);
           if (entry.metric === "limit_hits") metrics.limitHits.inc({ limit: entry.label });
-          log()[entry.level]("Scrape refused", { err: error.message });
+          logWith(target)[entry.level]("Scrape refused", { err: error.message });
           return fail(entry.status, `Cannot scrape ${target}: ${error.message}`);
         }
-        if (deadline.aborted) {
-          log().warn("Scrape timed out waiting for the client", {
+        if (timedOut) {
+          logWith(target).warn("Scrape timed out waiting for the client", {
             timeout: formatDuration(timeoutMs),
           });
           return fail(
@@ -275,14 +279,14 @@ export function createScrapeHandler(
             }`,
           );
         }
-        log().debug("Scrape abandoned by Prometheus");
+        logWith(target).debug("Scrape abandoned by Prometheus");
         failure = "Prometheus closed the connection before the client answered";
         return finish(499);
       }
 
       if (reply.error !== "") {
         reply.settle();
-        log().debug("Client reported a scrape error", {
+        logWith(target).debug("Client reported a scrape error", {
           status: reply.status,
           err: reply.error,
         });
@@ -292,7 +296,7 @@ export function createScrapeHandler(
       const maxBodyBytes = options.maxBodyBytes ?? 0;
       // A body follows unless the request was HEAD or the status has none; its
       // declared length is then known before any byte is relayed.
-      const hasBody = req.method !== "HEAD" && reply.status !== 204 && reply.status !== 304;
+      const hasBody = method !== "HEAD" && reply.status !== 204 && reply.status !== 304;
       const declared = reply.contentLength;
       if (maxBodyBytes > 0 && hasBody && declared !== null && declared > maxBodyBytes) {
         const reason = new BodyTooLargeError(
@@ -300,7 +304,7 @@ export function createScrapeHandler(
         );
         reply.settle(reason);
         metrics.limitHits.inc({ limit: "scrape_body_bytes" });
-        log().warn("Scrape refused", { err: reason.message });
+        logWith(target).warn("Scrape refused", { err: reason.message });
         return fail(502, `Cannot scrape ${target}: ${reason.message}`);
       }
       try {
@@ -321,7 +325,7 @@ export function createScrapeHandler(
         reply.settle();
         finish(reply.status);
       } catch (error) {
-        const reason = deadline.aborted
+        const reason = timedOut
           ? new ScrapeTimeoutError(
             `Scrape deadline of ${formatDuration(timeoutMs)} passed while relaying the body`,
           )
@@ -332,12 +336,12 @@ export function createScrapeHandler(
         if (reason instanceof BodyTooLargeError) {
           metrics.limitHits.inc({ limit: "scrape_body_bytes" });
         }
-        log().warn("Scrape failed while relaying the body", {
+        logWith(target).warn("Scrape failed while relaying the body", {
           err: reason.message,
         });
         failure = reason.message;
         res.abort();
-        finish(deadline.aborted ? 504 : 502);
+        finish(timedOut ? 504 : 502);
       }
     } finally {
       timer?.clear(onDeadline);
