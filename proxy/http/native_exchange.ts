@@ -532,20 +532,59 @@ export class NativeExchange implements Exchange {
     return this.#queue;
   }
 
-  async #put(conn: Deno.Conn, bytes: Uint8Array, give: ArrayBufferLike | null): Promise<void> {
+  /**
+   * Writes `bytes`, then gives `give` back. Not an async function: most
+   * writes take all at once, and a scrape's every write (three) went
+   * through an async frame and its await (issue #11).
+   */
+  #put(conn: Deno.Conn, bytes: Uint8Array, give: ArrayBufferLike | null): Promise<void> {
+    if (this.#destroyed) {
+      this.#writing--;
+      return Promise.resolve();
+    }
+    if (bytes.byteLength === 0) {
+      this.#putDone(give);
+      return Promise.resolve();
+    }
+    let written: Promise<number>;
     try {
-      if (this.#destroyed) return;
-      for (let at = 0; at < bytes.byteLength;) {
-        // (Most writes take it all at once: no view of the whole for them.)
-        at += await conn.write(at === 0 ? bytes : bytes.subarray(at));
-      }
+      written = conn.write(bytes);
     } catch {
+      this.#putFailed();
+      return Promise.resolve();
+    }
+    return written.then(
+      (n) => n === bytes.byteLength ? this.#putDone(give) : this.#putRest(conn, bytes, n, give),
+      () => this.#putFailed(),
+    );
+  }
+
+  /** The rest of a write the connection took only part of. */
+  async #putRest(
+    conn: Deno.Conn,
+    bytes: Uint8Array,
+    at: number,
+    give: ArrayBufferLike | null,
+  ): Promise<void> {
+    try {
+      while (at < bytes.byteLength) at += await conn.write(bytes.subarray(at));
+    } catch {
+      return this.#putFailed();
+    }
+    this.#putDone(give);
+  }
+
+  #putDone(give: ArrayBufferLike | null): void {
+    this.#writing--;
+    if (give !== null && !this.#pool!.give(give)) this.#giveBack?.(give);
+  }
+
+  #putFailed(): void {
+    try {
       this.peerGone();
-      return;
     } finally {
       this.#writing--;
     }
-    if (give !== null && !this.#pool!.give(give)) this.#giveBack?.(give);
   }
 
   /** The response head. */

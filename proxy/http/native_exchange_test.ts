@@ -388,3 +388,44 @@ Deno.test("NativeExchange.writeChunk: a framed chunk as it is, only after the he
   await ex.writeChunk(chunk("late"));
   assert.equal(writes.length, 6);
 });
+
+Deno.test("NativeExchange: writes the connection takes in parts go on; a failed write ends the exchange", async () => {
+  const { ReadBufferPool } = await import("../../lib/read_buffers.ts");
+  const { markOwned } = await import("../../lib/owned_chunks.ts");
+  const pool = new ReadBufferPool(4096);
+  let out = "";
+  let fail = false;
+  const conn = {
+    remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 40000 },
+    write(bytes: Uint8Array) {
+      if (fail) return Promise.reject(new Error("reset"));
+      // At most 7 bytes a write.
+      const n = Math.min(7, bytes.byteLength);
+      out += new TextDecoder().decode(bytes.subarray(0, n));
+      return Promise.resolve(n);
+    },
+    close() {},
+  } as unknown as Deno.Conn;
+  const ex = new NativeExchange(conn, scrapeHead(), { keepAliveSeconds: 5, pool });
+  ex.respond(200, [["content-length", "60"]]);
+  const buffer = pool.take();
+  const piece = buffer.subarray(1024, 1054).fill(0x61);
+  await ex.write(markOwned(piece));
+  await ex.write(new Uint8Array(30).fill(0x62));
+  ex.end();
+  assert.equal(await ex.finished(), true);
+  assert.ok(out.endsWith("\r\n\r\n" + "a".repeat(30) + "b".repeat(30)), out);
+  // The owned piece's buffer went back to the pool once written.
+  assert.equal(pool.take().buffer, buffer.buffer);
+
+  const gone = new NativeExchange(conn, scrapeHead(), { keepAliveSeconds: 5 });
+  let told = 0;
+  gone.onGone(() => told++);
+  gone.respond(200, []);
+  fail = true;
+  await gone.write(new Uint8Array(3));
+  gone.end();
+  assert.equal(await gone.finished(), false);
+  assert.equal(gone.destroyed, true);
+  assert.equal(told, 1);
+});
