@@ -440,6 +440,51 @@ export function chunkFrameInPlace(chunk: Uint8Array, before?: Uint8Array): Uint8
 }
 
 /**
+ * The length of a chunk's size line (hex digits and CRLF), for a producer
+ * that writes a chunk whole into its own buffer ({@linkcode writeChunkSizeLine}).
+ *
+ * @param size The chunk's data length; 1 to 0xffffffff.
+ * @returns The size line's length in bytes.
+ */
+export function chunkSizeLineLength(size: number): number {
+  let digits = 1;
+  while (size >>> (4 * digits) !== 0 && digits < 8) digits++;
+  return digits + 2;
+}
+
+/**
+ * Writes a chunk's size line at `at`; the data goes right after it, and
+ * CRLF after the data.
+ *
+ * @param out The buffer.
+ * @param at Where the line starts.
+ * @param size The chunk's data length; 1 to 0xffffffff.
+ * @returns Where the data starts.
+ */
+export function writeChunkSizeLine(out: Uint8Array, at: number, size: number): number {
+  const digits = chunkSizeLineLength(size) - 2;
+  for (let i = 0, shift = 4 * (digits - 1); i < digits; i++, shift -= 4) {
+    out[at + i] = HEX[(size >>> shift) & 0xf]!;
+  }
+  out[at + digits] = 13;
+  out[at + digits + 1] = 10;
+  return at + digits + 2;
+}
+
+/**
+ * The data of a chunk framed whole (size line, data, CRLF) as
+ * {@linkcode writeChunkSizeLine}'s producer writes it.
+ *
+ * @param framed The chunk, framed.
+ * @returns A view of its data.
+ */
+export function chunkData(framed: Uint8Array): Uint8Array {
+  let at = 0;
+  while (framed[at] !== 13) at++;
+  return framed.subarray(at + 2, framed.byteLength - 2);
+}
+
+/**
  * A chunk of chunked transfer coding (size line, data, CRLF) in one new
  * buffer, optionally after `before` (a response head): one write, no
  * second copy.

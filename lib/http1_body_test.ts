@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { BodyReader, ByteReader, chunkFrame, LAST_CHUNK } from "./http1.ts";
+import { chunkData, chunkSizeLineLength, writeChunkSizeLine } from "./http1_body.ts";
 import type { BodyFraming } from "./http1_head.ts";
 import { ReadBufferPool } from "./read_buffers.ts";
 
@@ -240,6 +241,20 @@ Deno.test("chunkFrame() frames a chunk, after the bytes given first", () => {
   assert.equal(text(big.subarray(0, 7)), "12345\r\n");
   assert.equal(big.byteLength, 7 + 0x12345 + 2);
   assert.equal(text(LAST_CHUNK), "0\r\n\r\n");
+});
+
+Deno.test("writeChunkSizeLine() frames a chunk whole as chunkFrame() does; chunkData() reads it", () => {
+  for (const size of [1, 15, 16, 255, 256, 4095, 4096, 0x12345, 1048577]) {
+    const data = new Uint8Array(size).fill(120);
+    const line = chunkSizeLineLength(size);
+    const out = new Uint8Array(line + size + 2);
+    const at = writeChunkSizeLine(out, 0, size);
+    assert.equal(at, line);
+    out.set(data, at);
+    out.set([13, 10], at + size);
+    assert.deepEqual(out, chunkFrame(data));
+    assert.deepEqual(chunkData(out), data);
+  }
 });
 
 /**

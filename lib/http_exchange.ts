@@ -76,6 +76,14 @@ export interface Exchange {
   respond(status: number, headers: readonly HeaderPair[]): void;
   /** Writes body bytes; resolves when more may be written (or the exchange ended). */
   write(chunk: Uint8Array): Promise<void>;
+  /**
+   * Writes bytes already framed as one whole chunk of chunked transfer
+   * coding (lib/http1_body.ts writeChunkSizeLine) as they are, when the
+   * response is chunked, its head out and nothing else owed; null when it
+   * cannot (the caller then writes the chunk's data). Absent where the
+   * edge frames its own chunks.
+   */
+  writeChunk?(framed: Uint8Array): Promise<void> | null;
   /** Ends the response, with the last bytes of the body. */
   end(body?: string | Uint8Array): void;
   /** Ends the exchange at once, closing its connection (a cut response). */

@@ -190,7 +190,9 @@ export class EnvelopeReader {
    * without waiting: no promise made (issue #11).
    */
   headerNow(): EnvelopeHeader {
-    const bytes = this.#peek(5);
+    // Read where they lie when in the first chunk (no view made for them).
+    const first = this.#chunks[0]!;
+    const bytes = first.byteLength >= 5 ? first : this.#peek(5);
     const flags = bytes[0]!;
     const length = ((bytes[1]! << 24) | (bytes[2]! << 16) | (bytes[3]! << 8) | bytes[4]!) >>> 0;
     this.#skip(5);

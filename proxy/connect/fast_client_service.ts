@@ -34,6 +34,7 @@ import {
 import type { Logger } from "../../lib/logger.ts";
 import { errorMessage } from "../../lib/error_message.ts";
 import type { Exchange, HeaderPair } from "../../lib/http_exchange.ts";
+import { chunkData } from "../../lib/http1_body.ts";
 import type { ScrapeTask } from "../core/coordinator.ts";
 import {
   type CallerContext,
@@ -473,12 +474,20 @@ class PollRecord implements CallerContext {
   #send(message: PollMessage): void {
     const exchange = this.#exchange;
     if (!exchange.headersSent) exchange.respond(200, POLL_HEADERS);
-    exchange.write(
+    let written: Promise<void> | null = null;
+    // A scrape encoded as a whole chunk where the exchange writes one as it
+    // is (the native edge, after the first message): no copy into a new
+    // buffer per scrape for its framing (issue #11).
+    if (message !== HEARTBEAT && exchange.writeChunk !== undefined) {
+      const chunk = encodeScrapeEnvelope(message, this.#knownFields, true);
+      if (chunk !== null) written = exchange.writeChunk(chunk) ?? exchange.write(chunkData(chunk));
+    }
+    (written ?? exchange.write(
       message === HEARTBEAT
         ? HEARTBEAT_ENVELOPE
         : encodeScrapeEnvelope(message, this.#knownFields) ??
           encodeEnvelope(0, toBinary(PollResponseSchema, create(PollResponseSchema, message))),
-    ).then(() => this.#wait());
+    )).then(() => this.#wait());
   }
 
   #wait(): void {

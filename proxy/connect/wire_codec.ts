@@ -19,6 +19,7 @@ import {
   PushResponseSchema,
   type ScrapeRequestSchema,
 } from "../../gen/pushprox/v1/pushprox_pb.ts";
+import { chunkSizeLineLength, writeChunkSizeLine } from "../../lib/http1_body.ts";
 import {
   KeptTexts,
   stringFieldSize,
@@ -68,11 +69,16 @@ const headerLengths: number[] = [];
  * @param knownFields Encoded header fields by their array, for arrays
  *   that are frozen with every field in them (a reused request head's:
  *   proxy/http/scrape_handler.ts): encoded once, then copied.
+ * @param chunked When true, the envelope is written as one chunk of
+ *   chunked transfer coding (its size line in front, CRLF behind: see
+ *   lib/http1_body.ts chunkData), for a Poll stream's exchange to write as
+ *   it is. @default {false}
  * @returns The envelope, byte for byte what `encodeEnvelope(0, toBinary(…))` gives, or null.
  */
 export function encodeScrapeEnvelope(
   message: MessageInitShape<typeof PollResponseSchema>,
   knownFields?: WeakMap<object, Uint8Array>,
+  chunked = false,
 ): Uint8Array | null {
   if (hasUnknown(message)) return null;
   const oneof = message.message;
@@ -103,13 +109,20 @@ export function encodeScrapeEnvelope(
   if (timeoutMs !== 0) size += 1 + varintLength(timeoutMs);
   // PollResponse: field 2 (scrape), length-delimited, always written (a oneof).
   const total = 1 + varintLength(size) + size;
-  const out = new Uint8Array(5 + total);
-  out[1] = total >>> 24;
-  out[2] = (total >>> 16) & 0xff;
-  out[3] = (total >>> 8) & 0xff;
-  out[4] = total & 0xff;
-  out[5] = 0x12;
-  let at = writeVarint(out, 6, size);
+  const before = chunked ? chunkSizeLineLength(5 + total) : 0;
+  const end = before + 5 + total;
+  const out = new Uint8Array(chunked ? end + 2 : end);
+  if (chunked) {
+    writeChunkSizeLine(out, 0, 5 + total);
+    out[end] = 13;
+    out[end + 1] = 10;
+  }
+  out[before + 1] = total >>> 24;
+  out[before + 2] = (total >>> 16) & 0xff;
+  out[before + 3] = (total >>> 8) & 0xff;
+  out[before + 4] = total & 0xff;
+  out[before + 5] = 0x12;
+  let at = writeVarint(out, before + 6, size);
   at = writeStringField(out, at, 0x0a, id, idLength);
   at = writeStringField(out, at, 0x12, method, methodLength);
   at = writeStringField(out, at, 0x1a, url, urlLength);
@@ -121,7 +134,7 @@ export function encodeScrapeEnvelope(
     out[at++] = 0x28;
     at = writeVarint(out, at, timeoutMs);
   }
-  return at === out.byteLength ? out : null;
+  return at === end ? out : null;
 }
 
 /**

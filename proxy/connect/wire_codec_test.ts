@@ -9,6 +9,7 @@ import {
   type ScrapeResponseHeadSchema,
 } from "../../gen/pushprox/v1/pushprox_pb.ts";
 import { encodeEnvelope } from "./connect_stream.ts";
+import { chunkData, chunkFrame } from "../../lib/http1_body.ts";
 import {
   decodePushHead,
   encodePushResponse,
@@ -90,6 +91,13 @@ Deno.test("encodeScrapeEnvelope() writes the bytes protobuf-es writes", () => {
     const actual = encodeScrapeEnvelope(message);
     if (actual !== null) ours++;
     assert.deepEqual(actual ?? expected, expected, JSON.stringify(scrape).slice(0, 500));
+    // As one chunk of chunked transfer coding: the same bytes, framed.
+    const chunk = encodeScrapeEnvelope(message, undefined, true);
+    assert.equal(chunk === null, actual === null);
+    if (chunk !== null) {
+      assert.deepEqual(chunkData(chunk), expected);
+      assert.deepEqual(chunk, chunkFrame(expected));
+    }
     if (made?.$unknown === undefined) assert.notEqual(actual, null);
   }
   assert.ok(ours > 2500, `${ours} encoded by hand`);

@@ -92,7 +92,8 @@ export interface ScrapeRequestInput {
    * right after aborting it, instead of the coordinator listening on the
    * signal (an event listener added and removed per scrape, issue #11):
    * the coordinator sets `fire` while the scrape waits and clears it once
-   * answered or failed.
+   * answered or failed. It may also stand for the signal itself (see
+   * {@linkcode Coordinator.requestScrape}).
    */
   abortHook?: AbortHook;
 }
@@ -100,6 +101,10 @@ export interface ScrapeRequestInput {
 /** See {@linkcode ScrapeRequestInput.abortHook}. */
 export interface AbortHook {
   fire: ((reason: unknown) => void) | null;
+  /** Whether the scrape was aborted, as its signal's `aborted`; read when no signal is given. */
+  readonly aborted?: boolean;
+  /** Why, as its signal's `reason`. */
+  readonly reason?: unknown;
 }
 
 /** The proxy's registry and scrape hand-off. */
@@ -113,10 +118,13 @@ export interface Coordinator {
    * Sends a scrape to the client registered for `input.host` and waits for
    * its answer. Fails at once when no client is connected for that host.
    * Aborting `signal` withdraws the scrape and rejects with its reason.
+   * Without a signal, the scrape's `abortHook` is its abort: its `aborted`
+   * and `reason` as a signal's, its `fire` called with the reason (no
+   * AbortController per scrape; issue #11).
    */
   requestScrape(
     input: ScrapeRequestInput,
-    signal: AbortSignal,
+    signal?: AbortSignal,
   ): Promise<ScrapeReply>;
   /**
    * Hands a client's answer to the scrape waiting for it. Resolves when the
@@ -276,7 +284,9 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
     },
 
     requestScrape(input, signal) {
-      if (signal.aborted) return Promise.reject(signal.reason);
+      const hook = input.abortHook ?? null;
+      if (signal?.aborted) return Promise.reject(signal.reason);
+      if (signal === undefined && hook?.aborted) return Promise.reject(hook.reason);
       if (draining) return Promise.reject(drainingError());
       const record = sessions.lookup(input.host);
       const at = now();
@@ -320,16 +330,16 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
       record.inFlight++;
       record.lastScrape = at;
       record.useful = true;
-      const hook = input.abortHook ?? null;
       return new Promise<ScrapeReply>((resolve, reject) => {
-        const onAbort = () => {
+        // (Called by the hook with the reason, by the signal with an event.)
+        const onAbort = (reason: unknown) => {
           if (scrape.answered) return; // the relaying side owns it now
           if (hook !== null) hook.fire = null;
           finishScrape(scrape);
-          reject(signal.reason);
+          reject(signal !== undefined ? signal.reason : reason);
         };
         const stopListening = () => {
-          if (hook === null) signal.removeEventListener("abort", onAbort);
+          if (hook === null) signal?.removeEventListener("abort", onAbort);
           else if (hook.fire === onAbort) hook.fire = null;
         };
         const scrape: PendingScrape = {
@@ -351,7 +361,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
         };
         pending.set(id, scrape);
         stats.setInFlight(pending.size, at);
-        if (hook === null) signal.addEventListener("abort", onAbort, { once: true });
+        if (hook === null) signal?.addEventListener("abort", onAbort, { once: true });
         else hook.fire = onAbort;
         session.queue.offer(
           {

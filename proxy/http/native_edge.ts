@@ -303,7 +303,11 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
         let reusable = false;
         try {
           await handler(exchange);
-          reusable = await exchange.finished();
+          // (As exchange.finished(), without its promise.)
+          if (exchange.endQueued) {
+            await exchange.drained;
+            reusable = !exchange.destroyed;
+          }
         } finally {
           budget?.done(connection);
         }

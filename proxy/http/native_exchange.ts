@@ -178,7 +178,8 @@ export class NativeExchange implements Exchange {
   #queue: Promise<void> = Promise.resolve();
   /** Writes started and not settled (0: the queue is settled). */
   #writing = 0;
-  #finished: Promise<boolean> | null = null;
+  /** Set once `end` has queued the last bytes (see finished). */
+  #over = false;
   #peerAddress: string | null;
   readonly #heads: ResponseHeads | null;
 
@@ -327,7 +328,7 @@ export class NativeExchange implements Exchange {
 
   /** The peer closed or reset its connection: the exchange is abandoned. */
   peerGone(): void {
-    if (this.#ended && this.#finished !== null) return;
+    if (this.#ended && this.#over) return;
     this.#destroyed = true;
     this.#abandon(new Error("Prometheus closed the connection"));
   }
@@ -355,6 +356,16 @@ export class NativeExchange implements Exchange {
     const give = this.#pool !== null && takeOwned(chunk);
     if (this.#destroyed || this.#ended) return Promise.resolve();
     return this.#writeBody(chunk, give ? chunk.buffer : null);
+  }
+
+  /**
+   * Writes a chunk framed by the caller (see Exchange): each Poll message
+   * but the first (which goes with the head), written without a copy.
+   */
+  writeChunk(framed: Uint8Array): Promise<void> | null {
+    if (this.#destroyed || this.#ended) return Promise.resolve();
+    if (!this.#headSent || !this.#chunked || this.#noBody || this.#crlfOwed) return null;
+    return this.#enqueue(framed);
   }
 
   #writeBody(chunk: Uint8Array, give: ArrayBufferLike | null): Promise<void> {
@@ -432,7 +443,7 @@ export class NativeExchange implements Exchange {
       const last = heads.lastWhole;
       if (last != null && last.head === head && last.body === bytes) {
         this.#enqueue(last.bytes);
-        this.#finished = this.#queue.then(() => !this.#destroyed);
+        this.#over = true;
         return;
       }
     }
@@ -456,7 +467,7 @@ export class NativeExchange implements Exchange {
       }
       this.#enqueue(out);
     }
-    this.#finished = this.#queue.then(() => !this.#destroyed);
+    this.#over = true;
   }
 
   abort(): void {
@@ -476,8 +487,24 @@ export class NativeExchange implements Exchange {
    * {@linkcode closing}), false when it was aborted or a write failed.
    */
   async finished(): Promise<boolean> {
-    if (this.#finished !== null) return await this.#finished;
-    return false;
+    if (!this.#over) return false;
+    await this.#queue;
+    return !this.#destroyed;
+  }
+
+  /**
+   * True once the response was ended (its last bytes queued): it is
+   * finished when {@linkcode drained} settles, completely unless
+   * {@linkcode destroyed} then. As {@linkcode finished}, for a caller that
+   * waits itself (no promise of its own per request).
+   */
+  get endQueued(): boolean {
+    return this.#over;
+  }
+
+  /** Settles (never rejects) when every write queued so far is done. */
+  get drained(): Promise<void> {
+    return this.#queue;
   }
 
   /** Aborts the signal (made or not yet) once, with the first reason. */
@@ -505,20 +532,59 @@ export class NativeExchange implements Exchange {
     return this.#queue;
   }
 
-  async #put(conn: Deno.Conn, bytes: Uint8Array, give: ArrayBufferLike | null): Promise<void> {
+  /**
+   * Writes `bytes`, then gives `give` back. Not an async function: most
+   * writes take all at once, and a scrape's every write (three) went
+   * through an async frame and its await (issue #11).
+   */
+  #put(conn: Deno.Conn, bytes: Uint8Array, give: ArrayBufferLike | null): Promise<void> {
+    if (this.#destroyed) {
+      this.#writing--;
+      return Promise.resolve();
+    }
+    if (bytes.byteLength === 0) {
+      this.#putDone(give);
+      return Promise.resolve();
+    }
+    let written: Promise<number>;
     try {
-      if (this.#destroyed) return;
-      for (let at = 0; at < bytes.byteLength;) {
-        // (Most writes take it all at once: no view of the whole for them.)
-        at += await conn.write(at === 0 ? bytes : bytes.subarray(at));
-      }
+      written = conn.write(bytes);
     } catch {
+      this.#putFailed();
+      return Promise.resolve();
+    }
+    return written.then(
+      (n) => n === bytes.byteLength ? this.#putDone(give) : this.#putRest(conn, bytes, n, give),
+      () => this.#putFailed(),
+    );
+  }
+
+  /** The rest of a write the connection took only part of. */
+  async #putRest(
+    conn: Deno.Conn,
+    bytes: Uint8Array,
+    at: number,
+    give: ArrayBufferLike | null,
+  ): Promise<void> {
+    try {
+      while (at < bytes.byteLength) at += await conn.write(bytes.subarray(at));
+    } catch {
+      return this.#putFailed();
+    }
+    this.#putDone(give);
+  }
+
+  #putDone(give: ArrayBufferLike | null): void {
+    this.#writing--;
+    if (give !== null && !this.#pool!.give(give)) this.#giveBack?.(give);
+  }
+
+  #putFailed(): void {
+    try {
       this.peerGone();
-      return;
     } finally {
       this.#writing--;
     }
-    if (give !== null && !this.#pool!.give(give)) this.#giveBack?.(give);
   }
 
   /** The response head. */

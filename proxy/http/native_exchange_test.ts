@@ -348,3 +348,84 @@ Deno.test("NativeExchange: a relayed Date is sent once, instead of the edge's ow
   assert.equal(dates(texts[2]!).length, 1, "without one, the edge's own");
   assert.notEqual(dates(texts[2]!)[0], "x");
 });
+
+Deno.test("NativeExchange.writeChunk: a framed chunk as it is, only after the head with nothing owed", async () => {
+  const { chunkData, chunkFrame } = await import("../../lib/http1_body.ts");
+  const { markOwned } = await import("../../lib/owned_chunks.ts");
+  const { ReadBufferPool } = await import("../../lib/read_buffers.ts");
+  const pool = new ReadBufferPool(4096);
+  const { conn, writes, buffers } = recordingConn();
+  const ex = new NativeExchange(conn, scrapeHead(), { keepAliveSeconds: 5, pool });
+  ex.respond(200, []);
+  const chunk = (text: string) => chunkFrame(new TextEncoder().encode(text));
+  // Before the head: null (the caller writes the data, with the head).
+  const first = chunk("first");
+  assert.equal(ex.writeChunk(first), null);
+  await ex.write(chunkData(first));
+  const second = chunk("x".repeat(300));
+  await ex.writeChunk(second);
+  // An owned chunk leaves its CRLF owed: null then, until written.
+  const owned = pool.take().subarray(100, 105);
+  owned.set(new TextEncoder().encode("owned"));
+  await ex.write(markOwned(owned));
+  const third = chunk("third");
+  assert.equal(ex.writeChunk(third), null);
+  await ex.write(chunkData(third));
+  const last = chunk("last");
+  await ex.writeChunk(last);
+  ex.end();
+  assert.equal(await ex.finished(), true);
+  const text = writes.map((w) => new TextDecoder().decode(w)).join("");
+  assert.equal(
+    text.slice(text.indexOf("\r\n\r\n") + 4),
+    `5\r\nfirst\r\n12c\r\n${"x".repeat(300)}\r\n5\r\nowned\r\n5\r\nthird\r\n` +
+      "4\r\nlast\r\n0\r\n\r\n",
+  );
+  assert.equal(buffers[1], second.buffer, "written as it is");
+  assert.equal(buffers[4], last.buffer);
+  assert.equal(writes.length, 6);
+  // Ended: nothing more is written.
+  await ex.writeChunk(chunk("late"));
+  assert.equal(writes.length, 6);
+});
+
+Deno.test("NativeExchange: writes the connection takes in parts go on; a failed write ends the exchange", async () => {
+  const { ReadBufferPool } = await import("../../lib/read_buffers.ts");
+  const { markOwned } = await import("../../lib/owned_chunks.ts");
+  const pool = new ReadBufferPool(4096);
+  let out = "";
+  let fail = false;
+  const conn = {
+    remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 40000 },
+    write(bytes: Uint8Array) {
+      if (fail) return Promise.reject(new Error("reset"));
+      // At most 7 bytes a write.
+      const n = Math.min(7, bytes.byteLength);
+      out += new TextDecoder().decode(bytes.subarray(0, n));
+      return Promise.resolve(n);
+    },
+    close() {},
+  } as unknown as Deno.Conn;
+  const ex = new NativeExchange(conn, scrapeHead(), { keepAliveSeconds: 5, pool });
+  ex.respond(200, [["content-length", "60"]]);
+  const buffer = pool.take();
+  const piece = buffer.subarray(1024, 1054).fill(0x61);
+  await ex.write(markOwned(piece));
+  await ex.write(new Uint8Array(30).fill(0x62));
+  ex.end();
+  assert.equal(await ex.finished(), true);
+  assert.ok(out.endsWith("\r\n\r\n" + "a".repeat(30) + "b".repeat(30)), out);
+  // The owned piece's buffer went back to the pool once written.
+  assert.equal(pool.take().buffer, buffer.buffer);
+
+  const gone = new NativeExchange(conn, scrapeHead(), { keepAliveSeconds: 5 });
+  let told = 0;
+  gone.onGone(() => told++);
+  gone.respond(200, []);
+  fail = true;
+  await gone.write(new Uint8Array(3));
+  gone.end();
+  assert.equal(await gone.finished(), false);
+  assert.equal(gone.destroyed, true);
+  assert.equal(told, 1);
+});

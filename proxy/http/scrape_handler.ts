@@ -86,6 +86,10 @@ export function createScrapeHandler(
   // labels hashed and checked per call; lib/metric_entries.ts).
   const proxiedRequests = new DirectCounter(metrics.proxiedRequests, "code");
   const scrapeDurations = new DirectHistogram(metrics.scrapeDuration, "code");
+  const answerFields = new AnswerFields();
+
+  /** A scrape's logger: made only when something is logged (a child logger per scrape was garbage). */
+  const logWith = (target: string): Logger => logger.with({ target });
 
   /** The fields of a scrape request forwarded to the client. */
   function forwarded(raw: readonly string[]): HeaderField[] {
@@ -101,7 +105,8 @@ export function createScrapeHandler(
 
   return async function handleScrape(exchange) {
     const res = exchange;
-    const req = { method: exchange.method, url: exchange.target };
+    const method = exchange.method;
+    const requestTarget = exchange.target;
     // The connection's timer, for the scrape's deadline, where the edge has
     // one free. The clock is read once to start with (for the duration and
     // the deadline both) and once at the end.
@@ -117,7 +122,7 @@ export function createScrapeHandler(
       // (Its fields built only when debug records are written.)
       if (logger.enabled?.("debug") ?? true) {
         logger.debug("Scrape finished", {
-          target: target || req.url?.slice(0, 200),
+          target: target || requestTarget.slice(0, 200),
           status: code,
           bytes,
           duration: formatDuration(Math.round(seconds * 1000)),
@@ -147,30 +152,32 @@ export function createScrapeHandler(
       finish(code);
     };
 
-    if (req.method !== "GET" && req.method !== "HEAD") {
+    if (method !== "GET" && method !== "HEAD") {
       return fail(
         405,
-        `Method ${req.method} cannot be proxied: only GET and HEAD scrapes are supported`,
+        `Method ${method} cannot be proxied: only GET and HEAD scrapes are supported`,
       );
     }
     // A target seen before is not parsed again (URL parsing per scrape
     // was ~1 % of the proxy's CPU; issue #11).
-    let parsed = parsedTargets.get(req.url);
+    let parsed = parsedTargets.get(requestTarget);
     if (parsed === undefined) {
       let url: URL;
       try {
-        url = new URL(req.url ?? "");
+        url = new URL(requestTarget);
       } catch {
         return fail(
           400,
-          `Malformed request target ${JSON.stringify(req.url)}: expected an absolute http URL`,
+          `Malformed request target ${
+            JSON.stringify(requestTarget)
+          }: expected an absolute http URL`,
         );
       }
       if (url.protocol !== "http:" || url.hostname === "") {
         return fail(
           400,
           `Cannot proxy ${
-            JSON.stringify(req.url)
+            JSON.stringify(requestTarget)
           }: only absolute http:// URLs with a host are proxied`,
         );
       }
@@ -178,10 +185,10 @@ export function createScrapeHandler(
         return fail(400, "Cannot proxy a URL with credentials in it");
       }
       parsed = { hostname: url.hostname, href: url.toString() };
-      if (req.url.length <= PARSED_TARGET_MAX_LENGTH) {
+      if (requestTarget.length <= PARSED_TARGET_MAX_LENGTH) {
         if (parsedTargets.size >= PARSED_TARGETS_MAX) parsedTargets.clear();
         // Keyed by a copy: the target is a slice of the request head's text.
-        parsedTargets.set(JSON.parse(JSON.stringify(req.url)), parsed);
+        parsedTargets.set(JSON.parse(JSON.stringify(requestTarget)), parsed);
       }
     }
     const url = parsed;
@@ -212,19 +219,18 @@ export function createScrapeHandler(
     // The relay hears of the abort through `relay.fire`, set while it
     // waits, not through a listener of its own on the signal; the edge's
     // abandonment through `onGone` where it offers it (no signal made).
-    const deadline = { aborted: false };
-    const scope = new AbortController();
-    const signal = scope.signal;
+    // The relay object is that signal (the coordinator's and the relay's
+    // both): no AbortController per scrape.
+    let timedOut = false;
     const relay: RelayAbort = { fire: null, aborted: false, reason: undefined };
     const abortScope = (reason: unknown) => {
       if (relay.aborted) return;
       relay.aborted = true;
       relay.reason = reason;
-      scope.abort(reason);
       relay.fire?.(reason);
     };
     const onDeadline = () => {
-      deadline.aborted = true;
+      timedOut = true;
       abortScope(new DOMException("Signal timed out.", "TimeoutError"));
     };
     let timeout: ReturnType<typeof setTimeout> | undefined;
@@ -240,15 +246,13 @@ export function createScrapeHandler(
     }
     try {
       target = url.href;
-      // Made only when something is logged (a child logger per scrape was garbage).
-      const log = () => logger.with({ target });
 
       let reply: ScrapeReply;
       try {
         reply = await coordinator.requestScrape(
           {
             host: url.hostname,
-            method: req.method,
+            method,
             url: target,
             headers: forwarded(res.rawHeaders),
             deadline: now() + timeoutMs,
@@ -256,17 +260,16 @@ export function createScrapeHandler(
             // listener on the signal); the relay's own hook after.
             abortHook: relay,
           },
-          signal,
         );
       } catch (error) {
         if (error instanceof CoordinatorError) {
           const entry = errorKind(error);
           if (entry.metric === "limit_hits") metrics.limitHits.inc({ limit: entry.label });
-          log()[entry.level]("Scrape refused", { err: error.message });
+          logWith(target)[entry.level]("Scrape refused", { err: error.message });
           return fail(entry.status, `Cannot scrape ${target}: ${error.message}`);
         }
-        if (deadline.aborted) {
-          log().warn("Scrape timed out waiting for the client", {
+        if (timedOut) {
+          logWith(target).warn("Scrape timed out waiting for the client", {
             timeout: formatDuration(timeoutMs),
           });
           return fail(
@@ -276,14 +279,14 @@ export function createScrapeHandler(
             }`,
           );
         }
-        log().debug("Scrape abandoned by Prometheus");
+        logWith(target).debug("Scrape abandoned by Prometheus");
         failure = "Prometheus closed the connection before the client answered";
         return finish(499);
       }
 
       if (reply.error !== "") {
         reply.settle();
-        log().debug("Client reported a scrape error", {
+        logWith(target).debug("Client reported a scrape error", {
           status: reply.status,
           err: reply.error,
         });
@@ -293,7 +296,7 @@ export function createScrapeHandler(
       const maxBodyBytes = options.maxBodyBytes ?? 0;
       // A body follows unless the request was HEAD or the status has none; its
       // declared length is then known before any byte is relayed.
-      const hasBody = req.method !== "HEAD" && reply.status !== 204 && reply.status !== 304;
+      const hasBody = method !== "HEAD" && reply.status !== 204 && reply.status !== 304;
       const declared = reply.contentLength;
       if (maxBodyBytes > 0 && hasBody && declared !== null && declared > maxBodyBytes) {
         const reason = new BodyTooLargeError(
@@ -301,11 +304,14 @@ export function createScrapeHandler(
         );
         reply.settle(reason);
         metrics.limitHits.inc({ limit: "scrape_body_bytes" });
-        log().warn("Scrape refused", { err: reason.message });
+        logWith(target).warn("Scrape refused", { err: reason.message });
         return fail(502, `Cannot scrape ${target}: ${reason.message}`);
       }
       try {
-        writeHead(res, reply.status, reply.headers, reply.status === 204 ? null : declared);
+        res.respond(
+          reply.status,
+          answerFields.of(reply.headers, reply.status === 204 ? null : declared),
+        );
         await relayBody(
           reply.body,
           res,
@@ -319,7 +325,7 @@ export function createScrapeHandler(
         reply.settle();
         finish(reply.status);
       } catch (error) {
-        const reason = deadline.aborted
+        const reason = timedOut
           ? new ScrapeTimeoutError(
             `Scrape deadline of ${formatDuration(timeoutMs)} passed while relaying the body`,
           )
@@ -330,12 +336,12 @@ export function createScrapeHandler(
         if (reason instanceof BodyTooLargeError) {
           metrics.limitHits.inc({ limit: "scrape_body_bytes" });
         }
-        log().warn("Scrape failed while relaying the body", {
+        logWith(target).warn("Scrape failed while relaying the body", {
           err: reason.message,
         });
         failure = reason.message;
         res.abort();
-        finish(deadline.aborted ? 504 : 502);
+        finish(timedOut ? 504 : 502);
       }
     } finally {
       timer?.clear(onDeadline);
@@ -345,16 +351,44 @@ export function createScrapeHandler(
   };
 }
 
-function writeHead(
-  res: Exchange,
-  status: number,
-  headers: readonly HeaderField[],
-  contentLength: number | null,
-): void {
-  const out: HeaderPair[] = [];
-  for (const { name, value } of forwardableFields(headers)) out.push([name, value]);
-  if (contentLength !== null) out.push(["content-length", String(contentLength)]);
-  res.respond(status, out);
+/**
+ * The response fields of a scrape's answer: the client's forwardable
+ * fields and the declared length. The last list again, frozen, while its
+ * input repeats (a target answers with the same fields every scrape, its
+ * Date changing once a second): no lists, pairs and fields per scrape, and
+ * the exchange's kept head matches by identity. One per handler.
+ */
+class AnswerFields {
+  /** The last input's fields, flat: name, value, name, value… */
+  #from: string[] = [];
+  #length: number | null = null;
+  #pairs: readonly HeaderPair[] | null = null;
+
+  of(headers: readonly HeaderField[], contentLength: number | null): readonly HeaderPair[] {
+    const from = this.#from;
+    if (
+      this.#pairs !== null && contentLength === this.#length &&
+      from.length === 2 * headers.length
+    ) {
+      let i = 0;
+      while (
+        i < headers.length && from[2 * i] === headers[i]!.name &&
+        from[2 * i + 1] === headers[i]!.value
+      ) i++;
+      if (i === headers.length) return this.#pairs;
+    }
+    const out: HeaderPair[] = [];
+    for (const { name, value } of forwardableFields(headers)) {
+      out.push(Object.freeze([name, value] as const));
+    }
+    if (contentLength !== null) {
+      out.push(Object.freeze(["content-length", String(contentLength)] as const));
+    }
+    from.length = 0;
+    for (const { name, value } of headers) from.push(name, value);
+    this.#length = contentLength;
+    return this.#pairs = Object.freeze(out);
+  }
 }
 
 /** Pairs of a flat `rawHeaders` array (an array, not a generator: once per scrape). */
