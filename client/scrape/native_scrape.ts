@@ -57,6 +57,11 @@ export function createNativeScrapeTransport(
   // piece's buffer back once written to the proxy (issue #11: a new zeroed
   // 64 KiB buffer per read cost CPU and churned the heap). At most 8 kept.
   const buffers = new ReadBufferPool(READ_BYTES);
+  // What a body's return() gives, made once: a push closes every body
+  // with it, and a new promise and result each were garbage (issue #11).
+  const ended: Promise<IteratorResult<Uint8Array, undefined>> = Promise.resolve(
+    Object.freeze({ done: true, value: undefined }),
+  );
   const pool = new Http1Pool({
     maxIdlePerHost: options.maxIdlePerTarget ?? 8,
     maxIdle: options.maxIdle ?? 64,
@@ -113,7 +118,7 @@ export function createNativeScrapeTransport(
     return {
       status: response.head.status,
       headers: response.head.headers,
-      body: new NativeBody(response, buffers),
+      body: new NativeBody(response, buffers, ended),
     };
   };
 
@@ -134,11 +139,17 @@ export function createNativeScrapeTransport(
 class NativeBody implements AsyncIterableIterator<Uint8Array>, BodyProgress {
   readonly #response: Http1Response;
   readonly #buffers: ReadBufferPool;
+  readonly #ended: Promise<IteratorResult<Uint8Array, undefined>>;
   #closed = false;
 
-  constructor(response: Http1Response, buffers: ReadBufferPool) {
+  constructor(
+    response: Http1Response,
+    buffers: ReadBufferPool,
+    ended: Promise<IteratorResult<Uint8Array, undefined>>,
+  ) {
     this.#response = response;
     this.#buffers = buffers;
+    this.#ended = ended;
   }
 
   get [BODY_PROGRESS](): BodyProgress {
@@ -196,9 +207,10 @@ class NativeBody implements AsyncIterableIterator<Uint8Array>, BodyProgress {
     return { done: false, value: piece };
   }
 
+  /** Gives the body up; the result is the transport's one frozen `done` result. */
   return(): Promise<IteratorResult<Uint8Array, undefined>> {
     this.#close();
-    return Promise.resolve({ done: true, value: undefined });
+    return this.#ended;
   }
 
   #close(): void {
