@@ -408,16 +408,23 @@ export function readWholeBodyNow(
     return readWholeBody(reader, framing, maxBytes);
   }
   const body = new BodyReader(reader, framing);
-  const parts: Uint8Array[] = [];
+  // The first piece alone (nearly always all there is: no array), then any more.
+  let first: Uint8Array | null = null;
+  let parts: Uint8Array[] | null = null;
   let total = 0;
   for (let piece = body.nextNow(); piece !== undefined; piece = body.nextNow()) {
-    if (piece === null) return parts.length === 1 ? parts[0]! : concatBytes(parts);
-    total += piece.byteLength;
-    if (total > maxBytes) throw new Http1Error(`body larger than ${maxBytes} bytes`, "too-large");
-    parts.push(piece);
-    if (body.done) return parts.length === 1 ? parts[0]! : concatBytes(parts);
+    if (piece !== null) {
+      total += piece.byteLength;
+      if (total > maxBytes) {
+        throw new Http1Error(`body larger than ${maxBytes} bytes`, "too-large");
+      }
+      if (first === null) first = piece;
+      else (parts ??= [first]).push(piece);
+      if (!body.done) continue;
+    }
+    return parts !== null ? concatBytes(parts) : first ?? new Uint8Array(0);
   }
-  return collectBody(body, parts, total, maxBytes);
+  return collectBody(body, parts ?? (first !== null ? [first] : []), total, maxBytes);
 }
 
 /** The rest of a body after `parts` (`total` bytes), joined with them. */

@@ -473,6 +473,13 @@ Deno.test("readWholeBodyNow() answers at once when the chunked body is buffered 
   assert.equal(decoder.decode(body), "hello world");
   assert.equal(counter.reads, 1);
   assert.equal(reader.buffered, 0);
+  for (const [text, want] of [["5\r\nhello\r\n0\r\n\r\n", "hello"], ["0\r\n\r\n", ""]]) {
+    const one = new ByteReader(source(text!).read, 4096);
+    await one.fill();
+    const got = readWholeBodyNow(one, { kind: "chunked" }, 1024);
+    assert.ok(got instanceof Uint8Array);
+    assert.equal(decoder.decode(got), want);
+  }
 });
 
 Deno.test("readWholeBodyNow() reads on when the body is not all there, alike", async () => {
