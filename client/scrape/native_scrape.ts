@@ -102,24 +102,32 @@ export function createNativeScrapeTransport(
     return head;
   };
 
-  const send = async (
+  // The target's answer as the scraper takes it: made once, not a closure
+  // (nor an async function's frame) per scrape (issue #11).
+  const answer = (response: Http1Response): TargetResponse => ({
+    status: response.head.status,
+    headers: response.head.headers,
+    body: new NativeBody(response, buffers, ended),
+  });
+
+  const send = (
     url: URL,
     init: { method: string; headers: readonly HeaderField[]; signal: AbortSignal },
   ): Promise<TargetResponse> => {
-    init.signal.throwIfAborted();
-    if (url.protocol !== "http:") throw new TypeError(`not an http URL: ${url}`);
-    const head = headFor(url, init.method, init.headers);
-    const response = await pool.request(url, {
-      method: init.method,
-      head,
-      maxHeaderBytes,
-      signal: init.signal,
-    });
-    return {
-      status: response.head.status,
-      headers: response.head.headers,
-      body: new NativeBody(response, buffers, ended),
-    };
+    // (Failures before the request reject the promise, as an async function's would.)
+    try {
+      init.signal.throwIfAborted();
+      if (url.protocol !== "http:") throw new TypeError(`not an http URL: ${url}`);
+      const head = headFor(url, init.method, init.headers);
+      return pool.request(url, {
+        method: init.method,
+        head,
+        maxHeaderBytes,
+        signal: init.signal,
+      }).then(answer);
+    } catch (error) {
+      return Promise.reject(error);
+    }
   };
 
   return Object.assign(send, {
