@@ -23,8 +23,14 @@ type HookedSignal = AbortSignal & { [ABORT_HOOKS]?: AbortHooks };
  * a listener added to an aborted signal never does.
  */
 export class AbortHooks {
-  /** Added callbacks; a deleted one's place is null (no splice per delete). */
-  #callbacks: ((() => void) | null)[] | null = null;
+  // Added callbacks in order: the first two in fields, any more in an
+  // array (a scrape's deadline has two: an array each was garbage, issue
+  // #11). A deleted one's place is null (no splice per delete).
+  #first: (() => void) | null = null;
+  #second: (() => void) | null = null;
+  #more: ((() => void) | null)[] | null = null;
+  /** Places used, deleted ones within them included. */
+  #count = 0;
   #ran = false;
 
   /**
@@ -34,7 +40,10 @@ export class AbortHooks {
    */
   add(callback: () => void): void {
     if (this.#ran) return;
-    (this.#callbacks ??= []).push(callback);
+    const at = this.#count++;
+    if (at === 0) this.#first = callback;
+    else if (at === 1) this.#second = callback;
+    else (this.#more ??= []).push(callback);
   }
 
   /**
@@ -43,12 +52,17 @@ export class AbortHooks {
    * @param callback As given to {@linkcode AbortHooks.add}.
    */
   delete(callback: () => void): void {
-    const callbacks = this.#callbacks;
-    if (callbacks === null) return;
-    const at = callbacks.lastIndexOf(callback);
+    let at = this.#count - 1;
+    while (at >= 0 && this.#at(at) !== callback) at--;
     if (at < 0) return;
-    if (at === callbacks.length - 1) callbacks.pop();
-    else callbacks[at] = null;
+    if (at === 0) this.#first = null;
+    else if (at === 1) this.#second = null;
+    else this.#more![at - 2] = null;
+    // The last place freed (the usual order: added, then deleted) is used again.
+    if (at === this.#count - 1) {
+      this.#count--;
+      if (at >= 2) this.#more!.pop();
+    }
   }
 
   /**
@@ -59,10 +73,14 @@ export class AbortHooks {
   run(): void {
     if (this.#ran) return;
     this.#ran = true;
-    const callbacks = this.#callbacks;
-    this.#callbacks = null;
-    if (callbacks === null) return;
-    for (const callback of callbacks) {
+    const count = this.#count;
+    const first = this.#first;
+    const second = this.#second;
+    const more = this.#more;
+    this.#first = this.#second = this.#more = null;
+    this.#count = 0;
+    for (let at = 0; at < count; at++) {
+      const callback = at === 0 ? first : at === 1 ? second : more![at - 2]!;
       if (callback === null) continue;
       try {
         callback();
@@ -70,6 +88,10 @@ export class AbortHooks {
         reportError(error);
       }
     }
+  }
+
+  #at(at: number): (() => void) | null {
+    return at === 0 ? this.#first : at === 1 ? this.#second : this.#more![at - 2]!;
   }
 
   /**

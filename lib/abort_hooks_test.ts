@@ -27,6 +27,24 @@ Deno.test("AbortHooks runs what is left once, in order, and nothing added after"
   more.delete(each[4]!);
   more.run();
   assert.deepEqual(seen, [1, 3]);
+  // Added and deleted in turn (a scrape's hooks), then more past the first two.
+  const turns = new AbortHooks();
+  const order: string[] = [];
+  const named = (name: string) => () => order.push(name);
+  const [p, q, r, s, t] = ["p", "q", "r", "s", "t"].map(named);
+  turns.add(p!);
+  turns.add(q!);
+  turns.delete(q!);
+  turns.delete(p!);
+  turns.add(r!);
+  turns.add(s!);
+  turns.add(t!);
+  turns.add(p!);
+  turns.delete(s!);
+  turns.add(q!);
+  turns.delete(q!);
+  turns.run();
+  assert.deepEqual(order, ["r", "t", "p"]);
 });
 
 Deno.test("onAbort() takes a signal's hooks where it has them, a listener elsewhere", () => {

@@ -27,6 +27,23 @@ export interface TimeoutDeadline {
   release(): void;
 }
 
+/** A deadline as kept: its place in the pending list, -1 when not there. */
+interface Pending extends Deadline {
+  slot: number;
+}
+
+/** A deadline of {@linkcode Deadlines.add}. */
+class Entry implements Pending {
+  readonly at: number;
+  readonly expire: () => void;
+  slot = -1;
+
+  constructor(at: number, expire: () => void) {
+    this.at = at;
+    this.expire = expire;
+  }
+}
+
 /**
  * Deadlines of requests in flight. One timer is armed for the earliest; a
  * deadline deleted before it passes leaves the timer alone, which then fires
@@ -35,7 +52,12 @@ export interface TimeoutDeadline {
  */
 export class Deadlines {
   readonly #now: () => number;
-  readonly #pending = new Set<Deadline>();
+  /**
+   * Deadlines not passed nor deleted, each knowing its place: deleting one
+   * moves the last into it (a Set's table was made anew each time it
+   * emptied, about once a scrape; issue #11).
+   */
+  #pending: Pending[] = [];
   #timer: ReturnType<typeof setTimeout> | undefined;
   #armedFor = Infinity;
 
@@ -50,7 +72,7 @@ export class Deadlines {
 
   /** Deadlines not passed nor deleted. */
   get size(): number {
-    return this.#pending.size;
+    return this.#pending.length;
   }
 
   /**
@@ -61,7 +83,7 @@ export class Deadlines {
    * @returns The deadline, to delete when the request ends.
    */
   add(at: number, expire: () => void): Deadline {
-    const deadline = { at, expire };
+    const deadline = new Entry(at, expire);
     this.#insert(deadline);
     return deadline;
   }
@@ -73,7 +95,15 @@ export class Deadlines {
    * @param deadline From {@linkcode Deadlines.add}.
    */
   delete(deadline: Deadline): void {
-    this.#pending.delete(deadline);
+    const pending = this.#pending;
+    const slot = (deadline as Pending).slot;
+    if (slot === undefined || slot < 0 || pending[slot] !== deadline) return;
+    const last = pending.pop()!;
+    if (last !== deadline) {
+      pending[slot] = last;
+      last.slot = slot;
+    }
+    (deadline as Pending).slot = -1;
   }
 
   /**
@@ -99,13 +129,14 @@ export class Deadlines {
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#armedFor = Infinity;
-    const left = [...this.#pending];
-    this.#pending.clear();
+    const left = this.#pending;
+    this.#pending = [];
+    for (const deadline of left) deadline.slot = -1;
     for (const deadline of left) deadline.expire();
   }
 
-  #insert(deadline: Deadline): void {
-    this.#pending.add(deadline);
+  #insert(deadline: Pending): void {
+    deadline.slot = this.#pending.push(deadline) - 1;
     if (deadline.at < this.#armedFor) this.#arm(deadline.at);
   }
 
@@ -121,12 +152,21 @@ export class Deadlines {
     this.#armedFor = Infinity;
     const now = this.#now();
     let next = Infinity;
-    const passed: Deadline[] = [];
-    for (const deadline of this.#pending) {
-      if (deadline.at <= now) passed.push(deadline);
-      else if (deadline.at < next) next = deadline.at;
+    const passed: Pending[] = [];
+    const pending = this.#pending;
+    let kept = 0;
+    for (let i = 0; i < pending.length; i++) {
+      const deadline = pending[i]!;
+      if (deadline.at <= now) {
+        deadline.slot = -1;
+        passed.push(deadline);
+        continue;
+      }
+      if (deadline.at < next) next = deadline.at;
+      deadline.slot = kept;
+      pending[kept++] = deadline;
     }
-    for (const deadline of passed) this.#pending.delete(deadline);
+    pending.length = kept;
     if (next < Infinity) this.#arm(next);
     for (const deadline of passed) deadline.expire();
   }
@@ -137,8 +177,9 @@ export class Deadlines {
  * controller's owner and its signal's hooks in one object, with no
  * closure per deadline (issue #11).
  */
-class Timeout extends AbortHooks implements Deadline, TimeoutDeadline {
+class Timeout extends AbortHooks implements Pending, TimeoutDeadline {
   readonly at: number;
+  slot = -1;
   readonly signal: AbortSignal;
   readonly #controller: AbortController;
   readonly #owner: Deadlines;

@@ -33,6 +33,7 @@ export {
   chunkFrameInPlace,
   LAST_CHUNK,
   readWholeBody,
+  readWholeBodyNow,
 } from "./http1_body.ts";
 export {
   Http1Pool,

@@ -385,13 +385,59 @@ export async function readWholeBody(
       : await reader.exactly(framing.length, "body");
     return bytes.slice();
   }
+  return await collectBody(new BodyReader(reader, framing), [], 0, maxBytes);
+}
+
+/**
+ * {@linkcode readWholeBody} without a promise when a chunked body is at
+ * hand to its end (a small answer, nearly always): the body then, else
+ * (bytes to read first, another framing) the promise readWholeBody gives.
+ *
+ * @param reader The connection's reader, at the body's start.
+ * @param framing The body's framing.
+ * @param maxBytes Larger bodies fail ("too-large").
+ * @returns The body's bytes, or a promise of them.
+ * @throws {Http1Error} As readWholeBody fails, when the bytes at hand show it.
+ */
+export function readWholeBodyNow(
+  reader: ByteReader,
+  framing: BodyFraming,
+  maxBytes: number,
+): Uint8Array | Promise<Uint8Array> {
+  if (framing.kind !== "chunked" || reader.buffered === 0) {
+    return readWholeBody(reader, framing, maxBytes);
+  }
   const body = new BodyReader(reader, framing);
-  const parts: Uint8Array[] = [];
+  // The first piece alone (nearly always all there is: no array), then any more.
+  let first: Uint8Array | null = null;
+  let parts: Uint8Array[] | null = null;
   let total = 0;
+  for (let piece = body.nextNow(); piece !== undefined; piece = body.nextNow()) {
+    if (piece !== null) {
+      total += piece.byteLength;
+      if (total > maxBytes) {
+        throw new Http1Error(`body larger than ${maxBytes} bytes`, "too-large");
+      }
+      if (first === null) first = piece;
+      else (parts ??= [first]).push(piece);
+      if (!body.done) continue;
+    }
+    return parts !== null ? concatBytes(parts) : first ?? new Uint8Array(0);
+  }
+  return collectBody(body, parts ?? (first !== null ? [first] : []), total, maxBytes);
+}
+
+/** The rest of a body after `parts` (`total` bytes), joined with them. */
+async function collectBody(
+  body: BodyReader,
+  parts: Uint8Array[],
+  total: number,
+  maxBytes: number,
+): Promise<Uint8Array> {
   // (A body read to its end is not asked again; a piece buffered is taken
   // without a promise.)
   for (
-    let piece = body.nextNow() ?? await body.next();
+    let piece = body.done ? null : body.nextNow() ?? await body.next();
     piece !== null;
     piece = body.done ? null : body.nextNow() ?? await body.next()
   ) {

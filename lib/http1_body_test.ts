@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { BodyReader, ByteReader, chunkFrame, LAST_CHUNK } from "./http1.ts";
+import { BodyReader, ByteReader, chunkFrame, LAST_CHUNK, readWholeBodyNow } from "./http1.ts";
 import { chunkData, chunkSizeLineLength, writeChunkSizeLine } from "./http1_body.ts";
 import type { BodyFraming } from "./http1_head.ts";
 import { ReadBufferPool } from "./read_buffers.ts";
@@ -477,4 +477,47 @@ Deno.test("BodyReader: chunk sizes with more than 8 digits of which leading zero
     () => bodyAfterSmallRead({ kind: "chunked" }, 1024, "100000000\r\nx\r\n0\r\n\r\n"),
     /malformed chunk size/,
   );
+});
+
+Deno.test("readWholeBodyNow() answers at once when the chunked body is buffered to its end", async () => {
+  const { read, counter } = source("5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n");
+  const reader = new ByteReader(read, 4096);
+  await reader.fill();
+  const body = readWholeBodyNow(reader, { kind: "chunked" }, 1024);
+  assert.ok(body instanceof Uint8Array);
+  assert.equal(decoder.decode(body), "hello world");
+  assert.equal(counter.reads, 1);
+  assert.equal(reader.buffered, 0);
+  for (const [text, want] of [["5\r\nhello\r\n0\r\n\r\n", "hello"], ["0\r\n\r\n", ""]]) {
+    const one = new ByteReader(source(text!).read, 4096);
+    await one.fill();
+    const got = readWholeBodyNow(one, { kind: "chunked" }, 1024);
+    assert.ok(got instanceof Uint8Array);
+    assert.equal(decoder.decode(got), want);
+  }
+});
+
+Deno.test("readWholeBodyNow() reads on when the body is not all there, alike", async () => {
+  for (const split of [3, 8, 14, 20, 26]) {
+    const text = "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
+    const { read } = source(text.slice(0, split), text.slice(split));
+    const reader = new ByteReader(read, 4096);
+    await reader.fill();
+    const body = readWholeBodyNow(reader, { kind: "chunked" }, 1024);
+    assert.equal(decoder.decode(await body), "hello world", `split at ${split}`);
+  }
+  // Sized, or nothing buffered yet: readWholeBody's promise.
+  const sized = new ByteReader(source("abc").read, 4096);
+  const answer = readWholeBodyNow(sized, { kind: "length", length: 3 }, 1024);
+  assert.ok(answer instanceof Promise);
+  assert.equal(decoder.decode(await answer), "abc");
+});
+
+Deno.test("readWholeBodyNow() refuses a body too large or badly framed", async () => {
+  const large = new ByteReader(source("5\r\nhello\r\n0\r\n\r\n").read, 4096);
+  await large.fill();
+  assert.throws(() => readWholeBodyNow(large, { kind: "chunked" }, 4), /larger than 4/);
+  const bad = new ByteReader(source("zz\r\nhello\r\n0\r\n\r\n").read, 4096);
+  await bad.fill();
+  assert.throws(() => readWholeBodyNow(bad, { kind: "chunked" }, 1024), /chunk size/);
 });

@@ -106,7 +106,14 @@ export async function runPoller(options: PollerOptions): Promise<void> {
     initialMs: retryInitialMs,
     maxMs: options.retryMaxMs ?? 5000,
   });
-  const inFlight = new Set<Promise<void>>();
+  // Scrapes in flight, counted (a Set entry and a `.finally` per scrape were
+  // garbage, issue #11): all of them, and those accepted (started before
+  // stopping: once stopping, scrapes are refused, so these only go down).
+  let inFlight = 0;
+  let accepted = 0;
+  // Called when `accepted`, or `inFlight`, reaches 0.
+  let onAcceptedDone: (() => void) | null = null;
+  let onAllDone: (() => void) | null = null;
   const maxRefusals = options.maxRefusals ?? 3;
   const repeats = options.repeats ?? createRepeatFilter();
   let refusals = 0;
@@ -127,8 +134,8 @@ export async function runPoller(options: PollerOptions): Promise<void> {
     const stopStream = () => {
       stopping = true;
       const end = () => stream.abort(signal.reason);
-      if (inFlight.size === 0) end();
-      else Promise.allSettled([...inFlight]).then(end);
+      if (accepted === 0) end();
+      else onAcceptedDone = () => queueMicrotask(end);
     };
     signal.addEventListener("abort", stopStream, { once: true });
     // Re-armed by every message: moves a due time, not a timer (issue #11);
@@ -167,15 +174,13 @@ export async function runPoller(options: PollerOptions): Promise<void> {
           logger.info("Registered with the proxy", { fqdn: identity.fqdn });
         } else if (kind === "scrape" && registeredAt > 0) {
           // While stopping, scrapes still arriving are refused at once.
-          const job = runScrape(value, sessionId, stopping, now);
-          inFlight.add(job);
-          job.finally(() => inFlight.delete(job));
+          runScrape(value, sessionId, stopping, now);
         } else if (kind === "goAway") {
           // Scrapes already received still run and push their answers.
           goAway = true;
           logger.info("The proxy is going away; reconnecting at once", {
             reason: value.reason,
-            scrapes_in_flight: inFlight.size,
+            scrapes_in_flight: inFlight,
           });
           break;
         }
@@ -231,7 +236,7 @@ export async function runPoller(options: PollerOptions): Promise<void> {
     // Stopping ends the back-off early; the loop's condition then ends it.
     if (!healthy) await sleep(backoff.next(), { signal }).catch(() => {});
   }
-  await Promise.allSettled([...inFlight]);
+  if (inFlight > 0) await new Promise<void>((resolve) => onAllDone = resolve);
   deadlines.close();
 
   async function runScrape(
@@ -240,55 +245,62 @@ export async function runPoller(options: PollerOptions): Promise<void> {
     refuse: boolean,
     started: number,
   ): Promise<void> {
-    // The scrape's records carry its id first, as a child logger's would;
-    // none is made per scrape (issue #11).
-    const scrapeId = request.id;
-    const timer = deadlines.timeout(request.timeoutMs, started);
-    const deadline = timer.signal;
-    if (debug) {
-      logger.debug("Scraping", {
-        scrape_id: scrapeId,
-        url: request.url,
-        timeout: formatDuration(request.timeoutMs),
-      });
-    }
-    const outcome: ScrapeOutcome = refuse
-      ? { status: 503, headers: [], error: "the client is shutting down", body: null }
-      : await options.scraper.scrape(request, deadline);
-    if (outcome.error !== "") {
-      metrics.scrapeErrors.inc();
-      // The same refusal every scrape interval is one problem: warn once a
-      // minute per URL and status, with how many were held back.
-      const held = repeats(`${outcome.status} ${request.url}`);
-      (held === null ? logger.debug : logger.warn)("Scrape failed", {
-        scrape_id: scrapeId,
-        url: request.url,
-        status: outcome.status,
-        err: outcome.error,
-        repeated: held ? `${held} more in the last minute` : undefined,
-      });
-    }
+    inFlight++;
+    if (!refuse) accepted++;
     try {
-      await push(pushHead(request.id, sessionId, outcome), outcome.body, deadline);
-      scrapes.inc(String(outcome.status));
+      // The scrape's records carry its id first, as a child logger's would;
+      // none is made per scrape (issue #11).
+      const scrapeId = request.id;
+      const timer = deadlines.timeout(request.timeoutMs, started);
+      const deadline = timer.signal;
       if (debug) {
-        logger.debug("Scrape finished", {
+        logger.debug("Scraping", {
+          scrape_id: scrapeId,
+          url: request.url,
+          timeout: formatDuration(request.timeoutMs),
+        });
+      }
+      const outcome: ScrapeOutcome = refuse
+        ? { status: 503, headers: [], error: "the client is shutting down", body: null }
+        : await options.scraper.scrape(request, deadline);
+      if (outcome.error !== "") {
+        metrics.scrapeErrors.inc();
+        // The same refusal every scrape interval is one problem: warn once a
+        // minute per URL and status, with how many were held back.
+        const held = repeats(`${outcome.status} ${request.url}`);
+        (held === null ? logger.debug : logger.warn)("Scrape failed", {
           scrape_id: scrapeId,
           url: request.url,
           status: outcome.status,
-          duration: formatDuration(Math.round(performance.now() - started)),
+          err: outcome.error,
+          repeated: held ? `${held} more in the last minute` : undefined,
         });
       }
-    } catch (error) {
-      metrics.pushErrors.inc();
-      logger.warn("Push failed", {
-        scrape_id: scrapeId,
-        url: request.url,
-        err: errorMessage(error),
-      });
+      try {
+        await push(pushHead(request.id, sessionId, outcome), outcome.body, deadline);
+        scrapes.inc(String(outcome.status));
+        if (debug) {
+          logger.debug("Scrape finished", {
+            scrape_id: scrapeId,
+            url: request.url,
+            status: outcome.status,
+            duration: formatDuration(Math.round(performance.now() - started)),
+          });
+        }
+      } catch (error) {
+        metrics.pushErrors.inc();
+        logger.warn("Push failed", {
+          scrape_id: scrapeId,
+          url: request.url,
+          err: errorMessage(error),
+        });
+      } finally {
+        timer.release();
+        durations.observe(null, (performance.now() - started) / 1000);
+      }
     } finally {
-      timer.release();
-      durations.observe(null, (performance.now() - started) / 1000);
+      if (!refuse && --accepted === 0 && onAcceptedDone !== null) onAcceptedDone();
+      if (--inFlight === 0 && onAllDone !== null) onAllDone();
     }
   }
 }

@@ -57,6 +57,11 @@ export function createNativeScrapeTransport(
   // piece's buffer back once written to the proxy (issue #11: a new zeroed
   // 64 KiB buffer per read cost CPU and churned the heap). At most 8 kept.
   const buffers = new ReadBufferPool(READ_BYTES);
+  // What a body's return() gives, made once: a push closes every body
+  // with it, and a new promise and result each were garbage (issue #11).
+  const ended: Promise<IteratorResult<Uint8Array, undefined>> = Promise.resolve(
+    Object.freeze({ done: true, value: undefined }),
+  );
   const pool = new Http1Pool({
     maxIdlePerHost: options.maxIdlePerTarget ?? 8,
     maxIdle: options.maxIdle ?? 64,
@@ -97,24 +102,32 @@ export function createNativeScrapeTransport(
     return head;
   };
 
-  const send = async (
+  // The target's answer as the scraper takes it: made once, not a closure
+  // (nor an async function's frame) per scrape (issue #11).
+  const answer = (response: Http1Response): TargetResponse => ({
+    status: response.head.status,
+    headers: response.head.headers,
+    body: new NativeBody(response, buffers, ended),
+  });
+
+  const send = (
     url: URL,
     init: { method: string; headers: readonly HeaderField[]; signal: AbortSignal },
   ): Promise<TargetResponse> => {
-    init.signal.throwIfAborted();
-    if (url.protocol !== "http:") throw new TypeError(`not an http URL: ${url}`);
-    const head = headFor(url, init.method, init.headers);
-    const response = await pool.request(url, {
-      method: init.method,
-      head,
-      maxHeaderBytes,
-      signal: init.signal,
-    });
-    return {
-      status: response.head.status,
-      headers: response.head.headers,
-      body: new NativeBody(response, buffers),
-    };
+    // (Failures before the request reject the promise, as an async function's would.)
+    try {
+      init.signal.throwIfAborted();
+      if (url.protocol !== "http:") throw new TypeError(`not an http URL: ${url}`);
+      const head = headFor(url, init.method, init.headers);
+      return pool.request(url, {
+        method: init.method,
+        head,
+        maxHeaderBytes,
+        signal: init.signal,
+      }).then(answer);
+    } catch (error) {
+      return Promise.reject(error);
+    }
   };
 
   return Object.assign(send, {
@@ -134,11 +147,17 @@ export function createNativeScrapeTransport(
 class NativeBody implements AsyncIterableIterator<Uint8Array>, BodyProgress {
   readonly #response: Http1Response;
   readonly #buffers: ReadBufferPool;
+  readonly #ended: Promise<IteratorResult<Uint8Array, undefined>>;
   #closed = false;
 
-  constructor(response: Http1Response, buffers: ReadBufferPool) {
+  constructor(
+    response: Http1Response,
+    buffers: ReadBufferPool,
+    ended: Promise<IteratorResult<Uint8Array, undefined>>,
+  ) {
     this.#response = response;
     this.#buffers = buffers;
+    this.#ended = ended;
   }
 
   get [BODY_PROGRESS](): BodyProgress {
@@ -196,9 +215,10 @@ class NativeBody implements AsyncIterableIterator<Uint8Array>, BodyProgress {
     return { done: false, value: piece };
   }
 
+  /** Gives the body up; the result is the transport's one frozen `done` result. */
   return(): Promise<IteratorResult<Uint8Array, undefined>> {
     this.#close();
-    return Promise.resolve({ done: true, value: undefined });
+    return this.#ended;
   }
 
   #close(): void {

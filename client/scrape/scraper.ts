@@ -17,6 +17,7 @@ import type {
   ScrapeJob,
   ScrapeOutcome,
   ScrapeTransport,
+  TargetResponse,
 } from "./scrape_types.ts";
 import { errorMessage } from "../../lib/error_message.ts";
 
@@ -264,66 +265,80 @@ export function createScraper(options: ScraperOptions): Scraper {
     }
     return applyScrapePolicy(resolved, policy);
   };
-  return {
-    async scrape(job, signal) {
-      let target = known?.get(job.url);
-      if (target === undefined) {
-        const found = await resolve(job, signal);
-        if (typeof found !== "string" && !("url" in found)) return found;
-        target = found;
-        if (known !== null) {
-          if (known.size >= KNOWN_URLS) known.clear();
-          known.set(job.url, target);
-        }
+  // The target's answer as an outcome: made once, not per scrape.
+  const answered = (response: TargetResponse): ScrapeOutcome => ({
+    status: response.status,
+    headers: pushed(response.headers),
+    error: "",
+    body: response.body,
+  });
+  // Sends the scrape; never rejects: a failure is an outcome.
+  const send = (
+    url: URL,
+    headers: readonly HeaderField[],
+    job: ScrapeJob,
+    signal: AbortSignal,
+  ): Promise<ScrapeOutcome> => {
+    const failed = (error: unknown): ScrapeOutcome =>
+      signal.aborted
+        ? failure(504, `scrape of ${url} hit its deadline before the target answered`)
+        : failure(502, `target did not answer: ${errorMessage(error)}`);
+    try {
+      return options.transport(url, { method: job.method || "GET", headers, signal })
+        .then(answered, failed);
+    } catch (error) {
+      return Promise.resolve(failed(error));
+    }
+  };
+  const scrapeSlow = async (
+    job: ScrapeJob,
+    signal: AbortSignal,
+    target: PolicyTarget | string | undefined,
+  ): Promise<ScrapeOutcome> => {
+    if (target === undefined) {
+      const found = await resolve(job, signal);
+      if (typeof found !== "string" && !("url" in found)) return found;
+      target = found;
+      if (known !== null) {
+        if (known.size >= KNOWN_URLS) known.clear();
+        known.set(job.url, target);
       }
-      if (typeof target === "string") return failure(403, target);
-      const url = target.url;
-      let headers = forwarded(target, job.headers);
-      if (options.readToken) {
-        // Rancher's fork silently switches to https when --token-path is set;
-        // here the scheme stays as asked, and a token never crosses the
-        // network in clear.
-        if (url.protocol !== "https:" && url.hostname !== "127.0.0.1") {
-          return failure(
-            403,
-            `refusing to send the --token-path token over plain http to ${url.host}; scrape with params _scheme=[https]`,
-          );
-        }
-        let token: string;
-        try {
-          token = (await options.readToken()).trim();
-        } catch (error) {
-          return failure(500, `cannot read token from token-path: ${errorMessage(error)}`);
-        }
-        // (A new list: the forwarded one may be kept for the next scrape.)
-        const withToken = headers.filter((h) => h.name !== "authorization");
-        withToken.push({ name: "authorization", value: `Bearer ${token}` });
-        headers = withToken;
-      }
-      try {
-        const response = await options.transport(url, {
-          method: job.method || "GET",
-          headers,
-          signal,
-        });
-        return {
-          status: response.status,
-          headers: pushed(response.headers),
-          error: "",
-          body: response.body,
-        };
-      } catch (error) {
-        if (signal.aborted) {
-          return failure(
-            504,
-            `scrape of ${url} hit its deadline before the target answered`,
-          );
-        }
+    }
+    if (typeof target === "string") return failure(403, target);
+    const url = target.url;
+    let headers = forwarded(target, job.headers);
+    if (options.readToken) {
+      // Rancher's fork silently switches to https when --token-path is set;
+      // here the scheme stays as asked, and a token never crosses the
+      // network in clear.
+      if (url.protocol !== "https:" && url.hostname !== "127.0.0.1") {
         return failure(
-          502,
-          `target did not answer: ${errorMessage(error)}`,
+          403,
+          `refusing to send the --token-path token over plain http to ${url.host}; scrape with params _scheme=[https]`,
         );
       }
+      let token: string;
+      try {
+        token = (await options.readToken()).trim();
+      } catch (error) {
+        return failure(500, `cannot read token from token-path: ${errorMessage(error)}`);
+      }
+      // (A new list: the forwarded one may be kept for the next scrape.)
+      const withToken = headers.filter((h) => h.name !== "authorization");
+      withToken.push({ name: "authorization", value: `Bearer ${token}` });
+      headers = withToken;
+    }
+    return await send(url, headers, job, signal);
+  };
+  return {
+    scrape(job, signal) {
+      const target = known?.get(job.url);
+      // A known URL and no token (the usual scrape): the transport's promise
+      // and one step, not an async function's frame per scrape (issue #11).
+      if (target === undefined || typeof target === "string" || options.readToken) {
+        return scrapeSlow(job, signal, target);
+      }
+      return send(target.url, forwarded(target, job.headers), job, signal);
     },
   };
 }

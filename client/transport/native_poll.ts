@@ -204,7 +204,14 @@ export function createNativePoll(options: NativePollOptions): PollStream {
         // Every message in it decoded into strings: its buffer is read into again.
         if (rest.byteLength === 0 && !viewed) reader.reuse(pending);
         viewed = false;
-        const piece = await body.next();
+        // The next message's bytes: read here and cut without a promise when
+        // they came whole (nearly always), one async step less per message
+        // than body.next() (issue #11); anything else goes its way.
+        let piece = body.nextNow();
+        if (piece === undefined && reader.buffered === 0 && await reader.fill()) {
+          piece = body.nextNow();
+        }
+        if (piece === undefined) piece = await body.next();
         if (piece === null) {
           throw new CallError(
             "protocol error: missing EndStreamResponse",

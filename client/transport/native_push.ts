@@ -20,7 +20,7 @@ import {
   ByteReader,
   readResponseHead,
   readResponseHeadNow,
-  readWholeBody,
+  readWholeBodyNow,
   ResponseHeadCache,
 } from "../../lib/http1.ts";
 import { bodyProgress, freeBuffer, releaseOwned } from "../../lib/owned_chunks.ts";
@@ -416,7 +416,9 @@ export function createNativePush(options: NativePushOptions): NativePush {
       const response = readResponseHeadNow(reader, maxHeaderBytes, connection.heads) ??
         await readResponseHead(reader, maxHeaderBytes, connection.heads);
       const framing = connection.heads.framing(response, "POST");
-      const bytes = await readWholeBody(connection.reader, framing, maxBodyBytes);
+      // (The answer buffered whole, nearly always: read without a promise.)
+      const answer = readWholeBodyNow(connection.reader, framing, maxBodyBytes);
+      const bytes = answer instanceof Uint8Array ? answer : await answer;
       const keep = connection.heads.reusable(response, framing);
       if (response.status !== 200) {
         if (keep) {
