@@ -31,9 +31,11 @@ export {
   type BodyReaderOptions,
   chunkFrame,
   chunkFrameInPlace,
+  chunkSizeLineLength,
   LAST_CHUNK,
   readWholeBody,
   readWholeBodyNow,
+  writeChunkSizeLine,
 } from "./http1_body.ts";
 export {
   Http1Pool,

@@ -470,18 +470,13 @@ export const LAST_CHUNK: Uint8Array = new TextEncoder().encode("0\r\n\r\n");
  */
 export function chunkFrameInPlace(chunk: Uint8Array, before?: Uint8Array): Uint8Array | null {
   const size = chunk.byteLength;
-  let digits = 1;
-  while (size >>> (4 * digits) !== 0 && digits < 8) digits++;
   const at = before?.byteLength ?? 0;
-  const front = at + digits + 2;
-  if (size === 0 || size > 0xffffffff || chunk.byteOffset < front) return null;
+  if (size === 0 || size > 0xffffffff) return null;
+  const front = at + chunkSizeLineLength(size);
+  if (chunk.byteOffset < front) return null;
   const out = new Uint8Array(chunk.buffer, chunk.byteOffset - front, front + size);
   if (before !== undefined) out.set(before);
-  for (let i = 0, shift = 4 * (digits - 1); i < digits; i++, shift -= 4) {
-    out[at + i] = HEX[(size >>> shift) & 0xf]!;
-  }
-  out[at + digits] = 13;
-  out[at + digits + 1] = 10;
+  writeChunkSizeLine(out, at, size);
   return out;
 }
 
@@ -542,17 +537,11 @@ export function chunkData(framed: Uint8Array): Uint8Array {
 export function chunkFrame(chunk: Uint8Array, before?: Uint8Array): Uint8Array {
   const at = before?.byteLength ?? 0;
   const size = chunk.byteLength;
-  let digits = 1;
-  while (size >>> (4 * digits) !== 0 && digits < 8) digits++;
-  const out = new Uint8Array(at + digits + 4 + size);
+  const out = new Uint8Array(at + chunkSizeLineLength(size) + size + 2);
   if (before !== undefined) out.set(before);
-  for (let i = 0, shift = 4 * (digits - 1); i < digits; i++, shift -= 4) {
-    out[at + i] = HEX[(size >>> shift) & 0xf]!;
-  }
-  out[at + digits] = 13;
-  out[at + digits + 1] = 10;
-  out.set(chunk, at + digits + 2);
-  out[at + digits + 2 + size] = 13;
-  out[at + digits + 3 + size] = 10;
+  const data = writeChunkSizeLine(out, at, size);
+  out.set(chunk, data);
+  out[data + size] = 13;
+  out[data + size + 1] = 10;
   return out;
 }

@@ -18,10 +18,12 @@ import type { ScrapeResponseHeadSchema } from "../../gen/pushprox/v1/pushprox_pb
 import { encodePushHead, PushHeadEncoder } from "./pushprox_codec.ts";
 import {
   ByteReader,
+  chunkSizeLineLength,
   readResponseHead,
   readResponseHeadNow,
   readWholeBodyNow,
   ResponseHeadCache,
+  writeChunkSizeLine,
 } from "../../lib/http1.ts";
 import { bodyProgress, freeBuffer, releaseOwned } from "../../lib/owned_chunks.ts";
 import { concatBytes } from "../../lib/bytes.ts";
@@ -282,7 +284,7 @@ export function createNativePush(options: NativePushOptions): NativePush {
         message.set(slow);
       }
       const length = message.byteLength;
-      const size = (5 + length).toString(16).length + 2;
+      const size = chunkSizeLineLength(5 + length);
       const begin = message.byteOffset - 5 - size - start.byteLength;
       const first = new Uint8Array(message.buffer, begin, start.byteLength + size + 5 + length);
       first.set(start);
@@ -503,16 +505,9 @@ async function writeAll(conn: Deno.Conn, bytes: Uint8Array, at = 0): Promise<voi
 
 /** Writes `[CRLF] hex(size) CRLF`; returns the bytes written. */
 function writeChunkPrefix(out: Uint8Array, at: number, size: number, leadingCrlf: boolean): number {
-  let n = 0;
-  if (leadingCrlf) {
-    out.set(CRLF, at);
-    n += 2;
-  }
-  const hex = size.toString(16);
-  for (let i = 0; i < hex.length; i++) out[at + n++] = hex.charCodeAt(i);
-  out[at + n++] = 0x0d;
-  out[at + n++] = 0x0a;
-  return n;
+  if (!leadingCrlf) return writeChunkSizeLine(out, at, size) - at;
+  out.set(CRLF, at);
+  return writeChunkSizeLine(out, at + 2, size) - at;
 }
 
 /** Writes a Connect envelope prefix (flags 0, big-endian length); returns 5. */
