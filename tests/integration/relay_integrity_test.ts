@@ -696,6 +696,43 @@ interface TargetPlan {
   pauses: number[];
 }
 
+/**
+ * Scrapes every body through the proxy, `SCRAPERS` kept-alive connections at
+ * a time (each takes every `SCRAPERS`-th body), and checks each answer's
+ * bytes, framing (`sized`: Content-Length expected) and Content-Encoding.
+ */
+async function scrapeAll<P extends { sent: Uint8Array; gzip: boolean }>(
+  proxyPort: number,
+  targetPort: number,
+  plans: readonly P[],
+  wires: Wire[],
+  expect: (n: number, plan: P) => { what: string; sized: boolean },
+): Promise<void> {
+  const scraper = async (k: number, indexes: number[]) => {
+    let wire = await openScraper(proxyPort, k, wires);
+    for (const n of indexes) {
+      const plan = plans[n]!;
+      const { what, sized } = expect(n, plan);
+      const url = `http://localhost:${targetPort}/metrics?n=${n}`;
+      const answer = await scrape(wire, url, what, closing(n));
+      checkAnswer(answer, plan.sent, sized, what);
+      assert.equal(
+        answer.fields.get("content-encoding"),
+        plan.gzip ? "gzip" : undefined,
+        `${what}: Content-Encoding`,
+      );
+      if (closing(n)) wire = await openScraper(proxyPort, k, wires);
+    }
+  };
+  const indexes = plans.map((_, n) => n);
+  await Promise.all(
+    Array.from(
+      { length: SCRAPERS },
+      (_, k) => scraper(k, indexes.filter((n) => n % SCRAPERS === k)),
+    ),
+  );
+}
+
 function planTarget(next: () => number, body: Uint8Array<ArrayBuffer>): TargetPlan {
   const gzip = next() < 0.25;
   const sent: Uint8Array<ArrayBuffer> = gzip
@@ -769,39 +806,16 @@ Deno.test({
     const wires: Wire[] = [];
     try {
       await client.waitFor(/Registered with the proxy/, 30_000);
-      const scraper = async (k: number, indexes: number[]) => {
-        let wire = await openScraper(proxy.port, k, wires);
-        for (const n of indexes) {
-          const plan = plans[n]!;
-          const what = `scrape ${n} (${bodies[n]!.byteLength} bytes, ${
-            plan.gzip ? `gzip to ${plan.sent.byteLength}` : "identity"
-          }, ${
-            plan.views === null
-              ? "Content-Length"
-              : `${plan.views.length} views <= ${Math.max(0, ...plan.views)}`
-          })`;
-          const answer = await scrape(
-            wire,
-            `http://localhost:${target.addr.port}/metrics?n=${n}`,
-            what,
-            closing(n),
-          );
-          checkAnswer(answer, plan.sent, plan.views === null, what);
-          assert.equal(
-            answer.fields.get("content-encoding"),
-            plan.gzip ? "gzip" : undefined,
-            `${what}: Content-Encoding`,
-          );
-          if (closing(n)) wire = await openScraper(proxy.port, k, wires);
-        }
-      };
-      const indexes = bodies.map((_, n) => n);
-      await Promise.all([
-        ...Array.from(
-          { length: SCRAPERS },
-          (_, k) => scraper(k, indexes.filter((n) => n % SCRAPERS === k)),
-        ),
-      ]);
+      await scrapeAll(proxy.port, target.addr.port, plans, wires, (n, plan) => ({
+        what: `scrape ${n} (${bodies[n]!.byteLength} bytes, ${
+          plan.gzip ? `gzip to ${plan.sent.byteLength}` : "identity"
+        }, ${
+          plan.views === null
+            ? "Content-Length"
+            : `${plan.views.length} views <= ${Math.max(0, ...plan.views)}`
+        })`,
+        sized: plan.views === null,
+      }));
       assert.equal(served, count);
       const total = plans.reduce((sum, plan) => sum + plan.sent.byteLength, 0);
       console.log(
@@ -942,35 +956,12 @@ Deno.test({
     const wires: Wire[] = [];
     try {
       await client.waitFor(/Registered with the proxy/, 30_000);
-      const scraper = async (k: number, indexes: number[]) => {
-        let wire = await openScraper(proxy.port, k, wires);
-        for (const n of indexes) {
-          const plan = plans[n]!;
-          const what = `scrape ${n} (${bodies[n]!.byteLength} bytes, ${
-            plan.gzip ? `gzip to ${plan.sent.byteLength}` : "identity"
-          }, ${plan.framing}, slices <= ${Math.max(...plan.slices)})`;
-          const answer = await scrape(
-            wire,
-            `http://localhost:${target.port}/metrics?n=${n}`,
-            what,
-            closing(n),
-          );
-          checkAnswer(answer, plan.sent, plan.framing === "length", what);
-          assert.equal(
-            answer.fields.get("content-encoding"),
-            plan.gzip ? "gzip" : undefined,
-            `${what}: Content-Encoding`,
-          );
-          if (closing(n)) wire = await openScraper(proxy.port, k, wires);
-        }
-      };
-      const indexes = bodies.map((_, n) => n);
-      await Promise.all([
-        ...Array.from(
-          { length: SCRAPERS },
-          (_, k) => scraper(k, indexes.filter((n) => n % SCRAPERS === k)),
-        ),
-      ]);
+      await scrapeAll(proxy.port, target.port, plans, wires, (n, plan) => ({
+        what: `scrape ${n} (${bodies[n]!.byteLength} bytes, ${
+          plan.gzip ? `gzip to ${plan.sent.byteLength}` : "identity"
+        }, ${plan.framing}, slices <= ${Math.max(...plan.slices)})`,
+        sized: plan.framing === "length",
+      }));
       assert.equal(target.served(), count);
       const total = plans.reduce((sum, plan) => sum + plan.sent.byteLength, 0);
       const framings = ["length", "chunked", "close"].map((f) =>
