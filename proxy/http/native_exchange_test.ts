@@ -38,6 +38,12 @@ function exchange(
 /** The head without its Date line (the second may turn between two heads). */
 const withoutDate = (text: string) => text.replace(/\r\nDate: [^\r]*/, "");
 
+/** What follows the response head in the bytes written. */
+function bodyOf(writes: readonly Uint8Array[]): string {
+  const text = writes.map((w) => new TextDecoder().decode(w)).join("");
+  return text.slice(text.indexOf("\r\n\r\n") + 4);
+}
+
 /** A scrape's request head (absolute-form). */
 function scrapeHead() {
   const scan = scanRequestHead(
@@ -252,9 +258,8 @@ Deno.test("NativeExchange: owned chunks of a chunked answer are framed in their 
   await ex.write(last.chunk);
   ex.end();
   assert.equal(await ex.finished(), true);
-  const text = writes.map((w) => new TextDecoder().decode(w)).join("");
   assert.equal(
-    text.slice(text.indexOf("\r\n\r\n") + 4),
+    bodyOf(writes),
     `3\r\nabc\r\n12c\r\n${"x".repeat(300)}\r\n5\r\ntight\r\n5\r\nthird\r\n` +
       "5\r\nplain\r\n4\r\nlast\r\n0\r\n\r\n",
   );
@@ -375,9 +380,8 @@ Deno.test("NativeExchange.writeChunk: a framed chunk as it is, only after the he
   await ex.writeChunk(last);
   ex.end();
   assert.equal(await ex.finished(), true);
-  const text = writes.map((w) => new TextDecoder().decode(w)).join("");
   assert.equal(
-    text.slice(text.indexOf("\r\n\r\n") + 4),
+    bodyOf(writes),
     `5\r\nfirst\r\n12c\r\n${"x".repeat(300)}\r\n5\r\nowned\r\n5\r\nthird\r\n` +
       "4\r\nlast\r\n0\r\n\r\n",
   );

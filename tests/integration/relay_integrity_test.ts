@@ -39,7 +39,9 @@ import {
   PushRequestSchema,
   PushResponseSchema,
 } from "../../gen/pushprox/v1/pushprox_pb.ts";
+import { concatBytes } from "../../lib/bytes.ts";
 import { seededRandom } from "../../lib/testing/random.ts";
+import { envelope } from "../adversarial/harness.ts";
 import { startClientProcess, startProxyProcess } from "../support.ts";
 
 const SEED = Number(Deno.env.get("RELAY_SEED") ?? 20261202);
@@ -55,16 +57,6 @@ const FQDN = "relay-fqdn";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder("latin1");
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.byteLength;
-  }
-  return out;
-}
 
 /** A whole number in [low, high]. */
 function between(next: () => number, low: number, high: number): number {
@@ -268,7 +260,7 @@ class Wire {
     const parts: Uint8Array[] = [];
     for (;;) {
       const data = await this.chunk(what);
-      if (data === null) return concat(parts);
+      if (data === null) return concatBytes(parts);
       parts.push(data);
     }
   }
@@ -289,15 +281,6 @@ class Wire {
   close(): void {
     this.socket.destroy();
   }
-}
-
-/** A Connect envelope. */
-function envelope(flags: number, payload: Uint8Array): Uint8Array {
-  const out = new Uint8Array(5 + payload.byteLength);
-  out[0] = flags;
-  new DataView(out.buffer).setUint32(1, payload.byteLength);
-  out.set(payload, 5);
-  return out;
 }
 
 /** The envelopes of a whole body. */
@@ -447,11 +430,11 @@ function pushBytes(
     ));
     at += size;
   }
-  const payload = concat(parts);
+  const payload = concatBytes(parts);
   let head = "POST /pushprox.v1.ClientService/Push HTTP/1.1\r\nHost: 127.0.0.1\r\n" +
     "Content-Type: application/connect+proto\r\nConnect-Protocol-Version: 1\r\n";
   if (plan.httpChunks === null) {
-    return concat([
+    return concatBytes([
       encoder.encode(`${head}Content-Length: ${payload.byteLength}\r\n\r\n`),
       payload,
     ]);
@@ -471,7 +454,7 @@ function pushBytes(
   framed.push(chunkSizeLine(lines, 0));
   if (lines() < 0.3) framed.push(encoder.encode("X-Trailer: 1\r\n"));
   framed.push(encoder.encode("\r\n"));
-  return concat(framed);
+  return concatBytes(framed);
 }
 
 const EXTENSIONS = ["", "", "", ";a=b", ';name="x y"', "; q", ";" + "e".repeat(40)];
@@ -515,7 +498,7 @@ async function rawPoll(
     0,
     toBinary(PollRequestSchema, create(PollRequestSchema, { fqdn: FQDN })),
   );
-  await wire.write(concat([
+  await wire.write(concatBytes([
     encoder.encode(
       `POST /pushprox.v1.ClientService/Poll HTTP/1.1\r\nHost: 127.0.0.1\r\n` +
         `Content-Type: application/connect+proto\r\nConnect-Protocol-Version: 1\r\n` +
@@ -531,7 +514,7 @@ async function rawPoll(
     for (;;) {
       const data = await wire.chunk("poll");
       if (data === null) return;
-      pending = concat([pending, data]);
+      pending = concatBytes([pending, data]);
       while (pending.byteLength >= 5) {
         const length = new DataView(pending.buffer, pending.byteOffset + 1, 4).getUint32(0);
         if (pending.byteLength < 5 + length) break;
@@ -867,7 +850,7 @@ function planRaw(next: () => number, body: Uint8Array<ArrayBuffer>): RawPlan {
     parts.push(sizeLine(0));
     if (next() < 0.3) parts.push(encoder.encode("X-Trailer: 1\r\nX-Other: two words\r\n"));
     parts.push(encoder.encode("\r\n"));
-    framed = concat(parts);
+    framed = concatBytes(parts);
   }
   const maxSlice = pickMax(next, [1, 7, 1024, 64 * 1024], framed.byteLength);
   const slices: number[] = [];
@@ -913,7 +896,7 @@ async function startRawTarget(
           : plan.framing === "chunked"
           ? (odd ? "transfer-encoding:Chunked\r\n" : "Transfer-Encoding: chunked\r\n")
           : "Connection: close\r\n";
-        const bytes = concat([encoder.encode(text + "\r\n"), plan.framed]);
+        const bytes = concatBytes([encoder.encode(text + "\r\n"), plan.framed]);
         let at = 0;
         for (let i = 0; at < bytes.byteLength; i++) {
           const size = plan.slices[i % plan.slices.length]!;
