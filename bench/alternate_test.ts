@@ -97,11 +97,17 @@ Deno.test({
       }).output();
       const stdout = new TextDecoder().decode(output.stdout);
       assert.equal(output.code, 0, new TextDecoder().decode(output.stderr).slice(-2000));
-      assert.match(stdout, /^round 1: this checkout [\d.]+ ms \(proxy [\d.]+, client [\d.]+\)/m);
+      assert.match(
+        stdout,
+        /^round 1: this checkout [\d.]+ ms \(proxy [\d.]+, client [\d.]+; user [\d.]+\)/m,
+      );
       const summary = JSON.parse(await Deno.readTextFile(json));
       assert.equal(summary.requests, 300);
       assert.equal(summary.body, "chunked");
       assert.ok(summary.msPerRequest.a > 0 && summary.msPerRequest.b > 0);
+      // User time is part of the total, never more.
+      assert.ok(summary.userMsPerRequest.a > 0);
+      assert.ok(summary.userMsPerRequest.a <= summary.msPerRequest.a + 1e-9);
       assert.ok(Number.isFinite(summary.ratio) && summary.ratio > 0);
       assert.deepEqual(Object.keys(summary.ratioByProcess), ["proxy", "client"]);
     } finally {
