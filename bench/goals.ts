@@ -10,6 +10,19 @@ import type { ClientsResult } from "./clients.ts";
 import { fixed, markdownTable, mean, pair, span, succeeded } from "./figures.ts";
 import type { ModuleCaseResult } from "./modules.ts";
 import type { CaseResult } from "./throughput.ts";
+import type { ProcessMemory } from "./services.ts";
+
+/**
+ * The private anonymous memory beside an RSS figure: what RSS adds on top of
+ * it after a load is mostly the executable's code pages first run under the
+ * load (file pages, shared, dropped by the kernel under pressure), which say
+ * nothing about memory the program keeps.
+ */
+function privateText(m: ProcessMemory): string {
+  return m.anon
+    ? `; private (RssAnon) ${fixed(m.anon.idle, 1)} → ${fixed(m.anon.postLoad, 1)} MiB`
+    : "";
+}
 
 /** One goal and how the run did against it. */
 export interface GoalVerdict {
@@ -143,7 +156,9 @@ export function judgeGoals(run: RunResults): GoalVerdict[] {
     back &&
       `${fixed(mem(back, "client").idle, 1)} → ${fixed(mem(back, "client").postLoad, 1)} MiB (${
         fixed(backPct!, 0)
-      } %) after ${fixed(back.memory!.postLoadWaitSeconds, 0)} s`,
+      } %) after ${fixed(back.memory!.postLoadWaitSeconds, 0)} s${
+        privateText(mem(back, "client"))
+      }`,
     // Back within 10 % sooner than a minute is met; not back yet after a
     // shorter wait is not a verdict.
     back && (backPct! <= 10 ? true : back.memory!.postLoadWaitSeconds >= 60 ? false : null),

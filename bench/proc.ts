@@ -97,13 +97,20 @@ export interface Memory {
   rssKiB: number;
   /** Peak resident set size (VmHWM) since start or the last reset. */
   hwmKiB: number;
+  /**
+   * The private anonymous part of the RSS (RssAnon): JS heap, malloc'd
+   * memory, stacks. The rest of the RSS is file pages (the executable's code
+   * and data, shared with every process running it and dropped by the kernel
+   * when it needs the memory) and shared memory.
+   */
+  anonKiB: number;
 }
 
 /**
- * Reads VmRSS and VmHWM from `/proc/PID/status`.
+ * Reads VmRSS, VmHWM and RssAnon from `/proc/PID/status`.
  *
  * @param pid The process, or "self".
- * @returns Current and peak RSS.
+ * @returns Current and peak RSS, and the private anonymous part of it.
  */
 export function readMemory(pid: number | "self"): Memory {
   const text = Deno.readTextFileSync(`/proc/${pid}/status`);
@@ -111,7 +118,7 @@ export function readMemory(pid: number | "self"): Memory {
     const match = text.match(new RegExp(`^${name}:\\s+(\\d+) kB`, "m"));
     return match ? Number(match[1]) : 0;
   };
-  return { rssKiB: field("VmRSS"), hwmKiB: field("VmHWM") };
+  return { rssKiB: field("VmRSS"), hwmKiB: field("VmHWM"), anonKiB: field("RssAnon") };
 }
 
 /**

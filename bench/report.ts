@@ -292,7 +292,7 @@ export function modulesTable(cases: readonly ModuleCaseResult[]): string {
       list.filter(succeeded).map((c) =>
         bulk ? c.cpu.exporter.perMiBMs : c.cpu.exporter.perScrapeMs
       );
-    const mem = (list: ModuleCaseResult[], f: keyof ProcessMemory) =>
+    const mem = (list: ModuleCaseResult[], f: "idle" | "peak" | "postLoad") =>
       list.map((c) => c.memory.processes.exporter?.[f] ?? 0);
     const cell = (f: (list: ModuleCaseResult[]) => number[], digits: number) =>
       hasPeer ? `${span(f(self), digits)} / ${span(f(peer), digits)}` : span(f(self), digits);

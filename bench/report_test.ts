@@ -105,6 +105,35 @@ Deno.test("judgeGoals() judges issue 11's goals from the cases it has", () => {
   assert.equal(goal(verdicts, /256 MiB/).pass, null);
 });
 
+Deno.test("judgeGoals() shows the private memory beside the post-load RSS when it was read", () => {
+  const memory = memoryFigures(
+    { proxy: 1024, client: 46 * 1024 },
+    { proxy: 1, client: 60 },
+    { proxy: 1024, client: 53 * 1024 },
+    60_000,
+    { idle: { proxy: 512, client: 15.5 * 1024 }, postLoad: { proxy: 512, client: 16.5 * 1024 } },
+  );
+  assert.deepEqual(memory.processes.client!.anon, { idle: 15.5, postLoad: 16.5 });
+  const cases = [makeCase({
+    mode: "proxied",
+    impl: "self",
+    round: 1,
+    payload: "20MiB",
+    concurrency: 8,
+    memory,
+  })];
+  const back = goal(
+    judgeGoals({ cases, modules: [], clients: [], churn: null }),
+    /Client RSS a minute after/,
+  );
+  // The verdict stays on RSS: 46 → 53 MiB is +15 %.
+  assert.equal(back.pass, false);
+  assert.match(
+    back.measured,
+    /46\.0 → 53\.0 MiB \(15 %\) after 60 s; private \(RssAnon\) 15\.5 → 16\.5 MiB$/,
+  );
+});
+
 Deno.test("judgeGoals() does not judge a post-load RSS read sooner than a minute as missed", () => {
   const cases = [makeCase({
     mode: "proxied",

@@ -27,6 +27,8 @@ export const CLIENT_FQDN = "localhost";
 /** Resident memory and descriptors of a process at one moment. */
 export interface ProcessSnapshot {
   rssKiB: number;
+  /** RssAnon: the private anonymous part of `rssKiB` (see `Memory.anonKiB`). */
+  anonKiB?: number;
   fds: number;
   /**
    * With `--gc`: right after a forced full garbage collection, RSS and the
@@ -49,7 +51,8 @@ export function round(value: number, digits = 3): number {
 }
 
 export function snapshot(pid: number): ProcessSnapshot {
-  return { rssKiB: readMemory(pid).rssKiB, fds: countFds(pid) };
+  const memory = readMemory(pid);
+  return { rssKiB: memory.rssKiB, anonKiB: memory.anonKiB, fds: countFds(pid) };
 }
 
 /** A snapshot, plus figures after a forced GC when an inspector is given. */
@@ -171,6 +174,12 @@ export interface ProcessMemory {
   peak: number;
   /** VmRSS `postLoadWaitSeconds` after the load ended. */
   postLoad: number;
+  /**
+   * RssAnon (private anonymous memory: heaps and stacks, not the
+   * executable's file pages) before the load and at the post-load reading,
+   * when they were read.
+   */
+  anon?: { idle: number; postLoad: number };
 }
 
 /** RSS of each watched process before, during and after a case's load. */
@@ -187,6 +196,8 @@ export interface MemoryFigures {
  * @param peakMiB VmHWM of each process over the load, MiB.
  * @param postLoadKiB VmRSS of each process after the wait, KiB.
  * @param waitMs The wait.
+ * @param anonKiB RssAnon of each process before the load and after the wait,
+ * KiB, where read.
  * @returns The figures in MiB.
  */
 export function memoryFigures(
@@ -194,6 +205,7 @@ export function memoryFigures(
   peakMiB: Record<string, number>,
   postLoadKiB: Record<string, number>,
   waitMs: number,
+  anonKiB?: { idle: Record<string, number>; postLoad: Record<string, number> },
 ): MemoryFigures {
   const processes: Record<string, ProcessMemory> = {};
   for (const [name, kib] of Object.entries(idleKiB)) {
@@ -202,6 +214,13 @@ export function memoryFigures(
       peak: peakMiB[name] ?? 0,
       postLoad: round((postLoadKiB[name] ?? 0) / 1024, 1),
     };
+    const anonIdle = anonKiB?.idle[name], anonAfter = anonKiB?.postLoad[name];
+    if (anonIdle !== undefined && anonAfter !== undefined) {
+      processes[name].anon = {
+        idle: round(anonIdle / 1024, 1),
+        postLoad: round(anonAfter / 1024, 1),
+      };
+    }
   }
   return { postLoadWaitSeconds: round(waitMs / 1000, 1), processes };
 }

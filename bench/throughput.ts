@@ -297,11 +297,16 @@ async function proxiedCase(
     }
     const waitMs = spec.postLoadWaitMs(what.payload);
     await sleep(waitMs);
+    const after = { proxy: readMemory(proxy.child.pid), client: readMemory(client.child.pid) };
     result.memory = memoryFigures(
       { proxy: idle.proxy.rssKiB, client: idle.client.rssKiB },
       result.peakRssMiB,
-      { proxy: readMemory(proxy.child.pid).rssKiB, client: readMemory(client.child.pid).rssKiB },
+      { proxy: after.proxy.rssKiB, client: after.client.rssKiB },
       waitMs,
+      idle.proxy.anonKiB === undefined || idle.client.anonKiB === undefined ? undefined : {
+        idle: { proxy: idle.proxy.anonKiB, client: idle.client.anonKiB },
+        postLoad: { proxy: after.proxy.anonKiB, client: after.client.anonKiB },
+      },
     );
     return result;
   } finally {

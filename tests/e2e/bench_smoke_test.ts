@@ -20,6 +20,7 @@ interface Memory {
   idle: number;
   peak: number;
   postLoad: number;
+  anon?: { idle: number; postLoad: number };
 }
 
 interface SmokeCase {
@@ -80,6 +81,11 @@ interface SmokeResult {
 function assertMemory(m: Memory | undefined, what: string): void {
   assert.ok(m, `${what}: no memory figures`);
   assert.ok(m.idle > 0 && m.peak > 0 && m.postLoad > 0, `${what}: ${JSON.stringify(m)}`);
+  if (m.anon) {
+    // Private memory is part of the RSS, never all of it (the executable's pages are file pages).
+    assert.ok(m.anon.idle > 0 && m.anon.idle < m.idle, `${what}: ${JSON.stringify(m)}`);
+    assert.ok(m.anon.postLoad > 0 && m.anon.postLoad < m.postLoad, `${what}: ${JSON.stringify(m)}`);
+  }
 }
 
 Deno.test("bench --profile=smoke runs every part, side by side with peers, and reports sane numbers", async () => {
@@ -154,6 +160,7 @@ Deno.test("bench --profile=smoke runs every part, side by side with peers, and r
       assert.ok(c.cpu.proxyAndClient.perMiBMs > 0, c.name);
       assertMemory(c.memory?.processes.proxy, `${c.name} proxy`);
       assertMemory(c.memory?.processes.client, `${c.name} client`);
+      assert.ok(c.memory?.processes.client?.anon, `${c.name}: no private memory figures`);
     }
   }
 
