@@ -27,6 +27,9 @@ export const PERF_V8_FLAGS: readonly string[] = [
   // Interpreted functions get a trampoline of their own, so their samples
   // name them instead of the JIT function that called them.
   "--interpreted-frames-native-stack",
+  // --perf-basic-prof turns V8's log on, which would leave an
+  // isolate-*-v8.log in the working directory; the perf map is apart.
+  "--logfile=/dev/null",
 ];
 
 /** One frame of a sample's call chain. */
@@ -371,7 +374,8 @@ const ORIGIN_LABELS: Record<JsOrigin, string> = {
 /**
  * The rows of a split, layers and their main parts, with shares of all
  * samples: kernel (by syscall), runtime native, libc, builtins outside JS,
- * then JavaScript by origin (JIT self, entered from it).
+ * then JavaScript by origin (JIT self, entered from it; left out for an
+ * origin without samples).
  *
  * @param split The split.
  * @returns The rows; the depth-0 shares sum to 1.
@@ -391,6 +395,7 @@ export function splitRows(split: LayerSplit): SplitRow[] {
   for (const origin of ["project", "npm", "deno", "other"] as const) {
     const { self, entered } = split.js[origin];
     rows.push({ layer: ORIGIN_LABELS[origin], depth: 0, share: (self + entered) / n });
+    if (self + entered === 0) continue;
     rows.push({ layer: "JIT self", depth: 1, share: self / n });
     rows.push({ layer: "entered from it", depth: 1, share: entered / n });
   }
@@ -485,7 +490,8 @@ export interface PerfTarget {
 /** A running `perf record`; {@linkcode PerfRecording.stop} ends it. */
 export interface PerfRecording {
   /**
-   * Stops recording and classifies each process's samples.
+   * Stops recording and classifies each process's samples; removes the
+   * processes' perf maps, read now (later code is not named).
    *
    * @returns The split per pid.
    */
@@ -562,7 +568,10 @@ export async function startPerf(
         }
         const splits = new Map<number, LayerSplit>();
         for (const s of symbols) {
-          const perfMap = new PerfMap(await Deno.readTextFile(`/tmp/perf-${s.pid}.map`));
+          const mapFile = `/tmp/perf-${s.pid}.map`;
+          const perfMap = new PerfMap(await Deno.readTextFile(mapFile));
+          // Read once and for all: the file only grows while the process runs.
+          await Deno.remove(mapFile).catch(() => {});
           splits.set(s.pid, classifySamples(byPid.get(s.pid)!, { ...s, perfMap }));
         }
         return splits;

@@ -212,4 +212,7 @@ Deno.test("splitRows' layers sum to all samples; formatSplit prints ms per reque
   assert.ok(lines.some((l) => /^ {2}kernel +20\.0 +0\.040$/.test(l)), lines.join("\n"));
   assert.ok(lines.some((l) => /^ {2}this project's JS +20\.0 +0\.040$/.test(l)));
   assert.ok(lines.some((l) => /^ {4}sendto +10\.0 +0\.020$/.test(l)));
+  // "other JS" has no samples: its line, without parts.
+  const other = lines.findIndex((l) => /^ {2}other JS +0\.0 +0\.000$/.test(l));
+  assert.equal(other, lines.length - 1, lines.join("\n"));
 });
