@@ -517,8 +517,21 @@ export async function startPerf(
     const maps = parseProcMaps(Deno.readTextFileSync(`/proc/${t.pid}/maps`));
     return { pid: t.pid, exe, maps, projectUrls: t.projectUrls };
   });
-  const file = await Deno.makeTempFile({ prefix: "perf-split-", suffix: ".data" });
-  const pids = targets.map((t) => t.pid).join(",");
+  // perf starts with its counters off and turns them on when told through
+  // a control FIFO, answering "ack": from then on every sample counts.
+  const dir = await Deno.makeTempDir({ prefix: "perf-split-" });
+  const file = `${dir}/perf.data`;
+  const cleanup = () => Deno.remove(dir, { recursive: true }).catch(() => {});
+  for (const fifo of ["ctl", "ack"]) {
+    const made = await new Deno.Command("mkfifo", { args: [`${dir}/${fifo}`] }).output();
+    if (!made.success) {
+      await cleanup();
+      throw new Error(`mkfifo ${dir}/${fifo} failed`);
+    }
+  }
+  // Opened for reading and writing, a FIFO's open does not wait for perf.
+  const ctl = await Deno.open(`${dir}/ctl`, { read: true, write: true });
+  const ack = await Deno.open(`${dir}/ack`, { read: true, write: true });
   const perf = new Deno.Command("perf", {
     args: [
       "record",
@@ -528,8 +541,11 @@ export async function startPerf(
       "cpu-clock",
       "-F",
       String(frequency),
+      "-D",
+      "-1",
+      `--control=fifo:${dir}/ctl,${dir}/ack`,
       "-p",
-      pids,
+      targets.map((t) => t.pid).join(","),
       "-o",
       file,
     ],
@@ -537,18 +553,28 @@ export async function startPerf(
     stderr: "piped",
   }).spawn();
   const stderr = new Response(perf.stderr).text();
-  // perf writes the file's header once it has attached to the processes.
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const size = (await Deno.stat(file)).size;
-    if (size > 0) break;
-    const exited = await Promise.race([perf.status, delay(50).then(() => null)]);
-    if (exited !== null || Date.now() > deadline) {
-      if (exited === null) perf.kill("SIGKILL");
-      await perf.status;
-      await Deno.remove(file).catch(() => {});
-      throw new Error(`perf record did not start: ${(await stderr).trim().slice(0, 500)}`);
-    }
+  const closeFifos = () => {
+    ctl.close();
+    ack.close();
+  };
+  await ctl.write(new TextEncoder().encode("enable\n"));
+  const answer = new Uint8Array(16);
+  const timeout = new AbortController();
+  const acked = await Promise.race([
+    ack.read(answer).then(
+      (n) => decoder.decode(answer.subarray(0, n ?? 0)).startsWith("ack"),
+      () => false,
+    ),
+    perf.status.then(() => false),
+    delay(10_000, timeout.signal).then(() => false, () => false),
+  ]);
+  timeout.abort();
+  if (!acked) {
+    perf.kill("SIGKILL");
+    await perf.status;
+    closeFifos();
+    await cleanup();
+    throw new Error(`perf record did not start: ${(await stderr).trim().slice(0, 500)}`);
   }
   return {
     async stop() {
@@ -556,6 +582,7 @@ export async function startPerf(
         perf.kill("SIGINT");
         await perf.status;
         await stderr;
+        closeFifos();
         const out = await new Deno.Command("perf", {
           args: ["script", "-i", file, "-F", "pid,ip,sym,dso"],
           stdout: "piped",
@@ -576,7 +603,7 @@ export async function startPerf(
         }
         return splits;
       } finally {
-        await Deno.remove(file).catch(() => {});
+        await cleanup();
       }
     },
   };
