@@ -7,9 +7,16 @@ import {
   parsePerfScript,
   parseProcMaps,
   PerfMap,
+  perfProblem,
   projectUrlsOf,
+  type SplitRow,
   splitRows,
 } from "./perf_split.ts";
+
+// The end-to-end tests below need Linux perf and leave to sample the kernel.
+const perfSkip = await perfProblem();
+if (perfSkip) console.warn(`SKIPPED perf split end-to-end tests: ${perfSkip}`);
+const BENCH_DIR = new URL(".", import.meta.url).pathname;
 
 // Lines from a real recording (`perf script -F pid,ip,sym,dso` of a deno
 // process run with --perf-basic-prof), chains shortened; the npm line and
@@ -215,4 +222,101 @@ Deno.test("splitRows' layers sum to all samples; formatSplit prints ms per reque
   // "other JS" has no samples: its line, without parts.
   const other = lines.findIndex((l) => /^ {2}other JS +0\.0 +0\.000$/.test(l));
   assert.equal(other, lines.length - 1, lines.join("\n"));
+});
+
+/** Runs a benchmark program to its end; returns its stdout. */
+async function run(args: string[]): Promise<string> {
+  const output = await new Deno.Command(Deno.execPath(), {
+    args,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const decoder = new TextDecoder();
+  assert.equal(output.code, 0, decoder.decode(output.stderr).slice(-3000));
+  return decoder.decode(output.stdout);
+}
+
+function layerSum(rows: readonly SplitRow[]): number {
+  return rows.filter((r) => r.depth === 0).reduce((sum, r) => sum + r.share, 0);
+}
+
+Deno.test({
+  name:
+    "bench:alternate --perf-split finds this project's JS in both programs, layers sum to 100 %",
+  ignore: perfSkip !== "",
+  async fn() {
+    const json = await Deno.makeTempFile({ prefix: "perf-split-test-", suffix: ".json" });
+    try {
+      const stdout = await run([
+        "run",
+        "--lock=deno.dev.lock",
+        "--frozen",
+        "--allow-all",
+        `${BENCH_DIR}alternate.ts`,
+        `--against=${BENCH_DIR}..`,
+        "--perf-split",
+        "--requests=300",
+        "--rounds=1",
+        "--warmup=50",
+        `--json=${json}`,
+      ]);
+      assert.match(stdout, /^proxy \(this checkout\), perf round: \d+ samples/m);
+      const summary = JSON.parse(await Deno.readTextFile(json)) as {
+        perfSplit: {
+          processes: {
+            side: string;
+            process: string;
+            msPerRequest: number;
+            rows: (SplitRow & { ms: number })[];
+            split: { samples: number; js: { project: { self: number; entered: number } } };
+          }[];
+        };
+      };
+      const processes = summary.perfSplit.processes;
+      assert.deepEqual(processes.map((p) => p.process), ["proxy", "client", "proxy", "client"]);
+      for (const p of processes) {
+        const what = `${p.process} (${p.side})`;
+        assert.ok(p.split.samples >= 50, `${what}: ${p.split.samples} samples`);
+        assert.ok(
+          Math.abs(layerSum(p.rows) - 1) < 1e-9,
+          `${what}: layers sum to ${layerSum(p.rows)}`,
+        );
+        const project = p.rows.find((r) => r.layer === "this project's JS")!;
+        assert.ok(project.share > 0.02, `${what}: project JS ${project.share}`);
+        assert.ok(project.ms > 0 && project.ms < p.msPerRequest, `${what}: ${project.ms} ms`);
+        const kernel = p.rows.find((r) => r.layer === "kernel")!;
+        assert.ok(kernel.share > 0.05, `${what}: kernel ${kernel.share}`);
+      }
+    } finally {
+      await Deno.remove(json).catch(() => {});
+    }
+  },
+});
+
+Deno.test({
+  name: "floor.ts --perf-split splits both floor processes, layers sum to 100 %",
+  ignore: perfSkip !== "",
+  async fn() {
+    const stdout = await run([
+      "run",
+      "-A",
+      `${BENCH_DIR}floor.ts`,
+      "--perf-split",
+      "--scrapes=200",
+    ]);
+    assert.match(stdout, /^floor proxy, perf pass: \d+ samples/m);
+    assert.match(stdout, /^floor client, perf pass: \d+ samples/m);
+    const result = JSON.parse(stdout.trim().split("\n").at(-1)!) as {
+      perfSplit: Record<
+        string,
+        { msPerScrape: number; rows: SplitRow[]; split: { samples: number } }
+      >;
+    };
+    assert.deepEqual(Object.keys(result.perfSplit), ["proxy", "client"]);
+    for (const [name, p] of Object.entries(result.perfSplit)) {
+      assert.ok(p.split.samples >= 20, `${name}: ${p.split.samples} samples`);
+      assert.ok(Math.abs(layerSum(p.rows) - 1) < 1e-9, `${name}: ${layerSum(p.rows)}`);
+      assert.ok(p.rows.find((r) => r.layer === "kernel")!.share > 0.1, name);
+    }
+  },
 });
