@@ -29,8 +29,9 @@
  * layer. Both stacks then run with V8's perf flags added
  * ({@linkcode PERF_V8_FLAGS}), and one more round is measured while Linux
  * `perf` samples all four processes; a table per process gives each layer's
- * share of its samples and ms per request (that share of the process's CPU
- * per request in the same round): the kernel by system call, Deno's native
+ * share of its samples and ms per request (that share of the process's
+ * median CPU per request in the rounds without perf, which costs CPU its
+ * samples do not show): the kernel by system call, Deno's native
  * code and libc outside JavaScript, and JavaScript by origin — this
  * project's, npm packages', Deno's own — with the builtins and native code
  * it entered (bench/perf_split.ts). Needs `perf` and permission to sample
@@ -340,8 +341,10 @@ async function exporterSide(label: string, exporter: ExporterProcess): Promise<S
 interface ProcessSplit {
   side: string;
   process: string;
-  /** The process's CPU per request in the recorded round. */
+  /** The process's median CPU per request in the rounds without perf. */
   msPerRequest: number;
+  /** Its CPU per request in the recorded round (perf's own cost included). */
+  msPerRequestUnderPerf: number;
   /** Layers and parts with their share and ms per request. */
   rows: (SplitRow & { ms: number })[];
   split: LayerSplit;
@@ -349,11 +352,16 @@ interface ProcessSplit {
 
 /**
  * One more round, measured while `perf` samples every process of both
- * sides; prints a table per process.
+ * sides; prints a table per process. The ms per request are shares of the
+ * process's median CPU per request in the rounds before: sampling costs the
+ * sampled process CPU that its samples do not show (at 4 kHz here 0.1–0.2
+ * ms per request and process, +50 % for the floor), so the recorded round's
+ * own figure would spread perf's cost over every layer.
  */
 async function perfRound(
   a: Side,
   b: Side,
+  results: readonly Round[],
   requests: number,
   log: (line: string) => void,
 ): Promise<{ round: Round; processes: ProcessSplit[] }> {
@@ -370,13 +378,16 @@ async function perfRound(
   [a, b].forEach((side, i) => {
     for (const p of side.processes) {
       const split = splits.get(p.pid)!;
-      const ms = round.sides[i]!.processes[p.name]!;
+      const ms = median(results.map((r) => r.sides[i]!.processes[p.name]!));
+      const underPerf = round.sides[i]!.processes[p.name]!;
+      const note = ` (median without perf; ${underPerf.toFixed(3)} in the perf round)`;
       log("");
-      for (const line of formatSplit(`${p.name} (${side.label}), perf round`, split, ms)) log(line);
+      for (const line of formatSplit(`${p.name} (${side.label})`, split, ms, note)) log(line);
       processes.push({
         side: side.label,
         process: p.name,
         msPerRequest: ms,
+        msPerRequestUnderPerf: underPerf,
         rows: splitRows(split).map((row) => ({ ...row, ms: row.share * ms })),
         split,
       });
@@ -507,7 +518,7 @@ async function main(args: string[]): Promise<number> {
         `${summary.b} ${summary.msPerRequest.b.toFixed(3)} ms; ratio ${summary.ratio.toFixed(3)}` +
         Object.entries(perProcess).map(([n, r]) => `, ${n} ${r.toFixed(3)}`).join(""),
     );
-    const perfSplit = perf ? await perfRound(a, b, requests, log) : undefined;
+    const perfSplit = perf ? await perfRound(a, b, results, requests, log) : undefined;
     if (values.json) {
       await Deno.writeTextFile(
         values.json,

@@ -18,7 +18,8 @@
  *
  * `--perf-split` runs both processes with V8's perf flags and measures one
  * more pass of the scrapes while Linux `perf` samples them, then prints a
- * table per process of where its CPU went, by layer, as `bench:alternate
+ * table per process of where its CPU went, by layer (ms: shares of the
+ * pass without perf), as `bench:alternate
  * --perf-split` does for the real programs (bench/perf_split.ts); "this
  * project's JS" is then this file's code. The JSON line gains `perfSplit`.
  * Exits 3 when `perf` cannot record here.
@@ -272,17 +273,21 @@ async function main(): Promise<void> {
     ]);
     const cpuBefore = [cpuMs(proxy.pid), cpuMs(client.pid)];
     for (let i = 0; i < scrapes; i++) await scrape();
-    const cpuPerScrape = [proxy.pid, client.pid].map((pid, i) =>
+    const underPerf = [proxy.pid, client.pid].map((pid, i) =>
       (cpuMs(pid) - cpuBefore[i]!) / scrapes
     );
+    // Shares of the perf-free pass: sampling costs CPU its samples do not show.
+    const cpuPerScrape = [proxyMs / scrapes, (bothMs - proxyMs) / scrapes];
     const splits = await recording.stop();
     perfSplit = {};
     for (const [i, name] of (["proxy", "client"] as const).entries()) {
       const split: LayerSplit = splits.get(i === 0 ? proxy.pid : client.pid)!;
       const ms = cpuPerScrape[i]!;
-      console.log(formatSplit(`floor ${name}, perf pass`, split, ms).join("\n") + "\n");
+      const note = ` (without perf; ${underPerf[i]!.toFixed(3)} in the perf pass)`;
+      console.log(formatSplit(`floor ${name}`, split, ms, note).join("\n") + "\n");
       perfSplit[name] = {
         msPerScrape: ms,
+        msPerScrapeUnderPerf: underPerf[i]!,
         rows: splitRows(split).map((row) => ({ ...row, ms: row.share * ms })),
         split,
       };

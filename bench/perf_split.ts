@@ -18,6 +18,52 @@
  * The parsers and {@linkcode classifySamples} are pure; {@linkcode startPerf}
  * and {@linkcode recordSplit} run `perf`.
  *
+ * ## Running it
+ *
+ *     # this checkout's proxy and client, and another checkout's, 57 KiB c1
+ *     deno task bench:alternate --against=../other --perf-split [--json=FILE]
+ *     # the runtime's floor for the same scrape (bench/floor.ts)
+ *     deno run -A bench/floor.ts --perf-split
+ *
+ * Both need `perf` (Debian: `linux-perf`) and leave to sample the kernel
+ * (root, or `kernel.perf_event_paranoid` ≤ 1); without them they say why and
+ * exit 3. The split comes from one extra round, measured while `perf`
+ * samples at 4 kHz; the other rounds' figures are perf-free, and the ms per
+ * request are shares of those: sampling costs the sampled process CPU that
+ * its samples do not show (0.08 ms per scrape and process for the floor
+ * here, 0.1–0.2 for the real programs), which the recorded round's own
+ * figure would spread over every layer.
+ *
+ * ## Reading the table
+ *
+ * One table per process; each row is a share of that process's samples and
+ * that share of its CPU per request without perf (ms/req). The layers
+ * (unindented rows) sum to 100 %:
+ *
+ * - **kernel**: every sample whose leaf is in the kernel, parted by the
+ *   system call in its chain. "syscall entry and exit" is kernel time in no
+ *   one call (mostly where interrupts are enabled again on the way out: a
+ *   timer sample that fell due inside a call lands there); "interrupts,
+ *   faults" had no system call at all. "with a JS frame on the stack" is the
+ *   part reached from JavaScript directly (a synchronous op): near zero for
+ *   Deno's networking, whose I/O the event loop does.
+ * - **Deno native / libc / V8 builtins, no JS on stack**: the event loop,
+ *   the op driver, Tokio, the allocator, microtask entry — the runtime
+ *   running on its own account.
+ * - **this project's JS**, **npm packages' JS**, **Deno's JS** (`ext:`,
+ *   `node:`), **other JS**: samples with a JavaScript function on the
+ *   stack, counted for the nearest one. "JIT self" is its own code; "entered
+ *   from it" the builtins (awaits, promises, typed arrays, Map/Set…), native
+ *   code and libc it called — the cost of what the function asks for. For
+ *   `--bundles` the bundle's code counts as this project's (npm packages
+ *   included); for the floor, bench/floor.ts's code.
+ *
+ * What the project can still cut is in its own JS rows (and, through the
+ * calls it makes, part of Deno's JS); the rest is below it. The kernel's
+ * share of samples can differ from the system share of `/proc` CPU times by
+ * a few points: both are sampled, differently. JSON (`--json`) keeps every
+ * row plus the 15 JavaScript functions and 15 leaves with most samples.
+ *
  * @module
  */
 
@@ -407,12 +453,18 @@ export function splitRows(split: LayerSplit): SplitRow[] {
  *
  * @param title What was recorded, e.g. "proxy (this checkout)".
  * @param split The split.
- * @param msPerRequest The process's CPU per request in the recorded round.
+ * @param msPerRequest The process's CPU per request (without perf).
+ * @param note Text after the first line's figures.
  * @returns The lines.
  */
-export function formatSplit(title: string, split: LayerSplit, msPerRequest: number): string[] {
+export function formatSplit(
+  title: string,
+  split: LayerSplit,
+  msPerRequest: number,
+  note = "",
+): string[] {
   const lines = [
-    `${title}: ${split.samples} samples, ${msPerRequest.toFixed(3)} ms CPU per request`,
+    `${title}: ${split.samples} samples; ${msPerRequest.toFixed(3)} ms CPU per request${note}`,
     `  ${"layer".padEnd(34)} ${"%".padStart(6)} ${"ms/req".padStart(7)}`,
   ];
   for (const row of splitRows(split)) {

@@ -215,7 +215,7 @@ Deno.test("splitRows' layers sum to all samples; formatSplit prints ms per reque
   const layers = splitRows(s).filter((r) => r.depth === 0);
   assert.equal(layers.reduce((sum, r) => sum + r.share, 0), 1);
   const lines = formatSplit("client", s, 0.2);
-  assert.match(lines[0]!, /^client: 10 samples, 0\.200 ms CPU per request$/);
+  assert.match(lines[0]!, /^client: 10 samples; 0\.200 ms CPU per request$/);
   assert.ok(lines.some((l) => /^ {2}kernel +20\.0 +0\.040$/.test(l)), lines.join("\n"));
   assert.ok(lines.some((l) => /^ {2}this project's JS +20\.0 +0\.040$/.test(l)));
   assert.ok(lines.some((l) => /^ {4}sendto +10\.0 +0\.020$/.test(l)));
@@ -260,7 +260,10 @@ Deno.test({
         "--warmup=50",
         `--json=${json}`,
       ]);
-      assert.match(stdout, /^proxy \(this checkout\), perf round: \d+ samples/m);
+      assert.match(
+        stdout,
+        /^proxy \(this checkout\): \d+ samples; [\d.]+ ms CPU per request \(median without perf/m,
+      );
       const summary = JSON.parse(await Deno.readTextFile(json)) as {
         perfSplit: {
           processes: {
@@ -304,8 +307,8 @@ Deno.test({
       "--perf-split",
       "--scrapes=200",
     ]);
-    assert.match(stdout, /^floor proxy, perf pass: \d+ samples/m);
-    assert.match(stdout, /^floor client, perf pass: \d+ samples/m);
+    assert.match(stdout, /^floor proxy: \d+ samples; [\d.]+ ms CPU per request \(without perf; /m);
+    assert.match(stdout, /^floor client: \d+ samples; [\d.]+ ms CPU per request \(without perf; /m);
     const result = JSON.parse(stdout.trim().split("\n").at(-1)!) as {
       perfSplit: Record<
         string,
