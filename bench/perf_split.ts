@@ -49,7 +49,10 @@
  *   Deno's networking, whose I/O the event loop does.
  * - **Deno native / libc / V8 builtins, no JS on stack**: the event loop,
  *   the op driver, Tokio, the allocator, microtask entry — the runtime
- *   running on its own account.
+ *   running on its own account. libc's "syscall wrappers" part is mostly
+ *   the kernel's: a timer sample that falls due while the kernel runs with
+ *   interrupts off is taken on the way back, at the wrapper's return address
+ *   (as "syscall entry and exit" is, when taken inside the kernel).
  * - **this project's JS**, **npm packages' JS**, **Deno's JS** (`ext:`,
  *   `node:`), **other JS**: samples with a JavaScript function on the
  *   stack, counted for the nearest one. "JIT self" is its own code; "entered
@@ -258,6 +261,12 @@ export interface LayerSplit {
   builtins: number;
   /** libc and other shared libraries with no JavaScript frame on the stack. */
   libc: number;
+  /**
+   * Of `libc`, samples in a system call's wrapper (epoll_wait, send,
+   * recv…): kernel time that a timer sample, held while the kernel ran with
+   * interrupts off, reports at the return address.
+   */
+  libcSyscalls: number;
   js: Record<JsOrigin, JsLayer>;
   /** The JavaScript functions with most samples (self + entered), at most 15. */
   functions: { name: string; origin: JsOrigin; self: number; entered: number }[];
@@ -279,6 +288,10 @@ export interface ProcessSymbols {
   /** URL prefixes of this project's code (file:///repo/proxy/ …). */
   projectUrls: readonly string[];
 }
+
+/** glibc's names for the wrappers of the system calls an event loop makes. */
+const SYSCALL_WRAPPER =
+  /^(?:__(?:GI___)?(?:libc_)?)?(?:epoll_wait|epoll_pwait2?|epoll_ctl|send|sendto|sendmsg|recv|recvfrom|recvmsg|read|write|readv|writev|close|accept4?|poll|ppoll|syscall|eventfd_(?:read|write)|sched_yield|madvise|mmap64|mmap|munmap|mprotect|clock_nanosleep|nanosleep|futex_abstimed_wait_common(?:64)?|lll_lock_wait)$/;
 
 type FrameKind = "kernel" | "js" | "builtin" | "native" | "lib";
 
@@ -336,6 +349,7 @@ export function classifySamples(
     runtimeNative: 0,
     builtins: 0,
     libc: 0,
+    libcSyscalls: 0,
     js: {
       project: { self: 0, entered: 0 },
       npm: { self: 0, entered: 0 },
@@ -378,8 +392,10 @@ export function classifySamples(
     }
     if (jsAt < 0) {
       if (leafKind === "native") split.runtimeNative++;
-      else if (leafKind === "lib") split.libc++;
-      else split.builtins++;
+      else if (leafKind === "lib") {
+        split.libc++;
+        if (SYSCALL_WRAPPER.test(frames[0]!.sym)) split.libcSyscalls++;
+      } else split.builtins++;
       continue;
     }
     const name = frames[jsAt]!.sym;
@@ -437,6 +453,14 @@ export function splitRows(split: LayerSplit): SplitRow[] {
   rows.push({ layer: "with a JS frame on the stack", depth: 1, share: split.kernel.underJs / n });
   rows.push({ layer: "Deno native, no JS on stack", depth: 0, share: split.runtimeNative / n });
   rows.push({ layer: "libc etc., no JS on stack", depth: 0, share: split.libc / n });
+  if (split.libc > 0) {
+    rows.push({
+      layer: "syscall wrappers (kernel's return)",
+      depth: 1,
+      share: split.libcSyscalls / n,
+    });
+    rows.push({ layer: "the rest", depth: 1, share: (split.libc - split.libcSyscalls) / n });
+  }
   rows.push({ layer: "V8 builtins, no JS on stack", depth: 0, share: split.builtins / n });
   for (const origin of ["project", "npm", "deno", "other"] as const) {
     const { self, entered } = split.js[origin];

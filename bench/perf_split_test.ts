@@ -172,6 +172,7 @@ Deno.test("classifySamples splits by layer and gives JS what it entered", () => 
   // __libc_recv and _int_free; the native chain of the event loop; one
   // builtin (JSRunMicrotasksEntry) with no JS above it.
   assert.equal(s.libc, 2);
+  assert.equal(s.libcSyscalls, 1);
   assert.equal(s.runtimeNative, 1);
   assert.equal(s.builtins, 1);
   // The project's function: one sample itself, one in SetPrototypeAdd it
