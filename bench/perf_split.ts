@@ -489,10 +489,10 @@ export function formatSplit(
 ): string[] {
   const lines = [
     `${title}: ${split.samples} samples; ${msPerRequest.toFixed(3)} ms CPU per request${note}`,
-    `  ${"layer".padEnd(34)} ${"%".padStart(6)} ${"ms/req".padStart(7)}`,
+    `  ${"layer".padEnd(38)} ${"%".padStart(6)} ${"ms/req".padStart(7)}`,
   ];
   for (const row of splitRows(split)) {
-    const label = ("  ".repeat(row.depth) + row.layer).padEnd(34);
+    const label = ("  ".repeat(row.depth) + row.layer).padEnd(38);
     lines.push(
       `  ${label} ${(row.share * 100).toFixed(1).padStart(6)} ` +
         `${(row.share * msPerRequest).toFixed(3).padStart(7)}`,
