@@ -25,11 +25,33 @@
  * and deploy files use. Prints a line per round and the medians; a checkout
  * against itself reads 1.00 ± 0.02 here.
  *
+ * `--perf-split` (with `--against`): where each process's CPU goes, by
+ * layer. Both stacks then run with V8's perf flags added
+ * ({@linkcode PERF_V8_FLAGS}), and one more round is measured while Linux
+ * `perf` samples all four processes; a table per process gives each layer's
+ * share of its samples and ms per request (that share of the process's
+ * median CPU per request in the rounds without perf, which costs CPU its
+ * samples do not show): the kernel by system call, Deno's native
+ * code and libc outside JavaScript, and JavaScript by origin — this
+ * project's, npm packages', Deno's own — with the builtins and native code
+ * it entered (bench/perf_split.ts). Needs `perf` and permission to sample
+ * the kernel; says so and exits 3 otherwise.
+ *
  * @module
  */
 
 import { parseArgs } from "node:util";
 import { startPeerExporter } from "./peer.ts";
+import {
+  formatSplit,
+  type LayerSplit,
+  PERF_V8_FLAGS,
+  perfProblem,
+  projectUrlsOf,
+  type SplitRow,
+  splitRows,
+  startPerf,
+} from "./perf_split.ts";
 import { readCpu } from "./proc.ts";
 import { type Child, stopAll } from "./process.ts";
 import {
@@ -44,7 +66,7 @@ import {
 } from "./stack.ts";
 
 /** The V8 flags deno.json's tasks, the bundles and deploy/ run both programs with. */
-const DEPLOYED_DENO_ARGS = ["--v8-flags=--max-semi-space-size=1"];
+const DEPLOYED_V8_FLAGS = ["--max-semi-space-size=1"];
 const HEAD_LIMIT = 16 * 1024;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -182,8 +204,11 @@ export function median(values: readonly number[]): number {
 /** One side of the comparison: processes whose CPU counts, and a request. */
 interface Side {
   label: string;
-  /** Named processes whose utime + stime make this side's cost. */
-  processes: { name: string; pid: number }[];
+  /**
+   * Named processes whose utime + stime make this side's cost, with the
+   * URL prefixes of this project's code in them.
+   */
+  processes: { name: string; pid: number; projectUrls: string[] }[];
   request(): Promise<void>;
   close(): void;
 }
@@ -247,13 +272,26 @@ async function measure(a: Side, b: Side, requests: number): Promise<Round> {
   return { sides, ratio: sides[0]!.total / sides[1]!.total };
 }
 
-function programs(repo: string, bundles: { proxy: string; client: string } | null) {
+function programs(
+  repo: string,
+  bundles: { proxy: string; client: string } | null,
+  perf = false,
+) {
+  const v8Flags = [...DEPLOYED_V8_FLAGS, ...(perf ? PERF_V8_FLAGS : [])];
   return (program: "proxy" | "client"): ServiceOptions => ({
     repo,
     ...(bundles ? { entry: bundles[program] } : {}),
-    denoArgs: [...(bundles ? ["--no-code-cache"] : []), ...DEPLOYED_DENO_ARGS],
+    denoArgs: [...(bundles ? ["--no-code-cache"] : []), `--v8-flags=${v8Flags.join(",")}`],
     args: [],
   });
+}
+
+/** This project's code in a side's programs: the sources' folders, or the bundles'. */
+function projectUrls(repo: string, bundles: { proxy: string; client: string } | null) {
+  return (program: "proxy" | "client"): string[] =>
+    bundles
+      ? [new URL(`file://${bundles[program].slice(0, bundles[program].lastIndexOf("/") + 1)}`).href]
+      : projectUrlsOf(repo);
 }
 
 async function proxiedSide(
@@ -262,8 +300,10 @@ async function proxiedSide(
   bundles: { proxy: string; client: string } | null,
   targetPort: number,
   path: string,
+  perf: boolean,
 ): Promise<Side> {
-  const options = programs(repo, bundles);
+  const options = programs(repo, bundles, perf);
+  const urls = projectUrls(repo, bundles);
   const proxy = await startProxy(options("proxy"));
   const client = await startClient(options("client"), proxy.port, "localhost");
   const target = `localhost:${targetPort}`;
@@ -275,10 +315,10 @@ async function proxiedSide(
   );
   return {
     label,
-    processes: [{ name: "proxy", pid: pidOf(proxy.child) }, {
-      name: "client",
-      pid: pidOf(client.child),
-    }],
+    processes: [
+      { name: "proxy", pid: pidOf(proxy.child), projectUrls: urls("proxy") },
+      { name: "client", pid: pidOf(client.child), projectUrls: urls("client") },
+    ],
     ...connection,
   };
 }
@@ -290,11 +330,75 @@ async function exporterSide(label: string, exporter: ExporterProcess): Promise<S
       "Accept: text/plain;version=0.0.4;q=0.9,*/*;q=0.1\r\n" +
       "User-Agent: Prometheus/3.0\r\nX-Prometheus-Scrape-Timeout-Seconds: 10\r\n\r\n",
   );
-  return { label, processes: [{ name: "exporter", pid: pidOf(exporter.child) }], ...connection };
+  return {
+    label,
+    processes: [{ name: "exporter", pid: pidOf(exporter.child), projectUrls: [] }],
+    ...connection,
+  };
+}
+
+/** One process's split from the recorded round, as `--json` writes it. */
+interface ProcessSplit {
+  side: string;
+  process: string;
+  /** The process's median CPU per request in the rounds without perf. */
+  msPerRequest: number;
+  /** Its CPU per request in the recorded round (perf's own cost included). */
+  msPerRequestUnderPerf: number;
+  /** Layers and parts with their share and ms per request. */
+  rows: (SplitRow & { ms: number })[];
+  split: LayerSplit;
+}
+
+/**
+ * One more round, measured while `perf` samples every process of both
+ * sides; prints a table per process. The ms per request are shares of the
+ * process's median CPU per request in the rounds before: sampling costs the
+ * sampled process CPU that its samples do not show (at 4 kHz here 0.1–0.2
+ * ms per request and process, +50 % for the floor), so the recorded round's
+ * own figure would spread perf's cost over every layer.
+ */
+async function perfRound(
+  a: Side,
+  b: Side,
+  results: readonly Round[],
+  requests: number,
+  log: (line: string) => void,
+): Promise<{ round: Round; processes: ProcessSplit[] }> {
+  const recording = await startPerf([...a.processes, ...b.processes]);
+  let round: Round;
+  try {
+    round = await measure(a, b, requests);
+  } catch (error) {
+    await recording.stop().catch(() => {});
+    throw error;
+  }
+  const splits = await recording.stop();
+  const processes: ProcessSplit[] = [];
+  [a, b].forEach((side, i) => {
+    for (const p of side.processes) {
+      const split = splits.get(p.pid)!;
+      const ms = median(results.map((r) => r.sides[i]!.processes[p.name]!));
+      const underPerf = round.sides[i]!.processes[p.name]!;
+      const note = ` (median without perf; ${underPerf.toFixed(3)} in the perf round)`;
+      log("");
+      for (const line of formatSplit(`${p.name} (${side.label})`, split, ms, note)) log(line);
+      processes.push({
+        side: side.label,
+        process: p.name,
+        msPerRequest: ms,
+        msPerRequestUnderPerf: underPerf,
+        rows: splitRows(split).map((row) => ({ ...row, ms: row.share * ms })),
+        split,
+      });
+    }
+  });
+  return { round, processes };
 }
 
 const USAGE = `Usage:
-  deno task bench:alternate --against=DIR [--bundles]      this checkout vs another, through the proxy
+  deno task bench:alternate --against=DIR [--bundles] [--perf-split]
+                                                           this checkout vs another, through the proxy
   deno task bench:alternate --peer.exporter=CMD [--verify]  this client's module listener vs a peer
 Options: --size=BYTES (58368) --body=plain|chunked (plain) --requests=N (3000) --rounds=N (3) --warmup=N (500) --json=FILE`;
 
@@ -306,6 +410,7 @@ async function main(args: string[]): Promise<number> {
       "peer.exporter": { type: "string" },
       verify: { type: "boolean", default: false },
       bundles: { type: "boolean", default: false },
+      "perf-split": { type: "boolean", default: false },
       size: { type: "string", default: "58368" },
       body: { type: "string", default: "plain" },
       requests: { type: "string", default: "3000" },
@@ -321,7 +426,8 @@ async function main(args: string[]): Promise<number> {
     Number.isInteger(warmup) && warmup >= 0;
   if (
     values.help || !numbersOk || (values.body !== "plain" && values.body !== "chunked") ||
-    (values.against === undefined) === (values["peer.exporter"] === undefined)
+    (values.against === undefined) === (values["peer.exporter"] === undefined) ||
+    (values["perf-split"] && values.against === undefined)
   ) {
     // deno-lint-ignore no-console
     console.error(USAGE);
@@ -331,6 +437,15 @@ async function main(args: string[]): Promise<number> {
     // deno-lint-ignore no-console
     console.log(line);
   };
+  const perf = values["perf-split"];
+  if (perf) {
+    const problem = await perfProblem();
+    if (problem) {
+      // deno-lint-ignore no-console
+      console.error(`--perf-split: ${problem}`);
+      return 3;
+    }
+  }
   const target = await startTarget([size]);
   const path = `/${values.body}/${size}`;
   let a: Side, b: Side;
@@ -342,8 +457,8 @@ async function main(args: string[]): Promise<number> {
       bundlesA = await bundlePrograms(REPO_ROOT, `${dir}/a`);
       bundlesB = await bundlePrograms(other, `${dir}/b`);
     }
-    a = await proxiedSide("this checkout", REPO_ROOT, bundlesA, target.port, path);
-    b = await proxiedSide(other, other, bundlesB, target.port, path);
+    a = await proxiedSide("this checkout", REPO_ROOT, bundlesA, target.port, path, perf);
+    b = await proxiedSide(other, other, bundlesB, target.port, path, perf);
   } else {
     const config = await Deno.makeTempFile({ prefix: "pushprox-alternate-", suffix: ".yml" });
     await Deno.writeTextFile(
@@ -403,7 +518,13 @@ async function main(args: string[]): Promise<number> {
         `${summary.b} ${summary.msPerRequest.b.toFixed(3)} ms; ratio ${summary.ratio.toFixed(3)}` +
         Object.entries(perProcess).map(([n, r]) => `, ${n} ${r.toFixed(3)}`).join(""),
     );
-    if (values.json) await Deno.writeTextFile(values.json, JSON.stringify(summary, null, 2) + "\n");
+    const perfSplit = perf ? await perfRound(a, b, results, requests, log) : undefined;
+    if (values.json) {
+      await Deno.writeTextFile(
+        values.json,
+        JSON.stringify({ ...summary, ...(perfSplit ? { perfSplit } : {}) }, null, 2) + "\n",
+      );
+    }
     return 0;
   } finally {
     a.close();

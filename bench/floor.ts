@@ -14,12 +14,28 @@
  * figure is utime+stime of the client and proxy processes over the scrapes,
  * read from /proc like the bench does.
  *
- *     deno run -A bench/floor.ts [--size=BYTES] [--scrapes=N] [--warmup=N]
+ *     deno run -A bench/floor.ts [--size=BYTES] [--scrapes=N] [--warmup=N] [--perf-split]
+ *
+ * `--perf-split` runs both processes with V8's perf flags and measures one
+ * more pass of the scrapes while Linux `perf` samples them, then prints a
+ * table per process of where its CPU went, by layer (ms: shares of the
+ * pass without perf), as `bench:alternate
+ * --perf-split` does for the real programs (bench/perf_split.ts); "this
+ * project's JS" is then this file's code. The JSON line gains `perfSplit`.
+ * Exits 3 when `perf` cannot record here.
  *
  * @module
  */
 
 import { parseArgs } from "node:util";
+import {
+  formatSplit,
+  type LayerSplit,
+  PERF_V8_FLAGS,
+  perfProblem,
+  splitRows,
+  startPerf,
+} from "./perf_split.ts";
 
 const READ_BUFFER = 64 * 1024;
 const HEAD_ROOM = 16;
@@ -163,6 +179,7 @@ async function main(): Promise<void> {
       warmup: { type: "string" },
       "target-port": { type: "string" },
       "proxy-port": { type: "string" },
+      "perf-split": { type: "boolean", default: false },
     },
   });
   const size = Number(values.size);
@@ -172,6 +189,14 @@ async function main(): Promise<void> {
   }
   if (values.role === "proxy") return await runProxy(size, print);
 
+  const perf = values["perf-split"];
+  if (perf) {
+    const problem = await perfProblem();
+    if (problem) {
+      console.error(`--perf-split: ${problem}`);
+      Deno.exit(3);
+    }
+  }
   const scrapes = Number(values.scrapes ?? Math.max(20, Math.round(3000 * 57 * 1024 / size)));
   const warmup = Number(values.warmup ?? Math.max(5, Math.round(scrapes / 5)));
   // The target: one pre-built response, written whole.
@@ -194,7 +219,13 @@ async function main(): Promise<void> {
   const self = new URL(import.meta.url).pathname;
   const spawn = (args: string[]) =>
     new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", self, ...args],
+      args: [
+        "run",
+        "-A",
+        ...(perf ? [`--v8-flags=${PERF_V8_FLAGS.join(",")}`] : []),
+        self,
+        ...args,
+      ],
       stdout: "piped",
       stderr: "inherit",
     }).spawn();
@@ -232,6 +263,36 @@ async function main(): Promise<void> {
   const userMs = afterSplit[0]!.user + afterSplit[1]!.user - beforeSplit[0]!.user -
     beforeSplit[1]!.user;
   const mib = size / (1024 * 1024);
+  let perfSplit: Record<string, unknown> | undefined;
+  if (perf) {
+    // One more pass under perf, so the figures above stay perf's-cost free.
+    const projectUrls = [new URL(import.meta.url).href];
+    const recording = await startPerf([
+      { pid: proxy.pid, projectUrls },
+      { pid: client.pid, projectUrls },
+    ]);
+    const cpuBefore = [cpuMs(proxy.pid), cpuMs(client.pid)];
+    for (let i = 0; i < scrapes; i++) await scrape();
+    const underPerf = [proxy.pid, client.pid].map((pid, i) =>
+      (cpuMs(pid) - cpuBefore[i]!) / scrapes
+    );
+    // Shares of the perf-free pass: sampling costs CPU its samples do not show.
+    const cpuPerScrape = [proxyMs / scrapes, (bothMs - proxyMs) / scrapes];
+    const splits = await recording.stop();
+    perfSplit = {};
+    for (const [i, name] of (["proxy", "client"] as const).entries()) {
+      const split: LayerSplit = splits.get(i === 0 ? proxy.pid : client.pid)!;
+      const ms = cpuPerScrape[i]!;
+      const note = ` (without perf; ${underPerf[i]!.toFixed(3)} in the perf pass)`;
+      console.log(formatSplit(`floor ${name}`, split, ms, note).join("\n") + "\n");
+      perfSplit[name] = {
+        msPerScrape: ms,
+        msPerScrapeUnderPerf: underPerf[i]!,
+        rows: splitRows(split).map((row) => ({ ...row, ms: row.share * ms })),
+        split,
+      };
+    }
+  }
   console.log(JSON.stringify({
     size,
     scrapes,
@@ -244,6 +305,7 @@ async function main(): Promise<void> {
       bothSys: (bothMs - userMs) / scrapes,
     },
     msPerMiB: { both: bothMs / scrapes / mib },
+    ...(perfSplit ? { perfSplit } : {}),
   }));
   scraper.close();
   proxy.kill();
