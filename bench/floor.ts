@@ -12,7 +12,9 @@
  * scraper (this parent process) after a Content-Length head. The target
  * and the scraper are this parent process, whose CPU is not counted: the
  * figure is utime+stime of the client and proxy processes over the scrapes,
- * read from /proc like the bench does.
+ * read from /proc like the bench does. The JSON line it prints also has
+ * the scrapes' latency (p50, p99, max; the target's work included): the tail
+ * a relay with no project code sees on the machine at that time.
  *
  *     deno run -A bench/floor.ts [--size=BYTES] [--scrapes=N] [--warmup=N] [--perf-split]
  *
@@ -253,9 +255,19 @@ async function main(): Promise<void> {
   const before = cpuMs(proxy.pid) + cpuMs(client.pid);
   const beforeProxy = cpuMs(proxy.pid);
   const beforeSplit = [cpuSplitMs(proxy.pid), cpuSplitMs(client.pid)];
+  // Each scrape's latency too: the tail a relay with no project code sees
+  // on this machine (a paused vCPU, a busy neighbour).
+  const latencies = new Float64Array(scrapes);
   const started = performance.now();
-  for (let i = 0; i < scrapes; i++) await scrape();
+  for (let i = 0; i < scrapes; i++) {
+    const start = performance.now();
+    await scrape();
+    latencies[i] = performance.now() - start;
+  }
   const wallMs = performance.now() - started;
+  latencies.sort();
+  const percentile = (p: number) =>
+    Math.round(latencies[Math.min(scrapes - 1, Math.ceil(p / 100 * scrapes) - 1)]! * 1000) / 1000;
   const proxyMs = cpuMs(proxy.pid) - beforeProxy;
   const bothMs = cpuMs(proxy.pid) + cpuMs(client.pid) - before;
   const afterSplit = [cpuSplitMs(proxy.pid), cpuSplitMs(client.pid)];
@@ -297,6 +309,7 @@ async function main(): Promise<void> {
     size,
     scrapes,
     rps: Math.round(scrapes / wallMs * 1000),
+    latencyMs: { p50: percentile(50), p99: percentile(99), max: percentile(100) },
     msPerScrape: {
       proxy: proxyMs / scrapes,
       client: (bothMs - proxyMs) / scrapes,
