@@ -154,6 +154,7 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
           state.timer,
           options,
           kept,
+          state.closeIdle,
         );
         if (outcome.kind === "closed" || outcome.kind === "idle") {
           connection.destroy();
@@ -424,6 +425,11 @@ class EdgeState {
    */
   readonly giveBack = (buffer: ArrayBufferLike): void => {
     this.kept.headReader?.giveBack(buffer);
+  };
+
+  /** Closes an idle keep-alive connection (see readRequestHead); made once. */
+  readonly closeIdle = (): void => {
+    this.connection.destroy();
   };
 
   constructor(connection: EdgeConnection, door: FrontDoor) {
