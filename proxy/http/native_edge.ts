@@ -192,7 +192,7 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
         }
         let head: RequestHead | null = (outcome as { head: RequestHead }).head;
         outcome = null;
-        state.reader.take(head.length);
+        state.reader.skip(head.length);
         // Without a body nothing of the buffer is lent (the head is strings):
         // the next head is read into it again.
         if (framing === null) state.reader.recycle();
