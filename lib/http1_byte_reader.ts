@@ -328,6 +328,16 @@ export class ByteReader {
     this.#data = rest;
   }
 
+  /**
+   * Consumes `n` buffered bytes, as {@linkcode take} without making a view
+   * of them (a head already parsed into strings).
+   *
+   * @param n Bytes to consume, at most those buffered.
+   */
+  skip(n: number): void {
+    this.#data = this.#data.subarray(n);
+  }
+
   /** Consumes `n` buffered bytes and returns them (a view). */
   take(n: number): Uint8Array {
     const out = this.#data.subarray(0, n);

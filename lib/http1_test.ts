@@ -155,6 +155,15 @@ Deno.test("http1: a prefetched read is taken by the next fill", async () => {
   );
 });
 
+Deno.test("http1: skip consumes as take does, without a view", async () => {
+  const reader = readerOf("abcdef");
+  assert.ok(await reader.fill());
+  reader.skip(2);
+  assert.equal(new TextDecoder().decode(reader.take(3)), "cde");
+  reader.skip(1);
+  assert.equal(reader.buffered, 0);
+});
+
 /** Reads a body through BodyReader; each piece's buffer is freed once read. */
 async function dechunked(
   text: string | string[],

@@ -259,6 +259,10 @@ export class RequestHeadCache {
  * @param timer The connection's timer.
  * @param limits The timeouts and the size cap.
  * @param cache The connection's last head, reused when the next one's bytes are the same.
+ * @param closeIdle Closes the connection (made once per connection): when
+ *   given, a keep-alive wait that outlasts the idle timeout calls it (the
+ *   read then ends: "closed") instead of racing the read against the timer
+ *   (a promise and four closures less per request).
  * @returns What was found.
  */
 export async function readRequestHead(
@@ -267,13 +271,23 @@ export async function readRequestHead(
   timer: LazyTimer,
   limits: HeadLimits,
   cache?: RequestHeadCache,
+  closeIdle?: () => void,
 ): Promise<HeadOutcome> {
   try {
     if (!first && reader.buffered === 0) {
       // Keep-alive: wait for the next request's first bytes.
-      const more = await within(timer, reader.fill(), limits.idleTimeoutMs);
-      if (more === "timeout") return { kind: "idle" };
-      if (!more) return { kind: "closed" };
+      if (closeIdle === undefined) {
+        const more = await within(timer, reader.fill(), limits.idleTimeoutMs);
+        if (more === "timeout") return { kind: "idle" };
+        if (!more) return { kind: "closed" };
+      } else {
+        timer.set(limits.idleTimeoutMs, closeIdle);
+        try {
+          if (!await reader.fill()) return { kind: "closed" };
+        } finally {
+          timer.clear(closeIdle);
+        }
+      }
     }
     // Set when the bytes buffered first fall short of a head (the clock is
     // not read for a head that arrived whole, nearly every one): the scan

@@ -250,6 +250,28 @@ Deno.test("readRequestHead() names each way a wait for a head ends", async () =>
   }
 });
 
+Deno.test("readRequestHead() with closeIdle closes an idle connection instead of racing", async () => {
+  const timer = new LazyTimer();
+  try {
+    // The close ends the pending read, as closing a connection does.
+    let end: ((n: number | null) => void) | null = null;
+    let closes = 0;
+    const idle = new ByteReader(() => new Promise((resolve) => (end = resolve)), 4096);
+    const closeIdle = () => {
+      closes++;
+      end?.(null);
+    };
+    const outcome = await readRequestHead(idle, false, timer, LIMITS, undefined, closeIdle);
+    assert.deepEqual([outcome.kind, closes, timer.waiting], ["closed", 1, false]);
+    // Bytes in time: the wait is cleared, nothing closed.
+    const busy = scriptedReader(["GET /m HTTP/1.1\r\n\r\n"]);
+    const head = await readRequestHead(busy, false, timer, LIMITS, undefined, closeIdle);
+    assert.deepEqual([head.kind, closes, timer.waiting], ["head", 1, false]);
+  } finally {
+    timer.close();
+  }
+});
+
 const SCRAPE =
   "GET http://node1:9100/metrics HTTP/1.1\r\nHost: node1:9100\r\nAccept: text/plain\r\nX-Prometheus-Scrape-Timeout-Seconds: 10\r\n\r\n";
 

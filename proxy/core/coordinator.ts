@@ -170,6 +170,71 @@ interface PendingScrape extends Handoff {
 }
 
 /**
+ * A scrape sent to its client, waiting for the push that answers it: its
+ * promise's functions and its abort's sources in fields, its methods on
+ * the prototype (of the closures a literal took per scrape, only the
+ * abort listener is left).
+ */
+class WaitingScrape implements PendingScrape {
+  readonly id: string;
+  readonly sessionId: string;
+  readonly credential: string;
+  readonly record: ClientRecord<SessionImpl>;
+  sent = false;
+  answered = false;
+  readonly #signal: AbortSignal | undefined;
+  readonly #hook: AbortHook | null;
+  readonly #finish: (scrape: PendingScrape) => void;
+  readonly #resolve: (reply: ScrapeReply) => void;
+  readonly #reject: (reason: unknown) => void;
+
+  constructor(
+    id: string,
+    sessionId: string,
+    record: ClientRecord<SessionImpl>,
+    signal: AbortSignal | undefined,
+    hook: AbortHook | null,
+    finish: (scrape: PendingScrape) => void,
+    resolve: (reply: ScrapeReply) => void,
+    reject: (reason: unknown) => void,
+  ) {
+    this.id = id;
+    this.sessionId = sessionId;
+    this.credential = record.credential;
+    this.record = record;
+    this.#signal = signal;
+    this.#hook = hook;
+    this.#finish = finish;
+    this.#resolve = resolve;
+    this.#reject = reject;
+  }
+
+  /** The abort: called by the hook with the reason, by the signal with an event. */
+  readonly onAbort = (reason: unknown): void => {
+    if (this.answered) return; // the relaying side owns it now
+    if (this.#hook !== null) this.#hook.fire = null;
+    this.#finish(this);
+    this.#reject(this.#signal !== undefined ? this.#signal.reason : reason);
+  };
+
+  resolve(reply: ScrapeReply): void {
+    this.#stopListening();
+    this.#resolve(reply);
+  }
+
+  reject(error: Error): void {
+    this.#stopListening();
+    this.#finish(this);
+    this.#reject(error);
+  }
+
+  #stopListening(): void {
+    if (this.#hook === null) this.#signal?.removeEventListener("abort", this.onAbort);
+    else if (this.#hook.fire === this.onAbort) this.#hook.fire = null;
+  }
+}
+
+/**
  * Creates a coordinator.
  *
  * @param options Registration timeout, clock and id source.
@@ -331,38 +396,20 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
       record.lastScrape = at;
       record.useful = true;
       return new Promise<ScrapeReply>((resolve, reject) => {
-        // (Called by the hook with the reason, by the signal with an event.)
-        const onAbort = (reason: unknown) => {
-          if (scrape.answered) return; // the relaying side owns it now
-          if (hook !== null) hook.fire = null;
-          finishScrape(scrape);
-          reject(signal !== undefined ? signal.reason : reason);
-        };
-        const stopListening = () => {
-          if (hook === null) signal?.removeEventListener("abort", onAbort);
-          else if (hook.fire === onAbort) hook.fire = null;
-        };
-        const scrape: PendingScrape = {
+        const scrape = new WaitingScrape(
           id,
-          sessionId: session.id,
-          credential: record.credential,
+          session.id,
           record,
-          sent: false,
-          answered: false,
-          resolve(reply) {
-            stopListening();
-            resolve(reply);
-          },
-          reject(error) {
-            stopListening();
-            finishScrape(scrape);
-            reject(error);
-          },
-        };
+          signal,
+          hook,
+          finishScrape,
+          resolve,
+          reject,
+        );
         pending.set(id, scrape);
         stats.setInFlight(pending.size, at);
-        if (hook === null) signal?.addEventListener("abort", onAbort, { once: true });
-        else hook.fire = onAbort;
+        if (hook === null) signal?.addEventListener("abort", scrape.onAbort, { once: true });
+        else hook.fire = scrape.onAbort;
         session.queue.offer(
           {
             id,

@@ -129,24 +129,68 @@ export function handOff<S extends Handoff>(
     );
   }
   return new Promise<void>((resolve, reject) => {
-    let settled = false;
-    scrape.resolve({
-      status: head.status,
-      headers: head.headers.filter((h) =>
-        h.name.length !== 14 || h.name.toLowerCase() !== "content-length"
+    scrape.resolve(
+      new RelayedReply(
+        head,
+        "length" in length ? length.length : null,
+        body,
+        scrape,
+        finish,
+        resolve,
+        reject,
       ),
-      contentLength: "length" in length ? length.length : null,
-      error: head.error,
-      body,
-      settle(error) {
-        if (settled) return;
-        settled = true;
-        finish(scrape);
-        if (error) reject(error);
-        else resolve();
-      },
-    });
+    );
   });
+}
+
+/**
+ * The reply of a push handed off to its scrape: one object per scrape,
+ * its `settle` a method (not closures per scrape).
+ */
+class RelayedReply<S> implements ScrapeReply {
+  readonly status: number;
+  readonly headers: HeaderField[];
+  readonly contentLength: number | null;
+  readonly error: string;
+  readonly body: AsyncIterable<Uint8Array>;
+  readonly #scrape: S;
+  #finish: ((scrape: S) => void) | null;
+  readonly #resolve: () => void;
+  readonly #reject: (error: Error) => void;
+
+  constructor(
+    head: PushHead,
+    contentLength: number | null,
+    body: AsyncIterable<Uint8Array>,
+    scrape: S,
+    finish: (scrape: S) => void,
+    resolve: () => void,
+    reject: (error: Error) => void,
+  ) {
+    this.status = head.status;
+    this.headers = head.headers.filter(isNotContentLength);
+    this.contentLength = contentLength;
+    this.error = head.error;
+    this.body = body;
+    this.#scrape = scrape;
+    this.#finish = finish;
+    this.#resolve = resolve;
+    this.#reject = reject;
+  }
+
+  settle(error?: Error): void {
+    const finish = this.#finish;
+    if (finish === null) return;
+    this.#finish = null;
+    finish(this.#scrape);
+    if (error) this.#reject(error);
+    else this.#resolve();
+  }
+}
+
+/** Content-Length goes as the reply's `contentLength`, checked, not as a field. */
+function isNotContentLength(field: HeaderField): boolean {
+  return field.name.length !== 14 || field.name.toLowerCase() !== "content-length";
 }
 
 /**

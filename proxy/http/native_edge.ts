@@ -154,6 +154,7 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
           state.timer,
           options,
           kept,
+          state.closeIdle,
         );
         if (outcome.kind === "closed" || outcome.kind === "idle") {
           connection.destroy();
@@ -191,7 +192,7 @@ export function nativeEdge(options: NativeEdgeOptions): NativeRoute {
         }
         let head: RequestHead | null = (outcome as { head: RequestHead }).head;
         outcome = null;
-        state.reader.take(head.length);
+        state.reader.skip(head.length);
         // Without a body nothing of the buffer is lent (the head is strings):
         // the next head is read into it again.
         if (framing === null) state.reader.recycle();
@@ -424,6 +425,11 @@ class EdgeState {
    */
   readonly giveBack = (buffer: ArrayBufferLike): void => {
     this.kept.headReader?.giveBack(buffer);
+  };
+
+  /** Closes an idle keep-alive connection (see readRequestHead); made once. */
+  readonly closeIdle = (): void => {
+    this.connection.destroy();
   };
 
   constructor(connection: EdgeConnection, door: FrontDoor) {
