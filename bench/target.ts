@@ -26,18 +26,10 @@ import { exitWithParent } from "./process.ts";
 const CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
 /** The largest chunk of a `/chunked/` answer (Go's net/http writes 4 KiB or less at a time). */
 const CHUNK_BYTES = 4096;
-
-/** `bytes` as a stream of views of at most `size` bytes each (each one chunk on the wire). */
-function inPieces(bytes: Uint8Array<ArrayBuffer>, size: number): ReadableStream<Uint8Array> {
-  let at = 0;
-  return new ReadableStream({
-    pull(controller) {
-      controller.enqueue(bytes.subarray(at, at + size));
-      at += size;
-      if (at >= bytes.byteLength) controller.close();
-    },
-  }, { highWaterMark: 0 });
-}
+/** The longest request head read. */
+const HEAD_LIMIT = 16 * 1024;
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
 
 /**
  * Builds Prometheus text exposition of exactly `bytes` bytes: metric
@@ -94,6 +86,55 @@ interface Body {
   gzip: Uint8Array<ArrayBuffer>;
 }
 
+/** Every answer for one size, head and body in one buffer: one write each. */
+interface Answers {
+  plain: Uint8Array;
+  gzip: Uint8Array;
+  chunked: Uint8Array;
+}
+
+function concat(...parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.byteLength;
+  }
+  return out;
+}
+
+function answer(head: string[], body: Uint8Array): Uint8Array {
+  return concat(encoder.encode(`HTTP/1.1 200 OK\r\n${head.join("\r\n")}\r\n\r\n`), body);
+}
+
+/**
+ * Builds the answers for one payload: uncompressed with its length, gzip
+ * with its length, and chunked in pieces of at most 4 KiB.
+ */
+export function answersFor(body: Body): Answers {
+  const type = `content-type: ${CONTENT_TYPE}`;
+  const chunks: Uint8Array[] = [];
+  for (let at = 0; at < body.plain.byteLength; at += CHUNK_BYTES) {
+    const piece = body.plain.subarray(at, at + CHUNK_BYTES);
+    chunks.push(
+      encoder.encode(`${piece.byteLength.toString(16)}\r\n`),
+      piece,
+      encoder.encode("\r\n"),
+    );
+  }
+  chunks.push(encoder.encode("0\r\n\r\n"));
+  return {
+    plain: answer([type, `content-length: ${body.plain.byteLength}`], body.plain),
+    gzip: answer([
+      type,
+      "content-encoding: gzip",
+      "vary: Accept-Encoding",
+      `content-length: ${body.gzip.byteLength}`,
+    ], body.gzip),
+    chunked: answer([type, "transfer-encoding: chunked"], concat(...chunks)),
+  };
+}
+
 function acceptsGzip(header: string | null): boolean {
   if (header === null) return false;
   return header.split(",").some((part) => {
@@ -121,48 +162,93 @@ async function main(): Promise<void> {
     bodies.set(size, { plain, gzip: new Uint8Array(gzipSync(plain)) });
   }
 
-  const server = Deno.serve({
-    hostname: values.hostname,
-    port: Number(values.port),
-    onListen({ port }) {
-      const summary: Record<string, { plain: number; gzip: number }> = {};
-      for (const [size, body] of bodies) {
-        summary[size] = {
-          plain: body.plain.byteLength,
-          gzip: body.gzip.byteLength,
-        };
+  const answers = new Map<number, Answers>();
+  for (const [size, body] of bodies) answers.set(size, answersFor(body));
+  const listener = Deno.listen({ hostname: values.hostname, port: Number(values.port) });
+  const summary: Record<string, { plain: number; gzip: number }> = {};
+  for (const [size, body] of bodies) {
+    summary[size] = { plain: body.plain.byteLength, gzip: body.gzip.byteLength };
+  }
+  console.log(
+    JSON.stringify({ event: "listening", port: listener.addr.port, bodies: summary }),
+  );
+  Deno.addSignalListener("SIGTERM", () => listener.close());
+  for await (const conn of listener) {
+    serve(conn, answers).catch(() => {});
+  }
+}
+
+/**
+ * Answers one connection's requests, keep-alive: a pre-built answer written
+ * whole, so that the target costs the measured scrapes as little as it can
+ * (the issue's anchor figures used nginx; a target that copies and frames
+ * each answer anew adds its own latency to every proxied scrape).
+ */
+export async function serve(conn: Deno.Conn, answers: Map<number, Answers>): Promise<void> {
+  const buffer = new Uint8Array(HEAD_LIMIT);
+  let have = 0;
+  try {
+    (conn as Deno.TcpConn).setNoDelay?.(true);
+    for (;;) {
+      const n = await conn.read(buffer.subarray(have));
+      if (n === null) return;
+      have += n;
+      let end: number;
+      while ((end = headEnd(buffer, have)) > 0) {
+        const head = decoder.decode(buffer.subarray(0, end));
+        buffer.copyWithin(0, end, have);
+        have -= end;
+        const { bytes, close } = respond(head, answers);
+        for (let written = 0; written < bytes.byteLength;) {
+          written += await conn.write(bytes.subarray(written));
+        }
+        if (close) return;
       }
-      console.log(JSON.stringify({ event: "listening", port, bodies: summary }));
-    },
-  }, (request) => {
-    const path = new URL(request.url).pathname;
-    const match = path.match(/^\/(plain|gzip|chunked)\/(\d+)$/);
-    const body = match ? bodies.get(Number(match[2])) : undefined;
-    if (!match || !body) {
-      return new Response(`No payload at ${path}\n`, { status: 404 });
+      if (have === HEAD_LIMIT) return; // a head over 16 KiB: not a scraper's
     }
-    if (
-      match[1] === "gzip" && acceptsGzip(request.headers.get("accept-encoding"))
-    ) {
-      return new Response(body.gzip, {
-        headers: {
-          "content-type": CONTENT_TYPE,
-          "content-encoding": "gzip",
-          "vary": "Accept-Encoding",
-        },
-      });
+  } finally {
+    conn.close();
+  }
+}
+
+function headEnd(buffer: Uint8Array, have: number): number {
+  for (let i = 3; i < have; i++) {
+    if (buffer[i] === 10 && buffer[i - 1] === 13 && buffer[i - 2] === 10 && buffer[i - 3] === 13) {
+      return i + 1;
     }
-    if (match[1] === "chunked") {
-      return new Response(inPieces(body.plain, CHUNK_BYTES), {
-        headers: { "content-type": CONTENT_TYPE },
-      });
-    }
-    return new Response(body.plain, {
-      headers: { "content-type": CONTENT_TYPE },
-    });
+  }
+  return -1;
+}
+
+/** The answer to one request head, and whether to close the connection after it. */
+export function respond(
+  head: string,
+  answers: Map<number, Answers>,
+): { bytes: Uint8Array; close: boolean } {
+  const lines = head.split("\r\n");
+  const [method, target = "", version] = lines[0]!.split(" ");
+  const header = (name: string) =>
+    lines.find((l) => l.toLowerCase().startsWith(`${name}:`))?.slice(name.length + 1).trim() ??
+      null;
+  const close = version !== "HTTP/1.1" || /(^|,)\s*close\s*(,|$)/i.test(header("connection") ?? "");
+  const notFound = (text: string) => ({
+    bytes: encoder.encode(
+      `HTTP/1.1 404 Not Found\r\ncontent-type: text/plain\r\ncontent-length: ${
+        encoder.encode(text).byteLength
+      }\r\n\r\n${text}`,
+    ),
+    close,
   });
-  Deno.addSignalListener("SIGTERM", () => server.shutdown());
-  await server.finished;
+  const path = target.startsWith("/")
+    ? target.split("?")[0]!
+    : new URL(target, "http://x").pathname;
+  const match = path.match(/^\/(plain|gzip|chunked)\/(\d+)$/);
+  const found = match ? answers.get(Number(match[2])) : undefined;
+  if (method !== "GET" || !match || !found) return notFound(`No payload at ${path}\n`);
+  if (match[1] === "gzip" && acceptsGzip(header("accept-encoding"))) {
+    return { bytes: found.gzip, close };
+  }
+  return { bytes: match[1] === "chunked" ? found.chunked : found.plain, close };
 }
 
 if (import.meta.main) await main();
