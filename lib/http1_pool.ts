@@ -100,6 +100,11 @@ function endpointOf(url: URL): { hostname: string; port: number; key: string } {
   return endpoint;
 }
 
+/** Whether an answer so framed has body bytes to come. */
+function hasBody(framing: BodyFraming): boolean {
+  return framing.kind === "length" ? framing.length > 0 : framing.kind !== "none";
+}
+
 /** Errors that mean a kept-alive connection was closed by the peer meanwhile. */
 function isStale(error: unknown): boolean {
   return error instanceof Http1Error ||
@@ -210,6 +215,12 @@ export class Http1Pool {
         // goes back for the body's read, not to the collector (issue #11).
         conn.reader.releaseConsumed();
         framing = conn.heads.framing(head, method);
+        // A head received alone (a target writing head and body apart, the
+        // body a moment behind): its body's first bytes are waited for here,
+        // in this step, so that the answer comes with a piece at hand (one
+        // read through one async step, not five layers of the body's, per
+        // scrape; issue #11).
+        if (conn.reader.buffered === 0 && hasBody(framing)) await conn.reader.fill();
       } catch (error) {
         offAbort(signal, abort);
         conn.destroy();
