@@ -100,6 +100,11 @@ function endpointOf(url: URL): { hostname: string; port: number; key: string } {
   return endpoint;
 }
 
+/** Whether an answer so framed has body bytes to come. */
+function hasBody(framing: BodyFraming): boolean {
+  return framing.kind === "length" ? framing.length > 0 : framing.kind !== "none";
+}
+
 /** Errors that mean a kept-alive connection was closed by the peer meanwhile. */
 function isStale(error: unknown): boolean {
   return error instanceof Http1Error ||
@@ -210,6 +215,12 @@ export class Http1Pool {
         // goes back for the body's read, not to the collector (issue #11).
         conn.reader.releaseConsumed();
         framing = conn.heads.framing(head, method);
+        // A head received alone (a target writing head and body apart, the
+        // body a moment behind): its body's first bytes are waited for here,
+        // in this step, so that the answer comes with a piece at hand (one
+        // read through one async step, not five layers of the body's, per
+        // scrape; issue #11).
+        if (conn.reader.buffered === 0 && hasBody(framing)) await conn.reader.fill();
       } catch (error) {
         offAbort(signal, abort);
         conn.destroy();
@@ -241,7 +252,9 @@ export class Http1Pool {
     const connection = list?.pop();
     if (connection === undefined) return undefined;
     this.#idleCount--;
-    if (list!.length === 0) this.#idle.delete(key);
+    // An emptied list stays for the connection's return (a Map delete,
+    // a new list and a Map set per request were garbage and work; issue
+    // #11); #give drops the empty ones when there are too many.
     connection.clearTimer();
     return connection;
   }
@@ -265,16 +278,28 @@ export class Http1Pool {
 
   /** Keeps a connection whose answer was read to its end. */
   #give(connection: PooledConn): void {
-    const list = this.#idle.get(connection.key) ?? [];
+    const idle = this.#idle;
+    let list = idle.get(connection.key);
     if (
-      this.#closed || connection.reader.buffered > 0 || list.length >= this.#maxIdlePerHost ||
-      this.#maxIdle <= 0
+      this.#closed || connection.reader.buffered > 0 || this.#maxIdle <= 0 ||
+      (list?.length ?? 0) >= this.#maxIdlePerHost
     ) {
       return connection.destroy();
     }
-    if (this.#idleCount >= this.#maxIdle) this.#oldestIdle()?.destroy();
+    if (this.#idleCount >= this.#maxIdle) {
+      this.#oldestIdle()?.destroy();
+      // (The oldest may have been this list's last: its list is gone then.)
+      list = idle.get(connection.key);
+    }
+    if (list === undefined) {
+      // More lists than idle connections can fill: the empty ones go.
+      if (idle.size >= this.#maxIdle) {
+        for (const [key, kept] of idle) if (kept.length === 0) idle.delete(key);
+      }
+      list = [];
+      idle.set(connection.key, list);
+    }
     list.push(connection);
-    this.#idle.set(connection.key, list);
     this.#idleCount++;
     connection.watch(this.#idleMs);
   }

@@ -114,10 +114,10 @@ export function createNativeScrapeTransport(
     url: URL,
     init: { method: string; headers: readonly HeaderField[]; signal: AbortSignal },
   ): Promise<TargetResponse> => {
-    // (Failures before the request reject the promise, as an async function's would.)
+    // (Failures before the request reject the promise, as an async function's would;
+    // the pool refuses a URL that is not http.)
     try {
       init.signal.throwIfAborted();
-      if (url.protocol !== "http:") throw new TypeError(`not an http URL: ${url}`);
       const head = headFor(url, init.method, init.headers);
       return pool.request(url, {
         method: init.method,

@@ -56,8 +56,9 @@ export function createScrapeTransport(
     options.maxHeaderBytes !== undefined ? { maxHeaderBytes: options.maxHeaderBytes } : {},
   );
   return Object.assign(
+    // (The href's scheme: `url.protocol` makes a new string per scrape.)
     (url: URL, init: Parameters<ScrapeTransport>[1]) =>
-      url.protocol === "http:" ? native(url, init) : viaNode(url, init),
+      url.href.startsWith("http:") ? native(url, init) : viaNode(url, init),
     { close: () => native.close() },
   );
 }

@@ -290,14 +290,17 @@ export function createNativePush(options: NativePushOptions): NativePush {
       first.set(start);
       writeChunkPrefix(first, start.byteLength, 5 + length, false);
       writeEnvelopePrefix(first, start.byteLength + size, length);
-      // The head waits for the first piece of the body when that piece is
-      // already received (one write, one segment for the proxy); a body
-      // known to be complete takes the end of the stream along too.
+      // The head waits for the first piece of a native scrape's body (one
+      // write, one segment for the proxy), received or not: a target's
+      // answer often comes in two reads, its head and then its body (half
+      // of the 57 KiB scrapes), and the head written alone was a write
+      // and a wakeup of the proxy more (issue #11). A body known to be
+      // complete takes the end of the stream along too.
       let pending: Uint8Array | null = first;
       let ended = false;
       if (body !== null) {
         const progress = bodyProgress(body);
-        if (progress === null || !progress.ready) {
+        if (progress === null) {
           await writeAll(conn, pending);
           pending = null;
         }
@@ -399,6 +402,9 @@ export function createNativePush(options: NativePushOptions): NativePush {
             }
           }
         } catch (error) {
+          // Failed before its first piece: the proxy gets the head and a
+          // cut stream, as when the head went first.
+          if (pending !== null) await writeAll(conn, pending).catch(() => {});
           if (!exhausted) await pieces.return?.().catch(() => {});
           exhausted = true;
           throw error;

@@ -5,6 +5,7 @@ import { PushRequestSchema } from "../../gen/pushprox/v1/pushprox_pb.ts";
 import { createNativePush, nativePushSupported } from "./native_push.ts";
 import { BODY_PROGRESS, type BodyProgress, markOwned } from "../../lib/owned_chunks.ts";
 import { ReadBufferPool } from "../../lib/read_buffers.ts";
+import { concatBytes } from "../../lib/bytes.ts";
 
 /** What a fake proxy saw of one push. */
 export interface SeenPush {
@@ -443,8 +444,8 @@ Deno.test("native push joins its writes when the body tells it may", async () =>
     const small = new Uint8Array(1000).fill(1);
     assert.equal(await counted(progressBody([small], true)), 1);
     assert.equal(small.byteLength, 1000, "a small one is left to the collector");
-    // Not received yet: the head goes first.
-    assert.equal(await counted(progressBody([new Uint8Array(10)], false)), 2);
+    // Not received yet: the head waits for it, in one write all the same.
+    assert.equal(await counted(progressBody([new Uint8Array(10)], false)), 1);
     // Two pieces: the end of stream goes with the second.
     assert.equal(await counted(progressBody([new Uint8Array(10), new Uint8Array(20)], true)), 2);
     // Larger than a join: head and prefix, then the piece, then the end.
@@ -464,6 +465,34 @@ Deno.test("native push joins its writes when the body tells it may", async () =>
     push.close();
     listener.close();
     await serving.catch(() => {});
+  }
+});
+
+Deno.test("native push writes the head of a body that fails before its first piece", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  const received: Promise<Uint8Array> = (async () => {
+    const conn = await listener.accept();
+    const parts: Uint8Array[] = [];
+    const buffer = new Uint8Array(65536);
+    for (let n; (n = await conn.read(buffer)) !== null;) parts.push(buffer.slice(0, n));
+    conn.close();
+    return concatBytes(parts);
+  })();
+  const push = createNativePush({ baseUrl: `http://127.0.0.1:${port}`, maxIdle: 0 });
+  const failing = progressBody([], false);
+  failing[Symbol.asyncIterator] = () => ({
+    next: () => Promise.reject(new Error("target went away")),
+  });
+  try {
+    await assert.rejects(push.send(HEAD, failing, AbortSignal.timeout(5000)), /target went away/);
+    // The proxy sees the push begin and its stream cut, as when the head went first.
+    const text = new TextDecoder().decode(await received);
+    assert.match(text, /^POST \/pushprox\.v1\.ClientService\/Push HTTP\/1\.1\r\n/);
+    assert.ok(!text.includes("\r\n0\r\n\r\n"), "no end of stream");
+  } finally {
+    push.close();
+    listener.close();
   }
 });
 

@@ -106,6 +106,8 @@ const LONG_TEXT = 64;
 /** Longest text decoded here (and kept for the next message). */
 const MAX_TEXT = 8192;
 const utf8 = new TextDecoder();
+/** Scratch for {@linkcode ascii}: a short text's character codes, used and let go at once. */
+const CODES: number[] = [];
 
 /** Slots of a {@linkcode RecentTexts}: method, URL and 15 headers' names and values. */
 const RECENT_SLOTS = 32;
@@ -173,17 +175,24 @@ function ascii(c: Cursor, end: number, slot = -1): string {
       return "";
     }
   } else {
-    for (let i = start; i < stop; i++) {
-      if (bytes[i]! > 0x7f) {
-        c.fail = true;
-        return "";
-      }
-    }
     if (length === 0) {
       c.at = stop;
       return "";
     }
-    text = String.fromCharCode.apply(null, bytes.subarray(start, stop) as never);
+    // The codes in a plain array: `fromCharCode.apply` on a typed array
+    // (and the view for it) went through the runtime, every scrape's id
+    // (issue #11).
+    const codes = CODES;
+    codes.length = length;
+    for (let i = 0; i < length; i++) {
+      const byte = bytes[start + i]!;
+      if (byte > 0x7f) {
+        c.fail = true;
+        return "";
+      }
+      codes[i] = byte;
+    }
+    text = String.fromCharCode.apply(null, codes);
   }
   c.at = stop;
   texts?.keep(slot, text, length);
