@@ -88,13 +88,15 @@ interface Body {
 
 /** Every answer for one size, head and body in one buffer: one write each. */
 interface Answers {
-  plain: Uint8Array;
-  gzip: Uint8Array;
-  chunked: Uint8Array;
+  readonly plain: Uint8Array;
+  readonly gzip: Uint8Array;
+  readonly chunked: Uint8Array;
 }
 
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
+function concat(parts: readonly Uint8Array[]): Uint8Array {
+  let length = 0;
+  for (const part of parts) length += part.byteLength;
+  const out = new Uint8Array(length);
   let at = 0;
   for (const part of parts) {
     out.set(part, at);
@@ -104,36 +106,44 @@ function concat(...parts: Uint8Array[]): Uint8Array {
 }
 
 function answer(head: string[], body: Uint8Array): Uint8Array {
-  return concat(encoder.encode(`HTTP/1.1 200 OK\r\n${head.join("\r\n")}\r\n\r\n`), body);
+  return concat([encoder.encode(`HTTP/1.1 200 OK\r\n${head.join("\r\n")}\r\n\r\n`), body]);
 }
 
 /**
- * Builds the answers for one payload: uncompressed with its length, gzip
- * with its length, and chunked in pieces of at most 4 KiB.
+ * The answers for one payload: uncompressed with its length, gzip with its
+ * length, and chunked in pieces of at most 4 KiB; each built on its first
+ * request (a 256 MiB payload asked for one way holds one answer, not three).
  */
 export function answersFor(body: Body): Answers {
   const type = `content-type: ${CONTENT_TYPE}`;
-  const chunks: Uint8Array[] = [];
-  for (let at = 0; at < body.plain.byteLength; at += CHUNK_BYTES) {
-    const piece = body.plain.subarray(at, at + CHUNK_BYTES);
-    chunks.push(
-      encoder.encode(`${piece.byteLength.toString(16)}\r\n`),
-      piece,
-      encoder.encode("\r\n"),
-    );
-  }
-  chunks.push(encoder.encode("0\r\n\r\n"));
+  let plain: Uint8Array | undefined, gzip: Uint8Array | undefined;
+  let chunked: Uint8Array | undefined;
   return {
-    plain: answer([type, `content-length: ${body.plain.byteLength}`], body.plain),
-    gzip: answer([
-      type,
-      "content-encoding: gzip",
-      "vary: Accept-Encoding",
-      `content-length: ${body.gzip.byteLength}`,
-    ], body.gzip),
-    chunked: answer([type, "transfer-encoding: chunked"], concat(...chunks)),
+    get plain() {
+      return plain ??= answer([type, `content-length: ${body.plain.byteLength}`], body.plain);
+    },
+    get gzip() {
+      return gzip ??= answer([
+        type,
+        "content-encoding: gzip",
+        "vary: Accept-Encoding",
+        `content-length: ${body.gzip.byteLength}`,
+      ], body.gzip);
+    },
+    get chunked() {
+      if (chunked) return chunked;
+      const parts: Uint8Array[] = [];
+      for (let at = 0; at < body.plain.byteLength; at += CHUNK_BYTES) {
+        const piece = body.plain.subarray(at, at + CHUNK_BYTES);
+        parts.push(encoder.encode(`${piece.byteLength.toString(16)}\r\n`), piece, CRLF);
+      }
+      parts.push(encoder.encode("0\r\n\r\n"));
+      return chunked = answer([type, "transfer-encoding: chunked"], concat(parts));
+    },
   };
 }
+
+const CRLF = new Uint8Array([13, 10]);
 
 function acceptsGzip(header: string | null): boolean {
   if (header === null) return false;
