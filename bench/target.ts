@@ -21,6 +21,7 @@
 
 import { parseArgs } from "node:util";
 import { gzipSync } from "node:zlib";
+import { concatBytes } from "../lib/bytes.ts";
 import { exitWithParent } from "./process.ts";
 
 const CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
@@ -93,20 +94,8 @@ interface Answers {
   readonly chunked: Uint8Array;
 }
 
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  let length = 0;
-  for (const part of parts) length += part.byteLength;
-  const out = new Uint8Array(length);
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.byteLength;
-  }
-  return out;
-}
-
 function answer(head: string[], body: Uint8Array): Uint8Array {
-  return concat([encoder.encode(`HTTP/1.1 200 OK\r\n${head.join("\r\n")}\r\n\r\n`), body]);
+  return concatBytes([encoder.encode(`HTTP/1.1 200 OK\r\n${head.join("\r\n")}\r\n\r\n`), body]);
 }
 
 /**
@@ -138,7 +127,7 @@ export function answersFor(body: Body): Answers {
         parts.push(encoder.encode(`${piece.byteLength.toString(16)}\r\n`), piece, CRLF);
       }
       parts.push(encoder.encode("0\r\n\r\n"));
-      return chunked = answer([type, "transfer-encoding: chunked"], concat(parts));
+      return chunked = answer([type, "transfer-encoding: chunked"], concatBytes(parts));
     },
   };
 }
