@@ -680,6 +680,39 @@ interface TargetPlan {
 }
 
 /**
+ * Starts the real proxy and client, waits for the client to register, and
+ * runs `scrapes` through them; their output is printed when it fails.
+ */
+async function throughRealClient(
+  scrapes: (proxyPort: number, wires: Wire[]) => Promise<void>,
+): Promise<void> {
+  const proxy = await startProxyProcess([]);
+  const client = startClientProcess([`--proxy-url=${proxy.url}`, "--fqdn=localhost"]);
+  const wires: Wire[] = [];
+  try {
+    await client.waitFor(/Registered with the proxy/, 30_000);
+    await scrapes(proxy.port, wires);
+  } catch (error) {
+    console.error(
+      `client:\n${client.output().slice(-4000)}\nproxy:\n${proxy.process.output().slice(-4000)}`,
+    );
+    throw error;
+  } finally {
+    for (const wire of wires) wire.close();
+    await client.stop();
+    await proxy.process.stop();
+  }
+}
+
+/** Logs what a test relayed: scrapes, MiB, gzipped ones and `more`. */
+function logRelayed(plans: { sent: Uint8Array; gzip: boolean }[], more: string): void {
+  const total = plans.reduce((sum, plan) => sum + plan.sent.byteLength, 0);
+  console.log(
+    `${plans.length} scrapes, ${(total / 1024 / 1024).toFixed(1)} MiB relayed exactly, ` +
+      `${plans.filter((p) => p.gzip).length} gzipped, ${more}`,
+  );
+}
+/**
  * Scrapes every body through the proxy, `SCRAPERS` kept-alive connections at
  * a time (each takes every `SCRAPERS`-th body), and checks each answer's
  * bytes, framing (`sized`: Content-Length expected) and Content-Encoding.
@@ -784,37 +817,22 @@ Deno.test({
         return targetResponse(plans[n]);
       },
     );
-    const proxy = await startProxyProcess([]);
-    const client = startClientProcess([`--proxy-url=${proxy.url}`, "--fqdn=localhost"]);
-    const wires: Wire[] = [];
     try {
-      await client.waitFor(/Registered with the proxy/, 30_000);
-      await scrapeAll(proxy.port, target.addr.port, plans, wires, (n, plan) => ({
-        what: `scrape ${n} (${bodies[n]!.byteLength} bytes, ${
-          plan.gzip ? `gzip to ${plan.sent.byteLength}` : "identity"
-        }, ${
-          plan.views === null
-            ? "Content-Length"
-            : `${plan.views.length} views <= ${Math.max(0, ...plan.views)}`
-        })`,
-        sized: plan.views === null,
-      }));
+      await throughRealClient((proxyPort, wires) =>
+        scrapeAll(proxyPort, target.addr.port, plans, wires, (n, plan) => ({
+          what: `scrape ${n} (${bodies[n]!.byteLength} bytes, ${
+            plan.gzip ? `gzip to ${plan.sent.byteLength}` : "identity"
+          }, ${
+            plan.views === null
+              ? "Content-Length"
+              : `${plan.views.length} views <= ${Math.max(0, ...plan.views)}`
+          })`,
+          sized: plan.views === null,
+        }))
+      );
       assert.equal(served, count);
-      const total = plans.reduce((sum, plan) => sum + plan.sent.byteLength, 0);
-      console.log(
-        `${count} scrapes, ${(total / 1024 / 1024).toFixed(1)} MiB relayed exactly, ` +
-          `${plans.filter((p) => p.gzip).length} gzipped, ` +
-          `${plans.filter((p) => p.views !== null).length} chunked by the target`,
-      );
-    } catch (error) {
-      console.error(
-        `client:\n${client.output().slice(-4000)}\nproxy:\n${proxy.process.output().slice(-4000)}`,
-      );
-      throw error;
+      logRelayed(plans, `${plans.filter((p) => p.views !== null).length} chunked by the target`);
     } finally {
-      for (const wire of wires) wire.close();
-      await client.stop();
-      await proxy.process.stop();
       stop.abort();
       await target.finished;
     }
@@ -934,35 +952,21 @@ Deno.test({
     const bodies = Array.from({ length: count }, () => randomBody(next));
     const plans = bodies.map((body, n) => planRaw(seededRandom(SEED * 15485863 + n), body));
     const target = await startRawTarget(plans);
-    const proxy = await startProxyProcess([]);
-    const client = startClientProcess([`--proxy-url=${proxy.url}`, "--fqdn=localhost"]);
-    const wires: Wire[] = [];
     try {
-      await client.waitFor(/Registered with the proxy/, 30_000);
-      await scrapeAll(proxy.port, target.port, plans, wires, (n, plan) => ({
-        what: `scrape ${n} (${bodies[n]!.byteLength} bytes, ${
-          plan.gzip ? `gzip to ${plan.sent.byteLength}` : "identity"
-        }, ${plan.framing}, slices <= ${Math.max(...plan.slices)})`,
-        sized: plan.framing === "length",
-      }));
+      await throughRealClient((proxyPort, wires) =>
+        scrapeAll(proxyPort, target.port, plans, wires, (n, plan) => ({
+          what: `scrape ${n} (${bodies[n]!.byteLength} bytes, ${
+            plan.gzip ? `gzip to ${plan.sent.byteLength}` : "identity"
+          }, ${plan.framing}, slices <= ${Math.max(...plan.slices)})`,
+          sized: plan.framing === "length",
+        }))
+      );
       assert.equal(target.served(), count);
-      const total = plans.reduce((sum, plan) => sum + plan.sent.byteLength, 0);
       const framings = ["length", "chunked", "close"].map((f) =>
         `${plans.filter((p) => p.framing === f).length} ${f}`
       );
-      console.log(
-        `${count} scrapes, ${(total / 1024 / 1024).toFixed(1)} MiB relayed exactly, ` +
-          `${plans.filter((p) => p.gzip).length} gzipped, ${framings.join(", ")}`,
-      );
-    } catch (error) {
-      console.error(
-        `client:\n${client.output().slice(-4000)}\nproxy:\n${proxy.process.output().slice(-4000)}`,
-      );
-      throw error;
+      logRelayed(plans, framings.join(", "));
     } finally {
-      for (const wire of wires) wire.close();
-      await client.stop();
-      await proxy.process.stop();
       await target.close();
     }
   },
